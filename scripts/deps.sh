@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what gemma3.c needs on a fresh Debian machine, and nothing that is already there.
+set -e
+need=()
+command -v gcc >/dev/null || need+=(gcc)
+command -v make >/dev/null || need+=(make)
+echo 'int main(void){return 0;}' | gcc -fopenmp -x c - -o /dev/null 2>/dev/null || need+=(libgomp1 gcc)
+if [ "${G3_FUZZ:-0}" = 1 ]; then command -v clang >/dev/null || need+=(clang); fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}" >&2
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}"
+fi

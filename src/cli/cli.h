@@ -1,0 +1,28 @@
+// cli.h: what the command files of the gemma3 program share: one entry point per command
+// and small argument helpers. Commands print errors as "gemma3 CMD: message" and return 1.
+#ifndef G3_CLI_H
+#define G3_CLI_H
+
+#include <stdint.h>
+
+int cmd_init(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_grad(int argc, char **argv);
+
+// Prints "gemma3 <cmd>: <message>" to stderr and returns 1 (the command's exit code).
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// True when argv[i] is --help or -h anywhere.
+int cli_wants_help(int argc, char **argv);
+// Parses "2,17,300" into a malloc'd array; returns count or -1 (message in g3_error()).
+int cli_parse_ids(const char *s, int32_t **out);
+// Strict number parsing for option values: -1 with a message naming the option on error.
+int cli_int(const char *opt, const char *val, long lo, long hi, long *out);
+int cli_float(const char *opt, const char *val, double *out);
+
+#endif

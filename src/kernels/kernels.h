@@ -1,0 +1,39 @@
+// kernels.h: the numeric kernels of gemma3.c. They know nothing of models: plain arrays
+// in, plain arrays out, output first, dimensions last. Every kernel has a scalar reference
+// (kernels_ref.c, the ground truth kept forever) and may have fast versions (AVX2, AVX-512,
+// AVX512-BF16) chosen once at start-up from the CPU's features (g3_kernels_init).
+//
+// Dimension letters: T rows of activations (tokens), K the reduced (input) dimension,
+// N output features. Weight matrices are [N, K] row-major, exactly as checkpoints store
+// them ([out, in]), and are used in place (memory-mapped), never repacked.
+#ifndef G3_KERNELS_H
+#define G3_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../tensor/dtype.h"
+
+typedef enum { G3_ISA_SCALAR = 0, G3_ISA_AVX2, G3_ISA_AVX512, G3_ISA_AVX512BF16 } G3Isa;
+
+// Detects the CPU and picks kernels. Safe to call more than once. max_isa caps the choice
+// (tests use it to compare each level against the reference); returns the level chosen.
+G3Isa g3_kernels_init(G3Isa max_isa);
+const char *g3_isa_name(G3Isa isa);
+
+// y[T, N] = x[T, K] . w[N, K]^T, w of type wt (F32, BF16 or F16), x and y f32.
+// fast = 0: exact, products of f32 values (bf16/f16 weights widened exactly) summed in f32.
+// fast = 1: may round x to bf16 and use bf16 dot-product instructions (error ~1e-3 rel).
+// Multithreaded with OpenMP inside; call from outside a parallel region.
+void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, int fast);
+
+// General f32 GEMM for training and attention: C[M, N] = A . B (+ C if accumulate), where
+// A is [M, K] (ta = 0) or stored as [K, M] (ta = 1), and B is [K, N] (tb = 0) or stored as
+// [N, K] (tb = 1). All row-major and contiguous. Multithreaded inside.
+void g3_sgemm(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
+
+// Scalar references, exported for the tests and for anyone who wants the ground truth.
+void g3_matmul_ref(float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, int fast);
+void g3_sgemm_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
+
+#endif
