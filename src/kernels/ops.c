@@ -1,0 +1,126 @@
+// ops.c: row-wise kernels and the vector primitives (see ops.h).
+#include "ops.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+void g3_rmsnorm(float *y, const float *x, const float *w1p, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) y[i] = x[i] * r * w1p[i];
+}
+
+void g3_rmsnorm_rows(float *y, const float *x, const float *w1p, int rows, int n, float eps) {
+#pragma omp parallel for if (rows > 16) schedule(static)
+    for (int r = 0; r < rows; r++) g3_rmsnorm(y + (long)r * n, x + (long)r * n, w1p, n, eps);
+}
+
+float g3_gelu_tanh(float x) {
+    const float k = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+void g3_geglu(float *g, const float *u, long n, int erf_form) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (long i = 0; i < n; i++) {
+        float x = g[i];
+        float a = erf_form ? 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)) : g3_gelu_tanh(x);
+        g[i] = a * u[i];
+    }
+}
+
+void g3_rope_angles(float *c, float *s, int pos, int hd, double base, double scale) {
+    for (int d = 0; d < hd / 2; d++) {
+        double inv_freq = pow(base, -2.0 * d / hd) / scale;
+        double a = pos * inv_freq;
+        c[d] = (float)cos(a);
+        s[d] = (float)sin(a);
+    }
+}
+
+void g3_rope(float *x, int nheads, int hd, const float *c, const float *s) {
+    int h2 = hd / 2;
+    for (int h = 0; h < nheads; h++) {
+        float *v = x + (long)h * hd;
+        for (int d = 0; d < h2; d++) {
+            float a = v[d], b = v[d + h2];
+            v[d] = a * c[d] - b * s[d];
+            v[d + h2] = b * c[d] + a * s[d];
+        }
+    }
+}
+
+void g3_softmax(float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) {  // nothing visible: all zero rather than NaN
+        for (int i = 0; i < n; i++) x[i] = 0;
+        return;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void g3_softcap(float *x, long n, float cap) {
+    float inv = 1.0f / cap;
+    for (long i = 0; i < n; i++) x[i] = tanhf(x[i] * inv) * cap;
+}
+
+// ---- vector primitives ----
+
+float g3_dot_ref(const float *a, const float *b, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void g3_axpy_ref(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+__attribute__((target("avx512f"))) static float dot_avx512(const float *a, const float *b, int n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+__attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, const float *x, int n) {
+    __m512 va = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+static int have_avx512 = -1;
+static void detect(void) {
+    __builtin_cpu_init();
+    have_avx512 = __builtin_cpu_supports("avx512f");
+}
+
+float g3_dot(const float *a, const float *b, int n) {
+    if (have_avx512 < 0) detect();
+    return have_avx512 ? dot_avx512(a, b, n) : g3_dot_ref(a, b, n);
+}
+
+void g3_axpy(float *y, float a, const float *x, int n) {
+    if (have_avx512 < 0) detect();
+    if (have_avx512) axpy_avx512(y, a, x, n);
+    else g3_axpy_ref(y, a, x, n);
+}

@@ -1,0 +1,32 @@
+// ops.h: the small row-wise kernels of the forward pass (norms, activations, RoPE, softmax)
+// and vector primitives for attention. Cheap next to the matrix products, so the row-wise
+// ones are plain C (the compiler vectorises them); dot/axpy have an AVX-512 version chosen
+// at run time beside the scalar reference, since decode attention leans on them.
+#ifndef G3_OPS_H
+#define G3_OPS_H
+
+// y[n] = x / sqrt(mean(x^2) + eps) * w1p, where w1p already holds Gemma's (1 + w).
+// The mean is accumulated in double. y may alias x.
+void g3_rmsnorm(float *y, const float *x, const float *w1p, int n, float eps);
+// The same over rows x[R][n] (parallel over rows).
+void g3_rmsnorm_rows(float *y, const float *x, const float *w1p, int rows, int n, float eps);
+// g[i] = act(g[i]) * u[i]: the GeGLU gate (tanh approximation or erf form).
+void g3_geglu(float *g, const float *u, long n, int erf_form);
+float g3_gelu_tanh(float x);
+// Rotates each head of x[nheads][hd] ("rotate half" layout: dim d pairs with d + hd/2)
+// by the angles whose cos/sin are given for d < hd/2.
+void g3_rope(float *x, int nheads, int hd, const float *cos, const float *sin);
+// Fills cos/sin[hd/2] for a position: angle = pos / scale * base^(-2d/hd), in double.
+void g3_rope_angles(float *cos, float *sin, int pos, int hd, double base, double scale);
+// In-place softmax of x[n] (entries of -INFINITY get probability 0).
+void g3_softmax(float *x, int n);
+// x = tanh(x / cap) * cap.
+void g3_softcap(float *x, long n, float cap);
+
+// Vector primitives (dispatched: AVX-512 where available, else scalar).
+float g3_dot(const float *a, const float *b, int n);
+void g3_axpy(float *y, float a, const float *x, int n);  // y += a * x
+float g3_dot_ref(const float *a, const float *b, int n);
+void g3_axpy_ref(float *y, float a, const float *x, int n);
+
+#endif

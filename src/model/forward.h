@@ -1,0 +1,72 @@
+// forward.h: inference over a loaded model: a state with its KV cache and scratch arenas
+// (all sized once, at creation: no allocation per token), and the forward pass over a
+// batch of segments. A segment is a run of consecutive tokens of one sequence (a cache
+// slot); prefill of one prompt is one long segment, a batched decode step is one
+// one-token segment per sequence. Rows of all segments are processed together by every
+// matrix product, so a batch costs one pass over the weights.
+#ifndef G3_FORWARD_H
+#define G3_FORWARD_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct {
+    int seq;   // cache slot
+    int pos0;  // position of the segment's first token: must equal the slot's current length
+    int n;     // tokens
+} G3Segment;
+
+// Called at named points of the forward pass with row-major data (only from the calling
+// thread). Names: "embed", "attn_out", "mlp_out", "layer", "final_norm" (rows x hidden, head
+// -1) and "attn" (attention probabilities of one head: rows x keys, where keys are the
+// positions lo.. of the segment's window; lo = 0 for a prefill from position 0). Only for
+// single-segment calls.
+typedef void (*G3ObserveFn)(void *ctx, const char *name, int layer, int head, const float *data, int rows, int cols);
+
+typedef enum { G3_LOGITS_NONE, G3_LOGITS_LAST, G3_LOGITS_ALL } G3LogitsMode;
+
+typedef struct {
+    const G3Model *m;
+    int max_rows;   // R: rows per forward call
+    int nslots;     // sequences the cache holds
+    int ctx;        // positions per sequence
+    int fast;       // 1: bf16 activations in the matrix products
+    int *len;       // [nslots] positions stored per slot
+    // KV cache per layer: [nslots][NKV][cap[l]][HD]; sliding layers are rings of W positions
+    float **kc, **vc;
+    int *cap;
+    // scratch, [R][...] unless noted
+    float *x, *xn, *q, *k, *v, *att, *tmp, *g, *u;
+    float *cos_l, *sin_l, *cos_g, *sin_g;  // [R][HD/2]
+    int *row_pos;                          // [R]
+    float *kbuf, *vbuf;                    // [ctx + R][HD]  keys/values of one segment, one kv head
+    float *qh, *oh;                        // [R][HD]
+    float *scores;                         // [R][ctx + R]
+    float *tscores;                        // [threads][ctx + R] for the one-row path
+    int nthreads;
+    float *logits;                         // [R][V] (ALL) or [nseg][V] (LAST)
+    int logits_rows;                       // rows logits has room for (grows on demand)
+    float *xlast;                          // [R][C]
+    G3ObserveFn observe;
+    void *observe_ctx;
+} G3State;
+
+// Creates a state for nslots sequences of up to ctx positions, processing up to max_rows
+// rows per call. Reports what it allocated through *bytes when non-NULL.
+G3State *g3_state_new(const G3Model *m, int nslots, int ctx, int max_rows, int fast, int64_t *bytes);
+void g3_state_free(G3State *s);
+// Forgets a slot's cache (a new sequence starts there).
+void g3_state_reset(G3State *s, int seq);
+
+// Runs the segments' tokens (concatenated in segment order) through the model and appends
+// their keys/values to the cache. Logits of the last row of each segment (LAST, into
+// s->logits[nseg][V]) or of every row (ALL, [rows][V]). Checks ids, positions and sizes.
+int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nseg, G3LogitsMode mode);
+
+// Convenience: feeds n tokens to slot seq in chunks of at most max_rows; logits of the last
+// token end up in s->logits[0]. With all_logits non-NULL ([n][V]) every row's logits are
+// copied there.
+int g3_prefill(G3State *s, int seq, const int32_t *tokens, int n, float *all_logits);
+
+#endif

@@ -1,0 +1,161 @@
+// model.c: the tensor table, and loading a checkpoint into it.
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../base/base.h"
+
+static const struct {
+    const char *suffix;
+    G3Kind kind;
+} roles[W_PER_LAYER] = {
+    [W_ATTN_NORM] = {"input_layernorm.weight", G3_KIND_NORM},
+    [W_Q] = {"self_attn.q_proj.weight", G3_KIND_ATTN},
+    [W_K] = {"self_attn.k_proj.weight", G3_KIND_ATTN},
+    [W_V] = {"self_attn.v_proj.weight", G3_KIND_ATTN},
+    [W_O] = {"self_attn.o_proj.weight", G3_KIND_ATTN},
+    [W_Q_NORM] = {"self_attn.q_norm.weight", G3_KIND_NORM},
+    [W_K_NORM] = {"self_attn.k_norm.weight", G3_KIND_NORM},
+    [W_POST_ATTN_NORM] = {"post_attention_layernorm.weight", G3_KIND_NORM},
+    [W_PRE_FFW_NORM] = {"pre_feedforward_layernorm.weight", G3_KIND_NORM},
+    [W_GATE] = {"mlp.gate_proj.weight", G3_KIND_MLP},
+    [W_UP] = {"mlp.up_proj.weight", G3_KIND_MLP},
+    [W_DOWN] = {"mlp.down_proj.weight", G3_KIND_MLP},
+    [W_POST_FFW_NORM] = {"post_feedforward_layernorm.weight", G3_KIND_NORM},
+};
+
+static G3Tensor *add(G3Model *m, const char *name, int layer, int role, G3Kind kind, int64_t d0, int64_t d1) {
+    G3Tensor *t = &m->t[m->nt++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->layer = layer;
+    t->role = role;
+    t->kind = kind;
+    t->ndim = d1 ? 2 : 1;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    t->numel = d1 ? d0 * d1 : d0;
+    m->nparams += t->numel;
+    return t;
+}
+
+int g3_model_table(G3Model *m, const G3Config *c) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    m->t = g3_calloc((size_t)(2 + c->layers * W_PER_LAYER), sizeof *m->t);
+    if (!m->t) return -1;
+    const int64_t C = c->hidden, F = c->inter, HD = c->head_dim, NH = c->heads, NKV = c->kv_heads;
+    m->embed_idx = m->nt;
+    add(m, "model.embed_tokens.weight", -1, -1, G3_KIND_EMBED, c->vocab, C);
+    for (int l = 0; l < c->layers; l++) {
+        for (int r = 0; r < W_PER_LAYER; r++) {
+            m->layer_idx[l][r] = -1;
+            if ((r == W_Q_NORM || r == W_K_NORM) && !c->qk_norm) continue;
+            int64_t d0, d1 = 0;
+            switch (r) {
+            case W_Q: d0 = NH * HD; d1 = C; break;
+            case W_K: case W_V: d0 = NKV * HD; d1 = C; break;
+            case W_O: d0 = C; d1 = NH * HD; break;
+            case W_Q_NORM: case W_K_NORM: d0 = HD; break;
+            case W_GATE: case W_UP: d0 = F; d1 = C; break;
+            case W_DOWN: d0 = C; d1 = F; break;
+            default: d0 = C; break;
+            }
+            char name[96];
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, roles[r].suffix);
+            m->layer_idx[l][r] = m->nt;
+            add(m, name, l, r, roles[r].kind, d0, d1);
+        }
+    }
+    m->final_norm_idx = m->nt;
+    add(m, "model.norm.weight", -1, -2, G3_KIND_NORM, C, 0);
+    return 0;
+}
+
+// Hub checkpoints name the text model's tensors under one of three prefixes.
+static const STTensor *find_tensor(const STSet *s, const char *canonical) {
+    static const char *prefixes[] = {"model.", "language_model.model.", "model.language_model."};
+    const char *rest = canonical + strlen("model.");
+    char name[160];
+    for (size_t i = 0; i < G3_ARRAY_LEN(prefixes); i++) {
+        snprintf(name, sizeof name, "%s%s", prefixes[i], rest);
+        const STTensor *t = st_find(s, name);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+int g3_model_set(G3Model *m, int i, G3DType dt, const void *data) {
+    G3Tensor *t = &m->t[i];
+    t->dtype = dt;
+    t->data = data;
+    if (t->kind != G3_KIND_NORM) return 0;
+    free(t->norm1p);
+    t->norm1p = g3_malloc((size_t)t->numel * sizeof(float));
+    if (!t->norm1p) return -1;
+    g3_to_f32(t->norm1p, data, dt, (size_t)t->numel);
+    for (int64_t k = 0; k < t->numel; k++) t->norm1p[k] += 1.0f;  // Gemma's norms scale by (1 + w)
+    return 0;
+}
+
+int g3_model_load(G3Model *m, const char *dir) {
+    G3Config c;
+    if (g3_config_load(&c, dir)) return -1;
+    if (g3_model_table(m, &c)) return -1;
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    if (st_open(&m->st, dir)) { g3_model_free(m); return -1; }
+    for (int i = 0; i < m->nt; i++) {
+        G3Tensor *t = &m->t[i];
+        const STTensor *s = find_tensor(&m->st, t->name);
+        const char *file = m->st.nfiles == 1 ? m->st.paths[0] : dir;
+        if (!s) {
+            g3_errorf("%s: tensor '%s' is missing (config.json asks for %d layers%s)", file, t->name, c.layers,
+                      t->role == W_Q_NORM || t->role == W_K_NORM ? " with QK-norm" : "");
+            g3_model_free(m);
+            return -1;
+        }
+        file = m->st.paths[s->file];
+        if (s->dtype != G3_F32 && s->dtype != G3_BF16 && s->dtype != G3_F16) {
+            g3_errorf("%s: tensor '%s' has dtype %s; weights must be F32, BF16 or F16", file, s->name, g3_dtype_name(s->dtype));
+            g3_model_free(m);
+            return -1;
+        }
+        int ok = s->ndim == t->ndim && s->shape[0] == t->shape[0] && (t->ndim == 1 || s->shape[1] == t->shape[1]);
+        if (!ok) {
+            char got[64] = "", want[64];
+            for (int d = 0; d < s->ndim; d++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)s->shape[d]);
+            if (t->ndim == 1) snprintf(want, sizeof want, "%lld", (long long)t->shape[0]);
+            else snprintf(want, sizeof want, "%lld, %lld", (long long)t->shape[0], (long long)t->shape[1]);
+            g3_errorf("%s: tensor '%s' has shape [%s] but config.json implies [%s]", file, s->name, got, want);
+            g3_model_free(m);
+            return -1;
+        }
+        if (g3_model_set(m, i, s->dtype, s->data)) { g3_model_free(m); return -1; }
+    }
+    return 0;
+}
+
+void g3_model_free(G3Model *m) {
+    if (m->t)
+        for (int i = 0; i < m->nt; i++) free(m->t[i].norm1p);
+    free(m->t);
+    st_close(&m->st);
+    memset(m, 0, sizeof *m);
+}
+
+int64_t g3_model_weight_bytes(const G3Model *m) {
+    int64_t b = 0;
+    for (int i = 0; i < m->nt; i++) b += m->t[i].numel * g3_dtype_size(m->t[i].dtype);
+    return b;
+}
+
+int64_t g3_kv_bytes(const G3Config *c, int ctx, int elem_bytes, int windowed) {
+    int64_t per_pos = 2LL * c->kv_heads * c->head_dim * elem_bytes, total = 0;
+    for (int l = 0; l < c->layers; l++) {
+        int64_t n = windowed && c->sliding[l] ? G3_MIN(ctx, c->sliding_window) : ctx;
+        total += n * per_pos;
+    }
+    return total;
+}
