@@ -1,0 +1,40 @@
+// kernels_cpu.h: what the CPU kernel files give the dispatcher (dispatch.c). Internal to
+// src/kernels; callers use kernels.h. Each ISA file fills a G3CpuKernels table with the
+// kernels it has; the dispatcher starts from the scalar table and lets each level it is
+// allowed to use overwrite entries, so a level only provides what it improves.
+#ifndef G3_KERNELS_CPU_H
+#define G3_KERNELS_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Computes y[t, n] for all t < T and n0 <= n < n1 (one thread's share of the columns).
+// y is [T, N], w is [N, K] of the kernel's weight type, x is [T, K]: f32 for the exact
+// kernels, bf16 (uint16_t) for the bf16-fast kernel.
+typedef void (*G3MatmulRange)(float *y, const void *x, const void *w, int T, int K, int N, int n0, int n1);
+
+// sgemm micro-kernel: c[mr, nr] (row stride ldc) = (accumulate ? c : 0) + a . b, with a
+// packed as K steps of MR values (zero-padded), b as K steps of NR values (zero-padded).
+typedef void (*G3SgemmMicro)(int K, const float *a, const float *b, float *c, int ldc, int mr, int nr, int accumulate);
+
+typedef struct {
+    G3MatmulRange mm_f32, mm_bf16, mm_f16;  // exact
+    G3MatmulRange mm_bf16_fast;             // NULL where the CPU has no bf16 dot product
+    void (*f32_to_bf16)(uint16_t *dst, const float *src, size_t n);  // round to nearest even
+    G3SgemmMicro sgemm_micro;               // NULL: g3_sgemm falls back to the reference
+    int sgemm_mr, sgemm_nr;
+} G3CpuKernels;
+
+void g3_cpu_kernels_scalar(G3CpuKernels *k);
+void g3_cpu_kernels_avx2(G3CpuKernels *k);
+void g3_cpu_kernels_avx512(G3CpuKernels *k);
+void g3_cpu_kernels_avx512bf16(G3CpuKernels *k);
+// The sgemm micro-kernels, in their own files; called by the table fillers above.
+void g3_cpu_kernels_avx2_sgemm(G3CpuKernels *k);
+void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k);
+
+// The sgemm driver (sgemm.c): blocking, packing and threading around a micro-kernel.
+void g3_sgemm_blocked(const G3CpuKernels *k, int ta, int tb, int M, int N, int K, const float *A,
+                      const float *B, float *C, int accumulate);
+
+#endif

@@ -1,0 +1,159 @@
+// dispatch.c: picks the kernels once from the CPU's features and runs them on the OpenMP
+// threads. The public entry points of kernels.h live here: they split the work (columns
+// of the output, contiguous blocks, one per thread, static), prepare the bf16 copy of the
+// activations for the fast path, and call the chosen ISA's kernel on each share.
+// What this is not: a kernel. The arithmetic is in kernels_ref.c and cpu/*.c.
+#include <cpuid.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../base/base.h"
+#include "cpu/kernels_cpu.h"
+#include "kernels.h"
+
+static G3CpuKernels kern;
+static G3Isa kern_isa = G3_ISA_SCALAR;
+static int kern_ready = 0;
+
+// ---- scalar level: the references, cut into column ranges so that they thread ----
+
+static void mm_range_scalar(float *y, const void *x, const void *w, G3DType wt, int T, int K, int N, int n0, int n1) {
+    for (int t = 0; t < T; t++)
+        g3_matmul_ref(y + (size_t)t * N + n0, (const float *)x + (size_t)t * K,
+                      (const char *)w + (size_t)n0 * K * g3_dtype_size(wt), wt, 1, K, n1 - n0, 0);
+}
+static void mm_f32_scalar(float *y, const void *x, const void *w, int T, int K, int N, int n0, int n1) { mm_range_scalar(y, x, w, G3_F32, T, K, N, n0, n1); }
+static void mm_bf16_scalar(float *y, const void *x, const void *w, int T, int K, int N, int n0, int n1) { mm_range_scalar(y, x, w, G3_BF16, T, K, N, n0, n1); }
+static void mm_f16_scalar(float *y, const void *x, const void *w, int T, int K, int N, int n0, int n1) { mm_range_scalar(y, x, w, G3_F16, T, K, N, n0, n1); }
+
+static void f32_to_bf16_scalar(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = g3_f32_to_bf16(src[i]);
+}
+
+void g3_cpu_kernels_scalar(G3CpuKernels *k) {
+    memset(k, 0, sizeof *k);
+    k->mm_f32 = mm_f32_scalar;
+    k->mm_bf16 = mm_bf16_scalar;
+    k->mm_f16 = mm_f16_scalar;
+    k->f32_to_bf16 = f32_to_bf16_scalar;
+}
+
+// ---- detection ----
+
+static G3Isa detect_isa(void) {
+    __builtin_cpu_init();
+    // __builtin_cpu_supports checks cpuid and (for AVX/AVX-512) that the OS saves the
+    // registers (xgetbv), so a 'yes' here means the instructions are usable.
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return G3_ISA_SCALAR;
+    unsigned a, b, c, d;  // F16C (vcvtph2ps) is not among __builtin_cpu_supports' names in gcc 12
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_F16C)) return G3_ISA_SCALAR;
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+        return G3_ISA_AVX2;
+    if (!__builtin_cpu_supports("avx512bf16")) return G3_ISA_AVX512;
+    return G3_ISA_AVX512BF16;
+}
+
+const char *g3_isa_name(G3Isa isa) {
+    switch (isa) {
+    case G3_ISA_SCALAR: return "scalar";
+    case G3_ISA_AVX2: return "avx2";
+    case G3_ISA_AVX512: return "avx512";
+    case G3_ISA_AVX512BF16: return "avx512bf16";
+    }
+    return "?";
+}
+
+G3Isa g3_kernels_init(G3Isa max_isa) {
+    G3Isa isa = detect_isa();
+    if (isa > max_isa) isa = max_isa;
+    G3CpuKernels k;
+    g3_cpu_kernels_scalar(&k);
+    if (isa >= G3_ISA_AVX2) g3_cpu_kernels_avx2(&k);
+    if (isa >= G3_ISA_AVX512) g3_cpu_kernels_avx512(&k);
+    if (isa >= G3_ISA_AVX512BF16) g3_cpu_kernels_avx512bf16(&k);
+    kern = k;
+    kern_isa = isa;
+    kern_ready = 1;
+    return isa;
+}
+
+static inline void ensure_init(void) {
+    if (!kern_ready) g3_kernels_init(G3_ISA_AVX512BF16);
+}
+
+// ---- matmul ----
+
+// Below this many multiply-adds a second thread costs more than it saves.
+#define MATMUL_MIN_PARALLEL_MACS (1L << 20)
+
+// Per calling thread, grown on demand and kept: the bf16 copy of x for the fast path.
+static _Thread_local uint16_t *xb_buf;
+static _Thread_local size_t xb_cap;
+
+static uint16_t *xb_scratch(size_t n) {
+    if (n > xb_cap) {
+        g3_free_aligned(xb_buf);
+        xb_cap = n + (n >> 2) + 64;
+        xb_buf = g3_malloc_aligned(xb_cap * sizeof(uint16_t));
+        if (!xb_buf) xb_cap = 0;
+    }
+    return xb_buf;
+}
+
+static int pick_threads(long work) {
+    if (omp_in_parallel() || work < MATMUL_MIN_PARALLEL_MACS) return 1;
+    return omp_get_max_threads();
+}
+
+void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, int fast) {
+    ensure_init();
+    if (T <= 0 || N <= 0) return;
+    if (K <= 0) {
+        memset(y, 0, (size_t)T * N * sizeof(float));
+        return;
+    }
+    G3MatmulRange fn = wt == G3_BF16 ? kern.mm_bf16 : wt == G3_F16 ? kern.mm_f16 : kern.mm_f32;
+    const void *xin = x;
+    if (fast && wt == G3_BF16 && kern.mm_bf16_fast) {
+        uint16_t *xb = xb_scratch((size_t)T * K);
+        if (xb) {
+            fn = kern.mm_bf16_fast;
+            xin = xb;
+        }
+    }
+    int nth = pick_threads((long)T * K * N);
+    // Columns are handed out in blocks of 16 so that every share starts on a whole tile.
+    int per = (N + nth - 1) / nth;
+    per = (per + 15) & ~15;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        int id = omp_get_thread_num(), nt = omp_get_num_threads();
+        if (xin != (const void *)x) {
+            size_t total = (size_t)T * K, chunk = (total + nt - 1) / nt;
+            size_t a = chunk * id < total ? chunk * id : total, b = a + chunk < total ? a + chunk : total;
+            kern.f32_to_bf16((uint16_t *)xin + a, x + a, b - a);
+#pragma omp barrier
+        }
+        int n0 = per * id, n1 = n0 + per < N ? n0 + per : N;
+        if (nt == 1) n0 = 0, n1 = N;
+        if (n0 < n1) fn(y, xin, w, T, K, N, n0, n1);
+    }
+}
+
+// ---- sgemm ----
+
+void g3_sgemm(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
+    ensure_init();
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate) memset(C, 0, (size_t)M * N * sizeof(float));
+        return;
+    }
+    if (!kern.sgemm_micro) {
+        g3_sgemm_ref(ta, tb, M, N, K, A, B, C, accumulate);
+        return;
+    }
+    g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, B, C, accumulate);
+}

@@ -1,0 +1,127 @@
+// test_kernels.c: every kernel level the CPU has (scalar, AVX2, AVX-512, AVX512-BF16)
+// against the scalar references, on odd sizes and unaligned pointers: g3_matmul for f32,
+// bf16 and f16 weights in exact and fast modes, g3_sgemm in all transpose/accumulate
+// combinations, and the degenerate sizes (0 and 1).
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kernels/kernels.h"
+
+static unsigned long long rng = 88172645463325252ull;
+static float frand(void) {  // uniform in [-1, 1)
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / (1ull << 23)) - 1.0);
+}
+
+// Weights [N, K] of type wt (at a 1-element offset from an aligned base), from f32 values.
+static void *make_weights(G3DType wt, int N, int K, void **base) {
+    size_t n = (size_t)N * K, es = g3_dtype_size(wt);
+    *base = malloc((n + 1) * es);
+    char *w = (char *)*base + es;
+    for (size_t i = 0; i < n; i++) {
+        float v = frand();
+        if (wt == G3_F32) ((float *)w)[i] = v;
+        else if (wt == G3_BF16) ((uint16_t *)w)[i] = g3_f32_to_bf16(v);
+        else ((uint16_t *)w)[i] = g3_f32_to_f16(v);
+    }
+    return w;
+}
+
+// Whether fast mode at this level rounds x to bf16. Where it does, the kernel must match the
+// reference's fast mode (x rounded, exact products, f32 sums) to summation-order rounding,
+// far tighter than the ~1e-2 the fast contract allows; elsewhere fast runs the exact path.
+static int rounds_x(G3Isa isa, G3DType wt, int fast) { return fast && wt == G3_BF16 && isa >= G3_ISA_AVX512BF16; }
+
+static void test_matmul(G3Isa isa) {
+    static const int Ts[] = {1, 2, 3, 5, 17, 40}, Ks[] = {1, 7, 31, 32, 33, 96, 257}, Ns[] = {1, 3, 17, 64, 130};
+    static const G3DType wts[] = {G3_F32, G3_BF16, G3_F16};
+    for (int a = 0; a < 3; a++)
+        for (int ki = 0; ki < 7; ki++)
+            for (int ni = 0; ni < 5; ni++) {
+                int K = Ks[ki], N = Ns[ni];
+                void *wbase;
+                void *w = make_weights(wts[a], N, K, &wbase);
+                for (int ti = 0; ti < 6; ti++) {
+                    int T = Ts[ti];
+                    float *xbase = malloc(((size_t)T * K + 1) * 4), *x = xbase + 1;  // unaligned
+                    float *y = (float *)malloc(((size_t)T * N + 3) * 4) + 3, *yr = malloc((size_t)T * N * 4);
+                    for (long i = 0; i < (long)T * K; i++) x[i] = frand();
+                    for (int fast = 0; fast <= 1; fast++) {
+                        for (long i = 0; i < (long)T * N; i++) y[i] = NAN;  // every output must be written
+                        g3_matmul(y, x, w, wts[a], T, K, N, fast);
+                        g3_matmul_ref(yr, x, w, wts[a], T, K, N, rounds_x(isa, wts[a], fast));
+                        double e = rel_err(y, yr, (long)T * N);
+                        CHECK(e < 1e-5, "%s matmul %s fast=%d T=%d K=%d N=%d: rel err %g",
+                              g3_isa_name(isa), g3_dtype_name(wts[a]), fast, T, K, N, e);
+                    }
+                    free(xbase), free(y - 3), free(yr);
+                }
+                free(wbase);
+            }
+}
+
+static void test_sgemm(G3Isa isa) {
+    static const int sizes[][3] = {{1, 1, 1}, {1, 17, 33}, {5, 1, 7}, {7, 9, 1}, {13, 31, 40}, {33, 65, 17},
+                                   {64, 64, 64}, {97, 130, 300}, {200, 37, 513}, {8, 32, 256}};
+    for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
+        int M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+        float *A = (float *)malloc(((size_t)M * K + 1) * 4) + 1, *B = (float *)malloc(((size_t)K * N + 1) * 4) + 1;
+        float *C = (float *)malloc(((size_t)M * N + 1) * 4) + 1, *Cr = malloc((size_t)M * N * 4), *C0 = malloc((size_t)M * N * 4);
+        for (long i = 0; i < (long)M * K; i++) A[i] = frand();
+        for (long i = 0; i < (long)K * N; i++) B[i] = frand();
+        for (long i = 0; i < (long)M * N; i++) C0[i] = frand();
+        for (int ta = 0; ta <= 1; ta++)
+            for (int tb = 0; tb <= 1; tb++)
+                for (int acc = 0; acc <= 1; acc++) {
+                    memcpy(C, C0, (size_t)M * N * 4);
+                    memcpy(Cr, C0, (size_t)M * N * 4);
+                    g3_sgemm(ta, tb, M, N, K, A, B, C, acc);
+                    g3_sgemm_ref(ta, tb, M, N, K, A, B, Cr, acc);
+                    double e = rel_err(C, Cr, (long)M * N);
+                    CHECK(e < 1e-5, "%s sgemm ta=%d tb=%d acc=%d M=%d N=%d K=%d: rel err %g", g3_isa_name(isa), ta, tb,
+                          acc, M, N, K, e);
+                }
+        free(A - 1), free(B - 1), free(C - 1), free(Cr), free(C0);
+    }
+    // Degenerate sizes: K = 0 gives zeros (or leaves C alone when accumulating); M or N = 0 is a no-op.
+    float c[4] = {1, 2, 3, 4}, dummy = 5;
+    g3_sgemm(0, 0, 2, 2, 0, &dummy, &dummy, c, 1);
+    CHECK(c[0] == 1 && c[3] == 4, "K=0 accumulate leaves C");
+    g3_sgemm(0, 1, 2, 2, 0, &dummy, &dummy, c, 0);
+    CHECK(c[0] == 0 && c[3] == 0, "K=0 gives zeros");
+    g3_sgemm(1, 1, 0, 2, 3, &dummy, &dummy, c, 0);
+    g3_sgemm(1, 0, 2, 0, 3, &dummy, &dummy, c, 0);
+    float y[2] = {7, 7};
+    g3_matmul(y, &dummy, &dummy, G3_F32, 1, 0, 2, 0);
+    CHECK(y[0] == 0 && y[1] == 0, "matmul K=0 gives zeros");
+}
+
+// A larger product, so that the threaded paths (several column shares) run too.
+static void test_threaded(G3Isa isa) {
+    int T = 9, K = 1000, N = 700;
+    void *wbase;
+    void *w = make_weights(G3_BF16, N, K, &wbase);
+    float *x = malloc((size_t)T * K * 4), *y = malloc((size_t)T * N * 4), *yr = malloc((size_t)T * N * 4);
+    for (long i = 0; i < (long)T * K; i++) x[i] = frand();
+    for (int fast = 0; fast <= 1; fast++) {
+        g3_matmul(y, x, w, G3_BF16, T, K, N, fast);
+        g3_matmul_ref(yr, x, w, G3_BF16, T, K, N, rounds_x(isa, G3_BF16, fast));
+        double e = rel_err(y, yr, (long)T * N);
+        CHECK(e < 1e-6, "%s threaded bf16 fast=%d: rel err %g", g3_isa_name(isa), fast, e);
+    }
+    free(wbase), free(x), free(y), free(yr);
+}
+
+int main(void) {
+    G3Isa top = g3_kernels_init(G3_ISA_AVX512BF16);
+    printf("detected: %s\n", g3_isa_name(top));
+    for (int isa = G3_ISA_SCALAR; isa <= (int)top; isa++) {
+        CHECK(g3_kernels_init((G3Isa)isa) == (G3Isa)isa, "init %s", g3_isa_name((G3Isa)isa));
+        test_matmul((G3Isa)isa);
+        test_sgemm((G3Isa)isa);
+        test_threaded((G3Isa)isa);
+    }
+    g3_kernels_init(top);
+    return check_done();
+}
