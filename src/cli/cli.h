@@ -25,4 +25,24 @@ int cli_parse_ids(const char *s, int32_t **out);
 int cli_int(const char *opt, const char *val, long lo, long hi, long *out);
 int cli_float(const char *opt, const char *val, double *out);
 
+// A declarative option table: each command lists its options once, and gets parsing,
+// errors that name the option, and --help output from it.
+typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_FLAG } CliOptType;
+typedef struct {
+    const char *name;   // "--model"
+    CliOptType type;
+    void *dst;          // const char ** / long * / double * / int *
+    const char *help;   // one line; the default is shown from *dst
+    long lo, hi;        // OPT_INT range (both 0: any non-negative)
+} CliOpt;
+// Returns 0 to go on; -1 after printing --help (exit 0); 1 after an error (printed).
+#define CLI_PARSE(cmd, syn, argc, argv, opts)                                              \
+    do {                                                                                   \
+        int rc_ = cli_parse(cmd, syn, argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0]))); \
+        if (rc_) return rc_ < 0 ? 0 : rc_;                                                 \
+    } while (0)
+int cli_parse(const char *cmd, const char *synopsis, int argc, char **argv, const CliOpt *opts, int nopts);
+// Applies --threads (0 = all cores).
+void cli_set_threads(long n);
+
 #endif

@@ -1,4 +1,108 @@
-// cmd_forward.c: `gemma3 forward` (not built yet).
-#include "cli.h"
+// cmd_forward.c: `gemma3 forward`: one forward pass over token ids; saves the logits and,
+// with --stats, prints what each layer does to the residual stream and how its heads attend.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-int cmd_forward(int argc, char **argv) { return cli_fail("forward", "not implemented yet"); }
+#include "base/base.h"
+#include "cli.h"
+#include "model/forward.h"
+
+typedef struct {
+    int T, layers;
+    double *resid;    // [L] mean L2 norm of the residual rows after the layer
+    double *attn;     // [L] mean attention entropy (nats) over heads and rows
+    double *attn_n;   // [L] count
+    double embed;
+} Stats;
+
+static double mean_row_norm(const float *d, int rows, int cols) {
+    double sum = 0;
+    for (int r = 0; r < rows; r++) {
+        double s = 0;
+        for (int i = 0; i < cols; i++) s += (double)d[(long)r * cols + i] * d[(long)r * cols + i];
+        sum += sqrt(s);
+    }
+    return sum / rows;
+}
+
+static void on_tensor(void *ctx, const char *name, int layer, int head, const float *d, int rows, int cols) {
+    Stats *st = ctx;
+    if (!strcmp(name, "embed")) st->embed = mean_row_norm(d, rows, cols);
+    else if (!strcmp(name, "layer")) st->resid[layer] = mean_row_norm(d, rows, cols);
+    else if (!strcmp(name, "attn")) {
+        for (int r = 0; r < rows; r++) {
+            double h = 0;
+            for (int j = 0; j < cols; j++) {
+                double p = d[(long)r * cols + j];
+                if (p > 0) h -= p * log(p);
+            }
+            st->attn[layer] += h;
+            st->attn_n[layer] += 1;
+        }
+    }
+}
+
+int cmd_forward(int argc, char **argv) {
+    const char *dir = NULL, *ids_s = NULL, *save = NULL;
+    long threads = 0;
+    int exact = 0, stats = 0;
+    CliOpt opts[] = {
+        {"--model", OPT_STR, &dir, "model folder"},
+        {"--ids", OPT_STR, &ids_s, "token ids, comma-separated (start with 2, <bos>)"},
+        {"--save", OPT_STR, &save, "write logits [T, V] F32 to this .safetensors file"},
+        {"--stats", OPT_FLAG, &stats, "print per-layer residual norms and attention entropy"},
+        {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
+        {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
+    };
+    CLI_PARSE("forward", "--model DIR --ids 2,17,300 [--save out.safetensors] [--stats]", argc, argv, opts);
+    if (!dir || !ids_s) return cli_fail("forward", "--model and --ids are required (see --help)");
+    cli_set_threads(threads);
+    int32_t *ids;
+    int T = cli_parse_ids(ids_s, &ids);
+    if (T < 0) return cli_fail("forward", "--ids: %s", g3_error());
+    if (T == 0) return cli_fail("forward", "--ids: no ids given");
+    G3Model m;
+    if (g3_model_load(&m, dir)) { free(ids); return cli_fail("forward", "%s", g3_error()); }
+    int rc = 1;
+    const int V = m.cfg.vocab, L = m.cfg.layers;
+    float *logits = NULL;
+    Stats st = {T, L, calloc((size_t)L, sizeof(double)), calloc((size_t)L, sizeof(double)), calloc((size_t)L, sizeof(double)), 0};
+    if (T > m.cfg.max_pos) { cli_fail("forward", "%d ids exceed the model's context of %d positions", T, m.cfg.max_pos); goto out; }
+    G3State *s = g3_state_new(&m, 1, T, G3_MIN(T, 512), !exact, NULL);
+    if (!s) { cli_fail("forward", "%s", g3_error()); goto out; }
+    if (stats) { s->observe = on_tensor; s->observe_ctx = &st; }
+    logits = g3_malloc((size_t)T * V * sizeof(float));
+    double t0 = g3_now();
+    if (!logits || g3_prefill(s, 0, ids, T, logits)) { cli_fail("forward", "%s", g3_error()); g3_state_free(s); goto out; }
+    double dt = g3_now() - t0;
+    g3_state_free(s);
+    if (stats) {
+        if (T > 512) printf("(attention entropy covers the last chunk of 512 positions)\n");
+        printf("layer  kind     resid norm  attn entropy (nats, mean over heads and positions)\n");
+        printf("embed           %10.3f\n", st.embed);
+        for (int l = 0; l < L; l++)
+            printf("%5d  %-7s  %10.3f  %8.3f\n", l, m.cfg.sliding[l] ? "sliding" : "global", st.resid[l], st.attn_n[l] ? st.attn[l] / st.attn_n[l] : 0);
+    }
+    fflush(stdout);
+    int best = 0;
+    for (int i = 1; i < V; i++) if (logits[(long)(T - 1) * V + i] > logits[(long)(T - 1) * V + best]) best = i;
+    fprintf(stderr, "forward: %d tokens in %.3f s (%.1f tok/s); top next token %d (logit %.3f)\n", T, dt, T / dt, best, logits[(long)(T - 1) * V + best]);
+    if (save) {
+        STWriter w = {0};
+        int64_t shape[2] = {T, V};
+        if (st_writer_add(&w, "logits", G3_F32, 2, shape, logits) || st_writer_write(&w, save, NULL)) {
+            st_writer_free(&w);
+            cli_fail("forward", "%s", g3_error());
+            goto out;
+        }
+        st_writer_free(&w);
+        fprintf(stderr, "forward: wrote logits [%d, %d] to %s\n", T, V, save);
+    }
+    rc = 0;
+out:
+    free(ids); free(logits); free(st.resid); free(st.attn); free(st.attn_n);
+    g3_model_free(&m);
+    return rc;
+}

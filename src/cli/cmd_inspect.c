@@ -1,4 +1,93 @@
-// cmd_inspect.c: `gemma3 inspect` (not built yet).
-#include "cli.h"
+// cmd_inspect.c: `gemma3 inspect`: the architecture as someone studying it wants to see it.
+#include <stdio.h>
+#include <string.h>
 
-int cmd_inspect(int argc, char **argv) { return cli_fail("inspect", "not implemented yet"); }
+#include "base/base.h"
+#include "cli.h"
+#include "model/model.h"
+
+static void human(char *out, size_t cap, double bytes) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (bytes >= 1024 && i < 4) { bytes /= 1024; i++; }
+    snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", bytes, u[i]);
+}
+
+static void count(char *out, size_t cap, double n) {
+    if (n >= 1e9) snprintf(out, cap, "%.2fB", n / 1e9);
+    else if (n >= 1e6) snprintf(out, cap, "%.1fM", n / 1e6);
+    else if (n >= 1e3) snprintf(out, cap, "%.1fK", n / 1e3);
+    else snprintf(out, cap, "%.0f", n);
+}
+
+int cmd_inspect(int argc, char **argv) {
+    const char *dir = NULL;
+    long ctx = 0;
+    CliOpt opts[] = {
+        {"--model", OPT_STR, &dir, "model folder (config.json + model.safetensors or a sharded set)"},
+        {"--context", OPT_INT, &ctx, "context length for the KV-cache figures (0: the model's maximum)", 0, 1 << 30},
+    };
+    CLI_PARSE("inspect", "--model DIR [--context N]", argc, argv, opts);
+    if (!dir) return cli_fail("inspect", "--model DIR is required");
+    G3Model m;
+    if (g3_model_load(&m, dir)) return cli_fail("inspect", "%s", g3_error());
+    const G3Config *c = &m.cfg;
+    if (ctx == 0) ctx = c->max_pos;
+    char a[32], b[32];
+
+    printf("model      %s\n", dir);
+    printf("family     Gemma %d (%s%s)\n", c->family, c->arch[0] ? c->arch : "?", c->multimodal ? ", text model of a multimodal checkpoint" : "");
+    printf("files      %d safetensors file%s, weights %s\n", m.st.nfiles, m.st.nfiles == 1 ? "" : "s", g3_dtype_name(m.t[m.embed_idx].dtype));
+    printf("\nsizes      vocab %d, hidden %d, MLP %d, layers %d\n", c->vocab, c->hidden, c->inter, c->layers);
+    printf("attention  %d query heads, %d KV head%s (%s), head_dim %d, scale 1/sqrt(%g)\n", c->heads, c->kv_heads,
+           c->kv_heads == 1 ? "" : "s", c->kv_heads == 1 ? "multi-query" : c->kv_heads == c->heads ? "multi-head" : "grouped-query",
+           c->head_dim, c->query_pre_attn_scalar);
+    printf("norms      RMSNorm (1+w), eps %g%s; GeGLU (%s)\n", c->eps, c->qk_norm ? ", QK-norm" : "", c->act == G3_GELU_TANH ? "gelu tanh" : "gelu erf");
+    printf("softcaps   attention %s, final %s\n", c->attn_softcap > 0 ? (snprintf(a, sizeof a, "%g", c->attn_softcap), a) : "none",
+           c->final_softcap > 0 ? (snprintf(b, sizeof b, "%g", c->final_softcap), b) : "none");
+    printf("context    max %d positions, sliding window %d\n", c->max_pos, c->sliding_window);
+
+    printf("\nlayers     kind     window  RoPE base  scale\n");
+    int nsl = 0;
+    for (int l = 0; l < c->layers; l++) nsl += c->sliding[l];
+    for (int l = 0; l < c->layers; l++) {
+        int sl = c->sliding[l];
+        // print runs of identical layers on one line, so 62 layers stay readable
+        int e = l;
+        while (e + 1 < c->layers && c->sliding[e + 1] == sl) e++;
+        char span[32];
+        if (e > l) snprintf(span, sizeof span, "%d-%d", l, e); else snprintf(span, sizeof span, "%d", l);
+        printf("  %-8s %-8s %6s  %9.0f  %5g\n", span, sl ? "sliding" : "global", sl ? (snprintf(a, sizeof a, "%d", c->sliding_window), a) : "full",
+               sl ? c->rope_local_base : c->rope_global_base, sl ? c->rope_local_scale : c->rope_global_scale);
+        l = e;
+    }
+    printf("  (%d sliding, %d global)\n", nsl, c->layers - nsl);
+
+    int64_t by_kind[4] = {0}, bytes_kind[4] = {0};
+    for (int i = 0; i < m.nt; i++) {
+        by_kind[m.t[i].kind] += m.t[i].numel;
+        bytes_kind[m.t[i].kind] += m.t[i].numel * g3_dtype_size(m.t[i].dtype);
+    }
+    const char *kinds[] = {"embedding", "attention", "MLP", "norms"};
+    printf("\nparameters                 count      share   bytes\n");
+    for (int k = 0; k < 4; k++) {
+        count(a, sizeof a, (double)by_kind[k]);
+        human(b, sizeof b, (double)bytes_kind[k]);
+        printf("  %-22s %9s  %6.2f%%  %s\n", kinds[k], a, 100.0 * by_kind[k] / m.nparams, b);
+    }
+    count(a, sizeof a, (double)m.nparams);
+    human(b, sizeof b, (double)g3_model_weight_bytes(&m));
+    printf("  %-22s %9s  %6.2f%%  %s  (output head tied to the embedding)\n", "total", a, 100.0, b);
+
+    printf("\nKV cache at %ld positions (one sequence)\n", ctx);
+    char w32[32], f32[32], w16[32], f16[32];
+    human(w32, sizeof w32, (double)g3_kv_bytes(c, (int)ctx, 4, 1));
+    human(f32, sizeof f32, (double)g3_kv_bytes(c, (int)ctx, 4, 0));
+    human(w16, sizeof w16, (double)g3_kv_bytes(c, (int)ctx, 2, 1));
+    human(f16, sizeof f16, (double)g3_kv_bytes(c, (int)ctx, 2, 0));
+    printf("  windowed (sliding layers keep %d positions)  f32 %s   bf16 %s   <- gemma3.c keeps this (f32)\n", c->sliding_window, w32, w16);
+    printf("  if every layer kept every position           f32 %s   bf16 %s\n", f32, f16);
+    printf("  per token: %d values per layer (2 x %d KV heads x %d)\n", 2 * c->kv_heads * c->head_dim, c->kv_heads, c->head_dim);
+    g3_model_free(&m);
+    return 0;
+}

@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <errno.h>
+#include <omp.h>
 
 #include "base/base.h"
 #include "cli.h"
@@ -105,4 +107,40 @@ int cli_float(const char *opt, const char *val, double *out) {
     if (end == val || *end || errno) return g3_errorf("%s: '%s' is not a number", opt, val);
     *out = v;
     return 0;
+}
+
+static void print_help(const char *cmd, const char *synopsis, const CliOpt *opts, int nopts) {
+    printf("usage: gemma3 %s %s\n\noptions:\n", cmd, synopsis);
+    for (int i = 0; i < nopts; i++) {
+        const CliOpt *o = &opts[i];
+        char def[64] = "";
+        if (o->type == OPT_STR && *(const char **)o->dst) snprintf(def, sizeof def, " (default %s)", *(const char **)o->dst);
+        if (o->type == OPT_INT) snprintf(def, sizeof def, " (default %ld)", *(long *)o->dst);
+        if (o->type == OPT_FLOAT) snprintf(def, sizeof def, " (default %g)", *(double *)o->dst);
+        const char *arg = o->type == OPT_STR ? " S" : o->type == OPT_INT ? " N" : o->type == OPT_FLOAT ? " X" : "";
+        printf("  %s%-*s %s%s\n", o->name, (int)(20 - strlen(o->name)), arg, o->help, def);
+    }
+    printf("  --help               this text\n");
+}
+
+int cli_parse(const char *cmd, const char *synopsis, int argc, char **argv, const CliOpt *opts, int nopts) {
+    if (cli_wants_help(argc, argv)) { print_help(cmd, synopsis, opts, nopts); return -1; }
+    for (int i = 1; i < argc; i++) {
+        const CliOpt *o = NULL;
+        for (int k = 0; k < nopts && !o; k++) if (!strcmp(argv[i], opts[k].name)) o = &opts[k];
+        if (!o) return cli_fail(cmd, "unknown option '%s' (see gemma3 %s --help)", argv[i], cmd);
+        if (o->type == OPT_FLAG) { *(int *)o->dst = 1; continue; }
+        if (i + 1 >= argc) return cli_fail(cmd, "%s needs a value", o->name);
+        const char *v = argv[++i];
+        if (o->type == OPT_STR) *(const char **)o->dst = v;
+        else if (o->type == OPT_INT) {
+            long lo = o->lo, hi = o->hi ? o->hi : LONG_MAX;
+            if (cli_int(o->name, v, lo, hi, (long *)o->dst)) return cli_fail(cmd, "%s", g3_error());
+        } else if (cli_float(o->name, v, (double *)o->dst)) return cli_fail(cmd, "%s", g3_error());
+    }
+    return 0;
+}
+
+void cli_set_threads(long n) {
+    if (n > 0) omp_set_num_threads((int)n);
 }

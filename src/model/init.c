@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../base/base.h"
 
@@ -45,6 +46,7 @@ typedef struct {
     G3DType dt;
     int verbose;
     int64_t done, total;
+    double last;
 } InitCtx;
 
 static int fill(void *ctxp, const void *outp, void *buf) {
@@ -64,7 +66,13 @@ static int fill(void *ctxp, const void *outp, void *buf) {
         for (int64_t k = 0; k < t->numel; k++) ((uint16_t *)buf)[k] = g3_f32_to_f16(f[k]);
     if (f != buf) free(f);
     ctx->done += t->numel;
-    if (ctx->verbose) fprintf(stderr, "\rinit: %5.1f%% of %lld parameters", 100.0 * ctx->done / ctx->total, (long long)ctx->total);
+    // progress at most twice a second: an updating line on a terminal, plain lines otherwise
+    double now = g3_now();
+    if (ctx->verbose && (now - ctx->last >= 0.5 || ctx->done == ctx->total)) {
+        ctx->last = now;
+        fprintf(stderr, isatty(2) ? "\rinit: %5.1f%% of %lld parameters" : "init: %5.1f%% of %lld parameters\n",
+                100.0 * ctx->done / ctx->total, (long long)ctx->total);
+    }
     return 0;
 }
 
@@ -77,11 +85,11 @@ int g3_init_checkpoint(const G3Config *c, const char *dir, G3DType dt, uint64_t 
     char path[4200];
     int rc = -1;
     STWriter w = {0};
-    InitCtx ctx = {&m, seed, std, dt, verbose, 0, m.nparams};
+    InitCtx ctx = {&m, seed, std, dt, verbose, 0, m.nparams, g3_now()};
     for (int i = 0; i < m.nt; i++)
         if (st_writer_add_fill(&w, m.t[i].name, dt, m.t[i].ndim, m.t[i].shape, fill, &ctx)) goto out;
     if (st_writer_write_sharded(&w, dir, max_shard)) goto out;
-    if (verbose) fprintf(stderr, "\n");
+    if (verbose && isatty(2)) fprintf(stderr, "\n");
     if (g3_path_join(path, sizeof path, dir, "config.json") || g3_config_write(&cc, path)) goto out;
     rc = 0;
 out:
