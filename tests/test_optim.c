@@ -1,0 +1,154 @@
+// test_optim.c: our AdamW, gradient clipping and schedule against PyTorch's torch.optim.AdamW
+// (tests/data/adamw_ref.safetensors, written by tests/ref/gen_adamw_ref.py in float64); the
+// 8-bit variant against the same trajectory (close, not exact); the 8-bit code tables; the
+// schedules' shapes.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "base/base.h"
+#include "io/safetensors.h"
+#include "train/optim.h"
+#include "train/rng.h"
+#include "train/schedule.h"
+
+static const char *names[3] = {"w_mat", "embed", "norm"};
+
+static const void *get(const STSet *st, const char *name, int64_t n, G3DType dt) {
+    const STTensor *t = st_find(st, name);
+    if (!t || st_numel(t) != n || t->dtype != dt) {
+        fprintf(stderr, "reference tensor %s missing or wrong\n", name);
+        exit(1);
+    }
+    return t->data;
+}
+
+static double get1(const double *a, int i) { double x; memcpy(&x, a + i, 8); return x; }
+
+// Runs the reference's steps with bits 32 or 8; returns the largest per-tensor relative error
+// of the parameters (bits 32) or of the total update (bits 8) over all steps.
+static double run(const STSet *st, int bits, double *max_lr_err, double *max_norm_err) {
+    const double *hp = get(st, "hparams", 9, G3_F64);
+    int steps = (int)get1(hp, 3);
+    int64_t numel[3], off[3], n = 0;
+    uint8_t decay[3] = {1, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "init.%s", names[i]);
+        numel[i] = st_numel(st_find(st, nm));
+        off[i] = n;
+        n += numel[i];
+    }
+    float *p = malloc(sizeof(float) * (size_t)n), *g = malloc(sizeof(float) * (size_t)n), *p0 = malloc(sizeof(float) * (size_t)n);
+    for (int i = 0; i < 3; i++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "init.%s", names[i]);
+        memcpy(p + off[i], get(st, nm, numel[i], G3_F32), sizeof(float) * (size_t)numel[i]);
+    }
+    memcpy(p0, p, sizeof(float) * (size_t)n);
+    G3AdamWConfig c = {.beta1 = get1(hp, 4), .beta2 = get1(hp, 5), .eps = get1(hp, 6), .weight_decay = get1(hp, 7), .bits = bits};
+    G3AdamW o;
+    CHECK(g3_adamw_init(&o, &c, 3, off, numel, decay) == 0, "%s", g3_error());
+    G3Schedule sch = {G3_SCHED_COSINE, get1(hp, 0), get1(hp, 1), (int64_t)get1(hp, 2), steps, 0};
+    const double *lrs = get(st, "lr", steps, G3_F64), *norms = get(st, "grad_norm", steps, G3_F64);
+    double worst = 0;
+    *max_lr_err = *max_norm_err = 0;
+    for (int s = 0; s < steps; s++) {
+        for (int i = 0; i < 3; i++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "grad%d.%s", s, names[i]);
+            memcpy(g + off[i], get(st, nm, numel[i], G3_F32), sizeof(float) * (size_t)numel[i]);
+        }
+        double norm = g3_grad_norm(g, n), lr = g3_schedule_lr(&sch, s);
+        *max_lr_err = fmax(*max_lr_err, fabs(lr - get1(lrs, s)) / get1(lrs, s));
+        *max_norm_err = fmax(*max_norm_err, fabs(norm - get1(norms, s)) / get1(norms, s));
+        g3_adamw_step(&o, p, g, lr, g3_clip_scale(norm, get1(hp, 8)));
+        for (int i = 0; i < 3; i++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "step%d.%s", s, names[i]);
+            const float *ref = get(st, nm, numel[i], G3_F32);
+            double e;
+            if (bits == 32) e = rel_err(p + off[i], ref, numel[i]);
+            else {
+                // Compare the updates (p - p0), which is where quantization shows.
+                float *du = malloc(sizeof(float) * (size_t)numel[i]), *dr = malloc(sizeof(float) * (size_t)numel[i]);
+                for (int64_t j = 0; j < numel[i]; j++) {
+                    du[j] = p[off[i] + j] - p0[off[i] + j];
+                    dr[j] = ref[j] - p0[off[i] + j];
+                }
+                e = rel_err(du, dr, numel[i]);
+                free(du);
+                free(dr);
+            }
+            if (e > worst) worst = e;
+        }
+    }
+    g3_adamw_free(&o);
+    free(p); free(g); free(p0);
+    return worst;
+}
+
+int main(void) {
+    STSet st;
+    if (st_open(&st, "tests/data/adamw_ref.safetensors")) {
+        fprintf(stderr, "%s\n", g3_error());
+        return 1;
+    }
+    double lr_err, norm_err;
+    double e32 = run(&st, 32, &lr_err, &norm_err);
+    printf("AdamW vs torch.optim.AdamW: max rel err %.3g (params), lr %.3g, grad norm %.3g\n", e32, lr_err, norm_err);
+    CHECK(e32 < 1e-6, "32-bit AdamW rel err %g", e32);
+    CHECK(lr_err < 1e-12, "schedule rel err %g", lr_err);
+    CHECK(norm_err < 1e-9, "grad norm rel err %g", norm_err);
+    double e8 = run(&st, 8, &lr_err, &norm_err);
+    printf("8-bit AdamW: update rel err %.3g vs the f32 reference\n", e8);
+    CHECK(e8 < 0.05, "8-bit AdamW update rel err %g", e8);
+    st_close(&st);
+
+    // The 8-bit code tables: ascending, 0 and 1 present, and round trips close over six decades.
+    const float *qs = g3_qmap_signed(), *qu = g3_qmap_unsigned();
+    int sorted = 1;
+    for (int i = 1; i < 256; i++) sorted &= qs[i] > qs[i - 1] && qu[i] > qu[i - 1];
+    CHECK(sorted, "code tables must be strictly ascending");
+    CHECK(qu[0] == 0 && qu[255] == 1 && qs[255] == 1, "code table ends");
+    CHECK(qs[g3_quantize_nearest(qs, 0)] == 0, "zero must be exact");
+    double worst_rt = 0;
+    G3Rng r;
+    g3_rng_seed(&r, 7);
+    for (int i = 0; i < 10000; i++) {
+        float x = (float)pow(10, -5 * g3_rng_uniform(&r));  // 1e-5 .. 1
+        float y = qu[g3_quantize_nearest(qu, x)], z = qs[g3_quantize_nearest(qs, -x)];
+        // Error relative to the block's absmax (1 here): the code's spacing is finest near 0.
+        worst_rt = fmax(worst_rt, fmax(fabs(y - x), fabs(z + x)));
+    }
+    printf("8-bit code round trip over 1e-5..1: max abs err %.3g (of absmax)\n", worst_rt);
+    CHECK(worst_rt < 0.008, "dynamic code round trip error %g", worst_rt);
+
+    // Memory: 8 bytes per parameter for f32 moments, ~2 for 8-bit.
+    G3AdamW o;
+    int64_t off = 0, n = 1 << 20;
+    uint8_t d = 1;
+    G3AdamWConfig c = g3_adamw_defaults();
+    c.bits = 8;
+    CHECK(g3_adamw_init(&o, &c, 1, &off, &n, &d) == 0, "init");
+    printf("state for 1M params: %lld bytes (32-bit) vs %lld (8-bit)\n", (long long)g3_adamw_state_bytes(&o, 32),
+           (long long)g3_adamw_state_bytes(&o, 8));
+    CHECK(g3_adamw_state_bytes(&o, 8) * 3 < g3_adamw_state_bytes(&o, 32), "8-bit saves ~4x");
+    g3_adamw_free(&o);
+
+    // Schedules: constant after warmup; wsd stable then linear to the floor on the last step;
+    // cosine reaches near the floor at the end.
+    G3Schedule s = {G3_SCHED_CONSTANT, 1.0, 0.1, 10, 100, 0};
+    CHECK(g3_schedule_lr(&s, 0) == 0.1 && g3_schedule_lr(&s, 9) == 1.0 && g3_schedule_lr(&s, 99) == 1.0, "constant");
+    s.kind = G3_SCHED_WSD;
+    s.decay = 20;
+    CHECK(g3_schedule_lr(&s, 79) == 1.0 && fabs(g3_schedule_lr(&s, 89) - 0.55) < 1e-12 && fabs(g3_schedule_lr(&s, 99) - 0.1) < 1e-12,
+          "wsd: %g %g %g", g3_schedule_lr(&s, 79), g3_schedule_lr(&s, 89), g3_schedule_lr(&s, 99));
+    s.kind = G3_SCHED_COSINE;
+    CHECK(g3_schedule_lr(&s, 10) == 1.0 && g3_schedule_lr(&s, 99) < 0.11 && g3_schedule_lr(&s, 500) == 0.1, "cosine");
+    // Clipping: the factor of clip_grad_norm_.
+    CHECK(g3_clip_scale(0.5, 1.0) == 1.0f && fabsf(g3_clip_scale(4.0, 1.0) - 0.25f) < 1e-6f && g3_clip_scale(4, 0) == 1.0f, "clip");
+    return check_done();
+}
