@@ -27,6 +27,10 @@ int g3_train_model_from(G3TrainModel *tm, const G3Model *src);
 // weights converted to dt (F32 or BF16), atomically.
 int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt);
 void g3_train_model_free(G3TrainModel *tm);
+// Refreshes what tm->m derives from params (the norms' f32 (1 + w) copies), so that tm->m
+// can run the inference forward (forward.h) after params changed, e.g. after optimizer steps.
+// The training pass itself reads params directly and never needs this.
+void g3_train_model_sync(G3TrainModel *tm);
 
 // Activations for one micro-batch of B sequences of T tokens, sized once.
 typedef struct G3TrainCtx G3TrainCtx;

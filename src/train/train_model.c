@@ -1,0 +1,125 @@
+// train_model.c: the trainable model: f32 parameters and gradients, each one allocation
+// laid out in the order of the tensor table; creation, random init, copy from a loaded
+// model, and saving in the Hub's format. Not the optimizer (optim.c) nor checkpoints of a
+// training run (checkpoint.c): those read the same layout.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../base/base.h"
+#include "../model/init.h"
+#include "train.h"
+
+int g3_train_model_new(G3TrainModel *tm, const G3Config *c) {
+    memset(tm, 0, sizeof *tm);
+    if (g3_model_table(&tm->m, c)) return -1;
+    tm->off = g3_calloc((size_t)tm->m.nt, sizeof *tm->off);
+    if (!tm->off) goto fail;
+    for (int i = 0; i < tm->m.nt; i++) {
+        tm->off[i] = tm->n;
+        tm->n += tm->m.t[i].numel;
+    }
+    size_t bytes = (size_t)tm->n * sizeof(float);
+    tm->params = g3_malloc_aligned(bytes);
+    tm->grads = g3_malloc_aligned(bytes);
+    if (!tm->params || !tm->grads) {
+        g3_error_prefix("%.1f GiB for the parameters and gradients of %lld parameters", 2.0 * bytes / (1 << 30),
+                        (long long)tm->m.nparams);
+        goto fail;
+    }
+    memset(tm->params, 0, bytes);
+    memset(tm->grads, 0, bytes);
+    for (int i = 0; i < tm->m.nt; i++)
+        if (g3_model_set(&tm->m, i, G3_F32, tm->params + tm->off[i])) goto fail;
+    return 0;
+fail:
+    g3_train_model_free(tm);
+    return -1;
+}
+
+void g3_train_model_sync(G3TrainModel *tm) {
+    for (int i = 0; i < tm->m.nt; i++) {
+        G3Tensor *t = &tm->m.t[i];
+        if (t->kind != G3_KIND_NORM || !t->norm1p) continue;
+        const float *w = tm->params + tm->off[i];
+        for (int64_t k = 0; k < t->numel; k++) t->norm1p[k] = 1.0f + w[k];
+    }
+}
+
+void g3_train_model_init_random(G3TrainModel *tm, uint64_t seed, float std) {
+    for (int i = 0; i < tm->m.nt; i++) g3_init_tensor_f32(&tm->m, i, seed, std, tm->params + tm->off[i]);
+    g3_train_model_sync(tm);
+}
+
+int g3_train_model_from(G3TrainModel *tm, const G3Model *src) {
+    if (g3_train_model_new(tm, &src->cfg)) return -1;
+    for (int i = 0; i < tm->m.nt; i++) {
+        const G3Tensor *s = &src->t[i];
+        if (!s->data || s->numel != tm->m.t[i].numel) {
+            g3_errorf("train: source model lacks tensor '%s'", tm->m.t[i].name);
+            g3_train_model_free(tm);
+            return -1;
+        }
+        g3_to_f32(tm->params + tm->off[i], s->data, s->dtype, (size_t)s->numel);
+    }
+    g3_train_model_sync(tm);
+    return 0;
+}
+
+typedef struct {
+    const G3TrainModel *tm;
+    G3DType dt;
+} SaveCtx;
+
+// Converts one tensor to the output dtype just before the writer needs it.
+static int fill(void *ctxp, const void *outp, void *buf) {
+    const SaveCtx *ctx = ctxp;
+    const STOut *o = outp;
+    for (int i = 0; i < ctx->tm->m.nt; i++) {
+        const G3Tensor *t = &ctx->tm->m.t[i];
+        if (strcmp(t->name, o->name)) continue;
+        const float *p = ctx->tm->params + ctx->tm->off[i];
+        uint16_t *h = buf;
+        if (ctx->dt == G3_BF16)
+            for (int64_t k = 0; k < t->numel; k++) h[k] = g3_f32_to_bf16(p[k]);
+        else if (ctx->dt == G3_F16)
+            for (int64_t k = 0; k < t->numel; k++) h[k] = g3_f32_to_f16(p[k]);
+        else
+            memcpy(buf, p, (size_t)t->numel * sizeof(float));
+        return 0;
+    }
+    return g3_errorf("save: unknown tensor %s", o->name);
+}
+
+int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt) {
+    if (dt != G3_F32 && dt != G3_BF16 && dt != G3_F16) return g3_errorf("save: weights must be F32, BF16 or F16, not %s", g3_dtype_name(dt));
+    if (g3_mkdir_p(dir)) return -1;
+    G3Config c = tm->m.cfg;
+    c.dtype = dt;
+    SaveCtx ctx = {tm, dt};
+    STWriter w = {0};
+    char path[4200];
+    int rc = -1;
+    for (int i = 0; i < tm->m.nt; i++) {
+        const G3Tensor *t = &tm->m.t[i];
+        int e = dt == G3_F32 ? st_writer_add(&w, t->name, dt, t->ndim, t->shape, tm->params + tm->off[i])
+                             : st_writer_add_fill(&w, t->name, dt, t->ndim, t->shape, fill, &ctx);
+        if (e) goto out;
+    }
+    // weights first, config last: a folder with a config.json is a complete model
+    if (g3_path_join(path, sizeof path, dir, "model.safetensors") || st_writer_write(&w, path, "\"format\":\"pt\"")) goto out;
+    if (g3_path_join(path, sizeof path, dir, "config.json") || g3_config_write(&c, path)) goto out;
+    rc = 0;
+out:
+    if (rc) g3_error_prefix("saving the model to %s", dir);
+    st_writer_free(&w);
+    return rc;
+}
+
+void g3_train_model_free(G3TrainModel *tm) {
+    if (tm->m.t) g3_model_free(&tm->m);
+    g3_free_aligned(tm->params);
+    g3_free_aligned(tm->grads);
+    free(tm->off);
+    memset(tm, 0, sizeof *tm);
+}

@@ -1,0 +1,277 @@
+// train_ops.c: forward/backward pairs of the training ops (see train_ops.h). Reductions that
+// the reference is sensitive to (norm means, softmax sums, norm weight gradients) run in double.
+#include "train_ops.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "../base/base.h"
+#include "../kernels/ops.h"
+
+// ---- embedding ----
+
+void g3_embedding_forward(float *x, const int32_t *ids, const float *E, int rows, int C, float scale) {
+#pragma omp parallel for if (rows > 64) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *e = E + (long)ids[r] * C;
+        float *xr = x + (long)r * C;
+        for (int i = 0; i < C; i++) xr[i] = e[i] * scale;
+    }
+}
+
+void g3_embedding_backward(float *dE, const float *dx, const int32_t *ids, int rows, int C, float scale) {
+    for (int r = 0; r < rows; r++) g3_axpy(dE + (long)ids[r] * C, scale, dx + (long)r * C, C);
+}
+
+// ---- RMSNorm ----
+
+void g3_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps) {
+#pragma omp parallel for if (rows > 16) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (long)r * n;
+        float *yr = y + (long)r * n;
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
+        float rs = (float)(1.0 / sqrt(ss / n + eps));
+        rstd[r] = rs;
+        for (int i = 0; i < n; i++) yr[i] = xr[i] * rs * (1.0f + w[i]);
+    }
+}
+
+void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
+                         int rows, int n, int accumulate) {
+    // dw first: columns in blocks, each block owned by one thread (no races, and the sum
+    // order does not depend on the thread count).
+    enum { CB = 64 };
+#pragma omp parallel for if ((long)rows * n > 32768) schedule(static)
+    for (int i0 = 0; i0 < n; i0 += CB) {
+        double acc[CB] = {0};
+        int nb = G3_MIN(CB, n - i0);
+        for (int r = 0; r < rows; r++) {
+            const float *dyr = dy + (long)r * n + i0, *xr = x + (long)r * n + i0;
+            double rs = rstd[r];
+            for (int i = 0; i < nb; i++) acc[i] += (double)dyr[i] * xr[i] * rs;
+        }
+        for (int i = 0; i < nb; i++) dw[i0 + i] += (float)acc[i];
+    }
+    // dx = rstd * dy * (1+w) - x * rstd^3 / n * sum(dy * (1+w) * x)
+#pragma omp parallel for if (rows > 16) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *dyr = dy + (long)r * n, *xr = x + (long)r * n;
+        float *dxr = dx + (long)r * n;
+        double s = 0;
+        for (int i = 0; i < n; i++) s += (double)dyr[i] * (1.0f + w[i]) * xr[i];
+        float rs = rstd[r], c = (float)(s * rs * rs * rs / n);
+        if (accumulate)
+            for (int i = 0; i < n; i++) dxr[i] += rs * dyr[i] * (1.0f + w[i]) - xr[i] * c;
+        else
+            for (int i = 0; i < n; i++) dxr[i] = rs * dyr[i] * (1.0f + w[i]) - xr[i] * c;
+    }
+}
+
+// ---- RoPE ----
+
+void g3_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int nheads, int HD) {
+#pragma omp parallel for if ((long)B * T > 16) schedule(static)
+    for (long r = 0; r < (long)B * T; r++) {
+        long t = r % T;
+        g3_rope(x + r * nheads * HD, nheads, HD, cos + t * (HD / 2), sin + t * (HD / 2));
+    }
+}
+
+void g3_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int nheads, int HD) {
+    const int h2 = HD / 2;
+    // forward: y_d = a c - b s, y_{d+h2} = b c + a s; its transpose rotates by -angle
+#pragma omp parallel for if ((long)B * T > 16) schedule(static)
+    for (long r = 0; r < (long)B * T; r++) {
+        const float *c = cos + (r % T) * h2, *s = sin + (r % T) * h2;
+        for (int h = 0; h < nheads; h++) {
+            float *v = dx + (r * nheads + h) * HD;
+            for (int d = 0; d < h2; d++) {
+                float ya = v[d], yb = v[d + h2];
+                v[d] = ya * c[d] + yb * s[d];
+                v[d + h2] = yb * c[d] - ya * s[d];
+            }
+        }
+    }
+}
+
+// ---- attention ----
+
+// The scaled (and capped) score of query row qr against key row kr.
+static inline float score(const float *qr, const float *kr, int HD, float scale, float softcap) {
+    float s = g3_dot(qr, kr, HD) * scale;
+    return softcap > 0 ? tanhf(s / softcap) * softcap : s;
+}
+
+void g3_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                          int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                          float *scratch, int nthreads) {
+    const int G = NH / NKV;
+    const long QD = (long)NH * HD, KD = (long)NKV * HD;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            float *p = scratch + (long)omp_get_thread_num() * T;
+            const int kh = h / G;
+            for (int t = 0; t < T; t++) {
+                const long row = (long)b * T + t;
+                const float *qr = q + row * QD + (long)h * HD;
+                const int lo = window > 0 ? G3_MAX(0, t - window + 1) : 0;
+                float mx = -INFINITY;
+                for (int j = lo; j <= t; j++) {
+                    p[j] = score(qr, k + ((long)b * T + j) * KD + (long)kh * HD, HD, scale, softcap);
+                    mx = p[j] > mx ? p[j] : mx;
+                }
+                double sum = 0;
+                for (int j = lo; j <= t; j++) {
+                    p[j] = expf(p[j] - mx);
+                    sum += p[j];
+                }
+                lse[((long)b * NH + h) * T + t] = mx + (float)log(sum);
+                float inv = (float)(1.0 / sum), *o = out + row * QD + (long)h * HD;
+                memset(o, 0, (size_t)HD * sizeof(float));
+                for (int j = lo; j <= t; j++) g3_axpy(o, p[j] * inv, v + ((long)b * T + j) * KD + (long)kh * HD, HD);
+            }
+        }
+}
+
+void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *dvh, const float *dout,
+                           const float *q, const float *k, const float *v, const float *lse,
+                           int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                           float *scratch, int nthreads) {
+    const int G = NH / NKV;
+    const long QD = (long)NH * HD, KD = (long)NKV * HD;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            float *p = scratch + (long)omp_get_thread_num() * 3 * T, *dp = p + T, *dcap = dp + T;
+            const int kh = h / G;
+            for (int t = 0; t < T; t++) {  // this head's slices of dkh/dvh belong to this task
+                memset(dkh + ((long)b * T + t) * QD + (long)h * HD, 0, (size_t)HD * sizeof(float));
+                memset(dvh + ((long)b * T + t) * QD + (long)h * HD, 0, (size_t)HD * sizeof(float));
+            }
+            for (int t = 0; t < T; t++) {
+                const long row = (long)b * T + t;
+                const float *qr = q + row * QD + (long)h * HD, *dor = dout + row * QD + (long)h * HD;
+                float *dqr = dq + row * QD + (long)h * HD;
+                const int lo = window > 0 ? G3_MAX(0, t - window + 1) : 0;
+                const float L = lse[((long)b * NH + h) * T + t];
+                // recompute the probabilities; dp = dout . v
+                double D = 0;
+                for (int j = lo; j <= t; j++) {
+                    const long kr = ((long)b * T + j) * KD + (long)kh * HD;
+                    float z = score(qr, k + kr, HD, scale, softcap);
+                    dcap[j] = softcap > 0 ? 1.0f - (z / softcap) * (z / softcap) : 1.0f;
+                    p[j] = expf(z - L);
+                    dp[j] = g3_dot(dor, v + kr, HD);
+                    D += (double)p[j] * dp[j];
+                }
+                // softmax backward, then through the cap and the scale: ds = dscore/ds_raw
+                memset(dqr, 0, (size_t)HD * sizeof(float));
+                for (int j = lo; j <= t; j++) {
+                    const long kr = ((long)b * T + j) * KD + (long)kh * HD, kq = ((long)b * T + j) * QD + (long)h * HD;
+                    float ds = p[j] * (dp[j] - (float)D) * dcap[j] * scale;
+                    g3_axpy(dvh + kq, p[j], dor, HD);
+                    g3_axpy(dqr, ds, k + kr, HD);
+                    g3_axpy(dkh + kq, ds, qr, HD);
+                }
+            }
+        }
+    // sum the query heads of each group into their key/value head
+#pragma omp parallel for if ((long)B * T > 16) schedule(static) num_threads(nthreads)
+    for (long r = 0; r < (long)B * T; r++)
+        for (int kh = 0; kh < NKV; kh++) {
+            float *dkr = dk + r * KD + (long)kh * HD, *dvr = dv + r * KD + (long)kh * HD;
+            memcpy(dkr, dkh + r * QD + (long)kh * G * HD, (size_t)HD * sizeof(float));
+            memcpy(dvr, dvh + r * QD + (long)kh * G * HD, (size_t)HD * sizeof(float));
+            for (int g = 1; g < G; g++) {
+                g3_axpy(dkr, 1.0f, dkh + r * QD + (long)(kh * G + g) * HD, HD);
+                g3_axpy(dvr, 1.0f, dvh + r * QD + (long)(kh * G + g) * HD, HD);
+            }
+        }
+}
+
+// ---- GeGLU ----
+
+static inline void gelu_and_grad(float x, int erf_form, float *f, float *df) {
+    if (erf_form) {
+        float cdf = 0.5f * (1.0f + erff(x * 0.7071067811865476f));
+        *f = x * cdf;
+        *df = cdf + x * 0.3989422804014327f * expf(-0.5f * x * x);  // x * pdf(x)
+    } else {
+        const float k = 0.7978845608028654f, c = 0.044715f;  // sqrt(2/pi)
+        float th = tanhf(k * (x + c * x * x * x));
+        *f = 0.5f * x * (1.0f + th);
+        *df = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * k * (1.0f + 3.0f * c * x * x);
+    }
+}
+
+void g3_geglu_forward(float *a, const float *g, const float *u, long n, int erf_form) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (long i = 0; i < n; i++) {
+        float x = g[i];
+        float f = erf_form ? 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)) : g3_gelu_tanh(x);
+        a[i] = f * u[i];
+    }
+}
+
+void g3_geglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, long n, int erf_form) {
+#pragma omp parallel for if (n > 65536) schedule(static)
+    for (long i = 0; i < n; i++) {
+        float f, df, d = da[i];
+        gelu_and_grad(g[i], erf_form, &f, &df);
+        dg[i] = d * u[i] * df;
+        du[i] = d * f;
+    }
+}
+
+// ---- softcap ----
+
+void g3_softcap_forward(float *y, const float *x, long n, float cap) {
+    float inv = 1.0f / cap;
+    for (long i = 0; i < n; i++) y[i] = tanhf(x[i] * inv) * cap;
+}
+
+void g3_softcap_backward(float *dx, const float *dy, const float *y, long n, float cap) {
+    float inv = 1.0f / cap;
+    for (long i = 0; i < n; i++) {
+        float t = y[i] * inv;
+        dx[i] = dy[i] * (1.0f - t * t);
+    }
+}
+
+// ---- cross-entropy ----
+
+static double logsumexp(const float *z, int V, float *mxo) {
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += exp((double)z[i] - mx);
+    *mxo = mx;
+    return mx + log(sum);
+}
+
+double g3_crossentropy_forward(const float *z, int target, int V) {
+    float mx;
+    return logsumexp(z, V, &mx) - z[target];
+}
+
+double g3_crossentropy_forward_backward(float *dz, const float *z, int target, int V, float softcap, float dscale) {
+    float mx;
+    if (softcap > 0) {  // cap in place in dz; the cap's derivative is read back from the capped value
+        g3_softcap_forward(dz, z, V, softcap);
+        z = dz;
+    }
+    double lse = logsumexp(z, V, &mx), loss = lse - z[target];
+    for (int i = 0; i < V; i++) {
+        float d = (float)exp((double)z[i] - lse) * dscale - (i == target ? dscale : 0.0f);
+        if (softcap > 0) {
+            float t = z[i] / softcap;
+            d *= 1.0f - t * t;
+        }
+        dz[i] = d;
+    }
+    return loss;
+}

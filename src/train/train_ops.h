@@ -1,0 +1,67 @@
+// train_ops.h: the training ops of the exact f32 forward/backward pass, each an
+// X_forward / X_backward pair (outputs, inputs, then dimensions; gradients carry a d prefix).
+// Row-wise and attention ops only: the matrix products are g3_sgemm calls in train_pass.c.
+// Every backward ADDS its parameter gradients (dw, dE) and, where it says so, its input
+// gradients; callers zero what they need. Dimension letters: B sequences of T tokens,
+// C hidden, NH/NKV query/key-value heads of HD dims, V vocabulary.
+// These are exact ops (no bf16 rounding); they are checked against double-precision finite
+// differences in tests/test_ops_backward.c.
+#ifndef G3_TRAIN_OPS_H
+#define G3_TRAIN_OPS_H
+
+#include <stdint.h>
+
+// x[rows, C] = E[ids[r]] * scale (scale = sqrt(C), exact in f32 as the reference computes it).
+void g3_embedding_forward(float *x, const int32_t *ids, const float *E, int rows, int C, float scale);
+// dE[ids[r]] += dx[r] * scale (serial: ids repeat).
+void g3_embedding_backward(float *dE, const float *dx, const int32_t *ids, int rows, int C, float scale);
+
+// Gemma's RMSNorm over rows x[rows, n]: y = x * rstd * (1 + w), rstd[rows] = 1/sqrt(mean(x^2)+eps)
+// (mean in double). w is the stored weight (the +1 is applied here, so params can change freely).
+// y may alias x.
+void g3_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps);
+// dx = (or += if accumulate) the input gradient; dw += sum over rows of dy * x * rstd.
+// dx must not alias dy unless accumulate is 0.
+void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
+                         int rows, int n, int accumulate);
+
+// RoPE over x[B*T, nheads*HD] in place, "rotate half" layout (d pairs with d + HD/2); the
+// tables cos/sin[T, HD/2] hold the angles of each position t.
+void g3_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int nheads, int HD);
+// The transpose rotation (by -angle), in place on dx.
+void g3_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int nheads, int HD);
+
+// Causal grouped-query attention. q[B*T, NH*HD], k/v[B*T, NKV*HD]; out[B*T, NH*HD];
+// lse[B, NH, T] the log-sum-exp of each row's (scaled, capped) scores, kept for backward.
+// Query t sees key j iff 0 <= t - j < window (window <= 0: no window). softcap 0 = none.
+// scratch: [nthreads, T] floats; nthreads bounds the OpenMP team.
+void g3_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                          int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                          float *scratch, int nthreads);
+// dq = (overwritten), dk/dv = (overwritten) gradients. dkh/dvh[B*T, NH*HD] are per-query-head
+// partials (so heads of a group run in parallel without races), summed into dk/dv at the end.
+// scratch: [nthreads, 3T] floats.
+void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *dvh, const float *dout,
+                           const float *q, const float *k, const float *v, const float *lse,
+                           int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                           float *scratch, int nthreads);
+
+// GeGLU: a = act(g) * u with act = gelu (tanh approximation, or the erf form).
+void g3_geglu_forward(float *a, const float *g, const float *u, long n, int erf_form);
+// dg = da * u * act'(g), du = da * act(g) (overwritten).
+void g3_geglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, long n, int erf_form);
+
+// Softcap y = tanh(x / cap) * cap (y may alias x); backward from the output y:
+// dx = dy * (1 - (y/cap)^2) (dx may alias dy).
+void g3_softcap_forward(float *y, const float *x, long n, float cap);
+void g3_softcap_backward(float *dx, const float *dy, const float *y, long n, float cap);
+
+// Cross-entropy of one row of logits z[V] (before the final softcap; softcap 0 = none)
+// against target, fused with the cap and the softmax: returns -log softmax(cap(z))[target]
+// (in double) and writes dz = d loss / d z times dscale. dz may alias z: only one [V] row is
+// ever touched, so rows can be processed in chunks for any vocabulary.
+double g3_crossentropy_forward_backward(float *dz, const float *z, int target, int V, float softcap, float dscale);
+// The loss alone, of logits z[V] already capped.
+double g3_crossentropy_forward(const float *z, int target, int V);
+
+#endif
