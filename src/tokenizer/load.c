@@ -1,0 +1,101 @@
+// load.c: g3_tok_load: finds the tokenizer file (a file, or a model folder holding
+// tokenizer.json or tokenizer.model), tells the two formats apart by content, and uses the binary
+// cache (cache.c) when it is fresh: beside the source if that folder is writable, otherwise under
+// $XDG_CACHE_HOME/gemma3 (or ~/.cache/gemma3). A cache that cannot be written is not an error.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/base.h"
+#include "tok_internal.h"
+
+static int user_cache_path(char *out, size_t cap, const char *src) {
+    char dir[4096];
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/gemma3", xdg);
+    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/gemma3", home);
+    else return -1;
+    char real[4096];
+    if (!realpath(src, real)) snprintf(real, sizeof real, "%s", src);
+    const char *base = strrchr(real, '/');
+    base = base ? base + 1 : real;
+    int n = snprintf(out, cap, "%s/%08x-%s.g3tok", dir, tok_hash(real, strlen(real)), base);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+static int try_cache(G3Tokenizer *t, const char *cpath, uint64_t size, int64_t mtime) {
+    size_t len;
+    if (!g3_file_exists(cpath)) return -1;
+    uint8_t *data = (uint8_t *)g3_read_file(cpath, &len);
+    if (!data) return -1;
+    int rc = tok_cache_read_mem(t, data, len, size, mtime);
+    free(data);
+    if (rc == 0) rc = tok_index_pieces(t) || tok_index_rest(t) ? -1 : 0;
+    if (rc) tok_free_contents(t);
+    return rc;
+}
+
+static void write_cache(const G3Tokenizer *t, const char *beside, const char *user, uint64_t size, int64_t mtime) {
+    if (tok_cache_write(t, beside, size, mtime) == 0) return;
+    if (!user[0]) return;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", user);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    if (g3_mkdir_p(dir) == 0) tok_cache_write(t, user, size, mtime);
+}
+
+G3Tokenizer *g3_tok_load_ex(const char *path, int flags) {
+    struct stat st;
+    char file[4096];
+    if (stat(path, &st) != 0) { g3_errorf("%s: no such file or folder", path); return NULL; }
+    if (S_ISDIR(st.st_mode)) {
+        const char *names[] = {"tokenizer.json", "tokenizer.model"};
+        int found = 0;
+        for (int i = 0; i < 2 && !found; i++)
+            if (g3_path_join(file, sizeof file, path, names[i]) == 0 && stat(file, &st) == 0 && S_ISREG(st.st_mode)) found = 1;
+        if (!found) { g3_errorf("%s: no tokenizer.json or tokenizer.model in this folder", path); return NULL; }
+    } else if (snprintf(file, sizeof file, "%s", path) >= (int)sizeof file) {
+        g3_errorf("%s: path too long", path);
+        return NULL;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+
+    G3Tokenizer *t = g3_calloc(1, sizeof *t);
+    if (!t) return NULL;
+    char beside[4200], user[4600] = "";
+    snprintf(beside, sizeof beside, "%s.g3tok", file);
+    if (user_cache_path(user, sizeof user, file)) user[0] = 0;
+    if (!(flags & G3_TOK_LOAD_NO_CACHE)) {
+        if (try_cache(t, beside, size, mtime) == 0) return t;
+        if (user[0] && try_cache(t, user, size, mtime) == 0) return t;
+    }
+
+    size_t len;
+    char *data = g3_read_file(file, &len);
+    if (!data) { free(t); return NULL; }
+    size_t i = 0;
+    while (i < len && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t')) i++;
+    int is_json = i < len && data[i] == '{';
+    int rc = is_json ? tok_load_json_mem(t, data, len) : tok_load_spm_mem(t, (const uint8_t *)data, len);
+    free(data);
+    if (rc == 0) rc = tok_index_rest(t);
+    if (rc) {
+        g3_error_prefix("%s", file);
+        tok_free_contents(t);
+        free(t);
+        return NULL;
+    }
+    if (!(flags & G3_TOK_LOAD_NO_CACHE)) write_cache(t, beside, user, size, mtime);
+    return t;
+}
+
+G3Tokenizer *g3_tok_load(const char *path) { return g3_tok_load_ex(path, 0); }
+
+void g3_tok_free(G3Tokenizer *t) {
+    if (!t) return;
+    tok_free_contents(t);
+    free(t);
+}
