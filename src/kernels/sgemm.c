@@ -30,16 +30,22 @@ static float *grow(float **buf, size_t *cap, size_t n) {
 // panel, kc steps of MR values; rows past M are zero.
 static void pack_a(float *dst, int ta, const float *A, int M, int K, int i0, int mc, int p0, int kc, int MR) {
     for (int ip = 0; ip < mc; ip += MR) {
-        for (int r = 0; r < MR; r++) {
-            int m = i0 + ip + r;
-            float *d = dst + (size_t)ip * kc + r;
-            if (ip + r >= mc) {
-                for (int k = 0; k < kc; k++) d[(size_t)k * MR] = 0.0f;
-            } else if (ta) {  // A stored [K, M]
-                for (int k = 0; k < kc; k++) d[(size_t)k * MR] = A[(size_t)(p0 + k) * M + m];
-            } else {
-                const float *s = A + (size_t)m * K + p0;
-                for (int k = 0; k < kc; k++) d[(size_t)k * MR] = s[k];
+        int rows = mc - ip < MR ? mc - ip : MR;
+        float *d = dst + (size_t)ip * kc;
+        if (ta) {  // A stored [K, M]: the MR values of one k are contiguous
+            for (int k = 0; k < kc; k++) {
+                const float *s = A + (size_t)(p0 + k) * M + i0 + ip;
+                for (int r = 0; r < rows; r++) d[(size_t)k * MR + r] = s[r];
+                for (int r = rows; r < MR; r++) d[(size_t)k * MR + r] = 0.0f;
+            }
+        } else {
+            for (int r = 0; r < MR; r++) {
+                if (r >= rows) {
+                    for (int k = 0; k < kc; k++) d[(size_t)k * MR + r] = 0.0f;
+                } else {
+                    const float *s = A + (size_t)(i0 + ip + r) * K + p0;
+                    for (int k = 0; k < kc; k++) d[(size_t)k * MR + r] = s[k];
+                }
             }
         }
     }

@@ -31,7 +31,7 @@ INL __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
 }
 
 INL void tile(int RT, int RN, int dt, float *y, const float *x, const void *w, int K, int N, int t0, int n0) {
-    __m256 acc[RT][RN];
+    __m256 acc[8][8];  // fixed size (not [RT][RN]) so that gcc keeps them in registers
 #pragma GCC unroll 8
     for (int r = 0; r < RT; r++)
 #pragma GCC unroll 8
@@ -40,7 +40,7 @@ INL void tile(int RT, int RN, int dt, float *y, const float *x, const void *w, i
     size_t wr = (size_t)n0 * K;
     int k = 0;
     for (; k + 8 <= K; k += 8) {
-        __m256 xv[RT];
+        __m256 xv[8];
 #pragma GCC unroll 8
         for (int r = 0; r < RT; r++) xv[r] = _mm256_loadu_ps(xr + (size_t)r * K + k);
 #pragma GCC unroll 8

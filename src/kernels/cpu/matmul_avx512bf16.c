@@ -37,7 +37,7 @@ INL __m512bh ld(const uint16_t *p, __mmask32 m) { return (__m512bh)_mm512_maskz_
 INL __m512bh ldf(const uint16_t *p) { return (__m512bh)_mm512_loadu_si512(p); }
 
 INL void tile(int RT, int RN, float *y, const uint16_t *x, const uint16_t *w, int K, int N, int t0, int n0) {
-    __m512 acc[RT][RN];
+    __m512 acc[8][8];  // fixed size (not [RT][RN]) so that gcc keeps them in registers
 #pragma GCC unroll 8
     for (int r = 0; r < RT; r++)
 #pragma GCC unroll 8
@@ -45,7 +45,7 @@ INL void tile(int RT, int RN, float *y, const uint16_t *x, const uint16_t *w, in
     const uint16_t *xr = x + (size_t)t0 * K, *wr = w + (size_t)n0 * K;
     int k = 0;
     for (; k + 32 <= K; k += 32) {
-        __m512bh xv[RT];
+        __m512bh xv[8];
 #pragma GCC unroll 8
         for (int r = 0; r < RT; r++) xv[r] = ldf(xr + (size_t)r * K + k);
 #pragma GCC unroll 8
@@ -57,7 +57,7 @@ INL void tile(int RT, int RN, float *y, const uint16_t *x, const uint16_t *w, in
     }
     if (k < K) {
         __mmask32 m = (__mmask32)((1ull << (K - k)) - 1);
-        __m512bh xv[RT];
+        __m512bh xv[8];
 #pragma GCC unroll 8
         for (int r = 0; r < RT; r++) xv[r] = ld(xr + (size_t)r * K + k, m);
 #pragma GCC unroll 8
@@ -78,6 +78,26 @@ INL void tile(int RT, int RN, float *y, const uint16_t *x, const uint16_t *w, in
         for (; n < ne; n++) tile(RT, 1, y, xb, wb, K, N, t, n);                           \
     } while (0)
 
+// Decode (T = 1): one w row at a time, four accumulators over K. A single sequential
+// stream per thread is what the hardware prefetchers follow best; a 1 x 8 tile (eight
+// streams), with or without software prefetch, measured ~15-20% slower on Zen 4.
+INL void row1(float *y, const uint16_t *x, const uint16_t *w, int K, int n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const uint16_t *wr = w + (size_t)n * K;
+    int k = 0;
+    for (; k + 128 <= K; k += 128) {
+        a0 = _mm512_dpbf16_ps(a0, ldf(x + k), ldf(wr + k));
+        a1 = _mm512_dpbf16_ps(a1, ldf(x + k + 32), ldf(wr + k + 32));
+        a2 = _mm512_dpbf16_ps(a2, ldf(x + k + 64), ldf(wr + k + 64));
+        a3 = _mm512_dpbf16_ps(a3, ldf(x + k + 96), ldf(wr + k + 96));
+    }
+    for (; k + 32 <= K; k += 32) a0 = _mm512_dpbf16_ps(a0, ldf(x + k), ldf(wr + k));
+    if (k < K) {
+        __mmask32 m = (__mmask32)((1ull << (K - k)) - 1);
+        a1 = _mm512_dpbf16_ps(a1, ld(x + k, m), ld(wr + k, m));
+    }
+    y[n] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
 TGT static void mm_bf16_fast(float *y, const void *x, const void *w, int T, int K, int N, int n0, int n1) {
     const uint16_t *xb = x, *wb = w;
     int nbk = (int)((256 * 1024) / ((size_t)K * 2));
@@ -86,7 +106,7 @@ TGT static void mm_bf16_fast(float *y, const void *x, const void *w, int T, int 
         int ne = nb + nbk < n1 ? nb + nbk : n1;
         int t = 0;
         if (T == 1) {
-            ROWBLOCK(1, 8);
+            for (int n = nb; n < ne; n++) row1(y, xb, wb, K, n);
             continue;
         }
         for (; t + 4 <= T; t += 4) ROWBLOCK(4, 4);
