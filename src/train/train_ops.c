@@ -12,7 +12,7 @@
 // ---- embedding ----
 
 void g3_embedding_forward(float *x, const int32_t *ids, const float *E, int rows, int C, float scale) {
-#pragma omp parallel for if (rows > 64) schedule(static)
+#pragma omp parallel for if ((long)rows * C > 16384) schedule(static)
     for (int r = 0; r < rows; r++) {
         const float *e = E + (long)ids[r] * C;
         float *xr = x + (long)r * C;
@@ -27,7 +27,7 @@ void g3_embedding_backward(float *dE, const float *dx, const int32_t *ids, int r
 // ---- RMSNorm ----
 
 void g3_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps) {
-#pragma omp parallel for if (rows > 16) schedule(static)
+#pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (long)r * n;
         float *yr = y + (long)r * n;
@@ -56,7 +56,7 @@ void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, 
         for (int i = 0; i < nb; i++) dw[i0 + i] += (float)acc[i];
     }
     // dx = rstd * dy * (1+w) - x * rstd^3 / n * sum(dy * (1+w) * x)
-#pragma omp parallel for if (rows > 16) schedule(static)
+#pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
     for (int r = 0; r < rows; r++) {
         const float *dyr = dy + (long)r * n, *xr = x + (long)r * n;
         float *dxr = dx + (long)r * n;
@@ -73,7 +73,7 @@ void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, 
 // ---- RoPE ----
 
 void g3_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int nheads, int HD) {
-#pragma omp parallel for if ((long)B * T > 16) schedule(static)
+#pragma omp parallel for if ((long)B * T * nheads * HD > 16384) schedule(static)
     for (long r = 0; r < (long)B * T; r++) {
         long t = r % T;
         g3_rope(x + r * nheads * HD, nheads, HD, cos + t * (HD / 2), sin + t * (HD / 2));
@@ -83,7 +83,7 @@ void g3_rope_forward(float *x, const float *cos, const float *sin, int B, int T,
 void g3_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int nheads, int HD) {
     const int h2 = HD / 2;
     // forward: y_d = a c - b s, y_{d+h2} = b c + a s; its transpose rotates by -angle
-#pragma omp parallel for if ((long)B * T > 16) schedule(static)
+#pragma omp parallel for if ((long)B * T * nheads * HD > 16384) schedule(static)
     for (long r = 0; r < (long)B * T; r++) {
         const float *c = cos + (r % T) * h2, *s = sin + (r % T) * h2;
         for (int h = 0; h < nheads; h++) {
@@ -105,12 +105,19 @@ static inline float score(const float *qr, const float *kr, int HD, float scale,
     return softcap > 0 ? tanhf(s / softcap) * softcap : s;
 }
 
+// Multiply-adds of one pass over all visible (query, key) pairs: small problems stay on one
+// thread, where waking a team would cost more than the work.
+static long attn_work(int B, int T, int NH, int HD, int window) {
+    long span = window > 0 ? G3_MIN(window, T) : (T + 1) / 2;
+    return (long)B * NH * T * span * HD;
+}
+
 void g3_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                           float *scratch, int nthreads) {
     const int G = NH / NKV;
     const long QD = (long)NH * HD, KD = (long)NKV * HD;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (attn_work(B, T, NH, HD, window) > 32768)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             float *p = scratch + (long)omp_get_thread_num() * T;
@@ -143,7 +150,7 @@ void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *d
                            float *scratch, int nthreads) {
     const int G = NH / NKV;
     const long QD = (long)NH * HD, KD = (long)NKV * HD;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (attn_work(B, T, NH, HD, window) > 8192)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             float *p = scratch + (long)omp_get_thread_num() * 3 * T, *dp = p + T, *dcap = dp + T;
@@ -180,7 +187,7 @@ void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *d
             }
         }
     // sum the query heads of each group into their key/value head
-#pragma omp parallel for if ((long)B * T > 16) schedule(static) num_threads(nthreads)
+#pragma omp parallel for if ((long)B * T * NH * HD > 16384) schedule(static) num_threads(nthreads)
     for (long r = 0; r < (long)B * T; r++)
         for (int kh = 0; kh < NKV; kh++) {
             float *dkr = dk + r * KD + (long)kh * HD, *dvr = dv + r * KD + (long)kh * HD;

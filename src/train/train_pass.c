@@ -275,7 +275,7 @@ static double head(G3TrainCtx *cx, const int32_t *targets, int64_t nvalid, float
     for (int64_t r0 = 0; r0 < BT; r0 += cx->chunk) {
         const int n = (int)G3_MIN(cx->chunk, BT - r0);
         g3_sgemm(0, 1, n, V, C, cx->xf + r0 * C, E, cx->logits, 0);  // logits[n, V] = xf . E^T
-#pragma omp parallel for schedule(static) num_threads(cx->nthreads)
+#pragma omp parallel for schedule(static) num_threads(cx->nthreads) if ((int64_t)n * V > 65536)
         for (int i = 0; i < n; i++) {
             float *z = cx->logits + (int64_t)i * V;
             const int t = targets[r0 + i];
