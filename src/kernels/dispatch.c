@@ -85,8 +85,11 @@ static inline void ensure_init(void) {
 
 // ---- matmul ----
 
-// Below this many multiply-adds a second thread costs more than it saves.
+// Below this many multiply-adds a second thread costs more than it saves (a fork/join
+// is a few microseconds). Decode (T = 1) is memory-bound, so it pays to split from
+// ~128 KB of weights; with several rows the work is compute-bound and the bar is higher.
 #define MATMUL_MIN_PARALLEL_MACS (1L << 20)
+#define GEMV_MIN_PARALLEL_MACS (1L << 16)
 
 // Per calling thread, grown on demand and kept: the bf16 copy of x for the fast path.
 static _Thread_local uint16_t *xb_buf;
@@ -102,8 +105,8 @@ static uint16_t *xb_scratch(size_t n) {
     return xb_buf;
 }
 
-static int pick_threads(long work) {
-    if (omp_in_parallel() || work < MATMUL_MIN_PARALLEL_MACS) return 1;
+static int pick_threads(int T, long work) {
+    if (omp_in_parallel() || work < (T == 1 ? GEMV_MIN_PARALLEL_MACS : MATMUL_MIN_PARALLEL_MACS)) return 1;
     return omp_get_max_threads();
 }
 
@@ -123,7 +126,7 @@ void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K
             xin = xb;
         }
     }
-    int nth = pick_threads((long)T * K * N);
+    int nth = pick_threads(T, (long)T * K * N);
     // Columns are handed out in blocks of 16 so that every share starts on a whole tile.
     int per = (N + nth - 1) / nth;
     per = (per + 15) & ~15;
@@ -151,9 +154,16 @@ void g3_sgemm(int ta, int tb, int M, int N, int K, const float *A, const float *
         if (!accumulate) memset(C, 0, (size_t)M * N * sizeof(float));
         return;
     }
-    if (!kern.sgemm_micro) {
-        g3_sgemm_ref(ta, tb, M, N, K, A, B, C, accumulate);
+    // A few rows times a weight-like [N, K] matrix is a matrix-vector product (attention
+    // scores in decode): the matmul kernel reads B once, where packing would copy it.
+    if (!ta && tb && !accumulate && M <= 4) {
+        g3_matmul(C, A, B, G3_F32, M, K, N, 0);
         return;
     }
-    g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, B, C, accumulate);
+    if (!tb && M <= 4 && kern.sgemm_small_m) {  // and P . V: stream V once, unpacked
+        kern.sgemm_small_m(ta, M, N, K, A, B, C, accumulate);
+        return;
+    }
+    if (!kern.sgemm_micro || g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, B, C, accumulate) != 0)
+        g3_sgemm_ref(ta, tb, M, N, K, A, B, C, accumulate);
 }

@@ -14,6 +14,8 @@
 #define NJ 256   // columns per work item inside a packed B panel
 #define MIN_PARALLEL_MACS (1L << 18)
 
+// Per calling thread, grown on demand and kept: the packed B panel (shared by the team)
+// and one packed A block per team thread.
 static _Thread_local float *bpack, *apack;
 static _Thread_local size_t bpack_cap, apack_cap;
 
@@ -73,14 +75,14 @@ static void pack_b_panel(float *dst, int tb, const float *B, int N, int K, int j
     }
 }
 
-void g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K, const float *A,
-                      const float *B, float *C, int accumulate) {
+int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K, const float *A,
+                     const float *B, float *C, int accumulate) {
     const int MR = kn->sgemm_mr, NR = kn->sgemm_nr;
     int ncmax = N < NC ? N : NC, kcmax = K < KC ? K : KC;
-    size_t bcap = (size_t)((ncmax + NR - 1) / NR) * NR * kcmax;
-    float *bp = grow(&bpack, &bpack_cap, bcap);
-    if (!bp) return;  // out of memory: the error is recorded by g3_malloc_aligned
     int nth = (omp_in_parallel() || (long)M * N * K < MIN_PARALLEL_MACS) ? 1 : omp_get_max_threads();
+    size_t bcap = (size_t)((ncmax + NR - 1) / NR) * NR * kcmax, acap = (size_t)MC * KC;
+    float *bp = grow(&bpack, &bpack_cap, bcap), *apall = grow(&apack, &apack_cap, acap * nth);
+    if (!bp || !apall) return -1;  // out of memory (recorded by g3_malloc_aligned): caller falls back
 
 #pragma omp parallel num_threads(nth) if (nth > 1)
     for (int jc = 0; jc < N; jc += NC) {
@@ -99,8 +101,7 @@ void g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int 
             for (int item = 0; item < mblocks * nblocks; item++) {
                 int ic = (item / nblocks) * MC, jj = (item % nblocks) * NJ;
                 int mc = M - ic < MC ? M - ic : MC, nj = nc - jj < NJ ? nc - jj : NJ;
-                float *ap = grow(&apack, &apack_cap, (size_t)MC * KC);
-                if (!ap) continue;
+                float *ap = apall + acap * omp_get_thread_num();
                 pack_a(ap, ta, A, M, K, ic, mc, pc, kc, MR);
                 for (int jr = 0; jr < nj; jr += NR) {
                     int nr = nj - jr < NR ? nj - jr : NR;
@@ -113,4 +114,5 @@ void g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int 
             }
         }
     }
+    return 0;
 }

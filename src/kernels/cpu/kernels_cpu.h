@@ -22,6 +22,8 @@ typedef struct {
     G3MatmulRange mm_bf16_fast;             // NULL where the CPU has no bf16 dot product
     void (*f32_to_bf16)(uint16_t *dst, const float *src, size_t n);  // round to nearest even
     G3SgemmMicro sgemm_micro;               // NULL: g3_sgemm falls back to the reference
+    // C[M, N] (+)= op(A) . B for M <= 4 and B not transposed, unpacked; NULL if none.
+    void (*sgemm_small_m)(int ta, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
     int sgemm_mr, sgemm_nr;
 } G3CpuKernels;
 
@@ -34,7 +36,8 @@ void g3_cpu_kernels_avx2_sgemm(G3CpuKernels *k);
 void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k);
 
 // The sgemm driver (sgemm.c): blocking, packing and threading around a micro-kernel.
-void g3_sgemm_blocked(const G3CpuKernels *k, int ta, int tb, int M, int N, int K, const float *A,
-                      const float *B, float *C, int accumulate);
+// Returns -1 (and computes nothing) if its packing buffers cannot be allocated.
+int g3_sgemm_blocked(const G3CpuKernels *k, int ta, int tb, int M, int N, int K, const float *A,
+                     const float *B, float *C, int accumulate);
 
 #endif

@@ -39,7 +39,57 @@ TGT static void micro_8x32(int K, const float *a, const float *b, float *c, int 
     }
 }
 
+// C[MM, N] (+)= op(A)[MM, K] . B[K, N] for MM <= 4 rows, B not transposed (attention's
+// P . V in decode): 64 columns of C at a time in 4 x 4 accumulators, B streamed once,
+// nothing packed.
+static inline __attribute__((always_inline)) TGT void small_m(int MM, int ta, int M, int N, int K, const float *A,
+                                                              const float *B, float *C, int accumulate) {
+    for (int j = 0; j < N; j += 64) {
+        __mmask16 m[4];
+        for (int v = 0; v < 4; v++) {
+            int left = N - j - 16 * v;
+            m[v] = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+        }
+        __m512 acc[4][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < MM; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
+        for (int k = 0; k < K; k++) {
+            const float *b = B + (size_t)k * N + j;
+            __m512 bv[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) bv[v] = _mm512_maskz_loadu_ps(m[v], b + 16 * v);
+#pragma GCC unroll 4
+            for (int r = 0; r < MM; r++) {
+                __m512 a = _mm512_set1_ps(ta ? A[(size_t)k * M + r] : A[(size_t)r * K + k]);
+#pragma GCC unroll 4
+                for (int v = 0; v < 4; v++) acc[r][v] = _mm512_fmadd_ps(a, bv[v], acc[r][v]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < MM; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) {
+                float *c = C + (size_t)r * N + j + 16 * v;
+                __m512 o = acc[r][v];
+                if (accumulate) o = _mm512_add_ps(o, _mm512_maskz_loadu_ps(m[v], c));
+                _mm512_mask_storeu_ps(c, m[v], o);
+            }
+    }
+}
+
+TGT static void sgemm_small_m(int ta, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
+    switch (M) {
+    case 1: small_m(1, ta, M, N, K, A, B, C, accumulate); break;
+    case 2: small_m(2, ta, M, N, K, A, B, C, accumulate); break;
+    case 3: small_m(3, ta, M, N, K, A, B, C, accumulate); break;
+    default: small_m(4, ta, M, N, K, A, B, C, accumulate); break;
+    }
+}
+
 void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k) {
+    k->sgemm_small_m = sgemm_small_m;
     k->sgemm_micro = micro_8x32;
     k->sgemm_mr = MR;
     k->sgemm_nr = NR;
