@@ -251,11 +251,14 @@ void g3_softcap_backward(float *dx, const float *dy, const float *y, long n, flo
 
 // ---- cross-entropy ----
 
+// log(sum(exp(z))) with f32 exponentials (relative error ~1e-7 each) summed in double:
+// exact enough for a loss held to 1e-6, and several times faster than double exp over a
+// 262144-entry vocabulary.
 static double logsumexp(const float *z, int V, float *mxo) {
     float mx = -INFINITY;
     for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
     double sum = 0;
-    for (int i = 0; i < V; i++) sum += exp((double)z[i] - mx);
+    for (int i = 0; i < V; i++) sum += expf(z[i] - mx);
     *mxo = mx;
     return mx + log(sum);
 }
@@ -272,8 +275,9 @@ double g3_crossentropy_forward_backward(float *dz, const float *z, int target, i
         z = dz;
     }
     double lse = logsumexp(z, V, &mx), loss = lse - z[target];
+    const float shift = (float)(lse - mx);  // exp(z - lse) = exp((z - mx) - shift), both terms small
     for (int i = 0; i < V; i++) {
-        float d = (float)exp((double)z[i] - lse) * dscale - (i == target ? dscale : 0.0f);
+        float d = expf((z[i] - mx) - shift) * dscale - (i == target ? dscale : 0.0f);
         if (softcap > 0) {
             float t = z[i] / softcap;
             d *= 1.0f - t * t;
