@@ -96,34 +96,7 @@ done:
     return rc;
 }
 
-// ---- random numbers ----
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-// splitmix64 spreads nearby seeds (seed, seed + 1, ... for a batch) into unrelated states.
-void g3_rng_seed(G3Rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t g3_rng_next(G3Rng *r) {
-    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
-double g3_rng_uniform(G3Rng *r) { return (double)(g3_rng_next(r) >> 11) * 0x1.0p-53; }
+// ---- random numbers: src/base/rng.h (xoshiro256**, splitmix64 seeding) ----
 
 // ---- numeric helpers ----
 

@@ -17,6 +17,8 @@
 
 #include <stdint.h>
 
+#include "../base/rng.h"
+
 typedef struct {
     float temperature;        // logits / T; 0 = greedy (argmax, ties to the lowest id)
     int top_k;                // keep the k most likely tokens; 0 = no limit
@@ -89,12 +91,7 @@ void g3_sample_normalize(G3Candidates *c);
 // u * (sum of p). Returns its token id.
 int32_t g3_sample_pick(const G3Candidates *c, double u);
 
-// ---- random numbers: xoshiro256** seeded through splitmix64 (Blackman & Vigna) ----
-
-typedef struct { uint64_t s[4]; } G3Rng;
-void g3_rng_seed(G3Rng *r, uint64_t seed);
-uint64_t g3_rng_next(G3Rng *r);
-double g3_rng_uniform(G3Rng *r);  // [0, 1) with 53 random bits
+// ---- random numbers: G3Rng from base/rng.h (xoshiro256** seeded through splitmix64) ----
 
 // ---- the sampler: the whole chain with its scratch and random stream ----
 
