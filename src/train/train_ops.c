@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../base/base.h"
+#include "../kernels/kernels.h"
 #include "../kernels/ops.h"
 
 // ---- embedding ----
@@ -112,7 +113,25 @@ static long attn_work(int B, int T, int NH, int HD, int window) {
     return (long)B * NH * T * span * HD;
 }
 
-void g3_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+// Sums the per-query-head partials dkh/dvh of each group into their key/value head.
+static void sum_groups(float *dk, float *dv, const float *dkh, const float *dvh, int B, int T, int NH, int NKV, int HD,
+                       int nthreads) {
+    const int G = NH / NKV;
+    const long QD = (long)NH * HD, KD = (long)NKV * HD;
+#pragma omp parallel for if ((long)B * T * NH * HD > 16384) schedule(static) num_threads(nthreads)
+    for (long r = 0; r < (long)B * T; r++)
+        for (int kh = 0; kh < NKV; kh++) {
+            float *dkr = dk + r * KD + (long)kh * HD, *dvr = dv + r * KD + (long)kh * HD;
+            memcpy(dkr, dkh + r * QD + (long)kh * G * HD, (size_t)HD * sizeof(float));
+            memcpy(dvr, dvh + r * QD + (long)kh * G * HD, (size_t)HD * sizeof(float));
+            for (int g = 1; g < G; g++) {
+                g3_axpy(dkr, 1.0f, dkh + r * QD + (long)(kh * G + g) * HD, HD);
+                g3_axpy(dvr, 1.0f, dvh + r * QD + (long)(kh * G + g) * HD, HD);
+            }
+        }
+}
+
+void g3_attention_forward_ref(float *out, float *lse, const float *q, const float *k, const float *v,
                           int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                           float *scratch, int nthreads) {
     const int G = NH / NKV;
@@ -144,7 +163,7 @@ void g3_attention_forward(float *out, float *lse, const float *q, const float *k
         }
 }
 
-void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *dvh, const float *dout,
+void g3_attention_backward_ref(float *dq, float *dk, float *dv, float *dkh, float *dvh, const float *dout,
                            const float *q, const float *k, const float *v, const float *lse,
                            int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                            float *scratch, int nthreads) {
@@ -186,18 +205,118 @@ void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *d
                 }
             }
         }
-    // sum the query heads of each group into their key/value head
-#pragma omp parallel for if ((long)B * T * NH * HD > 16384) schedule(static) num_threads(nthreads)
-    for (long r = 0; r < (long)B * T; r++)
-        for (int kh = 0; kh < NKV; kh++) {
-            float *dkr = dk + r * KD + (long)kh * HD, *dvr = dv + r * KD + (long)kh * HD;
-            memcpy(dkr, dkh + r * QD + (long)kh * G * HD, (size_t)HD * sizeof(float));
-            memcpy(dvr, dvh + r * QD + (long)kh * G * HD, (size_t)HD * sizeof(float));
-            for (int g = 1; g < G; g++) {
-                g3_axpy(dkr, 1.0f, dkh + r * QD + (long)(kh * G + g) * HD, HD);
-                g3_axpy(dvr, 1.0f, dvh + r * QD + (long)(kh * G + g) * HD, HD);
+    sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD, nthreads);
+}
+
+// ---- attention as blocked GEMMs ----
+// Per (sequence, head) task: the head's q, k, v (and gradients) are gathered into contiguous
+// [T, HD] panels, then query rows go in blocks of QB: scores of the block against the keys it
+// can see (lo..hi) are one GEMM, the masked softmax is row-wise, and P.V another GEMM. The
+// GEMMs run single-threaded inside the task (the tasks are the parallelism).
+
+enum { QB = 64 };  // query rows per block
+
+long g3_attention_scratch(int T, int HD) { return 7L * T * HD + 2L * QB * T; }
+
+static void gather(float *dst, const float *src, int T, long stride, int HD) {
+    for (int t = 0; t < T; t++) memcpy(dst + (long)t * HD, src + t * stride, (size_t)HD * sizeof(float));
+}
+static void scatter(float *dst, const float *src, int T, long stride, int HD) {
+    for (int t = 0; t < T; t++) memcpy(dst + t * stride, src + (long)t * HD, (size_t)HD * sizeof(float));
+}
+
+// The keys [lo, hi) a block of query rows [i0, i0 + R) may see, and, per row t, [first, t].
+static inline int block_lo(int i0, int window) { return window > 0 ? G3_MAX(0, i0 - window + 1) : 0; }
+static inline int row_first(int t, int window) { return window > 0 ? G3_MAX(0, t - window + 1) : 0; }
+
+static inline float capped(float raw, float scale, float softcap) {
+    float s = raw * scale;
+    return softcap > 0 ? tanhf(s / softcap) * softcap : s;
+}
+
+void g3_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                          int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                          float *scratch, int nthreads) {
+    const int G = NH / NKV;
+    const long QD = (long)NH * HD, KD = (long)NKV * HD, per = g3_attention_scratch(T, HD);
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (attn_work(B, T, NH, HD, window) > 32768)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            float *Qh = scratch + (long)omp_get_thread_num() * per;  // [T, HD]
+            float *Kh = Qh + (long)T * HD, *Vh = Kh + (long)T * HD, *Oh = Vh + (long)T * HD;  // [T, HD] each
+            float *S = Oh + (long)T * HD;  // [QB, T]
+            const int kh = h / G;
+            gather(Qh, q + (long)b * T * QD + (long)h * HD, T, QD, HD);
+            gather(Kh, k + (long)b * T * KD + (long)kh * HD, T, KD, HD);
+            gather(Vh, v + (long)b * T * KD + (long)kh * HD, T, KD, HD);
+            for (int i0 = 0; i0 < T; i0 += QB) {
+                const int R = G3_MIN(QB, T - i0), lo = block_lo(i0, window), n = i0 + R - lo;
+                g3_sgemm(0, 1, R, n, HD, Qh + (long)i0 * HD, Kh + (long)lo * HD, S, 0);  // S[R, n] = Q K^T
+                for (int r = 0; r < R; r++) {
+                    const int t = i0 + r, j0 = row_first(t, window);
+                    float *row = S + (long)r * n, mx = -INFINITY;
+                    for (int j = j0; j <= t; j++) {
+                        row[j - lo] = capped(row[j - lo], scale, softcap);
+                        mx = row[j - lo] > mx ? row[j - lo] : mx;
+                    }
+                    double sum = 0;
+                    for (int j = j0; j <= t; j++) sum += row[j - lo] = expf(row[j - lo] - mx);
+                    float inv = (float)(1.0 / sum);
+                    for (int j = lo; j < lo + n; j++) row[j - lo] = j >= j0 && j <= t ? row[j - lo] * inv : 0.0f;
+                    lse[((long)b * NH + h) * T + t] = mx + (float)log(sum);
+                }
+                g3_sgemm(0, 0, R, HD, n, S, Vh + (long)lo * HD, Oh + (long)i0 * HD, 0);  // O = P V
             }
+            scatter(out + (long)b * T * QD + (long)h * HD, Oh, T, QD, HD);
         }
+}
+
+void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *dvh, const float *dout,
+                           const float *q, const float *k, const float *v, const float *lse,
+                           int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                           float *scratch, int nthreads) {
+    const int G = NH / NKV;
+    const long QD = (long)NH * HD, KD = (long)NKV * HD, per = g3_attention_scratch(T, HD);
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (attn_work(B, T, NH, HD, window) > 8192)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            float *Qh = scratch + (long)omp_get_thread_num() * per, *Kh = Qh + (long)T * HD, *Vh = Kh + (long)T * HD;
+            float *dOh = Vh + (long)T * HD, *dQh = dOh + (long)T * HD, *dKh = dQh + (long)T * HD, *dVh = dKh + (long)T * HD;
+            float *P = dVh + (long)T * HD, *dS = P + (long)QB * T;  // [QB, T] each
+            const int kh = h / G;
+            gather(Qh, q + (long)b * T * QD + (long)h * HD, T, QD, HD);
+            gather(Kh, k + (long)b * T * KD + (long)kh * HD, T, KD, HD);
+            gather(Vh, v + (long)b * T * KD + (long)kh * HD, T, KD, HD);
+            gather(dOh, dout + (long)b * T * QD + (long)h * HD, T, QD, HD);
+            memset(dKh, 0, 2 * (size_t)T * HD * sizeof(float));  // dKh and dVh
+            for (int i0 = 0; i0 < T; i0 += QB) {
+                const int R = G3_MIN(QB, T - i0), lo = block_lo(i0, window), n = i0 + R - lo;
+                g3_sgemm(0, 1, R, n, HD, Qh + (long)i0 * HD, Kh + (long)lo * HD, P, 0);   // raw scores
+                g3_sgemm(0, 1, R, n, HD, dOh + (long)i0 * HD, Vh + (long)lo * HD, dS, 0); // dP = dO V^T
+                for (int r = 0; r < R; r++) {
+                    const int t = i0 + r, j0 = row_first(t, window);
+                    const float L = lse[((long)b * NH + h) * T + t];
+                    float *pr = P + (long)r * n, *dr = dS + (long)r * n;
+                    // p = exp(z - lse); softmax backward needs D = sum p dp first
+                    double D = 0;
+                    for (int j = j0; j <= t; j++) D += (double)expf(capped(pr[j - lo], scale, softcap) - L) * dr[j - lo];
+                    for (int j = lo; j < lo + n; j++) {
+                        if (j < j0 || j > t) { pr[j - lo] = dr[j - lo] = 0.0f; continue; }
+                        float z = capped(pr[j - lo], scale, softcap), p = expf(z - L);
+                        float dcap = softcap > 0 ? 1.0f - (z / softcap) * (z / softcap) : 1.0f;
+                        pr[j - lo] = p;
+                        dr[j - lo] = p * (dr[j - lo] - (float)D) * dcap * scale;  // d raw score
+                    }
+                }
+                g3_sgemm(1, 0, n, HD, R, P, dOh + (long)i0 * HD, dVh + (long)lo * HD, 1);  // dV += P^T dO
+                g3_sgemm(0, 0, R, HD, n, dS, Kh + (long)lo * HD, dQh + (long)i0 * HD, 0);  // dQ = dS K
+                g3_sgemm(1, 0, n, HD, R, dS, Qh + (long)i0 * HD, dKh + (long)lo * HD, 1);  // dK += dS^T Q
+            }
+            scatter(dq + (long)b * T * QD + (long)h * HD, dQh, T, QD, HD);
+            scatter(dkh + (long)b * T * QD + (long)h * HD, dKh, T, QD, HD);
+            scatter(dvh + (long)b * T * QD + (long)h * HD, dVh, T, QD, HD);
+        }
+    sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD, nthreads);
 }
 
 // ---- GeGLU ----

@@ -32,19 +32,31 @@ void g3_rope_forward(float *x, const float *cos, const float *sin, int B, int T,
 void g3_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int nheads, int HD);
 
 // Causal grouped-query attention. q[B*T, NH*HD], k/v[B*T, NKV*HD]; out[B*T, NH*HD];
-// lse[B, NH, T] the log-sum-exp of each row's (scaled, capped) scores, kept for backward.
+// lse[B, NH, T] the log-sum-exp of each row's (scaled, capped) scores, kept for backward
+// (backward recomputes the probabilities instead of storing [T, T] per head).
 // Query t sees key j iff 0 <= t - j < window (window <= 0: no window). softcap 0 = none.
-// scratch: [nthreads, T] floats; nthreads bounds the OpenMP team.
+// Each (sequence, head) task runs blocks of query rows as single-threaded GEMMs over the
+// keys the block can see. scratch: [nthreads, g3_attention_scratch(T, HD)] floats;
+// nthreads bounds the OpenMP team.
+long g3_attention_scratch(int T, int HD);
 void g3_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                           float *scratch, int nthreads);
-// dq = (overwritten), dk/dv = (overwritten) gradients. dkh/dvh[B*T, NH*HD] are per-query-head
-// partials (so heads of a group run in parallel without races), summed into dk/dv at the end.
-// scratch: [nthreads, 3T] floats.
+// dq, dk, dv are overwritten. dkh/dvh[B*T, NH*HD] are per-query-head partials (so heads of a
+// group run in parallel without races), summed into dk/dv at the end.
 void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *dvh, const float *dout,
                            const float *q, const float *k, const float *v, const float *lse,
                            int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                            float *scratch, int nthreads);
+// The direct per-row loops over visible keys: the scalar references of the two above
+// (scratch [nthreads, 3T]), kept as ground truth for the tests.
+void g3_attention_forward_ref(float *out, float *lse, const float *q, const float *k, const float *v,
+                              int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                              float *scratch, int nthreads);
+void g3_attention_backward_ref(float *dq, float *dk, float *dv, float *dkh, float *dvh, const float *dout,
+                               const float *q, const float *k, const float *v, const float *lse,
+                               int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                               float *scratch, int nthreads);
 
 // GeGLU: a = act(g) * u with act = gelu (tanh approximation, or the erf form).
 void g3_geglu_forward(float *a, const float *g, const float *u, long n, int erf_form);

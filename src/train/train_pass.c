@@ -54,7 +54,7 @@ struct G3TrainCtx {
     float *dk, *dv;      // [BT, KD]
     float *logits;       // [chunk, V] logits, then their gradient, a chunk of rows at a time
     double *rowloss;     // [chunk]
-    float *scratch;      // [nthreads, 3T] attention rows
+    float *scratch;      // [nthreads, g3_attention_scratch(T, HD)] attention panels
 };
 
 // Sizing and carving walk the same code: with base == NULL it only counts.
@@ -101,7 +101,7 @@ static void layout(G3TrainCtx *cx, Carve *cv) {
     cx->dk = carve(cv, BT * KD); cx->dv = carve(cv, BT * KD);
     cx->logits = carve(cv, (int64_t)cx->chunk * c->vocab);
     cx->rowloss = (double *)carve(cv, 2 * (int64_t)cx->chunk);
-    cx->scratch = carve(cv, (int64_t)cx->nthreads * 3 * cx->T);
+    cx->scratch = carve(cv, (int64_t)cx->nthreads * g3_attention_scratch(cx->T, (int)HD));
 }
 
 // Rows of logits processed at once: ~64 MB of logits, so V = 262144 works with any B*T,
