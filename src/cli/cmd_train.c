@@ -1,4 +1,351 @@
-// cmd_train.c: `gemma3 train` (not built yet).
-#include "cli.h"
+// cmd_train.c: `gemma3 train`: from scratch (--init SHAPE) or fine-tuning (--model DIR) on a
+// text file, a folder of *.txt files, or a prepared token file; AdamW (or 8-bit AdamW) with
+// clipping, accumulation and a schedule; validation, metrics.jsonl, checkpoints; and automatic,
+// bit-exact resumption when the same command runs again in the same --out folder.
+// The pieces live in src/train/ (data.h, optim.h, schedule.h, checkpoint.h, train.h); this file
+// only wires them together and talks to the user.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-int cmd_train(int argc, char **argv) { return cli_fail("train", "not implemented yet"); }
+#include "base/base.h"
+#include "base/json.h"
+#include "cli.h"
+#include "model/config.h"
+#include "train/checkpoint.h"
+#include "train/data.h"
+#include "train/optim.h"
+#include "train/schedule.h"
+#include "train/train.h"
+
+#define CMD "train"
+
+typedef struct {
+    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype;
+    long steps, batch, seq, accum, warmup, decay_steps, eval_every, eval_batches, save_every, seed, threads, log_every;
+    double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std;
+    int ckpt_act, decay_embed;
+} Args;
+
+// "stories": a from-scratch shape for TinyStories on a CPU: Gemma 3's real 262,144-token
+// vocabulary (the tokenizer is not remapped) with a narrow, shallow body. The tied embedding
+// is 262144 x 128 = 33.6M of its ~34.6M parameters and the output projection dominates the
+// FLOPs (2*V*C per token each way), so a step costs roughly what a 35M-parameter model does.
+static void stories_shape(G3Config *c) {
+    g3_config_preset(c, "270m");
+    c->hidden = 128; c->inter = 512; c->layers = 4; c->heads = 2; c->kv_heads = 1; c->head_dim = 64;
+    c->query_pre_attn_scalar = 64; c->sliding_window = 128; c->max_pos = 2048;
+    for (int i = 0; i < c->layers; i++) c->sliding[i] = (i + 1) % 4 != 0;
+    c->dtype = G3_F32;
+}
+
+// The run's settings as JSON, stored in the checkpoint. Keys listed in MAY_CHANGE may differ
+// on resume; any other difference is refused, because the continuation would not be the run
+// that was started.
+static const char *MAY_CHANGE[] = {"steps", "eval_every", "eval_batches", "save_every", "threads", "log_every", "save_dtype", "checkpoint_activations"};
+
+static char *run_json(const Args *a, const G3Config *c, int64_t ntrain, int64_t nval) {
+    char *buf = g3_malloc(4096);
+    if (!buf) return NULL;
+    snprintf(buf, 4096,
+             "{\"vocab\": %d, \"hidden\": %d, \"inter\": %d, \"layers\": %d, \"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, "
+             "\"batch\": %ld, \"seq\": %ld, \"accum\": %ld, \"seed\": %ld, \"optim\": \"%s\", \"lr\": %.17g, \"min_lr_ratio\": %.17g, "
+             "\"warmup\": %ld, \"schedule\": \"%s\", \"decay_steps\": %ld, \"wd\": %.17g, \"beta1\": %.17g, \"beta2\": %.17g, "
+             "\"eps\": %.17g, \"clip\": %.17g, \"decay_embed\": %d, \"std\": %.17g, \"init\": \"%s\", \"train_tokens\": %lld, "
+             "\"val_tokens\": %lld, \"steps\": %ld, \"eval_every\": %ld, \"eval_batches\": %ld, \"save_every\": %ld, "
+             "\"threads\": %ld, \"log_every\": %ld, \"save_dtype\": \"%s\", \"checkpoint_activations\": %d}",
+             c->vocab, c->hidden, c->inter, c->layers, c->heads, c->kv_heads, c->head_dim, a->batch, a->seq, a->accum, a->seed,
+             a->optim, a->lr, a->min_lr_ratio, a->warmup, a->schedule, a->decay_steps, a->wd, a->beta1, a->beta2, a->eps, a->clip,
+             a->decay_embed, a->std, a->init ? a->init : a->model, (long long)ntrain, (long long)nval, a->steps, a->eval_every,
+             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act);
+    return buf;
+}
+
+// Compares the saved settings with this command's; an error lists every difference.
+static int check_resume(const char *saved, const char *now, const char *out) {
+    Json js, jn;
+    if (json_parse(&js, saved, strlen(saved))) return g3_error_prefix("the checkpoint's run.json");
+    if (json_parse(&jn, now, strlen(now))) { json_free(&js); return -1; }
+    char msg[2048] = "";
+    size_t at = 0;
+    JSON_FOREACH(m, json_root(&js)) {
+        int free_key = 0;
+        for (size_t i = 0; i < G3_ARRAY_LEN(MAY_CHANGE); i++) free_key |= !strcmp(m->key, MAY_CHANGE[i]);
+        const JsonNode *n = json_get(json_root(&jn), m->key);
+        if (free_key) continue;
+        int same = n && n->type == m->type && (m->type == JSON_NUMBER ? m->num == n->num : !strcmp(m->str ? m->str : "", n->str ? n->str : ""));
+        if (!same && at < sizeof msg - 200)
+            at += (size_t)snprintf(msg + at, sizeof msg - at, "\n  %s: %s in the checkpoint, %s now", m->key, m->str ? m->str : "?",
+                                   n && n->str ? n->str : "(absent)");
+    }
+    json_free(&js);
+    json_free(&jn);
+    if (at) return g3_errorf("%s holds a run with other settings; resume with the same ones (only --steps, --eval-every, "
+                             "--save-every, --threads and logging may change), or use another --out:%s", out, msg);
+    return 0;
+}
+
+// Keeps the lines of DIR/metrics.jsonl up to step `keep` (steps after the checkpoint will be
+// logged again by the resumed run; a torn last line is dropped).
+static int trim_metrics(const char *path, int64_t keep) {
+    if (!g3_file_exists(path)) return 0;
+    size_t len;
+    char *text = g3_read_file(path, &len);
+    if (!text) return -1;
+    size_t w = 0;
+    for (size_t i = 0; i < len;) {
+        char *nl = memchr(text + i, '\n', len - i);
+        if (!nl) break;  // torn line
+        size_t e = (size_t)(nl - text) + 1;
+        long long s;
+        if (sscanf(text + i, "{\"step\": %lld", &s) == 1 && s <= keep) {
+            memmove(text + w, text + i, e - i);
+            w += e - i;
+        }
+        i = e;
+    }
+    int rc = g3_write_file_atomic(path, text, w);
+    free(text);
+    return rc;
+}
+
+static void fmt_time(char *buf, size_t cap, double s) {
+    if (!(s >= 0) || s > 1e8) snprintf(buf, cap, "?");
+    else if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, cap, "%.0fs", s);
+}
+
+static double mib(int64_t b) { return b / 1048576.0; }
+
+// Opens (tokenizing first if it is text) the token file for path; cache names the token file
+// to build in the run folder.
+static int open_tokens(const Args *a, const char *path, const char *cache, G3TokenFile *tf) {
+    if (g3_tokfile_is(path)) return g3_tokfile_open(tf, path);
+    const char *tok = a->tokenizer ? a->tokenizer : a->model;
+    if (!tok) return g3_errorf("%s is text: --tokenizer FILE is needed to tokenize it", path);
+    if (g3_data_prepare(path, tok, cache, 1)) return -1;
+    return g3_tokfile_open(tf, cache);
+}
+
+static double eval_loss(G3TrainModel *tm, G3TrainCtx *ctx, const uint32_t *tok, int64_t n, const Args *a, int32_t *in, int32_t *tg) {
+    double s = 0;
+    for (long k = 0; k < a->eval_batches; k++) {
+        g3_data_val_batch(tok, n, (int)a->batch, (int)a->seq, k, in, tg);
+        s += g3_train_loss(tm, ctx, in, tg);
+    }
+    return s / (double)a->eval_batches;
+}
+
+int cmd_train(int argc, char **argv) {
+    Args a = {.schedule = "cosine", .optim = "adamw", .save_dtype = "f32", .steps = 1000, .batch = 8, .seq = 256, .accum = 1,
+              .warmup = 100, .eval_every = 100, .eval_batches = 8, .save_every = 200, .seed = 1, .log_every = 1, .lr = 6e-4,
+              .min_lr_ratio = 0.1, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .val_frac = 0.05, .std = 0.02};
+    CliOpt opts[] = {
+        {"--init", OPT_STR, &a.init, "train from scratch: 270m, 1b, 4b, 12b, 27b, tiny, stories (TinyStories on a CPU), or a config.json"},
+        {"--model", OPT_STR, &a.model, "fine-tune this model folder instead"},
+        {"--tokenizer", OPT_STR, &a.tokenizer, "tokenizer.json/.model (default: the --model folder's) to tokenize text data"},
+        {"--data", OPT_STR, &a.data, "training data: a text file, a folder of *.txt, or a token file"},
+        {"--val", OPT_STR, &a.val, "validation data (default: the last --val-frac of --data, at a document start)"},
+        {"--val-frac", OPT_FLOAT, &a.val_frac, "held-out fraction of --data when --val is not given"},
+        {"--out", OPT_STR, &a.out, "run folder: checkpoints, metrics.jsonl, token cache; resumes what it holds"},
+        {"--steps", OPT_INT, &a.steps, "optimizer steps in all (may be raised to continue a finished run)", 1, 1L << 40},
+        {"--batch", OPT_INT, &a.batch, "sequences per micro-batch (B)", 1, 1 << 20},
+        {"--seq", OPT_INT, &a.seq, "tokens per sequence (T)", 1, 1 << 20},
+        {"--accum", OPT_INT, &a.accum, "micro-batches accumulated per step", 1, 1 << 20},
+        {"--lr", OPT_FLOAT, &a.lr, "peak learning rate"},
+        {"--min-lr-ratio", OPT_FLOAT, &a.min_lr_ratio, "final learning rate as a fraction of --lr (cosine, wsd)"},
+        {"--warmup", OPT_INT, &a.warmup, "steps of linear warmup"},
+        {"--schedule", OPT_STR, &a.schedule, "cosine, constant or wsd (warmup-stable-decay)"},
+        {"--decay-steps", OPT_INT, &a.decay_steps, "wsd: steps of the final decay (0: 20% of --steps)"},
+        {"--optim", OPT_STR, &a.optim, "adamw, or adamw8bit (block-wise 8-bit moments: ~2 instead of 8 bytes a parameter)"},
+        {"--wd", OPT_FLOAT, &a.wd, "decoupled weight decay (matrices only; norms and embedding never)"},
+        {"--decay-embed", OPT_FLAG, &a.decay_embed, "apply weight decay to the embedding too"},
+        {"--beta1", OPT_FLOAT, &a.beta1, "AdamW beta1"},
+        {"--beta2", OPT_FLOAT, &a.beta2, "AdamW beta2"},
+        {"--eps", OPT_FLOAT, &a.eps, "AdamW epsilon"},
+        {"--clip", OPT_FLOAT, &a.clip, "clip the global gradient norm to this (0: off)"},
+        {"--checkpoint-activations", OPT_FLAG, &a.ckpt_act, "keep only each layer's input; recompute layers in backward"},
+        {"--eval-every", OPT_INT, &a.eval_every, "validation loss every N steps (0: only at the end)"},
+        {"--eval-batches", OPT_INT, &a.eval_batches, "batches of validation per evaluation", 1, 1 << 20},
+        {"--save-every", OPT_INT, &a.save_every, "checkpoint every N steps (and always at the end; 0: only at the end)"},
+        {"--save-dtype", OPT_STR, &a.save_dtype, "dtype of the exported model.safetensors: f32 or bf16 (the f32 master copy is kept either way)"},
+        {"--std", OPT_FLOAT, &a.std, "--init: standard deviation of the random weights"},
+        {"--seed", OPT_INT, &a.seed, "seed of the initialisation and of the batch order"},
+        {"--threads", OPT_INT, &a.threads, "threads (0: all cores)"},
+        {"--log-every", OPT_INT, &a.log_every, "progress line every N steps when stderr is not a terminal", 1, 1L << 40},
+    };
+    CLI_PARSE(CMD, "--init SHAPE|--model DIR --data PATH --out DIR [--tokenizer FILE] [options]", argc, argv, opts);
+    if (!a.out || !a.data) return cli_fail(CMD, "--data and --out are required (see --help)");
+    if (!a.init == !a.model) return cli_fail(CMD, "give exactly one of --init SHAPE (from scratch) and --model DIR (fine-tune)");
+    G3SchedKind sk;
+    if (g3_schedule_parse(a.schedule, &sk)) return cli_fail(CMD, "%s", g3_error());
+    int bits = !strcmp(a.optim, "adamw") ? 32 : !strcmp(a.optim, "adamw8bit") ? 8 : 0;
+    if (!bits) return cli_fail(CMD, "--optim must be adamw or adamw8bit, not '%s'", a.optim);
+    G3DType sdt = !strcmp(a.save_dtype, "f32") ? G3_F32 : !strcmp(a.save_dtype, "bf16") ? G3_BF16 : G3_DTYPE_COUNT;
+    if (sdt == G3_DTYPE_COUNT) return cli_fail(CMD, "--save-dtype must be f32 or bf16");
+    if (!(a.lr > 0) || !(a.val_frac > 0 && a.val_frac < 1) || !(a.min_lr_ratio >= 0 && a.min_lr_ratio <= 1))
+        return cli_fail(CMD, "need --lr > 0, 0 < --val-frac < 1 and 0 <= --min-lr-ratio <= 1");
+    cli_set_threads(a.threads);
+    if (g3_mkdir_p(a.out)) return cli_fail(CMD, "%s", g3_error());
+
+    // ---- the model's shape and starting weights ----
+    G3Config cfg;
+    G3Model src = {0};
+    if (a.init) {
+        size_t n = strlen(a.init);
+        int rc = !strcmp(a.init, "stories") ? (stories_shape(&cfg), 0)
+                 : n > 5 && !strcmp(a.init + n - 5, ".json") ? g3_config_load(&cfg, a.init) : g3_config_preset(&cfg, a.init);
+        if (rc) return cli_fail(CMD, "%s", g3_error());
+    } else {
+        if (g3_model_load(&src, a.model)) return cli_fail(CMD, "%s", g3_error());
+        cfg = src.cfg;
+    }
+
+    // ---- data ----
+    int ret = 1;
+    G3TokenFile tf = {0}, vf = {0};
+    G3TrainModel tm = {0};
+    G3AdamW opt = {0};
+    G3TrainCtx *ctx = NULL;
+    G3CkptInfo info = {0};
+    char *rj = NULL;
+    int32_t *in = NULL, *tg = NULL;
+    FILE *mf = NULL;
+    char path[4200], cache[4200];
+    if (g3_path_join(cache, sizeof cache, a.out, "tokens-train.bin") || open_tokens(&a, a.data, cache, &tf)) goto fail;
+    const uint32_t *train_tok = tf.tok, *val_tok;
+    int64_t ntrain = tf.ntok, nval;
+    if (a.val) {
+        if (g3_path_join(cache, sizeof cache, a.out, "tokens-val.bin") || open_tokens(&a, a.val, cache, &vf)) goto fail;
+        val_tok = vf.tok;
+        nval = vf.ntok;
+    } else {
+        ntrain = g3_data_split(&tf, a.val_frac);
+        val_tok = tf.tok + ntrain;
+        nval = tf.ntok - ntrain;
+    }
+    if (tf.vocab > cfg.vocab || (a.val && vf.vocab > cfg.vocab)) {
+        g3_errorf("the data's vocabulary (%d) is larger than the model's (%d): wrong tokenizer for this model?", G3_MAX(tf.vocab, vf.vocab), cfg.vocab);
+        goto fail;
+    }
+    if (ntrain <= a.seq + 1 || nval <= a.seq + 1) {
+        g3_errorf("too little data for --seq %ld: %lld training and %lld validation tokens", a.seq, (long long)ntrain, (long long)nval);
+        goto fail;
+    }
+
+    // ---- model, optimizer, resume ----
+    if (g3_train_model_new(&tm, &cfg)) goto fail;
+    if (a.init) g3_train_model_init_random(&tm, (uint64_t)a.seed, (float)a.std);
+    else if (g3_train_model_from(&tm, &src)) goto fail;
+    G3AdamWConfig oc = {.beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps, .weight_decay = a.wd, .bits = bits};
+    if (g3_adamw_init_model(&opt, &oc, &tm, a.decay_embed)) goto fail;
+    if (!(rj = run_json(&a, &cfg, ntrain, nval))) goto fail;
+    int64_t start = 0;
+    if (g3_path_join(path, sizeof path, a.out, "metrics.jsonl")) goto fail;
+    if (g3_ckpt_exists(a.out)) {
+        int current;
+        if (g3_ckpt_load(a.out, &tm, &opt, &info, &current) || check_resume(info.run_json, rj, a.out)) goto fail;
+        start = info.step;
+        fprintf(stderr, "train: resuming %s from step %lld\n", a.out, (long long)start);
+        free(info.run_json);
+        info.run_json = rj;
+        // The state was committed but its Hub export was cut short: redo it.
+        if (!current && g3_ckpt_export(a.out, &tm, &info, sdt)) goto fail;
+    }
+    info.run_json = rj;
+    info.seed = (uint64_t)a.seed;
+    if (trim_metrics(path, start)) goto fail;
+    if (start >= a.steps) {
+        fprintf(stderr, "train: %s is already trained to step %lld (raise --steps to continue)\n", a.out, (long long)start);
+        ret = 0;
+        goto done;
+    }
+
+    // ---- memory report ----
+    int64_t act = 0, act_other = 0;
+    if (!(ctx = g3_train_ctx_new(&tm, (int)a.batch, (int)a.seq, a.ckpt_act, &act))) goto fail;
+    {   // the other mode's arena, sized but never touched, for the report
+        G3TrainCtx *o2 = g3_train_ctx_new(&tm, (int)a.batch, (int)a.seq, !a.ckpt_act, &act_other);
+        g3_train_ctx_free(o2);
+        g3_error_clear();
+    }
+    int64_t np = tm.n;
+    fprintf(stderr, "train: %lld parameters (%s %d x %d, vocab %d); %lld train / %lld val tokens; %ld x %ld x %ld tokens a step\n",
+            (long long)np, a.init ? a.init : a.model, cfg.layers, cfg.hidden, cfg.vocab, (long long)ntrain, (long long)nval, a.batch,
+            a.seq, a.accum);
+    fprintf(stderr, "train: memory: weights %.1f MiB + grads %.1f MiB (f32); AdamW state %.1f MiB (%s; %.1f MiB with %s); "
+                    "activations %.1f MiB (%.1f MiB %s activation checkpointing)\n",
+            mib(4 * np), mib(4 * np), mib(g3_adamw_state_bytes(&opt, bits)), bits == 8 ? "8-bit" : "32-bit",
+            mib(g3_adamw_state_bytes(&opt, bits == 8 ? 32 : 8)), bits == 8 ? "32-bit" : "8-bit", mib(act), mib(act_other),
+            a.ckpt_act ? "without" : "with");
+
+    // ---- the loop ----
+    size_t bt = (size_t)(a.batch * a.seq);
+    in = g3_malloc(bt * sizeof *in);
+    tg = g3_malloc(bt * sizeof *tg);
+    if (!in || !tg || !(mf = fopen(path, "a"))) { if (in && tg) g3_errorf("%s: cannot append", path); goto fail; }
+    G3Schedule sch = {sk, a.lr, a.min_lr_ratio, a.warmup, a.steps, a.decay_steps ? a.decay_steps : a.steps / 5};
+    int tty = isatty(2);
+    double t_start = g3_now(), loss = NAN;
+    for (int64_t step = start; step < a.steps; step++) {
+        double t0 = g3_now();
+        memset(tm.grads, 0, sizeof(float) * (size_t)np);
+        loss = 0;
+        for (int mi = 0; mi < a.accum; mi++) {
+            g3_data_batch(train_tok, ntrain, (int)a.batch, (int)a.seq, (uint64_t)a.seed, step, mi, in, tg);
+            double l = g3_train_forward_backward(&tm, ctx, in, tg, (float)(1.0 / (double)a.accum));
+            if (isnan(l) && *g3_error()) goto fail;
+            loss += l / (double)a.accum;
+        }
+        double norm = g3_grad_norm(tm.grads, np), lr = g3_schedule_lr(&sch, step);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            g3_errorf("step %lld: loss %g, gradient norm %g: training diverged (lower --lr, or raise --warmup)", (long long)step + 1, loss, norm);
+            goto fail;
+        }
+        g3_adamw_step(&opt, tm.params, tm.grads, lr, g3_clip_scale(norm, a.clip));
+        int64_t s1 = step + 1;
+        double dt = g3_now() - t0, tps = (double)bt * (double)a.accum / dt;
+        double val = NAN;
+        if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) val = eval_loss(&tm, ctx, val_tok, nval, &a, in, tg);
+        fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f", (long long)s1, loss, lr,
+                norm, tps);
+        if (!isnan(val)) fprintf(mf, ", \"val_loss\": %.6f", val);
+        fprintf(mf, "}\n");
+        fflush(mf);
+        char eta[32], vs[40] = "";
+        double el = g3_now() - t_start;
+        fmt_time(eta, sizeof eta, el / (double)(s1 - start) * (double)(a.steps - s1));
+        if (!isnan(val)) snprintf(vs, sizeof vs, " | val %.4f", val);
+        if (tty || s1 % a.log_every == 0 || s1 == a.steps || !isnan(val))
+            fprintf(stderr, "%sstep %lld/%ld | loss %.4f%s | lr %.2e | gnorm %.3f | %.0f tok/s | ETA %s%s", tty ? "\r" : "",
+                    (long long)s1, a.steps, loss, vs, lr, norm, tps, eta, tty && isnan(val) ? "   " : "\n");
+        if ((a.save_every > 0 && s1 % a.save_every == 0) || s1 == a.steps) {
+            info.step = s1;
+            info.loss = loss;
+            if (g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
+        }
+    }
+    if (tty) fputc('\n', stderr);
+    fprintf(stderr, "train: done: step %ld, loss %.4f, %.1f s; model in %s\n", a.steps, loss, g3_now() - t_start, a.out);
+    ret = 0;
+    goto done;
+fail:
+    if (isatty(2)) fputc('\n', stderr);
+    cli_fail(CMD, "%s", g3_error());
+done:
+    if (mf) fclose(mf);
+    free(in);
+    free(tg);
+    if (info.run_json != rj) free(info.run_json);
+    free(rj);
+    g3_train_ctx_free(ctx);
+    g3_adamw_free(&opt);
+    g3_train_model_free(&tm);
+    g3_tokfile_close(&tf);
+    g3_tokfile_close(&vf);
+    if (src.t) g3_model_free(&src);
+    return ret;
+}
