@@ -10,7 +10,7 @@
 #include "base/base.h"
 #include "io/safetensors.h"
 
-static const char *FIXTURES[] = {"gemma3-tiny-f32", "gemma3-tiny-bf16", "gemma3-tiny-multimodal-layout", "gemma2-tiny-f32"};
+__attribute__((unused)) static const char *FIXTURES[] = {"gemma3-tiny-f32", "gemma3-tiny-bf16", "gemma3-tiny-multimodal-layout", "gemma2-tiny-f32"};
 
 // Opens tests/fixtures/NAME/expected.safetensors; exits the test on failure (a missing
 // fixture is a broken checkout, not a result).
