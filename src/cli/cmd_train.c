@@ -227,8 +227,8 @@ int cmd_train(int argc, char **argv) {
         val_tok = tf.tok + ntrain;
         nval = tf.ntok - ntrain;
     }
-    if (tf.vocab > cfg.vocab || (a.val && vf.vocab > cfg.vocab)) {
-        g3_errorf("the data's vocabulary (%d) is larger than the model's (%d): wrong tokenizer for this model?", G3_MAX(tf.vocab, vf.vocab), cfg.vocab);
+    if (tf.max_id >= cfg.vocab || (a.val && vf.max_id >= cfg.vocab)) {
+        g3_errorf("the data holds token id %d, outside the model's vocabulary of %d: wrong tokenizer for this model?", G3_MAX(tf.max_id, vf.max_id), cfg.vocab);
         goto fail;
     }
     if (ntrain <= a.seq + 1 || nval <= a.seq + 1) {

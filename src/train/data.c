@@ -99,12 +99,17 @@ int g3_tokfile_open(G3TokenFile *f, const char *path) {
     f->bos = h->bos;
     f->eos = h->eos;
     int64_t bad = -1;
-    for (int64_t i = 0; i < f->ntok && bad < 0; i++)
+    uint32_t mx = 0;
+    for (int64_t i = 0; i < f->ntok && bad < 0; i++) {
         if (f->tok[i] >= (uint32_t)f->vocab) bad = i;
+        if (f->tok[i] > mx) mx = f->tok[i];
+    }
+    f->max_id = (int)mx;
     if (bad >= 0) {
         uint32_t v = f->tok[bad];
+        int vocab = f->vocab;  // h dies with the mapping
         g3_tokfile_close(f);
-        return g3_errorf("%s: token %lld is %u, outside the vocabulary of %d", path, (long long)bad, v, h->vocab);
+        return g3_errorf("%s: token %lld is %u, outside the vocabulary of %d", path, (long long)bad, v, vocab);
     }
     return 0;
 }

@@ -32,7 +32,8 @@ typedef struct {
 typedef struct {
     const uint32_t *tok;  // [ntok], in the mapping
     int64_t ntok;
-    int vocab, bos, eos;
+    int vocab, bos, eos;  // vocab: the tokenizer's (highest id + 1)
+    int max_id;           // the largest id present (what the model's embedding must cover)
     void *map;
     size_t map_size;
 } G3TokenFile;
