@@ -19,15 +19,18 @@ INL __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-INL void store_sums(float *y, const __m512 *acc, int RN) {
+// y[0..RN) = (add ? y : 0) + the lane sums of acc[0..RN).
+INL void store_sums(float *y, const __m512 *acc, int RN, int add) {
     if (RN == 1) {
-        y[0] = _mm512_reduce_add_ps(acc[0]);
+        float s = _mm512_reduce_add_ps(acc[0]);
+        y[0] = add ? y[0] + s : s;
         return;
     }
     __m512 z = _mm512_setzero_ps();
     for (int j = 0; j < RN; j += 4) {
         int n = RN - j < 4 ? RN - j : 4;
         __m128 s = hsum4(acc[j], n > 1 ? acc[j + 1] : z, n > 2 ? acc[j + 2] : z, n > 3 ? acc[j + 3] : z);
+        if (add) s = _mm_add_ps(s, _mm_maskz_loadu_ps((__mmask8)((1u << n) - 1), y + j));
         if (n == 4) _mm_storeu_ps(y + j, s);
         else _mm_mask_storeu_ps(y + j, (__mmask8)((1u << n) - 1), s);
     }
@@ -36,7 +39,9 @@ INL void store_sums(float *y, const __m512 *acc, int RN) {
 INL __m512bh ld(const uint16_t *p, __mmask32 m) { return (__m512bh)_mm512_maskz_loadu_epi16(m, p); }
 INL __m512bh ldf(const uint16_t *p) { return (__m512bh)_mm512_loadu_si512(p); }
 
-INL void tile(int RT, int RN, float *y, const uint16_t *x, const uint16_t *w, int K, int N, int t0, int n0) {
+// y[t0+r, n0+j] (+)= the dot products over k in [0, kc) of x and w rows of stride K.
+INL void tile(int RT, int RN, float *y, const uint16_t *x, const uint16_t *w, int K, int kc, int N, int t0, int n0,
+              int add) {
     __m512 acc[8][8];  // fixed size (not [RT][RN]) so that gcc keeps them in registers
 #pragma GCC unroll 8
     for (int r = 0; r < RT; r++)
@@ -44,7 +49,7 @@ INL void tile(int RT, int RN, float *y, const uint16_t *x, const uint16_t *w, in
         for (int j = 0; j < RN; j++) acc[r][j] = _mm512_setzero_ps();
     const uint16_t *xr = x + (size_t)t0 * K, *wr = w + (size_t)n0 * K;
     int k = 0;
-    for (; k + 32 <= K; k += 32) {
+    for (; k + 32 <= kc; k += 32) {
         __m512bh xv[8];
 #pragma GCC unroll 8
         for (int r = 0; r < RT; r++) xv[r] = ldf(xr + (size_t)r * K + k);
@@ -55,8 +60,8 @@ INL void tile(int RT, int RN, float *y, const uint16_t *x, const uint16_t *w, in
             for (int r = 0; r < RT; r++) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], xv[r], wv);
         }
     }
-    if (k < K) {
-        __mmask32 m = (__mmask32)((1ull << (K - k)) - 1);
+    if (k < kc) {
+        __mmask32 m = (__mmask32)((1ull << (kc - k)) - 1);
         __m512bh xv[8];
 #pragma GCC unroll 8
         for (int r = 0; r < RT; r++) xv[r] = ld(xr + (size_t)r * K + k, m);
@@ -68,14 +73,14 @@ INL void tile(int RT, int RN, float *y, const uint16_t *x, const uint16_t *w, in
         }
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < RT; r++) store_sums(y + (size_t)(t0 + r) * N + n0, acc[r], RN);
+    for (int r = 0; r < RT; r++) store_sums(y + (size_t)(t0 + r) * N + n0, acc[r], RN, add);
 }
 
 #define ROWBLOCK(RT, RN)                                                                  \
     do {                                                                                  \
         int n = nb;                                                                       \
-        for (; n + RN <= ne; n += RN) tile(RT, RN, y, xb, wb, K, N, t, n);                \
-        for (; n < ne; n++) tile(RT, 1, y, xb, wb, K, N, t, n);                           \
+        for (; n + RN <= ne; n += RN) tile(RT, RN, y, xb + k0, wb + k0, K, kc, N, t, n, k0 > 0);                \
+        for (; n < ne; n++) tile(RT, 1, y, xb + k0, wb + k0, K, kc, N, t, n, k0 > 0);                           \
     } while (0)
 
 // Decode (T = 1): one w row at a time, four accumulators over K. A single sequential
@@ -98,22 +103,32 @@ INL void row1(float *y, const uint16_t *x, const uint16_t *w, int K, int n) {
     }
     y[n] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
+// Rows of K are cut into chunks of at most KC (a multiple of 32) so that a 4-row tile of x
+// (4 x KC x 2 bytes = 18 KB) stays in L1 while it meets a block of w rows (~256 KB, in L2);
+// later chunks add to the sums of earlier ones. Only K > KC (the 6912-wide down projection)
+// is cut, into equal parts.
+#define KC 2304
+
 TGT static void mm_bf16_fast(float *y, const void *x, const void *w, int T, int K, int N, int n0, int n1) {
     const uint16_t *xb = x, *wb = w;
-    int nbk = (int)((256 * 1024) / ((size_t)K * 2));
+    if (T == 1) {
+        for (int n = n0; n < n1; n++) row1(y, xb, wb, K, n);
+        return;
+    }
+    int nchunks = (K + KC - 1) / KC, kstep = ((K + nchunks - 1) / nchunks + 31) & ~31;
+    int nbk = (int)((256 * 1024) / ((size_t)kstep * 2));
     nbk = nbk < 8 ? 8 : nbk & ~7;
     for (int nb = n0; nb < n1; nb += nbk) {
         int ne = nb + nbk < n1 ? nb + nbk : n1;
-        int t = 0;
-        if (T == 1) {
-            for (int n = nb; n < ne; n++) row1(y, xb, wb, K, n);
-            continue;
-        }
-        for (; t + 4 <= T; t += 4) ROWBLOCK(4, 4);
-        switch (T - t) {
-        case 3: ROWBLOCK(3, 4); break;
-        case 2: ROWBLOCK(2, 4); break;
-        case 1: ROWBLOCK(1, 4); break;
+        for (int k0 = 0; k0 < K; k0 += kstep) {
+            int kc = K - k0 < kstep ? K - k0 : kstep;
+            int t = 0;
+            for (; t + 4 <= T; t += 4) ROWBLOCK(4, 4);
+            switch (T - t) {
+            case 3: ROWBLOCK(3, 4); break;
+            case 2: ROWBLOCK(2, 4); break;
+            case 1: ROWBLOCK(1, 4); break;
+            }
         }
     }
 }
