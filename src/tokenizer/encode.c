@@ -25,10 +25,10 @@ typedef struct {
     int32_t prev, next;
 } Sym;
 
-typedef struct {
-    int32_t rank, pos;           // heap order: lowest rank, then leftmost
-    int32_t left, right, result; // the pair as it was when pushed
-} Cand;
+// A candidate merge, (rank << 32 | pos): comparing keys as integers orders by lowest rank, then
+// leftmost. Entries go stale as their symbols merge; a popped key is checked against the pair
+// now at pos (see bpe_word). 8-byte keys in a 4-ary heap keep a long word's heap cache-friendly.
+typedef uint64_t Cand;
 
 typedef struct {
     uint32_t hash;  // 0 = empty
@@ -97,8 +97,8 @@ static void heap_push(G3TokEncoder *e, Cand c) {
     Cand *h = e->heap;
     size_t i = e->n_heap++;
     while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (h[p].rank < c.rank || (h[p].rank == c.rank && h[p].pos <= c.pos)) break;
+        size_t p = (i - 1) / 4;
+        if (h[p] <= c) break;
         h[i] = h[p];
         i = p;
     }
@@ -109,12 +109,13 @@ static Cand heap_pop(G3TokEncoder *e) {
     Cand *h = e->heap, top = h[0], last = h[--e->n_heap];
     size_t n = e->n_heap, i = 0;
     for (;;) {
-        size_t c = 2 * i + 1;
+        size_t c = 4 * i + 1, m = c;
         if (c >= n) break;
-        if (c + 1 < n && (h[c + 1].rank < h[c].rank || (h[c + 1].rank == h[c].rank && h[c + 1].pos < h[c].pos))) c++;
-        if (last.rank < h[c].rank || (last.rank == h[c].rank && last.pos <= h[c].pos)) break;
-        h[i] = h[c];
-        i = c;
+        for (size_t k = c + 1; k < c + 4 && k < n; k++)
+            if (h[k] < h[m]) m = k;
+        if (last <= h[m]) break;
+        h[i] = h[m];
+        i = m;
     }
     h[i] = last;
     return top;
@@ -125,7 +126,7 @@ static void push_pair(G3TokEncoder *e, int32_t pos) {
     int32_t nx = s[pos].next;
     if (nx < 0) return;
     const TokMerge *m = tok_find_merge(e->tok, s[pos].id, s[nx].id);
-    if (m) heap_push(e, (Cand){m->rank, pos, s[pos].id, s[nx].id, m->result});
+    if (m) heap_push(e, (Cand)(uint32_t)m->rank << 32 | (uint32_t)pos);
 }
 
 static int32_t byte_token(const G3Tokenizer *t, uint8_t b) { return t->byte_id[b] >= 0 ? t->byte_id[b] : t->unk_id; }
@@ -164,15 +165,21 @@ static int bpe_word(G3TokEncoder *e, const uint8_t *w, size_t n) {
         for (int32_t i = 0; i + 1 < ns; i++) push_pair(e, i);
         while (e->n_heap) {
             Cand c = heap_pop(e);
-            Sym *a = &s[c.pos];
-            if (a->id != c.left || a->next < 0 || s[a->next].id != c.right) continue;  // stale
+            int32_t pos = (int32_t)(uint32_t)c, rank = (int32_t)(c >> 32);
+            Sym *a = &s[pos];
+            // Stale unless the pair now at pos merges with this very rank. (If the pair changed
+            // but has the same rank, it is a live candidate with this same key, so merging it
+            // now is what its own entry would do.)
+            if (a->id < 0 || a->next < 0) continue;
+            const TokMerge *m = tok_find_merge(t, a->id, s[a->next].id);
+            if (!m || m->rank != rank) continue;
             int32_t gone = a->next;
-            a->id = c.result;
+            a->id = m->result;
             a->next = s[gone].next;
-            if (a->next >= 0) s[a->next].prev = c.pos;
+            if (a->next >= 0) s[a->next].prev = pos;
             s[gone].id = -1;
             if (a->prev >= 0) push_pair(e, a->prev);
-            push_pair(e, c.pos);
+            push_pair(e, pos);
         }
     }
     if (grow((void **)&e->out, &e->cap_out, e->n_out + (size_t)ns, sizeof *e->out)) return -1;
@@ -228,7 +235,7 @@ static int encode_word(G3TokEncoder *e, const uint8_t *w, size_t n) {
         grow((void **)&e->wids, &e->cap_wids, e->n_wids + k, sizeof *e->wids))
         return -1;
     memcpy(e->wkeys + e->n_wkeys, w, n);
-    memcpy(e->wids + e->n_wids, e->out + first, k * sizeof *e->wids);
+    if (k) memcpy(e->wids + e->n_wids, e->out + first, k * sizeof *e->wids);
     e->wtab[i] = (WordSlot){h, (uint32_t)n, e->n_wkeys, e->n_wids, (uint32_t)k};
     e->n_wkeys += n;
     e->n_wids += k;
@@ -332,8 +339,8 @@ int g3_tok_encode(const G3Tokenizer *t, const char *text, size_t len, int add_bo
     int n = g3_tok_encoder_run(e, text, len, add_bos, parse_special, &ids);
     if (n >= 0) {
         *ids_out = g3_malloc(((size_t)n + 1) * sizeof **ids_out);
-        if (*ids_out) memcpy(*ids_out, ids, (size_t)n * sizeof **ids_out);
-        else n = -1;
+        if (!*ids_out) n = -1;
+        else if (n) memcpy(*ids_out, ids, (size_t)n * sizeof **ids_out);
     }
     g3_tok_encoder_free(e);
     return n;
@@ -375,7 +382,7 @@ int g3_tok_encode_parallel(const G3Tokenizer *t, const char *text, size_t len, i
     if (ids) {
         size_t at = 0;
         for (int k = 0; k < nthreads; k++) {
-            memcpy(ids + at, part[k], (size_t)count[k] * sizeof *ids);
+            if (count[k]) memcpy(ids + at, part[k], (size_t)count[k] * sizeof *ids);
             at += (size_t)count[k];
         }
     }

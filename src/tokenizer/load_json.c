@@ -145,7 +145,7 @@ static int load(G3Tokenizer *t, const JsonNode *root) {
     JSON_FOREACH(m, merges) {
         const char *a, *bb;
         size_t an, bn;
-        if (merge_parts(m, &a, &an, &bb, &bn)) { g3_errorf("model.merges[%d]: not a pair of pieces", k); break; }
+        if (merge_parts(m, &a, &an, &bb, &bn) || !an || !bn) { g3_errorf("model.merges[%d]: not a pair of pieces", k); break; }
         if (an + bn > cat_cap) {
             cat_cap = (an + bn) * 2;
             char *nc = g3_realloc(cat, cat_cap);

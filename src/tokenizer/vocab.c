@@ -65,6 +65,16 @@ int32_t tok_lookup(const G3Tokenizer *t, const char *s, size_t n) {
 }
 
 int tok_index_pieces(G3Tokenizer *t) {
+    // Pieces are UTF-8 strings in both formats; holding every source to that means decoded text
+    // is always valid UTF-8 (bytes come only from <0xNN> pieces, which the decoder checks).
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const uint8_t *s = (const uint8_t *)tok_piece_ptr(t, id);
+        for (uint32_t i = 0, n = tok_piece_len(t, id); i < n;) {
+            int l = tok_utf8_len(s + i, n - i);
+            if (!l) return g3_errorf("piece %d is not valid UTF-8", id);
+            i += (uint32_t)l;
+        }
+    }
     uint32_t cap = pow2_at_least((uint64_t)t->n_vocab * 2 + 1);
     free(t->piece_tab);
     t->piece_tab = g3_calloc(cap, sizeof *t->piece_tab);
@@ -225,6 +235,10 @@ int tok_index_rest(G3Tokenizer *t) {
     t->pad_id = id_of(t, "<pad>");
     t->sot_id = id_of(t, "<start_of_turn>");
     t->eot_id = id_of(t, "<end_of_turn>");
+    // Any character must be spellable: byte fallback needs every <0xNN>, else <unk> stands in.
+    if (t->unk_id < 0)
+        for (int b = 0; b < 256; b++)
+            if (t->byte_id[b] < 0) return g3_errorf("byte fallback: no piece <0x%02X> and no <unk>", b);
     return 0;
 }
 
