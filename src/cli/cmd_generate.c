@@ -1,57 +1,162 @@
-// cmd_generate.c: `gemma3 generate`: continue a prompt given as token ids.
+// cmd_generate.c: `gemma3 generate`: continue one prompt (token ids or text, streamed as it
+// is produced), or run a file of categorized prompts in batches into a results folder.
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/base.h"
-#include "cli.h"
+#include "cli_gen.h"
+#include "gen/batch.h"
 #include "gen/generate.h"
+#include "gen/prompts.h"
+#include "gen/textstream.h"
+
+static volatile int interrupted = 0;
+static void on_sigint(int sig) {
+    (void)sig;
+    if (interrupted) _exit(130);  // a second Ctrl-C means now
+    interrupted = 1;
+}
+
+typedef struct {
+    G3Sampler *sampler;
+    const G3Tokenizer *tok;
+    G3TextStream ts;
+    int stream;  // print text as it comes
+} One;
+
+static int32_t choose_one(void *ctx, int i, float *logits, const int32_t *hist, int nhist) {
+    One *o = ctx;
+    int t = g3_sampler_sample(o->sampler, logits, hist, nhist);
+    return t < 0 ? 0 : t;
+}
+
+static int on_token_one(void *ctx, int i, int32_t id, G3StopReason *why) {
+    One *o = ctx;
+    if (!o->tok) return 0;
+    int st = g3_ts_push(&o->ts, o->tok, id);
+    if (o->stream) {
+        const char *s;
+        size_t n = g3_ts_take(&o->ts, &s);
+        fwrite(s, 1, n, stdout);
+        fflush(stdout);
+    }
+    if (st) { *why = st > 0 ? G3_STOP_STRING : G3_STOP_ERROR; return 1; }
+    return 0;
+}
 
 int cmd_generate(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL;
-    long max_tokens = 32, threads = 0, ctx = 0;
-    double temperature = 0;
-    int print_ids = 0, exact = 0;
+    const char *dir = NULL, *ids_s = NULL, *text = NULL, *tok_path = NULL, *system = NULL, *prompts_file = NULL, *out_dir = NULL,
+               *sample_out = NULL, *stop = NULL;
+    long max_tokens = 256, threads = 0, ctx = 0, batch = 8;
+    int print_ids = 0, exact = 0, chat = 0, resume = 0, quiet = 0;
+    CliSampling cs = CLI_SAMPLING_INIT;
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model folder"},
+        {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
         {"--ids", OPT_STR, &ids_s, "prompt as token ids, comma-separated"},
+        {"--chat", OPT_FLAG, &chat, "wrap the prompt(s) in Gemma's chat format"},
+        {"--system", OPT_STR, &system, "system message (with --chat)"},
         {"--max-tokens", OPT_INT, &max_tokens, "new tokens at most", 0, 1 << 24},
-        {"--temperature", OPT_FLOAT, &temperature, "0: greedy"},
+        {"--stop", OPT_STR, &stop, "stop when the output contains this string (also <eos>, <end_of_turn>)"},
+        CLI_SAMPLING_OPTS(cs),
         {"--print-ids", OPT_FLAG, &print_ids, "print the new ids, comma-separated, on the last line"},
+        {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
+        {"--prompts-file", OPT_STR, &prompts_file, "JSON {category: {subcategory: [prompts]}}, a JSON list, or one prompt a line"},
+        {"--out-dir", OPT_STR, &out_dir, "results folder for --prompts-file"},
+        {"--batch-size", OPT_INT, &batch, "prompts decoded together", 1, 4096},
+        {"--resume", OPT_FLAG, &resume, "continue an interrupted --prompts-file run in --out-dir"},
+        {"--create-sample-prompts", OPT_STR, &sample_out, "write an example prompts file and exit"},
         {"--context", OPT_INT, &ctx, "context to reserve (0: prompt + max-tokens)", 0, 1 << 30},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere"},
+        {"--quiet", OPT_FLAG, &quiet, "no summary or progress on stderr"},
         {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
     };
-    CLI_PARSE("generate", "--model DIR --ids 2,17,300 [--max-tokens N] [--temperature 0] [--print-ids]", argc, argv, opts);
-    if (!dir || !ids_s) return cli_fail("generate", "--model and --ids are required (see --help)");
-    if (temperature != 0) return cli_fail("generate", "only --temperature 0 (greedy) is available with --ids for now");
+    CLI_PARSE("generate", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE --out-dir DIR) [options]", argc, argv, opts);
+    if (sample_out) {
+        if (g3_prompts_write_sample(sample_out)) return cli_fail("generate", "%s", g3_error());
+        fprintf(stderr, "generate: wrote an example prompts file to %s\n", sample_out);
+        return 0;
+    }
+    if (!dir) return cli_fail("generate", "--model DIR is required (see --help)");
+    if (!!ids_s + !!text + !!prompts_file != 1) return cli_fail("generate", "give exactly one of --prompt, --ids and --prompts-file");
+    if (prompts_file && !out_dir) return cli_fail("generate", "--prompts-file needs --out-dir");
+    if (ids_s && chat) return cli_fail("generate", "--chat needs text (--prompt or --prompts-file), not --ids");
     cli_set_threads(threads);
-    int32_t *ids;
-    int T = cli_parse_ids(ids_s, &ids);
-    if (T < 0) return cli_fail("generate", "--ids: %s", g3_error());
-    if (T == 0) { free(ids); return cli_fail("generate", "--ids: no ids given"); }
+    G3SamplerConfig sc;
+    if (cli_sampling_resolve(&cs, dir, &sc)) return cli_fail("generate", "%s", g3_error());
+    // ids given by hand are the outside checks' form: greedy unless a temperature is given
+    if (ids_s && isnan(cs.temperature)) sc.temperature = 0;
     G3Model m;
-    if (g3_model_load(&m, dir)) { free(ids); return cli_fail("generate", "%s", g3_error()); }
+    if (g3_model_load(&m, dir)) return cli_fail("generate", "%s", g3_error());
     int rc = 1;
+    G3Tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    int T = 0;
+    const char *stops[1] = {stop};
+    if (!ids_s || stop) {
+        if (!(tok = cli_load_tokenizer(tok_path, dir, &m))) { cli_fail("generate", "%s", g3_error()); goto out; }
+    }
+    signal(SIGINT, on_sigint);
+    if (prompts_file) {
+        G3BatchJob job = {prompts_file, out_dir, dir, (int)batch, chat, system, (int)max_tokens, (int)ctx, sc,
+                          stop ? stops : NULL, stop ? 1 : 0, resume, !exact, !quiet};
+        int r = g3_batch_run(&m, tok, &job, &interrupted);
+        if (r < 0) { cli_fail("generate", "%s", g3_error()); goto out; }
+        if (r == 1) { fprintf(stderr, "generate: interrupted; finished prompts are in %s (add --resume to continue)\n", out_dir); rc = 130; goto out; }
+        if (!quiet) fprintf(stderr, "generate: results in %s/results.json, summary in %s/summary.json\n", out_dir, out_dir);
+        rc = 0;
+        goto out;
+    }
+    if (ids_s) {
+        if ((T = cli_parse_ids(ids_s, &ids)) < 0) { cli_fail("generate", "--ids: %s", g3_error()); goto out; }
+    } else if (chat) {
+        G3ChatTurn turn = {"user", text};
+        T = g3_chat_encode(tok, &turn, 1, system, 1, &ids);
+    } else {
+        T = g3_tok_encode(tok, text, strlen(text), 1, 0, &ids);
+    }
+    if (T < 0) { cli_fail("generate", "%s", g3_error()); goto out; }
+    if (T == 0) { cli_fail("generate", "empty prompt"); goto out; }
     if (ctx == 0) ctx = G3_MIN((long)m.cfg.max_pos, T + max_tokens);
     if (T >= ctx) { cli_fail("generate", "prompt of %d tokens does not fit the context of %ld (the model's maximum is %d)", T, ctx, m.cfg.max_pos); goto out; }
     G3State *s = g3_state_new(&m, 1, (int)ctx, G3_MIN(T, 512), !exact, NULL);
     if (!s) { cli_fail("generate", "%s", g3_error()); goto out; }
-    G3GenOptions o = {.max_tokens = (int)max_tokens};
+    One one = {g3_sampler_new(&sc, m.cfg.vocab), tok, {{{0}}}, tok && !print_ids};
+    if (!one.sampler || (tok && g3_ts_init(&one.ts, stop ? stops : NULL, stop ? 1 : 0, 1))) { cli_fail("generate", "%s", g3_error()); g3_state_free(s); goto out; }
+    int32_t stop_ids[2] = {tok ? g3_tok_eos(tok) : m.cfg.eos, tok ? g3_tok_end_of_turn(tok) : -1};
+    G3GenOptions o = {.max_tokens = (int)max_tokens, .stop_ids = stop_ids, .nstop = stop_ids[1] >= 0 ? 2 : 1, .choose = choose_one,
+                      .on_token = on_token_one, .ctx = &one, .abort = &interrupted};
+    if (ids_s && !tok) o.nstop = 0;  // raw ids: exactly N tokens, as the outside checks expect
     G3GenResult r;
     const int32_t *p = ids;
-    if (g3_generate(s, &p, &T, 1, &o, &r)) { cli_fail("generate", "%s", g3_error()); g3_state_free(s); goto out; }
+    int grc = g3_generate(s, &p, &T, 1, &o, &r);
     g3_state_free(s);
+    g3_sampler_free(one.sampler);
+    if (grc) { cli_fail("generate", "%s", g3_error()); goto out; }
     if (r.stop == G3_STOP_ERROR) { cli_fail("generate", "%s", r.error); free(r.ids); goto out; }
-    fprintf(stderr, "generate: %d prompt tokens, %d new (%s); prefill %.1f tok/s, decode %.1f tok/s\n", T, r.new_tokens,
-            g3_stop_name(r.stop), T / (r.prefill_s > 0 ? r.prefill_s : 1e-9), r.new_tokens > 1 ? (r.new_tokens - 1) / r.decode_s : 0.0);
-    if (!print_ids) printf("(new ids)\n");
-    for (int i = 0; i < r.new_tokens; i++) printf("%s%d", i ? "," : "", r.ids[i]);
-    printf("\n");
+    if (tok) {
+        g3_ts_finish(&one.ts);
+        const char *rest;
+        size_t n = g3_ts_take(&one.ts, &rest);
+        if (one.stream) { fwrite(rest, 1, n, stdout); printf("\n"); }
+        g3_ts_free(&one.ts);
+    }
+    if (print_ids || !tok) {
+        for (int i = 0; i < r.new_tokens; i++) printf("%s%d", i ? "," : "", r.ids[i]);
+        printf("\n");
+    }
+    fflush(stdout);
+    if (!quiet)
+        fprintf(stderr, "generate: %d prompt tokens, %d new (%s); prefill %.1f tok/s, decode %.1f tok/s\n", T, r.new_tokens, g3_stop_name(r.stop),
+                T / (r.prefill_s > 0 ? r.prefill_s : 1e-9), r.new_tokens > 1 && r.decode_s > 0 ? (r.new_tokens - 1) / r.decode_s : 0.0);
     free(r.ids);
-    rc = 0;
+    rc = interrupted ? 130 : 0;
 out:
     free(ids);
+    g3_tok_free(tok);
     g3_model_free(&m);
     return rc;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <math.h>
 #include <errno.h>
 #include <omp.h>
 
@@ -115,8 +116,9 @@ static void print_help(const char *cmd, const char *synopsis, const CliOpt *opts
         const CliOpt *o = &opts[i];
         char def[64] = "";
         if (o->type == OPT_STR && *(const char **)o->dst) snprintf(def, sizeof def, " (default %s)", *(const char **)o->dst);
-        if (o->type == OPT_INT) snprintf(def, sizeof def, " (default %ld)", *(long *)o->dst);
-        if (o->type == OPT_FLOAT) snprintf(def, sizeof def, " (default %g)", *(double *)o->dst);
+        // LONG_MIN / NAN mean "not set: the model's generation_config.json or the built-in default"
+        if (o->type == OPT_INT && *(long *)o->dst != LONG_MIN) snprintf(def, sizeof def, " (default %ld)", *(long *)o->dst);
+        if (o->type == OPT_FLOAT && !isnan(*(double *)o->dst)) snprintf(def, sizeof def, " (default %g)", *(double *)o->dst);
         const char *arg = o->type == OPT_STR ? " S" : o->type == OPT_INT ? " N" : o->type == OPT_FLOAT ? " X" : "";
         printf("  %s%-*s %s%s\n", o->name, (int)(20 - strlen(o->name)), arg, o->help, def);
     }
@@ -134,7 +136,7 @@ int cli_parse(const char *cmd, const char *synopsis, int argc, char **argv, cons
         const char *v = argv[++i];
         if (o->type == OPT_STR) *(const char **)o->dst = v;
         else if (o->type == OPT_INT) {
-            long lo = o->lo, hi = o->hi ? o->hi : LONG_MAX;
+            long lo = o->lo == LONG_MIN ? 0 : o->lo, hi = o->hi ? o->hi : LONG_MAX;
             if (cli_int(o->name, v, lo, hi, (long *)o->dst)) return cli_fail(cmd, "%s", g3_error());
         } else if (cli_float(o->name, v, (double *)o->dst)) return cli_fail(cmd, "%s", g3_error());
     }

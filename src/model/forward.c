@@ -173,7 +173,12 @@ static void attention(G3State *s, int l, const G3Segment *segs, int nseg, int ro
     const int HD = c->head_dim, NKV = c->kv_heads, NH = c->heads;
     // Short segments (decode steps) run as (row, head) tasks in parallel; long ones as GEMMs.
     int r0 = 0, nshort = 0;
-    for (int i = 0; i < nseg; i++) nshort += segs[i].n <= 2 ? segs[i].n : 0;
+    long work = 0;  // multiply-adds of the one-row tasks: threads only pay off above a few thousand
+    for (int i = 0; i < nseg; i++)
+        if (segs[i].n <= 2) {
+            nshort += segs[i].n;
+            work += (long)segs[i].n * (segs[i].pos0 + segs[i].n) * NH * HD * 2;
+        }
     if (nshort) {
         int *task_seg = g3_malloc((size_t)nshort * sizeof *task_seg);
         int *task_row = g3_malloc((size_t)nshort * sizeof *task_row);
@@ -181,7 +186,7 @@ static void attention(G3State *s, int l, const G3Segment *segs, int nseg, int ro
         for (int i = 0, r = 0; i < nseg; r += segs[i].n, i++)
             if (segs[i].n <= 2)
                 for (int k = 0; k < segs[i].n; k++) { task_seg[nt] = i; task_row[nt++] = r + k; }
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (nshort * NH > 1)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work > 65536)
         for (int t = 0; t < nshort; t++)
             for (int h = 0; h < NH; h++)
                 attend_row(s, l, &segs[task_seg[t]], task_row[t], h, s->tscores + (long)omp_get_thread_num() * (s->ctx + s->max_rows));
