@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "base/json.h"
 #include "check.h"
 #include "gen/generate.h"
 #include "gen/textstream.h"
@@ -153,6 +154,19 @@ int main(void) {
         char cmd[1200];
         snprintf(cmd, sizeof cmd, "%s generate --model %s --prompts-file %s --out-dir %s/o2 2>&1 | grep -q \"item 2 is not a string\"", bin, md, p, tmp);
         CHECK(system(cmd) == 0, "malformed prompts file: message lacks the item");
+        // chat: a piped session with commands, a saved conversation, the context limit said openly
+        snprintf(cmd, sizeof cmd, "printf 'Hello there\\nHow are you?\\n/save %s/conv.json\\n/reset\\nAgain\\n' | %s chat --model %s --max-tokens 6 "
+                 "--context 40 --temperature 0 > %s/chat.out 2> %s/chat.err", tmp, bin, md, tmp, tmp);
+        CHECK(system(cmd) == 0, "chat session failed");
+        snprintf(p, sizeof p, "%s/conv.json", tmp);
+        Json j;
+        CHECK(json_parse_file(&j, p) == 0 && json_get(json_root(&j), "turns")->count == 4, "saved conversation: %s", g3_error());
+        json_free(&j);
+        snprintf(cmd, sizeof cmd, "grep -q 'saved 2 turns' %s/chat.err && grep -q 'conversation restarted' %s/chat.err", tmp, tmp);
+        CHECK(system(cmd) == 0, "chat did not report /save and /reset");
+        snprintf(cmd, sizeof cmd, "printf 'one two three four five six seven eight\\nnine ten eleven twelve thirteen\\n' | %s chat --model %s --max-tokens 20 "
+                 "--context 40 --temperature 0 2>&1 | grep -q 'context full'", bin, md);
+        CHECK(system(cmd) == 0, "a full context was not reported");
         snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
         if (system(cmd)) return 2;
     }
