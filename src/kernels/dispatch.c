@@ -127,20 +127,18 @@ void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K
         }
     }
     int nth = pick_threads(T, (long)T * K * N);
-    // Columns are handed out in blocks of 16 so that every share starts on a whole tile.
-    int per = (N + nth - 1) / nth;
-    per = (per + 15) & ~15;
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
-        int id = omp_get_thread_num(), nt = omp_get_num_threads();
+        int id = omp_get_thread_num(), nt = omp_get_num_threads();  // nt may be < nth
+        // Columns are handed out in blocks of 16 so that every share starts on a whole tile.
+        int per = ((N + nt - 1) / nt + 15) & ~15;
         if (xin != (const void *)x) {
             size_t total = (size_t)T * K, chunk = (total + nt - 1) / nt;
             size_t a = chunk * id < total ? chunk * id : total, b = a + chunk < total ? a + chunk : total;
             kern.f32_to_bf16((uint16_t *)xin + a, x + a, b - a);
 #pragma omp barrier
         }
-        int n0 = per * id, n1 = n0 + per < N ? n0 + per : N;
-        if (nt == 1) n0 = 0, n1 = N;
+        int n0 = per * id < N ? per * id : N, n1 = n0 + per < N ? n0 + per : N;
         if (n0 < n1) fn(y, xin, w, T, K, N, n0, n1);
     }
 }
