@@ -11,7 +11,7 @@ int cmd_init(int argc, char **argv) {
     long seed = 0, shard_mb = 4096;
     double std = 0.02;
     CliOpt opts[] = {
-        {"--shape", OPT_STR, &shape, "270m, 1b, 4b, 12b, 27b, tiny, or a config.json to copy the shape from"},
+        {"--shape", OPT_STR, &shape, "270m, 1b, 4b, 12b, 27b, tiny, stories, or a config.json to copy the shape from"},
         {"--out", OPT_STR, &out, "folder to write config.json and model.safetensors into"},
         {"--dtype", OPT_STR, &dtype, "bf16, f16 or f32"},
         {"--seed", OPT_INT, &seed, "random seed"},

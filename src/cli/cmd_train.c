@@ -29,18 +29,6 @@ typedef struct {
     int ckpt_act, decay_embed;
 } Args;
 
-// "stories": a from-scratch shape for TinyStories on a CPU: Gemma 3's real 262,144-token
-// vocabulary (the tokenizer is not remapped) with a narrow, shallow body. The tied embedding
-// is 262144 x 128 = 33.6M of its ~34.6M parameters and the output projection dominates the
-// FLOPs (2*V*C per token each way), so a step costs roughly what a 35M-parameter model does.
-static void stories_shape(G3Config *c) {
-    g3_config_preset(c, "270m");
-    c->hidden = 128; c->inter = 512; c->layers = 4; c->heads = 2; c->kv_heads = 1; c->head_dim = 64;
-    c->query_pre_attn_scalar = 64; c->sliding_window = 128; c->max_pos = 2048;
-    for (int i = 0; i < c->layers; i++) c->sliding[i] = (i + 1) % 4 != 0;
-    c->dtype = G3_F32;
-}
-
 // The run's settings as JSON, stored in the checkpoint. Keys listed in MAY_CHANGE may differ
 // on resume; any other difference is refused, because the continuation would not be the run
 // that was started.
@@ -196,8 +184,7 @@ int cmd_train(int argc, char **argv) {
     G3Model src = {0};
     if (a.init) {
         size_t n = strlen(a.init);
-        int rc = !strcmp(a.init, "stories") ? (stories_shape(&cfg), 0)
-                 : n > 5 && !strcmp(a.init + n - 5, ".json") ? g3_config_load(&cfg, a.init) : g3_config_preset(&cfg, a.init);
+        int rc = n > 5 && !strcmp(a.init + n - 5, ".json") ? g3_config_load(&cfg, a.init) : g3_config_preset(&cfg, a.init);
         if (rc) return cli_fail(CMD, "%s", g3_error());
     } else {
         if (g3_model_load(&src, a.model)) return cli_fail(CMD, "%s", g3_error());

@@ -46,8 +46,8 @@ int g3_config_load(G3Config *c, const char *path);
 int g3_config_parse(G3Config *c, const char *text, size_t len, const char *name);
 // Checks the numbers are consistent and in range (called by the loaders).
 int g3_config_validate(const G3Config *c, const char *name);
-// The built-in shapes of `gemma3 init`: "270m", "1b", "4b", "12b", "27b", and "tiny" (the
-// fixtures' shape). Returns -1 for an unknown name.
+// The built-in shapes of `gemma3 init` and `train --init`: "270m", "1b", "4b", "12b", "27b",
+// "tiny" (the fixtures' shape) and "stories" (from-scratch TinyStories on a CPU). -1 if unknown.
 int g3_config_preset(G3Config *c, const char *name);
 // Writes a config.json the Hub's loaders accept for c.
 int g3_config_write(const G3Config *c, const char *path);
