@@ -70,6 +70,8 @@ static void run_fixture(const char *name) {
     double e = grads_diff(&tm, ref);
     CHECK(e <= 1e-6, "%s (recompute): grads differ by %.3g", name, e);
     CHECK(bytes_ckpt < bytes_full, "%s: checkpointing saves nothing (%lld vs %lld)", name, (long long)bytes_ckpt, (long long)bytes_full);
+    CHECK(g3_train_ctx_bytes(&tm, 1, T, 0) == bytes_full && g3_train_ctx_bytes(&tm, 1, T, 1) == bytes_ckpt,
+          "%s: g3_train_ctx_bytes disagrees with g3_train_ctx_new", name);
     printf("%-18s recompute: grads rel diff %.1e, activations %lld -> %lld bytes\n", name, e, (long long)bytes_full, (long long)bytes_ckpt);
     // gradient accumulation: two calls with grad_scale 0.5 add up to the same gradient
     memset(tm.grads, 0, (size_t)tm.n * sizeof(float));

@@ -38,6 +38,9 @@ typedef struct G3TrainCtx G3TrainCtx;
 // the layer in backward). *bytes (if non-NULL) receives the activation memory.
 G3TrainCtx *g3_train_ctx_new(const G3TrainModel *tm, int B, int T, int recompute, int64_t *bytes);
 void g3_train_ctx_free(G3TrainCtx *ctx);
+// The bytes g3_train_ctx_new would allocate for these settings, without allocating them
+// (to report what checkpointing saves, or to pick a batch that fits).
+int64_t g3_train_ctx_bytes(const G3TrainModel *tm, int B, int T, int recompute);
 
 // Mean next-token cross-entropy of targets[B*T] given inputs[B*T] (a target < 0 is ignored),
 // and its gradient ADDED to tm->grads multiplied by grad_scale (1/accum_steps when

@@ -114,6 +114,17 @@ static int head_chunk(int64_t BT, int V) {
     return (int)G3_MIN(ch, BT);
 }
 
+int64_t g3_train_ctx_bytes(const G3TrainModel *tm, int B, int T, int recompute) {
+    G3TrainCtx cx = {.tm = tm, .B = B, .T = T, .recompute = recompute != 0, .nthreads = omp_get_max_threads()};
+    cx.chunk = head_chunk((int64_t)B * T, tm->m.cfg.vocab);
+    cx.la = g3_calloc(cx.recompute ? 1 : (size_t)tm->m.cfg.layers, sizeof *cx.la);
+    if (!cx.la) return -1;
+    Carve cv = {NULL, 0};
+    layout(&cx, &cv);
+    free(cx.la);
+    return cv.used * (int64_t)sizeof(float);
+}
+
 G3TrainCtx *g3_train_ctx_new(const G3TrainModel *tm, int B, int T, int recompute, int64_t *bytes) {
     const G3Config *c = &tm->m.cfg;
     if (B < 1 || T < 1) { g3_errorf("train: batch %d x %d tokens: both must be positive", B, T); return NULL; }
