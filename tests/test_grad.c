@@ -165,9 +165,42 @@ static void run_cli(void) {
     st_close(&exp);
 }
 
+// g3_train_model_save: F32 reloads bit-exact, BF16 within bf16 rounding, through the loader.
+static void run_save(void) {
+    G3Model m;
+    if (g3_model_load(&m, "tests/fixtures/gemma3-tiny-f32")) { CHECK(0, "%s", g3_error()); return; }
+    G3TrainModel tm;
+    if (g3_train_model_from(&tm, &m)) { CHECK(0, "%s", g3_error()); g3_model_free(&m); return; }
+    char dir[128];
+    snprintf(dir, sizeof dir, "/tmp/g3_test_grad_save_%d", (int)getpid());
+    G3DType dts[2] = {G3_F32, G3_BF16};
+    for (int k = 0; k < 2; k++) {
+        if (g3_train_model_save(&tm, dir, dts[k])) { CHECK(0, "%s", g3_error()); continue; }
+        G3Model r;
+        if (g3_model_load(&r, dir)) { CHECK(0, "reloading the saved model: %s", g3_error()); continue; }
+        double worst = 0;
+        for (int i = 0; i < r.nt; i++) {
+            float *f = malloc((size_t)r.t[i].numel * sizeof *f);
+            CHECK(r.t[i].dtype == dts[k], "saved %s has dtype %s", r.t[i].name, g3_dtype_name(r.t[i].dtype));
+            g3_to_f32(f, r.t[i].data, r.t[i].dtype, (size_t)r.t[i].numel);
+            double e = rel_err(f, tm.params + tm.off[i], r.t[i].numel);
+            worst = e > worst ? e : worst;
+            free(f);
+        }
+        CHECK(dts[k] == G3_F32 ? worst == 0 : worst < 4e-3, "save %s: reloaded weights differ by %.3g", g3_dtype_name(dts[k]), worst);
+        g3_model_free(&r);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    g3_train_model_free(&tm);
+    g3_model_free(&m);
+}
+
 int main(void) {
     (void)FIXTURES;
     for (size_t i = 0; i < G3_ARRAY_LEN(TRAIN_FIXTURES); i++) run_fixture(TRAIN_FIXTURES[i]);
     run_cli();
+    run_save();
     return check_done();
 }
