@@ -19,7 +19,7 @@ LDLIBS   += -fsanitize=address,undefined
 BIN     ?= $(BUILD)/gemma3
 else
 BUILD   ?= build/rel
-BIN     ?= gemma3
+BIN     ?= ./gemma3
 endif
 
 LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)

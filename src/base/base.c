@@ -149,6 +149,10 @@ int g3_atomic_commit(G3AtomicFile *f) {
         g3_atomic_abort(f);
         return g3_errorf("%s: fsync failed: %s", f->path, strerror(e));
     }
+    // A large file just written sits in the page cache in small pages; dropping it (it is on
+    // disk now) lets the first reader bring it back in large folios (see safetensors.c).
+    off_t size = lseek(f->fd, 0, SEEK_END);
+    if (size > (off_t)64 << 20) posix_fadvise(f->fd, 0, 0, POSIX_FADV_DONTNEED);
     close(f->fd);
     f->fd = -1;
     if (rename(f->tmp, f->path) != 0) {

@@ -12,6 +12,7 @@ void g3_rmsnorm(float *y, const float *x, const float *w1p, int n, float eps);
 void g3_rmsnorm_rows(float *y, const float *x, const float *w1p, int rows, int n, float eps);
 // g[i] = act(g[i]) * u[i]: the GeGLU gate (tanh approximation or erf form).
 void g3_geglu(float *g, const float *u, long n, int erf_form);
+void g3_geglu_ref(float *g, const float *u, long n, int erf_form);  // scalar reference (libm tanhf/erff)
 float g3_gelu_tanh(float x);
 // Rotates each head of x[nheads][hd] ("rotate half" layout: dim d pairs with d + hd/2)
 // by the angles whose cos/sin are given for d < hd/2.
