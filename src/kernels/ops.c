@@ -83,6 +83,59 @@ void g3_geglu(float *g, const float *u, long n, int erf_form) {
     }
 }
 
+void g3_softmax_ref(float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) {  // nothing visible: all zero rather than NaN
+        for (int i = 0; i < n; i++) x[i] = 0;
+        return;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+// The same with exp512: prefill attention takes T^2/2 exponentials per head, and libm's
+// scalar expf made the softmax cost as much as the score GEMM. Lane sums are float (n is at
+// most the context, so the rounding stays near 1e-7 relative).
+__attribute__((target("avx512f"))) static void softmax_avx512(float *x, int n) {
+    __m512 vmx = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        vmx = _mm512_max_ps(vmx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, x + i));
+    }
+    float mx = _mm512_reduce_max_ps(vmx);
+    if (mx == -INFINITY) {
+        for (int i = 0; i < n; i++) x[i] = 0;
+        return;
+    }
+    __m512 vm = _mm512_set1_ps(mx), acc = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        // -inf entries (masked positions, and lanes past n) get exactly 0
+        __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, x + i);
+        __mmask16 live = _mm512_cmp_ps_mask(v, _mm512_set1_ps(-INFINITY), _CMP_NEQ_UQ);
+        __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(v, vm)));
+        acc = _mm512_add_ps(acc, e);
+        _mm512_mask_storeu_ps(x + i, m, e);
+    }
+    __m512 inv = _mm512_set1_ps((float)(1.0 / (double)_mm512_reduce_add_ps(acc)));
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+    }
+}
+
+void g3_softmax(float *x, int n) {
+    if (have_avx512 < 0) detect();
+    if (have_avx512) softmax_avx512(x, n);
+    else g3_softmax_ref(x, n);
+}
+
 void g3_rope_angles(float *c, float *s, int pos, int hd, double base, double scale) {
     for (int d = 0; d < hd / 2; d++) {
         double inv_freq = pow(base, -2.0 * d / hd) / scale;
@@ -102,22 +155,6 @@ void g3_rope(float *x, int nheads, int hd, const float *c, const float *s) {
             v[d + h2] = b * c[d] + a * s[d];
         }
     }
-}
-
-void g3_softmax(float *x, int n) {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    if (mx == -INFINITY) {  // nothing visible: all zero rather than NaN
-        for (int i = 0; i < n; i++) x[i] = 0;
-        return;
-    }
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
 void g3_softcap(float *x, long n, float cap) {

@@ -21,6 +21,7 @@ void g3_rope(float *x, int nheads, int hd, const float *cos, const float *sin);
 void g3_rope_angles(float *cos, float *sin, int pos, int hd, double base, double scale);
 // In-place softmax of x[n] (entries of -INFINITY get probability 0).
 void g3_softmax(float *x, int n);
+void g3_softmax_ref(float *x, int n);  // scalar reference (libm expf, double sum)
 // x = tanh(x / cap) * cap.
 void g3_softcap(float *x, long n, float cap);
 

@@ -21,6 +21,8 @@ static float *alloc_f(long n, int64_t *bytes) {
     return p;
 }
 
+enum { AB = 32 };  // attention row block (attend_segment)
+
 G3State *g3_state_new(const G3Model *m, int nslots, int ctx, int max_rows, int fast, int64_t *bytes) {
     const G3Config *c = &m->cfg;
     if (nslots < 1 || ctx < 1 || max_rows < 1) { g3_errorf("state: slots, context and rows must be positive"); return NULL; }
@@ -52,7 +54,7 @@ G3State *g3_state_new(const G3Model *m, int nslots, int ctx, int max_rows, int f
         !(s->k = alloc_f(R * KD, &b)) || !(s->v = alloc_f(R * KD, &b)) || !(s->g = alloc_f(R * c->inter, &b)) ||
         !(s->u = alloc_f(R * c->inter, &b)) || !(s->cos_l = alloc_f(R * HD / 2, &b)) || !(s->sin_l = alloc_f(R * HD / 2, &b)) ||
         !(s->cos_g = alloc_f(R * HD / 2, &b)) || !(s->sin_g = alloc_f(R * HD / 2, &b)) || !(s->kbuf = alloc_f(S * HD, &b)) ||
-        !(s->vbuf = alloc_f(S * HD, &b)) || !(s->qh = alloc_f(R * HD, &b)) || !(s->oh = alloc_f(R * HD, &b)) ||
+        !(s->vbuf = alloc_f(S * HD, &b)) || !(s->ablk = alloc_f((long)s->nthreads * AB * (S + 2 * HD), &b)) ||
         !(s->scores = alloc_f(R * S, &b)) || !(s->tscores = alloc_f((long)s->nthreads * S, &b)) ||
         !(s->logits = alloc_f(G3_MIN(R, nslots) * (long)c->vocab, &b)))
         goto fail;
@@ -69,7 +71,7 @@ void g3_state_free(G3State *s) {
     if (s->kc)
         for (int l = 0; l < s->m->cfg.layers; l++) { g3_free_aligned(s->kc[l]); g3_free_aligned(s->vc[l]); }
     float *bufs[] = {s->x, s->xn, s->tmp, s->xlast, s->q, s->att, s->k, s->v, s->g, s->u, s->cos_l, s->sin_l,
-                     s->cos_g, s->sin_g, s->kbuf, s->vbuf, s->qh, s->oh, s->scores, s->tscores, s->logits};
+                     s->cos_g, s->sin_g, s->kbuf, s->vbuf, s->ablk, s->scores, s->tscores, s->logits};
     for (size_t i = 0; i < G3_ARRAY_LEN(bufs); i++) g3_free_aligned(bufs[i]);
     free(s->kc); free(s->vc); free(s->cap); free(s->len); free(s->row_pos);
     free(s);
@@ -100,15 +102,48 @@ static inline float masked(float sc, int p, int kp, int sliding, int W, float so
     return softcap > 0 ? tanhf(sc / softcap) * softcap : sc;
 }
 
-// Attention for one segment of n >= 2 rows: gather its keys/values per kv head, then two
-// GEMMs per query head (scores = q K^T, out = P V).
+// Attention for one segment of n >= 2 rows. Keys/values of one kv head are gathered once;
+// then each query head runs in blocks of AB rows, and a block only multiplies against the
+// keys some row of it can see (causal, and inside the window on sliding layers): prefill
+// does half the work of the full square, and a long prompt on a sliding layer a band of
+// width W. Rows' scores are softmaxed over their visible range only; the rest is exactly 0.
+static void attend_block(G3State *s, int l, const G3Segment *sg, int r0, int h, int lo, int i0, int i1, float *scr) {
+    const G3Config *c = &s->m->cfg;
+    const int HD = c->head_dim, NH = c->heads, W = c->sliding_window, sliding = c->sliding[l], pos0 = sg->pos0;
+    const int S = pos0 + sg->n - lo;
+    const float scale = 1.0f / sqrtf(c->query_pre_attn_scalar), cap = c->attn_softcap;
+    // visible keys of row i (index into kbuf): [first(i), pos0 + i - lo]
+#define FIRST(i) (sliding ? G3_MAX(0, pos0 + (i) - (W - 1) - lo) : 0)
+    const int ja = FIRST(i0), jb = pos0 + i1 - 1 - lo + 1, w = jb - ja, nb = i1 - i0;
+    float *qb = scr, *ob = qb + AB * HD, *blk = ob + AB * HD;  // [AB][HD], [AB][HD], [AB][w]
+    for (int i = 0; i < nb; i++)
+        memcpy(qb + (long)i * HD, s->q + (long)(r0 + i0 + i) * NH * HD + (long)h * HD, (size_t)HD * sizeof(float));
+    g3_sgemm(0, 1, nb, w, HD, qb, s->kbuf + (long)ja * HD, blk, 0);  // blk[nb][w] = q K^T
+    for (int i = 0; i < nb; i++) {
+        float *row = blk + (long)i * w;
+        int a = FIRST(i0 + i) - ja, b = pos0 + i0 + i - lo - ja + 1;  // visible: [a, b)
+        for (int j = 0; j < a; j++) row[j] = 0;
+        for (int j = a; j < b; j++) row[j] = cap > 0 ? tanhf(row[j] * scale / cap) * cap : row[j] * scale;
+        g3_softmax(row + a, b - a);
+        for (int j = b; j < w; j++) row[j] = 0;
+        if (s->observe) {  // the full [n][S] pattern, for observers
+            float *full = s->scores + (long)(i0 + i) * S;
+            memset(full, 0, (size_t)S * sizeof(float));
+            memcpy(full + ja, row, (size_t)w * sizeof(float));
+        }
+    }
+#undef FIRST
+    g3_sgemm(0, 0, nb, HD, w, blk, s->vbuf + (long)ja * HD, ob, 0);  // ob[nb][HD] = P V
+    for (int i = 0; i < nb; i++)
+        memcpy(s->att + (long)(r0 + i0 + i) * NH * HD + (long)h * HD, ob + (long)i * HD, (size_t)HD * sizeof(float));
+}
+
 static void attend_segment(G3State *s, int l, const G3Segment *sg, int r0) {
     const G3Config *c = &s->m->cfg;
     const int HD = c->head_dim, NH = c->heads, NKV = c->kv_heads, G = NH / NKV, W = c->sliding_window;
-    const int sliding = c->sliding[l], n = sg->n, pos0 = sg->pos0;
-    const float scale = 1.0f / sqrtf(c->query_pre_attn_scalar);
-    const int lo = sliding ? G3_MAX(0, pos0 - (W - 1)) : 0;
-    const int S = pos0 + n - lo;
+    const int n = sg->n, pos0 = sg->pos0;
+    const int lo = c->sliding[l] ? G3_MAX(0, pos0 - (W - 1)) : 0;
+    const int S = pos0 + n - lo, nblk = (n + AB - 1) / AB;
     for (int kh = 0; kh < NKV; kh++) {
         for (int j = 0; j < S; j++) {
             int p = lo + j;
@@ -125,19 +160,10 @@ static void attend_segment(G3State *s, int l, const G3Segment *sg, int r0) {
         }
         for (int gi = 0; gi < G; gi++) {
             int h = kh * G + gi;
-            for (int i = 0; i < n; i++)
-                memcpy(s->qh + (long)i * HD, s->q + (long)(r0 + i) * NH * HD + (long)h * HD, (size_t)HD * sizeof(float));
-            g3_sgemm(0, 1, n, S, HD, s->qh, s->kbuf, s->scores, 0);  // scores[n][S]
-#pragma omp parallel for if (n * S > 65536) schedule(static)
-            for (int i = 0; i < n; i++) {
-                float *row = s->scores + (long)i * S;
-                for (int j = 0; j < S; j++) row[j] = masked(row[j] * scale, pos0 + i, lo + j, sliding, W, c->attn_softcap);
-                g3_softmax(row, S);
-            }
+#pragma omp parallel for num_threads(s->nthreads) schedule(dynamic, 1) if (nblk > 1 && (long)n * S > 16384)
+            for (int b = 0; b < nblk; b++)
+                attend_block(s, l, sg, r0, h, lo, b * AB, G3_MIN(n, (b + 1) * AB), s->ablk + (long)omp_get_thread_num() * AB * (S + 2 * HD));
             observe(s, "attn", l, h, s->scores, n, S);
-            g3_sgemm(0, 0, n, HD, S, s->scores, s->vbuf, s->oh, 0);  // out[n][HD]
-            for (int i = 0; i < n; i++)
-                memcpy(s->att + (long)(r0 + i) * NH * HD + (long)h * HD, s->oh + (long)i * HD, (size_t)HD * sizeof(float));
         }
     }
 }

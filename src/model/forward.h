@@ -41,8 +41,8 @@ typedef struct {
     float *cos_l, *sin_l, *cos_g, *sin_g;  // [R][HD/2]
     int *row_pos;                          // [R]
     float *kbuf, *vbuf;                    // [ctx + R][HD]  keys/values of one segment, one kv head
-    float *qh, *oh;                        // [R][HD]
-    float *scores;                         // [R][ctx + R]
+    float *ablk;                           // [threads][32][ctx + R + 2 HD] per-thread attention blocks
+    float *scores;                         // [R][ctx + R] the attention pattern, for observers
     float *tscores;                        // [threads][ctx + R] for the one-row path
     int nthreads;
     float *logits;                         // [R][V] (ALL) or [nseg][V] (LAST)
