@@ -1,5 +1,6 @@
 // test_ops.c: the row-wise kernels' fast versions against their scalar references, on odd
-// sizes and unaligned pointers: GeGLU (AVX-512 polynomial exp vs libm tanhf), softmax, dot, axpy.
+// sizes and unaligned pointers: GeGLU (AVX-512 polynomial exp vs libm tanhf), softmax, RMSNorm, dot,
+// axpy.
 #include <stdlib.h>
 
 #include "check.h"
@@ -55,6 +56,12 @@ int main(void) {
             if (i >= 2 && (i - 2) % 7 == 0 && f[i] != 0) zeros = 0;
         }
         CHECK(se < 1e-5 && zeros, "softmax n=%ld: max rel err %.3g, masked entries exactly 0: %d", n, se, zeros);
+        // rmsnorm, in place and unaligned, against the reference
+        for (long i = 0; i < n; i++) { f[i] = 3 * frand(&seed) + 0.5f; r[i] = f[i]; g[i + 1] = f[i]; }
+        g3_rmsnorm(g + 1, g + 1, ru, (int)n, 1e-6f);
+        g3_rmsnorm_ref(r, f, ru, (int)n, 1e-6f);
+        e = rel_err(g + 1, r, n);
+        CHECK(e < 1e-6, "rmsnorm n=%ld: rel err %.3g", n, e);
         free(g); free(u); free(r); free(f);
     }
     float none[5] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};

@@ -6,11 +6,52 @@
 
 #include "../base/base.h"
 
-void g3_rmsnorm(float *y, const float *x, const float *w1p, int n, float eps) {
+void g3_rmsnorm_ref(float *y, const float *x, const float *w1p, int n, float eps) {
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float r = (float)(1.0 / sqrt(ss / n + eps));
     for (int i = 0; i < n; i++) y[i] = x[i] * r * w1p[i];
+}
+
+// The sum of squares in sixteen float lanes, each over n/16 terms, then combined in double:
+// a relative error near 1e-7 for the widths norms see (256 to 5376), where the reference's
+// element-by-element double conversion cost as much as a small matrix product.
+__attribute__((target("avx512f"))) static void rmsnorm_avx512(float *y, const float *x, const float *w1p, int n, float eps) {
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 u = _mm512_loadu_ps(x + i), v = _mm512_loadu_ps(x + i + 16);
+        a = _mm512_fmadd_ps(u, u, a);
+        b = _mm512_fmadd_ps(v, v, b);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 u = _mm512_maskz_loadu_ps(m, x + i);
+        a = _mm512_fmadd_ps(u, u, a);
+    }
+    float la[16], lb[16];
+    _mm512_storeu_ps(la, a);
+    _mm512_storeu_ps(lb, b);
+    double ss = 0;
+    for (int k = 0; k < 16; k++) ss += (double)la[k] + lb[k];
+    __m512 r = _mm512_set1_ps((float)(1.0 / sqrt(ss / n + eps)));
+    for (i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), r), _mm512_maskz_loadu_ps(m, w1p + i));
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
+}
+
+static int have_avx512 = -1;
+static void detect(void) {
+    __builtin_cpu_init();
+    have_avx512 = __builtin_cpu_supports("avx512f");
+}
+
+void g3_rmsnorm(float *y, const float *x, const float *w1p, int n, float eps) {
+    if (have_avx512 < 0) detect();
+    if (have_avx512) rmsnorm_avx512(y, x, w1p, n, eps);
+    else g3_rmsnorm_ref(y, x, w1p, n, eps);
 }
 
 void g3_rmsnorm_rows(float *y, const float *x, const float *w1p, int rows, int n, float eps) {
@@ -63,12 +104,6 @@ __attribute__((target("avx512f"))) static void geglu_tanh_avx512(float *g, const
         __m512 y = _mm512_div_ps(x, _mm512_add_ps(one, exp512(t)));
         _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(y, _mm512_maskz_loadu_ps(m, u + i)));
     }
-}
-
-static int have_avx512 = -1;
-static void detect(void) {
-    __builtin_cpu_init();
-    have_avx512 = __builtin_cpu_supports("avx512f");
 }
 
 void g3_geglu(float *g, const float *u, long n, int erf_form) {

@@ -6,8 +6,10 @@
 #define G3_OPS_H
 
 // y[n] = x / sqrt(mean(x^2) + eps) * w1p, where w1p already holds Gemma's (1 + w).
-// The mean is accumulated in double. y may alias x.
+// The mean is accumulated in double (the fast version: float lanes, combined in double).
+// y may alias x.
 void g3_rmsnorm(float *y, const float *x, const float *w1p, int n, float eps);
+void g3_rmsnorm_ref(float *y, const float *x, const float *w1p, int n, float eps);  // scalar reference
 // The same over rows x[R][n] (parallel over rows).
 void g3_rmsnorm_rows(float *y, const float *x, const float *w1p, int rows, int n, float eps);
 // g[i] = act(g[i]) * u[i]: the GeGLU gate (tanh approximation or erf form).
