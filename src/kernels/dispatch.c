@@ -138,8 +138,18 @@ void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K
             kern.f32_to_bf16((uint16_t *)xin + a, x + a, b - a);
 #pragma omp barrier
         }
-        int n0 = per * id < N ? per * id : N, n1 = n0 + per < N ? n0 + per : N;
-        if (n0 < n1) fn(y, xin, w, T, K, N, n0, n1);
+        if (T == 1 && nt > 1) {
+            // Decode is memory-bound, and on a shared machine one core often streams slower
+            // than the other: equal halves left the faster thread waiting ~8% of the time.
+            // Blocks of ~1/6 of a share, taken in turn, even that out.
+            int blk = ((N / (6 * nt)) + 15) & ~15;
+            if (blk < 16) blk = 16;
+#pragma omp for schedule(dynamic, 1) nowait
+            for (int n0 = 0; n0 < N; n0 += blk) fn(y, xin, w, T, K, N, n0, n0 + blk < N ? n0 + blk : N);
+        } else {
+            int n0 = per * id < N ? per * id : N, n1 = n0 + per < N ? n0 + per : N;
+            if (n0 < n1) fn(y, xin, w, T, K, N, n0, n1);
+        }
     }
 }
 
