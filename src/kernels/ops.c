@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "../base/base.h"
+#include "cpu/vexp.h"
 
 void g3_rmsnorm_ref(float *y, const float *x, const float *w1p, int n, float eps) {
     double ss = 0;
@@ -70,25 +71,6 @@ void g3_geglu_ref(float *g, const float *u, long n, int erf_form) {
         float a = erf_form ? 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)) : g3_gelu_tanh(x);
         g[i] = a * u[i];
     }
-}
-
-// e^x for 16 lanes: x = n ln2 + r with |r| <= ln2/2 (two-constant Cody-Waite), e^r by its
-// Taylor series to r^7 (relative error < 2e-8 on that range), times 2^n by scalef, which
-// saturates to 0 / inf cleanly for very negative / positive x.
-__attribute__((target("avx512f"))) static inline __m512 exp512(__m512 x) {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-104.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.4426950408889634f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
 }
 
 // gelu_tanh(x) = 0.5 x (1 + tanh(u)) = x * sigmoid(2u) = x / (1 + e^(-2u)), u = k (x + 0.044715 x^3):

@@ -63,6 +63,9 @@ int g3_ckpt_save(const char *dir, const G3TrainModel *tm, const G3AdamW *o, cons
     int64_t three = 3, jl = (int64_t)strlen(info->run_json);
     if (st_writer_add(&w, "state", G3_I64, 1, &three, state)) goto out;
     if (st_writer_add(&w, "run.json", G3_U8, 1, &jl, info->run_json)) goto out;
+    // the loss too: a resume that must redo the export writes the same checkpoint.json
+    int64_t one = 1;
+    if (st_writer_add(&w, "loss", G3_F64, 1, &one, &info->loss)) goto out;
     for (int i = 0; i < tm->m.nt; i++) {
         const G3Tensor *t = &tm->m.t[i];
         int64_t off = tm->off[i], n = t->numel, nb = (n + G3_ADAMW8_BLOCK - 1) / G3_ADAMW8_BLOCK;
@@ -119,6 +122,8 @@ int g3_ckpt_load(const char *dir, G3TrainModel *tm, G3AdamW *o, G3CkptInfo *info
         goto out;
     }
     memcpy(state, sv->data, sizeof state);
+    const STTensor *ls = st_find(&st, "loss");  // absent in older checkpoints
+    if (ls && ls->dtype == G3_F64 && st_numel(ls) == 1) memcpy(&info->loss, ls->data, sizeof info->loss);
     g3_error_clear();
     for (int i = 0; i < tm->m.nt; i++) {
         const G3Tensor *t = &tm->m.t[i];

@@ -62,6 +62,9 @@ void g3_attention_backward_ref(float *dq, float *dk, float *dv, float *dkh, floa
 void g3_geglu_forward(float *a, const float *g, const float *u, long n, int erf_form);
 // dg = da * u * act'(g), du = da * act(g) (overwritten).
 void g3_geglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, long n, int erf_form);
+// scalar references (libm tanhf/erff) of the two above
+void g3_geglu_forward_ref(float *a, const float *g, const float *u, long n, int erf_form);
+void g3_geglu_backward_ref(float *dg, float *du, const float *da, const float *g, const float *u, long n, int erf_form);
 
 // Softcap y = tanh(x / cap) * cap (y may alias x); backward from the output y:
 // dx = dy * (1 - (y/cap)^2) (dx may alias dy).
