@@ -20,6 +20,7 @@
 
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "peak.h"
 
 #define DIM 1152
 #define HID 6912
@@ -101,50 +102,9 @@ static void bench_bandwidth(int reps, double *copy_gbs) {
 
 // ---- peak: register-only loops ----
 
-__attribute__((target("avx512f,avx512bf16"))) static float dp_loop(long iters) {
-    __m512 acc[12];
-    __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3c00);
-    for (int i = 0; i < 12; i++) acc[i] = _mm512_setzero_ps();
-    for (long it = 0; it < iters; it++) {
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
-        __asm__ volatile("" : "+v"(a), "+v"(b));
-    }
-    __m512 s = acc[0];
-    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, acc[i]);
-    return _mm512_reduce_add_ps(s);
-}
-
-__attribute__((target("avx512f,fma"))) static float fma_loop(long iters) {
-    __m512 acc[12];
-    __m512 a = _mm512_set1_ps(1.0001f), b = _mm512_set1_ps(0.9999f);
-    for (int i = 0; i < 12; i++) acc[i] = _mm512_setzero_ps();
-    for (long it = 0; it < iters; it++) {
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) acc[i] = _mm512_fmadd_ps(a, b, acc[i]);
-        __asm__ volatile("" : "+v"(a), "+v"(b));
-    }
-    __m512 s = acc[0];
-    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, acc[i]);
-    return _mm512_reduce_add_ps(s);
-}
-
-// GFLOP/s of the loop on all threads; flops_per_instr: 64 for vdpbf16ps zmm, 32 for FMA zmm.
 static Stats peak(int bf16, int reps) {
     double v[64];
-    long iters = 20000000;
-    volatile float sink = 0;
-    for (int r = 0; r < reps; r++) {
-        double t0 = now();
-#pragma omp parallel
-        {
-            float s = bf16 ? dp_loop(iters) : fma_loop(iters);
-#pragma omp atomic
-            sink += s;
-        }
-        double dt = now() - t0;
-        v[r] = (double)iters * 12 * (bf16 ? 64 : 32) * omp_get_max_threads() / dt / 1e9;
-    }
+    for (int r = 0; r < reps; r++) v[r] = peak_gflops(bf16);
     return stats(v, reps);
 }
 
