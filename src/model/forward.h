@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "hooks.h"
 #include "model.h"
 
 typedef struct {
@@ -50,12 +51,21 @@ typedef struct {
     float *xlast;                          // [R][C]
     G3ObserveFn observe;
     void *observe_ctx;
+    // hooks (hooks.h): fn is called at the sites whose bit is set in hook_sites (bit = 1 << site),
+    // for layers whose bit is set in hook_layers (unnumbered sites ignore hook_layers)
+    G3HookFn hook;
+    void *hook_ctx;
+    uint32_t hook_sites;
+    uint64_t hook_layers;
 } G3State;
 
 // Creates a state for nslots sequences of up to ctx positions, processing up to max_rows
 // rows per call. Reports what it allocated through *bytes when non-NULL.
 G3State *g3_state_new(const G3Model *m, int nslots, int ctx, int max_rows, int fast, int64_t *bytes);
 void g3_state_free(G3State *s);
+// Sets (fn non-NULL) or clears (fn NULL) the hook: sites is a bitmask of (1u << G3HookSite),
+// layers a bitmask of block indices (~0ull: all). Replaces any hook set before.
+void g3_state_set_hook(G3State *s, G3HookFn fn, void *ctx, uint32_t sites, uint64_t layers);
 // Forgets a slot's cache (a new sequence starts there).
 void g3_state_reset(G3State *s, int seq);
 
