@@ -18,6 +18,7 @@
 #include "gen/generate.h"
 #include "kernels/kernels.h"
 #include "model/init.h"
+#include "peak.h"
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -35,17 +36,6 @@ static Stat stat(double *v, int n) {
 // tenants and swings between ~33 and ~64 GB/s within a minute, so it is sampled nine times
 // through each decode repetition (between slices of its tokens) and each repetition is held
 // against the mean of its own samples.
-__attribute__((target("avx512f"))) static float sum_avx512(const float *p, size_t n) {
-    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps(), c = _mm512_setzero_ps(), d = _mm512_setzero_ps();
-    for (size_t i = 0; i + 64 <= n; i += 64) {
-        a = _mm512_add_ps(a, _mm512_load_ps(p + i));
-        b = _mm512_add_ps(b, _mm512_load_ps(p + i + 16));
-        c = _mm512_add_ps(c, _mm512_load_ps(p + i + 32));
-        d = _mm512_add_ps(d, _mm512_load_ps(p + i + 48));
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
-}
-
 enum { BW_BYTES = 1 << 30 };
 static float *bw_buf;  // [BW_BYTES / 4], on huge pages as the weights are (safetensors.c)
 
@@ -63,7 +53,7 @@ static double read_bandwidth(void) {
         {
             int t = omp_get_thread_num(), nt = omp_get_num_threads();
             size_t chunk = BW_BYTES / sizeof(float) / (size_t)nt / 64 * 64;
-            float sm = sum_avx512(bw_buf + t * chunk, chunk);
+            float sm = read_sum(bw_buf + t * chunk, chunk);
 #pragma omp atomic
             sink += sm;
         }

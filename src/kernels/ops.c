@@ -43,15 +43,131 @@ __attribute__((target("avx512f"))) static void rmsnorm_avx512(float *y, const fl
     }
 }
 
-static int have_avx512 = -1;
-static void detect(void) {
+// AVX2 + FMA versions of the same kernels, for CPUs without AVX-512 (Zen 2/3, Haswell to
+// Alder Lake): 8 lanes, row tails through maskload/maskstore.
+__attribute__((target("avx2,fma"))) static float hsum256(__m256 v) {
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_add_ss(a, _mm_movehdup_ps(a)));
+}
+
+__attribute__((target("avx2,fma"))) static float hmax256(__m256 v) {
+    __m128 a = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_max_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_max_ss(a, _mm_movehdup_ps(a)));
+}
+
+__attribute__((target("avx2,fma"))) static void rmsnorm_avx2(float *y, const float *x, const float *w1p, int n, float eps) {
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 u = _mm256_loadu_ps(x + i), v = _mm256_loadu_ps(x + i + 8);
+        a = _mm256_fmadd_ps(u, u, a);
+        b = _mm256_fmadd_ps(v, v, b);
+    }
+    for (; i < n; i += 8) {
+        __m256 u = _mm256_maskload_ps(x + i, tail8(n - i));
+        a = _mm256_fmadd_ps(u, u, a);
+    }
+    float la[8], lb[8];
+    _mm256_storeu_ps(la, a);
+    _mm256_storeu_ps(lb, b);
+    double ss = 0;
+    for (int k = 0; k < 8; k++) ss += (double)la[k] + lb[k];
+    __m256 r = _mm256_set1_ps((float)(1.0 / sqrt(ss / n + eps)));
+    for (i = 0; i < n; i += 8) {
+        __m256i m = tail8(n - i);
+        __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_maskload_ps(x + i, m), r), _mm256_maskload_ps(w1p + i, m));
+        _mm256_maskstore_ps(y + i, m, v);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void geglu_tanh_avx2(float *g, const float *u, long n) {
+    const __m256 k2 = _mm256_set1_ps(-2.0f * 0.7978845608028654f), c = _mm256_set1_ps(0.044715f), one = _mm256_set1_ps(1.0f);
+    for (long i = 0; i < n; i += 8) {
+        __m256i m = tail8(n - i);
+        __m256 x = _mm256_maskload_ps(g + i, m);
+        __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+        __m256 t = _mm256_mul_ps(k2, _mm256_fmadd_ps(c, x3, x));  // -2u
+        __m256 y = _mm256_div_ps(x, _mm256_add_ps(one, exp256(t)));
+        _mm256_maskstore_ps(g + i, m, _mm256_mul_ps(y, _mm256_maskload_ps(u + i, m)));
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int n) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 vmx = ninf;
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = tail8(n - i);
+        vmx = _mm256_max_ps(vmx, _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m)));
+    }
+    float mx = hmax256(vmx);
+    if (mx == -INFINITY) {
+        for (int i = 0; i < n; i++) x[i] = 0;
+        return;
+    }
+    __m256 vm = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = tail8(n - i);
+        __m256 v = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
+        // -inf entries (masked positions, lanes past n) get exactly 0: exp256 alone would give ~1e-38
+        __m256 live = _mm256_cmp_ps(v, ninf, _CMP_NEQ_UQ);
+        __m256 e = _mm256_and_ps(live, exp256(_mm256_sub_ps(v, vm)));
+        acc = _mm256_add_ps(acc, e);
+        _mm256_maskstore_ps(x + i, m, e);
+    }
+    __m256 inv = _mm256_set1_ps((float)(1.0 / (double)hsum256(acc)));
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = tail8(n - i);
+        _mm256_maskstore_ps(x + i, m, _mm256_mul_ps(_mm256_maskload_ps(x + i, m), inv));
+    }
+}
+
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i < n; i += 8) {
+        __m256i m = tail8(n - i);
+        s0 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), s0);
+    }
+    return hsum256(_mm256_add_ps(s0, s1));
+}
+
+__attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, const float *x, int n) {
+    __m256 va = _mm256_set1_ps(a);
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = tail8(n - i);
+        _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(va, _mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m)));
+    }
+}
+
+// 2: AVX-512, 1: AVX2 + FMA, 0: the scalar references.
+static int isa = -1;
+static int detected(void) {
     __builtin_cpu_init();
-    have_avx512 = __builtin_cpu_supports("avx512f");
+    return __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+}
+static void detect(void) { isa = detected(); }
+
+int g3_ops_isa(void) {
+    if (isa < 0) detect();
+    return isa;
+}
+
+int g3_ops_cap_isa(int max_level) {
+    int d = detected();
+    isa = max_level < d ? max_level : d;
+    return isa;
 }
 
 void g3_rmsnorm(float *y, const float *x, const float *w1p, int n, float eps) {
-    if (have_avx512 < 0) detect();
-    if (have_avx512) rmsnorm_avx512(y, x, w1p, n, eps);
+    if (isa < 0) detect();
+    if (isa == 2) rmsnorm_avx512(y, x, w1p, n, eps);
+    else if (isa == 1) rmsnorm_avx2(y, x, w1p, n, eps);
     else g3_rmsnorm_ref(y, x, w1p, n, eps);
 }
 
@@ -89,13 +205,14 @@ __attribute__((target("avx512f"))) static void geglu_tanh_avx512(float *g, const
 }
 
 void g3_geglu(float *g, const float *u, long n, int erf_form) {
-    if (have_avx512 < 0) detect();
+    if (isa < 0) detect();
     const long CH = 16384;  // contiguous chunks per thread task
     long nch = (n + CH - 1) / CH;
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (long ch = 0; ch < nch; ch++) {
         long a = ch * CH, len = G3_MIN(CH, n - a);
-        if (have_avx512 && !erf_form) geglu_tanh_avx512(g + a, u + a, len);
+        if (isa == 2 && !erf_form) geglu_tanh_avx512(g + a, u + a, len);
+        else if (isa == 1 && !erf_form) geglu_tanh_avx2(g + a, u + a, len);
         else g3_geglu_ref(g + a, u + a, len, erf_form);
     }
 }
@@ -148,8 +265,9 @@ __attribute__((target("avx512f"))) static void softmax_avx512(float *x, int n) {
 }
 
 void g3_softmax(float *x, int n) {
-    if (have_avx512 < 0) detect();
-    if (have_avx512) softmax_avx512(x, n);
+    if (isa < 0) detect();
+    if (isa == 2) softmax_avx512(x, n);
+    else if (isa == 1) softmax_avx2(x, n);
     else g3_softmax_ref(x, n);
 }
 
@@ -216,12 +334,13 @@ __attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, co
 }
 
 float g3_dot(const float *a, const float *b, int n) {
-    if (have_avx512 < 0) detect();
-    return have_avx512 ? dot_avx512(a, b, n) : g3_dot_ref(a, b, n);
+    if (isa < 0) detect();
+    return isa == 2 ? dot_avx512(a, b, n) : isa == 1 ? dot_avx2(a, b, n) : g3_dot_ref(a, b, n);
 }
 
 void g3_axpy(float *y, float a, const float *x, int n) {
-    if (have_avx512 < 0) detect();
-    if (have_avx512) axpy_avx512(y, a, x, n);
+    if (isa < 0) detect();
+    if (isa == 2) axpy_avx512(y, a, x, n);
+    else if (isa == 1) axpy_avx2(y, a, x, n);
     else g3_axpy_ref(y, a, x, n);
 }

@@ -1,7 +1,7 @@
 // ops.h: the small row-wise kernels of the forward pass (norms, activations, RoPE, softmax)
-// and vector primitives for attention. Cheap next to the matrix products, so the row-wise
-// ones are plain C (the compiler vectorises them); dot/axpy have an AVX-512 version chosen
-// at run time beside the scalar reference, since decode attention leans on them.
+// and vector primitives for attention. RMSNorm, GeGLU, softmax, dot and axpy have AVX-512
+// and AVX2 + FMA versions chosen at run time beside their scalar references (exponentials
+// in libm were the cost); RoPE and softcap are plain C.
 #ifndef G3_OPS_H
 #define G3_OPS_H
 
@@ -27,10 +27,15 @@ void g3_softmax_ref(float *x, int n);  // scalar reference (libm expf, double su
 // x = tanh(x / cap) * cap.
 void g3_softcap(float *x, long n, float cap);
 
-// Vector primitives (dispatched: AVX-512 where available, else scalar).
+// Vector primitives (dispatched: AVX-512, else AVX2 + FMA, else scalar).
 float g3_dot(const float *a, const float *b, int n);
 void g3_axpy(float *y, float a, const float *x, int n);  // y += a * x
 float g3_dot_ref(const float *a, const float *b, int n);
 void g3_axpy_ref(float *y, float a, const float *x, int n);
+
+// Caps the level the row-wise kernels use (2 AVX-512, 1 AVX2 + FMA, 0 scalar) at what the
+// CPU has; returns the level in force. For tests that hold each level against the reference.
+int g3_ops_cap_isa(int max_level);
+int g3_ops_isa(void);  // the level in force
 
 #endif

@@ -377,14 +377,32 @@ __attribute__((target("avx512f"))) static void geglu_tanh_fb_avx512(float *a, fl
     }
 }
 
-static int fast_tanh(int erf_form) {
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx512f");
+// The same in 8 lanes with AVX2 + FMA.
+__attribute__((target("avx2,fma"))) static void geglu_tanh_fb_avx2(float *a, float *dg, float *du, const float *da, const float *g,
+                                                                   const float *u, long n) {
+    const __m256 k = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f), c3 = _mm256_set1_ps(3 * 0.044715f);
+    const __m256 one = _mm256_set1_ps(1.0f), m2k = _mm256_set1_ps(-2.0f * 0.7978845608028654f), two = _mm256_set1_ps(2.0f);
+    for (long i = 0; i < n; i += 8) {
+        __m256i m = tail8(n - i);
+        __m256 x = _mm256_maskload_ps(g + i, m), x2 = _mm256_mul_ps(x, x), uu = _mm256_maskload_ps(u + i, m);
+        __m256 e = exp256(_mm256_mul_ps(m2k, _mm256_fmadd_ps(_mm256_mul_ps(c, x2), x, x)));  // e^(-2u)
+        __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+        __m256 f = _mm256_mul_ps(x, s);
+        if (a) {
+            _mm256_maskstore_ps(a + i, m, _mm256_mul_ps(f, uu));
+            continue;
+        }
+        __m256 ds = _mm256_mul_ps(_mm256_mul_ps(two, x), _mm256_mul_ps(_mm256_mul_ps(s, s), e));
+        __m256 df = _mm256_fmadd_ps(ds, _mm256_mul_ps(k, _mm256_fmadd_ps(c3, x2, one)), s);
+        __m256 d = _mm256_maskload_ps(da + i, m);
+        _mm256_maskstore_ps(dg + i, m, _mm256_mul_ps(_mm256_mul_ps(d, uu), df));
+        _mm256_maskstore_ps(du + i, m, _mm256_mul_ps(d, f));
     }
-    return have && !erf_form;
 }
+
+// The row-wise kernels' level (ops.h: 2 AVX-512, 1 AVX2 + FMA, 0 scalar); the erf form has
+// only the scalar reference.
+static int fast_tanh(int erf_form) { return erf_form ? 0 : g3_ops_isa(); }
 
 #define GEGLU_CHUNK 16384  // contiguous elements per thread task
 
@@ -394,7 +412,8 @@ void g3_geglu_forward(float *a, const float *g, const float *u, long n, int erf_
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (long ch = 0; ch < nch; ch++) {
         long o = ch * GEGLU_CHUNK, len = G3_MIN(GEGLU_CHUNK, n - o);
-        if (fast) geglu_tanh_fb_avx512(a + o, NULL, NULL, NULL, g + o, u + o, len);
+        if (fast == 2) geglu_tanh_fb_avx512(a + o, NULL, NULL, NULL, g + o, u + o, len);
+        else if (fast == 1) geglu_tanh_fb_avx2(a + o, NULL, NULL, NULL, g + o, u + o, len);
         else g3_geglu_forward_ref(a + o, g + o, u + o, len, erf_form);
     }
 }
@@ -405,7 +424,8 @@ void g3_geglu_backward(float *dg, float *du, const float *da, const float *g, co
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (long ch = 0; ch < nch; ch++) {
         long o = ch * GEGLU_CHUNK, len = G3_MIN(GEGLU_CHUNK, n - o);
-        if (fast) geglu_tanh_fb_avx512(NULL, dg + o, du + o, da + o, g + o, u + o, len);
+        if (fast == 2) geglu_tanh_fb_avx512(NULL, dg + o, du + o, da + o, g + o, u + o, len);
+        else if (fast == 1) geglu_tanh_fb_avx2(NULL, dg + o, du + o, da + o, g + o, u + o, len);
         else g3_geglu_backward_ref(dg + o, du + o, da + o, g + o, u + o, len, erf_form);
     }
 }
