@@ -15,7 +15,7 @@
 //
 // Errors: functions return -1 (or NULL) and g3_error() says what went wrong, naming the
 // file, tensor or field. The library never exits or prints on its own.
-// Build: link build/rel/libgemma3.a with -fopenmp -lm, and add -Iinclude -Isrc.
+// Build: link build/rel/libgemma3.a with -fopenmp -lm -lz, and add -Iinclude -Isrc.
 #ifndef GEMMA3_H
 #define GEMMA3_H
 
