@@ -163,7 +163,7 @@ int cmd_trace(int argc, char **argv) {
         {"--out", OPT_STR, &out, "the .npz to write (a JSON sidecar goes beside it: acts.npz -> acts.json)"},
         {"--generate", OPT_INT, &gen, "greedy-decode N tokens after each prompt, recording every step", 0, 1 << 20},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
-        {"--compress", OPT_FLAG, &compress, "deflate the arrays (default: stored, which numpy can memory-map)"},
+        {"--compress", OPT_FLAG, &compress, "deflate the arrays (default: stored, faster to write and read)"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
     };
