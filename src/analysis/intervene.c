@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../base/base.h"
+#include "../model/record.h"
 
 static int is_attn(G3HookSite s) { return s == G3_HOOK_ATTN_SCORES || s == G3_HOOK_PATTERN; }
 
@@ -472,21 +473,25 @@ int g3_iv_patch(G3Intervention *iv, const char *patterns, const int32_t *src_ids
         memcpy(pat, p, len);
         pat[len] = 0;
         int found = 0;
-        for (int s = 0; s < G3_HOOK_NSITES; s++)
-            for (int l = g3_hook_site_layered(s) ? 0 : -1; l < (g3_hook_site_layered(s) ? c->layers : 0); l++) {
-                if (!g3_hook_match(pat, site_name(nm, sizeof nm, s, l))) continue;
-                found = 1;
-                int dup = 0;
-                for (int k = 0; k < rec.nrec; k++) dup |= rec.rec[k].site == (G3HookSite)s && rec.rec[k].layer == l;
-                if (!dup && g3_iv_record(&rec, s, l, Ts) < 0) goto out;
-            }
+        // forward-pass order: hook_embed, each layer's sites, then ln_final and logits
+        for (int pass = 0; pass < 3; pass++)
+            for (int l = pass == 1 ? 0 : -1; l < (pass == 1 ? c->layers : 0); l++)
+                for (int s = pass == 2 ? 1 : 0; s < (pass == 0 ? 1 : G3_HOOK_NSITES); s++) {
+                    if (g3_hook_site_layered(s) != (pass == 1) || !g3_hook_match(pat, site_name(nm, sizeof nm, s, l))) continue;
+                    found = 1;
+                    int dup = 0;
+                    for (int k = 0; k < rec.nrec; k++) dup |= rec.rec[k].site == (G3HookSite)s && rec.rec[k].layer == l;
+                    if (!dup && g3_iv_record(&rec, s, l, Ts) < 0) goto out;
+                }
         if (!found) {
             G3HookSite s;
             int l;
+            char names[2048];
+            g3_rec_valid_names(names, sizeof names, c);
             if (!strchr(pat, '*') && g3_hook_parse(pat, &s, &l) == 0)
                 g3_errorf("--patch %s: layer %d is out of range: the model has layers 0-%d", pat, l, c->layers - 1);
             else
-                g3_errorf("--patch: no hook site matches '%s' (names look like hook_embed, blocks.3.hook_resid_post, blocks.*.attn.hook_z; see docs/intervene.md)", pat);
+                g3_errorf("--patch: no hook site matches '%s'; valid names: %s ('*' matches any run of characters)", pat, names);
             goto out;
         }
         p += len;

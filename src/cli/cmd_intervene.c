@@ -244,22 +244,25 @@ static void print_report(const Report *rp) {
             printf("  note: the source has %d tokens and the prompt %d: positions %d-%d are patched, the rest run clean\n", Ts, rp->T, 0, G3_MIN(Ts, rp->T) - 1);
         break;
     }
-    printf("\nnext token after the prompt\n  %-4s %-30s %s\n", "rank", "clean (id p)", "intervened (id p)");
+    printf("\nnext token after the prompt\n  %-4s %-30s %s\n", "rank", "clean: id  p", "intervened: id  p");
     for (int i = 0; i < rp->k; i++) {
         char a[64], b[64], ca[96], cb[96];
         token_text(a, sizeof a, rp->tok, rp->top_c[i]);
         token_text(b, sizeof b, rp->tok, rp->top_e[i]);
-        snprintf(ca, sizeof ca, "%6d %.6f %s", rp->top_c[i], rp->p_c[i], a);
-        snprintf(cb, sizeof cb, "%6d %.6f %s", rp->top_e[i], rp->p_e[i], b);
-        printf("  %-4d %-30s %s\n", i + 1, ca, cb);
+        snprintf(ca, sizeof ca, "%6d  %-10.4g %s", rp->top_c[i], rp->p_c[i], a);
+        snprintf(cb, sizeof cb, "%6d  %-10.4g %s", rp->top_e[i], rp->p_e[i], b);
+        char line[256];
+        int n = snprintf(line, sizeof line, "  %-4d %-30s %s", i + 1, ca, cb);
+        while (n > 0 && line[n - 1] == ' ') line[--n] = 0;  // no trailing blanks when tokens have no text
+        printf("%s\n", line);
     }
-    printf("\nKL(clean || intervened)   %.6g nats at the next token; %.6g averaged over the %d positions\n", r->kl, r->kl_mean, rp->T);
-    printf("p(clean top token %d)     %.6f -> %.6f (%+.6f)\n", r->top, r->p_top_clean, r->p_top_edited, r->p_top_edited - r->p_top_clean);
+    printf("\nKL(clean || intervened)  %.6g nats at the next token, %.6g averaged over the %d positions\n", r->kl, r->kl_mean, rp->T);
+    printf("p(clean top token %d)    %.6g -> %.6g (%+.6g)\n", r->top, r->p_top_clean, r->p_top_edited, r->p_top_edited - r->p_top_clean);
     if (rp->T >= 2)
-        printf("loss (mean next-token cross-entropy over %d positions)   clean %.6f   intervened %.6f   change %+.6f\n", rp->T - 1,
-               r->loss_clean, r->loss_edited, r->loss_edited - r->loss_clean);
+        printf("loss                     clean %.6f, intervened %.6f, change %+.6f (mean next-token cross-entropy over %d positions)\n",
+               r->loss_clean, r->loss_edited, r->loss_edited - r->loss_clean, rp->T - 1);
     else
-        printf("loss: needs at least two prompt tokens\n");
+        printf("loss                     needs at least two prompt tokens\n");
     if (rp->ngen) {
         printf("\ngreedy continuation (%d tokens)\n", rp->ngen);
         print_ids_line("clean", rp->gen_c, rp->ngen, rp->tok);
@@ -405,7 +408,7 @@ int cmd_intervene(int argc, char **argv) {
     Report rp = {dir, ids, T, k, exact, (int)ngen, top_c, top_e, p_c, p_e, &r, &iv, gen_c, gen_e, tok};
     print_report(&rp);
     fflush(stdout);
-    fprintf(stderr, "intervene: %.3f s\n", g3_now() - t0);
+    fprintf(stderr, "intervene: clean and intervened passes in %.3f s\n", g3_now() - t0);
     if (json) {
         if (write_json(json, &rp)) { cli_fail(CMD, "--json: %s", g3_error()); goto out; }
         fprintf(stderr, "intervene: wrote %s\n", json);
