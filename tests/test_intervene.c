@@ -393,6 +393,9 @@ static void test_bad_input(const G3Model *m, const char *dir) {
         {"--ablate-mlp 12", "layer 12 is out of range"},
         {"--patch hook_embed", "--patch needs exactly one of --source-prompt and --source-ids"},
         {"--ablation half", "neither zero nor mean"},
+        {"--ablation mean", "needs --ablate-head or --ablate-mlp"},
+        {"--scale 2", "needs --steer or --steer-from"},
+        {"--steer-from %s --layer 1", "--steer-from wants POS_FILE,NEG_FILE"},
         {"--steer /nonexistent.npy --layer 1", "/nonexistent.npy"},
         {"--patch hook_embed --source-ids 2,5000", "outside the vocabulary"},
     };

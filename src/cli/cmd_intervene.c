@@ -321,13 +321,16 @@ int cmd_intervene(int argc, char **argv) {
     if (!strcmp(ablation, "mean")) how = G3_ABLATE_MEAN;
     else if (strcmp(ablation, "zero")) return cli_fail(CMD, "--ablation: '%s' is neither zero nor mean", ablation);
     if (mean_prompts && how != G3_ABLATE_MEAN) return cli_fail(CMD, "--mean-prompts needs --ablation mean");
+    if (how == G3_ABLATE_MEAN && !heads && !mlps) return cli_fail(CMD, "--ablation mean needs --ablate-head or --ablate-mlp");
     int last = !strcmp(patch_pos, "last");
     if (!last && strcmp(patch_pos, "all")) return cli_fail(CMD, "--patch-pos: '%s' is neither all nor last", patch_pos);
+    if (last && !patch) return cli_fail(CMD, "--patch-pos needs --patch SITES");
     if (patch && !!src_text + !!src_ids_s != 1) return cli_fail(CMD, "--patch needs exactly one of --source-prompt and --source-ids");
     if (!patch && (src_text || src_ids_s)) return cli_fail(CMD, "--source-prompt / --source-ids need --patch SITES");
     if (steer && steer_from) return cli_fail(CMD, "give one of --steer and --steer-from, not both");
     if ((steer || steer_from) && layer < 0) return cli_fail(CMD, "--steer / --steer-from need --layer L");
     if (!steer && !steer_from && layer >= 0) return cli_fail(CMD, "--layer is the steering layer: it needs --steer or --steer-from");
+    if (scale != 1 && !steer && !steer_from) return cli_fail(CMD, "--scale is the steering scale: it needs --steer or --steer-from");
     if (save_vec && !steer_from) return cli_fail(CMD, "--save-vector needs --steer-from");
     const char *comma = steer_from ? strchr(steer_from, ',') : NULL;
     if (steer_from && (!comma || comma == steer_from || !comma[1])) return cli_fail(CMD, "--steer-from wants POS_FILE,NEG_FILE");
