@@ -82,7 +82,7 @@ int g3_rec_init(G3Recorder *r, const G3Config *c, int batch, int T, const char *
                 else memset(a->data, 0, n * sizeof(float));
                 r->index[si * (L + 1) + l + 1] = r->narr++;
                 r->sites |= 1u << si;
-                if (l >= 0 && l < 64) r->layers |= 1ull << l;
+                if (l >= 0) r->layers |= l < 64 ? 1ull << l : ~0ull;  // forward.c: layers past 63 need all bits
             }
     for (int p = 0; p < npat; p++)
         if (!used[p]) {
