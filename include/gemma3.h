@@ -9,6 +9,8 @@
 //              prompt files (gen/prompts.h), sampling chain (sampler/sampler.h)
 //   tokenizer  g3_tok_*: tokenizer.json / tokenizer.model, streaming decode, chat format
 //              (tokenizer/tokenizer.h)
+//   analysis   interventions: head/MLP ablation, activation patching, steering vectors, and the
+//              clean-vs-intervened comparison (analysis/intervene.h)
 //   training   G3TrainModel, g3_train_forward_backward (train/train.h), AdamW and friends
 //              (train/optim.h), data (train/data.h), checkpoints (train/checkpoint.h)
 //   kernels    g3_matmul, g3_sgemm with scalar references (kernels/kernels.h)
@@ -20,6 +22,7 @@
 #ifndef GEMMA3_H
 #define GEMMA3_H
 
+#include "../src/analysis/intervene.h"
 #include "../src/base/base.h"
 #include "../src/base/json.h"
 #include "../src/gen/generate.h"
