@@ -3,7 +3,7 @@
 //   model      G3Config, G3Model: config.json in every Hub form, the tensor table, mmapped
 //              weights (model/config.h, model/model.h); random checkpoints (model/init.h)
 //   inference  G3State, g3_forward, g3_prefill: batched segments, windowed KV cache,
-//              observers at every named point of the pass (model/forward.h)
+//              hooks at every named site of the pass, editable in place (model/hooks.h)
 //   generation g3_generate: continuous batching with per-sequence stops (gen/generate.h),
 //              prompt files (gen/prompts.h), sampling chain (sampler/sampler.h)
 //   tokenizer  g3_tok_*: tokenizer.json / tokenizer.model, streaming decode, chat format

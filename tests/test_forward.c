@@ -15,18 +15,24 @@ typedef struct {
     char worst_name[64];
 } Obs;
 
-static void on_tensor(void *ctx, const char *name, int layer, int head, const float *d, int rows, int cols) {
+// Compares what each hook site shows against the reference tensor of the same meaning.
+static void on_hook(void *ctx, const G3HookEvent *ev) {
     Obs *o = ctx;
+    static const char *const REF[G3_HOOK_NSITES] = {
+        [G3_HOOK_EMBED] = "embed", [G3_HOOK_PATTERN] = "attn", [G3_HOOK_ATTN_OUT] = "attn_out",
+        [G3_HOOK_MLP_OUT] = "mlp_out", [G3_HOOK_RESID_POST] = "layer", [G3_HOOK_LN_FINAL] = "final_norm",
+    };
     char key[64];
-    if (layer >= 0) snprintf(key, sizeof key, "%s.%d", name, layer);
-    else snprintf(key, sizeof key, "%s", name);
+    if (ev->layer >= 0) snprintf(key, sizeof key, "%s.%d", REF[ev->site], ev->layer);
+    else snprintf(key, sizeof key, "%s", REF[ev->site]);
     const STTensor *t = st_find(o->exp, key);
     if (!t) { CHECK(0, "%s: reference has no %s", o->fixture, key); return; }
     const float *ref = t->data;
-    long n = (long)rows * cols;
-    if (head >= 0) ref += (long)head * rows * cols;  // attn.{l} is [NH, T, T]
-    double e = rel_err(d, ref, n);
-    CHECK(e <= o->tol, "%s (%s): %s head %d rel err %.3g > %.1g", o->fixture, o->fast ? "fast" : "exact", key, head, e, o->tol);
+    long n = (long)ev->rows * ev->cols;
+    // one prefill from position 0: key0 = 0 and keys = rows, so attn.{l}[head] is the block
+    if (ev->head >= 0) ref += (long)ev->head * ev->rows * ev->cols;  // attn.{l} is [NH, T, T]
+    double e = rel_err(ev->data, ref, n);
+    CHECK(e <= o->tol, "%s (%s): %s head %d rel err %.3g > %.1g", o->fixture, o->fast ? "fast" : "exact", key, ev->head, e, o->tol);
     if (e > o->worst) { o->worst = e; snprintf(o->worst_name, sizeof o->worst_name, "%s", key); }
 }
 
@@ -48,16 +54,17 @@ static void run_fixture(const char *name, int fast) {
     const int V = m.cfg.vocab;
     Obs o = {&exp, fast ? 2e-2 : 1e-5, 0, name, fast, ""};
 
-    // one prefill over the whole prompt, every activation observed
+    // one prefill over the whole prompt, every activation seen through the hooks
     G3State *s = g3_state_new(&m, 1, T + N, T, fast, NULL);
     CHECK(s != NULL, "%s", g3_error());
-    s->observe = on_tensor;
-    s->observe_ctx = &o;
+    uint32_t sites = 1u << G3_HOOK_EMBED | 1u << G3_HOOK_PATTERN | 1u << G3_HOOK_ATTN_OUT | 1u << G3_HOOK_MLP_OUT |
+                     1u << G3_HOOK_RESID_POST | 1u << G3_HOOK_LN_FINAL;
+    g3_state_set_hook(s, on_hook, &o, sites, ~0ull);
     float *logits = malloc((size_t)T * V * sizeof(float));
     CHECK(g3_prefill(s, 0, ids, T, logits) == 0, "%s", g3_error());
     double e = rel_err(logits, fixture_get(&exp, "logits")->data, (long)T * V);
     CHECK(e <= o.tol, "%s: logits rel err %.3g", name, e);
-    s->observe = NULL;
+    g3_state_set_hook(s, NULL, NULL, 0, 0);
 
     // greedy by full recomputation (no cache reuse)
     int32_t *seq = malloc((size_t)(T + N) * sizeof *seq);

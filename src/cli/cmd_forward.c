@@ -27,19 +27,20 @@ static double mean_row_norm(const float *d, int rows, int cols) {
     return sum / rows;
 }
 
-static void on_tensor(void *ctx, const char *name, int layer, int head, const float *d, int rows, int cols) {
+static void on_hook(void *ctx, const G3HookEvent *ev) {
     Stats *st = ctx;
-    if (!strcmp(name, "embed")) st->embed = mean_row_norm(d, rows, cols);
-    else if (!strcmp(name, "layer")) st->resid[layer] = mean_row_norm(d, rows, cols);
-    else if (!strcmp(name, "attn")) {
-        for (int r = 0; r < rows; r++) {
+    const float *d = ev->data;
+    if (ev->site == G3_HOOK_EMBED) st->embed += mean_row_norm(d, ev->rows, ev->cols) * ev->rows / st->T;
+    else if (ev->site == G3_HOOK_RESID_POST) st->resid[ev->layer] += mean_row_norm(d, ev->rows, ev->cols) * ev->rows / st->T;
+    else if (ev->site == G3_HOOK_PATTERN) {
+        for (int r = 0; r < ev->rows; r++) {
             double h = 0;
-            for (int j = 0; j < cols; j++) {
-                double p = d[(long)r * cols + j];
+            for (int j = 0; j < ev->cols; j++) {
+                double p = d[(long)r * ev->cols + j];
                 if (p > 0) h -= p * log(p);
             }
-            st->attn[layer] += h;
-            st->attn_n[layer] += 1;
+            st->attn[ev->layer] += h;
+            st->attn_n[ev->layer] += 1;
         }
     }
 }
@@ -72,14 +73,13 @@ int cmd_forward(int argc, char **argv) {
     if (T > m.cfg.max_pos) { cli_fail("forward", "%d ids exceed the model's context of %d positions", T, m.cfg.max_pos); goto out; }
     G3State *s = g3_state_new(&m, 1, T, G3_MIN(T, 512), !exact, NULL);
     if (!s) { cli_fail("forward", "%s", g3_error()); goto out; }
-    if (stats) { s->observe = on_tensor; s->observe_ctx = &st; }
+    if (stats) g3_state_set_hook(s, on_hook, &st, 1u << G3_HOOK_EMBED | 1u << G3_HOOK_RESID_POST | 1u << G3_HOOK_PATTERN, ~0ull);
     logits = g3_malloc((size_t)T * V * sizeof(float));
     double t0 = g3_now();
     if (!logits || g3_prefill(s, 0, ids, T, logits)) { cli_fail("forward", "%s", g3_error()); g3_state_free(s); goto out; }
     double dt = g3_now() - t0;
     g3_state_free(s);
     if (stats) {
-        if (T > 512) printf("(attention entropy covers the last chunk of 512 positions)\n");
         printf("layer  kind     resid norm  attn entropy (nats, mean over heads and positions)\n");
         printf("embed           %10.3f\n", st.embed);
         for (int l = 0; l < L; l++)

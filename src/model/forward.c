@@ -2,7 +2,9 @@
 //   h  = x + post_attn_norm(attn(input_norm(x)))
 //   x' = h + post_ffw_norm(mlp(pre_ffw_norm(h)))
 // Matrix products go through g3_matmul (exact f32 or bf16 activations); everything else
-// is f32 with reductions in double where the reference is sensitive.
+// is f32 with reductions in double where the reference is sensitive. Hooks (hooks.h) fire at
+// every named site; with none set each site is one bitmask test, and attention takes a
+// slower path that materialises each head's scores only when a score/pattern hook is set.
 #include "forward.h"
 
 #include <math.h>
@@ -55,7 +57,7 @@ G3State *g3_state_new(const G3Model *m, int nslots, int ctx, int max_rows, int f
         !(s->u = alloc_f(R * c->inter, &b)) || !(s->cos_l = alloc_f(R * HD / 2, &b)) || !(s->sin_l = alloc_f(R * HD / 2, &b)) ||
         !(s->cos_g = alloc_f(R * HD / 2, &b)) || !(s->sin_g = alloc_f(R * HD / 2, &b)) || !(s->kbuf = alloc_f(S * HD, &b)) ||
         !(s->vbuf = alloc_f(S * HD, &b)) || !(s->ablk = alloc_f((long)s->nthreads * AB * (S + 2 * HD), &b)) ||
-        !(s->scores = alloc_f(R * S, &b)) || !(s->tscores = alloc_f((long)s->nthreads * S, &b)) ||
+        !(s->scores = alloc_f(R * S, &b)) || !(s->hq = alloc_f(R * HD, &b)) || !(s->ho = alloc_f(R * HD, &b)) || !(s->tscores = alloc_f((long)s->nthreads * S, &b)) ||
         !(s->logits = alloc_f(G3_MIN(R, nslots) * (long)c->vocab, &b)))
         goto fail;
     s->logits_rows = G3_MIN(max_rows, nslots);
@@ -71,7 +73,7 @@ void g3_state_free(G3State *s) {
     if (s->kc)
         for (int l = 0; l < s->m->cfg.layers; l++) { g3_free_aligned(s->kc[l]); g3_free_aligned(s->vc[l]); }
     float *bufs[] = {s->x, s->xn, s->tmp, s->xlast, s->q, s->att, s->k, s->v, s->g, s->u, s->cos_l, s->sin_l,
-                     s->cos_g, s->sin_g, s->kbuf, s->vbuf, s->ablk, s->scores, s->tscores, s->logits};
+                     s->cos_g, s->sin_g, s->kbuf, s->vbuf, s->ablk, s->scores, s->hq, s->ho, s->tscores, s->logits};
     for (size_t i = 0; i < G3_ARRAY_LEN(bufs); i++) g3_free_aligned(bufs[i]);
     free(s->kc); free(s->vc); free(s->cap); free(s->len); free(s->row_pos);
     free(s);
@@ -81,9 +83,39 @@ void g3_state_reset(G3State *s, int seq) {
     if (seq >= 0 && seq < s->nslots) s->len[seq] = 0;
 }
 
-static void observe(G3State *s, const char *name, int layer, int head, const float *d, int rows, int cols) {
-    if (s->observe) s->observe(s->observe_ctx, name, layer, head, d, rows, cols);
+void g3_state_set_hook(G3State *s, G3HookFn fn, void *ctx, uint32_t sites, uint64_t layers) {
+    s->hook = fn;
+    s->hook_ctx = fn ? ctx : NULL;
+    s->hook_sites = fn ? sites : 0;
+    s->hook_layers = fn ? layers : 0;
 }
+
+// Whether the hook wants (site, layer l); l < 0 for the unnumbered sites. The first test is
+// the only cost of a site when no hook is set.
+static inline int hook_on(const G3State *s, G3HookSite site, int l) {
+    return (s->hook_sites >> site & 1u) && (l < 0 || (l < 64 && (s->hook_layers >> l & 1u)));
+}
+
+// Calls the hook once per segment with that segment's rows of d[rows][cols].
+static void fire_rows(G3State *s, G3HookSite site, int l, const G3Segment *segs, int nseg, float *d, int cols, int heads, int hd) {
+    if (!s->hook) return;
+    long r0 = 0;
+    for (int i = 0; i < nseg; i++) {
+        G3HookEvent ev = {site, l, -1, i, segs[i].seq, segs[i].pos0, segs[i].n, cols, heads, hd, 0, d + r0 * cols};
+        s->hook(s->hook_ctx, &ev);
+        r0 += segs[i].n;
+    }
+}
+// The same for LAST-mode outputs d[nseg][cols]: one row per segment, its last.
+static void fire_last(G3State *s, G3HookSite site, const G3Segment *segs, int nseg, float *d, int cols) {
+    if (!s->hook) return;
+    for (int i = 0; i < nseg; i++) {
+        G3HookEvent ev = {site, -1, -1, i, segs[i].seq, segs[i].pos0 + segs[i].n - 1, 1, cols, 0, 0, 0, d + (long)i * cols};
+        s->hook(s->hook_ctx, &ev);
+    }
+}
+#define HOOK_ROWS(site, l, d, cols, heads, hd) \
+    do { if (hook_on(s, site, l)) fire_rows(s, site, l, segs, nseg, d, cols, heads, hd); } while (0)
 
 static void matmul(G3State *s, float *y, const float *x, const G3Tensor *w, int rows) {
     g3_matmul(y, x, w->data, w->dtype, rows, (int)w->shape[1], (int)w->shape[0], s->fast);
@@ -110,7 +142,6 @@ static inline float masked(float sc, int p, int kp, int sliding, int W, float so
 static void attend_block(G3State *s, int l, const G3Segment *sg, int r0, int h, int lo, int i0, int i1, float *scr) {
     const G3Config *c = &s->m->cfg;
     const int HD = c->head_dim, NH = c->heads, W = c->sliding_window, sliding = c->sliding[l], pos0 = sg->pos0;
-    const int S = pos0 + sg->n - lo;
     const float scale = 1.0f / sqrtf(c->query_pre_attn_scalar), cap = c->attn_softcap;
     // visible keys of row i (index into kbuf): [first(i), pos0 + i - lo]
 #define FIRST(i) (sliding ? G3_MAX(0, pos0 + (i) - (W - 1) - lo) : 0)
@@ -126,16 +157,31 @@ static void attend_block(G3State *s, int l, const G3Segment *sg, int r0, int h, 
         for (int j = a; j < b; j++) row[j] = cap > 0 ? tanhf(row[j] * scale / cap) * cap : row[j] * scale;
         g3_softmax(row + a, b - a);
         for (int j = b; j < w; j++) row[j] = 0;
-        if (s->observe) {  // the full [n][S] pattern, for observers
-            float *full = s->scores + (long)(i0 + i) * S;
-            memset(full, 0, (size_t)S * sizeof(float));
-            memcpy(full + ja, row, (size_t)w * sizeof(float));
-        }
     }
 #undef FIRST
     g3_sgemm(0, 0, nb, HD, w, blk, s->vbuf + (long)ja * HD, ob, 0);  // ob[nb][HD] = P V
     for (int i = 0; i < nb; i++)
         memcpy(s->att + (long)(r0 + i0 + i) * NH * HD + (long)h * HD, ob + (long)i * HD, (size_t)HD * sizeof(float));
+}
+
+// Gathers keys/values of kv head kh at positions lo .. lo+S-1 into kbuf/vbuf[S][HD]: the
+// cache for positions before the segment, this call's rows (from r0) for its own.
+static void gather_kv(G3State *s, int l, const G3Segment *sg, int r0, int kh, int lo, int S) {
+    const G3Config *c = &s->m->cfg;
+    const int HD = c->head_dim, NKV = c->kv_heads, pos0 = sg->pos0;
+    for (int j = 0; j < S; j++) {
+        int p = lo + j;
+        const float *kr, *vr;
+        if (p < pos0) {
+            kr = cache_row(s->kc[l], s, l, sg->seq, kh, p);
+            vr = cache_row(s->vc[l], s, l, sg->seq, kh, p);
+        } else {
+            kr = s->k + (long)(r0 + p - pos0) * NKV * HD + (long)kh * HD;
+            vr = s->v + (long)(r0 + p - pos0) * NKV * HD + (long)kh * HD;
+        }
+        memcpy(s->kbuf + (long)j * HD, kr, (size_t)HD * sizeof(float));
+        memcpy(s->vbuf + (long)j * HD, vr, (size_t)HD * sizeof(float));
+    }
 }
 
 static void attend_segment(G3State *s, int l, const G3Segment *sg, int r0) {
@@ -145,25 +191,46 @@ static void attend_segment(G3State *s, int l, const G3Segment *sg, int r0) {
     const int lo = c->sliding[l] ? G3_MAX(0, pos0 - (W - 1)) : 0;
     const int S = pos0 + n - lo, nblk = (n + AB - 1) / AB;
     for (int kh = 0; kh < NKV; kh++) {
-        for (int j = 0; j < S; j++) {
-            int p = lo + j;
-            const float *kr, *vr;
-            if (p < pos0) {
-                kr = cache_row(s->kc[l], s, l, sg->seq, kh, p);
-                vr = cache_row(s->vc[l], s, l, sg->seq, kh, p);
-            } else {
-                kr = s->k + (long)(r0 + p - pos0) * NKV * HD + (long)kh * HD;
-                vr = s->v + (long)(r0 + p - pos0) * NKV * HD + (long)kh * HD;
-            }
-            memcpy(s->kbuf + (long)j * HD, kr, (size_t)HD * sizeof(float));
-            memcpy(s->vbuf + (long)j * HD, vr, (size_t)HD * sizeof(float));
-        }
+        gather_kv(s, l, sg, r0, kh, lo, S);
         for (int gi = 0; gi < G; gi++) {
             int h = kh * G + gi;
 #pragma omp parallel for num_threads(s->nthreads) schedule(dynamic, 1) if (nblk > 1 && (long)n * S > 16384)
             for (int b = 0; b < nblk; b++)
                 attend_block(s, l, sg, r0, h, lo, b * AB, G3_MIN(n, (b + 1) * AB), s->ablk + (long)omp_get_thread_num() * AB * (S + 2 * HD));
-            observe(s, "attn", l, h, s->scores, n, S);
+        }
+    }
+}
+
+// Attention for one segment of any length with score/pattern hooks: each head's full
+// scores[n][S] over keys lo.. are materialised, shown to the hook, softmaxed, shown again,
+// and multiplied by V, so that what the hook leaves in either buffer is what is used.
+static void attend_hooked(G3State *s, int l, const G3Segment *sg, int segi, int r0) {
+    const G3Config *c = &s->m->cfg;
+    const int HD = c->head_dim, NH = c->heads, NKV = c->kv_heads, G = NH / NKV, W = c->sliding_window;
+    const int n = sg->n, pos0 = sg->pos0, sliding = c->sliding[l];
+    const int lo = sliding ? G3_MAX(0, pos0 - (W - 1)) : 0, S = pos0 + n - lo;
+    const float scale = 1.0f / sqrtf(c->query_pre_attn_scalar);
+    float *sc = s->scores;  // [n][S]
+    for (int kh = 0; kh < NKV; kh++) {
+        gather_kv(s, l, sg, r0, kh, lo, S);
+        for (int gi = 0; gi < G; gi++) {
+            int h = kh * G + gi;
+            for (int i = 0; i < n; i++)
+                memcpy(s->hq + (long)i * HD, s->q + (long)(r0 + i) * NH * HD + (long)h * HD, (size_t)HD * sizeof(float));
+            g3_sgemm(0, 1, n, S, HD, s->hq, s->kbuf, sc, 0);  // sc[n][S] = q K^T
+#pragma omp parallel for if ((long)n * S > 16384) schedule(static)
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < S; j++)
+                    sc[(long)i * S + j] = masked(sc[(long)i * S + j] * scale, pos0 + i, lo + j, sliding, W, c->attn_softcap);
+            G3HookEvent ev = {G3_HOOK_ATTN_SCORES, l, h, segi, sg->seq, pos0, n, S, 0, 0, lo, sc};
+            if (hook_on(s, G3_HOOK_ATTN_SCORES, l)) s->hook(s->hook_ctx, &ev);
+#pragma omp parallel for if ((long)n * S > 16384) schedule(static)
+            for (int i = 0; i < n; i++) g3_softmax(sc + (long)i * S, S);
+            ev.site = G3_HOOK_PATTERN;
+            if (hook_on(s, G3_HOOK_PATTERN, l)) s->hook(s->hook_ctx, &ev);
+            g3_sgemm(0, 0, n, HD, S, sc, s->vbuf, s->ho, 0);  // ho[n][HD] = P V
+            for (int i = 0; i < n; i++)
+                memcpy(s->att + (long)(r0 + i) * NH * HD + (long)h * HD, s->ho + (long)i * HD, (size_t)HD * sizeof(float));
         }
     }
 }
@@ -194,10 +261,11 @@ static void attend_row(G3State *s, int l, const G3Segment *sg, int r, int h, flo
     }
 }
 
-static void attention(G3State *s, int l, const G3Segment *segs, int nseg, int rows) {
+// The fast path: short segments (decode steps) run as (row, head) tasks in parallel; long
+// ones as GEMMs.
+static void attend_fast(G3State *s, int l, const G3Segment *segs, int nseg) {
     const G3Config *c = &s->m->cfg;
-    const int HD = c->head_dim, NKV = c->kv_heads, NH = c->heads;
-    // Short segments (decode steps) run as (row, head) tasks in parallel; long ones as GEMMs.
+    const int HD = c->head_dim, NH = c->heads;
     int r0 = 0, nshort = 0;
     long work = 0;  // multiply-adds of the one-row tasks: threads only pay off above a few thousand
     for (int i = 0; i < nseg; i++)
@@ -221,7 +289,18 @@ static void attention(G3State *s, int l, const G3Segment *segs, int nseg, int ro
     }
     for (int i = 0; i < nseg; r0 += segs[i].n, i++)
         if (segs[i].n > 2) attend_segment(s, l, &segs[i], r0);
-    // append this call's keys/values to the cache (rings keep the newest W positions)
+}
+
+static void attention(G3State *s, int l, const G3Segment *segs, int nseg) {
+    const G3Config *c = &s->m->cfg;
+    const int HD = c->head_dim, NKV = c->kv_heads;
+    int r0 = 0;
+    if (s->hook && (hook_on(s, G3_HOOK_ATTN_SCORES, l) || hook_on(s, G3_HOOK_PATTERN, l)))
+        for (int i = 0; i < nseg; r0 += segs[i].n, i++) attend_hooked(s, l, &segs[i], i, r0);
+    else
+        attend_fast(s, l, segs, nseg);
+    // append this call's keys/values to the cache (rings keep the newest W positions); after
+    // the k/v hooks, so that their edits are what later tokens see
     r0 = 0;
     for (int i = 0; i < nseg; r0 += segs[i].n, i++) {
         int first = G3_MAX(0, segs[i].n - s->cap[l]);  // older rows would be overwritten anyway
@@ -232,7 +311,29 @@ static void attention(G3State *s, int l, const G3Segment *segs, int nseg, int ro
                 memcpy(cache_row(s->vc[l], s, l, segs[i].seq, kh, p), s->v + (long)(r0 + k) * NKV * HD + (long)kh * HD, (size_t)HD * sizeof(float));
             }
     }
-    (void)rows;
+}
+
+// QK-norm (Gemma 3) and RoPE of every row's q and k, fused in one pass, or one step at a
+// time when a hook wants to see q/k between them.
+static void qk_norm_rope(G3State *s, int l, int rows, int norm, int rope) {
+    const G3Model *m = s->m;
+    const G3Config *c = &m->cfg;
+    const int HD = c->head_dim, NH = c->heads, NKV = c->kv_heads;
+    const float *cs = c->sliding[l] ? s->cos_l : s->cos_g, *sn = c->sliding[l] ? s->sin_l : s->sin_g;
+    const float *qn = c->qk_norm ? g3_layer_tensor(m, l, W_Q_NORM)->norm1p : NULL;
+    const float *kn = c->qk_norm ? g3_layer_tensor(m, l, W_K_NORM)->norm1p : NULL;
+#pragma omp parallel for if (rows > 8) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        float *qr = s->q + (long)r * NH * HD, *kr = s->k + (long)r * NKV * HD;
+        if (norm && c->qk_norm) {
+            for (int h = 0; h < NH; h++) g3_rmsnorm(qr + (long)h * HD, qr + (long)h * HD, qn, HD, c->eps);
+            for (int h = 0; h < NKV; h++) g3_rmsnorm(kr + (long)h * HD, kr + (long)h * HD, kn, HD, c->eps);
+        }
+        if (rope) {
+            g3_rope(qr, NH, HD, cs + (long)r * HD / 2, sn + (long)r * HD / 2);
+            g3_rope(kr, NKV, HD, cs + (long)r * HD / 2, sn + (long)r * HD / 2);
+        }
+    }
 }
 
 int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nseg, G3LogitsMode mode) {
@@ -271,44 +372,49 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
         g3_to_f32(xr, (const char *)E->data + (long)tokens[r] * C * g3_dtype_size(E->dtype), E->dtype, (size_t)C);
         for (int i = 0; i < C; i++) xr[i] *= escale;
     }
-    int single = nseg == 1;
-    if (single) observe(s, "embed", -1, -1, s->x, rows, C);
+    HOOK_ROWS(G3_HOOK_EMBED, -1, s->x, C, 0, 0);
 
     for (int l = 0; l < c->layers; l++) {
-        const G3Tensor *const *w = NULL;
-        (void)w;
 #define LW(role) g3_layer_tensor(m, l, role)
+        HOOK_ROWS(G3_HOOK_RESID_PRE, l, s->x, C, 0, 0);
         // attention block
         g3_rmsnorm_rows(s->xn, s->x, LW(W_ATTN_NORM)->norm1p, rows, C, c->eps);
+        HOOK_ROWS(G3_HOOK_LN1, l, s->xn, C, 0, 0);
         matmul(s, s->q, s->xn, LW(W_Q), rows);
         matmul(s, s->k, s->xn, LW(W_K), rows);
         matmul(s, s->v, s->xn, LW(W_V), rows);
-        const float *cs = c->sliding[l] ? s->cos_l : s->cos_g, *sn = c->sliding[l] ? s->sin_l : s->sin_g;
-#pragma omp parallel for if (rows > 8) schedule(static)
-        for (int r = 0; r < rows; r++) {
-            float *qr = s->q + (long)r * NH * HD, *kr = s->k + (long)r * NKV * HD;
-            if (c->qk_norm) {
-                for (int h = 0; h < NH; h++) g3_rmsnorm(qr + (long)h * HD, qr + (long)h * HD, LW(W_Q_NORM)->norm1p, HD, c->eps);
-                for (int h = 0; h < NKV; h++) g3_rmsnorm(kr + (long)h * HD, kr + (long)h * HD, LW(W_K_NORM)->norm1p, HD, c->eps);
-            }
-            g3_rope(qr, NH, HD, cs + (long)r * HD / 2, sn + (long)r * HD / 2);
-            g3_rope(kr, NKV, HD, cs + (long)r * HD / 2, sn + (long)r * HD / 2);
+        if (hook_on(s, G3_HOOK_Q, l) || hook_on(s, G3_HOOK_K, l)) {
+            qk_norm_rope(s, l, rows, 1, 0);
+            HOOK_ROWS(G3_HOOK_Q, l, s->q, NH * HD, NH, HD);
+            HOOK_ROWS(G3_HOOK_K, l, s->k, NKV * HD, NKV, HD);
+            qk_norm_rope(s, l, rows, 0, 1);
+        } else {
+            qk_norm_rope(s, l, rows, 1, 1);
         }
-        attention(s, l, segs, nseg, rows);
+        HOOK_ROWS(G3_HOOK_V, l, s->v, NKV * HD, NKV, HD);
+        HOOK_ROWS(G3_HOOK_ROT_Q, l, s->q, NH * HD, NH, HD);
+        HOOK_ROWS(G3_HOOK_ROT_K, l, s->k, NKV * HD, NKV, HD);
+        attention(s, l, segs, nseg);
+        HOOK_ROWS(G3_HOOK_Z, l, s->att, NH * HD, NH, HD);
         matmul(s, s->tmp, s->att, LW(W_O), rows);
-        if (single) observe(s, "attn_out", l, -1, s->tmp, rows, C);
+        HOOK_ROWS(G3_HOOK_ATTN_OUT, l, s->tmp, C, 0, 0);
         g3_rmsnorm_rows(s->tmp, s->tmp, LW(W_POST_ATTN_NORM)->norm1p, rows, C, c->eps);
         for (long i = 0; i < (long)rows * C; i++) s->x[i] += s->tmp[i];
+        HOOK_ROWS(G3_HOOK_RESID_MID, l, s->x, C, 0, 0);
         // MLP block
         g3_rmsnorm_rows(s->xn, s->x, LW(W_PRE_FFW_NORM)->norm1p, rows, C, c->eps);
+        HOOK_ROWS(G3_HOOK_LN2, l, s->xn, C, 0, 0);
         matmul(s, s->g, s->xn, LW(W_GATE), rows);
+        HOOK_ROWS(G3_HOOK_MLP_PRE, l, s->g, F, 0, 0);
         matmul(s, s->u, s->xn, LW(W_UP), rows);
+        HOOK_ROWS(G3_HOOK_MLP_PRE_LINEAR, l, s->u, F, 0, 0);
         g3_geglu(s->g, s->u, (long)rows * F, c->act == G3_GELU_ERF);
+        HOOK_ROWS(G3_HOOK_MLP_POST, l, s->g, F, 0, 0);
         matmul(s, s->tmp, s->g, LW(W_DOWN), rows);
-        if (single) observe(s, "mlp_out", l, -1, s->tmp, rows, C);
+        HOOK_ROWS(G3_HOOK_MLP_OUT, l, s->tmp, C, 0, 0);
         g3_rmsnorm_rows(s->tmp, s->tmp, LW(W_POST_FFW_NORM)->norm1p, rows, C, c->eps);
         for (long i = 0; i < (long)rows * C; i++) s->x[i] += s->tmp[i];
-        if (single) observe(s, "layer", l, -1, s->x, rows, C);
+        HOOK_ROWS(G3_HOOK_RESID_POST, l, s->x, C, 0, 0);
 #undef LW
     }
     for (int i = 0; i < nseg; i++) s->len[segs[i].seq] += segs[i].n;
@@ -320,13 +426,14 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
     if (mode == G3_LOGITS_ALL) {
         g3_rmsnorm_rows(s->xlast, s->x, fin, rows, C, c->eps);
         nout = rows;
-        if (single) observe(s, "final_norm", -1, -1, s->xlast, rows, C);
+        HOOK_ROWS(G3_HOOK_LN_FINAL, -1, s->xlast, C, 0, 0);
     } else {
         for (int i = 0, r = 0; i < nseg; i++) {
             r += segs[i].n;
             g3_rmsnorm(s->xlast + (long)i * C, s->x + (long)(r - 1) * C, fin, C, c->eps);
         }
         nout = nseg;
+        if (hook_on(s, G3_HOOK_LN_FINAL, -1)) fire_last(s, G3_HOOK_LN_FINAL, segs, nseg, s->xlast, C);
     }
     if (nout > s->logits_rows) {  // only ALL mode over many rows needs more than one row per slot
         float *nl = g3_malloc_aligned((size_t)nout * c->vocab * sizeof(float));
@@ -337,6 +444,8 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
     }
     g3_matmul(s->logits, s->xlast, E->data, E->dtype, nout, C, c->vocab, s->fast);
     if (c->final_softcap > 0) g3_softcap(s->logits, (long)nout * c->vocab, c->final_softcap);
+    if (mode == G3_LOGITS_ALL) HOOK_ROWS(G3_HOOK_LOGITS, -1, s->logits, c->vocab, 0, 0);
+    else if (hook_on(s, G3_HOOK_LOGITS, -1)) fire_last(s, G3_HOOK_LOGITS, segs, nseg, s->logits, c->vocab);
     return 0;
 }
 

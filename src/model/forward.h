@@ -18,13 +18,6 @@ typedef struct {
     int n;     // tokens
 } G3Segment;
 
-// Called at named points of the forward pass with row-major data (only from the calling
-// thread). Names: "embed", "attn_out", "mlp_out", "layer", "final_norm" (rows x hidden, head
-// -1) and "attn" (attention probabilities of one head: rows x keys, where keys are the
-// positions lo.. of the segment's window; lo = 0 for a prefill from position 0). Only for
-// single-segment calls.
-typedef void (*G3ObserveFn)(void *ctx, const char *name, int layer, int head, const float *data, int rows, int cols);
-
 typedef enum { G3_LOGITS_NONE, G3_LOGITS_LAST, G3_LOGITS_ALL } G3LogitsMode;
 
 typedef struct {
@@ -43,14 +36,13 @@ typedef struct {
     int *row_pos;                          // [R]
     float *kbuf, *vbuf;                    // [ctx + R][HD]  keys/values of one segment, one kv head
     float *ablk;                           // [threads][32][ctx + R + 2 HD] per-thread attention blocks
-    float *scores;                         // [R][ctx + R] the attention pattern, for observers
+    float *scores;                         // [R][ctx + R] one head's scores, for score/pattern hooks
+    float *hq, *ho;                        // [R][HD] one head's queries and outputs (hooked attention)
     float *tscores;                        // [threads][ctx + R] for the one-row path
     int nthreads;
     float *logits;                         // [R][V] (ALL) or [nseg][V] (LAST)
     int logits_rows;                       // rows logits has room for (grows on demand)
     float *xlast;                          // [R][C]
-    G3ObserveFn observe;
-    void *observe_ctx;
     // hooks (hooks.h): fn is called at the sites whose bit is set in hook_sites (bit = 1 << site),
     // for layers whose bit is set in hook_layers (unnumbered sites ignore hook_layers)
     G3HookFn hook;

@@ -28,6 +28,9 @@
 //   logits                          [rows][V]        after the final softcap
 // Attention sites give one head per call; key j of the row block is position ev->key0 + j
 // (key0 > 0 only on sliding layers whose window has moved past position 0).
+// ln_final and logits fire only when the call computes logits: with G3_LOGITS_ALL for every
+// row of each segment, with G3_LOGITS_LAST for the segment's last row only (rows 1, pos0 =
+// that row's position).
 #ifndef G3_HOOKS_H
 #define G3_HOOKS_H
 
