@@ -25,6 +25,7 @@ static const struct {
     {"init", cmd_init, "write a random-weight checkpoint of a given shape"},
     {"train", cmd_train, "train from scratch or fine-tune"},
     {"grad", cmd_grad, "loss and every gradient for one sequence"},
+    {"analyze", cmd_analyze, "attention heads, residual stream and logit lens of a prompt; HTML report"},
 };
 
 static void usage(FILE *f) {
