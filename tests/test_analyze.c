@@ -5,7 +5,10 @@
 // logits), and the JSON and HTML reports (the JSON parses, the HTML fetches nothing and holds
 // the data, token text with <, &, quotes, newlines and invalid UTF-8 comes out escaped).
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "analysis/analyze.h"
 #include "analysis/report.h"
@@ -13,6 +16,7 @@
 #include "base/rng.h"
 #include "check.h"
 #include "fixtures.h"
+#include "model/init.h"
 
 static float *square(int T) { return calloc((size_t)T * T, sizeof(float)); }
 
@@ -270,6 +274,61 @@ static void test_reports(G3Analysis *a) {
     free(html);
 }
 
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+// The command end to end: a tiny model with the real Gemma vocabulary and tokenizer, text
+// prompts with characters that need escaping, a prompts file, and bad arguments.
+static void test_cli(void) {
+    const char *bin = getenv("BIN") ? getenv("BIN") : "./gemma3";
+    if (access(bin, X_OK) != 0) { printf("(no %s: CLI not tested)\n", bin); return; }
+    char tmp[] = "/tmp/g3anXXXXXX";
+    if (!mkdtemp(tmp)) { CHECK(0, "mkdtemp"); return; }
+    G3Config c;
+    g3_config_preset(&c, "tiny");
+    c.vocab = 262144;
+    c.hidden = 32; c.inter = 64; c.layers = 2; c.heads = 2; c.kv_heads = 1; c.head_dim = 16; c.query_pre_attn_scalar = 16;
+    char md[300], p[1200];
+    snprintf(md, sizeof md, "%s/model", tmp);
+    CHECK(g3_init_checkpoint(&c, md, G3_BF16, 3, 0.5f, 1 << 30, 0) == 0, "%s", g3_error());
+    CHECK(sh("cp tests/data/tokenizer/tokenizer.model %s/", md) == 0, "copy the tokenizer");
+    CHECK(sh("%s analyze --model %s --prompt 'Tags <b>&amp; \"quotes\"\n\ta new line' --html %s/r.html --top 3 --induction-len 8 > %s/out.txt 2> %s/err.txt",
+             bin, md, tmp, tmp, tmp) == 0, "analyze --prompt failed");
+    snprintf(p, sizeof p, "%s/analysis.json", tmp);  // beside the report by default
+    Json j;
+    if (json_parse_file(&j, p) == 0) {
+        const JsonNode *r0 = json_at(json_get(json_root(&j), "results"), 0);
+        const JsonNode *t1 = json_get(json_at(json_get(r0, "tokens"), 1), "text");
+        CHECK(json_is_string(t1) && !strcmp(t1->str, "Tags"), "first token text '%s'", t1 ? t1->str : "?");
+        const JsonNode *top = json_at(json_get(json_at(json_get(json_get(r0, "lens"), "rows"), 2), "top"), 0);
+        CHECK(top && top->count == 3, "lens cells hold --top 3 candidates");
+        CHECK(json_get(json_get(r0, "induction"), "n")->num == 8, "--induction-len");
+        json_free(&j);
+    } else CHECK(0, "%s", g3_error());
+    CHECK(sh("grep -q 'logit lens at the last position' %s/out.txt && grep -q '^heads' %s/out.txt", tmp, tmp) == 0, "tables on stdout");
+    CHECK(sh("grep -q '\\\\u003cb\\\\u003e' %s/r.html", tmp) == 0, "escaped token text in the report");
+    CHECK(sh("printf 'first prompt here\nand a second one\n' > %s/p.txt && %s analyze --model %s --prompts-file %s/p.txt --json %s/m.json --quiet 2>/dev/null",
+             tmp, bin, md, tmp, tmp) == 0, "--prompts-file failed");
+    snprintf(p, sizeof p, "%s/m.json", tmp);
+    if (json_parse_file(&j, p) == 0) {
+        CHECK(json_get(json_root(&j), "results")->count == 2, "one result per prompt");
+        json_free(&j);
+    } else CHECK(0, "%s", g3_error());
+    CHECK(sh("%s analyze --model %s 2>/dev/null", bin, md) == 1, "no prompt accepted");
+    CHECK(sh("%s analyze --model %s --ids 2 2>/dev/null", bin, md) == 1, "one token accepted");
+    CHECK(sh("%s analyze --model %s --ids 2,5 --prompt x 2>/dev/null", bin, md) == 1, "two prompt sources accepted");
+    CHECK(sh("%s analyze --model %s --ids 2,999999 --json %s/bad.json 2>/dev/null", bin, md, tmp) == 1, "id outside the vocabulary accepted");
+    sh("rm -rf %s", tmp);
+}
+
 int main(void) {
     test_rows();
     test_heads();
@@ -279,5 +338,6 @@ int main(void) {
     test_fixture("gemma2-tiny-f32", NULL);  // softcaps in the lens
     test_fixture("gemma3-tiny-multimodal-layout", NULL);
     if (a.T) { test_reports(&a); g3_analysis_free(&a); }
+    test_cli();
     return check_done();
 }

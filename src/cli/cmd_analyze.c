@@ -64,10 +64,19 @@ static void print_analysis(const G3Analysis *a, const G3Tokenizer *tok, const ch
             const G3AnTop *tp = &a->lens[((long)l * T + T - 1) * a->K + k];
             if (k) printf("  ");
             print_text(tok, tp->id);
-            printf(" %.3f", tp->prob);
+            printf(" %.3g", tp->prob);
         }
         putchar('\n');
     }
+}
+
+// Creates the folder a file is to be written into (the outputs may name new folders).
+static int make_parent(const char *path) {
+    const char *sl = strrchr(path, '/');
+    if (!sl || sl == path) return 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", (int)(sl - path), path);
+    return g3_mkdir_p(dir);
 }
 
 int cmd_analyze(int argc, char **argv) {
@@ -159,7 +168,7 @@ int cmd_analyze(int argc, char **argv) {
     if (json) snprintf(jpath, sizeof jpath, "%s", json);
     else if (html && strrchr(html, '/')) snprintf(jpath, sizeof jpath, "%.*s/analysis.json", (int)(strrchr(html, '/') - html), html);
     else snprintf(jpath, sizeof jpath, "analysis.json");
-    if (g3_an_write_json(jpath, an, n, &meta)) { cli_fail("analyze", "%s", g3_error()); goto out; }
+    if (make_parent(jpath) || (html && make_parent(html)) || g3_an_write_json(jpath, an, n, &meta)) { cli_fail("analyze", "%s", g3_error()); goto out; }
     fprintf(stderr, "analyze: %d prompt%s in %.3f s; figures in %s\n", n, n > 1 ? "s" : "", dt, jpath);
     if (html) {
         if (g3_an_write_html(html, an, n, &meta)) { cli_fail("analyze", "%s", g3_error()); goto out; }
