@@ -20,7 +20,7 @@ typedef struct {
     int T, NH, C;
     float *pattern;   // [L][NH][T][T]
     float *resid;     // [L+1][T][C] or NULL
-    long *below, *count;  // [L] mlp.hook_post values under the threshold, and in all
+    long *below, *count;  // [L] mlp.hook_post values under the threshold, and in all (or NULL)
 } Capture;
 
 static void on_hook(void *ctx, const G3HookEvent *ev) {
@@ -47,6 +47,7 @@ static void on_hook(void *ctx, const G3HookEvent *ev) {
         break;
     }
     case G3_HOOK_MLP_POST: {
+        if (!c->below) break;
         long n = (long)ev->rows * ev->cols;
         double frac = g3_an_sparsity(ev->data, n, G3_AN_SPARSE_REL);
         c->below[ev->layer] += lround(frac * n);
@@ -246,12 +247,8 @@ int g3_analyze_run(G3Analysis *a, const G3Model *m, const int32_t *ids, int T, c
         a->ind_ids[0] = c->bos;
         if (random_ids(a->ind_ids + 1, n, c->vocab, o->seed, o->skip_ids)) goto out;
         memcpy(a->ind_ids + 1 + n, a->ind_ids + 1, (size_t)n * sizeof *a->ind_ids);
-        Capture ic = {T2, (int)NH, a->C, a->ind_pattern, NULL, below, count};
-        long *b0 = g3_calloc((size_t)L, sizeof *b0), *c0 = g3_calloc((size_t)L, sizeof *c0);
-        ic.below = b0; ic.count = c0;  // the induction run's MLP is not part of the prompt's figures
-        int r = b0 && c0 ? capture_run(m, a->ind_ids, T2, o->fast, 1u << G3_HOOK_PATTERN, &ic) : -1;
-        free(b0); free(c0);
-        if (r) goto out;
+        Capture ic = {T2, (int)NH, a->C, a->ind_pattern, NULL, NULL, NULL};
+        if (capture_run(m, a->ind_ids, T2, o->fast, 1u << G3_HOOK_PATTERN, &ic)) goto out;
     }
     if (summarize(a, below, count) || logit_lens(a, m, o->fast)) goto out;
     a->seconds = g3_now() - t0;
