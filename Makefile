@@ -9,7 +9,7 @@ CFLAGS  ?= $(OPT) -g
 # SIMD kernels select instructions per function (target attributes) and are chosen at run
 # time from the CPU's features, so the binary itself stays portable x86-64.
 ALLFLAGS = -std=c11 -D_GNU_SOURCE -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -Wno-missing-field-initializers -Werror=implicit-function-declaration -Iinclude -Isrc $(CFLAGS)
-LDLIBS   = -fopenmp -lm -lpthread
+LDLIBS   = -fopenmp -lm -lpthread -lz
 
 # BUILD and BIN may be overridden so that several builds can share one checkout.
 ifeq ($(SAN),1)

@@ -3,7 +3,8 @@
 //   model      G3Config, G3Model: config.json in every Hub form, the tensor table, mmapped
 //              weights (model/config.h, model/model.h); random checkpoints (model/init.h)
 //   inference  G3State, g3_forward, g3_prefill: batched segments, windowed KV cache,
-//              hooks at every named site of the pass, editable in place (model/hooks.h)
+//              hooks at every named site of the pass, editable in place (model/hooks.h),
+//              recorded into arrays by slot and position (model/record.h)
 //   generation g3_generate: continuous batching with per-sequence stops (gen/generate.h),
 //              prompt files (gen/prompts.h), sampling chain (sampler/sampler.h)
 //   tokenizer  g3_tok_*: tokenizer.json / tokenizer.model, streaming decode, chat format
@@ -11,11 +12,11 @@
 //   training   G3TrainModel, g3_train_forward_backward (train/train.h), AdamW and friends
 //              (train/optim.h), data (train/data.h), checkpoints (train/checkpoint.h)
 //   kernels    g3_matmul, g3_sgemm with scalar references (kernels/kernels.h)
-//   files      safetensors reader/writer (io/safetensors.h), JSON reader (base/json.h)
+//   files      safetensors reader/writer (io/safetensors.h), .npz writer (io/npz.h), JSON reader (base/json.h)
 //
 // Errors: functions return -1 (or NULL) and g3_error() says what went wrong, naming the
 // file, tensor or field. The library never exits or prints on its own.
-// Build: link build/rel/libgemma3.a with -fopenmp -lm, and add -Iinclude -Isrc.
+// Build: link build/rel/libgemma3.a with -fopenmp -lm -lz, and add -Iinclude -Isrc.
 #ifndef GEMMA3_H
 #define GEMMA3_H
 
@@ -23,12 +24,14 @@
 #include "../src/base/json.h"
 #include "../src/gen/generate.h"
 #include "../src/gen/prompts.h"
+#include "../src/io/npz.h"
 #include "../src/io/safetensors.h"
 #include "../src/kernels/kernels.h"
 #include "../src/model/config.h"
 #include "../src/model/forward.h"
 #include "../src/model/init.h"
 #include "../src/model/model.h"
+#include "../src/model/record.h"
 #include "../src/sampler/sampler.h"
 #include "../src/tokenizer/tokenizer.h"
 #include "../src/train/train.h"

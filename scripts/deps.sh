@@ -5,6 +5,10 @@ need=()
 command -v gcc >/dev/null || need+=(gcc)
 command -v make >/dev/null || need+=(make)
 echo 'int main(void){return 0;}' | gcc -fopenmp -x c - -o /dev/null 2>/dev/null || need+=(libgomp1 gcc)
+# zlib: --compress of `gemma3 trace` (deflated .npz); numpy: the tests read .npz files back
+# (with /usr/bin/python3, the one apt installs numpy for)
+[ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
+/usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)  # Debian's python3, not a pyenv one
 if [ "${G3_FUZZ:-0}" = 1 ]; then command -v clang >/dev/null || need+=(clang); fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2

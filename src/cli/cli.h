@@ -14,6 +14,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 
 // Prints "gemma3 <cmd>: <message>" to stderr and returns 1 (the command's exit code).

@@ -25,6 +25,7 @@ static const struct {
     {"init", cmd_init, "write a random-weight checkpoint of a given shape"},
     {"train", cmd_train, "train from scratch or fine-tune"},
     {"grad", cmd_grad, "loss and every gradient for one sequence"},
+    {"trace", cmd_trace, "record activations at hook sites to NumPy .npz"},
     {"analyze", cmd_analyze, "attention heads, residual stream and logit lens of a prompt; HTML report"},
 };
 

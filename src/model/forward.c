@@ -91,9 +91,10 @@ void g3_state_set_hook(G3State *s, G3HookFn fn, void *ctx, uint32_t sites, uint6
 }
 
 // Whether the hook wants (site, layer l); l < 0 for the unnumbered sites. The first test is
-// the only cost of a site when no hook is set.
+// the only cost of a site when no hook is set. Layers past 63 (no Gemma has them) are hooked
+// only when every layer is.
 static inline int hook_on(const G3State *s, G3HookSite site, int l) {
-    return (s->hook_sites >> site & 1u) && (l < 0 || (l < 64 && (s->hook_layers >> l & 1u)));
+    return (s->hook_sites >> site & 1u) && (l < 0 || (l < 64 ? s->hook_layers >> l & 1u : s->hook_layers == ~0ull));
 }
 
 // Calls the hook once per segment with that segment's rows of d[rows][cols].

@@ -44,7 +44,8 @@ typedef struct {
     int logits_rows;                       // rows logits has room for (grows on demand)
     float *xlast;                          // [R][C]
     // hooks (hooks.h): fn is called at the sites whose bit is set in hook_sites (bit = 1 << site),
-    // for layers whose bit is set in hook_layers (unnumbered sites ignore hook_layers)
+    // for layers whose bit is set in hook_layers (unnumbered sites ignore hook_layers; layers
+    // past 63 count as set only when all 64 bits are)
     G3HookFn hook;
     void *hook_ctx;
     uint32_t hook_sites;
