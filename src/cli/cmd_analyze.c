@@ -3,6 +3,7 @@
 // prompt or a file of prompts. Tables on stdout, all figures in analysis.json, and with
 // --html an interactive self-contained report. The metrics are defined in docs/analyze.md.
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,20 +28,54 @@ static void print_text(const G3Tokenizer *tok, int id) {
     putchar('\'');
 }
 
+// The three heads scoring highest on one metric (the field at offset off of G3AnHead).
+static void print_top(const G3Analysis *a, const char *name, size_t off) {
+    int best[3] = {-1, -1, -1};
+    const int n = a->L * a->NH;
+#define V(i) (*(const double *)((const char *)&a->heads[i] + off))
+    for (int i = 0; i < n; i++) {
+        if (isnan(V(i))) continue;
+        for (int k = 0; k < 3; k++)
+            if (best[k] < 0 || V(i) > V(best[k])) {
+                for (int j = 2; j > k; j--) best[j] = best[j - 1];
+                best[k] = i;
+                break;
+            }
+    }
+    if (best[0] < 0) return;
+    printf("  strongest %-15s", name);
+    for (int k = 0; k < 3 && best[k] >= 0; k++) printf("  L%dh%d %.3f", best[k] / a->NH, best[k] % a->NH, V(best[k]));
+    putchar('\n');
+#undef V
+}
+
 static void print_analysis(const G3Analysis *a, const G3Tokenizer *tok, const char *text) {
     const int L = a->L, NH = a->NH, T = a->T;
     if (text) printf("prompt  \"%s\"\n", text);
     printf("tokens  %d:", T);
     for (int t = 0; t < T && t < 24; t++) { putchar(' '); print_text(tok, a->ids[t]); }
     printf("%s\n\n", T > 24 ? " ..." : "");
-    printf("heads          entropy  distance   <bos>    prev  induction   (entropy in nats, distance in positions,\n");
-    printf("                                                               the rest attention mass; means over queries 1..T-1)\n");
-    for (int l = 0; l < L; l++)
-        for (int h = 0; h < NH; h++) {
-            const G3AnHead *x = &a->heads[l * NH + h];
-            printf("  L%-2d %-7s h%-2d %6.3f  %8.3f  %6.3f  %6.3f  %9.3f\n", l, h ? "" : a->sliding[l] ? "sliding" : "global", h,
-                   x->entropy, x->distance, x->bos, x->prev, x->induction);
+    if (L * NH <= 64) {
+        printf("heads          entropy  distance   <bos>    prev  induction   (entropy in nats, distance in positions,\n");
+        printf("                                                               the rest attention mass; means over queries 1..T-1)\n");
+        for (int l = 0; l < L; l++)
+            for (int h = 0; h < NH; h++) {
+                const G3AnHead *x = &a->heads[l * NH + h];
+                printf("  L%-2d %-7s h%-2d %6.3f  %8.3f  %6.3f  %6.3f  %9.3f\n", l, h ? "" : a->sliding[l] ? "sliding" : "global", h,
+                       x->entropy, x->distance, x->bos, x->prev, x->induction);
+            }
+    } else {  // a big model's heads are in the JSON and the report; here their means per layer
+        printf("heads (mean over a layer's %d heads; each head in the JSON)\n", NH);
+        printf("  layer kind     entropy  distance   <bos>    prev  induction\n");
+        for (int l = 0; l < L; l++) {
+            const G3AnLayer *y = &a->layers[l];
+            printf("  %5d %-7s  %6.3f  %8.3f  %6.3f  %6.3f  %9.3f\n", l, a->sliding[l] ? "sliding" : "global", y->entropy, y->distance,
+                   y->bos, y->prev, y->induction);
         }
+    }
+    print_top(a, "previous-token", offsetof(G3AnHead, prev));
+    print_top(a, "induction", offsetof(G3AnHead, induction));
+    print_top(a, "<bos> mass", offsetof(G3AnHead, bos));
     printf("\nlayers  kind     resid norm   ratio  mlp sparse  eff rank  head JS  (JS: mean over head pairs, nats)\n");
     printf("embed            %10.3f\n", a->embed_norm);
     for (int l = 0; l < L; l++) {
