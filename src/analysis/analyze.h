@@ -53,7 +53,8 @@ double g3_an_sparsity(const float *x, long n, double rel);
 int g3_an_sym_eigvals(double *out, double *a, int n);
 // Effective rank (Roy & Vetterli 2007) of the rows x cols matrix x: exp of the entropy of the
 // singular values normalised to sum 1. Singular values come from the eigenvalues of the
-// smaller Gram matrix (x x^T or x^T x) in double. 1 <= result <= min(rows, cols); 0 if x = 0.
+// smaller Gram matrix (x x^T or x^T x) in double. 1 <= result <= min(rows, cols); 0 if x = 0;
+// -1 when memory runs out (g3_error set).
 double g3_an_effective_rank(const float *x, int rows, int cols);
 
 // ---- a whole analysis ----
