@@ -76,4 +76,7 @@ fuzz: deps
 clean:
 	rm -rf build gemma3
 
+# the HTML report's page is assembled into its object (.incbin), which -MMD cannot see
+$(BUILD)/src/analysis/report_html.o: src/analysis/report_template.html
+
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -13,6 +13,8 @@
 //              clean-vs-intervened comparison (analysis/intervene.h)
 //   training   G3TrainModel, g3_train_forward_backward (train/train.h), AdamW and friends
 //              (train/optim.h), data (train/data.h), checkpoints (train/checkpoint.h)
+//   analysis   g3_analyze_run: per-head attention metrics, residual stream, logit lens
+//              (analysis/analyze.h); JSON and self-contained HTML reports (analysis/report.h)
 //   kernels    g3_matmul, g3_sgemm with scalar references (kernels/kernels.h)
 //   files      safetensors reader/writer (io/safetensors.h), .npz writer (io/npz.h), JSON reader (base/json.h)
 //
@@ -22,6 +24,8 @@
 #ifndef GEMMA3_H
 #define GEMMA3_H
 
+#include "../src/analysis/analyze.h"
+#include "../src/analysis/report.h"
 #include "../src/analysis/intervene.h"
 #include "../src/base/base.h"
 #include "../src/base/json.h"

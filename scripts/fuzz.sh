@@ -13,7 +13,7 @@ for f in fuzz/fuzz_*.c; do
   name=$(basename "$f" .c)
   bin=build/fuzz/$name
   clang -std=c11 -D_GNU_SOURCE -g -O1 -fopenmp -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=undefined "$f" $src -lm -o "$bin"
+        -fno-sanitize-recover=undefined "$f" $src -lm -lz -o "$bin"
   corpus=build/fuzz/corpus-$name; mkdir -p "$corpus"
   [ -d fuzz/corpus/$name ] && cp -n fuzz/corpus/$name/* "$corpus"/ 2>/dev/null || true
   echo "fuzz: $name for ${secs}s"

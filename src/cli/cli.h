@@ -15,6 +15,7 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
+int cmd_analyze(int argc, char **argv);
 int cmd_intervene(int argc, char **argv);
 
 // Prints "gemma3 <cmd>: <message>" to stderr and returns 1 (the command's exit code).

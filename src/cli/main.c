@@ -26,6 +26,7 @@ static const struct {
     {"train", cmd_train, "train from scratch or fine-tune"},
     {"grad", cmd_grad, "loss and every gradient for one sequence"},
     {"trace", cmd_trace, "record activations at hook sites to NumPy .npz"},
+    {"analyze", cmd_analyze, "attention heads, residual stream and logit lens of a prompt; HTML report"},
     {"intervene", cmd_intervene, "ablate heads/MLPs, patch activations, steer; compare with the clean run"},
 };
 
