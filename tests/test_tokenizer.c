@@ -312,6 +312,28 @@ int main(void) {
 
     G3Tokenizer *none = g3_tok_load("tests/data/no-such-file.json");
     CHECK(none == NULL && strstr(g3_error(), "no-such-file"), "missing file named: %s", g3_error());
+    // one huge id among few pieces (a fuzzer's find): a clear error, not a 4 GB allocation
+    G3Tokenizer *sp = NULL;
+    FILE *f = fopen("fuzz/corpus/fuzz_tok_json/tiny.json", "rb");
+    char *tiny = malloc(1 << 20);
+    size_t tn = f ? fread(tiny, 1, (1 << 20) - 1, f) : 0;
+    if (f) fclose(f);
+    tiny[tn] = 0;
+    char *at = strstr(tiny, "\"</b>\": 10");
+    CHECK(at != NULL, "tiny.json has the piece </b> = 10");
+    if (at) {
+        FILE *o = fopen("build/sparse-tokenizer.json", "wb");
+        if (o) {
+            fwrite(tiny, 1, (size_t)(at - tiny), o);
+            fputs("\"</b>\": 482222222", o);
+            fputs(at + strlen("\"</b>\": 10"), o);
+            fclose(o);
+        }
+        sp = g3_tok_load_ex("build/sparse-tokenizer.json", G3_TOK_LOAD_NO_CACHE);
+        CHECK(sp == NULL && strstr(g3_error(), "dense"), "sparse ids rejected: %s", sp ? "loaded" : g3_error());
+    }
+    free(tiny);
+    g3_tok_free(sp);
     g3_tok_free(tj);
     g3_tok_free(ts);
     for (int i = 0; i < nv; i++) free(v[i].text), free(v[i].ids);

@@ -90,16 +90,23 @@ static int load(G3Tokenizer *t, const JsonNode *root) {
     if (added && added->type != JSON_ARRAY) return g3_errorf("added_tokens is not an array");
 
     int32_t n_vocab = 0, id = 0;
+    long entries = 0;
     JSON_FOREACH(v, vocab) {
         if (get_id(v, &id)) return g3_error_prefix("model.vocab[\"%.40s\"]", v->key);
         if (id + 1 > n_vocab) n_vocab = id + 1;
+        entries++;
     }
     if (added) JSON_FOREACH(a, added) {
         if (a->type != JSON_OBJECT || !json_is_string(json_get(a, "content"))) return g3_errorf("added_tokens: entry without content");
         if (get_id(json_get(a, "id"), &id)) return g3_error_prefix("added_tokens \"%.40s\"", json_get(a, "content")->str);
         if (id + 1 > n_vocab) n_vocab = id + 1;
+        entries++;
     }
     if (n_vocab == 0) return g3_errorf("empty vocabulary");
+    // Ids are the rows of a table: a real vocabulary numbers its pieces 0..n-1 (with at most a
+    // few holes); one huge id among few pieces would only make us allocate gigabytes.
+    if (n_vocab > entries + entries / 2 + 1024)
+        return g3_errorf("model.vocab: largest id %d for only %ld pieces (ids must be dense)", n_vocab - 1, entries);
 
     Slot *slots = g3_calloc((size_t)n_vocab, sizeof *slots);
     if (!slots) return -1;
