@@ -14,6 +14,13 @@ TGT static void micro_6x16(int K, const float *a, const float *b, float *c, int 
     __m256 acc[MR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    // Fetch the C tile while the k loop runs: its rows are ldc apart, often a power of two
+    // of bytes, and a miss on each of them at the end stalled dW (accumulating) GEMMs.
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+        _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (size_t)r * ldc + NR - 1), _MM_HINT_T0);
+    }
     for (int k = 0; k < K; k++) {
         __m256 b0 = _mm256_loadu_ps(b + (size_t)k * NR), b1 = _mm256_loadu_ps(b + (size_t)k * NR + 8);
 #pragma GCC unroll 8
