@@ -6,7 +6,9 @@
 # ones, every 6th layer global), GQA, sliding window 128 as a plain masked softmax, GeGLU
 # (tanh), post-norms, tied head, mean cross-entropy, AdamW (betas 0.9/0.95, wd 0.1).
 # Prints one line per shape and precision: "TORCH shape=a dtype=f32 tok_s=... min=... max=...",
-# the median over the timed steps after warm-up. Usage: train_torch.py [steps] [threads]
+# the median over the timed steps after warm-up, and the median process CPU time of a step
+# (with one thread, free of other tenants' time slices). bf16 autocast is very slow on CPUs
+# without AVX512-BF16 (PyTorch 1.13 emulates it). Usage: train_torch.py [steps] [threads] [f32,bf16]
 import math
 import sys
 import time
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 THREADS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+DTYPES = sys.argv[3].split(",") if len(sys.argv) > 3 else ["f32", "bf16"]
 torch.set_num_threads(THREADS)
 V, T, W, EPS = 8192, 256, 128, 1e-6
 SHAPES = {  # name: hidden, inter, layers, heads, kv heads, head_dim, batch
@@ -98,11 +101,11 @@ def bench(name, dtype):
     rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and n != "embed")]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                             lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
-    times = []
+    times, cpus = [], []
     for s in range(STEPS + 1):  # step 0 warms up
         ids = torch.randint(0, V, (B, T))
         tgt = torch.randint(0, V, (B, T))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         if dtype == "bf16":
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -114,17 +117,19 @@ def bench(name, dtype):
         opt.step()
         if s > 0:
             times.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
     times.sort()
+    cpus.sort()
     tps = [B * T / t for t in times]
     nparam = sum(p.numel() for p in model.parameters())
     print(f"TORCH shape={name} dtype={dtype} params={nparam} tok_s={B * T / times[len(times) // 2]:.1f} "
-          f"min={min(tps):.1f} max={max(tps):.1f} loss={loss.item():.4f}", flush=True)
+          f"min={min(tps):.1f} max={max(tps):.1f} cpu_ms={cpus[len(cpus) // 2] * 1e3:.0f} loss={loss.item():.4f}", flush=True)
 
 
 if __name__ == "__main__":
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {STEPS} timed steps after 1 warm-up", flush=True)
     for name in SHAPES:
-        for dtype in ("f32", "bf16"):
+        for dtype in DTYPES:
             try:
                 bench(name, dtype)
             except Exception as e:  # bf16 autocast may be missing on an old CPU build

@@ -3,10 +3,10 @@
 // (cpu/sgemm_*.c) sees one simple layout whatever the transposes are, and splits the
 // work across OpenMP threads. Not a kernel itself: the arithmetic is in the micro-kernel.
 //
-// Each (column block jc, depth block pc) packs B once, then A in row groups of up to MG
-// rows, both by the whole team into shared buffers; the work items (MC rows x nj columns)
-// only run the micro-kernel. Packing is thus done once per element per depth block: an
-// earlier version repacked A for every column chunk of every item, ~20% of a training step.
+// Each (column block jc, depth block pc) packs B once, by the whole team into a shared
+// buffer; each MC-row block of A is packed once too (by its item's thread, or by the team in
+// row groups when M is too small to give every thread whole row blocks). An earlier version
+// repacked A for every 256-column chunk of every item: ~20% of a training step.
 #include <omp.h>
 #include <string.h>
 
@@ -38,7 +38,8 @@ static float *grow(float **buf, size_t *cap, size_t n) {
 // values, in order, rows past `rows` zero. Transposed, A is read a whole row segment (all
 // the panels' rows at one k) at a time: panel by panel, each k was a jump of ldA, and
 // power-of-two ldAs put those lines in a few cache sets that missed every time.
-static void pack_a_panels(float *dst, int ta, const float *A, int M, int K, int i, int rows, int p0, int kc, int MR) {
+static void pack_a_panels(const G3CpuKernels *kn, float *dst, int ta, const float *A, int M, int K, int i, int rows, int p0,
+                          int kc, int MR) {
     int np = (rows + MR - 1) / MR;
     if (ta) {  // A stored [K, M]: one k is a contiguous run of the panels' rows
         for (int k = 0; k < kc; k++) {
@@ -55,6 +56,10 @@ static void pack_a_panels(float *dst, int ta, const float *A, int M, int K, int 
     for (int q = 0; q < np; q++) {  // A stored [M, K]: MR row streams read side by side
         float *d = dst + (size_t)q * MR * kc;
         int rq = rows - q * MR < MR ? rows - q * MR : MR, i0 = i + q * MR;
+        if (rq == MR && kn->sgemm_pack_a) {
+            kn->sgemm_pack_a(d, A + (size_t)i0 * K + p0, K, kc);
+            continue;
+        }
         const float *s[16];
         for (int r = 0; r < MR; r++) s[r] = A + (size_t)(i0 + (r < rq ? r : 0)) * K + p0;
         if (rq == MR && MR == 6) {  // the AVX2 tile: a constant trip count the compiler unrolls
@@ -101,7 +106,12 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
     const int MR = kn->sgemm_mr, NR = kn->sgemm_nr;
     int ncmax = N < NC ? N : NC, kcmax = K < KC ? K : KC, mgmax = M < MG ? M : MG;
     int nth = (omp_in_parallel() || (long)M * N * K < MIN_PARALLEL_MACS) ? 1 : omp_get_max_threads();
-    size_t bcap = (size_t)((ncmax + NR - 1) / NR) * NR * kcmax, acap = (size_t)((mgmax + MR - 1) / MR) * MR * kcmax;
+    // With enough row blocks for every thread, an item is a row block across the whole
+    // column panel and its thread packs that A block privately: used once, no barrier.
+    // Otherwise (few rows: dW products) the team packs A row groups into a shared buffer.
+    int private_a = nth == 1 || (M + MC - 1) / MC >= ITEMS_PER_THREAD * nth, gstep = private_a ? M : MG;
+    size_t bcap = (size_t)((ncmax + NR - 1) / NR) * NR * kcmax, astride = (size_t)MC * kcmax;
+    size_t acap = private_a ? astride * nth : (size_t)((mgmax + MR - 1) / MR) * MR * kcmax;
     float *bp = grow(&bpack, &bpack_cap, bcap), *ap = grow(&apack, &apack_cap, acap);
     if (!bp || !ap) return -1;  // out of memory (recorded by g3_malloc_aligned): caller falls back
 
@@ -117,13 +127,15 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
                 int nr = nc - p * NR < NR ? nc - p * NR : NR;
                 pack_b_panel(bp + (size_t)p * NR * kc, tb, B, N, K, jc + p * NR, nr, pc, kc, NR);
             }
-            for (int ig = 0; ig < M; ig += MG) {
-                int mg = M - ig < MG ? M - ig : MG;
-                int apanels = (mg + MR - 1) / MR, per = (apanels + nth - 1) / nth;  // one run of panels a thread
+            for (int ig = 0; ig < M; ig += gstep) {
+                int mg = M - ig < gstep ? M - ig : gstep;
+                if (!private_a) {
+                    int apanels = (mg + MR - 1) / MR, per = (apanels + nth - 1) / nth;  // one run of panels a thread
 #pragma omp for schedule(static)
-                for (int t = 0; t < nth; t++) {
-                    int r0 = t * per * MR, rows = G3_MIN(mg - r0, per * MR);
-                    if (rows > 0) pack_a_panels(ap + (size_t)r0 * kc, ta, A, M, K, ig + r0, rows, pc, kc, MR);
+                    for (int t = 0; t < nth; t++) {
+                        int r0 = t * per * MR, rows = G3_MIN(mg - r0, per * MR);
+                        if (rows > 0) pack_a_panels(kn, ap + (size_t)r0 * kc, ta, A, M, K, ig + r0, rows, pc, kc, MR);
+                    }
                 }
                 // Column chunks: the whole panel when there are enough row blocks to share,
                 // else thinner (in whole micro-panels) until every thread has a few items.
@@ -135,13 +147,19 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
                 for (int item = 0; item < mblocks * nblocks; item++) {
                     int ic = (item / nblocks) * MC, jj = (item % nblocks) * nj;
                     int mc = mg - ic < MC ? mg - ic : MC, njc = nc - jj < nj ? nc - jj : nj;
+                    const float *a = ap + (size_t)ic * kc;
+                    if (private_a) {  // nblocks is 1 here: this block is packed once
+                        float *mine = ap + astride * (size_t)omp_get_thread_num();
+                        pack_a_panels(kn, mine, ta, A, M, K, ig + ic, mc, pc, kc, MR);
+                        a = mine;
+                    }
                     for (int jr = 0; jr < njc; jr += NR) {
                         int nr = njc - jr < NR ? njc - jr : NR;
                         const float *b = bp + (size_t)((jj + jr) / NR) * NR * kc;
                         for (int ir = 0; ir < mc; ir += MR) {
                             int mr = mc - ir < MR ? mc - ir : MR;
-                            kn->sgemm_micro(kc, ap + (size_t)(ic + ir) * kc, b, C + (size_t)(ig + ic + ir) * N + jc + jj + jr, N,
-                                            mr, nr, acc);
+                            kn->sgemm_micro(kc, a + (size_t)ir * kc, b, C + (size_t)(ig + ic + ir) * N + jc + jj + jr, N, mr, nr,
+                                            acc);
                         }
                     }
                 }
