@@ -5,7 +5,7 @@
 // which counts the causal half too). tok/s is the median over the timed steps (the machine is
 // shared). PyTorch's tok/s for the two shapes, measured in the same run by bench/train_peers.sh
 // (bench/train_torch.py), come in through G3_TORCH_TRAIN="A B"; without it no ratio is shown.
-// Usage: bench_train [steps]
+// Usage: bench_train [steps [a|b]] (a shape letter runs only that shape)
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
@@ -85,6 +85,7 @@ int main(int argc, char **argv) {
            " (%s register loop, all threads)\n", T, omp_get_max_threads(), steps, peak, have_avx512() ? "AVX-512" : "AVX2");
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const Shape *sh = &shapes[si];
+        if (argc > 2 && argv[2][0] != sh->name[1]) continue;
         G3Config c;
         g3_config_preset(&c, "tiny");
         c.vocab = 8192; c.hidden = sh->hidden; c.inter = sh->inter; c.layers = sh->layers; c.heads = sh->heads;

@@ -66,9 +66,14 @@ uint8_t g3_quantize_nearest(const float *map, float x) {
 // AdamW ~8 mispredictions a value, most of its step): lo becomes the largest i in [1, 254]
 // with map[i] <= x (0 if none) by fixed strides, each a conditional move.
 static inline uint8_t quantize_fast(const float *map, float x) {
-    int lo = 0;
-    for (int step = 128; step >= 2; step >>= 1) lo = map[lo + step] <= x ? lo + step : lo;
-    lo = lo < 254 && map[lo + 1] <= x ? lo + 1 : lo;
+    int lo = map[128] <= x ? 128 : 0;  // written out: as a loop it was not unrolled
+    lo += map[lo + 64] <= x ? 64 : 0;
+    lo += map[lo + 32] <= x ? 32 : 0;
+    lo += map[lo + 16] <= x ? 16 : 0;
+    lo += map[lo + 8] <= x ? 8 : 0;
+    lo += map[lo + 4] <= x ? 4 : 0;
+    lo += map[lo + 2] <= x ? 2 : 0;
+    lo += lo < 254 && map[lo + 1] <= x;
     return (uint8_t)(fabsf(x - map[lo]) <= fabsf(map[lo + 1] - x) ? lo : lo + 1);
 }
 
