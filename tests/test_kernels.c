@@ -63,7 +63,8 @@ static void test_matmul(G3Isa isa) {
 
 static void test_sgemm(G3Isa isa) {
     static const int sizes[][3] = {{1, 1, 1}, {1, 17, 33}, {5, 1, 7}, {7, 9, 1}, {13, 31, 40}, {33, 65, 17},
-                                   {3, 20, 50}, {64, 64, 64}, {97, 130, 300}, {200, 37, 513}, {8, 32, 256}};
+                                   {3, 20, 50}, {64, 64, 64}, {97, 130, 300}, {200, 37, 513}, {8, 32, 256},
+                                   {1500, 21, 300}, {20, 2100, 40}, {150, 48, 64}};
     for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
         int M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
         float *A = (float *)malloc(((size_t)M * K + 1) * 4) + 1, *B = (float *)malloc(((size_t)K * N + 1) * 4) + 1;

@@ -124,6 +124,24 @@ int main(void) {
         worst_rt = fmax(worst_rt, fmax(fabs(y - x), fabs(z + x)));
     }
     printf("8-bit code round trip over 1e-5..1: max abs err %.3g (of absmax)\n", worst_rt);
+    // The branch-free quantizer against the reference: every code, the midpoints between codes
+    // (ties) and their float neighbours, random values in [-1.5, 1.5], and the ends.
+    int same = 1;
+    for (int t = 0; t < 2; t++) {
+        const float *q = t ? qu : qs;
+        for (int i = 0; i < 256; i++) {
+            float mid = i < 255 ? (q[i] + q[i + 1]) / 2 : 2.0f;
+            float xs[] = {q[i], nextafterf(q[i], -2), nextafterf(q[i], 2), mid, nextafterf(mid, -2), nextafterf(mid, 2), -q[i]};
+            for (int j = 0; j < 7; j++) same &= g3_quantize_nearest(q, xs[j]) == g3_quantize_nearest_fast(q, xs[j]);
+        }
+        for (int i = 0; i < 100000; i++) {
+            float x = (float)(3 * g3_rng_uniform(&r) - 1.5);
+            same &= g3_quantize_nearest(q, x) == g3_quantize_nearest_fast(q, x);
+        }
+        float ends[] = {-5, -1, 0, 1, 5, -0.0f, 1e-30f, -1e-30f};
+        for (int j = 0; j < 8; j++) same &= g3_quantize_nearest(q, ends[j]) == g3_quantize_nearest_fast(q, ends[j]);
+    }
+    CHECK(same, "branch-free quantizer differs from the reference");
     CHECK(worst_rt < 0.008, "dynamic code round trip error %g", worst_rt);
 
     // Memory: 8 bytes per parameter for f32 moments, ~2 for 8-bit.

@@ -2,20 +2,26 @@
 // panels of A and B into contiguous, zero-padded buffers so that the ISA micro-kernel
 // (cpu/sgemm_*.c) sees one simple layout whatever the transposes are, and splits the
 // work across OpenMP threads. Not a kernel itself: the arithmetic is in the micro-kernel.
+//
+// Each (column block jc, depth block pc) packs B once, by the whole team into a shared
+// buffer; each MC-row block of A is packed once too (by its item's thread, or by the team in
+// row groups when M is too small to give every thread whole row blocks). An earlier version
+// repacked A for every 256-column chunk of every item: ~20% of a training step.
 #include <omp.h>
 #include <string.h>
 
 #include "../base/base.h"
 #include "cpu/kernels_cpu.h"
 
-#define KC 256   // depth of a packed panel: a KC x NR slice of B stays in L1
-#define MC 96    // rows of A packed per work item (a multiple of every MR): ~96 KB, in L2
-#define NC 2048  // columns of B packed per outer step: KC x NC = 2 MB, in L3
-#define NJ 256   // columns per work item inside a packed B panel
+#define KC 256    // depth of a packed panel: a KC x NR slice of B (16 KB) and an MR x KC one of A stay in L1
+#define MC 144    // rows of A per work item (a multiple of every MR): 144 KB of packed A, in L2 (512 KB)
+#define MG 1440   // rows of A packed per group (10 x MC): 1.4 MB, in L3 with B's panel
+#define NC 2048   // columns of B packed per outer step: KC x NC = 2 MB, in L3
+#define ITEMS_PER_THREAD 3  // column chunks shrink until there are this many items per thread
 #define MIN_PARALLEL_MACS (1L << 18)
 
-// Per calling thread, grown on demand and kept: the packed B panel (shared by the team)
-// and one packed A block per team thread.
+// Per calling thread, grown on demand and kept: the packed B panel and A group (shared by
+// the team that the calling thread forks).
 static _Thread_local float *bpack, *apack;
 static _Thread_local size_t bpack_cap, apack_cap;
 
@@ -28,48 +34,68 @@ static float *grow(float **buf, size_t *cap, size_t n) {
     return *buf;
 }
 
-// op(A)[m, k] for m in [i0, i0+mc), k in [p0, p0+kc), as micro-panels of MR rows: for each
-// panel, kc steps of MR values; rows past M are zero.
-static void pack_a(float *dst, int ta, const float *A, int M, int K, int i0, int mc, int p0, int kc, int MR) {
-    for (int ip = 0; ip < mc; ip += MR) {
-        int rows = mc - ip < MR ? mc - ip : MR;
-        float *d = dst + (size_t)ip * kc;
-        if (ta) {  // A stored [K, M]: the MR values of one k are contiguous
-            for (int k = 0; k < kc; k++) {
-                const float *s = A + (size_t)(p0 + k) * M + i0 + ip;
-                for (int r = 0; r < rows; r++) d[(size_t)k * MR + r] = s[r];
-                for (int r = rows; r < MR; r++) d[(size_t)k * MR + r] = 0.0f;
+// Micro-panels of op(A): rows [i, i+rows), k in [p0, p0+kc); each panel is kc steps of MR
+// values, in order, rows past `rows` zero. Transposed, A is read a whole row segment (all
+// the panels' rows at one k) at a time: panel by panel, each k was a jump of ldA, and
+// power-of-two ldAs put those lines in a few cache sets that missed every time.
+static void pack_a_panels(const G3CpuKernels *kn, float *dst, int ta, const float *A, int M, int K, int i, int rows, int p0,
+                          int kc, int MR) {
+    int np = (rows + MR - 1) / MR;
+    if (ta) {  // A stored [K, M]: one k is a contiguous run of the panels' rows
+        for (int k = 0; k < kc; k++) {
+            const float *s = A + (size_t)(p0 + k) * M + i;
+            for (int q = 0; q < np; q++) {
+                float *d = dst + (size_t)q * MR * kc + (size_t)k * MR;
+                int rq = rows - q * MR < MR ? rows - q * MR : MR;
+                for (int r = 0; r < rq; r++) d[r] = s[q * MR + r];
+                for (int r = rq; r < MR; r++) d[r] = 0.0f;
             }
+        }
+        return;
+    }
+    for (int q = 0; q < np; q++) {  // A stored [M, K]: MR row streams read side by side
+        float *d = dst + (size_t)q * MR * kc;
+        int rq = rows - q * MR < MR ? rows - q * MR : MR, i0 = i + q * MR;
+        if (rq == MR && kn->sgemm_pack_a) {
+            kn->sgemm_pack_a(d, A + (size_t)i0 * K + p0, K, kc);
+            continue;
+        }
+        const float *s[16];
+        for (int r = 0; r < MR; r++) s[r] = A + (size_t)(i0 + (r < rq ? r : 0)) * K + p0;
+        if (rq == MR && MR == 6) {  // the AVX2 tile: a constant trip count the compiler unrolls
+            for (int k = 0; k < kc; k++, d += 6)
+                d[0] = s[0][k], d[1] = s[1][k], d[2] = s[2][k], d[3] = s[3][k], d[4] = s[4][k], d[5] = s[5][k];
         } else {
-            for (int r = 0; r < MR; r++) {
-                if (r >= rows) {
-                    for (int k = 0; k < kc; k++) d[(size_t)k * MR + r] = 0.0f;
-                } else {
-                    const float *s = A + (size_t)(i0 + ip + r) * K + p0;
-                    for (int k = 0; k < kc; k++) d[(size_t)k * MR + r] = s[k];
-                }
-            }
+            for (int k = 0; k < kc; k++, d += MR)
+                for (int r = 0; r < MR; r++) d[r] = r < rq ? s[r][k] : 0.0f;
         }
     }
 }
 
-// op(B)[k, n] for k in [p0, p0+kc), n in [j0, j0+nc), as micro-panels of NR columns.
-static void pack_b_panel(float *dst, int tb, const float *B, int N, int K, int j, int nr, int p0, int kc, int NR) {
-    if (!tb) {  // B stored [K, N]: rows of the panel are contiguous
-        for (int k = 0; k < kc; k++) {
+// One micro-panel of op(B): columns [j, j+nr) (nr <= NR), k in [p0, p0+kc), written as kc
+// steps of NR values, in order; columns past `nr` are zero.
+static void pack_b_panel(float *d, int tb, const float *B, int N, int K, int j, int nr, int p0, int kc, int NR) {
+    if (!tb) {  // B stored [K, N]: one k is NR contiguous values
+        for (int k = 0; k < kc; k++, d += NR) {
             const float *s = B + (size_t)(p0 + k) * N + j;
-            float *d = dst + (size_t)k * NR;
-            memcpy(d, s, (size_t)nr * sizeof(float));
-            for (int c = nr; c < NR; c++) d[c] = 0.0f;
+            if (nr == 16 && NR == 16) memcpy(d, s, 16 * sizeof(float));  // constant sizes: inlined vector copies
+            else if (nr == 32 && NR == 32) memcpy(d, s, 32 * sizeof(float));
+            else {
+                for (int c = 0; c < nr; c++) d[c] = s[c];
+                for (int c = nr; c < NR; c++) d[c] = 0.0f;
+            }
         }
-    } else {  // B stored [N, K]: columns of the panel are contiguous
-        for (int c = 0; c < NR; c++) {
-            float *d = dst + c;
-            if (c >= nr) {
-                for (int k = 0; k < kc; k++) d[(size_t)k * NR] = 0.0f;
-            } else {
-                const float *s = B + (size_t)(j + c) * K + p0;
-                for (int k = 0; k < kc; k++) d[(size_t)k * NR] = s[k];
+    } else {  // B stored [N, K]: NR columns, transposed a cache line (16 k) at a time
+        for (int k0 = 0; k0 < kc; k0 += 16) {
+            int kn = kc - k0 < 16 ? kc - k0 : 16;
+            float *dk = d + (size_t)k0 * NR;
+            for (int c = 0; c < NR; c++) {
+                if (c < nr) {
+                    const float *s = B + (size_t)(j + c) * K + p0 + k0;
+                    for (int k = 0; k < kn; k++) dk[(size_t)k * NR + c] = s[k];
+                } else {
+                    for (int k = 0; k < kn; k++) dk[(size_t)k * NR + c] = 0.0f;
+                }
             }
         }
     }
@@ -78,11 +104,16 @@ static void pack_b_panel(float *dst, int tb, const float *B, int N, int K, int j
 int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K, const float *A,
                      const float *B, float *C, int accumulate) {
     const int MR = kn->sgemm_mr, NR = kn->sgemm_nr;
-    int ncmax = N < NC ? N : NC, kcmax = K < KC ? K : KC;
+    int ncmax = N < NC ? N : NC, kcmax = K < KC ? K : KC, mgmax = M < MG ? M : MG;
     int nth = (omp_in_parallel() || (long)M * N * K < MIN_PARALLEL_MACS) ? 1 : omp_get_max_threads();
-    size_t bcap = (size_t)((ncmax + NR - 1) / NR) * NR * kcmax, acap = (size_t)MC * KC;
-    float *bp = grow(&bpack, &bpack_cap, bcap), *apall = grow(&apack, &apack_cap, acap * nth);
-    if (!bp || !apall) return -1;  // out of memory (recorded by g3_malloc_aligned): caller falls back
+    // With enough row blocks for every thread, an item is a row block across the whole
+    // column panel and its thread packs that A block privately: used once, no barrier.
+    // Otherwise (few rows: dW products) the team packs A row groups into a shared buffer.
+    int private_a = nth == 1 || (M + MC - 1) / MC >= ITEMS_PER_THREAD * nth, gstep = private_a ? M : MG;
+    size_t bcap = (size_t)((ncmax + NR - 1) / NR) * NR * kcmax, astride = (size_t)MC * kcmax;
+    size_t acap = private_a ? astride * nth : (size_t)((mgmax + MR - 1) / MR) * MR * kcmax;
+    float *bp = grow(&bpack, &bpack_cap, bcap), *ap = grow(&apack, &apack_cap, acap);
+    if (!bp || !ap) return -1;  // out of memory (recorded by g3_malloc_aligned): caller falls back
 
 #pragma omp parallel num_threads(nth) if (nth > 1)
     for (int jc = 0; jc < N; jc += NC) {
@@ -96,19 +127,40 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
                 int nr = nc - p * NR < NR ? nc - p * NR : NR;
                 pack_b_panel(bp + (size_t)p * NR * kc, tb, B, N, K, jc + p * NR, nr, pc, kc, NR);
             }
-            int mblocks = (M + MC - 1) / MC, nblocks = (nc + NJ - 1) / NJ;
+            for (int ig = 0; ig < M; ig += gstep) {
+                int mg = M - ig < gstep ? M - ig : gstep;
+                if (!private_a) {
+                    int apanels = (mg + MR - 1) / MR, per = (apanels + nth - 1) / nth;  // one run of panels a thread
+#pragma omp for schedule(static)
+                    for (int t = 0; t < nth; t++) {
+                        int r0 = t * per * MR, rows = G3_MIN(mg - r0, per * MR);
+                        if (rows > 0) pack_a_panels(kn, ap + (size_t)r0 * kc, ta, A, M, K, ig + r0, rows, pc, kc, MR);
+                    }
+                }
+                // Column chunks: the whole panel when there are enough row blocks to share,
+                // else thinner (in whole micro-panels) until every thread has a few items.
+                int mblocks = (mg + MC - 1) / MC;
+                int want = (ITEMS_PER_THREAD * nth + mblocks - 1) / mblocks, nj = nc;
+                if (nth > 1 && want > 1) nj = ((npanels + want - 1) / want) * NR;
+                int nblocks = (nc + nj - 1) / nj;
 #pragma omp for schedule(dynamic, 1)
-            for (int item = 0; item < mblocks * nblocks; item++) {
-                int ic = (item / nblocks) * MC, jj = (item % nblocks) * NJ;
-                int mc = M - ic < MC ? M - ic : MC, nj = nc - jj < NJ ? nc - jj : NJ;
-                float *ap = apall + acap * omp_get_thread_num();
-                pack_a(ap, ta, A, M, K, ic, mc, pc, kc, MR);
-                for (int jr = 0; jr < nj; jr += NR) {
-                    int nr = nj - jr < NR ? nj - jr : NR;
-                    const float *b = bp + (size_t)((jj + jr) / NR) * NR * kc;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        int mr = mc - ir < MR ? mc - ir : MR;
-                        kn->sgemm_micro(kc, ap + (size_t)ir * kc, b, C + (size_t)(ic + ir) * N + jc + jj + jr, N, mr, nr, acc);
+                for (int item = 0; item < mblocks * nblocks; item++) {
+                    int ic = (item / nblocks) * MC, jj = (item % nblocks) * nj;
+                    int mc = mg - ic < MC ? mg - ic : MC, njc = nc - jj < nj ? nc - jj : nj;
+                    const float *a = ap + (size_t)ic * kc;
+                    if (private_a) {  // nblocks is 1 here: this block is packed once
+                        float *mine = ap + astride * (size_t)omp_get_thread_num();
+                        pack_a_panels(kn, mine, ta, A, M, K, ig + ic, mc, pc, kc, MR);
+                        a = mine;
+                    }
+                    for (int jr = 0; jr < njc; jr += NR) {
+                        int nr = njc - jr < NR ? njc - jr : NR;
+                        const float *b = bp + (size_t)((jj + jr) / NR) * NR * kc;
+                        for (int ir = 0; ir < mc; ir += MR) {
+                            int mr = mc - ir < MR ? mc - ir : MR;
+                            kn->sgemm_micro(kc, a + (size_t)ir * kc, b, C + (size_t)(ig + ic + ir) * N + jc + jj + jr, N, mr, nr,
+                                            acc);
+                        }
                     }
                 }
             }

@@ -24,6 +24,9 @@ typedef struct {
     G3SgemmMicro sgemm_micro;               // NULL: g3_sgemm falls back to the reference
     // C[M, N] (+)= op(A) . B for M <= 4 and B not transposed, unpacked; NULL if none.
     void (*sgemm_small_m)(int ta, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
+    // Packs MR full rows of a row-major A (row stride lda), kc values each, as kc steps of MR
+    // values: the micro-kernel's A layout. NULL: the driver's scalar loop (its reference).
+    void (*sgemm_pack_a)(float *d, const float *A, int lda, int kc);
     int sgemm_mr, sgemm_nr;
 } G3CpuKernels;
 
