@@ -117,6 +117,8 @@ static void test_large(G3Isa isa, int T, int K, int N) {
 static void test_threaded(G3Isa isa) {
     test_large(isa, 9, 1000, 700);
     test_large(isa, 6, 5001, 45);
+    test_large(isa, 4, 1100, 301);  // the few-rows streaming path (AVX2: T <= 8, K <= 1536)
+    test_large(isa, 7, 1536, 67);
 }
 
 int main(void) {

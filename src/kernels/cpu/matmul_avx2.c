@@ -78,25 +78,29 @@ INL void tile(int RT, int RN, int dt, float *y, const float *x, const void *w, i
 // way once per call (xp), so the products pair up and no shuffle is needed per weight.
 
 static _Thread_local float *xp_buf;
-static _Thread_local int xp_cap;
+static _Thread_local long xp_cap;
 
-// xp: x with each block of 16 in unpack order; tails (K % 16) stay in place.
-static const float *permute_x(const float *x, int K) {
-    if (K > xp_cap) {
+// xp[T][K]: each row of x with each block of 16 in unpack order; tails (K % 16) stay in place.
+static const float *permute_x(const float *x, int T, int K) {
+    if ((long)T * K > xp_cap) {
         free(xp_buf);
-        xp_buf = aligned_alloc(64, ((size_t)K * sizeof(float) + 63) & ~(size_t)63);
-        xp_cap = xp_buf ? K : 0;
+        xp_buf = aligned_alloc(64, ((size_t)T * K * sizeof(float) + 63) & ~(size_t)63);
+        xp_cap = xp_buf ? (long)T * K : 0;
         if (!xp_buf) return NULL;
     }
-    int k = 0;
-    for (; k + 16 <= K; k += 16)
-        for (int i = 0; i < 4; i++) {
-            xp_buf[k + i] = x[k + i];
-            xp_buf[k + 4 + i] = x[k + 8 + i];
-            xp_buf[k + 8 + i] = x[k + 4 + i];
-            xp_buf[k + 12 + i] = x[k + 12 + i];
-        }
-    for (; k < K; k++) xp_buf[k] = x[k];
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * K;
+        float *d = xp_buf + (size_t)t * K;
+        int k = 0;
+        for (; k + 16 <= K; k += 16)
+            for (int i = 0; i < 4; i++) {
+                d[k + i] = xr[k + i];
+                d[k + 4 + i] = xr[k + 8 + i];
+                d[k + 8 + i] = xr[k + 4 + i];
+                d[k + 12 + i] = xr[k + 12 + i];
+            }
+        for (; k < K; k++) d[k] = xr[k];
+    }
     return xp_buf;
 }
 
@@ -145,76 +149,44 @@ INL void gemv_rows(int dt, float *y, const float *xp, const void *w, int K, int 
     }
 }
 
-// Several rows (T >= 3, bf16/f16 weights): blocks of KC columns of NB weight rows are widened
-// to f32 once, into a per-thread scratch that stays in L2, and f32 tiles run over them.
-// Widening inside the tiles cost two vector ALU ops per 8 weights for every 3 rows, on the
-// pipes the FMAs need; and cutting K into chunks keeps the 3 x rows of a tile in L1 for long
-// rows (K = 6912 in down_proj), where otherwise x and w both streamed from L2.
-enum { KC2 = 1024, NB2 = 48, LDW = KC2 + 16 };  // 48 x 1040 f32 = 195 KB of widened weights (rows padded: no 4 KB aliasing)
-
-static _Thread_local float *wf_buf;  // [NB2][LDW]
-
-// y[t0+r][n] (+)= x[t0+r][0:kw] . wf[n][0:kw] over an RT x RN tile; wf rows are LDW apart,
-// x rows ldx, y rows ldy. acc: add to y (K chunks after the first).
-INL void tile_f32(int RT, int RN, float *y, int ldy, const float *x, int ldx, const float *wf, int kw, int acc) {
-    __m256 a[3][4];
-#pragma GCC unroll 3
-    for (int r = 0; r < RT; r++)
+// A few rows (batched decode, T <= 8): still one weight row at a time, widened once per group
+// of up to 4 x rows and multiplied into each, so the weights stream once from memory; the
+// tiles below re-read each weight block per 3 rows and, measured on a 600 MB output head,
+// streamed 25-35% slower at T = 2..4. Only while 4 rows of x fit in L1 (K <= 1536): for the
+// long rows of down_proj the tiles win.
+INL void gemv_group(int G, float *y, const float *xp, const uint16_t *r, int K, int N, int n) {
+    __m256 a[4][2];
 #pragma GCC unroll 4
-        for (int j = 0; j < RN; j++) a[r][j] = _mm256_setzero_ps();
+    for (int t = 0; t < G; t++) a[t][0] = a[t][1] = _mm256_setzero_ps();
     int k = 0;
-    for (; k + 8 <= kw; k += 8) {
-        __m256 xv[3];
-#pragma GCC unroll 3
-        for (int r = 0; r < RT; r++) xv[r] = _mm256_loadu_ps(x + (size_t)r * ldx + k);
+    for (; k + 16 <= K; k += 16) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(r + k));
+        __m256 lo = bf16_lo(v), hi = bf16_hi(v);
 #pragma GCC unroll 4
-        for (int j = 0; j < RN; j++) {
-            __m256 wv = _mm256_loadu_ps(wf + (size_t)j * LDW + k);
-#pragma GCC unroll 3
-            for (int r = 0; r < RT; r++) a[r][j] = _mm256_fmadd_ps(xv[r], wv, a[r][j]);
+        for (int t = 0; t < G; t++) {
+            a[t][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + (size_t)t * K + k), lo, a[t][0]);
+            a[t][1] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + (size_t)t * K + k + 8), hi, a[t][1]);
         }
     }
-#pragma GCC unroll 3
-    for (int r = 0; r < RT; r++) {
-        float out[4];
-        __m256 z = _mm256_setzero_ps();
-        _mm_storeu_ps(out, hsum4(a[r][0], RN > 1 ? a[r][1] : z, RN > 2 ? a[r][2] : z, RN > 3 ? a[r][3] : z));
-        for (int j = 0; j < RN; j++) {
-            float sum = out[j];
-            for (int kk = k; kk < kw; kk++) sum += x[(size_t)r * ldx + kk] * wf[(size_t)j * LDW + kk];
-            y[(size_t)r * ldy + j] = acc ? y[(size_t)r * ldy + j] + sum : sum;
-        }
+#pragma GCC unroll 4
+    for (int t = 0; t < G; t++) {
+        float sum = hsum(_mm256_add_ps(a[t][0], a[t][1]));
+        for (int kk = k; kk < K; kk++) sum += xp[(size_t)t * K + kk] * g3_bf16_to_f32(r[kk]);
+        y[(size_t)t * N + n] = sum;
     }
 }
 
-// Returns 0, or -1 if the scratch cannot be had (the caller then uses the plain tiles).
-TGT static int mm_widened(int dt, float *y, const float *x, const void *w, int T, int K, int N, int n0, int n1) {
-    if (!wf_buf && !(wf_buf = aligned_alloc(64, (size_t)NB2 * LDW * sizeof(float)))) return -1;
-    for (int nb = n0; nb < n1; nb += NB2) {
-        int m = n1 - nb < NB2 ? n1 - nb : NB2;
-        for (int k0 = 0; k0 < K; k0 += KC2) {
-            int kw = K - k0 < KC2 ? K - k0 : KC2;
-            for (int j = 0; j < m; j++) {
-                size_t src = (size_t)(nb + j) * K + k0;
-                float *d = wf_buf + (size_t)j * LDW;
-                int i = 0;
-                for (; i + 8 <= kw; i += 8) _mm256_storeu_ps(d + i, load_w(w, src + i, dt));
-                for (; i < kw; i++) d[i] = w_scalar(w, src + i, dt);
-            }
-            int t = 0;
-            for (; t + 3 <= T; t += 3) {
-                int n = 0;
-                for (; n + 4 <= m; n += 4) tile_f32(3, 4, y + (size_t)t * N + nb + n, N, x + (size_t)t * K + k0, K, wf_buf + (size_t)n * LDW, kw, k0 > 0);
-                for (; n < m; n++) tile_f32(3, 1, y + (size_t)t * N + nb + n, N, x + (size_t)t * K + k0, K, wf_buf + (size_t)n * LDW, kw, k0 > 0);
-            }
-            for (; t < T; t++) {
-                int n = 0;
-                for (; n + 4 <= m; n += 4) tile_f32(1, 4, y + (size_t)t * N + nb + n, N, x + (size_t)t * K + k0, K, wf_buf + (size_t)n * LDW, kw, k0 > 0);
-                for (; n < m; n++) tile_f32(1, 1, y + (size_t)t * N + nb + n, N, x + (size_t)t * K + k0, K, wf_buf + (size_t)n * LDW, kw, k0 > 0);
-            }
+INL void gemv_rows_multi(float *y, const float *xp, const uint16_t *w, int T, int K, int N, int n0, int n1) {
+    for (int n = n0; n < n1; n++) {
+        const uint16_t *r = w + (size_t)n * K;
+        int t = 0;
+        for (; t + 4 <= T; t += 4) gemv_group(4, y + (size_t)t * N, xp + (size_t)t * K, r, K, N, n);
+        switch (T - t) {
+        case 3: gemv_group(3, y + (size_t)t * N, xp + (size_t)t * K, r, K, N, n); break;
+        case 2: gemv_group(2, y + (size_t)t * N, xp + (size_t)t * K, r, K, N, n); break;
+        case 1: gemv_group(1, y + (size_t)t * N, xp + (size_t)t * K, r, K, N, n); break;
         }
     }
-    return 0;
 }
 
 #define ROWBLOCK(RT, RN, dt)                                                              \
@@ -227,16 +199,22 @@ TGT static int mm_widened(int dt, float *y, const float *x, const void *w, int T
 INL void mm_range(int dt, float *y, const void *x, const void *w, int T, int K, int N, int n0, int n1) {
     const float *xf = x;
     if (T == 1) {
-        const float *xp = dt == WBF16 ? permute_x(xf, K) : xf;
+        const float *xp = dt == WBF16 ? permute_x(xf, 1, K) : xf;
         if (xp) {
             gemv_rows(dt, y, xp, w, K, n0, n1);
+            return;
+        }
+    }
+    if (dt == WBF16 && T <= 8 && K <= 1536) {
+        const float *xp = permute_x(xf, T, K);
+        if (xp) {
+            gemv_rows_multi(y, xp, w, T, K, N, n0, n1);
             return;
         }
     }
     int esize = dt == WF32 ? 4 : 2;
     int nbk = (int)((256 * 1024) / ((size_t)K * esize));
     nbk = nbk < 8 ? 8 : nbk & ~7;
-    if (dt != WF32 && T >= 3 && mm_widened(dt, y, xf, w, T, K, N, n0, n1) == 0) return;
     for (int nb = n0; nb < n1; nb += nbk) {
         int ne = nb + nbk < n1 ? nb + nbk : n1;
         int t = 0;
