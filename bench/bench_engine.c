@@ -18,6 +18,7 @@
 #include "gen/generate.h"
 #include "kernels/kernels.h"
 #include "model/init.h"
+#include "bench_model.h"
 #include "peak.h"
 
 static int cmp_d(const void *a, const void *b) {
@@ -69,16 +70,8 @@ int main(void) {
     int quick = getenv("G3_BENCH_QUICK") && atoi(getenv("G3_BENCH_QUICK"));
     if (reps < 1 || reps > 15) reps = 3;
     omp_set_num_threads(threads);
-    char cfgp[4200];
-    snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
-    if (!g3_file_exists(cfgp)) {
-        G3Config c;
-        g3_config_preset(&c, "1b");
-        fprintf(stderr, "bench: creating %s (random Gemma 3 1B, bf16) once\n", dir);
-        if (g3_init_checkpoint(&c, dir, G3_BF16, 0, 0.02f, (size_t)4 << 30, 1)) { fprintf(stderr, "%s\n", g3_error()); return 1; }
-    }
     G3Model m;
-    if (g3_model_load(&m, dir)) { fprintf(stderr, "%s\n", g3_error()); return 1; }
+    if (bench_load_1b(&m, dir)) return 1;
     const int P = quick ? 128 : 512, D = quick ? 32 : 128, V = m.cfg.vocab;
     double wbytes = (double)g3_model_weight_bytes(&m);
     printf("model %s: %.2fB parameters, %.2f GB of weights; %d threads, ISA %s; %d repetitions\n", dir, m.nparams / 1e9, wbytes / 1e9,

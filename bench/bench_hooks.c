@@ -17,6 +17,7 @@
 #include "kernels/kernels.h"
 #include "model/forward.h"
 #include "model/init.h"
+#include "bench_model.h"
 #include "model/record.h"
 
 static int cmp_d(const void *a, const void *b) {
@@ -57,16 +58,8 @@ int main(void) {
     int P = env_int("G3_BENCH_PROMPT", 64), D = env_int("G3_BENCH_DECODE", 8);
     if (reps < 1 || reps > 15) reps = 3;
     omp_set_num_threads(threads);
-    char cfgp[4200];
-    snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
-    if (!g3_file_exists(cfgp)) {
-        G3Config c;
-        g3_config_preset(&c, "1b");
-        fprintf(stderr, "bench: creating %s (random Gemma 3 1B, bf16) once\n", dir);
-        if (g3_init_checkpoint(&c, dir, G3_BF16, 0, 0.02f, (size_t)4 << 30, 1)) { fprintf(stderr, "%s\n", g3_error()); return 1; }
-    }
     G3Model m;
-    if (g3_model_load(&m, dir)) { fprintf(stderr, "%s\n", g3_error()); return 1; }
+    if (bench_load_1b(&m, dir)) return 1;
     g3_kernels_init(G3_ISA_AVX512BF16);
     int32_t *ids = malloc((size_t)(P + D) * sizeof *ids);
     ids[0] = 2;

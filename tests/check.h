@@ -5,7 +5,9 @@
 #define G3_CHECK_H
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>  // system(), and WIFEXITED / WEXITSTATUS in glibc
 
 static int check_failures = 0, check_count = 0;
 
@@ -29,6 +31,19 @@ static inline double rel_err(const float *a, const float *b, long n) {
         den += (double)b[i] * b[i];
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+// Runs a shell command built printf-style; returns its exit status (128 if it did not exit),
+// so 0 means it succeeded. For tests that drive ./gemma3 or a checker script.
+static inline int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
 static inline int check_done(void) {

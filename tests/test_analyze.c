@@ -274,17 +274,6 @@ static void test_reports(G3Analysis *a) {
     free(html);
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 // The command end to end: a tiny model with the real Gemma vocabulary and tokenizer, text
 // prompts with characters that need escaping, a prompts file, and bad arguments.
 static void test_cli(void) {

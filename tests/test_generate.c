@@ -67,17 +67,6 @@ static void batched_equals_alone(const char *fixture) {
     g3_model_free(&m);
 }
 
-#include <stdarg.h>
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 int main(void) {
     omp_set_num_threads(2);
     batched_equals_alone("gemma3-tiny-f32");
