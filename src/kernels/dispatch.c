@@ -11,6 +11,7 @@
 #include "../base/base.h"
 #include "cpu/kernels_cpu.h"
 #include "kernels.h"
+#include "ops.h"
 
 static G3CpuKernels kern;
 static G3Isa kern_isa = G3_ISA_SCALAR;
@@ -76,6 +77,7 @@ G3Isa g3_kernels_init(G3Isa max_isa) {
     kern = k;
     kern_isa = isa;
     kern_ready = 1;
+    g3_ops_set_level(isa >= G3_ISA_AVX512 ? 2 : isa >= G3_ISA_AVX2 ? 1 : 0);
     return isa;
 }
 

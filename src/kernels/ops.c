@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "../base/base.h"
+#include "kernels.h"
 #include "cpu/vexp.h"
 
 void g3_rmsnorm_ref(float *y, const float *x, const float *w1p, int n, float eps) {
@@ -145,27 +146,25 @@ __attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, con
     }
 }
 
-// 2: AVX-512, 1: AVX2 + FMA, 0: the scalar references.
+// 2: AVX-512, 1: AVX2 + FMA, 0: the scalar references. Set by g3_kernels_init (the one CPU
+// detection, which tests also use to cap the level); until then, that is called on first use.
 static int isa = -1;
-static int detected(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+static void detect(void) {
+    if (isa < 0) {
+#pragma omp critical(g3_ops_detect)
+        if (isa < 0) g3_kernels_init(G3_ISA_AVX512BF16);
+    }
 }
-static void detect(void) { isa = detected(); }
+
+void g3_ops_set_level(int level) { isa = level; }
 
 int g3_ops_isa(void) {
-    if (isa < 0) detect();
-    return isa;
-}
-
-int g3_ops_cap_isa(int max_level) {
-    int d = detected();
-    isa = max_level < d ? max_level : d;
+    detect();
     return isa;
 }
 
 void g3_rmsnorm(float *y, const float *x, const float *w1p, int n, float eps) {
-    if (isa < 0) detect();
+    detect();
     if (isa == 2) rmsnorm_avx512(y, x, w1p, n, eps);
     else if (isa == 1) rmsnorm_avx2(y, x, w1p, n, eps);
     else g3_rmsnorm_ref(y, x, w1p, n, eps);
@@ -205,7 +204,7 @@ __attribute__((target("avx512f"))) static void geglu_tanh_avx512(float *g, const
 }
 
 void g3_geglu(float *g, const float *u, long n, int erf_form) {
-    if (isa < 0) detect();
+    detect();
     const long CH = 16384;  // contiguous chunks per thread task
     long nch = (n + CH - 1) / CH;
 #pragma omp parallel for if (n > 65536) schedule(static)
@@ -265,7 +264,7 @@ __attribute__((target("avx512f"))) static void softmax_avx512(float *x, int n) {
 }
 
 void g3_softmax(float *x, int n) {
-    if (isa < 0) detect();
+    detect();
     if (isa == 2) softmax_avx512(x, n);
     else if (isa == 1) softmax_avx2(x, n);
     else g3_softmax_ref(x, n);
@@ -334,12 +333,12 @@ __attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, co
 }
 
 float g3_dot(const float *a, const float *b, int n) {
-    if (isa < 0) detect();
+    detect();
     return isa == 2 ? dot_avx512(a, b, n) : isa == 1 ? dot_avx2(a, b, n) : g3_dot_ref(a, b, n);
 }
 
 void g3_axpy(float *y, float a, const float *x, int n) {
-    if (isa < 0) detect();
+    detect();
     if (isa == 2) axpy_avx512(y, a, x, n);
     else if (isa == 1) axpy_avx2(y, a, x, n);
     else g3_axpy_ref(y, a, x, n);

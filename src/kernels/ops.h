@@ -33,9 +33,9 @@ void g3_axpy(float *y, float a, const float *x, int n);  // y += a * x
 float g3_dot_ref(const float *a, const float *b, int n);
 void g3_axpy_ref(float *y, float a, const float *x, int n);
 
-// Caps the level the row-wise kernels use (2 AVX-512, 1 AVX2 + FMA, 0 scalar) at what the
-// CPU has; returns the level in force. For tests that hold each level against the reference.
-int g3_ops_cap_isa(int max_level);
-int g3_ops_isa(void);  // the level in force
+// The level the row-wise kernels use (2 AVX-512, 1 AVX2 + FMA, 0 scalar). g3_kernels_init
+// sets it from its own choice (so capping the kernels caps these too); callers only read it.
+int g3_ops_isa(void);
+void g3_ops_set_level(int level);  // for g3_kernels_init
 
 #endif
