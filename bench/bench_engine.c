@@ -6,7 +6,9 @@
 // shared and noisy), with min and max.
 //
 // env: G3_BENCH_MODEL (default models/bench-1b-bf16, created with `init` if missing),
-//      G3_BENCH_THREADS (default 2), G3_BENCH_REPS (default 3), G3_BENCH_QUICK=1 (fewer tokens).
+//      G3_BENCH_THREADS (default 2), G3_BENCH_REPS (default 3), G3_BENCH_QUICK=1 (fewer tokens),
+//      G3_BENCH_BATCH=0 (skip batched decode), G3_PEER=NAME with G3_PEER_TOKS="PREFILL DECODE"
+//      (a peer's tok/s on the same checkpoint in the same run; bench/engine_peers.sh sets them).
 #include <immintrin.h>
 #include <sys/mman.h>
 #include <omp.h>
@@ -63,11 +65,50 @@ static double read_bandwidth(void) {
     return best;  // the better of two back-to-back passes: the first may meet decode's dirty lines
 }
 
+// batched decode: B sequences, one forward pass per step (issue 4)
+static int bench_batched(G3Model *m, const int32_t *prompt, int reps, int quick) {
+    int sizes[] = {1, 4, 16};
+    double base = 0, v[16];
+    printf("\nbatched decode (summed over the batch, %d steps after a 16-token prompt each)\n", quick ? 8 : 32);
+    for (size_t bi = 0; bi < G3_ARRAY_LEN(sizes); bi++) {
+        int B = sizes[bi], steps = quick ? 8 : 32;
+        G3State *bs = g3_state_new(m, B, 16 + steps + 1, 16 * B, 1, NULL);
+        int32_t *toks = malloc((size_t)16 * B * sizeof *toks);
+        G3Segment *segs = malloc((size_t)B * sizeof *segs);
+        for (int r = 0; r < reps; r++) {
+            for (int b = 0; b < B; b++) {
+                g3_state_reset(bs, b);
+                segs[b] = (G3Segment){b, 0, 16};
+                memcpy(toks + 16 * b, prompt + b, 16 * sizeof *toks);
+            }
+            g3_forward(bs, toks, segs, B, G3_LOGITS_LAST);
+            double t0 = g3_now();
+            for (int i = 0; i < steps; i++) {
+                for (int b = 0; b < B; b++) { segs[b] = (G3Segment){b, 16 + i, 1}; toks[b] = 3 + (b * 7 + i) % 1000; }
+                if (g3_forward(bs, toks, segs, B, G3_LOGITS_LAST)) { fprintf(stderr, "%s\n", g3_error()); return 1; }
+            }
+            v[r] = (double)B * steps / (g3_now() - t0);
+        }
+        Stat st = stat(v, reps);
+        if (B == 1) base = st.med;
+        printf("  batch %2d  %7.1f tok/s  (min %.1f, max %.1f)  x%.1f of batch 1\n", B, st.med, st.min, st.max, st.med / base);
+        free(toks);
+        free(segs);
+        g3_state_free(bs);
+    }
+    return 0;
+}
+
 int main(void) {
     const char *dir = getenv("G3_BENCH_MODEL") ? getenv("G3_BENCH_MODEL") : "models/bench-1b-bf16";
     int threads = getenv("G3_BENCH_THREADS") ? atoi(getenv("G3_BENCH_THREADS")) : 2;
     int reps = getenv("G3_BENCH_REPS") ? atoi(getenv("G3_BENCH_REPS")) : 3;
     int quick = getenv("G3_BENCH_QUICK") && atoi(getenv("G3_BENCH_QUICK"));
+    int batched = !getenv("G3_BENCH_BATCH") || atoi(getenv("G3_BENCH_BATCH"));
+    // a peer measured in the same run on the same checkpoint (bench/engine_peers.sh runs llama-bench)
+    const char *peer = getenv("G3_PEER") ? getenv("G3_PEER") : NULL;
+    double peer_pre = 0, peer_dec = 0;
+    if (peer && sscanf(getenv("G3_PEER_TOKS") ? getenv("G3_PEER_TOKS") : "", "%lf %lf", &peer_pre, &peer_dec) != 2) peer = NULL;
     if (reps < 1 || reps > 15) reps = 3;
     omp_set_num_threads(threads);
     G3Model m;
@@ -98,7 +139,8 @@ int main(void) {
     // decode D tokens after a short prompt, greedy, single sequence
     double bws[2 * 16 * 9];
     int nbw = 0;
-    printf("\nprefill %d tokens      %7.1f tok/s  (min %.1f, max %.1f)   llama.cpp here: 246 (bf16)  -> x%.2f\n", P, pre.med, pre.min, pre.max, pre.med / 246);
+    printf("\nprefill %d tokens      %7.1f tok/s  (min %.1f, max %.1f)\n", P, pre.med, pre.min, pre.max);
+    if (peer) printf("                                      %s, same run: %.1f tok/s -> x%.2f\n", peer, peer_pre, pre.med / peer_pre);
     for (int mode = 1; mode >= 0; mode--) {
         s->fast = mode;
         double frac[16];
@@ -124,44 +166,16 @@ int main(void) {
         Stat dec = stat(v, reps), fr = stat(frac, reps);
         printf("decode %3d tokens %-5s %7.1f tok/s  (min %.1f, max %.1f) = %.0f%% of the read bandwidth sampled through it (%.0f-%.0f%%)\n", D,
                mode ? "fast" : "exact", dec.med, dec.min, dec.max, 100 * fr.med, 100 * fr.min, 100 * fr.max);
-        if (mode) printf("                                      llama.cpp here: 16.4 tok/s (bf16), 65%% of its ceiling -> x%.2f\n", dec.med / 16.4);
+        if (mode && peer) printf("                                      %s, same run: %.2f tok/s -> x%.2f\n", peer, peer_dec, dec.med / peer_dec);
     }
     Stat bw = stat(bws, nbw);
     printf("read bandwidth         %7.1f GB/s   (min %.1f, max %.1f over %d passes; %.2f GB of weights per token -> ceiling %.1f tok/s)\n", bw.med,
            bw.min, bw.max, nbw, wbytes / 1e9, bw.med * 1e9 / wbytes);
+    if (peer) printf("%s decode = %.0f%% of that ceiling\n", peer, 100 * peer_dec * wbytes / (bw.med * 1e9));
     s->fast = 1;
     g3_state_free(s);
 
-    // batched decode: B sequences, one forward pass per step
-    int sizes[] = {1, 4, 16};
-    double base = 0;
-    printf("\nbatched decode (summed over the batch, %d steps after a 16-token prompt each)\n", quick ? 8 : 32);
-    for (size_t bi = 0; bi < G3_ARRAY_LEN(sizes); bi++) {
-        int B = sizes[bi], steps = quick ? 8 : 32;
-        G3State *bs = g3_state_new(&m, B, 16 + steps + 1, 16 * B, 1, NULL);
-        int32_t *toks = malloc((size_t)16 * B * sizeof *toks);
-        G3Segment *segs = malloc((size_t)B * sizeof *segs);
-        for (int r = 0; r < reps; r++) {
-            for (int b = 0; b < B; b++) {
-                g3_state_reset(bs, b);
-                segs[b] = (G3Segment){b, 0, 16};
-                memcpy(toks + 16 * b, prompt + b, 16 * sizeof *toks);
-            }
-            g3_forward(bs, toks, segs, B, G3_LOGITS_LAST);
-            double t0 = g3_now();
-            for (int i = 0; i < steps; i++) {
-                for (int b = 0; b < B; b++) { segs[b] = (G3Segment){b, 16 + i, 1}; toks[b] = 3 + (b * 7 + i) % 1000; }
-                if (g3_forward(bs, toks, segs, B, G3_LOGITS_LAST)) { fprintf(stderr, "%s\n", g3_error()); return 1; }
-            }
-            v[r] = (double)B * steps / (g3_now() - t0);
-        }
-        Stat st = stat(v, reps);
-        if (B == 1) base = st.med;
-        printf("  batch %2d  %7.1f tok/s  (min %.1f, max %.1f)  x%.1f of batch 1\n", B, st.med, st.min, st.max, st.med / base);
-        free(toks);
-        free(segs);
-        g3_state_free(bs);
-    }
+    if (batched && bench_batched(&m, prompt, reps, quick)) return 1;
     free(prompt);
     g3_model_free(&m);
     return 0;
