@@ -5,7 +5,8 @@
 // which counts the causal half too). tok/s is the median over the timed steps (the machine is
 // shared). PyTorch's tok/s for the two shapes, measured in the same run by bench/train_peers.sh
 // (bench/train_torch.py), come in through G3_TORCH_TRAIN="A B"; without it no ratio is shown.
-// Usage: bench_train [steps [a|b]] (a shape letter runs only that shape)
+// Usage: bench_train [steps [a|b [0|1|2]]] (a shape letter runs only that shape; a mode number only
+// that mode: 0 all activations, 1 checkpointing, 2 checkpointing + 8-bit AdamW; for profiling)
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
@@ -102,6 +103,7 @@ int main(int argc, char **argv) {
         static const struct { int rc, bits; const char *what; } modes[] = {
             {0, 32, "all activations, AdamW"}, {1, 32, "checkpointing, AdamW"}, {1, 8, "checkpointing, 8-bit AdamW"}};
         for (int mi = 0; mi < 3; mi++) {
+            if (argc > 3 && atoi(argv[3]) != mi) continue;
             int64_t act, opt;
             double cpu, dt = run(&tm, B, T, steps, modes[mi].rc, modes[mi].bits, &act, &opt, &cpu);
             double tps = B * T / dt, gf = fpt * B * T / dt / 1e9;

@@ -1,6 +1,7 @@
 // test_ops.c: the row-wise kernels' fast versions against their scalar references, on odd
 // sizes and unaligned pointers: GeGLU (AVX-512 polynomial exp vs libm tanhf), softmax, RMSNorm, dot,
-// axpy, and training's GeGLU forward/backward.
+// axpy, and training's GeGLU forward/backward, RMSNorm forward/backward and cross-entropy.
+#include <math.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -11,6 +12,47 @@
 static float frand(unsigned *s) {
     *s = *s * 1664525u + 1013904223u;
     return ((*s >> 8) / 16777216.0f - 0.5f) * 2;
+}
+
+static double max_rel(const float *a, const float *b, long n) {
+    double e = 0;
+    for (long i = 0; i < n; i++) e = fmax(e, fabs((double)a[i] - b[i]) / (fabs((double)b[i]) + 1e-6));
+    return e;
+}
+
+// Training's RMSNorm over 3 rows of n, forward and backward (dx both ways, dw), and the
+// cross-entropy of one row of n logits with and without the softcap, in place too.
+static void train_rows(long n, unsigned *seed) {
+    const int R = 3;
+    long m = R * n;
+    float *x = malloc(m * sizeof(float)), *dy = malloc(m * sizeof(float)), *w = malloc(n * sizeof(float)), *o[8], rs[2][3];
+    for (int k = 0; k < 8; k++) o[k] = calloc(m, sizeof(float));
+    for (long i = 0; i < m; i++) { x[i] = 3 * frand(seed); dy[i] = frand(seed); o[6][i] = o[7][i] = frand(seed); }
+    for (long i = 0; i < n; i++) w[i] = 0.5f * frand(seed);
+    g3_rmsnorm_forward(o[0], rs[0], x, w, R, (int)n, 1e-6f);
+    g3_rmsnorm_forward_ref(o[1], rs[1], x, w, R, (int)n, 1e-6f);
+    g3_rmsnorm_backward(o[2], o[4], dy, x, w, rs[1], R, (int)n, 0);
+    g3_rmsnorm_backward_ref(o[3], o[5], dy, x, w, rs[1], R, (int)n, 0);
+    g3_rmsnorm_backward(o[6], o[4] + n, dy, x, w, rs[1], R, (int)n, 1);
+    g3_rmsnorm_backward_ref(o[7], o[5] + n, dy, x, w, rs[1], R, (int)n, 1);
+    double ey = max_rel(o[0], o[1], m), er = max_rel(rs[0], rs[1], R), edx = max_rel(o[2], o[3], m);
+    double eacc = max_rel(o[6], o[7], m), edw = max_rel(o[4], o[5], 2 * n);
+    CHECK(ey < 1e-6 && er < 1e-6 && edx < 1e-5 && eacc < 1e-5 && edw < 1e-5,
+          "train rmsnorm n=%ld: y %.3g, rstd %.3g, dx %.3g, dx+= %.3g, dw %.3g", n, ey, er, edx, eacc, edw);
+    for (int cap = 0; cap <= 1; cap++) {
+        float *z = x, *zi = o[1];  // one row of n logits (3 rows' worth of room), spread like a head's
+        for (long i = 0; i < n; i++) zi[i] = z[i] *= 4;
+        int t = (int)(n / 3);
+        double lf = g3_crossentropy_forward_backward(o[2], z, t, (int)n, cap ? 5.0f : 0, 0.3f);
+        double lr = g3_crossentropy_forward_backward_ref(o[3], z, t, (int)n, cap ? 5.0f : 0, 0.3f);
+        double li = g3_crossentropy_forward_backward(zi, zi, t, (int)n, cap ? 5.0f : 0, 0.3f);
+        double ed = 0;  // each entry per unit of dscale: probabilities are tiny next to the target's
+        for (long i = 0; i < n; i++) ed = fmax(ed, fabs((double)o[2][i] - o[3][i]) / 0.3 + fabs((double)zi[i] - o[3][i]) / 0.3);
+        CHECK(fabs(lf - lr) <= 1e-6 * fmax(1, fabs(lr)) && li == lf && ed < 1e-6,
+              "train cross-entropy n=%ld softcap %d: loss %.9g vs %.9g (in place %.9g), dz %.3g", n, cap, lf, lr, li, ed);
+    }
+    for (int k = 0; k < 8; k++) free(o[k]);
+    free(x); free(dy); free(w);
 }
 
 static void run_level(int level) {
@@ -92,6 +134,7 @@ static void run_level(int level) {
             for (int k = 0; k < 6; k++) free(o[k]);
             free(gg); free(da);
         }
+        train_rows(n, &seed);
         free(g); free(u); free(r); free(f);
     }
     float none[5] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};

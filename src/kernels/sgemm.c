@@ -44,11 +44,21 @@ static void pack_a_panels(const G3CpuKernels *kn, float *dst, int ta, const floa
     if (ta) {  // A stored [K, M]: one k is a contiguous run of the panels' rows
         for (int k = 0; k < kc; k++) {
             const float *s = A + (size_t)(p0 + k) * M + i;
-            for (int q = 0; q < np; q++) {
-                float *d = dst + (size_t)q * MR * kc + (size_t)k * MR;
-                int rq = rows - q * MR < MR ? rows - q * MR : MR;
-                for (int r = 0; r < rq; r++) d[r] = s[q * MR + r];
-                for (int r = rq; r < MR; r++) d[r] = 0.0f;
+            int nfull = rows / MR;
+            float *d = dst + (size_t)k * MR;
+            // whole panels: MR contiguous values each, copied at a constant size (inlined
+            // vector moves; the element loop was 5-8% of a training step in the dW products)
+            if (MR == 6)
+                for (int q = 0; q < nfull; q++) memcpy(d + (size_t)q * MR * kc, s + q * MR, 6 * sizeof(float));
+            else if (MR == 16)
+                for (int q = 0; q < nfull; q++) memcpy(d + (size_t)q * MR * kc, s + q * MR, 16 * sizeof(float));
+            else
+                for (int q = 0; q < nfull; q++)
+                    for (int r = 0; r < MR; r++) d[(size_t)q * MR * kc + r] = s[q * MR + r];
+            if (nfull < np) {  // the last, partial panel: zero-padded
+                float *dl = d + (size_t)nfull * MR * kc;
+                int rq = rows - nfull * MR;
+                for (int r = 0; r < MR; r++) dl[r] = r < rq ? s[nfull * MR + r] : 0.0f;
             }
         }
         return;

@@ -24,6 +24,10 @@ void g3_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, i
 // dx must not alias dy unless accumulate is 0.
 void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
                          int rows, int n, int accumulate);
+// scalar references of the two above (the fast ones: AVX2, sums in double lanes)
+void g3_rmsnorm_forward_ref(float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps);
+void g3_rmsnorm_backward_ref(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
+                             int rows, int n, int accumulate);
 
 // RoPE over x[B*T, nheads*HD] in place, "rotate half" layout (d pairs with d + HD/2); the
 // tables cos/sin[T, HD/2] hold the angles of each position t.
@@ -76,6 +80,7 @@ void g3_softcap_backward(float *dx, const float *dy, const float *y, long n, flo
 // (in double) and writes dz = d loss / d z times dscale. dz may alias z: only one [V] row is
 // ever touched, so rows can be processed in chunks for any vocabulary.
 double g3_crossentropy_forward_backward(float *dz, const float *z, int target, int V, float softcap, float dscale);
+double g3_crossentropy_forward_backward_ref(float *dz, const float *z, int target, int V, float softcap, float dscale);  // libm expf
 // The loss alone, of logits z[V] already capped.
 double g3_crossentropy_forward(const float *z, int target, int V);
 
