@@ -50,6 +50,8 @@ static void pack_a_panels(const G3CpuKernels *kn, float *dst, int ta, const floa
             // vector moves; the element loop was 5-8% of a training step in the dW products)
             if (MR == 6)
                 for (int q = 0; q < nfull; q++) memcpy(d + (size_t)q * MR * kc, s + q * MR, 6 * sizeof(float));
+            else if (MR == 8)
+                for (int q = 0; q < nfull; q++) memcpy(d + (size_t)q * MR * kc, s + q * MR, 8 * sizeof(float));
             else if (MR == 16)
                 for (int q = 0; q < nfull; q++) memcpy(d + (size_t)q * MR * kc, s + q * MR, 16 * sizeof(float));
             else
@@ -84,7 +86,12 @@ static void pack_a_panels(const G3CpuKernels *kn, float *dst, int ta, const floa
 
 // One micro-panel of op(B): columns [j, j+nr) (nr <= NR), k in [p0, p0+kc), written as kc
 // steps of NR values, in order; columns past `nr` are zero.
-static void pack_b_panel(float *d, int tb, const float *B, int N, int K, int j, int nr, int p0, int kc, int NR) {
+static void pack_b_panel(const G3CpuKernels *kn, float *d, int tb, const float *B, int N, int K, int j, int nr, int p0, int kc,
+                         int NR) {
+    if (tb && nr == NR && kn->sgemm_pack_bt) {
+        kn->sgemm_pack_bt(d, B + (size_t)j * K + p0, K, kc);
+        return;
+    }
     if (!tb) {  // B stored [K, N]: one k is NR contiguous values
         for (int k = 0; k < kc; k++, d += NR) {
             const float *s = B + (size_t)(p0 + k) * N + j;
@@ -135,7 +142,7 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
 #pragma omp for schedule(static)
             for (int p = 0; p < npanels; p++) {
                 int nr = nc - p * NR < NR ? nc - p * NR : NR;
-                pack_b_panel(bp + (size_t)p * NR * kc, tb, B, N, K, jc + p * NR, nr, pc, kc, NR);
+                pack_b_panel(kn, bp + (size_t)p * NR * kc, tb, B, N, K, jc + p * NR, nr, pc, kc, NR);
             }
             for (int ig = 0; ig < M; ig += gstep) {
                 int mg = M - ig < gstep ? M - ig : gstep;
@@ -147,16 +154,23 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
                         if (rows > 0) pack_a_panels(kn, ap + (size_t)r0 * kc, ta, A, M, K, ig + r0, rows, pc, kc, MR);
                     }
                 }
+                // Row blocks of equal height (a multiple of MR, at most MC), as many as a
+                // multiple of the threads when each is its own item: with MC-row blocks and a
+                // short last one, M = 1024 made 8 items of which one was 16 rows, and one
+                // thread idled for an eighth of every depth step.
+                int mblocks = (mg + MC - 1) / MC;
+                if (private_a && nth > 1) mblocks = (mblocks + nth - 1) / nth * nth;
+                int mcb = ((mg + mblocks - 1) / mblocks + MR - 1) / MR * MR;
+                mblocks = (mg + mcb - 1) / mcb;
                 // Column chunks: the whole panel when there are enough row blocks to share,
                 // else thinner (in whole micro-panels) until every thread has a few items.
-                int mblocks = (mg + MC - 1) / MC;
                 int want = (ITEMS_PER_THREAD * nth + mblocks - 1) / mblocks, nj = nc;
                 if (nth > 1 && want > 1) nj = ((npanels + want - 1) / want) * NR;
                 int nblocks = (nc + nj - 1) / nj;
 #pragma omp for schedule(dynamic, 1)
                 for (int item = 0; item < mblocks * nblocks; item++) {
-                    int ic = (item / nblocks) * MC, jj = (item % nblocks) * nj;
-                    int mc = mg - ic < MC ? mg - ic : MC, njc = nc - jj < nj ? nc - jj : nj;
+                    int ic = (item / nblocks) * mcb, jj = (item % nblocks) * nj;
+                    int mc = mg - ic < mcb ? mg - ic : mcb, njc = nc - jj < nj ? nc - jj : nj;
                     const float *a = ap + (size_t)ic * kc;
                     if (private_a) {  // nblocks is 1 here: this block is packed once
                         float *mine = ap + astride * (size_t)omp_get_thread_num();

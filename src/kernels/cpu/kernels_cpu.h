@@ -27,6 +27,9 @@ typedef struct {
     // Packs MR full rows of a row-major A (row stride lda), kc values each, as kc steps of MR
     // values: the micro-kernel's A layout. NULL: the driver's scalar loop (its reference).
     void (*sgemm_pack_a)(float *d, const float *A, int lda, int kc);
+    // Packs NR full columns of a transposed B (B stored [N, K], row stride ldb), kc values
+    // each, as kc steps of NR values: the micro-kernel's B layout. NULL: the driver's loop.
+    void (*sgemm_pack_bt)(float *d, const float *B, int ldb, int kc);
     int sgemm_mr, sgemm_nr;
 } G3CpuKernels;
 

@@ -92,6 +92,7 @@ void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k) {
     k->sgemm_small_m = sgemm_small_m;
     k->sgemm_micro = micro_8x32;
     k->sgemm_pack_a = NULL;  // the AVX2 one packs 6 rows; the driver's loop does 8
+    k->sgemm_pack_bt = NULL;  // the AVX2 one packs 16 columns; NR is 32 here
     k->sgemm_mr = MR;
     k->sgemm_nr = NR;
 }
