@@ -19,6 +19,8 @@
 #define NC 2048   // columns of B packed per outer step: KC x NC = 2 MB, in L3
 #define ITEMS_PER_THREAD 3  // column chunks shrink until there are this many items per thread
 #define MIN_PARALLEL_MACS (1L << 18)
+#define RAW_A_MAX_K 512   // see raw_a below
+#define RAW_A_MAX_N 2048
 
 // Per calling thread, grown on demand and kept: the packed B panel and A group (shared by
 // the team that the calling thread forks).
@@ -127,6 +129,12 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
     // column panel and its thread packs that A block privately: used once, no barrier.
     // Otherwise (few rows: dW products) the team packs A row groups into a shared buffer.
     int private_a = nth == 1 || (M + MC - 1) / MC >= ITEMS_PER_THREAD * nth, gstep = private_a ? M : MG;
+    // A row-major with short rows is read in place: packing it cost as much as the product
+    // when N is small (the k and v projections: 70-84 -> 91 GFLOP/s on one Zen 3 core), and
+    // its block is dense in cache anyway. Long rows (K > RAW_A_MAX_K) stay packed (their row
+    // starts fall in a few cache sets), and so does A when N is wide enough to amortize the
+    // packing (the output head measured a few % faster packed).
+    int raw_a = !ta && kn->sgemm_micro_rowa && K <= RAW_A_MAX_K && N <= RAW_A_MAX_N;
     size_t bcap = (size_t)((ncmax + NR - 1) / NR) * NR * kcmax, astride = (size_t)MC * kcmax;
     size_t acap = private_a ? astride * nth : (size_t)((mgmax + MR - 1) / MR) * MR * kcmax;
     float *bp = grow(&bpack, &bpack_cap, bcap), *ap = grow(&apack, &apack_cap, acap);
@@ -146,7 +154,7 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
             }
             for (int ig = 0; ig < M; ig += gstep) {
                 int mg = M - ig < gstep ? M - ig : gstep;
-                if (!private_a) {
+                if (!private_a && !raw_a) {
                     int apanels = (mg + MR - 1) / MR, per = (apanels + nth - 1) / nth;  // one run of panels a thread
 #pragma omp for schedule(static)
                     for (int t = 0; t < nth; t++) {
@@ -172,7 +180,7 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
                     int ic = (item / nblocks) * mcb, jj = (item % nblocks) * nj;
                     int mc = mg - ic < mcb ? mg - ic : mcb, njc = nc - jj < nj ? nc - jj : nj;
                     const float *a = ap + (size_t)ic * kc;
-                    if (private_a) {  // nblocks is 1 here: this block is packed once
+                    if (private_a && !raw_a) {  // nblocks is 1 here: this block is packed once
                         float *mine = ap + astride * (size_t)omp_get_thread_num();
                         pack_a_panels(kn, mine, ta, A, M, K, ig + ic, mc, pc, kc, MR);
                         a = mine;
@@ -182,8 +190,9 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
                         const float *b = bp + (size_t)((jj + jr) / NR) * NR * kc;
                         for (int ir = 0; ir < mc; ir += MR) {
                             int mr = mc - ir < MR ? mc - ir : MR;
-                            kn->sgemm_micro(kc, a + (size_t)ir * kc, b, C + (size_t)(ig + ic + ir) * N + jc + jj + jr, N, mr, nr,
-                                            acc);
+                            float *c = C + (size_t)(ig + ic + ir) * N + jc + jj + jr;
+                            if (raw_a) kn->sgemm_micro_rowa(kc, A + (size_t)(ig + ic + ir) * K + pc, K, b, c, N, mr, nr, acc);
+                            else kn->sgemm_micro(kc, a + (size_t)ir * kc, b, c, N, mr, nr, acc);
                         }
                     }
                 }

@@ -16,12 +16,15 @@ typedef void (*G3MatmulRange)(float *y, const void *x, const void *w, int T, int
 // sgemm micro-kernel: c[mr, nr] (row stride ldc) = (accumulate ? c : 0) + a . b, with a
 // packed as K steps of MR values (zero-padded), b as K steps of NR values (zero-padded).
 typedef void (*G3SgemmMicro)(int K, const float *a, const float *b, float *c, int ldc, int mr, int nr, int accumulate);
+// The same with a unpacked: mr rows of a row-major A, row stride lda.
+typedef void (*G3SgemmMicroRowA)(int K, const float *a, int lda, const float *b, float *c, int ldc, int mr, int nr, int accumulate);
 
 typedef struct {
     G3MatmulRange mm_f32, mm_bf16, mm_f16;  // exact
     G3MatmulRange mm_bf16_fast;             // NULL where the CPU has no bf16 dot product
     void (*f32_to_bf16)(uint16_t *dst, const float *src, size_t n);  // round to nearest even
     G3SgemmMicro sgemm_micro;               // NULL: g3_sgemm falls back to the reference
+    G3SgemmMicroRowA sgemm_micro_rowa;      // NULL: A is always packed
     // C[M, N] (+)= op(A) . B for M <= 4 and B not transposed, unpacked; NULL if none.
     void (*sgemm_small_m)(int ta, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
     // Packs MR full rows of a row-major A (row stride lda), kc values each, as kc steps of MR

@@ -10,7 +10,10 @@
 #define MR 6
 #define NR 16
 
-TGT static void micro_6x16(int K, const float *a, const float *b, float *c, int ldc, int mr, int nr, int accumulate) {
+// The tile's body for A read as a[r * rs + k * ks]: packed (rs 1, ks MR) or in place in a
+// row-major A (rs lda, ks 1), where the rows past mr point at row 0 (their sums are dropped).
+TGT static inline __attribute__((always_inline)) void tile_6x16(int K, const float *a, size_t rs, size_t ks, const float *b,
+                                                                 float *c, int ldc, int mr, int nr, int accumulate) {
     __m256 acc[MR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
@@ -18,14 +21,17 @@ TGT static void micro_6x16(int K, const float *a, const float *b, float *c, int 
     // of bytes, and a miss on each of them at the end stalled dW (accumulating) GEMMs.
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
-        _mm_prefetch((const char *)(c + (size_t)r * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + (size_t)r * ldc + NR - 1), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (size_t)(r < mr ? r : 0) * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (size_t)(r < mr ? r : 0) * ldc + NR - 1), _MM_HINT_T0);
     }
+    const float *ar[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) ar[r] = a + (rs == 1 || r < mr ? r : 0) * rs;  // packed: zero-padded rows
     for (int k = 0; k < K; k++) {
         __m256 b0 = _mm256_loadu_ps(b + (size_t)k * NR), b1 = _mm256_loadu_ps(b + (size_t)k * NR + 8);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
-            __m256 av = _mm256_broadcast_ss(a + (size_t)k * MR + r);
+            __m256 av = _mm256_broadcast_ss(ar[r] + (size_t)k * ks);
             acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
         }
@@ -46,6 +52,15 @@ TGT static void micro_6x16(int K, const float *a, const float *b, float *c, int 
     for (int r = 0; r < MR; r++) _mm256_storeu_ps(tmp[r], acc[r][0]), _mm256_storeu_ps(tmp[r] + 8, acc[r][1]);
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++) c[(size_t)r * ldc + j] = accumulate ? c[(size_t)r * ldc + j] + tmp[r][j] : tmp[r][j];
+}
+
+TGT static void micro_6x16(int K, const float *a, const float *b, float *c, int ldc, int mr, int nr, int accumulate) {
+    tile_6x16(K, a, 1, MR, b, c, ldc, mr, nr, accumulate);
+}
+
+// A in place (row-major, row stride lda): no packing, for products whose A is short-rowed.
+TGT static void micro_6x16_rowa(int K, const float *a, int lda, const float *b, float *c, int ldc, int mr, int nr, int accumulate) {
+    tile_6x16(K, a, (size_t)lda, 1, b, c, ldc, mr, nr, accumulate);
 }
 
 // Packs 6 rows of A (stride lda) as kc steps of 6 values: 8 k at a time, the 6 x 8 block is
@@ -115,6 +130,7 @@ TGT static void pack_bt_16(float *d, const float *B, int ldb, int kc) {
 
 void g3_cpu_kernels_avx2_sgemm(G3CpuKernels *k) {
     k->sgemm_micro = micro_6x16;
+    k->sgemm_micro_rowa = micro_6x16_rowa;
     k->sgemm_pack_a = pack_a_6;
     k->sgemm_pack_bt = pack_bt_16;
     k->sgemm_mr = MR;

@@ -91,6 +91,7 @@ TGT static void sgemm_small_m(int ta, int M, int N, int K, const float *A, const
 void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k) {
     k->sgemm_small_m = sgemm_small_m;
     k->sgemm_micro = micro_8x32;
+    k->sgemm_micro_rowa = NULL;  // the AVX2 one is 6 rows; MR is 8 here
     k->sgemm_pack_a = NULL;  // the AVX2 one packs 6 rows; the driver's loop does 8
     k->sgemm_pack_bt = NULL;  // the AVX2 one packs 16 columns; NR is 32 here
     k->sgemm_mr = MR;
