@@ -279,7 +279,7 @@ int cmd_train(int argc, char **argv) {
     double t_start = g3_now(), loss = NAN;
     for (int64_t step = start; step < a.steps; step++) {
         double t0 = g3_now();
-        memset(tm.grads, 0, sizeof(float) * (size_t)np);
+        g3_train_zero_grads(&tm);
         loss = 0;
         for (int mi = 0; mi < a.accum; mi++) {
             g3_data_batch(train_tok, ntrain, (int)a.batch, (int)a.seq, (uint64_t)a.seed, step, mi, in, tg);

@@ -37,6 +37,13 @@ fail:
     return -1;
 }
 
+void g3_train_zero_grads(G3TrainModel *tm) {
+    enum { CHUNK = 1 << 16 };
+    int64_t nch = (tm->n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (nch > 4)
+    for (int64_t c = 0; c < nch; c++) memset(tm->grads + c * CHUNK, 0, sizeof(float) * (size_t)G3_MIN((int64_t)CHUNK, tm->n - c * CHUNK));
+}
+
 void g3_train_model_sync(G3TrainModel *tm) {
     for (int i = 0; i < tm->m.nt; i++) {
         G3Tensor *t = &tm->m.t[i];

@@ -172,6 +172,13 @@ void g3_train_ctx_free(G3TrainCtx *cx) {
 #define P(l, r) (tm->params + tm->off[tm->m.layer_idx[l][r]])
 #define G(l, r) (tm->grads + tm->off[tm->m.layer_idx[l][r]])
 
+// y = a + b over n floats (the residual adds), with every thread: serial, they held the other
+// thread idle twice a layer.
+static void add_rows(float *y, const float *a, const float *b, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
 static void layer_forward(G3TrainCtx *cx, int l, const LayerActs *a, const float *x, float *xout) {
     const G3TrainModel *tm = cx->tm;
     const G3Config *c = &tm->m.cfg;
@@ -194,7 +201,7 @@ static void layer_forward(G3TrainCtx *cx, int l, const LayerActs *a, const float
                          1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap, cx->scratch, cx->nthreads);
     g3_sgemm(0, 1, BT, C, QD, a->att, P(l, W_O), a->ao, 0);
     g3_rmsnorm_forward(cx->tmp, a->rs2, a->ao, P(l, W_POST_ATTN_NORM), BT, C, c->eps);
-    for (int64_t i = 0; i < (int64_t)BT * C; i++) a->h[i] = x[i] + cx->tmp[i];
+    add_rows(a->h, x, cx->tmp, (int64_t)BT * C);
     // MLP block
     g3_rmsnorm_forward(a->xn2, a->rs3, a->h, P(l, W_PRE_FFW_NORM), BT, C, c->eps);
     g3_sgemm(0, 1, BT, F, C, a->xn2, P(l, W_GATE), a->g, 0);
@@ -202,7 +209,7 @@ static void layer_forward(G3TrainCtx *cx, int l, const LayerActs *a, const float
     g3_geglu_forward(cx->a, a->g, a->u, (int64_t)BT * F, c->act == G3_GELU_ERF);
     g3_sgemm(0, 1, BT, C, F, cx->a, P(l, W_DOWN), a->mo, 0);
     g3_rmsnorm_forward(cx->tmp, a->rs4, a->mo, P(l, W_POST_FFW_NORM), BT, C, c->eps);
-    for (int64_t i = 0; i < (int64_t)BT * C; i++) xout[i] = a->h[i] + cx->tmp[i];
+    add_rows(xout, a->h, cx->tmp, (int64_t)BT * C);
 }
 
 // dx: in, the gradient of the layer's output; out, the gradient of its input x.
