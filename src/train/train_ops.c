@@ -86,104 +86,110 @@ AVX2 static inline double hsum_pd(__m256d v) {
     return _mm_cvtsd_f64(_mm_add_sd(a, _mm_unpackhi_pd(a, a)));
 }
 
-AVX2 static void rmsnorm_forward_avx2(float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps) {
+// Per row / per column block, so that the OpenMP loops stay in plain functions (clang does
+// not carry a function's target attribute into the loop bodies it outlines).
+AVX2 static float rmsnorm_row_avx2(float *yr, const float *xr, const float *w, int n, float eps) {
     const __m256 one = _mm256_set1_ps(1.0f);
-#pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(xr + i);
+        __m256d l = lo_pd(v), h = hi_pd(v);
+        a0 = _mm256_fmadd_pd(l, l, a0);
+        a1 = _mm256_fmadd_pd(h, h, a1);
+    }
+    double ss = hsum_pd(_mm256_add_pd(a0, a1));
+    for (int j = i; j < n; j++) ss += (double)xr[j] * xr[j];
+    float rs = (float)(1.0 / sqrt(ss / n + eps));
+    __m256 vrs = _mm256_set1_ps(rs);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), vrs), _mm256_add_ps(one, _mm256_loadu_ps(w + i))));
+    for (; i < n; i++) yr[i] = xr[i] * rs * (1.0f + w[i]);
+    return rs;
+}
+
+enum { DW_CB = 32 };  // columns per dw block of the AVX2 backward: 8 double accumulators in registers
+
+// dw[0, DW_CB) += sum over rows of dy * x * rstd, for the DW_CB columns at dy, x (stride n).
+AVX2 static void rmsnorm_dw_block_avx2(float *dw, const float *dy, const float *x, const float *rstd, int rows, int n) {
+    __m256d acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_pd();
     for (int r = 0; r < rows; r++) {
-        const float *xr = x + (long)r * n;
-        float *yr = y + (long)r * n;
-        __m256d a0 = _mm256_setzero_pd(), a1 = a0;
-        int i = 0;
-        for (; i + 8 <= n; i += 8) {
-            __m256 v = _mm256_loadu_ps(xr + i);
-            __m256d l = lo_pd(v), h = hi_pd(v);
-            a0 = _mm256_fmadd_pd(l, l, a0);
-            a1 = _mm256_fmadd_pd(h, h, a1);
+        const float *dyr = dy + (long)r * n, *xr = x + (long)r * n;
+        __m256d rs = _mm256_set1_pd(rstd[r]);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m256 d = _mm256_loadu_ps(dyr + 8 * k), v = _mm256_loadu_ps(xr + 8 * k);
+            acc[2 * k] = _mm256_fmadd_pd(_mm256_mul_pd(lo_pd(d), lo_pd(v)), rs, acc[2 * k]);
+            acc[2 * k + 1] = _mm256_fmadd_pd(_mm256_mul_pd(hi_pd(d), hi_pd(v)), rs, acc[2 * k + 1]);
         }
-        double ss = hsum_pd(_mm256_add_pd(a0, a1));
-        for (int j = i; j < n; j++) ss += (double)xr[j] * xr[j];
-        float rs = (float)(1.0 / sqrt(ss / n + eps));
-        rstd[r] = rs;
-        __m256 vrs = _mm256_set1_ps(rs);
-        for (i = 0; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), vrs), _mm256_add_ps(one, _mm256_loadu_ps(w + i))));
-        for (; i < n; i++) yr[i] = xr[i] * rs * (1.0f + w[i]);
+    }
+    for (int k = 0; k < 4; k++) {
+        double l[4], h[4];
+        _mm256_storeu_pd(l, acc[2 * k]);
+        _mm256_storeu_pd(h, acc[2 * k + 1]);
+        for (int j = 0; j < 4; j++) dw[8 * k + j] += (float)l[j], dw[8 * k + 4 + j] += (float)h[j];
     }
 }
 
-AVX2 static void rmsnorm_backward_avx2(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
-                                       int rows, int n, int accumulate) {
+AVX2 static void rmsnorm_dx_row_avx2(float *dxr, const float *dyr, const float *xr, const float *w, float rs, int n, int accumulate) {
     const __m256 one = _mm256_set1_ps(1.0f);
-    enum { CB = 32 };  // 8 double accumulators stay in registers
-#pragma omp parallel for if ((long)rows * n > 32768) schedule(static)
-    for (int i0 = 0; i0 < n; i0 += CB) {
-        int nb = G3_MIN(CB, n - i0);
-        if (nb < CB) {  // the last partial block: scalar, as the reference
-            double acc[CB] = {0};
-            for (int r = 0; r < rows; r++) {
-                const float *dyr = dy + (long)r * n + i0, *xr = x + (long)r * n + i0;
-                double rs = rstd[r];
-                for (int i = 0; i < nb; i++) acc[i] += (double)dyr[i] * xr[i] * rs;
-            }
-            for (int i = 0; i < nb; i++) dw[i0 + i] += (float)acc[i];
-            continue;
-        }
-        __m256d acc[8];
-        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_pd();
-        for (int r = 0; r < rows; r++) {
-            const float *dyr = dy + (long)r * n + i0, *xr = x + (long)r * n + i0;
-            __m256d rs = _mm256_set1_pd(rstd[r]);
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                __m256 d = _mm256_loadu_ps(dyr + 8 * k), v = _mm256_loadu_ps(xr + 8 * k);
-                acc[2 * k] = _mm256_fmadd_pd(_mm256_mul_pd(lo_pd(d), lo_pd(v)), rs, acc[2 * k]);
-                acc[2 * k + 1] = _mm256_fmadd_pd(_mm256_mul_pd(hi_pd(d), hi_pd(v)), rs, acc[2 * k + 1]);
-            }
-        }
-        for (int k = 0; k < 4; k++) {
-            double l[4], h[4];
-            _mm256_storeu_pd(l, acc[2 * k]);
-            _mm256_storeu_pd(h, acc[2 * k + 1]);
-            for (int j = 0; j < 4; j++) dw[i0 + 8 * k + j] += (float)l[j], dw[i0 + 8 * k + 4 + j] += (float)h[j];
-        }
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_loadu_ps(dyr + i), w1 = _mm256_add_ps(one, _mm256_loadu_ps(w + i)), v = _mm256_loadu_ps(xr + i);
+        s0 = _mm256_fmadd_pd(_mm256_mul_pd(lo_pd(d), lo_pd(w1)), lo_pd(v), s0);
+        s1 = _mm256_fmadd_pd(_mm256_mul_pd(hi_pd(d), hi_pd(w1)), hi_pd(v), s1);
     }
-#pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
-    for (int r = 0; r < rows; r++) {
-        const float *dyr = dy + (long)r * n, *xr = x + (long)r * n;
-        float *dxr = dx + (long)r * n;
-        __m256d s0 = _mm256_setzero_pd(), s1 = s0;
-        int i = 0;
-        for (; i + 8 <= n; i += 8) {
-            __m256 d = _mm256_loadu_ps(dyr + i), w1 = _mm256_add_ps(one, _mm256_loadu_ps(w + i)), v = _mm256_loadu_ps(xr + i);
-            s0 = _mm256_fmadd_pd(_mm256_mul_pd(lo_pd(d), lo_pd(w1)), lo_pd(v), s0);
-            s1 = _mm256_fmadd_pd(_mm256_mul_pd(hi_pd(d), hi_pd(w1)), hi_pd(v), s1);
-        }
-        double s = hsum_pd(_mm256_add_pd(s0, s1));
-        for (int j = i; j < n; j++) s += (double)dyr[j] * (1.0f + w[j]) * xr[j];
-        float rs = rstd[r], c = (float)(s * rs * rs * rs / n);
-        __m256 vrs = _mm256_set1_ps(rs), vc = _mm256_set1_ps(c);
-        for (i = 0; i + 8 <= n; i += 8) {
-            __m256 g = _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(vrs, _mm256_loadu_ps(dyr + i)), _mm256_add_ps(one, _mm256_loadu_ps(w + i))),
-                                     _mm256_mul_ps(_mm256_loadu_ps(xr + i), vc));
-            if (accumulate) g = _mm256_add_ps(_mm256_loadu_ps(dxr + i), g);
-            _mm256_storeu_ps(dxr + i, g);
-        }
-        for (; i < n; i++) {
-            float g = rs * dyr[i] * (1.0f + w[i]) - xr[i] * c;
-            dxr[i] = accumulate ? dxr[i] + g : g;
-        }
+    double s = hsum_pd(_mm256_add_pd(s0, s1));
+    for (int j = i; j < n; j++) s += (double)dyr[j] * (1.0f + w[j]) * xr[j];
+    float c = (float)(s * rs * rs * rs / n);
+    __m256 vrs = _mm256_set1_ps(rs), vc = _mm256_set1_ps(c);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(vrs, _mm256_loadu_ps(dyr + i)), _mm256_add_ps(one, _mm256_loadu_ps(w + i))),
+                                 _mm256_mul_ps(_mm256_loadu_ps(xr + i), vc));
+        if (accumulate) g = _mm256_add_ps(_mm256_loadu_ps(dxr + i), g);
+        _mm256_storeu_ps(dxr + i, g);
+    }
+    for (; i < n; i++) {
+        float g = rs * dyr[i] * (1.0f + w[i]) - xr[i] * c;
+        dxr[i] = accumulate ? dxr[i] + g : g;
     }
 }
 
 void g3_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps) {
-    if (g3_ops_isa() >= 1) rmsnorm_forward_avx2(y, rstd, x, w, rows, n, eps);
-    else g3_rmsnorm_forward_ref(y, rstd, x, w, rows, n, eps);
+    if (g3_ops_isa() < 1) {
+        g3_rmsnorm_forward_ref(y, rstd, x, w, rows, n, eps);
+        return;
+    }
+#pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
+    for (int r = 0; r < rows; r++) rstd[r] = rmsnorm_row_avx2(y + (long)r * n, x + (long)r * n, w, n, eps);
 }
 
 void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
                          int rows, int n, int accumulate) {
-    if (g3_ops_isa() >= 1) rmsnorm_backward_avx2(dx, dw, dy, x, w, rstd, rows, n, accumulate);
-    else g3_rmsnorm_backward_ref(dx, dw, dy, x, w, rstd, rows, n, accumulate);
+    if (g3_ops_isa() < 1) {
+        g3_rmsnorm_backward_ref(dx, dw, dy, x, w, rstd, rows, n, accumulate);
+        return;
+    }
+#pragma omp parallel for if ((long)rows * n > 32768) schedule(static)
+    for (int i0 = 0; i0 < n; i0 += DW_CB) {
+        int nb = G3_MIN(DW_CB, n - i0);
+        if (nb == DW_CB) {
+            rmsnorm_dw_block_avx2(dw + i0, dy + i0, x + i0, rstd, rows, n);
+            continue;
+        }
+        double acc[DW_CB] = {0};  // the last partial block: scalar, as the reference
+        for (int r = 0; r < rows; r++) {
+            const float *dyr = dy + (long)r * n + i0, *xr = x + (long)r * n + i0;
+            double rs = rstd[r];
+            for (int i = 0; i < nb; i++) acc[i] += (double)dyr[i] * xr[i] * rs;
+        }
+        for (int i = 0; i < nb; i++) dw[i0 + i] += (float)acc[i];
+    }
+#pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
+    for (int r = 0; r < rows; r++)
+        rmsnorm_dx_row_avx2(dx + (long)r * n, dy + (long)r * n, x + (long)r * n, w, rstd[r], n, accumulate);
 }
 
 // ---- RoPE ----
