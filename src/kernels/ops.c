@@ -54,12 +54,6 @@ __attribute__((target("avx2,fma"))) static float hsum256(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(a, _mm_movehdup_ps(a)));
 }
 
-__attribute__((target("avx2,fma"))) static float hmax256(__m256 v) {
-    __m128 a = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    a = _mm_max_ps(a, _mm_movehl_ps(a, a));
-    return _mm_cvtss_f32(_mm_max_ss(a, _mm_movehdup_ps(a)));
-}
-
 __attribute__((target("avx2,fma"))) static void rmsnorm_avx2(float *y, const float *x, const float *w1p, int n, float eps) {
     __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
     int i = 0;
@@ -109,7 +103,7 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int n) {
     const int nt = n - i;  // tail lanes (0..7), read and written masked
     const __m256i mt = tail8(nt);
     if (nt) vmx = _mm256_max_ps(vmx, _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, mt), _mm256_castsi256_ps(mt)));
-    float mx = hmax256(vmx);
+    float mx = hmax8(vmx);
     if (mx == -INFINITY) {
         for (i = 0; i < n; i++) x[i] = 0;
         return;

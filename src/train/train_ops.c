@@ -44,22 +44,25 @@ void g3_rmsnorm_forward_ref(float *y, float *rstd, const float *x, const float *
     }
 }
 
+enum { DW_BLOCK = 64 };  // columns per dw block of the reference (at most)
+
+// dw[0, nb) += sum over rows of dy * x * rstd, for nb <= DW_BLOCK columns at dy, x (stride n).
+static void rmsnorm_dw_block(float *dw, const float *dy, const float *x, const float *rstd, int rows, int n, int nb) {
+    double acc[DW_BLOCK] = {0};
+    for (int r = 0; r < rows; r++) {
+        const float *dyr = dy + (long)r * n, *xr = x + (long)r * n;
+        double rs = rstd[r];
+        for (int i = 0; i < nb; i++) acc[i] += (double)dyr[i] * xr[i] * rs;
+    }
+    for (int i = 0; i < nb; i++) dw[i] += (float)acc[i];
+}
+
 void g3_rmsnorm_backward_ref(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
                              int rows, int n, int accumulate) {
     // dw first: columns in blocks, each block owned by one thread (no races, and the sum
     // order does not depend on the thread count).
-    enum { CB = 64 };
 #pragma omp parallel for if ((long)rows * n > 32768) schedule(static)
-    for (int i0 = 0; i0 < n; i0 += CB) {
-        double acc[CB] = {0};
-        int nb = G3_MIN(CB, n - i0);
-        for (int r = 0; r < rows; r++) {
-            const float *dyr = dy + (long)r * n + i0, *xr = x + (long)r * n + i0;
-            double rs = rstd[r];
-            for (int i = 0; i < nb; i++) acc[i] += (double)dyr[i] * xr[i] * rs;
-        }
-        for (int i = 0; i < nb; i++) dw[i0 + i] += (float)acc[i];
-    }
+    for (int i0 = 0; i0 < n; i0 += DW_BLOCK) rmsnorm_dw_block(dw + i0, dy + i0, x + i0, rstd, rows, n, G3_MIN(DW_BLOCK, n - i0));
     // dx = rstd * dy * (1+w) - x * rstd^3 / n * sum(dy * (1+w) * x)
 #pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
     for (int r = 0; r < rows; r++) {
@@ -175,17 +178,8 @@ void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, 
 #pragma omp parallel for if ((long)rows * n > 32768) schedule(static)
     for (int i0 = 0; i0 < n; i0 += DW_CB) {
         int nb = G3_MIN(DW_CB, n - i0);
-        if (nb == DW_CB) {
-            rmsnorm_dw_block_avx2(dw + i0, dy + i0, x + i0, rstd, rows, n);
-            continue;
-        }
-        double acc[DW_CB] = {0};  // the last partial block: scalar, as the reference
-        for (int r = 0; r < rows; r++) {
-            const float *dyr = dy + (long)r * n + i0, *xr = x + (long)r * n + i0;
-            double rs = rstd[r];
-            for (int i = 0; i < nb; i++) acc[i] += (double)dyr[i] * xr[i] * rs;
-        }
-        for (int i = 0; i < nb; i++) dw[i0 + i] += (float)acc[i];
+        if (nb == DW_CB) rmsnorm_dw_block_avx2(dw + i0, dy + i0, x + i0, rstd, rows, n);
+        else rmsnorm_dw_block(dw + i0, dy + i0, x + i0, rstd, rows, n, nb);  // the last, partial block
     }
 #pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
     for (int r = 0; r < rows; r++)
@@ -382,9 +376,7 @@ AVX2 static float softmax_row_avx2(float *z, int n, int a, int b, float scale) {
         _mm256_storeu_ps(x + i, v);
         vmx = _mm256_max_ps(vmx, v);
     }
-    float m8[8], mx = -INFINITY;
-    _mm256_storeu_ps(m8, vmx);
-    for (int k = 0; k < 8; k++) mx = m8[k] > mx ? m8[k] : mx;
+    float mx = hmax8(vmx);
     for (int j = i; j < len; j++) x[j] *= scale, mx = x[j] > mx ? x[j] : mx;
     const __m256 vm = _mm256_set1_ps(mx);
     __m256d s0 = _mm256_setzero_pd(), s1 = s0;
@@ -683,6 +675,16 @@ static double logsumexp_ref(const float *z, int V, float *mxo) {
     return mx + log(sum);
 }
 
+// d loss / d z_i times dscale for one entry: (p_i - [i is the target]) through the cap's derivative.
+static inline float ce_grad(float z, float mx, float shift, float dscale, float softcap, int is_target) {
+    float d = expf((z - mx) - shift) * dscale - (is_target ? dscale : 0.0f);
+    if (softcap > 0) {
+        float t = z / softcap;
+        d *= 1.0f - t * t;
+    }
+    return d;
+}
+
 double g3_crossentropy_forward_backward_ref(float *dz, const float *z, int target, int V, float softcap, float dscale) {
     float mx;
     if (softcap > 0) {  // cap in place in dz; the cap's derivative is read back from the capped value
@@ -691,14 +693,7 @@ double g3_crossentropy_forward_backward_ref(float *dz, const float *z, int targe
     }
     double lse = logsumexp_ref(z, V, &mx), loss = lse - z[target];
     const float shift = (float)(lse - mx);  // exp(z - lse) = exp((z - mx) - shift), both terms small
-    for (int i = 0; i < V; i++) {
-        float d = expf((z[i] - mx) - shift) * dscale - (i == target ? dscale : 0.0f);
-        if (softcap > 0) {
-            float t = z[i] / softcap;
-            d *= 1.0f - t * t;
-        }
-        dz[i] = d;
-    }
+    for (int i = 0; i < V; i++) dz[i] = ce_grad(z[i], mx, shift, dscale, softcap, i == target);
     return loss;
 }
 
@@ -709,9 +704,7 @@ AVX2 static double logsumexp_avx2(const float *z, int V, float *mxo) {
     __m256 vmx = _mm256_set1_ps(-INFINITY);
     int i = 0;
     for (; i + 8 <= V; i += 8) vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(z + i));
-    float m8[8], mx = -INFINITY;
-    _mm256_storeu_ps(m8, vmx);
-    for (int k = 0; k < 8; k++) mx = m8[k] > mx ? m8[k] : mx;
+    float mx = hmax8(vmx);
     for (int j = i; j < V; j++) mx = z[j] > mx ? z[j] : mx;
     __m256 vm = _mm256_set1_ps(mx);
     __m256d s0 = _mm256_setzero_pd(), s1 = s0;
@@ -746,20 +739,8 @@ AVX2 static double crossentropy_fb_avx2(float *dz, const float *z, int target, i
         }
         _mm256_storeu_ps(dz + i, d);
     }
-    for (; i < V; i++) {
-        float d = expf((z[i] - mx) - shift) * dscale;
-        if (softcap > 0) {
-            float t = z[i] / softcap;
-            d *= 1.0f - t * t;
-        }
-        dz[i] = d;
-    }
-    float d = expf((zt - mx) - shift) * dscale - dscale;
-    if (softcap > 0) {
-        float t = zt / softcap;
-        d *= 1.0f - t * t;
-    }
-    dz[target] = d;
+    for (; i < V; i++) dz[i] = ce_grad(z[i], mx, shift, dscale, softcap, 0);
+    dz[target] = ce_grad(zt, mx, shift, dscale, softcap, 1);
     return lse - zt;
 }
 

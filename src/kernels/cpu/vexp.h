@@ -45,6 +45,13 @@ __attribute__((target("avx2,fma"))) static inline __m256 exp256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+// The largest of 8 lanes (softmax and log-sum-exp maxima).
+__attribute__((target("avx2"))) static inline float hmax8(__m256 v) {
+    __m128 a = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_max_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_max_ss(a, _mm_movehdup_ps(a)));
+}
+
 // Lane mask for the first r (0..8) of 8 lanes, for maskload/maskstore on row tails.
 __attribute__((target("avx2"))) static inline __m256i tail8(long r) {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
