@@ -6,11 +6,14 @@
 // f32 moments; only what is stored between steps is quantized, as bitsandbytes does.
 #include "optim.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../base/base.h"
+#include "../kernels/cpu/vexp.h"
+#include "../kernels/ops.h"
 
 G3AdamWConfig g3_adamw_defaults(void) {
     G3AdamWConfig c = {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .bits = 32};
@@ -18,6 +21,67 @@ G3AdamWConfig g3_adamw_defaults(void) {
 }
 
 static float qmap_s[256], qmap_u[256];
+
+// Quantizing to the nearest code by table: the float line is cut into buckets by the top 16
+// bits of |x| (1/128 of an octave), clamped to [2^-30, 1]; a bucket's entry is the code at or
+// below its lowest value, and at most `nadv` codes (1 for these maps; counted at init, not
+// assumed) lie inside a bucket, so a step or two finds the code at or below x, and one
+// comparison the nearer of it and the next. The binary search needed eight dependent loads
+// and made 8-bit AdamW ~35 ns a parameter, 30x the 32-bit step.
+enum {
+    QB_SHIFT = 16,
+    QB_A0 = (97 << 23) >> QB_SHIFT,   // |x| below 2^-30 shares the first bucket (codes start at ~3e-7)
+    QB_A1 = (127 << 23) >> QB_SHIFT,  // |x| of 1 and above share the last
+    QB_M = QB_A1 - QB_A0,             // buckets per sign, less one
+    QB_N = 2 * (QB_M + 1),            // keys: negative buckets descending, then positive ascending
+};
+typedef struct {
+    uint8_t lo[QB_N + 4];  // + 4: the AVX2 path reads 4 bytes at each key
+    int nadv;
+} QTable;
+static QTable qtab_s, qtab_u;
+
+static float f32_of(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+// The bucket of x, monotone in x: 0 .. QB_M for x < 0 (the most negative first), then
+// QB_M + 1 .. for x >= 0. NaN takes key 0, whose code (1) is the binary search's for NaN.
+static inline int qkey(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    int a = (int)((u & 0x7FFFFFFFu) >> QB_SHIFT);
+    int m = (a < QB_A0 ? QB_A0 : a > QB_A1 ? QB_A1 : a) - QB_A0;
+    int key = (u >> 31) ? QB_M - m : QB_M + 1 + m;
+    return x == x ? key : 0;
+}
+
+static void qtable_init(QTable *t, const float *map) {
+    t->nadv = 0;
+    for (int key = 0; key < QB_N; key++) {
+        int neg = key <= QB_M, m = neg ? QB_M - key : key - QB_M - 1;
+        uint32_t a = (uint32_t)(QB_A0 + m);
+        float lomag = m == 0 ? 0.0f : f32_of(a << QB_SHIFT);
+        float himag = m == QB_M ? INFINITY : f32_of(((a + 1) << QB_SHIFT) - 1);
+        float x0 = neg ? -himag : lomag, x1 = neg ? -lomag : himag;  // the bucket's ends
+        int lo = 0, inside = 0;
+        for (int i = 1; i <= 254; i++) {
+            if (map[i] <= x0) lo = i;
+            else if (map[i] <= x1) inside++;
+        }
+        t->lo[key] = (uint8_t)lo;
+        t->nadv = G3_MAX(t->nadv, inside);
+    }
+    memset(t->lo + QB_N, 0, 4);
+}
+
+static inline uint8_t quantize_table(const float *map, const QTable *t, float x) {
+    int lo = t->lo[qkey(x)];
+    for (int s = 0; s < t->nadv; s++) lo += (lo < 254) & (map[lo + 1] <= x);
+    return (uint8_t)(fabsf(x - map[lo]) <= fabsf(map[lo + 1] - x) ? lo : lo + 1);
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -44,10 +108,15 @@ static void dynamic_map(float *out, int is_signed) {
 
 static void qmaps_init(void) {
     // Idempotent and the same bits every time, so a race between threads is harmless; callers
-    // run it before any parallel region anyway.
+    // run it before any parallel region anyway. The tables are built before the flag value
+    // (qmap_u[255] == 1) is stored.
     if (qmap_u[255] == 1.0f) return;
     dynamic_map(qmap_s, 1);
-    dynamic_map(qmap_u, 0);
+    qtable_init(&qtab_s, qmap_s);
+    float u[256];
+    dynamic_map(u, 0);
+    qtable_init(&qtab_u, u);
+    memcpy(qmap_u, u, sizeof u);
 }
 
 const float *g3_qmap_signed(void) { qmaps_init(); return qmap_s; }
@@ -62,22 +131,10 @@ uint8_t g3_quantize_nearest(const float *map, float x) {
     return (uint8_t)(fabsf(x - map[lo]) <= fabsf(map[hi] - x) ? lo : hi);
 }
 
-// The same answer as g3_quantize_nearest without its unpredictable branches (they cost 8-bit
-// AdamW ~8 mispredictions a value, most of its step): lo becomes the largest i in [1, 254]
-// with map[i] <= x (0 if none) by fixed strides, each a conditional move.
-static inline uint8_t quantize_fast(const float *map, float x) {
-    int lo = map[128] <= x ? 128 : 0;  // written out: as a loop it was not unrolled
-    lo += map[lo + 64] <= x ? 64 : 0;
-    lo += map[lo + 32] <= x ? 32 : 0;
-    lo += map[lo + 16] <= x ? 16 : 0;
-    lo += map[lo + 8] <= x ? 8 : 0;
-    lo += map[lo + 4] <= x ? 4 : 0;
-    lo += map[lo + 2] <= x ? 2 : 0;
-    lo += lo < 254 && map[lo + 1] <= x;
-    return (uint8_t)(fabsf(x - map[lo]) <= fabsf(map[lo + 1] - x) ? lo : lo + 1);
+uint8_t g3_quantize_nearest_fast(const float *map, float x) {
+    qmaps_init();
+    return quantize_table(map, map == qmap_s ? &qtab_s : &qtab_u, x);
 }
-
-uint8_t g3_quantize_nearest_fast(const float *map, float x) { return quantize_fast(map, x); }
 
 int g3_adamw_init(G3AdamW *o, const G3AdamWConfig *c, int nseg, const int64_t *off, const int64_t *numel,
                   const uint8_t *decay) {
@@ -165,6 +222,109 @@ static inline void adamw_one(const StepK *k, float decay_mul, float *p, float *m
     *v = vv;
 }
 
+// One 8-bit block (len <= G3_ADAMW8_BLOCK values at p, g, mq, vq, with their absmax in *ma,
+// *va): decode the moments, step, re-encode with the block's new absmax.
+static void adamw8_block_ref(const StepK *k, float dm, float *p, const float *g, uint8_t *mq, uint8_t *vq, float *ma,
+                             float *va, int len) {
+    float mb[G3_ADAMW8_BLOCK], vb[G3_ADAMW8_BLOCK], mmax = 0, vmax = 0;
+    for (int j = 0; j < len; j++) {
+        mb[j] = qmap_s[mq[j]] * *ma;
+        vb[j] = qmap_u[vq[j]] * *va;
+        adamw_one(k, dm, &p[j], &mb[j], &vb[j], g[j]);
+        mmax = fmaxf(mmax, fabsf(mb[j]));
+        vmax = fmaxf(vmax, vb[j]);
+    }
+    float mi = mmax > 0 ? 1 / mmax : 0, vi = vmax > 0 ? 1 / vmax : 0;
+    for (int j = 0; j < len; j++) {
+        mq[j] = quantize_table(qmap_s, &qtab_s, mb[j] * mi);
+        vq[j] = quantize_table(qmap_u, &qtab_u, vb[j] * vi);
+    }
+    *ma = mmax;
+    *va = vmax;
+}
+
+#define TGT __attribute__((target("avx2,fma")))
+
+// The table quantizer on 8 lanes (the same steps as quantize_table, so the same codes).
+TGT static inline __m256i quantize8(const float *map, const QTable *t, __m256 x) {
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256i u = _mm256_castps_si256(x);
+    __m256i a = _mm256_srli_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF)), QB_SHIFT);
+    __m256i m = _mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(a, _mm256_set1_epi32(QB_A0)), _mm256_set1_epi32(QB_A1)),
+                                 _mm256_set1_epi32(QB_A0));
+    __m256i key = _mm256_blendv_epi8(_mm256_add_epi32(_mm256_set1_epi32(QB_M + 1), m), _mm256_sub_epi32(_mm256_set1_epi32(QB_M), m),
+                                     _mm256_srai_epi32(u, 31));
+    key = _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)), key);  // NaN: key 0
+    __m256i lo = _mm256_and_si256(_mm256_i32gather_epi32((const int *)t->lo, key, 1), _mm256_set1_epi32(0xFF));
+    for (int s = 0; s < t->nadv; s++) {
+        __m256i up = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(_mm256_i32gather_ps(map + 1, lo, 4), x, _CMP_LE_OQ)),
+                                      _mm256_cmpgt_epi32(_mm256_set1_epi32(254), lo));
+        lo = _mm256_sub_epi32(lo, up);  // up is -1 where the next code is at or below x
+    }
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 d0 = _mm256_and_ps(_mm256_sub_ps(x, _mm256_i32gather_ps(map, lo, 4)), absmask);
+    __m256 d1 = _mm256_and_ps(_mm256_sub_ps(_mm256_i32gather_ps(map + 1, lo, 4), x), absmask);
+    // lo where d0 <= d1, else lo + 1 (NaN included, as in the scalar form)
+    return _mm256_add_epi32(_mm256_add_epi32(lo, one), _mm256_castps_si256(_mm256_cmp_ps(d0, d1, _CMP_LE_OQ)));
+}
+
+// 8 codes (0..255 in int32 lanes) stored as 8 bytes.
+TGT static inline void store_codes8(uint8_t *d, __m256i c) {
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(c, pick), _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+    _mm_storel_epi64((__m128i *)d, _mm256_castsi256_si128(b));
+}
+
+// The block with 8 lanes: every operation of adamw_one in the same order (no fusing), so
+// the parameters, codes and scales are the same bits as adamw8_block_ref's (tested).
+TGT static void adamw8_block_avx2(const StepK *k, float dm, float *p, const float *g, uint8_t *mq, uint8_t *vq, float *ma,
+                                  float *va, int len) {
+    float mb[G3_ADAMW8_BLOCK], vb[G3_ADAMW8_BLOCK];
+    const __m256 b1 = _mm256_set1_ps(k->b1), b2 = _mm256_set1_ps(k->b2), omb1 = _mm256_set1_ps(k->omb1);
+    const __m256 omb2 = _mm256_set1_ps(k->omb2), ss = _mm256_set1_ps(k->step_size), ibc = _mm256_set1_ps(k->inv_sqrt_bc2);
+    const __m256 eps = _mm256_set1_ps(k->eps), sc = _mm256_set1_ps(k->scale), vdm = _mm256_set1_ps(dm);
+    const __m256 vma = _mm256_set1_ps(*ma), vva = _mm256_set1_ps(*va);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 mx = _mm256_setzero_ps(), vx = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= len; j += 8) {
+        __m256i mc = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(mq + j)));
+        __m256i vc = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(vq + j)));
+        __m256 m = _mm256_mul_ps(_mm256_i32gather_ps(qmap_s, mc, 4), vma), v = _mm256_mul_ps(_mm256_i32gather_ps(qmap_u, vc, 4), vva);
+        __m256 gs = _mm256_mul_ps(_mm256_loadu_ps(g + j), sc);
+        __m256 pv = _mm256_mul_ps(_mm256_loadu_ps(p + j), vdm);
+        m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, gs));
+        v = _mm256_add_ps(_mm256_mul_ps(b2, v), _mm256_mul_ps(_mm256_mul_ps(omb2, gs), gs));
+        __m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(v), ibc), eps);
+        _mm256_storeu_ps(p + j, _mm256_sub_ps(pv, _mm256_mul_ps(ss, _mm256_div_ps(m, den))));
+        _mm256_storeu_ps(mb + j, m);
+        _mm256_storeu_ps(vb + j, v);
+        mx = _mm256_max_ps(_mm256_and_ps(m, absmask), mx);  // a NaN lane keeps mx, as fmaxf does
+        vx = _mm256_max_ps(v, vx);
+    }
+    float mmax = hmax8(mx), vmax = hmax8(vx);
+    for (; j < len; j++) {  // a tensor's last block: the scalar steps
+        mb[j] = qmap_s[mq[j]] * *ma;
+        vb[j] = qmap_u[vq[j]] * *va;
+        adamw_one(k, dm, &p[j], &mb[j], &vb[j], g[j]);
+        mmax = fmaxf(mmax, fabsf(mb[j]));
+        vmax = fmaxf(vmax, vb[j]);
+    }
+    float mi = mmax > 0 ? 1 / mmax : 0, vi = vmax > 0 ? 1 / vmax : 0;
+    const __m256 vmi = _mm256_set1_ps(mi), vvi = _mm256_set1_ps(vi);
+    for (j = 0; j + 8 <= len; j += 8) {
+        store_codes8(mq + j, quantize8(qmap_s, &qtab_s, _mm256_mul_ps(_mm256_loadu_ps(mb + j), vmi)));
+        store_codes8(vq + j, quantize8(qmap_u, &qtab_u, _mm256_mul_ps(_mm256_loadu_ps(vb + j), vvi)));
+    }
+    for (; j < len; j++) {
+        mq[j] = quantize_table(qmap_s, &qtab_s, mb[j] * mi);
+        vq[j] = quantize_table(qmap_u, &qtab_u, vb[j] * vi);
+    }
+    *ma = mmax;
+    *va = vmax;
+}
+
 void g3_adamw_step(G3AdamW *o, float *params, const float *grads, double lr, float grad_scale) {
     const G3AdamWConfig *c = &o->cfg;
     o->t++;
@@ -172,7 +332,8 @@ void g3_adamw_step(G3AdamW *o, float *params, const float *grads, double lr, flo
     StepK k = {(float)c->beta1, (float)c->beta2, (float)(1 - c->beta1), (float)(1 - c->beta2),
                (float)(lr / bc1), (float)(1 / sqrt(bc2)), (float)c->eps, grad_scale};
     float mul_decay = (float)(1 - lr * c->weight_decay);
-    const float *ms = qmap_s, *mu = qmap_u;
+    void (*block8)(const StepK *, float, float *, const float *, uint8_t *, uint8_t *, float *, float *, int) =
+        g3_ops_isa() >= 1 ? adamw8_block_avx2 : adamw8_block_ref;
 #pragma omp parallel
     for (int s = 0; s < o->nseg; s++) {
         float dm = o->seg_decay[s] ? mul_decay : 1.0f;
@@ -189,24 +350,9 @@ void g3_adamw_step(G3AdamW *o, float *params, const float *grads, double lr, flo
             int64_t nb = (n + G3_ADAMW8_BLOCK - 1) / G3_ADAMW8_BLOCK;
 #pragma omp for schedule(static) nowait
             for (int64_t b = 0; b < nb; b++) {
-                int64_t i0 = off + b * G3_ADAMW8_BLOCK, len = G3_MIN((int64_t)G3_ADAMW8_BLOCK, n - b * G3_ADAMW8_BLOCK);
-                int64_t blk = o->seg_blk[s] + b;
-                float mb[G3_ADAMW8_BLOCK], vb[G3_ADAMW8_BLOCK], mmax = 0, vmax = 0;
-                float ma = o->mmax[blk], va = o->vmax[blk];
-                for (int64_t j = 0; j < len; j++) {
-                    mb[j] = ms[o->mq[i0 + j]] * ma;
-                    vb[j] = mu[o->vq[i0 + j]] * va;
-                    adamw_one(&k, dm, &params[i0 + j], &mb[j], &vb[j], grads[i0 + j]);
-                    mmax = fmaxf(mmax, fabsf(mb[j]));
-                    vmax = fmaxf(vmax, vb[j]);
-                }
-                float mi = mmax > 0 ? 1 / mmax : 0, vi = vmax > 0 ? 1 / vmax : 0;
-                for (int64_t j = 0; j < len; j++) {
-                    o->mq[i0 + j] = quantize_fast(ms, mb[j] * mi);
-                    o->vq[i0 + j] = quantize_fast(mu, vb[j] * vi);
-                }
-                o->mmax[blk] = mmax;
-                o->vmax[blk] = vmax;
+                int64_t i0 = off + b * G3_ADAMW8_BLOCK, blk = o->seg_blk[s] + b;
+                int len = (int)G3_MIN((int64_t)G3_ADAMW8_BLOCK, n - b * G3_ADAMW8_BLOCK);
+                block8(&k, dm, params + i0, grads + i0, o->mq + i0, o->vq + i0, &o->mmax[blk], &o->vmax[blk], len);
             }
         }
     }

@@ -66,7 +66,7 @@ double g3_grad_norm(const float *g, int64_t n);
 float g3_clip_scale(double norm, double max);
 
 // The 8-bit code tables (256 values in [-1, 1] / [0, 1], ascending), and quantization to the
-// nearest code (the reference binary search, and the branch-free one the step uses), exposed
+// nearest code (the reference binary search, and the bucket-table one the step uses), exposed
 // for tests.
 const float *g3_qmap_signed(void);
 const float *g3_qmap_unsigned(void);
