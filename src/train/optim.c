@@ -364,10 +364,14 @@ double g3_grad_norm(const float *g, int64_t n) {
     int64_t chunk = (n + NCHUNK - 1) / NCHUNK;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < NCHUNK; c++) {
-        double s = 0;
-        int64_t a = (int64_t)c * chunk, b = G3_MIN(n, a + chunk);
-        for (int64_t i = a; i < b; i++) s += (double)g[i] * g[i];
-        part[c] = s;
+        // Eight running sums: one was a chain of dependent double adds (4 cycles each), and
+        // the norm took 25 ms of a 35.7M-parameter step, as long as AdamW itself.
+        double s[8] = {0};
+        int64_t a = (int64_t)c * chunk, b = G3_MAX(a, G3_MIN(n, a + chunk)), i = a;
+        for (; i + 8 <= b; i += 8)
+            for (int j = 0; j < 8; j++) s[j] += (double)g[i + j] * g[i + j];
+        for (; i < b; i++) s[0] += (double)g[i] * g[i];
+        part[c] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
     }
     double s = 0;
     for (int c = 0; c < NCHUNK; c++) s += part[c];
