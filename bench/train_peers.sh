@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # train_peers.sh: bench_train beside PyTorch in the same run: bench/train_torch.py (the same
-# Gemma 3 step for the issue's two shapes, f32 (bf16 autocast on request), AdamW, 2 threads) on Debian's
-# python3-torch (installed if missing and possible), then bench_train with PyTorch's f32 tok/s
-# passed in (G3_TORCH_TRAIN) so it prints the ratios. A PyTorch that cannot be had is reported
-# and skipped (bench_train still runs), never failing `make bench`. Usage: train_peers.sh [steps]
+# Gemma 3 step for the issue's two shapes, f32 (bf16 autocast on request), AdamW, 2 threads) on
+# Debian's python3-torch (installed if missing and possible), then bench_train.
+#
+# The machine is shared, and its speed drifts over minutes, so the two are interleaved: each
+# round runs PyTorch and then gemma3.c on shape (a), then both on (b), and the ratio is taken
+# within the round; the summary is the median of the rounds' ratios. A last bench_train run
+# prints every mode (checkpointing, 8-bit AdamW) with memory, its ratios against PyTorch's
+# median (G3_TORCH_TRAIN). A PyTorch that cannot be had is reported and skipped (bench_train
+# still runs), never failing `make bench`.
+# Usage: train_peers.sh [steps [rounds]]   (defaults 5 and 3; G3_TORCH_DTYPES=f32,bf16 adds bf16)
 set -u
 BUILD=${BUILD:-build/rel}
 BENCH=$BUILD/bench/bench_train
 STEPS=${1:-5}
+ROUNDS=${2:-3}
 DTYPES=${G3_TORCH_DTYPES:-f32}  # add bf16 (G3_TORCH_DTYPES=f32,bf16): autocast, slow without AVX512-BF16
 THREADS=${OMP_NUM_THREADS:-2}
 [ -x "$BENCH" ] || { echo "train_peers: $BENCH not built (make bench builds it)"; exit 0; }
@@ -20,12 +27,31 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
       echo "train_peers: could not install python3-torch (offline?)"
   fi
 fi
-torch_a="" torch_b=""
-if "$PY" -c 'import torch' 2>/dev/null; then
-  out=$(OMP_NUM_THREADS=$THREADS "$PY" bench/train_torch.py "$STEPS" "$THREADS" "$DTYPES" | tee /dev/stderr)
-  torch_a=$(echo "$out" | grep '^TORCH shape=a dtype=f32 ' | sed 's/.*tok_s=\([0-9.]*\).*/\1/')
-  torch_b=$(echo "$out" | grep '^TORCH shape=b dtype=f32 ' | sed 's/.*tok_s=\([0-9.]*\).*/\1/')
-else
+if ! "$PY" -c 'import torch' 2>/dev/null; then
   echo "train_peers: no PyTorch; bench_train runs alone"
+  OMP_NUM_THREADS=$THREADS "$BENCH" "$STEPS"
+  exit 0
 fi
-OMP_NUM_THREADS=$THREADS G3_TORCH_TRAIN="${torch_a:-0} ${torch_b:-0}" "$BENCH" "$STEPS"
+
+median() { sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+declare -A TORCH OURS RATIO
+for r in $(seq 1 "$ROUNDS"); do
+  for s in a b; do
+    t=$(OMP_NUM_THREADS=$THREADS "$PY" bench/train_torch.py "$STEPS" "$THREADS" f32 "$s" |
+        sed -n "s/^TORCH shape=$s dtype=f32 .*tok_s=\([0-9.]*\).*/\1/p")
+    g=$(OMP_NUM_THREADS=$THREADS "$BENCH" "$STEPS" "$s" 0 | sed -n 's/^ *all activations, AdamW *\([0-9.]*\) tok\/s.*/\1/p')
+    [ -n "$t" ] && [ -n "$g" ] || { echo "train_peers: round $r shape $s: no figure (PyTorch '$t', gemma3.c '$g')"; continue; }
+    ratio=$(awk -v g="$g" -v t="$t" 'BEGIN {printf "%.2f", g / t}')
+    printf 'round %d (%s): PyTorch f32 %7.1f tok/s, gemma3.c %7.1f tok/s: x%s\n' "$r" "$s" "$t" "$g" "$ratio"
+    TORCH[$s]="${TORCH[$s]:-} $t"; OURS[$s]="${OURS[$s]:-} $g"; RATIO[$s]="${RATIO[$s]:-} $ratio"
+  done
+done
+for s in a b; do
+  [ -n "${RATIO[$s]:-}" ] || continue
+  printf 'shape (%s), %d rounds: PyTorch median %s tok/s, gemma3.c median %s tok/s; ratio median x%s (rounds:%s)\n' "$s" \
+    "$ROUNDS" "$(echo ${TORCH[$s]} | tr ' ' '\n' | median)" "$(echo ${OURS[$s]} | tr ' ' '\n' | median)" \
+    "$(echo ${RATIO[$s]} | tr ' ' '\n' | median)" "${RATIO[$s]}"
+done
+if [ "$DTYPES" != f32 ]; then OMP_NUM_THREADS=$THREADS "$PY" bench/train_torch.py "$STEPS" "$THREADS" "$DTYPES"; fi
+ta=$(echo ${TORCH[a]:-0} | tr ' ' '\n' | median) tb=$(echo ${TORCH[b]:-0} | tr ' ' '\n' | median)
+OMP_NUM_THREADS=$THREADS G3_TORCH_TRAIN="$ta $tb" "$BENCH" "$STEPS"

@@ -8,7 +8,8 @@
 # Prints one line per shape and precision: "TORCH shape=a dtype=f32 tok_s=... min=... max=...",
 # the median over the timed steps after warm-up, and the median process CPU time of a step
 # (with one thread, free of other tenants' time slices). bf16 autocast is very slow on CPUs
-# without AVX512-BF16 (PyTorch 1.13 emulates it). Usage: train_torch.py [steps] [threads] [f32,bf16]
+# without AVX512-BF16 (PyTorch 1.13 emulates it).
+# Usage: train_torch.py [steps] [threads] [f32,bf16] [a,b]
 import math
 import sys
 import time
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 THREADS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
 DTYPES = sys.argv[3].split(",") if len(sys.argv) > 3 else ["f32", "bf16"]
+ONLY = sys.argv[4].split(",") if len(sys.argv) > 4 else None  # shapes to run (default all)
 torch.set_num_threads(THREADS)
 V, T, W, EPS = 8192, 256, 128, 1e-6
 SHAPES = {  # name: hidden, inter, layers, heads, kv heads, head_dim, batch
@@ -129,6 +131,8 @@ def bench(name, dtype):
 if __name__ == "__main__":
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {STEPS} timed steps after 1 warm-up", flush=True)
     for name in SHAPES:
+        if ONLY and name not in ONLY:
+            continue
         for dtype in DTYPES:
             try:
                 bench(name, dtype)
