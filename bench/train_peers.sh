@@ -33,11 +33,15 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
   exit 0
 fi
 
+# PyTorch at its best: glibc's malloc hands its large activation buffers back to the kernel
+# after every step and page-faults them in again on the next; keeping them (no mmap'd chunks,
+# no trimming) made PyTorch 10-20% faster here on both shapes.
+TORCH_ENV="MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=1073741824"
 median() { sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
 declare -A TORCH OURS RATIO
 for r in $(seq 1 "$ROUNDS"); do
   for s in a b; do
-    t=$(OMP_NUM_THREADS=$THREADS "$PY" bench/train_torch.py "$STEPS" "$THREADS" f32 "$s" |
+    t=$(env $TORCH_ENV OMP_NUM_THREADS=$THREADS "$PY" bench/train_torch.py "$STEPS" "$THREADS" f32 "$s" |
         sed -n "s/^TORCH shape=$s dtype=f32 .*tok_s=\([0-9.]*\).*/\1/p")
     g=$(OMP_NUM_THREADS=$THREADS "$BENCH" "$STEPS" "$s" 0 | sed -n 's/^ *all activations, AdamW *\([0-9.]*\) tok\/s.*/\1/p')
     [ -n "$t" ] && [ -n "$g" ] || { echo "train_peers: round $r shape $s: no figure (PyTorch '$t', gemma3.c '$g')"; continue; }
@@ -52,6 +56,6 @@ for s in a b; do
     "$ROUNDS" "$(echo ${TORCH[$s]} | tr ' ' '\n' | median)" "$(echo ${OURS[$s]} | tr ' ' '\n' | median)" \
     "$(echo ${RATIO[$s]} | tr ' ' '\n' | median)" "${RATIO[$s]}"
 done
-if [ "$DTYPES" != f32 ]; then OMP_NUM_THREADS=$THREADS "$PY" bench/train_torch.py "$STEPS" "$THREADS" "$DTYPES"; fi
+if [ "$DTYPES" != f32 ]; then env $TORCH_ENV OMP_NUM_THREADS=$THREADS "$PY" bench/train_torch.py "$STEPS" "$THREADS" "$DTYPES"; fi
 ta=$(echo ${TORCH[a]:-0} | tr ' ' '\n' | median) tb=$(echo ${TORCH[b]:-0} | tr ' ' '\n' | median)
 OMP_NUM_THREADS=$THREADS G3_TORCH_TRAIN="$ta $tb" "$BENCH" "$STEPS"
