@@ -170,7 +170,8 @@ int main(void) {
     }
     printf("8-bit code round trip over 1e-5..1: max abs err %.3g (of absmax)\n", worst_rt);
     // The table quantizer against the reference: every code, the midpoints between codes
-    // (ties) and their float neighbours, random values in [-1.5, 1.5], and the ends.
+    // (ties) and their float neighbours, random values in [-1.5, 1.5], every 251st float below
+    // 1.5 in magnitude, and the ends (NaN and infinities included).
     int same = 1;
     for (int t = 0; t < 2; t++) {
         const float *q = t ? qu : qs;
@@ -183,8 +184,14 @@ int main(void) {
             float x = (float)(3 * g3_rng_uniform(&r) - 1.5);
             same &= g3_quantize_nearest(q, x) == g3_quantize_nearest_fast(q, x);
         }
-        float ends[] = {-5, -1, 0, 1, 5, -0.0f, 1e-30f, -1e-30f};
-        for (int j = 0; j < 8; j++) same &= g3_quantize_nearest(q, ends[j]) == g3_quantize_nearest_fast(q, ends[j]);
+        for (uint32_t u = 0; u < 0x3FC00000u; u += 251) {  // a sweep of float bit patterns, |x| < 1.5, both signs
+            float x;
+            memcpy(&x, &u, sizeof x);
+            same &= g3_quantize_nearest(q, x) == g3_quantize_nearest_fast(q, x);
+            same &= g3_quantize_nearest(q, -x) == g3_quantize_nearest_fast(q, -x);
+        }
+        float ends[] = {-5, -1, 0, 1, 5, -0.0f, 1e-30f, -1e-30f, NAN, INFINITY, -INFINITY};
+        for (int j = 0; j < 11; j++) same &= g3_quantize_nearest(q, ends[j]) == g3_quantize_nearest_fast(q, ends[j]);
     }
     CHECK(same, "table quantizer differs from the reference");
     CHECK(worst_rt < 0.008, "dynamic code round trip error %g", worst_rt);

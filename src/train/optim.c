@@ -22,21 +22,26 @@ G3AdamWConfig g3_adamw_defaults(void) {
 
 static float qmap_s[256], qmap_u[256];
 
-// Quantizing to the nearest code by table: the float line is cut into buckets by the top 16
-// bits of |x| (1/128 of an octave), clamped to [2^-30, 1]; a bucket's entry is the code at or
-// below its lowest value, and at most `nadv` codes (1 for these maps; counted at init, not
-// assumed) lie inside a bucket, so a step or two finds the code at or below x, and one
-// comparison the nearer of it and the next. The binary search needed eight dependent loads
-// and made 8-bit AdamW ~35 ns a parameter, 30x the 32-bit step.
+// Quantizing to the nearest code by table. The nearest code to x is the number of decision
+// thresholds below it: thr[i] is the largest float that the reference (binary search, then
+// |x - map[i]| <= |map[i+1] - x|) sends to code i rather than i + 1, found once at init by a
+// search over floats, so the answer is the reference's to the last bit. To find the count
+// fast, the float line is cut into buckets by the top 16 bits of |x| (1/128 of an octave),
+// clamped to [2^-30, 1]: a bucket's entry is the count below its lowest value, and at most
+// `nadv` thresholds (1 for these maps; counted at init, not assumed) lie inside it. So a
+// code is one byte lookup, one threshold lookup and a comparison, where the binary search
+// needed eight dependent loads and made 8-bit AdamW ~35 ns a parameter, 30x the 32-bit step.
 enum {
     QB_SHIFT = 16,
     QB_A0 = (97 << 23) >> QB_SHIFT,   // |x| below 2^-30 shares the first bucket (codes start at ~3e-7)
     QB_A1 = (127 << 23) >> QB_SHIFT,  // |x| of 1 and above share the last
     QB_M = QB_A1 - QB_A0,             // buckets per sign, less one
     QB_N = 2 * (QB_M + 1),            // keys: negative buckets descending, then positive ascending
+    QB_MAXADV = 4,
 };
 typedef struct {
-    uint8_t lo[QB_N + 4];  // + 4: the AVX2 path reads 4 bytes at each key
+    uint8_t c0[QB_N + 4];            // thresholds below each bucket (+ 4: the AVX2 path reads 4 bytes a key)
+    float thr[255 + QB_MAXADV];      // decision thresholds, ascending, then +inf
     int nadv;
 } QTable;
 static QTable qtab_s, qtab_u;
@@ -46,19 +51,36 @@ static float f32_of(uint32_t u) {
     memcpy(&x, &u, sizeof x);
     return x;
 }
-
-// The bucket of x, monotone in x: 0 .. QB_M for x < 0 (the most negative first), then
-// QB_M + 1 .. for x >= 0. NaN takes key 0, whose code (1) is the binary search's for NaN.
-static inline int qkey(float x) {
+static uint32_t bits_of(float x) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
+    return u;
+}
+// Float order as unsigned order (negative floats reversed), and back.
+static uint32_t ord_of(float x) { uint32_t u = bits_of(x); return u >> 31 ? ~u : u | 0x80000000u; }
+static float of_ord(uint32_t o) { return f32_of(o >> 31 ? o & 0x7FFFFFFFu : ~o); }
+
+// The bucket of x, monotone in x: 0 .. QB_M for x < 0 (the most negative first), then
+// QB_M + 1 .. for x >= 0. (NaN is the callers' case.)
+static inline int qkey(float x) {
+    uint32_t u = bits_of(x);
     int a = (int)((u & 0x7FFFFFFFu) >> QB_SHIFT);
     int m = (a < QB_A0 ? QB_A0 : a > QB_A1 ? QB_A1 : a) - QB_A0;
-    int key = (u >> 31) ? QB_M - m : QB_M + 1 + m;
-    return x == x ? key : 0;
+    return (u >> 31) ? QB_M - m : QB_M + 1 + m;
 }
 
-static void qtable_init(QTable *t, const float *map) {
+// Returns 0, or -1 if a bucket holds more thresholds than QB_MAXADV (not so for these maps).
+static int qtable_init(QTable *t, const float *map) {
+    for (int i = 0; i < 255; i++) {  // largest x in [map[i], map[i+1]) that stays at code i
+        uint32_t lo = ord_of(map[i]), hi = ord_of(map[i + 1]);  // at lo the test holds; at hi it fails
+        while (hi - lo > 1) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            float x = of_ord(mid);
+            if (fabsf(x - map[i]) <= fabsf(map[i + 1] - x)) lo = mid; else hi = mid;
+        }
+        t->thr[i] = of_ord(lo);
+    }
+    for (int i = 255; i < 255 + QB_MAXADV; i++) t->thr[i] = INFINITY;
     t->nadv = 0;
     for (int key = 0; key < QB_N; key++) {
         int neg = key <= QB_M, m = neg ? QB_M - key : key - QB_M - 1;
@@ -66,21 +88,24 @@ static void qtable_init(QTable *t, const float *map) {
         float lomag = m == 0 ? 0.0f : f32_of(a << QB_SHIFT);
         float himag = m == QB_M ? INFINITY : f32_of(((a + 1) << QB_SHIFT) - 1);
         float x0 = neg ? -himag : lomag, x1 = neg ? -lomag : himag;  // the bucket's ends
-        int lo = 0, inside = 0;
-        for (int i = 1; i <= 254; i++) {
-            if (map[i] <= x0) lo = i;
-            else if (map[i] <= x1) inside++;
+        int below = 0, inside = 0;
+        for (int i = 0; i < 255; i++) {
+            if (t->thr[i] < x0) below++;
+            else if (t->thr[i] < x1) inside++;
         }
-        t->lo[key] = (uint8_t)lo;
+        t->c0[key] = (uint8_t)below;
         t->nadv = G3_MAX(t->nadv, inside);
     }
-    memset(t->lo + QB_N, 0, 4);
+    memset(t->c0 + QB_N, 0, 4);
+    return t->nadv <= QB_MAXADV ? 0 : -1;
 }
 
-static inline uint8_t quantize_table(const float *map, const QTable *t, float x) {
-    int lo = t->lo[qkey(x)];
-    for (int s = 0; s < t->nadv; s++) lo += (lo < 254) & (map[lo + 1] <= x);
-    return (uint8_t)(fabsf(x - map[lo]) <= fabsf(map[lo + 1] - x) ? lo : lo + 1);
+static inline uint8_t quantize_table(const QTable *t, float x) {
+    // NaN and +inf: the reference's answers (every comparison fails; inf - a <= inf - b holds)
+    if (x != x || x == INFINITY) return x == x ? 254 : 1;
+    int c0 = t->c0[qkey(x)], code = c0;
+    for (int s = 0; s < t->nadv; s++) code += t->thr[c0 + s] < x;
+    return (uint8_t)code;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -112,10 +137,9 @@ static void qmaps_init(void) {
     // (qmap_u[255] == 1) is stored.
     if (qmap_u[255] == 1.0f) return;
     dynamic_map(qmap_s, 1);
-    qtable_init(&qtab_s, qmap_s);
     float u[256];
     dynamic_map(u, 0);
-    qtable_init(&qtab_u, u);
+    if (qtable_init(&qtab_s, qmap_s) || qtable_init(&qtab_u, u)) abort();  // a code table unlike the fixed ones above
     memcpy(qmap_u, u, sizeof u);
 }
 
@@ -133,7 +157,7 @@ uint8_t g3_quantize_nearest(const float *map, float x) {
 
 uint8_t g3_quantize_nearest_fast(const float *map, float x) {
     qmaps_init();
-    return quantize_table(map, map == qmap_s ? &qtab_s : &qtab_u, x);
+    return quantize_table(map == qmap_s ? &qtab_s : &qtab_u, x);
 }
 
 int g3_adamw_init(G3AdamW *o, const G3AdamWConfig *c, int nseg, const int64_t *off, const int64_t *numel,
@@ -236,8 +260,8 @@ static void adamw8_block_ref(const StepK *k, float dm, float *p, const float *g,
     }
     float mi = mmax > 0 ? 1 / mmax : 0, vi = vmax > 0 ? 1 / vmax : 0;
     for (int j = 0; j < len; j++) {
-        mq[j] = quantize_table(qmap_s, &qtab_s, mb[j] * mi);
-        vq[j] = quantize_table(qmap_u, &qtab_u, vb[j] * vi);
+        mq[j] = quantize_table(&qtab_s, mb[j] * mi);
+        vq[j] = quantize_table(&qtab_u, vb[j] * vi);
     }
     *ma = mmax;
     *va = vmax;
@@ -246,26 +270,22 @@ static void adamw8_block_ref(const StepK *k, float dm, float *p, const float *g,
 #define TGT __attribute__((target("avx2,fma")))
 
 // The table quantizer on 8 lanes (the same steps as quantize_table, so the same codes).
-TGT static inline __m256i quantize8(const float *map, const QTable *t, __m256 x) {
-    const __m256i one = _mm256_set1_epi32(1);
+TGT static inline __m256i quantize8(const QTable *t, __m256 x) {
     __m256i u = _mm256_castps_si256(x);
     __m256i a = _mm256_srli_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF)), QB_SHIFT);
     __m256i m = _mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(a, _mm256_set1_epi32(QB_A0)), _mm256_set1_epi32(QB_A1)),
                                  _mm256_set1_epi32(QB_A0));
     __m256i key = _mm256_blendv_epi8(_mm256_add_epi32(_mm256_set1_epi32(QB_M + 1), m), _mm256_sub_epi32(_mm256_set1_epi32(QB_M), m),
                                      _mm256_srai_epi32(u, 31));
-    key = _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)), key);  // NaN: key 0
-    __m256i lo = _mm256_and_si256(_mm256_i32gather_epi32((const int *)t->lo, key, 1), _mm256_set1_epi32(0xFF));
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    key = _mm256_andnot_si256(_mm256_castps_si256(nan), key);  // any valid key for NaN lanes (set below)
+    __m256i c0 = _mm256_and_si256(_mm256_i32gather_epi32((const int *)t->c0, key, 1), _mm256_set1_epi32(0xFF)), code = c0;
     for (int s = 0; s < t->nadv; s++) {
-        __m256i up = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(_mm256_i32gather_ps(map + 1, lo, 4), x, _CMP_LE_OQ)),
-                                      _mm256_cmpgt_epi32(_mm256_set1_epi32(254), lo));
-        lo = _mm256_sub_epi32(lo, up);  // up is -1 where the next code is at or below x
+        __m256 th = _mm256_i32gather_ps(t->thr + s, c0, 4);
+        code = _mm256_sub_epi32(code, _mm256_castps_si256(_mm256_cmp_ps(th, x, _CMP_LT_OQ)));  // -1 where below x
     }
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    __m256 d0 = _mm256_and_ps(_mm256_sub_ps(x, _mm256_i32gather_ps(map, lo, 4)), absmask);
-    __m256 d1 = _mm256_and_ps(_mm256_sub_ps(_mm256_i32gather_ps(map + 1, lo, 4), x), absmask);
-    // lo where d0 <= d1, else lo + 1 (NaN included, as in the scalar form)
-    return _mm256_add_epi32(_mm256_add_epi32(lo, one), _mm256_castps_si256(_mm256_cmp_ps(d0, d1, _CMP_LE_OQ)));
+    code = _mm256_blendv_epi8(code, _mm256_set1_epi32(1), _mm256_castps_si256(nan));
+    return _mm256_blendv_epi8(code, _mm256_set1_epi32(254), _mm256_castps_si256(_mm256_cmp_ps(x, _mm256_set1_ps(INFINITY), _CMP_EQ_OQ)));
 }
 
 // 8 codes (0..255 in int32 lanes) stored as 8 bytes.
@@ -314,12 +334,12 @@ TGT static void adamw8_block_avx2(const StepK *k, float dm, float *p, const floa
     float mi = mmax > 0 ? 1 / mmax : 0, vi = vmax > 0 ? 1 / vmax : 0;
     const __m256 vmi = _mm256_set1_ps(mi), vvi = _mm256_set1_ps(vi);
     for (j = 0; j + 8 <= len; j += 8) {
-        store_codes8(mq + j, quantize8(qmap_s, &qtab_s, _mm256_mul_ps(_mm256_loadu_ps(mb + j), vmi)));
-        store_codes8(vq + j, quantize8(qmap_u, &qtab_u, _mm256_mul_ps(_mm256_loadu_ps(vb + j), vvi)));
+        store_codes8(mq + j, quantize8(&qtab_s, _mm256_mul_ps(_mm256_loadu_ps(mb + j), vmi)));
+        store_codes8(vq + j, quantize8(&qtab_u, _mm256_mul_ps(_mm256_loadu_ps(vb + j), vvi)));
     }
     for (; j < len; j++) {
-        mq[j] = quantize_table(qmap_s, &qtab_s, mb[j] * mi);
-        vq[j] = quantize_table(qmap_u, &qtab_u, vb[j] * vi);
+        mq[j] = quantize_table(&qtab_s, mb[j] * mi);
+        vq[j] = quantize_table(&qtab_u, vb[j] * vi);
     }
     *ma = mmax;
     *va = vmax;
