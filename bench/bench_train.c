@@ -83,7 +83,8 @@ int main(int argc, char **argv) {
     double peak = 0;  // the best of all measurements so far: the machine is shared
     for (int r = 0; r < 5; r++) peak = G3_MAX(peak, peak_gflops(0));
     printf("training steps (forward + backward + AdamW), T=%d, %d threads, median of %d steps; f32 FMA peak %.1f GFLOP/s"
-           " (%s register loop, all threads)\n", T, omp_get_max_threads(), steps, peak, have_avx512() ? "AVX-512" : "AVX2");
+           " (%s register loop, all threads; read again before each mode, the best reading counts)\n", T,
+           omp_get_max_threads(), steps, peak, have_avx512() ? "AVX-512" : "AVX2");
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const Shape *sh = &shapes[si];
         if (argc > 2 && argv[2][0] != sh->name[1]) continue;
