@@ -84,6 +84,26 @@ static void test_sgemm(G3Isa isa) {
                           acc, M, N, K, e);
                 }
         free(A - 1), free(B - 1), free(C - 1), free(Cr), free(C0);
+        // With row strides past the row lengths (g3_sgemm_ld): the same products, and the
+        // padding between C's rows untouched.
+        for (int ta = 0; ta <= 1; ta++)
+            for (int tb = 0; tb <= 1; tb++) {
+                int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 7, acc = (ta + tb) & 1;
+                size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+                float *As = malloc(na * 4), *Bs = malloc(nb * 4), *Cs = malloc(nc * 4), *Csr = malloc(nc * 4);
+                for (size_t i = 0; i < na; i++) As[i] = frand();
+                for (size_t i = 0; i < nb; i++) Bs[i] = frand();
+                for (size_t i = 0; i < nc; i++) Cs[i] = Csr[i] = frand();
+                g3_sgemm_ld(ta, tb, M, N, K, As, lda, Bs, ldb, Cs, ldc, acc);
+                g3_sgemm_ld_ref(ta, tb, M, N, K, As, lda, Bs, ldb, Csr, ldc, acc);
+                double e = rel_err(Cs, Csr, (long)nc);
+                int pad_same = 1;
+                for (int m = 0; m < M; m++)
+                    for (int j = N; j < ldc; j++) pad_same &= Cs[(size_t)m * ldc + j] == Csr[(size_t)m * ldc + j];
+                CHECK(e < 1e-5 && pad_same, "%s sgemm_ld ta=%d tb=%d M=%d N=%d K=%d: rel err %g, padding %s", g3_isa_name(isa), ta,
+                      tb, M, N, K, e, pad_same ? "kept" : "written");
+                free(As), free(Bs), free(Cs), free(Csr);
+            }
     }
     // Degenerate sizes: K = 0 gives zeros (or leaves C alone when accumulating); M or N = 0 is a no-op.
     float c[4] = {1, 2, 3, 4}, dummy = 5;

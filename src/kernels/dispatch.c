@@ -175,6 +175,23 @@ void g3_sgemm(int ta, int tb, int M, int N, int K, const float *A, const float *
         kern.sgemm_small_m(ta, M, N, K, A, B, C, accumulate);
         return;
     }
-    if (!kern.sgemm_micro || g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, B, C, accumulate) != 0)
+    if (!kern.sgemm_micro || g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate) != 0)
         g3_sgemm_ref(ta, tb, M, N, K, A, B, C, accumulate);
+}
+
+void g3_sgemm_ld(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                 int accumulate) {
+    if (lda == (ta ? M : K) && ldb == (tb ? K : N) && ldc == N) {  // contiguous: the fast paths above apply
+        g3_sgemm(ta, tb, M, N, K, A, B, C, accumulate);
+        return;
+    }
+    ensure_init();
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int m = 0; m < M; m++) memset(C + (size_t)m * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    if (!kern.sgemm_micro || g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate) != 0)
+        g3_sgemm_ld_ref(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }

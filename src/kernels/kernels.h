@@ -31,9 +31,16 @@ void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K
 // A is [M, K] (ta = 0) or stored as [K, M] (ta = 1), and B is [K, N] (tb = 0) or stored as
 // [N, K] (tb = 1). All row-major and contiguous. Multithreaded inside.
 void g3_sgemm(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
+// The same with row strides, as BLAS's lda/ldb/ldc: the distance in floats between one stored
+// row of A (of B, of C) and the next, at least its row length (K or M for A as stored, N or
+// K for B, N for C). For heads inside [T, heads * head_dim] rows without copying them out.
+void g3_sgemm_ld(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                 int accumulate);
 
 // Scalar references, exported for the tests and for anyone who wants the ground truth.
 void g3_matmul_ref(float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, int fast);
 void g3_sgemm_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
+void g3_sgemm_ld_ref(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                     int accumulate);
 
 #endif

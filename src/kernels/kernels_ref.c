@@ -29,16 +29,21 @@ void g3_matmul_ref(float *y, const float *x, const void *w, G3DType wt, int T, i
     }
 }
 
-void g3_sgemm_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
+void g3_sgemm_ld_ref(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                     int accumulate) {
     for (int m = 0; m < M; m++) {
         for (int n = 0; n < N; n++) {
             float acc = 0.0f;
             for (int k = 0; k < K; k++) {
-                float a = ta ? A[(size_t)k * M + m] : A[(size_t)m * K + k];
-                float b = tb ? B[(size_t)n * K + k] : B[(size_t)k * N + n];
+                float a = ta ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k];
+                float b = tb ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
                 acc += a * b;
             }
-            C[(size_t)m * N + n] = accumulate ? C[(size_t)m * N + n] + acc : acc;
+            C[(size_t)m * ldc + n] = accumulate ? C[(size_t)m * ldc + n] + acc : acc;
         }
     }
+}
+
+void g3_sgemm_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
+    g3_sgemm_ld_ref(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate);
 }

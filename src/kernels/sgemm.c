@@ -41,12 +41,12 @@ static float *grow(float **buf, size_t *cap, size_t n) {
 // values, in order, rows past `rows` zero. Transposed, A is read a whole row segment (all
 // the panels' rows at one k) at a time: panel by panel, each k was a jump of ldA, and
 // power-of-two ldAs put those lines in a few cache sets that missed every time.
-static void pack_a_panels(const G3CpuKernels *kn, float *dst, int ta, const float *A, int M, int K, int i, int rows, int p0,
+static void pack_a_panels(const G3CpuKernels *kn, float *dst, int ta, const float *A, int lda, int i, int rows, int p0,
                           int kc, int MR) {
     int np = (rows + MR - 1) / MR;
     if (ta) {  // A stored [K, M]: one k is a contiguous run of the panels' rows
         for (int k = 0; k < kc; k++) {
-            const float *s = A + (size_t)(p0 + k) * M + i;
+            const float *s = A + (size_t)(p0 + k) * lda + i;
             int nfull = rows / MR;
             float *d = dst + (size_t)k * MR;
             // whole panels: MR contiguous values each, copied at a constant size (inlined
@@ -72,11 +72,11 @@ static void pack_a_panels(const G3CpuKernels *kn, float *dst, int ta, const floa
         float *d = dst + (size_t)q * MR * kc;
         int rq = rows - q * MR < MR ? rows - q * MR : MR, i0 = i + q * MR;
         if (rq == MR && kn->sgemm_pack_a) {
-            kn->sgemm_pack_a(d, A + (size_t)i0 * K + p0, K, kc);
+            kn->sgemm_pack_a(d, A + (size_t)i0 * lda + p0, lda, kc);
             continue;
         }
         const float *s[16];
-        for (int r = 0; r < MR; r++) s[r] = A + (size_t)(i0 + (r < rq ? r : 0)) * K + p0;
+        for (int r = 0; r < MR; r++) s[r] = A + (size_t)(i0 + (r < rq ? r : 0)) * lda + p0;
         if (rq == MR && MR == 6) {  // the AVX2 tile: a constant trip count the compiler unrolls
             for (int k = 0; k < kc; k++, d += 6)
                 d[0] = s[0][k], d[1] = s[1][k], d[2] = s[2][k], d[3] = s[3][k], d[4] = s[4][k], d[5] = s[5][k];
@@ -89,15 +89,15 @@ static void pack_a_panels(const G3CpuKernels *kn, float *dst, int ta, const floa
 
 // One micro-panel of op(B): columns [j, j+nr) (nr <= NR), k in [p0, p0+kc), written as kc
 // steps of NR values, in order; columns past `nr` are zero.
-static void pack_b_panel(const G3CpuKernels *kn, float *d, int tb, const float *B, int N, int K, int j, int nr, int p0, int kc,
+static void pack_b_panel(const G3CpuKernels *kn, float *d, int tb, const float *B, int ldb, int j, int nr, int p0, int kc,
                          int NR) {
     if (tb && nr == NR && kn->sgemm_pack_bt) {
-        kn->sgemm_pack_bt(d, B + (size_t)j * K + p0, K, kc);
+        kn->sgemm_pack_bt(d, B + (size_t)j * ldb + p0, ldb, kc);
         return;
     }
     if (!tb) {  // B stored [K, N]: one k is NR contiguous values
         for (int k = 0; k < kc; k++, d += NR) {
-            const float *s = B + (size_t)(p0 + k) * N + j;
+            const float *s = B + (size_t)(p0 + k) * ldb + j;
             if (nr == 16 && NR == 16) memcpy(d, s, 16 * sizeof(float));  // constant sizes: inlined vector copies
             else if (nr == 32 && NR == 32) memcpy(d, s, 32 * sizeof(float));
             else {
@@ -111,7 +111,7 @@ static void pack_b_panel(const G3CpuKernels *kn, float *d, int tb, const float *
             float *dk = d + (size_t)k0 * NR;
             for (int c = 0; c < NR; c++) {
                 if (c < nr) {
-                    const float *s = B + (size_t)(j + c) * K + p0 + k0;
+                    const float *s = B + (size_t)(j + c) * ldb + p0 + k0;
                     for (int k = 0; k < kn; k++) dk[(size_t)k * NR + c] = s[k];
                 } else {
                     for (int k = 0; k < kn; k++) dk[(size_t)k * NR + c] = 0.0f;
@@ -121,8 +121,8 @@ static void pack_b_panel(const G3CpuKernels *kn, float *d, int tb, const float *
     }
 }
 
-int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K, const float *A,
-                     const float *B, float *C, int accumulate) {
+int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                     const float *B, int ldb, float *C, int ldc, int accumulate) {
     const int MR = kn->sgemm_mr, NR = kn->sgemm_nr;
     int ncmax = N < NC ? N : NC, kcmax = K < KC ? K : KC, mgmax = M < MG ? M : MG;
     int nth = (omp_in_parallel() || (long)M * N * K < MIN_PARALLEL_MACS) ? 1 : omp_get_max_threads();
@@ -151,7 +151,7 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
 #pragma omp for schedule(static)
             for (int p = 0; p < npanels; p++) {
                 int nr = nc - p * NR < NR ? nc - p * NR : NR;
-                pack_b_panel(kn, bp + (size_t)p * NR * kc, tb, B, N, K, jc + p * NR, nr, pc, kc, NR);
+                pack_b_panel(kn, bp + (size_t)p * NR * kc, tb, B, ldb, jc + p * NR, nr, pc, kc, NR);
             }
             for (int ig = 0; ig < M; ig += gstep) {
                 int mg = M - ig < gstep ? M - ig : gstep;
@@ -160,7 +160,7 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
 #pragma omp for schedule(static)
                     for (int t = 0; t < nth; t++) {
                         int r0 = t * per * MR, rows = G3_MIN(mg - r0, per * MR);
-                        if (rows > 0) pack_a_panels(kn, ap + (size_t)r0 * kc, ta, A, M, K, ig + r0, rows, pc, kc, MR);
+                        if (rows > 0) pack_a_panels(kn, ap + (size_t)r0 * kc, ta, A, lda, ig + r0, rows, pc, kc, MR);
                     }
                 }
                 // Row blocks of equal height (a multiple of MR, at most MC), as many as a
@@ -187,7 +187,7 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
                     const float *a = ap + (size_t)ic * kc;
                     if (private_a && !raw_a) {  // nblocks is 1 here: this block is packed once
                         float *mine = ap + astride * (size_t)omp_get_thread_num();
-                        pack_a_panels(kn, mine, ta, A, M, K, ig + ic, mc, pc, kc, MR);
+                        pack_a_panels(kn, mine, ta, A, lda, ig + ic, mc, pc, kc, MR);
                         a = mine;
                     }
                     for (int jr = 0; jr < njc; jr += NR) {
@@ -195,9 +195,9 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
                         const float *b = bp + (size_t)((jj + jr) / NR) * NR * kc;
                         for (int ir = 0; ir < mc; ir += MR) {
                             int mr = mc - ir < MR ? mc - ir : MR;
-                            float *c = C + (size_t)(ig + ic + ir) * N + jc + jj + jr;
-                            if (raw_a) kn->sgemm_micro_rowa(kc, A + (size_t)(ig + ic + ir) * K + pc, K, b, c, N, mr, nr, acc);
-                            else kn->sgemm_micro(kc, a + (size_t)ir * kc, b, c, N, mr, nr, acc);
+                            float *c = C + (size_t)(ig + ic + ir) * ldc + jc + jj + jr;
+                            if (raw_a) kn->sgemm_micro_rowa(kc, A + (size_t)(ig + ic + ir) * lda + pc, lda, b, c, ldc, mr, nr, acc);
+                            else kn->sgemm_micro(kc, a + (size_t)ir * kc, b, c, ldc, mr, nr, acc);
                         }
                     }
                 }

@@ -324,21 +324,16 @@ void g3_attention_backward_ref(float *dq, float *dk, float *dv, float *dkh, floa
 }
 
 // ---- attention as blocked GEMMs ----
-// Per (sequence, head) task: the head's q, k, v (and gradients) are gathered into contiguous
-// [T, HD] panels, then query rows go in blocks of QB: scores of the block against the keys it
-// can see (lo..hi) are one GEMM, the masked softmax is row-wise, and P.V another GEMM. The
-// GEMMs run single-threaded inside the task (the tasks are the parallelism).
+// Per (sequence, head) task, query rows go in blocks of QB: scores of the block against the
+// keys it can see (lo..hi) are one GEMM, the masked softmax is row-wise, and P.V another
+// GEMM. The GEMMs read the head's q, k, v and write its output and gradients in place, inside
+// the [T, heads * HD] rows (strided GEMMs): copying each head out to contiguous panels and
+// back was a quarter of the attention's time. They run single-threaded inside the task (the
+// tasks are the parallelism).
 
 enum { QB = 64 };  // query rows per block
 
-long g3_attention_scratch(int T, int HD) { return 7L * T * HD + 2L * QB * T; }
-
-static void gather(float *dst, const float *src, int T, long stride, int HD) {
-    for (int t = 0; t < T; t++) memcpy(dst + (long)t * HD, src + t * stride, (size_t)HD * sizeof(float));
-}
-static void scatter(float *dst, const float *src, int T, long stride, int HD) {
-    for (int t = 0; t < T; t++) memcpy(dst + t * stride, src + (long)t * HD, (size_t)HD * sizeof(float));
-}
+long g3_attention_scratch(int T, int HD) { return 2L * QB * T; }
 
 // The keys [lo, hi) a block of query rows [i0, i0 + R) may see, and, per row t, [first, t].
 static inline int block_lo(int i0, int window) { return window > 0 ? G3_MAX(0, i0 - window + 1) : 0; }
@@ -454,28 +449,25 @@ static void softmax_row_backward(float *z, float *dp, int n, int a, int b, float
 void g3_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                           float *scratch, int nthreads) {
-    const int G = NH / NKV;
-    const long QD = (long)NH * HD, KD = (long)NKV * HD, per = g3_attention_scratch(T, HD);
+    const int G = NH / NKV, QD = NH * HD, KD = NKV * HD;
+    const long per = g3_attention_scratch(T, HD);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (attn_work(B, T, NH, HD, window) > 32768)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            float *Qh = scratch + (long)omp_get_thread_num() * per;  // [T, HD]
-            float *Kh = Qh + (long)T * HD, *Vh = Kh + (long)T * HD, *Oh = Vh + (long)T * HD;  // [T, HD] each
-            float *S = Oh + (long)T * HD;  // [QB, T]
-            const int kh = h / G;
-            gather(Qh, q + (long)b * T * QD + (long)h * HD, T, QD, HD);
-            gather(Kh, k + (long)b * T * KD + (long)kh * HD, T, KD, HD);
-            gather(Vh, v + (long)b * T * KD + (long)kh * HD, T, KD, HD);
+            float *S = scratch + (long)omp_get_thread_num() * per;  // [QB, T]
+            // the head's rows: [T, HD] each, QD (q, out) or KD (k, v) floats apart
+            const float *Qh = q + (long)b * T * QD + (long)h * HD, *Kh = k + (long)b * T * KD + (long)(h / G) * HD;
+            const float *Vh = v + (long)b * T * KD + (long)(h / G) * HD;
+            float *Oh = out + (long)b * T * QD + (long)h * HD;
             for (int i0 = 0; i0 < T; i0 += QB) {
                 const int R = G3_MIN(QB, T - i0), lo = block_lo(i0, window), n = i0 + R - lo;
-                g3_sgemm(0, 1, R, n, HD, Qh + (long)i0 * HD, Kh + (long)lo * HD, S, 0);  // S[R, n] = Q K^T
+                g3_sgemm_ld(0, 1, R, n, HD, Qh + (long)i0 * QD, QD, Kh + (long)lo * KD, KD, S, n, 0);  // S[R, n] = Q K^T
                 for (int r = 0; r < R; r++) {
                     const int t = i0 + r, j0 = row_first(t, window);
                     lse[((long)b * NH + h) * T + t] = softmax_row(S + (long)r * n, n, j0 - lo, t - lo, scale, softcap);
                 }
-                g3_sgemm(0, 0, R, HD, n, S, Vh + (long)lo * HD, Oh + (long)i0 * HD, 0);  // O = P V
+                g3_sgemm_ld(0, 0, R, HD, n, S, n, Vh + (long)lo * KD, KD, Oh + (long)i0 * QD, QD, 0);  // O = P V
             }
-            scatter(out + (long)b * T * QD + (long)h * HD, Oh, T, QD, HD);
         }
 }
 
@@ -483,36 +475,33 @@ void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *d
                            const float *q, const float *k, const float *v, const float *lse,
                            int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                            float *scratch, int nthreads) {
-    const int G = NH / NKV;
-    const long QD = (long)NH * HD, KD = (long)NKV * HD, per = g3_attention_scratch(T, HD);
+    const int G = NH / NKV, QD = NH * HD, KD = NKV * HD;
+    const long per = g3_attention_scratch(T, HD);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (attn_work(B, T, NH, HD, window) > 8192)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            float *Qh = scratch + (long)omp_get_thread_num() * per, *Kh = Qh + (long)T * HD, *Vh = Kh + (long)T * HD;
-            float *dOh = Vh + (long)T * HD, *dQh = dOh + (long)T * HD, *dKh = dQh + (long)T * HD, *dVh = dKh + (long)T * HD;
-            float *P = dVh + (long)T * HD, *dS = P + (long)QB * T;  // [QB, T] each
-            const int kh = h / G;
-            gather(Qh, q + (long)b * T * QD + (long)h * HD, T, QD, HD);
-            gather(Kh, k + (long)b * T * KD + (long)kh * HD, T, KD, HD);
-            gather(Vh, v + (long)b * T * KD + (long)kh * HD, T, KD, HD);
-            gather(dOh, dout + (long)b * T * QD + (long)h * HD, T, QD, HD);
-            memset(dKh, 0, 2 * (size_t)T * HD * sizeof(float));  // dKh and dVh
+            float *P = scratch + (long)omp_get_thread_num() * per, *dS = P + (long)QB * T;  // [QB, T] each
+            const long qo = (long)b * T * QD + (long)h * HD, ko = (long)b * T * KD + (long)(h / G) * HD;
+            const float *Qh = q + qo, *dOh = dout + qo, *Kh = k + ko, *Vh = v + ko;  // rows QD or KD apart
+            float *dQh = dq + qo, *dKh = dkh + qo, *dVh = dvh + qo;                 // rows QD apart
+            for (int t = 0; t < T; t++) {  // the key/value gradients accumulate over query blocks
+                memset(dKh + (long)t * QD, 0, (size_t)HD * sizeof(float));
+                memset(dVh + (long)t * QD, 0, (size_t)HD * sizeof(float));
+            }
             for (int i0 = 0; i0 < T; i0 += QB) {
                 const int R = G3_MIN(QB, T - i0), lo = block_lo(i0, window), n = i0 + R - lo;
-                g3_sgemm(0, 1, R, n, HD, Qh + (long)i0 * HD, Kh + (long)lo * HD, P, 0);   // raw scores
-                g3_sgemm(0, 1, R, n, HD, dOh + (long)i0 * HD, Vh + (long)lo * HD, dS, 0); // dP = dO V^T
+                const float *Qb = Qh + (long)i0 * QD, *dOb = dOh + (long)i0 * QD;
+                g3_sgemm_ld(0, 1, R, n, HD, Qb, QD, Kh + (long)lo * KD, KD, P, n, 0);    // raw scores
+                g3_sgemm_ld(0, 1, R, n, HD, dOb, QD, Vh + (long)lo * KD, KD, dS, n, 0);  // dP = dO V^T
                 for (int r = 0; r < R; r++) {
                     const int t = i0 + r, j0 = row_first(t, window);
                     softmax_row_backward(P + (long)r * n, dS + (long)r * n, n, j0 - lo, t - lo, lse[((long)b * NH + h) * T + t],
                                          scale, softcap);
                 }
-                g3_sgemm(1, 0, n, HD, R, P, dOh + (long)i0 * HD, dVh + (long)lo * HD, 1);  // dV += P^T dO
-                g3_sgemm(0, 0, R, HD, n, dS, Kh + (long)lo * HD, dQh + (long)i0 * HD, 0);  // dQ = dS K
-                g3_sgemm(1, 0, n, HD, R, dS, Qh + (long)i0 * HD, dKh + (long)lo * HD, 1);  // dK += dS^T Q
+                g3_sgemm_ld(1, 0, n, HD, R, P, n, dOb, QD, dVh + (long)lo * QD, QD, 1);                   // dV += P^T dO
+                g3_sgemm_ld(0, 0, R, HD, n, dS, n, Kh + (long)lo * KD, KD, dQh + (long)i0 * QD, QD, 0);  // dQ = dS K
+                g3_sgemm_ld(1, 0, n, HD, R, dS, n, Qb, QD, dKh + (long)lo * QD, QD, 1);                   // dK += dS^T Q
             }
-            scatter(dq + (long)b * T * QD + (long)h * HD, dQh, T, QD, HD);
-            scatter(dkh + (long)b * T * QD + (long)h * HD, dKh, T, QD, HD);
-            scatter(dvh + (long)b * T * QD + (long)h * HD, dVh, T, QD, HD);
         }
     sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD, nthreads);
 }

@@ -46,7 +46,7 @@ void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k);
 
 // The sgemm driver (sgemm.c): blocking, packing and threading around a micro-kernel.
 // Returns -1 (and computes nothing) if its packing buffers cannot be allocated.
-int g3_sgemm_blocked(const G3CpuKernels *k, int ta, int tb, int M, int N, int K, const float *A,
-                     const float *B, float *C, int accumulate);
+int g3_sgemm_blocked(const G3CpuKernels *k, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                     const float *B, int ldb, float *C, int ldc, int accumulate);
 
 #endif
