@@ -20,6 +20,11 @@
 #define ITEMS_PER_THREAD 3  // column chunks shrink until there are this many items per thread
 #define MIN_ROW_BLOCKS 8  // per thread, when each row block is an item (see below)
 #define MIN_PARALLEL_MACS (1L << 18)
+// Packing that walks down a matrix (one short run a row: B as [K, N], A as [K, M]) fetches
+// the run PREFETCH_ROWS rows ahead: rows kilobytes apart cross a page each, where the hardware
+// prefetcher stops, and the packing loop stalled on every row (2.6% of a (b) training step);
+// the dW products ran 1-7% faster in interleaved runs. A prefetch past the end does not fault.
+#define PREFETCH_ROWS 8
 #define RAW_A_MAX_K 512   // see raw_a below
 #define RAW_A_MAX_N 2048
 
@@ -47,6 +52,7 @@ static void pack_a_panels(const G3CpuKernels *kn, float *dst, int ta, const floa
     if (ta) {  // A stored [K, M]: one k is a contiguous run of the panels' rows
         for (int k = 0; k < kc; k++) {
             const float *s = A + (size_t)(p0 + k) * lda + i;
+            for (int q = 0; q < rows; q += 16) __builtin_prefetch(s + (size_t)PREFETCH_ROWS * lda + q);  // see PREFETCH_ROWS
             int nfull = rows / MR;
             float *d = dst + (size_t)k * MR;
             // whole panels: MR contiguous values each, copied at a constant size (inlined
@@ -98,6 +104,7 @@ static void pack_b_panel(const G3CpuKernels *kn, float *d, int tb, const float *
     if (!tb) {  // B stored [K, N]: one k is NR contiguous values
         for (int k = 0; k < kc; k++, d += NR) {
             const float *s = B + (size_t)(p0 + k) * ldb + j;
+            __builtin_prefetch(s + (size_t)PREFETCH_ROWS * ldb);  // see PREFETCH_ROWS
             if (nr == 16 && NR == 16) memcpy(d, s, 16 * sizeof(float));  // constant sizes: inlined vector copies
             else if (nr == 32 && NR == 32) memcpy(d, s, 32 * sizeof(float));
             else {
