@@ -246,23 +246,33 @@ static inline void adamw_one(const StepK *k, float decay_mul, float *p, float *m
     *v = vv;
 }
 
+// The scalar steps of an 8-bit block over entries [j0, len): decode the moments into mb, vb,
+// step, and fold their absolute values into *mmax, *vmax; then the re-encoding.
+static inline void decode_step8(const StepK *k, float dm, float *p, const float *g, const uint8_t *mq, const uint8_t *vq,
+                                float ma, float va, float *mb, float *vb, int j0, int len, float *mmax, float *vmax) {
+    for (int j = j0; j < len; j++) {
+        mb[j] = qmap_s[mq[j]] * ma;
+        vb[j] = qmap_u[vq[j]] * va;
+        adamw_one(k, dm, &p[j], &mb[j], &vb[j], g[j]);
+        *mmax = fmaxf(*mmax, fabsf(mb[j]));
+        *vmax = fmaxf(*vmax, vb[j]);
+    }
+}
+static inline void encode8(uint8_t *mq, uint8_t *vq, const float *mb, const float *vb, float mi, float vi, int j0, int len) {
+    for (int j = j0; j < len; j++) {
+        mq[j] = quantize_table(&qtab_s, mb[j] * mi);
+        vq[j] = quantize_table(&qtab_u, vb[j] * vi);
+    }
+}
+static inline float inv_or_zero(float x) { return x > 0 ? 1 / x : 0; }
+
 // One 8-bit block (len <= G3_ADAMW8_BLOCK values at p, g, mq, vq, with their absmax in *ma,
 // *va): decode the moments, step, re-encode with the block's new absmax.
 static void adamw8_block_ref(const StepK *k, float dm, float *p, const float *g, uint8_t *mq, uint8_t *vq, float *ma,
                              float *va, int len) {
     float mb[G3_ADAMW8_BLOCK], vb[G3_ADAMW8_BLOCK], mmax = 0, vmax = 0;
-    for (int j = 0; j < len; j++) {
-        mb[j] = qmap_s[mq[j]] * *ma;
-        vb[j] = qmap_u[vq[j]] * *va;
-        adamw_one(k, dm, &p[j], &mb[j], &vb[j], g[j]);
-        mmax = fmaxf(mmax, fabsf(mb[j]));
-        vmax = fmaxf(vmax, vb[j]);
-    }
-    float mi = mmax > 0 ? 1 / mmax : 0, vi = vmax > 0 ? 1 / vmax : 0;
-    for (int j = 0; j < len; j++) {
-        mq[j] = quantize_table(&qtab_s, mb[j] * mi);
-        vq[j] = quantize_table(&qtab_u, vb[j] * vi);
-    }
+    decode_step8(k, dm, p, g, mq, vq, *ma, *va, mb, vb, 0, len, &mmax, &vmax);
+    encode8(mq, vq, mb, vb, inv_or_zero(mmax), inv_or_zero(vmax), 0, len);
     *ma = mmax;
     *va = vmax;
 }
@@ -324,23 +334,14 @@ TGT static void adamw8_block_avx2(const StepK *k, float dm, float *p, const floa
         vx = _mm256_max_ps(v, vx);
     }
     float mmax = hmax8(mx), vmax = hmax8(vx);
-    for (; j < len; j++) {  // a tensor's last block: the scalar steps
-        mb[j] = qmap_s[mq[j]] * *ma;
-        vb[j] = qmap_u[vq[j]] * *va;
-        adamw_one(k, dm, &p[j], &mb[j], &vb[j], g[j]);
-        mmax = fmaxf(mmax, fabsf(mb[j]));
-        vmax = fmaxf(vmax, vb[j]);
-    }
-    float mi = mmax > 0 ? 1 / mmax : 0, vi = vmax > 0 ? 1 / vmax : 0;
+    decode_step8(k, dm, p, g, mq, vq, *ma, *va, mb, vb, j, len, &mmax, &vmax);  // a tensor's last block: scalar tail
+    float mi = inv_or_zero(mmax), vi = inv_or_zero(vmax);
     const __m256 vmi = _mm256_set1_ps(mi), vvi = _mm256_set1_ps(vi);
     for (j = 0; j + 8 <= len; j += 8) {
         store_codes8(mq + j, quantize8(&qtab_s, _mm256_mul_ps(_mm256_loadu_ps(mb + j), vmi)));
         store_codes8(vq + j, quantize8(&qtab_u, _mm256_mul_ps(_mm256_loadu_ps(vb + j), vvi)));
     }
-    for (; j < len; j++) {
-        mq[j] = quantize_table(&qtab_s, mb[j] * mi);
-        vq[j] = quantize_table(&qtab_u, vb[j] * vi);
-    }
+    encode8(mq, vq, mb, vb, mi, vi, j, len);
     *ma = mmax;
     *va = vmax;
 }
