@@ -80,11 +80,15 @@ int main(int argc, char **argv) {
     double torch[2] = {0, 0};
     const char *te = getenv("G3_TORCH_TRAIN");
     if (te) sscanf(te, "%lf %lf", &torch[0], &torch[1]);
-    double peak = 0;  // the best of all measurements so far: the machine is shared
+    // The peak is the best of all readings through the run (the machine is shared, and a busy
+    // spell reads low): so the lines are printed at the end, each against that best.
+    double peak = 0;
     for (int r = 0; r < 5; r++) peak = G3_MAX(peak, peak_gflops(0));
-    printf("training steps (forward + backward + AdamW), T=%d, %d threads, median of %d steps; f32 FMA peak %.1f GFLOP/s"
-           " (%s register loop, all threads; read again before each mode, the best reading counts)\n", T,
-           omp_get_max_threads(), steps, peak, have_avx512() ? "AVX-512" : "AVX2");
+    enum { MAXLINES = 8 };
+    struct { char head[160]; double tps, gf, dt, cpu, mib, act, opt, torch; const char *what; } out[MAXLINES];
+    int nout = 0;
+    static const struct { int rc, bits; const char *what; } modes[] = {
+        {0, 32, "all activations, AdamW"}, {1, 32, "checkpointing, AdamW"}, {1, 8, "checkpointing, 8-bit AdamW"}};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const Shape *sh = &shapes[si];
         if (argc > 2 && argv[2][0] != sh->name[1]) continue;
@@ -99,24 +103,36 @@ int main(int argc, char **argv) {
         int B = sh->B;
         double fpt = 6.0 * (double)tm.n + 12.0 * c.layers * c.heads * c.head_dim * T;
         double base = 8.0 * (double)tm.n;  // f32 parameters + gradients
-        printf("\n%s: %lld params (hidden %d, MLP %d, %d layers, %d/%d heads, head_dim %d), B=%d\n", sh->name, (long long)tm.n,
-               c.hidden, c.inter, c.layers, c.heads, c.kv_heads, c.head_dim, B);
-        static const struct { int rc, bits; const char *what; } modes[] = {
-            {0, 32, "all activations, AdamW"}, {1, 32, "checkpointing, AdamW"}, {1, 8, "checkpointing, 8-bit AdamW"}};
         for (int mi = 0; mi < 3; mi++) {
             if (argc > 3 && atoi(argv[3]) != mi) continue;
             int64_t act, opt;
-            for (int r = 0; r < 2; r++) peak = G3_MAX(peak, peak_gflops(0));  // again: a busy spell at the start read low
+            for (int r = 0; r < 2; r++) peak = G3_MAX(peak, peak_gflops(0));
             double cpu, dt = run(&tm, B, T, steps, modes[mi].rc, modes[mi].bits, &act, &opt, &cpu);
-            double tps = B * T / dt, gf = fpt * B * T / dt / 1e9;
-            char ratio[48] = "";
-            if (torch[si] > 0) snprintf(ratio, sizeof ratio, " (x%.2f PyTorch f32)", tps / torch[si]);
-            printf("  %-28s %6.0f tok/s%s  %6.1f GFLOP/s = %3.0f%% of peak  %5.0f ms/step (CPU %5.0f ms)  memory %6.1f MiB"
-                   " (activations %.1f, optimizer %.1f)\n",
-                   modes[mi].what, tps, ratio, gf, peak > 0 ? 100 * gf / peak : 0, dt * 1e3, cpu * 1e3,
-                   (base + act + opt) / 1048576.0, act / 1048576.0, opt / 1048576.0);
+            if (nout == MAXLINES) break;
+            snprintf(out[nout].head, sizeof out[nout].head, "%s: %lld params (hidden %d, MLP %d, %d layers, %d/%d heads, head_dim %d), B=%d",
+                     sh->name, (long long)tm.n, c.hidden, c.inter, c.layers, c.heads, c.kv_heads, c.head_dim, B);
+            out[nout].what = modes[mi].what;
+            out[nout].tps = B * T / dt;
+            out[nout].gf = fpt * B * T / dt / 1e9;
+            out[nout].dt = dt, out[nout].cpu = cpu, out[nout].torch = torch[si];
+            out[nout].mib = (base + act + opt) / 1048576.0, out[nout].act = act / 1048576.0, out[nout].opt = opt / 1048576.0;
+            fprintf(stderr, "bench_train: %s, %s: %.0f tok/s\n", sh->name, modes[mi].what, out[nout].tps);  // progress
+            nout++;
         }
         g3_train_model_free(&tm);
+    }
+    for (int r = 0; r < 3; r++) peak = G3_MAX(peak, peak_gflops(0));
+    printf("training steps (forward + backward + AdamW), T=%d, %d threads, median of %d steps; f32 FMA peak %.1f GFLOP/s"
+           " (%s register loop, all threads; the best of the readings taken through the run)\n", T, omp_get_max_threads(),
+           steps, peak, have_avx512() ? "AVX-512" : "AVX2");
+    for (int i = 0; i < nout; i++) {
+        if (i == 0 || strcmp(out[i].head, out[i - 1].head)) printf("\n%s\n", out[i].head);
+        char ratio[48] = "";
+        if (out[i].torch > 0) snprintf(ratio, sizeof ratio, " (x%.2f PyTorch f32)", out[i].tps / out[i].torch);
+        printf("  %-28s %6.0f tok/s%s  %6.1f GFLOP/s = %3.0f%% of peak  %5.0f ms/step (CPU %5.0f ms)  memory %6.1f MiB"
+               " (activations %.1f, optimizer %.1f)\n",
+               out[i].what, out[i].tps, ratio, out[i].gf, peak > 0 ? 100 * out[i].gf / peak : 0, out[i].dt * 1e3, out[i].cpu * 1e3,
+               out[i].mib, out[i].act, out[i].opt);
     }
     return 0;
 }

@@ -43,7 +43,7 @@ for r in $(seq 1 "$ROUNDS"); do
   for s in a b; do
     t=$(env $TORCH_ENV OMP_NUM_THREADS=$THREADS "$PY" bench/train_torch.py "$STEPS" "$THREADS" f32 "$s" |
         sed -n "s/^TORCH shape=$s dtype=f32 .*tok_s=\([0-9.]*\).*/\1/p")
-    g=$(OMP_NUM_THREADS=$THREADS "$BENCH" "$STEPS" "$s" 0 | sed -n 's/^ *all activations, AdamW *\([0-9.]*\) tok\/s.*/\1/p')
+    g=$(OMP_NUM_THREADS=$THREADS "$BENCH" "$STEPS" "$s" 0 2>/dev/null | sed -n 's/^ *all activations, AdamW *\([0-9.]*\) tok\/s.*/\1/p')
     [ -n "$t" ] && [ -n "$g" ] || { echo "train_peers: round $r shape $s: no figure (PyTorch '$t', gemma3.c '$g')"; continue; }
     ratio=$(awk -v g="$g" -v t="$t" 'BEGIN {printf "%.2f", g / t}')
     printf 'round %d (%s): PyTorch f32 %7.1f tok/s, gemma3.c %7.1f tok/s: x%s\n' "$r" "$s" "$t" "$g" "$ratio"
