@@ -28,21 +28,20 @@ static float qmap_s[256], qmap_u[256];
 // search over floats, so the answer is the reference's to the last bit. To find the count
 // fast, the float line is cut into buckets by the top 16 bits of |x| (1/128 of an octave),
 // clamped to [2^-30, 1]: a bucket's entry is the count below its lowest value, and at most
-// `nadv` thresholds (1 for these maps; counted at init, not assumed) lie inside it. So a
-// code is one byte lookup, one threshold lookup and a comparison, where the binary search
-// needed eight dependent loads and made 8-bit AdamW ~35 ns a parameter, 30x the 32-bit step.
+// one threshold lies inside it (the codes are never closer than 1/128 of an octave; init
+// checks it). So a code is one byte lookup, one threshold lookup and a comparison, where
+// the binary search needed eight dependent loads and made 8-bit AdamW ~35 ns a parameter,
+// 30x the 32-bit step.
 enum {
     QB_SHIFT = 16,
     QB_A0 = (97 << 23) >> QB_SHIFT,   // |x| below 2^-30 shares the first bucket (codes start at ~3e-7)
     QB_A1 = (127 << 23) >> QB_SHIFT,  // |x| of 1 and above share the last
     QB_M = QB_A1 - QB_A0,             // buckets per sign, less one
     QB_N = 2 * (QB_M + 1),            // keys: negative buckets descending, then positive ascending
-    QB_MAXADV = 4,
 };
 typedef struct {
     uint8_t c0[QB_N + 4];            // thresholds below each bucket (+ 4: the AVX2 path reads 4 bytes a key)
-    float thr[255 + QB_MAXADV];      // decision thresholds, ascending, then +inf
-    int nadv;
+    float thr[256];                  // decision thresholds, ascending, then +inf
 } QTable;
 static QTable qtab_s, qtab_u;
 
@@ -69,7 +68,7 @@ static inline int qkey(float x) {
     return (u >> 31) ? QB_M - m : QB_M + 1 + m;
 }
 
-// Returns 0, or -1 if a bucket holds more thresholds than QB_MAXADV (not so for these maps).
+// Returns 0, or -1 if a bucket holds more than one threshold (not so for these maps).
 static int qtable_init(QTable *t, const float *map) {
     for (int i = 0; i < 255; i++) {  // largest x in [map[i], map[i+1]) that stays at code i
         uint32_t lo = ord_of(map[i]), hi = ord_of(map[i + 1]);  // at lo the test holds; at hi it fails
@@ -80,8 +79,8 @@ static int qtable_init(QTable *t, const float *map) {
         }
         t->thr[i] = of_ord(lo);
     }
-    for (int i = 255; i < 255 + QB_MAXADV; i++) t->thr[i] = INFINITY;
-    t->nadv = 0;
+    t->thr[255] = INFINITY;
+    int most = 0;
     for (int key = 0; key < QB_N; key++) {
         int neg = key <= QB_M, m = neg ? QB_M - key : key - QB_M - 1;
         uint32_t a = (uint32_t)(QB_A0 + m);
@@ -94,18 +93,17 @@ static int qtable_init(QTable *t, const float *map) {
             else if (t->thr[i] < x1) inside++;
         }
         t->c0[key] = (uint8_t)below;
-        t->nadv = G3_MAX(t->nadv, inside);
+        most = G3_MAX(most, inside);
     }
     memset(t->c0 + QB_N, 0, 4);
-    return t->nadv <= QB_MAXADV ? 0 : -1;
+    return most <= 1 ? 0 : -1;
 }
 
 static inline uint8_t quantize_table(const QTable *t, float x) {
     // NaN and +inf: the reference's answers (every comparison fails; inf - a <= inf - b holds)
     if (x != x || x == INFINITY) return x == x ? 254 : 1;
-    int c0 = t->c0[qkey(x)], code = c0;
-    for (int s = 0; s < t->nadv; s++) code += t->thr[c0 + s] < x;
-    return (uint8_t)code;
+    int c0 = t->c0[qkey(x)];
+    return (uint8_t)(c0 + (t->thr[c0] < x));
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -289,11 +287,9 @@ TGT static inline __m256i quantize8(const QTable *t, __m256 x) {
                                      _mm256_srai_epi32(u, 31));
     __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
     key = _mm256_andnot_si256(_mm256_castps_si256(nan), key);  // any valid key for NaN lanes (set below)
-    __m256i c0 = _mm256_and_si256(_mm256_i32gather_epi32((const int *)t->c0, key, 1), _mm256_set1_epi32(0xFF)), code = c0;
-    for (int s = 0; s < t->nadv; s++) {
-        __m256 th = _mm256_i32gather_ps(t->thr + s, c0, 4);
-        code = _mm256_sub_epi32(code, _mm256_castps_si256(_mm256_cmp_ps(th, x, _CMP_LT_OQ)));  // -1 where below x
-    }
+    __m256i c0 = _mm256_and_si256(_mm256_i32gather_epi32((const int *)t->c0, key, 1), _mm256_set1_epi32(0xFF));
+    __m256 th = _mm256_i32gather_ps(t->thr, c0, 4);
+    __m256i code = _mm256_sub_epi32(c0, _mm256_castps_si256(_mm256_cmp_ps(th, x, _CMP_LT_OQ)));  // -1 where below x
     code = _mm256_blendv_epi8(code, _mm256_set1_epi32(1), _mm256_castps_si256(nan));
     return _mm256_blendv_epi8(code, _mm256_set1_epi32(254), _mm256_castps_si256(_mm256_cmp_ps(x, _mm256_set1_ps(INFINITY), _CMP_EQ_OQ)));
 }
