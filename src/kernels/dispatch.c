@@ -158,34 +158,10 @@ void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K
 
 // ---- sgemm ----
 
-void g3_sgemm(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
-    ensure_init();
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        if (!accumulate) memset(C, 0, (size_t)M * N * sizeof(float));
-        return;
-    }
-    // A few rows times a weight-like [N, K] matrix is a matrix-vector product (attention
-    // scores in decode): the matmul kernel reads B once, where packing would copy it.
-    if (!ta && tb && !accumulate && M <= 4) {
-        g3_matmul(C, A, B, G3_F32, M, K, N, 0);
-        return;
-    }
-    if (!tb && M <= 4 && kern.sgemm_small_m) {  // and P . V: stream V once, unpacked
-        kern.sgemm_small_m(ta, M, N, K, A, B, C, accumulate);
-        return;
-    }
-    if (!kern.sgemm_micro || g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate) != 0)
-        g3_sgemm_ref(ta, tb, M, N, K, A, B, C, accumulate);
-}
-
-void g3_sgemm_ld(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
-                 int accumulate) {
-    if (lda == (ta ? M : K) && ldb == (tb ? K : N) && ldc == N) {  // contiguous: the fast paths above apply
-        g3_sgemm(ta, tb, M, N, K, A, B, C, accumulate);
-        return;
-    }
-    ensure_init();
+// The general case, any strides: K = 0 gives zeros (or leaves C when accumulating); the
+// blocked driver, or the reference if it cannot get its packing buffers.
+static void sgemm_strided(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                          int ldc, int accumulate) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         if (!accumulate)
@@ -194,4 +170,31 @@ void g3_sgemm_ld(int ta, int tb, int M, int N, int K, const float *A, int lda, c
     }
     if (!kern.sgemm_micro || g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate) != 0)
         g3_sgemm_ld_ref(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+void g3_sgemm(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
+    ensure_init();
+    if (M > 0 && N > 0 && K > 0) {
+        // A few rows times a weight-like [N, K] matrix is a matrix-vector product (attention
+        // scores in decode): the matmul kernel reads B once, where packing would copy it.
+        if (!ta && tb && !accumulate && M <= 4) {
+            g3_matmul(C, A, B, G3_F32, M, K, N, 0);
+            return;
+        }
+        if (!tb && M <= 4 && kern.sgemm_small_m) {  // and P . V: stream V once, unpacked
+            kern.sgemm_small_m(ta, M, N, K, A, B, C, accumulate);
+            return;
+        }
+    }
+    sgemm_strided(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate);
+}
+
+void g3_sgemm_ld(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                 int accumulate) {
+    if (lda == (ta ? M : K) && ldb == (tb ? K : N) && ldc == N) {  // contiguous: g3_sgemm's shortcuts apply
+        g3_sgemm(ta, tb, M, N, K, A, B, C, accumulate);
+        return;
+    }
+    ensure_init();
+    sgemm_strided(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
