@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels_cpu.h"
+#include "transpose_avx2.h"
 
 #define TGT __attribute__((target("avx2,fma")))
 #define MR 6
@@ -94,24 +95,6 @@ TGT static void pack_a_6(float *d, const float *A, int lda, int kc) {
     for (; k < kc; k++, d += 6) d[0] = s0[k], d[1] = s1[k], d[2] = s2[k], d[3] = s3[k], d[4] = s4[k], d[5] = s5[k];
 }
 
-// 8 rows of 8 floats (stride ld) transposed: out[k] holds element k of each row.
-TGT static inline void transpose_8x8(__m256 out[8], const float *s, size_t ld) {
-    __m256 r[8], t[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + i * ld);
-#pragma GCC unroll 4
-    for (int i = 0; i < 8; i += 2) t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    // u: per 128-bit lane, 4 rows at one k (rows 0-3 from t0..t3, rows 4-7 from t4..t7)
-    __m256 u0 = _mm256_shuffle_ps(t[0], t[2], 0x44), u1 = _mm256_shuffle_ps(t[0], t[2], 0xEE);
-    __m256 u2 = _mm256_shuffle_ps(t[1], t[3], 0x44), u3 = _mm256_shuffle_ps(t[1], t[3], 0xEE);
-    __m256 u4 = _mm256_shuffle_ps(t[4], t[6], 0x44), u5 = _mm256_shuffle_ps(t[4], t[6], 0xEE);
-    __m256 u6 = _mm256_shuffle_ps(t[5], t[7], 0x44), u7 = _mm256_shuffle_ps(t[5], t[7], 0xEE);
-    out[0] = _mm256_permute2f128_ps(u0, u4, 0x20), out[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    out[1] = _mm256_permute2f128_ps(u1, u5, 0x20), out[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    out[2] = _mm256_permute2f128_ps(u2, u6, 0x20), out[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    out[3] = _mm256_permute2f128_ps(u3, u7, 0x20), out[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
 // Packs 16 columns of a transposed B (16 rows of B's storage, stride ldb) as kc steps of 16:
 // 8 x 8 blocks transposed in registers. The driver's loop moved one float at a time and was
 // ~5% of a training step (the forward products, whose weights are [N, K]).
@@ -119,8 +102,8 @@ TGT static void pack_bt_16(float *d, const float *B, int ldb, int kc) {
     int k = 0;
     for (; k + 8 <= kc; k += 8) {
         __m256 lo[8], hi[8];
-        transpose_8x8(lo, B + k, (size_t)ldb);
-        transpose_8x8(hi, B + 8 * (size_t)ldb + k, (size_t)ldb);
+        g3_transpose_8x8(lo, B + k, (size_t)ldb);
+        g3_transpose_8x8(hi, B + 8 * (size_t)ldb + k, (size_t)ldb);
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) _mm256_storeu_ps(d + (size_t)(k + i) * NR, lo[i]), _mm256_storeu_ps(d + (size_t)(k + i) * NR + 8, hi[i]);
     }

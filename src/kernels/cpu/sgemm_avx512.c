@@ -1,24 +1,38 @@
 // sgemm_avx512.c: the AVX-512 f32 micro-kernel of the blocked GEMM (sgemm.c): an 8 x 32
 // tile of C in 16 zmm accumulators; per step of k, two vectors of the packed B panel and
-// eight broadcasts of the packed A panel. Edges (mr < 8, nr < 32) are handled by masked
+// eight broadcasts of the packed A panel (or of A in place). Edges (mr < 8, nr < 32) are handled by masked
 // loads and stores of C, so the packed panels are the only thing padded.
 #include <immintrin.h>
 
 #include "kernels_cpu.h"
+#include "transpose_avx2.h"
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #define MR 8
 #define NR 32
 
-TGT static void micro_8x32(int K, const float *a, const float *b, float *c, int ldc, int mr, int nr, int accumulate) {
+// The tile's body for A read as a[r * rs + k * ks]: packed (rs 1, ks MR) or in place in a
+// row-major A (rs lda, ks 1), where the rows past mr point at row 0 (their sums are dropped).
+TGT static inline __attribute__((always_inline)) void tile_8x32(int K, const float *a, size_t rs, size_t ks, const float *b,
+                                                                 float *c, int ldc, int mr, int nr, int accumulate) {
     __m512 acc[MR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    // Fetch the C tile while the k loop runs (as the AVX2 tile does): its rows are ldc apart,
+    // often a power of two of bytes, and missing on each at the end stalls the tile.
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+        _mm_prefetch((const char *)(c + (size_t)(r < mr ? r : 0) * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (size_t)(r < mr ? r : 0) * ldc + NR - 1), _MM_HINT_T0);
+    }
+    const float *ar[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) ar[r] = a + (rs == 1 || r < mr ? r : 0) * rs;  // packed: zero-padded rows
     for (int k = 0; k < K; k++) {
         __m512 b0 = _mm512_loadu_ps(b + (size_t)k * NR), b1 = _mm512_loadu_ps(b + (size_t)k * NR + 16);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
-            __m512 av = _mm512_set1_ps(a[(size_t)k * MR + r]);
+            __m512 av = _mm512_set1_ps(ar[r][(size_t)k * ks]);
             acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
         }
@@ -37,6 +51,47 @@ TGT static void micro_8x32(int K, const float *a, const float *b, float *c, int 
         _mm512_mask_storeu_ps(cr, m0, c0);
         _mm512_mask_storeu_ps(cr + 16, m1, c1);
     }
+}
+
+TGT static void micro_8x32(int K, const float *a, const float *b, float *c, int ldc, int mr, int nr, int accumulate) {
+    tile_8x32(K, a, 1, MR, b, c, ldc, mr, nr, accumulate);
+}
+
+// A in place (row-major, row stride lda): no packing, for products whose A is short-rowed.
+TGT static void micro_8x32_rowa(int K, const float *a, int lda, const float *b, float *c, int ldc, int mr, int nr, int accumulate) {
+    tile_8x32(K, a, (size_t)lda, 1, b, c, ldc, mr, nr, accumulate);
+}
+
+// Packs 8 rows of A (stride lda) as kc steps of 8: each 8 x 8 block transposed in registers
+// (the driver's loop moves one float at a time: 8% of a (b) training step on Zen 5).
+TGT static void pack_a_8(float *d, const float *A, int lda, int kc) {
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256 t[8];
+        g3_transpose_8x8(t, A + k, (size_t)lda);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(d + (size_t)(k + i) * MR, t[i]);
+    }
+    for (; k < kc; k++)
+        for (int r = 0; r < MR; r++) d[(size_t)k * MR + r] = A[(size_t)r * lda + k];
+}
+
+// Packs 32 columns of a transposed B (32 rows of B's storage, stride ldb) as kc steps of 32:
+// four 8 x 8 blocks transposed in registers per 8 k (the driver's loop, one float at a time,
+// was 5% of a (b) training step on Zen 5: the forward products, whose weights are [N, K]).
+TGT static void pack_bt_32(float *d, const float *B, int ldb, int kc) {
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {
+            __m256 t[8];
+            g3_transpose_8x8(t, B + (size_t)(8 * q) * ldb + k, (size_t)ldb);
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(d + (size_t)(k + i) * NR + 8 * q, t[i]);
+        }
+    }
+    for (; k < kc; k++)
+        for (int c = 0; c < NR; c++) d[(size_t)k * NR + c] = B[(size_t)c * ldb + k];
 }
 
 // C[MM, N] (+)= op(A)[MM, K] . B[K, N] for MM <= 4 rows, B not transposed (attention's
@@ -91,9 +146,9 @@ TGT static void sgemm_small_m(int ta, int M, int N, int K, const float *A, const
 void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k) {
     k->sgemm_small_m = sgemm_small_m;
     k->sgemm_micro = micro_8x32;
-    k->sgemm_micro_rowa = NULL;  // the AVX2 one is 6 rows; MR is 8 here
-    k->sgemm_pack_a = NULL;  // the AVX2 one packs 6 rows; the driver's loop does 8
-    k->sgemm_pack_bt = NULL;  // the AVX2 one packs 16 columns; NR is 32 here
+    k->sgemm_micro_rowa = micro_8x32_rowa;
+    k->sgemm_pack_a = pack_a_8;
+    k->sgemm_pack_bt = pack_bt_32;
     k->sgemm_mr = MR;
     k->sgemm_nr = NR;
 }
