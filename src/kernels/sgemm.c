@@ -13,10 +13,9 @@
 #include "../base/base.h"
 #include "cpu/kernels_cpu.h"
 
-#define KC 256    // depth of a packed panel: a KC x NR slice of B (16 KB) and an MR x KC one of A stay in L1
 #define MC 144    // rows of A per work item (a multiple of every MR): 144 KB of packed A, in L2 (512 KB)
 #define MG 1440   // rows of A packed per group (10 x MC): 1.4 MB, in L3 with B's panel
-#define NC 2048   // columns of B packed per outer step: KC x NC = 2 MB, in L3
+#define NC 2048   // columns of B packed per outer step: kc x NC = 2-4 MB, in L3
 #define ITEMS_PER_THREAD 3  // column chunks shrink until there are this many items per thread
 #define MIN_ROW_BLOCKS 8  // per thread, when each row block is an item (see below)
 #define MIN_PARALLEL_MACS (1L << 18)
@@ -131,6 +130,9 @@ static void pack_b_panel(const G3CpuKernels *kn, float *d, int tb, const float *
 int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K, const float *A, int lda,
                      const float *B, int ldb, float *C, int ldc, int accumulate) {
     const int MR = kn->sgemm_mr, NR = kn->sgemm_nr;
+    // Depth steps of equal size, at most the ISA's sgemm_kc (see kernels_cpu.h): K = 1024
+    // with 768 would be 768 + 256, and the short step pays the full pass over C.
+    int ksteps = (K + kn->sgemm_kc - 1) / kn->sgemm_kc, KC = (K + ksteps - 1) / ksteps;
     int ncmax = N < NC ? N : NC, kcmax = K < KC ? K : KC, mgmax = M < MG ? M : MG;
     int nth = (omp_in_parallel() || (long)M * N * K < MIN_PARALLEL_MACS) ? 1 : omp_get_max_threads();
     // With enough row blocks for every thread, an item is a row block across the whole

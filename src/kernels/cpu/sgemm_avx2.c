@@ -118,4 +118,5 @@ void g3_cpu_kernels_avx2_sgemm(G3CpuKernels *k) {
     k->sgemm_pack_bt = pack_bt_16;
     k->sgemm_mr = MR;
     k->sgemm_nr = NR;
+    k->sgemm_kc = 256;
 }
