@@ -38,10 +38,11 @@ fi
 # no trimming) made PyTorch 10-20% faster here on both shapes.
 TORCH_ENV="MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=1073741824"
 # And its AVX-512 kernels where the CPU has them: Debian's OpenBLAS 0.3.21 does not know Zen 5
-# and runs its AVX2 (Haswell) kernels there; SkylakeX's made PyTorch 1.4-1.6x faster on it.
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-  TORCH_ENV="$TORCH_ENV OPENBLAS_CORETYPE=SkylakeX"
-fi
+# and runs its AVX2 (Haswell) kernels there (as it does when OPENBLAS_CORETYPE=Haswell comes
+# from the environment, as it did here); SkylakeX's made PyTorch 1.4-1.6x faster on Zen 5.
+# G3_TORCH_CORETYPE picks another (empty: OpenBLAS's own choice).
+if [ -z "${G3_TORCH_CORETYPE+set}" ] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then G3_TORCH_CORETYPE=SkylakeX; fi
+if [ -n "${G3_TORCH_CORETYPE:-}" ]; then TORCH_ENV="$TORCH_ENV OPENBLAS_CORETYPE=$G3_TORCH_CORETYPE"; fi
 echo "train_peers: PyTorch runs with $TORCH_ENV"
 median() { sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
 declare -A TORCH OURS RATIO

@@ -13,8 +13,8 @@
 #include "../base/base.h"
 #include "cpu/kernels_cpu.h"
 
-#define MC 144    // rows of A per work item (a multiple of every MR): 144 KB of packed A, in L2 (512 KB)
-#define MG 1440   // rows of A packed per group (10 x MC): 1.4 MB, in L3 with B's panel
+#define MC 144    // rows of A per work item (a multiple of every MR): 144 x kc floats packed (144-288 KB), in L2
+#define MG 1440   // rows of A packed per group (10 x MC): 1.4-2.9 MB, in L3 with B's panel
 #define NC 2048   // columns of B packed per outer step: kc x NC = 2-4 MB, in L3
 #define ITEMS_PER_THREAD 3  // column chunks shrink until there are this many items per thread
 #define MIN_ROW_BLOCKS 8  // per thread, when each row block is an item (see below)
