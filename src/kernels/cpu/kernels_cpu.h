@@ -36,8 +36,9 @@ typedef struct {
     int sgemm_mr, sgemm_nr;
     // Most depth (k) per packed panel: each depth step is one pass over C, and its B
     // micro-panel (kc x NR) is what the micro-kernel rereads from L1 or L2. Zen 3 (32 KB L1,
-    // 512 KB L2) ran best at 256 with the 6 x 16 AVX2 tile; Zen 5 at 512 with 8 x 32 (a 64 KB
-    // panel, from its 1 MB L2): the (b) training products went from 357 to 417 GFLOP/s.
+    // 512 KB L2) ran best at 256 with the 6 x 16 AVX2 tile; Zen 5 (48 KB L1, 1 MB L2) at 1024
+    // with 8 x 32 (a 128 KB panel, streamed from L2): the (b) training products went from 357
+    // GFLOP/s at 256 to 417 at 512, and 1.7% faster again at 1024 (one pass over C for K = BT).
     int sgemm_kc;
 } G3CpuKernels;
 

@@ -151,5 +151,5 @@ void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k) {
     k->sgemm_pack_bt = pack_bt_32;
     k->sgemm_mr = MR;
     k->sgemm_nr = NR;
-    k->sgemm_kc = 512;
+    k->sgemm_kc = 1024;
 }
