@@ -134,8 +134,31 @@ static void adamw8_levels(void) {
     free(g);
 }
 
+// The gradient norm's AVX2 sums against the scalar ones, bit for bit: lengths that leave a
+// tail in every chunk, values over many decades.
+static void grad_norm_levels(void) {
+    if (g3_kernels_init(G3_ISA_AVX2) != G3_ISA_AVX2) { printf("grad norm levels: no AVX2 here, skipped\n"); return; }
+    G3Rng r;
+    g3_rng_seed(&r, 11);
+    int same = 1;
+    for (int64_t n = 1; n < 200000; n = n * 3 + 5) {
+        float *g = malloc(sizeof(float) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) g[i] = (float)((g3_rng_uniform(&r) - 0.5) * pow(10, 6 - 12 * g3_rng_uniform(&r)));
+        g3_kernels_init(G3_ISA_SCALAR);
+        double a = g3_grad_norm(g, n);
+        g3_kernels_init(G3_ISA_AVX2);
+        double b = g3_grad_norm(g, n);
+        same &= memcmp(&a, &b, sizeof a) == 0;
+        CHECK(a == b, "grad norm n=%lld: AVX2 %.17g, scalar %.17g", (long long)n, b, a);
+        free(g);
+    }
+    if (same) printf("grad norm: AVX2 and scalar sums agree bit for bit\n");
+    g3_kernels_init(G3_ISA_AVX512BF16);
+}
+
 int main(void) {
     adamw8_levels();
+    grad_norm_levels();
     STSet st;
     if (st_open(&st, "tests/data/adamw_ref.safetensors")) {
         fprintf(stderr, "%s\n", g3_error());
