@@ -87,6 +87,51 @@ static void test_matmul(G3Isa isa) {
             }
 }
 
+// A test epilogue: counts the visits of every element of C and adds 1000 to it, so that a
+// missed, repeated or early (before the last depth step) visit shows in C or in the counts.
+typedef struct {
+    float *C;
+    int *seen, N;
+} EpiCheck;
+static void epi_check(void *ctx, int i0, int j0, int m, int n) {
+    EpiCheck *e = ctx;
+    for (int i = i0; i < i0 + m; i++)
+        for (int j = j0; j < j0 + n; j++) {
+#pragma omp atomic
+            e->seen[(size_t)i * e->N + j]++;
+            e->C[(size_t)i * e->N + j] += 1000.0f;
+        }
+}
+static void epi_prefetch(void *ctx, int i0, int j0, int m, int n) { (void)ctx, (void)i0, (void)j0, (void)m, (void)n; }
+
+static void test_sgemm_epi(G3Isa isa) {
+    static const int sizes[][3] = {{1, 1, 1}, {3, 40, 17}, {2, 9, 30}, {97, 130, 300}, {40, 70, 2500}, {300, 600, 64}, {5, 7, 0}};
+    for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
+        int M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+        for (int ta = 0; ta <= 1; ta++)
+            for (int tb = 0; tb <= 1; tb++) {
+                int acc = (ta + tb + s) & 1;
+                float *A = malloc(((size_t)M * K + 1) * 4), *B = malloc(((size_t)K * N + 1) * 4);
+                float *C = malloc((size_t)M * N * 4), *Cr = malloc((size_t)M * N * 4);
+                int *seen = calloc((size_t)M * N, sizeof(int));
+                for (long i = 0; i < (long)M * K; i++) A[i] = frand();
+                for (long i = 0; i < (long)K * N; i++) B[i] = frand();
+                for (long i = 0; i < (long)M * N; i++) C[i] = Cr[i] = frand();
+                EpiCheck ec = {C, seen, N};
+                G3SgemmEpilogue epi = {epi_check, s & 1 ? epi_prefetch : NULL, &ec};
+                g3_sgemm_epi(ta, tb, M, N, K, A, B, C, acc, &epi);
+                g3_sgemm_ref(ta, tb, M, N, K, A, B, Cr, acc);
+                for (long i = 0; i < (long)M * N; i++) Cr[i] += 1000.0f;
+                int once = 1;
+                for (long i = 0; i < (long)M * N; i++) once &= seen[i] == 1;
+                double e = rel_err(C, Cr, (long)M * N);
+                CHECK(once && e < 1e-6, "%s sgemm_epi ta=%d tb=%d acc=%d M=%d N=%d K=%d: %s, rel err %g", g3_isa_name(isa), ta, tb,
+                      acc, M, N, K, once ? "each element once" : "elements missed or repeated", e);
+                free(A), free(B), free(C), free(Cr), free(seen);
+            }
+    }
+}
+
 static void test_sgemm(G3Isa isa) {
     static const int sizes[][3] = {{1, 1, 1}, {1, 17, 33}, {5, 1, 7}, {7, 9, 1}, {13, 31, 40}, {33, 65, 17},
                                    {3, 20, 50}, {64, 64, 64}, {97, 130, 300}, {200, 37, 513}, {8, 32, 256},
@@ -175,6 +220,7 @@ int main(void) {
         CHECK(g3_kernels_init((G3Isa)isa) == (G3Isa)isa, "init %s", g3_isa_name((G3Isa)isa));
         test_matmul((G3Isa)isa);
         test_sgemm((G3Isa)isa);
+        test_sgemm_epi((G3Isa)isa);
         test_threaded((G3Isa)isa);
     }
     g3_kernels_init(top);

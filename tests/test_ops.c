@@ -142,13 +142,50 @@ static void run_level(int level) {
     CHECK(none[0] == 0 && none[4] == 0, "softmax of an all-masked row is all zero (level %d)", level);
 }
 
+// GeGLU as the epilogue of the MLP's products (train_pass.c) against the product followed
+// by the separate GeGLU pass: the same bits, forward (a, u) and backward (a, dg, du), on a
+// size the GEMM splits across threads and one it runs on a single thread.
+static void test_geglu_epi(const char *level) {
+    static const int shapes[][3] = {{300, 200, 64}, {13, 45, 7}};  // rows, F, C
+    unsigned seed = 99;
+    for (int s = 0; s < 2; s++) {
+        int M = shapes[s][0], F = shapes[s][1], C = shapes[s][2];
+        size_t mf = (size_t)M * F;
+        float *xn = malloc((size_t)M * C * 4), *wu = malloc((size_t)F * C * 4), *wd = malloc((size_t)C * F * 4);
+        float *dmo = malloc((size_t)M * C * 4), *g = malloc(mf * 4), *o[10];
+        for (int k = 0; k < 10; k++) o[k] = malloc(mf * 4);
+        for (size_t i = 0; i < (size_t)M * C; i++) xn[i] = frand(&seed), dmo[i] = frand(&seed);
+        for (size_t i = 0; i < (size_t)F * C; i++) wu[i] = 0.3f * frand(&seed), wd[i] = 0.3f * frand(&seed);
+        for (size_t i = 0; i < mf; i++) g[i] = 4 * frand(&seed);
+        // forward: o0 = u, o1 = a fused; o2 = u, o3 = a apart
+        G3GegluEpi fe = {.a = o[1], .g = g, .u = o[0], .ld = F};
+        g3_sgemm_epi(0, 1, M, F, C, xn, wu, o[0], 0, &(G3SgemmEpilogue){g3_geglu_epi, g3_geglu_epi_prefetch, &fe});
+        g3_sgemm(0, 1, M, F, C, xn, wu, o[2], 0);
+        g3_geglu_forward(o[3], g, o[2], (long)mf, 0);
+        int fwd = !memcmp(o[0], o[2], mf * 4) && !memcmp(o[1], o[3], mf * 4);
+        // backward: o4 = dg, o5 = du, o6 = a fused; o7, o8, o9 apart (u = o0)
+        G3GegluEpi be = {.a = o[6], .dg = o[4], .du = o[5], .g = g, .u = o[0], .ld = F};
+        g3_sgemm_epi(0, 0, M, F, C, dmo, wd, o[4], 0, &(G3SgemmEpilogue){g3_geglu_epi, NULL, &be});
+        g3_sgemm(0, 0, M, F, C, dmo, wd, o[7], 0);
+        g3_geglu_forward(o[9], g, o[0], (long)mf, 0);
+        g3_geglu_backward(o[7], o[8], o[7], g, o[0], (long)mf, 0);
+        int bwd = !memcmp(o[4], o[7], mf * 4) && !memcmp(o[5], o[8], mf * 4) && !memcmp(o[6], o[9], mf * 4);
+        CHECK(fwd && bwd, "%s: GeGLU epilogue M=%d F=%d C=%d: forward %s, backward %s", level, M, F, C,
+              fwd ? "same bits" : "DIFFERS", bwd ? "same bits" : "DIFFERS");
+        for (int k = 0; k < 10; k++) free(o[k]);
+        free(xn), free(wu), free(wd), free(dmo), free(g);
+    }
+}
+
 int main(void) {
+    if (g3_kernels_init(G3_ISA_SCALAR) == G3_ISA_SCALAR) test_geglu_epi("scalar");
     // every SIMD level this CPU has (AVX-512, AVX2 + FMA) against the scalar references
     for (int level = 2; level >= 1; level--) {
         G3Isa want = level == 2 ? G3_ISA_AVX512 : G3_ISA_AVX2;
         if (g3_kernels_init(want) != want || g3_ops_isa() != level) continue;
         printf("row-wise kernels at level %d (%s)\n", level, level == 2 ? "avx512" : "avx2");
         run_level(level);
+        test_geglu_epi(level == 2 ? "avx512" : "avx2");
     }
     return check_done();
 }

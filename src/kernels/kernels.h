@@ -37,6 +37,21 @@ void g3_sgemm(int ta, int tb, int M, int N, int K, const float *A, const float *
 void g3_sgemm_ld(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                  int accumulate);
 
+// An epilogue for g3_sgemm_epi: fn(ctx, i0, j0, m, n) is called once for each block of C
+// (rows [i0, i0 + m), columns [j0, j0 + n)) after the block holds its final value, while it
+// is still in cache, by the thread that computed it; the blocks are disjoint and cover C, and
+// blocks may be handled by several threads at once. prefetch (may be NULL) is called with a
+// block before it is computed, to start fetching what fn will read. Element-wise work on a
+// product's output (GeGLU after the MLP's projections) then costs no pass over memory.
+typedef struct G3SgemmEpilogue {
+    void (*fn)(void *ctx, int i0, int j0, int m, int n);
+    void (*prefetch)(void *ctx, int i0, int j0, int m, int n);
+    void *ctx;
+} G3SgemmEpilogue;
+// g3_sgemm, then epi over all of C (epi NULL: g3_sgemm).
+void g3_sgemm_epi(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
+                  const G3SgemmEpilogue *epi);
+
 // Scalar references, exported for the tests and for anyone who wants the ground truth.
 void g3_matmul_ref(float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, int fast);
 void g3_sgemm_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);

@@ -12,6 +12,7 @@
 
 #include "../base/base.h"
 #include "cpu/kernels_cpu.h"
+#include "kernels.h"
 
 #define MC 144    // rows of A per work item (a multiple of every MR): 144 x kc floats packed (144-288 KB), in L2
 #define MG 1440   // rows of A packed per group (10 x MC): 1.4-2.9 MB, in L3 with B's panel
@@ -128,7 +129,7 @@ static void pack_b_panel(const G3CpuKernels *kn, float *d, int tb, const float *
 }
 
 int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K, const float *A, int lda,
-                     const float *B, int ldb, float *C, int ldc, int accumulate) {
+                     const float *B, int ldb, float *C, int ldc, int accumulate, const G3SgemmEpilogue *epi) {
     const int MR = kn->sgemm_mr, NR = kn->sgemm_nr;
     // Depth steps of equal size, at most the ISA's sgemm_kc (see kernels_cpu.h): K = 1024
     // with 768 would be 768 + 256, and the short step pays the full pass over C.
@@ -157,6 +158,7 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
             int acc = pc > 0 || accumulate;
+            const G3SgemmEpilogue *last = pc + kc >= K ? epi : NULL;  // tiles are final in the last depth step
 #pragma omp for schedule(static)
             for (int p = 0; p < npanels; p++) {
                 int nr = nc - p * NR < NR ? nc - p * NR : NR;
@@ -204,9 +206,12 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
                         const float *b = bp + (size_t)((jj + jr) / NR) * NR * kc;
                         for (int ir = 0; ir < mc; ir += MR) {
                             int mr = mc - ir < MR ? mc - ir : MR;
-                            float *c = C + (size_t)(ig + ic + ir) * ldc + jc + jj + jr;
-                            if (raw_a) kn->sgemm_micro_rowa(kc, A + (size_t)(ig + ic + ir) * lda + pc, lda, b, c, ldc, mr, nr, acc);
+                            int i0 = ig + ic + ir, j0 = jc + jj + jr;
+                            float *c = C + (size_t)i0 * ldc + j0;
+                            if (last && last->prefetch) last->prefetch(last->ctx, i0, j0, mr, nr);
+                            if (raw_a) kn->sgemm_micro_rowa(kc, A + (size_t)i0 * lda + pc, lda, b, c, ldc, mr, nr, acc);
                             else kn->sgemm_micro(kc, a + (size_t)ir * kc, b, c, ldc, mr, nr, acc);
+                            if (last) last->fn(last->ctx, i0, j0, mr, nr);
                         }
                     }
                 }

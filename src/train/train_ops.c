@@ -541,26 +541,39 @@ void g3_geglu_backward_ref(float *dg, float *du, const float *da, const float *g
 // The tanh form through s = sigmoid(2u) = (1 + tanh u) / 2, u = k (x + c x^3), one exp512
 // per element: gelu = x s, gelu' = s + 2 x s (1 - s) k (1 + 3 c x^2). libm's tanhf was a
 // quarter of a training step.
-AVX512 static void geglu_tanh_fb_avx512(float *a, float *dg, float *du, const float *da, const float *g,
-                                                                    const float *u, long n) {
+AVX512 static inline __attribute__((always_inline)) void geglu_tanh_16(float *a, float *dg, float *du, const float *da,
+                                                                        const float *g, const float *u, __mmask16 m, int tail) {
     const __m512 k = _mm512_set1_ps(0.7978845608028654f), c = _mm512_set1_ps(0.044715f), c3 = _mm512_set1_ps(3 * 0.044715f);
     const __m512 one = _mm512_set1_ps(1.0f), m2k = _mm512_set1_ps(-2.0f * 0.7978845608028654f), two = _mm512_set1_ps(2.0f);
-    for (long i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
-        __m512 x = _mm512_maskz_loadu_ps(m, g + i), x2 = _mm512_mul_ps(x, x), uu = _mm512_maskz_loadu_ps(m, u + i);
-        __m512 e = exp512(_mm512_mul_ps(m2k, _mm512_fmadd_ps(_mm512_mul_ps(c, x2), x, x)));  // e^(-2u)
-        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
-        __m512 f = _mm512_mul_ps(x, s);
-        if (a) {
-            _mm512_mask_storeu_ps(a + i, m, _mm512_mul_ps(f, uu));
-            continue;
-        }
-        __m512 ds = _mm512_mul_ps(_mm512_mul_ps(two, x), _mm512_mul_ps(_mm512_mul_ps(s, s), e));  // s (1 - s) = e s^2, no cancellation
-        __m512 df = _mm512_fmadd_ps(ds, _mm512_mul_ps(k, _mm512_fmadd_ps(c3, x2, one)), s);
-        __m512 d = _mm512_maskz_loadu_ps(m, da + i);
-        _mm512_mask_storeu_ps(dg + i, m, _mm512_mul_ps(_mm512_mul_ps(d, uu), df));
-        _mm512_mask_storeu_ps(du + i, m, _mm512_mul_ps(d, f));
+    __m512 x = tail ? _mm512_maskz_loadu_ps(m, g) : _mm512_loadu_ps(g), uu = tail ? _mm512_maskz_loadu_ps(m, u) : _mm512_loadu_ps(u);
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 e = exp512(_mm512_mul_ps(m2k, _mm512_fmadd_ps(_mm512_mul_ps(c, x2), x, x)));  // e^(-2u)
+    __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    __m512 f = _mm512_mul_ps(x, s);
+    if (a) {
+        if (tail) _mm512_mask_storeu_ps(a, m, _mm512_mul_ps(f, uu));
+        else _mm512_storeu_ps(a, _mm512_mul_ps(f, uu));
     }
+    if (!dg) return;
+    __m512 ds = _mm512_mul_ps(_mm512_mul_ps(two, x), _mm512_mul_ps(_mm512_mul_ps(s, s), e));  // s (1 - s) = e s^2, no cancellation
+    __m512 df = _mm512_fmadd_ps(ds, _mm512_mul_ps(k, _mm512_fmadd_ps(c3, x2, one)), s);
+    __m512 d = tail ? _mm512_maskz_loadu_ps(m, da) : _mm512_loadu_ps(da);
+    __m512 vg = _mm512_mul_ps(_mm512_mul_ps(d, uu), df), vu = _mm512_mul_ps(d, f);
+    if (tail) _mm512_mask_storeu_ps(dg, m, vg), _mm512_mask_storeu_ps(du, m, vu);
+    else _mm512_storeu_ps(dg, vg), _mm512_storeu_ps(du, vu);
+}
+
+// The tanh form through s = sigmoid(2u) = (1 + tanh u) / 2, u = k (x + c x^3), one exp512
+// per element: gelu = x s, gelu' = s + 2 x s (1 - s) k (1 + 3 c x^2). libm's tanhf was a
+// quarter of a training step. Whole vectors use plain loads and stores, the tail masked ones.
+AVX512 static void geglu_tanh_fb_avx512(float *a, float *dg, float *du, const float *da, const float *g,
+                                                                    const float *u, long n) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16)
+        geglu_tanh_16(a ? a + i : NULL, dg ? dg + i : NULL, dg ? du + i : NULL, dg ? da + i : NULL, g + i, u + i, 0xffff, 0);
+    if (i < n)
+        geglu_tanh_16(a ? a + i : NULL, dg ? dg + i : NULL, dg ? du + i : NULL, dg ? da + i : NULL, g + i, u + i,
+                      (__mmask16)((1u << (n - i)) - 1), 1);
 }
 
 // The same in 8 lanes with AVX2 + FMA. Whole vectors use plain loads and stores: on Zen,
@@ -577,8 +590,8 @@ AVX2 static inline void geglu_tanh_8(float *a, float *dg, float *du, const float
     if (a) {
         if (tail) _mm256_maskstore_ps(a, m, _mm256_mul_ps(f, uu));
         else _mm256_storeu_ps(a, _mm256_mul_ps(f, uu));
-        return;
     }
+    if (!dg) return;
     __m256 ds = _mm256_mul_ps(_mm256_mul_ps(two, x), _mm256_mul_ps(_mm256_mul_ps(s, s), e));
     __m256 df = _mm256_fmadd_ps(ds, _mm256_mul_ps(k, _mm256_fmadd_ps(c3, x2, one)), s);
     __m256 d = tail ? _mm256_maskload_ps(da, m) : _mm256_loadu_ps(da);
@@ -609,6 +622,19 @@ AVX2 static void geglu_tanh_fb_avx2(float *a, float *dg, float *du, const float 
 // only the scalar reference.
 static int fast_tanh(int erf_form) { return erf_form ? 0 : g3_ops_isa(); }
 
+// One serial span: a = gelu(g) u where a is non-NULL, and dg, du from da where dg is
+// non-NULL (dg may be da). Every element is computed on its own, so a span's results are
+// the same bits however the elements are grouped into spans.
+static void geglu_span(float *a, float *dg, float *du, const float *da, const float *g, const float *u, long n,
+                       int erf_form, int fast) {
+    if (fast == 2) geglu_tanh_fb_avx512(a, dg, du, da, g, u, n);
+    else if (fast == 1) geglu_tanh_fb_avx2(a, dg, du, da, g, u, n);
+    else {
+        if (a) g3_geglu_forward_ref(a, g, u, n, erf_form);
+        if (dg) g3_geglu_backward_ref(dg, du, da, g, u, n, erf_form);
+    }
+}
+
 #define GEGLU_CHUNK 16384  // contiguous elements per thread task
 
 void g3_geglu_forward(float *a, const float *g, const float *u, long n, int erf_form) {
@@ -617,9 +643,7 @@ void g3_geglu_forward(float *a, const float *g, const float *u, long n, int erf_
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (long ch = 0; ch < nch; ch++) {
         long o = ch * GEGLU_CHUNK, len = G3_MIN(GEGLU_CHUNK, n - o);
-        if (fast == 2) geglu_tanh_fb_avx512(a + o, NULL, NULL, NULL, g + o, u + o, len);
-        else if (fast == 1) geglu_tanh_fb_avx2(a + o, NULL, NULL, NULL, g + o, u + o, len);
-        else g3_geglu_forward_ref(a + o, g + o, u + o, len, erf_form);
+        geglu_span(a + o, NULL, NULL, NULL, g + o, u + o, len, erf_form, fast);
     }
 }
 
@@ -629,10 +653,30 @@ void g3_geglu_backward(float *dg, float *du, const float *da, const float *g, co
 #pragma omp parallel for if (n > 65536) schedule(static)
     for (long ch = 0; ch < nch; ch++) {
         long o = ch * GEGLU_CHUNK, len = G3_MIN(GEGLU_CHUNK, n - o);
-        if (fast == 2) geglu_tanh_fb_avx512(NULL, dg + o, du + o, da + o, g + o, u + o, len);
-        else if (fast == 1) geglu_tanh_fb_avx2(NULL, dg + o, du + o, da + o, g + o, u + o, len);
-        else g3_geglu_backward_ref(dg + o, du + o, da + o, g + o, u + o, len, erf_form);
+        geglu_span(NULL, dg + o, du + o, da + o, g + o, u + o, len, erf_form, fast);
     }
+}
+
+void g3_geglu_epi(void *ctx, int i0, int j0, int m, int n) {
+    const G3GegluEpi *e = ctx;
+    int fast = fast_tanh(e->erf_form);
+    for (int i = i0; i < i0 + m; i++) {
+        size_t o = (size_t)i * e->ld + j0;
+        geglu_span(e->a ? e->a + o : NULL, e->dg ? e->dg + o : NULL, e->dg ? e->du + o : NULL, e->dg ? e->dg + o : NULL,
+                   e->g + o, e->u + o, n, e->erf_form, fast);
+    }
+}
+
+// The block's g (and, in the backward, u) come from memory, written long before: fetched
+// while the product computes the block, they are in cache when g3_geglu_epi runs.
+void g3_geglu_epi_prefetch(void *ctx, int i0, int j0, int m, int n) {
+    const G3GegluEpi *e = ctx;
+    for (int i = i0; i < i0 + m; i++)
+        for (int j = j0; j < j0 + n; j += 16) {
+            size_t o = (size_t)i * e->ld + j;
+            __builtin_prefetch(e->g + o);
+            if (e->dg) __builtin_prefetch(e->u + o);
+        }
 }
 
 // ---- softcap ----

@@ -52,7 +52,10 @@ void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k);
 
 // The sgemm driver (sgemm.c): blocking, packing and threading around a micro-kernel.
 // Returns -1 (and computes nothing) if its packing buffers cannot be allocated.
+// epi (may be NULL): see g3_sgemm_epi in kernels.h; run on each micro-tile after its last
+// depth step.
+struct G3SgemmEpilogue;
 int g3_sgemm_blocked(const G3CpuKernels *k, int ta, int tb, int M, int N, int K, const float *A, int lda,
-                     const float *B, int ldb, float *C, int ldc, int accumulate);
+                     const float *B, int ldb, float *C, int ldc, int accumulate, const struct G3SgemmEpilogue *epi);
 
 #endif
