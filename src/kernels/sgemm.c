@@ -14,9 +14,9 @@
 #include "cpu/kernels_cpu.h"
 #include "kernels.h"
 
-#define MC 144    // rows of A per work item (a multiple of every MR): 144 x kc floats packed (144-288 KB), in L2
-#define MG 1440   // rows of A packed per group (10 x MC): 1.4-2.9 MB, in L3 with B's panel
-#define NC 2048   // columns of B packed per outer step: kc x NC = 2-4 MB, in L3
+#define MC 144    // rows of A per work item (a multiple of every MR): 144 x kc floats packed (144-576 KB), in L2
+#define MG 1440   // rows of A packed per group (10 x MC): 1.4-5.8 MB, in L3 with B's panel
+#define NC 2048   // columns of B packed per outer step: kc x NC = 2-8 MB, in L3
 #define ITEMS_PER_THREAD 3  // column chunks shrink until there are this many items per thread
 #define MIN_ROW_BLOCKS 8  // per thread, when each row block is an item (see below)
 #define MIN_PARALLEL_MACS (1L << 18)

@@ -13,6 +13,8 @@
 
 // The tile's body for A read as a[r * rs + k * ks]: packed (rs 1, ks MR) or in place in a
 // row-major A (rs lda, ks 1), where the rows past mr point at row 0 (their sums are dropped).
+// In place is told by ks = 1, not rs: with K = 1, lda is 1 too (the rows past mr were read
+// past the end of A, which AddressSanitizer caught at M = K = 1).
 TGT static inline __attribute__((always_inline)) void tile_6x16(int K, const float *a, size_t rs, size_t ks, const float *b,
                                                                  float *c, int ldc, int mr, int nr, int accumulate) {
     __m256 acc[MR][2];
@@ -27,7 +29,7 @@ TGT static inline __attribute__((always_inline)) void tile_6x16(int K, const flo
     }
     const float *ar[MR];
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) ar[r] = a + (rs == 1 || r < mr ? r : 0) * rs;  // packed: zero-padded rows
+    for (int r = 0; r < MR; r++) ar[r] = a + (ks != 1 || r < mr ? r : 0) * rs;  // packed (ks = MR): zero-padded rows
     for (int k = 0; k < K; k++) {
         __m256 b0 = _mm256_loadu_ps(b + (size_t)k * NR), b1 = _mm256_loadu_ps(b + (size_t)k * NR + 8);
 #pragma GCC unroll 8
