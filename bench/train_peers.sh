@@ -9,7 +9,9 @@
 # prints every mode (checkpointing, 8-bit AdamW) with memory, its ratios against PyTorch's
 # median (G3_TORCH_TRAIN). A PyTorch that cannot be had is reported and skipped (bench_train
 # still runs), never failing `make bench`.
-# Usage: train_peers.sh [steps [rounds]]   (defaults 5 and 3; G3_TORCH_DTYPES=f32,bf16 adds bf16)
+# PyTorch runs at its best: malloc tuned, and OpenBLAS's AVX-512 kernels where the CPU has them.
+# Usage: train_peers.sh [steps [rounds]]   (defaults 5 and 3; G3_TORCH_DTYPES=f32,bf16 adds bf16;
+#        G3_TORCH_CORETYPE=NAME sets OpenBLAS's kernels, empty for its own choice)
 set -u
 BUILD=${BUILD:-build/rel}
 BENCH=$BUILD/bench/bench_train
