@@ -160,30 +160,112 @@ AVX2 static void rmsnorm_dx_row_avx2(float *dxr, const float *dyr, const float *
     }
 }
 
+// AVX-512 versions: the same sums in 8 double lanes a vector, the same float products.
+// Widening to double is the cost here (the rows are in cache): 16 floats a step instead of 8.
+AVX512 static inline __m512d lo_pd16(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+AVX512 static inline __m512d hi_pd16(__m512 v) {
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+AVX512 static float rmsnorm_row_avx512(float *yr, const float *xr, const float *w, int n, float eps) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(xr + i);
+        __m512d l = lo_pd16(v), h = hi_pd16(v);
+        a0 = _mm512_fmadd_pd(l, l, a0);
+        a1 = _mm512_fmadd_pd(h, h, a1);
+    }
+    double ss = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+    for (int j = i; j < n; j++) ss += (double)xr[j] * xr[j];
+    float rs = (float)(1.0 / sqrt(ss / n + eps));
+    __m512 vrs = _mm512_set1_ps(rs);
+    for (i = 0; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(yr + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(xr + i), vrs), _mm512_add_ps(one, _mm512_loadu_ps(w + i))));
+    for (; i < n; i++) yr[i] = xr[i] * rs * (1.0f + w[i]);
+    return rs;
+}
+
+// dw[0, DW_CB) += sum over rows of dy * x * rstd, for the DW_CB = 32 columns at dy, x (stride n).
+AVX512 static void rmsnorm_dw_block_avx512(float *dw, const float *dy, const float *x, const float *rstd, int rows, int n) {
+    __m512d acc[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+    for (int r = 0; r < rows; r++) {
+        const float *dyr = dy + (long)r * n, *xr = x + (long)r * n;
+        __m512d rs = _mm512_set1_pd(rstd[r]);
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++) {
+            __m512 d = _mm512_loadu_ps(dyr + 16 * k), v = _mm512_loadu_ps(xr + 16 * k);
+            acc[2 * k] = _mm512_fmadd_pd(_mm512_mul_pd(lo_pd16(d), lo_pd16(v)), rs, acc[2 * k]);
+            acc[2 * k + 1] = _mm512_fmadd_pd(_mm512_mul_pd(hi_pd16(d), hi_pd16(v)), rs, acc[2 * k + 1]);
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        double l[8];
+        _mm512_storeu_pd(l, acc[k]);
+        for (int j = 0; j < 8; j++) dw[8 * k + j] += (float)l[j];
+    }
+}
+
+AVX512 static void rmsnorm_dx_row_avx512(float *dxr, const float *dyr, const float *xr, const float *w, float rs, int n,
+                                         int accumulate) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_loadu_ps(dyr + i), w1 = _mm512_add_ps(one, _mm512_loadu_ps(w + i)), v = _mm512_loadu_ps(xr + i);
+        s0 = _mm512_fmadd_pd(_mm512_mul_pd(lo_pd16(d), lo_pd16(w1)), lo_pd16(v), s0);
+        s1 = _mm512_fmadd_pd(_mm512_mul_pd(hi_pd16(d), hi_pd16(w1)), hi_pd16(v), s1);
+    }
+    double s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    for (int j = i; j < n; j++) s += (double)dyr[j] * (1.0f + w[j]) * xr[j];
+    float c = (float)(s * rs * rs * rs / n);
+    __m512 vrs = _mm512_set1_ps(rs), vc = _mm512_set1_ps(c);
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(vrs, _mm512_loadu_ps(dyr + i)), _mm512_add_ps(one, _mm512_loadu_ps(w + i))),
+                                 _mm512_mul_ps(_mm512_loadu_ps(xr + i), vc));
+        if (accumulate) g = _mm512_add_ps(_mm512_loadu_ps(dxr + i), g);
+        _mm512_storeu_ps(dxr + i, g);
+    }
+    for (; i < n; i++) {
+        float g = rs * dyr[i] * (1.0f + w[i]) - xr[i] * c;
+        dxr[i] = accumulate ? dxr[i] + g : g;
+    }
+}
+
 void g3_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps) {
-    if (g3_ops_isa() < 1) {
+    int isa = g3_ops_isa();
+    if (isa < 1) {
         g3_rmsnorm_forward_ref(y, rstd, x, w, rows, n, eps);
         return;
     }
 #pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
-    for (int r = 0; r < rows; r++) rstd[r] = rmsnorm_row_avx2(y + (long)r * n, x + (long)r * n, w, n, eps);
+    for (int r = 0; r < rows; r++)
+        rstd[r] = isa >= 2 ? rmsnorm_row_avx512(y + (long)r * n, x + (long)r * n, w, n, eps)
+                           : rmsnorm_row_avx2(y + (long)r * n, x + (long)r * n, w, n, eps);
 }
 
 void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
                          int rows, int n, int accumulate) {
-    if (g3_ops_isa() < 1) {
+    int isa = g3_ops_isa();
+    if (isa < 1) {
         g3_rmsnorm_backward_ref(dx, dw, dy, x, w, rstd, rows, n, accumulate);
         return;
     }
 #pragma omp parallel for if ((long)rows * n > 32768) schedule(static)
     for (int i0 = 0; i0 < n; i0 += DW_CB) {
         int nb = G3_MIN(DW_CB, n - i0);
-        if (nb == DW_CB) rmsnorm_dw_block_avx2(dw + i0, dy + i0, x + i0, rstd, rows, n);
+        if (nb == DW_CB && isa >= 2) rmsnorm_dw_block_avx512(dw + i0, dy + i0, x + i0, rstd, rows, n);
+        else if (nb == DW_CB) rmsnorm_dw_block_avx2(dw + i0, dy + i0, x + i0, rstd, rows, n);
         else rmsnorm_dw_block(dw + i0, dy + i0, x + i0, rstd, rows, n, nb);  // the last, partial block
     }
 #pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
-    for (int r = 0; r < rows; r++)
-        rmsnorm_dx_row_avx2(dx + (long)r * n, dy + (long)r * n, x + (long)r * n, w, rstd[r], n, accumulate);
+    for (int r = 0; r < rows; r++) {
+        float *dxr = dx + (long)r * n;
+        const float *dyr = dy + (long)r * n, *xr = x + (long)r * n;
+        if (isa >= 2) rmsnorm_dx_row_avx512(dxr, dyr, xr, w, rstd[r], n, accumulate);
+        else rmsnorm_dx_row_avx2(dxr, dyr, xr, w, rstd[r], n, accumulate);
+    }
 }
 
 // ---- RoPE ----
