@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "kernels/kernels.h"
 #include "kernels/ops.h"
 #include "train/train_ops.h"
 
@@ -329,9 +330,17 @@ int main(void) {
     test_attention(3, 0);
     test_attention(0, 1.5);
     test_attention(4, 2.0);
-    test_attention_blocks(0, 0);
-    test_attention_blocks(40, 0);
-    test_attention_blocks(70, 5.0f);
+    // the blocked attention at every SIMD level this CPU has (its softmax rows have one
+    // version per level), then at the best again for the rest
+    static const G3Isa levels[] = {G3_ISA_AVX2, G3_ISA_AVX512};
+    for (int i = 0; i < 2; i++) {
+        if (g3_kernels_init(levels[i]) != levels[i]) continue;
+        printf("attention blocks at %s\n", g3_isa_name(levels[i]));
+        test_attention_blocks(0, 0);
+        test_attention_blocks(40, 0);
+        test_attention_blocks(70, 5.0f);
+    }
+    g3_kernels_init(G3_ISA_AVX512BF16);
     test_geglu(0);
     test_geglu(1);
     test_softcap();
