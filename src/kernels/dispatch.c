@@ -159,39 +159,37 @@ void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K
 // ---- sgemm ----
 
 // The general case, any strides: K = 0 gives zeros (or leaves C when accumulating); the
-// blocked driver, or the reference if it cannot get its packing buffers.
-static void sgemm_strided(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                          int ldc, int accumulate, const G3SgemmEpilogue *epi) {
-    if (M <= 0 || N <= 0) return;
+// blocked driver, or the reference if it cannot get its packing buffers. Returns 1 if the
+// driver ran epi tile by tile, 0 if the caller still has to run it over C.
+static int sgemm_strided(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                         int ldc, int accumulate, const G3SgemmEpilogue *epi) {
+    if (M <= 0 || N <= 0) return 1;  // no C: nothing for an epilogue
     if (K <= 0) {
         if (!accumulate)
             for (int m = 0; m < M; m++) memset(C + (size_t)m * ldc, 0, (size_t)N * sizeof(float));
-    } else if (kern.sgemm_micro && g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epi) == 0) {
-        return;  // the driver ran the epilogue tile by tile
-    } else {
-        g3_sgemm_ld_ref(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+        return 0;
     }
-    if (epi) epi->fn(epi->ctx, 0, 0, M, N);
+    if (kern.sgemm_micro && g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epi) == 0) return 1;
+    g3_sgemm_ld_ref(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    return 0;
 }
 
 void g3_sgemm_epi(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
                   const G3SgemmEpilogue *epi) {
     ensure_init();
-    if (M > 0 && N > 0 && K > 0) {
-        // A few rows times a weight-like [N, K] matrix is a matrix-vector product (attention
-        // scores in decode): the matmul kernel reads B once, where packing would copy it.
-        if (!ta && tb && !accumulate && M <= 4) {
-            g3_matmul(C, A, B, G3_F32, M, K, N, 0);
-            if (epi) epi->fn(epi->ctx, 0, 0, M, N);
-            return;
-        }
-        if (!tb && M <= 4 && kern.sgemm_small_m) {  // and P . V: stream V once, unpacked
-            kern.sgemm_small_m(ta, M, N, K, A, B, C, accumulate);
-            if (epi) epi->fn(epi->ctx, 0, 0, M, N);
-            return;
-        }
+    int done;
+    // A few rows times a weight-like [N, K] matrix is a matrix-vector product (attention
+    // scores in decode): the matmul kernel reads B once, where packing would copy it.
+    if (M > 0 && N > 0 && K > 0 && !ta && tb && !accumulate && M <= 4) {
+        g3_matmul(C, A, B, G3_F32, M, K, N, 0);
+        done = 0;
+    } else if (M > 0 && N > 0 && K > 0 && !tb && M <= 4 && kern.sgemm_small_m) {  // and P . V: stream V once, unpacked
+        kern.sgemm_small_m(ta, M, N, K, A, B, C, accumulate);
+        done = 0;
+    } else {
+        done = sgemm_strided(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate, epi);
     }
-    sgemm_strided(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate, epi);
+    if (epi && !done) epi->fn(epi->ctx, 0, 0, M, N);
 }
 
 void g3_sgemm(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {

@@ -66,7 +66,6 @@ void g3_attention_backward_ref(float *dq, float *dk, float *dv, float *dkh, floa
 void g3_geglu_forward(float *a, const float *g, const float *u, long n, int erf_form);
 // dg = da * u * act'(g), du = da * act(g) (overwritten).
 void g3_geglu_backward(float *dg, float *du, const float *da, const float *g, const float *u, long n, int erf_form);
-// scalar references (libm tanhf/erff) of the two above
 // GeGLU as an epilogue of the product that makes its input (G3SgemmEpilogue, kernels.h), on
 // [rows, ld] matrices: forward (dg NULL) after u = xn . Wu^T: a = gelu(g) u from the block of
 // u still in cache; backward after da = dmo . Wd with dg as the product's C: a (recomputed,
@@ -78,6 +77,7 @@ typedef struct {
 } G3GegluEpi;
 void g3_geglu_epi(void *ctx, int i0, int j0, int m, int n);
 void g3_geglu_epi_prefetch(void *ctx, int i0, int j0, int m, int n);
+// scalar references (libm tanhf/erff) of g3_geglu_forward/backward
 void g3_geglu_forward_ref(float *a, const float *g, const float *u, long n, int erf_form);
 void g3_geglu_backward_ref(float *dg, float *du, const float *da, const float *g, const float *u, long n, int erf_form);
 

@@ -1,7 +1,7 @@
 // sgemm_avx512.c: the AVX-512 f32 micro-kernel of the blocked GEMM (sgemm.c): an 8 x 32
 // tile of C in 16 zmm accumulators; per step of k, two vectors of the packed B panel and
-// eight broadcasts of the packed A panel (or of A in place). Edges (mr < 8, nr < 32) are handled by masked
-// loads and stores of C, so the packed panels are the only thing padded.
+// eight broadcasts of the packed A panel (or of A in place). Edges (mr < 8, nr < 32) are
+// handled by masked loads and stores of C, so the packed panels are the only thing padded.
 #include <immintrin.h>
 
 #include "kernels_cpu.h"
