@@ -8,7 +8,8 @@
 //   3. prefill GEMM (T = 512) over the layer shapes: GFLOP/s, % of the measured peak of
 //      vdpbf16ps (fast) or f32 FMA (exact) from a register-only loop, and the prefill
 //      tokens/s this projects for the 1B model's matrix work (attention excluded);
-//   4. sgemm on a training shape, GFLOP/s against the f32 FMA peak.
+//   4. sgemm on a training shape, GFLOP/s against the f32 FMA peak; and g3_gemm_bf16 against
+//      the bf16 one.
 // Weights are random and filled once. Timings on a shared machine are noisy: look at the
 // medians. Usage: bench_kernels [reps] (default 7).
 #include <immintrin.h>
@@ -212,9 +213,11 @@ static void bench_prefill(int reps, double peak_bf16, double peak_f32) {
 
 // ---- 4. sgemm ----
 
-static void bench_sgemm(int reps, double peak_f32) {
+// bf16: g3_gemm_bf16 (training's bf16 mode) against the vdpbf16ps peak (the f32 one where
+// the CPU has no bf16 dot product, as the products then run on f32 FMA).
+static void bench_sgemm(int reps, double peak, int bf16) {
     static const int shapes[][3] = {{4096, 1024, 1024}, {4096, 512, 2048}, {512, 512, 256}};
-    printf("sgemm (training / attention shapes):\n");
+    printf("%s (training / attention shapes):\n", bf16 ? "gemm_bf16" : "sgemm");
     for (int s = 0; s < 3; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         float *A = g3_malloc_aligned((size_t)M * K * 4), *B = g3_malloc_aligned((size_t)K * N * 4),
@@ -227,13 +230,14 @@ static void bench_sgemm(int reps, double peak_f32) {
                 double v[64];
                 for (int r = 0; r < reps + 1; r++) {
                     double t0 = now();
-                    g3_sgemm(ta, tb, M, N, K, A, B, C, 0);
+                    if (bf16) g3_gemm_bf16(ta, tb, M, N, K, A, B, C, 0);
+                    else g3_sgemm(ta, tb, M, N, K, A, B, C, 0);
                     if (r > 0) v[r - 1] = 2.0 * M * N * K / (now() - t0) / 1e9;
                 }
                 Stats st = stats(v, reps);
-                printf("  %s%s %.0f (%.0f%%)", ta ? "T" : "N", tb ? "T" : "N", st.med, 100 * st.med / peak_f32);
+                printf("  %s%s %.0f (%.0f%%)", ta ? "T" : "N", tb ? "T" : "N", st.med, 100 * st.med / peak);
             }
-        printf(" GFLOP/s (%% of f32 FMA peak)\n");
+        printf(" GFLOP/s (%% of %s peak)\n", bf16 ? "the bf16 products'" : "f32 FMA");
         g3_free_aligned(A), g3_free_aligned(B), g3_free_aligned(C);
     }
 }
@@ -261,6 +265,8 @@ int main(int argc, char **argv) {
     fflush(stdout);
     bench_prefill(reps, pb.max > 0 ? pb.max : pf.max, pf.max);
     fflush(stdout);
-    bench_sgemm(reps < 5 ? reps : 5, pf.max);
+    bench_sgemm(reps < 5 ? reps : 5, pf.max, 0);
+    fflush(stdout);
+    bench_sgemm(reps < 5 ? reps : 5, pb.max > 0 ? pb.max : pf.max, 1);
     return 0;
 }

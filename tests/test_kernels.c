@@ -1,7 +1,7 @@
 // test_kernels.c: every kernel level the CPU has (scalar, AVX2, AVX-512, AVX512-BF16)
 // against the scalar references, on odd sizes and unaligned pointers: g3_matmul for f32,
-// bf16 and f16 weights in exact and fast modes, g3_sgemm in all transpose/accumulate
-// combinations, and the degenerate sizes (0 and 1).
+// bf16 and f16 weights in exact and fast modes, g3_sgemm and g3_gemm_bf16 in all
+// transpose/accumulate combinations, and the degenerate sizes (0 and 1).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +190,56 @@ static void test_sgemm(G3Isa isa) {
     CHECK(y[0] == 0 && y[1] == 0, "matmul K=0 gives zeros");
 }
 
+static void epi_double(void *ctx, int i0, int j0, int m, int n) {  // exact, so the errors stay relative to C
+    EpiCheck *e = ctx;
+    for (int i = i0; i < i0 + m; i++)
+        for (int j = j0; j < j0 + n; j++) {
+#pragma omp atomic
+            e->seen[(size_t)i * e->N + j]++;
+            e->C[(size_t)i * e->N + j] *= 2.0f;
+        }
+}
+
+// g3_gemm_bf16 against its reference (the operands rounded, f32 sums) at every level: pair
+// packing of every transpose, odd depths (a zero-padded last pair), partial tiles, several
+// depth steps, and the epilogue once per element. It must differ from the f32 product by
+// about bf16's rounding, or it did not round.
+static void test_gemm_bf16(G3Isa isa) {
+    static const int sizes[][3] = {{1, 1, 1}, {5, 1, 7}, {13, 31, 40}, {33, 65, 17}, {97, 130, 301}, {8, 32, 256},
+                                   {1500, 21, 300}, {20, 2100, 41}, {40, 70, 4500}, {9, 33, 2049}, {300, 600, 64}};
+    for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
+        int M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+        float *A = (float *)malloc(((size_t)M * K + 1) * 4) + 1, *B = (float *)malloc(((size_t)K * N + 1) * 4) + 1;
+        float *C = malloc((size_t)M * N * 4), *Cr = malloc((size_t)M * N * 4), *C0 = malloc((size_t)M * N * 4);
+        float *Cf = malloc((size_t)M * N * 4);
+        int *seen = malloc((size_t)M * N * sizeof(int));
+        for (long i = 0; i < (long)M * K; i++) A[i] = frand();
+        for (long i = 0; i < (long)K * N; i++) B[i] = frand();
+        for (long i = 0; i < (long)M * N; i++) C0[i] = frand();
+        for (int ta = 0; ta <= 1; ta++)
+            for (int tb = 0; tb <= 1; tb++) {
+                int acc = (ta + tb + s) & 1;
+                memcpy(C, C0, (size_t)M * N * 4), memcpy(Cr, C0, (size_t)M * N * 4), memcpy(Cf, C0, (size_t)M * N * 4);
+                memset(seen, 0, (size_t)M * N * sizeof(int));
+                EpiCheck ec = {C, seen, N};
+                G3SgemmEpilogue epi = {epi_double, epi_prefetch, &ec};
+                if (s & 1) g3_gemm_bf16_epi(ta, tb, M, N, K, A, B, C, acc, &epi);
+                else g3_gemm_bf16(ta, tb, M, N, K, A, B, C, acc);
+                g3_gemm_bf16_ref(ta, tb, M, N, K, A, B, Cr, acc);
+                g3_sgemm_ref(ta, tb, M, N, K, A, B, Cf, acc);
+                int once = 1;
+                for (long i = 0; i < (long)M * N; i++) {
+                    if (s & 1) Cr[i] *= 2.0f, Cf[i] *= 2.0f, once &= seen[i] == 1;
+                }
+                double e = rel_err(C, Cr, (long)M * N), ef = rel_err(C, Cf, (long)M * N);
+                int rounds = K < 8 || ef > 1e-4;  // a few products can round alike
+                CHECK(once && e < 1e-5 && rounds, "%s gemm_bf16 ta=%d tb=%d acc=%d M=%d N=%d K=%d: rel err %g (%g from f32)%s",
+                      g3_isa_name(isa), ta, tb, acc, M, N, K, e, ef, once ? "" : ", epilogue missed or repeated elements");
+            }
+        free(A - 1), free(B - 1), free(C), free(Cr), free(C0), free(Cf), free(seen);
+    }
+}
+
 static void test_large(G3Isa isa, int T, int K, int N) {
     void *wbase;
     void *w = make_weights(G3_BF16, N, K, &wbase);
@@ -221,6 +271,7 @@ int main(void) {
         test_matmul((G3Isa)isa);
         test_sgemm((G3Isa)isa);
         test_sgemm_epi((G3Isa)isa);
+        test_gemm_bf16((G3Isa)isa);
         test_threaded((G3Isa)isa);
     }
     g3_kernels_init(top);

@@ -162,15 +162,16 @@ void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K
 // blocked driver, or the reference if it cannot get its packing buffers. Returns 1 if the
 // driver ran epi tile by tile, 0 if the caller still has to run it over C.
 static int sgemm_strided(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                         int ldc, int accumulate, const G3SgemmEpilogue *epi) {
+                         int ldc, int accumulate, const G3SgemmEpilogue *epi, int bf16) {
     if (M <= 0 || N <= 0) return 1;  // no C: nothing for an epilogue
     if (K <= 0) {
         if (!accumulate)
             for (int m = 0; m < M; m++) memset(C + (size_t)m * ldc, 0, (size_t)N * sizeof(float));
         return 0;
     }
-    if (kern.sgemm_micro && g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epi) == 0) return 1;
-    g3_sgemm_ld_ref(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    if (kern.sgemm_micro && g3_sgemm_blocked(&kern, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epi, bf16) == 0) return 1;
+    if (bf16) g3_gemm_bf16_ld_ref(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    else g3_sgemm_ld_ref(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     return 0;
 }
 
@@ -187,7 +188,7 @@ void g3_sgemm_epi(int ta, int tb, int M, int N, int K, const float *A, const flo
         kern.sgemm_small_m(ta, M, N, K, A, B, C, accumulate);
         done = 0;
     } else {
-        done = sgemm_strided(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate, epi);
+        done = sgemm_strided(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate, epi, 0);
     }
     if (epi && !done) epi->fn(epi->ctx, 0, 0, M, N);
 }
@@ -203,5 +204,16 @@ void g3_sgemm_ld(int ta, int tb, int M, int N, int K, const float *A, int lda, c
         return;
     }
     ensure_init();
-    sgemm_strided(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate, NULL);
+    sgemm_strided(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate, NULL, 0);
+}
+
+void g3_gemm_bf16_epi(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
+                      const G3SgemmEpilogue *epi) {
+    ensure_init();
+    int done = sgemm_strided(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate, epi, 1);
+    if (epi && !done) epi->fn(epi->ctx, 0, 0, M, N);
+}
+
+void g3_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
+    g3_gemm_bf16_epi(ta, tb, M, N, K, A, B, C, accumulate, NULL);
 }

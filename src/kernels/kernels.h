@@ -52,10 +52,21 @@ typedef struct G3SgemmEpilogue {
 void g3_sgemm_epi(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
                   const G3SgemmEpilogue *epi);
 
+// Mixed precision (training's bf16 mode, as PyTorch's bf16 autocast): the same products with
+// every element of A and B rounded to bf16 (to nearest even), their products (exact in f32)
+// summed in f32, C f32. With AVX512-BF16 at twice the f32 rate (pairs of products per lane;
+// denormal operands count as zero); without it, the f32 kernel on the rounded operands.
+void g3_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
+void g3_gemm_bf16_epi(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
+                      const G3SgemmEpilogue *epi);
+
 // Scalar references, exported for the tests and for anyone who wants the ground truth.
 void g3_matmul_ref(float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, int fast);
 void g3_sgemm_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
 void g3_sgemm_ld_ref(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                      int accumulate);
+void g3_gemm_bf16_ld_ref(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                         int ldc, int accumulate);
+void g3_gemm_bf16_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
 
 #endif

@@ -31,6 +31,8 @@
 // Per calling thread, grown on demand and kept: the packed B panel and A group (shared by
 // the team that the calling thread forks).
 static _Thread_local float *bpack, *apack;
+
+enum { F32, ROUNDED, PAIRS };  // what the packed panels hold (see pack_a)
 static _Thread_local size_t bpack_cap, apack_cap;
 
 static float *grow(float **buf, size_t *cap, size_t n) {
@@ -128,12 +130,84 @@ static void pack_b_panel(const G3CpuKernels *kn, float *d, int tb, const float *
     }
 }
 
+// ---- bf16 operands (g3_gemm_bf16) ----
+// With the CPU's bf16 dot product the panels hold pair words (see kernels_cpu.h): an A panel
+// is ceil(kc/2) steps of MR words, a B panel of NR. Without it the f32 panels are rounded to
+// bf16 where they lie and the f32 micro-kernel multiplies them: the same products.
+
+static inline uint32_t pair_word(float lo, float hi) { return g3_f32_to_bf16(lo) | (uint32_t)g3_f32_to_bf16(hi) << 16; }
+
+static inline float elem(const float *S, int lds, int trans, int r, int k) {  // op(S)[r, k]
+    return trans ? S[(size_t)k * lds + r] : S[(size_t)r * lds + k];
+}
+
+// Panels [q0, q0 + np) of op(S) rows [i, i + rows) (rows past `rows` zero), scalar: the
+// reference of the ISA packers and the path of partial panels.
+static void pack_pairs_ref(uint32_t *dst, int trans, const float *S, int lds, int i, int rows, int p0, int kc, int W, int q0,
+                           int np) {
+    int kd = (kc + 1) / 2;
+    for (int q = q0; q < q0 + np; q++)
+        for (int k2 = 0; k2 < kd; k2++)
+            for (int r = 0; r < W; r++) {
+                int m = q * W + r, k = p0 + 2 * k2;
+                float lo = m < rows ? elem(S, lds, trans, i + m, k) : 0.0f;
+                float hi = m < rows && 2 * k2 + 1 < kc ? elem(S, lds, trans, i + m, k + 1) : 0.0f;
+                dst[((size_t)q * kd + k2) * W + r] = pair_word(lo, hi);
+            }
+}
+
+// op(S)'s rows [i, i + rows), depth [p0, p0 + kc), as panels of W rows of pair words: S is A
+// (trans = ta, W = MR) or B seen as B^T (trans = !tb, W = NR).
+static void pack_pairs(const G3CpuKernels *kn, uint32_t *dst, int trans, const float *S, int lds, int i, int rows, int p0,
+                       int kc, int W) {
+    int np = (rows + W - 1) / W, nfull = rows / W, kd = (kc + 1) / 2;
+    if (nfull && kn->bgemm_pack_rows) {
+        if (trans) {  // S stored [K, rows]: all the full panels' rows of one k at a time (see pack_a_panels)
+            kn->bgemm_pack_cols(dst, S + (size_t)p0 * lds + i, lds, nfull * W, W, (size_t)W * kd, kc);
+        } else {
+            for (int q = 0; q < nfull; q++)
+                kn->bgemm_pack_rows(dst + (size_t)q * W * kd, S + (size_t)(i + q * W) * lds + p0, lds, W, kc);
+        }
+    } else {
+        nfull = 0;
+    }
+    pack_pairs_ref(dst, trans, S, lds, i, rows, p0, kc, W, nfull, np - nfull);
+}
+
+static void round_bf16(float *p, size_t n) {
+    for (size_t i = 0; i < n; i++) p[i] = g3_bf16_to_f32(g3_f32_to_bf16(p[i]));
+}
+
+// op(A)'s panels in the form the micro-kernel takes: f32, f32 rounded to bf16, or pair words.
+static void pack_a(const G3CpuKernels *kn, int mode, float *dst, int ta, const float *A, int lda, int i, int rows, int p0,
+                   int kc, int MR) {
+    if (mode == PAIRS) {
+        pack_pairs(kn, (uint32_t *)dst, ta, A, lda, i, rows, p0, kc, MR);
+        return;
+    }
+    pack_a_panels(kn, dst, ta, A, lda, i, rows, p0, kc, MR);
+    if (mode == ROUNDED) round_bf16(dst, (size_t)(rows + MR - 1) / MR * MR * kc);
+}
+
+static void pack_b(const G3CpuKernels *kn, int mode, float *d, int tb, const float *B, int ldb, int j, int nr, int p0, int kc,
+                   int NR) {
+    if (mode == PAIRS) {
+        pack_pairs(kn, (uint32_t *)d, !tb, B, ldb, j, nr, p0, kc, NR);
+        return;
+    }
+    pack_b_panel(kn, d, tb, B, ldb, j, nr, p0, kc, NR);
+    if (mode == ROUNDED) round_bf16(d, (size_t)NR * kc);
+}
+
 int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K, const float *A, int lda,
-                     const float *B, int ldb, float *C, int ldc, int accumulate, const G3SgemmEpilogue *epi) {
+                     const float *B, int ldb, float *C, int ldc, int accumulate, const G3SgemmEpilogue *epi, int bf16) {
     const int MR = kn->sgemm_mr, NR = kn->sgemm_nr;
-    // Depth steps of equal size, at most the ISA's sgemm_kc (see kernels_cpu.h): K = 1024
-    // with 768 would be 768 + 256, and the short step pays the full pass over C.
-    int ksteps = (K + kn->sgemm_kc - 1) / kn->sgemm_kc, KC = (K + ksteps - 1) / ksteps;
+    const int mode = !bf16 ? F32 : kn->bgemm_micro ? PAIRS : ROUNDED;
+    // Depth steps of equal size, at most the ISA's sgemm_kc (see kernels_cpu.h; in pair
+    // words, twice the depth): K = 1024 with 768 would be 768 + 256, and the short step pays
+    // the full pass over C.
+    int kmax = mode == PAIRS ? 2 * kn->sgemm_kc : kn->sgemm_kc;
+    int ksteps = (K + kmax - 1) / kmax, KC = (K + ksteps - 1) / ksteps;
     int ncmax = N < NC ? N : NC, kcmax = K < KC ? K : KC, mgmax = M < MG ? M : MG;
     int nth = (omp_in_parallel() || (long)M * N * K < MIN_PARALLEL_MACS) ? 1 : omp_get_max_threads();
     // With enough row blocks for every thread, an item is a row block across the whole
@@ -147,9 +221,10 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
     // packing (the output head measured a few % faster packed). Rows up to the ISA's panel
     // depth are short too: on Zen 5 (kc 1024) in place made the K = 1024 products of shape
     // (a) 5-6% faster.
-    int raw_a = !ta && kn->sgemm_micro_rowa && K <= G3_MAX(RAW_A_MAX_K, kn->sgemm_kc) && N <= RAW_A_MAX_N;
-    size_t bcap = (size_t)((ncmax + NR - 1) / NR) * NR * kcmax, astride = (size_t)MC * kcmax;
-    size_t acap = private_a ? astride * nth : (size_t)((mgmax + MR - 1) / MR) * MR * kcmax;
+    int raw_a = mode == F32 && !ta && kn->sgemm_micro_rowa && K <= G3_MAX(RAW_A_MAX_K, kn->sgemm_kc) && N <= RAW_A_MAX_N;
+    int kdmax = mode == PAIRS ? (kcmax + 1) / 2 : kcmax;  // packed depth
+    size_t bcap = (size_t)((ncmax + NR - 1) / NR) * NR * kdmax, astride = (size_t)MC * kdmax;
+    size_t acap = private_a ? astride * nth : (size_t)((mgmax + MR - 1) / MR) * MR * kdmax;
     float *bp = grow(&bpack, &bpack_cap, bcap), *ap = grow(&apack, &apack_cap, acap);
     if (!bp || !ap) return -1;  // out of memory (recorded by g3_malloc_aligned): caller falls back
 
@@ -158,13 +233,13 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
         int nc = N - jc < NC ? N - jc : NC;
         int npanels = (nc + NR - 1) / NR;
         for (int pc = 0; pc < K; pc += KC) {
-            int kc = K - pc < KC ? K - pc : KC;
+            int kc = K - pc < KC ? K - pc : KC, kd = mode == PAIRS ? (kc + 1) / 2 : kc;  // kd: packed depth
             int acc = pc > 0 || accumulate;
             const G3SgemmEpilogue *last = pc + kc >= K ? epi : NULL;  // tiles are final in the last depth step
 #pragma omp for schedule(static)
             for (int p = 0; p < npanels; p++) {
                 int nr = nc - p * NR < NR ? nc - p * NR : NR;
-                pack_b_panel(kn, bp + (size_t)p * NR * kc, tb, B, ldb, jc + p * NR, nr, pc, kc, NR);
+                pack_b(kn, mode, bp + (size_t)p * NR * kd, tb, B, ldb, jc + p * NR, nr, pc, kc, NR);
             }
             for (int ig = 0; ig < M; ig += gstep) {
                 int mg = M - ig < gstep ? M - ig : gstep;
@@ -173,7 +248,7 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
 #pragma omp for schedule(static)
                     for (int t = 0; t < nth; t++) {
                         int r0 = t * per * MR, rows = G3_MIN(mg - r0, per * MR);
-                        if (rows > 0) pack_a_panels(kn, ap + (size_t)r0 * kc, ta, A, lda, ig + r0, rows, pc, kc, MR);
+                        if (rows > 0) pack_a(kn, mode, ap + (size_t)r0 * kd, ta, A, lda, ig + r0, rows, pc, kc, MR);
                     }
                 }
                 // Row blocks of equal height (a multiple of MR, at most MC), as many as a
@@ -197,21 +272,23 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
                 for (int item = 0; item < mblocks * nblocks; item++) {
                     int ic = (item / nblocks) * mcb, jj = (item % nblocks) * nj;
                     int mc = mg - ic < mcb ? mg - ic : mcb, njc = nc - jj < nj ? nc - jj : nj;
-                    const float *a = ap + (size_t)ic * kc;
+                    const float *a = ap + (size_t)ic * kd;
                     if (private_a && !raw_a) {  // nblocks is 1 here: this block is packed once
                         float *mine = ap + astride * (size_t)omp_get_thread_num();
-                        pack_a_panels(kn, mine, ta, A, lda, ig + ic, mc, pc, kc, MR);
+                        pack_a(kn, mode, mine, ta, A, lda, ig + ic, mc, pc, kc, MR);
                         a = mine;
                     }
                     for (int jr = 0; jr < njc; jr += NR) {
                         int nr = njc - jr < NR ? njc - jr : NR;
-                        const float *b = bp + (size_t)((jj + jr) / NR) * NR * kc;
+                        const float *b = bp + (size_t)((jj + jr) / NR) * NR * kd;
                         for (int ir = 0; ir < mc; ir += MR) {
                             int mr = mc - ir < MR ? mc - ir : MR;
                             int i0 = ig + ic + ir, j0 = jc + jj + jr;
                             float *c = C + (size_t)i0 * ldc + j0;
                             if (last && last->prefetch) last->prefetch(last->ctx, i0, j0, mr, nr);
                             if (raw_a) kn->sgemm_micro_rowa(kc, A + (size_t)i0 * lda + pc, lda, b, c, ldc, mr, nr, acc);
+                            else if (mode == PAIRS)
+                                kn->bgemm_micro(kd, (const uint32_t *)a + (size_t)ir * kd, (const uint32_t *)b, c, ldc, mr, nr, acc);
                             else kn->sgemm_micro(kc, a + (size_t)ir * kc, b, c, ldc, mr, nr, acc);
                             if (last) last->fn(last->ctx, i0, j0, mr, nr);
                         }

@@ -18,6 +18,9 @@ typedef void (*G3MatmulRange)(float *y, const void *x, const void *w, int T, int
 typedef void (*G3SgemmMicro)(int K, const float *a, const float *b, float *c, int ldc, int mr, int nr, int accumulate);
 // The same with a unpacked: mr rows of a row-major A, row stride lda.
 typedef void (*G3SgemmMicroRowA)(int K, const float *a, int lda, const float *b, float *c, int ldc, int mr, int nr, int accumulate);
+// bf16 micro-kernel (g3_gemm_bf16): the same tile, a and b packed as KD steps of pair words
+// (two bf16 in 32 bits: the even k in the low half, the odd k in the high half).
+typedef void (*G3BgemmMicro)(int KD, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, int nr, int accumulate);
 
 typedef struct {
     G3MatmulRange mm_f32, mm_bf16, mm_f16;  // exact
@@ -40,6 +43,18 @@ typedef struct {
     // with 8 x 32 (a 128 KB panel, streamed from L2): the (b) training products went from 357
     // GFLOP/s at 256 to 417 at 512, and 1.7% faster again at 1024 (one pass over C for K = BT).
     int sgemm_kc;
+    // bf16 GEMM with the CPU's bf16 dot product (sgemm_mr x sgemm_nr tiles, sgemm_kc pair
+    // words of depth per panel); NULL where it has none: the f32 micro-kernel runs on packed
+    // panels rounded to bf16, the same products at the f32 rate.
+    G3BgemmMicro bgemm_micro;
+    // Packs n rows of S (row stride lds, k along the row; n a multiple of 8), kc values each,
+    // as ceil(kc/2) steps of n pair words (an odd kc's last pair padded with zero). For A as
+    // stored [M, K] and B as stored [N, K].
+    void (*bgemm_pack_rows)(uint32_t *d, const float *S, int lds, int n, int kc);
+    // Packs columns [0, n) of S (stored [K, *], row stride lds; n a multiple of 8), kc rows,
+    // into panels of w columns (w 8 or a multiple of 16) pstride words apart, each ceil(kc/2)
+    // steps of w pair words. For A as stored [K, M] and B as stored [K, N].
+    void (*bgemm_pack_cols)(uint32_t *d, const float *S, int lds, int n, int w, size_t pstride, int kc);
 } G3CpuKernels;
 
 void g3_cpu_kernels_scalar(G3CpuKernels *k);
@@ -49,13 +64,14 @@ void g3_cpu_kernels_avx512bf16(G3CpuKernels *k);
 // The sgemm micro-kernels, in their own files; called by the table fillers above.
 void g3_cpu_kernels_avx2_sgemm(G3CpuKernels *k);
 void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k);
+void g3_cpu_kernels_avx512bf16_gemm(G3CpuKernels *k);
 
 // The sgemm driver (sgemm.c): blocking, packing and threading around a micro-kernel.
 // Returns -1 (and computes nothing) if its packing buffers cannot be allocated.
 // epi (may be NULL): see g3_sgemm_epi in kernels.h; run on each micro-tile after its last
-// depth step.
+// depth step. bf16: the operands rounded to bf16 (g3_gemm_bf16).
 struct G3SgemmEpilogue;
 int g3_sgemm_blocked(const G3CpuKernels *k, int ta, int tb, int M, int N, int K, const float *A, int lda,
-                     const float *B, int ldb, float *C, int ldc, int accumulate, const struct G3SgemmEpilogue *epi);
+                     const float *B, int ldb, float *C, int ldc, int accumulate, const struct G3SgemmEpilogue *epi, int bf16);
 
 #endif

@@ -146,4 +146,5 @@ TGT static void f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
 void g3_cpu_kernels_avx512bf16(G3CpuKernels *k) {
     k->mm_bf16_fast = mm_bf16_fast;
     k->f32_to_bf16 = f32_to_bf16;
+    g3_cpu_kernels_avx512bf16_gemm(k);
 }

@@ -2,6 +2,7 @@
 // tile of C in 16 zmm accumulators; per step of k, two vectors of the packed B panel and
 // eight broadcasts of the packed A panel (or of A in place). Edges (mr < 8, nr < 32) are
 // handled by masked loads and stores of C, so the packed panels are the only thing padded.
+// Then the bf16 GEMM's micro-kernel and packing (AVX512-BF16), on the same tile.
 #include <immintrin.h>
 
 #include "kernels_cpu.h"
@@ -11,34 +12,19 @@
 #define MR 8
 #define NR 32
 
-// The tile's body for A read as a[r * rs + k * ks]: packed (rs 1, ks MR) or in place in a
-// row-major A (rs lda, ks 1), where the rows past mr point at row 0 (their sums are dropped).
-// In place is told by ks = 1, not rs: with K = 1, lda is 1 too (the rows past mr were read
-// past the end of A, which AddressSanitizer caught at M = K = 1).
-TGT static inline __attribute__((always_inline)) void tile_8x32(int K, const float *a, size_t rs, size_t ks, const float *b,
-                                                                 float *c, int ldc, int mr, int nr, int accumulate) {
-    __m512 acc[MR][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    // Fetch the C tile while the k loop runs (as the AVX2 tile does): its rows are ldc apart,
-    // often a power of two of bytes, and missing on each at the end stalls the tile.
+// Fetches the C tile's rows (ldc apart, often a power of two of bytes) while the k loop runs:
+// missing on each at the end stalled the tile (as in the AVX2 tile).
+TGT static inline __attribute__((always_inline)) void prefetch_tile(const float *c, int ldc, int mr) {
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
         _mm_prefetch((const char *)(c + (size_t)(r < mr ? r : 0) * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + (size_t)(r < mr ? r : 0) * ldc + NR - 1), _MM_HINT_T0);
     }
-    const float *ar[MR];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) ar[r] = a + (ks != 1 || r < mr ? r : 0) * rs;  // packed (ks = MR): zero-padded rows
-    for (int k = 0; k < K; k++) {
-        __m512 b0 = _mm512_loadu_ps(b + (size_t)k * NR), b1 = _mm512_loadu_ps(b + (size_t)k * NR + 16);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) {
-            __m512 av = _mm512_set1_ps(ar[r][(size_t)k * ks]);
-            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-        }
-    }
+}
+
+// c[mr, nr] (+)= the tile's sums, by masked loads and stores at the edges.
+TGT static inline __attribute__((always_inline)) void store_tile(__m512 acc[MR][2], float *c, int ldc, int mr, int nr,
+                                                                  int accumulate) {
     __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
     __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
 #pragma GCC unroll 8
@@ -53,6 +39,31 @@ TGT static inline __attribute__((always_inline)) void tile_8x32(int K, const flo
         _mm512_mask_storeu_ps(cr, m0, c0);
         _mm512_mask_storeu_ps(cr + 16, m1, c1);
     }
+}
+
+// The tile's body for A read as a[r * rs + k * ks]: packed (rs 1, ks MR) or in place in a
+// row-major A (rs lda, ks 1), where the rows past mr point at row 0 (their sums are dropped).
+// In place is told by ks = 1, not rs: with K = 1, lda is 1 too (the rows past mr were read
+// past the end of A, which AddressSanitizer caught at M = K = 1).
+TGT static inline __attribute__((always_inline)) void tile_8x32(int K, const float *a, size_t rs, size_t ks, const float *b,
+                                                                 float *c, int ldc, int mr, int nr, int accumulate) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    prefetch_tile(c, ldc, mr);
+    const float *ar[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) ar[r] = a + (ks != 1 || r < mr ? r : 0) * rs;  // packed (ks = MR): zero-padded rows
+    for (int k = 0; k < K; k++) {
+        __m512 b0 = _mm512_loadu_ps(b + (size_t)k * NR), b1 = _mm512_loadu_ps(b + (size_t)k * NR + 16);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_set1_ps(ar[r][(size_t)k * ks]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    store_tile(acc, c, ldc, mr, nr, accumulate);
 }
 
 TGT static void micro_8x32(int K, const float *a, const float *b, float *c, int ldc, int mr, int nr, int accumulate) {
@@ -154,4 +165,81 @@ void g3_cpu_kernels_avx512_sgemm(G3CpuKernels *k) {
     k->sgemm_mr = MR;
     k->sgemm_nr = NR;
     k->sgemm_kc = 1024;
+}
+
+// ---- bf16 GEMM (AVX512-BF16) ----
+// vdpbf16ps adds the two products of a pair of bf16 to each f32 lane: per step of k (a pair
+// word), the same 8 x 32 tile as above does twice the work of an f32 step. Products of two
+// bf16 are exact in f32; the instruction treats denormal inputs as zero.
+#define TGT_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+TGT_BF16 static void micro_bf16_8x32(int KD, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, int nr,
+                                     int accumulate) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    prefetch_tile(c, ldc, mr);
+    for (int k = 0; k < KD; k++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (size_t)k * NR), b1 = (__m512bh)_mm512_loadu_si512(b + (size_t)k * NR + 16);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)k * MR + r]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+        }
+    }
+    store_tile(acc, c, ldc, mr, nr, accumulate);
+}
+
+// 16 floats (those of mask m, the rest zero) as 8 pair words in the lanes of a __m256.
+TGT_BF16 static inline __attribute__((always_inline)) __m256 pairs_of_16(const float *s, __mmask16 m) {
+    return _mm256_castsi256_ps((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s)));
+}
+
+// n rows of S, k along the row: per 16 k of 8 rows, 8 x 8 pair words transposed in registers.
+TGT_BF16 static void pack_rows_bf16(uint32_t *d, const float *S, int lds, int n, int kc) {
+    for (int g = 0; g < n; g += 8)
+        for (int k = 0; k < kc; k += 16) {
+            int left = kc - k, nw = left >= 16 ? 8 : (left + 1) / 2;
+            __mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            __m256 r[8], t[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) r[i] = pairs_of_16(S + (size_t)(g + i) * lds + k, m);
+            g3_transpose_8x8_reg(t, r);
+            for (int i = 0; i < nw; i++) _mm256_storeu_ps((float *)(d + (size_t)(k / 2 + i) * n + g), t[i]);
+        }
+}
+
+// Columns of S [K, *]: per pair of rows, 16 columns of each rounded into one vector and
+// their words interleaved (a word shuffle) into 16 pair words.
+TGT_BF16 static void pack_cols_bf16(uint32_t *d, const float *S, int lds, int n, int w, size_t pstride, int kc) {
+    __m512i inter = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+                                     19, 3, 18, 2, 17, 1, 16, 0);
+    int kd = (kc + 1) / 2;
+    for (int k2 = 0; k2 < kd; k2++) {
+        const float *r0 = S + (size_t)(2 * k2) * lds, *r1 = r0 + lds;
+        int has1 = 2 * k2 + 1 < kc;
+        for (int c = 0; c < n; c += 16) {  // rows kilobytes apart: fetched ahead (see sgemm.c's PREFETCH_ROWS)
+            _mm_prefetch((const char *)(r0 + (size_t)8 * lds + c), _MM_HINT_T0);
+            _mm_prefetch((const char *)(r1 + (size_t)8 * lds + c), _MM_HINT_T0);
+        }
+        for (int c = 0; c < n; c += 16) {
+            __mmask16 m = n - c >= 16 ? 0xffff : 0xff;
+            __m512 x0 = _mm512_maskz_loadu_ps(m, r0 + c), x1 = has1 ? _mm512_maskz_loadu_ps(m, r1 + c) : _mm512_setzero_ps();
+            __m512i v = _mm512_permutexvar_epi16(inter, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));  // x0's words, then x1's
+            if (w == 8) {
+                _mm256_storeu_si256((__m256i *)(d + (size_t)(c / 8) * pstride + (size_t)k2 * 8), _mm512_castsi512_si256(v));
+                if (m == 0xffff)
+                    _mm256_storeu_si256((__m256i *)(d + (size_t)(c / 8 + 1) * pstride + (size_t)k2 * 8), _mm512_extracti64x4_epi64(v, 1));
+            } else {
+                _mm512_mask_storeu_epi32(d + (size_t)(c / w) * pstride + (size_t)k2 * w + c % w, m, v);
+            }
+        }
+    }
+}
+
+void g3_cpu_kernels_avx512bf16_gemm(G3CpuKernels *k) {
+    k->bgemm_micro = micro_bf16_8x32;
+    k->bgemm_pack_rows = pack_rows_bf16;
+    k->bgemm_pack_cols = pack_cols_bf16;
 }
