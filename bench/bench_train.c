@@ -4,9 +4,12 @@
 // output projection) + 12 * layers * heads * head_dim * T for attention (the PaLM convention,
 // which counts the causal half too). tok/s is the median over the timed steps (the machine is
 // shared). PyTorch's tok/s for the two shapes, measured in the same run by bench/train_peers.sh
-// (bench/train_torch.py), come in through G3_TORCH_TRAIN="A B"; without it no ratio is shown.
-// Usage: bench_train [steps [a|b [0|1|2]]] (a shape letter runs only that shape; a mode number only
-// that mode: 0 all activations, 1 checkpointing, 2 checkpointing + 8-bit AdamW; for profiling)
+// (bench/train_torch.py), come in through G3_TORCH_TRAIN="A B" (f32) and G3_TORCH_TRAIN_BF16
+// (bf16 autocast); without them no ratio is shown. The bf16 mode (matrix products with bf16
+// operands) is reported against the vdpbf16ps peak where the CPU has one.
+// Usage: bench_train [steps [a|b [0|1|2|3]]] (a shape letter runs only that shape; a mode number
+// only that mode: 0 all activations, 1 checkpointing, 2 checkpointing + 8-bit AdamW, 3 bf16
+// products with all activations; for profiling)
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
@@ -33,10 +36,11 @@ static void sort(double *v, int n) {  // insertion sort: a handful of values
 
 // Median wall seconds per step; *cpu gets the median process CPU seconds per step (all
 // threads): with one thread, a figure that other tenants' time slices do not inflate.
-static double run(G3TrainModel *tm, int B, int T, int steps, int recompute, int bits, int64_t *act, int64_t *opt_bytes,
-                  double *cpu) {
+static double run(G3TrainModel *tm, int B, int T, int steps, int recompute, int bits, int bf16, int64_t *act,
+                  int64_t *opt_bytes, double *cpu) {
     G3TrainCtx *ctx = g3_train_ctx_new(tm, B, T, recompute, act);
     if (!ctx) { fprintf(stderr, "%s\n", g3_error()); exit(1); }
+    g3_train_ctx_set_bf16(ctx, bf16);
     G3AdamWConfig oc = g3_adamw_defaults();
     oc.bits = bits;
     G3AdamW o;
@@ -77,18 +81,20 @@ int main(int argc, char **argv) {
     int T = 256, steps = argc > 1 ? atoi(argv[1]) : 5;
     if (steps < 1) steps = 1;
     if (steps > 64) steps = 64;
-    double torch[2] = {0, 0};
-    const char *te = getenv("G3_TORCH_TRAIN");
-    if (te) sscanf(te, "%lf %lf", &torch[0], &torch[1]);
+    double torch[2][2] = {{0, 0}, {0, 0}};  // [f32, bf16][shape]
+    const char *te = getenv("G3_TORCH_TRAIN"), *tb = getenv("G3_TORCH_TRAIN_BF16");
+    if (te) sscanf(te, "%lf %lf", &torch[0][0], &torch[0][1]);
+    if (tb) sscanf(tb, "%lf %lf", &torch[1][0], &torch[1][1]);
     // The peak is the best of all readings through the run (the machine is shared, and a busy
     // spell reads low): so the lines are printed at the end, each against that best.
-    double peak = 0;
-    for (int r = 0; r < 5; r++) peak = G3_MAX(peak, peak_gflops(0));
-    enum { MAXLINES = 6 };  // 2 shapes x 3 modes
-    struct { char head[160]; double tps, gf, dt, cpu, mib, act, opt, torch; const char *what; } out[MAXLINES];
+    double peak = 0, peak_bf = 0;
+    for (int r = 0; r < 5; r++) peak = G3_MAX(peak, peak_gflops(0)), peak_bf = G3_MAX(peak_bf, peak_gflops(1));
+    enum { NMODES = 4, MAXLINES = 2 * NMODES };
+    struct { char head[160]; double tps, gf, dt, cpu, mib, act, opt, torch; const char *what; int bf16; } out[MAXLINES];
     int nout = 0;
-    static const struct { int rc, bits; const char *what; } modes[] = {
-        {0, 32, "all activations, AdamW"}, {1, 32, "checkpointing, AdamW"}, {1, 8, "checkpointing, 8-bit AdamW"}};
+    static const struct { int rc, bits, bf16; const char *what; } modes[NMODES] = {
+        {0, 32, 0, "all activations, AdamW"}, {1, 32, 0, "checkpointing, AdamW"}, {1, 8, 0, "checkpointing, 8-bit AdamW"},
+        {0, 32, 1, "bf16 products, AdamW"}};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const Shape *sh = &shapes[si];
         if (argc > 2 && argv[2][0] != sh->name[1]) continue;
@@ -103,34 +109,37 @@ int main(int argc, char **argv) {
         int B = sh->B;
         double fpt = 6.0 * (double)tm.n + 12.0 * c.layers * c.heads * c.head_dim * T;
         double base = 8.0 * (double)tm.n;  // f32 parameters + gradients
-        for (int mi = 0; mi < 3; mi++) {
+        for (int mi = 0; mi < NMODES; mi++) {
             if (argc > 3 && atoi(argv[3]) != mi) continue;
             int64_t act, opt;
-            for (int r = 0; r < 2; r++) peak = G3_MAX(peak, peak_gflops(0));
-            double cpu, dt = run(&tm, B, T, steps, modes[mi].rc, modes[mi].bits, &act, &opt, &cpu);
+            for (int r = 0; r < 2; r++) peak = G3_MAX(peak, peak_gflops(0)), peak_bf = G3_MAX(peak_bf, peak_gflops(1));
+            double cpu, dt = run(&tm, B, T, steps, modes[mi].rc, modes[mi].bits, modes[mi].bf16, &act, &opt, &cpu);
             snprintf(out[nout].head, sizeof out[nout].head, "%s: %lld params (hidden %d, MLP %d, %d layers, %d/%d heads, head_dim %d), B=%d",
                      sh->name, (long long)tm.n, c.hidden, c.inter, c.layers, c.heads, c.kv_heads, c.head_dim, B);
             out[nout].what = modes[mi].what;
             out[nout].tps = B * T / dt;
             out[nout].gf = fpt * B * T / dt / 1e9;
-            out[nout].dt = dt, out[nout].cpu = cpu, out[nout].torch = torch[si];
+            out[nout].dt = dt, out[nout].cpu = cpu, out[nout].torch = torch[modes[mi].bf16][si], out[nout].bf16 = modes[mi].bf16;
             out[nout].mib = (base + act + opt) / 1048576.0, out[nout].act = act / 1048576.0, out[nout].opt = opt / 1048576.0;
             fprintf(stderr, "bench_train: %s, %s: %.0f tok/s\n", sh->name, modes[mi].what, out[nout].tps);  // progress
             nout++;
         }
         g3_train_model_free(&tm);
     }
-    for (int r = 0; r < 3; r++) peak = G3_MAX(peak, peak_gflops(0));
+    for (int r = 0; r < 3; r++) peak = G3_MAX(peak, peak_gflops(0)), peak_bf = G3_MAX(peak_bf, peak_gflops(1));
     printf("training steps (forward + backward + AdamW), T=%d, %d threads, median of %d steps; f32 FMA peak %.1f GFLOP/s"
-           " (%s register loop, all threads; the best of the readings taken through the run)\n", T, omp_get_max_threads(),
+           " (%s register loop, all threads; the best of the readings taken through the run)", T, omp_get_max_threads(),
            steps, peak, have_avx512() ? "AVX-512" : "AVX2");
+    if (peak_bf > 0) printf("; vdpbf16ps peak %.1f GFLOP/s (the bf16 lines' %% of peak)", peak_bf);
+    printf("\n");
     for (int i = 0; i < nout; i++) {
         if (i == 0 || strcmp(out[i].head, out[i - 1].head)) printf("\n%s\n", out[i].head);
         char ratio[48] = "";
-        if (out[i].torch > 0) snprintf(ratio, sizeof ratio, " (x%.2f PyTorch f32)", out[i].tps / out[i].torch);
+        if (out[i].torch > 0) snprintf(ratio, sizeof ratio, " (x%.2f PyTorch %s)", out[i].tps / out[i].torch, out[i].bf16 ? "bf16" : "f32");
+        double pk = out[i].bf16 && peak_bf > 0 ? peak_bf : peak;
         printf("  %-28s %6.0f tok/s%s  %6.1f GFLOP/s = %3.0f%% of peak  %5.0f ms/step (CPU %5.0f ms)  memory %6.1f MiB"
                " (activations %.1f, optimizer %.1f)\n",
-               out[i].what, out[i].tps, ratio, out[i].gf, peak > 0 ? 100 * out[i].gf / peak : 0, out[i].dt * 1e3, out[i].cpu * 1e3,
+               out[i].what, out[i].tps, ratio, out[i].gf, pk > 0 ? 100 * out[i].gf / pk : 0, out[i].dt * 1e3, out[i].cpu * 1e3,
                out[i].mib, out[i].act, out[i].opt);
     }
     return 0;

@@ -3,7 +3,8 @@
 // schedule on synthetic but learnable tokens (a fixed successor rule with 10% noise; the
 // best possible loss is ~0.75 nats) must drive the validation loss well below half its
 // starting value (ln 256 = 5.5) in 150 steps. Then the same with 8-bit AdamW and activation
-// checkpointing (which must give the same loss as without, bit for bit).
+// checkpointing (which must give the same loss as without, bit for bit), and with bf16
+// products (which must end within 5% of f32's loss).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@
 enum { V = 256, N = 60000, B = 8, T = 32, STEPS = 150, ACCUM = 2 };
 static uint32_t tok[N];
 
-static double train(int bits, int recompute, int steps, double *first_val, double *curve) {
+static double train(int bits, int recompute, int bf16, int steps, double *first_val, double *curve) {
     G3Config c;
     g3_config_preset(&c, "tiny");
     c.vocab = V; c.hidden = 48; c.inter = 96; c.layers = 2; c.heads = 2; c.kv_heads = 1; c.head_dim = 24;
@@ -34,6 +35,7 @@ static double train(int bits, int recompute, int steps, double *first_val, doubl
     CHECK(g3_adamw_init_model(&o, &oc, &tm, 0) == 0, "%s", g3_error());
     G3TrainCtx *ctx = g3_train_ctx_new(&tm, B, T, recompute, NULL);
     CHECK(ctx != NULL, "%s", g3_error());
+    g3_train_ctx_set_bf16(ctx, bf16);
     G3Schedule s = {G3_SCHED_COSINE, 1e-2, 0.1, 20, steps, 0};
     int32_t in[B * T], tg[B * T];
     int64_t ntrain = N - 4000;
@@ -73,17 +75,21 @@ int main(void) {
     // Tiny matrices: threads would only add synchronisation.
     omp_set_num_threads(1);
     double t0 = g3_now(), first, curve[7];
-    double last = train(32, 0, STEPS, &first, curve);
+    double last = train(32, 0, 0, STEPS, &first, curve);
     printf("AdamW: val loss");
     for (int i = 0; i < 7; i++) printf(" %.3f", curve[i]);
     printf(" (steps 0..150 by 25) in %.1f s\n", g3_now() - t0);
     CHECK(first > 5.0 && last < 0.5 * first, "loss %g -> %g: not learning", first, last);
     double first8, first_r;
-    double last8 = train(8, 1, STEPS, &first8, NULL);
+    double last8 = train(8, 1, 0, STEPS, &first8, NULL);
     printf("8-bit AdamW + activation checkpointing: %.3f -> %.3f\n", first8, last8);
     CHECK(last8 < 0.5 * first8, "8-bit loss %g -> %g", first8, last8);
-    double a = train(8, 1, 20, &first_r, NULL), last_r = train(8, 0, 20, &first_r, NULL);
+    double a = train(8, 1, 0, 20, &first_r, NULL), last_r = train(8, 0, 0, 20, &first_r, NULL);
     CHECK(last_r == a, "activation checkpointing changed the result: %.9g vs %.9g", last_r, a);
+    // bf16 products learn as f32 does: the same curve to within a few percent
+    double firstb, lastb = train(32, 0, 1, STEPS, &firstb, NULL);
+    printf("bf16 products: %.3f -> %.3f (f32 %.3f)\n", firstb, lastb, last);
+    CHECK(lastb < 0.5 * firstb && fabs(lastb - last) < 0.05 * last, "bf16 loss %g -> %g (f32 %g)", firstb, lastb, last);
     printf("total %.1f s\n", g3_now() - t0);
     return check_done();
 }

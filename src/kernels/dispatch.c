@@ -214,6 +214,11 @@ void g3_gemm_bf16_epi(int ta, int tb, int M, int N, int K, const float *A, const
     if (epi && !done) epi->fn(epi->ctx, 0, 0, M, N);
 }
 
+int g3_gemm_bf16_native(void) {
+    ensure_init();
+    return kern.bgemm_micro != NULL;
+}
+
 void g3_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
     g3_gemm_bf16_epi(ta, tb, M, N, K, A, B, C, accumulate, NULL);
 }

@@ -59,6 +59,8 @@ void g3_sgemm_epi(int ta, int tb, int M, int N, int K, const float *A, const flo
 void g3_gemm_bf16(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);
 void g3_gemm_bf16_epi(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
                       const G3SgemmEpilogue *epi);
+// 1 where g3_gemm_bf16 runs on the CPU's bf16 dot product, 0 where it emulates it at the f32 rate.
+int g3_gemm_bf16_native(void);
 
 // Scalar references, exported for the tests and for anyone who wants the ground truth.
 void g3_matmul_ref(float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, int fast);

@@ -4,9 +4,10 @@
 //   h  = x + post_attn_norm(o_proj(attn(rope(qk_norm(q, k)), v)))   with q, k, v of input_norm(x)
 //   x' = h + post_ffw_norm(down(geglu(gate(xn2), up(xn2))))          with xn2 = pre_ffw_norm(h)
 // then final_norm, the tied head (logits = xf . E^T, optional softcap) and cross-entropy.
-// Matrix products are g3_sgemm; the row-wise ops are train_ops.c. Activations live in one
-// arena carved at context creation; nothing is allocated per step. With recompute = 1 only
-// each layer's input is kept and the layer is run again inside backward (checkpointing).
+// Matrix products are g3_sgemm (g3_gemm_bf16 in bf16 mode); the row-wise ops are
+// train_ops.c. Activations live in one arena carved at context creation; nothing is
+// allocated per step. With recompute = 1 only each layer's input is kept and the layer is
+// run again inside backward (checkpointing).
 // Not here: the optimizer, data loading, schedules (optim.c, data.c, ...).
 #include <math.h>
 #include <omp.h>
@@ -37,6 +38,7 @@ typedef struct {
 struct G3TrainCtx {
     const G3TrainModel *tm;
     int B, T, recompute, nthreads, chunk;
+    int bf16;            // matrix products with bf16 operands (g3_train_ctx_set_bf16)
     float *mem;          // the one allocation
     int64_t nfloats;
     float *xs;           // [L+1, BT, C] residual stream: input of each layer, then the last output
@@ -169,6 +171,20 @@ void g3_train_ctx_free(G3TrainCtx *cx) {
     free(cx);
 }
 
+void g3_train_ctx_set_bf16(G3TrainCtx *cx, int on) { cx->bf16 = on != 0; }
+
+// The pass's matrix products (those of the linear layers and the head; attention's own stay
+// f32): f32, or with operands rounded to bf16 and f32 sums (mixed precision).
+static void mm_epi(const G3TrainCtx *cx, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int acc,
+                   const G3SgemmEpilogue *epi) {
+    if (cx->bf16) g3_gemm_bf16_epi(ta, tb, M, N, K, A, B, C, acc, epi);
+    else g3_sgemm_epi(ta, tb, M, N, K, A, B, C, acc, epi);
+}
+
+static void mm(const G3TrainCtx *cx, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int acc) {
+    mm_epi(cx, ta, tb, M, N, K, A, B, C, acc, NULL);
+}
+
 #define P(l, r) (tm->params + tm->off[tm->m.layer_idx[l][r]])
 #define G(l, r) (tm->grads + tm->off[tm->m.layer_idx[l][r]])
 
@@ -188,9 +204,9 @@ static void layer_forward(G3TrainCtx *cx, int l, const LayerActs *a, const float
     // attention block
     g3_rmsnorm_forward(a->xn1, a->rs1, x, P(l, W_ATTN_NORM), BT, C, c->eps);
     float *q0 = c->qk_norm ? a->qraw : a->q, *k0 = c->qk_norm ? a->kraw : a->k;
-    g3_sgemm(0, 1, BT, QD, C, a->xn1, P(l, W_Q), q0, 0);
-    g3_sgemm(0, 1, BT, KD, C, a->xn1, P(l, W_K), k0, 0);
-    g3_sgemm(0, 1, BT, KD, C, a->xn1, P(l, W_V), a->v, 0);
+    mm(cx, 0, 1, BT, QD, C, a->xn1, P(l, W_Q), q0, 0);
+    mm(cx, 0, 1, BT, KD, C, a->xn1, P(l, W_K), k0, 0);
+    mm(cx, 0, 1, BT, KD, C, a->xn1, P(l, W_V), a->v, 0);
     if (c->qk_norm) {  // per-head RMSNorm over HD, one weight shared by all heads
         g3_rmsnorm_forward(a->q, a->qrs, a->qraw, P(l, W_Q_NORM), BT * NH, HD, c->eps);
         g3_rmsnorm_forward(a->k, a->krs, a->kraw, P(l, W_K_NORM), BT * NKV, HD, c->eps);
@@ -199,17 +215,17 @@ static void layer_forward(G3TrainCtx *cx, int l, const LayerActs *a, const float
     g3_rope_forward(a->k, cs, sn, B, T, NKV, HD);
     g3_attention_forward(a->att, a->lse, a->q, a->k, a->v, B, T, NH, NKV, HD, c->sliding[l] ? c->sliding_window : 0,
                          1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap, cx->scratch, cx->nthreads);
-    g3_sgemm(0, 1, BT, C, QD, a->att, P(l, W_O), a->ao, 0);
+    mm(cx, 0, 1, BT, C, QD, a->att, P(l, W_O), a->ao, 0);
     g3_rmsnorm_forward(cx->tmp, a->rs2, a->ao, P(l, W_POST_ATTN_NORM), BT, C, c->eps);
     add_rows(a->h, x, cx->tmp, (int64_t)BT * C);
     // MLP block
     g3_rmsnorm_forward(a->xn2, a->rs3, a->h, P(l, W_PRE_FFW_NORM), BT, C, c->eps);
-    g3_sgemm(0, 1, BT, F, C, a->xn2, P(l, W_GATE), a->g, 0);
-    g3_sgemm(0, 1, BT, F, C, a->xn2, P(l, W_UP), a->u, 0);
+    mm(cx, 0, 1, BT, F, C, a->xn2, P(l, W_GATE), a->g, 0);
+    mm(cx, 0, 1, BT, F, C, a->xn2, P(l, W_UP), a->u, 0);
     // a separate pass: as the up product's epilogue (as the backward does) it measured the
     // same on shape (a) and 4-8% slower on (b)
     g3_geglu_forward(cx->a, a->g, a->u, (int64_t)BT * F, c->act == G3_GELU_ERF);
-    g3_sgemm(0, 1, BT, C, F, cx->a, P(l, W_DOWN), a->mo, 0);
+    mm(cx, 0, 1, BT, C, F, cx->a, P(l, W_DOWN), a->mo, 0);
     g3_rmsnorm_forward(cx->tmp, a->rs4, a->mo, P(l, W_POST_FFW_NORM), BT, C, c->eps);
     add_rows(xout, a->h, cx->tmp, (int64_t)BT * C);
 }
@@ -227,17 +243,17 @@ static void layer_backward(G3TrainCtx *cx, int l, const LayerActs *a, const floa
     // keeping [BT, F]), dg and du, from one read of g and u. Two passes after the product
     // were 0.5-0.7 ms a layer slower on shape (a) (the same on (b)).
     G3GegluEpi ge = {.a = cx->a, .dg = cx->dg, .du = cx->du, .g = a->g, .u = a->u, .ld = F, .erf_form = erf_form};
-    g3_sgemm_epi(0, 0, BT, F, C, cx->tmp, P(l, W_DOWN), cx->dg, 0, &(G3SgemmEpilogue){g3_geglu_epi, g3_geglu_epi_prefetch, &ge});
-    g3_sgemm(1, 0, C, F, BT, cx->tmp, cx->a, G(l, W_DOWN), 1);      // dWd += dmo^T . a
-    g3_sgemm(1, 0, F, C, BT, cx->dg, a->xn2, G(l, W_GATE), 1);
-    g3_sgemm(1, 0, F, C, BT, cx->du, a->xn2, G(l, W_UP), 1);
-    g3_sgemm(0, 0, BT, C, F, cx->dg, P(l, W_GATE), cx->dxn, 0);
-    g3_sgemm(0, 0, BT, C, F, cx->du, P(l, W_UP), cx->dxn, 1);
+    mm_epi(cx, 0, 0, BT, F, C, cx->tmp, P(l, W_DOWN), cx->dg, 0, &(G3SgemmEpilogue){g3_geglu_epi, g3_geglu_epi_prefetch, &ge});
+    mm(cx, 1, 0, C, F, BT, cx->tmp, cx->a, G(l, W_DOWN), 1);      // dWd += dmo^T . a
+    mm(cx, 1, 0, F, C, BT, cx->dg, a->xn2, G(l, W_GATE), 1);
+    mm(cx, 1, 0, F, C, BT, cx->du, a->xn2, G(l, W_UP), 1);
+    mm(cx, 0, 0, BT, C, F, cx->dg, P(l, W_GATE), cx->dxn, 0);
+    mm(cx, 0, 0, BT, C, F, cx->du, P(l, W_UP), cx->dxn, 1);
     g3_rmsnorm_backward(dx, G(l, W_PRE_FFW_NORM), cx->dxn, a->h, P(l, W_PRE_FFW_NORM), a->rs3, BT, C, 1);  // dx = dh
     // attention block
     g3_rmsnorm_backward(cx->tmp, G(l, W_POST_ATTN_NORM), dx, a->ao, P(l, W_POST_ATTN_NORM), a->rs2, BT, C, 0);
-    g3_sgemm(1, 0, C, QD, BT, cx->tmp, a->att, G(l, W_O), 1);
-    g3_sgemm(0, 0, BT, QD, C, cx->tmp, P(l, W_O), cx->datt, 0);
+    mm(cx, 1, 0, C, QD, BT, cx->tmp, a->att, G(l, W_O), 1);
+    mm(cx, 0, 0, BT, QD, C, cx->tmp, P(l, W_O), cx->datt, 0);
     g3_attention_backward(cx->dq, cx->dk, cx->dv, cx->dkh, cx->dvh, cx->datt, a->q, a->k, a->v, a->lse, B, T, NH, NKV, HD,
                           c->sliding[l] ? c->sliding_window : 0, 1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap,
                           cx->scratch, cx->nthreads);
@@ -250,12 +266,12 @@ static void layer_backward(G3TrainCtx *cx, int l, const LayerActs *a, const floa
         g3_rmsnorm_backward(dq0, G(l, W_Q_NORM), cx->dq, a->qraw, P(l, W_Q_NORM), a->qrs, BT * NH, HD, 0);
         g3_rmsnorm_backward(dk0, G(l, W_K_NORM), cx->dk, a->kraw, P(l, W_K_NORM), a->krs, BT * NKV, HD, 0);
     }
-    g3_sgemm(1, 0, QD, C, BT, dq0, a->xn1, G(l, W_Q), 1);
-    g3_sgemm(1, 0, KD, C, BT, dk0, a->xn1, G(l, W_K), 1);
-    g3_sgemm(1, 0, KD, C, BT, cx->dv, a->xn1, G(l, W_V), 1);
-    g3_sgemm(0, 0, BT, C, QD, dq0, P(l, W_Q), cx->dxn, 0);
-    g3_sgemm(0, 0, BT, C, KD, dk0, P(l, W_K), cx->dxn, 1);
-    g3_sgemm(0, 0, BT, C, KD, cx->dv, P(l, W_V), cx->dxn, 1);
+    mm(cx, 1, 0, QD, C, BT, dq0, a->xn1, G(l, W_Q), 1);
+    mm(cx, 1, 0, KD, C, BT, dk0, a->xn1, G(l, W_K), 1);
+    mm(cx, 1, 0, KD, C, BT, cx->dv, a->xn1, G(l, W_V), 1);
+    mm(cx, 0, 0, BT, C, QD, dq0, P(l, W_Q), cx->dxn, 0);
+    mm(cx, 0, 0, BT, C, KD, dk0, P(l, W_K), cx->dxn, 1);
+    mm(cx, 0, 0, BT, C, KD, cx->dv, P(l, W_V), cx->dxn, 1);
     g3_rmsnorm_backward(dx, G(l, W_ATTN_NORM), cx->dxn, x, P(l, W_ATTN_NORM), a->rs1, BT, C, 1);
 }
 
@@ -298,7 +314,7 @@ static double head(G3TrainCtx *cx, const int32_t *targets, int64_t nvalid, float
     double loss = 0;
     for (int64_t r0 = 0; r0 < BT; r0 += cx->chunk) {
         const int n = (int)G3_MIN(cx->chunk, BT - r0);
-        g3_sgemm(0, 1, n, V, C, cx->xf + r0 * C, E, cx->logits, 0);  // logits[n, V] = xf . E^T
+        mm(cx, 0, 1, n, V, C, cx->xf + r0 * C, E, cx->logits, 0);  // logits[n, V] = xf . E^T
 #pragma omp parallel for schedule(static) num_threads(cx->nthreads) if ((int64_t)n * V > 65536)
         for (int i = 0; i < n; i++) {
             float *z = cx->logits + (int64_t)i * V;
@@ -315,8 +331,8 @@ static double head(G3TrainCtx *cx, const int32_t *targets, int64_t nvalid, float
         }
         for (int i = 0; i < n; i++) loss += cx->rowloss[i];  // in row order: deterministic
         if (!backward) continue;
-        g3_sgemm(0, 0, n, C, V, cx->logits, E, cx->dxn + r0 * C, 0);  // dxf = dlogits . E
-        g3_sgemm(1, 0, V, C, n, cx->logits, cx->xf + r0 * C, dE, 1);  // dE += dlogits^T . xf
+        mm(cx, 0, 0, n, C, V, cx->logits, E, cx->dxn + r0 * C, 0);  // dxf = dlogits . E
+        mm(cx, 1, 0, V, C, n, cx->logits, cx->xf + r0 * C, dE, 1);  // dE += dlogits^T . xf
     }
     return nvalid ? loss / (double)nvalid : 0.0;
 }
