@@ -259,8 +259,9 @@ int cmd_train(int argc, char **argv) {
     int64_t act = 0, act_other = 0;
     if (!(ctx = g3_train_ctx_new(&tm, (int)a.batch, (int)a.seq, a.ckpt_act, &act))) goto fail;
     g3_train_ctx_set_bf16(ctx, bf16);
-    if (bf16 && !g3_gemm_bf16_native())
-        fprintf(stderr, "train: note: this CPU has no AVX512-BF16: --matmul bf16 rounds as it would, at the f32 rate\n");
+    if (bf16)
+        fprintf(stderr, "train: matrix products in bf16 (f32 sums, weights, gradients and optimizer state)%s\n",
+                g3_gemm_bf16_native() ? "" : "; this CPU has no AVX512-BF16: they round as in bf16, at the f32 rate");
     {   // the other mode's arena, sized but never touched, for the report
         G3TrainCtx *o2 = g3_train_ctx_new(&tm, (int)a.batch, (int)a.seq, !a.ckpt_act, &act_other);
         g3_train_ctx_free(o2);
