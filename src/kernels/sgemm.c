@@ -2,6 +2,7 @@
 // panels of A and B into contiguous, zero-padded buffers so that the ISA micro-kernel
 // (cpu/sgemm_*.c) sees one simple layout whatever the transposes are, and splits the
 // work across OpenMP threads. Not a kernel itself: the arithmetic is in the micro-kernel.
+// The same driver runs g3_gemm_bf16, its panels then holding bf16 pairs (see pack_pairs).
 //
 // Each (column block jc, depth block pc) packs B once, by the whole team into a shared
 // buffer; each MC-row block of A is packed once too (by its item's thread, or by the team in
@@ -31,9 +32,9 @@
 // Per calling thread, grown on demand and kept: the packed B panel and A group (shared by
 // the team that the calling thread forks).
 static _Thread_local float *bpack, *apack;
+static _Thread_local size_t bpack_cap, apack_cap;
 
 enum { F32, ROUNDED, PAIRS };  // what the packed panels hold (see pack_a)
-static _Thread_local size_t bpack_cap, apack_cap;
 
 static float *grow(float **buf, size_t *cap, size_t n) {
     if (n > *cap) {
