@@ -29,40 +29,36 @@ void g3_matmul_ref(float *y, const float *x, const void *w, G3DType wt, int T, i
     }
 }
 
-void g3_sgemm_ld_ref(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
-                     int accumulate) {
+static float bf16_round(float x) { return g3_bf16_to_f32(g3_f32_to_bf16(x)); }
+
+// C (+)= op(A) . op(B) in f32 sums, the operands rounded to bf16 first when bf16 is set.
+static void gemm_ld_ref(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                        int accumulate, int bf16) {
     for (int m = 0; m < M; m++) {
         for (int n = 0; n < N; n++) {
             float acc = 0.0f;
             for (int k = 0; k < K; k++) {
                 float a = ta ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k];
                 float b = tb ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
-                acc += a * b;
+                acc += bf16 ? bf16_round(a) * bf16_round(b) : a * b;
             }
             C[(size_t)m * ldc + n] = accumulate ? C[(size_t)m * ldc + n] + acc : acc;
         }
     }
+}
+
+void g3_sgemm_ld_ref(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                     int accumulate) {
+    gemm_ld_ref(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate, 0);
 }
 
 void g3_sgemm_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
     g3_sgemm_ld_ref(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate);
 }
 
-static float bf16_round(float x) { return g3_bf16_to_f32(g3_f32_to_bf16(x)); }
-
 void g3_gemm_bf16_ld_ref(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
                          int ldc, int accumulate) {
-    for (int m = 0; m < M; m++) {
-        for (int n = 0; n < N; n++) {
-            float acc = 0.0f;
-            for (int k = 0; k < K; k++) {
-                float a = ta ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k];
-                float b = tb ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
-                acc += bf16_round(a) * bf16_round(b);
-            }
-            C[(size_t)m * ldc + n] = accumulate ? C[(size_t)m * ldc + n] + acc : acc;
-        }
-    }
+    gemm_ld_ref(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, accumulate, 1);
 }
 
 void g3_gemm_bf16_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
