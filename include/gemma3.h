@@ -11,11 +11,11 @@
 //              (tokenizer/tokenizer.h)
 //   analysis   interventions: head/MLP ablation, activation patching, steering vectors, and the
 //              clean-vs-intervened comparison (analysis/intervene.h)
-//   training   G3TrainModel, g3_train_forward_backward (train/train.h), AdamW and friends
+//   training   G3TrainModel, g3_train_forward_backward, bf16 mode (train/train.h), AdamW and friends
 //              (train/optim.h), data (train/data.h), checkpoints (train/checkpoint.h)
 //   analysis   g3_analyze_run: per-head attention metrics, residual stream, logit lens
 //              (analysis/analyze.h); JSON and self-contained HTML reports (analysis/report.h)
-//   kernels    g3_matmul, g3_sgemm with scalar references (kernels/kernels.h)
+//   kernels    g3_matmul, g3_sgemm, g3_gemm_bf16 with scalar references (kernels/kernels.h)
 //   files      safetensors reader/writer (io/safetensors.h), .npz writer (io/npz.h), JSON reader (base/json.h)
 //
 // Errors: functions return -1 (or NULL) and g3_error() says what went wrong, naming the

@@ -3,7 +3,8 @@
 // while killing it with SIGKILL: inside checkpoint writes (G3_TEST_KILL_IN_SAVE, each phase)
 // and at random moments, restarting the same command until it finishes. The final weights,
 // optimizer state and every logged loss must equal the uninterrupted run's bit for bit. Also:
-// a resume with a changed --seq is refused, and --steps may be raised to continue.
+// a resume with a changed --seq or --matmul is refused, --steps may be raised to continue, and
+// a --matmul bf16 run trains.
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +21,10 @@
 static const char *bin;
 static char dir[256];
 
-// Runs BIN train with the common arguments plus extra into out; kill_after_us > 0 sends
-// SIGKILL after that long. Returns the exit status, or -SIGNAL.
-static int run_train(const char *out, const char *extra_env, long kill_after_us, const char *steps, const char *seq) {
+// Runs BIN train with the common arguments plus extra into out (with --matmul matmul unless
+// NULL); kill_after_us > 0 sends SIGKILL after that long. Returns the exit status, or -SIGNAL.
+static int run_train_mm(const char *out, const char *extra_env, long kill_after_us, const char *steps, const char *seq,
+                        const char *matmul) {
     char cfg[300], data[300], log[300];
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
     snprintf(data, sizeof data, "%s/tokens.bin", dir);
@@ -34,7 +36,7 @@ static int run_train(const char *out, const char *extra_env, long kill_after_us,
         if (!freopen(log, "a", stderr) || !freopen("/dev/null", "w", stdout)) _exit(127);
         execl(bin, bin, "train", "--init", cfg, "--data", data, "--out", out, "--steps", steps, "--batch", "4", "--seq", seq,
               "--save-every", "4", "--eval-every", "10", "--eval-batches", "2", "--warmup", "5", "--lr", "3e-3",
-              "--threads", "1", (char *)NULL);
+              "--threads", "1", matmul ? "--matmul" : (char *)NULL, matmul, (char *)NULL);
         _exit(127);
     }
     if (kill_after_us > 0) {
@@ -45,6 +47,10 @@ static int run_train(const char *out, const char *extra_env, long kill_after_us,
     int st;
     waitpid(pid, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
+static int run_train(const char *out, const char *extra_env, long kill_after_us, const char *steps, const char *seq) {
+    return run_train_mm(out, extra_env, kill_after_us, steps, seq, NULL);
 }
 
 static int same_file(const char *a, const char *b) {
@@ -153,6 +159,17 @@ int main(void) {
     char *cj = g3_read_file(p, NULL);
     CHECK(cj && strstr(cj, "\"step\": 44"), "continued run should end at step 44: %s", cj ? cj : "");
     free(cj);
+    // The matrix-product precision is part of the run: a bf16 resume of this f32 run is
+    // refused; a bf16 run of its own trains; an unknown precision is an error.
+    CHECK(run_train_mm(run, NULL, 0, "48", "16", "bf16") == 1, "a resume with another --matmul must be refused");
+    snprintf(q, sizeof q, "%s/bf16", dir);
+    CHECK(run_train_mm(q, NULL, 0, "8", "16", "bf16") == 0, "a --matmul bf16 run failed (see %s/log.txt)", dir);
+    snprintf(p, sizeof p, "%s/checkpoint.json", q);
+    cj = g3_read_file(p, NULL);
+    CHECK(cj && strstr(cj, "\"step\": 8"), "the bf16 run should end at step 8: %s", cj ? cj : "");
+    free(cj);
+    snprintf(q, sizeof q, "%s/fp8", dir);
+    CHECK(run_train_mm(q, NULL, 0, "8", "16", "fp8") == 1, "--matmul fp8 must be refused");
 
     if (!check_failures && !getenv("KEEP")) {
         char cmd[400];
