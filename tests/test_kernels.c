@@ -1,12 +1,14 @@
 // test_kernels.c: every kernel level the CPU has (scalar, AVX2, AVX-512, AVX512-BF16)
 // against the scalar references, on odd sizes and unaligned pointers: g3_matmul for f32,
 // bf16 and f16 weights in exact and fast modes, g3_sgemm and g3_gemm_bf16 in all
-// transpose/accumulate combinations, and the degenerate sizes (0 and 1).
+// transpose/accumulate combinations, products against a packed B, and the degenerate sizes
+// (0 and 1).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "base/base.h"
 #include "kernels/kernels.h"
 
 static unsigned long long rng = 88172645463325252ull;
@@ -240,6 +242,37 @@ static void test_gemm_bf16(G3Isa isa) {
     }
 }
 
+// g3_sgemm_packed: B packed once (both storage orders), products against slices of it (depth
+// and column offsets, partial panels, accumulate) against the reference on the same slices.
+static void test_sgemm_packed(G3Isa isa) {
+    const int K = 150, N = 100, M = 13, ldb_pad = 3, lda = 160, ldc = 120;
+    const int al = g3_sgemm_packed_cols();
+    float *A = malloc((size_t)M * lda * 4), *C = malloc((size_t)M * ldc * 4), *Cr = malloc((size_t)M * ldc * 4);
+    float *buf = malloc(g3_sgemm_packed_floats(K, N) * 4);
+    for (int i = 0; i < M * lda; i++) A[i] = frand();
+    for (int tb = 0; tb <= 1; tb++) {
+        int ldb = (tb ? K : N) + ldb_pad;
+        float *B = malloc((size_t)(tb ? N : K) * ldb * 4);
+        for (int i = 0; i < (tb ? N : K) * ldb; i++) B[i] = frand();
+        G3PackedB pb;
+        g3_sgemm_pack_b(&pb, buf, tb, K, N, B, ldb);
+        static const int sl[][5] = {{13, 100, 150, 0, 0}, {5, 37, 64, 10, 1}, {8, 33, 1, 149, 2}, {1, 7, 20, 3, 3}};  // m n k k0 n0-panel
+        for (int c = 0; c < 4; c++)
+            for (int acc = 0; acc <= 1; acc++) {
+                int m = sl[c][0], k0 = sl[c][3], n0 = sl[c][4] * al, n = G3_MIN(sl[c][1], N - n0), k = G3_MIN(sl[c][2], K - k0);
+                for (int i = 0; i < M * ldc; i++) C[i] = Cr[i] = frand();
+                g3_sgemm_packed(m, n, k, A, lda, &pb, k0, n0, C, ldc, acc);
+                const float *Bs = tb ? B + (size_t)n0 * ldb + k0 : B + (size_t)k0 * ldb + n0;
+                g3_sgemm_ld_ref(0, tb, m, n, k, A, lda, Bs, ldb, Cr, ldc, acc);
+                double e = rel_err(C, Cr, (long)M * ldc);
+                CHECK(e < 1e-5, "%s sgemm_packed tb=%d acc=%d m=%d n=%d k=%d k0=%d n0=%d: rel err %g", g3_isa_name(isa), tb, acc, m,
+                      n, k, k0, n0, e);
+            }
+        free(B);
+    }
+    free(A), free(C), free(Cr), free(buf);
+}
+
 static void test_large(G3Isa isa, int T, int K, int N) {
     void *wbase;
     void *w = make_weights(G3_BF16, N, K, &wbase);
@@ -272,6 +305,7 @@ int main(void) {
         test_sgemm((G3Isa)isa);
         test_sgemm_epi((G3Isa)isa);
         test_gemm_bf16((G3Isa)isa);
+        test_sgemm_packed((G3Isa)isa);
         test_threaded((G3Isa)isa);
     }
     g3_kernels_init(top);

@@ -214,6 +214,46 @@ void g3_gemm_bf16_epi(int ta, int tb, int M, int N, int K, const float *A, const
     if (epi && !done) epi->fn(epi->ctx, 0, 0, M, N);
 }
 
+// ---- packed B ----
+
+enum { PACKED_NR_MAX = 32 };  // the widest micro-panel of any level (AVX-512's 8 x 32)
+
+size_t g3_sgemm_packed_floats(int K, int N) { return (size_t)(N + PACKED_NR_MAX - 1) / PACKED_NR_MAX * PACKED_NR_MAX * K; }
+
+void g3_sgemm_pack_b(G3PackedB *pb, float *buf, int tb, int K, int N, const float *B, int ldb) {
+    ensure_init();
+    *pb = (G3PackedB){.B = B, .p = buf, .tb = tb, .ldb = ldb, .K = K, .N = N};
+    if (kern.sgemm_micro_rowa) g3_sgemm_pack_full(&kern, buf, tb, K, N, B, ldb);
+}
+
+int g3_sgemm_packed_cols(void) {
+    ensure_init();
+    return kern.sgemm_micro_rowa ? kern.sgemm_nr : 1;
+}
+
+int g3_sgemm_packed_rows(void) {
+    ensure_init();
+    return kern.sgemm_micro_rowa ? kern.sgemm_mr : 8;
+}
+
+void g3_sgemm_packed(int M, int N, int K, const float *A, int lda, const G3PackedB *pb, int k0, int n0, float *C, int ldc,
+                     int accumulate) {
+    ensure_init();
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int m = 0; m < M; m++) memset(C + (size_t)m * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    if (kern.sgemm_micro_rowa) {
+        g3_sgemm_packed_run(&kern, M, N, K, A, lda, pb->p, pb->K, k0, n0, C, ldc, accumulate);
+        return;
+    }
+    // the reference on B where it lies: op(B)[k0 + k, n0 + n]
+    const float *B = pb->tb ? pb->B + (size_t)n0 * pb->ldb + k0 : pb->B + (size_t)k0 * pb->ldb + n0;
+    g3_sgemm_ld_ref(0, pb->tb, M, N, K, A, lda, B, pb->ldb, C, ldc, accumulate);
+}
+
 int g3_gemm_bf16_native(void) {
     ensure_init();
     return kern.bgemm_micro != NULL;

@@ -62,6 +62,26 @@ void g3_gemm_bf16_epi(int ta, int tb, int M, int N, int K, const float *A, const
 // 1 where g3_gemm_bf16 runs on the CPU's bf16 dot product, 0 where it emulates it at the f32 rate.
 int g3_gemm_bf16_native(void);
 
+// B packed once for many single-threaded products against parts of it: attention's keys and
+// values of one head serve every block of its queries, and packing them for each block was a
+// quarter of those products' time. buf holds g3_sgemm_packed_floats(K, N) floats; B is kept
+// for the reference path (CPUs without a micro-kernel), so it must outlive pb.
+typedef struct {
+    const float *B;
+    float *p;
+    int tb, ldb, K, N;
+} G3PackedB;
+size_t g3_sgemm_packed_floats(int K, int N);
+void g3_sgemm_pack_b(G3PackedB *pb, float *buf, int tb, int K, int N, const float *B, int ldb);
+// C[M, N] (+)= A[M, K] . op(B)[k0 : k0 + K, n0 : n0 + N] on the calling thread: A row-major
+// (row stride lda), read in place; C row stride ldc; n0 a multiple of g3_sgemm_packed_cols().
+void g3_sgemm_packed(int M, int N, int K, const float *A, int lda, const G3PackedB *pb, int k0, int n0, float *C, int ldc,
+                     int accumulate);
+// The column alignment of n0, and the rows of one micro-tile (callers that trim K per group
+// of rows, as causal attention does, go a tile of rows at a time).
+int g3_sgemm_packed_cols(void);
+int g3_sgemm_packed_rows(void);
+
 // Scalar references, exported for the tests and for anyone who wants the ground truth.
 void g3_matmul_ref(float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, int fast);
 void g3_sgemm_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate);

@@ -300,3 +300,23 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
     }
     return 0;
 }
+
+// ---- packed B, many products (g3_sgemm_packed) ----
+
+void g3_sgemm_pack_full(const G3CpuKernels *kn, float *dst, int tb, int K, int N, const float *B, int ldb) {
+    const int NR = kn->sgemm_nr;
+    for (int p = 0; p * NR < N; p++)
+        pack_b_panel(kn, dst + (size_t)p * NR * K, tb, B, ldb, p * NR, G3_MIN(NR, N - p * NR), 0, K, NR);
+}
+
+// Each panel is Ktot steps of NR values, so depth k0 of panel q starts at q * NR * Ktot + k0 * NR.
+void g3_sgemm_packed_run(const G3CpuKernels *kn, int M, int N, int K, const float *A, int lda, const float *packed, int Ktot,
+                         int k0, int n0, float *C, int ldc, int accumulate) {
+    const int MR = kn->sgemm_mr, NR = kn->sgemm_nr;
+    for (int jr = 0; jr < N; jr += NR) {
+        const float *b = packed + (size_t)((n0 + jr) / NR) * NR * Ktot + (size_t)k0 * NR;
+        int nr = G3_MIN(NR, N - jr);
+        for (int ir = 0; ir < M; ir += MR)
+            kn->sgemm_micro_rowa(K, A + (size_t)ir * lda, lda, b, C + (size_t)ir * ldc + jr, ldc, G3_MIN(MR, M - ir), nr, accumulate);
+    }
+}

@@ -411,11 +411,17 @@ void g3_attention_backward_ref(float *dq, float *dk, float *dv, float *dkh, floa
 // GEMM. The GEMMs read the head's q, k, v and write its output and gradients in place, inside
 // the [T, heads * HD] rows (strided GEMMs): copying each head out to contiguous panels and
 // back was a quarter of the attention's time. They run single-threaded inside the task (the
-// tasks are the parallelism).
+// tasks are the parallelism). The head's keys and values are packed once per task, for the
+// products whose B they are (g3_sgemm_packed): packing them again for every block was a
+// quarter of those products. And those go a micro-tile of rows at a time, each only as far
+// as its last row sees: the keys after it are masked (zero in P), and the scores there are
+// never read.
 
 enum { QB = 64 };  // query rows per block
 
-long g3_attention_scratch(int T, int HD) { return 2L * QB * T; }
+// S [QB, T] and dS [QB, T], then up to three packed copies of a head's keys or values.
+static long packed_floats(int T, int HD) { return (long)G3_MAX(g3_sgemm_packed_floats(HD, T), g3_sgemm_packed_floats(T, HD)); }
+long g3_attention_scratch(int T, int HD) { return 2L * QB * T + 3 * packed_floats(T, HD); }
 
 // The keys [lo, hi) a block of query rows [i0, i0 + R) may see, and, per row t, [first, t].
 static inline int block_lo(int i0, int window) { return window > 0 ? G3_MAX(0, i0 - window + 1) : 0; }
@@ -597,24 +603,34 @@ static void softmax_row_backward(float *z, float *dp, int n, int a, int b, float
 void g3_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                           float *scratch, int nthreads) {
-    const int G = NH / NKV, QD = NH * HD, KD = NKV * HD;
-    const long per = g3_attention_scratch(T, HD);
+    const int G = NH / NKV, QD = NH * HD, KD = NKV * HD, AL = g3_sgemm_packed_cols(), MR = g3_sgemm_packed_rows();
+    const long per = g3_attention_scratch(T, HD), pk = packed_floats(T, HD);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (attn_work(B, T, NH, HD, window) > 32768)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            float *S = scratch + (long)omp_get_thread_num() * per;  // [QB, T]
+            float *S = scratch + (long)omp_get_thread_num() * per, *pbuf = S + 2L * QB * T;  // S [QB, T]
             // the head's rows: [T, HD] each, QD (q, out) or KD (k, v) floats apart
             const float *Qh = q + (long)b * T * QD + (long)h * HD, *Kh = k + (long)b * T * KD + (long)(h / G) * HD;
             const float *Vh = v + (long)b * T * KD + (long)(h / G) * HD;
             float *Oh = out + (long)b * T * QD + (long)h * HD;
+            G3PackedB Kt, Vp;  // op(B) = K^T [HD, T] for the scores, V [T, HD] for P . V
+            g3_sgemm_pack_b(&Kt, pbuf, 1, HD, T, Kh, KD);
+            g3_sgemm_pack_b(&Vp, pbuf + pk, 0, T, HD, Vh, KD);
             for (int i0 = 0; i0 < T; i0 += QB) {
-                const int R = G3_MIN(QB, T - i0), lo = block_lo(i0, window), n = i0 + R - lo;
-                g3_sgemm_ld(0, 1, R, n, HD, Qh + (long)i0 * QD, QD, Kh + (long)lo * KD, KD, S, n, 0);  // S[R, n] = Q K^T
+                // lo down to a whole micro-panel: the keys before the window are masked anyway
+                const int R = G3_MIN(QB, T - i0), lo = block_lo(i0, window) / AL * AL, n = i0 + R - lo;
+                for (int r0 = 0; r0 < R; r0 += MR) {  // S[R, n] = Q K^T, each tile of rows to its last row's key
+                    const int mr = G3_MIN(MR, R - r0), nk = i0 + r0 + mr - lo;
+                    g3_sgemm_packed(mr, nk, HD, Qh + (long)(i0 + r0) * QD, QD, &Kt, 0, lo, S + (long)r0 * n, n, 0);
+                }
                 for (int r = 0; r < R; r++) {
                     const int t = i0 + r, j0 = row_first(t, window);
                     lse[((long)b * NH + h) * T + t] = softmax_row(S + (long)r * n, n, j0 - lo, t - lo, scale, softcap);
                 }
-                g3_sgemm_ld(0, 0, R, HD, n, S, n, Vh + (long)lo * KD, KD, Oh + (long)i0 * QD, QD, 0);  // O = P V
+                for (int r0 = 0; r0 < R; r0 += MR) {  // O = P V, over the keys each tile of rows sees
+                    const int mr = G3_MIN(MR, R - r0), nk = i0 + r0 + mr - lo;
+                    g3_sgemm_packed(mr, HD, nk, S + (long)r0 * n, n, &Vp, lo, 0, Oh + (long)(i0 + r0) * QD, QD, 0);
+                }
             }
         }
 }
@@ -623,32 +639,43 @@ void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *d
                            const float *q, const float *k, const float *v, const float *lse,
                            int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                            float *scratch, int nthreads) {
-    const int G = NH / NKV, QD = NH * HD, KD = NKV * HD;
-    const long per = g3_attention_scratch(T, HD);
+    const int G = NH / NKV, QD = NH * HD, KD = NKV * HD, AL = g3_sgemm_packed_cols(), MR = g3_sgemm_packed_rows();
+    const long per = g3_attention_scratch(T, HD), pk = packed_floats(T, HD);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (attn_work(B, T, NH, HD, window) > 8192)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             float *P = scratch + (long)omp_get_thread_num() * per, *dS = P + (long)QB * T;  // [QB, T] each
+            float *pbuf = P + 2L * QB * T;
             const long qo = (long)b * T * QD + (long)h * HD, ko = (long)b * T * KD + (long)(h / G) * HD;
             const float *Qh = q + qo, *dOh = dout + qo, *Kh = k + ko, *Vh = v + ko;  // rows QD or KD apart
             float *dQh = dq + qo, *dKh = dkh + qo, *dVh = dvh + qo;                 // rows QD apart
+            G3PackedB Kt, Vt, Kp;  // K^T and V^T [HD, T] (scores, dP), K [T, HD] (dQ = dS K)
+            g3_sgemm_pack_b(&Kt, pbuf, 1, HD, T, Kh, KD);
+            g3_sgemm_pack_b(&Vt, pbuf + pk, 1, HD, T, Vh, KD);
+            g3_sgemm_pack_b(&Kp, pbuf + 2 * pk, 0, T, HD, Kh, KD);
             for (int t = 0; t < T; t++) {  // the key/value gradients accumulate over query blocks
                 memset(dKh + (long)t * QD, 0, (size_t)HD * sizeof(float));
                 memset(dVh + (long)t * QD, 0, (size_t)HD * sizeof(float));
             }
             for (int i0 = 0; i0 < T; i0 += QB) {
-                const int R = G3_MIN(QB, T - i0), lo = block_lo(i0, window), n = i0 + R - lo;
+                const int R = G3_MIN(QB, T - i0), lo = block_lo(i0, window) / AL * AL, n = i0 + R - lo;
                 const float *Qb = Qh + (long)i0 * QD, *dOb = dOh + (long)i0 * QD;
-                g3_sgemm_ld(0, 1, R, n, HD, Qb, QD, Kh + (long)lo * KD, KD, P, n, 0);    // raw scores
-                g3_sgemm_ld(0, 1, R, n, HD, dOb, QD, Vh + (long)lo * KD, KD, dS, n, 0);  // dP = dO V^T
+                for (int r0 = 0; r0 < R; r0 += MR) {  // raw scores and dP = dO V^T, to each tile's last key
+                    const int mr = G3_MIN(MR, R - r0), nk = i0 + r0 + mr - lo;
+                    g3_sgemm_packed(mr, nk, HD, Qb + (long)r0 * QD, QD, &Kt, 0, lo, P + (long)r0 * n, n, 0);
+                    g3_sgemm_packed(mr, nk, HD, dOb + (long)r0 * QD, QD, &Vt, 0, lo, dS + (long)r0 * n, n, 0);
+                }
                 for (int r = 0; r < R; r++) {
                     const int t = i0 + r, j0 = row_first(t, window);
                     softmax_row_backward(P + (long)r * n, dS + (long)r * n, n, j0 - lo, t - lo, lse[((long)b * NH + h) * T + t],
                                          scale, softcap);
                 }
-                g3_sgemm_ld(1, 0, n, HD, R, P, n, dOb, QD, dVh + (long)lo * QD, QD, 1);                   // dV += P^T dO
-                g3_sgemm_ld(0, 0, R, HD, n, dS, n, Kh + (long)lo * KD, KD, dQh + (long)i0 * QD, QD, 0);  // dQ = dS K
-                g3_sgemm_ld(1, 0, n, HD, R, dS, n, Qb, QD, dKh + (long)lo * QD, QD, 1);                   // dK += dS^T Q
+                g3_sgemm_ld(1, 0, n, HD, R, P, n, dOb, QD, dVh + (long)lo * QD, QD, 1);  // dV += P^T dO
+                for (int r0 = 0; r0 < R; r0 += MR) {  // dQ = dS K
+                    const int mr = G3_MIN(MR, R - r0), nk = i0 + r0 + mr - lo;
+                    g3_sgemm_packed(mr, HD, nk, dS + (long)r0 * n, n, &Kp, lo, 0, dQh + (long)(i0 + r0) * QD, QD, 0);
+                }
+                g3_sgemm_ld(1, 0, n, HD, R, dS, n, Qb, QD, dKh + (long)lo * QD, QD, 1);  // dK += dS^T Q
             }
         }
     sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD, nthreads);

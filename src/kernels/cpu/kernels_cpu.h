@@ -74,4 +74,10 @@ struct G3SgemmEpilogue;
 int g3_sgemm_blocked(const G3CpuKernels *k, int ta, int tb, int M, int N, int K, const float *A, int lda,
                      const float *B, int ldb, float *C, int ldc, int accumulate, const struct G3SgemmEpilogue *epi, int bf16);
 
+// Packed-B products (g3_sgemm_packed): the whole depth of op(B) as panels of NR columns, and
+// a product against a slice of it with A in place. Need sgemm_micro_rowa.
+void g3_sgemm_pack_full(const G3CpuKernels *k, float *dst, int tb, int K, int N, const float *B, int ldb);
+void g3_sgemm_packed_run(const G3CpuKernels *k, int M, int N, int K, const float *A, int lda, const float *packed, int Ktot,
+                         int k0, int n0, float *C, int ldc, int accumulate);
+
 #endif
