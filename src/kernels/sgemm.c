@@ -237,10 +237,27 @@ int g3_sgemm_blocked(const G3CpuKernels *kn, int ta, int tb, int M, int N, int K
             int kc = K - pc < KC ? K - pc : KC, kd = mode == PAIRS ? (kc + 1) / 2 : kc;  // kd: packed depth
             int acc = pc > 0 || accumulate;
             const G3SgemmEpilogue *last = pc + kc >= K ? epi : NULL;  // tiles are final in the last depth step
+            if (mode == PAIRS && !tb && kn->bgemm_pack_cols) {
+                // B stored [K, N] in pairs: k outer, each thread a run of pair rows across every
+                // whole panel, so each row is read whole and in order. Panel by panel, each step
+                // read 2 x 128 bytes of two rows kilobytes apart, stalled on every load (8% of a
+                // shape (a) bf16 step).
+                int nfull = nc / NR * NR, per = (kd + nth - 1) / nth;
 #pragma omp for schedule(static)
-            for (int p = 0; p < npanels; p++) {
-                int nr = nc - p * NR < NR ? nc - p * NR : NR;
-                pack_b(kn, mode, bp + (size_t)p * NR * kd, tb, B, ldb, jc + p * NR, nr, pc, kc, NR);
+                for (int t = 0; t < nth; t++) {
+                    int a = t * per, b = G3_MIN(kd, a + per);
+                    if (a < b && nfull)
+                        kn->bgemm_pack_cols((uint32_t *)bp + (size_t)a * NR, B + (size_t)(pc + 2 * a) * ldb + jc, ldb, nfull, NR,
+                                            (size_t)NR * kd, G3_MIN(kc - 2 * a, 2 * (b - a)));
+                    if (t == 0 && nfull < nc)
+                        pack_pairs_ref((uint32_t *)bp + (size_t)nfull * kd, 1, B, ldb, jc + nfull, nc - nfull, pc, kc, NR, 0, 1);
+                }
+            } else {
+#pragma omp for schedule(static)
+                for (int p = 0; p < npanels; p++) {
+                    int nr = nc - p * NR < NR ? nc - p * NR : NR;
+                    pack_b(kn, mode, bp + (size_t)p * NR * kd, tb, B, ldb, jc + p * NR, nr, pc, kc, NR);
+                }
             }
             for (int ig = 0; ig < M; ig += gstep) {
                 int mg = M - ig < gstep ? M - ig : gstep;
