@@ -162,7 +162,7 @@ static void pack_pairs_ref(uint32_t *dst, int trans, const float *S, int lds, in
 static void pack_pairs(const G3CpuKernels *kn, uint32_t *dst, int trans, const float *S, int lds, int i, int rows, int p0,
                        int kc, int W) {
     int np = (rows + W - 1) / W, nfull = rows / W, kd = (kc + 1) / 2;
-    if (nfull && kn->bgemm_pack_rows) {
+    if (nfull && (trans ? kn->bgemm_pack_cols != NULL : kn->bgemm_pack_rows != NULL)) {
         if (trans) {  // S stored [K, rows]: all the full panels' rows of one k at a time (see pack_a_panels)
             kn->bgemm_pack_cols(dst, S + (size_t)p0 * lds + i, lds, nfull * W, W, (size_t)W * kd, kc);
         } else {

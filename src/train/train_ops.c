@@ -600,10 +600,26 @@ static void softmax_row_backward(float *z, float *dp, int n, int a, int b, float
     else softmax_row_backward_scalar(z, dp, n, a, b, L, scale, softcap);
 }
 
+// A block's product against the head's packed keys or values, a micro-tile of rows at a time,
+// each only as far as its last row sees (the later keys are masked): the scores
+// C[R, n] = A[R, HD] . pb[:, lo ...] (keys the columns), or, over_keys, C[R, HD] =
+// A[R, n] . pb[lo ..., :] (keys the depth: P . V, dS . K).
+static void block_product(int over_keys, int R, int i0, int lo, int HD, const float *A, int lda, const G3PackedB *pb, float *C,
+                          int ldc) {
+    const int MR = g3_sgemm_packed_rows();
+    for (int r0 = 0; r0 < R; r0 += MR) {
+        const int mr = G3_MIN(MR, R - r0), nk = i0 + r0 + mr - lo;
+        const float *a = A + (long)r0 * lda;
+        float *c = C + (long)r0 * ldc;
+        if (over_keys) g3_sgemm_packed(mr, HD, nk, a, lda, pb, lo, 0, c, ldc, 0);
+        else g3_sgemm_packed(mr, nk, HD, a, lda, pb, 0, lo, c, ldc, 0);
+    }
+}
+
 void g3_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                           float *scratch, int nthreads) {
-    const int G = NH / NKV, QD = NH * HD, KD = NKV * HD, AL = g3_sgemm_packed_cols(), MR = g3_sgemm_packed_rows();
+    const int G = NH / NKV, QD = NH * HD, KD = NKV * HD, AL = g3_sgemm_packed_cols();
     const long per = g3_attention_scratch(T, HD), pk = packed_floats(T, HD);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (attn_work(B, T, NH, HD, window) > 32768)
     for (int b = 0; b < B; b++)
@@ -619,18 +635,12 @@ void g3_attention_forward(float *out, float *lse, const float *q, const float *k
             for (int i0 = 0; i0 < T; i0 += QB) {
                 // lo down to a whole micro-panel: the keys before the window are masked anyway
                 const int R = G3_MIN(QB, T - i0), lo = block_lo(i0, window) / AL * AL, n = i0 + R - lo;
-                for (int r0 = 0; r0 < R; r0 += MR) {  // S[R, n] = Q K^T, each tile of rows to its last row's key
-                    const int mr = G3_MIN(MR, R - r0), nk = i0 + r0 + mr - lo;
-                    g3_sgemm_packed(mr, nk, HD, Qh + (long)(i0 + r0) * QD, QD, &Kt, 0, lo, S + (long)r0 * n, n, 0);
-                }
+                block_product(0, R, i0, lo, HD, Qh + (long)i0 * QD, QD, &Kt, S, n);  // S[R, n] = Q K^T
                 for (int r = 0; r < R; r++) {
                     const int t = i0 + r, j0 = row_first(t, window);
                     lse[((long)b * NH + h) * T + t] = softmax_row(S + (long)r * n, n, j0 - lo, t - lo, scale, softcap);
                 }
-                for (int r0 = 0; r0 < R; r0 += MR) {  // O = P V, over the keys each tile of rows sees
-                    const int mr = G3_MIN(MR, R - r0), nk = i0 + r0 + mr - lo;
-                    g3_sgemm_packed(mr, HD, nk, S + (long)r0 * n, n, &Vp, lo, 0, Oh + (long)(i0 + r0) * QD, QD, 0);
-                }
+                block_product(1, R, i0, lo, HD, S, n, &Vp, Oh + (long)i0 * QD, QD);  // O = P V
             }
         }
 }
@@ -639,7 +649,7 @@ void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *d
                            const float *q, const float *k, const float *v, const float *lse,
                            int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                            float *scratch, int nthreads) {
-    const int G = NH / NKV, QD = NH * HD, KD = NKV * HD, AL = g3_sgemm_packed_cols(), MR = g3_sgemm_packed_rows();
+    const int G = NH / NKV, QD = NH * HD, KD = NKV * HD, AL = g3_sgemm_packed_cols();
     const long per = g3_attention_scratch(T, HD), pk = packed_floats(T, HD);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (attn_work(B, T, NH, HD, window) > 8192)
     for (int b = 0; b < B; b++)
@@ -660,21 +670,15 @@ void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *d
             for (int i0 = 0; i0 < T; i0 += QB) {
                 const int R = G3_MIN(QB, T - i0), lo = block_lo(i0, window) / AL * AL, n = i0 + R - lo;
                 const float *Qb = Qh + (long)i0 * QD, *dOb = dOh + (long)i0 * QD;
-                for (int r0 = 0; r0 < R; r0 += MR) {  // raw scores and dP = dO V^T, to each tile's last key
-                    const int mr = G3_MIN(MR, R - r0), nk = i0 + r0 + mr - lo;
-                    g3_sgemm_packed(mr, nk, HD, Qb + (long)r0 * QD, QD, &Kt, 0, lo, P + (long)r0 * n, n, 0);
-                    g3_sgemm_packed(mr, nk, HD, dOb + (long)r0 * QD, QD, &Vt, 0, lo, dS + (long)r0 * n, n, 0);
-                }
+                block_product(0, R, i0, lo, HD, Qb, QD, &Kt, P, n);    // raw scores
+                block_product(0, R, i0, lo, HD, dOb, QD, &Vt, dS, n);  // dP = dO V^T
                 for (int r = 0; r < R; r++) {
                     const int t = i0 + r, j0 = row_first(t, window);
                     softmax_row_backward(P + (long)r * n, dS + (long)r * n, n, j0 - lo, t - lo, lse[((long)b * NH + h) * T + t],
                                          scale, softcap);
                 }
                 g3_sgemm_ld(1, 0, n, HD, R, P, n, dOb, QD, dVh + (long)lo * QD, QD, 1);  // dV += P^T dO
-                for (int r0 = 0; r0 < R; r0 += MR) {  // dQ = dS K
-                    const int mr = G3_MIN(MR, R - r0), nk = i0 + r0 + mr - lo;
-                    g3_sgemm_packed(mr, HD, nk, dS + (long)r0 * n, n, &Kp, lo, 0, dQh + (long)(i0 + r0) * QD, QD, 0);
-                }
+                block_product(1, R, i0, lo, HD, dS, n, &Kp, dQh + (long)i0 * QD, QD);  // dQ = dS K
                 g3_sgemm_ld(1, 0, n, HD, R, dS, n, Qb, QD, dKh + (long)lo * QD, QD, 1);  // dK += dS^T Q
             }
         }
