@@ -7,6 +7,7 @@
 #include "fixtures.h"
 #include "kernels/kernels.h"
 #include "kernels/ops.h"
+#include "kernels/train_ops.h"
 #include "model/forward.h"
 #include "model/record.h"
 
@@ -110,14 +111,16 @@ static void check_consistency(const char *name, const G3Model *m, const G3Record
         const float *prev = l ? arr(r, G3_HOOK_RESID_POST, l - 1) : arr(r, G3_HOOK_EMBED, -1);
         CHECK(!memcmp(pre, prev, (size_t)T * C * sizeof(float)), "%s: resid_pre.%d != resid_post.%d (or embed)", name, l, l - 1);
         // ln1 = norm(resid_pre); resid_mid = resid_pre + post_attn_norm(attn_out); ln2, resid_post alike
-        for (int t = 0; t < T; t++) g3_rmsnorm_ref(tmp + (long)t * C, pre + (long)t * C, g3_layer_tensor(m, l, W_ATTN_NORM)->norm1p, C, c->eps);
+        g3_rmsnorm_forward_ref(tmp, NULL, pre, g3_norm_weight(m, m->layer_idx[l][W_ATTN_NORM]), T, C, c->eps);
         NEAR(arr(r, G3_HOOK_LN1, l), tmp, (long)T * C, "ln1");
-        for (int t = 0; t < T; t++) g3_rmsnorm_ref(tmp + (long)t * C, arr(r, G3_HOOK_ATTN_OUT, l) + (long)t * C, g3_layer_tensor(m, l, W_POST_ATTN_NORM)->norm1p, C, c->eps);
+        g3_rmsnorm_forward_ref(tmp, NULL, arr(r, G3_HOOK_ATTN_OUT, l), g3_norm_weight(m, m->layer_idx[l][W_POST_ATTN_NORM]), T, C, c->eps);
+        NEAR(arr(r, G3_HOOK_LN1_POST, l), tmp, (long)T * C, "ln1_post = post_attn_norm(attn_out)");
         for (long i = 0; i < (long)T * C; i++) tmp[i] += pre[i];
         NEAR(mid, tmp, (long)T * C, "resid_mid");
-        for (int t = 0; t < T; t++) g3_rmsnorm_ref(tmp + (long)t * C, mid + (long)t * C, g3_layer_tensor(m, l, W_PRE_FFW_NORM)->norm1p, C, c->eps);
+        g3_rmsnorm_forward_ref(tmp, NULL, mid, g3_norm_weight(m, m->layer_idx[l][W_PRE_FFW_NORM]), T, C, c->eps);
         NEAR(arr(r, G3_HOOK_LN2, l), tmp, (long)T * C, "ln2");
-        for (int t = 0; t < T; t++) g3_rmsnorm_ref(tmp + (long)t * C, arr(r, G3_HOOK_MLP_OUT, l) + (long)t * C, g3_layer_tensor(m, l, W_POST_FFW_NORM)->norm1p, C, c->eps);
+        g3_rmsnorm_forward_ref(tmp, NULL, arr(r, G3_HOOK_MLP_OUT, l), g3_norm_weight(m, m->layer_idx[l][W_POST_FFW_NORM]), T, C, c->eps);
+        NEAR(arr(r, G3_HOOK_LN2_POST, l), tmp, (long)T * C, "ln2_post = post_ffw_norm(mlp_out)");
         for (long i = 0; i < (long)T * C; i++) tmp[i] += mid[i];
         NEAR(post, tmp, (long)T * C, "resid_post");
         // mlp_post = gelu(pre) * pre_linear
@@ -170,7 +173,7 @@ static void check_consistency(const char *name, const G3Model *m, const G3Record
     }
     int l = -1;
     const float *last = arr(r, G3_HOOK_RESID_POST, c->layers - 1);
-    for (int t = 0; t < T; t++) g3_rmsnorm_ref(tmp + (long)t * C, last + (long)t * C, m->t[m->final_norm_idx].norm1p, C, c->eps);
+    g3_rmsnorm_forward_ref(tmp, NULL, last, g3_norm_weight(m, m->final_norm_idx), T, C, c->eps);
     NEAR(arr(r, G3_HOOK_LN_FINAL, -1), tmp, (long)T * C, "ln_final");
 #undef NEAR
     printf("%-32s site definitions: worst rel err %.2e\n", name, worst);

@@ -7,7 +7,7 @@
 #include "check.h"
 #include "kernels/kernels.h"
 #include "kernels/ops.h"
-#include "train/train_ops.h"
+#include "kernels/train_ops.h"
 
 static float frand(unsigned *s) {
     *s = *s * 1664525u + 1013904223u;

@@ -11,7 +11,7 @@
 #include "check.h"
 #include "kernels/kernels.h"
 #include "kernels/ops.h"
-#include "train/train_ops.h"
+#include "kernels/train_ops.h"
 
 static uint64_t rng = 0x243f6a8885a308d3ULL;
 static double randn(void) {  // Box-Muller on a xorshift stream

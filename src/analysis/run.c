@@ -15,6 +15,7 @@
 #include "base/rng.h"
 #include "kernels/kernels.h"
 #include "kernels/ops.h"
+#include "model/pass.h"
 
 typedef struct {
     int T, NH, C;
@@ -83,14 +84,13 @@ static void top_k(G3AnTop *out, const float *row, int V, int K) {
     for (int k = 0; k < n; k++) out[k].prob = (float)(exp((double)out[k].logit - mx) / z);
 }
 
-// Rows of every layer go through the output head together, CH at a time: at a real vocabulary
-// each g3_matmul call streams the whole embedding, so fewer, fuller calls are what count.
+// Rows of every layer go through the model's final norm and output head (pass.h, the same
+// code as the forward's last step) together, CH at a time: at a real vocabulary each head
+// product streams the whole embedding, so fewer, fuller calls are what count.
 static int logit_lens(G3Analysis *a, const G3Model *m, int fast) {
-    const G3Config *c = &m->cfg;
     const int T = a->T, C = a->C, V = a->V, K = a->K, CH = 64, TL = T - a->lens_from;
     const long N = (long)(a->L + 1) * TL;
-    const G3Tensor *E = &m->t[m->embed_idx];
-    const float *fin = m->t[m->final_norm_idx].norm1p;
+    G3Pass p = {.be = g3_backend_cpu(), .m = m, .mode = fast ? G3_MM_FAST : G3_MM_EXACT};
     float *xn = g3_malloc_aligned((size_t)CH * C * sizeof(float));    // [CH][C]
     float *lg = g3_malloc_aligned((size_t)CH * V * sizeof(float));    // [CH][V]
     if (!xn || !lg) { g3_free_aligned(xn); g3_free_aligned(lg); return -1; }
@@ -98,10 +98,10 @@ static int logit_lens(G3Analysis *a, const G3Model *m, int fast) {
         int n = (int)G3_MIN((long)CH, N - r0);
         for (int r = 0; r < n; r++) {  // row r0 + r is layer slot (r0 + r) / TL, position lens_from + (r0 + r) % TL
             long l = (r0 + r) / TL, t = a->lens_from + (r0 + r) % TL;
-            g3_rmsnorm(xn + (long)r * C, a->resid + (l * T + t) * C, fin, C, c->eps);
+            g3_pass_final_norm(&p, xn + (long)r * C, NULL, a->resid + (l * T + t) * C, 1);
         }
-        g3_matmul(lg, xn, E->data, E->dtype, n, C, V, fast);
-        if (c->final_softcap > 0) g3_softcap(lg, (long)n * V, c->final_softcap);
+        p.R = n;
+        if (g3_pass_head(&p, lg, xn, n, 1)) { g3_free_aligned(xn); g3_free_aligned(lg); return -1; }
 #pragma omp parallel for if (n > 1)
         for (int r = 0; r < n; r++) {
             long l = (r0 + r) / TL, t = a->lens_from + (r0 + r) % TL;

@@ -85,6 +85,11 @@ static inline void ensure_init(void) {
     if (!kern_ready) g3_kernels_init(G3_ISA_AVX512BF16);
 }
 
+G3Isa g3_kernels_level(void) {
+    ensure_init();
+    return kern_isa;
+}
+
 // ---- matmul ----
 
 // Below this many multiply-adds a second thread costs more than it saves (a fork/join

@@ -20,6 +20,8 @@ typedef enum { G3_ISA_SCALAR = 0, G3_ISA_AVX2, G3_ISA_AVX512, G3_ISA_AVX512BF16 
 // (tests use it to compare each level against the reference); returns the level chosen.
 G3Isa g3_kernels_init(G3Isa max_isa);
 const char *g3_isa_name(G3Isa isa);
+// The level in use (initialising with every level the CPU has if nothing did yet).
+G3Isa g3_kernels_level(void);
 
 // y[T, N] = x[T, K] . w[N, K]^T, w of type wt (F32, BF16 or F16), x and y f32.
 // fast = 0: exact, products of f32 values (bf16/f16 weights widened exactly) summed in f32.

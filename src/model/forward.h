@@ -1,9 +1,9 @@
-// forward.h: inference over a loaded model: a state with its KV cache and scratch arenas
-// (all sized once, at creation: no allocation per token), and the forward pass over a
-// batch of segments. A segment is a run of consecutive tokens of one sequence (a cache
-// slot); prefill of one prompt is one long segment, a batched decode step is one
-// one-token segment per sequence. Rows of all segments are processed together by every
-// matrix product, so a batch costs one pass over the weights.
+// forward.h: inference over a loaded model: a state with its KV cache and scratch (all sized
+// once, at creation, in the memory of the state's backend: no allocation per token), and the
+// forward pass over a batch of segments (backend.h G3Segment). Prefill of one prompt is one
+// long segment, a batched decode step one one-token segment per sequence. Rows of all
+// segments go through every matrix product together, so a batch costs one pass over the
+// weights. The arithmetic is the model pass of pass.h; this file owns the state around it.
 #ifndef G3_FORWARD_H
 #define G3_FORWARD_H
 
@@ -11,38 +11,28 @@
 
 #include "hooks.h"
 #include "model.h"
-
-typedef struct {
-    int seq;   // cache slot
-    int pos0;  // position of the segment's first token: must equal the slot's current length
-    int n;     // tokens
-} G3Segment;
+#include "pass.h"
 
 typedef enum { G3_LOGITS_NONE, G3_LOGITS_LAST, G3_LOGITS_ALL } G3LogitsMode;
 
 typedef struct {
     const G3Model *m;
+    G3Backend *be;  // where the cache, the scratch and the arithmetic live
     int max_rows;   // R: rows per forward call
     int nslots;     // sequences the cache holds
     int ctx;        // positions per sequence
-    int fast;       // 1: bf16 activations in the matrix products
-    int *len;       // [nslots] positions stored per slot
-    // KV cache per layer: [nslots][NKV][cap[l]][HD]; sliding layers are rings of W positions
-    float **kc, **vc;
-    int *cap;
-    // scratch, [R][...] unless noted
+    int fast;       // 1: bf16 activations in the matrix products (G3_MM_FAST)
+    int *len;       // [nslots] positions stored per slot (host)
+    G3KVCache kv;   // per layer [nslots][NKV][cap[l]][HD]; sliding layers are rings of W positions
+    // scratch in backend memory, [R][...] unless noted
     float *x, *xn, *q, *k, *v, *att, *tmp, *g, *u;
-    float *cos_l, *sin_l, *cos_g, *sin_g;  // [R][HD/2]
-    int *row_pos;                          // [R]
-    float *kbuf, *vbuf;                    // [ctx + R][HD]  keys/values of one segment, one kv head
-    float *ablk;                           // [threads][32][ctx + R + 2 HD] per-thread attention blocks
-    float *scores;                         // [R][ctx + R] one head's scores, for score/pattern hooks
-    float *hq, *ho;                        // [R][HD] one head's queries and outputs (hooked attention)
-    float *tscores;                        // [threads][ctx + R] for the one-row path
-    int nthreads;
-    float *logits;                         // [R][V] (ALL) or [nseg][V] (LAST)
+    float *cos_l, *sin_l, *cos_g, *sin_g;  // [R][HD/2] RoPE angles of each row's position
+    int32_t *ids;                          // [R] token ids (backend copy)
+    float *xlast;                          // [R][C] final-norm rows whose logits are computed
+    float *logits;                         // host: [R][V] (ALL) or [nseg][V] (LAST)
+    float *logits_be;                      // the same in backend memory (= logits on a host backend)
     int logits_rows;                       // rows logits has room for (grows on demand)
-    float *xlast;                          // [R][C]
+    float *rope_h;                         // host staging of the RoPE tables (device backends)
     // hooks (hooks.h): fn is called at the sites whose bit is set in hook_sites (bit = 1 << site),
     // for layers whose bit is set in hook_layers (unnumbered sites ignore hook_layers; layers
     // past 63 count as set only when all 64 bits are)
@@ -53,8 +43,11 @@ typedef struct {
 } G3State;
 
 // Creates a state for nslots sequences of up to ctx positions, processing up to max_rows
-// rows per call. Reports what it allocated through *bytes when non-NULL.
+// rows per call, on the CPU backend. Reports what it allocated through *bytes when non-NULL.
 G3State *g3_state_new(const G3Model *m, int nslots, int ctx, int max_rows, int fast, int64_t *bytes);
+// The same on a given backend (backend.h); every weight must have a kernel there (the
+// message names the tensor and its type otherwise).
+G3State *g3_state_new_on(G3Backend *be, const G3Model *m, int nslots, int ctx, int max_rows, int fast, int64_t *bytes);
 void g3_state_free(G3State *s);
 // Sets (fn non-NULL) or clears (fn NULL) the hook: sites is a bitmask of (1u << G3HookSite),
 // layers a bitmask of block indices (~0ull: all). Replaces any hook set before.

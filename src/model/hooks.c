@@ -1,5 +1,5 @@
 // hooks.c: the names of the hook sites (TransformerLens spelling), parsing them back, and
-// the '*' glob that selects sites by pattern. The hooks themselves fire in forward.c.
+// the '*' glob that selects sites by pattern. The hooks themselves fire in pass.c.
 #include "hooks.h"
 
 #include <errno.h>
@@ -16,7 +16,7 @@ static const char *const SUFFIX[G3_HOOK_NSITES] = {
     "attn.hook_v",          "attn.hook_rot_q",     "attn.hook_rot_k",     "attn.hook_attn_scores",
     "attn.hook_pattern",    "attn.hook_z",         "hook_attn_out",       "hook_resid_mid",    "ln2.hook_normalized",
     "mlp.hook_pre",         "mlp.hook_pre_linear", "mlp.hook_post",       "hook_mlp_out",      "hook_resid_post",
-    "ln_final.hook_normalized", "logits",
+    "ln_final.hook_normalized", "logits",  "ln1_post.hook_normalized", "ln2_post.hook_normalized",
 };
 
 const char *g3_hook_site_suffix(G3HookSite site) {
@@ -54,7 +54,8 @@ int g3_hook_parse(const char *name, G3HookSite *site, int *layer) {
         }
     return g3_errorf("unknown hook name '%s' (sites: hook_embed, blocks.<i>.{hook_resid_pre, ln1.hook_normalized, "
                      "attn.hook_{q,k,v,rot_q,rot_k,attn_scores,pattern,z}, hook_attn_out, hook_resid_mid, "
-                     "ln2.hook_normalized, mlp.hook_{pre,pre_linear,post}, hook_mlp_out, hook_resid_post}, "
+                     "ln1_post.hook_normalized, ln2.hook_normalized, mlp.hook_{pre,pre_linear,post}, hook_mlp_out, "
+                     "ln2_post.hook_normalized, hook_resid_post}, "
                      "ln_final.hook_normalized, logits)", name);
 }
 

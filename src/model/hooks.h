@@ -1,4 +1,4 @@
-// hooks.h: hook points at every named site of the forward pass, with TransformerLens names.
+// hooks.h: hook points at every named site of the model pass (pass.c), with TransformerLens names.
 // A hook is a callback that sees an activation as the pass produces it and may edit it in
 // place: what the callback leaves in the buffer is what the rest of the pass uses. With no
 // hook set, a site costs one predictable branch (a bitmask test).
@@ -16,13 +16,19 @@
 //                                                    masked (-inf) scores before the softmax
 //   blocks.{i}.attn.hook_pattern    [rows][keys]     ONE head: softmax; masked entries 0
 //   blocks.{i}.attn.hook_z          [rows][NH][HD]   per-head weighted values (o_proj input)
-//   blocks.{i}.hook_attn_out        [rows][C]        o_proj output, before post_attention_layernorm
+//   blocks.{i}.hook_attn_out        [rows][C]        o_proj output, BEFORE post_attention_layernorm
+//                                                    (TransformerLens's Gemma hook_attn_out is after it:
+//                                                    that is ln1_post.hook_normalized below)
+//   blocks.{i}.ln1_post.hook_normalized [rows][C]    post_attention_layernorm output (what is added
+//                                                    to the residual)
 //   blocks.{i}.hook_resid_mid       [rows][C]        residual after the attention block
 //   blocks.{i}.ln2.hook_normalized  [rows][C]        pre_feedforward_layernorm output
 //   blocks.{i}.mlp.hook_pre         [rows][F]        gate_proj output
 //   blocks.{i}.mlp.hook_pre_linear  [rows][F]        up_proj output
 //   blocks.{i}.mlp.hook_post        [rows][F]        gelu(gate) * up (down_proj input)
-//   blocks.{i}.hook_mlp_out         [rows][C]        down_proj output, before post_feedforward_layernorm
+//   blocks.{i}.hook_mlp_out         [rows][C]        down_proj output, BEFORE post_feedforward_layernorm
+//                                                    (TransformerLens's is after it: ln2_post below)
+//   blocks.{i}.ln2_post.hook_normalized [rows][C]    post_feedforward_layernorm output
 //   blocks.{i}.hook_resid_post      [rows][C]        residual leaving layer i
 //   ln_final.hook_normalized        [rows][C]        final norm (rows whose logits are computed)
 //   logits                          [rows][V]        after the final softcap
@@ -58,6 +64,8 @@ typedef enum {
     G3_HOOK_RESID_POST,
     G3_HOOK_LN_FINAL,
     G3_HOOK_LOGITS,
+    G3_HOOK_LN1_POST,
+    G3_HOOK_LN2_POST,
     G3_HOOK_NSITES
 } G3HookSite;
 

@@ -91,12 +91,14 @@ int g3_model_set(G3Model *m, int i, G3DType dt, const void *data) {
     G3Tensor *t = &m->t[i];
     t->dtype = dt;
     t->data = data;
-    if (t->kind != G3_KIND_NORM) return 0;
-    free(t->norm1p);
-    t->norm1p = g3_malloc((size_t)t->numel * sizeof(float));
-    if (!t->norm1p) return -1;
-    g3_to_f32(t->norm1p, data, dt, (size_t)t->numel);
-    for (int64_t k = 0; k < t->numel; k++) t->norm1p[k] += 1.0f;  // Gemma's norms scale by (1 + w)
+    t->row_bytes = (int64_t)g3_dtype_size(dt) * (t->ndim == 2 ? t->shape[1] : t->shape[0]);
+    t->nbytes = (int64_t)g3_dtype_size(dt) * t->numel;
+    free(t->normf);
+    t->normf = NULL;
+    if (t->kind != G3_KIND_NORM || dt == G3_F32) return 0;  // f32 norms are used where they lie
+    t->normf = g3_malloc((size_t)t->numel * sizeof(float));
+    if (!t->normf) return -1;
+    g3_to_f32(t->normf, data, dt, (size_t)t->numel);
     return 0;
 }
 
@@ -139,7 +141,7 @@ int g3_model_load(G3Model *m, const char *dir) {
 
 void g3_model_free(G3Model *m) {
     if (m->t)
-        for (int i = 0; i < m->nt; i++) free(m->t[i].norm1p);
+        for (int i = 0; i < m->nt; i++) free(m->t[i].normf);
     free(m->t);
     st_close(&m->st);
     memset(m, 0, sizeof *m);

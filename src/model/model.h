@@ -2,13 +2,14 @@
 // as in the checkpoint without prefix, shapes, roles) is the only list of parameters in the
 // project: the loader, `init`, training (gradients, optimizer state), checkpoints and tests
 // all walk it. Weights are memory-mapped and used in place; only the tiny norm vectors are
-// copied, as f32 with Gemma's +1 folded in.
+// copied, as f32 in their stored convention (the norm op adds Gemma's 1).
 #ifndef G3_MODEL_H
 #define G3_MODEL_H
 
 #include <stdint.h>
 
 #include "../io/safetensors.h"
+#include "../tensor/weight.h"
 #include "config.h"
 
 // Per-layer tensor roles, in checkpoint order.
@@ -30,7 +31,8 @@ typedef struct {
     // set by the loader
     G3DType dtype;
     const void *data;    // in the mapping (or owned, for models built in memory)
-    float *norm1p;       // norms only: f32 copy of (1 + w)
+    int64_t row_bytes, nbytes;  // bytes of one row (of shape[1] values; a vector: all) and in all
+    float *normf;        // norms stored in another type than F32: their f32 copy (w, without the 1)
 } G3Tensor;
 
 typedef struct {
@@ -53,6 +55,11 @@ int g3_model_load(G3Model *m, const char *dir);
 // Points tensor i at data of type dt (for models built in memory: training, tests).
 int g3_model_set(G3Model *m, int i, G3DType dt, const void *data);
 void g3_model_free(G3Model *m);
+
+static inline G3Weight g3_tensor_weight(const G3Tensor *t) {
+    G3Weight w = {t->dtype, t->ndim == 2 ? t->shape[0] : 1, t->ndim == 2 ? t->shape[1] : t->shape[0], t->row_bytes, t->data, G3_MEM_HOST};
+    return w;
+}
 
 static inline const G3Tensor *g3_layer_tensor(const G3Model *m, int l, G3LayerRole r) {
     int i = m->layer_idx[l][r];

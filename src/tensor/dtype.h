@@ -14,6 +14,8 @@ int g3_dtype_size(G3DType t);
 const char *g3_dtype_name(G3DType t);
 int g3_dtype_from_name(const char *name, size_t len);
 
+enum { G3_BACKEND_CPU = 0, G3_BACKEND_CUDA = 1 };
+
 static inline float g3_bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
     float f;

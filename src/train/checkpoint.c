@@ -139,7 +139,6 @@ int g3_ckpt_load(const char *dir, G3TrainModel *tm, G3AdamW *o, G3CkptInfo *info
                 goto out;
         }
     }
-    g3_train_model_sync(tm);
     info->step = state[0];
     o->t = state[1];
     info->seed = (uint64_t)state[2];

@@ -27,10 +27,8 @@ int g3_train_model_from(G3TrainModel *tm, const G3Model *src);
 // weights converted to dt (F32 or BF16), atomically.
 int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt);
 void g3_train_model_free(G3TrainModel *tm);
-// Refreshes what tm->m derives from params (the norms' f32 (1 + w) copies), so that tm->m
-// can run the inference forward (forward.h) after params changed, e.g. after optimizer steps.
-// The training pass itself reads params directly and never needs this.
-void g3_train_model_sync(G3TrainModel *tm);
+// tm->m's tensors point into params (F32), norms included, so tm->m runs the inference forward
+// (forward.h) on the current weights at any time, e.g. between optimizer steps.
 // Zeroes tm->grads (before a step's micro-batches), with every thread: a serial memset of a
 // 35M-parameter model's gradients held the other thread idle for ~10 ms a step.
 void g3_train_zero_grads(G3TrainModel *tm);

@@ -44,18 +44,8 @@ void g3_train_zero_grads(G3TrainModel *tm) {
     for (int64_t c = 0; c < nch; c++) memset(tm->grads + c * CHUNK, 0, sizeof(float) * (size_t)G3_MIN((int64_t)CHUNK, tm->n - c * CHUNK));
 }
 
-void g3_train_model_sync(G3TrainModel *tm) {
-    for (int i = 0; i < tm->m.nt; i++) {
-        G3Tensor *t = &tm->m.t[i];
-        if (t->kind != G3_KIND_NORM || !t->norm1p) continue;
-        const float *w = tm->params + tm->off[i];
-        for (int64_t k = 0; k < t->numel; k++) t->norm1p[k] = 1.0f + w[k];
-    }
-}
-
 void g3_train_model_init_random(G3TrainModel *tm, uint64_t seed, float std) {
     for (int i = 0; i < tm->m.nt; i++) g3_init_tensor_f32(&tm->m, i, seed, std, tm->params + tm->off[i]);
-    g3_train_model_sync(tm);
 }
 
 int g3_train_model_from(G3TrainModel *tm, const G3Model *src) {
@@ -69,7 +59,6 @@ int g3_train_model_from(G3TrainModel *tm, const G3Model *src) {
         }
         g3_to_f32(tm->params + tm->off[i], s->data, s->dtype, (size_t)s->numel);
     }
-    g3_train_model_sync(tm);
     return 0;
 }
 

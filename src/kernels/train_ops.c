@@ -39,7 +39,7 @@ void g3_rmsnorm_forward_ref(float *y, float *rstd, const float *x, const float *
         double ss = 0;
         for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
         float rs = (float)(1.0 / sqrt(ss / n + eps));
-        rstd[r] = rs;
+        if (rstd) rstd[r] = rs;
         for (int i = 0; i < n; i++) yr[i] = xr[i] * rs * (1.0f + w[i]);
     }
 }
@@ -61,8 +61,8 @@ void g3_rmsnorm_backward_ref(float *dx, float *dw, const float *dy, const float 
                              int rows, int n, int accumulate) {
     // dw first: columns in blocks, each block owned by one thread (no races, and the sum
     // order does not depend on the thread count).
-#pragma omp parallel for if ((long)rows * n > 32768) schedule(static)
-    for (int i0 = 0; i0 < n; i0 += DW_BLOCK) rmsnorm_dw_block(dw + i0, dy + i0, x + i0, rstd, rows, n, G3_MIN(DW_BLOCK, n - i0));
+#pragma omp parallel for if (dw && (long)rows * n > 32768) schedule(static)
+    for (int i0 = 0; i0 < (dw ? n : 0); i0 += DW_BLOCK) rmsnorm_dw_block(dw + i0, dy + i0, x + i0, rstd, rows, n, G3_MIN(DW_BLOCK, n - i0));
     // dx = rstd * dy * (1+w) - x * rstd^3 / n * sum(dy * (1+w) * x)
 #pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
     for (int r = 0; r < rows; r++) {
@@ -240,9 +240,11 @@ void g3_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, i
         return;
     }
 #pragma omp parallel for if ((long)rows * n > 16384) schedule(static)
-    for (int r = 0; r < rows; r++)
-        rstd[r] = isa >= 2 ? rmsnorm_row_avx512(y + (long)r * n, x + (long)r * n, w, n, eps)
-                           : rmsnorm_row_avx2(y + (long)r * n, x + (long)r * n, w, n, eps);
+    for (int r = 0; r < rows; r++) {
+        float rs = isa >= 2 ? rmsnorm_row_avx512(y + (long)r * n, x + (long)r * n, w, n, eps)
+                            : rmsnorm_row_avx2(y + (long)r * n, x + (long)r * n, w, n, eps);
+        if (rstd) rstd[r] = rs;
+    }
 }
 
 void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
@@ -252,8 +254,8 @@ void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, 
         g3_rmsnorm_backward_ref(dx, dw, dy, x, w, rstd, rows, n, accumulate);
         return;
     }
-#pragma omp parallel for if ((long)rows * n > 32768) schedule(static)
-    for (int i0 = 0; i0 < n; i0 += DW_CB) {
+#pragma omp parallel for if (dw && (long)rows * n > 32768) schedule(static)
+    for (int i0 = 0; i0 < (dw ? n : 0); i0 += DW_CB) {
         int nb = G3_MIN(DW_CB, n - i0);
         if (nb == DW_CB && isa >= 2) rmsnorm_dw_block_avx512(dw + i0, dy + i0, x + i0, rstd, rows, n);
         else if (nb == DW_CB) rmsnorm_dw_block_avx2(dw + i0, dy + i0, x + i0, rstd, rows, n);

@@ -18,9 +18,10 @@ void g3_embedding_backward(float *dE, const float *dx, const int32_t *ids, int r
 
 // Gemma's RMSNorm over rows x[rows, n]: y = x * rstd * (1 + w), rstd[rows] = 1/sqrt(mean(x^2)+eps)
 // (mean in double). w is the stored weight (the +1 is applied here, so params can change freely).
-// y may alias x.
+// y may alias x; rstd may be NULL (inference keeps nothing for backward).
 void g3_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps);
-// dx = (or += if accumulate) the input gradient; dw += sum over rows of dy * x * rstd.
+// dx = (or += if accumulate) the input gradient; dw += sum over rows of dy * x * rstd (dw NULL:
+// a frozen weight, no gradient).
 // dx must not alias dy unless accumulate is 0.
 void g3_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
                          int rows, int n, int accumulate);

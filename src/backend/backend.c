@@ -1,0 +1,28 @@
+// backend.c: choosing a backend by name, and the check that turns a missing op into a message.
+#include "backend.h"
+
+#include <string.h>
+
+#include "../base/base.h"
+
+int g3_backend_need(const G3Backend *be, const void *op, const char *opname) {
+    if (op) return 0;
+    return g3_errorf("backend %s has no op '%s'", be->name, opname);
+}
+
+// Weak so that a build without CUDA links: the CUDA backend, when built, defines it.
+__attribute__((weak)) G3Backend *g3_backend_cuda_open(void) {
+    g3_errorf("cuda: this gemma3 was built without the CUDA backend (build with nvcc present, or make CUDA=1)");
+    return NULL;
+}
+
+G3Backend *g3_backend_open(const char *name) {
+    if (!name || !strcmp(name, "cpu")) return g3_backend_cpu();
+    if (!strcmp(name, "cuda")) return g3_backend_cuda_open();
+    g3_errorf("unknown device '%s' (cpu or cuda)", name);
+    return NULL;
+}
+
+void g3_backend_free(G3Backend *be) {
+    if (be && be->destroy) be->destroy(be);
+}

@@ -1,0 +1,161 @@
+// backend.h: one table of ops per backend. The model pass (model/pass.c) is written once
+// against this table, and inference, batched decode and training (forward and backward) all
+// run through it; a CUDA backend is a second table, not a second model. A backend is an
+// instance chosen per model state or training context (never per process): two states may
+// run on two backends, or on the CPU backend capped at two ISA levels, side by side.
+//
+// Buffers are backend memory (host memory for the CPU backend, device memory for CUDA), made
+// by alloc and moved with to_device / to_host; the pass never dereferences them itself unless
+// `host` is set (hooks on a device backend copy the sites asked for). Weights are G3Weight
+// handles (tensor/weight.h): type, shape, row bytes and where the bytes live.
+//
+// Conventions: outputs first, then inputs, then dimensions (letters: R rows, C hidden, N/K
+// output/input features, NH/NKV/HD heads, F MLP width, V vocabulary). An op that a backend
+// lacks is NULL; g3_backend_need() turns that into an error naming the backend and the op.
+// Ops that can fail on their input (unsupported weight type, out of memory) return 0 or -1
+// with g3_error() set; the arithmetic ops cannot fail and return nothing.
+#ifndef G3_BACKEND_H
+#define G3_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../tensor/dtype.h"
+#include "../tensor/weight.h"
+
+// How a matrix product treats its operands.
+typedef enum {
+    G3_MM_EXACT = 0,  // f32 products of f32 activations and the weights widened exactly, f32 sums
+    G3_MM_FAST = 1,   // inference's fast mode: activations may be rounded to bf16 where the weights
+                      // are bf16 (bf16 dot-product instructions); f32 weights stay exact
+    G3_MM_BF16 = 2,   // training's mixed precision (PyTorch's bf16 autocast): both operands rounded
+                      // to bf16, f32 sums
+} G3MatmulMode;
+
+// A run of consecutive tokens of one sequence (a KV-cache slot): prefill of one prompt is one
+// long segment, a batched decode step one one-token segment per sequence.
+typedef struct {
+    int seq;   // cache slot
+    int pos0;  // position of the segment's first token (= the slot's length before the call)
+    int n;     // tokens
+} G3Segment;
+
+// The KV cache of a state: per layer [slots][NKV][cap[l]][HD] keys and values in backend
+// memory; sliding layers keep rings of cap = min(ctx, window) positions (position p at p % cap).
+typedef struct {
+    int layers, slots, ctx, nkv, hd;
+    int *cap;           // [layers] positions kept
+    float **k, **v;     // [layers] backend buffers
+} G3KVCache;
+
+// What attention_cache needs to call the score/pattern hooks of hooks.h (NULL: no hook).
+// fn(ctx, layer, head, seg, scores[rows][keys], key0, pattern?) is called once with the
+// scaled, capped, masked scores (pattern 0) and once with their softmax (pattern 1); what
+// it leaves in the buffer is what is used.
+typedef struct {
+    void (*fn)(void *ctx, int layer, int head, int seg, float *scores, int rows, int keys, int key0, int pattern);
+    void *ctx;
+    int want_scores, want_pattern;
+} G3AttnHook;
+
+typedef struct G3Backend G3Backend;
+struct G3Backend {
+    const char *name;  // "cpu", "cuda": used in messages
+    int kind;          // G3_BACKEND_CPU / G3_BACKEND_CUDA (tensor/dtype.h)
+    int host;          // 1: buffers are host memory, readable in place
+    int level;         // CPU: the ISA level its kernels use (kernels.h G3Isa); else 0
+    void *impl;
+    void (*destroy)(G3Backend *be);  // NULL for the process's shared instances
+
+    // ---- memory ----
+    void *(*alloc)(G3Backend *be, size_t bytes);  // zeroed; NULL with g3_error set
+    void (*free)(G3Backend *be, void *p);
+    int (*to_device)(G3Backend *be, void *dst, const void *src, size_t bytes);
+    int (*to_host)(G3Backend *be, void *dst, const void *src, size_t bytes);
+    int (*sync)(G3Backend *be);
+    // Makes w usable by this backend's ops (uploads it once, for a device backend); the CPU
+    // backend uses host weights in place. 0 or -1 (type without a kernel here: the message
+    // names the backend and the type).
+    int (*weight_check)(G3Backend *be, const G3Weight *w, const char *name);
+
+    // ---- matrix products ----
+    // y[R, N] = x[R, K] . W^T, W [N, K] of any type weight_check accepted.
+    int (*linear)(G3Backend *be, float *y, const float *x, const G3Weight *w, int R, G3MatmulMode mode);
+    // dx[R, K] (+)= dy[R, N] . W: the input gradient of linear.
+    int (*linear_dx)(G3Backend *be, float *dx, const float *dy, const G3Weight *w, int R, int accumulate, G3MatmulMode mode);
+    // C[M, N] (+)= op(A) . op(B), f32 buffers, A [M, K] (ta 0) or [K, M] (ta 1), B [K, N] or
+    // [N, K] (tb 1): weight gradients (dW += dy^T . x) and anything else general.
+    void (*gemm)(G3Backend *be, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
+                 G3MatmulMode mode);
+
+    // ---- row-wise ops ----
+    // Gemma's RMSNorm over rows x[R, n]: y = x * rstd * (1 + w), w as stored (the op adds
+    // the 1), rstd[R] = 1/sqrt(mean(x^2) + eps) kept for backward when non-NULL. y may alias x.
+    void (*rmsnorm)(G3Backend *be, float *y, float *rstd, const float *x, const float *w, int R, int n, float eps);
+    // dx (+)= the input gradient, dw += sum over rows of dy * x * rstd.
+    void (*rmsnorm_backward)(G3Backend *be, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                             const float *rstd, int R, int n, int accumulate);
+    // RoPE in place on x[R, nh * HD] ("rotate half": d pairs with d + HD/2), cos/sin[R, HD/2]
+    // the angles of each row's position; backward rotates by the negative angles.
+    void (*rope)(G3Backend *be, float *x, const float *cos, const float *sin, int R, int nh, int HD);
+    void (*rope_backward)(G3Backend *be, float *dx, const float *cos, const float *sin, int R, int nh, int HD);
+    // a[n] = gelu(g) * u (tanh form, or erf); a may alias g.
+    void (*geglu)(G3Backend *be, float *a, const float *g, const float *u, long n, int erf_form);
+    // dg = da * u * gelu'(g), du = da * gelu(g).
+    void (*geglu_backward)(G3Backend *be, float *dg, float *du, const float *da, const float *g, const float *u, long n,
+                           int erf_form);
+    // The MLP's backward from its output gradient: da = dmo[R, C] . Wd (Wd [C, F]), then dg, du
+    // as geglu_backward, and a = gelu(g) * u recomputed (for dWd). One op so that a backend can
+    // fuse the element-wise part into the product (the CPU does it per tile while in cache).
+    int (*mlp_down_backward)(G3Backend *be, float *a, float *dg, float *du, const float *dmo, const G3Weight *wd,
+                             const float *g, const float *u, int R, int F, int erf_form, G3MatmulMode mode);
+    // x[R, C] = E[ids[r]] * scale (rows of a typed embedding widened exactly to f32).
+    int (*embed)(G3Backend *be, float *x, const int32_t *ids, const G3Weight *E, int R, float scale);
+    // dE[V, C] += dx[r] * scale at row ids[r] (f32 gradient).
+    void (*embed_backward)(G3Backend *be, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale);
+    // y = a + b (y may alias either).
+    void (*add)(G3Backend *be, float *y, const float *a, const float *b, long n);
+    // x = tanh(x / cap) * cap in place.
+    void (*softcap)(G3Backend *be, float *x, long n, float cap);
+    // Cross-entropy of logit rows z[R, V] (before the final softcap; cap 0 = none) against
+    // targets (< 0: ignored, loss 0): loss[r] = -log softmax(cap(z))[target] in double; with
+    // backward, z is overwritten by d loss[r] / d z * dscale (ignored rows: zeros).
+    void (*cross_entropy)(G3Backend *be, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
+                          int backward);
+
+    // ---- attention ----
+    // Causal grouped-query attention over B sequences of T rows from position 0 (training):
+    // q[B*T, NH*HD], k/v[B*T, NKV*HD] -> out[B*T, NH*HD], lse[B, NH, T] kept for backward.
+    // Query t sees key j iff 0 <= t - j < window (window <= 0: all); softcap 0 = none.
+    int (*attention)(G3Backend *be, float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
+                      int NH, int NKV, int HD, int window, float scale, float softcap);
+    // dq, dk, dv overwritten.
+    int (*attention_backward)(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                               const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD,
+                               int window, float scale, float softcap);
+    // Attention of the segments' rows (concatenated in segment order: q[R, NH*HD], k/v[R, NKV*HD])
+    // over their slot's cached positions and their own; out[R, NH*HD]. Reads the cache as it is
+    // before kv_append. window as above (the layer's), hook may be NULL.
+    int (*attention_cache)(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
+                           const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
+                           const G3AttnHook *hook);
+    // Bytes the two batch attention ops keep as their own scratch for B x T rows (NULL: none);
+    // callers count it in the memory they report.
+    size_t (*attention_workspace)(G3Backend *be, int B, int T, int NH, int HD);
+    // Appends the rows' keys and values to their slots (rings keep the newest cap positions).
+    void (*kv_append)(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k,
+                      const float *v);
+};
+
+// The process's CPU backend: the kernels of kernels.h at the ISA level g3_kernels_init chose
+// (every level the CPU has, unless a test capped it). Never freed.
+G3Backend *g3_backend_cpu(void);
+// A backend by name ("cpu", "cuda"); NULL with g3_error set if it is not built in or has no
+// device ("cuda: this build has no CUDA backend (make CUDA=1)", "cuda: no GPU found").
+G3Backend *g3_backend_open(const char *name);
+void g3_backend_free(G3Backend *be);
+// -1 with "backend cpu has no op 'attention_backward'" when op is NULL, else 0.
+int g3_backend_need(const G3Backend *be, const void *op, const char *opname);
+#define G3_NEED(be, op) g3_backend_need((be), (const void *)(be)->op, #op)
+
+#endif

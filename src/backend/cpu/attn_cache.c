@@ -1,0 +1,220 @@
+// attn_cache.c: the CPU backend's attention over a KV cache (inference: prefill and batched
+// decode over segments of many sequences) and the append to that cache.
+// Short segments (decode steps) run as (row, head) tasks in parallel, reading keys straight
+// from the cache; long ones gather one kv head's keys and values once and run blocks of AB
+// query rows as GEMMs over only the keys some row of the block can see (causal, and inside
+// the window on sliding layers): prefill does half the work of the full square, and a long
+// prompt on a sliding layer a band of width W. With a score/pattern hook, each head's full
+// scores are materialised, shown to the hook, softmaxed, shown again and multiplied by V.
+// Scratch comes from the calling thread's workspace, sized for the thread count of this call.
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "../../base/base.h"
+#include "../../kernels/kernels.h"
+#include "../../kernels/ops.h"
+#include "backend_cpu.h"
+
+enum { AB = 32 };  // attention row block
+
+typedef struct {
+    const G3KVCache *kv;
+    int layer, NH, window;
+    float scale, softcap;
+    const float *q, *k, *v;  // this call's rows
+    float *out;
+    // scratch
+    float *kbuf, *vbuf;      // [S][HD] keys/values of one segment, one kv head
+    float *ablk;             // [nthreads][AB][S + 2 HD]
+    float *scores;           // [n][S] one head's scores (hooked path)
+    float *hq, *ho;          // [R][HD]
+    float *tscores;          // [nthreads][S]
+    int S, nthreads;
+} Attn;
+
+// Cache row of position p for slot seq, kv head kh.
+static inline float *cache_row(float *cache, const G3KVCache *kv, int l, int seq, int kh, int p) {
+    long cap = kv->cap[l];
+    return cache + (((long)seq * kv->nkv + kh) * cap + p % cap) * kv->hd;
+}
+
+// The score of query position p against key position kp, already scaled; -inf if masked.
+static inline float masked(float sc, int p, int kp, int window, float softcap) {
+    if (kp > p || (window > 0 && p - kp >= window)) return -INFINITY;
+    return softcap > 0 ? tanhf(sc / softcap) * softcap : sc;
+}
+
+static void attend_block(const Attn *A, const G3Segment *sg, int r0, int h, int lo, int i0, int i1, float *scr) {
+    const int HD = A->kv->hd, NH = A->NH, W = A->window, pos0 = sg->pos0;
+    const float scale = A->scale, cap = A->softcap;
+    // visible keys of row i (index into kbuf): [first(i), pos0 + i - lo]
+#define FIRST(i) (W > 0 ? G3_MAX(0, pos0 + (i) - (W - 1) - lo) : 0)
+    const int ja = FIRST(i0), jb = pos0 + i1 - 1 - lo + 1, w = jb - ja, nb = i1 - i0;
+    float *qb = scr, *ob = qb + AB * HD, *blk = ob + AB * HD;  // [AB][HD], [AB][HD], [AB][w]
+    for (int i = 0; i < nb; i++)
+        memcpy(qb + (long)i * HD, A->q + (long)(r0 + i0 + i) * NH * HD + (long)h * HD, (size_t)HD * sizeof(float));
+    g3_sgemm(0, 1, nb, w, HD, qb, A->kbuf + (long)ja * HD, blk, 0);  // blk[nb][w] = q K^T
+    for (int i = 0; i < nb; i++) {
+        float *row = blk + (long)i * w;
+        int a = FIRST(i0 + i) - ja, b = pos0 + i0 + i - lo - ja + 1;  // visible: [a, b)
+        for (int j = 0; j < a; j++) row[j] = 0;
+        for (int j = a; j < b; j++) row[j] = cap > 0 ? tanhf(row[j] * scale / cap) * cap : row[j] * scale;
+        g3_softmax(row + a, b - a);
+        for (int j = b; j < w; j++) row[j] = 0;
+    }
+#undef FIRST
+    g3_sgemm(0, 0, nb, HD, w, blk, A->vbuf + (long)ja * HD, ob, 0);  // ob[nb][HD] = P V
+    for (int i = 0; i < nb; i++)
+        memcpy(A->out + (long)(r0 + i0 + i) * NH * HD + (long)h * HD, ob + (long)i * HD, (size_t)HD * sizeof(float));
+}
+
+// Gathers keys/values of kv head kh at positions lo .. lo+S-1 into kbuf/vbuf[S][HD]: the
+// cache for positions before the segment, this call's rows (from r0) for its own.
+static void gather_kv(const Attn *A, const G3Segment *sg, int r0, int kh, int lo, int S) {
+    const G3KVCache *kv = A->kv;
+    const int HD = kv->hd, NKV = kv->nkv, pos0 = sg->pos0, l = A->layer;
+    for (int j = 0; j < S; j++) {
+        int p = lo + j;
+        const float *kr, *vr;
+        if (p < pos0) {
+            kr = cache_row(kv->k[l], kv, l, sg->seq, kh, p);
+            vr = cache_row(kv->v[l], kv, l, sg->seq, kh, p);
+        } else {
+            kr = A->k + (long)(r0 + p - pos0) * NKV * HD + (long)kh * HD;
+            vr = A->v + (long)(r0 + p - pos0) * NKV * HD + (long)kh * HD;
+        }
+        memcpy(A->kbuf + (long)j * HD, kr, (size_t)HD * sizeof(float));
+        memcpy(A->vbuf + (long)j * HD, vr, (size_t)HD * sizeof(float));
+    }
+}
+
+static void attend_segment(const Attn *A, const G3Segment *sg, int r0) {
+    const int HD = A->kv->hd, NH = A->NH, NKV = A->kv->nkv, G = NH / NKV, W = A->window;
+    const int n = sg->n, pos0 = sg->pos0;
+    const int lo = W > 0 ? G3_MAX(0, pos0 - (W - 1)) : 0;
+    const int S = pos0 + n - lo, nblk = (n + AB - 1) / AB;
+    for (int kh = 0; kh < NKV; kh++) {
+        gather_kv(A, sg, r0, kh, lo, S);
+        for (int gi = 0; gi < G; gi++) {
+            int h = kh * G + gi;
+#pragma omp parallel for num_threads(A->nthreads) schedule(dynamic, 1) if (nblk > 1 && (long)n * S > 16384)
+            for (int b = 0; b < nblk; b++)
+                attend_block(A, sg, r0, h, lo, b * AB, G3_MIN(n, (b + 1) * AB),
+                             A->ablk + (long)omp_get_thread_num() * AB * (A->S + 2 * HD));
+        }
+    }
+}
+
+static void attend_hooked(const Attn *A, const G3Segment *sg, int segi, int r0, const G3AttnHook *hk) {
+    const int HD = A->kv->hd, NH = A->NH, NKV = A->kv->nkv, G = NH / NKV, W = A->window;
+    const int n = sg->n, pos0 = sg->pos0;
+    const int lo = W > 0 ? G3_MAX(0, pos0 - (W - 1)) : 0, S = pos0 + n - lo;
+    float *sc = A->scores;  // [n][S]
+    for (int kh = 0; kh < NKV; kh++) {
+        gather_kv(A, sg, r0, kh, lo, S);
+        for (int gi = 0; gi < G; gi++) {
+            int h = kh * G + gi;
+            for (int i = 0; i < n; i++)
+                memcpy(A->hq + (long)i * HD, A->q + (long)(r0 + i) * NH * HD + (long)h * HD, (size_t)HD * sizeof(float));
+            g3_sgemm(0, 1, n, S, HD, A->hq, A->kbuf, sc, 0);  // sc[n][S] = q K^T
+#pragma omp parallel for num_threads(A->nthreads) if ((long)n * S > 16384) schedule(static)
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < S; j++) sc[(long)i * S + j] = masked(sc[(long)i * S + j] * A->scale, pos0 + i, lo + j, W, A->softcap);
+            if (hk->want_scores) hk->fn(hk->ctx, A->layer, h, segi, sc, n, S, lo, 0);
+#pragma omp parallel for num_threads(A->nthreads) if ((long)n * S > 16384) schedule(static)
+            for (int i = 0; i < n; i++) g3_softmax(sc + (long)i * S, S);
+            if (hk->want_pattern) hk->fn(hk->ctx, A->layer, h, segi, sc, n, S, lo, 1);
+            g3_sgemm(0, 0, n, HD, S, sc, A->vbuf, A->ho, 0);  // ho[n][HD] = P V
+            for (int i = 0; i < n; i++)
+                memcpy(A->out + (long)(r0 + i) * NH * HD + (long)h * HD, A->ho + (long)i * HD, (size_t)HD * sizeof(float));
+        }
+    }
+}
+
+// One row (decode), one query head, reading keys straight from the cache: row r of the call
+// holds position p of segment sg.
+static void attend_row(const Attn *A, const G3Segment *sg, int r, int p, int h, float *sc) {
+    const G3KVCache *kv = A->kv;
+    const int HD = kv->hd, NH = A->NH, NKV = kv->nkv, kh = h / (NH / NKV), W = A->window, l = A->layer;
+    const int lo = W > 0 ? G3_MAX(0, p - (W - 1)) : 0, S = p + 1 - lo;
+    const int r0 = r - (p - sg->pos0);  // the segment's first row
+    const float *q = A->q + (long)r * NH * HD + (long)h * HD;
+    for (int j = 0; j < S; j++) {
+        int kp = lo + j;
+        const float *kr = kp < sg->pos0 ? cache_row(kv->k[l], kv, l, sg->seq, kh, kp)
+                                        : A->k + (long)(r0 + kp - sg->pos0) * NKV * HD + (long)kh * HD;
+        sc[j] = masked(g3_dot(q, kr, HD) * A->scale, p, kp, W, A->softcap);
+    }
+    g3_softmax(sc, S);
+    float *out = A->out + (long)r * NH * HD + (long)h * HD;
+    memset(out, 0, (size_t)HD * sizeof(float));
+    for (int j = 0; j < S; j++) {
+        int kp = lo + j;
+        const float *vr = kp < sg->pos0 ? cache_row(kv->v[l], kv, l, sg->seq, kh, kp)
+                                        : A->v + (long)(r0 + kp - sg->pos0) * NKV * HD + (long)kh * HD;
+        g3_axpy(out, sc[j], vr, HD);
+    }
+}
+
+int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
+                           const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
+                           const G3AttnHook *hook) {
+    (void)be;
+    const int HD = kv->hd;
+    int R = 0, maxpos = 0, nshort = 0;
+    long work = 0;  // multiply-adds of the one-row tasks: threads only pay off above a few thousand
+    for (int i = 0; i < nseg; i++) {
+        R += segs[i].n;
+        maxpos = G3_MAX(maxpos, segs[i].pos0 + segs[i].n);
+        if (!hook && segs[i].n <= 2) {
+            nshort += segs[i].n;
+            work += (long)segs[i].n * (segs[i].pos0 + segs[i].n) * NH * HD * 2;
+        }
+    }
+    Attn A = {.kv = kv, .layer = layer, .NH = NH, .window = window, .scale = scale, .softcap = softcap, .q = q, .k = k,
+              .v = v, .out = out, .S = maxpos, .nthreads = omp_get_max_threads()};
+    const long S = maxpos, T = A.nthreads;
+    size_t floats = (size_t)(2 * S * HD + T * AB * (S + 2 * HD) + T * S + 2L * R * HD + (hook ? (long)R * S : 0));
+    float *ws = g3_cpu_workspace(floats * sizeof(float) + 3 * (size_t)R * sizeof(int));
+    if (!ws) return g3_error_prefix("attention over the KV cache (%d rows, %d positions)", R, maxpos);
+    A.kbuf = ws;
+    A.vbuf = A.kbuf + S * HD;
+    A.ablk = A.vbuf + S * HD;
+    A.tscores = A.ablk + T * AB * (S + 2 * HD);
+    A.hq = A.tscores + T * S;
+    A.ho = A.hq + (long)R * HD;
+    A.scores = A.ho + (long)R * HD;
+    int *task_seg = (int *)(ws + floats), *task_row = task_seg + R, *task_pos = task_row + R;
+    if (hook) {
+        for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++) attend_hooked(&A, &segs[i], i, r0, hook);
+        return 0;
+    }
+    if (nshort) {
+        int nt = 0;
+        for (int i = 0, r = 0; i < nseg; r += segs[i].n, i++)
+            if (segs[i].n <= 2)
+                for (int j = 0; j < segs[i].n; j++) { task_seg[nt] = i; task_pos[nt] = segs[i].pos0 + j; task_row[nt++] = r + j; }
+#pragma omp parallel for num_threads(A.nthreads) collapse(2) schedule(dynamic, 1) if (work > 65536)
+        for (int t = 0; t < nshort; t++)
+            for (int h = 0; h < NH; h++)
+                attend_row(&A, &segs[task_seg[t]], task_row[t], task_pos[t], h, A.tscores + (long)omp_get_thread_num() * S);
+    }
+    for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++)
+        if (segs[i].n > 2) attend_segment(&A, &segs[i], r0);
+    return 0;
+}
+
+void g3_cpu_kv_append(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k, const float *v) {
+    (void)be;
+    const int HD = kv->hd, NKV = kv->nkv, l = layer;
+    for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++) {
+        int first = G3_MAX(0, segs[i].n - kv->cap[l]);  // older rows would be overwritten anyway
+        for (int j = first; j < segs[i].n; j++)
+            for (int kh = 0; kh < NKV; kh++) {
+                int p = segs[i].pos0 + j;
+                memcpy(cache_row(kv->k[l], kv, l, segs[i].seq, kh, p), k + (long)(r0 + j) * NKV * HD + (long)kh * HD, (size_t)HD * sizeof(float));
+                memcpy(cache_row(kv->v[l], kv, l, segs[i].seq, kh, p), v + (long)(r0 + j) * NKV * HD + (long)kh * HD, (size_t)HD * sizeof(float));
+            }
+    }
+}

@@ -1,0 +1,19 @@
+// backend_cpu.h: internal to the CPU backend (backend_cpu.c and its op files).
+#ifndef G3_BACKEND_CPU_H
+#define G3_BACKEND_CPU_H
+
+#include <stddef.h>
+
+#include "../backend.h"
+
+// The calling thread's scratch for one op at a time (never two ops' at once), grown on
+// demand and kept: the first call of a size allocates, the steady state never does.
+// NULL with g3_error set if it cannot grow.
+void *g3_cpu_workspace(size_t bytes);
+
+int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
+                           const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
+                           const G3AttnHook *hook);
+void g3_cpu_kv_append(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k, const float *v);
+
+#endif

@@ -1,0 +1,204 @@
+// pass.c: the model pass over the backend's ops (see pass.h). Nothing here touches numbers
+// itself: every step is one op of the backend the pass was given, so the same code runs
+// inference and training on the CPU and on a GPU. Hooks are the one exception: they read
+// host memory, so on a device backend the pass would stage the sites asked for (the CPU
+// backend's buffers are host memory and are shown in place).
+#include "pass.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../base/base.h"
+
+const float *g3_norm_weight(const G3Model *m, int i) {
+    const G3Tensor *t = &m->t[i];
+    return t->normf ? t->normf : (const float *)t->data;
+}
+
+// ---- hooks ----
+
+int g3_pass_hook_on(const G3Pass *p, G3HookSite site, int l) {
+    if (!p->hook || !(p->hook_sites >> site & 1u)) return 0;
+    return l < 0 || (l < 64 ? (int)(p->hook_layers >> l & 1u) : p->hook_layers == ~0ull);
+}
+
+void g3_pass_fire(const G3Pass *p, G3HookSite site, int l, float *d, int cols, int heads, int hd) {
+    if (!g3_pass_hook_on(p, site, l)) return;
+    if (p->segs) {
+        long r0 = 0;
+        for (int i = 0; i < p->nseg; i++) {
+            const G3Segment *sg = &p->segs[i];
+            G3HookEvent ev = {site, l, -1, i, sg->seq, sg->pos0, sg->n, cols, heads, hd, 0, d + r0 * cols};
+            p->hook(p->hook_ctx, &ev);
+            r0 += sg->n;
+        }
+    } else {
+        for (int b = 0; b < p->B; b++) {
+            G3HookEvent ev = {site, l, -1, b, b, 0, p->T, cols, heads, hd, 0, d + (long)b * p->T * cols};
+            p->hook(p->hook_ctx, &ev);
+        }
+    }
+}
+
+#define FIRE(site, d, cols, heads, hd) g3_pass_fire(p, site, l, d, cols, heads, hd)
+
+// ---- forward ----
+
+static G3Weight weight(const G3Model *m, int l, G3LayerRole r) { return g3_tensor_weight(g3_layer_tensor(m, l, r)); }
+static const float *norm(const G3Model *m, int l, G3LayerRole r) { return g3_norm_weight(m, m->layer_idx[l][r]); }
+
+static int linear(const G3Pass *p, float *y, const float *x, int l, G3LayerRole r) {
+    G3Weight w = weight(p->m, l, r);
+    return p->be->linear(p->be, y, x, &w, p->R, p->mode);
+}
+
+int g3_pass_embed(const G3Pass *p, float *x, const int32_t *ids) {
+    const G3Model *m = p->m;
+    const int l = -1;
+    G3Weight E = g3_tensor_weight(&m->t[m->embed_idx]);
+    // the scale is the exact sqrt in f32 (the float64 reference does not round it to bf16)
+    if (p->be->embed(p->be, x, ids, &E, p->R, sqrtf((float)m->cfg.hidden))) return -1;
+    FIRE(G3_HOOK_EMBED, x, m->cfg.hidden, 0, 0);
+    return 0;
+}
+
+// Scores and patterns of attention_cache reach the hook of hooks.h through this adapter.
+typedef struct {
+    const G3Pass *p;
+    int layer;
+} AttnHookCtx;
+
+static void attn_hook(void *ctx, int layer, int head, int seg, float *scores, int rows, int keys, int key0, int pattern) {
+    const AttnHookCtx *hc = ctx;
+    const G3Pass *p = hc->p;
+    const G3Segment *sg = &p->segs[seg];
+    G3HookEvent ev = {pattern ? G3_HOOK_PATTERN : G3_HOOK_ATTN_SCORES, layer, head, seg, sg->seq, sg->pos0, rows, keys, 0, 0, key0, scores};
+    p->hook(p->hook_ctx, &ev);
+}
+
+int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, float *xout) {
+    G3Backend *be = p->be;
+    const G3Model *m = p->m;
+    const G3Config *c = &m->cfg;
+    const int R = p->R, C = c->hidden, F = c->inter, HD = c->head_dim, NH = c->heads, NKV = c->kv_heads;
+    const int window = c->sliding[l] ? c->sliding_window : 0;
+    const float scale = 1.0f / sqrtf(c->query_pre_attn_scalar);
+    const float *cs = c->sliding[l] ? p->cos_l : p->cos_g, *sn = c->sliding[l] ? p->sin_l : p->sin_g;
+    FIRE(G3_HOOK_RESID_PRE, x, C, 0, 0);
+    // attention block
+    be->rmsnorm(be, a->xn1, a->rs1, x, norm(m, l, W_ATTN_NORM), R, C, c->eps);
+    FIRE(G3_HOOK_LN1, a->xn1, C, 0, 0);
+    float *q0 = c->qk_norm ? a->qraw : a->q, *k0 = c->qk_norm ? a->kraw : a->k;
+    if (linear(p, q0, a->xn1, l, W_Q) || linear(p, k0, a->xn1, l, W_K) || linear(p, a->v, a->xn1, l, W_V)) return -1;
+    if (c->qk_norm) {  // per-head RMSNorm over HD, one weight shared by all heads
+        be->rmsnorm(be, a->q, a->qrs, q0, norm(m, l, W_Q_NORM), R * NH, HD, c->eps);
+        be->rmsnorm(be, a->k, a->krs, k0, norm(m, l, W_K_NORM), R * NKV, HD, c->eps);
+    }
+    FIRE(G3_HOOK_Q, a->q, NH * HD, NH, HD);
+    FIRE(G3_HOOK_K, a->k, NKV * HD, NKV, HD);
+    be->rope(be, a->q, cs, sn, R, NH, HD);
+    be->rope(be, a->k, cs, sn, R, NKV, HD);
+    FIRE(G3_HOOK_V, a->v, NKV * HD, NKV, HD);
+    FIRE(G3_HOOK_ROT_Q, a->q, NH * HD, NH, HD);
+    FIRE(G3_HOOK_ROT_K, a->k, NKV * HD, NKV, HD);
+    if (p->kv) {
+        AttnHookCtx hc = {p, l};
+        G3AttnHook ah = {attn_hook, &hc, g3_pass_hook_on(p, G3_HOOK_ATTN_SCORES, l), g3_pass_hook_on(p, G3_HOOK_PATTERN, l)};
+        if (be->attention_cache(be, a->att, p->kv, l, p->segs, p->nseg, a->q, a->k, a->v, NH, window, scale, c->attn_softcap,
+                                ah.want_scores || ah.want_pattern ? &ah : NULL))
+            return -1;
+        // after the k/v hooks and attention, so that their edits are what later tokens see
+        be->kv_append(be, p->kv, l, p->segs, p->nseg, a->k, a->v);
+    } else {
+        if (G3_NEED(be, attention) ||
+            be->attention(be, a->att, a->lse, a->q, a->k, a->v, p->B, p->T, NH, NKV, HD, window, scale, c->attn_softcap))
+            return -1;
+    }
+    FIRE(G3_HOOK_Z, a->att, NH * HD, NH, HD);
+    if (linear(p, a->ao, a->att, l, W_O)) return -1;
+    FIRE(G3_HOOK_ATTN_OUT, a->ao, C, 0, 0);
+    be->rmsnorm(be, a->tmp, a->rs2, a->ao, norm(m, l, W_POST_ATTN_NORM), R, C, c->eps);
+    FIRE(G3_HOOK_LN1_POST, a->tmp, C, 0, 0);
+    be->add(be, a->h, x, a->tmp, (long)R * C);
+    FIRE(G3_HOOK_RESID_MID, a->h, C, 0, 0);
+    // MLP block
+    be->rmsnorm(be, a->xn2, a->rs3, a->h, norm(m, l, W_PRE_FFW_NORM), R, C, c->eps);
+    FIRE(G3_HOOK_LN2, a->xn2, C, 0, 0);
+    if (linear(p, a->g, a->xn2, l, W_GATE)) return -1;
+    FIRE(G3_HOOK_MLP_PRE, a->g, F, 0, 0);
+    if (linear(p, a->u, a->xn2, l, W_UP)) return -1;
+    FIRE(G3_HOOK_MLP_PRE_LINEAR, a->u, F, 0, 0);
+    be->geglu(be, a->a, a->g, a->u, (long)R * F, c->act == G3_GELU_ERF);
+    FIRE(G3_HOOK_MLP_POST, a->a, F, 0, 0);
+    if (linear(p, a->mo, a->a, l, W_DOWN)) return -1;
+    FIRE(G3_HOOK_MLP_OUT, a->mo, C, 0, 0);
+    be->rmsnorm(be, a->tmp, a->rs4, a->mo, norm(m, l, W_POST_FFW_NORM), R, C, c->eps);
+    FIRE(G3_HOOK_LN2_POST, a->tmp, C, 0, 0);
+    be->add(be, xout, a->h, a->tmp, (long)R * C);
+    FIRE(G3_HOOK_RESID_POST, xout, C, 0, 0);
+    return 0;
+}
+
+void g3_pass_final_norm(const G3Pass *p, float *y, float *rstd, const float *x, int R) {
+    const G3Model *m = p->m;
+    p->be->rmsnorm(p->be, y, rstd, x, g3_norm_weight(m, m->final_norm_idx), R, m->cfg.hidden, m->cfg.eps);
+}
+
+int g3_pass_head(const G3Pass *p, float *logits, const float *xf, int R, int cap) {
+    const G3Model *m = p->m;
+    G3Weight E = g3_tensor_weight(&m->t[m->embed_idx]);
+    if (p->be->linear(p->be, logits, xf, &E, R, p->mode)) return -1;
+    if (cap && m->cfg.final_softcap > 0) p->be->softcap(p->be, logits, (long)R * m->cfg.vocab, m->cfg.final_softcap);
+    return 0;
+}
+
+// ---- backward ----
+
+// The gradient of tensor (l, r), or NULL when it is frozen.
+static float *grad(const G3Pass *p, int l, G3LayerRole r) { return p->grad ? p->grad[p->m->layer_idx[l][r]] : NULL; }
+
+// dx (+)= dy . W, and dW += dy^T . x when W is trained: the two gradients of y = x . W^T.
+static int linear_backward(const G3Pass *p, float *dx, int acc, const float *dy, const float *x, int l, G3LayerRole r) {
+    G3Backend *be = p->be;
+    G3Weight w = weight(p->m, l, r);
+    float *dw = grad(p, l, r);
+    if (dw) be->gemm(be, 1, 0, (int)w.rows, (int)w.cols, p->R, dy, x, dw, 1, p->mode);
+    return be->linear_dx(be, dx, dy, &w, p->R, acc, p->mode);
+}
+
+int g3_layer_backward(const G3Pass *p, int l, const G3LayerActs *a, const float *x, float *dx, const G3LayerGradScratch *s) {
+    G3Backend *be = p->be;
+    const G3Model *m = p->m;
+    const G3Config *c = &m->cfg;
+    const int R = p->R, C = c->hidden, F = c->inter, HD = c->head_dim, NH = c->heads, NKV = c->kv_heads;
+    const int erf_form = c->act == G3_GELU_ERF, window = c->sliding[l] ? c->sliding_window : 0;
+    const float *cs = c->sliding[l] ? p->cos_l : p->cos_g, *sn = c->sliding[l] ? p->sin_l : p->sin_g;
+    if (G3_NEED(be, attention_backward) || G3_NEED(be, mlp_down_backward)) return -1;
+    // MLP block, last op first; the residual passes dx through unchanged to dh
+    be->rmsnorm_backward(be, s->tmp, grad(p, l, W_POST_FFW_NORM), dx, a->mo, norm(m, l, W_POST_FFW_NORM), a->rs4, R, C, 0);
+    G3Weight wd = weight(m, l, W_DOWN);
+    if (be->mlp_down_backward(be, s->a, s->dg, s->du, s->tmp, &wd, a->g, a->u, R, F, erf_form, p->mode)) return -1;
+    if (grad(p, l, W_DOWN)) be->gemm(be, 1, 0, C, F, R, s->tmp, s->a, grad(p, l, W_DOWN), 1, p->mode);  // dWd += dmo^T . a
+    if (linear_backward(p, s->dxn, 0, s->dg, a->xn2, l, W_GATE) || linear_backward(p, s->dxn, 1, s->du, a->xn2, l, W_UP)) return -1;
+    be->rmsnorm_backward(be, dx, grad(p, l, W_PRE_FFW_NORM), s->dxn, a->h, norm(m, l, W_PRE_FFW_NORM), a->rs3, R, C, 1);  // dx = dh
+    // attention block
+    be->rmsnorm_backward(be, s->tmp, grad(p, l, W_POST_ATTN_NORM), dx, a->ao, norm(m, l, W_POST_ATTN_NORM), a->rs2, R, C, 0);
+    if (linear_backward(p, s->datt, 0, s->tmp, a->att, l, W_O)) return -1;
+    if (be->attention_backward(be, s->dq, s->dk, s->dv, s->datt, a->q, a->k, a->v, a->lse, p->B, p->T, NH, NKV, HD, window,
+                               1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap))
+        return -1;
+    be->rope_backward(be, s->dq, cs, sn, R, NH, HD);
+    be->rope_backward(be, s->dk, cs, sn, R, NKV, HD);
+    float *dq0 = s->dq, *dk0 = s->dk;
+    if (c->qk_norm) {
+        dq0 = s->dqn;
+        dk0 = s->dkn;
+        be->rmsnorm_backward(be, dq0, grad(p, l, W_Q_NORM), s->dq, a->qraw, norm(m, l, W_Q_NORM), a->qrs, R * NH, HD, 0);
+        be->rmsnorm_backward(be, dk0, grad(p, l, W_K_NORM), s->dk, a->kraw, norm(m, l, W_K_NORM), a->krs, R * NKV, HD, 0);
+    }
+    if (linear_backward(p, s->dxn, 0, dq0, a->xn1, l, W_Q) || linear_backward(p, s->dxn, 1, dk0, a->xn1, l, W_K) ||
+        linear_backward(p, s->dxn, 1, s->dv, a->xn1, l, W_V))
+        return -1;
+    be->rmsnorm_backward(be, dx, grad(p, l, W_ATTN_NORM), s->dxn, x, norm(m, l, W_ATTN_NORM), a->rs1, R, C, 1);
+    return 0;
+}
