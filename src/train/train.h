@@ -51,6 +51,9 @@ int64_t g3_train_ctx_bytes(const G3TrainModel *tm, int B, int T, int recompute);
 // and its gradient ADDED to tm->grads multiplied by grad_scale (1/accum_steps when
 // accumulating). Returns the loss, or NAN with g3_error() set.
 double g3_train_forward_backward(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *targets, float grad_scale);
+// The logits[B*T, V] of the training forward (after the final softcap), for comparing the
+// training pass with inference. 0 or -1.
+int g3_train_logits(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, float *logits);
 // The loss alone (validation).
 double g3_train_loss(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *targets);
 

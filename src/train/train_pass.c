@@ -267,3 +267,16 @@ double g3_train_loss(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, co
     if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return NAN;
     return head(cx, &p, targets, nvalid, 0.0f, 0);
 }
+
+int g3_train_logits(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, float *logits) {
+    if (cx->tm != tm) return g3_errorf("train: context was made for another model");
+    const G3Config *c = &tm->m.cfg;
+    const int64_t BT = (int64_t)cx->B * cx->T;
+    G3Pass p = pass(cx);
+    for (int64_t r = 0; r < BT; r++)
+        if (inputs[r] < 0 || inputs[r] >= c->vocab)
+            return g3_errorf("train: input id %d at row %lld is outside the vocabulary [0, %d)", inputs[r], (long long)r, c->vocab);
+    if (forward(cx, &p, inputs)) return -1;
+    p.R = (int)BT;
+    return g3_pass_head(&p, logits, cx->xf, (int)BT, 1);
+}
