@@ -44,6 +44,32 @@ static int fsync_dir(const char *dir) {
     return 0;
 }
 
+// The schema of a training state, walked by save and load alike: for trainable tensor j, its
+// master weights and AdamW moments (f32, or 8-bit codes with their block absmax), each stored
+// as "<kind>.<name>".
+typedef struct {
+    const char *kind;
+    G3DType dt;
+    int64_t n;
+    void *ptr;
+} Field;
+
+static int fields(const G3TrainModel *tm, const G3AdamW *o, int j, Field *f) {
+    const G3Param *p = &tm->p[j];
+    const int64_t off = p->off, n = p->numel, nb = (n + G3_ADAMW8_BLOCK - 1) / G3_ADAMW8_BLOCK;
+    f[0] = (Field){"master", G3_F32, n, tm->params + off};
+    if (o->cfg.bits == 32) {
+        f[1] = (Field){"adam_m", G3_F32, n, o->m + off};
+        f[2] = (Field){"adam_v", G3_F32, n, o->v + off};
+        return 3;
+    }
+    f[1] = (Field){"adam_m", G3_U8, n, o->mq + off};
+    f[2] = (Field){"adam_v", G3_U8, n, o->vq + off};
+    f[3] = (Field){"adam_m_absmax", G3_F32, nb, o->mmax + o->seg_blk[j]};
+    f[4] = (Field){"adam_v_absmax", G3_F32, nb, o->vmax + o->seg_blk[j]};
+    return 5;
+}
+
 int g3_ckpt_export(const char *dir, const G3TrainModel *tm, const G3CkptInfo *info, G3DType dt) {
     if (g3_train_model_save(tm, dir, dt)) return -1;
     test_kill_point(3);
@@ -66,19 +92,10 @@ int g3_ckpt_save(const char *dir, const G3TrainModel *tm, const G3AdamW *o, cons
     // the loss too: a resume that must redo the export writes the same checkpoint.json
     int64_t one = 1;
     if (st_writer_add(&w, "loss", G3_F64, 1, &one, &info->loss)) goto out;
-    for (int i = 0; i < tm->m.nt; i++) {
-        const G3Tensor *t = &tm->m.t[i];
-        int64_t off = tm->off[i], n = t->numel, nb = (n + G3_ADAMW8_BLOCK - 1) / G3_ADAMW8_BLOCK;
-        if (add(&w, "master", t->name, G3_F32, n, tm->params + off)) goto out;
-        if (o->cfg.bits == 32) {
-            if (add(&w, "adam_m", t->name, G3_F32, n, o->m + off) || add(&w, "adam_v", t->name, G3_F32, n, o->v + off)) goto out;
-        } else {
-            int64_t b = o->seg_blk[i];
-            if (add(&w, "adam_m", t->name, G3_U8, n, o->mq + off) || add(&w, "adam_v", t->name, G3_U8, n, o->vq + off) ||
-                add(&w, "adam_m_absmax", t->name, G3_F32, nb, o->mmax + b) ||
-                add(&w, "adam_v_absmax", t->name, G3_F32, nb, o->vmax + b))
-                goto out;
-        }
+    for (int j = 0; j < tm->np; j++) {
+        Field f[5];
+        for (int k = 0, nf = fields(tm, o, j, f); k < nf; k++)
+            if (add(&w, f[k].kind, tm->p[j].name, f[k].dt, f[k].n, f[k].ptr)) goto out;
     }
     if (g3_path_join(next, sizeof next, dir, "train_state.next.safetensors") ||
         g3_path_join(final, sizeof final, dir, "train_state.safetensors"))
@@ -125,19 +142,10 @@ int g3_ckpt_load(const char *dir, G3TrainModel *tm, G3AdamW *o, G3CkptInfo *info
     const STTensor *ls = st_find(&st, "loss");  // absent in older checkpoints
     if (ls && ls->dtype == G3_F64 && st_numel(ls) == 1) memcpy(&info->loss, ls->data, sizeof info->loss);
     g3_error_clear();
-    for (int i = 0; i < tm->m.nt; i++) {
-        const G3Tensor *t = &tm->m.t[i];
-        int64_t off = tm->off[i], n = t->numel, nb = (n + G3_ADAMW8_BLOCK - 1) / G3_ADAMW8_BLOCK;
-        if (take(&st, "master", t->name, G3_F32, n, tm->params + off)) goto out;
-        if (o->cfg.bits == 32) {
-            if (take(&st, "adam_m", t->name, G3_F32, n, o->m + off) || take(&st, "adam_v", t->name, G3_F32, n, o->v + off)) goto out;
-        } else {
-            int64_t b = o->seg_blk[i];
-            if (take(&st, "adam_m", t->name, G3_U8, n, o->mq + off) || take(&st, "adam_v", t->name, G3_U8, n, o->vq + off) ||
-                take(&st, "adam_m_absmax", t->name, G3_F32, nb, o->mmax + b) ||
-                take(&st, "adam_v_absmax", t->name, G3_F32, nb, o->vmax + b))
-                goto out;
-        }
+    for (int j = 0; j < tm->np; j++) {
+        Field f[5];
+        for (int k = 0, nf = fields(tm, o, j, f); k < nf; k++)
+            if (take(&st, f[k].kind, tm->p[j].name, f[k].dt, f[k].n, f[k].ptr)) goto out;
     }
     info->step = state[0];
     o->t = state[1];

@@ -202,16 +202,18 @@ fail:
 }
 
 int g3_adamw_init_model(G3AdamW *o, const G3AdamWConfig *c, const G3TrainModel *tm, int decay_embed) {
-    int nt = tm->m.nt;
-    int64_t *numel = g3_malloc(sizeof(int64_t) * (size_t)nt);
-    uint8_t *decay = g3_malloc((size_t)nt);
-    if (!numel || !decay) { free(numel); free(decay); return -1; }
-    for (int i = 0; i < nt; i++) {
-        const G3Tensor *t = &tm->m.t[i];
-        numel[i] = t->numel;
-        decay[i] = t->kind != G3_KIND_NORM && (i != tm->m.embed_idx || decay_embed);
+    const int np = tm->np;
+    int64_t *off = g3_malloc(sizeof(int64_t) * (size_t)np), *numel = g3_malloc(sizeof(int64_t) * (size_t)np);
+    uint8_t *decay = g3_malloc((size_t)np);
+    if (!off || !numel || !decay) { free(off); free(numel); free(decay); return -1; }
+    for (int j = 0; j < np; j++) {  // one segment per trainable tensor
+        const G3Param *p = &tm->p[j];
+        off[j] = p->off;
+        numel[j] = p->numel;
+        decay[j] = p->decay || (decay_embed && p->tensor >= 0 && p->tensor == tm->m.embed_idx);
     }
-    int rc = g3_adamw_init(o, c, nt, tm->off, numel, decay);
+    int rc = g3_adamw_init(o, c, np, off, numel, decay);
+    free(off);
     free(numel);
     free(decay);
     return rc;

@@ -44,8 +44,9 @@ G3AdamWConfig g3_adamw_defaults(void);
 // Zeroed state for nseg segments of the flat array.
 int g3_adamw_init(G3AdamW *o, const G3AdamWConfig *c, int nseg, const int64_t *off, const int64_t *numel,
                   const uint8_t *decay);
-// Segments from the model's tensor table; weight decay on the projection matrices only (none
-// on norms, none on the embedding), as the reference recipes do; decay_embed=1 includes it.
+// Segments from the trainable table (train.h), one per trainable tensor; weight decay where
+// the table says (projections; none on norms or the embedding, as the reference recipes do);
+// decay_embed=1 includes the embedding.
 int g3_adamw_init_model(G3AdamW *o, const G3AdamWConfig *c, const G3TrainModel *tm, int decay_embed);
 void g3_adamw_free(G3AdamW *o);
 

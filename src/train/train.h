@@ -1,7 +1,10 @@
 // train.h: the trainable model and the exact forward/backward pass over [B, T] batches.
-// Parameters, gradients (and, in optim.h, optimizer state) each live in ONE f32 allocation
-// laid out in the order of the model's tensor table (model.h): tensor i occupies
-// [off[i], off[i] + numel) of each. The table is the only parameter list.
+// What is trained is a table of named trainable tensors (G3Param), apart from the model's
+// weights: for full training every tensor of the model's table, its weights then pointing
+// into the f32 parameters; later, adapter tensors only, over a frozen base in its stored
+// type. Parameters, gradients (and, in optim.h, optimizer state) each live in ONE f32
+// allocation laid out in the order of that table: entry j occupies [off, off + numel) of
+// each. Gradients, the optimizer's segments and checkpoints (save and load) walk it.
 #ifndef G3_TRAIN_H
 #define G3_TRAIN_H
 
@@ -9,11 +12,24 @@
 
 #include "../model/model.h"
 
+// One trainable tensor.
 typedef struct {
-    G3Model m;        // config + table; tensor data points into params (F32)
+    const char *name;  // its name in checkpoints (the model tensor's, or an adapter's own)
+    int ndim;
+    int64_t shape[2];
+    int64_t numel, off;  // [off, off + numel) of params, grads and optimizer state
+    int tensor;          // the model tensor it is, or -1 (outside the model's table)
+    uint8_t decay;       // AdamW weight decay by default: projections yes, norms no, embedding
+                         // only when asked (g3_adamw_init_model's decay_embed)
+} G3Param;
+
+typedef struct {
+    G3Model m;        // config + tensor table; trained tensors point into params (F32)
+    G3Param *p;       // [np] the trainable table
+    int np;
     float *params;    // [n] f32 master weights
     float *grads;     // [n] gradients, same layout
-    int64_t *off;     // [m.nt] offset of tensor i
+    int64_t *off;     // [m.nt] offset of model tensor i in params, or -1 if it is frozen
     int64_t n;
 } G3TrainModel;
 

@@ -14,10 +14,16 @@ int g3_train_model_new(G3TrainModel *tm, const G3Config *c) {
     memset(tm, 0, sizeof *tm);
     if (g3_model_table(&tm->m, c)) return -1;
     tm->off = g3_calloc((size_t)tm->m.nt, sizeof *tm->off);
-    if (!tm->off) goto fail;
+    tm->p = g3_calloc((size_t)tm->m.nt, sizeof *tm->p);
+    if (!tm->off || !tm->p) goto fail;
+    // full training: every tensor of the model's table is trainable, in table order
     for (int i = 0; i < tm->m.nt; i++) {
+        const G3Tensor *t = &tm->m.t[i];
+        G3Param *p = &tm->p[tm->np++];
+        *p = (G3Param){.name = t->name, .ndim = t->ndim, .shape = {t->shape[0], t->shape[1]}, .numel = t->numel,
+                       .off = tm->n, .tensor = i, .decay = t->kind != G3_KIND_NORM && i != tm->m.embed_idx};
         tm->off[i] = tm->n;
-        tm->n += tm->m.t[i].numel;
+        tm->n += t->numel;
     }
     size_t bytes = (size_t)tm->n * sizeof(float);
     tm->params = g3_malloc_aligned(bytes);
@@ -117,5 +123,6 @@ void g3_train_model_free(G3TrainModel *tm) {
     g3_free_aligned(tm->params);
     g3_free_aligned(tm->grads);
     free(tm->off);
+    free(tm->p);
     memset(tm, 0, sizeof *tm);
 }

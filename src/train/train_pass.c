@@ -141,7 +141,8 @@ G3TrainCtx *g3_train_ctx_new(const G3TrainModel *tm, int B, int T, int recompute
     cx->la = g3_calloc(cx->recompute ? 1 : (size_t)c->layers, sizeof *cx->la);
     cx->grad = g3_calloc((size_t)tm->m.nt, sizeof *cx->grad);
     if (!cx->la || !cx->grad) { g3_train_ctx_free(cx); return NULL; }
-    for (int i = 0; i < tm->m.nt; i++) cx->grad[i] = tm->grads + tm->off[i];
+    for (int j = 0; j < tm->np; j++)  // frozen tensors keep NULL: the pass skips their gradients
+        if (tm->p[j].tensor >= 0) cx->grad[tm->p[j].tensor] = tm->grads + tm->p[j].off;
     Carve cv = {NULL, 0};
     layout(cx, &cv);
     cx->nfloats = cv.used;
