@@ -348,7 +348,7 @@ int main(void) {
         G3Recorder r;
         const char *all[] = {"*"};
         if (record_prefill(&r, &m, ids, T, all, 1)) { CHECK(0, "%s: %s", name, g3_error()); continue; }
-        CHECK(r.narr == 3 + 18 * m.cfg.layers, "%s: %d sites recorded", name, r.narr);
+        CHECK(r.narr == 3 + 20 * m.cfg.layers, "%s: %d sites recorded", name, r.narr);
         check_reference(name, &r, &exp, T);
         check_consistency(name, &m, &r, T);
         check_decode(name, &m, &r, ids, T, all, 1);

@@ -55,7 +55,7 @@ static void test_patch_self(const char *name, const G3Model *m, const int32_t *i
     g3_iv_init(&iv, m);
     g3_iv_init(&rec, m);
     int ns = g3_iv_patch(&iv, "*", ids, T, 0, 0);
-    CHECK(ns == 3 + 18 * m->cfg.layers, "%s: '*' matched %d sites", name, ns);
+    CHECK(ns == 3 + 20 * m->cfg.layers, "%s: '*' matched %d sites", name, ns);
     for (int s = 0; s < G3_HOOK_NSITES; s++)
         for (int l = g3_hook_site_layered(s) ? 0 : -1; l < (g3_hook_site_layered(s) ? m->cfg.layers : 0); l++) g3_iv_record(&rec, s, l, T);
     float *a = logits_of(m, &iv, ids, T), *b = logits_of(m, &rec, ids, T), *c = logits_of(m, NULL, ids, T);
