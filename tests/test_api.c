@@ -1,7 +1,12 @@
-// test_api.c: the public header compiles on its own and the loader accepts every Hub form:
+// test_api.c: the loader accepts every Hub form:
 // a sharded checkpoint with an index, the three tensor-name prefixes, F16 weights, explicit
 // layer_types and the newer rope_parameters; a checkpoint written by `init` loads back.
-#include "gemma3.h"
+#include "base/base.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/forward.h"
+#include "model/init.h"
+#include "model/model.h"
 #include "check.h"
 #include "fixtures.h"
 
