@@ -105,7 +105,7 @@ int main(void) {
     CHECK(g3_init_checkpoint(&tiny, p, G3_BF16, 7, 0.02f, 100000, 0) == 0, "%s", g3_error());
     G3Model im;
     CHECK(g3_model_load(&im, p) == 0, "init output does not load: %s", g3_error());
-    CHECK(im.nparams == 764640 && im.st.nfiles > 1, "init: %lld params in %d files", (long long)im.nparams, im.st.nfiles);
+    CHECK(im.nparams == 764640 && im.src->nfiles > 1, "init: %lld params in %d files", (long long)im.nparams, im.src->nfiles);
     g3_model_free(&im);
 
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

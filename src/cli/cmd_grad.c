@@ -17,7 +17,7 @@ static const char *file_name(const G3Model *m, const char *canonical, char *buf,
     static const char *prefixes[] = {"model.", "language_model.model.", "model.language_model."};
     for (size_t i = 0; i < G3_ARRAY_LEN(prefixes); i++) {
         snprintf(buf, cap, "%s%s", prefixes[i], canonical + strlen("model."));
-        if (st_find(&m->st, buf)) return buf;
+        if (m->src && m->src->find(m->src, buf, &(G3SourceTensor){0}) == 0) return buf;
     }
     return canonical;
 }

@@ -37,7 +37,7 @@ int cmd_inspect(int argc, char **argv) {
 
     printf("model      %s\n", dir);
     printf("family     Gemma %d (%s%s)\n", c->family, c->arch[0] ? c->arch : "?", c->multimodal ? ", text model of a multimodal checkpoint" : "");
-    printf("files      %d safetensors file%s, weights %s\n", m.st.nfiles, m.st.nfiles == 1 ? "" : "s", g3_dtype_name(m.t[m.embed_idx].dtype));
+    printf("files      %d %s file%s, weights %s\n", m.src->nfiles, m.src->kind, m.src->nfiles == 1 ? "" : "s", g3_dtype_name(m.t[m.embed_idx].dtype));
     printf("\nsizes      vocab %d, hidden %d, MLP %d, layers %d\n", c->vocab, c->hidden, c->inter, c->layers);
     printf("attention  %d query heads, %d KV head%s (%s), head_dim %d, scale 1/sqrt(%g)\n", c->heads, c->kv_heads,
            c->kv_heads == 1 ? "" : "s", c->kv_heads == 1 ? "multi-query" : c->kv_heads == c->heads ? "multi-head" : "grouped-query",
@@ -66,7 +66,7 @@ int cmd_inspect(int argc, char **argv) {
     int64_t by_kind[4] = {0}, bytes_kind[4] = {0};
     for (int i = 0; i < m.nt; i++) {
         by_kind[m.t[i].kind] += m.t[i].numel;
-        bytes_kind[m.t[i].kind] += m.t[i].numel * g3_dtype_size(m.t[i].dtype);
+        bytes_kind[m.t[i].kind] += m.t[i].nbytes;
     }
     const char *kinds[] = {"embedding", "attention", "MLP", "norms"};
     printf("\nparameters                 count      share   bytes\n");

@@ -128,8 +128,11 @@ static int open_one(STSet *s, const char *path) {
             g3_errorf("%s: tensor '%s': bad data_offsets", path, name);
             goto out;
         }
-        size_t begin = (size_t)b->num, end = (size_t)e->num, nbytes = 0;
-        if (g3_mul_size(numel, (size_t)g3_dtype_size(t->dtype), &nbytes) || end - begin != nbytes) {
+        size_t begin = (size_t)b->num, end = (size_t)e->num;
+        int64_t need = numel <= (size_t)INT64_MAX ? g3_type_bytes(t->dtype, (int64_t)numel) : -1;
+        size_t nbytes = need < 0 ? 0 : (size_t)need;
+        if (need < 0) { g3_errorf("%s: tensor '%s': shape does not fit dtype %s", path, name, dt->str); goto out; }
+        if (end - begin != nbytes) {
             g3_errorf("%s: tensor '%s': data_offsets span %zu bytes but shape and dtype need %zu", path, name, end - begin, nbytes);
             goto out;
         }
@@ -307,9 +310,9 @@ int st_writer_add_owned(STWriter *w, const char *name, G3DType dtype, int ndim, 
 }
 
 static size_t out_bytes(const STOut *t) {
-    size_t n = (size_t)g3_dtype_size(t->dtype);
-    for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
-    return n;
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return (size_t)g3_type_bytes(t->dtype, n);
 }
 
 // Appends to a growing string buffer.

@@ -22,7 +22,7 @@ static int kern_ready = 0;
 static void mm_range_scalar(float *y, const void *x, const void *w, G3DType wt, int T, int K, int N, int n0, int n1) {
     for (int t = 0; t < T; t++)
         g3_matmul_ref(y + (size_t)t * N + n0, (const float *)x + (size_t)t * K,
-                      (const char *)w + (size_t)n0 * K * g3_dtype_size(wt), wt, 1, K, n1 - n0, 0);
+                      (const char *)w + (size_t)n0 * (size_t)g3_type_row_bytes(wt, K), wt, 1, K, n1 - n0, 0);
 }
 static void mm_f32_scalar(float *y, const void *x, const void *w, int T, int K, int N, int n0, int n1) { mm_range_scalar(y, x, w, G3_F32, T, K, N, n0, n1); }
 static void mm_bf16_scalar(float *y, const void *x, const void *w, int T, int K, int N, int n0, int n1) { mm_range_scalar(y, x, w, G3_BF16, T, K, N, n0, n1); }

@@ -57,14 +57,16 @@ static int fill(void *ctxp, const void *outp, void *buf) {
         if (!strcmp(ctx->m->t[k].name, o->name)) i = k;
     if (i < 0) return g3_errorf("init: unknown tensor %s", o->name);
     const G3Tensor *t = &ctx->m->t[i];
+    const G3TypeTraits *tt = g3_type(ctx->dt);
+    if (!tt || !tt->from_f32) return g3_errorf("init: weights cannot be written as %s", g3_dtype_name(ctx->dt));
+    // f32 values straight into the buffer when they are the output, else converted from a copy
     float *f = ctx->dt == G3_F32 ? buf : g3_malloc((size_t)t->numel * sizeof(float));
     if (!f) return -1;
     g3_init_tensor_f32(ctx->m, i, ctx->seed, ctx->std, f);
-    if (ctx->dt == G3_BF16)
-        for (int64_t k = 0; k < t->numel; k++) ((uint16_t *)buf)[k] = g3_f32_to_bf16(f[k]);
-    else if (ctx->dt == G3_F16)
-        for (int64_t k = 0; k < t->numel; k++) ((uint16_t *)buf)[k] = g3_f32_to_f16(f[k]);
-    if (f != buf) free(f);
+    if (f != buf) {
+        tt->from_f32(buf, f, t->numel);
+        free(f);
+    }
     ctx->done += t->numel;
     // progress at most twice a second: an updating line on a terminal, plain lines otherwise
     double now = g3_now();

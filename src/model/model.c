@@ -74,25 +74,59 @@ int g3_model_table(G3Model *m, const G3Config *c) {
     return 0;
 }
 
-// Hub checkpoints name the text model's tensors under one of three prefixes.
-static const STTensor *find_tensor(const STSet *s, const char *canonical) {
+// Hub checkpoints name the text model's tensors under one of three prefixes: "model." (text
+// models), "language_model.model." and "model.language_model." (multimodal ones, by
+// transformers version).
+int g3_model_source_tensor(const G3Model *m, const char *canonical, G3SourceTensor *out) {
     static const char *prefixes[] = {"model.", "language_model.model.", "model.language_model."};
+    if (!m->src) return 1;
     const char *rest = canonical + strlen("model.");
     char name[160];
     for (size_t i = 0; i < G3_ARRAY_LEN(prefixes); i++) {
         snprintf(name, sizeof name, "%s%s", prefixes[i], rest);
-        const STTensor *t = st_find(s, name);
-        if (t) return t;
+        int rc = m->src->find(m->src, name, out);
+        if (rc <= 0) return rc;
     }
-    return NULL;
+    return 1;
 }
 
-int g3_model_set(G3Model *m, int i, G3DType dt, const void *data) {
+// The types a weight may have on the CPU: those with real values and a CPU linear kernel
+// (every tensor qualifies alike, so a norm stored in a strange type is caught here too).
+static int cpu_weight_type(G3DType dt) {
+    const G3TypeTraits *tt = g3_type(dt);
+    return tt && tt->is_float && (tt->linear_backends & (1u << G3_BACKEND_CPU));
+}
+
+// "tensor 'x' has type I32, which is not a weight type; weights must be F32, BF16 or F16"
+// (the list from the traits table). where: the file, or NULL for a model built in memory.
+static int type_error(const char *where, const char *name, G3DType dt) {
+    char list[256] = "";
+    int n = 0, k = 0;
+    for (int t = 0; t < G3_DTYPE_COUNT; t++) n += cpu_weight_type((G3DType)t);
+    for (int t = 0; t < G3_DTYPE_COUNT; t++) {
+        if (!cpu_weight_type((G3DType)t)) continue;
+        k++;
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k == 1 ? "" : k == n ? " or " : ", ", g3_dtype_name((G3DType)t));
+    }
+    const G3TypeTraits *tt = g3_type(dt);
+    const char *why = !tt ? "which is unknown" : !tt->is_float ? "which is not a weight type" : "which has no CPU linear kernel";
+    return g3_errorf("%s%stensor '%s' has type %s, %s; weights must be %s", where ? where : "", where ? ": " : "", name,
+                     g3_dtype_name(dt), why, list);
+}
+
+// Sets dtype, data and the byte sizes; refuses a type no CPU kernel reads. where as above.
+static int set_tensor(G3Model *m, int i, G3DType dt, const void *data, const char *where) {
     G3Tensor *t = &m->t[i];
+    if (!cpu_weight_type(dt)) return type_error(where, t->name, dt);
+    int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
+    int64_t rb = g3_type_row_bytes(dt, cols);
+    if (rb < 0 || (rows && rb > INT64_MAX / rows))
+        return g3_errorf("%s%stensor '%s': rows of %lld elements do not fit type %s (blocks of %d)", where ? where : "", where ? ": " : "",
+                         t->name, (long long)cols, g3_dtype_name(dt), g3_type(dt)->block);
     t->dtype = dt;
     t->data = data;
-    t->row_bytes = (int64_t)g3_dtype_size(dt) * (t->ndim == 2 ? t->shape[1] : t->shape[0]);
-    t->nbytes = (int64_t)g3_dtype_size(dt) * t->numel;
+    t->row_bytes = rb;
+    t->nbytes = rows * rb;
     free(t->normf);
     t->normf = NULL;
     if (t->kind != G3_KIND_NORM || dt == G3_F32) return 0;  // f32 norms are used where they lie
@@ -102,39 +136,65 @@ int g3_model_set(G3Model *m, int i, G3DType dt, const void *data) {
     return 0;
 }
 
+int g3_model_set(G3Model *m, int i, G3DType dt, const void *data) { return set_tensor(m, i, dt, data, NULL); }
+
+// The config: the source's own if its format carries one (GGUF), else config.json in dir.
+static int load_config(G3Config *c, const G3WeightSource *src, const char *dir) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = src->config_json ? src->config_json(src, &text, &len) : 1;
+    if (rc < 0) return -1;
+    if (rc > 0) return g3_config_load(c, dir);
+    rc = g3_config_parse(c, text, len, src->path);
+    free(text);
+    return rc;
+}
+
+// Fails with the message set by the caller, freeing what the load built so far.
+static int load_fail(G3Model *m, G3WeightSource *src) {
+    if (m->t) g3_model_free(m);
+    else g3_source_close(src);
+    return -1;
+}
+
 int g3_model_load(G3Model *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    G3WeightSource *src;
+    if (g3_source_open(&src, dir)) return -1;
     G3Config c;
-    if (g3_config_load(&c, dir)) return -1;
-    if (g3_model_table(m, &c)) return -1;
+    if (load_config(&c, src, dir) || g3_model_table(m, &c)) return load_fail(m, src);
+    m->src = src;
     snprintf(m->dir, sizeof m->dir, "%s", dir);
-    if (st_open(&m->st, dir)) { g3_model_free(m); return -1; }
     for (int i = 0; i < m->nt; i++) {
         G3Tensor *t = &m->t[i];
-        const STTensor *s = find_tensor(&m->st, t->name);
-        const char *file = m->st.nfiles == 1 ? m->st.paths[0] : dir;
-        if (!s) {
-            g3_errorf("%s: tensor '%s' is missing (config.json asks for %d layers%s)", file, t->name, c.layers,
+        G3SourceTensor s;
+        int rc = g3_model_source_tensor(m, t->name, &s);
+        if (rc < 0) return load_fail(m, src);
+        if (rc > 0) {
+            g3_errorf("%s: tensor '%s' is missing (config.json asks for %d layers%s)", src->path, t->name, c.layers,
                       t->role == W_Q_NORM || t->role == W_K_NORM ? " with QK-norm" : "");
-            g3_model_free(m);
-            return -1;
+            return load_fail(m, src);
         }
-        file = m->st.paths[s->file];
-        if (s->dtype != G3_F32 && s->dtype != G3_BF16 && s->dtype != G3_F16) {
-            g3_errorf("%s: tensor '%s' has dtype %s; weights must be F32, BF16 or F16", file, s->name, g3_dtype_name(s->dtype));
-            g3_model_free(m);
-            return -1;
+        const char *file = s.file ? s.file : src->path;
+        if (!cpu_weight_type(s.type)) {
+            type_error(file, s.name, s.type);
+            return load_fail(m, src);
         }
-        int ok = s->ndim == t->ndim && s->shape[0] == t->shape[0] && (t->ndim == 1 || s->shape[1] == t->shape[1]);
+        int ok = s.ndim == t->ndim && s.shape[0] == t->shape[0] && (t->ndim == 1 || s.shape[1] == t->shape[1]);
         if (!ok) {
             char got[64] = "", want[64];
-            for (int d = 0; d < s->ndim; d++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)s->shape[d]);
+            for (int d = 0; d < s.ndim; d++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)s.shape[d]);
             if (t->ndim == 1) snprintf(want, sizeof want, "%lld", (long long)t->shape[0]);
             else snprintf(want, sizeof want, "%lld, %lld", (long long)t->shape[0], (long long)t->shape[1]);
-            g3_errorf("%s: tensor '%s' has shape [%s] but config.json implies [%s]", file, s->name, got, want);
-            g3_model_free(m);
-            return -1;
+            g3_errorf("%s: tensor '%s' has shape [%s] but config.json implies [%s]", file, s.name, got, want);
+            return load_fail(m, src);
         }
-        if (g3_model_set(m, i, s->dtype, s->data)) { g3_model_free(m); return -1; }
+        if (set_tensor(m, i, s.type, s.data, file)) return load_fail(m, src);
+        if (t->nbytes != s.nbytes) {  // a source's own check should have caught this: never read past a tensor
+            g3_errorf("%s: tensor '%s' holds %lld bytes but its shape in %s needs %lld", file, s.name, (long long)s.nbytes,
+                      g3_dtype_name(s.type), (long long)t->nbytes);
+            return load_fail(m, src);
+        }
     }
     return 0;
 }
@@ -143,13 +203,13 @@ void g3_model_free(G3Model *m) {
     if (m->t)
         for (int i = 0; i < m->nt; i++) free(m->t[i].normf);
     free(m->t);
-    st_close(&m->st);
+    g3_source_close(m->src);
     memset(m, 0, sizeof *m);
 }
 
 int64_t g3_model_weight_bytes(const G3Model *m) {
     int64_t b = 0;
-    for (int i = 0; i < m->nt; i++) b += m->t[i].numel * g3_dtype_size(m->t[i].dtype);
+    for (int i = 0; i < m->nt; i++) b += m->t[i].nbytes;
     return b;
 }
 

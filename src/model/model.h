@@ -1,14 +1,18 @@
 // model.h: a loaded Gemma model: its config and its one table of tensors. The table (names
 // as in the checkpoint without prefix, shapes, roles) is the only list of parameters in the
 // project: the loader, `init`, training (gradients, optimizer state), checkpoints and tests
-// all walk it. Weights are memory-mapped and used in place; only the tiny norm vectors are
-// copied, as f32 in their stored convention (the norm op adds Gemma's 1).
+// all walk it. Weights come from a weight source (io/source.h: safetensors today), are
+// memory-mapped and used in place in their stored type; only the tiny norm vectors are
+// copied, as f32 in their stored convention (the norm op adds Gemma's 1). A tensor whose
+// type has no CPU linear kernel (tensor/dtype.h's traits) is refused here, by name, so no
+// kernel ever meets one.
 #ifndef G3_MODEL_H
 #define G3_MODEL_H
 
 #include <stdint.h>
 
-#include "../io/safetensors.h"
+#include "../io/safetensors.h"  // not used here: kept for the writers that include only model.h
+#include "../io/source.h"
 #include "../tensor/weight.h"
 #include "config.h"
 
@@ -30,8 +34,9 @@ typedef struct {
     int64_t numel;
     // set by the loader
     G3DType dtype;
+    int64_t row_bytes;   // bytes of one stored row (of shape[1] elements; a norm: of shape[0])
+    int64_t nbytes;      // bytes of the whole tensor as stored
     const void *data;    // in the mapping (or owned, for models built in memory)
-    int64_t row_bytes, nbytes;  // bytes of one row (of shape[1] values; a vector: all) and in all
     float *normf;        // norms stored in another type than F32: their f32 copy (w, without the 1)
 } G3Tensor;
 
@@ -41,23 +46,36 @@ typedef struct {
     int nt;
     int layer_idx[G3_MAX_LAYERS][W_PER_LAYER];  // index into t, or -1 (e.g. no q_norm in Gemma 2)
     int embed_idx, final_norm_idx;
-    STSet st;            // the mapped checkpoint (empty for models built in memory)
+    G3WeightSource *src; // where the weights come from (NULL for models built in memory)
     char dir[4096];
     int64_t nparams;
 } G3Model;
 
 // Builds the table (names, shapes, roles) for a config; no data. 0 or -1.
 int g3_model_table(G3Model *m, const G3Config *c);
-// Loads a model folder (config.json + model.safetensors or a sharded set). Every tensor of
-// the table must be present with the right shape and a float dtype; extra tensors (vision
-// tower, projector) are ignored. Errors name the file and tensor.
+// Loads a model folder (config.json + model.safetensors or a sharded set) through a weight
+// source. Every tensor of the table must be present (under the name the Hub uses for a text
+// model or for the text half of a multimodal one) with the right shape and a weight type that
+// has a CPU linear kernel (F32, BF16, F16); extra tensors (vision tower, projector) are
+// ignored. Errors name the file and tensor (and the type, for one without a kernel).
 int g3_model_load(G3Model *m, const char *dir);
-// Points tensor i at data of type dt (for models built in memory: training, tests).
+// Points tensor i at data of type dt (for models built in memory: training, tests); sets
+// row_bytes and nbytes. -1, naming the tensor and the type, for a type the loader refuses.
 int g3_model_set(G3Model *m, int i, G3DType dt, const void *data);
+// Finds the table's tensor `canonical` ("model.layers.0...") in m's source under each name
+// the Hub uses. 0 found (out->name is the stored name), 1 absent (or no source), -1 error.
+int g3_model_source_tensor(const G3Model *m, const char *canonical, G3SourceTensor *out);
 void g3_model_free(G3Model *m);
 
+// The weight handle of t: a matrix [out, in] as stored, a vector as one row; host memory.
 static inline G3Weight g3_tensor_weight(const G3Tensor *t) {
-    G3Weight w = {t->dtype, t->ndim == 2 ? t->shape[0] : 1, t->ndim == 2 ? t->shape[1] : t->shape[0], t->row_bytes, t->data, G3_MEM_HOST};
+    G3Weight w;
+    w.type = t->dtype;
+    w.rows = t->ndim == 2 ? t->shape[0] : 1;
+    w.cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
+    w.row_bytes = t->row_bytes;
+    w.data = t->data;
+    w.mem = G3_MEM_HOST;
     return w;
 }
 

@@ -1,17 +1,83 @@
-// dtype.c: element sizes, names and scalar conversions.
+// dtype.c: the traits table, element names and the scalar conversions (see dtype.h).
 #include "dtype.h"
 
-static const struct { const char *name; int size; } dtypes[G3_DTYPE_COUNT] = {
-    [G3_F32] = {"F32", 4}, [G3_BF16] = {"BF16", 2}, [G3_F16] = {"F16", 2}, [G3_F64] = {"F64", 8},
-    [G3_I64] = {"I64", 8}, [G3_I32] = {"I32", 4},   [G3_U8] = {"U8", 1},    [G3_I8] = {"I8", 1},
+#include <stddef.h>
+
+// ---- row converters: the scalar references behind the traits ----
+
+static void f32_to_f32(float *dst, const void *src, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
+static void f32_from_f32(void *dst, const float *src, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
+static void bf16_to_f32(float *dst, const void *src, int64_t n) {
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = g3_bf16_to_f32(s[i]);
+}
+static void bf16_from_f32(void *dst, const float *src, int64_t n) {
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = g3_f32_to_bf16(src[i]);
+}
+static void f16_to_f32(float *dst, const void *src, int64_t n) {
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = g3_f16_to_f32(s[i]);
+}
+static void f16_from_f32(void *dst, const float *src, int64_t n) {
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = g3_f32_to_f16(src[i]);
+}
+// Not weight types: values only (checkpoint scalars, ids), through memcpy so that an
+// unaligned source is no undefined behaviour.
+#define VALUES_TO_F32(fn, T)                                              \
+    static void fn(float *dst, const void *src, int64_t n) {              \
+        const char *s = src;                                              \
+        for (int64_t i = 0; i < n; i++) {                                 \
+            T v;                                                          \
+            memcpy(&v, s + i * (int64_t)sizeof v, sizeof v);              \
+            dst[i] = (float)v;                                            \
+        }                                                                 \
+    }
+VALUES_TO_F32(f64_to_f32, double)
+VALUES_TO_F32(i64_to_f32, int64_t)
+VALUES_TO_F32(i32_to_f32, int32_t)
+VALUES_TO_F32(u8_to_f32, uint8_t)
+VALUES_TO_F32(i8_to_f32, int8_t)
+
+// The element layouts the table's block_bytes promise.
+_Static_assert(sizeof(float) == 4 && sizeof(double) == 8, "f32 and f64 must be IEEE single and double");
+_Static_assert(sizeof(uint16_t) == 2, "bf16 and f16 are stored as 16-bit words");
+
+#define CPU_CUDA ((1u << G3_BACKEND_CPU) | (1u << G3_BACKEND_CUDA))
+static const G3TypeTraits traits[G3_DTYPE_COUNT] = {
+    //            name    block bytes float linear    to_f32       from_f32
+    [G3_F32] =  {"F32",   1,    4,    1,    CPU_CUDA, f32_to_f32,  f32_from_f32},
+    [G3_BF16] = {"BF16",  1,    2,    1,    CPU_CUDA, bf16_to_f32, bf16_from_f32},
+    [G3_F16] =  {"F16",   1,    2,    1,    CPU_CUDA, f16_to_f32,  f16_from_f32},
+    [G3_F64] =  {"F64",   1,    8,    0,    0,        f64_to_f32,  NULL},
+    [G3_I64] =  {"I64",   1,    8,    0,    0,        i64_to_f32,  NULL},
+    [G3_I32] =  {"I32",   1,    4,    0,    0,        i32_to_f32,  NULL},
+    [G3_U8] =   {"U8",    1,    1,    0,    0,        u8_to_f32,   NULL},
+    [G3_I8] =   {"I8",    1,    1,    0,    0,        i8_to_f32,   NULL},
 };
 
-int g3_dtype_size(G3DType t) { return (unsigned)t < G3_DTYPE_COUNT ? dtypes[t].size : 0; }
-const char *g3_dtype_name(G3DType t) { return (unsigned)t < G3_DTYPE_COUNT ? dtypes[t].name : "?"; }
+const G3TypeTraits *g3_type(G3DType t) { return (unsigned)t < G3_DTYPE_COUNT ? &traits[t] : NULL; }
+
+int64_t g3_type_row_bytes(G3DType t, int64_t n) {
+    const G3TypeTraits *tt = g3_type(t);
+    if (!tt || n < 0 || n % tt->block) return -1;
+    int64_t blocks = n / tt->block;
+    if (blocks > INT64_MAX / tt->block_bytes) return -1;
+    return blocks * tt->block_bytes;
+}
+
+int64_t g3_type_bytes(G3DType t, int64_t numel) { return g3_type_row_bytes(t, numel); }
+
+int g3_dtype_size(G3DType t) {
+    const G3TypeTraits *tt = g3_type(t);
+    return tt && tt->block == 1 ? tt->block_bytes : 0;
+}
+const char *g3_dtype_name(G3DType t) { return (unsigned)t < G3_DTYPE_COUNT ? traits[t].name : "?"; }
 
 int g3_dtype_from_name(const char *name, size_t len) {
     for (int i = 0; i < G3_DTYPE_COUNT; i++)
-        if (strlen(dtypes[i].name) == len && memcmp(dtypes[i].name, name, len) == 0) return i;
+        if (strlen(traits[i].name) == len && memcmp(traits[i].name, name, len) == 0) return i;
     return -1;
 }
 
@@ -57,15 +123,6 @@ uint16_t g3_f32_to_f16(float f) {
 }
 
 void g3_to_f32(float *dst, const void *src, G3DType t, size_t n) {
-    switch (t) {
-    case G3_F32: memcpy(dst, src, n * 4); break;
-    case G3_BF16: for (size_t i = 0; i < n; i++) dst[i] = g3_bf16_to_f32(((const uint16_t *)src)[i]); break;
-    case G3_F16: for (size_t i = 0; i < n; i++) dst[i] = g3_f16_to_f32(((const uint16_t *)src)[i]); break;
-    case G3_F64: for (size_t i = 0; i < n; i++) dst[i] = (float)((const double *)src)[i]; break;
-    case G3_I64: for (size_t i = 0; i < n; i++) dst[i] = (float)((const int64_t *)src)[i]; break;
-    case G3_I32: for (size_t i = 0; i < n; i++) dst[i] = (float)((const int32_t *)src)[i]; break;
-    case G3_U8: for (size_t i = 0; i < n; i++) dst[i] = ((const uint8_t *)src)[i]; break;
-    case G3_I8: for (size_t i = 0; i < n; i++) dst[i] = ((const int8_t *)src)[i]; break;
-    default: break;
-    }
+    const G3TypeTraits *tt = g3_type(t);
+    if (tt) tt->to_f32(dst, src, (int64_t)n);
 }

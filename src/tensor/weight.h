@@ -1,6 +1,7 @@
-// weight.h: a weight as the ops see it: its type, its shape as stored, the bytes of one row
-// and where those bytes live. Kernels take handles, never bare pointers with a dtype beside
-// them, so that a block-quantized type (rows of whole blocks) needs no new signature.
+// weight.h: a handle on one stored weight: its type, its shape as stored, its row size in
+// bytes, its data and where that data lives. What the ops take instead of a bare pointer and
+// a dtype, so that a quantized row (blocks, not elements) or a weight in a backend's memory
+// needs no new argument. It owns nothing: the model (or a backend buffer) keeps the bytes.
 #ifndef G3_WEIGHT_H
 #define G3_WEIGHT_H
 
@@ -17,5 +18,10 @@ typedef struct {
     const void *data;
     G3MemKind mem;
 } G3Weight;
+
+// Row r of w (host or device address: only a backend of the same memory may read it).
+static inline const void *g3_weight_row(const G3Weight *w, int64_t r) {
+    return (const char *)w->data + r * w->row_bytes;
+}
 
 #endif

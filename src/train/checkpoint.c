@@ -121,7 +121,7 @@ static int take(const STSet *st, const char *kind, const char *name, G3DType dt,
     if (t->dtype != dt || st_numel(t) != n)
         return g3_errorf("%s is %s[%lld], expected %s[%lld]", nm, g3_dtype_name(t->dtype), (long long)st_numel(t),
                          g3_dtype_name(dt), (long long)n);
-    memcpy(dst, t->data, (size_t)n * (size_t)g3_dtype_size(dt));
+    memcpy(dst, t->data, (size_t)g3_type_bytes(dt, n));
     return 0;
 }
 

@@ -80,14 +80,7 @@ static int fill(void *ctxp, const void *outp, void *buf) {
     for (int i = 0; i < ctx->tm->m.nt; i++) {
         const G3Tensor *t = &ctx->tm->m.t[i];
         if (strcmp(t->name, o->name)) continue;
-        const float *p = ctx->tm->params + ctx->tm->off[i];
-        uint16_t *h = buf;
-        if (ctx->dt == G3_BF16)
-            for (int64_t k = 0; k < t->numel; k++) h[k] = g3_f32_to_bf16(p[k]);
-        else if (ctx->dt == G3_F16)
-            for (int64_t k = 0; k < t->numel; k++) h[k] = g3_f32_to_f16(p[k]);
-        else
-            memcpy(buf, p, (size_t)t->numel * sizeof(float));
+        g3_type(ctx->dt)->from_f32(buf, ctx->tm->params + ctx->tm->off[i], t->numel);  // dt checked by the caller
         return 0;
     }
     return g3_errorf("save: unknown tensor %s", o->name);
