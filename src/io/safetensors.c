@@ -130,8 +130,8 @@ static int open_one(STSet *s, const char *path) {
         }
         size_t begin = (size_t)b->num, end = (size_t)e->num;
         int64_t need = numel <= (size_t)INT64_MAX ? g3_type_bytes(t->dtype, (int64_t)numel) : -1;
-        size_t nbytes = need < 0 ? 0 : (size_t)need;
-        if (need < 0) { g3_errorf("%s: tensor '%s': shape does not fit dtype %s", path, name, dt->str); goto out; }
+        if (need < 0) { g3_errorf("%s: tensor '%s': %zu elements are too many, or not whole blocks, for dtype %s", path, name, numel, dt->str); goto out; }
+        size_t nbytes = (size_t)need;
         if (end - begin != nbytes) {
             g3_errorf("%s: tensor '%s': data_offsets span %zu bytes but shape and dtype need %zu", path, name, end - begin, nbytes);
             goto out;
