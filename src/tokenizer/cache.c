@@ -1,11 +1,14 @@
 // cache.c: the tokenizer's binary cache: the three arrays every source reduces to (pieces,
-// flags, merges), written next to the source so that loading takes milliseconds instead of
-// parsing 33 MB of JSON. The header records the source's size and mtime; a cache that does not
+// flags, merges), kept under the user's cache folder ($XDG_CACHE_HOME/gemma3, by default
+// ~/.cache/gemma3) so that loading takes milliseconds instead of parsing 33 MB of JSON. Never
+// beside the source: a 12 MB file appearing next to a tokenizer (in a model folder, a run
+// folder, a read-only checkout) is not something a user asked for. The header records the source's size and mtime; a cache that does not
 // match them, or fails its checksum or any bounds check, is ignored and rebuilt. It is read like
 // any untrusted file: every offset and id is checked before use.
 //
 // Layout (native little-endian): CacheHeader, off[n_vocab+1] u32, flags[n_vocab] u8 (padded to
 // 8), blob[blob_len] (padded to 8), merges[n_merges] (4 x i32 each).
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +28,21 @@ typedef struct {
     uint32_t reserved;
     uint64_t checksum;    // of everything after the header
 } CacheHeader;
+
+int tok_cache_path(char *out, size_t cap, const char *src) {
+    char dir[4096];
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/gemma3", xdg);
+    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/gemma3", home);
+    else return -1;
+    // one cache per source file: its absolute path's hash, and its name for the curious
+    char real[4096];
+    if (!realpath(src, real)) snprintf(real, sizeof real, "%s", src);
+    const char *base = strrchr(real, '/');
+    base = base ? base + 1 : real;
+    int n = snprintf(out, cap, "%s/%08x-%s.g3tok", dir, tok_hash(real, strlen(real)), base);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
 
 static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 
