@@ -119,8 +119,11 @@ static int state_finite(const char *d) {
         const STTensor *t = &st.tensors[i];
         if (strncmp(t->name, "master.", 7) || t->dtype != G3_F32) continue;
         masters++;
-        const float *x = t->data;
-        for (int64_t k = 0; k < st_numel(t); k++) ok &= isfinite(x[k]) != 0;
+        for (int64_t k = 0; k < st_numel(t); k++) {  // the data need not be 4-byte aligned
+            float x;
+            memcpy(&x, (const char *)t->data + 4 * k, 4);
+            ok &= isfinite(x) != 0;
+        }
     }
     st_close(&st);
     return ok && masters > 0;

@@ -348,9 +348,12 @@ int cmd_train(int argc, char **argv) {
     }
 
     // ---- model, optimizer, resume ----
-    if (g3_train_model_new(&tm, &cfg)) goto fail;
-    if (a.init) g3_train_model_init_random(&tm, (uint64_t)a.seed, (float)a.std);
-    else if (g3_train_model_from(&tm, &src)) goto fail;
+    if (a.init) {
+        if (g3_train_model_new(&tm, &cfg)) goto fail;
+        g3_train_model_init_random(&tm, (uint64_t)a.seed, (float)a.std);
+    } else if (g3_train_model_from(&tm, &src)) {  // it makes tm itself (making it first leaked one)
+        goto fail;
+    }
     G3AdamWConfig oc = {.beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps, .weight_decay = a.wd, .bits = bits};
     if (g3_adamw_init_model(&opt, &oc, &tm, a.decay_embed)) goto fail;
     if (!(rj = run_json(&a, &cfg, ntrain, nval))) goto fail;
