@@ -266,6 +266,19 @@ static void check_cache(const G3Tokenizer *big) {
     CHECK(b != NULL, "damaged cache ignored: %s", b ? "" : g3_error());
     g3_tok_free(b);
     g3_tok_free(a);
+    // The cache of a tokenizer file that is gone goes at the next cache write (any tokenizer's).
+    char copy[700], copy_cache[800];
+    snprintf(copy, sizeof copy, "%s/copy.json", dir);
+    src = g3_read_file(path, &len);
+    CHECK(src && g3_write_file_atomic(copy, src, len) == 0 && tok_cache_path(copy_cache, sizeof copy_cache, copy) == 0, "copy");
+    free(src);
+    g3_tok_free(g3_tok_load(copy));
+    CHECK(g3_file_exists(copy_cache), "the copy's cache %s", copy_cache);
+    remove(copy);
+    remove(cache);  // a miss: the next load writes a cache, and sweeps
+    b = g3_tok_load(path);
+    CHECK(b && g3_file_exists(cache) && !g3_file_exists(copy_cache), "the cache of a deleted tokenizer file was kept");
+    g3_tok_free(b);
     // A cache folder that cannot be made: the load still works, and writes nothing beside.
     setenv("XDG_CACHE_HOME", "/proc/gemma3-no-such-folder", 1);
     b = g3_tok_load(path);

@@ -22,13 +22,17 @@ static int try_cache(G3Tokenizer *t, const char *cpath, uint64_t size, int64_t m
     return rc;
 }
 
-// A cache folder that cannot be made or written means no cache, not an error.
-static void write_cache(const G3Tokenizer *t, const char *cpath, uint64_t size, int64_t mtime) {
+// A cache folder that cannot be made or written means no cache, not an error. Writing one is
+// also when dead caches go (tok_cache_sweep), so the folder never grows with every copy of a
+// tokenizer that was ever loaded.
+static void write_cache(const G3Tokenizer *t, const char *cpath, const char *src, uint64_t size, int64_t mtime) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", cpath);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0;
-    if (g3_mkdir_p(dir) || tok_cache_write(t, cpath, size, mtime)) g3_error_clear();
+    if (g3_mkdir_p(dir)) { g3_error_clear(); return; }
+    tok_cache_sweep(dir);
+    if (tok_cache_write(t, cpath, src, size, mtime)) g3_error_clear();
 }
 
 G3Tokenizer *g3_tok_load_ex(const char *path, int flags) {
@@ -69,7 +73,7 @@ G3Tokenizer *g3_tok_load_ex(const char *path, int flags) {
         free(t);
         return NULL;
     }
-    if (cpath[0]) write_cache(t, cpath, size, mtime);
+    if (cpath[0]) write_cache(t, cpath, file, size, mtime);
     return t;
 }
 
