@@ -8,6 +8,7 @@
 #include "base/json.h"
 #include "check.h"
 #include "tok_testdata.h"
+#include "tokenizer/tok_internal.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct {
@@ -227,21 +228,29 @@ static void check_parallel(const G3Tokenizer *tok, const Vec *v, int nv) {
     free(text);
 }
 
-// The binary cache, on a tiny tokenizer (fast): written, read back, equal; a damaged or stale
-// cache is ignored and rebuilt. (The full vocabulary's cache is exercised by the CLI checks.)
+// The binary cache, on a tiny tokenizer (fast): written under $XDG_CACHE_HOME/gemma3 and never
+// beside the tokenizer, read back, equal; a damaged or stale cache is ignored and rebuilt; an
+// unwritable cache folder means no cache, not an error. (The full vocabulary's cache is
+// exercised by the CLI checks.)
 static void check_cache(const G3Tokenizer *big) {
-    char dir[512], path[600], cache[700];
+    char dir[512], path[600], cache[700], beside[700], xdg[600];
     const char *build = getenv("BUILD");
     snprintf(dir, sizeof dir, "%s/tokdata", build && *build ? build : "build");
     snprintf(path, sizeof path, "%s/tiny.json", dir);
-    snprintf(cache, sizeof cache, "%s.g3tok", path);
+    snprintf(beside, sizeof beside, "%s.g3tok", path);
+    snprintf(xdg, sizeof xdg, "%s/xdg", dir);
+    char *old_xdg = getenv("XDG_CACHE_HOME") ? g3_strdup(getenv("XDG_CACHE_HOME")) : NULL;
+    setenv("XDG_CACHE_HOME", xdg, 1);
     size_t len;
     char *src = g3_read_file("fuzz/corpus/fuzz_tok_json/tiny.json", &len);
     CHECK(src && g3_mkdir_p(dir) == 0 && g3_write_file_atomic(path, src, len) == 0, "tiny tokenizer copied");
     free(src);
+    CHECK(tok_cache_path(cache, sizeof cache, path) == 0 && !strncmp(cache, xdg, strlen(xdg)), "cache path %s", cache);
     remove(cache);
+    remove(beside);
     G3Tokenizer *a = g3_tok_load(path);  // parses and writes the cache
-    CHECK(a && g3_file_exists(cache), "cache written beside %s", path);
+    CHECK(a && g3_file_exists(cache), "cache written to %s", cache);
+    CHECK(!g3_file_exists(beside), "cache written beside %s", path);
     G3Tokenizer *b = g3_tok_load(path);  // reads it
     CHECK(b && g3_tok_vocab_size(b) == g3_tok_vocab_size(a), "cached vocabulary");
     const char *t = "Hello  world <b>x</b>\n\n caf\xc3\xa9 \xf0\x9f\x98\x80";
@@ -257,6 +266,27 @@ static void check_cache(const G3Tokenizer *big) {
     CHECK(b != NULL, "damaged cache ignored: %s", b ? "" : g3_error());
     g3_tok_free(b);
     g3_tok_free(a);
+    // The cache of a tokenizer file that is gone goes at the next cache write (any tokenizer's).
+    char copy[700], copy_cache[800];
+    snprintf(copy, sizeof copy, "%s/copy.json", dir);
+    src = g3_read_file(path, &len);
+    CHECK(src && g3_write_file_atomic(copy, src, len) == 0 && tok_cache_path(copy_cache, sizeof copy_cache, copy) == 0, "copy");
+    free(src);
+    g3_tok_free(g3_tok_load(copy));
+    CHECK(g3_file_exists(copy_cache), "the copy's cache %s", copy_cache);
+    remove(copy);
+    remove(cache);  // a miss: the next load writes a cache, and sweeps
+    b = g3_tok_load(path);
+    CHECK(b && g3_file_exists(cache) && !g3_file_exists(copy_cache), "the cache of a deleted tokenizer file was kept");
+    g3_tok_free(b);
+    // A cache folder that cannot be made: the load still works, and writes nothing beside.
+    setenv("XDG_CACHE_HOME", "/proc/gemma3-no-such-folder", 1);
+    b = g3_tok_load(path);
+    CHECK(b && g3_tok_vocab_size(b) > 0 && !g3_file_exists(beside), "load with an unwritable cache folder: %s", b ? "" : g3_error());
+    g3_tok_free(b);
+    if (old_xdg) setenv("XDG_CACHE_HOME", old_xdg, 1);
+    else unsetenv("XDG_CACHE_HOME");
+    free(old_xdg);
     (void)big;
 }
 

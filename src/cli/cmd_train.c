@@ -1,13 +1,18 @@
 // cmd_train.c: `gemma3 train`: from scratch (--init SHAPE) or fine-tuning (--model DIR) on a
 // text file, a folder of *.txt files, or a prepared token file; AdamW (or 8-bit AdamW) with
 // clipping, accumulation and a schedule; validation, metrics.jsonl, checkpoints; and automatic,
-// bit-exact resumption when the same command runs again in the same --out folder.
-// The pieces live in src/train/ (data.h, optim.h, schedule.h, checkpoint.h, train.h); this file
-// only wires them together and talks to the user.
+// bit-exact resumption when the same command runs again in the same --out folder. One run
+// owns its folder (a lock); Ctrl-C saves a checkpoint and stops; a run that diverges says so
+// and never saves the diverged weights; a run that fails before saving anything leaves no
+// folder behind.
+// The pieces live in src/train/ (data.h, optim.h, schedule.h, checkpoint.h, rundir.h,
+// train.h); this file only wires them together and talks to the user.
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -18,6 +23,7 @@
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/optim.h"
+#include "train/rundir.h"
 #include "train/schedule.h"
 #include "train/train.h"
 
@@ -27,7 +33,7 @@ typedef struct {
     const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul;
     long steps, batch, seq, accum, warmup, decay_steps, eval_every, eval_batches, save_every, seed, threads, log_every;
     double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std;
-    int ckpt_act, decay_embed;
+    int ckpt_act, decay_embed, force;
 } Args;
 
 // The run's settings as JSON, stored in the checkpoint. Keys listed in MAY_CHANGE may differ
@@ -128,6 +134,97 @@ static double eval_loss(G3TrainModel *tm, G3TrainCtx *ctx, const uint32_t *tok, 
     return s / (double)a->eval_batches;
 }
 
+// Numbers that must be finite and in range; each test is written so that NaN fails it.
+static int check_numbers(const Args *a) {
+    if (!(a->lr > 0 && isfinite(a->lr))) return cli_fail(CMD, "--lr must be a finite number > 0, not %g", a->lr);
+    if (!(a->clip >= 0 && isfinite(a->clip))) return cli_fail(CMD, "--clip must be a finite number >= 0 (0: no clipping), not %g", a->clip);
+    if (!(a->std >= 0 && isfinite(a->std))) return cli_fail(CMD, "--std must be a finite number >= 0, not %g", a->std);
+    if (!(a->wd >= 0 && isfinite(a->wd))) return cli_fail(CMD, "--wd must be a finite number >= 0, not %g", a->wd);
+    if (!(a->eps > 0 && isfinite(a->eps))) return cli_fail(CMD, "--eps must be a finite number > 0, not %g", a->eps);
+    if (!(a->beta1 >= 0 && a->beta1 < 1)) return cli_fail(CMD, "--beta1 must be in [0, 1), not %g", a->beta1);
+    if (!(a->beta2 >= 0 && a->beta2 < 1)) return cli_fail(CMD, "--beta2 must be in [0, 1), not %g", a->beta2);
+    if (!(a->val_frac > 0 && a->val_frac < 1)) return cli_fail(CMD, "--val-frac must be in (0, 1), not %g", a->val_frac);
+    if (!(a->min_lr_ratio >= 0 && a->min_lr_ratio <= 1)) return cli_fail(CMD, "--min-lr-ratio must be in [0, 1], not %g", a->min_lr_ratio);
+    return 0;
+}
+
+static int same_folder(const char *x, const char *y) {
+    struct stat a, b;
+    return stat(x, &a) == 0 && stat(y, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+// The tokenizer this run reads (--tokenizer, else the --model folder's if it has one), or NULL.
+static const char *run_tokenizer(const Args *a) {
+    if (a->tokenizer) return a->tokenizer;
+    char p[4200];
+    if (a->model && ((!g3_path_join(p, sizeof p, a->model, "tokenizer.json") && g3_file_exists(p)) ||
+                     (!g3_path_join(p, sizeof p, a->model, "tokenizer.model") && g3_file_exists(p))))
+        return a->model;
+    return NULL;
+}
+
+// ---- stopping on Ctrl-C (SIGINT) or SIGTERM ----
+// The first signal asks the loop to stop after the step in flight and save; a second one
+// kills at once (the checkpoint writes are atomic, so even that loses only the last steps).
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig) {
+    if (stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+    static const char msg[] = "\ntrain: stopping: finishing this step, then saving a checkpoint (a second Ctrl-C quits at once)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);  // async-signal-safe, unlike stdio
+    (void)w;
+}
+
+typedef enum { STEP_DONE, STEP_FAILED, STEP_DIVERGED, STEP_STOPPED } StepStatus;
+
+typedef struct {
+    const Args *a;
+    G3TrainModel *tm;
+    G3TrainCtx *ctx;
+    G3AdamW *opt;
+    const G3Schedule *sch;
+    const uint32_t *tok;  // training tokens [n]
+    int64_t n;
+    int32_t *in, *tg;     // [B*T] batch buffers
+} Loop;
+
+// One optimizer step: the micro-batches' forward/backward passes, then the AdamW update.
+// g3_train_forward_backward reports failure in-band (NaN with g3_error() set), so the error is
+// cleared before each call to tell a failure (STEP_FAILED) from a NaN loss. A loss or gradient
+// norm that is not finite, or weights the update made non-finite, is STEP_DIVERGED (message
+// set; the weights are not saved afterwards). A stop request abandons the step before its
+// update (STEP_STOPPED: the weights are still the previous step's).
+static StepStatus train_step(const Loop *L, int64_t step, double *loss, double *norm, double *lr) {
+    const Args *a = L->a;
+    g3_train_zero_grads(L->tm);
+    *loss = 0;
+    for (int mi = 0; mi < a->accum; mi++) {
+        if (stop_signal) return STEP_STOPPED;
+        g3_data_batch(L->tok, L->n, (int)a->batch, (int)a->seq, (uint64_t)a->seed, step, mi, L->in, L->tg);
+        g3_error_clear();
+        double l = g3_train_forward_backward(L->tm, L->ctx, L->in, L->tg, (float)(1.0 / (double)a->accum));
+        if (isnan(l) && g3_error_is_set()) return STEP_FAILED;
+        *loss += l / (double)a->accum;
+    }
+    *norm = g3_grad_norm(L->tm->grads, L->tm->n);
+    *lr = g3_schedule_lr(L->sch, step);
+    if (!isfinite(*loss) || !isfinite(*norm)) {
+        g3_errorf("training diverged at step %lld (loss %g, gradient norm %g)", (long long)step + 1, *loss, *norm);
+        return STEP_DIVERGED;
+    }
+    g3_adamw_step(L->opt, L->tm->params, L->tm->grads, *lr, g3_clip_scale(*norm, a->clip));
+    if (!isfinite(g3_grad_norm(L->tm->params, L->tm->n))) {  // e.g. a huge --lr: finite loss, then overflow
+        g3_errorf("training diverged at step %lld (loss %g; the update made the weights non-finite)", (long long)step + 1, *loss);
+        return STEP_DIVERGED;
+    }
+    return STEP_DONE;
+}
+
 int cmd_train(int argc, char **argv) {
     Args a = {.schedule = "cosine", .optim = "adamw", .save_dtype = "f32", .matmul = "f32", .steps = 1000, .batch = 8,
               .seq = 256, .accum = 1, .warmup = 100, .eval_every = 100, .eval_batches = 8, .save_every = 200, .seed = 1,
@@ -165,6 +262,7 @@ int cmd_train(int argc, char **argv) {
         {"--std", OPT_FLOAT, &a.std, "--init: standard deviation of the random weights"},
         {"--seed", OPT_INT, &a.seed, "seed of the initialisation and of the batch order"},
         {"--threads", OPT_INT, &a.threads, "threads (0: all cores)"},
+        {"--force", OPT_FLAG, &a.force, "allow --out to be a folder holding a model that is not a training run's (e.g. the --model folder): it is replaced"},
         {"--log-every", OPT_INT, &a.log_every, "progress line every N steps when stderr is not a terminal", 1, 1L << 40},
     };
     CLI_PARSE(CMD, "--init SHAPE|--model DIR --data PATH --out DIR [--tokenizer FILE] [options]", argc, argv, opts);
@@ -178,10 +276,16 @@ int cmd_train(int argc, char **argv) {
     if (sdt == G3_DTYPE_COUNT) return cli_fail(CMD, "--save-dtype must be f32 or bf16");
     int bf16 = !strcmp(a.matmul, "bf16");
     if (!bf16 && strcmp(a.matmul, "f32")) return cli_fail(CMD, "--matmul must be f32 or bf16, not '%s'", a.matmul);
-    if (!(a.lr > 0) || !(a.val_frac > 0 && a.val_frac < 1) || !(a.min_lr_ratio >= 0 && a.min_lr_ratio <= 1))
-        return cli_fail(CMD, "need --lr > 0, 0 < --val-frac < 1 and 0 <= --min-lr-ratio <= 1");
+    if (check_numbers(&a)) return 1;
+    // A folder holding a model but no training state is not this run's to overwrite.
+    if (!a.force && g3_dir_holds_model(a.out) && !g3_ckpt_exists(a.out)) {
+        if (a.model && same_folder(a.model, a.out))
+            return cli_fail(CMD, "--out %s is the --model folder: training would replace the base model there; give --force to allow "
+                                 "it, or another --out", a.out);
+        return cli_fail(CMD, "--out %s already holds a model (config.json / model.safetensors) and no training run: training would "
+                             "replace it; give --force to allow it, or another --out", a.out);
+    }
     cli_set_threads(a.threads);
-    if (g3_mkdir_p(a.out)) return cli_fail(CMD, "%s", g3_error());
 
     // ---- the model's shape and starting weights ----
     G3Config cfg;
@@ -194,6 +298,12 @@ int cmd_train(int argc, char **argv) {
         if (g3_model_load(&src, a.model)) return cli_fail(CMD, "%s", g3_error());
         cfg = src.cfg;
     }
+    // ---- the run folder: made, locked against a second run, swept of dead temporaries ----
+    G3RunDir rd;
+    if (g3_rundir_open(&rd, a.out)) {
+        if (src.t) g3_model_free(&src);
+        return cli_fail(CMD, "%s", g3_error());
+    }
 
     // ---- data ----
     int ret = 1;
@@ -205,6 +315,8 @@ int cmd_train(int argc, char **argv) {
     char *rj = NULL;
     int32_t *in = NULL, *tg = NULL;
     FILE *mf = NULL;
+    struct sigaction old_int, old_term;
+    int handlers = 0;
     char path[4200], cache[4200];
     if (g3_path_join(cache, sizeof cache, a.out, "tokens-train.bin") || open_tokens(&a, a.data, cache, &tf)) goto fail;
     const uint32_t *train_tok = tf.tok, *val_tok;
@@ -226,11 +338,22 @@ int cmd_train(int argc, char **argv) {
         g3_errorf("too little data for --seq %ld: %lld training and %lld validation tokens", a.seq, (long long)ntrain, (long long)nval);
         goto fail;
     }
+    // The tokenizer goes with the run, so that generate/chat on it need no --tokenizer.
+    const char *tokp = run_tokenizer(&a);
+    if (tokp) {
+        int copied, removed;
+        if (g3_rundir_copy_tokenizer(a.out, tokp, &copied, &removed)) goto fail;
+        if (copied) fprintf(stderr, "train: copied the tokenizer %s into %s\n", tokp, a.out);
+        if (removed) fprintf(stderr, "train: removed %s/tokenizer.json: it would shadow this run's tokenizer.model\n", a.out);
+    }
 
     // ---- model, optimizer, resume ----
-    if (g3_train_model_new(&tm, &cfg)) goto fail;
-    if (a.init) g3_train_model_init_random(&tm, (uint64_t)a.seed, (float)a.std);
-    else if (g3_train_model_from(&tm, &src)) goto fail;
+    if (a.init) {
+        if (g3_train_model_new(&tm, &cfg)) goto fail;
+        g3_train_model_init_random(&tm, (uint64_t)a.seed, (float)a.std);
+    } else if (g3_train_model_from(&tm, &src)) {  // it makes tm itself (making it first leaked one)
+        goto fail;
+    }
     G3AdamWConfig oc = {.beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps, .weight_decay = a.wd, .bits = bits};
     if (g3_adamw_init_model(&opt, &oc, &tm, a.decay_embed)) goto fail;
     if (!(rj = run_json(&a, &cfg, ntrain, nval))) goto fail;
@@ -256,17 +379,13 @@ int cmd_train(int argc, char **argv) {
     }
 
     // ---- memory report ----
-    int64_t act = 0, act_other = 0;
+    int64_t act = 0, act_other;
     if (!(ctx = g3_train_ctx_new(&tm, (int)a.batch, (int)a.seq, a.ckpt_act, &act))) goto fail;
     g3_train_ctx_set_bf16(ctx, bf16);
     if (bf16)
         fprintf(stderr, "train: matrix products in bf16 (f32 sums, weights, gradients and optimizer state)%s\n",
                 g3_gemm_bf16_native() ? "" : "; this CPU has no AVX512-BF16: they round as in bf16, at the f32 rate");
-    {   // the other mode's arena, sized but never touched, for the report
-        G3TrainCtx *o2 = g3_train_ctx_new(&tm, (int)a.batch, (int)a.seq, !a.ckpt_act, &act_other);
-        g3_train_ctx_free(o2);
-        g3_error_clear();
-    }
+    act_other = g3_train_ctx_bytes(&tm, (int)a.batch, (int)a.seq, !a.ckpt_act);  // the other mode's, sized only
     int64_t np = tm.n;
     fprintf(stderr, "train: %lld parameters (%s %d x %d, vocab %d); %lld train / %lld val tokens; %ld x %ld x %ld tokens a step\n",
             (long long)np, a.init ? a.init : a.model, cfg.layers, cfg.hidden, cfg.vocab, (long long)ntrain, (long long)nval, a.batch,
@@ -283,25 +402,35 @@ int cmd_train(int argc, char **argv) {
     tg = g3_malloc(bt * sizeof *tg);
     if (!in || !tg || !(mf = fopen(path, "a"))) { if (in && tg) g3_errorf("%s: cannot append", path); goto fail; }
     G3Schedule sch = {sk, a.lr, a.min_lr_ratio, a.warmup, a.steps, a.decay_steps ? a.decay_steps : a.steps / 5};
+    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, in, tg};
     int tty = isatty(2);
-    double t_start = g3_now(), loss = NAN;
-    for (int64_t step = start; step < a.steps; step++) {
-        double t0 = g3_now();
-        g3_train_zero_grads(&tm);
-        loss = 0;
-        for (int mi = 0; mi < a.accum; mi++) {
-            g3_data_batch(train_tok, ntrain, (int)a.batch, (int)a.seq, (uint64_t)a.seed, step, mi, in, tg);
-            double l = g3_train_forward_backward(&tm, ctx, in, tg, (float)(1.0 / (double)a.accum));
-            if (isnan(l) && *g3_error()) goto fail;
-            loss += l / (double)a.accum;
-        }
-        double norm = g3_grad_norm(tm.grads, np), lr = g3_schedule_lr(&sch, step);
-        if (!isfinite(loss) || !isfinite(norm)) {
-            g3_errorf("step %lld: loss %g, gradient norm %g: training diverged (lower --lr, or raise --warmup)", (long long)step + 1, loss, norm);
+    double t_start = g3_now(), loss = NAN, last_loss = NAN;
+    int64_t saved = start, done_steps = start;  // the last committed checkpoint's step; steps completed
+    struct sigaction sa = {0};
+    sa.sa_handler = on_stop;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    stop_signal = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    handlers = 1;
+    for (int64_t step = start; step < a.steps && !stop_signal; step++) {
+        double t0 = g3_now(), norm = NAN, lr = NAN;
+        StepStatus st = train_step(&L, step, &loss, &norm, &lr);
+        if (st == STEP_STOPPED) break;
+        if (st == STEP_FAILED) goto fail;
+        if (st == STEP_DIVERGED) {
+            char tail[300];
+            if (saved > 0) snprintf(tail, sizeof tail, "; the last checkpoint (step %lld) in %s is intact", (long long)saved, a.out);
+            else snprintf(tail, sizeof tail, "; no checkpoint was saved");
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s: lower --lr or raise --warmup%s", g3_error(), tail);
+            g3_errorf("%s", msg);
             goto fail;
         }
-        g3_adamw_step(&opt, tm.params, tm.grads, lr, g3_clip_scale(norm, a.clip));
         int64_t s1 = step + 1;
+        done_steps = s1;
+        last_loss = loss;
         double dt = g3_now() - t0, tps = (double)bt * (double)a.accum / dt;
         double val = NAN;
         if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) val = eval_loss(&tm, ctx, val_tok, nval, &a, in, tg);
@@ -321,9 +450,26 @@ int cmd_train(int argc, char **argv) {
             info.step = s1;
             info.loss = loss;
             if (g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
+            saved = s1;
         }
     }
     if (tty) fputc('\n', stderr);
+    if (stop_signal && done_steps < a.steps) {
+        const char *sig = stop_signal == SIGINT ? "Ctrl-C (SIGINT)" : "SIGTERM";
+        ret = 128 + stop_signal;
+        if (done_steps > saved) {
+            info.step = done_steps;
+            info.loss = last_loss;
+            if (g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
+            saved = done_steps;
+        }
+        if (saved > 0)
+            fprintf(stderr, "train: stopped by %s after step %lld; checkpoint of step %lld in %s: run the same command to resume\n", sig,
+                    (long long)done_steps, (long long)saved, a.out);
+        else
+            fprintf(stderr, "train: stopped by %s before the first step completed: nothing to save\n", sig);
+        goto done;
+    }
     fprintf(stderr, "train: done: step %ld, loss %.4f, %.1f s; model in %s\n", a.steps, loss, g3_now() - t_start, a.out);
     ret = 0;
     goto done;
@@ -331,6 +477,10 @@ fail:
     if (isatty(2)) fputc('\n', stderr);
     cli_fail(CMD, "%s", g3_error());
 done:
+    if (handlers) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
     if (mf) fclose(mf);
     free(in);
     free(tg);
@@ -342,5 +492,7 @@ done:
     g3_tokfile_close(&tf);
     g3_tokfile_close(&vf);
     if (src.t) g3_model_free(&src);
+    // A run that failed before any checkpoint leaves no half-made folder (only if it made it).
+    g3_rundir_close(&rd, ret == 1 && !g3_ckpt_exists(a.out));
     return ret;
 }

@@ -195,14 +195,14 @@ int st_open(STSet *s, const char *path) {
     if (stat(path, &st) != 0) return g3_errorf("%s: %s", path, strerror(errno));
     int rc;
     if (S_ISDIR(st.st_mode)) {
-        char p[4200];
-        if (g3_path_join(p, sizeof p, path, "model.safetensors.index.json")) return -1;
-        if (g3_file_exists(p)) rc = open_index(s, p);
-        else {
-            if (g3_path_join(p, sizeof p, path, "model.safetensors")) return -1;
-            if (!g3_file_exists(p)) return g3_errorf("%s: no model.safetensors or model.safetensors.index.json in this folder", path);
-            rc = open_one(s, p);
-        }
+        // transformers' order: model.safetensors first, then the index (a folder holding both
+        // loads the single file, as from_pretrained does)
+        char p[4200], q[4200];
+        if (g3_path_join(p, sizeof p, path, "model.safetensors") || g3_path_join(q, sizeof q, path, "model.safetensors.index.json"))
+            return -1;
+        if (g3_file_exists(p)) rc = open_one(s, p);
+        else if (g3_file_exists(q)) rc = open_index(s, q);
+        else return g3_errorf("%s: no model.safetensors or model.safetensors.index.json in this folder", path);
     } else {
         size_t n = strlen(path);
         rc = n > 5 && strcmp(path + n - 5, ".json") == 0 ? open_index(s, path) : open_one(s, path);
@@ -382,6 +382,39 @@ int st_writer_write(STWriter *w, const char *path, const char *metadata) {
     return write_range(w, 0, w->n, path, metadata);
 }
 
+// The shard file names (plain names only: nothing outside dir is ever touched) that dir's
+// model.safetensors.index.json lists, distinct, into *names (malloc'd, owned by the caller).
+// An absent or unreadable index lists none.
+static int index_shards(const char *dir, char ***names) {
+    char p[4200];
+    *names = NULL;
+    Json j;
+    if (g3_path_join(p, sizeof p, dir, "model.safetensors.index.json") || !g3_file_exists(p) || json_parse_file(&j, p)) {
+        g3_error_clear();
+        return 0;
+    }
+    int n = 0;
+    const JsonNode *wm = json_get(json_root(&j), "weight_map");
+    if (wm && wm->type == JSON_OBJECT) {
+        char **v = g3_calloc(wm->count + 1, sizeof *v);
+        if (!v) { json_free(&j); return -1; }
+        JSON_FOREACH(m, wm) {
+            if (!json_is_string(m) || !m->str[0] || strchr(m->str, '/') || !strcmp(m->str, "..")) continue;
+            int seen = 0;
+            for (int i = 0; i < n && !seen; i++) seen = !strcmp(v[i], m->str);
+            if (!seen && !(v[n++] = g3_strdup(m->str))) { json_free(&j); *names = v; return -1; }
+        }
+        *names = v;
+    }
+    json_free(&j);
+    return n;
+}
+
+static void unlink_in(const char *dir, const char *name) {
+    char p[4200];
+    if (!g3_path_join(p, sizeof p, dir, name)) unlink(p);
+}
+
 int st_writer_write_sharded(STWriter *w, const char *dir, size_t max_shard) {
     // plan shards greedily in tensor order
     int nshards = 0;
@@ -397,29 +430,48 @@ int st_writer_write_sharded(STWriter *w, const char *dir, size_t max_shard) {
     }
     char path[4200];
     int rc = -1;
+    char **old = NULL;
+    int nold = index_shards(dir, &old);  // the layout this write replaces, read before it changes
+    Buf idx = {0};
+    if (nold < 0) goto out;
     if (nshards <= 1) {
         if (g3_path_join(path, sizeof path, dir, "model.safetensors")) goto out;
-        rc = st_writer_write(w, path, "\"format\":\"pt\"");
+        if (st_writer_write(w, path, "\"format\":\"pt\"")) goto out;
+        // model.safetensors is in place, and loads first (st_open): the old index and shards
+        // are dead weight now; the index goes first so no reader ever finds it without shards.
+        unlink_in(dir, "model.safetensors.index.json");
+        for (int i = 0; i < nold; i++) unlink_in(dir, old[i]);
+        rc = 0;
         goto out;
     }
-    Buf idx = {0};
-    if (buf_printf(&idx, "{\n  \"metadata\": {\"total_size\": %zu},\n  \"weight_map\": {\n", total)) goto idx_out;
+    if (buf_printf(&idx, "{\n  \"metadata\": {\"total_size\": %zu},\n  \"weight_map\": {\n", total)) goto out;
     for (int s = 0, i = 0; s < nshards; s++) {
         int from = i;
         while (i < w->n && shard_of[i] == s) i++;
         char name[64];
         snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, nshards);
-        if (g3_path_join(path, sizeof path, dir, name)) goto idx_out;
-        if (write_range(w, from, i, path, "\"format\":\"pt\"")) goto idx_out;
+        if (g3_path_join(path, sizeof path, dir, name)) goto out;
+        if (write_range(w, from, i, path, "\"format\":\"pt\"")) goto out;
         for (int k = from; k < i; k++)
-            if (buf_printf(&idx, "    \"%s\": \"%s\"%s\n", w->t[k].name, name, k + 1 < w->n ? "," : "")) goto idx_out;
+            if (buf_printf(&idx, "    \"%s\": \"%s\"%s\n", w->t[k].name, name, k + 1 < w->n ? "," : "")) goto out;
+        // an old shard of the same name was just replaced, not left behind
+        for (int k = 0; k < nold; k++)
+            if (old[k] && !strcmp(old[k], name)) { free(old[k]); old[k] = NULL; }
     }
-    if (buf_printf(&idx, "  }\n}\n")) goto idx_out;
-    if (g3_path_join(path, sizeof path, dir, "model.safetensors.index.json")) goto idx_out;
-    rc = g3_write_file_atomic(path, idx.s, idx.n);
-idx_out:
-    free(idx.s);
+    if (buf_printf(&idx, "  }\n}\n")) goto out;
+    if (g3_path_join(path, sizeof path, dir, "model.safetensors.index.json")) goto out;
+    if (g3_write_file_atomic(path, idx.s, idx.n)) goto out;
+    // The new shards and index are whole; an old single file would still load first (st_open,
+    // as transformers): removing it is what makes the new weights the folder's.
+    unlink_in(dir, "model.safetensors");
+    for (int i = 0; i < nold; i++)
+        if (old[i]) unlink_in(dir, old[i]);
+    rc = 0;
 out:
+    if (rc == 0 && g3_fsync_dir(dir)) g3_error_clear();  // best effort, as after any atomic write
+    free(idx.s);
+    for (int i = 0; i < nold; i++) free(old[i]);
+    free(old);
     free(shard_of);
     return rc;
 }

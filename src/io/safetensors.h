@@ -33,7 +33,9 @@ typedef struct {
 } STSet;
 
 // Opens path, which is a .safetensors file, a model.safetensors.index.json, or a folder
-// holding either. Returns -1 with a message naming the file and the problem.
+// holding either; a folder holding both opens model.safetensors, in transformers' order
+// (from_pretrained looks for model.safetensors first, then the index). Returns -1 with a
+// message naming the file and the problem.
 int st_open(STSet *s, const char *path);
 void st_close(STSet *s);
 const STTensor *st_find(const STSet *s, const char *name);
@@ -69,7 +71,14 @@ int st_writer_add_fill(STWriter *w, const char *name, G3DType dtype, int ndim, c
 // Writes all tensors to one file; metadata (may be NULL) is a JSON object body's string pairs.
 int st_writer_write(STWriter *w, const char *path, const char *metadata_format);
 // Writes shards of at most max_shard_bytes each plus model.safetensors.index.json into dir
-// (a single model.safetensors if everything fits in one shard).
+// (a single model.safetensors if everything fits in one shard), replacing the other layout:
+// the new one is written whole first (each file atomically), then what the old one leaves
+// behind is removed (a single write: the old index, then its shards; a sharded write: the
+// old model.safetensors, then old shards it did not overwrite), then the folder is fsynced.
+// A crash at any point leaves a folder that loads one complete model, the old or the new
+// (st_open's order), except that a sharded write over an old index with the same shard
+// names replaces those shards one by one. Shards to remove are taken only from the old
+// index's weight_map, and only as plain file names inside dir.
 int st_writer_write_sharded(STWriter *w, const char *dir, size_t max_shard_bytes);
 void st_writer_free(STWriter *w);
 

@@ -1,7 +1,7 @@
 // load.c: g3_tok_load: finds the tokenizer file (a file, or a model folder holding
 // tokenizer.json or tokenizer.model), tells the two formats apart by content, and uses the binary
-// cache (cache.c) when it is fresh: beside the source if that folder is writable, otherwise under
-// $XDG_CACHE_HOME/gemma3 (or ~/.cache/gemma3). A cache that cannot be written is not an error.
+// cache (cache.c) when it is fresh: under $XDG_CACHE_HOME/gemma3 (or ~/.cache/gemma3), never
+// beside the source. A cache that cannot be written is not an error.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,20 +9,6 @@
 
 #include "base/base.h"
 #include "tok_internal.h"
-
-static int user_cache_path(char *out, size_t cap, const char *src) {
-    char dir[4096];
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/gemma3", xdg);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/gemma3", home);
-    else return -1;
-    char real[4096];
-    if (!realpath(src, real)) snprintf(real, sizeof real, "%s", src);
-    const char *base = strrchr(real, '/');
-    base = base ? base + 1 : real;
-    int n = snprintf(out, cap, "%s/%08x-%s.g3tok", dir, tok_hash(real, strlen(real)), base);
-    return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
 
 static int try_cache(G3Tokenizer *t, const char *cpath, uint64_t size, int64_t mtime) {
     size_t len;
@@ -36,14 +22,17 @@ static int try_cache(G3Tokenizer *t, const char *cpath, uint64_t size, int64_t m
     return rc;
 }
 
-static void write_cache(const G3Tokenizer *t, const char *beside, const char *user, uint64_t size, int64_t mtime) {
-    if (tok_cache_write(t, beside, size, mtime) == 0) return;
-    if (!user[0]) return;
+// A cache folder that cannot be made or written means no cache, not an error. Writing one is
+// also when dead caches go (tok_cache_sweep), so the folder never grows with every copy of a
+// tokenizer that was ever loaded.
+static void write_cache(const G3Tokenizer *t, const char *cpath, const char *src, uint64_t size, int64_t mtime) {
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s", user);
+    snprintf(dir, sizeof dir, "%s", cpath);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0;
-    if (g3_mkdir_p(dir) == 0) tok_cache_write(t, user, size, mtime);
+    if (g3_mkdir_p(dir)) { g3_error_clear(); return; }
+    tok_cache_sweep(dir);
+    if (tok_cache_write(t, cpath, src, size, mtime)) g3_error_clear();
 }
 
 G3Tokenizer *g3_tok_load_ex(const char *path, int flags) {
@@ -65,13 +54,9 @@ G3Tokenizer *g3_tok_load_ex(const char *path, int flags) {
 
     G3Tokenizer *t = g3_calloc(1, sizeof *t);
     if (!t) return NULL;
-    char beside[4200], user[4600] = "";
-    snprintf(beside, sizeof beside, "%s.g3tok", file);
-    if (user_cache_path(user, sizeof user, file)) user[0] = 0;
-    if (!(flags & G3_TOK_LOAD_NO_CACHE)) {
-        if (try_cache(t, beside, size, mtime) == 0) return t;
-        if (user[0] && try_cache(t, user, size, mtime) == 0) return t;
-    }
+    char cpath[4600] = "";
+    if (flags & G3_TOK_LOAD_NO_CACHE || tok_cache_path(cpath, sizeof cpath, file)) cpath[0] = 0;
+    if (cpath[0] && try_cache(t, cpath, size, mtime) == 0) return t;
 
     size_t len;
     char *data = g3_read_file(file, &len);
@@ -88,7 +73,7 @@ G3Tokenizer *g3_tok_load_ex(const char *path, int flags) {
         free(t);
         return NULL;
     }
-    if (!(flags & G3_TOK_LOAD_NO_CACHE)) write_cache(t, beside, user, size, mtime);
+    if (cpath[0]) write_cache(t, cpath, file, size, mtime);
     return t;
 }
 

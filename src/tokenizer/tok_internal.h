@@ -86,7 +86,14 @@ int tok_load_json_mem(G3Tokenizer *t, const char *text, size_t len);
 int tok_load_spm_mem(G3Tokenizer *t, const uint8_t *data, size_t len);
 // Binary cache (cache.c): serialise / restore the three arrays.
 int tok_cache_read_mem(G3Tokenizer *t, const uint8_t *data, size_t len, uint64_t src_size, int64_t src_mtime_ns);
-int tok_cache_write(const G3Tokenizer *t, const char *path, uint64_t src_size, int64_t src_mtime_ns);
+// src: the tokenizer file it caches (its absolute path is recorded, for tok_cache_sweep).
+int tok_cache_write(const G3Tokenizer *t, const char *path, const char *src, uint64_t src_size, int64_t src_mtime_ns);
+// Removes the caches in dir whose tokenizer file is gone or changed (and any that cannot be
+// read as this version's caches): they would never be read again.
+void tok_cache_sweep(const char *dir);
+// Where the cache of the tokenizer file src lives: $XDG_CACHE_HOME/gemma3/<hash>-<name>.g3tok
+// (~/.cache/gemma3 when XDG_CACHE_HOME is unset). -1 when neither variable gives a folder.
+int tok_cache_path(char *out, size_t cap, const char *src);
 void tok_free_contents(G3Tokenizer *t);
 
 // UTF-8: length of the valid sequence at s[0..n), or 0 if s[0] does not start one.

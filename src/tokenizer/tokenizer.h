@@ -20,8 +20,8 @@ typedef struct G3TokEncoder G3TokEncoder;
 
 // ---- loading ----
 // path: a tokenizer.json, a tokenizer.model, or a model folder holding either (json preferred).
-// A binary cache (<file>.g3tok beside it, or under $XDG_CACHE_HOME/gemma3 when that folder is
-// read-only) makes later loads fast; it is rebuilt when the source's size or mtime changes.
+// A binary cache (under $XDG_CACHE_HOME/gemma3, by default ~/.cache/gemma3; none if that is not
+// writable) makes later loads fast; it is rebuilt when the source's size or mtime changes.
 // Returns NULL with the reason in g3_error().
 G3Tokenizer *g3_tok_load(const char *path);
 enum { G3_TOK_LOAD_NO_CACHE = 1 };  // neither read nor write the cache

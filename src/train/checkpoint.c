@@ -3,12 +3,12 @@
 // tm->off[i].
 #include "checkpoint.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 #include "../base/base.h"
 #include "../base/json.h"
@@ -34,14 +34,6 @@ static int add(STWriter *w, const char *kind, const char *name, G3DType dt, int6
     char nm[160];
     snprintf(nm, sizeof nm, "%s.%s", kind, name);
     return st_writer_add(w, nm, dt, 1, &n, data);
-}
-
-static int fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return g3_errorf("%s: cannot open folder to sync it", dir);
-    fsync(fd);
-    close(fd);
-    return 0;
 }
 
 // The schema of a training state, walked by save and load alike: for trainable tensor j, its
@@ -81,6 +73,10 @@ int g3_ckpt_export(const char *dir, const G3TrainModel *tm, const G3CkptInfo *in
 }
 
 int g3_ckpt_save(const char *dir, const G3TrainModel *tm, const G3AdamW *o, const G3CkptInfo *info, G3DType dt) {
+    // A diverged state committed would make every resume fail the same way: never save one.
+    if (!isfinite(g3_grad_norm(tm->params, tm->n)))
+        return g3_errorf("checkpoint %s: the weights at step %lld are not finite (training diverged); nothing saved", dir,
+                         (long long)info->step);
     if (g3_mkdir_p(dir)) return -1;
     STWriter w = {0};
     int rc = -1;
@@ -103,7 +99,7 @@ int g3_ckpt_save(const char *dir, const G3TrainModel *tm, const G3AdamW *o, cons
     if (st_writer_write(&w, next, "\"format\":\"gemma3.c training state\"")) goto out;
     test_kill_point(1);
     if (rename(next, final) != 0) { g3_errorf("%s: rename failed", final); goto out; }
-    if (fsync_dir(dir)) goto out;
+    if (g3_fsync_dir(dir)) goto out;
     test_kill_point(2);
     rc = g3_ckpt_export(dir, tm, info, dt);
 out:

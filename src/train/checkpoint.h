@@ -5,7 +5,9 @@
 //                                counters ("state": step, adam t, seed) and the run's settings
 //                                ("run.json", the JSON text as u8).
 //   DIR/config.json + DIR/model.safetensors   the weights in the Hub format (transformers
-//                                loads them), exported from the master weights.
+//                                loads them), exported from the master weights; a sharded
+//                                layout (index + shards) left there by an earlier writer is
+//                                removed once model.safetensors is in place (safetensors.h).
 //   DIR/checkpoint.json          {"step": N, ...}: says which state the export matches.
 // A save writes the state to train_state.next.safetensors (temporary name, fsync, rename: one
 // atomic file), renames it over train_state.safetensors (the commit), then exports the model,
@@ -30,7 +32,8 @@ typedef struct {
 
 // 1 if DIR holds a committed training state.
 int g3_ckpt_exists(const char *dir);
-// Saves as described above; the Hub export in dt (F32 or BF16).
+// Saves as described above; the Hub export in dt (F32 or BF16). Weights that are not all
+// finite (a diverged run) are refused: nothing is written.
 int g3_ckpt_save(const char *dir, const G3TrainModel *tm, const G3AdamW *o, const G3CkptInfo *info, G3DType dt);
 // Loads master weights into tm and moments into o (both already built for the same shape and
 // optimizer bits: any mismatch is an error naming the tensor). *export_current is set to 1

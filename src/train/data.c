@@ -228,6 +228,27 @@ static int split_docs(const char *text, size_t len, Doc **docs, int64_t *n, int6
     return 0;
 }
 
+// The offset of the first byte of text[len] that is not UTF-8 text (a NUL, a byte that starts
+// no character, a truncated, overlong or surrogate sequence, or one past U+10FFFF), or -1.
+static int64_t not_text_at(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        if (c == 0) return (int64_t)i;
+        if (c < 0x80) { i++; continue; }
+        size_t k;
+        unsigned lo = 0x80, hi = 0xBF;  // the range of the second byte
+        if (c >= 0xC2 && c <= 0xDF) k = 1;
+        else if (c >= 0xE0 && c <= 0xEF) { k = 2; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+        else if (c >= 0xF0 && c <= 0xF4) { k = 3; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+        else return (int64_t)i;
+        if (i + k >= n || s[i + 1] < lo || s[i + 1] > hi) return (int64_t)i;
+        for (size_t j = 2; j <= k; j++)
+            if ((s[i + j] & 0xC0) != 0x80) return (int64_t)i;
+        i += k + 1;
+    }
+    return -1;
+}
+
 int g3_data_prepare(const char *data_path, const char *tok_path, const char *out_path, int verbose) {
     G3DataSource *src = NULL;
     int nsrc = g3_data_sources(data_path, tok_path, &src);
@@ -248,6 +269,13 @@ int g3_data_prepare(const char *data_path, const char *tok_path, const char *out
     for (int i = 0; i < nfiles; i++) {
         size_t len;
         if (!(texts[i] = g3_read_file(src[i].path, &len))) goto done;
+        // Binary data tokenized as text would train the model on noise without a word said.
+        int64_t bad = not_text_at((const unsigned char *)texts[i], len);
+        if (bad >= 0) {
+            g3_errorf("%s: byte %lld (0x%02x) is %s: not UTF-8 text (a binary file?); --data takes UTF-8 text or a token file",
+                      src[i].path, (long long)bad, (unsigned char)texts[i][bad], texts[i][bad] ? "not valid UTF-8" : "a NUL");
+            goto done;
+        }
         if (split_docs(texts[i], len, &docs, &ndocs, &cap)) goto done;
         bytes += len;
     }

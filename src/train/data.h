@@ -53,7 +53,8 @@ int g3_tokfile_fresh(const char *path, const G3DataSource *src, int nsrc);
 // the tokenizer's file. Returns the count (malloc'd *out) or -1.
 int g3_data_sources(const char *data_path, const char *tok_path, G3DataSource **out);
 // Tokenizes data_path into a token file at out_path unless one built from the same sources is
-// already there. Encodes documents in parallel (one encoder per thread). Progress on stderr if verbose.
+// already there. Text must be UTF-8 without NUL bytes: anything else (a binary file) is an
+// error naming the file and the byte offset. Encodes documents in parallel (one encoder per thread). Progress on stderr if verbose.
 int g3_data_prepare(const char *data_path, const char *tok_path, const char *out_path, int verbose);
 
 // Batches. span = tokens [0, n) of a file (training part). Fills inputs/targets [B*T] with B

@@ -102,7 +102,8 @@ int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt) {
         if (e) goto out;
     }
     // weights first, config last: a folder with a config.json is a complete model
-    if (g3_path_join(path, sizeof path, dir, "model.safetensors") || st_writer_write(&w, path, "\"format\":\"pt\"")) goto out;
+    // one model.safetensors, replacing a sharded layout left in dir (safetensors.h)
+    if (st_writer_write_sharded(&w, dir, SIZE_MAX)) goto out;
     if (g3_path_join(path, sizeof path, dir, "config.json") || g3_config_write(&c, path)) goto out;
     rc = 0;
 out:
