@@ -132,7 +132,7 @@ int cmd_analyze(int argc, char **argv) {
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         {"--quiet", OPT_FLAG, &quiet, "no tables on stdout"},
-        {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
+        CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("analyze", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE) [--json out.json] [--html report.html]", argc, argv, opts);
     if (!dir) return cli_fail("analyze", "--model is required (see --help)");

@@ -282,7 +282,10 @@ static int turn(Chat *c, const char *text) {
         int32_t tok = g3_sampler_sample(c->smp, c->s->logits, c->fed, c->nfed);
         if (tok < 0) {
             g3_ts_free(&ts);
-            return g3_error_prefix("answer token %d: the model in %s", t->nanswer + 1, c->model_dir);
+            char why_s[256];
+            snprintf(why_s, sizeof why_s, "%s", g3_error());
+            return g3_errorf("%s at token %d of the answer: the model in %s produces them (do its weights hold NaN or inf?)", why_s,
+                             t->nanswer + 1, c->model_dir);
         }
         if (g3_tok_is_stop(c->tok, tok)) { why = NULL; break; }
         t->answer[t->nanswer++] = tok;
