@@ -206,10 +206,10 @@ int cli_line_read(CliLine *le, const char *prompt, char **out) {
     raw.c_lflag &= ~(tcflag_t)(ECHO | ICANON | IEXTEN);  // ISIG stays: Ctrl-C is still SIGINT
     raw.c_cc[VMIN] = 1;
     raw.c_cc[VTIME] = 0;
-    if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw) != 0) return CLI_LINE_ERROR;
+    if (tcsetattr(STDIN_FILENO, TCSADRAIN, &raw) != 0) return CLI_LINE_ERROR;  // DRAIN: keys typed ahead are kept
     Buf l = {0};
     int rc = set_text(&l, "") ? CLI_LINE_ERROR : edit(le, prompt, &l);
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &orig);
+    tcsetattr(STDIN_FILENO, TCSADRAIN, &orig);
     put("\n", 1);
     if (rc == CLI_LINE_OK) *out = l.b;
     else free(l.b);
