@@ -127,7 +127,8 @@ static void options(void) {
     }
     refused("generate --model tests/fixtures/gemma3-tiny-f32 --prompt hi --system x", "--system is the chat format's system message: it needs --chat");
     refused("generate --model M --prompts-file P --out-dir O --print-ids", "--print-ids applies to --prompt and --ids");
-    refused("generate --create-sample-prompts x.json --model M", "give it alone");
+    snprintf(args, sizeof args, "generate --create-sample-prompts %s/sample.json --model M", tmp);  // (never into the checkout)
+    refused(args, "give it alone");
     refused("chat --model M --temperature nan", "--temperature: 'nan' is not a finite number");
     refused("chat --model M --threads 100000", "--threads: 100000 is out of range");
     refused("intervene --model M --ids 2,3 --scale nan", "--scale: 'nan' is not a finite number");

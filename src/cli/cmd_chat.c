@@ -416,7 +416,7 @@ int cmd_chat(int argc, char **argv) {
         int got = next_line(&le, edit, tty, &line);
         if (got == -2) { fprintf(stderr, "(/quit or Ctrl-D to leave)\n"); continue; }
         if (got == 0) break;
-        const char *arg;
+        const char *arg = NULL;
         int fatal = 0;
         if (!line[0]) {
         } else if (command(line, "/quit") || command(line, "/exit")) {
