@@ -37,6 +37,15 @@ LIB      := $(BUILD)/libgemma3.a
 .PHONY: all deps test test-san bench run fuzz clean
 all: $(BIN) $(LIB)
 
+# `gemma3 --version` names the git commit and the flags of the build: main.o alone gets them,
+# and is rebuilt when they change (build_info is rewritten only then).
+GIT_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+BUILD_FLAGS = $(CC) $(CFLAGS)$(if $(filter 1,$(SAN)), -fsanitize=address$(comma)undefined)
+comma := ,
+$(shell mkdir -p $(BUILD) && (echo '$(GIT_COMMIT) $(BUILD_FLAGS)' | cmp -s - $(BUILD)/build_info || echo '$(GIT_COMMIT) $(BUILD_FLAGS)' > $(BUILD)/build_info))
+$(BUILD)/src/cli/main.o: $(BUILD)/build_info
+$(BUILD)/src/cli/main.o: ALLFLAGS += -DG3_GIT_COMMIT='"$(GIT_COMMIT)"' -DG3_BUILD_FLAGS='"$(BUILD_FLAGS)"'
+
 deps:
 	@scripts/deps.sh
 

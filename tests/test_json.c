@@ -1,4 +1,6 @@
 // test_json.c: the JSON reader on valid documents, escapes, and malformed input.
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -35,5 +37,29 @@ int main(void) {
     for (size_t i = 0; i < G3_ARRAY_LEN(bad); i++) CHECK(!parses(bad[i]), "accepted malformed input #%zu", i);
     CHECK(json_parse(&j, "{\n  \"a\": tru }", 14) != 0 && strstr(g3_error(), "line 2"), "error names the line: %s", g3_error());
     CHECK(parses(" [ ] ") && parses("0") && parses("-0.5e-3") && parses("\"\""), "edge cases");
+    // the writer: always valid UTF-8, invalid bytes as U+FFFD and counted
+    struct { const char *in; size_t n; const char *out; size_t bad; } w[] = {
+        {"a\xff" "b\xc3", 4, "\"a\\ufffdb\\ufffd\"", 2},
+        {"\xf0\x9f\x98\x80\xc3\xa9", 6, "\"\xf0\x9f\x98\x80\xc3\xa9\"", 0},   // valid 4- and 2-byte characters kept
+        {"\xc0\x80", 2, "\"\\ufffd\\ufffd\"", 2},                           // overlong NUL
+        {"\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\"", 3},                  // a UTF-16 surrogate
+        {"q\"\\\n\x01\x7f", 6, "\"q\\\"\\\\\\n\\u0001\\u007f\"", 0},
+    };
+    for (size_t i = 0; i < G3_ARRAY_LEN(w); i++) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        size_t bad = json_write_str(f, w[i].in, w[i].n);
+        fclose(f);
+        CHECK(bad == w[i].bad && !strcmp(buf, w[i].out), "writer case %zu: '%s' (%zu replaced)", i, buf, bad);
+        CHECK(json_parse(&j, buf, len) == 0, "writer case %zu does not parse back: %s", i, g3_error());
+        if (w[i].bad == 0 && json_root(&j)) CHECK(json_root(&j)->str_len == w[i].n && !memcmp(json_root(&j)->str, w[i].in, w[i].n), "round trip %zu", i);
+        json_free(&j);
+        free(buf);
+    }
+    size_t cl, nb;
+    char *c = json_utf8_clean("caf\xe9", 4, &cl, &nb);
+    CHECK(c && cl == 6 && nb == 1 && !strcmp(c, "caf\xef\xbf\xbd"), "json_utf8_clean");
+    free(c);
     return check_done();
 }

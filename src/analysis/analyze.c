@@ -146,6 +146,8 @@ static int cmp_double(const void *a, const void *b) {
 
 int g3_an_sym_eigvals(double *d, double *a, int n) {
     if (n < 1) return 0;
+    for (long i = 0; i < (long)n * n; i++)  // the iteration would spin on NaN until its limit
+        if (!isfinite(a[i])) return g3_errorf("eigenvalues: the matrix holds NaN or inf at row %ld, column %ld", i / n, i % n);
     double *e = g3_malloc((size_t)n * sizeof *e);
     if (!e) return -1;
     tridiagonalize(a, n, d, e);

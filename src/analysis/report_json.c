@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "base/json.h"
 #include "report.h"
 
 static int grow(G3Str *s, size_t extra) {
@@ -49,28 +50,13 @@ void g3_str_free(G3Str *s) {
     memset(s, 0, sizeof *s);
 }
 
-// Length of the valid UTF-8 character at z[0..n) (RFC 3629: no overlongs, no surrogates,
-// nothing above U+10FFFF), or 0.
-static int utf8_len(const unsigned char *z, size_t n) {
-    unsigned c = z[0];
-    int len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    if (!len || (size_t)len > n) return 0;
-    for (int i = 1; i < len; i++)
-        if ((z[i] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && z[1] < 0xA0) return 0;
-    if (c == 0xED && z[1] > 0x9F) return 0;
-    if (c == 0xF0 && z[1] < 0x90) return 0;
-    if (c == 0xF4 && z[1] > 0x8F) return 0;
-    return len;
-}
-
 void g3_str_json(G3Str *s, const char *zs, size_t n) {
     const unsigned char *z = (const unsigned char *)zs;
     g3_str_put(s, "\"", 1);
     for (size_t i = 0; i < n;) {
         unsigned c = z[i];
         if (c >= 0x80) {
-            int k = utf8_len(z + i, n - i);
+            int k = json_utf8_len(zs + i, n - i);  // the one UTF-8 check of every JSON writer
             if (k) g3_str_put(s, zs + i, (size_t)k);
             else g3_str_puts(s, "\\ufffd");
             i += k ? (size_t)k : 1;

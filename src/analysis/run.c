@@ -7,6 +7,7 @@
 // the model's final norm and tied output head, as forward.c does for the last layer.
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +129,22 @@ static int random_ids(int32_t *out, int n, int V, uint64_t seed, const uint8_t *
     return 0;
 }
 
+// NaN or inf weights (or an overflow) poison every metric after them: name the first site and
+// position that holds one, rather than fail later inside an eigenvalue solver.
+static int check_finite(const G3Analysis *a) {
+    for (int slot = 0; slot <= a->L; slot++)
+        for (long i = 0; i < (long)a->T * a->C; i++) {
+            float v = a->resid[(long)slot * a->T * a->C + i];
+            if (isfinite(v)) continue;
+            char name[96];
+            if (slot == 0) snprintf(name, sizeof name, "hook_embed");
+            else g3_hook_name(name, sizeof name, G3_HOOK_RESID_POST, slot - 1);
+            return g3_errorf("%s holds %s at position %ld: the model's weights (or an overflow) make its activations non-finite, "
+                             "so nothing can be measured", name, isnan(v) ? "NaN" : "inf", i / a->C);
+        }
+    return 0;
+}
+
 // Every metric from the captured arrays.
 static int summarize(G3Analysis *a, const long *below, const long *count) {
     const int T = a->T, L = a->L, NH = a->NH, C = a->C;
@@ -236,7 +253,7 @@ int g3_analyze_run(G3Analysis *a, const G3Model *m, const int32_t *ids, int T, c
 
     Capture cap = {T, (int)NH, a->C, a->pattern, a->resid, below, count};
     uint32_t sites = 1u << G3_HOOK_PATTERN | 1u << G3_HOOK_EMBED | 1u << G3_HOOK_RESID_POST | 1u << G3_HOOK_MLP_POST;
-    if (capture_run(m, ids, T, o->fast, sites, &cap)) goto out;
+    if (capture_run(m, ids, T, o->fast, sites, &cap) || check_finite(a)) goto out;
 
     if (o->induction_n > 0) {  // [bos, r1..rn, r1..rn]: only the patterns are wanted
         const int n = o->induction_n, T2 = 2 * n + 1;

@@ -289,10 +289,38 @@ int json_is_int(const JsonNode *n) {
     return fabs(n->num) < 9.2e18;
 }
 
-void json_write_str(FILE *f, const char *s, size_t len) {
+// ---- the writer side ----
+
+int json_utf8_len(const char *str, size_t n) {
+    const unsigned char *z = (const unsigned char *)str;
+    if (n == 0) return 0;
+    unsigned c = z[0];
+    if (c < 0x80) return 1;
+    int len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!len || (size_t)len > n) return 0;
+    for (int i = 1; i < len; i++)
+        if ((z[i] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && z[1] < 0xA0) return 0;  // overlong
+    if (c == 0xED && z[1] > 0x9F) return 0;  // UTF-16 surrogates
+    if (c == 0xF0 && z[1] < 0x90) return 0;  // overlong
+    if (c == 0xF4 && z[1] > 0x8F) return 0;  // above U+10FFFF
+    return len;
+}
+
+size_t json_write_str(FILE *f, const char *s, size_t len) {
+    size_t bad = 0;
     fputc('"', f);
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            // JSON text is UTF-8 (RFC 8259 section 8.1): a byte that starts no valid character
+            // (model output cut mid-character, Latin-1 prompts) becomes U+FFFD, counted
+            int k = json_utf8_len(s + i, len - i);
+            if (k) fwrite(s + i, 1, (size_t)k, f);
+            else { fputs("\\ufffd", f); bad++; }
+            i += k ? (size_t)k : 1;
+            continue;
+        }
         switch (c) {
         case '"': fputs("\\\"", f); break;
         case '\\': fputs("\\\\", f); break;
@@ -300,9 +328,29 @@ void json_write_str(FILE *f, const char *s, size_t len) {
         case '\r': fputs("\\r", f); break;
         case '\t': fputs("\\t", f); break;
         default:
-            if (c < 0x20) fprintf(f, "\\u%04x", c);
+            if (c < 0x20 || c == 0x7F) fprintf(f, "\\u%04x", c);
             else fputc(c, f);
         }
+        i++;
     }
     fputc('"', f);
+    return bad;
+}
+
+char *json_utf8_clean(const char *s, size_t len, size_t *out_len, size_t *nbad) {
+    char *out = g3_malloc(3 * len + 1), *o = out;  // each bad byte grows to 3 (EF BF BD)
+    size_t bad = 0;
+    if (!out) return NULL;
+    for (size_t i = 0; i < len;) {
+        int k = json_utf8_len(s + i, len - i);
+        if (k) { memcpy(o, s + i, (size_t)k); o += k; i += (size_t)k; continue; }
+        memcpy(o, "\xEF\xBF\xBD", 3);
+        o += 3;
+        i++;
+        bad++;
+    }
+    *o = 0;
+    if (out_len) *out_len = (size_t)(o - out);
+    if (nbad) *nbad = bad;
+    return out;
 }

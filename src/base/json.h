@@ -3,7 +3,8 @@
 // document order (a container's children follow it), so walking is pointer arithmetic and
 // freeing is two free() calls. Strings are decoded (escapes, \u surrogate pairs) into one
 // buffer, each NUL-terminated and also carrying its length (JSON strings may hold \u0000).
-// Not a writer: output JSON is printed directly where it is produced (see json_write_str).
+// Not a writer: output JSON is printed directly where it is produced, with every string
+// through json_write_str, which guarantees valid UTF-8 (so valid JSON) whatever the bytes.
 #ifndef G3_JSON_H
 #define G3_JSON_H
 
@@ -55,7 +56,16 @@ static inline int json_is_bool(const JsonNode *n) { return n && (n->type == JSON
 // Whether a number node holds an integer that fits in int64.
 int json_is_int(const JsonNode *n);
 
-// Writes s (len bytes) as a JSON string literal with escapes.
-void json_write_str(FILE *f, const char *s, size_t len);
+// Writes s (len bytes) as a JSON string literal: quotes, backslashes and control characters
+// escaped, and each byte that belongs to no valid UTF-8 character written as U+FFFD
+// ("\ufffd"), so the output is valid JSON whatever s holds. Returns how many bytes were
+// replaced, for the caller to record (a JSON field) or say.
+size_t json_write_str(FILE *f, const char *s, size_t len);
+// Length (1-4) of the valid UTF-8 character at s[0..n) (RFC 3629: no overlongs, no
+// surrogates, nothing above U+10FFFF), or 0.
+int json_utf8_len(const char *s, size_t n);
+// s with every invalid byte replaced by U+FFFD, as json_write_str writes it, malloc'd and
+// NUL-terminated (*out_len, *nbad may be NULL): to compare text with what a JSON file holds.
+char *json_utf8_clean(const char *s, size_t len, size_t *out_len, size_t *nbad);
 
 #endif

@@ -18,25 +18,43 @@ int cmd_trace(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_intervene(int argc, char **argv);
 
+// The program's version; the git commit and build flags are printed beside it (main.c).
+#define G3_VERSION "0.1.0"
+
 // Prints "gemma3 <cmd>: <message>" to stderr and returns 1 (the command's exit code).
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // True when argv[i] is --help or -h anywhere.
 int cli_wants_help(int argc, char **argv);
 // Parses "2,17,300" into a malloc'd array; returns count or -1 (message in g3_error()).
 int cli_parse_ids(const char *s, int32_t **out);
-// Strict number parsing for option values: -1 with a message naming the option on error.
+// Strict number parsing for option values: the whole text must be the number, in [lo, hi]
+// (floats: finite as well: "nan" and "inf" are refused). -1 with a message that names the
+// option and the allowed range.
 int cli_int(const char *opt, const char *val, long lo, long hi, long *out);
-int cli_float(const char *opt, const char *val, double *out);
+int cli_float_range(const char *opt, const char *val, double lo, double hi, double *out);
+int cli_float(const char *opt, const char *val, double *out);  // any finite number
+// C escapes in an option value (\n \t \r \a \b \f \v \e \\ \" \' \xHH (one byte)
+// \uXXXX \UXXXXXXXX (UTF-8)) -> a malloc'd string. NULL with a message naming opt for an
+// unknown escape, too few hex digits, a NUL, or a surrogate.
+char *cli_unescape(const char *opt, const char *s);
 
 // A declarative option table: each command lists its options once, and gets parsing,
-// errors that name the option, and --help output from it.
-typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_FLAG } CliOptType;
+// errors that name the option, and --help output from it. A single-valued option given
+// twice is an error (the second would silently replace the first); OPT_LIST collects
+// every occurrence in order.
+typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_FLAG, OPT_LIST } CliOptType;
+enum { CLI_LIST_MAX = 32, CLI_MAX_THREADS = 1024 };
+typedef struct {
+    const char *v[CLI_LIST_MAX];  // the values, pointing into argv
+    int n;
+} CliList;
 typedef struct {
     const char *name;   // "--model"
     CliOptType type;
-    void *dst;          // const char ** / long * / double * / int *
-    const char *help;   // one line; the default is shown from *dst
-    long lo, hi;        // OPT_INT range (both 0: any non-negative)
+    void *dst;          // const char ** / long * / double * / int * / CliList *
+    const char *help;   // one line; the default and the range are shown from the fields
+    long lo, hi;        // OPT_INT range (both 0: any non-negative; LONG_MIN lo means 0)
+    double flo, fhi;    // OPT_FLOAT range (both 0: any finite number)
 } CliOpt;
 // Returns 0 to go on; -1 after printing --help (exit 0); 1 after an error (printed).
 #define CLI_PARSE(cmd, syn, argc, argv, opts)                                              \
@@ -45,6 +63,11 @@ typedef struct {
         if (rc_) return rc_ < 0 ? 0 : rc_;                                                 \
     } while (0)
 int cli_parse(const char *cmd, const char *synopsis, int argc, char **argv, const CliOpt *opts, int nopts);
+// Whether the last cli_parse saw option name (to refuse options that would be ignored).
+int cli_given(const char *name);
+// Every command's --threads: 0 = all cores, at most CLI_MAX_THREADS (cli_parse enforces it
+// for any option named --threads).
+#define CLI_THREADS_OPT(var) {"--threads", OPT_INT, &(var), "threads (0: all cores)", 0, CLI_MAX_THREADS}
 // Applies --threads (0 = all cores).
 void cli_set_threads(long n);
 

@@ -2,6 +2,7 @@
 #include "cli_gen.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "base/base.h"
 
@@ -18,6 +19,18 @@ int cli_sampling_resolve(const CliSampling *cs, const char *model_dir, G3Sampler
     if (cs->repeat_window != LONG_MIN) out->repeat_window = (int)cs->repeat_window;
     if (cs->seed != LONG_MIN) out->seed = (uint64_t)cs->seed;
     return g3_sampler_config_check(out);
+}
+
+int cli_stops(const CliList *l, char **out) {
+    for (int i = 0; i < l->n; i++) {
+        if (!(out[i] = cli_unescape("--stop", l->v[i]))) { cli_stops_free(out, i); return -1; }
+        if (!out[i][0]) { cli_stops_free(out, i + 1); return g3_errorf("--stop: an empty stop string would stop at once"); }
+    }
+    return 0;
+}
+
+void cli_stops_free(char **s, int n) {
+    for (int i = 0; i < n; i++) free(s[i]);
 }
 
 G3Tokenizer *cli_load_tokenizer(const char *path, const char *model_dir, const G3Model *m) {

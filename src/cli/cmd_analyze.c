@@ -132,11 +132,12 @@ int cmd_analyze(int argc, char **argv) {
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         {"--quiet", OPT_FLAG, &quiet, "no tables on stdout"},
-        {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
+        CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("analyze", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE) [--json out.json] [--html report.html]", argc, argv, opts);
     if (!dir) return cli_fail("analyze", "--model is required (see --help)");
     if (!!ids_s + !!text + !!pfile != 1) return cli_fail("analyze", "give exactly one of --prompt, --ids and --prompts-file");
+    if (ind_n == 0 && cli_given("--seed")) return cli_fail("analyze", "--seed draws the induction run's sequence: it does nothing with --induction-len 0");
     cli_set_threads(threads);
     G3Model m;
     if (g3_model_load(&m, dir)) return cli_fail("analyze", "%s", g3_error());

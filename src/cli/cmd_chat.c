@@ -2,7 +2,8 @@
 // ids fed so far (answers are kept as the ids the model produced, never re-tokenized), so
 // each turn only prefills the new user text. Ctrl-C stops the current answer, not the
 // program; the context limit is said openly, and --drop-oldest makes room by forgetting the
-// oldest turns (re-reading the rest).
+// oldest turns (re-reading the rest). At a terminal the line is edited here (cli_line.h:
+// arrow keys, history); /save writes the conversation as JSON and /load reads it back.
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "base/base.h"
 #include "base/json.h"
 #include "cli_gen.h"
+#include "cli_line.h"
 #include "gen/textstream.h"
 #include "model/forward.h"
 
@@ -37,6 +39,9 @@ typedef struct {
     int32_t *fed;      // ids in the cache, in order
     int nfed;
     int max_tokens, drop_oldest;
+    const char *model_dir;
+    const char *const *stops;  // --stop strings
+    int nstops;
 } Chat;
 
 // ids of one user turn (with the system text folded into the first), ending with the
@@ -68,7 +73,9 @@ static int closing_ids(Chat *c, int32_t *out) {
     return 2;
 }
 
-// Rebuilds the whole conversation's ids from turn first on (after dropping older turns).
+// Rebuilds the whole conversation's ids from turn first on (after dropping older turns, or
+// loading a conversation). Like the ids after a turn, they end with the last answer: its
+// closing ids come with the next user turn (turn() adds them).
 static int rebuild(Chat *c, int from) {
     c->nfed = 0;
     for (int i = from; i < c->nturns; i++) {
@@ -76,9 +83,8 @@ static int rebuild(Chat *c, int from) {
         int n = user_ids(c, c->turns[i].user, i == from, &u);
         if (n < 0 || push_ids(c, u, n)) { free(u); return -1; }
         free(u);
-        if (i + 1 < c->nturns || c->turns[i].answer) {
-            if (push_ids(c, c->turns[i].answer, c->turns[i].nanswer) || closing_ids(c, close) < 0 || push_ids(c, close, 2)) return -1;
-        }
+        if (c->turns[i].answer && push_ids(c, c->turns[i].answer, c->turns[i].nanswer)) return -1;
+        if (i + 1 < c->nturns && (closing_ids(c, close) < 0 || push_ids(c, close, 2))) return -1;
     }
     return 0;
 }
@@ -90,26 +96,140 @@ static void free_turn(Turn *t) {
     memset(t, 0, sizeof *t);
 }
 
-static int save(Chat *c, const char *path) {
+// The conversation as JSON: {"system": ..., "turns": [{"role": "user", "text": ...},
+// {"role": "model", "text": ..., "ids": [...]}, ...]}. The model's ids make /load exact; text
+// that is not valid UTF-8 is written with U+FFFD, counted in "invalid_utf8" and in *nbad.
+static int save(Chat *c, const char *path, size_t *nbad) {
     char *buf = NULL;
-    size_t n = 0;
+    size_t n = 0, bad = 0;
     FILE *f = open_memstream(&buf, &n);
+    if (!f) return g3_errorf("out of memory");
     fprintf(f, "{\"system\": ");
-    if (c->system) json_write_str(f, c->system, strlen(c->system)); else fprintf(f, "null");
+    if (c->system) bad += json_write_str(f, c->system, strlen(c->system)); else fprintf(f, "null");
     fprintf(f, ", \"turns\": [\n");
     for (int i = 0; i < c->nturns; i++) {
+        const Turn *t = &c->turns[i];
         fprintf(f, "  {\"role\": \"user\", \"text\": ");
-        json_write_str(f, c->turns[i].user, strlen(c->turns[i].user));
+        size_t k = json_write_str(f, t->user, strlen(t->user));
+        if (k) fprintf(f, ", \"invalid_utf8\": %zu", k);
         fprintf(f, "},\n  {\"role\": \"model\", \"text\": ");
-        const char *a = c->turns[i].answer_text ? c->turns[i].answer_text : "";
-        json_write_str(f, a, strlen(a));
-        fprintf(f, "}%s\n", i + 1 < c->nturns ? "," : "");
+        const char *a = t->answer_text ? t->answer_text : "";
+        size_t ka = json_write_str(f, a, strlen(a));
+        if (ka) fprintf(f, ", \"invalid_utf8\": %zu", ka);
+        fprintf(f, ", \"ids\": [");
+        for (int j = 0; j < t->nanswer; j++) fprintf(f, "%s%d", j ? ", " : "", t->answer[j]);
+        fprintf(f, "]}%s\n", i + 1 < c->nturns ? "," : "");
+        bad += k + ka;
     }
     fprintf(f, "]}\n");
     fclose(f);
     int rc = g3_write_file_atomic(path, buf, n);
     free(buf);
+    *nbad = bad;
     return rc;
+}
+
+// Reads a /save file into turns[] (the model's ids from "ids", else by tokenizing its text).
+static int load_turns(Chat *c, const char *path, Turn **out, int *nout, char **system) {
+    Json j;
+    if (json_parse_file(&j, path)) return -1;
+    const JsonNode *root = json_root(&j), *sys = json_get(root, "system"), *turns = json_get(root, "turns");
+    Turn *t = NULL;
+    int n = 0, rc = -1;
+    *system = NULL;
+    if (!turns || turns->type != JSON_ARRAY) { g3_errorf("%s: no \"turns\" list (not a file of /save?)", path); goto out; }
+    if (sys && !json_is_null(sys) && !json_is_string(sys)) { g3_errorf("%s: \"system\" must be a string or null", path); goto out; }
+    if (turns->count % 2) { g3_errorf("%s: %u turns: a user turn lacks the model's answer", path, turns->count); goto out; }
+    if (!(t = g3_calloc(turns->count / 2 + 1, sizeof *t))) goto out;
+    int k = 0;
+    JSON_FOREACH(e, turns) {
+        const JsonNode *role = json_get(e, "role"), *text = json_get(e, "text"), *ids = json_get(e, "ids");
+        const char *want = k % 2 ? "model" : "user";
+        if (!json_is_string(role) || strcmp(role->str, want) || !json_is_string(text)) {
+            g3_errorf("%s: turn %d must be {\"role\": \"%s\", \"text\": ...}", path, k + 1, want);
+            goto out;
+        }
+        Turn *x = &t[k / 2];
+        if (k % 2 == 0) {
+            if (!(x->user = g3_strdup(text->str))) goto out;
+            n++;
+        } else if (ids) {
+            if (ids->type != JSON_ARRAY || !(x->answer = g3_malloc((ids->count + 1) * sizeof *x->answer))) {
+                if (ids->type != JSON_ARRAY) g3_errorf("%s: turn %d: \"ids\" must be a list", path, k + 1);
+                goto out;
+            }
+            JSON_FOREACH(id, ids) {
+                if (!json_is_int(id) || id->num < 0 || id->num >= c->m->cfg.vocab) {
+                    g3_errorf("%s: turn %d: ids must be integers in [0, %d)", path, k + 1, c->m->cfg.vocab);
+                    goto out;
+                }
+                x->answer[x->nanswer++] = (int32_t)id->num;
+            }
+        } else {
+            int m = g3_tok_encode(c->tok, text->str, text->str_len, 0, 0, &x->answer);
+            if (m < 0) goto out;
+            x->nanswer = m;
+        }
+        if (k % 2 && !(x->answer_text = g3_strdup(text->str))) goto out;
+        k++;
+    }
+    if (json_is_string(sys) && !(*system = g3_strdup(sys->str))) goto out;
+    rc = 0;
+out:
+    json_free(&j);
+    if (rc) {
+        for (int i = 0; t && i < n; i++) free_turn(&t[i]);
+        free(t);
+        t = NULL;
+        n = 0;
+    }
+    *out = t;
+    *nout = n;
+    return rc;
+}
+
+// /load: the conversation of a /save file replaces this one (system message included), and
+// is read into the cache. One that does not fit the context is refused (the current one
+// stays), unless --drop-oldest, which forgets its oldest turns. 0 (said on stderr), -1 fatal.
+static int load(Chat *c, const char *path) {
+    Turn *t;
+    int n;
+    char *sys;
+    if (load_turns(c, path, &t, &n, &sys)) { fprintf(stderr, "[%s]\n", g3_error()); return 0; }
+    Turn *old = c->turns;
+    int nold = c->nturns, capold = c->cap, dropped = 0;
+    char *oldsys = c->system;
+    c->turns = t;
+    c->nturns = c->cap = n;
+    c->system = sys;
+    for (;;) {
+        if (rebuild(c, 0)) return -1;
+        if (c->nfed + 3 <= c->s->ctx || n == 0) break;  // room for the closing ids and one more
+        if (!c->drop_oldest) {
+            fprintf(stderr, "[%s: the conversation needs %d positions, the context holds %d; not loaded (run with a larger --context, or --drop-oldest)]\n",
+                    path, c->nfed + 3, c->s->ctx);
+            for (int i = 0; i < n; i++) free_turn(&t[i]);
+            free(t);
+            free(sys);
+            c->turns = old;
+            c->nturns = nold;
+            c->cap = capold;
+            c->system = oldsys;
+            return rebuild(c, 0);
+        }
+        free_turn(&c->turns[0]);
+        memmove(c->turns, c->turns + 1, (size_t)--n * sizeof *c->turns);
+        c->nturns = n;
+        dropped++;
+    }
+    for (int i = 0; i < nold; i++) free_turn(&old[i]);
+    free(old);
+    free(oldsys);
+    g3_state_reset(c->s, 0);
+    if (c->nfed && g3_prefill(c->s, 0, c->fed, c->nfed, NULL)) return -1;
+    fprintf(stderr, "[loaded %d turns from %s%s%s; context %d/%d]\n", n, path, dropped ? ", the oldest dropped to fit" : "",
+            c->system ? ", with its system message" : "", c->nfed, c->s->ctx);
+    return 0;
 }
 
 // One exchange: feed the user's turn, stream the answer.
@@ -153,22 +273,29 @@ static int turn(Chat *c, const char *text) {
     t->user = g3_strdup(text);
     t->answer = g3_malloc((size_t)(c->max_tokens + 1) * sizeof(int32_t));
     G3TextStream ts;
-    g3_ts_init(&ts, NULL, 0, 1);
+    if (g3_ts_init(&ts, c->stops, c->nstops, 1)) return -1;
     const int V = c->m->cfg.vocab;
     interrupted = 0;
     double t0 = g3_now();
     const char *why = "max tokens";
     for (;;) {
         int32_t tok = g3_sampler_sample(c->smp, c->s->logits, c->fed, c->nfed);
-        if (tok < 0) return -1;
+        if (tok < 0) {
+            g3_ts_free(&ts);
+            char why_s[256];
+            snprintf(why_s, sizeof why_s, "%s", g3_error());
+            return g3_errorf("%s at token %d of the answer: the model in %s produces them (do its weights hold NaN or inf?)", why_s,
+                             t->nanswer + 1, c->model_dir);
+        }
         if (g3_tok_is_stop(c->tok, tok)) { why = NULL; break; }
         t->answer[t->nanswer++] = tok;
-        g3_ts_push(&ts, c->tok, tok);
+        int st = g3_ts_push(&ts, c->tok, tok);
         const char *out;
         size_t k = g3_ts_take(&ts, &out);
         fwrite(out, 1, k, stdout);
         fflush(stdout);
         if (push_ids(c, &tok, 1)) return -1;
+        if (st) { why = st > 0 ? "stop string" : "cannot decode"; break; }
         if (interrupted) { why = "stopped"; break; }
         if (t->nanswer >= c->max_tokens) break;
         if (c->nfed + 2 >= c->s->ctx) { why = "context full"; break; }
@@ -194,8 +321,45 @@ static int turn(Chat *c, const char *text) {
     return 0;
 }
 
+#define CHAT_COMMANDS "/reset, /system TEXT, /save FILE, /load FILE, /quit (or Ctrl-D)"
+
+// The argument of a chat command ("/save x.json" -> "x.json", "" if none), or NULL if line
+// is not that command.
+static const char *command(const char *line, const char *name) {
+    size_t n = strlen(name);
+    if (strncmp(line, name, n) || (line[n] && line[n] != ' ')) return NULL;
+    line += n;
+    while (*line == ' ') line++;
+    return line;
+}
+
+// The next line of input, malloc'd, without its newline: from the line editor at a terminal,
+// else from stdin as it comes (pipes, files). 1, 0 at the end, -2 if Ctrl-C arrived.
+static int next_line(CliLine *le, int edit, int tty, char **line) {
+    interrupted = 0;
+    if (edit) {
+        int r = cli_line_read(le, "you> ", line);
+        if (r == CLI_LINE_OK) cli_line_add_history(le, *line);
+        return r == CLI_LINE_OK ? 1 : r == CLI_LINE_INTERRUPTED ? -2 : 0;
+    }
+    if (tty) { fprintf(stderr, "you> "); fflush(stderr); }
+    size_t cap = 0;
+    *line = NULL;
+    errno = 0;
+    ssize_t len = getline(line, &cap, stdin);
+    if (len < 0) {
+        free(*line);
+        *line = NULL;
+        if (errno == EINTR || interrupted) { clearerr(stdin); fputc('\n', stderr); return -2; }
+        return 0;
+    }
+    while (len > 0 && ((*line)[len - 1] == '\n' || (*line)[len - 1] == '\r')) (*line)[--len] = 0;
+    return 1;
+}
+
 int cmd_chat(int argc, char **argv) {
     const char *dir = NULL, *tok_path = NULL, *system = NULL;
+    CliList stop_opt = {{0}};
     long max_tokens = 512, ctx = 4096, threads = 0;
     int exact = 0, drop = 0;
     CliSampling cs = CLI_SAMPLING_INIT;
@@ -204,24 +368,38 @@ int cmd_chat(int argc, char **argv) {
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--system", OPT_STR, &system, "system message, folded into the first user turn"},
         {"--max-tokens", OPT_INT, &max_tokens, "longest answer", 1, 1 << 24},
-        {"--context", OPT_INT, &ctx, "positions kept for the conversation", 16, 1 << 30},
+        {"--stop", OPT_LIST, &stop_opt, CLI_STOP_HELP},
+        {"--context", OPT_INT, &ctx, "positions kept for the conversation (at most the model's)", 16, 1 << 30},
         {"--drop-oldest", OPT_FLAG, &drop, "when the context is full, forget the oldest turns instead of refusing"},
         CLI_SAMPLING_OPTS(cs),
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere"},
-        {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
+        CLI_THREADS_OPT(threads),
     };
-    CLI_PARSE("chat", "--model DIR [--system TEXT] [options]\n\nIn the chat: /reset, /system TEXT, /save FILE, /quit (or Ctrl-D); Ctrl-C stops an answer.", argc, argv, opts);
+    CLI_PARSE("chat", "--model DIR [--system TEXT] [options]\n\n"
+              "In the chat: " CHAT_COMMANDS "; Ctrl-C stops an answer.\n"
+              "At a terminal the line can be edited: Left/Right, Home/End (Ctrl-A/E), Backspace, Delete,\n"
+              "Ctrl-U/Ctrl-K/Ctrl-W (delete to the start / to the end / the word before), Up/Down: history.\n"
+              "/save writes {\"system\", \"turns\": [{\"role\", \"text\"}, ...]} (the model's ids too); /load reads it back.",
+              argc, argv, opts);
     if (!dir) return cli_fail("chat", "--model DIR is required (see --help)");
+    char *stops[CLI_LIST_MAX];
+    if (cli_stops(&stop_opt, stops)) return cli_fail("chat", "%s", g3_error());
     cli_set_threads(threads);
     G3SamplerConfig sc;
-    if (cli_sampling_resolve(&cs, dir, &sc)) return cli_fail("chat", "%s", g3_error());
     G3Model m;
-    if (g3_model_load(&m, dir)) return cli_fail("chat", "%s", g3_error());
+    if (cli_sampling_resolve(&cs, dir, &sc) || g3_model_load(&m, dir)) {
+        cli_stops_free(stops, stop_opt.n);
+        return cli_fail("chat", "%s", g3_error());
+    }
     Chat c = {&m, NULL, NULL, NULL};
     c.max_tokens = (int)max_tokens;
     c.drop_oldest = drop;
     c.system = system ? g3_strdup(system) : NULL;
+    c.model_dir = dir;
+    c.stops = (const char *const *)stops;
+    c.nstops = stop_opt.n;
     int rc = 1;
+    CliLine le = {0};
     if (ctx > m.cfg.max_pos) ctx = m.cfg.max_pos;
     if (!(c.tok = cli_load_tokenizer(tok_path, dir, &m)) || !(c.s = g3_state_new(&m, 1, (int)ctx, 512, !exact, NULL)) ||
         !(c.smp = g3_sampler_new(&sc, m.cfg.vocab))) {
@@ -231,51 +409,52 @@ int cmd_chat(int argc, char **argv) {
     struct sigaction sa = {0};
     sa.sa_handler = on_sigint;  // no SA_RESTART: Ctrl-C at the prompt interrupts the read
     sigaction(SIGINT, &sa, NULL);
-    int tty = isatty(0);
-    if (tty) fprintf(stderr, "gemma3 chat: %s, context %ld. /reset, /system TEXT, /save FILE, /quit; Ctrl-C stops an answer.\n", dir, ctx);
-    char *line = NULL;
-    size_t cap = 0;
+    const int tty = isatty(0), edit = tty && cli_line_usable();
+    if (tty) fprintf(stderr, "gemma3 chat: %s, context %ld. " CHAT_COMMANDS "; Ctrl-C stops an answer.\n", dir, ctx);
     for (;;) {
-        if (tty) { fprintf(stderr, "you> "); fflush(stderr); }
-        errno = 0;
-        interrupted = 0;
-        ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) {
-            if (errno == EINTR || interrupted) { clearerr(stdin); fprintf(stderr, "\n(/quit or Ctrl-D to leave)\n"); continue; }
+        char *line;
+        int got = next_line(&le, edit, tty, &line);
+        if (got == -2) { fprintf(stderr, "(/quit or Ctrl-D to leave)\n"); continue; }
+        if (got == 0) break;
+        const char *arg = NULL;
+        int fatal = 0;
+        if (!line[0]) {
+        } else if (command(line, "/quit") || command(line, "/exit")) {
+            free(line);
             break;
-        }
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-        if (len == 0) continue;
-        if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) break;
-        if (!strcmp(line, "/reset") || !strncmp(line, "/system", 7)) {
-            if (!strncmp(line, "/system", 7)) {
+        } else if (command(line, "/reset") || (arg = command(line, "/system"))) {
+            int sys = !command(line, "/reset");
+            if (sys) {
                 free(c.system);
-                const char *t = line + 7;
-                while (*t == ' ') t++;
-                c.system = *t ? g3_strdup(t) : NULL;
+                c.system = *arg ? g3_strdup(arg) : NULL;
             }
             for (int i = 0; i < c.nturns; i++) free_turn(&c.turns[i]);
             c.nturns = 0;
             c.nfed = 0;
             g3_state_reset(c.s, 0);
-            fprintf(stderr, "[conversation restarted%s]\n", !strncmp(line, "/system", 7) ? (c.system ? " with the new system message" : " without a system message") : "");
-            continue;
+            fprintf(stderr, "[conversation restarted%s]\n", sys ? (c.system ? " with the new system message" : " without a system message") : "");
+        } else if ((arg = command(line, "/save"))) {
+            size_t bad = 0;
+            if (!*arg) fprintf(stderr, "[usage: /save FILE]\n");
+            else if (save(&c, arg, &bad)) fprintf(stderr, "[%s]\n", g3_error());
+            else if (bad) fprintf(stderr, "[saved %d turns to %s; %zu bytes that were not UTF-8 are written as U+FFFD]\n", c.nturns, arg, bad);
+            else fprintf(stderr, "[saved %d turns to %s]\n", c.nturns, arg);
+        } else if ((arg = command(line, "/load"))) {
+            if (!*arg) fprintf(stderr, "[usage: /load FILE]\n");
+            else fatal = load(&c, arg) != 0;
+        } else if (line[0] == '/') {
+            fprintf(stderr, "[unknown command %s: " CHAT_COMMANDS "]\n", line);
+        } else {
+            if (tty) { printf("gemma> "); fflush(stdout); }
+            fatal = turn(&c, line) != 0;
         }
-        if (!strncmp(line, "/save", 5)) {
-            const char *p = line + 5;
-            while (*p == ' ') p++;
-            if (!*p) fprintf(stderr, "[usage: /save FILE]\n");
-            else if (save(&c, p)) fprintf(stderr, "[%s]\n", g3_error());
-            else fprintf(stderr, "[saved %d turns to %s]\n", c.nturns, p);
-            continue;
-        }
-        if (line[0] == '/') { fprintf(stderr, "[unknown command %s: /reset, /system TEXT, /save FILE, /quit]\n", line); continue; }
-        if (tty) { printf("gemma> "); fflush(stdout); }
-        if (turn(&c, line)) { cli_fail("chat", "%s", g3_error()); free(line); goto out; }
+        free(line);
+        if (fatal) { cli_fail("chat", "%s", g3_error()); goto out; }
     }
-    free(line);
     rc = 0;
 out:
+    cli_line_free(&le);
+    cli_stops_free(stops, stop_opt.n);
     for (int i = 0; i < c.nturns; i++) free_turn(&c.turns[i]);
     free(c.turns); free(c.fed); free(c.system);
     g3_sampler_free(c.smp);

@@ -20,7 +20,7 @@ int cmd_detokenize(int argc, char **argv) {
     };
     CLI_PARSE("detokenize", "(--tokenizer FILE | --model DIR) --ids 2,9259,... [--skip-special]", argc, argv, opts);
     const char *src = tpath ? tpath : model;
-    if (!src) return cli_fail("detokenize", "--tokenizer FILE or --model DIR is required");
+    if (!!tpath + !!model != 1) return cli_fail("detokenize", "give one of --tokenizer FILE and --model DIR");
     if (!ids_s) return cli_fail("detokenize", "--ids is required");
     int32_t *ids;
     int n = cli_parse_ids(ids_s, &ids);

@@ -55,7 +55,7 @@ int cmd_forward(int argc, char **argv) {
         {"--save", OPT_STR, &save, "write logits [T, V] F32 to this .safetensors file"},
         {"--stats", OPT_FLAG, &stats, "print per-layer residual norms and attention entropy"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
-        {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
+        CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("forward", "--model DIR --ids 2,17,300 [--save out.safetensors] [--stats]", argc, argv, opts);
     if (!dir || !ids_s) return cli_fail("forward", "--model and --ids are required (see --help)");

@@ -25,16 +25,26 @@ typedef struct {
     const G3Tokenizer *tok;
     G3TextStream ts;
     int stream;  // print text as it comes
+    int steps;   // tokens chosen so far
+    const char *model_dir;
+    char err[512];  // why the sampler failed (non-finite logits), or ""
 } One;
 
 static int32_t choose_one(void *ctx, int i, float *logits, const int32_t *hist, int nhist) {
     One *o = ctx;
     int t = g3_sampler_sample(o->sampler, logits, hist, nhist);
-    return t < 0 ? 0 : t;
+    o->steps++;
+    if (t < 0) {  // on_token_one ends the sequence before the placeholder 0 is used
+        snprintf(o->err, sizeof o->err, "%s at step %d: the model in %s produces them (do its weights hold NaN or inf?)", g3_error(), o->steps,
+                 o->model_dir);
+        return 0;
+    }
+    return t;
 }
 
 static int on_token_one(void *ctx, int i, int32_t id, G3StopReason *why) {
     One *o = ctx;
+    if (o->err[0]) { *why = G3_STOP_ERROR; return 1; }
     if (!o->tok) return 0;
     int st = g3_ts_push(&o->ts, o->tok, id);
     if (o->stream) {
@@ -49,7 +59,8 @@ static int on_token_one(void *ctx, int i, int32_t id, G3StopReason *why) {
 
 int cmd_generate(int argc, char **argv) {
     const char *dir = NULL, *ids_s = NULL, *text = NULL, *tok_path = NULL, *system = NULL, *prompts_file = NULL, *out_dir = NULL,
-               *sample_out = NULL, *stop = NULL;
+               *sample_out = NULL;
+    CliList stop_opt = {{0}};
     long max_tokens = 256, threads = 0, ctx = 0, batch = 8;
     int print_ids = 0, exact = 0, chat = 0, resume = 0, quiet = 0;
     CliSampling cs = CLI_SAMPLING_INIT;
@@ -59,8 +70,8 @@ int cmd_generate(int argc, char **argv) {
         {"--ids", OPT_STR, &ids_s, "prompt as token ids, comma-separated"},
         {"--chat", OPT_FLAG, &chat, "wrap the prompt(s) in Gemma's chat format"},
         {"--system", OPT_STR, &system, "system message (with --chat)"},
-        {"--max-tokens", OPT_INT, &max_tokens, "new tokens at most", 0, 1 << 24},
-        {"--stop", OPT_STR, &stop, "stop when the output contains this string (also <eos>, <end_of_turn>)"},
+        {"--max-tokens", OPT_INT, &max_tokens, "new tokens at most", 1, 1 << 24},
+        {"--stop", OPT_LIST, &stop_opt, CLI_STOP_HELP},
         CLI_SAMPLING_OPTS(cs),
         {"--print-ids", OPT_FLAG, &print_ids, "print the new ids, comma-separated, on the last line"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
@@ -72,10 +83,11 @@ int cmd_generate(int argc, char **argv) {
         {"--context", OPT_INT, &ctx, "context to reserve (0: prompt + max-tokens)", 0, 1 << 30},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere"},
         {"--quiet", OPT_FLAG, &quiet, "no summary or progress on stderr"},
-        {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
+        CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("generate", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE --out-dir DIR) [options]", argc, argv, opts);
     if (sample_out) {
+        if (argc != 3) return cli_fail("generate", "--create-sample-prompts FILE writes an example and exits: give it alone");
         if (g3_prompts_write_sample(sample_out)) return cli_fail("generate", "%s", g3_error());
         fprintf(stderr, "generate: wrote an example prompts file to %s\n", sample_out);
         return 0;
@@ -84,25 +96,39 @@ int cmd_generate(int argc, char **argv) {
     if (!!ids_s + !!text + !!prompts_file != 1) return cli_fail("generate", "give exactly one of --prompt, --ids and --prompts-file");
     if (prompts_file && !out_dir) return cli_fail("generate", "--prompts-file needs --out-dir");
     if (ids_s && chat) return cli_fail("generate", "--chat needs text (--prompt or --prompts-file), not --ids");
+    // options that would be silently ignored
+    if (system && !chat) return cli_fail("generate", "--system is the chat format's system message: it needs --chat");
+    if (!prompts_file) {
+        const char *batch_only[] = {"--resume", "--out-dir", "--batch-size"};
+        for (size_t i = 0; i < G3_ARRAY_LEN(batch_only); i++)
+            if (cli_given(batch_only[i])) return cli_fail("generate", "%s only applies to a --prompts-file run", batch_only[i]);
+    } else if (print_ids) {
+        return cli_fail("generate", "--print-ids applies to --prompt and --ids; a --prompts-file run writes the ids into results.json");
+    }
+    char *stops[CLI_LIST_MAX];
+    if (cli_stops(&stop_opt, stops)) return cli_fail("generate", "%s", g3_error());
+    const int nstops = stop_opt.n;
     cli_set_threads(threads);
     G3SamplerConfig sc;
-    if (cli_sampling_resolve(&cs, dir, &sc)) return cli_fail("generate", "%s", g3_error());
+    G3Model m;
+    if (cli_sampling_resolve(&cs, dir, &sc) || g3_model_load(&m, dir)) {
+        cli_stops_free(stops, nstops);
+        return cli_fail("generate", "%s", g3_error());
+    }
     // ids given by hand are the outside checks' form: greedy unless a temperature is given
     if (ids_s && isnan(cs.temperature)) sc.temperature = 0;
-    G3Model m;
-    if (g3_model_load(&m, dir)) return cli_fail("generate", "%s", g3_error());
     int rc = 1;
     G3Tokenizer *tok = NULL;
     int32_t *ids = NULL;
     int T = 0;
-    const char *stops[1] = {stop};
-    if (!ids_s || stop) {
+    // with --ids the tokenizer is optional: given (or needed by --stop), the output is text
+    if (!ids_s || nstops || tok_path) {
         if (!(tok = cli_load_tokenizer(tok_path, dir, &m))) { cli_fail("generate", "%s", g3_error()); goto out; }
     }
     signal(SIGINT, on_sigint);
     if (prompts_file) {
         G3BatchJob job = {prompts_file, out_dir, dir, (int)batch, chat, system, (int)max_tokens, (int)ctx, sc,
-                          stop ? stops : NULL, stop ? 1 : 0, resume, !exact, !quiet};
+                          (const char *const *)stops, nstops, resume, !exact, !quiet};
         int r = g3_batch_run(&m, tok, &job, &interrupted);
         if (r < 0) { cli_fail("generate", "%s", g3_error()); goto out; }
         if (r == 1) { fprintf(stderr, "generate: interrupted; finished prompts are in %s (add --resume to continue)\n", out_dir); rc = 130; goto out; }
@@ -124,8 +150,8 @@ int cmd_generate(int argc, char **argv) {
     if (T >= ctx) { cli_fail("generate", "prompt of %d tokens does not fit the context of %ld (the model's maximum is %d)", T, ctx, m.cfg.max_pos); goto out; }
     G3State *s = g3_state_new(&m, 1, (int)ctx, G3_MIN(T, 512), !exact, NULL);
     if (!s) { cli_fail("generate", "%s", g3_error()); goto out; }
-    One one = {g3_sampler_new(&sc, m.cfg.vocab), tok, {{{0}}}, tok && !print_ids};
-    if (!one.sampler || (tok && g3_ts_init(&one.ts, stop ? stops : NULL, stop ? 1 : 0, 1))) { cli_fail("generate", "%s", g3_error()); g3_state_free(s); goto out; }
+    One one = {g3_sampler_new(&sc, m.cfg.vocab), tok, {{{0}}}, tok && !print_ids, 0, dir, ""};
+    if (!one.sampler || (tok && g3_ts_init(&one.ts, (const char *const *)stops, nstops, 1))) { cli_fail("generate", "%s", g3_error()); g3_state_free(s); goto out; }
     int32_t stop_ids[2] = {tok ? g3_tok_eos(tok) : m.cfg.eos, tok ? g3_tok_end_of_turn(tok) : -1};
     G3GenOptions o = {.max_tokens = (int)max_tokens, .stop_ids = stop_ids, .nstop = stop_ids[1] >= 0 ? 2 : 1, .choose = choose_one,
                       .on_token = on_token_one, .ctx = &one, .abort = &interrupted};
@@ -136,7 +162,13 @@ int cmd_generate(int argc, char **argv) {
     g3_state_free(s);
     g3_sampler_free(one.sampler);
     if (grc) { cli_fail("generate", "%s", g3_error()); goto out; }
-    if (r.stop == G3_STOP_ERROR) { cli_fail("generate", "%s", r.error); free(r.ids); goto out; }
+    if (r.stop == G3_STOP_ERROR) {
+        if (one.stream) printf("\n");
+        cli_fail("generate", "%s", one.err[0] ? one.err : r.error);
+        if (tok) g3_ts_free(&one.ts);
+        free(r.ids);
+        goto out;
+    }
     if (tok) {
         g3_ts_finish(&one.ts);
         const char *rest;
@@ -155,6 +187,7 @@ int cmd_generate(int argc, char **argv) {
     free(r.ids);
     rc = interrupted ? 130 : 0;
 out:
+    cli_stops_free(stops, nstops);
     free(ids);
     g3_tok_free(tok);
     g3_model_free(&m);

@@ -31,7 +31,7 @@ int cmd_grad(int argc, char **argv) {
         {"--ids", OPT_STR, &ids_s, "token ids, comma-separated (at least 2; start with 2, <bos>)"},
         {"--save", OPT_STR, &save, "write loss and grad.<name> for every tensor to this .safetensors file"},
         {"--checkpointing", OPT_FLAG, &ckpt, "recompute each layer in backward (less activation memory)"},
-        {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
+        CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("grad", "--model DIR --ids 2,17,300,... [--save grads.safetensors]", argc, argv, opts);
     if (!dir || !ids_s) return cli_fail("grad", "--model and --ids are required (see --help)");

@@ -141,7 +141,12 @@ static void json_top(FILE *f, const int32_t *ids, const double *p, int k, const 
         if (tok) {
             size_t n;
             char *s = g3_tok_decode(tok, &ids[i], 1, 0, &n);
-            if (s) { fprintf(f, ", \"text\": "); json_write_str(f, s, n); free(s); }
+            if (s) {  // one token may be part of a character: its text then holds U+FFFD, counted
+                fprintf(f, ", \"text\": ");
+                size_t bad = json_write_str(f, s, n);
+                if (bad) fprintf(f, ", \"invalid_utf8\": %zu", bad);
+                free(s);
+            }
         }
         fputc('}', f);
     }
@@ -303,14 +308,14 @@ int cmd_intervene(int argc, char **argv) {
         {"--steer", OPT_STR, &steer, "steering vector file (.npy float32/64 1-D, or text floats) added at --layer"},
         {"--steer-from", OPT_STR, &steer_from, "POS_FILE,NEG_FILE: steer by mean resid_post(POS) - mean resid_post(NEG)"},
         {"--layer", OPT_INT, &layer, "steering layer: the vector is added to blocks.L.hook_resid_post", -1, 1 << 20},
-        {"--scale", OPT_FLOAT, &scale, "steering scale"},
+        {"--scale", OPT_FLOAT, &scale, "steering scale", 0, 0, -1e6, 1e6},
         {"--save-vector", OPT_STR, &save_vec, "write the --steer-from vector to this .npy file"},
         {"--top-k", OPT_INT, &topk, "next tokens to show", 1, 1000},
         {"--generate", OPT_INT, &ngen, "also show N greedy tokens, clean and intervened", 0, 1 << 20},
         {"--json", OPT_STR, &json, "write the report as JSON to this file"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
-        {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
+        CLI_THREADS_OPT(threads),
     };
     CLI_PARSE(CMD, "--model DIR (--prompt TEXT | --ids 2,17,300) [--ablate-head L.H] [--ablate-mlp L] [--patch SITES --source-ids ...] "
                    "[--steer FILE | --steer-from POS,NEG] [--layer L --scale S] [options]",
@@ -373,6 +378,8 @@ int cmd_intervene(int argc, char **argv) {
     if (steer) {
         int n = g3_vec_load(steer, &vec);
         if (n < 0) { cli_fail(CMD, "--steer: %s", g3_error()); goto out; }
+        for (int i = 0; i < n; i++)
+            if (!isfinite(vec[i])) { cli_fail(CMD, "--steer %s: value %d of %d is %g; a steering vector must be finite", steer, i + 1, n, vec[i]); goto out; }
         if (g3_iv_steer(&iv, (int)layer, vec, n, (float)scale)) { cli_fail(CMD, "--steer %s: %s", steer, g3_error()); goto out; }
     }
     if (steer_from) {

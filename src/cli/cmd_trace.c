@@ -93,8 +93,9 @@ static int write_sidecar(const char *path, const char *model_dir, const G3Config
             exact ? "f32 (exact)" : "fast (bf16 in matrix products)", q->B, T, N);
     for (int b = 0; b < q->B; b++) {
         int n = q->plen[b] + N;
+        size_t bad = 0;  // bytes that were not UTF-8, written as U+FFFD (the ids are exact)
         fprintf(f, "    {\"prompt\": ");
-        if (q->text[b]) json_write_str(f, q->text[b], strlen(q->text[b]));
+        if (q->text[b]) bad += json_write_str(f, q->text[b], strlen(q->text[b]));
         else fprintf(f, "null");
         fprintf(f, ", \"prompt_length\": %d, \"length\": %d,\n     \"ids\": [", q->plen[b], n);
         for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? ", " : "", q->ids[b][i]);
@@ -105,11 +106,12 @@ static int write_sidecar(const char *path, const char *model_dir, const G3Config
             for (int i = 0; i < n; i++) {
                 const char *p = g3_tok_piece(tok, q->ids[b][i]);
                 fprintf(f, "%s", i ? ", " : "");
-                if (p) json_write_str(f, p, strlen(p));
+                if (p) bad += json_write_str(f, p, strlen(p));
                 else fprintf(f, "null");
             }
             fprintf(f, "]");
         }
+        if (bad) fprintf(f, ",\n     \"invalid_utf8\": %zu", bad);
         fprintf(f, "}%s\n", b + 1 < q->B ? "," : "");
     }
     fprintf(f, "  ],\n  \"arrays\": [\n    {\"name\": \"ids\", \"shape\": [%d, %d], \"dtype\": \"int32\"},\n"
@@ -165,7 +167,7 @@ int cmd_trace(int argc, char **argv) {
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         {"--compress", OPT_FLAG, &compress, "deflate the arrays (default: stored, faster to write and read)"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
-        {"--threads", OPT_INT, &threads, "threads (0: all cores)"},
+        CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("trace", "--model DIR (--prompt TEXT | --ids 2,17,... | --prompts-file FILE) --hooks PATTERN[,PATTERN...] --out acts.npz", argc, argv, opts);
     if (!dir || !hooks || !out) return cli_fail("trace", "--model, --hooks and --out are required (see --help)");

@@ -30,21 +30,33 @@ typedef struct {
     long new_tokens;
     double t0, last_draw;
     int failed;                // journal write failed: stop
+    volatile int *user_abort;  // the caller's flag (Ctrl-C)
+    volatile int stop_all;     // what g3_generate watches: user_abort, or a fatal error below
+    char fatal[512];           // an error that stops the job (non-finite logits), or ""
 } Run;
 
 static int32_t choose(void *ctx, int i, float *logits, const int32_t *hist, int nhist) {
     Run *r = ctx;
+    r->stop_all = r->fatal[0] || (r->user_abort && *r->user_abort);
     if (r->sampler_of[i] < 0) {  // first token of this sequence: take a sampler from the pool
         int k = r->pool_free[--r->nfree];
         r->sampler_of[i] = k;
         g3_sampler_reseed(r->pool[k], r->job->sampling.seed + (uint64_t)r->orig[i]);
     }
     int t = g3_sampler_sample(r->pool[r->sampler_of[i]], logits, hist, nhist);
-    return t < 0 ? 0 : t;
+    if (t < 0) {  // non-finite logits: the model is broken, every prompt would fail alike
+        if (!r->fatal[0])
+            snprintf(r->fatal, sizeof r->fatal, "prompt %d, step %d: %s; the model in %s produces them (do its weights hold NaN or inf?)",
+                     r->orig[i] + 1, r->res[i].new_tokens + 1, g3_error(), r->job->model_dir ? r->job->model_dir : "?");
+        r->stop_all = 1;
+        return 0;  // a placeholder: on_token ends the sequence before it is used
+    }
+    return t;
 }
 
 static int on_token(void *ctx, int i, int32_t id, G3StopReason *why) {
     Run *r = ctx;
+    if (r->fatal[0]) { *why = G3_STOP_ABORT; return 1; }
     r->new_tokens++;
     int st = g3_ts_push(&r->ts[i], r->tok, id);
     if (st != 0) { *why = st > 0 ? G3_STOP_STRING : G3_STOP_ERROR; return 1; }
@@ -74,9 +86,11 @@ static void write_result(FILE *f, const G3Prompt *p, int index, const G3GenResul
     fprintf(f, ", \"subcategory\": ");
     json_write_str(f, p->subcategory, strlen(p->subcategory));
     fprintf(f, ", \"prompt\": ");
-    json_write_str(f, p->text, strlen(p->text));
+    size_t bad_prompt = json_write_str(f, p->text, strlen(p->text));
     fprintf(f, ", \"output\": ");
-    json_write_str(f, text ? text : "", text ? len : 0);
+    size_t bad_output = json_write_str(f, text ? text : "", text ? len : 0);
+    // bytes that were not UTF-8 are in the text as U+FFFD: say how many (the ids are exact)
+    if (bad_prompt || bad_output) fprintf(f, ", \"invalid_utf8\": {\"prompt\": %zu, \"output\": %zu}", bad_prompt, bad_output);
     fprintf(f, ", \"ids\": [");
     for (int k = 0; k < res->new_tokens; k++) fprintf(f, "%s%d", k ? ", " : "", res->ids[k]);
     fprintf(f, "], \"stop_reason\": \"%s\", \"prompt_tokens\": %d, \"new_tokens\": %d, \"prefill_s\": %.4f, \"decode_s\": %.4f, \"decode_tok_s\": %.2f",
@@ -93,7 +107,7 @@ static void on_done(void *ctx, int i) {
     Run *r = ctx;
     G3GenResult *res = &r->res[i];
     if (r->sampler_of[i] >= 0) { r->pool_free[r->nfree++] = r->sampler_of[i]; r->sampler_of[i] = -1; }
-    if (res->stop == G3_STOP_ABORT) return;  // not journaled: resume runs it again
+    if (res->stop == G3_STOP_ABORT || r->fatal[0]) return;  // not journaled: resume runs it again
     G3TextStream *ts = &r->ts[i];
     if (ts->text) g3_ts_finish(ts);
     write_result(r->journal, &r->prompts->items[r->orig[i]], r->orig[i], res, ts->text, ts->len);
@@ -119,7 +133,15 @@ static int read_journal(const char *path, const G3Prompts *p, char *done, int *n
             return g3_errorf("%s: line %d is not valid JSON (%s); move the file away to start over", path, line, g3_error());
         }
         const JsonNode *idx = json_get(json_root(&j), "index"), *pr = json_get(json_root(&j), "prompt");
-        if (!json_is_int(idx) || idx->num < 0 || idx->num >= p->n || !json_is_string(pr) || strcmp(pr->str, p->items[(int)idx->num].text) != 0) {
+        int same = 0;
+        if (json_is_int(idx) && idx->num >= 0 && idx->num < p->n && json_is_string(pr)) {
+            // the journal holds the prompt as json_write_str wrote it (invalid bytes as U+FFFD)
+            const char *want = p->items[(int)idx->num].text;
+            char *clean = json_utf8_clean(want, strlen(want), NULL, NULL);
+            same = clean && !strcmp(pr->str, clean);
+            free(clean);
+        }
+        if (!same) {
             json_free(&j);
             free(text);
             return g3_errorf("%s: line %d belongs to another prompts file (index or prompt text differ); use another --out-dir", path, line);
@@ -135,6 +157,48 @@ static int read_journal(const char *path, const G3Prompts *p, char *done, int *n
     return 0;
 }
 
+// The shortest text that reads back as the same float (0.95f prints 0.95, not 0.949999988),
+// so that settings compare exactly on resume.
+static void put_float(FILE *f, float v) {
+    char b[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(b, sizeof b, "%.*g", prec, v);
+        if ((float)strtod(b, NULL) == v) break;
+    }
+    fputs(b, f);
+}
+
+// The settings that decide what a prompt's result is, as JSON members (no braces). A resumed
+// run must have the same ones (check_settings), or its results would mix two runs under one
+// prompt_metadata.json. Not among them: batch_size (batched results equal lone ones), threads.
+static void write_settings(FILE *f, const G3BatchJob *job, const G3Model *m) {
+    const G3SamplerConfig *s = &job->sampling;
+    fprintf(f, "  \"model\": ");
+    json_write_str(f, job->model_dir ? job->model_dir : "", job->model_dir ? strlen(job->model_dir) : 0);
+    fprintf(f, ",\n  \"architecture\": \"Gemma %d, %d layers, hidden %d, vocab %d\",\n  \"chat\": %s,\n  \"system\": ", m->cfg.family, m->cfg.layers,
+            m->cfg.hidden, m->cfg.vocab, job->chat ? "true" : "false");
+    if (job->system) json_write_str(f, job->system, strlen(job->system)); else fprintf(f, "null");
+    fprintf(f, ",\n  \"max_tokens\": %d,\n  \"context\": %d,\n  \"mode\": \"%s\",\n", job->max_tokens, job->ctx, job->fast ? "fast" : "exact");
+    fprintf(f, "  \"sampling\": {\"temperature\": ");
+    put_float(f, s->temperature);
+    fprintf(f, ", \"top_k\": %d, \"top_p\": ", s->top_k);
+    put_float(f, s->top_p);
+    fprintf(f, ", \"min_p\": ");
+    put_float(f, s->min_p);
+    fprintf(f, ", \"repeat_penalty\": ");
+    put_float(f, s->repeat_penalty);
+    fprintf(f, ", \"repeat_window\": %d, \"presence_penalty\": ", s->repeat_window);
+    put_float(f, s->presence_penalty);
+    fprintf(f, ", \"frequency_penalty\": ");
+    put_float(f, s->frequency_penalty);
+    fprintf(f, ", \"seed\": %llu},\n  \"stop_strings\": [", (unsigned long long)s->seed);
+    for (int i = 0; i < job->nstops; i++) {
+        if (i) fprintf(f, ", ");
+        json_write_str(f, job->stops[i], strlen(job->stops[i]));
+    }
+    fprintf(f, "]");
+}
+
 static int write_metadata(const G3BatchJob *job, const G3Model *m, const G3Prompts *p, const char *path) {
     char *buf = NULL;
     size_t n = 0;
@@ -143,23 +207,11 @@ static int write_metadata(const G3BatchJob *job, const G3Model *m, const G3Promp
     time_t now = time(NULL);
     char ts[64];
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    const G3SamplerConfig *s = &job->sampling;
-    fprintf(f, "{\n  \"started\": \"%s\",\n  \"model\": ", ts);
-    json_write_str(f, job->model_dir ? job->model_dir : "", job->model_dir ? strlen(job->model_dir) : 0);
-    fprintf(f, ",\n  \"architecture\": \"Gemma %d, %d layers, hidden %d, vocab %d\",\n  \"prompts_file\": ", m->cfg.family, m->cfg.layers, m->cfg.hidden, m->cfg.vocab);
+    fprintf(f, "{\n  \"started\": \"%s\",\n", ts);
+    write_settings(f, job, m);
+    fprintf(f, ",\n  \"prompts_file\": ");
     json_write_str(f, job->prompts_path, strlen(job->prompts_path));
-    fprintf(f, ",\n  \"prompts\": %d,\n  \"chat\": %s,\n  \"system\": ", p->n, job->chat ? "true" : "false");
-    if (job->system) json_write_str(f, job->system, strlen(job->system)); else fprintf(f, "null");
-    fprintf(f, ",\n  \"batch_size\": %d,\n  \"max_tokens\": %d,\n  \"mode\": \"%s\",\n", job->batch_size, job->max_tokens, job->fast ? "fast" : "exact");
-    fprintf(f, "  \"sampling\": {\"temperature\": %g, \"top_k\": %d, \"top_p\": %g, \"min_p\": %g, \"repeat_penalty\": %g, \"repeat_window\": %d, "
-               "\"presence_penalty\": %g, \"frequency_penalty\": %g, \"seed\": %llu},\n  \"stop_strings\": [",
-            s->temperature, s->top_k, s->top_p, s->min_p, s->repeat_penalty, s->repeat_window, s->presence_penalty, s->frequency_penalty,
-            (unsigned long long)s->seed);
-    for (int i = 0; i < job->nstops; i++) {
-        if (i) fprintf(f, ", ");
-        json_write_str(f, job->stops[i], strlen(job->stops[i]));
-    }
-    fprintf(f, "],\n  \"items\": [\n");
+    fprintf(f, ",\n  \"prompts\": %d,\n  \"batch_size\": %d,\n  \"items\": [\n", p->n, job->batch_size);
     for (int i = 0; i < p->n; i++) {
         fprintf(f, "    {\"index\": %d, \"category\": ", i);
         json_write_str(f, p->items[i].category, strlen(p->items[i].category));
@@ -171,6 +223,115 @@ static int write_metadata(const G3BatchJob *job, const G3Model *m, const G3Promp
     fclose(f);
     int rc = g3_write_file_atomic(path, buf, n);
     free(buf);
+    return rc;
+}
+
+// ---- resume: the same settings or nothing ----
+
+static int same_value(const JsonNode *a, const JsonNode *b) {
+    if (a->type != b->type) return 0;
+    if (a->type == JSON_NUMBER)  // the same text, or the same value where a double holds it exactly
+        return (a->str_len == b->str_len && !memcmp(a->str, b->str, a->str_len)) || (a->num == b->num && fabs(a->num) < 9e15);
+    if (a->type == JSON_STRING) return a->str_len == b->str_len && !memcmp(a->str, b->str, a->str_len);
+    if (a->type == JSON_ARRAY || a->type == JSON_OBJECT) {
+        if (a->count != b->count) return 0;
+        for (const JsonNode *x = json_first(a), *y = json_first(b); x && y; x = json_next(a, x), y = json_next(b, y))
+            if ((a->type == JSON_OBJECT && strcmp(x->key, y->key)) || !same_value(x, y)) return 0;
+    }
+    return 1;
+}
+
+static void show_value(FILE *f, const JsonNode *n) {
+    switch (n->type) {
+    case JSON_NUMBER: fwrite(n->str, 1, n->str_len, f); break;
+    case JSON_STRING: json_write_str(f, n->str, n->str_len); break;
+    case JSON_TRUE: fputs("true", f); break;
+    case JSON_FALSE: fputs("false", f); break;
+    case JSON_NULL: fputs("null", f); break;
+    default:
+        fputc(n->type == JSON_ARRAY ? '[' : '{', f);
+        JSON_FOREACH(c, n) {
+            if (c != json_first(n)) fputs(", ", f);
+            show_value(f, c);
+        }
+        fputc(n->type == JSON_ARRAY ? ']' : '}', f);
+    }
+}
+
+// The option that sets a metadata key ("sampling.top_p" -> --top-p).
+static void option_of(char *buf, size_t cap, const char *key) {
+    if (!strcmp(key, "mode")) snprintf(buf, cap, "--exact");
+    else if (!strcmp(key, "stop_strings")) snprintf(buf, cap, "--stop");
+    else if (!strcmp(key, "architecture")) snprintf(buf, cap, "the model's shape");
+    else {
+        const char *k = strncmp(key, "sampling.", 9) ? key : key + 9;
+        snprintf(buf, cap, "--%s", k);
+        for (char *c = buf; *c; c++) if (*c == '_') *c = '-';
+    }
+}
+
+// Appends to f every setting in now that differs from old (keys old lacks are skipped: files
+// written before they were recorded). Returns the number of differences.
+static int diff_settings(FILE *f, const char *prefix, const JsonNode *old, const JsonNode *now) {
+    int ndiff = 0;
+    JSON_FOREACH(n, now) {
+        char key[128], opt[128];
+        snprintf(key, sizeof key, "%s%s", prefix, n->key);
+        const JsonNode *o = json_get(old, n->key);
+        if (!o) continue;
+        if (n->type == JSON_OBJECT && o->type == JSON_OBJECT) {
+            snprintf(opt, sizeof opt, "%s.", key);
+            ndiff += diff_settings(f, opt, o, n);
+            continue;
+        }
+        if (same_value(o, n)) continue;
+        if (!strcmp(key, "model") && o->type == JSON_STRING) {  // the same folder under another name
+            char *a = realpath(o->str, NULL), *b = realpath(n->str, NULL);
+            int same = a && b && !strcmp(a, b);
+            free(a);
+            free(b);
+            if (same) continue;
+        }
+        option_of(opt, sizeof opt, key);
+        fprintf(f, "\n  %s (%s): ", opt, key);
+        show_value(f, o);
+        fprintf(f, " in the first run, ");
+        show_value(f, n);
+        fprintf(f, " now");
+        ndiff++;
+    }
+    return ndiff;
+}
+
+// A resumed run must have the settings the first run recorded in prompt_metadata.json.
+static int check_settings(const G3BatchJob *job, const G3Model *m, const char *meta) {
+    char *now_txt = NULL, *msg = NULL;
+    size_t now_len = 0, msg_len = 0;
+    FILE *f = open_memstream(&now_txt, &now_len);
+    if (!f) return g3_errorf("out of memory");
+    fprintf(f, "{\n");
+    write_settings(f, job, m);
+    fprintf(f, "\n}\n");
+    fclose(f);
+    Json old, now;
+    if (json_parse_file(&old, meta)) {
+        free(now_txt);
+        return g3_error_prefix("cannot check the settings of the run to resume (move the file away to start over)");
+    }
+    if (json_parse(&now, now_txt, now_len)) { free(now_txt); json_free(&old); return -1; }
+    free(now_txt);
+    int ndiff = -1;
+    if ((f = open_memstream(&msg, &msg_len))) {
+        ndiff = diff_settings(f, "", json_root(&old), json_root(&now));
+        fclose(f);
+    }
+    json_free(&old);
+    json_free(&now);
+    int rc = ndiff < 0 ? g3_errorf("out of memory")
+             : ndiff   ? g3_errorf("%s holds results made with other settings; resume with the same ones (only --batch-size, --threads and "
+                                   "--quiet may change), or use another --out-dir:%s", job->out_dir, msg)
+                       : 0;
+    free(msg);
     return rc;
 }
 
@@ -290,9 +451,13 @@ int g3_batch_run(const G3Model *m, const G3Tokenizer *tok, const G3BatchJob *job
         if (!job->resume) { g3_errorf("%s already holds results: add --resume to continue that run, or choose another --out-dir", job->out_dir); goto out; }
         if (read_journal(journal, &p, done, &ndone)) goto out;
     }
-    if (!job->resume || !g3_file_exists(meta))
-        if (write_metadata(job, m, &p, meta)) goto out;
+    if (job->resume && g3_file_exists(meta)) {
+        if (check_settings(job, m, meta)) goto out;
+    } else if (write_metadata(job, m, &p, meta)) {
+        goto out;
+    }
     r.job = job;
+    r.user_abort = abort;
     r.tok = tok;
     r.prompts = &p;
     r.orig = g3_malloc((size_t)p.n * sizeof *r.orig);
@@ -338,7 +503,7 @@ int g3_batch_run(const G3Model *m, const G3Tokenizer *tok, const G3BatchJob *job
         if (!r.journal) { g3_errorf("%s: cannot open for appending: %s", journal, strerror(errno)); goto out; }
         int32_t stop_ids[2] = {g3_tok_eos(tok), g3_tok_end_of_turn(tok)};
         G3GenOptions o = {.max_tokens = job->max_tokens, .stop_ids = stop_ids, .nstop = stop_ids[1] >= 0 ? 2 : 1,
-                          .choose = choose, .on_token = on_token, .on_done = on_done, .ctx = &r, .abort = abort};
+                          .choose = choose, .on_token = on_token, .on_done = on_done, .ctx = &r, .abort = &r.stop_all};
         r.t0 = r.last_draw = g3_now();
         r.last_draw -= 1;
         progress(&r, 1);
@@ -348,6 +513,7 @@ int g3_batch_run(const G3Model *m, const G3Tokenizer *tok, const G3BatchJob *job
         fclose(r.journal);
         r.journal = NULL;
         if (grc) goto out;
+        if (r.fatal[0]) { g3_errorf("%s", r.fatal); goto out; }
         if (r.failed) { g3_errorf("%s: writing results failed", journal); goto out; }
     }
     if (write_outputs(job, &p, journal, r.t0 ? g3_now() - r.t0 : 0, r.new_tokens)) goto out;

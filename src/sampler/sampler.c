@@ -420,7 +420,21 @@ static void build(G3Sampler *s, const float *logits) {
     g3_sample_min_p(c, cfg->min_p);
 }
 
+// NaN weights (or an overflow) make the logits NaN or inf: greedy would then pick id 0 for
+// ever and sampling something meaningless, with nothing said. One read of the logits, small
+// beside the forward pass that made them. -inf alone is allowed (a masked token), not all of them.
+static int check_finite(const float *x, int n) {
+    int ok = 1;
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        ok &= x[i] < INFINITY;  // false for NaN and +inf
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    return ok && mx > -INFINITY ? 0 : g3_errorf("non-finite logits (NaN or inf)");
+}
+
 const G3Candidates *g3_sampler_distribution(G3Sampler *s, float *logits, const int32_t *history, int nhistory) {
+    if (check_finite(logits, s->vocab)) return NULL;
     if (apply_penalties(s, logits, history, nhistory)) return NULL;
     G3Candidates *c = &s->cand;
     if (s->cfg.temperature <= 0) {
@@ -457,6 +471,7 @@ static int sample_whole_vocab(const float *logits, int V, float inv_t, double u)
 }
 
 int g3_sampler_sample(G3Sampler *s, float *logits, const int32_t *history, int nhistory) {
+    if (check_finite(logits, s->vocab)) return -1;
     if (apply_penalties(s, logits, history, nhistory)) return -1;
     const G3SamplerConfig *c = &s->cfg;
     if (c->temperature <= 0) return g3_sample_greedy(logits, s->vocab);

@@ -104,7 +104,8 @@ void g3_sampler_free(G3Sampler *s);
 void g3_sampler_reseed(G3Sampler *s, uint64_t seed);
 // Picks the next token. logits: (vocab), modified in place (penalties). history: the sequence's
 // tokens so far (prompt included), of which the penalties see the last repeat_window.
-// Returns the token id, or -1 with a message if a history token is outside the vocabulary.
+// Returns the token id, or -1 with a message if a history token is outside the vocabulary or
+// the logits are not finite ("non-finite logits": any NaN or +inf, or all -inf).
 int g3_sampler_sample(G3Sampler *s, float *logits, const int32_t *history, int nhistory);
 // The distribution the next draw would use, without drawing: the surviving candidates with p
 // summing to 1 (sorted unless a very flat nucleus made sorting not worth it; see ->sorted).
