@@ -5,7 +5,7 @@
 // Every byte count in the project comes from the traits table (g3_type_row_bytes,
 // g3_type_bytes), never from "elements x element size": a quantized type stores blocks
 // of `block` elements in `block_bytes` bytes, so a row of n elements is n / block blocks.
-// Adding a type: docs/arch-weight-types.md.
+// Adding a type: docs/architecture.md, "Adding a weight type".
 #ifndef G3_DTYPE_H
 #define G3_DTYPE_H
 
