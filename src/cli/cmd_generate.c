@@ -29,8 +29,7 @@ typedef struct {
 
 static int32_t choose_one(void *ctx, int i, float *logits, const int32_t *hist, int nhist) {
     One *o = ctx;
-    int t = g3_sampler_sample(o->sampler, logits, hist, nhist);
-    return t < 0 ? 0 : t;
+    return g3_sampler_sample(o->sampler, logits, hist, nhist);  // -1: the engine stops with the message
 }
 
 static int on_token_one(void *ctx, int i, int32_t id, G3StopReason *why) {

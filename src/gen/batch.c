@@ -39,8 +39,7 @@ static int32_t choose(void *ctx, int i, float *logits, const int32_t *hist, int 
         r->sampler_of[i] = k;
         g3_sampler_reseed(r->pool[k], r->job->sampling.seed + (uint64_t)r->orig[i]);
     }
-    int t = g3_sampler_sample(r->pool[r->sampler_of[i]], logits, hist, nhist);
-    return t < 0 ? 0 : t;
+    return g3_sampler_sample(r->pool[r->sampler_of[i]], logits, hist, nhist);  // -1: an error result
 }
 
 static int on_token(void *ctx, int i, int32_t id, G3StopReason *why) {
@@ -319,7 +318,8 @@ int g3_batch_run(const G3Model *m, const G3Tokenizer *tok, const G3BatchJob *job
     if (npend > 0) {
         int ctx = job->ctx ? job->ctx : G3_MIN(m->cfg.max_pos, longest + job->max_tokens);
         int B = G3_MAX(1, G3_MIN(job->batch_size, npend));
-        if (!(s = g3_state_new(m, B, ctx, G3_MIN(512, longest), job->fast, NULL))) goto out;
+        // rows per call: a prompt chunk, and at least one decoding row per slot
+        if (!(s = g3_state_new(m, B, ctx, G3_MAX(B, G3_MIN(512, longest)), job->fast, NULL))) goto out;
         r.res = g3_calloc((size_t)npend, sizeof *r.res);
         r.ts = g3_calloc((size_t)npend, sizeof *r.ts);
         r.sampler_of = g3_malloc((size_t)npend * sizeof *r.sampler_of);
