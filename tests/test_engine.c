@@ -101,12 +101,14 @@ static int32_t choose_bad(void *user, int id, float *logits, const int32_t *hist
     return *(int *)user < 0 ? g3_errorf("boom") : *(int *)user;
 }
 
-// Writes NaN into the logits of one slot from its k-th logits call on.
-typedef struct { int slot, from, calls; } Poison;
+// Writes val into the logits of one slot (-1: any) from its k-th logits call on: every entry, or only
+// the first `only` of each row.
+typedef struct { int slot, from, calls; float val; int only; } Poison;
 static void poison(void *ctx, const G3HookEvent *ev) {
     Poison *p = ctx;
-    if (ev->seq != p->slot || ++p->calls < p->from) return;
-    for (int i = 0; i < ev->rows * ev->cols; i++) ev->data[i] = NAN;
+    if ((p->slot >= 0 && ev->seq != p->slot) || ++p->calls < p->from) return;
+    for (int r = 0; r < ev->rows; r++)
+        for (int i = 0; i < (p->only ? p->only : ev->cols); i++) ev->data[(long)r * ev->cols + i] = p->val;
 }
 
 static void basics(const G3Model *m) {
@@ -368,7 +370,7 @@ static void stops_and_errors(const G3Model *m) {
     CHECK(g3_engine_add(e, &f) == -1 && strstr(g3_error(), "queue full"), "a third queued sequence was accepted");
     run_all(e);
     // non-finite logits: only the poisoned sequence stops, with the message
-    Poison pz = {1, 3, 0};
+    Poison pz = {1, 3, 0, NAN, 0};
     g3_state_set_hook(s, poison, &pz, 1u << G3_HOOK_LOGITS, ~0ull);
     G3EngineOptions none = {0};
     g3_engine_free(e);
@@ -382,6 +384,17 @@ static void stops_and_errors(const G3Model *m) {
     CHECK(info.slot == 1 && info.stop == G3_STOP_ERROR && !strcmp(info.error, "non-finite logits") && info.n == 2,
           "NaN logits: %s '%s' after %d tokens", g3_stop_name(info.stop), info.error, info.n);
     CHECK(same(&o0, &rq), "the neighbour of a NaN sequence changed");
+    // every logit -inf: nothing to choose, the same error; one -inf (a masked token) is fine
+    for (int k = 0; k < 2; k++) {
+        pz = (Poison){-1, 2, 0, -INFINITY, k ? 1 : 0};  // any slot: the only sequence
+        g3_engine_release(e, i0);
+        G3SeqParams g2 = {.prompt = q, .nprompt = 5, .max_tokens = 4};
+        i0 = g3_engine_add(e, &g2);
+        run_all(e);
+        g3_engine_read(e, i0, &info);
+        if (k == 0) CHECK(info.stop == G3_STOP_ERROR && !strcmp(info.error, "non-finite logits") && info.n == 1, "all -inf: %s '%s'", g3_stop_name(info.stop), info.error);
+        else CHECK(info.stop == G3_STOP_MAX_TOKENS && info.n == 4, "one -inf logit: %s '%s'", g3_stop_name(info.stop), info.error);
+    }
     g3_state_set_hook(s, NULL, NULL, 0, 0);
     g3_sampler_free(s0);
     g3_sampler_free(s1);

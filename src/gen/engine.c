@@ -2,6 +2,7 @@
 // cache slots they live in, and the planning of each step's forward call.
 #include "engine.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,16 +300,17 @@ static void admit(G3Engine *e) {
 
 // ---- a step ----
 
-// Whether every logit is a number: NaN or infinite logits (broken weights, an edit gone
-// wrong) must not quietly become token 0. The exponent test on the bits vectorizes.
+// Whether the logits can choose a token: NaN or +inf anywhere (broken weights, an edit gone
+// wrong), or every logit -inf, must not quietly become token 0. A single -inf is a masked
+// token, allowed (the sampler's definition too). One pass, beside a whole forward pass.
 static int finite_row(const float *x, int n) {
-    uint32_t bad = 0;
+    int ok = 1;
+    float mx = -INFINITY;
     for (int i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, x + i, sizeof b);
-        bad |= (b & 0x7f800000u) == 0x7f800000u;
+        ok &= x[i] < INFINITY;  // false for NaN and +inf
+        mx = x[i] > mx ? x[i] : mx;
     }
-    return !bad;
+    return ok && mx > -INFINITY;
 }
 
 // q has read all its pending tokens: choose the next one from logits [V] and check stops.

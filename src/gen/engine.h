@@ -97,7 +97,8 @@ typedef struct {
     const int32_t *ids;  // [n] tokens of the current turn (valid until the next engine call
     int n;               // other than read)
     G3StopReason stop;   // G3_STOP_NONE while queued or running
-    const char *error;   // G3_STOP_ERROR: what went wrong (e.g. "non-finite logits"); else ""
+    const char *error;   // G3_STOP_ERROR: what went wrong ("non-finite logits": any NaN or +inf,
+                         // or all -inf; a bad chooser; a failed forward pass); else ""
     const int32_t *hist; // [nhist] the whole sequence: every prompt and output token
     int nhist;
     int prompt_tokens;   // tokens before the current turn's output (all earlier turns included)
