@@ -423,6 +423,24 @@ static void generate_wrapper(const G3Model *m) {
     CHECK(res[0].new_tokens == 5 && !memcmp(res[0].ids, ra.ids, 20) && res[2].new_tokens == 5 && !memcmp(res[2].ids, rc.ids, 20), "the good prompts");
     for (int i = 0; i < 3; i++) free(res[i].ids);
     g3_state_free(s);
+    // more slots than the engine's default queue: the wrapper's prompts in flight all fit
+    enum { B = 600, N = 1300 };
+    static int32_t many[N][2];
+    static const int32_t *mp[N];
+    static int mlens[N];
+    static G3GenResult mres[N];
+    for (int i = 0; i < N; i++) { many[i][0] = 2; many[i][1] = 3 + i % 1000; mp[i] = many[i]; mlens[i] = 2; }
+    s = g3_state_new(m, B, 8, B, 1, NULL);
+    o.max_tokens = 1;
+    CHECK(s && g3_generate(s, mp, mlens, N, &o, mres) == 0, "%d prompts through %d slots: %s", N, B, g3_error());
+    int ok = 0, bad = -1;
+    for (int i = 0; i < N; i++) {
+        if (mres[i].new_tokens == 1 && mres[i].stop == G3_STOP_MAX_TOKENS) ok++;
+        else if (bad < 0) bad = i;
+    }
+    CHECK(ok == N, "%d prompts through %d slots: %d finished, prompt %d: '%s'", N, B, ok, bad, bad >= 0 ? mres[bad].error : "");
+    for (int i = 0; i < N; i++) free(mres[i].ids);
+    g3_state_free(s);
 }
 
 int main(void) {

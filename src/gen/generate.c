@@ -56,7 +56,8 @@ int g3_generate(G3State *s, const int32_t *const *prompts, const int *lens, int 
         res[i].prompt_tokens = lens[i];
         if (!(res[i].ids = g3_malloc((size_t)G3_MAX(mt, 1) * sizeof(int32_t)))) return -1;
     }
-    G3Engine *e = g3_engine_new(s, NULL);
+    G3EngineOptions eo = {.max_queued = 2 * B};  // every prompt in flight may wait at first
+    G3Engine *e = g3_engine_new(s, &eo);
     Item *items = g3_calloc((size_t)n + 1, sizeof *items);
     int *flight = g3_malloc((size_t)2 * B * sizeof *flight);  // prompts in the engine
     int rc = -1, next = 0, nflight = 0;
