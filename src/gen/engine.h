@@ -80,7 +80,7 @@ typedef struct {
     // Called once when the sequence (or its latest turn) ends, whatever the reason.
     void (*on_done)(void *user, int id);
     void *user;
-    // Callbacks run inside step / cancel / extend; they may call g3_engine_read and nothing
+    // Callbacks run inside step and cancel; they may call g3_engine_read and nothing
     // else of the engine (the others fail there).
 } G3SeqParams;
 
