@@ -1,8 +1,9 @@
 // test_chat.c: `gemma3 chat` as a user drives it. Piped: /save then /load gives back the same
 // conversation and the same cache (the next answer and its context count equal those of the
 // unbroken session), bad or oversized files are refused without ending the chat, invalid
-// UTF-8 is saved as valid JSON and said. At a terminal (a pseudo-terminal here): the line
-// editor's cursor keys, Backspace over a multi-byte character, and the history.
+// UTF-8 is saved as valid JSON and said, --stop ends an answer where its string begins. At a
+// terminal (a pseudo-terminal here): the line editor's cursor keys, Backspace over a multi-byte
+// character, and the history.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -179,6 +180,31 @@ static void terminal(void) {
     json_free(&j);
 }
 
+// --stop on the engine: the answer ends where the string begins (the string not shown), and
+// the conversation goes on. The string is the answer's second character, as \xHH escapes.
+static void stop_strings(void) {
+    CHECK(session("s0", "", "Hello there\\n") == 0, "session s0");
+    char *a = slurp("%s/%s.out", "s0");
+    size_t n = strlen(a), i1 = 1, i2;
+    if (n && a[n - 1] == '\n') a[--n] = 0;
+    while (i1 < n && ((unsigned char)a[i1] & 0xC0) == 0x80) i1++;  // end of the first character
+    for (i2 = i1 + 1; i2 < n && ((unsigned char)a[i2] & 0xC0) == 0x80;) i2++;
+    CHECK(i2 <= n && i1 < n, "the answer '%s' has fewer than 2 characters", a);
+    if (i2 > n || i1 >= n) { free(a); return; }
+    char stop[64] = "", opt[128];
+    for (size_t k = i1; k < i2; k++) snprintf(stop + strlen(stop), sizeof stop - strlen(stop), "\\x%02x", (unsigned char)a[k]);
+    a[i2] = 0;
+    size_t want = (size_t)(strstr(a, a + i1) - a);  // text before the string's first occurrence
+    snprintf(opt, sizeof opt, "--stop '%s'", stop);
+    CHECK(session("s1", opt, "Hello there\\nAgain\\n") == 0, "session s1");
+    char *b = slurp("%s/%s.out", "s1"), *err = slurp("%s/%s.err", "s1");
+    CHECK(!strncmp(b, a, want) && b[want] == '\n', "--stop %s: the answer '%s' does not end before it (unstopped: '%s')", stop, b, a);
+    CHECK(strstr(err, "stop string") && strstr(strstr(err, "stop string") + 1, "tokens,"), "no stop, or no second turn: %s", err);
+    free(a);
+    free(b);
+    free(err);
+}
+
 int main(void) {
     bin = getenv("BIN") ? getenv("BIN") : "./gemma3";
     if (access(bin, X_OK) != 0) { fprintf(stderr, "no %s: build it first\n", bin); return 1; }
@@ -192,6 +218,7 @@ int main(void) {
     CHECK(g3_init_checkpoint(&c, md, G3_BF16, 3, 0.5f, 1 << 30, 0) == 0, "%s", g3_error());
     CHECK(sh("cp tests/data/tokenizer/tokenizer.model %s/", md) == 0, "tokenizer");
     piped();
+    stop_strings();
     terminal();
     sh("rm -rf %s", tmp);
     return check_done();

@@ -269,6 +269,11 @@ static void nan_weights(void) {
     char *o;
     CHECK(run(&o, "chat --model %s < %s/prompts.txt", nanmd, tmp) == 1 && strstr(o, "non-finite logits (NaN or inf) at token 1 of the answer"), "chat: %s", o);
     free(o);
+    // trace and intervene decode on the engine too: no token 0 from their own argmax
+    snprintf(args, sizeof args, "trace --model %s --ids 2,3 --hooks blocks.0.hook_resid_post --generate 2 --out %s/nan.npz", nanmd, tmp);
+    refused(args, "sequence 1, generated token 1: non-finite logits (NaN or inf); the model in");
+    snprintf(args, sizeof args, "intervene --model %s --ids 2,3 --ablate-mlp 0 --generate 2", nanmd);
+    refused(args, "clean run, generated token 1: non-finite logits (NaN or inf); the model in");
     snprintf(args, sizeof args, "analyze --model %s --prompt 'hello world' --quiet --json %s/a.json", nanmd, tmp);
     refused(args, "blocks.1.hook_resid_post holds NaN at position 0");
 }

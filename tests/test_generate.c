@@ -2,7 +2,8 @@
 // tokens it gets alone (greedy and seeded sampling, prompts of different lengths, some
 // crossing the sliding window, more prompts than slots, 1 and 2 threads); stop strings cut
 // the text even across token boundaries; a batch run from a prompts file writes its results,
-// refuses to overwrite them, and --resume finishes an interrupted run (torn last line too).
+// refuses to overwrite them, and --resume finishes an interrupted run (torn last line too);
+// batches of one-token prompts; NaN weights end generation and chat with "non-finite logits".
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,27 @@
 #include "gen/textstream.h"
 #include "model/init.h"
 #include "sampler/sampler.h"
+
+// Overwrites a model's final norm weights (BF16) with NaN, in place.
+static int poison_final_norm(const char *path) {
+    FILE *f = fopen(path, "r+b");
+    uint64_t n = 0;
+    char *h = NULL;
+    Json j = {0};
+    int rc = -1;
+    if (!f || fread(&n, 8, 1, f) != 1 || n > (1u << 24) || !(h = malloc(n)) || fread(h, 1, n, f) != n || json_parse(&j, h, n)) goto out;
+    const JsonNode *off = json_get(json_get(json_root(&j), "model.norm.weight"), "data_offsets");
+    if (!off || off->count != 2) goto out;
+    long a = (long)json_at(off, 0)->num, b = (long)json_at(off, 1)->num;
+    if (fseek(f, (long)(8 + n) + a, SEEK_SET)) goto out;
+    for (long i = a; i < b; i += 2) fwrite("\xc0\x7f", 1, 2, f);  // bf16 quiet NaN
+    rc = 0;
+out:
+    json_free(&j);
+    free(h);
+    if (f && fclose(f)) rc = -1;
+    return rc;
+}
 
 typedef struct { G3Sampler **s; } Samp;
 static int32_t choose(void *ctx, int i, float *logits, const int32_t *hist, int n) {
@@ -156,6 +178,17 @@ int main(void) {
         snprintf(cmd, sizeof cmd, "printf 'one two three four five six seven eight\\nnine ten eleven twelve thirteen\\n' | %s chat --model %s --max-tokens 20 "
                  "--context 40 --temperature 0 2>&1 | grep -q 'context full'", bin, md);
         CHECK(system(cmd) == 0, "a full context was not reported");
+        // one-token prompts in batches of 4: a decoding row per slot even when every prompt
+        // is shorter than the batch (this once failed: "4 rows exceed this state's 2 rows")
+        CHECK(sh("printf 'a\\nb\\nc\\nd\\ne\\n' > %s/short.txt && %s generate --model %s --prompts-file %s/short.txt --out-dir %s/o3 --batch-size 4 "
+                 "--max-tokens 3 --quiet", tmp, bin, md, tmp, tmp) == 0, "a batch of one-word prompts failed");
+        // NaN weights: non-finite logits stop generation with a message and exit 1, never token 0
+        CHECK(sh("cp -r %s %s/nan", md, tmp) == 0, "copy the model");
+        snprintf(p, sizeof p, "%s/nan/model.safetensors", tmp);
+        CHECK(poison_final_norm(p) == 0, "poisoning %s", p);
+        CHECK(sh("%s generate --model %s/nan --prompt hi --max-tokens 3 > %s/nan.out 2>&1", bin, tmp, tmp) == 1 &&
+                  sh("grep -q 'gemma3 generate: non-finite logits' %s/nan.out", tmp) == 0, "NaN weights: no exit 1 with 'non-finite logits'");
+        CHECK(sh("printf 'hi\\n' | %s chat --model %s/nan --max-tokens 3 2>&1 | grep -q 'non-finite logits'", bin, tmp) == 0, "chat on NaN weights");
         snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
         if (system(cmd)) return 2;
     }

@@ -64,9 +64,9 @@ static void test_steps(void) {
     float g[300];
     for (int i = 0; i < 300; i++) g[i] = (float)(i % 7);
     g[130] = g[250] = 9;
-    CHECK(g3_sample_greedy(g, 300) == 130, "greedy tie -> %d", g3_sample_greedy(g, 300));
+    CHECK(g3_argmax(g, 300) == 130, "greedy tie -> %d", g3_argmax(g, 300));
     for (int i = 0; i < 300; i++) g[i] = -INFINITY;
-    CHECK(g3_sample_greedy(g, 300) == 0, "all -inf -> 0");
+    CHECK(g3_argmax(g, 300) == 0, "all -inf -> 0");
 
     // selection from a vocabulary agrees with a full sort, ties by id
     enum { N = 1000 };

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../base/base.h"
+#include "../gen/engine.h"
 #include "../model/record.h"
 
 static int is_attn(G3HookSite s) { return s == G3_HOOK_ATTN_SCORES || s == G3_HOOK_PATTERN; }
@@ -259,34 +260,28 @@ int g3_iv_logits(float *out, const G3Model *m, G3Intervention *iv, const int32_t
     return rc;
 }
 
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
-    return b;
-}
-
 int g3_iv_generate(int32_t *out, const G3Model *m, G3Intervention *iv, const int32_t *ids, int T, int n, int fast) {
-    const int V = m->cfg.vocab;
     if (T < 1) return g3_errorf("empty prompt");
     if (n < 1) return 0;
     if (iv && iv_ready(iv, T)) return -1;
     G3State *s = g3_state_new(m, 1, T + n, G3_MIN(T, 512), fast, NULL);
     if (!s) return -1;
     // every prompt row's logits, so that hooks at ln_final / logits see the prompt's positions
-    float *all = g3_malloc((size_t)T * V * sizeof(float));
-    int rc = -1;
-    if (!all) goto out;
+    G3EngineOptions eo = {.all_logits = 1};
+    G3Engine *e = g3_engine_new(s, &eo);
+    int rc = -1, id, left;
+    if (!e) goto out;
     if (iv) g3_iv_attach(s, iv);
-    if (g3_prefill(s, 0, ids, T, all)) goto out;
-    for (int i = 0; i < n; i++) {
-        int32_t tok = argmax(s->logits, V);
-        out[i] = tok;
-        G3Segment sg = {0, T + i, 1};
-        if (i + 1 < n && g3_forward(s, &tok, &sg, 1, G3_LOGITS_LAST)) goto out;
-    }
+    G3SeqParams p = {.prompt = ids, .nprompt = T, .max_tokens = n};  // greedy, no stops
+    if ((id = g3_engine_add(e, &p)) < 0) goto out;
+    while ((left = g3_engine_step(e)) > 0) {}
+    G3SeqInfo info;
+    if (left < 0 || g3_engine_read(e, id, &info)) goto out;
+    if (info.stop == G3_STOP_ERROR) { g3_errorf("%s run, generated token %d: %s", iv ? "intervened" : "clean", info.n + 1, info.error); goto out; }
+    memcpy(out, info.ids, (size_t)info.n * sizeof *out);
     rc = 0;
 out:
-    free(all);
+    g3_engine_free(e);
     g3_state_free(s);
     return rc;
 }
@@ -581,7 +576,7 @@ int g3_iv_compare(G3IvResult *r, G3Intervention *iv, const int32_t *ids, int T, 
     const float *lc = r->clean + (long)(T - 1) * V, *le = r->edited + (long)(T - 1) * V;
     r->kl = g3_kl_logits(lc, le, V);
     for (int t = 0; t < T; t++) r->kl_mean += g3_kl_logits(r->clean + (long)t * V, r->edited + (long)t * V, V) / T;
-    r->top = argmax(lc, V);
+    r->top = g3_argmax(lc, V);
     r->p_top_clean = exp((double)lc[r->top] - logsumexp(lc, V));
     r->p_top_edited = exp((double)le[r->top] - logsumexp(le, V));
     return 0;

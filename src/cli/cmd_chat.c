@@ -1,9 +1,10 @@
-// cmd_chat.c: `gemma3 chat`: a conversation in the terminal. The KV cache holds exactly the
-// ids fed so far (answers are kept as the ids the model produced, never re-tokenized), so
-// each turn only prefills the new user text. Ctrl-C stops the current answer, not the
-// program; the context limit is said openly, and --drop-oldest makes room by forgetting the
-// oldest turns (re-reading the rest). At a terminal the line is edited here (cli_line.h:
-// arrow keys, history); /save writes the conversation as JSON and /load reads it back.
+// cmd_chat.c: `gemma3 chat`: a conversation in the terminal, one engine sequence (gen/engine.h)
+// continued turn after turn. The KV cache holds exactly the ids fed so far (answers are kept
+// as the ids the model produced, never re-tokenized), so each turn only reads the new user
+// text. Ctrl-C stops the current answer, not the program; the context limit is said openly,
+// and --drop-oldest makes room by forgetting the oldest turns (re-reading the rest). At a
+// terminal the line is edited here (cli_line.h: arrow keys, history); /save writes the
+// conversation as JSON and /load reads it back.
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "base/json.h"
 #include "cli_gen.h"
 #include "cli_line.h"
+#include "gen/engine.h"
 #include "gen/textstream.h"
 #include "model/forward.h"
 
@@ -32,61 +34,78 @@ typedef struct {
     const G3Model *m;
     const G3Tokenizer *tok;
     G3State *s;
+    G3Engine *e;
     G3Sampler *smp;
     Turn *turns;
     int nturns, cap;
     char *system;
-    int32_t *fed;      // ids in the cache, in order
-    int nfed;
+    int seq;              // the conversation's engine sequence (its history is what the cache holds), -1: none
+    int32_t stop_ids[2];  // <eos>, <end_of_turn>
+    int nstop_ids;
+    G3TextStream ts;      // the answer being streamed
+    int ts_status;        // g3_ts_push's last non-zero result: 1 a --stop string, -1 undecodable
     int max_tokens, drop_oldest;
     const char *model_dir;
     const char *const *stops;  // --stop strings
     int nstops;
 } Chat;
 
-// ids of one user turn (with the system text folded into the first), ending with the
-// generation prompt "<start_of_turn>model\n"; with <bos> only for the first turn.
-static int user_ids(Chat *c, const char *text, int first, int32_t **out) {
-    G3ChatTurn t = {"user", text};
-    int n = g3_chat_encode(c->tok, &t, 1, first ? c->system : NULL, 1, out);
-    if (n > 0 && !first && (*out)[0] == g3_tok_bos(c->tok)) memmove(*out, *out + 1, (size_t)--n * sizeof **out);
-    return n;
+typedef struct { int32_t *v; int n; } Ids;
+
+static int push_ids(Ids *d, const int32_t *ids, int n) {
+    int32_t *nv = g3_realloc(d->v, (size_t)(d->n + n + 1) * sizeof *nv);
+    if (!nv) return -1;
+    d->v = nv;
+    if (n > 0) memcpy(d->v + d->n, ids, (size_t)n * sizeof *ids);
+    d->n += n;
+    return 0;
 }
 
-static int push_ids(Chat *c, const int32_t *ids, int n) {
-    int32_t *nf = g3_realloc(c->fed, (size_t)(c->nfed + n) * sizeof *nf);
-    if (!nf) return -1;
-    c->fed = nf;
-    memcpy(c->fed + c->nfed, ids, (size_t)n * sizeof *ids);
-    c->nfed += n;
-    return 0;
+// ids of one user turn (with the system text folded into the first), ending with the
+// generation prompt "<start_of_turn>model\n"; with <bos> only for the first turn.
+static int push_user(Chat *c, Ids *d, const char *text, int first) {
+    int32_t *u;
+    G3ChatTurn t = {"user", text};
+    int n = g3_chat_encode(c->tok, &t, 1, first ? c->system : NULL, 1, &u);
+    if (n < 0) return -1;
+    int skip = n > 0 && !first && u[0] == g3_tok_bos(c->tok);
+    int rc = push_ids(d, u + skip, n - skip);
+    free(u);
+    return rc;
 }
 
 // The ids that close a model turn: <end_of_turn> "\n".
-static int closing_ids(Chat *c, int32_t *out) {
+static int push_closing(Chat *c, Ids *d) {
     int32_t *nl;
     int n = g3_tok_encode(c->tok, "\n", 1, 0, 0, &nl);
     if (n != 1) { free(nl); return g3_errorf("cannot encode a newline"); }
-    out[0] = g3_tok_end_of_turn(c->tok);
-    out[1] = nl[0];
+    int32_t close[2] = {g3_tok_end_of_turn(c->tok), nl[0]};
     free(nl);
-    return 2;
+    return push_ids(d, close, 2);
 }
 
-// Rebuilds the whole conversation's ids from turn first on (after dropping older turns, or
-// loading a conversation). Like the ids after a turn, they end with the last answer: its
-// closing ids come with the next user turn (turn() adds them).
-static int rebuild(Chat *c, int from) {
-    c->nfed = 0;
-    for (int i = from; i < c->nturns; i++) {
-        int32_t *u, close[2];
-        int n = user_ids(c, c->turns[i].user, i == from, &u);
-        if (n < 0 || push_ids(c, u, n)) { free(u); return -1; }
-        free(u);
-        if (c->turns[i].answer && push_ids(c, c->turns[i].answer, c->turns[i].nanswer)) return -1;
-        if (i + 1 < c->nturns && (closing_ids(c, close) < 0 || push_ids(c, close, 2))) return -1;
-    }
+// The whole conversation's ids (after dropping older turns, or loading a conversation). Like
+// a sequence's history after a turn, they end with the last answer: its closing ids come
+// with the next user turn (turn() adds them).
+static int rebuild(Chat *c, Ids *d) {
+    d->n = 0;
+    for (int i = 0; i < c->nturns; i++)
+        if (push_user(c, d, c->turns[i].user, i == 0) || push_ids(d, c->turns[i].answer, c->turns[i].nanswer) ||
+            (i + 1 < c->nturns && push_closing(c, d)))
+            return -1;
     return 0;
+}
+
+// Positions the conversation holds so far.
+static int history(const Chat *c) {
+    G3SeqInfo info;
+    return c->seq >= 0 && g3_engine_read(c->e, c->seq, &info) == 0 ? info.nhist : 0;
+}
+
+// Forgets the conversation's sequence (its slot's cache stays, for a prefix match).
+static void release_seq(Chat *c) {
+    if (c->seq >= 0) g3_engine_release(c->e, c->seq);
+    c->seq = -1;
 }
 
 static void free_turn(Turn *t) {
@@ -188,9 +207,35 @@ out:
     return rc;
 }
 
+// Streams each new token's text as it comes (never half a UTF-8 character); a --stop string
+// ends the answer (the engine keeps the token, as the text stream hides the string).
+static int on_token(void *user, int id, int32_t tok, G3StopReason *why) {
+    Chat *c = user;
+    (void)id;
+    int st = g3_ts_push(&c->ts, c->tok, tok);
+    const char *out;
+    size_t k = g3_ts_take(&c->ts, &out);
+    fwrite(out, 1, k, stdout);
+    fflush(stdout);
+    if (!st) return 0;
+    c->ts_status = st;  // -1 (cannot decode) ends the answer too, not the conversation
+    *why = G3_STOP_STRING;
+    return 1;
+}
+
+// Steps the engine until the conversation's sequence ends (Ctrl-C cancels it) and reads it.
+static int run_seq(Chat *c, G3SeqInfo *info) {
+    int left;
+    while ((left = g3_engine_step(c->e)) > 0)
+        if (interrupted) g3_engine_cancel(c->e, c->seq);
+    return left < 0 || g3_engine_read(c->e, c->seq, info) ? -1 : 0;
+}
+
 // /load: the conversation of a /save file replaces this one (system message included), and
-// is read into the cache. One that does not fit the context is refused (the current one
-// stays), unless --drop-oldest, which forgets its oldest turns. 0 (said on stderr), -1 fatal.
+// is read into the cache: a new sequence of the whole history with max_tokens 0 (a slot
+// whose cache holds a prefix of it, e.g. the conversation just saved, is reused). One that
+// does not fit the context is refused (the current one stays), unless --drop-oldest, which
+// forgets its oldest turns. 0 (said on stderr), -1 fatal.
 static int load(Chat *c, const char *path) {
     Turn *t;
     int n;
@@ -199,23 +244,25 @@ static int load(Chat *c, const char *path) {
     Turn *old = c->turns;
     int nold = c->nturns, capold = c->cap, dropped = 0;
     char *oldsys = c->system;
+    Ids d = {0};
     c->turns = t;
     c->nturns = c->cap = n;
     c->system = sys;
     for (;;) {
-        if (rebuild(c, 0)) return -1;
-        if (c->nfed + 3 <= c->s->ctx || n == 0) break;  // room for the closing ids and one more
+        if (rebuild(c, &d)) { free(d.v); return -1; }
+        if (d.n + 3 <= c->s->ctx || n == 0) break;  // room for the closing ids and one more
         if (!c->drop_oldest) {
             fprintf(stderr, "[%s: the conversation needs %d positions, the context holds %d; not loaded (run with a larger --context, or --drop-oldest)]\n",
-                    path, c->nfed + 3, c->s->ctx);
+                    path, d.n + 3, c->s->ctx);
             for (int i = 0; i < n; i++) free_turn(&t[i]);
             free(t);
             free(sys);
+            free(d.v);
             c->turns = old;
             c->nturns = nold;
             c->cap = capold;
             c->system = oldsys;
-            return rebuild(c, 0);
+            return 0;  // the current conversation's sequence is untouched
         }
         free_turn(&c->turns[0]);
         memmove(c->turns, c->turns + 1, (size_t)--n * sizeof *c->turns);
@@ -225,43 +272,65 @@ static int load(Chat *c, const char *path) {
     for (int i = 0; i < nold; i++) free_turn(&old[i]);
     free(old);
     free(oldsys);
-    g3_state_reset(c->s, 0);
-    if (c->nfed && g3_prefill(c->s, 0, c->fed, c->nfed, NULL)) return -1;
+    release_seq(c);
+    int rc = 0;
+    if (d.n) {
+        G3SeqParams p = {d.v, d.n, 0, c->stop_ids, c->nstop_ids, NULL, c->smp, on_token, NULL, c};
+        G3SeqInfo info;
+        interrupted = 0;
+        if ((c->seq = g3_engine_add(c->e, &p)) < 0 || run_seq(c, &info)) rc = -1;
+        else if (info.stop == G3_STOP_ABORT) {  // Ctrl-C while reading it: start over empty
+            fprintf(stderr, "[loading stopped; conversation restarted]\n");
+            release_seq(c);
+            for (int i = 0; i < c->nturns; i++) free_turn(&c->turns[i]);
+            c->nturns = 0;
+            free(d.v);
+            return 0;
+        } else if (info.stop == G3_STOP_ERROR) rc = g3_errorf("%s", info.error);
+    }
+    free(d.v);
+    if (rc) return -1;
     fprintf(stderr, "[loaded %d turns from %s%s%s; context %d/%d]\n", n, path, dropped ? ", the oldest dropped to fit" : "",
-            c->system ? ", with its system message" : "", c->nfed, c->s->ctx);
+            c->system ? ", with its system message" : "", history(c), c->s->ctx);
     return 0;
 }
 
-// One exchange: feed the user's turn, stream the answer.
+// One exchange: queue the user's turn (after the previous answer's closing ids: the engine
+// reads only those and the new text, the rest of the conversation is in its cache), stream
+// the answer. With --drop-oldest, a full context drops turns and starts a sequence over the
+// rest of the conversation (read again as one prompt).
 static int turn(Chat *c, const char *text) {
-    int32_t *u, close[2];
-    int first = c->nturns == 0;
-    int n = user_ids(c, text, first, &u);
-    if (n < 0) return -1;
-    int extra = first ? 0 : 2;  // the previous answer's closing ids
-    while (c->nfed + extra + n + 1 > c->s->ctx) {
+    Ids feed = {0};
+    int first = c->seq < 0, fresh = first, hist = history(c);
+    if ((!first && push_closing(c, &feed)) || push_user(c, &feed, text, first)) { free(feed.v); return -1; }
+    while (hist + feed.n + 1 > c->s->ctx) {
         if (!c->drop_oldest || c->nturns == 0) {
-            free(u);
             fprintf(stderr, "[context full: %d of %d positions used, this message needs %d more; /reset to start over, or run with --drop-oldest]\n",
-                    c->nfed, c->s->ctx, extra + n + 1);
+                    hist, c->s->ctx, feed.n + 1);
+            free(feed.v);
             return 0;
         }
-        // forget the oldest turn and re-read the rest (the system text moves to the new first turn)
+        // forget the oldest turn (the system text moves to the new first turn)
         free_turn(&c->turns[0]);
         memmove(c->turns, c->turns + 1, (size_t)--c->nturns * sizeof *c->turns);
         fprintf(stderr, "[context full: dropped the oldest turn; %d turns kept]\n", c->nturns);
-        free(u);
-        first = c->nturns == 0;
-        extra = first ? 0 : 2;
-        if ((n = user_ids(c, text, first, &u)) < 0 || rebuild(c, 0)) return -1;
-        g3_state_reset(c->s, 0);
-        if (c->nfed && g3_prefill(c->s, 0, c->fed, c->nfed, NULL)) { free(u); return -1; }
+        if (rebuild(c, &feed) || (c->nturns > 0 && push_closing(c, &feed)) || push_user(c, &feed, text, c->nturns == 0)) {
+            free(feed.v);
+            return -1;
+        }
+        hist = 0;
+        fresh = 1;
     }
-    int start = c->nfed;
-    if (!first && (closing_ids(c, close) < 0 || push_ids(c, close, 2))) { free(u); return -1; }
-    if (push_ids(c, u, n)) { free(u); return -1; }
-    free(u);
-    if (g3_prefill(c->s, 0, c->fed + start, c->nfed - start, NULL)) return -1;
+    int rc;
+    if (fresh) {
+        release_seq(c);
+        G3SeqParams p = {feed.v, feed.n, c->max_tokens, c->stop_ids, c->nstop_ids, NULL, c->smp, on_token, NULL, c};
+        rc = (c->seq = g3_engine_add(c->e, &p)) < 0 ? -1 : 0;
+    } else {
+        rc = g3_engine_extend(c->e, c->seq, feed.v, feed.n, c->max_tokens);
+    }
+    free(feed.v);
+    if (rc) return -1;
     if (c->nturns == c->cap) {
         c->cap = c->cap ? 2 * c->cap : 8;
         Turn *nt = g3_realloc(c->turns, (size_t)c->cap * sizeof *nt);
@@ -270,54 +339,36 @@ static int turn(Chat *c, const char *text) {
     }
     Turn *t = &c->turns[c->nturns++];
     memset(t, 0, sizeof *t);
-    t->user = g3_strdup(text);
-    t->answer = g3_malloc((size_t)(c->max_tokens + 1) * sizeof(int32_t));
-    G3TextStream ts;
-    if (g3_ts_init(&ts, c->stops, c->nstops, 1)) return -1;
-    const int V = c->m->cfg.vocab;
+    if (!(t->user = g3_strdup(text)) || g3_ts_init(&c->ts, c->stops, c->nstops, 1)) return -1;
+    c->ts_status = 0;
     interrupted = 0;
     double t0 = g3_now();
-    const char *why = "max tokens";
-    for (;;) {
-        int32_t tok = g3_sampler_sample(c->smp, c->s->logits, c->fed, c->nfed);
-        if (tok < 0) {
-            g3_ts_free(&ts);
-            char why_s[256];
-            snprintf(why_s, sizeof why_s, "%s", g3_error());
-            return g3_errorf("%s at token %d of the answer: the model in %s produces them (do its weights hold NaN or inf?)", why_s,
-                             t->nanswer + 1, c->model_dir);
-        }
-        if (g3_tok_is_stop(c->tok, tok)) { why = NULL; break; }
-        t->answer[t->nanswer++] = tok;
-        int st = g3_ts_push(&ts, c->tok, tok);
-        const char *out;
-        size_t k = g3_ts_take(&ts, &out);
-        fwrite(out, 1, k, stdout);
-        fflush(stdout);
-        if (push_ids(c, &tok, 1)) return -1;
-        if (st) { why = st > 0 ? "stop string" : "cannot decode"; break; }
-        if (interrupted) { why = "stopped"; break; }
-        if (t->nanswer >= c->max_tokens) break;
-        if (c->nfed + 2 >= c->s->ctx) { why = "context full"; break; }
-        G3Segment sg = {0, c->nfed - 1, 1};
-        if (g3_forward(c->s, &tok, &sg, 1, G3_LOGITS_LAST)) return -1;
-        (void)V;
+    G3SeqInfo info;
+    if (run_seq(c, &info)) { g3_ts_free(&c->ts); return -1; }
+    if (info.stop == G3_STOP_ERROR) {
+        g3_ts_free(&c->ts);
+        if (strncmp(info.error, "non-finite logits", 17)) return g3_errorf("%s at token %d of the answer", info.error, info.n + 1);
+        return g3_errorf("%s at token %d of the answer: the model in %s produces them (do its weights hold NaN or inf?)", info.error, info.n + 1,
+                         c->model_dir);
     }
-    // the last sampled token is in fed[] but was not run through the model: the closing
-    // ids of the next turn follow it, so feed it now to keep cache == fed
-    if (t->nanswer > 0 && c->s->len[0] < c->nfed) {
-        G3Segment sg = {0, c->nfed - 1, 1};
-        if (g3_forward(c->s, &c->fed[c->nfed - 1], &sg, 1, G3_LOGITS_NONE)) return -1;
-    }
-    g3_ts_finish(&ts);
+    if (!(t->answer = g3_malloc((size_t)(info.n + 1) * sizeof(int32_t)))) { g3_ts_free(&c->ts); return -1; }
+    memcpy(t->answer, info.ids, (size_t)info.n * sizeof(int32_t));
+    t->nanswer = info.n;
+    g3_ts_finish(&c->ts);
     const char *out;
-    size_t k = g3_ts_take(&ts, &out);
+    size_t k = g3_ts_take(&c->ts, &out);
     fwrite(out, 1, k, stdout);
-    t->answer_text = g3_strdup(ts.text);
-    g3_ts_free(&ts);
-    double dt = g3_now() - t0;
+    t->answer_text = g3_strdup(c->ts.text ? c->ts.text : "");
+    g3_ts_free(&c->ts);
+    double dt = g3_now() - t0 - info.prefill_s;
+    const char *why = info.stop == G3_STOP_ABORT          ? "stopped"
+                      : info.stop == G3_STOP_CONTEXT      ? "context full"
+                      : info.stop == G3_STOP_MAX_TOKENS   ? "max tokens"
+                      : info.stop == G3_STOP_STRING       ? (c->ts_status > 0 ? "stop string" : "cannot decode")
+                                                          : NULL;
     printf("\n");
-    fprintf(stderr, "[%d tokens, %.1f tok/s%s%s; context %d/%d]\n", t->nanswer, dt > 0 ? t->nanswer / dt : 0, why ? ", " : "", why ? why : "", c->nfed, c->s->ctx);
+    fprintf(stderr, "[%d tokens, %.1f tok/s%s%s; context %d/%d]\n", t->nanswer, dt > 0 ? t->nanswer / dt : 0, why ? ", " : "", why ? why : "", info.nhist,
+            c->s->ctx);
     return 0;
 }
 
@@ -391,7 +442,8 @@ int cmd_chat(int argc, char **argv) {
         cli_stops_free(stops, stop_opt.n);
         return cli_fail("chat", "%s", g3_error());
     }
-    Chat c = {&m, NULL, NULL, NULL};
+    Chat c = {&m, NULL, NULL, NULL, NULL};
+    c.seq = -1;
     c.max_tokens = (int)max_tokens;
     c.drop_oldest = drop;
     c.system = system ? g3_strdup(system) : NULL;
@@ -402,10 +454,13 @@ int cmd_chat(int argc, char **argv) {
     CliLine le = {0};
     if (ctx > m.cfg.max_pos) ctx = m.cfg.max_pos;
     if (!(c.tok = cli_load_tokenizer(tok_path, dir, &m)) || !(c.s = g3_state_new(&m, 1, (int)ctx, 512, !exact, NULL)) ||
-        !(c.smp = g3_sampler_new(&sc, m.cfg.vocab))) {
+        !(c.e = g3_engine_new(c.s, NULL)) || !(c.smp = g3_sampler_new(&sc, m.cfg.vocab))) {
         cli_fail("chat", "%s", g3_error());
         goto out;
     }
+    c.stop_ids[0] = g3_tok_eos(c.tok);
+    c.stop_ids[1] = g3_tok_end_of_turn(c.tok);
+    c.nstop_ids = c.stop_ids[1] >= 0 ? 2 : 1;
     struct sigaction sa = {0};
     sa.sa_handler = on_sigint;  // no SA_RESTART: Ctrl-C at the prompt interrupts the read
     sigaction(SIGINT, &sa, NULL);
@@ -430,8 +485,7 @@ int cmd_chat(int argc, char **argv) {
             }
             for (int i = 0; i < c.nturns; i++) free_turn(&c.turns[i]);
             c.nturns = 0;
-            c.nfed = 0;
-            g3_state_reset(c.s, 0);
+            release_seq(&c);
             fprintf(stderr, "[conversation restarted%s]\n", sys ? (c.system ? " with the new system message" : " without a system message") : "");
         } else if ((arg = command(line, "/save"))) {
             size_t bad = 0;
@@ -456,7 +510,8 @@ out:
     cli_line_free(&le);
     cli_stops_free(stops, stop_opt.n);
     for (int i = 0; i < c.nturns; i++) free_turn(&c.turns[i]);
-    free(c.turns); free(c.fed); free(c.system);
+    free(c.turns); free(c.system);
+    g3_engine_free(c.e);
     g3_sampler_free(c.smp);
     g3_state_free(c.s);
     g3_tok_free((G3Tokenizer *)c.tok);

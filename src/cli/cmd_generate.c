@@ -162,7 +162,10 @@ int cmd_generate(int argc, char **argv) {
     g3_state_free(s);
     g3_sampler_free(one.sampler);
     if (grc) { cli_fail("generate", "%s", g3_error()); goto out; }
-    if (r.stop == G3_STOP_ERROR) {
+    // the engine checks the logits before choose_one: non-finite ones end the sequence there
+    if (r.stop == G3_STOP_ERROR && !one.err[0] && !strncmp(r.error, "non-finite logits", 17))
+        snprintf(one.err, sizeof one.err, "%s at step %d: the model in %s produces them (do its weights hold NaN or inf?)", r.error, r.new_tokens + 1, dir);
+    if (r.stop == G3_STOP_ERROR || one.err[0]) {
         if (one.stream) printf("\n");
         cli_fail("generate", "%s", one.err[0] ? one.err : r.error);
         if (tok) g3_ts_free(&one.ts);

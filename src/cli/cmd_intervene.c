@@ -411,7 +411,9 @@ int cmd_intervene(int argc, char **argv) {
         gen_c = g3_malloc((size_t)ngen * sizeof *gen_c);
         gen_e = g3_malloc((size_t)ngen * sizeof *gen_e);
         if (!gen_c || !gen_e || g3_iv_generate(gen_c, &m, NULL, ids, T, (int)ngen, fast) || g3_iv_generate(gen_e, &m, &iv, ids, T, (int)ngen, fast)) {
-            cli_fail(CMD, "%s", g3_error());
+            const char *err = g3_error();
+            if (strstr(err, "non-finite logits")) cli_fail(CMD, "%s; the model in %s, or the intervention, produces them", err, dir);
+            else cli_fail(CMD, "%s", err);
             goto out;
         }
     }

@@ -10,6 +10,7 @@
 #include "base/base.h"
 #include "base/json.h"
 #include "cli_gen.h"
+#include "gen/engine.h"
 #include "gen/prompts.h"
 #include "io/npz.h"
 #include "model/forward.h"
@@ -57,12 +58,6 @@ static int parse_id_lists(Seqs *q, const char *s) {
     free(copy);
     if (!rc && q->B == 0) rc = g3_errorf("no ids given");
     return rc;
-}
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
-    return b;
 }
 
 static const char *sidecar_path(char *buf, size_t cap, const char *out) {
@@ -152,6 +147,40 @@ static int write_npz(const char *path, int compress, const Seqs *q, int N, int T
     return g3_npz_close(&z);
 }
 
+// Runs every sequence through the engine, sequence b in slot b (the recorder's batch index):
+// its prompt, then N greedy tokens, each generated token fed back once so that its
+// activations sit at its own position (the engine stops before feeding the last one: a
+// second turn of no new tokens feeds it). q->ids[b] gets the generated tokens after the prompt.
+static int run(G3State *s, Seqs *q, int N, int all) {
+    G3EngineOptions eo = {.all_logits = all};
+    G3Engine *e = g3_engine_new(s, &eo);
+    int *id = g3_malloc((size_t)q->B * sizeof *id);
+    int rc = -1, left;
+    if (!e || !id) goto out;
+    for (int b = 0; b < q->B; b++) {
+        G3SeqParams p = {.prompt = q->ids[b], .nprompt = q->plen[b], .max_tokens = N};  // greedy, no stops
+        if ((id[b] = g3_engine_add(e, &p)) < 0) goto out;
+    }
+    for (int turn = 0; turn < (N > 0 ? 2 : 1); turn++) {
+        while ((left = g3_engine_step(e)) > 0) {}
+        if (left < 0) goto out;
+        for (int b = 0; b < q->B; b++) {
+            G3SeqInfo info;
+            g3_engine_read(e, id[b], &info);
+            if (info.stop == G3_STOP_ERROR) { g3_errorf("sequence %d, generated token %d: %s", b + 1, info.n + 1, info.error); goto out; }
+            if (info.slot != b) { g3_errorf("sequence %d ran in slot %d", b + 1, info.slot); goto out; }
+            if (turn == 1) continue;
+            memcpy(q->ids[b] + q->plen[b], info.ids, (size_t)info.n * sizeof(int32_t));
+            if (N > 0 && g3_engine_extend(e, id[b], NULL, 0, 0)) goto out;  // feed the last token
+        }
+    }
+    rc = 0;
+out:
+    g3_engine_free(e);
+    free(id);
+    return rc;
+}
+
 int cmd_trace(int argc, char **argv) {
     const char *dir = NULL, *text = NULL, *ids_s = NULL, *prompts_file = NULL, *hooks = NULL, *out = NULL, *tok_path = NULL;
     long threads = 0, gen = 0;
@@ -227,34 +256,15 @@ int cmd_trace(int argc, char **argv) {
     g3_rec_attach(&r, s);
     // every row's logits only when a final site is recorded (the vocabulary is large)
     const int all = (r.sites >> G3_HOOK_LOGITS & 1) || (r.sites >> G3_HOOK_LN_FINAL & 1);
-    int32_t *next = g3_malloc((size_t)q.B * sizeof *next);
-    G3Segment *segs = g3_malloc((size_t)q.B * sizeof *segs);
-    int32_t *step = g3_malloc((size_t)q.B * sizeof *step);
-    if (!next || !segs || !step) { free(next); free(segs); free(step); goto out; }
     double t0 = g3_now();
-    int frc = 0;
-    for (int b = 0; b < q.B && !frc; b++)
-        for (int done = 0; done < q.plen[b] && !frc;) {
-            int k = G3_MIN(R, q.plen[b] - done);
-            G3Segment sg = {b, done, k};
-            frc = g3_forward(s, q.ids[b] + done, &sg, 1, all ? G3_LOGITS_ALL : G3_LOGITS_LAST);
-            done += k;
-            if (done == q.plen[b]) next[b] = argmax(s->logits + (all ? (long)(k - 1) * V : 0), V);
-        }
-    // greedy decode, all sequences in one batched call per step; each generated token is fed
-    // back once, so its activations sit at its own position
-    for (int k = 0; k < N && !frc; k++) {
-        for (int b = 0; b < q.B; b++) {
-            q.ids[b][q.plen[b] + k] = next[b];
-            step[b] = next[b];
-            segs[b] = (G3Segment){b, q.plen[b] + k, 1};
-        }
-        frc = g3_forward(s, step, segs, q.B, G3_LOGITS_LAST);
-        for (int b = 0; b < q.B && !frc; b++) next[b] = argmax(s->logits + (long)b * V, V);
-    }
+    int frc = run(s, &q, N, all);
     double dt = g3_now() - t0;
-    free(next); free(segs); free(step);
-    if (frc) { cli_fail("trace", "%s", g3_error()); goto out; }
+    if (frc) {
+        const char *err = g3_error();
+        if (strstr(err, "non-finite logits")) cli_fail("trace", "%s; the model in %s produces them (do its weights hold NaN or inf?)", err, dir);
+        else cli_fail("trace", "%s", err);
+        goto out;
+    }
     char side[4200];
     sidecar_path(side, sizeof side, out);
     if (write_npz(out, compress, &q, N, T, &r) || write_sidecar(side, dir, c, &q, N, T, &r, tok, exact)) { cli_fail("trace", "%s", g3_error()); goto out; }

@@ -35,6 +35,15 @@ typedef struct {
     char fatal[512];           // an error that stops the job (non-finite logits), or ""
 } Run;
 
+// A broken model (non-finite logits) would fail every prompt alike: the job stops, naming the
+// prompt, the step and the model, and the failed prompts are not journaled (resume reruns them).
+static void set_fatal(Run *r, int i, int step, const char *msg) {
+    if (!r->fatal[0])
+        snprintf(r->fatal, sizeof r->fatal, "prompt %d, step %d: %s; the model in %s produces them (do its weights hold NaN or inf?)",
+                 r->orig[i] + 1, step, msg, r->job->model_dir ? r->job->model_dir : "?");
+    r->stop_all = 1;
+}
+
 static int32_t choose(void *ctx, int i, float *logits, const int32_t *hist, int nhist) {
     Run *r = ctx;
     r->stop_all = r->fatal[0] || (r->user_abort && *r->user_abort);
@@ -45,10 +54,7 @@ static int32_t choose(void *ctx, int i, float *logits, const int32_t *hist, int 
     }
     int t = g3_sampler_sample(r->pool[r->sampler_of[i]], logits, hist, nhist);
     if (t < 0) {  // non-finite logits: the model is broken, every prompt would fail alike
-        if (!r->fatal[0])
-            snprintf(r->fatal, sizeof r->fatal, "prompt %d, step %d: %s; the model in %s produces them (do its weights hold NaN or inf?)",
-                     r->orig[i] + 1, r->res[i].new_tokens + 1, g3_error(), r->job->model_dir ? r->job->model_dir : "?");
-        r->stop_all = 1;
+        set_fatal(r, i, nhist - r->res[i].prompt_tokens + 1, g3_error());  // res[i].new_tokens is filled at the end
         return 0;  // a placeholder: on_token ends the sequence before it is used
     }
     return t;
@@ -107,6 +113,8 @@ static void on_done(void *ctx, int i) {
     Run *r = ctx;
     G3GenResult *res = &r->res[i];
     if (r->sampler_of[i] >= 0) { r->pool_free[r->nfree++] = r->sampler_of[i]; r->sampler_of[i] = -1; }
+    // the engine checks the logits before choose: non-finite ones end the sequence here
+    if (res->stop == G3_STOP_ERROR && !strncmp(res->error, "non-finite logits", 17)) set_fatal(r, i, res->new_tokens + 1, res->error);
     if (res->stop == G3_STOP_ABORT || r->fatal[0]) return;  // not journaled: resume runs it again
     G3TextStream *ts = &r->ts[i];
     if (ts->text) g3_ts_finish(ts);
@@ -484,7 +492,8 @@ int g3_batch_run(const G3Model *m, const G3Tokenizer *tok, const G3BatchJob *job
     if (npend > 0) {
         int ctx = job->ctx ? job->ctx : G3_MIN(m->cfg.max_pos, longest + job->max_tokens);
         int B = G3_MAX(1, G3_MIN(job->batch_size, npend));
-        if (!(s = g3_state_new(m, B, ctx, G3_MIN(512, longest), job->fast, NULL))) goto out;
+        // rows per call: a prompt chunk, and at least one decoding row per slot
+        if (!(s = g3_state_new(m, B, ctx, G3_MAX(B, G3_MIN(512, longest)), job->fast, NULL))) goto out;
         r.res = g3_calloc((size_t)npend, sizeof *r.res);
         r.ts = g3_calloc((size_t)npend, sizeof *r.ts);
         r.sampler_of = g3_malloc((size_t)npend * sizeof *r.sampler_of);

@@ -1,4 +1,4 @@
-// generate.c: continuous batching over the KV-cache slots (see generate.h).
+// generate.c: g3_generate, a list of prompts through the engine (see generate.h).
 #include "generate.h"
 
 #include <stdio.h>
@@ -7,126 +7,90 @@
 
 #include "../base/base.h"
 
-const char *g3_stop_name(G3StopReason r) {
-    static const char *names[] = {"none", "eos", "stop_string", "max_tokens", "context", "aborted", "error"};
-    return (unsigned)r < G3_ARRAY_LEN(names) ? names[r] : "?";
-}
-
-static int32_t argmax(const float *x, int n) {
-    int32_t b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
-    return b;
-}
-
 typedef struct {
-    int prompt;     // index of the prompt in this slot, -1 if free
-    int32_t *hist;  // prompt + generated, capacity ctx
-    int nhist;
-    int32_t next;   // token to feed at the next step
-} Slot;
+    const G3GenOptions *o;
+    G3GenResult *res;
+    G3Engine *e;
+    int i;     // prompt index
+    int id;    // engine id while in the engine
+    int done;  // finished: its result is filled, its id may be released
+} Item;
 
-// Chooses a token for slot sl from logits and records it; returns 1 if the sequence ended.
-static int advance(G3State *s, const G3GenOptions *o, G3GenResult *res, Slot *sl, float *logits) {
-    int i = sl->prompt;
-    G3GenResult *r = &res[i];
-    int32_t tok = o->choose ? o->choose(o->ctx, i, logits, sl->hist, sl->nhist) : argmax(logits, s->m->cfg.vocab);
-    for (int k = 0; k < o->nstop; k++)
-        if (tok == o->stop_ids[k]) { r->stop = G3_STOP_EOS; return 1; }
-    r->ids[r->new_tokens++] = tok;
-    sl->hist[sl->nhist++] = tok;
-    sl->next = tok;
-    G3StopReason why = G3_STOP_STRING;
-    if (o->on_token && o->on_token(o->ctx, i, tok, &why)) { r->stop = why; return 1; }
-    if (r->new_tokens >= o->max_tokens) { r->stop = G3_STOP_MAX_TOKENS; return 1; }
-    if (sl->nhist >= s->ctx) { r->stop = G3_STOP_CONTEXT; return 1; }
-    return 0;
+static int32_t choose_cb(void *user, int id, float *logits, const int32_t *hist, int nhist) {
+    Item *it = user;
+    return it->o->choose(it->o->ctx, it->i, logits, hist, nhist);
 }
 
-static void finish(const G3GenOptions *o, int i) {
+static int on_token_cb(void *user, int id, int32_t tok, G3StopReason *why) {
+    Item *it = user;
+    return it->o->on_token(it->o->ctx, it->i, tok, why);
+}
+
+// The result is complete before the caller's on_done sees it (batch journals it there).
+static void on_done_cb(void *user, int id) {
+    Item *it = user;
+    G3GenResult *r = &it->res[it->i];
+    G3SeqInfo info;
+    if (g3_engine_read(it->e, id, &info) == 0) {
+        memcpy(r->ids, info.ids, (size_t)info.n * sizeof(int32_t));
+        r->new_tokens = info.n;
+        r->stop = info.stop;
+        snprintf(r->error, sizeof r->error, "%s", info.error);
+        r->prefill_s = info.prefill_s;
+        r->decode_s = info.decode_s;
+    }
+    it->done = 1;
+    if (it->o->on_done) it->o->on_done(it->o->ctx, it->i);
+}
+
+static void fail_early(const G3GenOptions *o, G3GenResult *r, int i, G3StopReason why, const char *msg) {
+    r->stop = why;
+    snprintf(r->error, sizeof r->error, "%s", msg);
     if (o->on_done) o->on_done(o->ctx, i);
 }
 
 int g3_generate(G3State *s, const int32_t *const *prompts, const int *lens, int n, const G3GenOptions *o, G3GenResult *res) {
-    const int V = s->m->cfg.vocab, B = s->nslots;
+    const int B = s->nslots, mt = G3_MAX(0, o->max_tokens);
     memset(res, 0, (size_t)n * sizeof *res);
-    Slot *slots = g3_calloc((size_t)B, sizeof *slots);
-    int32_t *tokens = g3_malloc((size_t)B * sizeof *tokens);
-    G3Segment *segs = g3_malloc((size_t)B * sizeof *segs);
-    int *seg_slot = g3_malloc((size_t)B * sizeof *seg_slot);
-    int rc = -1;
-    if (!slots || !tokens || !segs || !seg_slot) goto out;
-    for (int b = 0; b < B; b++) {
-        slots[b].prompt = -1;
-        if (!(slots[b].hist = g3_malloc((size_t)s->ctx * sizeof(int32_t)))) goto out;
+    for (int i = 0; i < n; i++) {
+        res[i].prompt_tokens = lens[i];
+        if (!(res[i].ids = g3_malloc((size_t)G3_MAX(mt, 1) * sizeof(int32_t)))) return -1;
     }
-    int next_prompt = 0, live = 0;
+    G3EngineOptions eo = {.max_queued = 2 * B};  // every prompt in flight may wait at first
+    G3Engine *e = g3_engine_new(s, &eo);
+    Item *items = g3_calloc((size_t)n + 1, sizeof *items);
+    int *flight = g3_malloc((size_t)2 * B * sizeof *flight);  // prompts in the engine
+    int rc = -1, next = 0, nflight = 0;
+    if (!e || !items || !flight) goto out;
     for (;;) {
-        // fill free slots with waiting prompts (each prefilled on its own: prompts differ in length)
-        for (int b = 0; b < B && next_prompt < n; b++) {
-            if (slots[b].prompt >= 0) continue;
-            while (next_prompt < n) {
-                int i = next_prompt++;
-                G3GenResult *r = &res[i];
-                r->prompt_tokens = lens[i];
-                r->ids = g3_malloc((size_t)(o->max_tokens > 0 ? o->max_tokens : 1) * sizeof(int32_t));
-                if (!r->ids) goto out;
-                if (o->abort && *o->abort) { r->stop = G3_STOP_ABORT; finish(o, i); continue; }
-                if (lens[i] < 1 || lens[i] >= s->ctx) {
-                    r->stop = G3_STOP_ERROR;
-                    snprintf(r->error, sizeof r->error, lens[i] < 1 ? "empty prompt" : "prompt of %d tokens leaves no room in a context of %d", lens[i], s->ctx);
-                    finish(o, i);
-                    continue;
-                }
-                g3_state_reset(s, b);
-                double t0 = g3_now();
-                if (g3_prefill(s, b, prompts[i], lens[i], NULL)) {
-                    r->stop = G3_STOP_ERROR;
-                    snprintf(r->error, sizeof r->error, "%s", g3_error());
-                    finish(o, i);
-                    continue;
-                }
-                r->prefill_s = g3_now() - t0;
-                Slot *sl = &slots[b];
-                sl->prompt = i;
-                memcpy(sl->hist, prompts[i], (size_t)lens[i] * sizeof(int32_t));
-                sl->nhist = lens[i];
-                if (o->max_tokens <= 0) { r->stop = G3_STOP_MAX_TOKENS; sl->prompt = -1; finish(o, i); continue; }
-                if (advance(s, o, res, sl, s->logits)) { sl->prompt = -1; finish(o, i); continue; }
-                live++;
-                break;
-            }
+        // B waiting beside the B live ones keep every slot busy; adding in prompt order keeps
+        // the admission order of the engine's queue
+        while (next < n && nflight < 2 * B) {
+            int i = next++;
+            Item *it = &items[i];
+            *it = (Item){o, res, e, i, -1, 0};
+            if (o->abort && *o->abort) { fail_early(o, &res[i], i, G3_STOP_ABORT, ""); continue; }
+            G3SeqParams p = {prompts[i], lens[i], mt, o->stop_ids, o->nstop, o->choose ? choose_cb : NULL, NULL,
+                             o->on_token ? on_token_cb : NULL, on_done_cb, it};
+            if ((it->id = g3_engine_add(e, &p)) < 0) { fail_early(o, &res[i], i, G3_STOP_ERROR, g3_error()); continue; }
+            flight[nflight++] = i;
         }
-        if (live == 0) {
-            if (next_prompt >= n) break;
-            continue;
+        if (nflight == 0) break;
+        if (g3_engine_step(e) < 0) goto out;
+        if (o->abort && *o->abort)
+            for (int k = 0; k < nflight; k++) g3_engine_cancel(e, items[flight[k]].id);
+        int keep = 0;
+        for (int k = 0; k < nflight; k++) {
+            Item *it = &items[flight[k]];
+            if (it->done) g3_engine_release(e, it->id);
+            else flight[keep++] = flight[k];
         }
-        // one decode step for every live sequence, as one batched forward pass
-        int nseg = 0;
-        for (int b = 0; b < B; b++) {
-            if (slots[b].prompt < 0) continue;
-            tokens[nseg] = slots[b].next;
-            segs[nseg] = (G3Segment){b, s->len[b], 1};
-            seg_slot[nseg++] = b;
-        }
-        double t0 = g3_now();
-        if (g3_forward(s, tokens, segs, nseg, G3_LOGITS_LAST)) goto out;
-        double dt = g3_now() - t0;
-        for (int k = 0; k < nseg; k++) {
-            Slot *sl = &slots[seg_slot[k]];
-            res[sl->prompt].decode_s += dt;
-            int done = advance(s, o, res, sl, s->logits + (long)k * V);
-            if (!done && o->abort && *o->abort) { res[sl->prompt].stop = G3_STOP_ABORT; done = 1; }
-            if (done) {
-                finish(o, sl->prompt);
-                sl->prompt = -1;
-                live--;
-            }
-        }
+        nflight = keep;
     }
     rc = 0;
 out:
-    if (slots)
-        for (int b = 0; b < B; b++) free(slots[b].hist);
-    free(slots); free(tokens); free(segs); free(seg_slot);
+    g3_engine_free(e);
+    free(items);
+    free(flight);
     return rc;
 }

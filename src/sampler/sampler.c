@@ -187,7 +187,7 @@ void g3_sample_penalties(float *logits, int vocab, const int32_t *window, int n,
     }
 }
 
-int g3_sample_greedy(const float *logits, int vocab) {
+int g3_argmax(const float *logits, int vocab) {
     // Block maxima are vector code; a block is only searched when it beats the best so far.
     int best = 0;
     float bv = -INFINITY;
@@ -438,7 +438,7 @@ const G3Candidates *g3_sampler_distribution(G3Sampler *s, float *logits, const i
     if (apply_penalties(s, logits, history, nhistory)) return NULL;
     G3Candidates *c = &s->cand;
     if (s->cfg.temperature <= 0) {
-        int id = g3_sample_greedy(logits, s->vocab);
+        int id = g3_argmax(logits, s->vocab);
         c->c[0] = (G3Candidate){id, logits[id], 1.0f};
         c->n = 1;
         c->sorted = 1;
@@ -474,7 +474,7 @@ int g3_sampler_sample(G3Sampler *s, float *logits, const int32_t *history, int n
     if (check_finite(logits, s->vocab)) return -1;
     if (apply_penalties(s, logits, history, nhistory)) return -1;
     const G3SamplerConfig *c = &s->cfg;
-    if (c->temperature <= 0) return g3_sample_greedy(logits, s->vocab);
+    if (c->temperature <= 0) return g3_argmax(logits, s->vocab);
     double u = g3_rng_uniform(&s->rng);  // exactly one draw per sampled token
     if ((c->top_k == 0 || c->top_k >= s->vocab) && c->top_p >= 1.0f && c->min_p <= 0.0f)
         return sample_whole_vocab(logits, s->vocab, 1.0f / c->temperature, u);

@@ -63,8 +63,10 @@ typedef struct {
 // counts: (vocab) scratch that must be all zero on entry; it is left all zero.
 void g3_sample_penalties(float *logits, int vocab, const int32_t *window, int n, float repeat,
                          float presence, float frequency, int32_t *counts);
-// Index of the largest logit, the lowest index among equals.
-int g3_sample_greedy(const float *logits, int vocab);
+// Index of the largest logit, the lowest index among equals: the one argmax of the project
+// (greedy decoding, the engine, trace, intervene). NaN logits are never chosen over a number
+// (the engine refuses non-finite logits before choosing).
+int g3_argmax(const float *logits, int vocab);
 // Fills out with the k best of logits[0..vocab), sorted, without sorting the rest: one pass that
 // keeps a heap of the k best seen so far and skips, 64 at a time, logits that cannot enter it.
 // k is clamped to [1, min(vocab, out->cap)]. p is left 0.
