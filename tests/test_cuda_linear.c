@@ -60,6 +60,11 @@ static void check_linear(G3Cuda *cu, G3DType wt, int T, int K, int N) {
     to_host(cu, got, dy, sizeof(float) * T * N);
     e = rel_err(got, ref, (long)T * N);
     CHECK(e < 1e-5, "linear %s T %d: rel err %.3g", tn, T, e);
+    poison(cu, dy, sizeof(float) * T * N);
+    CHECK(g3cu_linear(cu, dy, dx, dw, wt, T, K, N, G3CU_FAST) == 0, "%s", g3_error());
+    to_host(cu, got, dy, sizeof(float) * T * N);
+    e = rel_err(got, T > 4 && wt == G3_BF16 ? refb : ref, (long)T * N);
+    CHECK(all_finite(got, (long)T * N) && e < (T > 4 && wt != G3_BF16 ? 5e-3 : 1e-5), "linear fast %s T %d: rel err %.3g", tn, T, e);
     g3cu_free(cu, dx); g3cu_free(cu, dy); g3cu_free(cu, dw);
     free(x); free(wv); free(w); free(ref); free(refb); free(got);
 }

@@ -145,6 +145,65 @@ typedef struct {
     int N, K, per_layer;  // per_layer: how many of it a 1B decode step reads per layer (0: once)
 } Shape;
 
+// The linear layers of a whole 1B decode step (26 x (qkv, o, gate+up, down) + head, each
+// layer its own weights) captured in one CUDA graph and replayed: launch gaps as small as
+// they get without fusing kernels.
+static void bench_graph(G3Cuda *cu, const Shape *shapes) {
+    enum { L = 26 };
+    const int idx[4] = {0, 1, 2, 4};
+    void *w[L][4];
+    uint16_t *h = malloc((size_t)13824 * 1152 * 2);
+    for (size_t i = 0; i < (size_t)13824 * 1152; i++) h[i] = g3_f32_to_bf16(frand() * 0.05f);
+    double bytes = 0;
+    for (int l = 0; l < L; l++)
+        for (int j = 0; j < 4; j++) {
+            size_t b = (size_t)shapes[idx[j]].N * shapes[idx[j]].K * 2;
+            w[l][j] = dev_from(cu, h, b);
+            bytes += b;
+        }
+    free(h);
+    Ring head;
+    ring_new(&head, cu, 262144, 1152, 1);
+    bytes += 262144.0 * 1152 * 2;
+    float *x = dev_from(cu, NULL, sizeof(float) * 13824), *y = dev_from(cu, NULL, sizeof(float) * 262144);
+    g3cu_memset(cu, x, 0, sizeof(float) * 13824);
+    cudaStream_t st = (cudaStream_t)g3cu_stream(cu);
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    if (cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal) != cudaSuccess) { puts("graph capture failed"); return; }
+    for (int l = 0; l < L; l++)
+        for (int j = 0; j < 4; j++) g3cu_linear(cu, y, x, w[l][j], G3_BF16, 1, shapes[idx[j]].K, shapes[idx[j]].N, G3CU_FAST);
+    g3cu_linear(cu, y, x, head.w[0], G3_BF16, 1, 1152, 262144, G3CU_FAST);
+    if (cudaStreamEndCapture(st, &g) != cudaSuccess || cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) {
+        printf("graph capture failed: %s\n", g3_error());
+        return;
+    }
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    double t[ROUNDS];
+    cudaGraphLaunch(ge, st);
+    for (int r = 0; r < ROUNDS; r++) {
+        cudaEventRecord(e0, st);
+        for (int k = 0; k < 10; k++) cudaGraphLaunch(ge, st);
+        cudaEventRecord(e1, st);
+        g3cu_sync(cu);
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        t[r] = ms / 10;
+    }
+    qsort(t, ROUNDS, sizeof t[0], cmp_d);
+    printf("\n1B decode step's GEMVs in one CUDA graph (%d launches, %.0f MB): %.3f ms = %.0f GB/s: %.0f steps/s\n", L * 4 + 1,
+           bytes / 1e6, t[ROUNDS / 2], bytes / 1e6 / t[ROUNDS / 2], 1e3 / t[ROUNDS / 2]);
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    for (int l = 0; l < L; l++)
+        for (int j = 0; j < 4; j++) g3cu_free(cu, w[l][j]);
+    ring_free(&head);
+    g3cu_free(cu, x);
+    g3cu_free(cu, y);
+}
+
 int main(void) {
     G3Cuda *cu = cuda_test_start("bench_cuda");
     if (!cu) return 0;
@@ -187,11 +246,12 @@ int main(void) {
            " %.0f%% of the best copy (%.0f GB/s): at most %.0f tokens/s from the GEMVs\n\n",
            bytes, step, bytes / step, 100 * bytes / step / (copy_bw_max * 1e3), copy_bw_max * 1e3, 1e3 / step);
 
-    printf("small batches: the streaming kernel reads the weights once for T rows (effective weight GB/s)\n");
+    printf("small batches: effective weight GB/s, streaming kernel / cuBLAS bf16 (g3cu_linear's FAST mode\n"
+           "takes the streaming kernel up to T = %d, cuBLAS past it)\n", 4);
     printf("%-16s", "matrix");
     const int Ts[] = {1, 2, 4, 8, 16};
-    for (int k = 0; k < 5; k++) printf("   T=%-5d", Ts[k]);
-    printf("   cuBLAS T=16\n");
+    for (int k = 0; k < 5; k++) printf("      T=%-6d", Ts[k]);
+    printf("\n");
     const int sel[] = {2, 4, 5};
     for (int q = 0; q < 3; q++) {
         const Shape *sh = &shapes[sel[q]];
@@ -202,13 +262,14 @@ int main(void) {
         printf("%-16s", sh->name);
         for (int k = 0; k < 5; k++) {
             r.T = Ts[k];
-            printf(" %9.0f", mb / 1e3 / time_ms(cu, nbuf, op_stream, &r) * 1e3);
+            r.mode = G3CU_FAST;
+            double ts = time_ms(cu, nbuf, op_stream, &r), tb = time_ms(cu, nbuf, op_blas, &r);
+            printf("   %5.0f/%-5.0f", mb / ts, mb / tb);
         }
-        r.T = 16;
-        r.mode = G3CU_FAST;
-        printf(" %12.0f\n", mb / 1e3 / time_ms(cu, nbuf, op_blas, &r) * 1e3);
+        printf("\n");
         ring_free(&r);
     }
+    bench_graph(cu, shapes);
 
     printf("\nprefill products through cuBLAS, T = 512 (TFLOP/s)\n");
     for (int q = 0; q < 2; q++) {

@@ -58,8 +58,9 @@ int g3cu_sync(G3Cuda *cu);
 int g3cu_reserve(G3Cuda *cu, size_t bytes);
 
 // ---- matrix products ----
-// y[T, N] = x[T, K] . w[N, K]^T, w of type wt. T <= 16: the weight-streaming kernel (each
-// weight byte read once for all T rows, 16-byte loads), exact; T > 16: cuBLAS (mode).
+// y[T, N] = x[T, K] . w[N, K]^T, w of type wt. Few rows (T <= 4 in FAST mode, T <= 16 in
+// EXACT): the weight-streaming kernel (each weight byte read once for all T rows, 16-byte
+// loads), exact; more: cuBLAS in the given mode.
 int g3cu_linear(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, G3CuMode mode);
 // The two paths on their own (tests and benchmarks compare them): the streaming kernel
 // for any T (in passes of 16 rows past 16), and the cuBLAS path for any T.

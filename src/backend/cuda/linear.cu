@@ -183,8 +183,15 @@ extern "C" int g3cu_linear_stream(G3Cuda *cu, float *y, const float *x, const vo
     }
 }
 
+// Which path: measured on an H100 (docs/gpu-notes.md), the streaming kernel matches the copy
+// bandwidth at T = 1-2 and holds cuBLAS's bf16 rate to T = 4; past that its f32 arithmetic
+// (T products per weight, exact) is the limit and cuBLAS's tensor cores win, so FAST hands
+// over there. EXACT keeps the streaming kernel to T = 16: its cuBLAS path must first widen
+// bf16 weights to f32, which costs more than the arithmetic it saves.
+enum { FAST_MAX_T = 4 };
+
 extern "C" int g3cu_linear(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N,
                            G3CuMode mode) {
-    if (T <= TTMAX) return g3cu_linear_stream(cu, y, x, w, wt, T, K, N);
+    if (T <= (mode == G3CU_FAST ? (int)FAST_MAX_T : (int)TTMAX)) return g3cu_linear_stream(cu, y, x, w, wt, T, K, N);
     return g3cu_linear_blas(cu, y, x, w, wt, T, K, N, mode);
 }
