@@ -16,10 +16,11 @@ timeout 120 "$B/cuda/bench_cuda" >"$O/bench.log" 2>&1; echo "bench: exit $?"
 cat "$O/bench.log"
 for tool in memcheck racecheck; do
     for t in $T; do
-        # racecheck cannot follow the TMA/mbarrier synchronisation of cuBLAS's own Hopper
-        # kernels (nvjet_*) and reports hazards inside them: it checks ours only
-        ex=; [ $tool = racecheck ] && ex="--kernel-name-exclude kns=nvjet"
-        timeout 150 "$CS" --tool $tool $ex --error-exitcode 3 "$B/$t" >"$O/${tool}_$t.log" 2>&1
+        timeout 150 "$CS" --tool $tool --error-exitcode 3 "$B/$t" >"$O/${tool}_$t.log" 2>&1
         echo "$tool $t: exit $? -- $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$O/${tool}_$t.log" | tail -1)"
+        # racecheck cannot follow the TMA/mbarrier synchronisation of cuBLAS's own Hopper
+        # kernels (nvjet_*) and reports hazards inside them; what counts is the rest. (Excluding
+        # them with --kernel-name-exclude made the sanitizer itself fail: docs/gpu-notes.md.)
+        [ $tool = racecheck ] && echo "  reports outside cuBLAS's kernels: $(grep 'Race reported' "$O/${tool}_$t.log" | grep -vc nvjet)"
     done
 done
