@@ -13,6 +13,28 @@ CFLAGS  ?= $(OPT) -g
 ALLFLAGS = -std=c11 -D_GNU_SOURCE -fopenmp -fno-math-errno -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -Wno-missing-field-initializers -Werror=implicit-function-declaration -Iinclude -Isrc $(CFLAGS)
 LDLIBS   = -fopenmp -lm -lpthread -lz
 
+# CUDA (issue 16): `make CUDA=1` also compiles src/backend/cuda/*.cu with nvcc into the same
+# library (objects under build/cuda, so a CPU build and a CUDA build share a checkout) and
+# links cudart, cuBLAS and cuBLASLt; G3_CUDA is then defined for every C file. Off unless
+# asked for: nothing calls the GPU kernels yet, and nvcc would slow every build where it is
+# installed. `make cuda-check` (CI) compiles them and runs the GPU tests, which say
+# "skipped: no GPU" where there is none; `make CUDA=1 cuda-bench` measures on a GPU.
+CUDA      ?= 0
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc)))
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+# sm_90 machine code for Hopper (H100/H200), and PTX of sm_80 that the driver compiles for
+# any other card from Ampere on.
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
+NVCCFLAGS  = -O3 -std=c++17 -lineinfo $(CUDA_ARCH) -DG3_CUDA=1 -Iinclude -Isrc -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+             -Werror all-warnings
+ifeq ($(CUDA),1)
+ifeq ($(SAN),1)
+BUILD   ?= build/cuda-san
+else
+BUILD   ?= build/cuda
+endif
+endif
+
 # BUILD and BIN may be overridden so that several builds can share one checkout.
 ifeq ($(SAN),1)
 BUILD   ?= build/san
@@ -33,8 +55,17 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB      := $(BUILD)/libgemma3.a
+ifeq ($(CUDA),1)
+CU_SRC   := $(sort $(wildcard src/backend/cuda/*.cu))
+CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
+LIB_OBJ  += $(CU_OBJ)
+ALLFLAGS += -DG3_CUDA=1 -I$(CUDA_HOME)/include
+# the runtime linked statically (one library less to find at run time); cuBLAS found by rpath
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcublasLt -lcudart_static -ldl -lrt -lstdc++
+endif
+CUDA_TESTS := $(filter $(BUILD)/tests/test_cuda_%,$(TESTS))
 
-.PHONY: all deps test test-san bench run fuzz clean
+.PHONY: all deps test test-san bench run fuzz clean cuda-check cuda-build cuda-test cuda-bench
 all: $(BIN) $(LIB)
 
 # `gemma3 --version` names the git commit and the flags of the build: main.o alone gets them,
@@ -52,6 +83,10 @@ deps:
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -83,6 +118,29 @@ run: deps $(BIN)
 
 fuzz: deps
 	@scripts/fuzz.sh
+
+# The GPU tests alone (with CUDA=1; each prints "skipped: no GPU" where there is none).
+cuda-test: $(CUDA_TESTS)
+	@test "$(CUDA)" = 1 || { echo "cuda-test: needs CUDA=1"; exit 1; }
+	@BIN=$(BIN) BUILD=$(BUILD) tests/run.sh $(CUDA_TESTS)
+
+# CI's check that the CUDA code still compiles (nvcc present, no GPU needed).
+cuda-check:
+	@test -x "$(NVCC)" || { echo "cuda-check: nvcc not found (put it on PATH or set CUDA_HOME)"; exit 1; }
+	$(MAKE) CUDA=1 cuda-build
+	$(MAKE) CUDA=1 cuda-test
+
+cuda-build: $(CUDA_TESTS) $(BUILD)/tests/cuda/bench_cuda
+$(CUDA_TESTS) $(BUILD)/tests/cuda/bench_cuda: tests/cuda/cuda_test.h
+
+# GEMV bandwidth against the card's copy bandwidth, and the other kernels' speeds (a GPU run).
+$(BUILD)/tests/cuda/bench_cuda: tests/cuda/bench_cuda.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -Itests $< $(LIB) $(LDLIBS) -o $@
+
+cuda-bench: $(BUILD)/tests/cuda/bench_cuda
+	@test "$(CUDA)" = 1 || { echo "cuda-bench: needs CUDA=1"; exit 1; }
+	$(BUILD)/tests/cuda/bench_cuda
 
 clean:
 	rm -rf build gemma3

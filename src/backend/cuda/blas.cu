@@ -1,0 +1,108 @@
+// blas.cu: the large products through cuBLAS (prefill's linear layers, training's GEMMs).
+// Why cuBLAS here and not a kernel of our own: past a few dozen rows a product is bound by
+// arithmetic, and cuBLAS's Hopper kernels (wgmma, TMA) run bf16 near the tensor cores' rate;
+// what we add is only the conversion of operands into the types those kernels take:
+//   FAST:  activations rounded to bf16 (to nearest even, as the CPU's g3_f32_to_bf16), bf16
+//          weights used as stored, f32 accumulate (CUBLAS_COMPUTE_32F);
+//   EXACT: f32 operands with TF32 off (CUBLAS_COMPUTE_32F under CUBLAS_DEFAULT_MATH): bf16/f16
+//          weights are widened (exactly) into f32 scratch a slab of rows at a time, so the
+//          scratch stays bounded (64 MiB) whatever the matrix.
+// cuBLAS is column-major: row-major y[T, N] = x[T, K] w[N, K]^T is column-major
+// y^T[N, T] = w^T (w read transposed) times x^T, so the calls below name w first.
+#include "common.cuh"
+
+enum { SLAB_FLOATS = 16 << 20 };
+
+// f32 -> bf16 bits, round to nearest even, NaN kept NaN: the CPU's g3_f32_to_bf16.
+__device__ __forceinline__ uint16_t to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+__global__ void round_bf16_k(uint16_t *__restrict__ o, const float *__restrict__ x, long n) {
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) o[i] = to_bf16(x[i]);
+}
+
+template <typename WT>
+__global__ void widen_k(float *__restrict__ o, const void *__restrict__ w, long n) {
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) o[i] = Chunk<WT>::one(w, i);
+}
+
+static int grid_for(G3Cuda *cu, long n) {
+    long b = (n + 255) / 256, cap = (long)cu->sms * 8;
+    return (int)(b < cap ? b : cap);
+}
+
+static int round_bf16(G3Cuda *cu, uint16_t *o, const float *x, long n) {
+    round_bf16_k<<<grid_for(cu, n), 256, 0, cu->stream>>>(o, x, n);
+    return g3cu_launched("round to bf16");
+}
+
+static int widen(G3Cuda *cu, float *o, const void *w, G3DType wt, long n) {
+    if (wt == G3_BF16) widen_k<Bf16><<<grid_for(cu, n), 256, 0, cu->stream>>>(o, w, n);
+    else widen_k<F16><<<grid_for(cu, n), 256, 0, cu->stream>>>(o, w, n);
+    return g3cu_launched("widen weights");
+}
+
+static int blas_ok(cublasStatus_t st, const char *what) {
+    return st == CUBLAS_STATUS_SUCCESS ? 0 : g3_errorf("cuda %s: cuBLAS status %d", what, (int)st);
+}
+
+extern "C" int g3cu_linear_blas(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N,
+                                G3CuMode mode) {
+    if (T < 1 || K < 1 || N < 1) return g3_errorf("cuda linear: bad shape T %d, K %d, N %d", T, K, N);
+    if (wt != G3_F32 && wt != G3_BF16 && wt != G3_F16) return g3_errorf("cuda linear: no kernel for weights of type %s", g3_dtype_name(wt));
+    const float one = 1.f, zero = 0.f;
+    if (mode == G3CU_FAST && wt == G3_BF16) {
+        uint16_t *xb = (uint16_t *)g3cu_scratch(cu, (size_t)T * K * 2);
+        if (!xb || round_bf16(cu, xb, x, (long)T * K)) return -1;
+        return blas_ok(cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w, CUDA_R_16BF, K, xb, CUDA_R_16BF, K,
+                                    &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                       "linear (bf16)");
+    }
+    // f32 products: TF32 only when FAST asks for it (f32 or f16 weights)
+    const cublasComputeType_t ct = mode == G3CU_FAST ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    if (wt == G3_F32)
+        return blas_ok(cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w, CUDA_R_32F, K, x, CUDA_R_32F, K, &zero,
+                                    y, CUDA_R_32F, N, ct, CUBLAS_GEMM_DEFAULT),
+                       "linear (f32)");
+    const int esz = 2;
+    long slab = SLAB_FLOATS / K;
+    if (slab < 1) slab = 1;
+    if (slab > N) slab = N;
+    float *wf = (float *)g3cu_scratch(cu, (size_t)slab * K * sizeof(float));
+    if (!wf) return -1;
+    for (long n0 = 0; n0 < N; n0 += slab) {
+        const int nn = (int)(N - n0 < slab ? N - n0 : slab);
+        if (widen(cu, wf, (const char *)w + n0 * K * esz, wt, (long)nn * K)) return -1;
+        if (blas_ok(cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, nn, T, K, &one, wf, CUDA_R_32F, K, x, CUDA_R_32F, K, &zero,
+                                 y + n0, CUDA_R_32F, N, ct, CUBLAS_GEMM_DEFAULT),
+                    "linear (widened weights)"))
+            return -1;
+    }
+    return 0;
+}
+
+extern "C" int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C,
+                         int accumulate, G3CuMode mode) {
+    if (M < 1 || N < 1 || K < 1) return g3_errorf("cuda gemm: bad shape M %d, N %d, K %d", M, N, K);
+    // column-major C^T[N, M] = op(B)^T op(A)^T; a row-major matrix read column-major is its transpose
+    const cublasOperation_t ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N, oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int ldb = tb ? K : N, lda = ta ? M : K;
+    const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+    if (mode == G3CU_FAST) {
+        const long na = (long)M * K, nb = (long)K * N;
+        uint16_t *ab = (uint16_t *)g3cu_scratch(cu, (size_t)(na + nb + 8) * 2);
+        if (!ab) return -1;
+        uint16_t *bb = ab + ((na + 7) & ~7L);  // 16-byte aligned for the tensor cores
+        if (round_bf16(cu, ab, A, na) || round_bf16(cu, bb, B, nb)) return -1;
+        return blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, bb, CUDA_R_16BF, ldb, ab, CUDA_R_16BF, lda, &beta, C,
+                                    CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                       "gemm (bf16)");
+    }
+    return blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F,
+                                N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                   "gemm (f32)");
+}

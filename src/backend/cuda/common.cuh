@@ -1,0 +1,104 @@
+// common.cuh: what every CUDA file of the backend shares: the context, error reporting,
+// 16-byte weight loads with their conversion to f32, and warp reductions. Internal to
+// src/backend/cuda (the interface is g3cuda.h).
+#ifndef G3_CUDA_COMMON_CUH
+#define G3_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "g3cuda.h"
+
+extern "C" int g3_errorf(const char *fmt, ...);
+
+struct G3Cuda {
+    int dev, sms;
+    char name[256];
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    void *scratch;  // grown on demand (g3cu_scratch), shared by the ops of one stream
+    size_t scratch_bytes;
+    void *blas_ws;  // cuBLAS's own workspace, fixed so that its calls can be captured in graphs
+};
+
+// Scratch of at least `bytes` (NULL + error): valid until the next op that asks for scratch.
+void *g3cu_scratch(G3Cuda *cu, size_t bytes);
+
+// Reports a failed launch by the kernel's name (the launch error; faults inside the kernel
+// surface at the next sync).
+static inline int g3cu_launched(const char *what) {
+    cudaError_t e = cudaGetLastError();
+    return e == cudaSuccess ? 0 : g3_errorf("cuda %s: %s", what, cudaGetErrorString(e));
+}
+static inline int g3cu_check(cudaError_t e, const char *what) {
+    return e == cudaSuccess ? 0 : g3_errorf("cuda %s: %s", what, cudaGetErrorString(e));
+}
+
+// ---- weights: one 16-byte chunk in, E floats out ----
+// bf16 is the top half of an f32, so widening is a shift (exact); f16 through the hardware
+// conversion (exact too). Weight loads bypass L1 (read once: they would only evict x).
+template <typename WT> struct Chunk;
+struct Bf16 {};
+struct F16 {};
+template <> struct Chunk<float> {
+    enum { E = 4 };
+    static __device__ __forceinline__ void widen(const uint4 u, float *o) {
+        o[0] = __uint_as_float(u.x); o[1] = __uint_as_float(u.y);
+        o[2] = __uint_as_float(u.z); o[3] = __uint_as_float(u.w);
+    }
+    static __device__ __forceinline__ float one(const void *p, long i) { return ((const float *)p)[i]; }
+};
+template <> struct Chunk<Bf16> {
+    enum { E = 8 };
+    static __device__ __forceinline__ void widen(const uint4 u, float *o) {
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) { o[2 * i] = __uint_as_float(w[i] << 16); o[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u); }
+    }
+    static __device__ __forceinline__ float one(const void *p, long i) {
+        return __uint_as_float((uint32_t)((const uint16_t *)p)[i] << 16);
+    }
+};
+template <> struct Chunk<F16> {
+    enum { E = 8 };
+    static __device__ __forceinline__ void widen(const uint4 u, float *o) {
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            __half2 h = *(const __half2 *)&w[i];
+            float2 f = __half22float2(h);
+            o[2 * i] = f.x; o[2 * i + 1] = f.y;
+        }
+    }
+    static __device__ __forceinline__ float one(const void *p, long i) { return __half2float(((const __half *)p)[i]); }
+};
+
+// A 16-byte load that does not allocate in L1 (streamed weights), through the read-only path.
+static __device__ __forceinline__ uint4 ld_stream(const void *p) {
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+
+static __device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+static __device__ __forceinline__ double warp_sum_d(double v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+static __device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+static inline int g3cu_blocks(long n, int per) { return (int)((n + per - 1) / per); }
+
+#endif

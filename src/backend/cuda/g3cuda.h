@@ -1,0 +1,133 @@
+// g3cuda.h: the CUDA kernels of gemma3.c behind a plain C interface (no CUDA types here, so
+// gcc-built code and tests include it as is). This is the groundwork of issue 16: each entry
+// point is one op of the backend table of issue 14 (src/backend/backend.h), computed on the
+// GPU over device pointers, queued on the context's stream. It is built only with `make
+// CUDA=1` (G3_CUDA is then defined); nothing in the CPU build refers to it.
+//
+// Conventions, as kernels.h: output first, dimensions last; T rows of activations, K the
+// reduced dimension, N output features; weights [N, K] row-major in their stored type (F32,
+// BF16, F16), used in place. Activations are f32. Norm weights are stored WITHOUT Gemma's 1
+// (the op adds it). Every function returns 0, or -1 with g3_errorf naming the op and what
+// was wrong; launches are asynchronous, so a fault inside a kernel shows at the next
+// g3cu_sync (or download), which reports it.
+#ifndef G3_CUDA_H
+#define G3_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {  // dtype.h too: its functions are C's
+#endif
+
+#include "../../tensor/dtype.h"
+
+typedef struct G3Cuda G3Cuda;
+
+// EXACT: f32 products and sums (bf16/f16 weights widened exactly; cuBLAS with TF32 off), the
+// GPU twin of the CPU's exact mode. FAST: large products on bf16 tensor cores (activations
+// rounded to bf16, f32 accumulate), the twin of the CPU's fast mode; small-T products are
+// exact in both modes (they are bound by reading the weights, not by arithmetic).
+typedef enum { G3CU_EXACT = 0, G3CU_FAST = 1 } G3CuMode;
+
+// ---- device and memory ----
+// Number of usable CUDA devices; 0 when there is no GPU or no driver (never an error).
+int g3cu_device_count(void);
+// A context on device dev: its own stream, cuBLAS handle and scratch. NULL + g3_errorf.
+G3Cuda *g3cu_new(int dev);
+void g3cu_delete(G3Cuda *cu);
+const char *g3cu_device_name(const G3Cuda *cu);
+int g3cu_sm_count(const G3Cuda *cu);
+// Free and total device memory in bytes (-1 + g3_errorf on failure).
+int g3cu_mem_info(G3Cuda *cu, size_t *free_bytes, size_t *total_bytes);
+// The context's cudaStream_t, for callers that capture CUDA graphs or time with events.
+void *g3cu_stream(G3Cuda *cu);
+// Device memory; NULL + g3_errorf naming what was asked and what is free.
+void *g3cu_malloc(G3Cuda *cu, size_t bytes);
+void g3cu_free(G3Cuda *cu, void *p);
+// Host -> device (src may be reused on return), device -> host (complete on return, after
+// everything queued before it), device -> device (queued).
+int g3cu_upload(G3Cuda *cu, void *dst, const void *src, size_t bytes);
+int g3cu_download(G3Cuda *cu, void *dst, const void *src, size_t bytes);
+int g3cu_copy(G3Cuda *cu, void *dst, const void *src, size_t bytes);
+int g3cu_memset(G3Cuda *cu, void *dst, int byte, size_t bytes);
+// Waits for everything queued; reports a fault of any kernel since the last sync.
+int g3cu_sync(G3Cuda *cu);
+// Makes sure the context's scratch holds at least `bytes` (ops grow it on demand, but not
+// while a CUDA graph is being captured: reserve before capturing).
+int g3cu_reserve(G3Cuda *cu, size_t bytes);
+
+// ---- matrix products ----
+// y[T, N] = x[T, K] . w[N, K]^T, w of type wt. Few rows (T <= 4 in FAST mode, T <= 16 in
+// EXACT): the weight-streaming kernel (each weight byte read once for all T rows, 16-byte
+// loads), exact; more: cuBLAS in the given mode.
+int g3cu_linear(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, G3CuMode mode);
+// The two paths on their own (tests and benchmarks compare them): the streaming kernel
+// for any T (in passes of 16 rows past 16), and the cuBLAS path for any T.
+int g3cu_linear_stream(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N);
+int g3cu_linear_blas(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, G3CuMode mode);
+// C[M, N] (+)= op(A) . op(B), row-major f32 as g3_sgemm: A [M, K] (ta = 0) or [K, M] (ta = 1),
+// B [K, N] (tb = 0) or [N, K] (tb = 1). FAST rounds A and B to bf16 (training's bf16 mode).
+int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
+              G3CuMode mode);
+
+// ---- row-wise ops ----
+// y[rows][n] = x / sqrt(mean(x^2) + eps) * (1 + w); y may alias x.
+int g3cu_rmsnorm(G3Cuda *cu, float *y, const float *x, const float *w, int rows, int n, float eps);
+// The residual step between sublayers, fused: x += rmsnorm(t, w_post); then, if w_next,
+// xn = rmsnorm(x, w_next) (the next sublayer's input norm). t may alias xn.
+int g3cu_add_rmsnorm(G3Cuda *cu, float *x, float *xn, const float *t, const float *w_post, const float *w_next, int rows,
+                     int n, float eps);
+// cos/sin[rows][hd/2] for positions pos[rows] (device): angle = pos / scale * base^(-2d/hd), in
+// double, as g3_rope_angles.
+int g3cu_rope_tables(G3Cuda *cu, float *cos, float *sin, const int32_t *pos, int rows, int hd, double base, double scale);
+// Per head of q[rows][nh * hd] and k[rows][nkv * hd]: RMSNorm with (1 + qw) / (1 + kw) (QK-norm;
+// skipped where the weight is NULL), then RoPE "rotate half" (dim d pairs with d + hd/2) by
+// cos/sin[rows][hd/2] (skipped when cos is NULL). One pass over q and k.
+int g3cu_qk_norm_rope(G3Cuda *cu, float *q, float *k, const float *qw, const float *kw, const float *cos, const float *sin,
+                      int rows, int nh, int nkv, int hd, float eps);
+// g[i] = gelu(g[i]) * u[i] (tanh approximation, or the erf form).
+int g3cu_geglu(G3Cuda *cu, float *g, const float *u, long n, int erf_form);
+// x[rows][C] = E[tokens[r]] * scale (E [vocab, C] of type et; a token outside [0, vocab)
+// gives a zero row: the host checks ids before they get here).
+int g3cu_embed(G3Cuda *cu, float *x, const void *E, G3DType et, const int32_t *tokens, int rows, int C, int vocab,
+               float scale);
+int g3cu_add(G3Cuda *cu, float *y, const float *x, long n);              // y += x
+int g3cu_softcap(G3Cuda *cu, float *x, long n, float cap);              // x = tanh(x / cap) * cap
+// out[r] = the first index of the largest of x[r][0 .. n) (as the CPU's argmax).
+int g3cu_argmax(G3Cuda *cu, int32_t *out, const float *x, int rows, int n);
+
+// ---- attention over the KV cache ----
+// The cache of one layer: kc/vc [slots][nkv][cap][hd] f32; position p of a slot lives at ring
+// index p % cap (cap = the context on global layers, min(context, window) on sliding ones),
+// as on the CPU. One row of a call: the slot it belongs to, its position, and its segment
+// (the call's rows row0 .. row0 + n - 1 are the segment's consecutive positions). Keys
+// before the segment come from the cache, the segment's own from this call's k/v rows.
+typedef struct {
+    int32_t seq, pos, row0, n;
+} G3CuRow;
+typedef struct {
+    int nh, nkv, hd;  // query heads, kv heads, head dim (hd a multiple of 32, at most 256)
+    int cap;          // positions per (slot, kv head) in the cache
+    int window;       // sliding window (keys p - window < kp <= p); 0: global (causal only)
+    float scale;      // score scale (1 / sqrt(query_pre_attn_scalar))
+    float softcap;    // scores = tanh(s / softcap) * softcap when > 0 (Gemma 2)
+} G3CuAttn;
+// out[rows][nh * hd] for q[rows][nh * hd], k/v[rows][nkv * hd], rows described by meta[rows]
+// (device memory). Split-K over the keys (flash-decoding): max_keys, the most keys a row sees
+// (or a bound on it: the context, for a graph replayed at growing lengths), sets the split.
+int g3cu_attn_decode(G3Cuda *cu, float *out, const float *q, const float *k, const float *v, const float *kc,
+                     const float *vc, const G3CuRow *meta, int rows, int max_keys, const G3CuAttn *a);
+// The same for one segment of n rows (slot seq, positions pos0 .. pos0 + n - 1, the call's rows
+// row0 ..), tiled over query rows and keys (prefill): q/k/v/out point at the call's row 0.
+int g3cu_attn_prefill(G3Cuda *cu, float *out, const float *q, const float *k, const float *v, const float *kc,
+                      const float *vc, int row0, int n, int seq, int pos0, const G3CuAttn *a);
+// Appends the call's k/v rows to the cache (after attention has read it; a segment longer
+// than cap keeps its newest cap positions).
+int g3cu_kv_append(G3Cuda *cu, float *kc, float *vc, const float *k, const float *v, const G3CuRow *meta, int rows,
+                   const G3CuAttn *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
