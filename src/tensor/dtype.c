@@ -3,6 +3,8 @@
 
 #include <stddef.h>
 
+#include "quant.h"
+
 // ---- row converters: the scalar references behind the traits ----
 
 static void f32_to_f32(float *dst, const void *src, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
@@ -55,6 +57,9 @@ static const G3TypeTraits traits[G3_DTYPE_COUNT] = {
     [G3_I32] =  {"I32",   1,    4,    0,    0,        i32_to_f32,  NULL},
     [G3_U8] =   {"U8",    1,    1,    0,    0,        u8_to_f32,   NULL},
     [G3_I8] =   {"I8",    1,    1,    0,    0,        i8_to_f32,   NULL},
+    // ggml's blocks (quant.h): no linear kernel yet, so the loader refuses them by name
+    [G3_Q8_0] = {"Q8_0",  32,   34,   1,    0,        g3_q8_0_to_f32, g3_q8_0_from_f32},
+    [G3_Q4_0] = {"Q4_0",  32,   18,   1,    0,        g3_q4_0_to_f32, g3_q4_0_from_f32},
 };
 
 const G3TypeTraits *g3_type(G3DType t) { return (unsigned)t < G3_DTYPE_COUNT ? &traits[t] : NULL; }
