@@ -178,7 +178,13 @@ static void test_types(void) {
     free(lb);
     free(ids);
     st_close(&exp);
+    // Q8_0 and Q4_0: read as stored, run by the CPU's scalar kernel, logits near the f32 ones
+    // within 5x each type's relative RMS weight error (test_quant: 3.8e-3 and 6.4e-2); the tiny
+    // random fixture amplifies weight noise about 3x into the logits (F16 too: 2.4e-4 -> 4.8e-4)
     const G3DType q[] = {G3_Q8_0, G3_Q4_0};
+    const double tol[] = {2e-2, 3.2e-1};
+    fixture_open(&exp, fx);
+    T = fixture_ids(&exp, "input_ids", &ids);
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s/%s.gguf", tmp, g3_dtype_name(q[i]));
         CHECK(fixture_to_gguf(fx, path, q[i], NULL) == 0, "%s", g3_error());
@@ -188,14 +194,20 @@ static void test_types(void) {
         CHECK(t && t->type == q[i] && t->ne[0] == 96 && t->ne[1] == 256 && t->nbytes == 256 * 3 * g3_type(q[i])->block_bytes,
               "%s tensor as read", g3_dtype_name(q[i]));
         gguf_close(&g);
-        G3Model m;
-        CHECK(g3_model_load(&m, path) == -1 && strstr(g3_error(), g3_dtype_name(q[i])) && strstr(g3_error(), "token_embd.weight") == NULL &&
-                  strstr(g3_error(), "model.") && strstr(g3_error(), "no CPU linear kernel"),
-              "%s: %s", g3_dtype_name(q[i]), g3_error());
-        CHECK(sh("%s forward --model %s --ids 2,5 >/dev/null 2>%s/err.txt", getenv("BIN") ? getenv("BIN") : "./gemma3", path, tmp) == 1 &&
-                  sh("grep -q '%s' %s/err.txt", g3_dtype_name(q[i]), tmp) == 0,
-              "%s: forward should exit 1 naming the type", g3_dtype_name(q[i]));
+        la = logits_of("tests/fixtures/gemma3-tiny-f32", ids, T, &V1);
+        lb = logits_of(path, ids, T, &V2);
+        if (la && lb) {
+            double e = rel_err(lb, la, (long)T * V1);
+            CHECK(e <= tol[i], "%s GGUF logits rel err %.3g (tolerance %g)", g3_dtype_name(q[i]), e, tol[i]);
+            printf("%-32s %s GGUF vs F32 logits rel err %.2e\n", fx, g3_dtype_name(q[i]), e);
+        }
+        free(la);
+        free(lb);
+        CHECK(sh("%s forward --model %s --ids 2,5,9 >/dev/null 2>&1", getenv("BIN") ? getenv("BIN") : "./gemma3", path) == 0,
+              "%s: forward runs", g3_dtype_name(q[i]));
     }
+    free(ids);
+    st_close(&exp);
 }
 
 // The CLI on a GGUF file: the same logits as on the fixture folder.

@@ -11,14 +11,15 @@
 
 #include "base/base.h"
 #include "check.h"
+#include "backend/backend.h"
 #include "io/safetensors.h"
 #include "tensor/quant.h"
 
 static void test_table(void) {
     const G3TypeTraits *q8 = g3_type(G3_Q8_0), *q4 = g3_type(G3_Q4_0);
-    CHECK(q8 && !strcmp(q8->name, "Q8_0") && q8->block == 32 && q8->block_bytes == (int)sizeof(G3BlockQ8_0) && q8->is_float && q8->linear_backends == 0,
+    CHECK(q8 && !strcmp(q8->name, "Q8_0") && q8->block == 32 && q8->block_bytes == (int)sizeof(G3BlockQ8_0) && q8->is_float && q8->linear_backends == 1u << G3_BACKEND_CPU,
           "Q8_0 traits");
-    CHECK(q4 && !strcmp(q4->name, "Q4_0") && q4->block == 32 && q4->block_bytes == (int)sizeof(G3BlockQ4_0) && q4->is_float && q4->linear_backends == 0,
+    CHECK(q4 && !strcmp(q4->name, "Q4_0") && q4->block == 32 && q4->block_bytes == (int)sizeof(G3BlockQ4_0) && q4->is_float && q4->linear_backends == 1u << G3_BACKEND_CPU,
           "Q4_0 traits");
     CHECK(g3_type_row_bytes(G3_Q8_0, 64) == 68 && g3_type_row_bytes(G3_Q4_0, 96) == 54 && g3_type_row_bytes(G3_Q8_0, 0) == 0, "whole blocks");
     CHECK(g3_type_row_bytes(G3_Q8_0, 33) == -1 && g3_type_row_bytes(G3_Q4_0, 31) == -1 && g3_type_bytes(G3_Q4_0, 48) == -1, "partial blocks");
@@ -120,6 +121,42 @@ static void test_nonfinite(void) {
     CHECK(1, "non-finite input quantized");
 }
 
+// The CPU backend's linear over quantized weights against a double-precision product of the
+// dequantized weights (to_f32, the reference), at odd shapes, on both sides of the threading
+// threshold, in every mode (all take f32 activations).
+static void test_linear(void) {
+    G3Backend *be = g3_backend_cpu();
+    const struct { int N, K, R; } shapes[] = {{7, 96, 1}, {5, 32, 13}, {67, 1024, 3}, {33, 160, 9}};
+    const G3DType types[] = {G3_Q8_0, G3_Q4_0};
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            const int N = shapes[si].N, K = shapes[si].K, R = shapes[si].R;
+            const G3TypeTraits *tt = g3_type(types[ti]);
+            float *wf = malloc((size_t)N * K * 4), *wd = malloc((size_t)N * K * 4), *x = malloc((size_t)R * K * 4);
+            float *y = malloc((size_t)R * N * 4), *want = malloc((size_t)R * N * 4);
+            int64_t rb = g3_type_row_bytes(types[ti], K);
+            uint8_t *q = malloc((size_t)(N * rb));
+            for (long i = 0; i < (long)N * K; i++) wf[i] = uniform();
+            for (long i = 0; i < (long)R * K; i++) x[i] = uniform();
+            for (int n = 0; n < N; n++) tt->from_f32(q + n * rb, wf + (long)n * K, K);
+            tt->to_f32(wd, q, (int64_t)N * K);
+            for (int r = 0; r < R; r++)
+                for (int n = 0; n < N; n++) {
+                    double s = 0;
+                    for (int k = 0; k < K; k++) s += (double)x[(long)r * K + k] * wd[(long)n * K + k];
+                    want[(long)r * N + n] = (float)s;
+                }
+            G3Weight w = {types[ti], N, K, rb, q, G3_MEM_HOST};
+            CHECK(be->weight_check(be, &w, "w") == 0, "%s: %s", tt->name, g3_error());
+            for (int mode = 0; mode < 3; mode++) {
+                CHECK(be->linear(be, y, x, &w, R, (G3MatmulMode)mode) == 0, "%s", g3_error());
+                double e = rel_err(y, want, (long)R * N);
+                CHECK(e < 1e-6, "%s linear [%d x %d] x %d rows, mode %d: rel err %.3g against the dequantized product", tt->name, N, K, R, mode, e);
+            }
+            free(wf); free(wd); free(x); free(y); free(want); free(q);
+        }
+}
+
 // Q8_0 is not a safetensors dtype: a header naming it is refused.
 static void test_safetensors(void) {
     const char *hdr = "{\"w\":{\"dtype\":\"Q8_0\",\"shape\":[32],\"data_offsets\":[0,34]}}";
@@ -147,6 +184,7 @@ int main(void) {
         round_trip(G3_Q4_0, nbs[i]);
     }
     test_nonfinite();
+    test_linear();
     test_safetensors();
     return check_done();
 }
