@@ -496,6 +496,7 @@ int main(void) {
     test_cli();
     test_metadata();
     free(good);
-    sh("rm -rf %s", tmp);
+    if (!getenv("G3_KEEP")) sh("rm -rf %s", tmp);
+    else printf("kept %s\n", tmp);
     return check_done();
 }
