@@ -14,7 +14,7 @@ void gguf_w_init(GGUFWriter *w, uint32_t alignment) {
 }
 
 static void put(GGUFWriter *w, const void *p, size_t n) {
-    if (w->failed) return;
+    if (w->failed || n == 0) return;
     if (w->kv_len + n > w->kv_cap) {
         size_t cap = (w->kv_cap + n) * 2;
         uint8_t *b = g3_realloc(w->kv, cap);
@@ -90,7 +90,7 @@ int gguf_w_bytes(const GGUFWriter *w, uint8_t **out, size_t *len) {
     free(h.kv);
     size_t pos = start;
     for (int i = 0; i < w->nt; i++) {
-        memcpy(b + pos, w->t[i].data, (size_t)w->t[i].nbytes);
+        if (w->t[i].nbytes) memcpy(b + pos, w->t[i].data, (size_t)w->t[i].nbytes);
         pos = pad_to(pos + (size_t)w->t[i].nbytes, w->alignment);
     }
     *out = b;
