@@ -69,7 +69,8 @@ static void test_table(void) {
     for (int t = 0; t < G3_DTYPE_COUNT; t++) {
         const G3TypeTraits *tt = g3_type((G3DType)t);
         if (!tt) { CHECK(0, "type %d has no traits", t); continue; }
-        int weight = t == G3_F32 || t == G3_BF16 || t == G3_F16;
+        int plain = t == G3_F32 || t == G3_BF16 || t == G3_F16, quant = t == G3_Q8_0 || t == G3_Q4_0;  // quant: CPU kernel only
+        int weight = plain || quant;
         CHECK(tt->name && !strcmp(tt->name, g3_dtype_name((G3DType)t)), "type %d: name %s", t, tt->name);
         CHECK(g3_dtype_from_name(tt->name, strlen(tt->name)) == t, "%s: the name does not look itself up", tt->name);
         CHECK(tt->block >= 1 && tt->block_bytes >= 1, "%s: block %d of %d bytes", tt->name, tt->block, tt->block_bytes);
@@ -77,7 +78,7 @@ static void test_table(void) {
         CHECK(tt->is_float == weight, "%s: is_float %d", tt->name, tt->is_float);
         CHECK(tt->to_f32 != NULL, "%s: no to_f32", tt->name);
         CHECK((tt->from_f32 != NULL) == weight, "%s: from_f32 %s", tt->name, tt->from_f32 ? "set" : "missing");
-        uint32_t want = weight ? (1u << G3_BACKEND_CPU) | (1u << G3_BACKEND_CUDA) : 0;
+        uint32_t want = plain ? (1u << G3_BACKEND_CPU) | (1u << G3_BACKEND_CUDA) : quant ? 1u << G3_BACKEND_CPU : 0;
         CHECK(tt->linear_backends == want, "%s: linear backends %#x, want %#x", tt->name, tt->linear_backends, want);
     }
     CHECK(g3_dtype_size(G3_DTYPE_COUNT) == 0 && !strcmp(g3_dtype_name(G3_DTYPE_COUNT), "?"), "unknown type");

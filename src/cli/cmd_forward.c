@@ -50,7 +50,7 @@ int cmd_forward(int argc, char **argv) {
     long threads = 0;
     int exact = 0, stats = 0;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder"},
+        {"--model", OPT_STR, &dir, "model folder, or a .gguf file"},
         {"--ids", OPT_STR, &ids_s, "token ids, comma-separated (start with 2, <bos>)"},
         {"--save", OPT_STR, &save, "write logits [T, V] F32 to this .safetensors file"},
         {"--stats", OPT_FLAG, &stats, "print per-layer residual norms and attention entropy"},

@@ -24,7 +24,7 @@ int cmd_inspect(int argc, char **argv) {
     const char *dir = NULL;
     long ctx = 0;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder (config.json + model.safetensors or a sharded set)"},
+        {"--model", OPT_STR, &dir, "model folder (config.json + model.safetensors or a sharded set), or a .gguf file"},
         {"--context", OPT_INT, &ctx, "context length for the KV-cache figures (0: the model's maximum)", 0, 1 << 30},
     };
     CLI_PARSE("inspect", "--model DIR [--context N]", argc, argv, opts);

@@ -110,6 +110,10 @@ static int open_one(STSet *s, const char *path) {
         }
         int dtype = g3_dtype_from_name(dt->str, dt->str_len);
         if (dtype < 0) { g3_errorf("%s: tensor '%s': unsupported dtype '%s'", path, name, dt->str); goto out; }
+        if (g3_type((G3DType)dtype)->block != 1) {  // ggml's blocks (Q8_0, ...) are GGUF's, not a safetensors standard
+            g3_errorf("%s: tensor '%s': dtype '%s' is a GGUF block type, not a safetensors dtype", path, name, dt->str);
+            goto out;
+        }
         if (sh->count > ST_MAX_DIMS) { g3_errorf("%s: tensor '%s': %u dimensions (at most %d)", path, name, sh->count, ST_MAX_DIMS); goto out; }
         STTensor *t = &s->tensors[s->ntensors];
         memset(t, 0, sizeof *t);

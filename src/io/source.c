@@ -13,8 +13,7 @@ static int ends_with(const char *s, const char *suffix) {
 
 int g3_source_open(G3WeightSource **out, const char *path) {
     *out = NULL;
-    // A GGUF source plugs in here: g3_source_open_gguf, and its config_json hook for the config.
-    if (ends_with(path, ".gguf")) return g3_errorf("%s: GGUF files are not supported yet (use the safetensors checkpoint)", path);
+    if (ends_with(path, ".gguf")) return g3_source_open_gguf(out, path);
     return g3_source_open_safetensors(out, path);
 }
 

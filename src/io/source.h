@@ -26,7 +26,7 @@ typedef struct {
 
 typedef struct G3WeightSource G3WeightSource;
 struct G3WeightSource {
-    const char *kind;                     // "safetensors"
+    const char *kind;                     // "safetensors", "gguf"
     char path[4096];                      // for messages
     int nfiles;                           // files behind the source (shards)
     int (*find)(const G3WeightSource *s, const char *name, G3SourceTensor *out);  // 0 found, 1 absent, -1 error
@@ -43,12 +43,16 @@ struct G3WeightSource {
 
 // Opens path and picks the format from it: a folder or a .safetensors / .index.json path is
 // safetensors (see st_open for which files of a folder it reads). 0, or -1 with a message
-// naming the path. *out is NULL on failure.
+// naming the path. A path ending in .gguf is a GGUF file. *out is NULL on failure.
 int g3_source_open(G3WeightSource **out, const char *path);
 // Closes and frees s (NULL is fine).
 void g3_source_close(G3WeightSource *s);
 
 // Each format's opener (g3_source_open picks one).
 int g3_source_open_safetensors(G3WeightSource **out, const char *path);
+// A GGUF file of architecture gemma3 or gemma2 (source_gguf.c): tensors under the Hub's names
+// and shapes, norms as the Hub stores them (w, not the converter's 1 + w), the config from the
+// metadata through config_json.
+int g3_source_open_gguf(G3WeightSource **out, const char *path);
 
 #endif

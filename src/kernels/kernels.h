@@ -27,9 +27,9 @@ G3Isa g3_kernels_level(void);
 // fast = 0: exact, products of f32 values (bf16/f16 weights widened exactly) summed in f32.
 // fast = 1: may round x to bf16 and use bf16 dot-product instructions (error ~1e-3 rel).
 // Multithreaded with OpenMP inside; call from outside a parallel region.
-// wt must be F32, BF16 or F16 (the types whose traits name a CPU linear kernel): g3_matmul
-// has no status to return, so it is the callers' promise. The model loader and
-// g3_model_set refuse any other weight type by name, so a model's weights always qualify.
+// wt must be F32, BF16 or F16: g3_matmul has no status to return, so it is the callers'
+// promise. The model loader and g3_model_set refuse a type without a CPU linear kernel by
+// name, and the CPU backend sends the block types (Q8_0, Q4_0) to backend/cpu/linear_quant.c.
 void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, int fast);
 
 // General f32 GEMM for training and attention: C[M, N] = A . B (+ C if accumulate), where

@@ -3,6 +3,8 @@
 
 #include <stddef.h>
 
+#include "quant.h"
+
 // ---- row converters: the scalar references behind the traits ----
 
 static void f32_to_f32(float *dst, const void *src, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
@@ -44,6 +46,7 @@ VALUES_TO_F32(i8_to_f32, int8_t)
 _Static_assert(sizeof(float) == 4 && sizeof(double) == 8, "f32 and f64 must be IEEE single and double");
 _Static_assert(sizeof(uint16_t) == 2, "bf16 and f16 are stored as 16-bit words");
 
+#define CPU (1u << G3_BACKEND_CPU)
 #define CPU_CUDA ((1u << G3_BACKEND_CPU) | (1u << G3_BACKEND_CUDA))
 static const G3TypeTraits traits[G3_DTYPE_COUNT] = {
     //            name    block bytes float linear    to_f32       from_f32
@@ -55,6 +58,9 @@ static const G3TypeTraits traits[G3_DTYPE_COUNT] = {
     [G3_I32] =  {"I32",   1,    4,    0,    0,        i32_to_f32,  NULL},
     [G3_U8] =   {"U8",    1,    1,    0,    0,        u8_to_f32,   NULL},
     [G3_I8] =   {"I8",    1,    1,    0,    0,        i8_to_f32,   NULL},
+    // ggml's blocks (quant.h): a scalar CPU kernel (backend/cpu/linear_quant.c), none on CUDA yet
+    [G3_Q8_0] = {"Q8_0",  32,   34,   1,    CPU,      g3_q8_0_to_f32, g3_q8_0_from_f32},
+    [G3_Q4_0] = {"Q4_0",  32,   18,   1,    CPU,      g3_q4_0_to_f32, g3_q4_0_from_f32},
 };
 
 const G3TypeTraits *g3_type(G3DType t) { return (unsigned)t < G3_DTYPE_COUNT ? &traits[t] : NULL; }

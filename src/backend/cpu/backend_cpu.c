@@ -13,6 +13,7 @@
 #include "../../kernels/ops.h"
 #include "../../kernels/train_ops.h"
 #include "backend_cpu.h"
+#include "linear_quant.h"
 
 // ---- memory ----
 
@@ -49,7 +50,7 @@ static int cpu_copy(G3Backend *be, void *dst, const void *src, size_t bytes) {
 static int cpu_sync(G3Backend *be) { (void)be; return 0; }
 
 static int cpu_weight_check(G3Backend *be, const G3Weight *w, const char *name) {
-    if (w->type == G3_F32 || w->type == G3_BF16 || w->type == G3_F16) return 0;
+    if (w->type == G3_F32 || w->type == G3_BF16 || w->type == G3_F16 || w->type == G3_Q8_0 || w->type == G3_Q4_0) return 0;
     return g3_errorf("tensor '%s': backend %s has no matrix kernel for weights of type %s", name ? name : "?", be->name,
                      g3_dtype_name(w->type));
 }
@@ -65,6 +66,8 @@ static int cpu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w
         return 0;
     case G3_BF16:
     case G3_F16: g3_matmul(y, x, w->data, w->type, R, K, N, mode != G3_MM_EXACT); return 0;
+    case G3_Q8_0:
+    case G3_Q4_0: return g3_cpu_linear_quant(y, x, w, R);  // scalar reference, f32 activations in every mode
     default: return cpu_weight_check(be, w, NULL);
     }
 }
@@ -131,7 +134,7 @@ static int cpu_mlp_down_backward(G3Backend *be, float *a, float *dg, float *du, 
 
 static int cpu_embed(G3Backend *be, float *x, const int32_t *ids, const G3Weight *E, int R, float scale) {
     const int C = (int)E->cols;
-    if (E->type != G3_F32 && E->type != G3_BF16 && E->type != G3_F16) return cpu_weight_check(be, E, "embedding");
+    if (cpu_weight_check(be, E, "embedding")) return -1;  // a row of any of its types converts through to_f32
 #pragma omp parallel for if ((long)R * C > 16384) schedule(static)
     for (int r = 0; r < R; r++) {
         float *xr = x + (long)r * C;

@@ -1,0 +1,115 @@
+// gguf_write.c: a small GGUF writer (see gguf.h): metadata and tensors collected in memory,
+// the file written in one go, atomically. Version 3, little-endian, tensors in the order given,
+// each at the next multiple of the alignment.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../base/base.h"
+#include "gguf.h"
+
+void gguf_w_init(GGUFWriter *w, uint32_t alignment) {
+    memset(w, 0, sizeof *w);
+    w->alignment = alignment ? alignment : GGUF_DEFAULT_ALIGNMENT;
+}
+
+static void put(GGUFWriter *w, const void *p, size_t n) {
+    if (w->failed || n == 0) return;
+    if (w->kv_len + n > w->kv_cap) {
+        size_t cap = (w->kv_cap + n) * 2;
+        uint8_t *b = g3_realloc(w->kv, cap);
+        if (!b) { w->failed = 1; return; }
+        w->kv = b;
+        w->kv_cap = cap;
+    }
+    memcpy(w->kv + w->kv_len, p, n);
+    w->kv_len += n;
+}
+static void put_u32(GGUFWriter *w, uint32_t v) { put(w, &v, 4); }
+static void put_str(GGUFWriter *w, const char *s) {
+    uint64_t n = strlen(s);
+    put(w, &n, 8);
+    put(w, s, (size_t)n);
+}
+
+void gguf_w_u32(GGUFWriter *w, const char *key, uint32_t v) { put_str(w, key); put_u32(w, GGUF_U32); put_u32(w, v); w->nkv++; }
+void gguf_w_f32(GGUFWriter *w, const char *key, float v) { put_str(w, key); put_u32(w, GGUF_F32); put(w, &v, 4); w->nkv++; }
+void gguf_w_str(GGUFWriter *w, const char *key, const char *v) { put_str(w, key); put_u32(w, GGUF_STRING); put_str(w, v); w->nkv++; }
+
+int gguf_w_tensor(GGUFWriter *w, const char *name, G3DType t, int ndim, const int64_t *ne, const void *data, int64_t nbytes) {
+    int id = gguf_ggml_type_of(t);
+    if (id < 0) return g3_errorf("tensor '%s': type %s has no GGUF id", name, g3_dtype_name(t));
+    if (ndim < 1 || ndim > GGUF_MAX_DIMS) return g3_errorf("tensor '%s': %d dimensions", name, ndim);
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++) numel *= ne[d];
+    if (g3_type_bytes(t, numel) != nbytes) return g3_errorf("tensor '%s': %lld bytes for %lld elements of %s", name, (long long)nbytes, (long long)numel, g3_dtype_name(t));
+    struct GGUFWTensor *nt = g3_realloc(w->t, (size_t)(w->nt + 1) * sizeof *nt);
+    if (!nt) return -1;
+    w->t = nt;
+    struct GGUFWTensor *x = &w->t[w->nt];
+    memset(x, 0, sizeof *x);
+    if (!(x->name = g3_strdup(name))) return -1;
+    x->ggml_type = id;
+    x->ndim = ndim;
+    for (int d = 0; d < ndim; d++) x->ne[d] = ne[d];
+    x->data = data;
+    x->nbytes = nbytes;
+    w->nt++;
+    return 0;
+}
+
+static size_t pad_to(size_t n, uint32_t a) { return n + (a - n % a) % a; }
+
+int gguf_w_bytes(const GGUFWriter *w, uint8_t **out, size_t *len) {
+    *out = NULL;
+    if (w->failed) return g3_errorf("GGUF writer: out of memory");
+    // header + KVs + tensor infos, built with a second writer's buffer
+    GGUFWriter h;
+    gguf_w_init(&h, w->alignment);
+    put(&h, "GGUF", 4);
+    put_u32(&h, 3);
+    uint64_t nt = (uint64_t)w->nt, nkv = (uint64_t)w->nkv + (w->alignment != GGUF_DEFAULT_ALIGNMENT);
+    put(&h, &nt, 8);
+    put(&h, &nkv, 8);
+    put(&h, w->kv, w->kv_len);
+    if (w->alignment != GGUF_DEFAULT_ALIGNMENT) { put_str(&h, "general.alignment"); put_u32(&h, GGUF_U32); put_u32(&h, w->alignment); }
+    uint64_t off = 0;
+    for (int i = 0; i < w->nt; i++) {
+        put_str(&h, w->t[i].name);
+        put_u32(&h, (uint32_t)w->t[i].ndim);
+        for (int d = 0; d < w->t[i].ndim; d++) put(&h, &w->t[i].ne[d], 8);
+        put_u32(&h, (uint32_t)w->t[i].ggml_type);
+        put(&h, &off, 8);
+        off = pad_to((size_t)(off + (uint64_t)w->t[i].nbytes), w->alignment);
+    }
+    if (h.failed) { free(h.kv); return g3_errorf("GGUF writer: out of memory"); }
+    size_t start = pad_to(h.kv_len, w->alignment), total = start + (size_t)off;
+    uint8_t *b = g3_calloc(total ? total : 1, 1);
+    if (!b) { free(h.kv); return -1; }
+    memcpy(b, h.kv, h.kv_len);
+    free(h.kv);
+    size_t pos = start;
+    for (int i = 0; i < w->nt; i++) {
+        if (w->t[i].nbytes) memcpy(b + pos, w->t[i].data, (size_t)w->t[i].nbytes);
+        pos = pad_to(pos + (size_t)w->t[i].nbytes, w->alignment);
+    }
+    *out = b;
+    *len = total;
+    return 0;
+}
+
+int gguf_w_write(const GGUFWriter *w, const char *path) {
+    uint8_t *b;
+    size_t n;
+    if (gguf_w_bytes(w, &b, &n)) return g3_error_prefix("%s", path);
+    int rc = g3_write_file_atomic(path, b, n);
+    free(b);
+    return rc;
+}
+
+void gguf_w_free(GGUFWriter *w) {
+    for (int i = 0; i < w->nt; i++) free(w->t[i].name);
+    free(w->t);
+    free(w->kv);
+    memset(w, 0, sizeof *w);
+}
