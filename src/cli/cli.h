@@ -19,7 +19,7 @@ int cmd_analyze(int argc, char **argv);
 int cmd_intervene(int argc, char **argv);
 
 // The program's version; the git commit and build flags are printed beside it (main.c).
-#define G3_VERSION "0.1.0"
+#include "base/version.h"
 
 // Prints "gemma3 <cmd>: <message>" to stderr and returns 1 (the command's exit code).
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
