@@ -16,15 +16,16 @@ static const char *BASE = "tests/fixtures/gemma3-tiny-f32", *LORA = "tests/fixtu
 static const char *bin;
 static char tmp[64];
 
-// Logits [T, V] of ids through model m (exact mode), by one prefill.
-static float *logits_of(const G3Model *m, const int32_t *ids, int T) {
-    G3State *s = g3_state_new(m, 1, T, T, 0, NULL);
+// Logits [T, V] of ids through model m (exact or fast mode), by one prefill.
+static float *logits_mode(const G3Model *m, const int32_t *ids, int T, int fast) {
+    G3State *s = g3_state_new(m, 1, T, T, fast, NULL);
     if (!s) { CHECK(0, "%s", g3_error()); return NULL; }
     float *lg = malloc((size_t)T * m->cfg.vocab * sizeof(float));
     if (g3_prefill(s, 0, ids, T, lg)) { CHECK(0, "%s", g3_error()); free(lg); lg = NULL; }
     g3_state_free(s);
     return lg;
 }
+static float *logits_of(const G3Model *m, const int32_t *ids, int T) { return logits_mode(m, ids, T, 0); }
 
 static void test_fixture(void) {
     G3Model m;
@@ -50,6 +51,10 @@ static void test_fixture(void) {
     double e = lg ? rel_err(lg, ref, (long)T * V) : 1;
     CHECK(e <= 1e-5, "logits with the adapter: rel err %.3g > 1e-5", e);
     printf("adapter logits vs transformers: rel err %.3g (base alone %.3g)\n", e, e0);
+    float *fl = logits_mode(&m, ids, T, 1);
+    double ef = fl ? rel_err(fl, ref, (long)T * V) : 1;
+    CHECK(ef <= 2e-2, "fast mode with the adapter: rel err %.3g", ef);
+    free(fl);
 
     // one-token decode over the KV cache gives the same rows as the prefill
     G3State *s = g3_state_new(&m, 1, T, T, 0, NULL);
@@ -95,6 +100,34 @@ static void test_fixture(void) {
     free(lg);
     free(ids);
     st_close(&exp);
+    g3_adapter_free(a);
+    g3_model_free(&m);
+}
+
+// A bf16 base: the merged folder keeps bf16, and its logits are the unmerged ones up to the
+// rounding of the merged weights to bf16.
+static void test_merge_bf16(void) {
+    G3Model m, mm;
+    if (g3_model_load(&m, "tests/fixtures/gemma3-tiny-bf16")) { CHECK(0, "%s", g3_error()); return; }
+    G3Adapter *a = g3_adapter_load(LORA, &m);
+    CHECK(a != NULL, "%s", g3_error());
+    char out[128];
+    snprintf(out, sizeof out, "%s/merged-bf16", tmp);
+    if (a && g3_adapter_merge_save(&m, a, out, 0) == 0 && g3_model_load(&mm, out) == 0) {
+        int bf16 = 1;
+        for (int i = 0; i < mm.nt; i++) bf16 &= mm.t[i].dtype == m.t[i].dtype;
+        CHECK(bf16, "merged tensors keep their stored types");
+        const int32_t ids[] = {2, 244, 877, 21, 798, 232, 760, 10, 123, 1001, 701, 919};
+        const int T = (int)G3_ARRAY_LEN(ids);
+        m.adapter = a;
+        float *u = logits_of(&m, ids, T), *g = logits_of(&mm, ids, T);
+        double e = u && g ? rel_err(g, u, (long)T * m.cfg.vocab) : 1;
+        CHECK(e <= 2e-2 && e > 0, "bf16: merged vs unmerged rel err %.3g", e);
+        printf("bf16 base: merged (rounded to bf16) vs unmerged: rel err %.3g\n", e);
+        free(u);
+        free(g);
+        g3_model_free(&mm);
+    } else CHECK(0, "bf16 merge: %s", g3_error());
     g3_adapter_free(a);
     g3_model_free(&m);
 }
@@ -322,6 +355,7 @@ int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/g3loraXXXXXX");
     if (!mkdtemp(tmp)) return 2;
     test_fixture();
+    test_merge_bf16();
     test_bad_adapters();
     test_cli();
     sh("rm -rf %s", tmp);
