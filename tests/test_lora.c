@@ -132,6 +132,68 @@ static void test_merge_bf16(void) {
     g3_model_free(&m);
 }
 
+// A multimodal checkpoint (tensors named language_model.model.*, bf16): an adapter saved from
+// Gemma3ForConditionalGeneration names its keys ...model.language_model.layers.N...; written
+// here with random factors on q, v and down only, it applies, and merges under the stored names.
+static void test_multimodal(void) {
+    const char *dir = "tests/fixtures/gemma3-tiny-multimodal-layout";
+    G3Model m, mm;
+    if (g3_model_load(&m, dir)) { CHECK(0, "%s", g3_error()); return; }
+    char ad[128], p[256];
+    snprintf(ad, sizeof ad, "%s/mm-adapter", tmp);
+    sh("mkdir -p %s", ad);
+    snprintf(p, sizeof p, "%s/adapter_config.json", ad);
+    const char *cfg = "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 3, \"target_modules\": [\"q_proj\", \"v_proj\", \"down_proj\"]}";
+    g3_write_file_atomic(p, cfg, strlen(cfg));
+    STWriter w = {0};
+    const G3LayerRole roles[] = {W_Q, W_V, W_DOWN};
+    const char *names[] = {"self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"};
+    uint64_t seed = 1;
+    for (int l = 0; l < m.cfg.layers; l++)
+        for (int k = 0; k < 3; k++) {
+            const G3Tensor *t = g3_layer_tensor(&m, l, roles[k]);
+            for (int ab = 0; ab < 2; ab++) {
+                const int64_t sh2[2] = {ab ? t->shape[0] : 2, ab ? 2 : t->shape[1]};
+                float *d = malloc((size_t)(sh2[0] * sh2[1]) * sizeof(float));
+                for (int64_t i = 0; i < sh2[0] * sh2[1]; i++) {
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    d[i] = ((float)(seed >> 40) / (float)(1 << 24) - 0.5f) * 0.2f;
+                }
+                char key[160];
+                snprintf(key, sizeof key, "base_model.model.model.language_model.layers.%d.%s.lora_%c.weight", l, names[k], ab ? 'B' : 'A');
+                st_writer_add_owned(&w, key, G3_F32, 2, sh2, d);
+            }
+        }
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", ad);
+    CHECK(st_writer_write(&w, p, NULL) == 0, "%s", g3_error());
+    st_writer_free(&w);
+    G3Adapter *a = g3_adapter_load(ad, &m);
+    CHECK(a && a->nmodules == 3 * m.cfg.layers && fabsf(a->scale - 1.5f) < 1e-7f, "multimodal adapter: %s", a ? "fields" : g3_error());
+    char out[128];
+    snprintf(out, sizeof out, "%s/mm-merged", tmp);
+    if (a && g3_adapter_merge_save(&m, a, out, 0) == 0 && g3_model_load(&mm, out) == 0) {
+        STSet st;
+        snprintf(p, sizeof p, "%s/model.safetensors", out);
+        CHECK(st_open(&st, p) == 0 && st_find(&st, "language_model.model.layers.0.self_attn.q_proj.weight") && st.ntensors == m.nt,
+              "merged multimodal folder keeps the stored names");
+        st_close(&st);
+        const int32_t ids[] = {2, 10, 200, 31, 7, 99, 140, 3, 64};
+        const int T = (int)G3_ARRAY_LEN(ids);
+        float *b0 = logits_of(&m, ids, T);
+        m.adapter = a;
+        float *u = logits_of(&m, ids, T), *g = logits_of(&mm, ids, T);
+        double e = u && g ? rel_err(g, u, (long)T * m.cfg.vocab) : 1, e0 = u && b0 ? rel_err(b0, u, (long)T * m.cfg.vocab) : 0;
+        CHECK(e <= 2e-2 && e0 > 5 * e, "multimodal: merged vs unmerged %.3g, base vs unmerged %.3g", e, e0);
+        printf("multimodal bf16: merged vs unmerged rel err %.3g (base alone %.3g)\n", e, e0);
+        free(b0);
+        free(u);
+        free(g);
+        g3_model_free(&mm);
+    } else CHECK(0, "multimodal merge: %s", g3_error());
+    g3_adapter_free(a);
+    g3_model_free(&m);
+}
+
 // ---- bad adapters, written from the fixture with one thing changed ----
 
 typedef enum { KEEP, DROP, EXTRA, NAN_VALUE, TRANSPOSE, AS_BF16, AS_I64, NO_WEIGHTS } Change;
@@ -228,6 +290,8 @@ static void test_bad_adapters(void) {
     expect_error(&m, "unmatched", "adapter_model.safetensors: 1 key matches no LoRA weight", "'base_model.model.lm_head.lora_A.weight'");
     make_adapter("embedding", NULL, NULL, EXTRA, "base_model.model.model.layers.0.self_attn.q_proj.lora_embedding_A");
     expect_error(&m, "embedding", "'base_model.model.model.layers.0.self_attn.q_proj.lora_embedding_A'", NULL);
+    make_adapter("vision", NULL, NULL, EXTRA, "base_model.model.model.vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.lora_A.weight");
+    expect_error(&m, "vision", "1 key matches no LoRA weight", "vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.lora_A.weight");
     make_adapter("nan", NULL, NULL, NAN_VALUE, "layers.3.mlp.up_proj.lora_B");
     expect_error(&m, "nan", "tensor 'base_model.model.model.layers.3.mlp.up_proj.lora_B.weight' holds NaN at [1, 2]", NULL);
     make_adapter("half", NULL, NULL, DROP, "layers.2.mlp.down_proj.lora_B");
@@ -356,6 +420,7 @@ int main(void) {
     if (!mkdtemp(tmp)) return 2;
     test_fixture();
     test_merge_bf16();
+    test_multimodal();
     test_bad_adapters();
     test_cli();
     sh("rm -rf %s", tmp);

@@ -111,11 +111,14 @@ out:
 
 // ---- tensor names ----
 
-// Matches "layers.{i}.{block}.{module}.lora_{A,B}.weight" at the end of name (any prefix,
-// which must end in '.' or be empty). Sets layer, target and which (0 A, 1 B). 1 on a match.
+// Matches "layers.{i}.{block}.{module}.lora_{A,B}.weight" at the end of name, after a prefix
+// that is empty or ends in "model." (PEFT's "base_model.model.model.", a multimodal model's
+// "...language_model." or "...language_model.model."): a vision tower's layers
+// ("...vision_model.encoder.layers.0.self_attn.q_proj...") are not the decoder's and stay
+// unmatched. Sets layer, target and which (0 A, 1 B). 1 on a match.
 static int parse_key(const char *name, int *layer, int *target, int *which) {
     for (const char *p = strstr(name, "layers."); p; p = strstr(p + 1, "layers.")) {
-        if (p != name && p[-1] != '.') continue;
+        if (p != name && (p - name < 6 || memcmp(p - 6, "model.", 6))) continue;
         const char *s = p + strlen("layers.");
         if (*s < '0' || *s > '9' || (*s == '0' && s[1] >= '0' && s[1] <= '9')) continue;
         long l = 0;
