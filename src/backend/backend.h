@@ -115,6 +115,8 @@ struct G3Backend {
     void (*embed_backward)(G3Backend *be, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale);
     // y = a + b (y may alias either).
     void (*add)(G3Backend *be, float *y, const float *a, const float *b, long n);
+    // y += alpha * x (a LoRA adapter's scaled low-rank term, model/adapter.h).
+    void (*axpy)(G3Backend *be, float *y, float alpha, const float *x, long n);
     // x = tanh(x / cap) * cap in place.
     void (*softcap)(G3Backend *be, float *x, long n, float cap);
     // Cross-entropy of logit rows z[R, V] (before the final softcap; cap 0 = none) against

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "model/model.h"
+
 int cmd_init(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
@@ -17,6 +19,7 @@ int cmd_grad(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_intervene(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 // The program's version; the git commit and build flags are printed beside it (main.c).
 #include "base/version.h"
@@ -70,5 +73,14 @@ int cli_given(const char *name);
 #define CLI_THREADS_OPT(var) {"--threads", OPT_INT, &(var), "threads (0: all cores)", 0, CLI_MAX_THREADS}
 // Applies --threads (0 = all cores).
 void cli_set_threads(long n);
+
+// --adapter on every command that runs the model (cli_model.c).
+#define CLI_ADAPTER_OPT(var) \
+    {"--adapter", OPT_STR, &(var), "apply this PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) without merging"}
+// Loads the model folder and, when adapter_dir is non-NULL, the adapter that then hangs off
+// it (m->adapter). 0, or -1 with the message set and nothing left to free.
+int cli_model_load(G3Model *m, const char *dir, const char *adapter_dir);
+// Frees the model and its adapter.
+void cli_model_free(G3Model *m);
 
 #endif

@@ -115,7 +115,7 @@ static int make_parent(const char *path) {
 }
 
 int cmd_analyze(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL, *text = NULL, *pfile = NULL, *json = NULL, *html = NULL, *tok_path = NULL;
+    const char *dir = NULL, *adapter_dir = NULL, *ids_s = NULL, *text = NULL, *pfile = NULL, *json = NULL, *html = NULL, *tok_path = NULL;
     long threads = 0, top = 5, lens_last = 0, ind_n = 32, seed = 1234;
     int exact = 0, quiet = 0;
     CliOpt opts[] = {
@@ -132,6 +132,7 @@ int cmd_analyze(int argc, char **argv) {
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         {"--quiet", OPT_FLAG, &quiet, "no tables on stdout"},
+        CLI_ADAPTER_OPT(adapter_dir),
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("analyze", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE) [--json out.json] [--html report.html]", argc, argv, opts);
@@ -140,7 +141,7 @@ int cmd_analyze(int argc, char **argv) {
     if (ind_n == 0 && cli_given("--seed")) return cli_fail("analyze", "--seed draws the induction run's sequence: it does nothing with --induction-len 0");
     cli_set_threads(threads);
     G3Model m;
-    if (g3_model_load(&m, dir)) return cli_fail("analyze", "%s", g3_error());
+    if (cli_model_load(&m, dir, adapter_dir)) return cli_fail("analyze", "%s", g3_error());
     int rc = 1, n = 0;
     G3Tokenizer *tok = NULL;
     G3Prompts pr = {0};
@@ -217,6 +218,6 @@ out:
     free(an); free(ids); free(lens); free(texts); free(skip);
     g3_prompts_free(&pr);
     g3_tok_free(tok);
-    g3_model_free(&m);
+    cli_model_free(&m);
     return rc;
 }

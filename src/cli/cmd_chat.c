@@ -409,7 +409,7 @@ static int next_line(CliLine *le, int edit, int tty, char **line) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    const char *dir = NULL, *tok_path = NULL, *system = NULL;
+    const char *dir = NULL, *adapter_dir = NULL, *tok_path = NULL, *system = NULL;
     CliList stop_opt = {{0}};
     long max_tokens = 512, ctx = 4096, threads = 0;
     int exact = 0, drop = 0;
@@ -424,6 +424,7 @@ int cmd_chat(int argc, char **argv) {
         {"--drop-oldest", OPT_FLAG, &drop, "when the context is full, forget the oldest turns instead of refusing"},
         CLI_SAMPLING_OPTS(cs),
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere"},
+        CLI_ADAPTER_OPT(adapter_dir),
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("chat", "--model DIR [--system TEXT] [options]\n\n"
@@ -438,7 +439,7 @@ int cmd_chat(int argc, char **argv) {
     cli_set_threads(threads);
     G3SamplerConfig sc;
     G3Model m;
-    if (cli_sampling_resolve(&cs, dir, &sc) || g3_model_load(&m, dir)) {
+    if (cli_sampling_resolve(&cs, dir, &sc) || cli_model_load(&m, dir, adapter_dir)) {
         cli_stops_free(stops, stop_opt.n);
         return cli_fail("chat", "%s", g3_error());
     }
@@ -515,6 +516,6 @@ out:
     g3_sampler_free(c.smp);
     g3_state_free(c.s);
     g3_tok_free((G3Tokenizer *)c.tok);
-    g3_model_free(&m);
+    cli_model_free(&m);
     return rc;
 }

@@ -46,7 +46,7 @@ static void on_hook(void *ctx, const G3HookEvent *ev) {
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL, *save = NULL;
+    const char *dir = NULL, *adapter_dir = NULL, *ids_s = NULL, *save = NULL;
     long threads = 0;
     int exact = 0, stats = 0;
     CliOpt opts[] = {
@@ -55,9 +55,10 @@ int cmd_forward(int argc, char **argv) {
         {"--save", OPT_STR, &save, "write logits [T, V] F32 to this .safetensors file"},
         {"--stats", OPT_FLAG, &stats, "print per-layer residual norms and attention entropy"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
+        CLI_ADAPTER_OPT(adapter_dir),
         CLI_THREADS_OPT(threads),
     };
-    CLI_PARSE("forward", "--model DIR --ids 2,17,300 [--save out.safetensors] [--stats]", argc, argv, opts);
+    CLI_PARSE("forward", "--model DIR [--adapter PEFT_DIR] --ids 2,17,300 [--save out.safetensors] [--stats]", argc, argv, opts);
     if (!dir || !ids_s) return cli_fail("forward", "--model and --ids are required (see --help)");
     cli_set_threads(threads);
     int32_t *ids;
@@ -65,7 +66,7 @@ int cmd_forward(int argc, char **argv) {
     if (T < 0) return cli_fail("forward", "--ids: %s", g3_error());
     if (T == 0) return cli_fail("forward", "--ids: no ids given");
     G3Model m;
-    if (g3_model_load(&m, dir)) { free(ids); return cli_fail("forward", "%s", g3_error()); }
+    if (cli_model_load(&m, dir, adapter_dir)) { free(ids); return cli_fail("forward", "%s", g3_error()); }
     int rc = 1;
     const int V = m.cfg.vocab, L = m.cfg.layers;
     float *logits = NULL;
@@ -103,6 +104,6 @@ int cmd_forward(int argc, char **argv) {
     rc = 0;
 out:
     free(ids); free(logits); free(st.resid); free(st.attn); free(st.attn_n);
-    g3_model_free(&m);
+    cli_model_free(&m);
     return rc;
 }

@@ -58,7 +58,7 @@ static int on_token_one(void *ctx, int i, int32_t id, G3StopReason *why) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL, *text = NULL, *tok_path = NULL, *system = NULL, *prompts_file = NULL, *out_dir = NULL,
+    const char *dir = NULL, *adapter_dir = NULL, *ids_s = NULL, *text = NULL, *tok_path = NULL, *system = NULL, *prompts_file = NULL, *out_dir = NULL,
                *sample_out = NULL;
     CliList stop_opt = {{0}};
     long max_tokens = 256, threads = 0, ctx = 0, batch = 8;
@@ -83,6 +83,7 @@ int cmd_generate(int argc, char **argv) {
         {"--context", OPT_INT, &ctx, "context to reserve (0: prompt + max-tokens)", 0, 1 << 30},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere"},
         {"--quiet", OPT_FLAG, &quiet, "no summary or progress on stderr"},
+        CLI_ADAPTER_OPT(adapter_dir),
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("generate", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE --out-dir DIR) [options]", argc, argv, opts);
@@ -111,7 +112,7 @@ int cmd_generate(int argc, char **argv) {
     cli_set_threads(threads);
     G3SamplerConfig sc;
     G3Model m;
-    if (cli_sampling_resolve(&cs, dir, &sc) || g3_model_load(&m, dir)) {
+    if (cli_sampling_resolve(&cs, dir, &sc) || cli_model_load(&m, dir, adapter_dir)) {
         cli_stops_free(stops, nstops);
         return cli_fail("generate", "%s", g3_error());
     }
@@ -193,6 +194,6 @@ out:
     cli_stops_free(stops, nstops);
     free(ids);
     g3_tok_free(tok);
-    g3_model_free(&m);
+    cli_model_free(&m);
     return rc;
 }

@@ -287,7 +287,7 @@ static int want_tokenizer(const char *tok_path, const char *dir, int needed, con
 }
 
 int cmd_intervene(int argc, char **argv) {
-    const char *dir = NULL, *ids_s = NULL, *text = NULL, *tok_path = NULL, *heads = NULL, *mlps = NULL, *ablation = "zero",
+    const char *dir = NULL, *adapter_dir = NULL, *ids_s = NULL, *text = NULL, *tok_path = NULL, *heads = NULL, *mlps = NULL, *ablation = "zero",
                *mean_prompts = NULL, *patch = NULL, *src_text = NULL, *src_ids_s = NULL, *patch_pos = "all", *steer = NULL,
                *steer_from = NULL, *save_vec = NULL, *json = NULL;
     long layer = -1, threads = 0, topk = 5, ngen = 0;
@@ -315,6 +315,7 @@ int cmd_intervene(int argc, char **argv) {
         {"--json", OPT_STR, &json, "write the report as JSON to this file"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
+        CLI_ADAPTER_OPT(adapter_dir),
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE(CMD, "--model DIR (--prompt TEXT | --ids 2,17,300) [--ablate-head L.H] [--ablate-mlp L] [--patch SITES --source-ids ...] "
@@ -342,7 +343,7 @@ int cmd_intervene(int argc, char **argv) {
     cli_set_threads(threads);
 
     G3Model m;
-    if (g3_model_load(&m, dir)) return cli_fail(CMD, "%s", g3_error());
+    if (cli_model_load(&m, dir, adapter_dir)) return cli_fail(CMD, "%s", g3_error());
     const G3Config *c = &m.cfg;
     const int fast = !exact;
     int rc = 1, T = 0, Ts = 0;
@@ -432,6 +433,6 @@ out:
     set_free(&means); set_free(&pos); set_free(&neg);
     free(ids); free(src_ids); free(top_c); free(top_e); free(p_c); free(p_e); free(gen_c); free(gen_e); free(vec);
     g3_tok_free(tok);
-    g3_model_free(&m);
+    cli_model_free(&m);
     return rc;
 }

@@ -182,7 +182,7 @@ out:
 }
 
 int cmd_trace(int argc, char **argv) {
-    const char *dir = NULL, *text = NULL, *ids_s = NULL, *prompts_file = NULL, *hooks = NULL, *out = NULL, *tok_path = NULL;
+    const char *dir = NULL, *adapter_dir = NULL, *text = NULL, *ids_s = NULL, *prompts_file = NULL, *hooks = NULL, *out = NULL, *tok_path = NULL;
     long threads = 0, gen = 0;
     int exact = 0, compress = 0;
     CliOpt opts[] = {
@@ -196,6 +196,7 @@ int cmd_trace(int argc, char **argv) {
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         {"--compress", OPT_FLAG, &compress, "deflate the arrays (default: stored, faster to write and read)"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
+        CLI_ADAPTER_OPT(adapter_dir),
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("trace", "--model DIR (--prompt TEXT | --ids 2,17,... | --prompts-file FILE) --hooks PATTERN[,PATTERN...] --out acts.npz", argc, argv, opts);
@@ -203,7 +204,7 @@ int cmd_trace(int argc, char **argv) {
     if (!!text + !!ids_s + !!prompts_file != 1) return cli_fail("trace", "give exactly one of --prompt, --ids and --prompts-file");
     cli_set_threads(threads);
     G3Model m;
-    if (g3_model_load(&m, dir)) return cli_fail("trace", "%s", g3_error());
+    if (cli_model_load(&m, dir, adapter_dir)) return cli_fail("trace", "%s", g3_error());
     const G3Config *c = &m.cfg;
     const int V = c->vocab, N = (int)gen;
     int rc = 1, npat = 0;
@@ -284,6 +285,6 @@ out:
     seqs_free(&q);
     free(pats);
     free(hcopy);
-    g3_model_free(&m);
+    cli_model_free(&m);
     return rc;
 }

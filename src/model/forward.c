@@ -10,6 +10,7 @@
 
 #include "../base/base.h"
 #include "../kernels/ops.h"
+#include "adapter.h"
 
 static float *alloc_f(G3Backend *be, long n, int64_t *bytes) {
     if (bytes) *bytes += n * (int64_t)sizeof(float);
@@ -29,6 +30,12 @@ G3State *g3_state_new_on(G3Backend *be, const G3Model *m, int nslots, int ctx, i
         G3Weight w = g3_tensor_weight(&m->t[i]);
         if (be->weight_check(be, &w, m->t[i].name)) return NULL;
     }
+    const G3Adapter *ad = m->adapter;
+    for (int l = 0; ad && l < c->layers; l++)
+        for (int r = 0; r < W_PER_LAYER; r++) {
+            const G3LoraModule *lm = g3_adapter_module(ad, l, r);
+            if (lm && (be->weight_check(be, &lm->A, "lora_A") || be->weight_check(be, &lm->B, "lora_B"))) return NULL;
+        }
     G3State *s = g3_calloc(1, sizeof *s);
     if (!s) return NULL;
     int64_t b = 0;
@@ -59,6 +66,7 @@ G3State *g3_state_new_on(G3Backend *be, const G3Model *m, int nslots, int ctx, i
         !(s->sin_g = alloc_f(be, R * HD / 2, &b)) || !(s->ids = be->alloc(be, (size_t)R * sizeof(int32_t))) ||
         !(s->logits_be = alloc_f(be, (long)s->logits_rows * c->vocab, &b)))
         goto fail;
+    if (ad && (!(s->lora_xa = alloc_f(be, R * ad->r, &b)) || !(s->lora_y = alloc_f(be, R * ad->max_out, &b)))) goto fail;
     if (be->host) {
         s->logits = s->logits_be;
     } else if (!(s->logits = g3_malloc_aligned((size_t)s->logits_rows * c->vocab * sizeof(float))) ||
@@ -79,7 +87,7 @@ void g3_state_free(G3State *s) {
     if (s->kv.k)
         for (int l = 0; l < s->m->cfg.layers; l++) { be->free(be, s->kv.k[l]); be->free(be, s->kv.v[l]); }
     float *bufs[] = {s->x, s->xn, s->tmp, s->xlast, s->q, s->att, s->k, s->v, s->g, s->u,
-                     s->cos_l, s->sin_l, s->cos_g, s->sin_g, s->logits_be};
+                     s->cos_l, s->sin_l, s->cos_g, s->sin_g, s->logits_be, s->lora_xa, s->lora_y};
     for (size_t i = 0; i < G3_ARRAY_LEN(bufs); i++) be->free(be, bufs[i]);
     be->free(be, s->ids);
     if (!be->host) { g3_free_aligned(s->logits); g3_free_aligned(s->rope_h); }
@@ -179,7 +187,8 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
     G3Pass p = {.be = be, .m = m, .mode = s->fast ? G3_MM_FAST : G3_MM_EXACT, .R = rows,
                 .cos_l = s->cos_l, .sin_l = s->sin_l, .cos_g = s->cos_g, .sin_g = s->sin_g,
                 .kv = &s->kv, .segs = segs, .nseg = nseg,
-                .hook = s->hook, .hook_ctx = s->hook_ctx, .hook_sites = s->hook_sites, .hook_layers = s->hook_layers};
+                .hook = s->hook, .hook_ctx = s->hook_ctx, .hook_sites = s->hook_sites, .hook_layers = s->hook_layers,
+                .lora_xa = s->lora_xa, .lora_y = s->lora_y};
     // one layer's activations, reused by every layer: the residual x is updated in place, the
     // branches go through xn / tmp, q and k are normed and rotated in place
     const G3LayerActs acts = {.xn1 = s->xn, .qraw = s->q, .kraw = s->k, .q = s->q, .k = s->k, .v = s->v, .att = s->att,

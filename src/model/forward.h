@@ -33,6 +33,7 @@ typedef struct {
     float *logits_be;                      // the same in backend memory (= logits on a host backend)
     int logits_rows;                       // rows logits has room for (grows on demand)
     float *rope_h;                         // host staging of the RoPE tables (device backends)
+    float *lora_xa, *lora_y;               // [R][r], [R][max_out]: m->adapter's scratch (NULL without one)
     // hooks (hooks.h): fn is called at the sites whose bit is set in hook_sites (bit = 1 << site),
     // for layers whose bit is set in hook_layers (unnumbered sites ignore hook_layers; layers
     // past 63 count as set only when all 64 bits are)

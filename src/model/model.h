@@ -47,6 +47,10 @@ typedef struct {
     int layer_idx[G3_MAX_LAYERS][W_PER_LAYER];  // index into t, or -1 (e.g. no q_norm in Gemma 2)
     int embed_idx, final_norm_idx;
     G3WeightSource *src; // where the weights come from (NULL for models built in memory)
+    // A LoRA adapter the pass applies without merging (model/adapter.h), or NULL (the load
+    // leaves it NULL). The caller owns it; set it before creating states, which size their
+    // scratch from it.
+    const struct G3Adapter *adapter;
     char dir[4096];
     int64_t nparams;
 } G3Model;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../base/base.h"
+#include "adapter.h"
 
 const float *g3_norm_weight(const G3Model *m, int i) {
     const G3Tensor *t = &m->t[i];
@@ -47,9 +48,23 @@ void g3_pass_fire(const G3Pass *p, G3HookSite site, int l, float *d, int cols, i
 static G3Weight weight(const G3Model *m, int l, G3LayerRole r) { return g3_tensor_weight(g3_layer_tensor(m, l, r)); }
 static const float *norm(const G3Model *m, int l, G3LayerRole r) { return g3_norm_weight(m, m->layer_idx[l][r]); }
 
+// y[R, N] = x . W^T for layer l's weight of role r, then, where the model's adapter adapts
+// it, y += scale * (x . A^T) . B^T: PEFT's order (base output, then the scaled low-rank term
+// added), never merged, so the base stays as stored.
 static int linear(const G3Pass *p, float *y, const float *x, int l, G3LayerRole r) {
+    G3Backend *be = p->be;
     G3Weight w = weight(p->m, l, r);
-    return p->be->linear(p->be, y, x, &w, p->R, p->mode);
+    if (be->linear(be, y, x, &w, p->R, p->mode)) return -1;
+    const G3LoraModule *lm = g3_adapter_module(p->m->adapter, l, r);
+    if (!lm) return 0;
+    if (!p->lora_xa || !p->lora_y)
+        return g3_errorf("layer %d: the model has a LoRA adapter but this pass has no scratch for it (attach the adapter before "
+                         "creating the state; training with adapters is not supported yet)", l);
+    if (G3_NEED(be, axpy) || be->linear(be, p->lora_xa, x, &lm->A, p->R, p->mode) ||
+        be->linear(be, p->lora_y, p->lora_xa, &lm->B, p->R, p->mode))
+        return -1;
+    be->axpy(be, y, p->m->adapter->scale, p->lora_y, (long)p->R * lm->B.rows);
+    return 0;
 }
 
 int g3_pass_embed(const G3Pass *p, float *x, const int32_t *ids) {

@@ -6,7 +6,8 @@
 //   h  = x + post_attn_norm(o_proj(attn(rope(qk_norm(q, k)), v)))   q, k, v of input_norm(x)
 //   x' = h + post_ffw_norm(down(geglu(gate(xn2), up(xn2))))          xn2 = pre_ffw_norm(h)
 // then final_norm, the tied output head (logits = xf . E^T) and the optional final softcap.
-// Norm weights are used as stored; the ops apply Gemma's (1 + w).
+// Norm weights are used as stored; the ops apply Gemma's (1 + w). A LoRA adapter hanging off
+// the model (m->adapter) adds its scaled low-rank term to each linear layer it adapts.
 #ifndef G3_PASS_H
 #define G3_PASS_H
 
@@ -63,6 +64,9 @@ typedef struct {
     uint64_t hook_layers;
     // training: the f32 gradient of model tensor i, or NULL where it is frozen ([m->nt])
     float *const *grad;
+    // the scratch of m->adapter's low-rank terms (adapter.h), NULL without one:
+    // lora_xa [R, r] = x . A^T, lora_y [R, max_out] = lora_xa . B^T
+    float *lora_xa, *lora_y;
 } G3Pass;
 
 // The f32 norm weight of tensor i as stored (no +1): the tensor's own data when it is F32,

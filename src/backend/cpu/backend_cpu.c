@@ -155,6 +155,11 @@ static void cpu_add(G3Backend *be, float *y, const float *a, const float *b, lon
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
+static void cpu_axpy(G3Backend *be, float *y, float alpha, const float *x, long n) {
+    (void)be;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (long i = 0; i < n; i++) y[i] += alpha * x[i];
+}
 static void cpu_softcap(G3Backend *be, float *x, long n, float cap) {
     (void)be;
     g3_softcap(x, n, cap);
@@ -234,6 +239,7 @@ static G3Backend cpu = {
     .embed = cpu_embed,
     .embed_backward = cpu_embed_backward,
     .add = cpu_add,
+    .axpy = cpu_axpy,
     .softcap = cpu_softcap,
     .cross_entropy = cpu_cross_entropy,
     .attention = cpu_attention,
