@@ -10,9 +10,11 @@
 
 #include "base/base.h"
 #include "check.h"
+#include "io/safetensors.h"
 #include "model/config.h"
 #include "model/forward.h"
 #include "tokenizer/tokenizer.h"
+#include "train/data.h"
 
 static char tmpdir[256];
 static const char *SRC = "tests/fixtures/gemma3-tiny-f32";
@@ -248,6 +250,40 @@ int main(void) {
         CHECK(!tok && strstr(g3_error(), "piece 0: unknown type 4294967297"), "type 2^32+1: %s", tok ? "loaded" : g3_error());
         g3_tok_free(tok);
         free(bad); free(tj); free(tm);
+    }
+
+    // safetensors: a dimension of INT64_MAX is exact (its double, 2^63, must not be cast)
+    {
+        const char h[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775807],\"data_offsets\":[0,0]}}";
+        uint64_t hl = sizeof h - 1;
+        char buf[256];
+        memcpy(buf, &hl, 8);
+        memcpy(buf + 8, h, hl);
+        snprintf(p, sizeof p, "%s/dim.safetensors", tmpdir);
+        spit(p, buf, 8 + hl);
+        STSet set;
+        CHECK(st_open(&set, p) == 0 && set.ntensors == 1 && set.tensors[0].shape[1] == INT64_MAX, "INT64_MAX dim: %s", g3_error());
+        if (set.ntensors) st_close(&set);
+    }
+
+    // a token file whose header claims a vocabulary beyond int (its ids became negative ints
+    // and passed the check against the model's vocabulary)
+    {
+        uint8_t tf[68] = "G3TOKENS";
+        uint32_t version = 1, vocab = 0xFFFFFFFFu, data_offset = 64, id = 0x80000000u;
+        uint64_t ntok = 1;
+        memcpy(tf + 8, &version, 4);
+        memcpy(tf + 12, &vocab, 4);
+        memcpy(tf + 24, &ntok, 8);
+        memcpy(tf + 36, &data_offset, 4);
+        memcpy(tf + 64, &id, 4);
+        snprintf(p, sizeof p, "%s/big.tok", tmpdir);
+        spit(p, tf, sizeof tf);
+        G3TokenFile f;
+        int rc = g3_tokfile_open(&f, p);
+        CHECK(rc != 0 && strstr(g3_error(), "big.tok: bad vocabulary size"), "token file with vocab 2^32-1: %s",
+              rc ? g3_error() : "opened");
+        if (rc == 0) g3_tokfile_close(&f);
     }
 
     // the engine refuses ids outside the vocabulary and sequences beyond the context

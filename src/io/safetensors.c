@@ -119,16 +119,18 @@ static int open_one(STSet *s, const char *path) {
         size_t numel = 1;
         int d = 0;
         JSON_FOREACH(x, sh) {
-            if (!json_is_int(x) || x->num < 0) { g3_errorf("%s: tensor '%s': bad shape", path, name); goto out; }
-            t->shape[d++] = (int64_t)x->num;
-            if (g3_mul_size(numel, (size_t)x->num, &numel)) { g3_errorf("%s: tensor '%s': shape overflows", path, name); goto out; }
+            int64_t dim;
+            if (json_int_in(x, 0, INT64_MAX, &dim)) { g3_errorf("%s: tensor '%s': bad shape", path, name); goto out; }
+            t->shape[d++] = dim;
+            if (g3_mul_size(numel, (size_t)dim, &numel)) { g3_errorf("%s: tensor '%s': shape overflows", path, name); goto out; }
         }
         const JsonNode *b = json_at(off, 0), *e = json_at(off, 1);
-        if (!json_is_int(b) || !json_is_int(e) || b->num < 0 || e->num < b->num) {
+        int64_t ob, oe;
+        if (json_int_in(b, 0, INT64_MAX, &ob) || json_int_in(e, ob, INT64_MAX, &oe)) {
             g3_errorf("%s: tensor '%s': bad data_offsets", path, name);
             goto out;
         }
-        size_t begin = (size_t)b->num, end = (size_t)e->num, nbytes = 0;
+        size_t begin = (size_t)ob, end = (size_t)oe, nbytes = 0;
         if (g3_mul_size(numel, (size_t)g3_dtype_size(t->dtype), &nbytes) || end - begin != nbytes) {
             g3_errorf("%s: tensor '%s': data_offsets span %zu bytes but shape and dtype need %zu", path, name, end - begin, nbytes);
             goto out;
