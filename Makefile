@@ -65,7 +65,7 @@ LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcublas
 endif
 CUDA_TESTS := $(filter $(BUILD)/tests/test_cuda_%,$(TESTS))
 
-.PHONY: all deps test test-san bench run fuzz clean cuda-check cuda-build cuda-test cuda-bench
+.PHONY: all deps test test-san bench run fuzz fuzz-ci fuzzers clean cuda-check cuda-build cuda-test cuda-bench
 all: $(BIN) $(LIB)
 
 # `gemma3 --version` names the git commit and the flags of the build: main.o alone gets them,
@@ -116,8 +116,37 @@ bench: deps $(BIN) $(BENCHES)
 run: deps $(BIN)
 	@scripts/demo.sh
 
-fuzz: deps
-	@scripts/fuzz.sh
+# Fuzzing (docs/fuzzing.md): the library is built once with clang, libFuzzer's coverage
+# instrumentation, ASan and UBSan into $(FUZZ_BUILD)/libgemma3.a, and every fuzz/fuzz_*.c links
+# against it. `make fuzz` fuzzes each harness FUZZ_SECONDS (default 60); `make fuzz-ci` replays
+# every corpus entry and past crash, then fuzzes each harness briefly.
+FUZZ_BUILD ?= build/fuzz
+FUZZ_CC    ?= clang
+FUZZ_FLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 -fopenmp -Iinclude -Isrc -fno-omit-frame-pointer \
+              -fsanitize=address,undefined -fno-sanitize-recover=undefined -Wno-pass-failed
+FUZZ_OBJ   := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZERS    := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(sort $(wildcard fuzz/fuzz_*.c)))
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libgemma3.a: $(FUZZ_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(FUZZ_BUILD)/libgemma3.a
+	@$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libgemma3.a -lm -lz -o $@
+
+$(FUZZ_BUILD)/obj/src/analysis/report_html.o: src/analysis/report_template.html
+
+fuzzers: $(FUZZERS)
+
+fuzz fuzz-ci:
+	@G3_FUZZ=1 scripts/deps.sh
+	@echo "fuzz: building the library once with libFuzzer + ASan + UBSan ($(FUZZ_BUILD))"
+	@$(MAKE) --no-print-directory fuzzers
+	@FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz.sh $(if $(filter fuzz-ci,$@),--ci)
 
 # The GPU tests alone (with CUDA=1; each prints "skipped: no GPU" where there is none).
 cuda-test: $(CUDA_TESTS)
@@ -148,4 +177,4 @@ clean:
 # the HTML report's page is assembled into its object (.incbin), which -MMD cannot see
 $(BUILD)/src/analysis/report_html.o: src/analysis/report_template.html
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard $(FUZZ_OBJ:.o=.d))

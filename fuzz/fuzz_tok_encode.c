@@ -12,7 +12,7 @@ static G3Tokenizer *tok;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const char *path = getenv("G3_FUZZ_TOKENIZER");
-    if (!path) path = "../../tests/data/tokenizer/tokenizer.model";  // scripts/fuzz.sh runs in build/fuzz
+    if (!path) path = "tests/data/tokenizer/tokenizer.model";  // scripts/fuzz.sh runs in the repository root
     tok = g3_tok_load_ex(path, G3_TOK_LOAD_NO_CACHE);
     if (!tok) { fprintf(stderr, "fuzz_tok_encode: %s\n", g3_error()); exit(1); }
     return 0;

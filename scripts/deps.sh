@@ -9,7 +9,13 @@ echo 'int main(void){return 0;}' | gcc -fopenmp -x c - -o /dev/null 2>/dev/null 
 # (with /usr/bin/python3, the one apt installs numpy for)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)  # Debian's python3, not a pyenv one
-if [ "${G3_FUZZ:-0}" = 1 ]; then command -v clang >/dev/null || need+=(clang); fi
+# make fuzz: clang with libFuzzer and the sanitizers' runtimes (libclang-rt-dev, only a
+# Recommends of clang) and LLVM's OpenMP (clang does not link libgomp)
+if [ "${G3_FUZZ:-0}" = 1 ]; then
+  echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' |
+    clang -fsanitize=fuzzer,address,undefined -fopenmp -x c - -o /dev/null 2>/dev/null ||
+    need+=(clang libclang-rt-dev libomp-dev)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -10,7 +10,11 @@
 
 #include "base/base.h"
 #include "check.h"
+#include "io/safetensors.h"
+#include "model/config.h"
 #include "model/forward.h"
+#include "tokenizer/tokenizer.h"
+#include "train/data.h"
 
 static char tmpdir[256];
 static const char *SRC = "tests/fixtures/gemma3-tiny-f32";
@@ -144,6 +148,144 @@ int main(void) {
     char *c6 = replace(cfg, "\"vocab_size\": 1024", "\"vocab_size\": \"many\"");
     expect_fail(make_case("cfgstr", c6, strlen(c6), st, st_n), "vocab_size", "integer");
 
+    // every number in config.json is range-checked, and a message names the file and the field
+    // (issue 15, item 6: eos_token_id 1e10 was cast to int; negative ids were accepted)
+    static const char *BASE = "{\"model_type\": \"gemma3_text\", \"vocab_size\": 1024, \"hidden_size\": 96, "
+                              "\"intermediate_size\": 256, \"num_hidden_layers\": 6, \"num_attention_heads\": 4, "
+                              "\"num_key_value_heads\": 2, \"head_dim\": 32%s}";
+    struct { const char *extra, *n1, *n2; } nums[] = {
+        {", \"eos_token_id\": 10000000000", "\"eos_token_id\" = 10000000000 is out of range", NULL},
+        {", \"eos_token_id\": 99999999999999999999999", "\"eos_token_id\"", "out of range"},
+        {", \"eos_token_id\": -1", "\"eos_token_id\" = -1 is out of range [0, 1023]", NULL},
+        {", \"eos_token_id\": 1024", "\"eos_token_id\" = 1024 is out of range [0, 1023]", NULL},
+        {", \"eos_token_id\": 1e10", "\"eos_token_id\" must be an integer", NULL},
+        {", \"eos_token_id\": [1, -5]", "\"eos_token_id\"[1] is outside the vocabulary", NULL},
+        {", \"eos_token_id\": [1, 106.5]", "\"eos_token_id\"[1] must be an integer", NULL},
+        {", \"eos_token_id\": [10000000000]", "\"eos_token_id\"[0] is outside the vocabulary", NULL},
+        {", \"eos_token_id\": []", "\"eos_token_id\" is an empty list", NULL},
+        {", \"eos_token_id\": \"1\"", "\"eos_token_id\" must be an integer", NULL},
+        {", \"bos_token_id\": -2", "\"bos_token_id\" = -2 is out of range", NULL},
+        {", \"pad_token_id\": 4294967296", "\"pad_token_id\" = 4294967296 is out of range", NULL},
+        {", \"sliding_window\": 4294967297", "\"sliding_window\" = 4294967297 is out of range", NULL},
+        {", \"max_position_embeddings\": -8192", "\"max_position_embeddings\" = -8192 is out of range", NULL},
+        {", \"sliding_window_pattern\": 0", "\"sliding_window_pattern\" = 0 is out of range", NULL},
+        {", \"rms_norm_eps\": 1e999", "\"rms_norm_eps\" = 1e999 is not a finite number", NULL},
+        {", \"rope_theta\": -1e999", "\"rope_theta\" = -1e999 is not a finite number", NULL},
+        {", \"query_pre_attn_scalar\": 1e300", "\"query_pre_attn_scalar\" = 1e300 is out of range", NULL},
+        {", \"final_logit_softcapping\": 1e39", "\"final_logit_softcapping\" = 1e39 is out of range", NULL},
+        {", \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 1e999}", "\"rope_scaling.factor\" = 1e999 is not a finite", NULL},
+        {", \"rope_parameters\": {\"full_attention\": {\"rope_theta\": 1e400}}", "\"rope_parameters.full_attention.rope_theta\" = 1e400 is not a finite", NULL},
+    };
+    for (size_t i = 0; i < G3_ARRAY_LEN(nums); i++) {
+        char text[1024];
+        snprintf(text, sizeof text, BASE, nums[i].extra);
+        G3Config c;
+        int rc = g3_config_parse(&c, text, strlen(text), "x/config.json");
+        CHECK(rc != 0, "config with%s: accepted (eos %d, bos %d, pad %d)", nums[i].extra, c.eos, c.bos, c.pad);
+        if (rc == 0) continue;
+        CHECK(strstr(g3_error(), "x/config.json: ") == g3_error() && strstr(g3_error(), nums[i].n1) &&
+                  (!nums[i].n2 || strstr(g3_error(), nums[i].n2)),
+              "config with%s: message '%s' lacks '%s'", nums[i].extra, g3_error(), nums[i].n1);
+    }
+    {  // a default computed from other fields is checked too: head_dim = hidden_size / heads = 0
+        const char *t = "{\"model_type\": \"gemma3_text\", \"vocab_size\": 1024, \"hidden_size\": 2, "
+                        "\"intermediate_size\": 256, \"num_hidden_layers\": 6, \"num_attention_heads\": 4, "
+                        "\"query_pre_attn_scalar\": 32}";
+        G3Config c;
+        CHECK(g3_config_parse(&c, t, strlen(t), "x/config.json") != 0 && strstr(g3_error(), "\"head_dim\" is absent and its default 0"),
+              "head_dim default 0: %s", g3_error());
+        // and what is in range still loads: an eos list's first id is the eos
+        char text[1024];
+        snprintf(text, sizeof text, BASE, ", \"eos_token_id\": [1, 106], \"bos_token_id\": 2, \"pad_token_id\": 0, \"rms_norm_eps\": 1e-6");
+        CHECK(g3_config_parse(&c, text, strlen(text), "x/config.json") == 0 && c.eos == 1 && c.bos == 2, "eos list: %s", g3_error());
+        // a key given twice means its last value, as in Python's json (issue 15, item 11)
+        snprintf(text, sizeof text, BASE, ", \"hidden_size\": 128, \"eos_token_id\": 5, \"eos_token_id\": 7");
+        CHECK(g3_config_parse(&c, text, strlen(text), "x/config.json") == 0 && c.hidden == 128 && c.eos == 7,
+              "duplicate keys: hidden %d eos %d (want 128, 7: the last wins)", c.hidden, c.eos);
+    }
+    char *c7 = replace(cfg, "\"vocab_size\": 1024", "\"eos_token_id\": 10000000000, \"vocab_size\": 1024");
+    expect_fail(make_case("cfgeos", c7, strlen(c7), st, st_n), "cfgeos/config.json: field \"eos_token_id\"", "out of range");
+
+    // tokenizer files: ids are integers in [0, 2^30); a SentencePiece piece's type is one of the
+    // six and its score finite (a NaN score made the merge ranking's sort inconsistent; type
+    // 2^32 + 1 was cast to int and read as 1, NORMAL)
+    {
+        size_t tn, mn;
+        char *tj = slurp("fuzz/corpus/fuzz_tok_json/tiny.json", &tn);
+        char *tm = slurp("fuzz/corpus/fuzz_tok_spm/tiny.model", &mn);
+        struct { const char *to, *n1; } ids[] = {
+            {"\"</b>\": 10.0", "model.vocab[\"</b>\"]: token id is not an integer (10.0)"},
+            {"\"</b>\": -10", "model.vocab[\"</b>\"]: token id -10 is outside [0, 2^30)"},
+            {"\"</b>\": 9223372036854775818", "token id 9223372036854775818 is outside"},
+            {"\"</b>\": \"10\"", "token id is not an integer (not a number)"},
+        };
+        for (size_t i = 0; i < G3_ARRAY_LEN(ids); i++) {
+            char *t = replace(tj, "\"</b>\": 10", ids[i].to);
+            snprintf(p, sizeof p, "%s/tok%zu.json", tmpdir, i);
+            spit(p, t, strlen(t));
+            G3Tokenizer *tok = g3_tok_load_ex(p, G3_TOK_LOAD_NO_CACHE);
+            CHECK(!tok && strstr(g3_error(), p) && strstr(g3_error(), ids[i].n1), "tokenizer.json with %s: %s", ids[i].to,
+                  tok ? "loaded" : g3_error());
+            g3_tok_free(tok);
+            free(t);
+        }
+        // the first piece, "\n\x0e" "\n\x05<pad>" "\x15" score "\x18\x03" (type CONTROL)
+        CHECK(mn > 16 && !memcmp(tm, "\n\x0e\n\x05<pad>\x15", 10) && !memcmp(tm + 14, "\x18\x03", 2), "tiny.model's first piece");
+        char *bad = malloc(mn + 8);
+        memcpy(bad, tm, mn);
+        memcpy(bad + 10, "\x00\x00\xc0\x7f", 4);  // score NaN
+        snprintf(p, sizeof p, "%s/nan.model", tmpdir);
+        spit(p, bad, mn);
+        G3Tokenizer *tok = g3_tok_load_ex(p, G3_TOK_LOAD_NO_CACHE);
+        CHECK(!tok && strstr(g3_error(), p) && strstr(g3_error(), "piece 0: score is not a finite number"), "NaN score: %s",
+              tok ? "loaded" : g3_error());
+        g3_tok_free(tok);
+        memcpy(bad, "\n\x12", 2);  // type 2^32 + 1: a 5-byte varint where "\x03" was
+        memcpy(bad + 2, tm + 2, 12);
+        memcpy(bad + 14, "\x18\x81\x80\x80\x80\x10", 6);
+        memcpy(bad + 20, tm + 16, mn - 16);
+        snprintf(p, sizeof p, "%s/type.model", tmpdir);
+        spit(p, bad, mn + 4);
+        tok = g3_tok_load_ex(p, G3_TOK_LOAD_NO_CACHE);
+        CHECK(!tok && strstr(g3_error(), "piece 0: unknown type 4294967297"), "type 2^32+1: %s", tok ? "loaded" : g3_error());
+        g3_tok_free(tok);
+        free(bad); free(tj); free(tm);
+    }
+
+    // safetensors: a dimension of INT64_MAX is exact (its double, 2^63, must not be cast)
+    {
+        const char h[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775807],\"data_offsets\":[0,0]}}";
+        uint64_t hl = sizeof h - 1;
+        char buf[256];
+        memcpy(buf, &hl, 8);
+        memcpy(buf + 8, h, hl);
+        snprintf(p, sizeof p, "%s/dim.safetensors", tmpdir);
+        spit(p, buf, 8 + hl);
+        STSet set;
+        CHECK(st_open(&set, p) == 0 && set.ntensors == 1 && set.tensors[0].shape[1] == INT64_MAX, "INT64_MAX dim: %s", g3_error());
+        if (set.ntensors) st_close(&set);
+    }
+
+    // a token file whose header claims a vocabulary beyond int (its ids became negative ints
+    // and passed the check against the model's vocabulary)
+    {
+        uint8_t tf[68] = "G3TOKENS";
+        uint32_t version = 1, vocab = 0xFFFFFFFFu, data_offset = 64, id = 0x80000000u;
+        uint64_t ntok = 1;
+        memcpy(tf + 8, &version, 4);
+        memcpy(tf + 12, &vocab, 4);
+        memcpy(tf + 24, &ntok, 8);
+        memcpy(tf + 36, &data_offset, 4);
+        memcpy(tf + 64, &id, 4);
+        snprintf(p, sizeof p, "%s/big.tok", tmpdir);
+        spit(p, tf, sizeof tf);
+        G3TokenFile f;
+        int rc = g3_tokfile_open(&f, p);
+        CHECK(rc != 0 && strstr(g3_error(), "big.tok: bad vocabulary size"), "token file with vocab 2^32-1: %s",
+              rc ? g3_error() : "opened");
+        if (rc == 0) g3_tokfile_close(&f);
+    }
+
     // the engine refuses ids outside the vocabulary and sequences beyond the context
     G3Model m;
     CHECK(g3_model_load(&m, SRC) == 0, "%s", g3_error());
@@ -173,6 +315,6 @@ int main(void) {
 
     snprintf(p, sizeof p, "rm -rf %s", tmpdir);
     if (system(p) != 0) return 2;
-    free(cfg); free(st); free(hdr); free(lie); free(c1); free(c2); free(c3); free(c4); free(c5); free(c6);
+    free(cfg); free(st); free(hdr); free(lie); free(c1); free(c2); free(c3); free(c4); free(c5); free(c6); free(c7);
     return check_done();
 }

@@ -61,5 +61,32 @@ int main(void) {
     char *c = json_utf8_clean("caf\xe9", 4, &cl, &nb);
     CHECK(c && cl == 6 && nb == 1 && !strcmp(c, "caf\xef\xbf\xbd"), "json_utf8_clean");
     free(c);
+
+    // a key given twice means its last value, as in Python's json (config.json must mean here
+    // what it means to transformers)
+    const char *dup = "{\"a\": 1, \"b\": {\"c\": 2, \"c\": 3}, \"a\": [4], \"a\": 5}";
+    CHECK(json_parse(&j, dup, strlen(dup)) == 0, "%s", g3_error());
+    CHECK(json_get(json_root(&j), "a") && json_get(json_root(&j), "a")->num == 5, "duplicate key: the last wins");
+    CHECK(json_get(json_get(json_root(&j), "b"), "c")->num == 3, "nested duplicate key: the last wins");
+    json_free(&j);
+
+    // integers are exact to int64 (not rounded through a double) and nothing beyond is an int
+    const char *ints = "[9007199254740993, -9223372036854775808, 9223372036854775807, 9223372036854775808, "
+                       "-9223372036854775809, 1e3, 1.0, -0, 10000000000]";
+    CHECK(json_parse(&j, ints, strlen(ints)) == 0, "%s", g3_error());
+    const JsonNode *in = json_root(&j);
+    CHECK(json_int(json_at(in, 0)) == 9007199254740993LL, "2^53 + 1 exact: %lld", (long long)json_int(json_at(in, 0)));
+    CHECK(json_is_int(json_at(in, 1)) && json_int(json_at(in, 1)) == INT64_MIN, "INT64_MIN");
+    CHECK(json_is_int(json_at(in, 2)) && json_int(json_at(in, 2)) == INT64_MAX, "INT64_MAX");
+    CHECK(!json_is_int(json_at(in, 3)) && !json_is_int(json_at(in, 4)), "beyond int64 is not an int");
+    CHECK(!json_is_int(json_at(in, 5)) && !json_is_int(json_at(in, 6)), "1e3 and 1.0 are not integer literals");
+    CHECK(json_is_int(json_at(in, 7)) && json_int(json_at(in, 7)) == 0, "-0");
+    int64_t v = -7;
+    CHECK(json_int_in(json_at(in, 8), 0, INT32_MAX, &v) == -2 && v == -7, "10^10 is outside int32, *out untouched");
+    CHECK(json_int_in(json_at(in, 3), INT64_MIN, INT64_MAX, &v) == -2, "beyond int64: out of range");
+    CHECK(json_int_in(json_at(in, 5), INT64_MIN, INT64_MAX, &v) == -1, "1e3: not an integer");
+    CHECK(json_int_in(json_at(in, 8), 0, INT64_MAX, &v) == 0 && v == 10000000000LL, "10^10 in int64");
+    CHECK(json_int_in(json_get(in, "x"), 0, 1, &v) == -1, "no node: not an integer");
+    json_free(&j);
     return check_done();
 }

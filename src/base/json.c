@@ -1,7 +1,7 @@
 // json.c: recursive-descent JSON reader into a flat node array (see json.h).
 #include "json.h"
 
-#include <math.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,6 +236,8 @@ static int parse_value(Parser *ps) {
 
 int json_parse(Json *j, const char *text, size_t len) {
     memset(j, 0, sizeof *j);
+    // node counts, string lengths and offsets are 32-bit
+    if (len > (size_t)UINT32_MAX - 2) return g3_errorf("JSON text of %zu bytes is over 4 GiB", len);
     // Decoded strings and number literals never exceed the source length (plus a NUL each,
     // and each needs at least 2 source bytes), so one buffer of len+2 suffices.
     j->strings = g3_malloc(len + 2);
@@ -268,11 +270,14 @@ const JsonNode *json_next(const JsonNode *parent, const JsonNode *child) {
     return n < parent + parent->skip ? n : NULL;
 }
 
+// The last member wins, as in Python's json and JavaScript, so a config.json with a repeated key
+// means here what it means to transformers.
 const JsonNode *json_get(const JsonNode *obj, const char *key) {
     if (!obj || obj->type != JSON_OBJECT) return NULL;
     size_t kl = strlen(key);
-    JSON_FOREACH(c, obj) if (c->key_len == kl && memcmp(c->key, key, kl) == 0) return c;
-    return NULL;
+    const JsonNode *found = NULL;
+    JSON_FOREACH(c, obj) if (c->key_len == kl && memcmp(c->key, key, kl) == 0) found = c;
+    return found;
 }
 
 const JsonNode *json_at(const JsonNode *arr, size_t i) {
@@ -282,11 +287,34 @@ const JsonNode *json_at(const JsonNode *arr, size_t i) {
     return c;
 }
 
-int json_is_int(const JsonNode *n) {
+// Integers are read from the literal, not from the double, so that every int64 is exact (a
+// double holds integers exactly only up to 2^53). 1: an int64; 2: an integer literal beyond int64.
+static int int_literal(const JsonNode *n, int64_t *v) {
     if (!n || n->type != JSON_NUMBER) return 0;
     for (uint32_t i = 0; i < n->str_len; i++)
         if (n->str[i] == '.' || n->str[i] == 'e' || n->str[i] == 'E') return 0;
-    return fabs(n->num) < 9.2e18;
+    errno = 0;
+    *v = (int64_t)strtoll(n->str, NULL, 10);
+    return errno ? 2 : 1;
+}
+
+int json_is_int(const JsonNode *n) {
+    int64_t v;
+    return int_literal(n, &v) == 1;
+}
+
+int64_t json_int(const JsonNode *n) {
+    int64_t v;
+    return int_literal(n, &v) == 1 ? v : 0;
+}
+
+int json_int_in(const JsonNode *n, int64_t lo, int64_t hi, int64_t *out) {
+    int64_t v;
+    int k = int_literal(n, &v);
+    if (k == 0) return -1;
+    if (k == 2 || v < lo || v > hi) return -2;
+    *out = v;
+    return 0;
 }
 
 // ---- the writer side ----

@@ -41,7 +41,8 @@ static inline const JsonNode *json_root(const Json *j) { return j->nodes; }
 static inline const JsonNode *json_first(const JsonNode *n) { return n->count ? n + 1 : NULL; }
 // Next sibling inside parent (pass the parent to know where it ends).
 const JsonNode *json_next(const JsonNode *parent, const JsonNode *child);
-// Object member by key (linear scan), or NULL.
+// Object member by key (linear scan), or NULL. A key given twice means its last value, as in
+// Python's json.
 const JsonNode *json_get(const JsonNode *obj, const char *key);
 // Array item by index (linear), or NULL.
 const JsonNode *json_at(const JsonNode *arr, size_t i);
@@ -53,8 +54,13 @@ static inline int json_is_number(const JsonNode *n) { return n && n->type == JSO
 static inline int json_is_string(const JsonNode *n) { return n && n->type == JSON_STRING; }
 static inline int json_is_null(const JsonNode *n) { return !n || n->type == JSON_NULL; }
 static inline int json_is_bool(const JsonNode *n) { return n && (n->type == JSON_TRUE || n->type == JSON_FALSE); }
-// Whether a number node holds an integer that fits in int64.
+// Whether a number node holds an integer literal (no fraction, no exponent) that fits in int64.
 int json_is_int(const JsonNode *n);
+// The exact value of an integer node (0 if !json_is_int).
+int64_t json_int(const JsonNode *n);
+// An integer node's value into *out if it lies in [lo, hi]: 0; not an integer literal: -1;
+// outside [lo, hi] (or int64): -2.
+int json_int_in(const JsonNode *n, int64_t lo, int64_t hi, int64_t *out);
 
 // Writes s (len bytes) as a JSON string literal: quotes, backslashes and control characters
 // escaped, and each byte that belongs to no valid UTF-8 character written as U+FFFD

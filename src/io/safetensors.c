@@ -123,16 +123,18 @@ static int open_one(STSet *s, const char *path) {
         size_t numel = 1;
         int d = 0;
         JSON_FOREACH(x, sh) {
-            if (!json_is_int(x) || x->num < 0) { g3_errorf("%s: tensor '%s': bad shape", path, name); goto out; }
-            t->shape[d++] = (int64_t)x->num;
-            if (g3_mul_size(numel, (size_t)x->num, &numel)) { g3_errorf("%s: tensor '%s': shape overflows", path, name); goto out; }
+            int64_t dim;
+            if (json_int_in(x, 0, INT64_MAX, &dim)) { g3_errorf("%s: tensor '%s': bad shape", path, name); goto out; }
+            t->shape[d++] = dim;
+            if (g3_mul_size(numel, (size_t)dim, &numel)) { g3_errorf("%s: tensor '%s': shape overflows", path, name); goto out; }
         }
         const JsonNode *b = json_at(off, 0), *e = json_at(off, 1);
-        if (!json_is_int(b) || !json_is_int(e) || b->num < 0 || e->num < b->num) {
+        int64_t ob, oe;
+        if (json_int_in(b, 0, INT64_MAX, &ob) || json_int_in(e, ob, INT64_MAX, &oe)) {
             g3_errorf("%s: tensor '%s': bad data_offsets", path, name);
             goto out;
         }
-        size_t begin = (size_t)b->num, end = (size_t)e->num;
+        size_t begin = (size_t)ob, end = (size_t)oe;
         int64_t need = numel <= (size_t)INT64_MAX ? g3_type_bytes(t->dtype, (int64_t)numel) : -1;
         if (need < 0) { g3_errorf("%s: tensor '%s': %zu elements are too many, or not whole blocks, for dtype %s", path, name, numel, dt->str); goto out; }
         size_t nbytes = (size_t)need;

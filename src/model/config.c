@@ -1,6 +1,7 @@
 // config.c: config.json <-> G3Config. Field names follow Hugging Face transformers.
 #include "config.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <limits.h>
@@ -10,26 +11,65 @@
 #include "../base/base.h"
 #include "../base/json.h"
 
-// Reads an integer field; missing => def (or an error if def < 0 means required).
-static int get_int(const JsonNode *o, const char *key, long def, long lo, long hi, int *out, const char *name) {
+// Reads an integer field into *out, which must lie in [lo, hi]; missing or null => def (REQ:
+// the field is required). A default computed from other fields is checked like a given value.
+enum { REQ = INT_MIN };
+static int get_int(const JsonNode *o, const char *key, int def, int lo, int hi, int *out, const char *name) {
     const JsonNode *n = json_get(o, key);
     if (json_is_null(n)) {
-        if (def == LONG_MIN) return g3_errorf("%s: missing required field \"%s\"", name, key);
-        *out = (int)def;
+        if (def == REQ) return g3_errorf("%s: missing required field \"%s\"", name, key);
+        if (def < lo || def > hi)
+            return g3_errorf("%s: field \"%s\" is absent and its default %d is out of range [%d, %d]", name, key, def, lo, hi);
+        *out = def;
         return 0;
     }
-    if (!json_is_int(n)) return g3_errorf("%s: field \"%s\" must be an integer", name, key);
-    if (n->num < lo || n->num > hi) return g3_errorf("%s: field \"%s\" = %.0f is out of range [%ld, %ld]", name, key, n->num, lo, hi);
-    *out = (int)n->num;
+    int64_t v;
+    int rc = json_int_in(n, lo, hi, &v);
+    if (rc == -1) return g3_errorf("%s: field \"%s\" must be an integer (got %.40s)", name, key, n->type == JSON_NUMBER ? n->str : "a non-number");
+    if (rc == -2) return g3_errorf("%s: field \"%s\" = %.40s is out of range [%d, %d]", name, key, n->str, lo, hi);
+    *out = (int)v;
     return 0;
 }
 
-static int get_num(const JsonNode *o, const char *key, double def, double *out, const char *name) {
+// Reads a number field into *out, which must be finite and lie in [lo, hi] (JSON has no NaN or
+// infinity, but 1e999 reads as infinity); missing or null => def. `in` names the enclosing
+// object in messages ("" at the top, else "rope_scaling." and the like).
+static int get_num(const JsonNode *o, const char *in, const char *key, double def, double lo, double hi, double *out,
+                   const char *name) {
     const JsonNode *n = json_get(o, key);
     if (json_is_null(n)) { *out = def; return 0; }
-    if (!json_is_number(n)) return g3_errorf("%s: field \"%s\" must be a number", name, key);
-    if (!isfinite(n->num)) return g3_errorf("%s: field \"%s\" is not finite", name, key);
+    if (!json_is_number(n)) return g3_errorf("%s: field \"%s%s\" must be a number", name, in, key);
+    if (!isfinite(n->num)) return g3_errorf("%s: field \"%s%s\" = %.40s is not a finite number", name, in, key, n->str);
+    if (n->num < lo || n->num > hi)
+        return g3_errorf("%s: field \"%s%s\" = %.40s is out of range [%g, %g]", name, in, key, n->str, lo, hi);
     *out = n->num;
+    return 0;
+}
+
+// A float field: a number that float holds (a double beyond FLT_MAX would become infinity).
+static int get_float(const JsonNode *o, const char *key, double def, float *out, const char *name) {
+    double v;
+    if (get_num(o, "", key, def, -FLT_MAX, FLT_MAX, &v, name)) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+// eos_token_id: an id, or a list of ids (instruction-tuned configs list <eos> and <end_of_turn>);
+// the first is the model's end of sequence. Every id must lie in the vocabulary.
+static int get_eos(const JsonNode *tc, int vocab, int *eos, const char *name) {
+    const JsonNode *n = json_get(tc, "eos_token_id");
+    *eos = 1;
+    if (json_is_null(n)) return vocab > 1 ? 0 : g3_errorf("%s: the default eos_token_id 1 is outside the vocabulary of %d", name, vocab);
+    if (n->type != JSON_ARRAY) return get_int(tc, "eos_token_id", 1, 0, vocab - 1, eos, name);
+    if (n->count == 0) return g3_errorf("%s: field \"eos_token_id\" is an empty list", name);
+    int i = 0;
+    JSON_FOREACH(x, n) {
+        int64_t v;
+        int rc = json_int_in(x, 0, vocab - 1, &v);
+        if (rc) return g3_errorf("%s: field \"eos_token_id\"[%d] %s [0, %d]", name, i,
+                                 rc == -1 ? "must be an integer id in" : "is outside the vocabulary", vocab - 1);
+        if (i++ == 0) *eos = (int)v;
+    }
     return 0;
 }
 
@@ -44,8 +84,10 @@ static int read_rope_scaling(const JsonNode *rs, double *scale, const char *name
     if (json_is_string(t) && strcmp(t->str, "default") == 0) return 0;
     if (!json_is_string(t) || strcmp(t->str, "linear") != 0)
         return g3_errorf("%s: \"%s\": only linear RoPE scaling is supported (got %s)", name, field, json_is_string(t) ? t->str : "no rope_type");
-    if (get_num(rs, "factor", 1.0, scale, name)) return -1;
-    if (*scale <= 0) return g3_errorf("%s: \"%s\".factor must be positive", name, field);
+    char in[64];
+    snprintf(in, sizeof in, "%s.", field);
+    if (get_num(rs, in, "factor", 1.0, 0, DBL_MAX, scale, name)) return -1;
+    if (*scale <= 0) return g3_errorf("%s: \"%s.factor\" must be positive", name, field);
     return 0;
 }
 
@@ -68,53 +110,44 @@ int g3_config_parse(G3Config *c, const char *text, size_t len, const char *name)
     else if (!strcmp(mt->str, "gemma2")) c->family = G3_GEMMA2;
     else { g3_errorf("%s: model_type \"%s\" is not a Gemma 2 or Gemma 3 text model", name, mt->str); goto out; }
 
-    const long REQ = LONG_MIN;
     if (get_int(tc, "vocab_size", c->family == G3_GEMMA3 ? 262208 : 256000, 1, 1 << 24, &c->vocab, name) ||
         get_int(tc, "hidden_size", REQ, 1, 1 << 16, &c->hidden, name) ||
         get_int(tc, "intermediate_size", REQ, 1, 1 << 20, &c->inter, name) ||
         get_int(tc, "num_hidden_layers", REQ, 1, G3_MAX_LAYERS, &c->layers, name) ||
         get_int(tc, "num_attention_heads", REQ, 1, 1024, &c->heads, name) ||
         get_int(tc, "num_key_value_heads", c->heads, 1, 1024, &c->kv_heads, name) ||
-        get_int(tc, "head_dim", c->heads ? c->hidden / c->heads : 0, 2, 4096, &c->head_dim, name) ||
+        get_int(tc, "head_dim", c->hidden / c->heads, 2, 4096, &c->head_dim, name) ||
         get_int(tc, "sliding_window", 4096, 1, 1 << 30, &c->sliding_window, name) ||
         get_int(tc, "max_position_embeddings", 8192, 1, 1 << 30, &c->max_pos, name) ||
-        get_int(tc, "bos_token_id", 2, 0, 1 << 30, &c->bos, name) ||
-        get_int(tc, "pad_token_id", 0, 0, 1 << 30, &c->pad, name))
+        get_int(tc, "bos_token_id", 2, 0, c->vocab - 1, &c->bos, name) ||
+        get_int(tc, "pad_token_id", 0, 0, c->vocab - 1, &c->pad, name) ||
+        get_eos(tc, c->vocab, &c->eos, name))
         goto out;
-    // eos may be an int or a list (instruction-tuned configs list <eos> and <end_of_turn>)
-    const JsonNode *eos = json_get(tc, "eos_token_id");
-    c->eos = 1;
-    if (json_is_int(eos)) c->eos = (int)eos->num;
-    else if (eos && eos->type == JSON_ARRAY && json_is_int(json_first(eos))) c->eos = (int)json_first(eos)->num;
 
-    double v;
-    if (get_num(tc, "query_pre_attn_scalar", c->head_dim, &v, name)) goto out;
-    c->query_pre_attn_scalar = (float)v;
-    if (get_num(tc, "rms_norm_eps", 1e-6, &v, name)) goto out;
-    c->eps = (float)v;
-    if (get_num(tc, "attn_logit_softcapping", 0, &v, name)) goto out;
-    c->attn_softcap = (float)v;
-    if (get_num(tc, "final_logit_softcapping", 0, &v, name)) goto out;
-    c->final_softcap = (float)v;
+    if (get_float(tc, "query_pre_attn_scalar", c->head_dim, &c->query_pre_attn_scalar, name) ||
+        get_float(tc, "rms_norm_eps", 1e-6, &c->eps, name) ||
+        get_float(tc, "attn_logit_softcapping", 0, &c->attn_softcap, name) ||
+        get_float(tc, "final_logit_softcapping", 0, &c->final_softcap, name))
+        goto out;
 
     // RoPE: Gemma 2 uses rope_theta everywhere; Gemma 3 uses rope_local_base_freq on sliding
     // layers, and rope_scaling (linear) on global layers only.
-    if (get_num(tc, "rope_theta", c->family == G3_GEMMA3 ? 1e6 : 1e4, &c->rope_global_base, name)) goto out;
-    if (get_num(tc, "rope_local_base_freq", c->family == G3_GEMMA3 ? 1e4 : c->rope_global_base, &c->rope_local_base, name)) goto out;
+    if (get_num(tc, "", "rope_theta", c->family == G3_GEMMA3 ? 1e6 : 1e4, -DBL_MAX, DBL_MAX, &c->rope_global_base, name)) goto out;
+    if (get_num(tc, "", "rope_local_base_freq", c->family == G3_GEMMA3 ? 1e4 : c->rope_global_base, -DBL_MAX, DBL_MAX, &c->rope_local_base, name)) goto out;
     c->rope_local_scale = 1.0;
     if (read_rope_scaling(json_get(tc, "rope_scaling"), &c->rope_global_scale, name, "rope_scaling")) goto out;
     const JsonNode *rp = json_get(tc, "rope_parameters");  // newer transformers: per layer kind
     if (rp && rp->type == JSON_OBJECT) {
         const JsonNode *full = json_get(rp, "full_attention"), *slide = json_get(rp, "sliding_attention");
         if (full && full->type == JSON_OBJECT) {
-            if (get_num(full, "rope_theta", c->rope_global_base, &c->rope_global_base, name)) goto out;
+            if (get_num(full, "rope_parameters.full_attention.", "rope_theta", c->rope_global_base, -DBL_MAX, DBL_MAX, &c->rope_global_base, name)) goto out;
             if (read_rope_scaling(full, &c->rope_global_scale, name, "rope_parameters.full_attention")) goto out;
         }
         if (slide && slide->type == JSON_OBJECT) {
-            if (get_num(slide, "rope_theta", c->rope_local_base, &c->rope_local_base, name)) goto out;
+            if (get_num(slide, "rope_parameters.sliding_attention.", "rope_theta", c->rope_local_base, -DBL_MAX, DBL_MAX, &c->rope_local_base, name)) goto out;
             if (read_rope_scaling(slide, &c->rope_local_scale, name, "rope_parameters.sliding_attention")) goto out;
         }
-        if (!full && !slide && get_num(rp, "rope_theta", c->rope_global_base, &c->rope_global_base, name)) goto out;
+        if (!full && !slide && get_num(rp, "rope_parameters.", "rope_theta", c->rope_global_base, -DBL_MAX, DBL_MAX, &c->rope_global_base, name)) goto out;
     }
     if (c->family == G3_GEMMA2) c->rope_local_base = c->rope_global_base;
 
@@ -169,7 +202,8 @@ int g3_config_validate(const G3Config *c, const char *name) {
     if (c->eps <= 0) return g3_errorf("%s: rms_norm_eps must be positive", name);
     if (c->attn_softcap < 0 || c->final_softcap < 0) return g3_errorf("%s: softcaps must be >= 0", name);
     if (c->rope_global_base <= 1 || c->rope_local_base <= 1) return g3_errorf("%s: RoPE bases must be > 1", name);
-    if (c->bos >= c->vocab || c->eos >= c->vocab) return g3_errorf("%s: bos/eos ids outside the vocabulary of %d", name, c->vocab);
+    if (c->bos < 0 || c->bos >= c->vocab || c->eos < 0 || c->eos >= c->vocab || c->pad < 0 || c->pad >= c->vocab)
+        return g3_errorf("%s: bos/eos/pad ids %d/%d/%d outside the vocabulary of %d", name, c->bos, c->eos, c->pad, c->vocab);
     return 0;
 }
 

@@ -57,9 +57,13 @@ typedef struct {
     uint8_t set;
 } Slot;
 
+// Token ids are rows of a table: integers in [0, 2^30).
 static int get_id(const JsonNode *n, int32_t *id) {
-    if (!json_is_int(n) || n->num < 0 || n->num >= (1 << 30)) return g3_errorf("bad token id");
-    *id = (int32_t)n->num;
+    int64_t v;
+    int rc = json_int_in(n, 0, (1 << 30) - 1, &v);
+    if (rc == -1) return g3_errorf("token id is not an integer (%.40s)", json_is_number(n) ? n->str : "not a number");
+    if (rc == -2) return g3_errorf("token id %.40s is outside [0, 2^30)", n->str);
+    *id = (int32_t)v;
     return 0;
 }
 

@@ -10,6 +10,7 @@
 // dummy prefix, whitespace kept); anything else is refused with a message naming it.
 // Gemma 3's image placeholder <image_soft_token> (id 262144) lives only in tokenizer.json, one
 // past the SentencePiece vocabulary; it is appended here so that both files give the same ids.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,8 +80,13 @@ static int parse_piece(Pb b, Piece *out) {
         if (pb_field(&b, &f, &w, &v, &sub)) return -1;
         if (f == 1 && w == 2) out->s = sub.p, out->n = (uint32_t)(sub.end - sub.p);
         else if (f == 2 && w == 5) { uint32_t bits = (uint32_t)v; memcpy(&out->score, &bits, 4); }
-        else if (f == 3 && w == 0) out->type = (int)v;
+        else if (f == 3 && w == 0) {
+            if (v < SPM_NORMAL || v > SPM_BYTE) return g3_errorf("unknown type %llu", (unsigned long long)v);
+            out->type = (int)v;
+        }
     }
+    // scores rank the merges (a sort): NaN would make the order inconsistent
+    if (!isfinite(out->score)) return g3_errorf("score is not a finite number");
     return 0;
 }
 
@@ -216,7 +222,6 @@ int tok_load_spm_mem(G3Tokenizer *t, const uint8_t *data, size_t len) {
                 pc = np;
             }
             if (parse_piece(sub, &pc[n])) { g3_error_prefix("piece %d", n); goto out; }
-            if (pc[n].type < SPM_NORMAL || pc[n].type > SPM_BYTE) { g3_errorf("piece %d: unknown type %d", n, pc[n].type); goto out; }
             n++;
         } else if (f == 2) {
             if (check_trainer(sub)) { g3_error_prefix("trainer_spec"); goto out; }

@@ -154,7 +154,7 @@ int g3_ckpt_load(const char *dir, G3TrainModel *tm, G3AdamW *o, G3CkptInfo *info
     Json j;
     if (!g3_path_join(p, sizeof p, dir, "checkpoint.json") && g3_file_exists(p) && !json_parse_file(&j, p)) {
         const JsonNode *s = json_get(json_root(&j), "step");
-        *export_current = json_is_int(s) && (int64_t)s->num == info->step;
+        *export_current = json_is_int(s) && json_int(s) == info->step;
         json_free(&j);
     }
     g3_error_clear();

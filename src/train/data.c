@@ -80,6 +80,7 @@ static int map_file(const char *path, void **map, size_t *size, const Header **h
     const char *why = NULL;
     if (memcmp(hd->magic, MAGIC, 8)) why = "bad magic (not a gemma3 token file)";
     else if (hd->version != VERSION) why = "unsupported version";
+    else if (hd->vocab == 0 || hd->vocab > (1u << 30)) why = "bad vocabulary size";  // ids must fit an int
     else if (hd->data_offset < HDR || hd->data_offset % 64 || hd->data_offset > *size) why = "bad data offset";
     else if (hd->ntok != (*size - hd->data_offset) / 4 || (*size - hd->data_offset) % 4) why = "size does not match the token count";
     if (why) {
