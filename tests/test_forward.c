@@ -1,7 +1,10 @@
 // test_forward.c: the forward pass against Hugging Face transformers (float64) on every
 // fixture: each layer's activations, attention patterns and logits in exact mode (1e-5) and
 // fast mode (2e-2); greedy continuations by full recomputation and by prefill-then-decode
-// with the KV cache in chunks that cross the sliding window.
+// with the KV cache in chunks that cross the sliding window. All of it on the CPU and, in a
+// CUDA build on a machine with a GPU, on the CUDA backend too (hooks there go through the
+// host staging and the hooked-attention fallback); without one the GPU half says it is
+// skipped.
 #include "check.h"
 #include "fixtures.h"
 #include "kernels/kernels.h"
@@ -11,6 +14,7 @@ typedef struct {
     const STSet *exp;
     double tol, worst;
     const char *fixture;
+    const char *dev;
     int fast;
     char worst_name[64];
 } Obs;
@@ -32,7 +36,8 @@ static void on_hook(void *ctx, const G3HookEvent *ev) {
     // one prefill from position 0: key0 = 0 and keys = rows, so attn.{l}[head] is the block
     if (ev->head >= 0) ref += (long)ev->head * ev->rows * ev->cols;  // attn.{l} is [NH, T, T]
     double e = rel_err(ev->data, ref, n);
-    CHECK(e <= o->tol, "%s (%s): %s head %d rel err %.3g > %.1g", o->fixture, o->fast ? "fast" : "exact", key, ev->head, e, o->tol);
+    CHECK(e <= o->tol, "%s (%s, %s): %s head %d rel err %.3g > %.1g", o->fixture, o->dev, o->fast ? "fast" : "exact", key,
+          ev->head, e, o->tol);
     if (e > o->worst) { o->worst = e; snprintf(o->worst_name, sizeof o->worst_name, "%s", key); }
 }
 
@@ -42,17 +47,18 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
-static void run_fixture(const char *name, int fast) {
+static void run_fixture(const char *name, const char *dev, int fast) {
     char dir[256];
     snprintf(dir, sizeof dir, "tests/fixtures/%s", name);
     G3Model m;
     if (g3_model_load(&m, dir)) { CHECK(0, "%s", g3_error()); return; }
+    if (strcmp(dev, "cpu") && !(m.be = g3_backend_open(dev))) { CHECK(0, "%s", g3_error()); g3_model_free(&m); return; }
     STSet exp;
     fixture_open(&exp, name);
     int32_t *ids, *greedy;
     int T = fixture_ids(&exp, "input_ids", &ids), N = fixture_ids(&exp, "greedy_ids", &greedy);
     const int V = m.cfg.vocab;
-    Obs o = {&exp, fast ? 2e-2 : 1e-5, 0, name, fast, ""};
+    Obs o = {&exp, fast ? 2e-2 : 1e-5, 0, name, dev, fast, ""};
 
     // one prefill over the whole prompt, every activation seen through the hooks
     G3State *s = g3_state_new(&m, 1, T + N, T, fast, NULL);
@@ -63,7 +69,7 @@ static void run_fixture(const char *name, int fast) {
     float *logits = malloc((size_t)T * V * sizeof(float));
     CHECK(g3_prefill(s, 0, ids, T, logits) == 0, "%s", g3_error());
     double e = rel_err(logits, fixture_get(&exp, "logits")->data, (long)T * V);
-    CHECK(e <= o.tol, "%s: logits rel err %.3g", name, e);
+    CHECK(e <= o.tol, "%s (%s): logits rel err %.3g", name, dev, e);
     g3_state_set_hook(s, NULL, NULL, 0, 0);
 
     // greedy by full recomputation (no cache reuse)
@@ -76,7 +82,7 @@ static void run_fixture(const char *name, int fast) {
         seq[T + i] = argmax(s->logits, V);
         ok_full &= seq[T + i] == greedy[i];
     }
-    CHECK(ok_full, "%s (%s): greedy ids by full recomputation differ", name, fast ? "fast" : "exact");
+    CHECK(ok_full, "%s (%s, %s): greedy ids by full recomputation differ", name, dev, fast ? "fast" : "exact");
     g3_state_free(s);
 
     // prefill in odd chunks (crossing the window), then decode with the cache
@@ -91,19 +97,24 @@ static void run_fixture(const char *name, int fast) {
             if (g3_forward(cs, &tok, &sg, 1, G3_LOGITS_LAST)) { CHECK(0, "%s", g3_error()); break; }
             tok = argmax(cs->logits, V);
         }
-        CHECK(ok, "%s (%s): greedy ids with KV cache (chunks of %d) differ", name, fast ? "fast" : "exact", chunks[ci]);
+        CHECK(ok, "%s (%s, %s): greedy ids with KV cache (chunks of %d) differ", name, dev, fast ? "fast" : "exact", chunks[ci]);
         g3_state_free(cs);
     }
-    printf("%-32s %-5s worst activation rel err %.2e (%s), logits %.2e\n", name, fast ? "fast" : "exact", o.worst, o.worst_name, e);
+    printf("%-32s %-4s %-5s worst activation rel err %.2e (%s), logits %.2e\n", name, dev, fast ? "fast" : "exact", o.worst,
+           o.worst_name, e);
     free(seq); free(logits); free(ids); free(greedy);
     st_close(&exp);
+    g3_backend_free(m.be);
     g3_model_free(&m);
 }
 
 int main(void) {
-    for (size_t i = 0; i < G3_ARRAY_LEN(FIXTURES); i++) {
-        run_fixture(FIXTURES[i], 0);
-        run_fixture(FIXTURES[i], 1);
-    }
+    const int gpu = g3_backend_cuda_devices() > 0;
+    if (!gpu) printf("test_forward: cuda half skipped: no GPU (or a build without CUDA)\n");
+    for (size_t i = 0; i < G3_ARRAY_LEN(FIXTURES); i++)
+        for (int d = 0; d < 1 + gpu; d++) {
+            run_fixture(FIXTURES[i], d ? "cuda" : "cpu", 0);
+            run_fixture(FIXTURES[i], d ? "cuda" : "cpu", 1);
+        }
     return check_done();
 }

@@ -10,11 +10,17 @@ int g3_backend_need(const G3Backend *be, const void *op, const char *opname) {
     return g3_errorf("backend %s has no op '%s'", be->name, opname);
 }
 
-// Weak so that a build without CUDA links: the CUDA backend, when built, defines it.
-__attribute__((weak)) G3Backend *g3_backend_cuda_open(void) {
+#ifdef G3_CUDA
+G3Backend *g3_backend_cuda_open(void);  // cuda/backend_cuda.cu
+#else
+// A build without CUDA (G3_CUDA is defined for every file of a CUDA build, which links
+// cuda/backend_cuda.cu's definitions instead).
+static G3Backend *g3_backend_cuda_open(void) {
     g3_errorf("cuda: this gemma3 was built without the CUDA backend (build with nvcc present, or make CUDA=1)");
     return NULL;
 }
+int g3_backend_cuda_devices(void) { return 0; }
+#endif
 
 G3Backend *g3_backend_open(const char *name) {
     if (!name || !strcmp(name, "cpu")) return g3_backend_cpu();

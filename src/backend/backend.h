@@ -156,6 +156,8 @@ G3Backend *g3_backend_cpu(void);
 // device ("cuda: this build has no CUDA backend (make CUDA=1)", "cuda: no GPU found").
 G3Backend *g3_backend_open(const char *name);
 void g3_backend_free(G3Backend *be);
+// Usable CUDA devices: 0 in a build without the CUDA backend or on a machine without a GPU.
+int g3_backend_cuda_devices(void);
 // -1 with "backend cpu has no op 'attention_backward'" when op is NULL, else 0.
 int g3_backend_need(const G3Backend *be, const void *op, const char *opname);
 #define G3_NEED(be, op) g3_backend_need((be), (const void *)(be)->op, #op)

@@ -78,9 +78,19 @@ void cli_set_threads(long n);
 #define CLI_ADAPTER_OPT(var) \
     {"--adapter", OPT_STR, &(var), "apply this PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) without merging"}
 // Loads the model folder and, when adapter_dir is non-NULL, the adapter that then hangs off
-// it (m->adapter). 0, or -1 with the message set and nothing left to free.
+// it (m->adapter), and puts it on the device (cli_model_device). 0, or -1 with the message
+// set and nothing left to free.
 int cli_model_load(G3Model *m, const char *dir, const char *adapter_dir);
-// Frees the model and its adapter.
+// Frees the model, its adapter and its backend.
 void cli_model_free(G3Model *m);
+// --device on every command that runs the model: the value lands in cli_device, and
+// cli_model_device puts the loaded model there (m->be). Without the option: cuda when this
+// build has the CUDA backend and a GPU is present, else cpu (a command that never runs the
+// model on a device sets cli_device = "cpu" before loading). 0, or -1 with the message set
+// ("cuda: no GPU found ...") and the model left on the CPU.
+extern const char *cli_device;
+#define CLI_DEVICE_OPT \
+    {"--device", OPT_STR, &cli_device, "cpu or cuda (default: cuda when this build has it and a GPU is present, else cpu)"}
+int cli_model_device(G3Model *m);
 
 #endif

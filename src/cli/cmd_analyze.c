@@ -133,6 +133,7 @@ int cmd_analyze(int argc, char **argv) {
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         {"--quiet", OPT_FLAG, &quiet, "no tables on stdout"},
         CLI_ADAPTER_OPT(adapter_dir),
+        CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("analyze", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE) [--json out.json] [--html report.html]", argc, argv, opts);

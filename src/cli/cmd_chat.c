@@ -425,6 +425,7 @@ int cmd_chat(int argc, char **argv) {
         CLI_SAMPLING_OPTS(cs),
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere"},
         CLI_ADAPTER_OPT(adapter_dir),
+        CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("chat", "--model DIR [--system TEXT] [options]\n\n"

@@ -56,6 +56,7 @@ int cmd_forward(int argc, char **argv) {
         {"--stats", OPT_FLAG, &stats, "print per-layer residual norms and attention entropy"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         CLI_ADAPTER_OPT(adapter_dir),
+        CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("forward", "--model DIR [--adapter PEFT_DIR] --ids 2,17,300 [--save out.safetensors] [--stats]", argc, argv, opts);

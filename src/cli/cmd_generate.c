@@ -84,6 +84,7 @@ int cmd_generate(int argc, char **argv) {
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere"},
         {"--quiet", OPT_FLAG, &quiet, "no summary or progress on stderr"},
         CLI_ADAPTER_OPT(adapter_dir),
+        CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("generate", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE --out-dir DIR) [options]", argc, argv, opts);

@@ -316,6 +316,7 @@ int cmd_intervene(int argc, char **argv) {
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         CLI_ADAPTER_OPT(adapter_dir),
+        CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE(CMD, "--model DIR (--prompt TEXT | --ids 2,17,300) [--ablate-head L.H] [--ablate-mlp L] [--patch SITES --source-ids ...] "

@@ -18,6 +18,7 @@ int cmd_merge(int argc, char **argv) {
     CLI_PARSE("merge", "--model DIR --adapter PEFT_DIR --out DIR [--force]", argc, argv, opts);
     if (!dir || !adapter || !out) return cli_fail("merge", "--model, --adapter and --out are required (see --help)");
     G3Model m;
+    cli_device = "cpu";  // merging is host arithmetic
     if (cli_model_load(&m, dir, adapter)) return cli_fail("merge", "%s", g3_error());
     const G3Adapter *a = m.adapter;
     double t0 = g3_now();

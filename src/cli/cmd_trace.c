@@ -197,6 +197,7 @@ int cmd_trace(int argc, char **argv) {
         {"--compress", OPT_FLAG, &compress, "deflate the arrays (default: stored, faster to write and read)"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         CLI_ADAPTER_OPT(adapter_dir),
+        CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("trace", "--model DIR (--prompt TEXT | --ids 2,17,... | --prompts-file FILE) --hooks PATTERN[,PATTERN...] --out acts.npz", argc, argv, opts);

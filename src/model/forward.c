@@ -18,7 +18,7 @@ static float *alloc_f(G3Backend *be, long n, int64_t *bytes) {
 }
 
 G3State *g3_state_new(const G3Model *m, int nslots, int ctx, int max_rows, int fast, int64_t *bytes) {
-    return g3_state_new_on(g3_backend_cpu(), m, nslots, ctx, max_rows, fast, bytes);
+    return g3_state_new_on(m->be ? m->be : g3_backend_cpu(), m, nslots, ctx, max_rows, fast, bytes);
 }
 
 G3State *g3_state_new_on(G3Backend *be, const G3Model *m, int nslots, int ctx, int max_rows, int fast, int64_t *bytes) {
@@ -70,7 +70,8 @@ G3State *g3_state_new_on(G3Backend *be, const G3Model *m, int nslots, int ctx, i
     if (be->host) {
         s->logits = s->logits_be;
     } else if (!(s->logits = g3_malloc_aligned((size_t)s->logits_rows * c->vocab * sizeof(float))) ||
-               !(s->rope_h = g3_malloc_aligned((size_t)4 * R * HD / 2 * sizeof(float)))) {
+               !(s->rope_h = g3_malloc_aligned((size_t)4 * R * HD / 2 * sizeof(float))) ||
+               !(s->stage = g3_malloc_aligned((size_t)R * G3_MAX(G3_MAX(C, c->inter), G3_MAX(QD, KD)) * sizeof(float)))) {
         goto fail;
     }
     if (bytes) *bytes = b;
@@ -90,7 +91,7 @@ void g3_state_free(G3State *s) {
                      s->cos_l, s->sin_l, s->cos_g, s->sin_g, s->logits_be, s->lora_xa, s->lora_y};
     for (size_t i = 0; i < G3_ARRAY_LEN(bufs); i++) be->free(be, bufs[i]);
     be->free(be, s->ids);
-    if (!be->host) { g3_free_aligned(s->logits); g3_free_aligned(s->rope_h); }
+    if (!be->host) { g3_free_aligned(s->logits); g3_free_aligned(s->rope_h); g3_free_aligned(s->stage); }
     free(s->kv.k); free(s->kv.v); free(s->kv.cap); free(s->len);
     free(s);
 }
@@ -188,7 +189,7 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
                 .cos_l = s->cos_l, .sin_l = s->sin_l, .cos_g = s->cos_g, .sin_g = s->sin_g,
                 .kv = &s->kv, .segs = segs, .nseg = nseg,
                 .hook = s->hook, .hook_ctx = s->hook_ctx, .hook_sites = s->hook_sites, .hook_layers = s->hook_layers,
-                .lora_xa = s->lora_xa, .lora_y = s->lora_y};
+                .stage = s->stage, .lora_xa = s->lora_xa, .lora_y = s->lora_y};
     // one layer's activations, reused by every layer: the residual x is updated in place, the
     // branches go through xn / tmp, q and k are normed and rotated in place
     const G3LayerActs acts = {.xn1 = s->xn, .qraw = s->q, .kraw = s->k, .q = s->q, .k = s->k, .v = s->v, .att = s->att,
@@ -210,13 +211,23 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
             r += segs[i].n;
             g3_pass_final_norm(&p, s->xlast + (long)i * C, NULL, s->x + (long)(r - 1) * C, 1);
         }
-        if (g3_pass_hook_on(&p, G3_HOOK_LN_FINAL, -1)) fire_last(s, G3_HOOK_LN_FINAL, segs, nseg, s->xlast, C);
+        if (g3_pass_hook_on(&p, G3_HOOK_LN_FINAL, -1)) {
+            const size_t nb = (size_t)nseg * C * sizeof(float);
+            float *d = be->host ? s->xlast : s->stage;
+            if (!be->host && be->to_host(be, d, s->xlast, nb)) return -1;
+            fire_last(s, G3_HOOK_LN_FINAL, segs, nseg, d, C);
+            if (!be->host && be->to_device(be, s->xlast, d, nb)) return -1;
+        }
     }
     if (logits_room(s, nout)) return -1;
     p.R = nout;
     if (g3_pass_head(&p, s->logits_be, s->xlast, nout, 1)) return -1;
     if (!be->host && be->to_host(be, s->logits, s->logits_be, (size_t)nout * c->vocab * sizeof(float))) return -1;
-    if (mode == G3_LOGITS_ALL) g3_pass_fire(&p, G3_HOOK_LOGITS, -1, s->logits, c->vocab, 0, 0);
+    // the logits are on the host by now: fired as host memory whatever the backend
+    G3Pass ph = p;
+    ph.be = g3_backend_cpu();
+    ph.stage = NULL;
+    if (mode == G3_LOGITS_ALL) g3_pass_fire(&ph, G3_HOOK_LOGITS, -1, s->logits, c->vocab, 0, 0);
     else if (g3_pass_hook_on(&p, G3_HOOK_LOGITS, -1)) fire_last(s, G3_HOOK_LOGITS, segs, nseg, s->logits, c->vocab);
     return 0;
 }

@@ -33,6 +33,7 @@ typedef struct {
     float *logits_be;                      // the same in backend memory (= logits on a host backend)
     int logits_rows;                       // rows logits has room for (grows on demand)
     float *rope_h;                         // host staging of the RoPE tables (device backends)
+    float *stage;                          // host staging of hooked sites (device backends; pass.h)
     float *lora_xa, *lora_y;               // [R][r], [R][max_out]: m->adapter's scratch (NULL without one)
     // hooks (hooks.h): fn is called at the sites whose bit is set in hook_sites (bit = 1 << site),
     // for layers whose bit is set in hook_layers (unnumbered sites ignore hook_layers; layers
@@ -44,7 +45,7 @@ typedef struct {
 } G3State;
 
 // Creates a state for nslots sequences of up to ctx positions, processing up to max_rows
-// rows per call, on the CPU backend. Reports what it allocated through *bytes when non-NULL.
+// rows per call, on the model's backend (m->be; the CPU when NULL). Reports what it allocated through *bytes when non-NULL.
 G3State *g3_state_new(const G3Model *m, int nslots, int ctx, int max_rows, int fast, int64_t *bytes);
 // The same on a given backend (backend.h); every weight must have a kernel there (the
 // message names the tensor and its type otherwise).

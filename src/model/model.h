@@ -51,6 +51,11 @@ typedef struct {
     // leaves it NULL). The caller owns it; set it before creating states, which size their
     // scratch from it.
     const struct G3Adapter *adapter;
+    // The backend that states made from this model run on by default (forward.h
+    // g3_state_new), or NULL for the CPU: a device backend keeps the weights' device copies,
+    // uploaded once and shared by those states. The caller owns it (g3_backend_free after the
+    // states and before the model).
+    struct G3Backend *be;
     char dir[4096];
     int64_t nparams;
 } G3Model;

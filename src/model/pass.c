@@ -1,8 +1,8 @@
 // pass.c: the model pass over the backend's ops (see pass.h). Nothing here touches numbers
 // itself: every step is one op of the backend the pass was given, so the same code runs
 // inference and training on the CPU and on a GPU. Hooks are the one exception: they read
-// host memory, so on a device backend the pass would stage the sites asked for (the CPU
-// backend's buffers are host memory and are shown in place).
+// host memory, so on a device backend the pass stages the sites asked for through p->stage
+// (the CPU backend's buffers are host memory and are shown in place).
 #include "pass.h"
 
 #include <math.h>
@@ -25,6 +25,13 @@ int g3_pass_hook_on(const G3Pass *p, G3HookSite site, int l) {
 
 void g3_pass_fire(const G3Pass *p, G3HookSite site, int l, float *d, int cols, int heads, int hd) {
     if (!g3_pass_hook_on(p, site, l)) return;
+    float *dev = NULL;
+    const size_t bytes = (size_t)p->R * cols * sizeof(float);
+    if (!p->be->host) {  // show the hook a host copy, then take its edits back
+        if (!p->stage || p->be->to_host(p->be, p->stage, d, bytes)) return;
+        dev = d;
+        d = p->stage;
+    }
     if (p->segs) {
         long r0 = 0;
         for (int i = 0; i < p->nseg; i++) {
@@ -39,6 +46,7 @@ void g3_pass_fire(const G3Pass *p, G3HookSite site, int l, float *d, int cols, i
             p->hook(p->hook_ctx, &ev);
         }
     }
+    if (dev) p->be->to_device(p->be, dev, d, bytes);
 }
 
 #define FIRE(site, d, cols, heads, hd) g3_pass_fire(p, site, l, d, cols, heads, hd)

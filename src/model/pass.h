@@ -62,6 +62,9 @@ typedef struct {
     void *hook_ctx;
     uint32_t hook_sites;
     uint64_t hook_layers;
+    // host staging of a hooked site on a device backend ([R, widest site] floats): the site is
+    // copied here, shown to the hook, and copied back (so edits take); NULL on the CPU
+    float *stage;
     // training: the f32 gradient of model tensor i, or NULL where it is frozen ([m->nt])
     float *const *grad;
     // the scratch of m->adapter's low-rank terms (adapter.h), NULL without one:
@@ -87,7 +90,8 @@ void g3_pass_final_norm(const G3Pass *p, float *y, float *rstd, const float *x, 
 int g3_pass_head(const G3Pass *p, float *logits, const float *xf, int R, int cap);
 
 // Fires hook site (of layer l, -1 for the unnumbered) over the call's rows of d[R, cols]:
-// once per segment (inference) or per sequence (batch).
+// once per segment (inference) or per sequence (batch). On a device backend d is staged
+// through p->stage; a failed copy is reported by the backend's next sync.
 int g3_pass_hook_on(const G3Pass *p, G3HookSite site, int l);
 void g3_pass_fire(const G3Pass *p, G3HookSite site, int l, float *d, int cols, int heads, int hd);
 

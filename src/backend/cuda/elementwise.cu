@@ -31,6 +31,10 @@ struct GegluOp {
 struct AddOp {
     __device__ float operator()(float y, float x) const { return y + x; }
 };
+struct AxpyOp {
+    float alpha;
+    __device__ float operator()(float y, float x) const { return fmaf(alpha, x, y); }
+};
 struct SoftcapOp {
     float cap, inv;
     __device__ float operator()(float y, float) const { return tanhf(y * inv) * cap; }
@@ -49,6 +53,9 @@ extern "C" int g3cu_geglu(G3Cuda *cu, float *g, const float *u, long n, int erf_
     return map2(cu, g, u, n, GegluOp{erf_form}, "geglu");
 }
 extern "C" int g3cu_add(G3Cuda *cu, float *y, const float *x, long n) { return map2(cu, y, x, n, AddOp{}, "add"); }
+extern "C" int g3cu_axpy(G3Cuda *cu, float *y, float alpha, const float *x, long n) {
+    return map2(cu, y, x, n, AxpyOp{alpha}, "axpy");
+}
 extern "C" int g3cu_softcap(G3Cuda *cu, float *x, long n, float cap) {
     if (!(cap > 0)) return g3_errorf("cuda softcap: cap %g must be positive", cap);
     return map2(cu, x, (const float *)NULL, n, SoftcapOp{cap, 1.0f / cap}, "softcap");

@@ -74,6 +74,8 @@ int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const float *A, c
 // ---- row-wise ops ----
 // y[rows][n] = x / sqrt(mean(x^2) + eps) * (1 + w); y may alias x.
 int g3cu_rmsnorm(G3Cuda *cu, float *y, const float *x, const float *w, int rows, int n, float eps);
+// The same, also writing rstd[rows] = 1 / sqrt(mean(x^2) + eps) when rstd is non-NULL (backward).
+int g3cu_rmsnorm_rstd(G3Cuda *cu, float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps);
 // The residual step between sublayers, fused: x += rmsnorm(t, w_post); then, if w_next,
 // xn = rmsnorm(x, w_next) (the next sublayer's input norm). t may alias xn.
 int g3cu_add_rmsnorm(G3Cuda *cu, float *x, float *xn, const float *t, const float *w_post, const float *w_next, int rows,
@@ -83,7 +85,8 @@ int g3cu_add_rmsnorm(G3Cuda *cu, float *x, float *xn, const float *t, const floa
 int g3cu_rope_tables(G3Cuda *cu, float *cos, float *sin, const int32_t *pos, int rows, int hd, double base, double scale);
 // Per head of q[rows][nh * hd] and k[rows][nkv * hd]: RMSNorm with (1 + qw) / (1 + kw) (QK-norm;
 // skipped where the weight is NULL), then RoPE "rotate half" (dim d pairs with d + hd/2) by
-// cos/sin[rows][hd/2] (skipped when cos is NULL). One pass over q and k.
+// cos/sin[rows][hd/2] (skipped when cos is NULL). One pass over q and k; nkv may be 0 (k NULL)
+// to treat one tensor alone.
 int g3cu_qk_norm_rope(G3Cuda *cu, float *q, float *k, const float *qw, const float *kw, const float *cos, const float *sin,
                       int rows, int nh, int nkv, int hd, float eps);
 // g[i] = gelu(g[i]) * u[i] (tanh approximation, or the erf form).
@@ -93,6 +96,7 @@ int g3cu_geglu(G3Cuda *cu, float *g, const float *u, long n, int erf_form);
 int g3cu_embed(G3Cuda *cu, float *x, const void *E, G3DType et, const int32_t *tokens, int rows, int C, int vocab,
                float scale);
 int g3cu_add(G3Cuda *cu, float *y, const float *x, long n);              // y += x
+int g3cu_axpy(G3Cuda *cu, float *y, float alpha, const float *x, long n);  // y += alpha * x
 int g3cu_softcap(G3Cuda *cu, float *x, long n, float cap);              // x = tanh(x / cap) * cap
 // out[r] = the first index of the largest of x[r][0 .. n) (as the CPU's argmax).
 int g3cu_argmax(G3Cuda *cu, int32_t *out, const float *x, int rows, int n);

@@ -26,7 +26,8 @@ __global__ void kv_append_k(float *kc, float *vc, const float *__restrict__ k, c
 
 extern "C" int g3cu_kv_append(G3Cuda *cu, float *kc, float *vc, const float *k, const float *v, const G3CuRow *meta, int rows,
                               const G3CuAttn *a) {
-    if (g3cu_attn_check(a, "kv append")) return -1;
+    if (a->nkv < 1 || a->hd < 1 || a->hd > 1024 || a->cap < 1)
+        return g3_errorf("cuda kv append: unsupported shape: %d kv heads, head dim %d, cache of %d", a->nkv, a->hd, a->cap);
     if (rows < 1) return g3_errorf("cuda kv append: no rows");
     kv_append_k<<<dim3(rows, a->nkv), a->hd, 0, cu->stream>>>(kc, vc, k, v, meta, *a);
     return g3cu_launched("kv append");

@@ -29,19 +29,25 @@ __device__ double block_sum_d(double v) {
 
 __device__ __forceinline__ float rms_scale(double ss, int n, float eps) { return (float)(1.0 / sqrt(ss / n + eps)); }
 
-__global__ void __launch_bounds__(NORM_T) rmsnorm_k(float *y, const float *x, const float *__restrict__ w, int n, float eps) {
+__global__ void __launch_bounds__(NORM_T) rmsnorm_k(float *y, float *rstd, const float *x, const float *__restrict__ w, int n,
+                                                     float eps) {
     const float *xr = x + (long)blockIdx.x * n;
     float *yr = y + (long)blockIdx.x * n;
     double ss = 0;
     for (int i = threadIdx.x; i < n; i += NORM_T) ss += (double)xr[i] * xr[i];
     const float r = rms_scale(block_sum_d(ss), n, eps);
+    if (rstd && threadIdx.x == 0) rstd[blockIdx.x] = r;
     for (int i = threadIdx.x; i < n; i += NORM_T) yr[i] = xr[i] * r * (1.0f + w[i]);  // each i read then written by one thread
 }
 
-extern "C" int g3cu_rmsnorm(G3Cuda *cu, float *y, const float *x, const float *w, int rows, int n, float eps) {
+extern "C" int g3cu_rmsnorm_rstd(G3Cuda *cu, float *y, float *rstd, const float *x, const float *w, int rows, int n,
+                                 float eps) {
     if (rows < 1 || n < 1) return g3_errorf("cuda rmsnorm: bad shape rows %d, n %d", rows, n);
-    rmsnorm_k<<<rows, NORM_T, 0, cu->stream>>>(y, x, w, n, eps);
+    rmsnorm_k<<<rows, NORM_T, 0, cu->stream>>>(y, rstd, x, w, n, eps);
     return g3cu_launched("rmsnorm");
+}
+extern "C" int g3cu_rmsnorm(G3Cuda *cu, float *y, const float *x, const float *w, int rows, int n, float eps) {
+    return g3cu_rmsnorm_rstd(cu, y, NULL, x, w, rows, n, eps);
 }
 
 // x += rmsnorm(t, w_post); xn = rmsnorm(x, w_next): the residual stream is read and written
@@ -136,7 +142,7 @@ __global__ void qk_norm_rope_k(float *q, float *k, const float *__restrict__ qw,
 
 extern "C" int g3cu_qk_norm_rope(G3Cuda *cu, float *q, float *k, const float *qw, const float *kw, const float *cos,
                                  const float *sin, int rows, int nh, int nkv, int hd, float eps) {
-    if (rows < 1 || nh < 1 || nkv < 1 || hd < 2 || hd % 2 || hd > 2 * 32 * QK_MAXP)
+    if (rows < 1 || nh < 1 || nkv < 0 || (nkv > 0 && !k) || hd < 2 || hd % 2 || hd > 2 * 32 * QK_MAXP)
         return g3_errorf("cuda qk_norm_rope: unsupported shape rows %d, heads %d/%d, head dim %d (even, at most %d)", rows, nh,
                          nkv, hd, 2 * 32 * QK_MAXP);
     long warps = (long)rows * (nh + nkv);

@@ -1,0 +1,375 @@
+// backend_cuda.cu: the CUDA backend: the op table of backend.h over the kernels of g3cuda.h,
+// so that the model pass (model/pass.c) runs on a GPU unchanged. What lives here:
+//   - the weights' device copies: a weight (or a norm's f32 vector) is uploaded once, the
+//     first time weight_check or an op sees its host address, and found again by that address
+//     (the model's bytes never move while it is loaded), so the pass keeps passing host
+//     handles and the backend keeps the map;
+//   - the segment -> row metadata of the attention kernels (G3CuRow), built on the host once per
+//     forward call (every layer passes the same segments) and uploaded;
+//   - the few ops the kernels do not have in the table's exact form (out-of-place GeGLU and
+//     add), made of the in-place kernels and a device copy;
+//   - the hooked attention: when a hook wants a layer's scores or pattern, that layer's
+//     attention runs on the CPU backend over host copies (only what was asked for crosses).
+// The training ops (backward, batch attention, cross-entropy) are not here yet (issue 17):
+// they are NULL, and G3_NEED names them.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.cuh"
+
+extern "C" {
+#include "../../base/base.h"
+#include "../backend.h"
+}
+
+namespace {
+
+struct MapEntry {
+    const void *host;
+    void *dev;
+    size_t bytes;
+};
+
+struct CudaBackend {
+    G3Backend be;  // first: the table is the handle
+    G3Cuda *cu;
+    MapEntry *map;  // open addressing on the host address
+    int map_cap, map_n;
+    size_t weight_bytes;  // uploaded so far
+    // attention metadata of the current call
+    G3Segment *segs;
+    int nseg, segs_cap;
+    G3CuRow *meta_h, *meta_d;
+    int meta_rows, meta_cap;
+    int failed;  // an op without a return value failed: reported at the next sync
+    char failure[512];
+};
+
+CudaBackend *cb_of(G3Backend *be) { return (CudaBackend *)be; }
+
+size_t hash_ptr(const void *p, int cap) { return (size_t)(((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull) & (size_t)(cap - 1); }
+
+int map_grow(CudaBackend *cb) {
+    int cap = cb->map_cap ? cb->map_cap * 2 : 1024;
+    MapEntry *m = (MapEntry *)calloc((size_t)cap, sizeof *m);
+    if (!m) return g3_errorf("cuda: out of host memory for the weight map");
+    for (int i = 0; i < cb->map_cap; i++) {
+        if (!cb->map[i].host) continue;
+        size_t h = hash_ptr(cb->map[i].host, cap);
+        while (m[h].host) h = (h + 1) & (size_t)(cap - 1);
+        m[h] = cb->map[i];
+    }
+    free(cb->map);
+    cb->map = m;
+    cb->map_cap = cap;
+    return 0;
+}
+
+// The device copy of `bytes` at host address h: found, or uploaded now (NULL + error).
+const void *device_copy(CudaBackend *cb, const void *h, size_t bytes, const char *name) {
+    if (cb->map_cap) {
+        size_t i = hash_ptr(h, cb->map_cap);
+        while (cb->map[i].host) {
+            if (cb->map[i].host == h) {
+                if (cb->map[i].bytes >= bytes) return cb->map[i].dev;
+                break;  // same address, larger use: cannot happen for model tensors
+            }
+            i = (i + 1) & (size_t)(cb->map_cap - 1);
+        }
+    }
+    if ((cb->map_n + 1) * 2 > cb->map_cap && map_grow(cb)) return NULL;
+    void *d = g3cu_malloc(cb->cu, bytes);
+    if (!d) {
+        g3_error_prefix("tensor '%s' (%.1f MiB; %.1f MiB of weights already on the GPU)", name ? name : "?", bytes / 1048576.0,
+                        cb->weight_bytes / 1048576.0);
+        return NULL;
+    }
+    if (g3cu_upload(cb->cu, d, h, bytes)) { g3cu_free(cb->cu, d); return NULL; }
+    size_t i = hash_ptr(h, cb->map_cap);
+    while (cb->map[i].host && cb->map[i].host != h) i = (i + 1) & (size_t)(cb->map_cap - 1);
+    if (cb->map[i].host) g3cu_free(cb->cu, cb->map[i].dev);  // replaced by the larger copy
+    else cb->map_n++;
+    cb->map[i] = MapEntry{h, d, bytes};
+    cb->weight_bytes += bytes;
+    return d;
+}
+
+const void *weight_dev(CudaBackend *cb, const G3Weight *w, const char *name) {
+    if (w->mem == G3_MEM_DEVICE) return w->data;
+    return device_copy(cb, w->data, (size_t)(w->rows * w->row_bytes), name);
+}
+// Norm weights reach the ops as host f32 vectors (model.h normf): their device copy.
+const float *vec_dev(CudaBackend *cb, const float *h, long n) {
+    return (const float *)device_copy(cb, h, (size_t)n * sizeof(float), "norm weight");
+}
+
+G3CuMode mode_of(G3MatmulMode m) { return m == G3_MM_EXACT ? G3CU_EXACT : G3CU_FAST; }
+
+// Arithmetic ops cannot return errors through the table: the first failed launch is kept and
+// reported by the next sync or download (every forward ends with one), like a fault inside a
+// kernel.
+void note(CudaBackend *cb, int rc) {
+    if (rc && !cb->failed) {
+        cb->failed = 1;
+        snprintf(cb->failure, sizeof cb->failure, "%s", g3_error());
+    }
+}
+int failed(CudaBackend *cb) {
+    if (!cb->failed) return 0;
+    cb->failed = 0;
+    return g3_errorf("%s", cb->failure);
+}
+
+// ---- memory ----
+
+void *cu_alloc(G3Backend *be, size_t bytes) {
+    CudaBackend *cb = cb_of(be);
+    void *p = g3cu_malloc(cb->cu, bytes);
+    if (p && g3cu_memset(cb->cu, p, 0, bytes ? bytes : 1)) { g3cu_free(cb->cu, p); return NULL; }
+    return p;
+}
+void cu_free(G3Backend *be, void *p) { g3cu_free(cb_of(be)->cu, p); }
+int cu_to_device(G3Backend *be, void *dst, const void *src, size_t bytes) {
+    return bytes ? g3cu_upload(cb_of(be)->cu, dst, src, bytes) : 0;
+}
+int cu_to_host(G3Backend *be, void *dst, const void *src, size_t bytes) {
+    CudaBackend *cb = cb_of(be);
+    if ((bytes ? g3cu_download(cb->cu, dst, src, bytes) : g3cu_sync(cb->cu))) return -1;
+    return failed(cb);
+}
+int cu_sync(G3Backend *be) { return g3cu_sync(cb_of(be)->cu) || failed(cb_of(be)) ? -1 : 0; }
+
+int cu_weight_check(G3Backend *be, const G3Weight *w, const char *name) {
+    if (w->type != G3_F32 && w->type != G3_BF16 && w->type != G3_F16)
+        return g3_errorf("tensor '%s': backend cuda has no matrix kernel for weights of type %s yet (F32, BF16, F16)",
+                         name ? name : "?", g3_dtype_name(w->type));
+    return weight_dev(cb_of(be), w, name) ? 0 : -1;
+}
+
+// ---- matrix products ----
+
+int cu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w, int R, G3MatmulMode mode) {
+    CudaBackend *cb = cb_of(be);
+    const void *wd = weight_dev(cb, w, NULL);
+    if (!wd) return -1;
+    return g3cu_linear(cb->cu, y, x, wd, w->type, R, (int)w->cols, (int)w->rows, mode_of(mode));
+}
+
+void cu_gemm(G3Backend *be, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
+             G3MatmulMode mode) {
+    note(cb_of(be), g3cu_gemm(cb_of(be)->cu, ta, tb, M, N, K, A, B, C, accumulate, mode_of(mode)));
+}
+
+// ---- row-wise ops ----
+
+void cu_rmsnorm(G3Backend *be, float *y, float *rstd, const float *x, const float *w, int R, int n, float eps) {
+    CudaBackend *cb = cb_of(be);
+    const float *wd = vec_dev(cb, w, n);
+    if (!wd) { note(cb, -1); return; }
+    note(cb, g3cu_rmsnorm_rstd(cb->cu, y, rstd, x, wd, R, n, eps));
+}
+
+void cu_rope(G3Backend *be, float *x, const float *cos, const float *sin, int R, int nh, int HD) {
+    note(cb_of(be), g3cu_qk_norm_rope(cb_of(be)->cu, x, NULL, NULL, NULL, cos, sin, R, nh, 0, HD, 0.f));
+}
+
+void cu_geglu(G3Backend *be, float *a, const float *g, const float *u, long n, int erf_form) {
+    CudaBackend *cb = cb_of(be);
+    if (a != g && g3cu_copy(cb->cu, a, g, (size_t)n * sizeof(float))) { note(cb, -1); return; }
+    note(cb, g3cu_geglu(cb->cu, a, u, n, erf_form));
+}
+
+int cu_embed(G3Backend *be, float *x, const int32_t *ids, const G3Weight *E, int R, float scale) {
+    CudaBackend *cb = cb_of(be);
+    const void *ed = weight_dev(cb, E, "embedding");
+    if (!ed) return -1;
+    return g3cu_embed(cb->cu, x, ed, E->type, ids, R, (int)E->cols, (int)E->rows, scale);
+}
+
+void cu_add(G3Backend *be, float *y, const float *a, const float *b, long n) {
+    CudaBackend *cb = cb_of(be);
+    if (y == a) { note(cb, g3cu_add(cb->cu, y, b, n)); return; }
+    if (y == b) { note(cb, g3cu_add(cb->cu, y, a, n)); return; }
+    if (g3cu_copy(cb->cu, y, a, (size_t)n * sizeof(float))) { note(cb, -1); return; }
+    note(cb, g3cu_add(cb->cu, y, b, n));
+}
+
+void cu_axpy(G3Backend *be, float *y, float alpha, const float *x, long n) { note(cb_of(be), g3cu_axpy(cb_of(be)->cu, y, alpha, x, n)); }
+
+void cu_softcap(G3Backend *be, float *x, long n, float cap) { note(cb_of(be), g3cu_softcap(cb_of(be)->cu, x, n, cap)); }
+
+// ---- attention over the cache ----
+
+// The rows' metadata for these segments, on the device: rebuilt only when the segments
+// differ from the previous call's (the layers of one forward share them).
+int meta_for(CudaBackend *cb, const G3Segment *segs, int nseg, int *rows_out) {
+    int rows = 0;
+    for (int i = 0; i < nseg; i++) rows += segs[i].n;
+    *rows_out = rows;
+    if (nseg == cb->nseg && rows == cb->meta_rows && !memcmp(segs, cb->segs, (size_t)nseg * sizeof *segs)) return 0;
+    if (nseg > cb->segs_cap) {
+        G3Segment *s = (G3Segment *)realloc(cb->segs, (size_t)nseg * sizeof *s);
+        if (!s) return g3_errorf("cuda: out of host memory");
+        cb->segs = s;
+        cb->segs_cap = nseg;
+    }
+    if (rows > cb->meta_cap) {
+        G3CuRow *h = (G3CuRow *)realloc(cb->meta_h, (size_t)rows * sizeof *h);
+        if (!h) return g3_errorf("cuda: out of host memory");
+        cb->meta_h = h;
+        g3cu_free(cb->cu, cb->meta_d);
+        if (!(cb->meta_d = (G3CuRow *)g3cu_malloc(cb->cu, (size_t)rows * sizeof(G3CuRow)))) { cb->meta_cap = 0; return -1; }
+        cb->meta_cap = rows;
+    }
+    for (int i = 0, r = 0; i < nseg; i++)
+        for (int k = 0; k < segs[i].n; k++, r++) cb->meta_h[r] = G3CuRow{segs[i].seq, segs[i].pos0 + k, r - k, segs[i].n};
+    cb->nseg = -1;  // invalid until the upload is queued
+    if (g3cu_upload(cb->cu, cb->meta_d, cb->meta_h, (size_t)rows * sizeof(G3CuRow))) return -1;
+    memcpy(cb->segs, segs, (size_t)nseg * sizeof *segs);
+    cb->nseg = nseg;
+    cb->meta_rows = rows;
+    return 0;
+}
+
+G3CuAttn attn_of(const G3KVCache *kv, int layer, int NH, int window, float scale, float softcap) {
+    return G3CuAttn{NH, kv->nkv, kv->hd, kv->cap[layer], window, scale, softcap};
+}
+
+// A hooked layer: the CPU backend's attention over host copies of q, k, v and the layer's
+// cache, so the hook sees (and may edit) scores and patterns exactly as on the CPU.
+int attention_on_host(CudaBackend *cb, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
+                      const float *q, const float *k, const float *v, int rows, int NH, int window, float scale,
+                      float softcap, const G3AttnHook *hook) {
+    const long QD = (long)NH * kv->hd, KD = (long)kv->nkv * kv->hd;
+    const long cn = (long)kv->slots * kv->nkv * kv->cap[layer] * kv->hd;
+    float *buf = (float *)malloc(((size_t)rows * (2 * QD + 2 * KD) + 2 * (size_t)cn) * sizeof(float));
+    float **kp = (float **)calloc((size_t)kv->layers, sizeof *kp), **vp = (float **)calloc((size_t)kv->layers, sizeof *vp);
+    int rc = -1;
+    if (!buf || !kp || !vp) { g3_errorf("cuda: out of host memory for a hooked attention layer"); goto out; }
+    {
+        float *qh = buf, *kh = qh + rows * QD, *vh = kh + rows * KD, *oh = vh + rows * KD, *kc = oh + rows * QD, *vc = kc + cn;
+        G3Cuda *cu = cb->cu;
+        if (g3cu_download(cu, qh, q, (size_t)rows * QD * 4) || g3cu_download(cu, kh, k, (size_t)rows * KD * 4) ||
+            g3cu_download(cu, vh, v, (size_t)rows * KD * 4) || g3cu_download(cu, kc, kv->k[layer], (size_t)cn * 4) ||
+            g3cu_download(cu, vc, kv->v[layer], (size_t)cn * 4))
+            goto out;
+        G3KVCache hk = *kv;
+        kp[layer] = kc;
+        vp[layer] = vc;
+        hk.k = kp;
+        hk.v = vp;
+        G3Backend *cpu = g3_backend_cpu();
+        if (cpu->attention_cache(cpu, oh, &hk, layer, segs, nseg, qh, kh, vh, NH, window, scale, softcap, hook)) goto out;
+        if (g3cu_upload(cu, out, oh, (size_t)rows * QD * 4) || g3cu_sync(cu)) goto out;
+        rc = 0;
+    }
+out:
+    free(buf);
+    free(kp);
+    free(vp);
+    return rc;
+}
+
+// Rows of one segment past which the tiled prefill kernel beats the split-K decode kernel.
+enum { PREFILL_MIN_ROWS = 16 };
+
+int cu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
+                       const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
+                       const G3AttnHook *hook) {
+    CudaBackend *cb = cb_of(be);
+    int rows;
+    if (meta_for(cb, segs, nseg, &rows)) return -1;
+    // the kernels' shapes are every Gemma's (head dim 128 or 256, up to 8 query heads per kv
+    // head); others (tiny test models) run on the host like a hooked layer
+    const int G = NH / kv->nkv;
+    const int shape_ok = kv->hd % 32 == 0 && kv->hd <= 256 && NH % kv->nkv == 0 && (G == 1 || G == 2 || G == 4 || G == 8);
+    if (hook || !shape_ok)
+        return attention_on_host(cb, out, kv, layer, segs, nseg, q, k, v, rows, NH, window, scale, softcap, hook);
+    const G3CuAttn a = attn_of(kv, layer, NH, window, scale, softcap);
+    int longest = 0, max_keys = 1;
+    for (int i = 0; i < nseg; i++) {
+        longest = G3_MAX(longest, segs[i].n);
+        max_keys = G3_MAX(max_keys, segs[i].pos0 + segs[i].n);
+    }
+    if (window > 0) max_keys = G3_MIN(max_keys, window);
+    if (longest < PREFILL_MIN_ROWS)
+        return g3cu_attn_decode(cb->cu, out, q, k, v, kv->k[layer], kv->v[layer], cb->meta_d, rows, max_keys, &a);
+    for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++)
+        if (g3cu_attn_prefill(cb->cu, out, q, k, v, kv->k[layer], kv->v[layer], r0, segs[i].n, segs[i].seq, segs[i].pos0, &a))
+            return -1;
+    return 0;
+}
+
+void cu_kv_append(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k, const float *v) {
+    CudaBackend *cb = cb_of(be);
+    int rows;
+    if (meta_for(cb, segs, nseg, &rows)) { note(cb, -1); return; }
+    const G3CuAttn a = attn_of(kv, layer, 1, 0, 1.f, 0.f);
+    G3CuAttn ak = a;
+    ak.nh = kv->nkv;
+    note(cb, g3cu_kv_append(cb->cu, kv->k[layer], kv->v[layer], k, v, cb->meta_d, rows, &ak));
+}
+
+void cu_destroy(G3Backend *be) {
+    CudaBackend *cb = cb_of(be);
+    for (int i = 0; i < cb->map_cap; i++)
+        if (cb->map[i].host) g3cu_free(cb->cu, cb->map[i].dev);
+    free(cb->map);
+    g3cu_free(cb->cu, cb->meta_d);
+    free(cb->meta_h);
+    free(cb->segs);
+    g3cu_delete(cb->cu);
+    free(cb);
+}
+
+}  // namespace
+
+extern "C" size_t g3_backend_cuda_weight_bytes(G3Backend *be) {
+    return be && be->kind == G3_BACKEND_CUDA ? cb_of(be)->weight_bytes : 0;
+}
+
+extern "C" const char *g3_backend_cuda_device(G3Backend *be) {
+    return be && be->kind == G3_BACKEND_CUDA ? g3cu_device_name(cb_of(be)->cu) : "";
+}
+
+extern "C" int g3_backend_cuda_mem(G3Backend *be, size_t *free_bytes, size_t *total_bytes) {
+    return g3cu_mem_info(cb_of(be)->cu, free_bytes, total_bytes);
+}
+
+extern "C" int g3_backend_cuda_devices(void) { return g3cu_device_count(); }
+
+// Strong definition of backend.c's weak one: a new context on device 0 per call (a state or
+// model holds one; two may run side by side).
+extern "C" G3Backend *g3_backend_cuda_open(void) {
+    G3Cuda *cu = g3cu_new(0);
+    if (!cu) return NULL;
+    CudaBackend *cb = (CudaBackend *)calloc(1, sizeof *cb);
+    if (!cb) { g3cu_delete(cu); g3_errorf("cuda: out of host memory"); return NULL; }
+    cb->cu = cu;
+    cb->nseg = -1;
+    G3Backend *be = &cb->be;
+    be->name = "cuda";
+    be->kind = G3_BACKEND_CUDA;
+    be->host = 0;
+    be->impl = cb;
+    be->destroy = cu_destroy;
+    be->alloc = cu_alloc;
+    be->free = cu_free;
+    be->to_device = cu_to_device;
+    be->to_host = cu_to_host;
+    be->sync = cu_sync;
+    be->weight_check = cu_weight_check;
+    be->linear = cu_linear;
+    be->gemm = cu_gemm;
+    be->rmsnorm = cu_rmsnorm;
+    be->rope = cu_rope;
+    be->geglu = cu_geglu;
+    be->embed = cu_embed;
+    be->add = cu_add;
+    be->axpy = cu_axpy;
+    be->softcap = cu_softcap;
+    be->attention_cache = cu_attention_cache;
+    be->kv_append = cu_kv_append;
+    return be;
+}
