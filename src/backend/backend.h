@@ -147,6 +147,35 @@ struct G3Backend {
     // Appends the rows' keys and values to their slots (rings keep the newest cap positions).
     void (*kv_append)(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k,
                       const float *v);
+
+    // ---- optional: what a device backend adds (NULL on the CPU; callers fall back) ----
+    // Host memory that copies to and from this backend are fastest with (page-locked for a
+    // GPU); NULL with g3_error set.
+    void *(*host_alloc)(G3Backend *be, size_t bytes);
+    void (*host_free)(G3Backend *be, void *p);
+    // The segments of the call about to run, before its ops (attention_cache and kv_append
+    // get them again): a device backend uploads its per-row metadata here, outside any
+    // recording.
+    int (*segments)(G3Backend *be, const G3Segment *segs, int nseg);
+    // Recording a call's ops once and replaying them (CUDA graphs: one launch for a whole
+    // decode step). record_begin, the ops, record_end gives the recording (NULL + error:
+    // the ops then did not run either). While recording, attention_cache sizes its work for
+    // the cache's capacity rather than the current lengths, so a recording serves every
+    // later length. replay returns 0, 1 when the recording went stale (the backend moved a
+    // buffer it uses: record again), or -1.
+    int (*record_begin)(G3Backend *be);
+    void *(*record_end)(G3Backend *be);
+    int (*replay)(G3Backend *be, void *rec);
+    void (*record_free)(G3Backend *be, void *rec);
+    // Fused inference ops (fewer passes over memory, fewer launches), used by the pass where
+    // nothing needs the steps in between (no hook there, no 1/rms kept for backward):
+    // per head of q[R, NH*HD] and k[R, NKV*HD]: RMSNorm with (1 + qw) / (1 + kw) (skipped where
+    // NULL), then RoPE as rope;
+    void (*qk_norm_rope)(G3Backend *be, float *q, float *k, const float *qw, const float *kw, const float *cos,
+                         const float *sin, int R, int NH, int NKV, int HD, float eps);
+    // x[R, n] += rmsnorm(t, w_post); then, when w_next is non-NULL, xn = rmsnorm(x, w_next).
+    void (*add_rmsnorm)(G3Backend *be, float *x, float *xn, const float *t, const float *w_post, const float *w_next, int R,
+                        int n, float eps);
 };
 
 // The process's CPU backend: the kernels of kernels.h at the ISA level g3_kernels_init chose

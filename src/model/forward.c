@@ -12,6 +12,26 @@
 #include "../kernels/ops.h"
 #include "adapter.h"
 
+// Host buffers that travel to and from the backend: page-locked where it offers that.
+static void *host_alloc(G3Backend *be, size_t bytes) {
+    return be->host_alloc ? be->host_alloc(be, bytes) : g3_malloc_aligned(bytes);
+}
+static void host_free(G3Backend *be, void *p) {
+    if (be->host_free) {
+        if (p) be->host_free(be, p);
+    } else {
+        g3_free_aligned(p);
+    }
+}
+
+// Forgets the recorded decode steps (the buffers they use moved).
+static void drop_records(G3State *s) {
+    for (int r = 0; s->recs && r <= s->max_rows; r++) {
+        if (s->recs[r] && s->recs[r] != G3_NO_RECORD) s->be->record_free(s->be, s->recs[r]);
+        s->recs[r] = NULL;
+    }
+}
+
 static float *alloc_f(G3Backend *be, long n, int64_t *bytes) {
     if (bytes) *bytes += n * (int64_t)sizeof(float);
     return be->alloc(be, (size_t)n * sizeof(float));
@@ -26,8 +46,9 @@ G3State *g3_state_new_on(G3Backend *be, const G3Model *m, int nslots, int ctx, i
     if (nslots < 1 || ctx < 1 || max_rows < 1) { g3_errorf("state: slots, context and rows must be positive"); return NULL; }
     if (ctx > c->max_pos) { g3_errorf("context %d exceeds the model's max_position_embeddings %d", ctx, c->max_pos); return NULL; }
     for (int i = 0; i < m->nt; i++) {
-        if (m->t[i].kind == G3_KIND_NORM) continue;  // norms are f32 copies, used by every backend
         G3Weight w = g3_tensor_weight(&m->t[i]);
+        if (m->t[i].kind == G3_KIND_NORM)  // the ops take the f32 copy (a device backend uploads it now)
+            w = (G3Weight){G3_F32, 1, m->t[i].numel, m->t[i].numel * 4, g3_norm_weight(m, i), G3_MEM_HOST};
         if (be->weight_check(be, &w, m->t[i].name)) return NULL;
     }
     const G3Adapter *ad = m->adapter;
@@ -69,9 +90,10 @@ G3State *g3_state_new_on(G3Backend *be, const G3Model *m, int nslots, int ctx, i
     if (ad && (!(s->lora_xa = alloc_f(be, R * ad->r, &b)) || !(s->lora_y = alloc_f(be, R * ad->max_out, &b)))) goto fail;
     if (be->host) {
         s->logits = s->logits_be;
-    } else if (!(s->logits = g3_malloc_aligned((size_t)s->logits_rows * c->vocab * sizeof(float))) ||
-               !(s->rope_h = g3_malloc_aligned((size_t)4 * R * HD / 2 * sizeof(float))) ||
-               !(s->stage = g3_malloc_aligned((size_t)R * G3_MAX(G3_MAX(C, c->inter), G3_MAX(QD, KD)) * sizeof(float)))) {
+    } else if (!(s->logits = host_alloc(be, (size_t)s->logits_rows * c->vocab * sizeof(float))) ||
+               !(s->rope_h = host_alloc(be, (size_t)4 * R * HD / 2 * sizeof(float))) ||
+               !(s->stage = host_alloc(be, (size_t)R * G3_MAX(G3_MAX(C, c->inter), G3_MAX(QD, KD)) * sizeof(float))) ||
+               (be->record_begin && !(s->recs = g3_calloc((size_t)R + 1, sizeof *s->recs)))) {
         goto fail;
     }
     if (bytes) *bytes = b;
@@ -91,7 +113,9 @@ void g3_state_free(G3State *s) {
                      s->cos_l, s->sin_l, s->cos_g, s->sin_g, s->logits_be, s->lora_xa, s->lora_y};
     for (size_t i = 0; i < G3_ARRAY_LEN(bufs); i++) be->free(be, bufs[i]);
     be->free(be, s->ids);
-    if (!be->host) { g3_free_aligned(s->logits); g3_free_aligned(s->rope_h); g3_free_aligned(s->stage); }
+    drop_records(s);
+    free(s->recs);
+    if (!be->host) { host_free(be, s->logits); host_free(be, s->rope_h); host_free(be, s->stage); }
     free(s->kv.k); free(s->kv.v); free(s->kv.cap); free(s->len);
     free(s);
 }
@@ -146,11 +170,12 @@ static int logits_room(G3State *s, int nout) {
     float *nb = be->alloc(be, bytes);
     if (!nb) return -1;
     if (!be->host) {
-        float *nh = g3_malloc_aligned(bytes);
+        float *nh = host_alloc(be, bytes);
         if (!nh) { be->free(be, nb); return -1; }
-        g3_free_aligned(s->logits);
+        host_free(be, s->logits);
         s->logits = nh;
     }
+    drop_records(s);  // they write the old buffer
     be->free(be, s->logits_be);
     s->logits_be = nb;
     if (be->host) s->logits = nb;
@@ -158,11 +183,70 @@ static int logits_room(G3State *s, int nout) {
     return 0;
 }
 
+// The device part of a forward call: embedding, layers, final norm and head (into
+// logits_be). Hooks fire inside (none while recording).
+static int device_pass(G3State *s, G3Pass *p, const int32_t *ids, const G3Segment *segs, int nseg, G3LogitsMode mode) {
+    const G3Config *c = &s->m->cfg;
+    const int C = c->hidden, rows = p->R;
+    // one layer's activations, reused by every layer: the residual x is updated in place, the
+    // branches go through xn / tmp, q and k are normed and rotated in place
+    const G3LayerActs acts = {.xn1 = s->xn, .qraw = s->q, .kraw = s->k, .q = s->q, .k = s->k, .v = s->v, .att = s->att,
+                              .ao = s->tmp, .h = s->x, .xn2 = s->xn, .g = s->g, .u = s->u, .a = s->g, .mo = s->tmp,
+                              .tmp = s->tmp};
+    if (g3_pass_embed(p, s->x, ids)) return -1;
+    for (int l = 0; l < c->layers; l++)
+        if (g3_layer_forward(p, l, &acts, s->x, s->x)) return -1;
+    if (mode == G3_LOGITS_NONE) return 0;
+    // final norm and the tied output head, only for the rows whose logits are wanted
+    G3Backend *be = s->be;
+    if (mode == G3_LOGITS_ALL || rows == nseg) {  // every row (a decode step: every row is a last row)
+        g3_pass_final_norm(p, s->xlast, NULL, s->x, rows);
+        if (mode == G3_LOGITS_ALL) g3_pass_fire(p, G3_HOOK_LN_FINAL, -1, s->xlast, C, 0, 0);
+    } else {
+        for (int i = 0, r = 0; i < nseg; i++) {
+            r += segs[i].n;
+            g3_pass_final_norm(p, s->xlast + (long)i * C, NULL, s->x + (long)(r - 1) * C, 1);
+        }
+    }
+    if (mode == G3_LOGITS_LAST && g3_pass_hook_on(p, G3_HOOK_LN_FINAL, -1)) {
+        const size_t nb = (size_t)nseg * C * sizeof(float);
+        float *d = be->host ? s->xlast : s->stage;
+        if (!be->host && be->to_host(be, d, s->xlast, nb)) return -1;
+        fire_last(s, G3_HOOK_LN_FINAL, segs, nseg, d, C);
+        if (!be->host && be->to_device(be, s->xlast, d, nb)) return -1;
+    }
+    const int nout = mode == G3_LOGITS_ALL ? rows : nseg;
+    G3Pass ph = *p;
+    ph.R = nout;
+    return g3_pass_head(&ph, s->logits_be, s->xlast, nout, 1);
+}
+
+// After the device part: the cache lengths, the logits on the host, the logits hook.
+static int forward_done(G3State *s, const G3Pass *p, const G3Segment *segs, int nseg, G3LogitsMode mode, int nout) {
+    G3Backend *be = s->be;
+    const int V = s->m->cfg.vocab;
+    for (int i = 0; i < nseg; i++) s->len[segs[i].seq] += segs[i].n;
+    if (mode == G3_LOGITS_NONE) return be->host ? 0 : be->sync(be);
+    if (!be->host && be->to_host(be, s->logits, s->logits_be, (size_t)nout * V * sizeof(float))) return -1;
+    // the logits are on the host by now: fired as host memory whatever the backend
+    G3Pass ph = *p;
+    ph.be = g3_backend_cpu();
+    ph.stage = NULL;
+    if (mode == G3_LOGITS_ALL) g3_pass_fire(&ph, G3_HOOK_LOGITS, -1, s->logits, V, 0, 0);
+    else if (g3_pass_hook_on(&ph, G3_HOOK_LOGITS, -1)) fire_last(s, G3_HOOK_LOGITS, segs, nseg, s->logits, V);
+    return 0;
+}
+
+static int forward_unrecorded(G3State *s, G3Pass *p, const int32_t *ids, const G3Segment *segs, int nseg, G3LogitsMode mode,
+                              int nout) {
+    if (device_pass(s, p, ids, segs, nseg, mode)) return -1;
+    return forward_done(s, p, segs, nseg, mode, nout);
+}
+
 int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nseg, G3LogitsMode mode) {
     const G3Model *m = s->m;
     const G3Config *c = &m->cfg;
     G3Backend *be = s->be;
-    const int C = c->hidden;
     int rows = 0;
     for (int i = 0; i < nseg; i++) {
         const G3Segment *sg = &segs[i];
@@ -185,51 +269,41 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
         ids = s->ids;
     }
 
+    if (be->segments && be->segments(be, segs, nseg)) return -1;
+
     G3Pass p = {.be = be, .m = m, .mode = s->fast ? G3_MM_FAST : G3_MM_EXACT, .R = rows,
                 .cos_l = s->cos_l, .sin_l = s->sin_l, .cos_g = s->cos_g, .sin_g = s->sin_g,
                 .kv = &s->kv, .segs = segs, .nseg = nseg,
                 .hook = s->hook, .hook_ctx = s->hook_ctx, .hook_sites = s->hook_sites, .hook_layers = s->hook_layers,
                 .stage = s->stage, .lora_xa = s->lora_xa, .lora_y = s->lora_y};
-    // one layer's activations, reused by every layer: the residual x is updated in place, the
-    // branches go through xn / tmp, q and k are normed and rotated in place
-    const G3LayerActs acts = {.xn1 = s->xn, .qraw = s->q, .kraw = s->k, .q = s->q, .k = s->k, .v = s->v, .att = s->att,
-                              .ao = s->tmp, .h = s->x, .xn2 = s->xn, .g = s->g, .u = s->u, .a = s->g, .mo = s->tmp,
-                              .tmp = s->tmp};
-    if (g3_pass_embed(&p, s->x, ids)) return -1;
-    for (int l = 0; l < c->layers; l++)
-        if (g3_layer_forward(&p, l, &acts, s->x, s->x)) return -1;
-    for (int i = 0; i < nseg; i++) s->len[segs[i].seq] += segs[i].n;
-
-    // final norm and the tied output head, only for the rows whose logits are wanted
-    if (mode == G3_LOGITS_NONE) return 0;
-    const int nout = mode == G3_LOGITS_ALL ? rows : nseg;
-    if (mode == G3_LOGITS_ALL) {
-        g3_pass_final_norm(&p, s->xlast, NULL, s->x, rows);
-        g3_pass_fire(&p, G3_HOOK_LN_FINAL, -1, s->xlast, C, 0, 0);
-    } else {
-        for (int i = 0, r = 0; i < nseg; i++) {
-            r += segs[i].n;
-            g3_pass_final_norm(&p, s->xlast + (long)i * C, NULL, s->x + (long)(r - 1) * C, 1);
-        }
-        if (g3_pass_hook_on(&p, G3_HOOK_LN_FINAL, -1)) {
-            const size_t nb = (size_t)nseg * C * sizeof(float);
-            float *d = be->host ? s->xlast : s->stage;
-            if (!be->host && be->to_host(be, d, s->xlast, nb)) return -1;
-            fire_last(s, G3_HOOK_LN_FINAL, segs, nseg, d, C);
-            if (!be->host && be->to_device(be, s->xlast, d, nb)) return -1;
-        }
-    }
+    const int nout = mode == G3_LOGITS_ALL ? rows : mode == G3_LOGITS_LAST ? nseg : 0;
     if (logits_room(s, nout)) return -1;
-    p.R = nout;
-    if (g3_pass_head(&p, s->logits_be, s->xlast, nout, 1)) return -1;
-    if (!be->host && be->to_host(be, s->logits, s->logits_be, (size_t)nout * c->vocab * sizeof(float))) return -1;
-    // the logits are on the host by now: fired as host memory whatever the backend
-    G3Pass ph = p;
-    ph.be = g3_backend_cpu();
-    ph.stage = NULL;
-    if (mode == G3_LOGITS_ALL) g3_pass_fire(&ph, G3_HOOK_LOGITS, -1, s->logits, c->vocab, 0, 0);
-    else if (g3_pass_hook_on(&p, G3_HOOK_LOGITS, -1)) fire_last(s, G3_HOOK_LOGITS, segs, nseg, s->logits, c->vocab);
-    return 0;
+    // A decode step (one row per segment, no hook, the last rows' logits) on a backend that
+    // records: its ops are recorded once per row count and replayed at every later step
+    // (one launch instead of hundreds). Everything they read that changes between steps
+    // (ids, RoPE tables, segments) was uploaded above into the state's fixed buffers.
+    const int hooked = s->hook && s->hook_sites;
+    if (s->recs && !hooked && mode == G3_LOGITS_LAST && rows == nseg && s->recs[rows] != G3_NO_RECORD) {
+        for (int tries = 0; tries < 2; tries++) {
+            if (!s->recs[rows]) {
+                if (be->record_begin(be)) return -1;
+                int rc = device_pass(s, &p, ids, segs, nseg, mode);
+                void *rec = be->record_end(be);
+                if (rc || !rec) {  // not recordable here (an op needed memory it could not get while recording)
+                    s->recs[rows] = G3_NO_RECORD;
+                    return forward_unrecorded(s, &p, ids, segs, nseg, mode, nout);
+                }
+                s->recs[rows] = rec;
+            }
+            int rc = be->replay(be, s->recs[rows]);
+            if (rc < 0) return -1;
+            if (rc == 0) return forward_done(s, &p, segs, nseg, mode, nout);
+            be->record_free(be, s->recs[rows]);  // stale: record again
+            s->recs[rows] = NULL;
+        }
+        return g3_errorf("%s: a recorded decode step went stale twice", be->name);
+    }
+    return forward_unrecorded(s, &p, ids, segs, nseg, mode, nout);
 }
 
 int g3_prefill(G3State *s, int seq, const int32_t *tokens, int n, float *all_logits) {

@@ -15,6 +15,8 @@
 
 typedef enum { G3_LOGITS_NONE, G3_LOGITS_LAST, G3_LOGITS_ALL } G3LogitsMode;
 
+#define G3_NO_RECORD ((void *)1)
+
 typedef struct {
     const G3Model *m;
     G3Backend *be;  // where the cache, the scratch and the arithmetic live
@@ -34,6 +36,8 @@ typedef struct {
     int logits_rows;                       // rows logits has room for (grows on demand)
     float *rope_h;                         // host staging of the RoPE tables (device backends)
     float *stage;                          // host staging of hooked sites (device backends; pass.h)
+    void **recs;                           // [max_rows + 1] recorded decode steps by row count (backends
+                                           // that record; NULL, or G3_NO_RECORD where one cannot be made)
     float *lora_xa, *lora_y;               // [R][r], [R][max_out]: m->adapter's scratch (NULL without one)
     // hooks (hooks.h): fn is called at the sites whose bit is set in hook_sites (bit = 1 << site),
     // for layers whose bit is set in hook_layers (unnumbered sites ignore hook_layers; layers

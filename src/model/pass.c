@@ -113,14 +113,22 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
     FIRE(G3_HOOK_LN1, a->xn1, C, 0, 0);
     float *q0 = c->qk_norm ? a->qraw : a->q, *k0 = c->qk_norm ? a->kraw : a->k;
     if (linear(p, q0, a->xn1, l, W_Q) || linear(p, k0, a->xn1, l, W_K) || linear(p, a->v, a->xn1, l, W_V)) return -1;
-    if (c->qk_norm) {  // per-head RMSNorm over HD, one weight shared by all heads
-        be->rmsnorm(be, a->q, a->qrs, q0, norm(m, l, W_Q_NORM), R * NH, HD, c->eps);
-        be->rmsnorm(be, a->k, a->krs, k0, norm(m, l, W_K_NORM), R * NKV, HD, c->eps);
+    // QK-norm and RoPE in one op where nothing looks between them (inference, no q/k hook)
+    const int fuse_qk = be->qk_norm_rope && !a->qrs && !a->krs && q0 == a->q && k0 == a->k && !g3_pass_hook_on(p, G3_HOOK_Q, l) &&
+                        !g3_pass_hook_on(p, G3_HOOK_K, l);
+    if (fuse_qk) {
+        be->qk_norm_rope(be, a->q, a->k, c->qk_norm ? norm(m, l, W_Q_NORM) : NULL, c->qk_norm ? norm(m, l, W_K_NORM) : NULL, cs, sn,
+                         R, NH, NKV, HD, c->eps);
+    } else {
+        if (c->qk_norm) {  // per-head RMSNorm over HD, one weight shared by all heads
+            be->rmsnorm(be, a->q, a->qrs, q0, norm(m, l, W_Q_NORM), R * NH, HD, c->eps);
+            be->rmsnorm(be, a->k, a->krs, k0, norm(m, l, W_K_NORM), R * NKV, HD, c->eps);
+        }
+        FIRE(G3_HOOK_Q, a->q, NH * HD, NH, HD);
+        FIRE(G3_HOOK_K, a->k, NKV * HD, NKV, HD);
+        be->rope(be, a->q, cs, sn, R, NH, HD);
+        be->rope(be, a->k, cs, sn, R, NKV, HD);
     }
-    FIRE(G3_HOOK_Q, a->q, NH * HD, NH, HD);
-    FIRE(G3_HOOK_K, a->k, NKV * HD, NKV, HD);
-    be->rope(be, a->q, cs, sn, R, NH, HD);
-    be->rope(be, a->k, cs, sn, R, NKV, HD);
     FIRE(G3_HOOK_V, a->v, NKV * HD, NKV, HD);
     FIRE(G3_HOOK_ROT_Q, a->q, NH * HD, NH, HD);
     FIRE(G3_HOOK_ROT_K, a->k, NKV * HD, NKV, HD);
@@ -140,12 +148,18 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
     FIRE(G3_HOOK_Z, a->att, NH * HD, NH, HD);
     if (linear(p, a->ao, a->att, l, W_O)) return -1;
     FIRE(G3_HOOK_ATTN_OUT, a->ao, C, 0, 0);
-    be->rmsnorm(be, a->tmp, a->rs2, a->ao, norm(m, l, W_POST_ATTN_NORM), R, C, c->eps);
-    FIRE(G3_HOOK_LN1_POST, a->tmp, C, 0, 0);
-    be->add(be, a->h, x, a->tmp, (long)R * C);
-    FIRE(G3_HOOK_RESID_MID, a->h, C, 0, 0);
-    // MLP block
-    be->rmsnorm(be, a->xn2, a->rs3, a->h, norm(m, l, W_PRE_FFW_NORM), R, C, c->eps);
+    // the residual step and the next norm in one op where nothing looks between them
+    if (be->add_rmsnorm && !a->rs2 && !a->rs3 && a->h == x && !g3_pass_hook_on(p, G3_HOOK_LN1_POST, l) &&
+        !g3_pass_hook_on(p, G3_HOOK_RESID_MID, l)) {
+        be->add_rmsnorm(be, a->h, a->xn2, a->ao, norm(m, l, W_POST_ATTN_NORM), norm(m, l, W_PRE_FFW_NORM), R, C, c->eps);
+    } else {
+        be->rmsnorm(be, a->tmp, a->rs2, a->ao, norm(m, l, W_POST_ATTN_NORM), R, C, c->eps);
+        FIRE(G3_HOOK_LN1_POST, a->tmp, C, 0, 0);
+        be->add(be, a->h, x, a->tmp, (long)R * C);
+        FIRE(G3_HOOK_RESID_MID, a->h, C, 0, 0);
+        // MLP block
+        be->rmsnorm(be, a->xn2, a->rs3, a->h, norm(m, l, W_PRE_FFW_NORM), R, C, c->eps);
+    }
     FIRE(G3_HOOK_LN2, a->xn2, C, 0, 0);
     if (linear(p, a->g, a->xn2, l, W_GATE)) return -1;
     FIRE(G3_HOOK_MLP_PRE, a->g, F, 0, 0);
@@ -155,9 +169,13 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
     FIRE(G3_HOOK_MLP_POST, a->a, F, 0, 0);
     if (linear(p, a->mo, a->a, l, W_DOWN)) return -1;
     FIRE(G3_HOOK_MLP_OUT, a->mo, C, 0, 0);
-    be->rmsnorm(be, a->tmp, a->rs4, a->mo, norm(m, l, W_POST_FFW_NORM), R, C, c->eps);
-    FIRE(G3_HOOK_LN2_POST, a->tmp, C, 0, 0);
-    be->add(be, xout, a->h, a->tmp, (long)R * C);
+    if (be->add_rmsnorm && !a->rs4 && xout == a->h && !g3_pass_hook_on(p, G3_HOOK_LN2_POST, l)) {
+        be->add_rmsnorm(be, xout, NULL, a->mo, norm(m, l, W_POST_FFW_NORM), NULL, R, C, c->eps);
+    } else {
+        be->rmsnorm(be, a->tmp, a->rs4, a->mo, norm(m, l, W_POST_FFW_NORM), R, C, c->eps);
+        FIRE(G3_HOOK_LN2_POST, a->tmp, C, 0, 0);
+        be->add(be, xout, a->h, a->tmp, (long)R * C);
+    }
     FIRE(G3_HOOK_RESID_POST, xout, C, 0, 0);
     return 0;
 }

@@ -133,8 +133,16 @@ extern "C" int g3cu_attn_decode(G3Cuda *cu, float *out, const float *q, const fl
     if (nsplit > most) nsplit = most;
     if (nsplit > 256) nsplit = 256;
     if (nsplit < 1) nsplit = 1;
+    // While a graph is captured the scratch cannot grow: fewer splits, in what was reserved.
+    const size_t per_split = (size_t)rows * a->nh * (a->hd + 2) * sizeof(float);
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(cu->stream, &cs);
+    if (cs != cudaStreamCaptureStatusNone && (size_t)nsplit * per_split > cu->scratch_bytes) {
+        nsplit = (int)(cu->scratch_bytes / per_split);
+        if (nsplit < 1) nsplit = 1;
+    }
     float *part = NULL;
-    if (nsplit > 1 && !(part = (float *)g3cu_scratch(cu, (size_t)rows * a->nh * nsplit * (a->hd + 2) * sizeof(float)))) return -1;
+    if (nsplit > 1 && !(part = (float *)g3cu_scratch(cu, (size_t)nsplit * per_split))) return -1;
     dim3 grid(nsplit, a->nkv, rows);
     switch (G) {
     case 1: attn_decode_k<1><<<grid, DT, 0, cu->stream>>>(out, part, q, k, v, kc, vc, meta, *a, nsplit); break;

@@ -44,6 +44,14 @@ struct CudaBackend {
     int meta_rows, meta_cap;
     int failed;  // an op without a return value failed: reported at the next sync
     char failure[512];
+    int recording;  // between record_begin and record_end
+};
+
+// A recorded call: the instantiated graph and the backend's own buffers it was recorded over
+// (the scratch and the row metadata grow by reallocation, which makes the recording stale).
+struct Rec {
+    cudaGraphExec_t exec;
+    void *scratch, *meta;
 };
 
 CudaBackend *cb_of(G3Backend *be) { return (CudaBackend *)be; }
@@ -293,6 +301,7 @@ int cu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer
         max_keys = G3_MAX(max_keys, segs[i].pos0 + segs[i].n);
     }
     if (window > 0) max_keys = G3_MIN(max_keys, window);
+    if (cb->recording) max_keys = kv->cap[layer];  // replayed later at any length up to the capacity
     if (longest < PREFILL_MIN_ROWS)
         return g3cu_attn_decode(cb->cu, out, q, k, v, kv->k[layer], kv->v[layer], cb->meta_d, rows, max_keys, &a);
     for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++)
@@ -309,6 +318,90 @@ void cu_kv_append(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs
     G3CuAttn ak = a;
     ak.nh = kv->nkv;
     note(cb, g3cu_kv_append(cb->cu, kv->k[layer], kv->v[layer], k, v, cb->meta_d, rows, &ak));
+}
+
+// ---- what a device backend adds ----
+
+void *cu_host_alloc(G3Backend *be, size_t bytes) {
+    void *p = NULL;
+    if (cudaMallocHost(&p, bytes ? bytes : 64) != cudaSuccess) {
+        cudaGetLastError();
+        g3_errorf("cuda: cannot allocate %.1f MiB of page-locked host memory", bytes / 1048576.0);
+        return NULL;
+    }
+    return p;
+}
+void cu_host_free(G3Backend *be, void *p) { cudaFreeHost(p); }
+
+int cu_segments(G3Backend *be, const G3Segment *segs, int nseg) {
+    int rows;
+    return meta_for(cb_of(be), segs, nseg, &rows);
+}
+
+// Scratch reserved before recording: the ops of a recorded step find it there (the split-K
+// attention fits its splits into it; see attn_decode.cu).
+enum { RECORD_SCRATCH = 64 << 20 };
+
+int cu_record_begin(G3Backend *be) {
+    CudaBackend *cb = cb_of(be);
+    if (failed(cb) || g3cu_reserve(cb->cu, RECORD_SCRATCH)) return -1;
+    if (g3cu_check(cudaStreamBeginCapture(cb->cu->stream, cudaStreamCaptureModeThreadLocal), "begin capture")) return -1;
+    cb->recording = 1;
+    return 0;
+}
+
+void *cu_record_end(G3Backend *be) {
+    CudaBackend *cb = cb_of(be);
+    cb->recording = 0;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(cb->cu->stream, &g);
+    cudaGetLastError();
+    if (e != cudaSuccess || cb->failed || !g) {
+        if (g) cudaGraphDestroy(g);
+        cb->failed = 0;  // nothing of the step ran: the caller runs it unrecorded
+        g3_errorf("cuda: the step could not be recorded (%s)", cudaGetErrorString(e));
+        return NULL;
+    }
+    Rec *r = (Rec *)calloc(1, sizeof *r);
+    if (!r || g3cu_check(cudaGraphInstantiate(&r->exec, g, 0), "graph instantiate")) {
+        free(r);
+        cudaGraphDestroy(g);
+        return NULL;
+    }
+    cudaGraphDestroy(g);
+    r->scratch = cb->cu->scratch;
+    r->meta = cb->meta_d;
+    return r;
+}
+
+int cu_replay(G3Backend *be, void *rec) {
+    CudaBackend *cb = cb_of(be);
+    Rec *r = (Rec *)rec;
+    if (r->scratch != cb->cu->scratch || r->meta != cb->meta_d) return 1;
+    return g3cu_check(cudaGraphLaunch(r->exec, cb->cu->stream), "graph launch");
+}
+
+void cu_record_free(G3Backend *be, void *rec) {
+    Rec *r = (Rec *)rec;
+    if (!r) return;
+    cudaGraphExecDestroy(r->exec);
+    free(r);
+}
+
+void cu_qk_norm_rope(G3Backend *be, float *q, float *k, const float *qw, const float *kw, const float *cos, const float *sin,
+                     int R, int NH, int NKV, int HD, float eps) {
+    CudaBackend *cb = cb_of(be);
+    const float *qd = qw ? vec_dev(cb, qw, HD) : NULL, *kd = kw ? vec_dev(cb, kw, HD) : NULL;
+    if ((qw && !qd) || (kw && !kd)) { note(cb, -1); return; }
+    note(cb, g3cu_qk_norm_rope(cb->cu, q, k, qd, kd, cos, sin, R, NH, NKV, HD, eps));
+}
+
+void cu_add_rmsnorm(G3Backend *be, float *x, float *xn, const float *t, const float *w_post, const float *w_next, int R, int n,
+                    float eps) {
+    CudaBackend *cb = cb_of(be);
+    const float *wp = vec_dev(cb, w_post, n), *wn = w_next ? vec_dev(cb, w_next, n) : NULL;
+    if (!wp || (w_next && !wn)) { note(cb, -1); return; }
+    note(cb, g3cu_add_rmsnorm(cb->cu, x, xn, t, wp, wn, R, n, eps));
 }
 
 void cu_destroy(G3Backend *be) {
@@ -371,5 +464,14 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->softcap = cu_softcap;
     be->attention_cache = cu_attention_cache;
     be->kv_append = cu_kv_append;
+    be->host_alloc = cu_host_alloc;
+    be->host_free = cu_host_free;
+    be->segments = cu_segments;
+    be->record_begin = cu_record_begin;
+    be->record_end = cu_record_end;
+    be->replay = cu_replay;
+    be->record_free = cu_record_free;
+    be->qk_norm_rope = cu_qk_norm_rope;
+    be->add_rmsnorm = cu_add_rmsnorm;
     return be;
 }

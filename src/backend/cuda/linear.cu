@@ -141,8 +141,11 @@ static int launch_stream(G3Cuda *cu, float *y, const float *x, const void *w, in
     // multiprocessor), but each thread still with at least two chunks of a row to load.
     int WR = 1;
     while (WR < NWARP && (long)ntiles * WR < (long)cu->sms * 48 && KC >= 2 * 32 * (WR * 2)) WR *= 2;
-    int per_sm = 0;
-    if (g3cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, linear_stream_k<WT, TT, R>, NT, 0), "occupancy"))
+    // a property of the kernel and the card: asked once per instantiation (it costs a
+    // microsecond, as much as the launch itself at decode)
+    static int per_sm = 0;
+    if (!per_sm &&
+        g3cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, linear_stream_k<WT, TT, R>, NT, 0), "occupancy"))
         return -1;
     const int G = NWARP / WR;
     long need = (ntiles + G - 1) / G, cap = (long)per_sm * cu->sms;
