@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -171,6 +172,7 @@ static void complete(Srv *v, Job *j) {
         if (j->g.stream) sb_puts(&b, "data: ");
         srv_error_json(&b, &j->err);
         if (j->g.stream) sb_puts(&b, "\n\ndata: [DONE]\n\n");
+    } else if (j->kind == JOB_ACT) {  // its body is out already (run_act)
     } else if (j->g.stream) {
         if (j->g.include_usage) {
             sb_puts(&b, "data: ");
@@ -494,6 +496,7 @@ static void release_all(Srv *v) {
 
 void *srv_engine_main(void *arg) {
     Srv *v = arg;
+    omp_set_num_threads(v->threads);  // a new thread starts from the default, not from --threads
     Job **tail = &v->active;
     for (;;) {
         int live, queued;

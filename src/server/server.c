@@ -12,6 +12,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <omp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -637,6 +638,7 @@ int g3_serve(const G3Model *m, const G3Tokenizer *tok, const G3ServeOptions *o, 
     if (v->o.max_tokens <= 0) v->o.max_tokens = 2048;
     v->m = m;
     v->tok = tok;
+    v->threads = omp_get_max_threads();
     v->stop_ids[0] = g3_tok_eos(tok);
     v->stop_ids[1] = g3_tok_end_of_turn(tok);
     v->nstop_ids = v->stop_ids[1] >= 0 ? 2 : 1;

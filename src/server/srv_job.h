@@ -84,6 +84,7 @@ struct Srv {
     Job *submit, *submit_tail;
     int inflight;          // sequences submitted and not finished
     int quit;
+    int threads;           // OpenMP threads of the engine thread (the caller's setting)
     // engine thread only
     Job *active;
     int *release;          // engine ids to release after a step
