@@ -64,6 +64,12 @@ int main(void) {
     CHECK(pid > 0 && port > 0, "the server did not start (see %s/serve.err)", tmp);
     if (pid > 0 && port > 0) {
         CHECK(sh("/usr/bin/python3 tests/serve_client.py %d sekrit", port) == 0, "client checks failed (server log: %s/serve.err)", tmp);
+        // the chat page in headless Chromium (77: no chromium here, said and skipped)
+        const char *shot = getenv("G3_SERVE_SHOT");
+        char def[256];
+        snprintf(def, sizeof def, "%s/page.png", tmp);
+        int pr = sh("/usr/bin/python3 tests/serve_page.py %d sekrit %s", port, shot ? shot : def);
+        CHECK(pr == 0 || pr == 77, "chat page checks failed (%d)", pr);
         int st;
         CHECK(waitpid(pid, &st, WNOHANG) == 0, "the server died during the checks");
         kill(pid, SIGTERM);

@@ -137,6 +137,31 @@ static int known(const SrvTools *t, const char *s, size_t n) {
     return 0;
 }
 
+// Four hex digits at r->s (consumed) into *cp; 0 if they are not there.
+static int hex4(Rd *r, unsigned *cp) {
+    if (r->end - r->s < 4) return 0;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = r->s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return 0;
+        v = v << 4 | (unsigned)d;
+    }
+    r->s += 4;
+    *cp = v;
+    return 1;
+}
+
+static int put_utf8(SBuf *b, unsigned cp) {
+    char o[4];
+    int n;
+    if (cp < 0x80) { o[0] = (char)cp; n = 1; }
+    else if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); n = 2; }
+    else if (cp < 0x10000) { o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | (cp >> 6 & 63)); o[2] = (char)(0x80 | (cp & 63)); n = 3; }
+    else { o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | (cp >> 12 & 63)); o[2] = (char)(0x80 | (cp >> 6 & 63)); o[3] = (char)(0x80 | (cp & 63)); n = 4; }
+    return sb_put(b, o, (size_t)n);
+}
+
 // A python literal at r->s as JSON into b: strings ('' or ""), numbers, True/False/None,
 // lists, tuples (as lists), dicts with string keys. -1 if it is none of these.
 static int py_value(Rd *r, SBuf *b, int depth) {
@@ -151,7 +176,21 @@ static int py_value(Rd *r, SBuf *b, int depth) {
             char x = *r->s++;
             if (x == '\\' && r->s < r->end) {
                 char y = *r->s++;
-                x = y == 'n' ? '\n' : y == 't' ? '\t' : y == 'r' ? '\r' : y;
+                unsigned cp;
+                if (y == 'u' && hex4(r, &cp)) {  // \uXXXX (JSON's escapes, as the prompt shows values)
+                    if (cp >= 0xD800 && cp <= 0xDBFF) {
+                        unsigned lo;
+                        const char *save = r->s;
+                        if (r->end - r->s >= 2 && r->s[0] == '\\' && r->s[1] == 'u' && (r->s += 2, hex4(r, &lo)) && lo >= 0xDC00 && lo <= 0xDFFF)
+                            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                        else { r->s = save; cp = 0xFFFD; }
+                    } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                        cp = 0xFFFD;
+                    }
+                    if (put_utf8(&v, cp)) { sb_free(&v); return -1; }
+                    continue;
+                }
+                x = y == 'n' ? '\n' : y == 't' ? '\t' : y == 'r' ? '\r' : y == 'b' ? '\b' : y == 'f' ? '\f' : y;
             }
             if (sb_put(&v, &x, 1)) { sb_free(&v); return -1; }
         }
@@ -340,16 +379,32 @@ int srv_tool_prefix(const SrvTools *t, const char *text, size_t n) {
     return 0;
 }
 
+static int ident(const char *s, size_t n) {
+    if (!n || isdigit((unsigned char)s[0])) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_') return 0;
+    return 1;
+}
+
 int srv_call_render(SBuf *b, const char *name, const char *args_json, size_t args_len) {
     Json j;
-    int rc = sb_puts(b, name) || sb_puts(b, "(");
+    int rc = 0;
     if (json_parse(&j, args_json, args_len) == 0) {
         const JsonNode *o = json_root(&j);
-        if (o->type == JSON_OBJECT) {
+        int py = o->type == JSON_OBJECT;
+        if (py) JSON_FOREACH(c, o) py &= ident(c->key, c->key_len);
+        if (py) {  // name(a=1, b="x"), as the prompt asks the model to write calls
             int k = 0;
+            rc = sb_puts(b, name) || sb_puts(b, "(");
             JSON_FOREACH(c, o) rc |= (k++ && sb_puts(b, ", ")) || sb_put(b, c->key, c->key_len) || sb_puts(b, "=") || json_node_write(b, c, 0);
+            rc |= sb_puts(b, ")");
+        } else {  // keys python cannot name: the JSON form, which the reader accepts too
+            rc = sb_puts(b, "{\"name\": ") || sb_json_str(b, name, strlen(name)) || sb_puts(b, ", \"arguments\": ") ||
+                 (o->type == JSON_OBJECT ? json_node_write(b, o, 0) : sb_puts(b, "{}")) || sb_puts(b, "}");
         }
         json_free(&j);
+    } else {
+        rc = sb_puts(b, name) || sb_puts(b, "()");
     }
-    return rc || sb_puts(b, ")") ? -1 : 0;
+    return rc ? -1 : 0;
 }
