@@ -60,6 +60,16 @@ int srv_tool_prefix(const SrvTools *t, const char *text, size_t n);
 // One call as the prompt shows it to the model: name(a=1, b="x") from JSON args text.
 int srv_call_render(SBuf *b, const char *name, const char *args_json, size_t args_len);
 
+// ---- the example tools of `gemma3 chat --tools` (localtools.c) ----
+// Arithmetic: + - * / % ** (^) ( ), unary signs, numbers, a few functions and pi, e; depth
+// and length limited. 0 with *out, or -1 with *err.
+int srv_calc(const char *text, double *out, const char **err);
+// The tools' definitions as an OpenAI "tools" list (JSON text): calc; list_dir and read_file.
+const char *srv_local_tools_json(int calc, int files);
+// Runs one call (calc, list_dir, read_file; files confined to root, read-only) and appends its
+// result, or "error: ...", to out. -1 only when out of memory.
+int srv_local_tool(const char *root, const SrvToolCall *call, SBuf *out);
+
 // ---- a generation request, checked (api.c) ----
 enum { SRV_CHAT, SRV_COMPLETION };
 enum { SRV_MAX_STOPS = 16, SRV_MAX_N = 16, SRV_MAX_TOP_LOGPROBS = 20 };
