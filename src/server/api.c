@@ -381,7 +381,7 @@ int srv_gen_parse(const SrvLimits *l, int kind, const char *body, size_t len, Sr
     v = 1;
     if (int_field(r, "n", 1, SRV_MAX_N, &v, NULL, e)) goto out;
     g->n = (int)v;
-    if (bool_field(r, "stream", &g->stream, e)) goto out;
+    if (bool_field(r, "stream", &g->stream, e) || bool_field(r, "ignore_eos", &g->ignore_eos, e)) goto out;
     const JsonNode *so = json_get(r, "stream_options");
     if (!json_is_null(so)) {
         if (so->type != JSON_OBJECT) { srv_err(e, 400, "stream_options", "'stream_options' must be an object"); goto out; }

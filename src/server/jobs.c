@@ -369,7 +369,7 @@ static void add_job(Srv *v, Job *j) {
         for (i = 0; i < g->n; i++) chunk(v, j, &j->ch[i], NULL, 0, NULL, 0, NULL, 1);
     for (i = 0; i < g->n; i++) {
         Choice *c = &j->ch[i];
-        G3SeqParams p = {g->prompt, g->nprompt, g->max_tokens, v->stop_ids, v->nstop_ids, g->logprobs ? choose : NULL, c->smp, on_token, on_done, c};
+        G3SeqParams p = {g->prompt, g->nprompt, g->max_tokens, v->stop_ids, g->ignore_eos ? 0 : v->nstop_ids, g->logprobs ? choose : NULL, c->smp, on_token, on_done, c};
         if ((c->seq = g3_engine_add(v->e, &p)) < 0) break;
     }
     if (i < g->n) {  // the others are cancelled; the last on_done completes the job

@@ -81,6 +81,7 @@ typedef struct {
     G3SamplerConfig sc;
     int seeded;               // a seed was given
     int n, stream, include_usage;
+    int ignore_eos;           // llama.cpp's extension: <eos>/<end_of_turn> do not stop (benchmarks)
     char *stops[SRV_MAX_STOPS];
     int nstops;
     int logprobs;             // return logprobs
