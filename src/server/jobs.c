@@ -122,7 +122,9 @@ static void tool_calls_json(SBuf *b, const Job *j, int index, const SrvToolCall 
 static void usage_json(SBuf *b, const Job *j) {
     int out = 0;
     for (int i = 0; i < j->g.n; i++) out += j->ch[i].ntok;
-    sb_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", j->g.nprompt, out, j->g.nprompt + out);
+    // cached: of the prompt tokens, those the first choice found in a slot's cache
+    sb_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d,\"prompt_tokens_details\":{\"cached_tokens\":%d}}",
+              j->g.nprompt, out, j->g.nprompt + out, j->g.n ? G3_MIN(j->ch[0].cached, j->g.nprompt) : 0);
 }
 
 // One streamed chunk of choice c: text (may be empty), tool calls, finish reason (NULL: none).
@@ -309,6 +311,7 @@ static void on_done(void *user, int id) {
     G3SeqInfo info;
     g3_engine_read(v->e, id, &info);
     c->stop = info.stop;
+    c->cached = info.cached_tokens;
     c->seq = -1;
     c->done = 1;
     push_release(v, id);

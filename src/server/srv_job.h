@@ -31,6 +31,7 @@ typedef struct {
     int holding;           // tools: the text so far may become calls, so it is not sent yet
     size_t sent;           // bytes of ts.text already sent as deltas
     int ntok;              // tokens generated
+    int cached;            // prompt tokens found in the cache (not recomputed)
     int done;
     G3StopReason stop;
     SrvLogprob *lp;        // [nlp] one per generated token (when asked for)
