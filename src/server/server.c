@@ -1,4 +1,5 @@
-// server.c: the I/O thread of `gemma3 serve` (see server.h): one poll loop over the listening
+// server.c: the I/O thread of `gemma3 serve` (see server.h; the engine runs on the calling
+// thread, the sockets on a thread of their own): one poll loop over the listening
 // socket, the engine thread's eventfd and every connection. Requests are parsed (http.h),
 // checked and tokenized here; small ones (health, models, tokenize) are answered at once,
 // generation is handed to the engine thread as a job (srv_job.h) whose bytes are framed here
@@ -55,6 +56,7 @@ typedef struct {
     Conn *conns;
     int nconns;
     HttpLimits lim;
+    volatile sig_atomic_t *stop;
 } Io;
 
 // ---- responses ----
@@ -624,6 +626,17 @@ static void io_loop(Io *io, volatile sig_atomic_t *stop) {
     free(pc);
 }
 
+// The I/O thread: serves until *stop, then tells the engine thread to finish.
+static void *io_main(void *arg) {
+    Io *io = arg;
+    io_loop(io, io->stop);
+    pthread_mutex_lock(&io->v->mu);
+    io->v->quit = 1;
+    pthread_cond_signal(&io->v->cv);
+    pthread_mutex_unlock(&io->v->mu);
+    return NULL;
+}
+
 int g3_serve(const G3Model *m, const G3Tokenizer *tok, const G3ServeOptions *o, volatile sig_atomic_t *stop) {
     Srv *v = calloc(1, sizeof *v);
     if (!v) return g3_errorf("out of memory");
@@ -644,7 +657,7 @@ int g3_serve(const G3Model *m, const G3Tokenizer *tok, const G3ServeOptions *o, 
     v->nstop_ids = v->stop_ids[1] >= 0 ? 2 : 1;
     v->lim = (SrvLimits){tok, m->cfg.vocab, v->o.ctx, v->o.max_tokens, v->o.sampling};
     v->wake_fd = -1;
-    Io io = {v, -1, NULL, 0, {16 << 10, v->o.max_body}};
+    Io io = {v, -1, NULL, 0, {16 << 10, v->o.max_body}, NULL};
     int rc = -1, port = 0, started = 0;
     G3EngineOptions eo = {1 << 20, 0};  // the bound is the server's (submit)
     if (!(v->s = g3_state_new(m, v->o.parallel, v->o.ctx, v->o.max_rows, v->o.fast, NULL)) || !(v->e = g3_engine_new(v->s, &eo))) goto out;
@@ -652,16 +665,16 @@ int g3_serve(const G3Model *m, const G3Tokenizer *tok, const G3ServeOptions *o, 
     if ((io.lfd = make_listener(&v->o, &port)) < 0) goto out;
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv, NULL);
+    // The engine runs on this thread, the sockets on a new one: the kernels keep per-thread
+    // scratch for the thread that calls them (and for its OpenMP team), which a thread that
+    // ends would leave behind; the I/O thread calls no kernel.
+    io.stop = stop;
     pthread_t th;
-    if (pthread_create(&th, NULL, srv_engine_main, v)) { g3_errorf("cannot start the engine thread"); goto out; }
+    if (pthread_create(&th, NULL, io_main, &io)) { g3_errorf("cannot start the I/O thread"); goto out; }
     started = 1;
     printf("listening on http://%s%s%s:%d\n", strchr(v->o.host, ':') ? "[" : "", v->o.host, strchr(v->o.host, ':') ? "]" : "", port);
     fflush(stdout);
-    io_loop(&io, stop);
-    pthread_mutex_lock(&v->mu);
-    v->quit = 1;
-    pthread_cond_signal(&v->cv);
-    pthread_mutex_unlock(&v->mu);
+    srv_engine_main(v);  // until the I/O thread sets quit
     pthread_join(th, NULL);
     while (io.conns) conn_close(&io, io.conns);
     rc = 0;
