@@ -25,7 +25,6 @@ def prompt(i):
 
 
 def client():
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
     while True:
         with lock:
             if next_req[0] >= total:
@@ -38,6 +37,7 @@ def client():
         if key:
             h["Authorization"] = "Bearer " + key
         t0 = time.perf_counter()
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=600)  # one per request: the same for every server
         try:
             c.request("POST", "/v1/chat/completions", body=json.dumps(body), headers=h)
             r = c.getresponse()
@@ -75,9 +75,7 @@ def client():
         except (OSError, http.client.HTTPException):
             with lock:
                 errors[0] += 1
-            c.close()
-            c = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
-    c.close()
+        c.close()
 
 
 def pct(v, p):

@@ -7,7 +7,7 @@
 # latency (p50, p99). Each figure is the median of G3_BENCH_REPS runs (default 3), servers
 # alternating. A llama-server that cannot be had is said, and gemma3 serve runs alone.
 # Env: G3_BENCH_THREADS (2), G3_SERVE_SHAPE (270m), G3_SERVE_TOKENS (32 per request),
-# G3_SERVE_CONC (1,8,32), G3_BENCH_REPS (3).
+# G3_SERVE_CONC (1,8,32), G3_BENCH_REPS (3), G3_SERVE_ROUNDS (2: requests per stream).
 set -u
 BIN=${BIN:-./gemma3}
 THREADS=${G3_BENCH_THREADS:-2}
@@ -15,6 +15,7 @@ SHAPE=${G3_SERVE_SHAPE:-270m}
 TOKENS=${G3_SERVE_TOKENS:-32}
 CONCS=${G3_SERVE_CONC:-1,8,32}
 REPS=${G3_BENCH_REPS:-3}
+ROUNDS=${G3_SERVE_ROUNDS:-2}
 CTX=512
 model=models/bench-$SHAPE-bf16
 [ -f "$model/config.json" ] || "$BIN" init --shape "$SHAPE" --dtype bf16 --out "$model" >/dev/null || exit 1
@@ -44,7 +45,7 @@ run_one() {  # NAME CONC -> one JSON line
   fi
   local spid=$!
   if ! wait_health "$port"; then echo "serve_peers: $name did not start" >&2; tail -5 "$tmp/s.err" >&2; kill $spid 2>/dev/null; wait $spid 2>/dev/null; return 1; fi
-  /usr/bin/python3 bench/serve_load.py "http://127.0.0.1:$port" "$conc" $((conc * 2 > 4 ? conc * 2 : 4)) "$TOKENS"
+  /usr/bin/python3 bench/serve_load.py "http://127.0.0.1:$port" "$conc" $((conc * ROUNDS)) "$TOKENS"
   kill $spid 2>/dev/null
   wait $spid 2>/dev/null
 }
@@ -53,7 +54,7 @@ median() {  # FIELD, JSON lines on stdin
   /usr/bin/python3 -c 'import json,sys,statistics; v=[json.loads(l)[sys.argv[1]] for l in sys.stdin if l.strip()]; print(statistics.median(v) if v else "nan")' "$1"
 }
 
-echo "serve_peers: $SHAPE bf16, $THREADS threads, $TOKENS tokens per request, median of $REPS runs; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "serve_peers: $SHAPE bf16, $THREADS threads, $TOKENS tokens per request, $ROUNDS requests per stream, median of $REPS runs; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-10s %5s %10s %10s %10s %10s %10s\n' server streams tok/s ttft_p50 ttft_p99 itl_p50 itl_p99
 for conc in ${CONCS//,/ }; do
   : >"$tmp/gemma3.$conc"; : >"$tmp/llama.$conc"

@@ -36,6 +36,7 @@ int cmd_serve(int argc, char **argv) {
         CLI_SAMPLING_OPTS(cs),
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere"},
         {"--quiet", OPT_FLAG, &quiet, "no log line per request"},
+        CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("serve", "--model DIR [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--api-key KEY] [options]\n\n"
