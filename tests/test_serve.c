@@ -59,6 +59,12 @@ int main(void) {
     CHECK(sh("%s serve 2>/dev/null", bin) != 0, "no --model accepted");
     CHECK(sh("%s serve --help | grep -q -- --api-key", bin) == 0, "--help");
 
+    // chat --tools: the tools' preamble fits, a turn runs; unknown tools and a missing folder are refused
+    CHECK(sh("printf 'What is 6*7?\\n' | %s chat --model %s --tools calc,files --tools-dir %s --max-tokens 3 --temperature 0 --threads 1 > %s/tools.out 2> %s/tools.err",
+             bin, md, tmp, tmp, tmp) == 0, "chat --tools (see %s/tools.err)", tmp);
+    CHECK(sh("%s chat --model %s --tools calc,nope < /dev/null 2>/dev/null", bin, md) == 1, "chat --tools nope accepted");
+    CHECK(sh("%s chat --model %s --tools files --tools-dir %s/none < /dev/null 2>/dev/null", bin, md, tmp) == 1, "a missing --tools-dir accepted");
+
     int port;
     pid_t pid = start(bin, "--api-key sekrit", &port);
     CHECK(pid > 0 && port > 0, "the server did not start (see %s/serve.err)", tmp);
