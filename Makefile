@@ -139,6 +139,7 @@ $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(FUZZ_BUILD)/libgemma3
 	@$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libgemma3.a -lm -lz -o $@
 
 $(FUZZ_BUILD)/obj/src/analysis/report_html.o: src/analysis/report_template.html
+$(FUZZ_BUILD)/obj/src/server/page.o: src/server/page.html
 
 fuzzers: $(FUZZERS)
 
@@ -174,7 +175,9 @@ cuda-bench: $(BUILD)/tests/cuda/bench_cuda
 clean:
 	rm -rf build gemma3
 
-# the HTML report's page is assembled into its object (.incbin), which -MMD cannot see
+# the HTML report's page and the server's chat page are assembled into their objects
+# (.incbin), which -MMD cannot see
 $(BUILD)/src/analysis/report_html.o: src/analysis/report_template.html
+$(BUILD)/src/server/page.o: src/server/page.html
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard $(FUZZ_OBJ:.o=.d))

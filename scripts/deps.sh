@@ -9,6 +9,8 @@ echo 'int main(void){return 0;}' | gcc -fopenmp -x c - -o /dev/null 2>/dev/null 
 # (with /usr/bin/python3, the one apt installs numpy for)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)  # Debian's python3, not a pyenv one
+# the chat page of `gemma3 serve` is tested in headless Chromium (test_serve)
+command -v chromium >/dev/null || need+=(chromium)
 # make fuzz: clang with libFuzzer and the sanitizers' runtimes (libclang-rt-dev, only a
 # Recommends of clang) and LLVM's OpenMP (clang does not link libgomp)
 if [ "${G3_FUZZ:-0}" = 1 ]; then

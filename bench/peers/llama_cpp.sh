@@ -10,6 +10,7 @@
 #   llama_cpp.sh setup                      download and unpack (once); exit 1 if impossible
 #   llama_cpp.sh convert DIR OUT.gguf TYPE  Hub checkpoint -> GGUF (TYPE bf16 or f16), once
 #   llama_cpp.sh bench ARGS...              llama-bench ARGS...
+#   llama_cpp.sh server ARGS...             llama-server ARGS... (bench/serve_peers.sh)
 set -eu
 PEER=${G3_PEER_DIR:-build/peers/llama}
 ROOT=$PEER/root
@@ -64,5 +65,6 @@ case "${1:-}" in
   setup) setup ;;
   convert) shift; setup && convert "$@" ;;
   bench) shift; setup && run "$ROOT/usr/bin/llama-bench" "$@" 2> >(grep -v 'failed to enumerate' >&2) ;;
-  *) echo "usage: llama_cpp.sh setup | convert DIR OUT.gguf bf16|f16 | bench ARGS..." >&2; exit 2 ;;
+  server) shift; setup && exec "$LIB/ld-linux-x86-64.so.2" --library-path "$LIB:$LIB/llama" "$ROOT/usr/bin/llama-server" "$@" ;;
+  *) echo "usage: llama_cpp.sh setup | convert DIR OUT.gguf bf16|f16 | bench ARGS... | server ARGS..." >&2; exit 2 ;;
 esac

@@ -19,6 +19,7 @@
 #include "gen/engine.h"
 #include "gen/textstream.h"
 #include "model/forward.h"
+#include "server/srv_internal.h"  // tool calling, shared with the server
 
 static volatile sig_atomic_t interrupted = 0;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
@@ -48,6 +49,8 @@ typedef struct {
     const char *model_dir;
     const char *const *stops;  // --stop strings
     int nstops;
+    SrvTools tools;            // --tools: described in the first turn, calls read from answers
+    const char *tools_dir;     // the folder list_dir / read_file may read
 } Chat;
 
 typedef struct { int32_t *v; int n; } Ids;
@@ -66,7 +69,11 @@ static int push_ids(Ids *d, const int32_t *ids, int n) {
 static int push_user(Chat *c, Ids *d, const char *text, int first) {
     int32_t *u;
     G3ChatTurn t = {"user", text};
-    int n = g3_chat_encode(c->tok, &t, 1, first ? c->system : NULL, 1, &u);
+    SBuf sys = {0};  // the tools' description, then the system message
+    if (first && c->tools.prompt && (sb_puts(&sys, c->tools.prompt) || (c->system && (sb_puts(&sys, "\n\n") || sb_puts(&sys, c->system)))))
+        return g3_errorf("out of memory");
+    int n = g3_chat_encode(c->tok, &t, 1, first ? (sys.p ? sys.p : c->system) : NULL, 1, &u);
+    sb_free(&sys);
     if (n < 0) return -1;
     int skip = n > 0 && !first && u[0] == g3_tok_bos(c->tok);
     int rc = push_ids(d, u + skip, n - skip);
@@ -372,6 +379,34 @@ static int turn(Chat *c, const char *text) {
     return 0;
 }
 
+// --tools: while the last answer is nothing but calls of the tools (tools.c reads them as the
+// server does), runs them here and hands their results back as the next user turn, in the
+// ```tool_output form the server uses; at most 5 rounds per message.
+static int tool_rounds(Chat *c, int tty) {
+    for (int round = 0; round < 5 && c->tools.n && c->nturns; round++) {
+        const Turn *t = &c->turns[c->nturns - 1];
+        SrvToolCall calls[SRV_MAX_CALLS];
+        int n = t->answer_text ? srv_tool_calls(&c->tools, t->answer_text, strlen(t->answer_text), calls) : 0;
+        if (!n) return 0;
+        SBuf out = {0};
+        int bad = sb_puts(&out, "```tool_output\n");
+        for (int i = 0; i < n; i++) {
+            size_t at = out.n;
+            bad |= srv_local_tool(c->tools_dir, &calls[i], &out);
+            fprintf(stderr, "[tool %s(%s) -> %.*s%s]\n", calls[i].name, calls[i].args, (int)G3_MIN(out.n - at, 200), out.p + at, out.n - at > 200 ? "..." : "");
+            bad |= sb_puts(&out, "\n");
+        }
+        bad |= sb_puts(&out, "```");
+        srv_calls_free(calls, n);
+        if (bad) { sb_free(&out); return g3_errorf("out of memory"); }
+        if (tty) { printf("gemma> "); fflush(stdout); }
+        int rc = turn(c, out.p);
+        sb_free(&out);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 #define CHAT_COMMANDS "/reset, /system TEXT, /save FILE, /load FILE, /quit (or Ctrl-D)"
 
 // The argument of a chat command ("/save x.json" -> "x.json", "" if none), or NULL if line
@@ -409,7 +444,7 @@ static int next_line(CliLine *le, int edit, int tty, char **line) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    const char *dir = NULL, *adapter_dir = NULL, *tok_path = NULL, *system = NULL;
+    const char *dir = NULL, *adapter_dir = NULL, *tok_path = NULL, *system = NULL, *tools = NULL, *tools_dir = ".";
     CliList stop_opt = {{0}};
     long max_tokens = 512, ctx = 4096, threads = 0;
     int exact = 0, drop = 0;
@@ -422,6 +457,8 @@ int cmd_chat(int argc, char **argv) {
         {"--stop", OPT_LIST, &stop_opt, CLI_STOP_HELP},
         {"--context", OPT_INT, &ctx, "positions kept for the conversation (at most the model's)", 16, 1 << 30},
         {"--drop-oldest", OPT_FLAG, &drop, "when the context is full, forget the oldest turns instead of refusing"},
+        {"--tools", OPT_STR, &tools, "let the model call local tools: calc (arithmetic), files (list_dir, read_file, read-only); e.g. calc,files"},
+        {"--tools-dir", OPT_STR, &tools_dir, "the only folder the files tools may read"},
         CLI_SAMPLING_OPTS(cs),
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere"},
         CLI_ADAPTER_OPT(adapter_dir),
@@ -435,6 +472,16 @@ int cmd_chat(int argc, char **argv) {
               "/save writes {\"system\", \"turns\": [{\"role\", \"text\"}, ...]} (the model's ids too); /load reads it back.",
               argc, argv, opts);
     if (!dir) return cli_fail("chat", "--model DIR is required (see --help)");
+    int want_calc = 0, want_files = 0;
+    for (const char *p = tools; p && *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == 4 && !strncmp(p, "calc", 4)) want_calc = 1;
+        else if (n == 5 && !strncmp(p, "files", 5)) want_files = 1;
+        else if (n) return cli_fail("chat", "--tools: unknown tool '%.*s' (calc, files)", (int)n, p);
+        p += n + (p[n] == ',');
+    }
+    if (cli_given("--tools-dir") && !want_files) return cli_fail("chat", "--tools-dir needs --tools files");
+    if (want_files && !g3_file_exists(tools_dir)) return cli_fail("chat", "--tools-dir %s: no such folder", tools_dir);
     char *stops[CLI_LIST_MAX];
     if (cli_stops(&stop_opt, stops)) return cli_fail("chat", "%s", g3_error());
     cli_set_threads(threads);
@@ -452,8 +499,19 @@ int cmd_chat(int argc, char **argv) {
     c.model_dir = dir;
     c.stops = (const char *const *)stops;
     c.nstops = stop_opt.n;
+    c.tools_dir = tools_dir;
     int rc = 1;
     CliLine le = {0};
+    if (want_calc || want_files) {
+        char def[2200];
+        snprintf(def, sizeof def, "{\"tools\": %s}", srv_local_tools_json(want_calc, want_files));
+        Json tj;
+        SrvError te = {0};
+        if (json_parse(&tj, def, strlen(def))) { cli_fail("chat", "tools: %s", g3_error()); goto out; }
+        int bad = srv_tools_parse(json_root(&tj), &c.tools, &te);
+        json_free(&tj);
+        if (bad) { cli_fail("chat", "tools: %s", te.message); goto out; }
+    }
     if (ctx > m.cfg.max_pos) ctx = m.cfg.max_pos;
     if (!(c.tok = cli_load_tokenizer(tok_path, dir, &m)) || !(c.s = g3_state_new(&m, 1, (int)ctx, 512, !exact, NULL)) ||
         !(c.e = g3_engine_new(c.s, NULL)) || !(c.smp = g3_sampler_new(&sc, m.cfg.vocab))) {
@@ -502,7 +560,7 @@ int cmd_chat(int argc, char **argv) {
             fprintf(stderr, "[unknown command %s: " CHAT_COMMANDS "]\n", line);
         } else {
             if (tty) { printf("gemma> "); fflush(stdout); }
-            fatal = turn(&c, line) != 0;
+            fatal = turn(&c, line) != 0 || tool_rounds(&c, tty) != 0;
         }
         free(line);
         if (fatal) { cli_fail("chat", "%s", g3_error()); goto out; }
@@ -513,6 +571,7 @@ out:
     cli_stops_free(stops, stop_opt.n);
     for (int i = 0; i < c.nturns; i++) free_turn(&c.turns[i]);
     free(c.turns); free(c.system);
+    srv_tools_free(&c.tools);
     g3_engine_free(c.e);
     g3_sampler_free(c.smp);
     g3_state_free(c.s);

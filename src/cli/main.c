@@ -24,6 +24,7 @@ static const struct {
     {"forward", cmd_forward, "run a forward pass over token ids; save logits"},
     {"generate", cmd_generate, "continue a prompt (ids or text), or a file of prompts"},
     {"chat", cmd_chat, "talk to a model in the terminal"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server with streaming, batching and a chat page"},
     {"tokenize", cmd_tokenize, "text to token ids"},
     {"detokenize", cmd_detokenize, "token ids to text"},
     {"init", cmd_init, "write a random-weight checkpoint of a given shape"},
