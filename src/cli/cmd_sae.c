@@ -154,6 +154,18 @@ int cmd_sae(int argc, char **argv) {
     for (int i = 0; i < T; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab) { cli_fail(CMD, "token id %d is outside the vocabulary [0, %d)", ids[i], c->vocab); goto out; }
     const int D = sae.d_model, S = sae.d_sae, V = c->vocab;
+    // --steer is checked before any pass runs
+    if (gen < 0) gen = steer.n ? 20 : 0;
+    if (steer.n && gen == 0) { cli_fail(CMD, "--steer acts during generation: give --generate N > 0"); goto out; }
+    if (T + gen > c->max_pos) { cli_fail(CMD, "%d + %ld tokens exceed the model's context of %d", T, gen, c->max_pos); goto out; }
+    for (int i = 0; i < steer.n; i++) {
+        int f = 0;
+        double scale = 0;
+        if (steer_parse(steer.v[i], S, &f, &scale) || g3_iv_add(&iv, site, layer, sae.w_dec + (size_t)f * D, D, (float)scale)) {
+            cli_fail(CMD, "%s", g3_error());
+            goto out;
+        }
+    }
     X = g3_malloc((size_t)T * D * sizeof *X);
     R = g3_malloc((size_t)T * D * sizeof *R);
     F = g3_malloc((size_t)T * S * sizeof *F);
@@ -210,17 +222,7 @@ int cmd_sae(int argc, char **argv) {
     if (save && write_save(save, F, R, T, S, D)) { cli_fail(CMD, "%s", g3_error()); goto out; }
     if (save) fprintf(stderr, "gemma3 sae: wrote features [%d, %d] and reconstruction [%d, %d] to %s\n", T, S, T, D, save);
     // steering
-    if (gen < 0) gen = steer.n ? 20 : 0;
     if (gen > 0) {
-        if (T + gen > c->max_pos) { cli_fail(CMD, "%d + %ld tokens exceed the model's context", T, gen); goto out; }
-        for (int i = 0; i < steer.n; i++) {
-            int f = 0;
-            double scale = 0;
-            if (steer_parse(steer.v[i], S, &f, &scale) || g3_iv_add(&iv, site, layer, sae.w_dec + (size_t)f * D, D, (float)scale)) {
-                cli_fail(CMD, "%s", g3_error());
-                goto out;
-            }
-        }
         gen_clean = g3_malloc((size_t)gen * sizeof *gen_clean);
         gen_steer = g3_malloc((size_t)gen * sizeof *gen_steer);
         if (!gen_clean || !gen_steer || g3_iv_generate(gen_clean, &m, NULL, ids, T, (int)gen, !exact) ||
