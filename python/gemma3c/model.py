@@ -37,11 +37,13 @@ class HookPoint:
 
 
 class _Handle:
-    """Owns one C object and frees it when the last Python reference goes."""
+    """Owns one C object and frees it when the last Python reference goes. keep: the handle of
+    an object this one uses (a state reads its model), kept alive for as long as this one."""
 
-    def __init__(self, ptr: int, free: Callable[[int], None]):
+    def __init__(self, ptr: int, free: Callable[[int], None], keep: Optional["_Handle"] = None):
         self.ptr = ptr
         self._free = free
+        self._keep = keep
 
     def __del__(self):
         if self.ptr:
@@ -195,7 +197,7 @@ class Model:
         sp = L.gemma3_state_new(self._h.ptr, B, T, min(T, 512), int(self.exact))
         if not sp:
             raise error("state")
-        state = _Handle(sp, L.gemma3_state_free)
+        state = _Handle(sp, L.gemma3_state_free, keep=self._h)  # cache views may outlive the Model
         hs = None
         if hooks:
             hs = _HookSet(hooks)
@@ -292,7 +294,7 @@ class Model:
         gp = L.gemma3_generator_new(self._h.ptr, 1, ctx, int(self.exact))
         if not gp:
             raise error("generator")
-        gen = _Handle(gp, L.gemma3_generator_free)
+        gen = _Handle(gp, L.gemma3_generator_free, keep=self._h)
         hs = None
         if fwd_hooks:
             hs = _HookSet(fwd_hooks)
@@ -394,7 +396,7 @@ class Trainer:
         ptr = L.gemma3_trainer_new(model._h.ptr, byref(o))
         if not ptr:
             raise error("trainer")
-        self._h = _Handle(ptr, L.gemma3_trainer_free)
+        self._h = _Handle(ptr, L.gemma3_trainer_free, keep=model._h)
         self._model = model  # the trainer reads the model's config
         self.batch, self.seq = batch, seq
 

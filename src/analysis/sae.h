@@ -76,11 +76,12 @@ typedef struct {
     double lambda;       // sparsity coefficient
     double lr, beta1, beta2;
     double bandwidth;    // eps of the STE
-    double init_threshold;
+    double init_threshold;  // 0: from the first batch, each feature firing on l0_target/d_sae of it
     uint64_t seed;
 } G3SaeTrainConfig;
 
-// Defaults: lr 7e-5... see sae_train.c (tests and the command set their own).
+// Defaults (sae_train.c): JumpReLU, target L0 32, lambda 1, lr 5e-4, Adam (0, 0.999),
+// bandwidth 0.001, thresholds from the first batch.
 G3SaeTrainConfig g3_sae_train_defaults(void);
 
 typedef struct {

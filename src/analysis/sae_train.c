@@ -15,7 +15,7 @@
 
 G3SaeTrainConfig g3_sae_train_defaults(void) {
     return (G3SaeTrainConfig){.kind = G3_SAE_JUMPRELU, .d_model = 0, .d_sae = 0, .k = 32, .l0_target = 32, .lambda = 1.0, .lr = 5e-4,
-                              .beta1 = 0.0, .beta2 = 0.999, .bandwidth = 0.001, .init_threshold = 0.001, .seed = 1};
+                              .beta1 = 0.0, .beta2 = 0.999, .bandwidth = 0.001, .init_threshold = 0, .seed = 1};
 }
 
 static float normal(G3Rng *r) {  // Box-Muller
@@ -52,8 +52,8 @@ G3SaeTrainer *g3_sae_trainer_new(const G3SaeTrainConfig *c) {
     if (c->d_model < 1 || c->d_sae < 1) { g3_errorf("SAE training: d_model %d and width %d must be >= 1", c->d_model, c->d_sae); return NULL; }
     if (c->kind == G3_SAE_TOPK && (c->k < 1 || c->k > c->d_sae)) { g3_errorf("SAE training: k %d must be in [1, width %d]", c->k, c->d_sae); return NULL; }
     if (c->kind == G3_SAE_RELU) { g3_errorf("SAE training: ReLU SAEs are not trained here (JumpReLU or TopK)"); return NULL; }
-    if (!(c->lr > 0) || !(c->bandwidth > 0) || !(c->init_threshold > 0) || c->l0_target < 0 || c->lambda < 0) {
-        g3_errorf("SAE training: lr, bandwidth and the initial threshold must be > 0, the L0 target and lambda >= 0");
+    if (!(c->lr > 0) || !(c->bandwidth > 0) || !(c->init_threshold >= 0) || c->l0_target < 0 || c->lambda < 0) {
+        g3_errorf("SAE training: lr and bandwidth must be > 0, the initial threshold, the L0 target and lambda >= 0");
         return NULL;
     }
     G3SaeTrainer *t = g3_calloc(1, sizeof *t);
@@ -82,9 +82,33 @@ G3SaeTrainer *g3_sae_trainer_new(const G3SaeTrainConfig *c) {
         for (int d = 0; d < D; d++) { w[d] = normal(&rng); n2 += (double)w[d] * w[d]; }
         float inv = (float)(1 / sqrt(n2 > 0 ? n2 : 1));
         for (int d = 0; d < D; d++) { w[d] *= inv; t->w_enc[(int64_t)d * S + j] = w[d]; }
-        t->log_th[j] = (float)log(c->init_threshold);
+        t->log_th[j] = (float)log(c->init_threshold > 0 ? c->init_threshold : 1e-3);
     }
     return t;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+// init_threshold 0: each feature's threshold starts at the quantile of its pre-activations on
+// the first batch that makes it fire on l0_target / d_sae of the rows, so L0 starts at the
+// target instead of at about half the width (Gemma Scope starts every threshold at 0.001 and
+// lets long training move them; a short run on a CPU would not get there).
+static int init_thresholds(G3SaeTrainer *t, int n) {
+    const int S = t->S;
+    double target = t->c.l0_target > 0 ? t->c.l0_target : 0.01 * S;
+    int rank = (int)((1 - G3_MIN(target / S, 1.0)) * (n - 1));
+    float *col = g3_malloc((size_t)n * sizeof *col);
+    if (!col) return -1;
+    for (int j = 0; j < S; j++) {
+        for (int r = 0; r < n; r++) col[r] = t->pre[(size_t)r * S + j];
+        qsort(col, (size_t)n, sizeof *col, cmp_float);
+        t->log_th[j] = logf(G3_MAX(col[rank], 1e-4f));
+    }
+    free(col);
+    return 0;
 }
 
 static int grow(G3SaeTrainer *t, int n) {
@@ -144,6 +168,13 @@ int g3_sae_train_step(G3SaeTrainer *t, const float *x, int n, G3SaeStepStats *st
     }
     // forward: pre = xs W_enc + b_enc; f; xhat = f W_dec + b_dec
     g3_sgemm(0, 0, n, S, D, t->xs, t->w_enc, t->pre, 0);
+    if (t->t == 0 && c->kind == G3_SAE_JUMPRELU && c->init_threshold == 0) {
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < S; j++) t->pre[(size_t)r * S + j] += t->b_enc[j];
+        if (init_thresholds(t, n)) return -1;
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < S; j++) t->pre[(size_t)r * S + j] -= t->b_enc[j];
+    }
     int64_t active = 0;
 #pragma omp parallel for reduction(+ : active) schedule(static)
     for (int r = 0; r < n; r++) {

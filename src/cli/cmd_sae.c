@@ -258,7 +258,7 @@ out:
 static int cmd_sae_train(int argc, char **argv) {
     const char *dir = NULL, *site_name = NULL, *data = NULL, *ids_s = NULL, *out_dir = NULL, *tok_path = NULL, *adapter_dir = NULL;
     long width = 4096, steps = 1000, batch = 1024, seq = 128, topk = 0, log_every = 100, seed = 1, threads = 0;
-    double l0 = 32, lr = 5e-4, lambda = 1.0, bandwidth = 0.001, init_th = 0.001;
+    double l0 = 32, lr = 5e-4, lambda = 1.0, bandwidth = 0.001, init_th = 0;
     int exact = 0, random_ids = 0;
     G3SaeTrainConfig dc = g3_sae_train_defaults();
     lr = dc.lr; lambda = dc.lambda; bandwidth = dc.bandwidth; init_th = dc.init_threshold;
@@ -278,7 +278,7 @@ static int cmd_sae_train(int argc, char **argv) {
         {"--lr", OPT_FLOAT, &lr, "Adam learning rate", 0, 0, 1e-12, 10},
         {"--lambda", OPT_FLOAT, &lambda, "sparsity coefficient", 0, 0, 0, 1e9},
         {"--bandwidth", OPT_FLOAT, &bandwidth, "straight-through estimator's kernel width (normalized units)", 0, 0, 1e-9, 10},
-        {"--init-threshold", OPT_FLOAT, &init_th, "initial JumpReLU threshold (normalized units)", 0, 0, 1e-9, 100},
+        {"--init-threshold", OPT_FLOAT, &init_th, "initial JumpReLU threshold in normalized units (0: each feature's quantile on the first batch that fires it on l0/width of the rows; Gemma Scope uses 0.001)", 0, 0, 0, 100},
         {"--seed", OPT_INT, &seed, "initialization and --random seed"},
         {"--log-every", OPT_INT, &log_every, "print statistics every N steps", 1, 1L << 40},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
