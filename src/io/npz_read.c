@@ -276,7 +276,15 @@ int g3_npz_read_f32(const G3NpzFile *z, const G3NpyArray *a, float *out) {
     if (a->dtype != G3_F32 && a->dtype != G3_F64 && a->dtype != G3_F16)
         return g3_errorf("%s: array '%s' is %s, not floating point", z->path, a->name, g3_dtype_name(a->dtype));
     if (a->method == 0) {
-        g3_to_f32(out, z->map + a->off + a->skip, a->dtype, (size_t)a->numel);
+        // a stored member's data sits wherever the zip put it: no alignment to rely on
+        const uint8_t *src = z->map + a->off + a->skip;
+        if (a->dtype == G3_F32) { memcpy(out, src, a->nbytes); return 0; }
+        if ((uintptr_t)src % 8 == 0) { g3_to_f32(out, src, a->dtype, (size_t)a->numel); return 0; }
+        void *tmp = g3_malloc(a->nbytes ? a->nbytes : 1);
+        if (!tmp) return g3_error_prefix("%s: array '%s'", z->path, a->name);
+        memcpy(tmp, src, a->nbytes);
+        g3_to_f32(out, tmp, a->dtype, (size_t)a->numel);
+        free(tmp);
         return 0;
     }
     uint64_t usize = a->skip + a->nbytes;
