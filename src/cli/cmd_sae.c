@@ -115,6 +115,7 @@ int cmd_sae(int argc, char **argv) {
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         CLI_ADAPTER_OPT(adapter_dir),
+        CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE(CMD, "--model DIR --sae SAE_DIR --site SITE (--prompt TEXT | --ids 2,17,...) [--save out.safetensors] [--steer F:S]\n"
@@ -284,6 +285,7 @@ static int cmd_sae_train(int argc, char **argv) {
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         CLI_ADAPTER_OPT(adapter_dir),
+        CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("sae train", "--model DIR --site SITE (--data FILE | --ids 2,17,... | --random) --width 4096 --l0 32 [--topk K] --out DIR", argc, argv, opts);
