@@ -352,6 +352,12 @@ int g3_sae_encode(const G3Sae *s, const float *x, int n, float *f) {
 
 void g3_sae_decode(const G3Sae *s, const float *f, int n, float *x) {
     const int D = s->d_model, S = s->d_sae;
+    if (n > 0 && g3_sae_l0(f, n, S) > S / 16.0) {  // dense features (an untrained SAE): one GEMM
+        g3_sgemm(0, 0, n, D, S, f, s->w_dec, x, 0);
+        for (int r = 0; r < n; r++)
+            for (int d = 0; d < D; d++) x[(size_t)r * D + d] += s->b_dec[d];
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < n; r++) {
         float *out = x + (size_t)r * D;
