@@ -38,7 +38,8 @@ typedef struct {
     int64_t parameters;
 } gemma3_model_info;
 
-// Opens a model folder (config.json + model.safetensors, sharded or not, F32/BF16/F16).
+// Opens a model folder (config.json + model.safetensors, sharded or not, F32/BF16/F16) or a
+// .gguf file (the loader picks the source from the path, as the program does).
 gemma3_model *gemma3_model_open(const char *path);
 void gemma3_model_close(gemma3_model *m);
 int gemma3_model_get_info(const gemma3_model *m, gemma3_model_info *out);
