@@ -1,5 +1,5 @@
-# gemma3.c build. `make` builds ./gemma3 and build/libgemma3.a; `make test` runs every
-# tests/test_*.c; `make bench` runs the benchmarks; `make SAN=1 test` runs the suite under
+# gemma3.c build. `make` builds ./gemma3, build/rel/libgemma3.a and build/rel/libgemma3.so (the
+# Python package's library); `make test` runs every tests/test_*.c; `make bench` runs the benchmarks; `make SAN=1 test` runs the suite under
 # AddressSanitizer + UndefinedBehaviorSanitizer; `make fuzz` runs the fuzzers for a while.
 # Sources are found by pattern: a new src/**/*.c joins the library, a new tests/test_*.c
 # becomes a test, with no edit here.
@@ -25,7 +25,7 @@ NVCC      ?= $(CUDA_HOME)/bin/nvcc
 # sm_90 machine code for Hopper (H100/H200), and PTX of sm_80 that the driver compiles for
 # any other card from Ampere on.
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
-NVCCFLAGS  = -O3 -std=c++17 -lineinfo $(CUDA_ARCH) -DG3_CUDA=1 -Iinclude -Isrc -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+NVCCFLAGS  = -O3 -std=c++17 -lineinfo $(CUDA_ARCH) -DG3_CUDA=1 -Iinclude -Isrc -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter \
              -Werror all-warnings
 ifeq ($(CUDA),1)
 ifeq ($(SAN),1)
@@ -55,6 +55,12 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB      := $(BUILD)/libgemma3.a
+# The shared library (issue 24): the Python package (python/gemma3c) loads it through ctypes.
+# The same sources compiled a second time with -fPIC into $(BUILD)/pic, so the static
+# library's objects (and the speed of ./gemma3) stay as they are; only the public API
+# (gemma3_*) is exported (src/api/libgemma3.map).
+SO       := $(BUILD)/libgemma3.so
+PIC_OBJ  := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
 ifeq ($(CUDA),1)
 CU_SRC   := $(sort $(wildcard src/backend/cuda/*.cu))
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
@@ -66,7 +72,7 @@ endif
 CUDA_TESTS := $(filter $(BUILD)/tests/test_cuda_%,$(TESTS))
 
 .PHONY: all deps test test-san bench run fuzz fuzz-ci fuzzers clean cuda-check cuda-build cuda-test cuda-bench
-all: $(BIN) $(LIB)
+all: $(BIN) $(LIB) $(SO)
 
 # `gemma3 --version` names the git commit and the flags of the build: main.o alone gets them,
 # and is rebuilt when they change (build_info is rewritten only then).
@@ -88,6 +94,13 @@ $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -fPIC -MMD -MP -c $< -o $@
+
+$(SO): $(PIC_OBJ) $(filter %.o,$(CU_OBJ)) src/api/libgemma3.map
+	$(CC) $(ALLFLAGS) -shared -Wl,--version-script=src/api/libgemma3.map -Wl,-soname,libgemma3.so $(PIC_OBJ) $(CU_OBJ) $(LDLIBS) -o $@
+
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -104,13 +117,13 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	$(CC) $(ALLFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # The test command of the README: installs what is missing, builds, runs every test.
-test: deps $(BIN) $(TESTS)
+test: deps $(BIN) $(SO) $(TESTS)
 	@BIN=$(BIN) BUILD=$(BUILD) tests/run.sh $(TESTS)
 
 test-san:
 	$(MAKE) SAN=1 test
 
-bench: deps $(BIN) $(BENCHES)
+bench: deps $(BIN) $(SO) $(BENCHES)
 	@BIN=$(BIN) BUILD=$(BUILD) bench/run.sh
 
 run: deps $(BIN)
@@ -177,7 +190,7 @@ clean:
 
 # the HTML report's page and the server's chat page are assembled into their objects
 # (.incbin), which -MMD cannot see
-$(BUILD)/src/analysis/report_html.o: src/analysis/report_template.html
-$(BUILD)/src/server/page.o: src/server/page.html
+$(BUILD)/src/analysis/report_html.o $(BUILD)/pic/src/analysis/report_html.o: src/analysis/report_template.html
+$(BUILD)/src/server/page.o $(BUILD)/pic/src/server/page.o: src/server/page.html
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard $(FUZZ_OBJ:.o=.d))
+-include $(LIB_OBJ:.o=.d) $(PIC_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard $(FUZZ_OBJ:.o=.d))

@@ -38,7 +38,8 @@ typedef struct {
     int64_t parameters;
 } gemma3_model_info;
 
-// Opens a model folder (config.json + model.safetensors, sharded or not, F32/BF16/F16).
+// Opens a model folder (config.json + model.safetensors, sharded or not, F32/BF16/F16) or a
+// .gguf file (the loader picks the source from the path, as the program does).
 gemma3_model *gemma3_model_open(const char *path);
 void gemma3_model_close(gemma3_model *m);
 int gemma3_model_get_info(const gemma3_model *m, gemma3_model_info *out);
@@ -97,6 +98,24 @@ typedef void (*gemma3_hook_fn)(void *ctx, const gemma3_activation *a);
 int gemma3_state_set_hook(gemma3_state *s, const char *const *patterns, int npatterns, gemma3_hook_fn fn, void *ctx);
 // Every site name of the model (layers expanded), one per line, in a malloc'd string.
 char *gemma3_site_names(const gemma3_model *m);
+// Floats per position at a site ("blocks.3.hook_resid_post": hidden; mlp.hook_*: intermediate;
+// per-head sites: heads x head_dim; logits: vocab); 0 for attention scores/patterns (their
+// width is the number of keys); -1 for a name that is no site of this model.
+int gemma3_site_width(const gemma3_model *m, const char *name);
+
+// Recording (run_with_cache): from the next forward call on, every site matching one of the
+// glob patterns is copied into an array laid out as `gemma3 trace` writes it, by slot and
+// absolute position: [slots][ctx][cols], per-head sites [slots][ctx][heads][head_dim],
+// attention scores / patterns [slots][heads][ctx][ctx]. What no call wrote stays 0 (scores:
+// -inf, the masked value). Recording runs after the hook of gemma3_state_set_hook, so it sees
+// the activation the rest of the pass uses. Replaces an earlier recording (whose arrays are
+// freed); npatterns 0 stops recording. -1 if a pattern matches no site.
+int gemma3_state_record(gemma3_state *s, const char *const *patterns, int npatterns);
+// Arrays recorded, in forward-pass order.
+int gemma3_record_count(const gemma3_state *s);
+// Array i: returns its site name and fills *ndim (3 or 4), shape[0..ndim) and *data (valid
+// until the next gemma3_state_record or gemma3_state_free). NULL if i is out of range.
+const char *gemma3_record_array(gemma3_state *s, int i, int *ndim, int64_t shape[4], float **data);
 
 // ---- generation ----
 
@@ -127,6 +146,9 @@ int gemma3_generator_step(gemma3_generator *g);
 // The tokens sequence id has produced so far; *done 1 once it stopped. 0 or -1.
 int gemma3_generator_read(gemma3_generator *g, int id, const int32_t **ids, int *n, int *done);
 int gemma3_generator_cancel(gemma3_generator *g, int id);
+// A hook on the generator's forward passes (as gemma3_state_set_hook): steering or ablation
+// while generating. slot in the activation is the sequence's cache slot, not its id.
+int gemma3_generator_set_hook(gemma3_generator *g, const char *const *patterns, int npatterns, gemma3_hook_fn fn, void *ctx);
 
 // ---- training ----
 
@@ -155,6 +177,28 @@ const float *gemma3_trainer_tensor_grad(const gemma3_trainer *t, const char *nam
 double gemma3_trainer_step(gemma3_trainer *t);
 // Writes config.json + model.safetensors (Hub format; bf16 1: BF16 weights, else F32).
 int gemma3_trainer_save(const gemma3_trainer *t, const char *dir, int bf16);
+// The trainable tensors: how many, and tensor i's checkpoint name with its shape (ndim 1 or
+// 2 into shape[2]); NULL if i is out of range.
+int gemma3_trainer_tensor_count(const gemma3_trainer *t);
+const char *gemma3_trainer_tensor_info(const gemma3_trainer *t, int i, int *ndim, int64_t shape[2]);
+
+// ---- sparse autoencoders (JumpReLU, ReLU, TopK) ----
+
+typedef struct gemma3_sae gemma3_sae;
+
+// Opens an SAE: a folder (or file) in Gemma Scope 2's layout (params.safetensors: w_enc
+// [d_model, d_sae], b_enc, threshold, w_dec [d_sae, d_model], b_dec; config.json), Gemma Scope
+// 1's (params.npz: W_enc, W_dec, b_enc, b_dec, threshold) or SAELens' (sae_weights.safetensors
+// + cfg.json). Every value must be finite; the message names the file and tensor otherwise.
+gemma3_sae *gemma3_sae_open(const char *path);
+void gemma3_sae_close(gemma3_sae *s);
+// d_model and d_sae; the hook site its config names (our TransformerLens name) or "".
+int gemma3_sae_dims(const gemma3_sae *s, int *d_model, int *d_sae);
+const char *gemma3_sae_site(const gemma3_sae *s);
+// features[n][d_sae] = JumpReLU(x W_enc + b_enc) (pre > threshold ? pre : 0), x [n][d_model].
+int gemma3_sae_encode(const gemma3_sae *s, const float *x, int n, float *features);
+// x[n][d_model] = features W_dec + b_dec.
+int gemma3_sae_decode(const gemma3_sae *s, const float *features, int n, float *x);
 
 #ifdef __cplusplus
 }

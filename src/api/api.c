@@ -10,8 +10,11 @@
 
 #include "../base/base.h"
 #include "../base/version.h"
+#include "../analysis/intervene.h"
+#include "../analysis/sae.h"
 #include "../gen/engine.h"
 #include "../model/forward.h"
+#include "../model/record.h"
 #include "../sampler/sampler.h"
 #include "../tokenizer/tokenizer.h"
 #include "../train/optim.h"
@@ -111,7 +114,21 @@ struct gemma3_state {
     gemma3_hook_fn fn;
     void *ctx;
     uint8_t *want;  // [NSITES][layers + 1] sites the patterns select (index layer + 1)
+    uint32_t hook_sites;
+    uint64_t hook_layers;
+    G3Recorder *rec;  // gemma3_state_record's arrays, or NULL
 };
+
+static void on_hook(void *ctx, const G3HookEvent *ev);
+
+// The state's one hook serves both the caller's hook and the recorder: its sites and layers
+// are the union of theirs.
+static void state_attach(gemma3_state *h) {
+    uint32_t sites = (h->fn ? h->hook_sites : 0) | (h->rec ? h->rec->sites : 0);
+    uint64_t layers = (h->fn ? h->hook_layers : 0) | (h->rec ? h->rec->layers : 0);
+    if (sites) g3_state_set_hook(h->s, on_hook, h, sites, layers ? layers : 1);
+    else g3_state_set_hook(h->s, NULL, NULL, 0, 0);
+}
 
 gemma3_state *gemma3_state_new(const gemma3_model *m, int slots, int ctx, int max_rows, int exact) {
     if (!m) { g3_errorf("gemma3_state_new: NULL model"); return NULL; }
@@ -121,10 +138,17 @@ gemma3_state *gemma3_state_new(const gemma3_model *m, int slots, int ctx, int ma
     return h;
 }
 
+static void rec_free(gemma3_state *h) {
+    if (h->rec) g3_rec_free(h->rec);
+    free(h->rec);
+    h->rec = NULL;
+}
+
 void gemma3_state_free(gemma3_state *h) {
     if (!h) return;
     g3_state_free(h->s);
     free(h->want);
+    rec_free(h);
     free(h);
 }
 
@@ -151,18 +175,21 @@ int gemma3_forward(gemma3_state *h, int slot, const int32_t *ids, int n, float *
 static void on_hook(void *ctx, const G3HookEvent *ev) {
     gemma3_state *h = ctx;
     const int L = h->s->m->cfg.layers;
-    if (!h->want[ev->site * (L + 1) + ev->layer + 1]) return;
-    char name[96];
-    g3_hook_name(name, sizeof name, ev->site, ev->layer);
-    gemma3_activation a = {name, ev->layer, ev->head, ev->seq, ev->pos0, ev->rows, ev->cols, ev->heads, ev->head_dim,
-                           ev->key0, ev->data};
-    h->fn(h->ctx, &a);
+    if (h->fn && h->want[ev->site * (L + 1) + ev->layer + 1]) {
+        char name[96];
+        g3_hook_name(name, sizeof name, ev->site, ev->layer);
+        gemma3_activation a = {name, ev->layer, ev->head, ev->seq, ev->pos0, ev->rows, ev->cols, ev->heads, ev->head_dim,
+                               ev->key0, ev->data};
+        h->fn(h->ctx, &a);
+    }
+    if (h->rec) g3_rec_hook(h->rec, ev);  // after the caller's edits
 }
 
 int gemma3_state_set_hook(gemma3_state *h, const char *const *patterns, int npat, gemma3_hook_fn fn, void *ctx) {
     if (!h) return g3_errorf("gemma3_state_set_hook: NULL state");
     if (!fn) {
-        g3_state_set_hook(h->s, NULL, NULL, 0, 0);
+        h->fn = NULL;
+        state_attach(h);
         return 0;
     }
     const int L = h->s->m->cfg.layers;
@@ -190,8 +217,43 @@ int gemma3_state_set_hook(gemma3_state *h, const char *const *patterns, int npat
     h->want = want;
     h->fn = fn;
     h->ctx = ctx;
-    g3_state_set_hook(h->s, on_hook, h, sites, layers ? layers : 1);
+    h->hook_sites = sites;
+    h->hook_layers = layers;
+    state_attach(h);
     return 0;
+}
+
+int gemma3_site_width(const gemma3_model *m, const char *name) {
+    if (!m || !name) return g3_errorf("gemma3_site_width: NULL argument");
+    G3HookSite site;
+    int layer;
+    if (g3_hook_parse(name, &site, &layer)) return -1;
+    if (layer >= m->m.cfg.layers) return g3_errorf("site '%s': the model has %d layers", name, m->m.cfg.layers);
+    return g3_site_width(&m->m.cfg, site);
+}
+
+int gemma3_state_record(gemma3_state *h, const char *const *patterns, int npat) {
+    if (!h || (npat > 0 && !patterns)) return g3_errorf("gemma3_state_record: NULL argument");
+    G3Recorder *r = NULL;
+    if (npat > 0) {
+        if (!(r = g3_calloc(1, sizeof *r))) return -1;
+        if (g3_rec_init(r, &h->s->m->cfg, h->s->nslots, h->s->ctx, patterns, npat)) { free(r); return -1; }
+    }
+    rec_free(h);
+    h->rec = r;
+    state_attach(h);
+    return 0;
+}
+
+int gemma3_record_count(const gemma3_state *h) { return h && h->rec ? h->rec->narr : 0; }
+
+const char *gemma3_record_array(gemma3_state *h, int i, int *ndim, int64_t shape[4], float **data) {
+    if (!h || !h->rec || i < 0 || i >= h->rec->narr) { g3_errorf("recorded array %d does not exist", i); return NULL; }
+    const G3RecArray *a = &h->rec->arr[i];
+    if (ndim) *ndim = a->ndim;
+    if (shape) for (int d = 0; d < 4; d++) shape[d] = d < a->ndim ? a->shape[d] : 1;
+    if (data) *data = a->data;
+    return a->name;
 }
 
 char *gemma3_site_names(const gemma3_model *m) {
@@ -221,6 +283,7 @@ gemma3_sampling gemma3_sampling_defaults(void) {
 
 struct gemma3_generator {
     G3State *s;
+    gemma3_state hooks;  // the hook wrapper over s (gemma3_generator_set_hook)
     G3Engine *e;
     G3Sampler **samplers;  // [nsamplers] one per added sequence that samples (freed at the end)
     int nsamplers, capsamplers;
@@ -235,6 +298,7 @@ gemma3_generator *gemma3_generator_new(const gemma3_model *m, int slots, int ctx
         gemma3_generator_free(g);
         return NULL;
     }
+    g->hooks.s = g->s;
     return g;
 }
 
@@ -242,6 +306,7 @@ void gemma3_generator_free(gemma3_generator *g) {
     if (!g) return;
     g3_engine_free(g->e);
     g3_state_free(g->s);
+    free(g->hooks.want);
     for (int i = 0; i < g->nsamplers; i++) g3_sampler_free(g->samplers[i]);
     free(g->samplers);
     free(g);
@@ -288,6 +353,11 @@ int gemma3_generator_read(gemma3_generator *g, int id, const int32_t **ids, int 
 int gemma3_generator_cancel(gemma3_generator *g, int id) {
     if (!g) return g3_errorf("gemma3_generator_cancel: NULL generator");
     return g3_engine_cancel(g->e, id);
+}
+
+int gemma3_generator_set_hook(gemma3_generator *g, const char *const *patterns, int npat, gemma3_hook_fn fn, void *ctx) {
+    if (!g) return g3_errorf("gemma3_generator_set_hook: NULL generator");
+    return gemma3_state_set_hook(&g->hooks, patterns, npat, fn, ctx);
 }
 
 // ---- training ----
@@ -369,4 +439,54 @@ double gemma3_trainer_step(gemma3_trainer *t) {
 int gemma3_trainer_save(const gemma3_trainer *t, const char *dir, int bf16) {
     if (!t || !dir) return g3_errorf("gemma3_trainer_save: NULL argument");
     return g3_train_model_save(&t->tm, dir, bf16 ? G3_BF16 : G3_F32);
+}
+
+int gemma3_trainer_tensor_count(const gemma3_trainer *t) { return t ? t->tm.np : g3_errorf("gemma3_trainer_tensor_count: NULL trainer"); }
+
+const char *gemma3_trainer_tensor_info(const gemma3_trainer *t, int i, int *ndim, int64_t shape[2]) {
+    if (!t || i < 0 || i >= t->tm.np) { g3_errorf("trainable tensor %d does not exist", i); return NULL; }
+    const G3Param *p = &t->tm.p[i];
+    if (ndim) *ndim = p->ndim;
+    if (shape) { shape[0] = p->shape[0]; shape[1] = p->ndim > 1 ? p->shape[1] : 1; }
+    return p->name;
+}
+
+// ---- sparse autoencoders ----
+
+struct gemma3_sae {
+    G3Sae s;
+};
+
+gemma3_sae *gemma3_sae_open(const char *path) {
+    if (!path) { g3_errorf("SAE path is NULL"); return NULL; }
+    gemma3_sae *h = g3_calloc(1, sizeof *h);
+    if (!h) return NULL;
+    if (g3_sae_load(&h->s, path)) { free(h); return NULL; }
+    return h;
+}
+
+void gemma3_sae_close(gemma3_sae *h) {
+    if (!h) return;
+    g3_sae_free(&h->s);
+    free(h);
+}
+
+int gemma3_sae_dims(const gemma3_sae *h, int *d_model, int *d_sae) {
+    if (!h) return g3_errorf("gemma3_sae_dims: NULL SAE");
+    if (d_model) *d_model = h->s.d_model;
+    if (d_sae) *d_sae = h->s.d_sae;
+    return 0;
+}
+
+const char *gemma3_sae_site(const gemma3_sae *h) { return h ? h->s.site : ""; }
+
+int gemma3_sae_encode(const gemma3_sae *h, const float *x, int n, float *f) {
+    if (!h || (n > 0 && (!x || !f)) || n < 0) return g3_errorf("gemma3_sae_encode: NULL argument or negative count");
+    return g3_sae_encode(&h->s, x, n, f);
+}
+
+int gemma3_sae_decode(const gemma3_sae *h, const float *f, int n, float *x) {
+    if (!h || (n > 0 && (!x || !f)) || n < 0) return g3_errorf("gemma3_sae_decode: NULL argument or negative count");
+    g3_sae_decode(&h->s, f, n, x);
+    return 0;
 }

@@ -21,6 +21,7 @@ int cmd_analyze(int argc, char **argv);
 int cmd_intervene(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_sae(int argc, char **argv);
 
 // The program's version; the git commit and build flags are printed beside it (main.c).
 #include "base/version.h"

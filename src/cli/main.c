@@ -33,6 +33,7 @@ static const struct {
     {"trace", cmd_trace, "record activations at hook sites to NumPy .npz"},
     {"analyze", cmd_analyze, "attention heads, residual stream and logit lens of a prompt; HTML report"},
     {"intervene", cmd_intervene, "ablate heads/MLPs, patch activations, steer; compare with the clean run"},
+    {"sae", cmd_sae, "sparse autoencoder features of a prompt (Gemma Scope), spliced-in loss, steering; sae train"},
     {"merge", cmd_merge, "merge a PEFT LoRA adapter into a model's weights; write a Hub folder"},
 };
 
