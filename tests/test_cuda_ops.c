@@ -193,18 +193,23 @@ static void test_argmax(G3Cuda *cu) {
     fill(x, (long)R * n, 10.0f);
     x[(long)0 * n + 123456] = 50.f;                                // one maximum
     x[(long)1 * n + 7] = 50.f; x[(long)1 * n + 200000] = 50.f;     // a tie: the first
-    for (int i = 0; i < n; i++) x[(long)2 * n + i] = -INFINITY;    // nothing: index 0
+    for (int i = 0; i < n; i++) x[(long)2 * n + i] = -INFINITY;    // nothing to choose: -1
     x[(long)3 * n + n - 1] = 50.f;                                 // the last
     float *dx = dev_from(cu, x, sizeof(float) * R * n);
     int32_t *dout = dev_from(cu, NULL, sizeof(int32_t) * R), out[4];
     CHECK(g3cu_argmax(cu, dout, dx, R, n) == 0, "%s", g3_error());
     to_host(cu, out, dout, sizeof out);
-    CHECK(out[0] == 123456 && out[1] == 7 && out[2] == 0 && out[3] == n - 1, "argmax: %d %d %d %d", out[0], out[1], out[2], out[3]);
+    CHECK(out[0] == 123456 && out[1] == 7 && out[2] == -1 && out[3] == n - 1, "argmax: %d %d %d %d", out[0], out[1], out[2], out[3]);
     CHECK(g3cu_argmax(cu, dout, dx, 1, 3) == 0, "%s", g3_error());  // fewer elements than threads
     to_host(cu, out, dout, sizeof(int32_t));
     int want = 0;
     for (int i = 1; i < 3; i++) if (x[i] > x[want]) want = i;
     CHECK(out[0] == want, "argmax of 3: %d, want %d", out[0], want);
+    x[(long)3 * n + 17] = NAN;  // a NaN anywhere: -1, as the engine refuses such logits
+    CHECK(g3cu_upload(cu, dx, x, sizeof(float) * R * n) == 0, "%s", g3_error());
+    CHECK(g3cu_argmax(cu, dout, dx, R, n) == 0, "%s", g3_error());
+    to_host(cu, out, dout, sizeof out);
+    CHECK(out[0] == 123456 && out[3] == -1, "argmax with a NaN: %d %d", out[0], out[3]);
     g3cu_free(cu, dx); g3cu_free(cu, dout);
     free(x);
 }

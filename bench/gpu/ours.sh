@@ -27,9 +27,16 @@ print(json.dumps([' '.join(random.choice(['the','a','cat','dog','ran','far','and
     rm -rf /tmp/out$B
     echo "batch $B: $(./gemma3 generate --model $M --tokenizer tests/data/tokenizer/tokenizer.model --prompts-file /tmp/p$B.json --out-dir /tmp/out$B --batch-size $B --max-tokens 128 --temperature 0 --device cuda 2>&1 | tr '\r' '\n' | grep 'tok/s' | tail -1)"
 done
-P32K=$(ids 32768 2)
+# 32K-token prompt (a prompts file: the ids would not fit on a command line): the run is
+# its prefill and one new token, so its time is the time to first token
+python3 -c "import json; print(json.dumps([' '.join(['the cat ran far and then it was'] * 4096)]))" >/tmp/p32k.json
 ( while sleep 0.2; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done ) >/tmp/mem.log 2>/dev/null &
 MP=$!
-echo "32K prompt: $(./gemma3 generate --model $M --ids $P32K --max-tokens 16 --temperature 0 --device cuda 2>&1 >/dev/null | tail -1)"
-kill $MP; echo "32K prompt: peak GPU memory (nvidia-smi, whole card) $(sort -n /tmp/mem.log | tail -1) MiB"
+rm -rf /tmp/out32k
+T0=$(date +%s.%N)
+./gemma3 generate --model $M --tokenizer tests/data/tokenizer/tokenizer.model --prompts-file /tmp/p32k.json --out-dir /tmp/out32k \
+    --max-tokens 1 --temperature 0 --device cuda --quiet
+T1=$(date +%s.%N)
+kill $MP
+echo "32K prompt ($(python3 -c "import json;d=json.load(open('/tmp/out32k/results.json')) if False else 0" 2>/dev/null; ls /tmp/out32k | head -3 | tr '\n' ' ')): load + prefill + 1 token $(python3 -c "print(round($T1-$T0,2))") s; peak GPU memory (nvidia-smi, whole card) $(sort -n /tmp/mem.log | tail -1) MiB"
 ./gemma3 inspect --model $M | sed -n '/KV cache/,$p'

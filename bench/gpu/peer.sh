@@ -18,7 +18,7 @@ for shape in ${SHAPES:-270m 1b 4b}; do
     M=/tmp/g3-$shape G=/tmp/g3-$shape.gguf
     [ -f $M/config.json ] || ./gemma3 init --shape $shape --out $M >/dev/null 2>&1
     if [ ! -f $G ]; then
-        T=$(mktemp -d); ln -s $M/config.json $M/model.safetensors $T/; cp tests/data/tokenizer/tokenizer.model $T/
+        T=$(mktemp -d); ln -s $M/*.json $M/*.safetensors $T/; cp tests/data/tokenizer/tokenizer.model $T/
         PYTHONPATH=$L/gguf-py python3 $L/convert_hf_to_gguf.py $T --outtype bf16 --outfile $G >/tmp/convert_$shape.log 2>&1 ||
             { tail -8 /tmp/convert_$shape.log; continue; }
     fi

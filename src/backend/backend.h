@@ -144,6 +144,10 @@ struct G3Backend {
     // Bytes the two batch attention ops keep as their own scratch for B x T rows (NULL: none);
     // callers count it in the memory they report.
     size_t (*attention_workspace)(G3Backend *be, int B, int T, int NH, int HD);
+    // out[r] = the first index of the largest of x[r][0 .. n) (greedy decoding's choice, so that
+    // only ids leave a device), or -1 where the row holds a NaN or +inf or only -inf. out is
+    // backend memory.
+    int (*argmax)(G3Backend *be, int32_t *out, const float *x, int R, int n);
     // Appends the rows' keys and values to their slots (rings keep the newest cap positions).
     void (*kv_append)(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k,
                       const float *v);

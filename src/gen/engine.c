@@ -316,12 +316,15 @@ static int finite_row(const float *x, int n) {
 }
 
 // q has read all its pending tokens: choose the next one from logits [V] and check stops.
-static void advance(G3Engine *e, Seq *q, float *logits) {
+// logits NULL: a greedy sequence whose choice the forward pass made (G3_LOGITS_ARGMAX):
+// greedy_tok, -1 for logits that hold no choice.
+static void advance(G3Engine *e, Seq *q, float *logits, int32_t greedy_tok) {
     const int V = e->s->m->cfg.vocab;
-    if (!finite_row(logits, V)) { fail(e, q, "non-finite logits (NaN or inf)"); return; }
+    if (logits ? !finite_row(logits, V) : greedy_tok < 0) { fail(e, q, "non-finite logits (NaN or inf)"); return; }
     int32_t tok;
     e->in_cb++;
-    if (q->p.choose) tok = q->p.choose(q->p.user, q->id, logits, q->hist, q->nhist);
+    if (!logits) tok = greedy_tok;
+    else if (q->p.choose) tok = q->p.choose(q->p.user, q->id, logits, q->hist, q->nhist);
     else if (q->p.sampler) tok = g3_sampler_sample(q->p.sampler, logits, q->hist, q->nhist);
     else tok = g3_argmax(logits, V);
     e->in_cb--;
@@ -358,8 +361,13 @@ static int run_call(G3Engine *e, int nseg) {
         memcpy(e->tokens + rows, q->hist + q->nfed, (size_t)e->segs[i].n * sizeof(int32_t));
         rows += e->segs[i].n;
     }
+    // Only greedy sequences and nothing watching: the choices are made where the logits are
+    // (on a GPU only the ids come back), the same ids as g3_argmax on the host.
+    int argmax = !e->opt.all_logits && !(s->hook && s->hook_sites);
+    for (int i = 0; argmax && i < nseg; i++) argmax = !e->seg_seq[i]->p.choose && !e->seg_seq[i]->p.sampler;
     double t0 = g3_now();
-    int rc = g3_forward(s, e->tokens, e->segs, nseg, e->opt.all_logits ? G3_LOGITS_ALL : G3_LOGITS_LAST);
+    int rc = g3_forward(s, e->tokens, e->segs, nseg,
+                        e->opt.all_logits ? G3_LOGITS_ALL : argmax ? G3_LOGITS_ARGMAX : G3_LOGITS_LAST);
     double dt = g3_now() - t0;
     e->clock++;
     if (rc) {
@@ -387,7 +395,8 @@ static int run_call(G3Engine *e, int nseg) {
         q->nfed += n;
         if (q->nfed == q->nhist) {
             if (q->nhist - q->out0 >= q->max_tokens) finish(e, q, G3_STOP_MAX_TOKENS);  // max_tokens 0: reading only
-            else advance(e, q, s->logits + (long)(e->opt.all_logits ? r0 + n - 1 : i) * V);
+            else if (argmax) advance(e, q, NULL, s->argmax[i]);
+            else advance(e, q, s->logits + (long)(e->opt.all_logits ? r0 + n - 1 : i) * V, 0);
         }
         r0 += n;
     }

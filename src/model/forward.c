@@ -26,7 +26,7 @@ static void host_free(G3Backend *be, void *p) {
 
 // Forgets the recorded decode steps (the buffers they use moved).
 static void drop_records(G3State *s) {
-    for (int r = 0; s->recs && r <= s->max_rows; r++) {
+    for (int r = 0; s->recs && r < 2 * (s->max_rows + 1); r++) {
         if (s->recs[r] && s->recs[r] != G3_NO_RECORD) s->be->record_free(s->be, s->recs[r]);
         s->recs[r] = NULL;
     }
@@ -85,15 +85,17 @@ G3State *g3_state_new_on(G3Backend *be, const G3Model *m, int nslots, int ctx, i
         !(s->u = alloc_f(be, R * c->inter, &b)) || !(s->cos_l = alloc_f(be, R * HD / 2, &b)) ||
         !(s->sin_l = alloc_f(be, R * HD / 2, &b)) || !(s->cos_g = alloc_f(be, R * HD / 2, &b)) ||
         !(s->sin_g = alloc_f(be, R * HD / 2, &b)) || !(s->ids = be->alloc(be, (size_t)R * sizeof(int32_t))) ||
-        !(s->logits_be = alloc_f(be, (long)s->logits_rows * c->vocab, &b)))
+        !(s->logits_be = alloc_f(be, (long)s->logits_rows * c->vocab, &b)) ||
+        !(s->argmax_be = be->alloc(be, (size_t)G3_MAX(max_rows, nslots) * sizeof(int32_t))))
         goto fail;
     if (ad && (!(s->lora_xa = alloc_f(be, R * ad->r, &b)) || !(s->lora_y = alloc_f(be, R * ad->max_out, &b)))) goto fail;
     if (be->host) {
         s->logits = s->logits_be;
-    } else if (!(s->logits = host_alloc(be, (size_t)s->logits_rows * c->vocab * sizeof(float))) ||
+        s->argmax = s->argmax_be;
+    } else if (!(s->argmax = host_alloc(be, (size_t)G3_MAX(max_rows, nslots) * sizeof(int32_t))) || !(s->logits = host_alloc(be, (size_t)s->logits_rows * c->vocab * sizeof(float))) ||
                !(s->rope_h = host_alloc(be, (size_t)4 * R * HD / 2 * sizeof(float))) ||
                !(s->stage = host_alloc(be, (size_t)R * G3_MAX(G3_MAX(C, c->inter), G3_MAX(QD, KD)) * sizeof(float))) ||
-               (be->record_begin && !(s->recs = g3_calloc((size_t)R + 1, sizeof *s->recs)))) {
+               (be->record_begin && !(s->recs = g3_calloc(2 * ((size_t)R + 1), sizeof *s->recs)))) {
         goto fail;
     }
     if (bytes) *bytes = b;
@@ -113,6 +115,8 @@ void g3_state_free(G3State *s) {
                      s->cos_l, s->sin_l, s->cos_g, s->sin_g, s->logits_be, s->lora_xa, s->lora_y};
     for (size_t i = 0; i < G3_ARRAY_LEN(bufs); i++) be->free(be, bufs[i]);
     be->free(be, s->ids);
+    be->free(be, s->argmax_be);
+    if (!be->host) host_free(be, s->argmax);
     drop_records(s);
     free(s->recs);
     if (!be->host) { host_free(be, s->logits); host_free(be, s->rope_h); host_free(be, s->stage); }
@@ -208,7 +212,7 @@ static int device_pass(G3State *s, G3Pass *p, const int32_t *ids, const G3Segmen
             g3_pass_final_norm(p, s->xlast + (long)i * C, NULL, s->x + (long)(r - 1) * C, 1);
         }
     }
-    if (mode == G3_LOGITS_LAST && g3_pass_hook_on(p, G3_HOOK_LN_FINAL, -1)) {
+    if (mode != G3_LOGITS_ALL && g3_pass_hook_on(p, G3_HOOK_LN_FINAL, -1)) {
         const size_t nb = (size_t)nseg * C * sizeof(float);
         float *d = be->host ? s->xlast : s->stage;
         if (!be->host && be->to_host(be, d, s->xlast, nb)) return -1;
@@ -218,7 +222,9 @@ static int device_pass(G3State *s, G3Pass *p, const int32_t *ids, const G3Segmen
     const int nout = mode == G3_LOGITS_ALL ? rows : nseg;
     G3Pass ph = *p;
     ph.R = nout;
-    return g3_pass_head(&ph, s->logits_be, s->xlast, nout, 1);
+    if (g3_pass_head(&ph, s->logits_be, s->xlast, nout, 1)) return -1;
+    if (mode != G3_LOGITS_ARGMAX) return 0;
+    return G3_NEED(be, argmax) || be->argmax(be, s->argmax_be, s->logits_be, nout, c->vocab) ? -1 : 0;
 }
 
 // After the device part: the cache lengths, the logits on the host, the logits hook.
@@ -227,6 +233,10 @@ static int forward_done(G3State *s, const G3Pass *p, const G3Segment *segs, int 
     const int V = s->m->cfg.vocab;
     for (int i = 0; i < nseg; i++) s->len[segs[i].seq] += segs[i].n;
     if (mode == G3_LOGITS_NONE) return be->host ? 0 : be->sync(be);
+    if (mode == G3_LOGITS_ARGMAX) {
+        if (!be->host && be->to_host(be, s->argmax, s->argmax_be, (size_t)nout * sizeof(int32_t))) return -1;
+        if (!g3_pass_hook_on(p, G3_HOOK_LOGITS, -1)) return 0;
+    }
     if (!be->host && be->to_host(be, s->logits, s->logits_be, (size_t)nout * V * sizeof(float))) return -1;
     // the logits are on the host by now: fired as host memory whatever the backend
     G3Pass ph = *p;
@@ -276,30 +286,31 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
                 .kv = &s->kv, .segs = segs, .nseg = nseg,
                 .hook = s->hook, .hook_ctx = s->hook_ctx, .hook_sites = s->hook_sites, .hook_layers = s->hook_layers,
                 .stage = s->stage, .lora_xa = s->lora_xa, .lora_y = s->lora_y};
-    const int nout = mode == G3_LOGITS_ALL ? rows : mode == G3_LOGITS_LAST ? nseg : 0;
+    const int nout = mode == G3_LOGITS_ALL ? rows : mode == G3_LOGITS_NONE ? 0 : nseg;
     if (logits_room(s, nout)) return -1;
-    // A decode step (one row per segment, no hook, the last rows' logits) on a backend that
+    // A decode step (one row per segment, no hook, the last rows' logits or choices) on a backend that
     // records: its ops are recorded once per row count and replayed at every later step
     // (one launch instead of hundreds). Everything they read that changes between steps
     // (ids, RoPE tables, segments) was uploaded above into the state's fixed buffers.
     const int hooked = s->hook && s->hook_sites;
-    if (s->recs && !hooked && mode == G3_LOGITS_LAST && rows == nseg && s->recs[rows] != G3_NO_RECORD) {
+    void **rec = s->recs ? &s->recs[rows + (mode == G3_LOGITS_ARGMAX ? s->max_rows + 1 : 0)] : NULL;
+    if (rec && !hooked && (mode == G3_LOGITS_LAST || mode == G3_LOGITS_ARGMAX) && rows == nseg && *rec != G3_NO_RECORD) {
         for (int tries = 0; tries < 2; tries++) {
-            if (!s->recs[rows]) {
+            if (!*rec) {
                 if (be->record_begin(be)) return -1;
                 int rc = device_pass(s, &p, ids, segs, nseg, mode);
-                void *rec = be->record_end(be);
-                if (rc || !rec) {  // not recordable here (an op needed memory it could not get while recording)
-                    s->recs[rows] = G3_NO_RECORD;
+                void *made = be->record_end(be);
+                if (rc || !made) {  // not recordable here (an op needed memory it could not get while recording)
+                    *rec = G3_NO_RECORD;
                     return forward_unrecorded(s, &p, ids, segs, nseg, mode, nout);
                 }
-                s->recs[rows] = rec;
+                *rec = made;
             }
-            int rc = be->replay(be, s->recs[rows]);
+            int rc = be->replay(be, *rec);
             if (rc < 0) return -1;
             if (rc == 0) return forward_done(s, &p, segs, nseg, mode, nout);
-            be->record_free(be, s->recs[rows]);  // stale: record again
-            s->recs[rows] = NULL;
+            be->record_free(be, *rec);  // stale: record again
+            *rec = NULL;
         }
         return g3_errorf("%s: a recorded decode step went stale twice", be->name);
     }

@@ -13,7 +13,11 @@
 #include "model.h"
 #include "pass.h"
 
-typedef enum { G3_LOGITS_NONE, G3_LOGITS_LAST, G3_LOGITS_ALL } G3LogitsMode;
+// ARGMAX: as LAST, but only each segment's greedy choice comes back (s->argmax[nseg], -1 where
+// the row's logits hold a NaN or +inf or only -inf), computed where the logits are: on a GPU
+// the [nseg, V] logits never cross to the host. s->logits is then not written (a logits hook
+// still gets them).
+typedef enum { G3_LOGITS_NONE, G3_LOGITS_LAST, G3_LOGITS_ALL, G3_LOGITS_ARGMAX } G3LogitsMode;
 
 #define G3_NO_RECORD ((void *)1)
 
@@ -34,9 +38,10 @@ typedef struct {
     float *logits;                         // host: [R][V] (ALL) or [nseg][V] (LAST)
     float *logits_be;                      // the same in backend memory (= logits on a host backend)
     int logits_rows;                       // rows logits has room for (grows on demand)
+    int32_t *argmax, *argmax_be;           // [logits_rows] G3_LOGITS_ARGMAX's ids: host, and backend memory
     float *rope_h;                         // host staging of the RoPE tables (device backends)
     float *stage;                          // host staging of hooked sites (device backends; pass.h)
-    void **recs;                           // [max_rows + 1] recorded decode steps by row count (backends
+    void **recs;                           // [2][max_rows + 1] recorded decode steps (LAST, ARGMAX) by row count (backends
                                            // that record; NULL, or G3_NO_RECORD where one cannot be made)
     float *lora_xa, *lora_y;               // [R][r], [R][max_out]: m->adapter's scratch (NULL without one)
     // hooks (hooks.h): fn is called at the sites whose bit is set in hook_sites (bit = 1 << site),

@@ -4,6 +4,7 @@
 // What only the CPU needs lives here, behind the ops: the GEMM tile epilogue that fuses
 // GeGLU's backward into the product making its input, the packed-B attention panels, the
 // per-thread workspaces.
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "../../kernels/kernels.h"
 #include "../../kernels/ops.h"
 #include "../../kernels/train_ops.h"
+#include "../../sampler/sampler.h"
 #include "backend_cpu.h"
 #include "linear_quant.h"
 
@@ -216,6 +218,21 @@ static size_t cpu_attention_workspace(G3Backend *be, int B, int T, int NH, int H
 
 // ---- the instance ----
 
+static int cpu_argmax(G3Backend *be, int32_t *out, const float *x, int R, int n) {
+    (void)be;
+    for (int r = 0; r < R; r++) {
+        const float *xr = x + (long)r * n;
+        int ok = 1;
+        float mx = -INFINITY;
+        for (int i = 0; i < n; i++) {
+            ok &= xr[i] < INFINITY;  // false for NaN and +inf
+            mx = xr[i] > mx ? xr[i] : mx;
+        }
+        out[r] = ok && mx > -INFINITY ? g3_argmax(xr, n) : -1;
+    }
+    return 0;
+}
+
 static G3Backend cpu = {
     .name = "cpu",
     .kind = G3_BACKEND_CPU,
@@ -241,6 +258,7 @@ static G3Backend cpu = {
     .add = cpu_add,
     .axpy = cpu_axpy,
     .softcap = cpu_softcap,
+    .argmax = cpu_argmax,
     .cross_entropy = cpu_cross_entropy,
     .attention = cpu_attention,
     .attention_backward = cpu_attention_backward,

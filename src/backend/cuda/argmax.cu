@@ -1,7 +1,10 @@
 // argmax.cu: greedy decoding's choice on the GPU, so that only a token id crosses back to the
 // host. One block of 1024 threads per row (a 262,144-entry vocabulary is 1 MB: a few
 // microseconds); ties go to the lowest index, and each thread starts from an element it
-// owns, so the result is the CPU's `if (x[i] > x[b]) b = i` scan (all -inf: index 0).
+// owns, so the result is the CPU's `if (x[i] > x[b]) b = i` scan. A row with a NaN or +inf,
+// or only -inf, gives -1 (the engine's check of the logits, done where they are).
+#include <math.h>
+
 #include "common.cuh"
 
 enum { AM_T = 1024 };
@@ -16,7 +19,12 @@ __global__ void __launch_bounds__(AM_T) argmax_k(int32_t *out, const float *__re
     const float *xr = x + (long)blockIdx.x * n;
     int bi = threadIdx.x < n ? threadIdx.x : 0;
     float bv = xr[bi];
-    for (int i = threadIdx.x + AM_T; i < n; i += AM_T) better(bv, bi, xr[i], i);
+    int bad = !(bv < INFINITY);  // NaN or +inf anywhere: no choice (-1), as the host checks
+    for (int i = threadIdx.x + AM_T; i < n; i += AM_T) {
+        bad |= !(xr[i] < INFINITY);
+        better(bv, bi, xr[i], i);
+    }
+    bad = __syncthreads_or(bad);
     for (int o = 16; o > 0; o >>= 1) better(bv, bi, __shfl_xor_sync(0xffffffffu, bv, o), __shfl_xor_sync(0xffffffffu, bi, o));
     if ((threadIdx.x & 31) == 0) { sv[threadIdx.x >> 5] = bv; si[threadIdx.x >> 5] = bi; }
     __syncthreads();
@@ -24,7 +32,7 @@ __global__ void __launch_bounds__(AM_T) argmax_k(int32_t *out, const float *__re
         bv = sv[threadIdx.x];
         bi = si[threadIdx.x];
         for (int o = 16; o > 0; o >>= 1) better(bv, bi, __shfl_xor_sync(0xffffffffu, bv, o), __shfl_xor_sync(0xffffffffu, bi, o));
-        if (threadIdx.x == 0) out[blockIdx.x] = bi;
+        if (threadIdx.x == 0) out[blockIdx.x] = bad || !(bv > -INFINITY) ? -1 : bi;
     }
 }
 

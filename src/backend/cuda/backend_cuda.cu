@@ -205,6 +205,8 @@ void cu_add(G3Backend *be, float *y, const float *a, const float *b, long n) {
 
 void cu_axpy(G3Backend *be, float *y, float alpha, const float *x, long n) { note(cb_of(be), g3cu_axpy(cb_of(be)->cu, y, alpha, x, n)); }
 
+int cu_argmax(G3Backend *be, int32_t *out, const float *x, int R, int n) { return g3cu_argmax(cb_of(be)->cu, out, x, R, n); }
+
 void cu_softcap(G3Backend *be, float *x, long n, float cap) { note(cb_of(be), g3cu_softcap(cb_of(be)->cu, x, n, cap)); }
 
 // ---- attention over the cache ----
@@ -462,6 +464,7 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->add = cu_add;
     be->axpy = cu_axpy;
     be->softcap = cu_softcap;
+    be->argmax = cu_argmax;
     be->attention_cache = cu_attention_cache;
     be->kv_append = cu_kv_append;
     be->host_alloc = cu_host_alloc;
