@@ -63,6 +63,11 @@ static int check_resume(const char *saved, const char *now, const char *out) {
     Json js, jn;
     if (json_parse(&js, saved, strlen(saved))) return g3_error_prefix("the checkpoint's run.json");
     if (json_parse(&jn, now, strlen(now))) { json_free(&js); return -1; }
+    if (json_root(&js)->type != JSON_OBJECT) {
+        json_free(&js);
+        json_free(&jn);
+        return g3_errorf("%s/run.json is not a JSON object of the run's settings (damaged? move it away to start afresh)", out);
+    }
     char msg[2048] = "";
     size_t at = 0;
     JSON_FOREACH(m, json_root(&js)) {

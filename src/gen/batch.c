@@ -365,7 +365,10 @@ static int write_outputs(const G3BatchJob *job, const G3Prompts *p, const char *
         Json j;
         if (json_parse(&j, text + pos, (size_t)(nl - (text + pos))) == 0) {
             const JsonNode *r = json_root(&j);
-            int idx = (int)json_get(r, "index")->num;
+            const JsonNode *in = json_get(r, "index");
+            // a line that is not one of ours (an edited or damaged file) is left out
+            if (!in || in->type != JSON_NUMBER || !(in->num >= 0 && in->num < p->n)) { json_free(&j); pos = (size_t)(nl - text) + 1; continue; }
+            int idx = (int)in->num;
             if (!line_of[idx]) nres++;
             line_of[idx] = text + pos;
             len_of[idx] = (size_t)(nl - (text + pos));
@@ -379,7 +382,8 @@ static int write_outputs(const G3BatchJob *job, const G3Prompts *p, const char *
         if (json_parse(&j, line_of[i], len_of[i])) continue;
         const JsonNode *r = json_root(&j);
         const JsonNode *err = json_get(r, "error"), *out = json_get(r, "output"), *sr = json_get(r, "stop_reason");
-        double nt = json_get(r, "new_tokens")->num, ptk = json_get(r, "prompt_tokens")->num;
+        const JsonNode *ntn = json_get(r, "new_tokens"), *ptn = json_get(r, "prompt_tokens");
+        double nt = ntn && ntn->type == JSON_NUMBER ? ntn->num : 0, ptk = ptn && ptn->type == JSON_NUMBER ? ptn->num : 0;
         int c = -1;
         for (int k = 0; k < ncats; k++)
             if (!strcmp(cats[k].cat, p->items[i].category) && !strcmp(cats[k].sub, p->items[i].subcategory)) c = k;
