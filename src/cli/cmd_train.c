@@ -22,6 +22,7 @@
 #include "model/config.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/examples.h"
 #include "train/optim.h"
 #include "train/rundir.h"
 #include "train/schedule.h"
@@ -31,9 +32,10 @@
 
 typedef struct {
     const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul;
-    long steps, batch, seq, accum, warmup, decay_steps, eval_every, eval_batches, save_every, seed, threads, log_every;
+    long epochs, steps, batch, seq, accum, warmup, decay_steps, eval_every, eval_batches, save_every, seed, threads, log_every;
     double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std;
     int ckpt_act, decay_embed, force;
+    int examples;  // --data is JSONL examples (examples.h), not a text stream
 } Args;
 
 // The run's settings as JSON, stored in the checkpoint. Keys listed in MAY_CHANGE may differ
@@ -50,11 +52,12 @@ static char *run_json(const Args *a, const G3Config *c, int64_t ntrain, int64_t 
              "\"warmup\": %ld, \"schedule\": \"%s\", \"decay_steps\": %ld, \"wd\": %.17g, \"beta1\": %.17g, \"beta2\": %.17g, "
              "\"eps\": %.17g, \"clip\": %.17g, \"decay_embed\": %d, \"std\": %.17g, \"init\": \"%s\", \"train_tokens\": %lld, "
              "\"val_tokens\": %lld, \"steps\": %ld, \"eval_every\": %ld, \"eval_batches\": %ld, \"save_every\": %ld, "
-             "\"threads\": %ld, \"log_every\": %ld, \"save_dtype\": \"%s\", \"checkpoint_activations\": %d, \"matmul\": \"%s\"}",
+             "\"threads\": %ld, \"log_every\": %ld, \"save_dtype\": \"%s\", \"checkpoint_activations\": %d, \"matmul\": \"%s\", "
+             "\"examples\": %d}",
              c->vocab, c->hidden, c->inter, c->layers, c->heads, c->kv_heads, c->head_dim, a->batch, a->seq, a->accum, a->seed,
              a->optim, a->lr, a->min_lr_ratio, a->warmup, a->schedule, a->decay_steps, a->wd, a->beta1, a->beta2, a->eps, a->clip,
              a->decay_embed, a->std, a->init ? a->init : a->model, (long long)ntrain, (long long)nval, a->steps, a->eval_every,
-             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul);
+             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul, a->examples);
     return buf;
 }
 
@@ -125,10 +128,13 @@ static int open_tokens(const Args *a, const char *path, const char *cache, G3Tok
     return g3_tokfile_open(tf, cache);
 }
 
-static double eval_loss(G3TrainModel *tm, G3TrainCtx *ctx, const uint32_t *tok, int64_t n, const Args *a, int32_t *in, int32_t *tg) {
+// Validation: over the token stream tok[n], or over the examples ex when they are given.
+static double eval_loss(G3TrainModel *tm, G3TrainCtx *ctx, const uint32_t *tok, int64_t n, const G3Examples *ex, const Args *a,
+                        int32_t *in, int32_t *tg) {
     double s = 0;
     for (long k = 0; k < a->eval_batches; k++) {
-        g3_data_val_batch(tok, n, (int)a->batch, (int)a->seq, k, in, tg);
+        if (ex) g3_examples_val_batch(ex, (int)a->batch, (int)a->seq, k, in, tg);
+        else g3_data_val_batch(tok, n, (int)a->batch, (int)a->seq, k, in, tg);
         s += g3_train_loss(tm, ctx, in, tg);
     }
     return s / (double)a->eval_batches;
@@ -190,6 +196,7 @@ typedef struct {
     const G3Schedule *sch;
     const uint32_t *tok;  // training tokens [n]
     int64_t n;
+    G3Examples *ex;       // or the training examples (then tok is NULL)
     int32_t *in, *tg;     // [B*T] batch buffers
 } Loop;
 
@@ -205,7 +212,9 @@ static StepStatus train_step(const Loop *L, int64_t step, double *loss, double *
     *loss = 0;
     for (int mi = 0; mi < a->accum; mi++) {
         if (stop_signal) return STEP_STOPPED;
-        g3_data_batch(L->tok, L->n, (int)a->batch, (int)a->seq, (uint64_t)a->seed, step, mi, L->in, L->tg);
+        if (!L->ex) g3_data_batch(L->tok, L->n, (int)a->batch, (int)a->seq, (uint64_t)a->seed, step, mi, L->in, L->tg);
+        else if (g3_examples_batch(L->ex, (int)a->batch, (int)a->seq, (uint64_t)a->seed, (step * a->accum + mi) * a->batch, L->in, L->tg))
+            return STEP_FAILED;
         g3_error_clear();
         double l = g3_train_forward_backward(L->tm, L->ctx, L->in, L->tg, (float)(1.0 / (double)a->accum));
         if (isnan(l) && g3_error_is_set()) return STEP_FAILED;
@@ -233,11 +242,12 @@ int cmd_train(int argc, char **argv) {
         {"--init", OPT_STR, &a.init, "train from scratch: 270m, 1b, 4b, 12b, 27b, tiny, stories (TinyStories on a CPU), or a config.json"},
         {"--model", OPT_STR, &a.model, "fine-tune this model folder instead"},
         {"--tokenizer", OPT_STR, &a.tokenizer, "tokenizer.json/.model (default: the --model folder's) to tokenize text data"},
-        {"--data", OPT_STR, &a.data, "training data: a text file, a folder of *.txt, or a token file"},
+        {"--data", OPT_STR, &a.data, "training data: a text file, a folder of *.txt, a token file, or examples in a .jsonl file (docs/lora.md)"},
         {"--val", OPT_STR, &a.val, "validation data (default: the last --val-frac of --data, at a document start)"},
         {"--val-frac", OPT_FLOAT, &a.val_frac, "held-out fraction of --data when --val is not given"},
         {"--out", OPT_STR, &a.out, "run folder: checkpoints, metrics.jsonl, token cache; resumes what it holds"},
         {"--steps", OPT_INT, &a.steps, "optimizer steps in all (may be raised to continue a finished run)", 1, 1L << 40},
+        {"--epochs", OPT_INT, &a.epochs, "JSONL data: passes over the examples (sets --steps = ceil(epochs * examples / (batch * accum)); 0: use --steps)", 0, 1L << 30},
         {"--batch", OPT_INT, &a.batch, "sequences per micro-batch (B)", 1, 1 << 20},
         {"--seq", OPT_INT, &a.seq, "tokens per sequence (T)", 1, 1 << 20},
         {"--accum", OPT_INT, &a.accum, "micro-batches accumulated per step", 1, 1 << 20},
@@ -268,6 +278,7 @@ int cmd_train(int argc, char **argv) {
     CLI_PARSE(CMD, "--init SHAPE|--model DIR --data PATH --out DIR [--tokenizer FILE] [options]", argc, argv, opts);
     if (!a.out || !a.data) return cli_fail(CMD, "--data and --out are required (see --help)");
     if (!a.init == !a.model) return cli_fail(CMD, "give exactly one of --init SHAPE (from scratch) and --model DIR (fine-tune)");
+    a.examples = g3_examples_is(a.data);
     G3SchedKind sk;
     if (g3_schedule_parse(a.schedule, &sk)) return cli_fail(CMD, "%s", g3_error());
     int bits = !strcmp(a.optim, "adamw") ? 32 : !strcmp(a.optim, "adamw8bit") ? 8 : 0;
@@ -308,6 +319,7 @@ int cmd_train(int argc, char **argv) {
     // ---- data ----
     int ret = 1;
     G3TokenFile tf = {0}, vf = {0};
+    G3Examples ex = {0}, vex = {0};
     G3TrainModel tm = {0};
     G3AdamW opt = {0};
     G3TrainCtx *ctx = NULL;
@@ -318,25 +330,54 @@ int cmd_train(int argc, char **argv) {
     struct sigaction old_int, old_term;
     int handlers = 0;
     char path[4200], cache[4200];
-    if (g3_path_join(cache, sizeof cache, a.out, "tokens-train.bin") || open_tokens(&a, a.data, cache, &tf)) goto fail;
-    const uint32_t *train_tok = tf.tok, *val_tok;
-    int64_t ntrain = tf.ntok, nval;
-    if (a.val) {
-        if (g3_path_join(cache, sizeof cache, a.out, "tokens-val.bin") || open_tokens(&a, a.val, cache, &vf)) goto fail;
-        val_tok = vf.tok;
-        nval = vf.ntok;
+    const uint32_t *train_tok = NULL, *val_tok = NULL;
+    int64_t ntrain = 0, nval = 0;
+    if (a.examples) {
+        const char *tokp = run_tokenizer(&a);
+        if (g3_examples_load(&ex, a.data, tokp, (int)a.seq, cfg.vocab)) goto fail;
+        if (ex.kind != G3_EX_LM) {
+            g3_errorf("%s holds %s examples: that objective is not built yet (issue 19); train on text, ids, prompt/completion or messages",
+                      a.data, ex.kind == G3_EX_PREF ? "preference (DPO)" : "classification");
+            goto fail;
+        }
+        if (a.val) {
+            if (!g3_examples_is(a.val)) { g3_errorf("--val %s: with JSONL --data, --val must be a .jsonl file too", a.val); goto fail; }
+            if (g3_examples_load(&vex, a.val, tokp, (int)a.seq, cfg.vocab)) goto fail;
+            if (vex.kind != ex.kind) { g3_errorf("--val %s holds another kind of examples than --data %s", a.val, a.data); goto fail; }
+        } else if (g3_examples_split(&ex, a.val_frac, &vex)) {
+            goto fail;
+        }
+        ntrain = g3_examples_count(&ex);
+        nval = g3_examples_count(&vex);
+        if (a.epochs > 0) {
+            int64_t per = a.batch * a.accum;
+            a.steps = (long)((a.epochs * ntrain + per - 1) / per);
+        }
     } else {
-        ntrain = g3_data_split(&tf, a.val_frac);
-        val_tok = tf.tok + ntrain;
-        nval = tf.ntok - ntrain;
-    }
-    if (tf.max_id >= cfg.vocab || (a.val && vf.max_id >= cfg.vocab)) {
-        g3_errorf("the data holds token id %d, outside the model's vocabulary of %d: wrong tokenizer for this model?", G3_MAX(tf.max_id, vf.max_id), cfg.vocab);
-        goto fail;
-    }
-    if (ntrain <= a.seq + 1 || nval <= a.seq + 1) {
-        g3_errorf("too little data for --seq %ld: %lld training and %lld validation tokens", a.seq, (long long)ntrain, (long long)nval);
-        goto fail;
+        if (a.epochs > 0) {
+            g3_errorf("--epochs needs JSONL examples as --data (a text stream is sampled in windows: use --steps)");
+            goto fail;
+        }
+        if (g3_path_join(cache, sizeof cache, a.out, "tokens-train.bin") || open_tokens(&a, a.data, cache, &tf)) goto fail;
+        train_tok = tf.tok;
+        ntrain = tf.ntok;
+        if (a.val) {
+            if (g3_path_join(cache, sizeof cache, a.out, "tokens-val.bin") || open_tokens(&a, a.val, cache, &vf)) goto fail;
+            val_tok = vf.tok;
+            nval = vf.ntok;
+        } else {
+            ntrain = g3_data_split(&tf, a.val_frac);
+            val_tok = tf.tok + ntrain;
+            nval = tf.ntok - ntrain;
+        }
+        if (tf.max_id >= cfg.vocab || (a.val && vf.max_id >= cfg.vocab)) {
+            g3_errorf("the data holds token id %d, outside the model's vocabulary of %d: wrong tokenizer for this model?", G3_MAX(tf.max_id, vf.max_id), cfg.vocab);
+            goto fail;
+        }
+        if (ntrain <= a.seq + 1 || nval <= a.seq + 1) {
+            g3_errorf("too little data for --seq %ld: %lld training and %lld validation tokens", a.seq, (long long)ntrain, (long long)nval);
+            goto fail;
+        }
     }
     // The tokenizer goes with the run, so that generate/chat on it need no --tokenizer.
     const char *tokp = run_tokenizer(&a);
@@ -387,9 +428,9 @@ int cmd_train(int argc, char **argv) {
                 g3_gemm_bf16_native() ? "" : "; this CPU has no AVX512-BF16: they round as in bf16, at the f32 rate");
     act_other = g3_train_ctx_bytes(&tm, (int)a.batch, (int)a.seq, !a.ckpt_act);  // the other mode's, sized only
     int64_t np = tm.n;
-    fprintf(stderr, "train: %lld parameters (%s %d x %d, vocab %d); %lld train / %lld val tokens; %ld x %ld x %ld tokens a step\n",
-            (long long)np, a.init ? a.init : a.model, cfg.layers, cfg.hidden, cfg.vocab, (long long)ntrain, (long long)nval, a.batch,
-            a.seq, a.accum);
+    fprintf(stderr, "train: %lld parameters (%s %d x %d, vocab %d); %lld train / %lld val %s; %ld x %ld x %ld tokens a step\n",
+            (long long)np, a.init ? a.init : a.model, cfg.layers, cfg.hidden, cfg.vocab, (long long)ntrain, (long long)nval,
+            a.examples ? "examples" : "tokens", a.batch, a.seq, a.accum);
     fprintf(stderr, "train: memory: weights %.1f MiB + grads %.1f MiB (f32); AdamW state %.1f MiB (%s; %.1f MiB with %s); "
                     "activations %.1f MiB (%.1f MiB %s activation checkpointing)\n",
             mib(4 * np), mib(4 * np), mib(g3_adamw_state_bytes(&opt, bits)), bits == 8 ? "8-bit" : "32-bit",
@@ -402,7 +443,7 @@ int cmd_train(int argc, char **argv) {
     tg = g3_malloc(bt * sizeof *tg);
     if (!in || !tg || !(mf = fopen(path, "a"))) { if (in && tg) g3_errorf("%s: cannot append", path); goto fail; }
     G3Schedule sch = {sk, a.lr, a.min_lr_ratio, a.warmup, a.steps, a.decay_steps ? a.decay_steps : a.steps / 5};
-    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, in, tg};
+    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg};
     int tty = isatty(2);
     double t_start = g3_now(), loss = NAN, last_loss = NAN;
     int64_t saved = start, done_steps = start;  // the last committed checkpoint's step; steps completed
@@ -433,7 +474,7 @@ int cmd_train(int argc, char **argv) {
         last_loss = loss;
         double dt = g3_now() - t0, tps = (double)bt * (double)a.accum / dt;
         double val = NAN;
-        if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) val = eval_loss(&tm, ctx, val_tok, nval, &a, in, tg);
+        if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) val = eval_loss(&tm, ctx, val_tok, nval, a.examples ? &vex : NULL, &a, in, tg);
         fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f", (long long)s1, loss, lr,
                 norm, tps);
         if (!isnan(val)) fprintf(mf, ", \"val_loss\": %.6f", val);
@@ -491,6 +532,8 @@ done:
     g3_train_model_free(&tm);
     g3_tokfile_close(&tf);
     g3_tokfile_close(&vf);
+    g3_examples_free(&ex);
+    g3_examples_free(&vex);
     if (src.t) g3_model_free(&src);
     // A run that failed before any checkpoint leaves no half-made folder (only if it made it).
     g3_rundir_close(&rd, ret == 1 && !g3_ckpt_exists(a.out));
