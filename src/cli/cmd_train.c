@@ -19,6 +19,7 @@
 #include "base/json.h"
 #include "cli.h"
 #include "kernels/kernels.h"
+#include "model/adapter.h"
 #include "model/config.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
@@ -31,7 +32,7 @@
 #define CMD "train"
 
 typedef struct {
-    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul;
+    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul, *lora;
     long epochs, steps, batch, seq, accum, warmup, decay_steps, eval_every, eval_batches, save_every, seed, threads, log_every;
     double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std;
     int ckpt_act, decay_embed, force;
@@ -53,11 +54,11 @@ static char *run_json(const Args *a, const G3Config *c, int64_t ntrain, int64_t 
              "\"eps\": %.17g, \"clip\": %.17g, \"decay_embed\": %d, \"std\": %.17g, \"init\": \"%s\", \"train_tokens\": %lld, "
              "\"val_tokens\": %lld, \"steps\": %ld, \"eval_every\": %ld, \"eval_batches\": %ld, \"save_every\": %ld, "
              "\"threads\": %ld, \"log_every\": %ld, \"save_dtype\": \"%s\", \"checkpoint_activations\": %d, \"matmul\": \"%s\", "
-             "\"examples\": %d}",
+             "\"examples\": %d, \"lora\": \"%s\"}",
              c->vocab, c->hidden, c->inter, c->layers, c->heads, c->kv_heads, c->head_dim, a->batch, a->seq, a->accum, a->seed,
              a->optim, a->lr, a->min_lr_ratio, a->warmup, a->schedule, a->decay_steps, a->wd, a->beta1, a->beta2, a->eps, a->clip,
              a->decay_embed, a->std, a->init ? a->init : a->model, (long long)ntrain, (long long)nval, a->steps, a->eval_every,
-             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul, a->examples);
+             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul, a->examples, a->lora ? a->lora : "");
     return buf;
 }
 
@@ -241,6 +242,7 @@ int cmd_train(int argc, char **argv) {
     CliOpt opts[] = {
         {"--init", OPT_STR, &a.init, "train from scratch: 270m, 1b, 4b, 12b, 27b, tiny, stories (TinyStories on a CPU), or a config.json"},
         {"--model", OPT_STR, &a.model, "fine-tune this model folder instead"},
+        {"--lora", OPT_STR, &a.lora, "with --model: train a LoRA adapter, base frozen as stored: r=16,alpha=32,targets=all|q,k,v,o,gate,up,down,rslora (default r 16, alpha 2r, all); saved in PEFT's format (docs/lora.md)"},
         {"--tokenizer", OPT_STR, &a.tokenizer, "tokenizer.json/.model (default: the --model folder's) to tokenize text data"},
         {"--data", OPT_STR, &a.data, "training data: a text file, a folder of *.txt, a token file, or examples in a .jsonl file (docs/lora.md)"},
         {"--val", OPT_STR, &a.val, "validation data (default: the last --val-frac of --data, at a document start)"},
@@ -288,6 +290,12 @@ int cmd_train(int argc, char **argv) {
     int bf16 = !strcmp(a.matmul, "bf16");
     if (!bf16 && strcmp(a.matmul, "f32")) return cli_fail(CMD, "--matmul must be f32 or bf16, not '%s'", a.matmul);
     if (check_numbers(&a)) return 1;
+    G3LoraSpec lspec = {0};
+    if (a.lora) {
+        if (!a.model) return cli_fail(CMD, "--lora needs --model (an adapter is trained on a base model)");
+        if (g3_lora_spec_parse(&lspec, a.lora)) return cli_fail(CMD, "%s", g3_error());
+        if (lspec.dropout > 0) return cli_fail(CMD, "--lora dropout=%g: LoRA dropout is not implemented yet (use dropout=0)", lspec.dropout);
+    }
     // A folder holding a model but no training state is not this run's to overwrite.
     if (!a.force && g3_dir_holds_model(a.out) && !g3_ckpt_exists(a.out)) {
         if (a.model && same_folder(a.model, a.out))
@@ -392,6 +400,8 @@ int cmd_train(int argc, char **argv) {
     if (a.init) {
         if (g3_train_model_new(&tm, &cfg)) goto fail;
         g3_train_model_init_random(&tm, (uint64_t)a.seed, (float)a.std);
+    } else if (a.lora) {
+        if (g3_train_model_lora(&tm, &src, &lspec, (uint64_t)a.seed, a.model)) goto fail;  // takes src over
     } else if (g3_train_model_from(&tm, &src)) {  // it makes tm itself (making it first leaked one)
         goto fail;
     }
@@ -431,9 +441,12 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "train: %lld parameters (%s %d x %d, vocab %d); %lld train / %lld val %s; %ld x %ld x %ld tokens a step\n",
             (long long)np, a.init ? a.init : a.model, cfg.layers, cfg.hidden, cfg.vocab, (long long)ntrain, (long long)nval,
             a.examples ? "examples" : "tokens", a.batch, a.seq, a.accum);
-    fprintf(stderr, "train: memory: weights %.1f MiB + grads %.1f MiB (f32); AdamW state %.1f MiB (%s; %.1f MiB with %s); "
+    if (tm.lora)
+        fprintf(stderr, "train: LoRA r=%d alpha=%g%s on %d modules: %lld trainable parameters; the base (%.1f MiB) frozen as stored\n",
+                lspec.r, lspec.alpha, lspec.rslora ? " (rsLoRA)" : "", tm.lora->nmodules, (long long)tm.n, mib(g3_model_weight_bytes(&tm.m)));
+    fprintf(stderr, "train: memory: %s %.1f MiB + grads %.1f MiB (f32); AdamW state %.1f MiB (%s; %.1f MiB with %s); "
                     "activations %.1f MiB (%.1f MiB %s activation checkpointing)\n",
-            mib(4 * np), mib(4 * np), mib(g3_adamw_state_bytes(&opt, bits)), bits == 8 ? "8-bit" : "32-bit",
+            tm.lora ? "adapter" : "weights", mib(4 * np), mib(4 * np), mib(g3_adamw_state_bytes(&opt, bits)), bits == 8 ? "8-bit" : "32-bit",
             mib(g3_adamw_state_bytes(&opt, bits == 8 ? 32 : 8)), bits == 8 ? "32-bit" : "8-bit", mib(act), mib(act_other),
             a.ckpt_act ? "without" : "with");
 

@@ -43,6 +43,11 @@ typedef struct G3Adapter {
 // NULL with a message naming the file, the field or the tensor.
 G3Adapter *g3_adapter_load(const char *dir, const G3Model *m);
 void g3_adapter_free(G3Adapter *a);
+// Writes a as PEFT saves an adapter into dir: adapter_model.safetensors (F32 factors named
+// base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A,B}.weight, shapes [r, in]
+// and [out, r]) and then adapter_config.json (r, lora_alpha, use_rslora, the target modules
+// present, lora_dropout, base_model_name_or_path = base_model), each file atomically.
+int g3_adapter_save(const G3Adapter *a, const char *dir, const char *base_model, double dropout);
 
 // The module adapting layer l's weight of role r, or NULL.
 static inline const G3LoraModule *g3_adapter_module(const G3Adapter *a, int l, int r) {

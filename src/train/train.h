@@ -23,6 +23,17 @@ typedef struct {
                          // only when asked (g3_adamw_init_model's decay_embed)
 } G3Param;
 
+// LoRA training (lora.c): --lora r=16,alpha=32,targets=all|q,v,...,dropout=0.05[,rslora]
+typedef struct {
+    int r;
+    double alpha;
+    int rslora;
+    double dropout;
+    unsigned targets;  // bit (1 << G3LayerRole) per adapted linear layer
+} G3LoraSpec;
+
+struct G3Adapter;
+
 typedef struct {
     G3Model m;        // config + tensor table; trained tensors point into params (F32)
     G3Param *p;       // [np] the trainable table
@@ -31,6 +42,13 @@ typedef struct {
     float *grads;     // [n] gradients, same layout
     int64_t *off;     // [m.nt] offset of model tensor i in params, or -1 if it is frozen
     int64_t n;
+    // LoRA training: the adapter being trained (m.adapter points at it; its factors point into
+    // params) and one of the same shape over grads; the base model m is loaded as stored and
+    // frozen (off[] all -1). NULL for full training.
+    struct G3Adapter *lora, *lora_grad;
+    G3LoraSpec lora_spec;
+    char *names;      // the adapter tensors' names (G3Param.name points here)
+    const char *base_name;  // the base model's folder, for adapter_config.json
 } G3TrainModel;
 
 // A model of config c with zeroed parameters.
@@ -39,8 +57,17 @@ int g3_train_model_new(G3TrainModel *tm, const G3Config *c);
 void g3_train_model_init_random(G3TrainModel *tm, uint64_t seed, float std);
 // A trainable copy (f32) of a loaded model's weights.
 int g3_train_model_from(G3TrainModel *tm, const G3Model *src);
+// Parses a --lora spec ("r=16,alpha=32,targets=all|q,k,v,o,gate,up,down,dropout=0.05,rslora";
+// defaults r 16, alpha 2r, targets all, dropout 0). 0 or -1 with a message.
+int g3_lora_spec_parse(G3LoraSpec *s, const char *text);
+// A LoRA training model over base (a loaded model, weights as stored: bf16 stays bf16), which
+// it takes over (*base is cleared). The trainable table is the adapter's factors, named as
+// PEFT names them, initialised as PEFT does: A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_
+// with a = sqrt(5)) from seed, B = 0.
+int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, uint64_t seed, const char *base_name);
 // Writes config.json + model.safetensors (Hub format, loadable by transformers) into dir,
-// weights converted to dt (F32 or BF16), atomically.
+// weights converted to dt (F32 or BF16), atomically; for a LoRA model, the adapter in PEFT's
+// format instead (adapter_config.json + adapter_model.safetensors, adapter.h).
 int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt);
 void g3_train_model_free(G3TrainModel *tm);
 // tm->m's tensors point into params (F32), norms included, so tm->m runs the inference forward

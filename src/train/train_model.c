@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../base/base.h"
+#include "../model/adapter.h"
 #include "../model/init.h"
 #include "train.h"
 
@@ -87,6 +88,7 @@ static int fill(void *ctxp, const void *outp, void *buf) {
 }
 
 int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt) {
+    if (tm->lora) return g3_adapter_save(tm->lora, dir, tm->base_name, tm->lora_spec.dropout);
     if (dt != G3_F32 && dt != G3_BF16 && dt != G3_F16) return g3_errorf("save: weights must be F32, BF16 or F16, not %s", g3_dtype_name(dt));
     if (g3_mkdir_p(dir)) return -1;
     G3Config c = tm->m.cfg;
@@ -118,5 +120,8 @@ void g3_train_model_free(G3TrainModel *tm) {
     g3_free_aligned(tm->grads);
     free(tm->off);
     free(tm->p);
+    free(tm->lora);       // the factors live in params and grads
+    free(tm->lora_grad);
+    free(tm->names);
     memset(tm, 0, sizeof *tm);
 }

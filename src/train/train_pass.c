@@ -17,6 +17,7 @@
 
 #include "../base/base.h"
 #include "../kernels/ops.h"
+#include "../model/adapter.h"
 #include "../model/pass.h"
 #include "train.h"
 
@@ -39,6 +40,7 @@ struct G3TrainCtx {
     float *logits;       // [chunk, V] logits, then their gradient, a chunk of rows at a time
     double *rowloss;     // [chunk]
     float **grad;        // [m.nt] gradient of each model tensor (into tm->grads)
+    float *lora_xa, *lora_y, *lora_dxa;  // [BT, r], [BT, max_out], [BT, r]: an adapter's scratch
 };
 
 // Sizing and carving walk the same code: with base == NULL it only counts.
@@ -91,6 +93,16 @@ static void layout(G3TrainCtx *cx, Carve *cv) {
     g->datt = carve(cv, BT * QD); g->dq = carve(cv, BT * QD);
     g->dk = carve(cv, BT * KD); g->dv = carve(cv, BT * KD);
     g->dqn = carve(cv, BT * QD); g->dkn = carve(cv, BT * KD);
+    // backward of down_proj unfused: when an adapter is attached or the base is not f32
+    const G3Model *m = &cx->tm->m;
+    int unfused = m->adapter != NULL;
+    for (int l = 0; l < L; l++) unfused |= m->t[m->layer_idx[l][W_DOWN]].dtype != G3_F32;
+    g->da = unfused ? carve(cv, BT * F) : NULL;
+    if (m->adapter) {
+        cx->lora_xa = carve(cv, BT * m->adapter->r);
+        cx->lora_y = carve(cv, BT * m->adapter->max_out);
+        cx->lora_dxa = carve(cv, BT * m->adapter->r);
+    }
     cx->logits = carve(cv, (int64_t)cx->chunk * c->vocab);
     cx->rowloss = (double *)carve(cv, 2 * (int64_t)cx->chunk);
 }
@@ -184,7 +196,8 @@ void g3_train_ctx_set_bf16(G3TrainCtx *cx, int on) { cx->bf16 = on != 0; }
 static G3Pass pass(const G3TrainCtx *cx) {
     return (G3Pass){.be = cx->be, .m = &cx->tm->m, .mode = cx->bf16 ? G3_MM_BF16 : G3_MM_EXACT, .R = cx->B * cx->T,
                     .cos_l = cx->cos_l, .sin_l = cx->sin_l, .cos_g = cx->cos_g, .sin_g = cx->sin_g, .B = cx->B, .T = cx->T,
-                    .grad = cx->grad};
+                    .grad = cx->grad, .lora_xa = cx->lora_xa, .lora_y = cx->lora_y, .lora_dxa = cx->lora_dxa,
+                    .lora_grad = cx->tm->lora_grad};
 }
 
 static int check_ids(const G3TrainCtx *cx, const int32_t *inputs, const int32_t *targets, int64_t *nvalid) {
