@@ -97,6 +97,13 @@ double g3_train_forward_backward(G3TrainModel *tm, G3TrainCtx *ctx, const int32_
 // The logits[B*T, V] of the training forward (after the final softcap), for comparing the
 // training pass with inference. 0 or -1.
 int g3_train_logits(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, float *logits);
+// Per-sequence log-probabilities: logp[b] = sum over sequence b's targets (>= 0) of
+// log p(target), in double, forward only (DPO's policy and reference terms). 0 or -1.
+int g3_train_seq_logps(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *targets, double *logp);
+// The gradient of sum_b seq_w[b] * (sequence b's summed cross-entropy), ADDED to tm->grads:
+// an objective of the sequence log-probabilities passes seq_w[b] = -d objective / d logp[b].
+// Returns the mean cross-entropy (informative), or NAN with g3_error() set.
+double g3_train_forward_backward_seq(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *targets, const float *seq_w);
 // The loss alone (validation).
 double g3_train_loss(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *targets);
 

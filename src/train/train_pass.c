@@ -41,6 +41,7 @@ struct G3TrainCtx {
     double *rowloss;     // [chunk]
     float **grad;        // [m.nt] gradient of each model tensor (into tm->grads)
     float *lora_xa, *lora_y, *lora_dxa;  // [BT, r], [BT, max_out], [BT, r]: an adapter's scratch
+    const float *seq_w;  // g3_train_forward_backward_seq's weights during its call, else NULL
 };
 
 // Sizing and carving walk the same code: with base == NULL it only counts.
@@ -225,8 +226,11 @@ static int forward(G3TrainCtx *cx, const G3Pass *p, const int32_t *inputs) {
 }
 
 // The tied head and the loss over chunks of rows; with backward, the gradient of the mean
-// loss (times grad_scale) goes to dE and to gs.dxn (as d final_norm output).
-static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int64_t nvalid, float grad_scale, int backward) {
+// loss (times grad_scale) goes to dE and to gs.dxn (as d final_norm output). With seq_w
+// ([B]), the gradient is instead that of sum_b seq_w[b] * (sequence b's summed loss); with
+// seq_loss ([B]), each sequence's summed loss is written there.
+static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int64_t nvalid, float grad_scale, int backward,
+                   const float *seq_w, double *seq_loss) {
     const G3TrainModel *tm = cx->tm;
     const G3Config *c = &tm->m.cfg;
     G3Backend *be = cx->be;
@@ -234,8 +238,9 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
     const int C = c->hidden, V = c->vocab;
     const G3Weight E = g3_tensor_weight(&tm->m.t[tm->m.embed_idx]);
     float *dE = cx->grad[tm->m.embed_idx];
-    const float dscale = nvalid ? grad_scale / (float)nvalid : 0.0f;
+    const float dscale = seq_w ? 1.0f : nvalid ? grad_scale / (float)nvalid : 0.0f;
     double loss = 0;
+    if (seq_loss) memset(seq_loss, 0, sizeof *seq_loss * (size_t)cx->B);
     for (int64_t r0 = 0; r0 < BT; r0 += cx->chunk) {
         const int n = (int)G3_MIN(cx->chunk, BT - r0);
         G3Pass p = *p0;
@@ -243,7 +248,15 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
         if (g3_pass_head(&p, cx->logits, cx->xf + r0 * C, n, 0)) return NAN;  // logits[n, V] = xf . E^T
         be->cross_entropy(be, cx->rowloss, cx->logits, targets + r0, n, V, c->final_softcap, dscale, backward);
         for (int i = 0; i < n; i++) loss += cx->rowloss[i];  // in row order: deterministic
+        if (seq_loss)
+            for (int i = 0; i < n; i++) seq_loss[(r0 + i) / cx->T] += targets[r0 + i] >= 0 ? cx->rowloss[i] : 0.0;
         if (!backward) continue;
+        if (seq_w)
+            for (int i = 0; i < n; i++) {
+                const float w = seq_w[(r0 + i) / cx->T];
+                float *z = cx->logits + (int64_t)i * V;
+                for (int v = 0; v < V; v++) z[v] *= w;
+            }
         if (be->linear_dx(be, cx->gs.dxn + r0 * C, cx->logits, &E, n, 0, p.mode)) return NAN;  // dxf = dlogits . E
         if (dE) be->gemm(be, 1, 0, V, C, n, cx->logits, cx->xf + r0 * C, dE, 1, p.mode);    // dE += dlogits^T . xf
     }
@@ -258,7 +271,7 @@ double g3_train_forward_backward(G3TrainModel *tm, G3TrainCtx *cx, const int32_t
     G3Backend *be = cx->be;
     int64_t nvalid;
     if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return NAN;
-    double loss = head(cx, &p, targets, nvalid, grad_scale, 1);
+    double loss = head(cx, &p, targets, nvalid, grad_scale, 1, cx->seq_w, NULL);
     if (isnan(loss)) return NAN;
     // backward: final norm, then the layers in reverse, then the embedding gather
     be->rmsnorm_backward(be, cx->dx, cx->grad[tm->m.final_norm_idx], cx->gs.dxn, cx->xs + c->layers * BT * C,
@@ -279,7 +292,24 @@ double g3_train_loss(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, co
     const G3Pass p = pass(cx);
     int64_t nvalid;
     if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return NAN;
-    return head(cx, &p, targets, nvalid, 0.0f, 0);
+    return head(cx, &p, targets, nvalid, 0.0f, 0, NULL, NULL);
+}
+
+int g3_train_seq_logps(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, const int32_t *targets, double *logp) {
+    if (cx->tm != tm) return g3_errorf("train: context was made for another model");
+    const G3Pass p = pass(cx);
+    int64_t nvalid;
+    if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return -1;
+    if (isnan(head(cx, &p, targets, nvalid, 0.0f, 0, NULL, logp))) return -1;
+    for (int b = 0; b < cx->B; b++) logp[b] = -logp[b];
+    return 0;
+}
+
+double g3_train_forward_backward_seq(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, const int32_t *targets, const float *seq_w) {
+    cx->seq_w = seq_w;
+    double l = g3_train_forward_backward(tm, cx, inputs, targets, 1.0f);
+    cx->seq_w = NULL;
+    return l;
 }
 
 int g3_train_logits(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, float *logits) {
