@@ -142,8 +142,37 @@ static void test_model(void) {
     g3_train_model_free(&tm);
 }
 
+// `gemma3 train --objective dpo` on id pairs: step 1 logs loss log 2 and zero rewards; the
+// pairs are learned (accuracy 1 at the end); the metrics carry rewards, margin and accuracy.
+static void test_cli(void) {
+    const char *bin = getenv("BIN") ? getenv("BIN") : "./gemma3";
+    char dir[] = "/tmp/g3_dpo_XXXXXX", p[300];
+    if (!mkdtemp(dir)) exit(2);
+    snprintf(p, sizeof p, "%s/pref.jsonl", dir);
+    FILE *f = fopen(p, "w");
+    for (int i = 0; i < 4; i++)
+        fprintf(f, "{\"prompt\": [%d, %d, %d], \"chosen\": [%d, %d], \"rejected\": [%d, %d, %d]}\n", 3 + i, 40 + i, 90 + i, 200 + i * 7,
+                300 + i, 500 + i * 3, 600 + i, 700 + i);
+    fclose(f);
+    CHECK(sh("%s train --model tests/fixtures/gemma3-tiny-f32 --lora r=4,alpha=8 --objective dpo --beta 0.1 --data %s --val %s --batch 2 "
+             "--seq 8 --steps 8 --warmup 1 --lr 2e-2 --eval-every 4 --threads 1 --out %s/run 2>%s/log",
+             bin, p, p, dir, dir) == 0, "train --objective dpo");
+    snprintf(p, sizeof p, "%s/run/metrics.jsonl", dir);
+    size_t n;
+    char *m = g3_read_file(p, &n);
+    CHECK(m && strstr(m, "{\"step\": 1, \"loss\": 0.693147,") && strstr(m, "\"rewards_chosen\": 0, \"rewards_rejected\": 0, \"margin\": 0"),
+          "step 1: loss log 2, rewards 0");
+    char *last = m ? strstr(m, "{\"step\": 8,") : NULL;
+    CHECK(last && strstr(last, "\"accuracy\": 1,") && strstr(last, "\"val_accuracy\": 1"), "the pairs are learned: %s", last ? last : "?");
+    free(m);
+    CHECK(sh("%s train --model tests/fixtures/gemma3-tiny-f32 --objective dpo --data %s/pref.jsonl --out %s/x 2>/dev/null", bin, dir, dir) == 1,
+          "dpo without --lora is refused");
+    if (!check_failures) sh("rm -rf %s", dir);
+}
+
 int main(void) {
     test_closed_form();
     test_model();
+    test_cli();
     return check_done();
 }

@@ -24,6 +24,7 @@
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/examples.h"
+#include "train/objective.h"
 #include "train/optim.h"
 #include "train/rundir.h"
 #include "train/schedule.h"
@@ -32,11 +33,12 @@
 #define CMD "train"
 
 typedef struct {
-    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul, *lora;
+    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul, *lora, *objective;
     long epochs, steps, batch, seq, accum, warmup, decay_steps, eval_every, eval_batches, save_every, seed, threads, log_every;
-    double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std;
+    double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std, beta;
     int ckpt_act, decay_embed, force;
     int examples;  // --data is JSONL examples (examples.h), not a text stream
+    int dpo;       // --objective dpo: micro-batches of --batch preference pairs (2 x batch sequences)
 } Args;
 
 // The run's settings as JSON, stored in the checkpoint. Keys listed in MAY_CHANGE may differ
@@ -54,11 +56,11 @@ static char *run_json(const Args *a, const G3Config *c, int64_t ntrain, int64_t 
              "\"eps\": %.17g, \"clip\": %.17g, \"decay_embed\": %d, \"std\": %.17g, \"init\": \"%s\", \"train_tokens\": %lld, "
              "\"val_tokens\": %lld, \"steps\": %ld, \"eval_every\": %ld, \"eval_batches\": %ld, \"save_every\": %ld, "
              "\"threads\": %ld, \"log_every\": %ld, \"save_dtype\": \"%s\", \"checkpoint_activations\": %d, \"matmul\": \"%s\", "
-             "\"examples\": %d, \"lora\": \"%s\"}",
+             "\"examples\": %d, \"lora\": \"%s\", \"objective\": \"%s\", \"beta\": %.17g}",
              c->vocab, c->hidden, c->inter, c->layers, c->heads, c->kv_heads, c->head_dim, a->batch, a->seq, a->accum, a->seed,
              a->optim, a->lr, a->min_lr_ratio, a->warmup, a->schedule, a->decay_steps, a->wd, a->beta1, a->beta2, a->eps, a->clip,
              a->decay_embed, a->std, a->init ? a->init : a->model, (long long)ntrain, (long long)nval, a->steps, a->eval_every,
-             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul, a->examples, a->lora ? a->lora : "");
+             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul, a->examples, a->lora ? a->lora : "", a->objective, a->beta);
     return buf;
 }
 
@@ -130,6 +132,44 @@ static int open_tokens(const Args *a, const char *path, const char *cache, G3Tok
 }
 
 // Validation: over the token stream tok[n], or over the examples ex when they are given.
+// DPO over micro-batch rows in/tg (pairs at 2i, 2i+1): the reference is the base with the
+// adapter off. Fills st; with w (rows), w = -d loss / d logp * wscale (the backward's weights).
+static int dpo_eval(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *in, const int32_t *tg, int rows, double beta, float *w, float wscale,
+                    G3DpoStats *st) {
+    double pol[2 * 512], ref[2 * 512], d[2 * 512];
+    if (rows > 2 * 512) return g3_errorf("--objective dpo: at most 512 pairs a micro-batch");
+    const struct G3Adapter *keep = tm->m.adapter;
+    tm->m.adapter = NULL;
+    int rc = g3_train_seq_logps(tm, ctx, in, tg, ref);
+    tm->m.adapter = keep;
+    if (rc || g3_train_seq_logps(tm, ctx, in, tg, pol)) return -1;
+    g3_dpo(pol, ref, rows / 2, beta, d, st);
+    if (w)
+        for (int r = 0; r < rows; r++) w[r] = (float)(-d[r] * wscale);
+    return 0;
+}
+
+// DPO validation: pairs k*B.. in file order; returns the loss, *acc the accuracy.
+static double eval_dpo(G3TrainModel *tm, G3TrainCtx *ctx, const G3Examples *ex, const Args *a, int32_t *in, int32_t *tg, double *acc) {
+    double s = 0;
+    *acc = 0;
+    int64_t seq[1024], np = g3_examples_count(ex);
+    for (long k = 0; k < a->eval_batches; k++) {
+        for (int b = 0; b < a->batch; b++) {
+            int64_t pr = (k * a->batch + b) % np;
+            seq[2 * b] = 2 * pr;
+            seq[2 * b + 1] = 2 * pr + 1;
+        }
+        g3_examples_fill(ex, seq, (int)(2 * a->batch), (int)a->seq, in, tg);
+        G3DpoStats st;
+        if (dpo_eval(tm, ctx, in, tg, (int)(2 * a->batch), a->beta, NULL, 0, &st)) return NAN;
+        s += st.loss;
+        *acc += st.accuracy;
+    }
+    *acc /= (double)a->eval_batches;
+    return s / (double)a->eval_batches;
+}
+
 static double eval_loss(G3TrainModel *tm, G3TrainCtx *ctx, const uint32_t *tok, int64_t n, const G3Examples *ex, const Args *a,
                         int32_t *in, int32_t *tg) {
     double s = 0;
@@ -198,7 +238,8 @@ typedef struct {
     const uint32_t *tok;  // training tokens [n]
     int64_t n;
     G3Examples *ex;       // or the training examples (then tok is NULL)
-    int32_t *in, *tg;     // [B*T] batch buffers
+    int32_t *in, *tg;     // [B*T] batch buffers ([2B*T] for DPO)
+    G3DpoStats dpo;       // DPO: the last step's statistics (means over its micro-batches)
 } Loop;
 
 // One optimizer step: the micro-batches' forward/backward passes, then the AdamW update.
@@ -207,12 +248,35 @@ typedef struct {
 // norm that is not finite, or weights the update made non-finite, is STEP_DIVERGED (message
 // set; the weights are not saved afterwards). A stop request abandons the step before its
 // update (STEP_STOPPED: the weights are still the previous step's).
-static StepStatus train_step(const Loop *L, int64_t step, double *loss, double *norm, double *lr) {
+static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, double *lr) {
     const Args *a = L->a;
     g3_train_zero_grads(L->tm);
     *loss = 0;
+    L->dpo = (G3DpoStats){0};
     for (int mi = 0; mi < a->accum; mi++) {
         if (stop_signal) return STEP_STOPPED;
+        if (a->dpo) {  // pairs of slots (step * accum + mi) * B + b, sequences 2p and 2p + 1
+            int64_t seq[1024];
+            float w[1024];
+            for (int b = 0; b < a->batch; b++) {
+                int64_t pr = g3_examples_at(L->ex, (uint64_t)a->seed, (step * a->accum + mi) * a->batch + b);
+                if (pr < 0) return STEP_FAILED;
+                seq[2 * b] = 2 * pr;
+                seq[2 * b + 1] = 2 * pr + 1;
+            }
+            g3_examples_fill(L->ex, seq, (int)(2 * a->batch), (int)a->seq, L->in, L->tg);
+            G3DpoStats st;
+            g3_error_clear();
+            if (dpo_eval(L->tm, L->ctx, L->in, L->tg, (int)(2 * a->batch), a->beta, w, (float)(1.0 / (double)a->accum), &st) ||
+                (isnan(g3_train_forward_backward_seq(L->tm, L->ctx, L->in, L->tg, w)) && g3_error_is_set()))
+                return STEP_FAILED;
+            *loss += st.loss / (double)a->accum;
+            L->dpo.chosen += st.chosen / (double)a->accum;
+            L->dpo.rejected += st.rejected / (double)a->accum;
+            L->dpo.margin += st.margin / (double)a->accum;
+            L->dpo.accuracy += st.accuracy / (double)a->accum;
+            continue;
+        }
         if (!L->ex) g3_data_batch(L->tok, L->n, (int)a->batch, (int)a->seq, (uint64_t)a->seed, step, mi, L->in, L->tg);
         else if (g3_examples_batch(L->ex, (int)a->batch, (int)a->seq, (uint64_t)a->seed, (step * a->accum + mi) * a->batch, L->in, L->tg))
             return STEP_FAILED;
@@ -238,7 +302,8 @@ static StepStatus train_step(const Loop *L, int64_t step, double *loss, double *
 int cmd_train(int argc, char **argv) {
     Args a = {.schedule = "cosine", .optim = "adamw", .save_dtype = "f32", .matmul = "f32", .steps = 1000, .batch = 8,
               .seq = 256, .accum = 1, .warmup = 100, .eval_every = 100, .eval_batches = 8, .save_every = 200, .seed = 1,
-              .log_every = 1, .lr = 6e-4, .min_lr_ratio = 0.1, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .val_frac = 0.05, .std = 0.02};
+              .log_every = 1, .lr = 6e-4, .min_lr_ratio = 0.1, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .val_frac = 0.05, .std = 0.02,
+              .objective = "lm", .beta = 0.1};
     CliOpt opts[] = {
         {"--init", OPT_STR, &a.init, "train from scratch: 270m, 1b, 4b, 12b, 27b, tiny, stories (TinyStories on a CPU), or a config.json"},
         {"--model", OPT_STR, &a.model, "fine-tune this model folder instead"},
@@ -250,7 +315,9 @@ int cmd_train(int argc, char **argv) {
         {"--out", OPT_STR, &a.out, "run folder: checkpoints, metrics.jsonl, token cache; resumes what it holds"},
         {"--steps", OPT_INT, &a.steps, "optimizer steps in all (may be raised to continue a finished run)", 1, 1L << 40},
         {"--epochs", OPT_INT, &a.epochs, "JSONL data: passes over the examples (sets --steps = ceil(epochs * examples / (batch * accum)); 0: use --steps)", 0, 1L << 30},
-        {"--batch", OPT_INT, &a.batch, "sequences per micro-batch (B)", 1, 1 << 20},
+        {"--batch", OPT_INT, &a.batch, "sequences per micro-batch (B; --objective dpo: preference pairs)", 1, 1 << 20},
+        {"--objective", OPT_STR, &a.objective, "lm (next-token cross-entropy), or dpo (preference pairs; needs --lora: the reference is the base with the adapter off)"},
+        {"--beta", OPT_FLOAT, &a.beta, "--objective dpo: the DPO temperature beta"},
         {"--seq", OPT_INT, &a.seq, "tokens per sequence (T)", 1, 1 << 20},
         {"--accum", OPT_INT, &a.accum, "micro-batches accumulated per step", 1, 1 << 20},
         {"--lr", OPT_FLOAT, &a.lr, "peak learning rate"},
@@ -281,6 +348,11 @@ int cmd_train(int argc, char **argv) {
     if (!a.out || !a.data) return cli_fail(CMD, "--data and --out are required (see --help)");
     if (!a.init == !a.model) return cli_fail(CMD, "give exactly one of --init SHAPE (from scratch) and --model DIR (fine-tune)");
     a.examples = g3_examples_is(a.data);
+    a.dpo = !strcmp(a.objective, "dpo");
+    if (!a.dpo && strcmp(a.objective, "lm")) return cli_fail(CMD, "--objective must be lm or dpo, not '%s' (classify is not built yet)", a.objective);
+    if (a.dpo && (!a.lora || !a.examples))
+        return cli_fail(CMD, "--objective dpo needs --lora (the reference is the base with the adapter off) and JSONL preference pairs as --data");
+    if (a.dpo && (!(a.beta > 0 && isfinite(a.beta)) || a.batch > 512)) return cli_fail(CMD, "--objective dpo: --beta must be > 0 and --batch at most 512");
     G3SchedKind sk;
     if (g3_schedule_parse(a.schedule, &sk)) return cli_fail(CMD, "%s", g3_error());
     int bits = !strcmp(a.optim, "adamw") ? 32 : !strcmp(a.optim, "adamw8bit") ? 8 : 0;
@@ -343,9 +415,11 @@ int cmd_train(int argc, char **argv) {
     if (a.examples) {
         const char *tokp = run_tokenizer(&a);
         if (g3_examples_load(&ex, a.data, tokp, (int)a.seq, cfg.vocab)) goto fail;
-        if (ex.kind != G3_EX_LM) {
-            g3_errorf("%s holds %s examples: that objective is not built yet (issue 19); train on text, ids, prompt/completion or messages",
-                      a.data, ex.kind == G3_EX_PREF ? "preference (DPO)" : "classification");
+        if ((ex.kind == G3_EX_PREF) != a.dpo || ex.kind == G3_EX_CLASS) {
+            if (a.dpo) { g3_errorf("--objective dpo: %s must hold preference pairs {\"prompt\", \"chosen\", \"rejected\"}", a.data); goto fail; }
+            g3_errorf("%s holds %s examples: %s", a.data, ex.kind == G3_EX_PREF ? "preference" : "classification",
+                      ex.kind == G3_EX_PREF ? "train on them with --objective dpo (and --lora)"
+                                            : "--objective classify is not built yet; train on text, ids, prompt/completion or messages");
             goto fail;
         }
         if (a.val) {
@@ -431,12 +505,13 @@ int cmd_train(int argc, char **argv) {
 
     // ---- memory report ----
     int64_t act = 0, act_other;
-    if (!(ctx = g3_train_ctx_new(&tm, (int)a.batch, (int)a.seq, a.ckpt_act, &act))) goto fail;
+    const long rows = a.dpo ? 2 * a.batch : a.batch;  // sequences a micro-batch
+    if (!(ctx = g3_train_ctx_new(&tm, (int)rows, (int)a.seq, a.ckpt_act, &act))) goto fail;
     g3_train_ctx_set_bf16(ctx, bf16);
     if (bf16)
         fprintf(stderr, "train: matrix products in bf16 (f32 sums, weights, gradients and optimizer state)%s\n",
                 g3_gemm_bf16_native() ? "" : "; this CPU has no AVX512-BF16: they round as in bf16, at the f32 rate");
-    act_other = g3_train_ctx_bytes(&tm, (int)a.batch, (int)a.seq, !a.ckpt_act);  // the other mode's, sized only
+    act_other = g3_train_ctx_bytes(&tm, (int)rows, (int)a.seq, !a.ckpt_act);  // the other mode's, sized only
     int64_t np = tm.n;
     fprintf(stderr, "train: %lld parameters (%s %d x %d, vocab %d); %lld train / %lld val %s; %ld x %ld x %ld tokens a step\n",
             (long long)np, a.init ? a.init : a.model, cfg.layers, cfg.hidden, cfg.vocab, (long long)ntrain, (long long)nval,
@@ -451,12 +526,12 @@ int cmd_train(int argc, char **argv) {
             a.ckpt_act ? "without" : "with");
 
     // ---- the loop ----
-    size_t bt = (size_t)(a.batch * a.seq);
+    size_t bt = (size_t)(rows * a.seq);
     in = g3_malloc(bt * sizeof *in);
     tg = g3_malloc(bt * sizeof *tg);
     if (!in || !tg || !(mf = fopen(path, "a"))) { if (in && tg) g3_errorf("%s: cannot append", path); goto fail; }
     G3Schedule sch = {sk, a.lr, a.min_lr_ratio, a.warmup, a.steps, a.decay_steps ? a.decay_steps : a.steps / 5};
-    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg};
+    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg, {0}};
     int tty = isatty(2);
     double t_start = g3_now(), loss = NAN, last_loss = NAN;
     int64_t saved = start, done_steps = start;  // the last committed checkpoint's step; steps completed
@@ -486,11 +561,18 @@ int cmd_train(int argc, char **argv) {
         done_steps = s1;
         last_loss = loss;
         double dt = g3_now() - t0, tps = (double)bt * (double)a.accum / dt;
-        double val = NAN;
-        if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) val = eval_loss(&tm, ctx, val_tok, nval, a.examples ? &vex : NULL, &a, in, tg);
+        double val = NAN, val_acc = NAN;
+        if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) {
+            val = a.dpo ? eval_dpo(&tm, ctx, &vex, &a, in, tg, &val_acc) : eval_loss(&tm, ctx, val_tok, nval, a.examples ? &vex : NULL, &a, in, tg);
+            if (isnan(val) && g3_error_is_set()) goto fail;
+        }
         fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f", (long long)s1, loss, lr,
                 norm, tps);
+        if (a.dpo)
+            fprintf(mf, ", \"rewards_chosen\": %.6g, \"rewards_rejected\": %.6g, \"margin\": %.6g, \"accuracy\": %.4g", L.dpo.chosen,
+                    L.dpo.rejected, L.dpo.margin, L.dpo.accuracy);
         if (!isnan(val)) fprintf(mf, ", \"val_loss\": %.6f", val);
+        if (!isnan(val_acc)) fprintf(mf, ", \"val_accuracy\": %.4g", val_acc);
         fprintf(mf, "}\n");
         fflush(mf);
         char eta[32], vs[40] = "";

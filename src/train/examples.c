@@ -123,6 +123,25 @@ static int nonempty(const Parser *P, const JsonNode *n, const char *key) {
     return fail(P, "empty field: ", key);
 }
 
+// A prompt/completion/chosen/rejected field: a string (tokenized) or an array of ids (as given).
+static const JsonNode *seg_field(const Parser *P, const JsonNode *o, const char *key) {
+    const JsonNode *n = json_get(o, key);
+    if (!n) { fail(P, "missing field ", key); return NULL; }
+    if (!json_is_string(n) && n->type != JSON_ARRAY) { fail(P, "this field must be a string or an array of token ids: ", key); return NULL; }
+    if (json_is_string(n) ? nonempty(P, n, key) != 0 : n->count == 0 ? fail(P, "empty field: ", key) != 0 : 0) return NULL;
+    return n;
+}
+
+static int push_seg(Parser *P, const JsonNode *n, uint8_t wt) {
+    if (json_is_string(n)) return push_text(P, n->str, n->str_len, wt);
+    for (uint32_t i = 0; i < n->count; i++) {
+        int64_t v;
+        if (json_int_in(json_at(n, i), 0, INT32_MAX, &v)) return fail(P, "token id arrays must hold integers >= 0", NULL);
+        if (push_id(P, (int)v, wt)) return -1;
+    }
+    return 0;
+}
+
 static int set_kind(Parser *P, G3ExKind k) {
     static const char *NAMES[] = {"language modelling (ids, text, prompt/completion, messages)", "preference (prompt, chosen, rejected)",
                                   "classification (text, label)"};
@@ -208,7 +227,8 @@ static int parse_line(Parser *P, const JsonNode *o) {
         }
         return close_seq(P, -1);
     }
-    if (!P->tok && (text || prompt || msgs)) return fail(P, "text needs a tokenizer (--tokenizer FILE, or a --model folder with one)", NULL);
+    if (!P->tok && (text || msgs || (prompt && prompt->type != JSON_ARRAY)))
+        return fail(P, "text needs a tokenizer (--tokenizer FILE, or a --model folder with one)", NULL);
     int bos = P->tok ? g3_tok_bos(P->tok) : 0, eos = P->tok ? g3_tok_eos(P->tok) : 0;
     if (msgs) {
         if (set_kind(P, G3_EX_LM) || parse_messages(P, msgs)) return -1;
@@ -225,21 +245,25 @@ static int parse_line(Parser *P, const JsonNode *o) {
     }
     if (chosen) {
         if (set_kind(P, G3_EX_PREF)) return -1;
-        const JsonNode *p = str_field(P, o, "prompt", 1), *c = str_field(P, o, "chosen", 1), *r = p && c ? str_field(P, o, "rejected", 1) : NULL;
-        if (!r || nonempty(P, p, "prompt") || nonempty(P, c, "chosen") || nonempty(P, r, "rejected")) return -1;
+        const JsonNode *p = seg_field(P, o, "prompt"), *c = p ? seg_field(P, o, "chosen") : NULL, *r = c ? seg_field(P, o, "rejected") : NULL;
+        if (!r) return -1;
+        int text = json_is_string(p);  // ids: given as they are, nothing added
+        if (json_is_string(c) != text || json_is_string(r) != text) return fail(P, "prompt, chosen and rejected must all be text or all be ids", NULL);
         const JsonNode *two[2] = {c, r};
         for (int k = 0; k < 2; k++) {
-            if ((k && open_seq(P)) || push_id(P, bos, 0) || push_text(P, p->str, p->str_len, 0) ||
-                push_text(P, two[k]->str, two[k]->str_len, 1) || push_id(P, eos, 1) || close_seq(P, -1))
+            if ((k && open_seq(P)) || (text && push_id(P, bos, 0)) || push_seg(P, p, 0) || push_seg(P, two[k], 1) ||
+                (text && push_id(P, eos, 1)) || close_seq(P, -1))
                 return -1;
         }
         return 0;
     }
     if (prompt) {
         if (set_kind(P, G3_EX_LM)) return -1;
-        const JsonNode *p = str_field(P, o, "prompt", 1), *c = p ? str_field(P, o, "completion", 1) : NULL;
-        if (!c || nonempty(P, c, "completion")) return -1;
-        if (push_id(P, bos, 0) || push_text(P, p->str, p->str_len, 0) || push_text(P, c->str, c->str_len, 1) || push_id(P, eos, 1)) return -1;
+        const JsonNode *p = seg_field(P, o, "prompt"), *c = p ? seg_field(P, o, "completion") : NULL;
+        if (!c) return -1;
+        int text = json_is_string(p);
+        if (json_is_string(c) != text) return fail(P, "prompt and completion must both be text or both be ids", NULL);
+        if ((text && push_id(P, bos, 0)) || push_seg(P, p, 0) || push_seg(P, c, 1) || (text && push_id(P, eos, 1))) return -1;
         return close_seq(P, -1);
     }
     if (text) {

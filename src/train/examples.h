@@ -13,6 +13,8 @@
 //                                        <eos> and <bos> prompt rejected <eos>, loss weights on
 //                                        the completions (for DPO)
 //   {"text": "...", "label": N}          classification: <bos> text, an integer label >= 0
+// prompt, completion, chosen and rejected may instead be arrays of token ids (all of a line's
+// or none): then they are used as given, nothing added (pre-tokenized data).
 // Every line of a file must be of one family (language modelling: ids/text/prompt+completion/
 // messages; preference; classification). Blank lines are skipped. An example may hold at most
 // T+1 tokens (T = --seq): one of exactly T+1 tokens fills a sequence of T inputs and T targets.
