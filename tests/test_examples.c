@@ -94,6 +94,16 @@ static void test_kinds(const G3Tokenizer *tok) {
     CHECK(parse(&e, "{\"text\": \"good\", \"label\": 1}\n{\"text\": \"bad\", \"label\": 0}", tok, 64) == 0, "classify: %s", g3_error());
     CHECK(e.kind == G3_EX_CLASS && e.n == 2 && e.label[0] == 1 && e.label[1] == 0 && e.nlabels == 2, "classify labels");
     g3_examples_free(&e);
+    CHECK(parse(&e, "{\"ids\": [7, 8, 9], \"label\": 4}", NULL, 3) == 0 && e.kind == G3_EX_CLASS && e.nlabels == 5, "ids + label: %s", g3_error());
+    int32_t ci[3], last, lab;
+    int64_t s0 = 0;
+    g3_examples_fill_cls(&e, &s0, 1, 3, ci, &last, &lab);
+    CHECK(ci[0] == 7 && ci[2] == 9 && last == 2 && lab == 4, "classification rows: every token an input, the last position, the label");
+    g3_examples_free(&e);
+    CHECK(parse(&e, "{\"prompt\": [5, 6], \"chosen\": [7], \"rejected\": [8, 9]}", NULL, 8) == 0 && e.n == 2 && e.off[1] == 3 &&
+              e.off[2] == 7 && e.w[1] == 0 && e.w[2] == 1 && e.w[5] == 1,
+          "preference pairs of ids: %s", g3_error());
+    g3_examples_free(&e);
 }
 
 static void test_bad(const G3Tokenizer *tok) {
@@ -112,6 +122,8 @@ static void test_bad(const G3Tokenizer *tok) {
     bad("{\"ids\": [1, 2]}\n{\"text\": \"a\", \"label\": 3}", tok, 8, "x.jsonl:2: a classification");
     bad("{\"text\": \"a\", \"label\": \"x\"}", tok, 8, "x.jsonl:1: \"label\" must be an integer");
     bad("\n\n", NULL, 8, "x.jsonl: no examples");
+    bad("{\"ids\": [1, 2, 3, 4, 5], \"label\": 0}", NULL, 4, "x.jsonl:1: classification example of 5 tokens, longer than --seq 4");
+    bad("{\"prompt\": [1, 2], \"completion\": \"x\"}", tok, 8, "x.jsonl:1: prompt and completion must both be text or both be ids");
 }
 
 static void test_order(void) {

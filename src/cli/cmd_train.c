@@ -39,6 +39,7 @@ typedef struct {
     int ckpt_act, decay_embed, force;
     int examples;  // --data is JSONL examples (examples.h), not a text stream
     int dpo;       // --objective dpo: micro-batches of --batch preference pairs (2 x batch sequences)
+    int cls;       // --objective classify: a head on the last token (lora.c)
 } Args;
 
 // The run's settings as JSON, stored in the checkpoint. Keys listed in MAY_CHANGE may differ
@@ -170,6 +171,24 @@ static double eval_dpo(G3TrainModel *tm, G3TrainCtx *ctx, const G3Examples *ex, 
     return s / (double)a->eval_batches;
 }
 
+// Classification validation: examples k*B.. in file order; returns the loss, *acc the accuracy.
+static double eval_cls(G3TrainModel *tm, G3TrainCtx *ctx, const G3Examples *ex, const Args *a, int32_t *in, double *acc) {
+    double s = 0;
+    int64_t seq[1024], right = 0;
+    int32_t last[1024], lab[1024];
+    for (long k = 0; k < a->eval_batches; k++) {
+        for (int b = 0; b < a->batch; b++) seq[b] = (k * a->batch + b) % ex->n;
+        g3_examples_fill_cls(ex, seq, (int)a->batch, (int)a->seq, in, last, lab);
+        int ok;
+        double l = g3_train_classify(tm, ctx, in, last, lab, tm->lora_spec.classes, tm->params + tm->head_off, NULL, 0, 0, &ok);
+        if (isnan(l)) return NAN;
+        s += l;
+        right += ok;
+    }
+    *acc = (double)right / (double)(a->eval_batches * a->batch);
+    return s / (double)a->eval_batches;
+}
+
 static double eval_loss(G3TrainModel *tm, G3TrainCtx *ctx, const uint32_t *tok, int64_t n, const G3Examples *ex, const Args *a,
                         int32_t *in, int32_t *tg) {
     double s = 0;
@@ -277,6 +296,22 @@ static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, 
             L->dpo.accuracy += st.accuracy / (double)a->accum;
             continue;
         }
+        if (a->cls) {
+            int64_t seq[1024];
+            int32_t last[1024], lab[1024];
+            for (int b = 0; b < a->batch; b++)
+                if ((seq[b] = g3_examples_at(L->ex, (uint64_t)a->seed, (step * a->accum + mi) * a->batch + b)) < 0) return STEP_FAILED;
+            g3_examples_fill_cls(L->ex, seq, (int)a->batch, (int)a->seq, L->in, last, lab);
+            int ok;
+            g3_error_clear();
+            G3TrainModel *tm = L->tm;
+            double l = g3_train_classify(tm, L->ctx, L->in, last, lab, tm->lora_spec.classes, tm->params + tm->head_off,
+                                         tm->grads + tm->head_off, (float)(1.0 / (double)a->accum), 1, &ok);
+            if (isnan(l) && g3_error_is_set()) return STEP_FAILED;
+            *loss += l / (double)a->accum;
+            L->dpo.accuracy += (double)ok / (double)a->batch / (double)a->accum;
+            continue;
+        }
         if (!L->ex) g3_data_batch(L->tok, L->n, (int)a->batch, (int)a->seq, (uint64_t)a->seed, step, mi, L->in, L->tg);
         else if (g3_examples_batch(L->ex, (int)a->batch, (int)a->seq, (uint64_t)a->seed, (step * a->accum + mi) * a->batch, L->in, L->tg))
             return STEP_FAILED;
@@ -316,7 +351,7 @@ int cmd_train(int argc, char **argv) {
         {"--steps", OPT_INT, &a.steps, "optimizer steps in all (may be raised to continue a finished run)", 1, 1L << 40},
         {"--epochs", OPT_INT, &a.epochs, "JSONL data: passes over the examples (sets --steps = ceil(epochs * examples / (batch * accum)); 0: use --steps)", 0, 1L << 30},
         {"--batch", OPT_INT, &a.batch, "sequences per micro-batch (B; --objective dpo: preference pairs)", 1, 1 << 20},
-        {"--objective", OPT_STR, &a.objective, "lm (next-token cross-entropy), or dpo (preference pairs; needs --lora: the reference is the base with the adapter off)"},
+        {"--objective", OPT_STR, &a.objective, "lm (next-token cross-entropy), dpo (preference pairs; needs --lora: the reference is the base with the adapter off), or classify ({\"text\"|\"ids\", \"label\"}; needs --lora: a head on the last token, saved with the adapter)"},
         {"--beta", OPT_FLOAT, &a.beta, "--objective dpo: the DPO temperature beta"},
         {"--seq", OPT_INT, &a.seq, "tokens per sequence (T)", 1, 1 << 20},
         {"--accum", OPT_INT, &a.accum, "micro-batches accumulated per step", 1, 1 << 20},
@@ -349,7 +384,11 @@ int cmd_train(int argc, char **argv) {
     if (!a.init == !a.model) return cli_fail(CMD, "give exactly one of --init SHAPE (from scratch) and --model DIR (fine-tune)");
     a.examples = g3_examples_is(a.data);
     a.dpo = !strcmp(a.objective, "dpo");
-    if (!a.dpo && strcmp(a.objective, "lm")) return cli_fail(CMD, "--objective must be lm or dpo, not '%s' (classify is not built yet)", a.objective);
+    a.cls = !strcmp(a.objective, "classify");
+    if (!a.dpo && !a.cls && strcmp(a.objective, "lm")) return cli_fail(CMD, "--objective must be lm, dpo or classify, not '%s'", a.objective);
+    if (a.cls && (!a.lora || !a.examples))
+        return cli_fail(CMD, "--objective classify needs --lora and JSONL examples {\"text\" or \"ids\", \"label\"} as --data");
+    if (a.batch > 1024 && (a.cls || a.dpo)) return cli_fail(CMD, "--objective %s: --batch at most 1024", a.objective);
     if (a.dpo && (!a.lora || !a.examples))
         return cli_fail(CMD, "--objective dpo needs --lora (the reference is the base with the adapter off) and JSONL preference pairs as --data");
     if (a.dpo && (!(a.beta > 0 && isfinite(a.beta)) || a.batch > 512)) return cli_fail(CMD, "--objective dpo: --beta must be > 0 and --batch at most 512");
@@ -415,11 +454,12 @@ int cmd_train(int argc, char **argv) {
     if (a.examples) {
         const char *tokp = run_tokenizer(&a);
         if (g3_examples_load(&ex, a.data, tokp, (int)a.seq, cfg.vocab)) goto fail;
-        if ((ex.kind == G3_EX_PREF) != a.dpo || ex.kind == G3_EX_CLASS) {
+        if ((ex.kind == G3_EX_PREF) != a.dpo || (ex.kind == G3_EX_CLASS) != a.cls) {
+            if (a.cls) { g3_errorf("--objective classify: %s must hold {\"text\" or \"ids\", \"label\"} examples", a.data); goto fail; }
             if (a.dpo) { g3_errorf("--objective dpo: %s must hold preference pairs {\"prompt\", \"chosen\", \"rejected\"}", a.data); goto fail; }
             g3_errorf("%s holds %s examples: %s", a.data, ex.kind == G3_EX_PREF ? "preference" : "classification",
                       ex.kind == G3_EX_PREF ? "train on them with --objective dpo (and --lora)"
-                                            : "--objective classify is not built yet; train on text, ids, prompt/completion or messages");
+                                            : "train on them with --objective classify (and --lora)");
             goto fail;
         }
         if (a.val) {
@@ -431,6 +471,7 @@ int cmd_train(int argc, char **argv) {
         }
         ntrain = g3_examples_count(&ex);
         nval = g3_examples_count(&vex);
+        if (a.cls) lspec.classes = G3_MAX(ex.nlabels, vex.nlabels);
         if (a.epochs > 0) {
             int64_t per = a.batch * a.accum;
             a.steps = (long)((a.epochs * ntrain + per - 1) / per);
@@ -563,7 +604,9 @@ int cmd_train(int argc, char **argv) {
         double dt = g3_now() - t0, tps = (double)bt * (double)a.accum / dt;
         double val = NAN, val_acc = NAN;
         if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) {
-            val = a.dpo ? eval_dpo(&tm, ctx, &vex, &a, in, tg, &val_acc) : eval_loss(&tm, ctx, val_tok, nval, a.examples ? &vex : NULL, &a, in, tg);
+            val = a.dpo   ? eval_dpo(&tm, ctx, &vex, &a, in, tg, &val_acc)
+                  : a.cls ? eval_cls(&tm, ctx, &vex, &a, in, &val_acc)
+                          : eval_loss(&tm, ctx, val_tok, nval, a.examples ? &vex : NULL, &a, in, tg);
             if (isnan(val) && g3_error_is_set()) goto fail;
         }
         fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f", (long long)s1, loss, lr,
@@ -571,6 +614,7 @@ int cmd_train(int argc, char **argv) {
         if (a.dpo)
             fprintf(mf, ", \"rewards_chosen\": %.6g, \"rewards_rejected\": %.6g, \"margin\": %.6g, \"accuracy\": %.4g", L.dpo.chosen,
                     L.dpo.rejected, L.dpo.margin, L.dpo.accuracy);
+        if (a.cls) fprintf(mf, ", \"accuracy\": %.4g", L.dpo.accuracy);
         if (!isnan(val)) fprintf(mf, ", \"val_loss\": %.6f", val);
         if (!isnan(val_acc)) fprintf(mf, ", \"val_accuracy\": %.4g", val_acc);
         fprintf(mf, "}\n");

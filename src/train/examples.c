@@ -85,6 +85,10 @@ static int close_seq(Parser *P, int32_t label) {
     char msg[200];
     if (len < 2 && e->kind != G3_EX_CLASS) return fail(P, "an example needs at least 2 tokens (an input and a target)", NULL);
     if (len < 1) return fail(P, "an empty example", NULL);
+    if (e->kind == G3_EX_CLASS && len > (int64_t)P->T) {
+        snprintf(msg, sizeof msg, "%lld tokens, longer than --seq %d", (long long)len, P->T);
+        return fail(P, "classification example of ", msg);
+    }
     if (len > (int64_t)P->T + 1) {
         snprintf(msg, sizeof msg, "%lld tokens, longer than --seq %d allows (%d tokens: T inputs and T targets)", (long long)len, P->T, P->T + 1);
         return fail(P, "example of ", msg);
@@ -217,6 +221,15 @@ static int parse_line(Parser *P, const JsonNode *o) {
     const JsonNode *ids = json_get(o, "ids"), *text = json_get(o, "text"), *prompt = json_get(o, "prompt"),
                    *msgs = json_get(o, "messages"), *chosen = json_get(o, "chosen"), *label = json_get(o, "label");
     if (open_seq(P)) return -1;
+    if (ids && label) {  // classification of pre-tokenized text: the ids as given
+        int64_t v;
+        if (set_kind(P, G3_EX_CLASS)) return -1;
+        if (json_int_in(label, 0, 1 << 20, &v)) return fail(P, "\"label\" must be an integer in [0, 2^20]", NULL);
+        if (ids->type != JSON_ARRAY || ids->count == 0) return fail(P, "\"ids\" must be a non-empty array of token ids", NULL);
+        if (push_seg(P, ids, 0)) return -1;
+        if ((int)v + 1 > P->e->nlabels) P->e->nlabels = (int)v + 1;
+        return close_seq(P, (int32_t)v);
+    }
     if (ids) {
         if (set_kind(P, G3_EX_LM)) return -1;
         if (!(ids->type == JSON_ARRAY)) return fail(P, "\"ids\" must be an array of token ids", NULL);
@@ -405,4 +418,13 @@ int g3_examples_split(G3Examples *e, double frac, G3Examples *val) {
     e->perm = NULL;
     e->perm_epoch = -1;
     return 0;
+}
+
+void g3_examples_fill_cls(const G3Examples *e, const int64_t *seq, int B, int T, int32_t *inputs, int32_t *last, int32_t *labels) {
+    for (int b = 0; b < B; b++) {
+        int64_t a = e->off[seq[b]], L = e->off[seq[b] + 1] - a;  // 1 <= L <= T (checked at parse)
+        for (int t = 0; t < T; t++) inputs[b * T + t] = t < L ? e->tok[a + t] : 0;
+        last[b] = (int32_t)(L - 1);
+        labels[b] = e->label[seq[b]];
+    }
 }

@@ -12,7 +12,8 @@
 //   {"prompt", "chosen", "rejected"}     a preference pair: two sequences, <bos> prompt chosen
 //                                        <eos> and <bos> prompt rejected <eos>, loss weights on
 //                                        the completions (for DPO)
-//   {"text": "...", "label": N}          classification: <bos> text, an integer label >= 0
+//   {"text": "...", "label": N}          classification: <bos> text, an integer label >= 0 (at
+//                                        most T tokens: all are inputs); {"ids", "label"}: ids as given
 // prompt, completion, chosen and rejected may instead be arrays of token ids (all of a line's
 // or none): then they are used as given, nothing added (pre-tokenized data).
 // Every line of a file must be of one family (language modelling: ids/text/prompt+completion/
@@ -73,6 +74,9 @@ int64_t g3_examples_at(G3Examples *e, uint64_t seed, int64_t slot);
 void g3_examples_fill(const G3Examples *e, const int64_t *seq, int B, int T, int32_t *inputs, int32_t *targets);
 // A training batch: examples of slots first .. first + B - 1 (language modelling). 0 or -1.
 int g3_examples_batch(G3Examples *e, int B, int T, uint64_t seed, int64_t first, int32_t *inputs, int32_t *targets);
+// Classification rows: every token of sequence seq[b] as input (at most T), <pad> after;
+// last[b] its last position, labels[b] its label.
+void g3_examples_fill_cls(const G3Examples *e, const int64_t *seq, int B, int T, int32_t *inputs, int32_t *last, int32_t *labels);
 // Validation batch k: examples k*B .. k*B + B - 1 in file order, wrapping around.
 void g3_examples_val_batch(const G3Examples *e, int B, int T, int64_t k, int32_t *inputs, int32_t *targets);
 

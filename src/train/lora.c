@@ -81,7 +81,7 @@ int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, ui
     tm->lora = g3_calloc(1, sizeof *tm->lora);
     tm->lora_grad = g3_calloc(1, sizeof *tm->lora_grad);
     tm->off = g3_malloc(sizeof *tm->off * (size_t)tm->m.nt);
-    tm->p = g3_calloc((size_t)(2 * nmod + 1), sizeof *tm->p);
+    tm->p = g3_calloc((size_t)(2 * nmod + 2), sizeof *tm->p);
     tm->names = g3_malloc((size_t)(2 * nmod + 1) * 96);
     if (!tm->lora || !tm->lora_grad || !tm->off || !tm->p || !tm->names) goto fail;
     for (int i = 0; i < tm->m.nt; i++) tm->off[i] = -1;  // the base is frozen
@@ -110,6 +110,13 @@ int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, ui
             a->nmodules++;
             if (out > a->max_out) a->max_out = (int)out;
         }
+    if (s->classes > 0) {  // the classification head, last in the table
+        G3Param *p = &tm->p[tm->np++];
+        *p = (G3Param){.name = "score.weight", .ndim = 2, .shape = {s->classes, c->hidden}, .numel = (int64_t)s->classes * c->hidden,
+                       .off = tm->n, .tensor = -1, .decay = 1};
+        tm->head_off = tm->n;
+        tm->n += p->numel;
+    }
     *tm->lora_grad = *a;
     size_t bytes = sizeof(float) * (size_t)(tm->n ? tm->n : 1);
     tm->params = g3_malloc_aligned(bytes);
@@ -117,7 +124,16 @@ int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, ui
     if (!tm->params || !tm->grads) goto fail;
     memset(tm->params, 0, bytes);
     memset(tm->grads, 0, bytes);
-    for (int j = 0; j < tm->np; j += 2) {
+    if (s->classes > 0) {  // N(0, initializer_range 0.02), as transformers initialises a new score layer
+        G3Rng rng;
+        g3_rng_seed3(&rng, seed, 0x73636f7265ull, 0);  // "score"
+        float *h = tm->params + tm->head_off;
+        for (int64_t e = 0; e < (int64_t)s->classes * c->hidden; e++) {
+            double u1 = g3_rng_uniform(&rng), u2 = g3_rng_uniform(&rng);
+            h[e] = (float)(0.02 * sqrt(-2.0 * log(u1 > 0 ? u1 : 1e-300)) * cos(6.283185307179586 * u2));
+        }
+    }
+    for (int j = 0; j + 1 < tm->np && tm->p[j].tensor < 0 && strcmp(tm->p[j].name, "score.weight"); j += 2) {
         int l, i;
         char blk[16], mod[16];
         if (sscanf(tm->p[j].name, "base_model.model.model.layers.%d.%15[^.].%15[^.]", &l, blk, mod) != 3) goto fail;

@@ -30,6 +30,7 @@ typedef struct {
     int rslora;
     double dropout;
     unsigned targets;  // bit (1 << G3LayerRole) per adapted linear layer
+    int classes;       // > 0: a classification head "score.weight" [classes, hidden] is trained too
 } G3LoraSpec;
 
 struct G3Adapter;
@@ -49,6 +50,7 @@ typedef struct {
     G3LoraSpec lora_spec;
     char *names;      // the adapter tensors' names (G3Param.name points here)
     const char *base_name;  // the base model's folder, for adapter_config.json
+    int64_t head_off;       // lora_spec.classes > 0: the head's offset in params / grads
 } G3TrainModel;
 
 // A model of config c with zeroed parameters.
@@ -67,7 +69,8 @@ int g3_lora_spec_parse(G3LoraSpec *s, const char *text);
 int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, uint64_t seed, const char *base_name);
 // Writes config.json + model.safetensors (Hub format, loadable by transformers) into dir,
 // weights converted to dt (F32 or BF16), atomically; for a LoRA model, the adapter in PEFT's
-// format instead (adapter_config.json + adapter_model.safetensors, adapter.h).
+// format instead (adapter_config.json + adapter_model.safetensors, adapter.h), and a
+// classification head as classify_head.safetensors ("score.weight" F32 [classes, hidden]).
 int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt);
 void g3_train_model_free(G3TrainModel *tm);
 // tm->m's tensors point into params (F32), norms included, so tm->m runs the inference forward
@@ -104,6 +107,13 @@ int g3_train_seq_logps(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs,
 // an objective of the sequence log-probabilities passes seq_w[b] = -d objective / d logp[b].
 // Returns the mean cross-entropy (informative), or NAN with g3_error() set.
 double g3_train_forward_backward_seq(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *targets, const float *seq_w);
+// Classification (--objective classify): logits[b, K] = Wc[K, C] . xf[b, last[b]] (the final
+// norm's output at each sequence's last token), loss = mean cross-entropy against labels[B].
+// With do_backward, the gradient (times grad_scale) is ADDED to dWc (if non-NULL) and to the
+// model's trained tensors / adapter. *correct (if non-NULL): rows whose argmax is the label.
+// Returns the loss, or NAN with g3_error() set.
+double g3_train_classify(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *last, const int32_t *labels, int K,
+                         const float *Wc, float *dWc, float grad_scale, int do_backward, int *correct);
 // The loss alone (validation).
 double g3_train_loss(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *targets);
 

@@ -263,27 +263,82 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
     return nvalid ? loss / (double)nvalid : 0.0;
 }
 
+static int backward(G3TrainModel *tm, G3TrainCtx *cx, const G3Pass *pp, const int32_t *inputs);
+
 double g3_train_forward_backward(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, const int32_t *targets, float grad_scale) {
     if (cx->tm != tm) { g3_errorf("train: context was made for another model"); return NAN; }
-    const G3Config *c = &tm->m.cfg;
-    const int64_t BT = (int64_t)cx->B * cx->T, C = c->hidden;
     const G3Pass p = pass(cx);
-    G3Backend *be = cx->be;
     int64_t nvalid;
     if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return NAN;
     double loss = head(cx, &p, targets, nvalid, grad_scale, 1, cx->seq_w, NULL);
     if (isnan(loss)) return NAN;
-    // backward: final norm, then the layers in reverse, then the embedding gather
+    return backward(tm, cx, &p, inputs) ? NAN : loss;
+}
+
+// Backward from gs.dxn (the gradient of the final norm's output) to every trained tensor:
+// final norm, then the layers in reverse, then the embedding gather.
+static int backward(G3TrainModel *tm, G3TrainCtx *cx, const G3Pass *pp, const int32_t *inputs) {
+    const G3Config *c = &tm->m.cfg;
+    const int64_t BT = (int64_t)cx->B * cx->T, C = c->hidden;
+    const G3Pass p = *pp;
+    G3Backend *be = cx->be;
     be->rmsnorm_backward(be, cx->dx, cx->grad[tm->m.final_norm_idx], cx->gs.dxn, cx->xs + c->layers * BT * C,
                          g3_norm_weight(&tm->m, tm->m.final_norm_idx), cx->rsf, (int)BT, (int)C, 0);
     for (int l = c->layers - 1; l >= 0; l--) {
         float *x = cx->xs + l * BT * C;
         // recompute the layer from its input; its output (already used) is rewritten in place
-        if (cx->recompute && g3_layer_forward(&p, l, &cx->la[0], x, cx->xs + (l + 1) * BT * C)) return NAN;
-        if (g3_layer_backward(&p, l, &cx->la[cx->recompute ? 0 : l], x, cx->dx, &cx->gs)) return NAN;
+        if (cx->recompute && g3_layer_forward(&p, l, &cx->la[0], x, cx->xs + (l + 1) * BT * C)) return -1;
+        if (g3_layer_backward(&p, l, &cx->la[cx->recompute ? 0 : l], x, cx->dx, &cx->gs)) return -1;
     }
     float *dE = cx->grad[tm->m.embed_idx];
     if (dE) be->embed_backward(be, dE, cx->dx, inputs, (int)BT, (int)C, sqrtf((float)C));
+    return 0;
+}
+
+double g3_train_classify(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, const int32_t *last, const int32_t *labels, int K,
+                         const float *Wc, float *dWc, float grad_scale, int do_backward, int *correct) {
+    if (cx->tm != tm) { g3_errorf("train: context was made for another model"); return NAN; }
+    const G3Config *c = &tm->m.cfg;
+    const int B = cx->B, T = cx->T, C = c->hidden;
+    const G3Pass p = pass(cx);
+    for (int64_t r = 0; r < (int64_t)B * T; r++)
+        if (inputs[r] < 0 || inputs[r] >= c->vocab)
+            return g3_errorf("train: input id %d at row %lld is outside the vocabulary [0, %d)", inputs[r], (long long)r, c->vocab), NAN;
+    for (int b = 0; b < B; b++)
+        if (last[b] < 0 || last[b] >= T || labels[b] < 0 || labels[b] >= K)
+            return g3_errorf("train: classification row %d: last position %d or label %d out of range", b, last[b], labels[b]), NAN;
+    if (forward(cx, &p, inputs)) return NAN;
+    if (do_backward) memset(cx->gs.dxn, 0, sizeof(float) * (size_t)B * T * C);
+    double loss = 0;
+    int ok = 0;
+    double *z = g3_malloc(sizeof(double) * (size_t)K);
+    if (!z) return NAN;
+    for (int b = 0; b < B; b++) {
+        const float *h = cx->xf + ((int64_t)b * T + last[b]) * C;
+        double mx = -INFINITY, sum = 0;
+        int best = 0;
+        for (int k = 0; k < K; k++) {
+            double v = 0;
+            for (int i = 0; i < C; i++) v += (double)Wc[(int64_t)k * C + i] * h[i];
+            z[k] = v;
+            if (v > mx) { mx = v; best = k; }
+        }
+        for (int k = 0; k < K; k++) sum += exp(z[k] - mx);
+        loss += (mx + log(sum) - z[labels[b]]) / B;
+        ok += best == labels[b];
+        if (!do_backward) continue;
+        float *dh = cx->gs.dxn + ((int64_t)b * T + last[b]) * C;
+        for (int k = 0; k < K; k++) {
+            const float g = (float)((exp(z[k] - mx) / sum - (k == labels[b])) * grad_scale / B);
+            for (int i = 0; i < C; i++) {
+                dh[i] += g * Wc[(int64_t)k * C + i];
+                if (dWc) dWc[(int64_t)k * C + i] += g * h[i];
+            }
+        }
+    }
+    free(z);
+    if (correct) *correct = ok;
+    if (do_backward && backward(tm, cx, &p, inputs)) return NAN;
     return loss;
 }
 
