@@ -194,6 +194,17 @@ static void test_f32(const char *dir) {
     tm.m.adapter = keep;
     randomize_b(&tm, 0.2f);
     fd_check(&tm, cx, 5e-2, "f32 base");
+    {  // ||s B A||_F through Gram matrices against the explicit product
+        const G3LoraModule *md = g3_adapter_module(tm.lora, 1, W_DOWN);
+        int64_t out = md->B.rows, inn = md->A.cols;
+        float *w = g3_calloc((size_t)(out * inn), sizeof(float));
+        g3_lora_merge_f32(w, md, tm.lora->scale);
+        double s2 = 0;
+        for (int64_t e = 0; e < out * inn; e++) s2 += (double)w[e] * w[e];
+        double got = g3_lora_update_norm(md, tm.lora->scale);
+        CHECK(fabs(got - sqrt(s2)) < 1e-5 * sqrt(s2), "update norm %.9g vs explicit %.9g", got, sqrt(s2));
+        free(w);
+    }
     full_grad_check(&tm, cx);
     // Training moves only the adapter.
     size_t nb;

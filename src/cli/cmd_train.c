@@ -617,6 +617,13 @@ int cmd_train(int argc, char **argv) {
         if (a.cls) fprintf(mf, ", \"accuracy\": %.4g", L.dpo.accuracy);
         if (!isnan(val)) fprintf(mf, ", \"val_loss\": %.6f", val);
         if (!isnan(val_acc)) fprintf(mf, ", \"val_accuracy\": %.4g", val_acc);
+        if (tm.lora && !isnan(val)) {  // the adapter's update ||s B A|| per layer, at evaluations
+            double nl[G3_MAX_LAYERS];
+            g3_lora_layer_norms(&tm, nl);
+            fprintf(mf, ", \"lora_update_norm\": [");
+            for (int l = 0; l < cfg.layers; l++) fprintf(mf, "%s%.6g", l ? ", " : "", nl[l]);
+            fprintf(mf, "]");
+        }
         fprintf(mf, "}\n");
         fflush(mf);
         char eta[32], vs[40] = "";

@@ -21,7 +21,7 @@
 
 // One adapted linear layer: its two f32 factors as weight handles (host memory, owned by the
 // adapter), so the backend's `linear` runs them like any weight.
-typedef struct {
+typedef struct G3LoraModule {
     G3Weight A;  // F32 [r, in]
     G3Weight B;  // F32 [out, r]
 } G3LoraModule;

@@ -160,3 +160,34 @@ fail:
     g3_train_model_free(tm);
     return -1;
 }
+
+double g3_lora_update_norm(const G3LoraModule *md, float scale) {
+    // ||s B A||_F^2 = s^2 sum_ij (B^T B)_ij (A A^T)_ij: two r x r Gram matrices, no [out, in] product
+    const int r = (int)md->A.rows;
+    const int64_t in = md->A.cols, out = md->B.rows;
+    const float *A = md->A.data, *B = md->B.data;
+    double s = 0;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++) {
+            double ga = 0, gb = 0;
+            for (int64_t c = 0; c < in; c++) ga += (double)A[i * in + c] * A[j * in + c];
+            for (int64_t o = 0; o < out; o++) gb += (double)B[o * r + i] * B[o * r + j];
+            s += ga * gb;
+        }
+    return fabs((double)scale) * sqrt(s > 0 ? s : 0);
+}
+
+void g3_lora_layer_norms(const G3TrainModel *tm, double *per_layer) {
+    const G3Adapter *a = tm->lora;
+    for (int l = 0; l < tm->m.cfg.layers; l++) {
+        double s = 0;
+        for (int r = 0; r < W_PER_LAYER; r++) {
+            const G3LoraModule *md = g3_adapter_module(a, l, r);
+            if (md) {
+                double n = g3_lora_update_norm(md, a->scale);
+                s += n * n;
+            }
+        }
+        per_layer[l] = sqrt(s);
+    }
+}

@@ -67,6 +67,12 @@ int g3_lora_spec_parse(G3LoraSpec *s, const char *text);
 // PEFT names them, initialised as PEFT does: A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_
 // with a = sqrt(5)) from seed, B = 0.
 int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, uint64_t seed, const char *base_name);
+// ||s B A||_F of one module (through r x r Gram matrices), and per layer the norm over its
+// modules (sqrt of the sum of squares) into per_layer[layers]: the size of the update the
+// adapter makes to the base, logged per layer in metrics.jsonl ("lora_update_norm").
+struct G3LoraModule;
+double g3_lora_update_norm(const struct G3LoraModule *md, float scale);
+void g3_lora_layer_norms(const G3TrainModel *tm, double *per_layer);
 // Writes config.json + model.safetensors (Hub format, loadable by transformers) into dir,
 // weights converted to dt (F32 or BF16), atomically; for a LoRA model, the adapter in PEFT's
 // format instead (adapter_config.json + adapter_model.safetensors, adapter.h), and a
