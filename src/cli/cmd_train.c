@@ -1,5 +1,7 @@
 // cmd_train.c: `gemma3 train`: from scratch (--init SHAPE) or fine-tuning (--model DIR) on a
-// text file, a folder of *.txt files, or a prepared token file; AdamW (or 8-bit AdamW) with
+// text file, a folder of *.txt files, a prepared token file, or JSONL examples (examples.h);
+// all weights, or a LoRA adapter over the frozen base (--lora, lora.c), with next-token loss,
+// DPO (--objective dpo, objective.h) or a classification head (--objective classify); AdamW (or 8-bit AdamW) with
 // clipping, accumulation and a schedule; validation, metrics.jsonl, checkpoints; and automatic,
 // bit-exact resumption when the same command runs again in the same --out folder. One run
 // owns its folder (a lock); Ctrl-C saves a checkpoint and stops; a run that diverges says so
