@@ -10,7 +10,8 @@
 // an error naming it (an adapter we would apply only in part gives wrong logits silently).
 // Values of any float type are converted to f32 once, at load, and must be finite.
 //
-// What this is not: training (adapter gradients are issue 19's next part), DoRA, per-module
+// Training an adapter: train/lora.c builds one whose factors are trainable; g3_adapter_save
+// writes it back in PEFT's format. What this is not: DoRA, per-module
 // ranks (rank_pattern / alpha_pattern), LoRA on the embedding or head, modules_to_save: all
 // refused at load by name.
 #ifndef G3_ADAPTER_H

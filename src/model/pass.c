@@ -67,7 +67,7 @@ static int linear(const G3Pass *p, float *y, const float *x, int l, G3LayerRole 
     if (!lm) return 0;
     if (!p->lora_xa || !p->lora_y)
         return g3_errorf("layer %d: the model has a LoRA adapter but this pass has no scratch for it (attach the adapter before "
-                         "creating the state; training with adapters is not supported yet)", l);
+                         "creating the state or training context)", l);
     if (G3_NEED(be, axpy) || be->linear(be, p->lora_xa, x, &lm->A, p->R, p->mode) ||
         be->linear(be, p->lora_y, p->lora_xa, &lm->B, p->R, p->mode))
         return -1;
