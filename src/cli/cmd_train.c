@@ -1,5 +1,7 @@
 // cmd_train.c: `gemma3 train`: from scratch (--init SHAPE) or fine-tuning (--model DIR) on a
-// text file, a folder of *.txt files, or a prepared token file; AdamW (or 8-bit AdamW) with
+// text file, a folder of *.txt files, a prepared token file, or JSONL examples (examples.h);
+// all weights, or a LoRA adapter over the frozen base (--lora, lora.c), with next-token loss,
+// DPO (--objective dpo, objective.h) or a classification head (--objective classify); AdamW (or 8-bit AdamW) with
 // clipping, accumulation and a schedule; validation, metrics.jsonl, checkpoints; and automatic,
 // bit-exact resumption when the same command runs again in the same --out folder. One run
 // owns its folder (a lock); Ctrl-C saves a checkpoint and stops; a run that diverges says so
@@ -19,9 +21,12 @@
 #include "base/json.h"
 #include "cli.h"
 #include "kernels/kernels.h"
+#include "model/adapter.h"
 #include "model/config.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/examples.h"
+#include "train/objective.h"
 #include "train/optim.h"
 #include "train/rundir.h"
 #include "train/schedule.h"
@@ -30,10 +35,13 @@
 #define CMD "train"
 
 typedef struct {
-    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul;
-    long steps, batch, seq, accum, warmup, decay_steps, eval_every, eval_batches, save_every, seed, threads, log_every;
-    double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std;
+    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul, *lora, *objective;
+    long epochs, steps, batch, seq, accum, warmup, decay_steps, eval_every, eval_batches, save_every, seed, threads, log_every;
+    double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std, beta;
     int ckpt_act, decay_embed, force;
+    int examples;  // --data is JSONL examples (examples.h), not a text stream
+    int dpo;       // --objective dpo: micro-batches of --batch preference pairs (2 x batch sequences)
+    int cls;       // --objective classify: a head on the last token (lora.c)
 } Args;
 
 // The run's settings as JSON, stored in the checkpoint. Keys listed in MAY_CHANGE may differ
@@ -50,11 +58,12 @@ static char *run_json(const Args *a, const G3Config *c, int64_t ntrain, int64_t 
              "\"warmup\": %ld, \"schedule\": \"%s\", \"decay_steps\": %ld, \"wd\": %.17g, \"beta1\": %.17g, \"beta2\": %.17g, "
              "\"eps\": %.17g, \"clip\": %.17g, \"decay_embed\": %d, \"std\": %.17g, \"init\": \"%s\", \"train_tokens\": %lld, "
              "\"val_tokens\": %lld, \"steps\": %ld, \"eval_every\": %ld, \"eval_batches\": %ld, \"save_every\": %ld, "
-             "\"threads\": %ld, \"log_every\": %ld, \"save_dtype\": \"%s\", \"checkpoint_activations\": %d, \"matmul\": \"%s\"}",
+             "\"threads\": %ld, \"log_every\": %ld, \"save_dtype\": \"%s\", \"checkpoint_activations\": %d, \"matmul\": \"%s\", "
+             "\"examples\": %d, \"lora\": \"%s\", \"objective\": \"%s\", \"beta\": %.17g}",
              c->vocab, c->hidden, c->inter, c->layers, c->heads, c->kv_heads, c->head_dim, a->batch, a->seq, a->accum, a->seed,
              a->optim, a->lr, a->min_lr_ratio, a->warmup, a->schedule, a->decay_steps, a->wd, a->beta1, a->beta2, a->eps, a->clip,
              a->decay_embed, a->std, a->init ? a->init : a->model, (long long)ntrain, (long long)nval, a->steps, a->eval_every,
-             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul);
+             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul, a->examples, a->lora ? a->lora : "", a->objective, a->beta);
     return buf;
 }
 
@@ -130,10 +139,69 @@ static int open_tokens(const Args *a, const char *path, const char *cache, G3Tok
     return g3_tokfile_open(tf, cache);
 }
 
-static double eval_loss(G3TrainModel *tm, G3TrainCtx *ctx, const uint32_t *tok, int64_t n, const Args *a, int32_t *in, int32_t *tg) {
+// Validation: over the token stream tok[n], or over the examples ex when they are given.
+// DPO over micro-batch rows in/tg (pairs at 2i, 2i+1): the reference is the base with the
+// adapter off. Fills st; with w (rows), w = -d loss / d logp * wscale (the backward's weights).
+static int dpo_eval(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *in, const int32_t *tg, int rows, double beta, float *w, float wscale,
+                    G3DpoStats *st) {
+    double pol[2 * 512], ref[2 * 512], d[2 * 512];
+    if (rows > 2 * 512) return g3_errorf("--objective dpo: at most 512 pairs a micro-batch");
+    const struct G3Adapter *keep = tm->m.adapter;
+    tm->m.adapter = NULL;
+    int rc = g3_train_seq_logps(tm, ctx, in, tg, ref);
+    tm->m.adapter = keep;
+    if (rc || g3_train_seq_logps(tm, ctx, in, tg, pol)) return -1;
+    g3_dpo(pol, ref, rows / 2, beta, d, st);
+    if (w)
+        for (int r = 0; r < rows; r++) w[r] = (float)(-d[r] * wscale);
+    return 0;
+}
+
+// DPO validation: pairs k*B.. in file order; returns the loss, *acc the accuracy.
+static double eval_dpo(G3TrainModel *tm, G3TrainCtx *ctx, const G3Examples *ex, const Args *a, int32_t *in, int32_t *tg, double *acc) {
+    double s = 0;
+    *acc = 0;
+    int64_t seq[1024], np = g3_examples_count(ex);
+    for (long k = 0; k < a->eval_batches; k++) {
+        for (int b = 0; b < a->batch; b++) {
+            int64_t pr = (k * a->batch + b) % np;
+            seq[2 * b] = 2 * pr;
+            seq[2 * b + 1] = 2 * pr + 1;
+        }
+        g3_examples_fill(ex, seq, (int)(2 * a->batch), (int)a->seq, in, tg);
+        G3DpoStats st;
+        if (dpo_eval(tm, ctx, in, tg, (int)(2 * a->batch), a->beta, NULL, 0, &st)) return NAN;
+        s += st.loss;
+        *acc += st.accuracy;
+    }
+    *acc /= (double)a->eval_batches;
+    return s / (double)a->eval_batches;
+}
+
+// Classification validation: examples k*B.. in file order; returns the loss, *acc the accuracy.
+static double eval_cls(G3TrainModel *tm, G3TrainCtx *ctx, const G3Examples *ex, const Args *a, int32_t *in, double *acc) {
+    double s = 0;
+    int64_t seq[1024], right = 0;
+    int32_t last[1024], lab[1024];
+    for (long k = 0; k < a->eval_batches; k++) {
+        for (int b = 0; b < a->batch; b++) seq[b] = (k * a->batch + b) % ex->n;
+        g3_examples_fill_cls(ex, seq, (int)a->batch, (int)a->seq, in, last, lab);
+        int ok;
+        double l = g3_train_classify(tm, ctx, in, last, lab, tm->lora_spec.classes, tm->params + tm->head_off, NULL, 0, 0, &ok);
+        if (isnan(l)) return NAN;
+        s += l;
+        right += ok;
+    }
+    *acc = (double)right / (double)(a->eval_batches * a->batch);
+    return s / (double)a->eval_batches;
+}
+
+static double eval_loss(G3TrainModel *tm, G3TrainCtx *ctx, const uint32_t *tok, int64_t n, const G3Examples *ex, const Args *a,
+                        int32_t *in, int32_t *tg) {
     double s = 0;
     for (long k = 0; k < a->eval_batches; k++) {
-        g3_data_val_batch(tok, n, (int)a->batch, (int)a->seq, k, in, tg);
+        if (ex) g3_examples_val_batch(ex, (int)a->batch, (int)a->seq, k, in, tg);
+        else g3_data_val_batch(tok, n, (int)a->batch, (int)a->seq, k, in, tg);
         s += g3_train_loss(tm, ctx, in, tg);
     }
     return s / (double)a->eval_batches;
@@ -195,7 +263,9 @@ typedef struct {
     const G3Schedule *sch;
     const uint32_t *tok;  // training tokens [n]
     int64_t n;
-    int32_t *in, *tg;     // [B*T] batch buffers
+    G3Examples *ex;       // or the training examples (then tok is NULL)
+    int32_t *in, *tg;     // [B*T] batch buffers ([2B*T] for DPO)
+    G3DpoStats dpo;       // DPO: the last step's statistics (means over its micro-batches)
 } Loop;
 
 // One optimizer step: the micro-batches' forward/backward passes, then the AdamW update.
@@ -204,13 +274,54 @@ typedef struct {
 // norm that is not finite, or weights the update made non-finite, is STEP_DIVERGED (message
 // set; the weights are not saved afterwards). A stop request abandons the step before its
 // update (STEP_STOPPED: the weights are still the previous step's).
-static StepStatus train_step(const Loop *L, int64_t step, double *loss, double *norm, double *lr) {
+static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, double *lr) {
     const Args *a = L->a;
     g3_train_zero_grads(L->tm);
     *loss = 0;
+    L->dpo = (G3DpoStats){0};
     for (int mi = 0; mi < a->accum; mi++) {
         if (stop_signal) return STEP_STOPPED;
-        g3_data_batch(L->tok, L->n, (int)a->batch, (int)a->seq, (uint64_t)a->seed, step, mi, L->in, L->tg);
+        if (a->dpo) {  // pairs of slots (step * accum + mi) * B + b, sequences 2p and 2p + 1
+            int64_t seq[1024];
+            float w[1024];
+            for (int b = 0; b < a->batch; b++) {
+                int64_t pr = g3_examples_at(L->ex, (uint64_t)a->seed, (step * a->accum + mi) * a->batch + b);
+                if (pr < 0) return STEP_FAILED;
+                seq[2 * b] = 2 * pr;
+                seq[2 * b + 1] = 2 * pr + 1;
+            }
+            g3_examples_fill(L->ex, seq, (int)(2 * a->batch), (int)a->seq, L->in, L->tg);
+            G3DpoStats st;
+            g3_error_clear();
+            if (dpo_eval(L->tm, L->ctx, L->in, L->tg, (int)(2 * a->batch), a->beta, w, (float)(1.0 / (double)a->accum), &st) ||
+                (isnan(g3_train_forward_backward_seq(L->tm, L->ctx, L->in, L->tg, w)) && g3_error_is_set()))
+                return STEP_FAILED;
+            *loss += st.loss / (double)a->accum;
+            L->dpo.chosen += st.chosen / (double)a->accum;
+            L->dpo.rejected += st.rejected / (double)a->accum;
+            L->dpo.margin += st.margin / (double)a->accum;
+            L->dpo.accuracy += st.accuracy / (double)a->accum;
+            continue;
+        }
+        if (a->cls) {
+            int64_t seq[1024];
+            int32_t last[1024], lab[1024];
+            for (int b = 0; b < a->batch; b++)
+                if ((seq[b] = g3_examples_at(L->ex, (uint64_t)a->seed, (step * a->accum + mi) * a->batch + b)) < 0) return STEP_FAILED;
+            g3_examples_fill_cls(L->ex, seq, (int)a->batch, (int)a->seq, L->in, last, lab);
+            int ok;
+            g3_error_clear();
+            G3TrainModel *tm = L->tm;
+            double l = g3_train_classify(tm, L->ctx, L->in, last, lab, tm->lora_spec.classes, tm->params + tm->head_off,
+                                         tm->grads + tm->head_off, (float)(1.0 / (double)a->accum), 1, &ok);
+            if (isnan(l) && g3_error_is_set()) return STEP_FAILED;
+            *loss += l / (double)a->accum;
+            L->dpo.accuracy += (double)ok / (double)a->batch / (double)a->accum;
+            continue;
+        }
+        if (!L->ex) g3_data_batch(L->tok, L->n, (int)a->batch, (int)a->seq, (uint64_t)a->seed, step, mi, L->in, L->tg);
+        else if (g3_examples_batch(L->ex, (int)a->batch, (int)a->seq, (uint64_t)a->seed, (step * a->accum + mi) * a->batch, L->in, L->tg))
+            return STEP_FAILED;
         g3_error_clear();
         double l = g3_train_forward_backward(L->tm, L->ctx, L->in, L->tg, (float)(1.0 / (double)a->accum));
         if (isnan(l) && g3_error_is_set()) return STEP_FAILED;
@@ -233,17 +344,22 @@ static StepStatus train_step(const Loop *L, int64_t step, double *loss, double *
 int cmd_train(int argc, char **argv) {
     Args a = {.schedule = "cosine", .optim = "adamw", .save_dtype = "f32", .matmul = "f32", .steps = 1000, .batch = 8,
               .seq = 256, .accum = 1, .warmup = 100, .eval_every = 100, .eval_batches = 8, .save_every = 200, .seed = 1,
-              .log_every = 1, .lr = 6e-4, .min_lr_ratio = 0.1, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .val_frac = 0.05, .std = 0.02};
+              .log_every = 1, .lr = 6e-4, .min_lr_ratio = 0.1, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .val_frac = 0.05, .std = 0.02,
+              .objective = "lm", .beta = 0.1};
     CliOpt opts[] = {
         {"--init", OPT_STR, &a.init, "train from scratch: 270m, 1b, 4b, 12b, 27b, tiny, stories (TinyStories on a CPU), or a config.json"},
         {"--model", OPT_STR, &a.model, "fine-tune this model folder instead"},
+        {"--lora", OPT_STR, &a.lora, "with --model: train a LoRA adapter, base frozen as stored: r=16,alpha=32,targets=all|q,k,v,o,gate,up,down,rslora (default r 16, alpha 2r, all); saved in PEFT's format (docs/lora.md)"},
         {"--tokenizer", OPT_STR, &a.tokenizer, "tokenizer.json/.model (default: the --model folder's) to tokenize text data"},
-        {"--data", OPT_STR, &a.data, "training data: a text file, a folder of *.txt, or a token file"},
+        {"--data", OPT_STR, &a.data, "training data: a text file, a folder of *.txt, a token file, or examples in a .jsonl file (docs/lora.md)"},
         {"--val", OPT_STR, &a.val, "validation data (default: the last --val-frac of --data, at a document start)"},
         {"--val-frac", OPT_FLOAT, &a.val_frac, "held-out fraction of --data when --val is not given"},
         {"--out", OPT_STR, &a.out, "run folder: checkpoints, metrics.jsonl, token cache; resumes what it holds"},
         {"--steps", OPT_INT, &a.steps, "optimizer steps in all (may be raised to continue a finished run)", 1, 1L << 40},
-        {"--batch", OPT_INT, &a.batch, "sequences per micro-batch (B)", 1, 1 << 20},
+        {"--epochs", OPT_INT, &a.epochs, "JSONL data: passes over the examples (sets --steps = ceil(epochs * examples / (batch * accum)); 0: use --steps)", 0, 1L << 30},
+        {"--batch", OPT_INT, &a.batch, "sequences per micro-batch (B; --objective dpo: preference pairs)", 1, 1 << 20},
+        {"--objective", OPT_STR, &a.objective, "lm (next-token cross-entropy), dpo (preference pairs; needs --lora: the reference is the base with the adapter off), or classify ({\"text\"|\"ids\", \"label\"}; needs --lora: a head on the last token, saved with the adapter)"},
+        {"--beta", OPT_FLOAT, &a.beta, "--objective dpo: the DPO temperature beta"},
         {"--seq", OPT_INT, &a.seq, "tokens per sequence (T)", 1, 1 << 20},
         {"--accum", OPT_INT, &a.accum, "micro-batches accumulated per step", 1, 1 << 20},
         {"--lr", OPT_FLOAT, &a.lr, "peak learning rate"},
@@ -273,6 +389,16 @@ int cmd_train(int argc, char **argv) {
     CLI_PARSE(CMD, "--init SHAPE|--model DIR --data PATH --out DIR [--tokenizer FILE] [options]", argc, argv, opts);
     if (!a.out || !a.data) return cli_fail(CMD, "--data and --out are required (see --help)");
     if (!a.init == !a.model) return cli_fail(CMD, "give exactly one of --init SHAPE (from scratch) and --model DIR (fine-tune)");
+    a.examples = g3_examples_is(a.data);
+    a.dpo = !strcmp(a.objective, "dpo");
+    a.cls = !strcmp(a.objective, "classify");
+    if (!a.dpo && !a.cls && strcmp(a.objective, "lm")) return cli_fail(CMD, "--objective must be lm, dpo or classify, not '%s'", a.objective);
+    if (a.cls && (!a.lora || !a.examples))
+        return cli_fail(CMD, "--objective classify needs --lora and JSONL examples {\"text\" or \"ids\", \"label\"} as --data");
+    if (a.batch > 1024 && (a.cls || a.dpo)) return cli_fail(CMD, "--objective %s: --batch at most 1024", a.objective);
+    if (a.dpo && (!a.lora || !a.examples))
+        return cli_fail(CMD, "--objective dpo needs --lora (the reference is the base with the adapter off) and JSONL preference pairs as --data");
+    if (a.dpo && (!(a.beta > 0 && isfinite(a.beta)) || a.batch > 512)) return cli_fail(CMD, "--objective dpo: --beta must be > 0 and --batch at most 512");
     G3SchedKind sk;
     if (g3_schedule_parse(a.schedule, &sk)) return cli_fail(CMD, "%s", g3_error());
     int bits = !strcmp(a.optim, "adamw") ? 32 : !strcmp(a.optim, "adamw8bit") ? 8 : 0;
@@ -282,6 +408,12 @@ int cmd_train(int argc, char **argv) {
     int bf16 = !strcmp(a.matmul, "bf16");
     if (!bf16 && strcmp(a.matmul, "f32")) return cli_fail(CMD, "--matmul must be f32 or bf16, not '%s'", a.matmul);
     if (check_numbers(&a)) return 1;
+    G3LoraSpec lspec = {0};
+    if (a.lora) {
+        if (!a.model) return cli_fail(CMD, "--lora needs --model (an adapter is trained on a base model)");
+        if (g3_lora_spec_parse(&lspec, a.lora)) return cli_fail(CMD, "%s", g3_error());
+        if (lspec.dropout > 0) return cli_fail(CMD, "--lora dropout=%g: LoRA dropout is not implemented yet (use dropout=0)", lspec.dropout);
+    }
     // A folder holding a model but no training state is not this run's to overwrite.
     if (!a.force && g3_dir_holds_model(a.out) && !g3_ckpt_exists(a.out)) {
         if (a.model && same_folder(a.model, a.out))
@@ -313,6 +445,7 @@ int cmd_train(int argc, char **argv) {
     // ---- data ----
     int ret = 1;
     G3TokenFile tf = {0}, vf = {0};
+    G3Examples ex = {0}, vex = {0};
     G3TrainModel tm = {0};
     G3AdamW opt = {0};
     G3TrainCtx *ctx = NULL;
@@ -323,25 +456,58 @@ int cmd_train(int argc, char **argv) {
     struct sigaction old_int, old_term;
     int handlers = 0;
     char path[4200], cache[4200];
-    if (g3_path_join(cache, sizeof cache, a.out, "tokens-train.bin") || open_tokens(&a, a.data, cache, &tf)) goto fail;
-    const uint32_t *train_tok = tf.tok, *val_tok;
-    int64_t ntrain = tf.ntok, nval;
-    if (a.val) {
-        if (g3_path_join(cache, sizeof cache, a.out, "tokens-val.bin") || open_tokens(&a, a.val, cache, &vf)) goto fail;
-        val_tok = vf.tok;
-        nval = vf.ntok;
+    const uint32_t *train_tok = NULL, *val_tok = NULL;
+    int64_t ntrain = 0, nval = 0;
+    if (a.examples) {
+        const char *tokp = run_tokenizer(&a);
+        if (g3_examples_load(&ex, a.data, tokp, (int)a.seq, cfg.vocab)) goto fail;
+        if ((ex.kind == G3_EX_PREF) != a.dpo || (ex.kind == G3_EX_CLASS) != a.cls) {
+            if (a.cls) { g3_errorf("--objective classify: %s must hold {\"text\" or \"ids\", \"label\"} examples", a.data); goto fail; }
+            if (a.dpo) { g3_errorf("--objective dpo: %s must hold preference pairs {\"prompt\", \"chosen\", \"rejected\"}", a.data); goto fail; }
+            g3_errorf("%s holds %s examples: %s", a.data, ex.kind == G3_EX_PREF ? "preference" : "classification",
+                      ex.kind == G3_EX_PREF ? "train on them with --objective dpo (and --lora)"
+                                            : "train on them with --objective classify (and --lora)");
+            goto fail;
+        }
+        if (a.val) {
+            if (!g3_examples_is(a.val)) { g3_errorf("--val %s: with JSONL --data, --val must be a .jsonl file too", a.val); goto fail; }
+            if (g3_examples_load(&vex, a.val, tokp, (int)a.seq, cfg.vocab)) goto fail;
+            if (vex.kind != ex.kind) { g3_errorf("--val %s holds another kind of examples than --data %s", a.val, a.data); goto fail; }
+        } else if (g3_examples_split(&ex, a.val_frac, &vex)) {
+            goto fail;
+        }
+        ntrain = g3_examples_count(&ex);
+        nval = g3_examples_count(&vex);
+        if (a.cls) lspec.classes = G3_MAX(ex.nlabels, vex.nlabels);
+        if (a.epochs > 0) {
+            int64_t per = a.batch * a.accum;
+            a.steps = (long)((a.epochs * ntrain + per - 1) / per);
+        }
     } else {
-        ntrain = g3_data_split(&tf, a.val_frac);
-        val_tok = tf.tok + ntrain;
-        nval = tf.ntok - ntrain;
-    }
-    if (tf.max_id >= cfg.vocab || (a.val && vf.max_id >= cfg.vocab)) {
-        g3_errorf("the data holds token id %d, outside the model's vocabulary of %d: wrong tokenizer for this model?", G3_MAX(tf.max_id, vf.max_id), cfg.vocab);
-        goto fail;
-    }
-    if (ntrain <= a.seq + 1 || nval <= a.seq + 1) {
-        g3_errorf("too little data for --seq %ld: %lld training and %lld validation tokens", a.seq, (long long)ntrain, (long long)nval);
-        goto fail;
+        if (a.epochs > 0) {
+            g3_errorf("--epochs needs JSONL examples as --data (a text stream is sampled in windows: use --steps)");
+            goto fail;
+        }
+        if (g3_path_join(cache, sizeof cache, a.out, "tokens-train.bin") || open_tokens(&a, a.data, cache, &tf)) goto fail;
+        train_tok = tf.tok;
+        ntrain = tf.ntok;
+        if (a.val) {
+            if (g3_path_join(cache, sizeof cache, a.out, "tokens-val.bin") || open_tokens(&a, a.val, cache, &vf)) goto fail;
+            val_tok = vf.tok;
+            nval = vf.ntok;
+        } else {
+            ntrain = g3_data_split(&tf, a.val_frac);
+            val_tok = tf.tok + ntrain;
+            nval = tf.ntok - ntrain;
+        }
+        if (tf.max_id >= cfg.vocab || (a.val && vf.max_id >= cfg.vocab)) {
+            g3_errorf("the data holds token id %d, outside the model's vocabulary of %d: wrong tokenizer for this model?", G3_MAX(tf.max_id, vf.max_id), cfg.vocab);
+            goto fail;
+        }
+        if (ntrain <= a.seq + 1 || nval <= a.seq + 1) {
+            g3_errorf("too little data for --seq %ld: %lld training and %lld validation tokens", a.seq, (long long)ntrain, (long long)nval);
+            goto fail;
+        }
     }
     // The tokenizer goes with the run, so that generate/chat on it need no --tokenizer.
     const char *tokp = run_tokenizer(&a);
@@ -356,6 +522,8 @@ int cmd_train(int argc, char **argv) {
     if (a.init) {
         if (g3_train_model_new(&tm, &cfg)) goto fail;
         g3_train_model_init_random(&tm, (uint64_t)a.seed, (float)a.std);
+    } else if (a.lora) {
+        if (g3_train_model_lora(&tm, &src, &lspec, (uint64_t)a.seed, a.model)) goto fail;  // takes src over
     } else if (g3_train_model_from(&tm, &src)) {  // it makes tm itself (making it first leaked one)
         goto fail;
     }
@@ -385,29 +553,33 @@ int cmd_train(int argc, char **argv) {
 
     // ---- memory report ----
     int64_t act = 0, act_other;
-    if (!(ctx = g3_train_ctx_new(&tm, (int)a.batch, (int)a.seq, a.ckpt_act, &act))) goto fail;
+    const long rows = a.dpo ? 2 * a.batch : a.batch;  // sequences a micro-batch
+    if (!(ctx = g3_train_ctx_new(&tm, (int)rows, (int)a.seq, a.ckpt_act, &act))) goto fail;
     g3_train_ctx_set_bf16(ctx, bf16);
     if (bf16)
         fprintf(stderr, "train: matrix products in bf16 (f32 sums, weights, gradients and optimizer state)%s\n",
                 g3_gemm_bf16_native() ? "" : "; this CPU has no AVX512-BF16: they round as in bf16, at the f32 rate");
-    act_other = g3_train_ctx_bytes(&tm, (int)a.batch, (int)a.seq, !a.ckpt_act);  // the other mode's, sized only
+    act_other = g3_train_ctx_bytes(&tm, (int)rows, (int)a.seq, !a.ckpt_act);  // the other mode's, sized only
     int64_t np = tm.n;
-    fprintf(stderr, "train: %lld parameters (%s %d x %d, vocab %d); %lld train / %lld val tokens; %ld x %ld x %ld tokens a step\n",
-            (long long)np, a.init ? a.init : a.model, cfg.layers, cfg.hidden, cfg.vocab, (long long)ntrain, (long long)nval, a.batch,
-            a.seq, a.accum);
-    fprintf(stderr, "train: memory: weights %.1f MiB + grads %.1f MiB (f32); AdamW state %.1f MiB (%s; %.1f MiB with %s); "
+    fprintf(stderr, "train: %lld parameters (%s %d x %d, vocab %d); %lld train / %lld val %s; %ld x %ld x %ld tokens a step\n",
+            (long long)np, a.init ? a.init : a.model, cfg.layers, cfg.hidden, cfg.vocab, (long long)ntrain, (long long)nval,
+            a.examples ? "examples" : "tokens", a.batch, a.seq, a.accum);
+    if (tm.lora)
+        fprintf(stderr, "train: LoRA r=%d alpha=%g%s on %d modules: %lld trainable parameters; the base (%.1f MiB) frozen as stored\n",
+                lspec.r, lspec.alpha, lspec.rslora ? " (rsLoRA)" : "", tm.lora->nmodules, (long long)tm.n, mib(g3_model_weight_bytes(&tm.m)));
+    fprintf(stderr, "train: memory: %s %.1f MiB + grads %.1f MiB (f32); AdamW state %.1f MiB (%s; %.1f MiB with %s); "
                     "activations %.1f MiB (%.1f MiB %s activation checkpointing)\n",
-            mib(4 * np), mib(4 * np), mib(g3_adamw_state_bytes(&opt, bits)), bits == 8 ? "8-bit" : "32-bit",
+            tm.lora ? "adapter" : "weights", mib(4 * np), mib(4 * np), mib(g3_adamw_state_bytes(&opt, bits)), bits == 8 ? "8-bit" : "32-bit",
             mib(g3_adamw_state_bytes(&opt, bits == 8 ? 32 : 8)), bits == 8 ? "32-bit" : "8-bit", mib(act), mib(act_other),
             a.ckpt_act ? "without" : "with");
 
     // ---- the loop ----
-    size_t bt = (size_t)(a.batch * a.seq);
+    size_t bt = (size_t)(rows * a.seq);
     in = g3_malloc(bt * sizeof *in);
     tg = g3_malloc(bt * sizeof *tg);
     if (!in || !tg || !(mf = fopen(path, "a"))) { if (in && tg) g3_errorf("%s: cannot append", path); goto fail; }
     G3Schedule sch = {sk, a.lr, a.min_lr_ratio, a.warmup, a.steps, a.decay_steps ? a.decay_steps : a.steps / 5};
-    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, in, tg};
+    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg, {0}};
     int tty = isatty(2);
     double t_start = g3_now(), loss = NAN, last_loss = NAN;
     int64_t saved = start, done_steps = start;  // the last committed checkpoint's step; steps completed
@@ -437,11 +609,28 @@ int cmd_train(int argc, char **argv) {
         done_steps = s1;
         last_loss = loss;
         double dt = g3_now() - t0, tps = (double)bt * (double)a.accum / dt;
-        double val = NAN;
-        if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) val = eval_loss(&tm, ctx, val_tok, nval, &a, in, tg);
+        double val = NAN, val_acc = NAN;
+        if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) {
+            val = a.dpo   ? eval_dpo(&tm, ctx, &vex, &a, in, tg, &val_acc)
+                  : a.cls ? eval_cls(&tm, ctx, &vex, &a, in, &val_acc)
+                          : eval_loss(&tm, ctx, val_tok, nval, a.examples ? &vex : NULL, &a, in, tg);
+            if (isnan(val) && g3_error_is_set()) goto fail;
+        }
         fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f", (long long)s1, loss, lr,
                 norm, tps);
+        if (a.dpo)
+            fprintf(mf, ", \"rewards_chosen\": %.6g, \"rewards_rejected\": %.6g, \"margin\": %.6g, \"accuracy\": %.4g", L.dpo.chosen,
+                    L.dpo.rejected, L.dpo.margin, L.dpo.accuracy);
+        if (a.cls) fprintf(mf, ", \"accuracy\": %.4g", L.dpo.accuracy);
         if (!isnan(val)) fprintf(mf, ", \"val_loss\": %.6f", val);
+        if (!isnan(val_acc)) fprintf(mf, ", \"val_accuracy\": %.4g", val_acc);
+        if (tm.lora && !isnan(val)) {  // the adapter's update ||s B A|| per layer, at evaluations
+            double nl[G3_MAX_LAYERS];
+            g3_lora_layer_norms(&tm, nl);
+            fprintf(mf, ", \"lora_update_norm\": [");
+            for (int l = 0; l < cfg.layers; l++) fprintf(mf, "%s%.6g", l ? ", " : "", nl[l]);
+            fprintf(mf, "]");
+        }
         fprintf(mf, "}\n");
         fflush(mf);
         char eta[32], vs[40] = "";
@@ -496,6 +685,8 @@ done:
     g3_train_model_free(&tm);
     g3_tokfile_close(&tf);
     g3_tokfile_close(&vf);
+    g3_examples_free(&ex);
+    g3_examples_free(&vex);
     if (src.t) g3_model_free(&src);
     // A run that failed before any checkpoint leaves no half-made folder (only if it made it).
     g3_rundir_close(&rd, ret == 1 && !g3_ckpt_exists(a.out));

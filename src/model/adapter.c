@@ -277,3 +277,49 @@ void g3_lora_merge_f32(float *w, const G3LoraModule *mod, float scale) {
             w[o * in + i] += (float)(scale * s);
         }
 }
+
+// ---- saving (PEFT's format) ----
+
+int g3_adapter_save(const G3Adapter *a, const char *dir, const char *base_model, double dropout) {
+    if (g3_mkdir_p(dir)) return -1;
+    STWriter w = {0};
+    char path[4200], name[256], targets[256] = "";
+    int rc = -1, have[NTARGETS] = {0};
+    for (int l = 0; l < a->layers; l++)
+        for (int t = 0; t < NTARGETS; t++) {
+            const G3LoraModule *md = g3_adapter_module(a, l, TARGETS[t].role);
+            if (!md) continue;
+            have[t] = 1;
+            const G3Weight *f[2] = {&md->A, &md->B};
+            for (int k = 0; k < 2; k++) {
+                int64_t shape[2] = {f[k]->rows, f[k]->cols};
+                snprintf(name, sizeof name, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", l, TARGETS[t].block,
+                         TARGETS[t].name, k ? 'B' : 'A');
+                if (st_writer_add(&w, name, G3_F32, 2, shape, f[k]->data)) goto out;
+            }
+        }
+    for (int t = 0, first = 1; t < NTARGETS; t++)
+        if (have[t]) {
+            snprintf(targets + strlen(targets), sizeof targets - strlen(targets), "%s\"%s\"", first ? "" : ", ", TARGETS[t].name);
+            first = 0;
+        }
+    if (g3_path_join(path, sizeof path, dir, "adapter_model.safetensors") || st_writer_write(&w, path, NULL)) goto out;
+    // the config last: a folder with adapter_config.json holds a complete adapter
+    char *js = NULL;
+    size_t jn = 0;
+    FILE *f = open_memstream(&js, &jn);
+    if (!f) { g3_errorf("out of memory"); goto out; }
+    fprintf(f, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": ");
+    json_write_str(f, base_model ? base_model : "", base_model ? strlen(base_model) : 0);
+    fprintf(f, ",\n  \"r\": %d,\n  \"lora_alpha\": %.17g,\n  \"lora_dropout\": %.17g,\n  \"use_rslora\": %s,\n  \"target_modules\": [%s],\n"
+               "  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n  \"init_lora_weights\": true,\n"
+               "  \"modules_to_save\": null,\n  \"use_dora\": false,\n  \"layers_to_transform\": null,\n  \"layers_pattern\": null\n}\n",
+            a->r, a->alpha, dropout, a->rslora ? "true" : "false", targets);
+    fclose(f);
+    rc = g3_path_join(path, sizeof path, dir, "adapter_config.json") || g3_write_file_atomic(path, js, jn) ? -1 : 0;
+    free(js);
+out:
+    if (rc) g3_error_prefix("saving the adapter to %s", dir);
+    st_writer_free(&w);
+    return rc;
+}

@@ -10,7 +10,8 @@
 // an error naming it (an adapter we would apply only in part gives wrong logits silently).
 // Values of any float type are converted to f32 once, at load, and must be finite.
 //
-// What this is not: training (adapter gradients are issue 19's next part), DoRA, per-module
+// Training an adapter: train/lora.c builds one whose factors are trainable; g3_adapter_save
+// writes it back in PEFT's format. What this is not: DoRA, per-module
 // ranks (rank_pattern / alpha_pattern), LoRA on the embedding or head, modules_to_save: all
 // refused at load by name.
 #ifndef G3_ADAPTER_H
@@ -21,7 +22,7 @@
 
 // One adapted linear layer: its two f32 factors as weight handles (host memory, owned by the
 // adapter), so the backend's `linear` runs them like any weight.
-typedef struct {
+typedef struct G3LoraModule {
     G3Weight A;  // F32 [r, in]
     G3Weight B;  // F32 [out, r]
 } G3LoraModule;
@@ -43,6 +44,11 @@ typedef struct G3Adapter {
 // NULL with a message naming the file, the field or the tensor.
 G3Adapter *g3_adapter_load(const char *dir, const G3Model *m);
 void g3_adapter_free(G3Adapter *a);
+// Writes a as PEFT saves an adapter into dir: adapter_model.safetensors (F32 factors named
+// base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A,B}.weight, shapes [r, in]
+// and [out, r]) and then adapter_config.json (r, lora_alpha, use_rslora, the target modules
+// present, lora_dropout, base_model_name_or_path = base_model), each file atomically.
+int g3_adapter_save(const G3Adapter *a, const char *dir, const char *base_model, double dropout);
 
 // The module adapting layer l's weight of role r, or NULL.
 static inline const G3LoraModule *g3_adapter_module(const G3Adapter *a, int l, int r) {

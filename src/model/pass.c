@@ -67,7 +67,7 @@ static int linear(const G3Pass *p, float *y, const float *x, int l, G3LayerRole 
     if (!lm) return 0;
     if (!p->lora_xa || !p->lora_y)
         return g3_errorf("layer %d: the model has a LoRA adapter but this pass has no scratch for it (attach the adapter before "
-                         "creating the state; training with adapters is not supported yet)", l);
+                         "creating the state or training context)", l);
     if (G3_NEED(be, axpy) || be->linear(be, p->lora_xa, x, &lm->A, p->R, p->mode) ||
         be->linear(be, p->lora_y, p->lora_xa, &lm->B, p->R, p->mode))
         return -1;
@@ -207,6 +207,30 @@ static int linear_backward(const G3Pass *p, float *dx, int acc, const float *dy,
     return be->linear_dx(be, dx, dy, &w, p->R, acc, p->mode);
 }
 
+// The adapter's part of linear's backward, for y += s * (x . A^T) . B^T (s the adapter's
+// scale), after the base's: with xa = x . A^T and dxa = s * dy . B,
+//   dB += s * dy^T . xa,   dA += dxa^T . x,   dx += dxa . A
+// (gradients only where p->lora_grad has the module; dx always, the base may be trained too).
+static int lora_backward(const G3Pass *p, float *dx, const float *dy, const float *x, int l, G3LayerRole r) {
+    const G3LoraModule *lm = g3_adapter_module(p->m->adapter, l, r);
+    if (!lm) return 0;
+    if (!p->lora_xa || !p->lora_dxa) return g3_errorf("layer %d: backward through a LoRA adapter needs its scratch", l);
+    G3Backend *be = p->be;
+    const G3LoraModule *gm = g3_adapter_module(p->lora_grad, l, r);
+    const float sc = p->m->adapter->scale;
+    const int rk = (int)lm->A.rows, in = (int)lm->A.cols, out = (int)lm->B.rows;
+    const int64_t n = (int64_t)p->R * rk;
+    if (be->linear_dx(be, p->lora_dxa, dy, &lm->B, p->R, 0, p->mode)) return -1;  // dy . B  [R, r]
+    for (int64_t i = 0; i < n; i++) p->lora_dxa[i] *= sc;
+    if (gm) {
+        if (be->linear(be, p->lora_xa, x, &lm->A, p->R, p->mode)) return -1;  // xa = x . A^T, recomputed
+        for (int64_t i = 0; i < n; i++) p->lora_xa[i] *= sc;
+        be->gemm(be, 1, 0, out, rk, p->R, dy, p->lora_xa, (float *)gm->B.data, 1, p->mode);       // dB += dy^T . (s xa)
+        be->gemm(be, 1, 0, rk, in, p->R, p->lora_dxa, x, (float *)gm->A.data, 1, p->mode);        // dA += dxa^T . x
+    }
+    return be->linear_dx(be, dx, p->lora_dxa, &lm->A, p->R, 1, p->mode);  // dx += dxa . A
+}
+
 int g3_layer_backward(const G3Pass *p, int l, const G3LayerActs *a, const float *x, float *dx, const G3LayerGradScratch *s) {
     G3Backend *be = p->be;
     const G3Model *m = p->m;
@@ -218,13 +242,24 @@ int g3_layer_backward(const G3Pass *p, int l, const G3LayerActs *a, const float 
     // MLP block, last op first; the residual passes dx through unchanged to dh
     be->rmsnorm_backward(be, s->tmp, grad(p, l, W_POST_FFW_NORM), dx, a->mo, norm(m, l, W_POST_FFW_NORM), a->rs4, R, C, 0);
     G3Weight wd = weight(m, l, W_DOWN);
-    if (be->mlp_down_backward(be, s->a, s->dg, s->du, s->tmp, &wd, a->g, a->u, R, F, erf_form, p->mode)) return -1;
+    if (g3_adapter_module(m->adapter, l, W_DOWN) || wd.type != G3_F32) {
+        // unfused (the fused op takes F32 weights and no adapter): da = dmo . Wd + the
+        // adapter's term, then geglu's backward
+        if (!s->da) return g3_errorf("layer %d: backward through an adapted or 16-bit down_proj needs its scratch", l);
+        be->geglu(be, s->a, a->g, a->u, (long)R * F, erf_form);  // the down input, recomputed
+        if (be->linear_dx(be, s->da, s->tmp, &wd, R, 0, p->mode) || lora_backward(p, s->da, s->tmp, s->a, l, W_DOWN)) return -1;
+        be->geglu_backward(be, s->dg, s->du, s->da, a->g, a->u, (long)R * F, erf_form);
+    } else if (be->mlp_down_backward(be, s->a, s->dg, s->du, s->tmp, &wd, a->g, a->u, R, F, erf_form, p->mode)) {
+        return -1;
+    }
     if (grad(p, l, W_DOWN)) be->gemm(be, 1, 0, C, F, R, s->tmp, s->a, grad(p, l, W_DOWN), 1, p->mode);  // dWd += dmo^T . a
-    if (linear_backward(p, s->dxn, 0, s->dg, a->xn2, l, W_GATE) || linear_backward(p, s->dxn, 1, s->du, a->xn2, l, W_UP)) return -1;
+    if (linear_backward(p, s->dxn, 0, s->dg, a->xn2, l, W_GATE) || lora_backward(p, s->dxn, s->dg, a->xn2, l, W_GATE) ||
+        linear_backward(p, s->dxn, 1, s->du, a->xn2, l, W_UP) || lora_backward(p, s->dxn, s->du, a->xn2, l, W_UP))
+        return -1;
     be->rmsnorm_backward(be, dx, grad(p, l, W_PRE_FFW_NORM), s->dxn, a->h, norm(m, l, W_PRE_FFW_NORM), a->rs3, R, C, 1);  // dx = dh
     // attention block
     be->rmsnorm_backward(be, s->tmp, grad(p, l, W_POST_ATTN_NORM), dx, a->ao, norm(m, l, W_POST_ATTN_NORM), a->rs2, R, C, 0);
-    if (linear_backward(p, s->datt, 0, s->tmp, a->att, l, W_O)) return -1;
+    if (linear_backward(p, s->datt, 0, s->tmp, a->att, l, W_O) || lora_backward(p, s->datt, s->tmp, a->att, l, W_O)) return -1;
     if (be->attention_backward(be, s->dq, s->dk, s->dv, s->datt, a->q, a->k, a->v, a->lse, p->B, p->T, NH, NKV, HD, window,
                                1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap))
         return -1;
@@ -237,8 +272,9 @@ int g3_layer_backward(const G3Pass *p, int l, const G3LayerActs *a, const float 
         be->rmsnorm_backward(be, dq0, grad(p, l, W_Q_NORM), s->dq, a->qraw, norm(m, l, W_Q_NORM), a->qrs, R * NH, HD, 0);
         be->rmsnorm_backward(be, dk0, grad(p, l, W_K_NORM), s->dk, a->kraw, norm(m, l, W_K_NORM), a->krs, R * NKV, HD, 0);
     }
-    if (linear_backward(p, s->dxn, 0, dq0, a->xn1, l, W_Q) || linear_backward(p, s->dxn, 1, dk0, a->xn1, l, W_K) ||
-        linear_backward(p, s->dxn, 1, s->dv, a->xn1, l, W_V))
+    if (linear_backward(p, s->dxn, 0, dq0, a->xn1, l, W_Q) || lora_backward(p, s->dxn, dq0, a->xn1, l, W_Q) ||
+        linear_backward(p, s->dxn, 1, dk0, a->xn1, l, W_K) || lora_backward(p, s->dxn, dk0, a->xn1, l, W_K) ||
+        linear_backward(p, s->dxn, 1, s->dv, a->xn1, l, W_V) || lora_backward(p, s->dxn, s->dv, a->xn1, l, W_V))
         return -1;
     be->rmsnorm_backward(be, dx, grad(p, l, W_ATTN_NORM), s->dxn, x, norm(m, l, W_ATTN_NORM), a->rs1, R, C, 1);
     return 0;

@@ -43,6 +43,8 @@ typedef struct {
     float *datt, *dq;    // [R, QD]
     float *dk, *dv;      // [R, KD]
     float *dqn, *dkn;    // [R, QD], [R, KD] gradients before QK-norm (Gemma 3)
+    float *da;           // [R, F] gradient of the down projection's input, when an adapter
+                         // adapts down_proj (the fused mlp_down_backward cannot add its term)
 } G3LayerGradScratch;
 
 typedef struct {
@@ -70,6 +72,11 @@ typedef struct {
     // the scratch of m->adapter's low-rank terms (adapter.h), NULL without one:
     // lora_xa [R, r] = x . A^T, lora_y [R, max_out] = lora_xa . B^T
     float *lora_xa, *lora_y;
+    // training an adapter: its gradients, as an adapter of the same shape whose factors are
+    // the gradient buffers (dA [r, in], dB [out, r]), ADDED to by backward; NULL: frozen.
+    // lora_dxa [R, r]: backward's scratch (the gradient of x . A^T).
+    const struct G3Adapter *lora_grad;
+    float *lora_dxa;
 } G3Pass;
 
 // The f32 norm weight of tensor i as stored (no +1): the tensor's own data when it is F32,

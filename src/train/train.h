@@ -23,6 +23,18 @@ typedef struct {
                          // only when asked (g3_adamw_init_model's decay_embed)
 } G3Param;
 
+// LoRA training (lora.c): --lora r=16,alpha=32,targets=all|q,v,...,dropout=0.05[,rslora]
+typedef struct {
+    int r;
+    double alpha;
+    int rslora;
+    double dropout;
+    unsigned targets;  // bit (1 << G3LayerRole) per adapted linear layer
+    int classes;       // > 0: a classification head "score.weight" [classes, hidden] is trained too
+} G3LoraSpec;
+
+struct G3Adapter;
+
 typedef struct {
     G3Model m;        // config + tensor table; trained tensors point into params (F32)
     G3Param *p;       // [np] the trainable table
@@ -31,6 +43,14 @@ typedef struct {
     float *grads;     // [n] gradients, same layout
     int64_t *off;     // [m.nt] offset of model tensor i in params, or -1 if it is frozen
     int64_t n;
+    // LoRA training: the adapter being trained (m.adapter points at it; its factors point into
+    // params) and one of the same shape over grads; the base model m is loaded as stored and
+    // frozen (off[] all -1). NULL for full training.
+    struct G3Adapter *lora, *lora_grad;
+    G3LoraSpec lora_spec;
+    char *names;      // the adapter tensors' names (G3Param.name points here)
+    const char *base_name;  // the base model's folder, for adapter_config.json
+    int64_t head_off;       // lora_spec.classes > 0: the head's offset in params / grads
 } G3TrainModel;
 
 // A model of config c with zeroed parameters.
@@ -39,8 +59,24 @@ int g3_train_model_new(G3TrainModel *tm, const G3Config *c);
 void g3_train_model_init_random(G3TrainModel *tm, uint64_t seed, float std);
 // A trainable copy (f32) of a loaded model's weights.
 int g3_train_model_from(G3TrainModel *tm, const G3Model *src);
+// Parses a --lora spec ("r=16,alpha=32,targets=all|q,k,v,o,gate,up,down,dropout=0.05,rslora";
+// defaults r 16, alpha 2r, targets all, dropout 0). 0 or -1 with a message.
+int g3_lora_spec_parse(G3LoraSpec *s, const char *text);
+// A LoRA training model over base (a loaded model, weights as stored: bf16 stays bf16), which
+// it takes over (*base is cleared). The trainable table is the adapter's factors, named as
+// PEFT names them, initialised as PEFT does: A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_
+// with a = sqrt(5)) from seed, B = 0.
+int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, uint64_t seed, const char *base_name);
+// ||s B A||_F of one module (through r x r Gram matrices), and per layer the norm over its
+// modules (sqrt of the sum of squares) into per_layer[layers]: the size of the update the
+// adapter makes to the base, logged per layer in metrics.jsonl ("lora_update_norm").
+struct G3LoraModule;
+double g3_lora_update_norm(const struct G3LoraModule *md, float scale);
+void g3_lora_layer_norms(const G3TrainModel *tm, double *per_layer);
 // Writes config.json + model.safetensors (Hub format, loadable by transformers) into dir,
-// weights converted to dt (F32 or BF16), atomically.
+// weights converted to dt (F32 or BF16), atomically; for a LoRA model, the adapter in PEFT's
+// format instead (adapter_config.json + adapter_model.safetensors, adapter.h), and a
+// classification head as classify_head.safetensors ("score.weight" F32 [classes, hidden]).
 int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt);
 void g3_train_model_free(G3TrainModel *tm);
 // tm->m's tensors point into params (F32), norms included, so tm->m runs the inference forward
@@ -70,6 +106,20 @@ double g3_train_forward_backward(G3TrainModel *tm, G3TrainCtx *ctx, const int32_
 // The logits[B*T, V] of the training forward (after the final softcap), for comparing the
 // training pass with inference. 0 or -1.
 int g3_train_logits(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, float *logits);
+// Per-sequence log-probabilities: logp[b] = sum over sequence b's targets (>= 0) of
+// log p(target), in double, forward only (DPO's policy and reference terms). 0 or -1.
+int g3_train_seq_logps(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *targets, double *logp);
+// The gradient of sum_b seq_w[b] * (sequence b's summed cross-entropy), ADDED to tm->grads:
+// an objective of the sequence log-probabilities passes seq_w[b] = -d objective / d logp[b].
+// Returns the mean cross-entropy (informative), or NAN with g3_error() set.
+double g3_train_forward_backward_seq(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *targets, const float *seq_w);
+// Classification (--objective classify): logits[b, K] = Wc[K, C] . xf[b, last[b]] (the final
+// norm's output at each sequence's last token), loss = mean cross-entropy against labels[B].
+// With do_backward, the gradient (times grad_scale) is ADDED to dWc (if non-NULL) and to the
+// model's trained tensors / adapter. *correct (if non-NULL): rows whose argmax is the label.
+// Returns the loss, or NAN with g3_error() set.
+double g3_train_classify(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *last, const int32_t *labels, int K,
+                         const float *Wc, float *dWc, float grad_scale, int do_backward, int *correct);
 // The loss alone (validation).
 double g3_train_loss(G3TrainModel *tm, G3TrainCtx *ctx, const int32_t *inputs, const int32_t *targets);
 

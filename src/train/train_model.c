@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../base/base.h"
+#include "../model/adapter.h"
 #include "../model/init.h"
 #include "train.h"
 
@@ -87,6 +88,17 @@ static int fill(void *ctxp, const void *outp, void *buf) {
 }
 
 int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt) {
+    if (tm->lora) {
+        if (g3_adapter_save(tm->lora, dir, tm->base_name, tm->lora_spec.dropout)) return -1;
+        if (tm->lora_spec.classes <= 0) return 0;
+        STWriter w = {0};
+        char path[4200];
+        int64_t shape[2] = {tm->lora_spec.classes, tm->m.cfg.hidden};
+        int rc = g3_path_join(path, sizeof path, dir, "classify_head.safetensors") ||
+                 st_writer_add(&w, "score.weight", G3_F32, 2, shape, tm->params + tm->head_off) || st_writer_write(&w, path, NULL);
+        st_writer_free(&w);
+        return rc ? g3_error_prefix("saving the classification head to %s", dir) : 0;
+    }
     if (dt != G3_F32 && dt != G3_BF16 && dt != G3_F16) return g3_errorf("save: weights must be F32, BF16 or F16, not %s", g3_dtype_name(dt));
     if (g3_mkdir_p(dir)) return -1;
     G3Config c = tm->m.cfg;
@@ -118,5 +130,8 @@ void g3_train_model_free(G3TrainModel *tm) {
     g3_free_aligned(tm->grads);
     free(tm->off);
     free(tm->p);
+    free(tm->lora);       // the factors live in params and grads
+    free(tm->lora_grad);
+    free(tm->names);
     memset(tm, 0, sizeof *tm);
 }

@@ -17,6 +17,7 @@
 
 #include "../base/base.h"
 #include "../kernels/ops.h"
+#include "../model/adapter.h"
 #include "../model/pass.h"
 #include "train.h"
 
@@ -39,6 +40,8 @@ struct G3TrainCtx {
     float *logits;       // [chunk, V] logits, then their gradient, a chunk of rows at a time
     double *rowloss;     // [chunk]
     float **grad;        // [m.nt] gradient of each model tensor (into tm->grads)
+    float *lora_xa, *lora_y, *lora_dxa;  // [BT, r], [BT, max_out], [BT, r]: an adapter's scratch
+    const float *seq_w;  // g3_train_forward_backward_seq's weights during its call, else NULL
 };
 
 // Sizing and carving walk the same code: with base == NULL it only counts.
@@ -91,6 +94,16 @@ static void layout(G3TrainCtx *cx, Carve *cv) {
     g->datt = carve(cv, BT * QD); g->dq = carve(cv, BT * QD);
     g->dk = carve(cv, BT * KD); g->dv = carve(cv, BT * KD);
     g->dqn = carve(cv, BT * QD); g->dkn = carve(cv, BT * KD);
+    // backward of down_proj unfused: when an adapter is attached or the base is not f32
+    const G3Model *m = &cx->tm->m;
+    int unfused = m->adapter != NULL;
+    for (int l = 0; l < L; l++) unfused |= m->t[m->layer_idx[l][W_DOWN]].dtype != G3_F32;
+    g->da = unfused ? carve(cv, BT * F) : NULL;
+    if (m->adapter) {
+        cx->lora_xa = carve(cv, BT * m->adapter->r);
+        cx->lora_y = carve(cv, BT * m->adapter->max_out);
+        cx->lora_dxa = carve(cv, BT * m->adapter->r);
+    }
     cx->logits = carve(cv, (int64_t)cx->chunk * c->vocab);
     cx->rowloss = (double *)carve(cv, 2 * (int64_t)cx->chunk);
 }
@@ -184,7 +197,8 @@ void g3_train_ctx_set_bf16(G3TrainCtx *cx, int on) { cx->bf16 = on != 0; }
 static G3Pass pass(const G3TrainCtx *cx) {
     return (G3Pass){.be = cx->be, .m = &cx->tm->m, .mode = cx->bf16 ? G3_MM_BF16 : G3_MM_EXACT, .R = cx->B * cx->T,
                     .cos_l = cx->cos_l, .sin_l = cx->sin_l, .cos_g = cx->cos_g, .sin_g = cx->sin_g, .B = cx->B, .T = cx->T,
-                    .grad = cx->grad};
+                    .grad = cx->grad, .lora_xa = cx->lora_xa, .lora_y = cx->lora_y, .lora_dxa = cx->lora_dxa,
+                    .lora_grad = cx->tm->lora_grad};
 }
 
 static int check_ids(const G3TrainCtx *cx, const int32_t *inputs, const int32_t *targets, int64_t *nvalid) {
@@ -212,8 +226,11 @@ static int forward(G3TrainCtx *cx, const G3Pass *p, const int32_t *inputs) {
 }
 
 // The tied head and the loss over chunks of rows; with backward, the gradient of the mean
-// loss (times grad_scale) goes to dE and to gs.dxn (as d final_norm output).
-static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int64_t nvalid, float grad_scale, int backward) {
+// loss (times grad_scale) goes to dE and to gs.dxn (as d final_norm output). With seq_w
+// ([B]), the gradient is instead that of sum_b seq_w[b] * (sequence b's summed loss); with
+// seq_loss ([B]), each sequence's summed loss is written there.
+static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int64_t nvalid, float grad_scale, int backward,
+                   const float *seq_w, double *seq_loss) {
     const G3TrainModel *tm = cx->tm;
     const G3Config *c = &tm->m.cfg;
     G3Backend *be = cx->be;
@@ -221,8 +238,9 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
     const int C = c->hidden, V = c->vocab;
     const G3Weight E = g3_tensor_weight(&tm->m.t[tm->m.embed_idx]);
     float *dE = cx->grad[tm->m.embed_idx];
-    const float dscale = nvalid ? grad_scale / (float)nvalid : 0.0f;
+    const float dscale = seq_w ? 1.0f : nvalid ? grad_scale / (float)nvalid : 0.0f;
     double loss = 0;
+    if (seq_loss) memset(seq_loss, 0, sizeof *seq_loss * (size_t)cx->B);
     for (int64_t r0 = 0; r0 < BT; r0 += cx->chunk) {
         const int n = (int)G3_MIN(cx->chunk, BT - r0);
         G3Pass p = *p0;
@@ -230,34 +248,97 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
         if (g3_pass_head(&p, cx->logits, cx->xf + r0 * C, n, 0)) return NAN;  // logits[n, V] = xf . E^T
         be->cross_entropy(be, cx->rowloss, cx->logits, targets + r0, n, V, c->final_softcap, dscale, backward);
         for (int i = 0; i < n; i++) loss += cx->rowloss[i];  // in row order: deterministic
+        if (seq_loss)
+            for (int i = 0; i < n; i++) seq_loss[(r0 + i) / cx->T] += targets[r0 + i] >= 0 ? cx->rowloss[i] : 0.0;
         if (!backward) continue;
+        if (seq_w)
+            for (int i = 0; i < n; i++) {
+                const float w = seq_w[(r0 + i) / cx->T];
+                float *z = cx->logits + (int64_t)i * V;
+                for (int v = 0; v < V; v++) z[v] *= w;
+            }
         if (be->linear_dx(be, cx->gs.dxn + r0 * C, cx->logits, &E, n, 0, p.mode)) return NAN;  // dxf = dlogits . E
         if (dE) be->gemm(be, 1, 0, V, C, n, cx->logits, cx->xf + r0 * C, dE, 1, p.mode);    // dE += dlogits^T . xf
     }
     return nvalid ? loss / (double)nvalid : 0.0;
 }
 
+static int backward(G3TrainModel *tm, G3TrainCtx *cx, const G3Pass *pp, const int32_t *inputs);
+
 double g3_train_forward_backward(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, const int32_t *targets, float grad_scale) {
     if (cx->tm != tm) { g3_errorf("train: context was made for another model"); return NAN; }
-    const G3Config *c = &tm->m.cfg;
-    const int64_t BT = (int64_t)cx->B * cx->T, C = c->hidden;
     const G3Pass p = pass(cx);
-    G3Backend *be = cx->be;
     int64_t nvalid;
     if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return NAN;
-    double loss = head(cx, &p, targets, nvalid, grad_scale, 1);
+    double loss = head(cx, &p, targets, nvalid, grad_scale, 1, cx->seq_w, NULL);
     if (isnan(loss)) return NAN;
-    // backward: final norm, then the layers in reverse, then the embedding gather
+    return backward(tm, cx, &p, inputs) ? NAN : loss;
+}
+
+// Backward from gs.dxn (the gradient of the final norm's output) to every trained tensor:
+// final norm, then the layers in reverse, then the embedding gather.
+static int backward(G3TrainModel *tm, G3TrainCtx *cx, const G3Pass *pp, const int32_t *inputs) {
+    const G3Config *c = &tm->m.cfg;
+    const int64_t BT = (int64_t)cx->B * cx->T, C = c->hidden;
+    const G3Pass p = *pp;
+    G3Backend *be = cx->be;
     be->rmsnorm_backward(be, cx->dx, cx->grad[tm->m.final_norm_idx], cx->gs.dxn, cx->xs + c->layers * BT * C,
                          g3_norm_weight(&tm->m, tm->m.final_norm_idx), cx->rsf, (int)BT, (int)C, 0);
     for (int l = c->layers - 1; l >= 0; l--) {
         float *x = cx->xs + l * BT * C;
         // recompute the layer from its input; its output (already used) is rewritten in place
-        if (cx->recompute && g3_layer_forward(&p, l, &cx->la[0], x, cx->xs + (l + 1) * BT * C)) return NAN;
-        if (g3_layer_backward(&p, l, &cx->la[cx->recompute ? 0 : l], x, cx->dx, &cx->gs)) return NAN;
+        if (cx->recompute && g3_layer_forward(&p, l, &cx->la[0], x, cx->xs + (l + 1) * BT * C)) return -1;
+        if (g3_layer_backward(&p, l, &cx->la[cx->recompute ? 0 : l], x, cx->dx, &cx->gs)) return -1;
     }
     float *dE = cx->grad[tm->m.embed_idx];
     if (dE) be->embed_backward(be, dE, cx->dx, inputs, (int)BT, (int)C, sqrtf((float)C));
+    return 0;
+}
+
+double g3_train_classify(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, const int32_t *last, const int32_t *labels, int K,
+                         const float *Wc, float *dWc, float grad_scale, int do_backward, int *correct) {
+    if (cx->tm != tm) { g3_errorf("train: context was made for another model"); return NAN; }
+    const G3Config *c = &tm->m.cfg;
+    const int B = cx->B, T = cx->T, C = c->hidden;
+    const G3Pass p = pass(cx);
+    for (int64_t r = 0; r < (int64_t)B * T; r++)
+        if (inputs[r] < 0 || inputs[r] >= c->vocab)
+            return g3_errorf("train: input id %d at row %lld is outside the vocabulary [0, %d)", inputs[r], (long long)r, c->vocab), NAN;
+    for (int b = 0; b < B; b++)
+        if (last[b] < 0 || last[b] >= T || labels[b] < 0 || labels[b] >= K)
+            return g3_errorf("train: classification row %d: last position %d or label %d out of range", b, last[b], labels[b]), NAN;
+    if (forward(cx, &p, inputs)) return NAN;
+    if (do_backward) memset(cx->gs.dxn, 0, sizeof(float) * (size_t)B * T * C);
+    double loss = 0;
+    int ok = 0;
+    double *z = g3_malloc(sizeof(double) * (size_t)K);
+    if (!z) return NAN;
+    for (int b = 0; b < B; b++) {
+        const float *h = cx->xf + ((int64_t)b * T + last[b]) * C;
+        double mx = -INFINITY, sum = 0;
+        int best = 0;
+        for (int k = 0; k < K; k++) {
+            double v = 0;
+            for (int i = 0; i < C; i++) v += (double)Wc[(int64_t)k * C + i] * h[i];
+            z[k] = v;
+            if (v > mx) { mx = v; best = k; }
+        }
+        for (int k = 0; k < K; k++) sum += exp(z[k] - mx);
+        loss += (mx + log(sum) - z[labels[b]]) / B;
+        ok += best == labels[b];
+        if (!do_backward) continue;
+        float *dh = cx->gs.dxn + ((int64_t)b * T + last[b]) * C;
+        for (int k = 0; k < K; k++) {
+            const float g = (float)((exp(z[k] - mx) / sum - (k == labels[b])) * grad_scale / B);
+            for (int i = 0; i < C; i++) {
+                dh[i] += g * Wc[(int64_t)k * C + i];
+                if (dWc) dWc[(int64_t)k * C + i] += g * h[i];
+            }
+        }
+    }
+    free(z);
+    if (correct) *correct = ok;
+    if (do_backward && backward(tm, cx, &p, inputs)) return NAN;
     return loss;
 }
 
@@ -266,7 +347,24 @@ double g3_train_loss(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, co
     const G3Pass p = pass(cx);
     int64_t nvalid;
     if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return NAN;
-    return head(cx, &p, targets, nvalid, 0.0f, 0);
+    return head(cx, &p, targets, nvalid, 0.0f, 0, NULL, NULL);
+}
+
+int g3_train_seq_logps(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, const int32_t *targets, double *logp) {
+    if (cx->tm != tm) return g3_errorf("train: context was made for another model");
+    const G3Pass p = pass(cx);
+    int64_t nvalid;
+    if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return -1;
+    if (isnan(head(cx, &p, targets, nvalid, 0.0f, 0, NULL, logp))) return -1;
+    for (int b = 0; b < cx->B; b++) logp[b] = -logp[b];
+    return 0;
+}
+
+double g3_train_forward_backward_seq(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, const int32_t *targets, const float *seq_w) {
+    cx->seq_w = seq_w;
+    double l = g3_train_forward_backward(tm, cx, inputs, targets, 1.0f);
+    cx->seq_w = NULL;
+    return l;
 }
 
 int g3_train_logits(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, float *logits) {

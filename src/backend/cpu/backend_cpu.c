@@ -76,6 +76,20 @@ static int cpu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w
 
 static int cpu_linear_dx(G3Backend *be, float *dx, const float *dy, const G3Weight *w, int R, int accumulate, G3MatmulMode mode) {
     const int N = (int)w->rows, K = (int)w->cols;
+    if (w->type == G3_BF16 || w->type == G3_F16) {
+        // A frozen 16-bit base (LoRA training): widen NB rows of W at a time to f32 and add
+        // dy[:, n0:n0+nb] . W[n0:n0+nb, :]; the weight is never widened whole.
+        enum { NB = 256 };
+        float *wf = g3_malloc_aligned(sizeof(float) * (size_t)NB * (size_t)K);
+        if (!wf) return -1;
+        for (int n0 = 0; n0 < N; n0 += NB) {
+            const int nb = N - n0 < NB ? N - n0 : NB;
+            g3_to_f32(wf, g3_weight_row(w, n0), w->type, (size_t)nb * (size_t)K);
+            g3_sgemm_ld(0, 0, R, K, nb, dy + n0, N, wf, K, dx, K, accumulate || n0 > 0);
+        }
+        g3_free_aligned(wf);
+        return 0;
+    }
     if (w->type != G3_F32)
         return g3_errorf("backend %s: the input gradient of a linear layer needs F32 weights, not %s", be->name, g3_dtype_name(w->type));
     if (mode == G3_MM_BF16) g3_gemm_bf16(0, 0, R, K, N, dy, w->data, dx, accumulate);
