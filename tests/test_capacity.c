@@ -9,8 +9,8 @@
 //    of `gemma3 forward --exact` on the saved model;
 //  - membership inference F1: 1 for separated losses, 0.5 for identical ones;
 //  - the CLI writes results.json with the fields outside checks read; --device cuda fails
-//    clearly; a grid is resumable (a removed cell is the only one run again) and writes
-//    results.json with the fit and report.html.
+//    clearly; a grid is resumable (a removed cell is the only one run again), refuses cells of
+//    other settings, and writes results.json with the fit and report.html.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +216,10 @@ static void test_cli(void) {
         CHECK(sum && json_get(sum, "models") && json_get(sum, "models")->count == 2, "2 models in the summary");
         json_free(&j);
     } else CHECK(0, "%s", g3_error());
+    const char *other = "--vocab 64 --seq-len 16 --batch 4 --lr 0.02 --warmup 10 --max-steps 60 --eval-steps 20 --heldout 8 --threads 1 --quiet";
+    CHECK(sh("%s capacity --grid --layers 1,2 --width 16 --sequences 4,8 %s --out %s/grid 2> %s/grid.err", bin, other, dir, dir) == 1,
+          "a grid over cells of other settings is refused");
+    CHECK(sh("grep -q 'was run with lr 0.01' %s/grid.err", dir) == 0, "... naming the setting");
     CHECK(sh("grep -q 'id=\"g3data\">{\"cells\"' %s/grid/report.html && ! grep -q 'G3DATA' %s/grid/report.html", dir, dir) == 0, "report.html holds the data");
 }
 

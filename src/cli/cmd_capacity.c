@@ -24,7 +24,7 @@
 
 typedef struct {
     const char *layers, *width, *sequences, *multiples, *out, *device, *precision, *save_model;
-    long vocab, seq_len, seed, heldout_seed, heldout, batch, max_steps, eval_steps, warmup, threads, jobs;
+    long vocab, seq_len, seed, heldout_seed, heldout, batch, max_steps, eval_steps, warmup, threads, jobs, lr_drops;
     double lr, wd, min_gain;
     int grid, html, quiet;
 } Args;
@@ -33,9 +33,9 @@ static void progress(void *user, const G3CapSpec *s, const G3CapResult *r, const
     const int *quiet = user;
     if (*quiet) return;
     const double total = r->bits_per_sequence * (double)s->nseq;
-    fprintf(stderr, "capacity L%d D%d N%lld %s: step %lld epoch %.0f  train %.4f  held-out %.4f nats/token  memorized %.0f bits (%.1f%% of %.0f; %.3f bits/param)\n",
+    fprintf(stderr, "capacity L%d D%d N%lld %s: step %lld epoch %.0f  train %.4f  held-out %.4f nats/token  memorized %.0f bits (%.1f%% of %.0f; %.3f bits/param)  lr %.2g\n",
             s->layers, s->width, (long long)s->nseq, s->bf16 ? "bf16" : "f32", (long long)p->step, p->epoch, p->train_loss,
-            p->heldout_loss, p->memorized_bits, 100 * p->memorized_bits / total, total, p->memorized_bits / (double)r->params);
+            p->heldout_loss, p->memorized_bits, 100 * p->memorized_bits / total, total, p->memorized_bits / (double)r->params, p->lr);
 }
 
 // Parses one integer option value that must be a single number in cell mode.
@@ -148,6 +148,7 @@ static void cell_argv(const Args *a, const G3CapSpec *s, const Job *j, char stor
     A("--max-steps"); F("%lld", (long long)s->max_steps);
     A("--eval-steps"); F("%lld", (long long)s->eval_steps);
     A("--min-gain"); F("%.17g", s->min_gain);
+    A("--lr-drops"); F("%d", s->lr_drops);
     A("--threads"); F("%ld", a->threads ? a->threads : 1);
     if (a->quiet) A("--quiet");
     A("--out"); A(j->dir);
@@ -156,15 +157,33 @@ static void cell_argv(const Args *a, const G3CapSpec *s, const Job *j, char stor
 #undef F
 }
 
-static int cell_done(const char *dir) {
+// 1 if dir holds this cell's results, 0 if not (yet); -1 (message set) if it holds a cell run
+// with other settings: mixing them into one grid would make its fit meaningless.
+static int cell_done(const char *dir, const G3CapSpec *s) {
     char p[4300];
     snprintf(p, sizeof p, "%s/results.json", dir);
     Json j;
     if (!g3_file_exists(p) || json_parse_file(&j, p)) return 0;
-    const JsonNode *c = json_get(json_root(&j), "cells");
-    int ok = c && c->type == JSON_ARRAY && c->count == 1;
+    const JsonNode *cs = json_get(json_root(&j), "cells"), *c = cs && cs->type == JSON_ARRAY && cs->count == 1 ? json_at(cs, 0) : NULL;
+    int rc = c != NULL;
+    const struct { const char *key; double want; } keys[] = {
+        {"vocab", s->vocab}, {"seq_len", s->seq_len}, {"heldout_sequences", (double)s->nheld}, {"batch", s->batch}, {"lr", s->lr},
+        {"wd", s->wd}, {"warmup", (double)s->warmup}, {"max_steps", (double)s->max_steps}, {"min_gain", s->min_gain},
+        {"lr_drops", s->lr_drops}, {"heldout_seed", (double)s->heldout_seed}};
+    for (size_t i = 0; c && i < G3_ARRAY_LEN(keys); i++) {
+        const JsonNode *n = json_get(c, keys[i].key);
+        if (!json_is_number(n) || fabs(n->num - keys[i].want) > 1e-9 * fabs(keys[i].want)) {
+            rc = g3_errorf("%s was run with %s %s, this grid asks for %.9g: finish it with its own settings, or use another --out", p,
+                           keys[i].key, n && n->str ? n->str : "(none)", keys[i].want);
+            break;
+        }
+    }
     json_free(&j);
-    return ok;
+    return rc;
+}
+
+static double cost(const Job *j, const G3CapSpec *s) {
+    return (double)g3_cap_params(j->layers, j->width, s->vocab, s->seq_len) * (double)j->nseq;
 }
 
 static int run_grid(const Args *a, G3CapSpec *s) {
@@ -194,16 +213,27 @@ static int run_grid(const Args *a, G3CapSpec *s) {
                          (unsigned long long)s->seed);
             }
         }
+    // the costliest cells first (parameters x sequences), so the last to finish are short ones
+    for (int i = 1; i < nj; i++)
+        for (int k = i; k > 0 && cost(&jobs[k], s) > cost(&jobs[k - 1], s); k--) {
+            Job t = jobs[k];
+            jobs[k] = jobs[k - 1];
+            jobs[k - 1] = t;
+        }
     if (g3_mkdir_p(a->out)) return cli_fail(CMD, "%s", g3_error());
     int todo = 0;
-    for (int i = 0; i < nj; i++) todo += !cell_done(jobs[i].dir);
+    for (int i = 0; i < nj; i++) {
+        int d = cell_done(jobs[i].dir, s);
+        if (d < 0) return cli_fail(CMD, "%s", g3_error());
+        todo += !d;
+    }
     fprintf(stderr, "capacity: grid of %d cells in %s (%d done already, %d to run, %ld at a time)\n", nj, a->out, nj - todo, todo, a->jobs);
     int running = 0, failed = 0, finished = 0, next = 0;
     double t0 = g3_now();
     while (next < nj || running) {
         while (running < a->jobs && next < nj) {
             Job *j = &jobs[next++];
-            if (cell_done(j->dir)) continue;
+            if (cell_done(j->dir, s) > 0) continue;
             char store[32][64], *argv[64];
             cell_argv(a, s, j, store, argv);
             fflush(NULL);
@@ -239,7 +269,7 @@ static int run_grid(const Args *a, G3CapSpec *s) {
     const char *dirs[MAXCELLS];
     int nd2 = 0;
     for (int i = 0; i < nj; i++)
-        if (cell_done(jobs[i].dir)) dirs[nd2++] = jobs[i].dir;
+        if (cell_done(jobs[i].dir, s) > 0) dirs[nd2++] = jobs[i].dir;
     if (g3_cap_grid_collect(a->out, dirs, nd2, a->html)) return cli_fail(CMD, "%s", g3_error());
     fprintf(stderr, "capacity: %s/results.json (%d cells)%s%s\n", a->out, nd2, a->html ? ", " : "", a->html ? "report.html" : "");
     if (failed) return cli_fail(CMD, "%d cells failed (their messages are above); run the same command again to retry them", failed);
@@ -251,7 +281,7 @@ int cmd_capacity(int argc, char **argv) {
     g3_cap_spec_defaults(&s);
     Args a = {.device = "cpu", .precision = "f32", .vocab = s.vocab, .seq_len = s.seq_len, .seed = (long)s.seed,
               .heldout_seed = (long)s.heldout_seed, .heldout = s.nheld, .batch = s.batch, .max_steps = s.max_steps,
-              .eval_steps = s.eval_steps, .warmup = s.warmup, .lr = s.lr, .wd = s.wd, .min_gain = s.min_gain, .jobs = 0};
+              .eval_steps = s.eval_steps, .warmup = s.warmup, .lr = s.lr, .wd = s.wd, .min_gain = s.min_gain, .jobs = 0, .lr_drops = s.lr_drops};
     CliOpt opts[] = {
         {"--layers", OPT_STR, &a.layers, "decoder layers L (--grid: a list, e.g. 1,2)"},
         {"--width", OPT_STR, &a.width, "hidden size D, a multiple of 8 (--grid: a list, e.g. 32,64)"},
@@ -269,7 +299,8 @@ int cmd_capacity(int argc, char **argv) {
         {"--warmup", OPT_INT, &a.warmup, "steps of linear warmup"},
         {"--max-steps", OPT_INT, &a.max_steps, "step cap: a cell that reaches it is reported as not converged", 1, 1L << 40},
         {"--eval-steps", OPT_INT, &a.eval_steps, "evaluate at the first epoch end this many steps after the last evaluation", 1, 1L << 40},
-        {"--min-gain", OPT_FLOAT, &a.min_gain, "converged when the memorized bits grew less than this fraction over the last max(500, steps/4) steps"},
+        {"--min-gain", OPT_FLOAT, &a.min_gain, "converged when the memorized bits grew less than this fraction over the last max(500, steps/4) steps at one learning rate"},
+        {"--lr-drops", OPT_INT, &a.lr_drops, "times the learning rate is divided by 4 when memorization stops growing, before the cell counts as converged", 0, 16},
         {"--out", OPT_STR, &a.out, "folder for results.json (--grid: cells/, results.json, report.html)"},
         {"--save-model", OPT_STR, &a.save_model, "one cell: also write the trained model (Hub format, f32) to this folder"},
         {"--grid", OPT_FLAG, &a.grid, "run every --layers x --width x (--multiples or --sequences) cell; resumable"},
@@ -299,6 +330,7 @@ int cmd_capacity(int argc, char **argv) {
     s.max_steps = a.max_steps;
     s.eval_steps = a.eval_steps;
     s.min_gain = a.min_gain;
+    s.lr_drops = (int)a.lr_drops;
     if (a.grid) {
         if (a.save_model) return cli_fail(CMD, "--save-model is for one cell, not --grid");
         if (!a.jobs) a.jobs = G3_MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));

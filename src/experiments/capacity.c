@@ -14,9 +14,9 @@
 
 void g3_cap_spec_defaults(G3CapSpec *s) {
     *s = (G3CapSpec){.layers = 1, .width = 32, .vocab = 2048, .seq_len = 64, .nseq = 256, .nheld = 256, .seed = 1,
-                     .heldout_seed = 0x5eed0001, .batch = 32, .lr = 3e-3, .wd = 0, .beta1 = 0.9, .beta2 = 0.99,
-                     .warmup = 50, .max_steps = 20000, .eval_steps = 100, .min_gain = 0.01, .window_frac = 0.25,
-                     .window_min = 500};
+                     .heldout_seed = 0x5eed0001, .batch = 32, .lr = 1e-2, .wd = 0, .beta1 = 0.9, .beta2 = 0.99,
+                     .warmup = 50, .max_steps = 20000, .eval_steps = 250, .min_gain = 0.03, .window_frac = 0.25,
+                     .window_min = 500, .lr_drops = 2, .lr_drop_factor = 0.25};
 }
 
 int g3_cap_spec_check(const G3CapSpec *s) {
@@ -31,6 +31,8 @@ int g3_cap_spec_check(const G3CapSpec *s) {
     if (!(s->wd >= 0 && isfinite(s->wd))) return g3_errorf("capacity: wd must be a finite number >= 0, not %g", s->wd);
     if (!(s->beta1 >= 0 && s->beta1 < 1) || !(s->beta2 >= 0 && s->beta2 < 1)) return g3_errorf("capacity: betas must be in [0, 1)");
     if (s->max_steps < 1 || s->eval_steps < 1 || s->warmup < 0 || s->window_min < 1) return g3_errorf("capacity: step counts must be positive");
+    if (s->lr_drops < 0 || s->lr_drops > 16 || !(s->lr_drop_factor > 0 && s->lr_drop_factor <= 1))
+        return g3_errorf("capacity: lr-drops must be in [0, 16] and the drop factor in (0, 1]");
     if (!(s->min_gain >= 0 && s->min_gain < 10) || !(s->window_frac >= 0 && s->window_frac <= 1))
         return g3_errorf("capacity: min-gain must be in [0, 10) and window-frac in [0, 1]");
     return 0;
@@ -196,7 +198,7 @@ typedef struct {
     double *nll_train, *nll_held;
 } Eval;
 
-static int evaluate(const Eval *e, int64_t step, double epoch, G3CapPoint *p) {
+static int evaluate(const Eval *e, int64_t step, double epoch, double lr, G3CapPoint *p) {
     const G3CapSpec *s = e->s;
     const double bps = s->seq_len * log2((double)s->vocab);
     if (g3_cap_nll_bits(e->tm, e->ctx, e->B, e->train, s->nseq, s->seq_len, s->vocab, e->nll_train) ||
@@ -207,21 +209,23 @@ static int evaluate(const Eval *e, int64_t step, double epoch, G3CapPoint *p) {
     for (int64_t i = 0; i < s->nheld; i++) sh += e->nll_held[i];
     *p = (G3CapPoint){.step = step, .epoch = epoch, .train_loss = st * M_LN2 / ((double)s->nseq * s->seq_len),
                       .heldout_loss = sh * M_LN2 / ((double)s->nheld * s->seq_len),
-                      .memorized_bits = g3_cap_memorized(e->nll_train, s->nseq, bps)};
+                      .memorized_bits = g3_cap_memorized(e->nll_train, s->nseq, bps), .lr = lr};
     if (!isfinite(p->train_loss) || !isfinite(p->heldout_loss))
         return g3_errorf("capacity: training diverged by step %lld (loss %g)", (long long)step, p->train_loss);
     return 0;
 }
 
-// Whether memorization has stopped growing at the newest evaluation (see G3CapSpec).
-static int stopped_growing(const G3CapSpec *s, const G3CapResult *r, const double *best) {
+// Whether memorization has stopped growing at the newest evaluation (see G3CapSpec): over the
+// last max(window_min, window_frac x steps of this learning-rate phase) steps, all inside the
+// phase (since start, the step of the last learning-rate drop).
+static int stopped_growing(const G3CapSpec *s, const G3CapResult *r, const double *best, int64_t start, int64_t *window) {
     const int k = r->ncurve - 1;
     const int64_t now = r->curve[k].step;
-    const int64_t window = G3_MAX(s->window_min, (int64_t)(s->window_frac * (double)now));
-    if (now < window) return 0;
-    int j = -1;  // the newest evaluation at least `window` steps ago
+    *window = G3_MAX(s->window_min, (int64_t)(s->window_frac * (double)(now - start)));
+    if (now - start < *window) return 0;
+    int j = -1;  // the newest evaluation at least `window` steps ago, inside the phase
     for (int i = 0; i < k; i++)
-        if (r->curve[i].step <= now - window) j = i;
+        if (r->curve[i].step <= now - *window && r->curve[i].step >= start) j = i;
     return j >= 0 && best[j] > 0 && best[k] <= (1 + s->min_gain) * best[j];
 }
 
@@ -258,13 +262,15 @@ int g3_cap_run(const G3CapSpec *s, G3CapResult *r, G3CapProgress progress, void 
     Eval ev = {s, &tm, ctx, B, train, held, nll_train, nll_held};
 
     const int64_t steps_per_epoch = (s->nseq + B - 1) / B;
-    int64_t step = 0, last_eval = 0;
+    int64_t step = 0, last_eval = 0, phase_start = 0;
+    int drops = 0;
+    double lr_scale = 1;
     snprintf(r->stop_reason, sizeof r->stop_reason, "step cap %lld reached", (long long)s->max_steps);
     for (int64_t epoch = 0;; epoch++) {
         // evaluate at an epoch's end (epoch 0: the untrained model)
         if (epoch == 0 || step - last_eval >= s->eval_steps || step >= s->max_steps) {
             G3CapPoint p;
-            if (evaluate(&ev, step, (double)epoch, &p) || add_point(r, &p)) goto out;
+            if (evaluate(&ev, step, (double)epoch, s->lr * lr_scale, &p) || add_point(r, &p)) goto out;
             double *nb = g3_realloc(best, (size_t)r->ncurve * sizeof *best);
             if (!nb) goto out;
             best = nb;
@@ -276,11 +282,18 @@ int g3_cap_run(const G3CapSpec *s, G3CapResult *r, G3CapProgress progress, void 
                 snprintf(r->stop_reason, sizeof r->stop_reason, "all bits memorized (>= 99.9%%)");
                 break;
             }
-            if (stopped_growing(s, r, best)) {
-                r->converged = 1;
-                snprintf(r->stop_reason, sizeof r->stop_reason, "memorized bits grew < %g%% over the last %lld steps", 100 * s->min_gain,
-                         (long long)G3_MAX(s->window_min, (int64_t)(s->window_frac * (double)step)));
-                break;
+            int64_t window;
+            if (stopped_growing(s, r, best, phase_start, &window)) {
+                if (drops < s->lr_drops) {  // lower the learning rate and look again
+                    drops++;
+                    lr_scale *= s->lr_drop_factor;
+                    phase_start = step;
+                } else {
+                    r->converged = 1;
+                    snprintf(r->stop_reason, sizeof r->stop_reason, "memorized bits grew < %g%% over the last %lld steps at lr x%g", 100 * s->min_gain,
+                             (long long)window, lr_scale);
+                    break;
+                }
             }
             if (step >= s->max_steps) break;
         }
@@ -305,7 +318,7 @@ int g3_cap_run(const G3CapSpec *s, G3CapResult *r, G3CapProgress progress, void 
                 g3_errorf("capacity: training diverged at step %lld (loss %g, gradient norm %g)", (long long)step + 1, loss, norm);
                 goto out;
             }
-            const double lr = s->lr * (s->warmup > 0 && step < s->warmup ? (double)(step + 1) / (double)s->warmup : 1.0);
+            const double lr = s->lr * lr_scale * (s->warmup > 0 && step < s->warmup ? (double)(step + 1) / (double)s->warmup : 1.0);
             g3_adamw_step(&opt, tm.params, tm.grads, lr, g3_clip_scale(norm, 1.0));
             step++;
         }
@@ -364,13 +377,13 @@ void g3_cap_cell_json(FILE *f, const G3CapSpec *s, const G3CapResult *r) {
     json_write_str(f, r->stop_reason, strlen(r->stop_reason));
     fprintf(f, ", \"grokking\": %s, \"steps\": %lld, \"epochs\": %.17g, \"seconds\": %.3f, ", r->grokking ? "true" : "false",
             (long long)r->steps, r->epochs, r->seconds);
-    fprintf(f, "\"lr\": %.9g, \"wd\": %.9g, \"batch\": %d, \"warmup\": %lld, \"max_steps\": %lld, \"min_gain\": %.9g, ", s->lr, s->wd,
-            s->batch, (long long)s->warmup, (long long)s->max_steps, s->min_gain);
-    fprintf(f, "\"curve_columns\": [\"step\", \"epoch\", \"train_loss\", \"heldout_loss\", \"memorized_bits\"], \"curve\": [");
+    fprintf(f, "\"lr\": %.9g, \"wd\": %.9g, \"batch\": %d, \"warmup\": %lld, \"max_steps\": %lld, \"min_gain\": %.9g, \"lr_drops\": %d, "
+               "\"lr_drop_factor\": %.9g, ", s->lr, s->wd, s->batch, (long long)s->warmup, (long long)s->max_steps, s->min_gain, s->lr_drops, s->lr_drop_factor);
+    fprintf(f, "\"curve_columns\": [\"step\", \"epoch\", \"train_loss\", \"heldout_loss\", \"memorized_bits\", \"lr\"], \"curve\": [");
     for (int i = 0; i < r->ncurve; i++) {
         const G3CapPoint *p = &r->curve[i];
-        fprintf(f, "%s[%lld, %.9g, %.9g, %.9g, %.9g]", i ? ", " : "", (long long)p->step, p->epoch, p->train_loss, p->heldout_loss,
-                p->memorized_bits);
+        fprintf(f, "%s[%lld, %.9g, %.9g, %.9g, %.9g, %.9g]", i ? ", " : "", (long long)p->step, p->epoch, p->train_loss, p->heldout_loss,
+                p->memorized_bits, p->lr);
     }
     fprintf(f, "]}");
 }

@@ -40,9 +40,14 @@ typedef struct {
     int64_t max_steps;     // the step cap: a cell that reaches it did not converge
     int64_t eval_steps;    // evaluate at the first epoch end at least this many steps after the last
     // Convergence: memorization has stopped growing when the best total of memorized bits
-    // gained less than min_gain (relative) over the last max(window_min, window_frac * step) steps.
+    // gained less than min_gain (relative) over the last max(window_min, window_frac * steps)
+    // steps of the current learning rate. The first lr_drops times that happens, the learning
+    // rate is multiplied by lr_drop_factor and training goes on (a noisy plateau at a high rate
+    // is not the capacity); the next time, the cell has converged.
     double min_gain, window_frac;
     int64_t window_min;
+    int lr_drops;
+    double lr_drop_factor;
     const char *save_dir;  // if set: write the trained model there (Hub format, f32)
 } G3CapSpec;
 
@@ -53,6 +58,7 @@ typedef struct {
     double train_loss;     // nats a token, training sequences (the evaluated model, no dropout)
     double heldout_loss;   // nats a token, held-out sequences
     double memorized_bits; // total over the training sequences
+    double lr;             // the learning rate of the steps before it
 } G3CapPoint;
 
 typedef struct {
