@@ -116,7 +116,7 @@ static void test_overfit_and_forward(void) {
         int n = snprintf(ids, sizeof ids, "64");  // the start token, id V
         for (int t = 0; t < 15; t++) n += snprintf(ids + n, sizeof ids - (size_t)n, ",%d", seqs[i * 16 + t]);
         snprintf(path, sizeof path, "%s/logits%d.safetensors", dir, i);
-        CHECK(sh("%s forward --model %s --ids %s --exact --threads 1 --save %s > /dev/null 2>&1", bin, model, ids, path) == 0, "forward");
+        CHECK(sh("%s forward --model %s --ids %s --exact --device cpu --threads 1 --save %s > /dev/null 2>&1", bin, model, ids, path) == 0, "forward");
         STSet st;
         if (st_open(&st, path)) { CHECK(0, "%s", g3_error()); continue; }
         const STTensor *lt = st_find(&st, "logits");
