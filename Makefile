@@ -188,9 +188,10 @@ cuda-bench: $(BUILD)/tests/cuda/bench_cuda
 clean:
 	rm -rf build gemma3
 
-# the HTML report's page and the server's chat page are assembled into their objects
-# (.incbin), which -MMD cannot see
+# the HTML report's page, the server's chat page and the capacity report's page are assembled
+# into their objects (.incbin), which -MMD cannot see
 $(BUILD)/src/analysis/report_html.o $(BUILD)/pic/src/analysis/report_html.o: src/analysis/report_template.html
 $(BUILD)/src/server/page.o $(BUILD)/pic/src/server/page.o: src/server/page.html
+$(BUILD)/src/experiments/capacity_html.o $(BUILD)/pic/src/experiments/capacity_html.o: src/experiments/capacity_template.html
 
 -include $(LIB_OBJ:.o=.d) $(PIC_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard $(FUZZ_OBJ:.o=.d))

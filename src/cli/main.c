@@ -35,6 +35,7 @@ static const struct {
     {"intervene", cmd_intervene, "ablate heads/MLPs, patch activations, steer; compare with the clean run"},
     {"sae", cmd_sae, "sparse autoencoder features of a prompt (Gemma Scope), spliced-in loss, steering; sae train"},
     {"merge", cmd_merge, "merge a PEFT LoRA adapter into a model's weights; write a Hub folder"},
+    {"capacity", cmd_capacity, "memorization capacity in bits per parameter (Morris et al. 2025): one cell or a grid; HTML report"},
 };
 
 // `gemma3 --version`: what was built (version, commit, compiler and flags, the SIMD levels
