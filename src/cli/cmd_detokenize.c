@@ -13,7 +13,7 @@ int cmd_detokenize(int argc, char **argv) {
     const char *tpath = NULL, *model = NULL, *ids_s = NULL;
     int skip = 0;
     CliOpt opts[] = {
-        {"--tokenizer", OPT_STR, &tpath, "tokenizer.json or tokenizer.model"},
+        {"--tokenizer", OPT_STR, &tpath, "tokenizer.json, tokenizer.model or a .gguf model file"},
         {"--model", OPT_STR, &model, "model folder holding the tokenizer (instead of --tokenizer)"},
         {"--ids", OPT_STR, &ids_s, "token ids, comma-separated (2,9259,236764)"},
         {"--skip-special", OPT_FLAG, &skip, "leave out control tokens (<bos>, <eos>, <end_of_turn>, ...)"},

@@ -174,7 +174,7 @@ int cmd_tokenize(int argc, char **argv) {
     int no_bos = 0, plain = 0, pieces = 0;
     long threads = 0;
     CliOpt opts[] = {
-        {"--tokenizer", OPT_STR, &tpath, "tokenizer.json or tokenizer.model"},
+        {"--tokenizer", OPT_STR, &tpath, "tokenizer.json, tokenizer.model or a .gguf model file"},
         {"--model", OPT_STR, &model, "model folder holding the tokenizer (instead of --tokenizer)"},
         {"--text", OPT_STR, &text, "the text to encode; prints its ids comma-separated"},
         {"--file", OPT_STR, &file, "encode a whole text file instead"},

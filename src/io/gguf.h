@@ -52,7 +52,7 @@ typedef struct {
     const void *data;       // in the file
 } GGUFTensor;
 
-typedef struct {
+typedef struct GGUFFile {
     char path[4096];        // for messages
     const uint8_t *base;    // the file's bytes
     size_t size;
@@ -88,7 +88,7 @@ int gguf_get_str(const GGUFFile *g, const char *key, const char **s, size_t *len
 // ---- writer (tests today; `gemma3 quantize` later) ----
 // Collects metadata and tensors in memory and writes a version-3 file atomically, with the
 // given alignment (general.alignment is written when it differs from 32).
-typedef struct {
+typedef struct GGUFWriter {
     uint8_t *kv; size_t kv_len, kv_cap; int nkv;
     struct GGUFWTensor { char *name; int ggml_type; int ndim; int64_t ne[GGUF_MAX_DIMS]; const void *data; int64_t nbytes; } *t;
     int nt;
@@ -100,6 +100,12 @@ void gguf_w_init(GGUFWriter *w, uint32_t alignment);
 void gguf_w_u32(GGUFWriter *w, const char *key, uint32_t v);
 void gguf_w_f32(GGUFWriter *w, const char *key, float v);
 void gguf_w_str(GGUFWriter *w, const char *key, const char *v);
+// Arrays: n numbers of type elem (u8..f64, 4- or 8-byte ones as laid out in memory), or n
+// strings (lens[i] bytes each; lens NULL: NUL-terminated).
+void gguf_w_arr(GGUFWriter *w, const char *key, GGUFType elem, const void *v, uint64_t n);
+void gguf_w_arr_str(GGUFWriter *w, const char *key, const char *const *s, const uint32_t *lens, uint64_t n);
+// A KV of a parsed file, copied as it is.
+void gguf_w_kv(GGUFWriter *w, const GGUFKV *kv);
 // A tensor of type t with ggml dims ne[0..ndim) (ne[0] fastest); data (nbytes) is not copied
 // and must live until gguf_w_write. -1 if t has no GGUF id or nbytes does not match.
 int gguf_w_tensor(GGUFWriter *w, const char *name, G3DType t, int ndim, const int64_t *ne, const void *data, int64_t nbytes);

@@ -36,6 +36,62 @@ void gguf_w_u32(GGUFWriter *w, const char *key, uint32_t v) { put_str(w, key); p
 void gguf_w_f32(GGUFWriter *w, const char *key, float v) { put_str(w, key); put_u32(w, GGUF_F32); put(w, &v, 4); w->nkv++; }
 void gguf_w_str(GGUFWriter *w, const char *key, const char *v) { put_str(w, key); put_u32(w, GGUF_STRING); put_str(w, v); w->nkv++; }
 
+static size_t elem_size(GGUFType t) {
+    static const size_t sz[GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return t < GGUF_TYPE_COUNT ? sz[t] : 0;
+}
+
+void gguf_w_arr(GGUFWriter *w, const char *key, GGUFType elem, const void *v, uint64_t n) {
+    if (!elem_size(elem)) { w->failed = 1; return; }
+    put_str(w, key);
+    put_u32(w, GGUF_ARRAY);
+    put_u32(w, elem);
+    put(w, &n, 8);
+    put(w, v, (size_t)(n * elem_size(elem)));
+    w->nkv++;
+}
+
+void gguf_w_arr_str(GGUFWriter *w, const char *key, const char *const *s, const uint32_t *lens, uint64_t n) {
+    put_str(w, key);
+    put_u32(w, GGUF_ARRAY);
+    put_u32(w, GGUF_STRING);
+    put(w, &n, 8);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t len = lens ? lens[i] : strlen(s[i]);
+        put(w, &len, 8);
+        put(w, s[i], (size_t)len);
+    }
+    w->nkv++;
+}
+
+// Bytes of n values of type t starting at p (a parsed file's: strings are in bounds).
+static size_t values_bytes(GGUFType t, const uint8_t *p, uint64_t n) {
+    if (t != GGUF_STRING) return (size_t)n * elem_size(t);
+    size_t off = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t len;
+        memcpy(&len, p + off, 8);
+        off += 8 + (size_t)len;
+    }
+    return off;
+}
+
+void gguf_w_kv(GGUFWriter *w, const GGUFKV *kv) {
+    put_str(w, kv->key);
+    put_u32(w, kv->type);
+    if (kv->type == GGUF_ARRAY) {
+        put_u32(w, kv->arr_type);
+        put(w, &kv->n, 8);
+        put(w, kv->value, values_bytes(kv->arr_type, kv->value, kv->n));
+    } else if (kv->type == GGUF_STRING) {
+        put(w, &kv->str_len, 8);
+        put(w, kv->value, (size_t)kv->str_len);
+    } else {
+        put(w, kv->value, elem_size(kv->type));
+    }
+    w->nkv++;
+}
+
 int gguf_w_tensor(GGUFWriter *w, const char *name, G3DType t, int ndim, const int64_t *ne, const void *data, int64_t nbytes) {
     int id = gguf_ggml_type_of(t);
     if (id < 0) return g3_errorf("tensor '%s': type %s has no GGUF id", name, g3_dtype_name(t));

@@ -1,5 +1,5 @@
 // load.c: g3_tok_load: finds the tokenizer file (a file, or a model folder holding
-// tokenizer.json or tokenizer.model), tells the two formats apart by content, and uses the binary
+// tokenizer.json or tokenizer.model, or a GGUF model file), tells the formats apart by content, and uses the binary
 // cache (cache.c) when it is fresh: under $XDG_CACHE_HOME/gemma3 (or ~/.cache/gemma3), never
 // beside the source. A cache that cannot be written is not an error.
 #include <stdio.h>
@@ -8,7 +8,27 @@
 #include <sys/stat.h>
 
 #include "base/base.h"
+#include "io/gguf.h"
 #include "tok_internal.h"
+
+// A GGUF model file (by its magic): its tokenizer is in the metadata, and the file is mapped,
+// never read whole (it holds the weights too).
+static int is_gguf(const char *file) {
+    FILE *f = fopen(file, "rb");
+    if (!f) return 0;
+    char magic[4] = {0};
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(magic, "GGUF", 4);
+}
+
+static int load_gguf_file(G3Tokenizer *t, const char *file) {
+    GGUFFile g;
+    if (gguf_open(&g, file)) return -1;
+    int rc = tok_load_gguf(t, &g);
+    gguf_close(&g);
+    return rc;
+}
 
 static int try_cache(G3Tokenizer *t, const char *cpath, uint64_t size, int64_t mtime) {
     size_t len;
@@ -58,13 +78,25 @@ G3Tokenizer *g3_tok_load_ex(const char *path, int flags) {
     if (flags & G3_TOK_LOAD_NO_CACHE || tok_cache_path(cpath, sizeof cpath, file)) cpath[0] = 0;
     if (cpath[0] && try_cache(t, cpath, size, mtime) == 0) return t;
 
+    int rc;
+    if (is_gguf(file)) {
+        rc = load_gguf_file(t, file);
+        if (rc == 0) rc = tok_index_rest(t);
+        if (rc) {
+            tok_free_contents(t);
+            free(t);
+            return NULL;
+        }
+        if (cpath[0]) write_cache(t, cpath, file, size, mtime);
+        return t;
+    }
     size_t len;
     char *data = g3_read_file(file, &len);
     if (!data) { free(t); return NULL; }
     size_t i = 0;
     while (i < len && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t')) i++;
     int is_json = i < len && data[i] == '{';
-    int rc = is_json ? tok_load_json_mem(t, data, len) : tok_load_spm_mem(t, (const uint8_t *)data, len);
+    rc = is_json ? tok_load_json_mem(t, data, len) : tok_load_spm_mem(t, (const uint8_t *)data, len);
     free(data);
     if (rc == 0) rc = tok_index_rest(t);
     if (rc) {

@@ -17,7 +17,6 @@
 #include "base/base.h"
 #include "tok_internal.h"
 
-enum { SPM_NORMAL = 1, SPM_UNKNOWN = 2, SPM_CONTROL = 3, SPM_USER_DEFINED = 4, SPM_UNUSED = 5, SPM_BYTE = 6 };
 
 typedef struct {
     const uint8_t *p, *end;
@@ -63,15 +62,9 @@ static int pb_field(Pb *b, uint32_t *field, int *wire, uint64_t *v, Pb *sub) {
     }
 }
 
-typedef struct {
-    const uint8_t *s;
-    uint32_t n;
-    float score;
-    int type;
-} Piece;
 
-static int parse_piece(Pb b, Piece *out) {
-    *out = (Piece){(const uint8_t *)"", 0, 0.0f, SPM_NORMAL};
+static int parse_piece(Pb b, TokSpmPiece *out) {
+    *out = (TokSpmPiece){(const uint8_t *)"", 0, 0.0f, SPM_NORMAL};
     while (b.p < b.end) {
         uint32_t f;
         int w;
@@ -149,7 +142,7 @@ static int cmp_score_desc(const void *a, const void *b) {
 
 static int mergeable(int type) { return type == SPM_NORMAL || type == SPM_USER_DEFINED; }
 
-static int derive_merges(G3Tokenizer *t, const Piece *pc) {
+static int derive_merges(G3Tokenizer *t, const TokSpmPiece *pc) {
     int32_t n = t->n_vocab;
     float *scores = g3_malloc((size_t)n * sizeof *scores);
     int32_t *order = g3_malloc((size_t)n * sizeof *order);
@@ -199,41 +192,61 @@ out:
     return rc;
 }
 
-int tok_load_spm_mem(G3Tokenizer *t, const uint8_t *data, size_t len) {
+// Parses a serialized ModelProto into its pieces (pointing into data), checking that it is
+// one of Gemma's settings. *out is malloc'd.
+int tok_spm_pieces(const uint8_t *data, size_t len, TokSpmPiece **out, int32_t *n_out) {
     Pb b = {data, data + len};
     size_t cap = 1024;
     int32_t n = 0;
-    Piece *pc = g3_malloc(cap * sizeof *pc);
+    TokSpmPiece *pc = g3_malloc(cap * sizeof *pc);
     if (!pc) return -1;
-    int rc = -1, have_trainer = 0, have_norm = 0;
+    int have_trainer = 0, have_norm = 0;
     while (b.p < b.end) {
         uint32_t f;
         int w;
         uint64_t v = 0;
         Pb sub = {0};
-        if (pb_field(&b, &f, &w, &v, &sub)) goto out;
+        if (pb_field(&b, &f, &w, &v, &sub)) goto fail;
         if (w != 2) continue;
         if (f == 1) {
             if ((size_t)n == cap) {
-                if (cap >= (1u << 30)) { g3_errorf("too many pieces"); goto out; }
+                if (cap >= (1u << 30)) { g3_errorf("too many pieces"); goto fail; }
                 cap *= 2;
-                Piece *np = g3_realloc(pc, cap * sizeof *pc);
-                if (!np) goto out;
+                TokSpmPiece *np = g3_realloc(pc, cap * sizeof *pc);
+                if (!np) goto fail;
                 pc = np;
             }
-            if (parse_piece(sub, &pc[n])) { g3_error_prefix("piece %d", n); goto out; }
+            if (parse_piece(sub, &pc[n])) { g3_error_prefix("piece %d", n); goto fail; }
             n++;
         } else if (f == 2) {
-            if (check_trainer(sub)) { g3_error_prefix("trainer_spec"); goto out; }
+            if (check_trainer(sub)) { g3_error_prefix("trainer_spec"); goto fail; }
             have_trainer = 1;
         } else if (f == 3) {
-            if (check_normalizer(sub)) { g3_error_prefix("normalizer_spec"); goto out; }
+            if (check_normalizer(sub)) { g3_error_prefix("normalizer_spec"); goto fail; }
             have_norm = 1;
         }
     }
-    if (n == 0) { g3_errorf("no pieces (not a SentencePiece model?)"); goto out; }
-    if (!have_trainer) { g3_errorf("no trainer_spec: cannot tell the model type"); goto out; }
-    if (!have_norm) { g3_errorf("no normalizer_spec (the defaults add a dummy prefix, which Gemma does not)"); goto out; }
+    if (n == 0) { g3_errorf("no pieces (not a SentencePiece model?)"); goto fail; }
+    if (!have_trainer) { g3_errorf("no trainer_spec: cannot tell the model type"); goto fail; }
+    if (!have_norm) { g3_errorf("no normalizer_spec (the defaults add a dummy prefix, which Gemma does not)"); goto fail; }
+    *out = pc;
+    *n_out = n;
+    return 0;
+fail:
+    free(pc);
+    return -1;
+}
+
+int tok_from_spm_pieces(G3Tokenizer *t, const TokSpmPiece *in, int32_t n) {
+    if (n <= 0) return g3_errorf("no pieces");
+    for (int32_t i = 0; i < n; i++) {
+        if (in[i].type < SPM_NORMAL || in[i].type > SPM_BYTE) return g3_errorf("piece %d: unknown type %d", i, in[i].type);
+        if (!isfinite(in[i].score)) return g3_errorf("piece %d: score is not a finite number", i);
+    }
+    TokSpmPiece *pc = g3_malloc(((size_t)n + 1) * sizeof *pc);
+    if (!pc) return -1;
+    memcpy(pc, in, (size_t)n * sizeof *pc);
+    int rc = -1;
 
     static const char ist[] = "<image_soft_token>";
     int has_soi = 0, has_ist = 0;
@@ -241,14 +254,7 @@ int tok_load_spm_mem(G3Tokenizer *t, const uint8_t *data, size_t len) {
         has_soi |= pc[i].n == 16 && !memcmp(pc[i].s, "<start_of_image>", 16);
         has_ist |= pc[i].n == sizeof ist - 1 && !memcmp(pc[i].s, ist, sizeof ist - 1);
     }
-    if (has_soi && !has_ist) {
-        if ((size_t)n == cap) {
-            Piece *np = g3_realloc(pc, (cap + 1) * sizeof *pc);
-            if (!np) goto out;
-            pc = np;
-        }
-        pc[n++] = (Piece){(const uint8_t *)ist, sizeof ist - 1, 0.0f, SPM_CONTROL};
-    }
+    if (has_soi && !has_ist) pc[n++] = (TokSpmPiece){(const uint8_t *)ist, sizeof ist - 1, 0.0f, SPM_CONTROL};
 
     TokBlob blob = {0};
     t->n_vocab = n;
@@ -272,6 +278,15 @@ int tok_load_spm_mem(G3Tokenizer *t, const uint8_t *data, size_t len) {
     if (tok_index_pieces(t) || derive_merges(t, pc)) goto out;
     rc = 0;
 out:
+    free(pc);
+    return rc;
+}
+
+int tok_load_spm_mem(G3Tokenizer *t, const uint8_t *data, size_t len) {
+    TokSpmPiece *pc;
+    int32_t n;
+    if (tok_spm_pieces(data, len, &pc, &n)) return -1;
+    int rc = tok_from_spm_pieces(t, pc, n);
     free(pc);
     return rc;
 }

@@ -84,6 +84,21 @@ const TokMerge *tok_find_merge(const G3Tokenizer *t, int32_t left, int32_t right
 // Loaders: fill the three arrays (and call tok_index_pieces). From memory so fuzzers can use them.
 int tok_load_json_mem(G3Tokenizer *t, const char *text, size_t len);
 int tok_load_spm_mem(G3Tokenizer *t, const uint8_t *data, size_t len);
+// SentencePiece's pieces (also what a GGUF's tokenizer.ggml.tokens/scores/token_type hold; the
+// type numbers are the same in both): tok_from_spm_pieces fills the arrays from them, deriving
+// the merges from the scores. s points into the caller's bytes.
+enum { SPM_NORMAL = 1, SPM_UNKNOWN = 2, SPM_CONTROL = 3, SPM_USER_DEFINED = 4, SPM_UNUSED = 5, SPM_BYTE = 6 };
+typedef struct {
+    const uint8_t *s;
+    uint32_t n;
+    float score;
+    int type;
+} TokSpmPiece;
+int tok_spm_pieces(const uint8_t *data, size_t len, TokSpmPiece **out, int32_t *n_out);  // *out malloc'd
+int tok_from_spm_pieces(G3Tokenizer *t, const TokSpmPiece *pc, int32_t n);
+// From a parsed GGUF file's tokenizer.ggml.* metadata (load_gguf.c).
+struct GGUFFile;
+int tok_load_gguf(G3Tokenizer *t, const struct GGUFFile *g);
 // Binary cache (cache.c): serialise / restore the three arrays.
 int tok_cache_read_mem(G3Tokenizer *t, const uint8_t *data, size_t len, uint64_t src_size, int64_t src_mtime_ns);
 // src: the tokenizer file it caches (its absolute path is recorded, for tok_cache_sweep).

@@ -19,7 +19,8 @@ typedef struct G3Tokenizer G3Tokenizer;
 typedef struct G3TokEncoder G3TokEncoder;
 
 // ---- loading ----
-// path: a tokenizer.json, a tokenizer.model, or a model folder holding either (json preferred).
+// path: a tokenizer.json, a tokenizer.model, a model folder holding either (json preferred), or a
+// GGUF model file (its tokenizer.ggml.* metadata; load_gguf.c).
 // A binary cache (under $XDG_CACHE_HOME/gemma3, by default ~/.cache/gemma3; none if that is not
 // writable) makes later loads fast; it is rebuilt when the source's size or mtime changes.
 // Returns NULL with the reason in g3_error().

@@ -1,0 +1,145 @@
+// gguf_meta.c: g3_tok_write_gguf_meta (tok_gguf.h): a tokenizer into GGUF metadata, as
+// llama.cpp's converter writes Gemma's, so the files `gemma3 quantize` writes carry their
+// tokenizer (and llama.cpp can run them).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/base.h"
+#include "io/gguf.h"
+#include "tok_gguf.h"
+#include "tok_internal.h"
+
+// The tokenizer.model to take scores from: path itself (by content: not JSON, not GGUF) or a
+// folder's tokenizer.model when the folder has one. 0 with file set, 1 if none.
+static int find_spm(const char *path, char *file, size_t cap) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 1;
+    if (S_ISDIR(st.st_mode)) {
+        if (g3_path_join(file, cap, path, "tokenizer.model")) return 1;
+        return g3_file_exists(file) ? 0 : 1;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) return 1;
+    char head[4] = {0};
+    size_t n = fread(head, 1, 4, f);
+    fclose(f);
+    // a SentencePiece model starts with field 1 (a piece), wire type 2: byte 0x0A
+    if (n < 1 || head[0] != 0x0A) return 1;
+    snprintf(file, cap, "%s", path);
+    return 0;
+}
+
+static void write_ids(GGUFWriter *w, const G3Tokenizer *t) {
+    if (t->bos_id >= 0) gguf_w_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)t->bos_id);
+    if (t->eos_id >= 0) gguf_w_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)t->eos_id);
+    if (t->unk_id >= 0) gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)t->unk_id);
+    if (t->pad_id >= 0) gguf_w_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)t->pad_id);
+}
+
+static int write_spm(GGUFWriter *w, const char *file, const G3Tokenizer *t) {
+    size_t len;
+    uint8_t *data = (uint8_t *)g3_read_file(file, &len);
+    if (!data) return -1;
+    TokSpmPiece *pc;
+    int32_t n;
+    if (tok_spm_pieces(data, len, &pc, &n)) { free(data); return g3_error_prefix("%s", file); }
+    const char **s = g3_malloc((size_t)n * sizeof *s);
+    uint32_t *lens = g3_malloc((size_t)n * sizeof *lens);
+    float *scores = g3_malloc((size_t)n * sizeof *scores);
+    int32_t *types = g3_malloc((size_t)n * sizeof *types);
+    int rc = -1;
+    if (s && lens && scores && types) {
+        for (int32_t i = 0; i < n; i++) {
+            s[i] = (const char *)pc[i].s;
+            lens[i] = pc[i].n;
+            scores[i] = pc[i].score;
+            types[i] = pc[i].type;
+        }
+        gguf_w_str(w, "tokenizer.ggml.model", "llama");
+        gguf_w_arr_str(w, "tokenizer.ggml.tokens", s, lens, (uint64_t)n);
+        gguf_w_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, (uint64_t)n);
+        gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, (uint64_t)n);
+        write_ids(w, t);
+        rc = 0;
+    }
+    free(s), free(lens), free(scores), free(types), free(pc), free(data);
+    return rc;
+}
+
+// From the loaded arrays (tokenizer.json, or a GGUF's): pieces, types from the flags, the
+// merges as "left right", and scores -(rank + 1) on merged pieces (0 elsewhere) so that even a
+// reader that ignores the merges ranks them in the same order.
+static int write_arrays(GGUFWriter *w, const G3Tokenizer *t) {
+    int32_t n = t->n_vocab;
+    const char **s = g3_malloc((size_t)n * sizeof *s);
+    uint32_t *lens = g3_malloc((size_t)n * sizeof *lens);
+    float *scores = g3_calloc((size_t)n, sizeof *scores);
+    int32_t *types = g3_malloc((size_t)n * sizeof *types);
+    char **ms = g3_calloc((size_t)t->n_merges + 1, sizeof *ms);
+    int rc = -1;
+    if (!s || !lens || !scores || !types || !ms) goto out;
+    for (int32_t i = 0; i < n; i++) {
+        s[i] = tok_piece_ptr(t, i);
+        lens[i] = tok_piece_len(t, i);
+        uint8_t f = t->flags[i];
+        types[i] = f & TOKF_UNUSED ? SPM_UNUSED : f & TOKF_SPECIAL ? SPM_CONTROL : f & TOKF_ADDED ? SPM_USER_DEFINED
+                 : f & TOKF_BYTE ? SPM_BYTE : SPM_NORMAL;
+    }
+    for (int32_t k = 0; k < t->n_merges; k++) {
+        const TokMerge *m = &t->merges[k];
+        uint32_t ln = tok_piece_len(t, m->left), rn = tok_piece_len(t, m->right);
+        if (!(ms[k] = g3_malloc((size_t)ln + rn + 2))) goto out;
+        memcpy(ms[k], tok_piece_ptr(t, m->left), ln);
+        ms[k][ln] = ' ';
+        memcpy(ms[k] + ln + 1, tok_piece_ptr(t, m->right), rn);
+        ms[k][ln + 1 + rn] = 0;
+        float sc = -(float)(m->rank + 1);
+        if (scores[m->result] == 0 || sc > scores[m->result]) scores[m->result] = sc;
+    }
+    gguf_w_str(w, "tokenizer.ggml.model", "llama");
+    gguf_w_arr_str(w, "tokenizer.ggml.tokens", s, lens, (uint64_t)n);
+    gguf_w_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, (uint64_t)n);
+    gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, (uint64_t)n);
+    gguf_w_arr_str(w, "tokenizer.ggml.merges", (const char *const *)ms, NULL, (uint64_t)t->n_merges);
+    write_ids(w, t);
+    rc = 0;
+out:
+    if (ms)
+        for (int32_t k = 0; k < t->n_merges; k++) free(ms[k]);
+    free(ms), free(s), free(lens), free(scores), free(types);
+    return rc;
+}
+
+static int is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char head[4] = {0};
+    size_t n = fread(head, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(head, "GGUF", 4);
+}
+
+// A GGUF's tokenizer: its tokenizer.* keys as they are (checked by loading them first).
+static int copy_gguf(GGUFWriter *w, const char *path) {
+    G3Tokenizer *t = g3_tok_load(path);
+    if (!t) return -1;
+    g3_tok_free(t);
+    GGUFFile g;
+    if (gguf_open(&g, path)) return -1;
+    for (int i = 0; i < g.nkv; i++)
+        if (!strncmp(g.kv[i].key, "tokenizer.", 10)) gguf_w_kv(w, &g.kv[i]);
+    gguf_close(&g);
+    return 0;
+}
+
+int g3_tok_write_gguf_meta(GGUFWriter *w, const char *path) {
+    if (is_gguf(path)) return copy_gguf(w, path);
+    G3Tokenizer *t = g3_tok_load(path);
+    if (!t) return -1;
+    char file[4096];
+    int rc = find_spm(path, file, sizeof file) == 0 ? write_spm(w, file, t) : write_arrays(w, t);
+    g3_tok_free(t);
+    return rc;
+}

@@ -1,0 +1,199 @@
+// test_gguf_tok.c: the tokenizer from a GGUF file's metadata. Gemma 3's tokenizer written into
+// GGUF metadata the way llama.cpp's converter writes it (from tokenizer.model: tokens, scores,
+// token types) and the way our writer does from tokenizer.json (plus the merges) loads back
+// to the Hugging Face reference ids (vectors_public.jsonl, made with tokenizer.json); a GGUF
+// without a tokenizer, a lying array, an unsupported model kind are clear errors; `gemma3
+// tokenize --tokenizer FILE.gguf` works from the file alone.
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/json.h"
+#include "check.h"
+#include "io/gguf.h"
+#include "tok_testdata.h"
+#include "tokenizer/tok_gguf.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct {
+    char *text;
+    size_t len;
+    int32_t *ids;
+    int n, add_bos;
+} Vec;
+
+static int load_vectors(const char *path, Vec **out) {
+    size_t len;
+    char *data = g3_read_file(path, &len);
+    if (!data) return -1;
+    int n = 0, cap = 256;
+    Vec *v = malloc((size_t)cap * sizeof *v);
+    for (char *line = data, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl) nl = line + strlen(line);
+        Json j;
+        if (nl > line && json_parse(&j, line, (size_t)(nl - line)) == 0) {
+            const JsonNode *r = json_root(&j), *t = json_get(r, "text"), *ids = json_get(r, "ids");
+            if (n == cap) v = realloc(v, (size_t)(cap *= 2) * sizeof *v);
+            Vec *x = &v[n++];
+            x->len = t->str_len;
+            x->text = malloc(t->str_len + 1);
+            memcpy(x->text, t->str, t->str_len + 1);
+            x->n = (int)ids->count;
+            x->ids = malloc(((size_t)x->n + 1) * sizeof *x->ids);
+            int k = 0;
+            JSON_FOREACH(e, ids) x->ids[k++] = (int32_t)e->num;
+            x->add_bos = json_get(r, "add_bos")->type == JSON_TRUE;
+            json_free(&j);
+        }
+        if (!*nl) break;
+    }
+    free(data);
+    *out = v;
+    return n;
+}
+
+static void check_vectors(const char *gguf, const char *name, const Vec *v, int nv) {
+    G3Tokenizer *tok = g3_tok_load_ex(gguf, G3_TOK_LOAD_NO_CACHE);
+    CHECK(tok != NULL, "%s: load: %s", name, g3_error());
+    if (!tok) return;
+    CHECK(g3_tok_bos(tok) == 2 && g3_tok_eos(tok) == 1 && g3_tok_pad(tok) == 0, "%s: special ids", name);
+    CHECK(g3_tok_start_of_turn(tok) == 105 && g3_tok_end_of_turn(tok) == 106, "%s: turn ids", name);
+    int bad = 0;
+    for (int i = 0; i < nv; i++) {
+        int32_t *ids = NULL;
+        int n = g3_tok_encode(tok, v[i].text, v[i].len, v[i].add_bos, 1, &ids);
+        int same = n == v[i].n && (n == 0 || !memcmp(ids, v[i].ids, (size_t)n * sizeof *ids));
+        if (!same && bad++ < 3) fprintf(stderr, "%s: \"%.60s\" differs (%d ids, want %d)\n", name, v[i].text, n, v[i].n);
+        free(ids);
+    }
+    CHECK(bad == 0, "%s: %d of %d vectors differ from tokenizer.json's", name, bad, nv);
+    g3_tok_free(tok);
+}
+
+// A GGUF holding only the tokenizer metadata of src (and an architecture key).
+static int write_tok_gguf(const char *src, const char *out) {
+    GGUFWriter w;
+    gguf_w_init(&w, 32);
+    gguf_w_str(&w, "general.architecture", "gemma3");
+    int rc = g3_tok_write_gguf_meta(&w, src);
+    if (rc == 0) rc = gguf_w_write(&w, out);
+    gguf_w_free(&w);
+    return rc;
+}
+
+// Loading this GGUF fails with a message that holds want.
+static void check_refused(const GGUFWriter *w, const char *path, const char *want, const char *what) {
+    CHECK(gguf_w_write(w, path) == 0, "%s: write", what);
+    G3Tokenizer *tok = g3_tok_load_ex(path, G3_TOK_LOAD_NO_CACHE);
+    CHECK(tok == NULL, "%s: loaded", what);
+    CHECK(tok != NULL || strstr(g3_error(), want), "%s: message '%s' lacks '%s'", what, g3_error(), want);
+    g3_tok_free(tok);
+}
+
+int main(void) {
+    Vec *v = NULL;
+    int nv = load_vectors(TOK_DATA "/vectors_public.jsonl", &v);
+    CHECK(nv > 50, "vectors: %d", nv);
+    const char *json = tok_json_path();
+    CHECK(json != NULL, "tokenizer.json");
+    char spm_gguf[64], json_gguf[64], bad[64];
+    snprintf(spm_gguf, sizeof spm_gguf, "/tmp/g3_toksp_%d.gguf", (int)getpid());
+    snprintf(json_gguf, sizeof json_gguf, "/tmp/g3_tokjs_%d.gguf", (int)getpid());
+    snprintf(bad, sizeof bad, "/tmp/g3_tokbad_%d.gguf", (int)getpid());
+
+    // as llama.cpp's converter writes it: from tokenizer.model
+    CHECK(write_tok_gguf(TOK_DATA "/tokenizer.model", spm_gguf) == 0, "write from tokenizer.model: %s", g3_error());
+    check_vectors(spm_gguf, "gguf from tokenizer.model", v, nv);
+    // from tokenizer.json: merges carried
+    if (json) {
+        CHECK(write_tok_gguf(json, json_gguf) == 0, "write from tokenizer.json: %s", g3_error());
+        check_vectors(json_gguf, "gguf from tokenizer.json", v, nv);
+    }
+    // a GGUF's tokenizer copies into another GGUF
+    char copy[64];
+    snprintf(copy, sizeof copy, "/tmp/g3_tokcp_%d.gguf", (int)getpid());
+    CHECK(write_tok_gguf(spm_gguf, copy) == 0, "write from a gguf: %s", g3_error());
+    check_vectors(copy, "gguf copied from gguf", v, nv);
+
+    // the command line, from the file alone
+    CHECK(sh("./gemma3 tokenize --tokenizer %s --text 'Hello world' > /tmp/g3_tokout_%d.txt", spm_gguf, (int)getpid()) == 0,
+          "gemma3 tokenize --tokenizer FILE.gguf");
+    char outp[64];
+    snprintf(outp, sizeof outp, "/tmp/g3_tokout_%d.txt", (int)getpid());
+    size_t ol;
+    char *out = g3_read_file(outp, &ol);
+    CHECK(out && !strncmp(out, "2,9259,1902", 11), "ids of 'Hello world': %s", out ? out : "(none)");
+    free(out);
+    unlink(outp);
+
+    // no tokenizer; unsupported kind; arrays that disagree; a merge that is no pair of pieces
+    GGUFWriter w;
+    gguf_w_init(&w, 32);
+    gguf_w_str(&w, "general.architecture", "gemma3");
+    check_refused(&w, bad, "tokenizer.ggml.model", "no tokenizer");
+    gguf_w_str(&w, "tokenizer.ggml.model", "gpt2");
+    check_refused(&w, bad, "gpt2", "gpt2 model");
+    gguf_w_free(&w);
+
+    const char *toks[] = {"<pad>", "<eos>", "<bos>", "<unk>", "a", "b", "ab"};
+    float scores[] = {0, 0, 0, 0, 0, 0, -1};
+    int32_t types[] = {3, 3, 3, 2, 1, 1, 1};
+    gguf_w_init(&w, 32);
+    gguf_w_str(&w, "tokenizer.ggml.model", "llama");
+    gguf_w_arr_str(&w, "tokenizer.ggml.tokens", toks, NULL, 7);
+    gguf_w_arr(&w, "tokenizer.ggml.scores", GGUF_F32, scores, 6);
+    gguf_w_arr(&w, "tokenizer.ggml.token_type", GGUF_I32, types, 7);
+    check_refused(&w, bad, "tokenizer.ggml.scores", "short scores");
+    gguf_w_free(&w);
+
+    gguf_w_init(&w, 32);
+    gguf_w_str(&w, "tokenizer.ggml.model", "llama");
+    gguf_w_arr_str(&w, "tokenizer.ggml.tokens", toks, NULL, 7);
+    gguf_w_arr(&w, "tokenizer.ggml.scores", GGUF_F32, scores, 7);
+    gguf_w_arr(&w, "tokenizer.ggml.token_type", GGUF_F32, scores, 7);
+    check_refused(&w, bad, "tokenizer.ggml.token_type", "types of the wrong type");
+    gguf_w_free(&w);
+
+    int32_t badtypes[] = {3, 3, 3, 2, 1, 1, 9};
+    gguf_w_init(&w, 32);
+    gguf_w_str(&w, "tokenizer.ggml.model", "llama");
+    gguf_w_arr_str(&w, "tokenizer.ggml.tokens", toks, NULL, 7);
+    gguf_w_arr(&w, "tokenizer.ggml.scores", GGUF_F32, scores, 7);
+    gguf_w_arr(&w, "tokenizer.ggml.token_type", GGUF_I32, badtypes, 7);
+    check_refused(&w, bad, "type 9", "unknown token type");
+    gguf_w_free(&w);
+
+    const char *merges[] = {"a b", "b c"};
+    gguf_w_init(&w, 32);
+    gguf_w_str(&w, "tokenizer.ggml.model", "llama");
+    gguf_w_arr_str(&w, "tokenizer.ggml.tokens", toks, NULL, 7);
+    gguf_w_arr(&w, "tokenizer.ggml.scores", GGUF_F32, scores, 7);
+    gguf_w_arr(&w, "tokenizer.ggml.token_type", GGUF_I32, types, 7);
+    gguf_w_arr_str(&w, "tokenizer.ggml.merges", merges, NULL, 2);
+    check_refused(&w, bad, "tokenizer.ggml.merges[1]", "bad merge");
+    gguf_w_free(&w);
+
+    // the small one without the bad merge works and merges a + b
+    gguf_w_init(&w, 32);
+    gguf_w_str(&w, "tokenizer.ggml.model", "llama");
+    gguf_w_arr_str(&w, "tokenizer.ggml.tokens", toks, NULL, 7);
+    gguf_w_arr(&w, "tokenizer.ggml.scores", GGUF_F32, scores, 7);
+    gguf_w_arr(&w, "tokenizer.ggml.token_type", GGUF_I32, types, 7);
+    CHECK(gguf_w_write(&w, bad) == 0, "write small");
+    G3Tokenizer *tok = g3_tok_load_ex(bad, G3_TOK_LOAD_NO_CACHE);
+    CHECK(tok != NULL, "small: %s", g3_error());
+    if (tok) {
+        int32_t *ids = NULL;
+        int n = g3_tok_encode(tok, "aab", 3, 0, 1, &ids);
+        CHECK(n == 2 && ids[0] == 4 && ids[1] == 6, "small: 'aab' -> a ab (n=%d)", n);
+        free(ids);
+        g3_tok_free(tok);
+    }
+    gguf_w_free(&w);
+
+    unlink(spm_gguf), unlink(json_gguf), unlink(copy), unlink(bad);
+    for (int i = 0; i < nv; i++) free(v[i].text), free(v[i].ids);
+    free(v);
+    return check_done();
+}
