@@ -123,7 +123,7 @@ static void test_nonfinite(void) {
 
 // The CPU backend's linear over quantized weights against a double-precision product of the
 // dequantized weights (to_f32, the reference), at odd shapes, on both sides of the threading
-// threshold, in every mode (all take f32 activations).
+// threshold, in every mode (exact: f32 activations, 1e-6; the others quantize them to int8).
 static void test_linear(void) {
     G3Backend *be = g3_backend_cpu();
     const struct { int N, K, R; } shapes[] = {{7, 96, 1}, {5, 32, 13}, {67, 1024, 3}, {33, 160, 9}};
@@ -150,8 +150,9 @@ static void test_linear(void) {
             CHECK(be->weight_check(be, &w, "w") == 0, "%s: %s", tt->name, g3_error());
             for (int mode = 0; mode < 3; mode++) {
                 CHECK(be->linear(be, y, x, &w, R, (G3MatmulMode)mode) == 0, "%s", g3_error());
-                double e = rel_err(y, want, (long)R * N);
-                CHECK(e < 1e-6, "%s linear [%d x %d] x %d rows, mode %d: rel err %.3g against the dequantized product", tt->name, N, K, R, mode, e);
+                // exact: f32 activations; fast modes: int8 activations (a 1/254 step per block)
+                double e = rel_err(y, want, (long)R * N), tol = mode == 0 ? 1e-6 : 2e-2;
+                CHECK(e < tol, "%s linear [%d x %d] x %d rows, mode %d: rel err %.3g against the dequantized product", tt->name, N, K, R, mode, e);
             }
             free(wf); free(wd); free(x); free(y); free(want); free(q);
         }

@@ -69,7 +69,7 @@ static int cpu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w
     case G3_BF16:
     case G3_F16: g3_matmul(y, x, w->data, w->type, R, K, N, mode != G3_MM_EXACT); return 0;
     case G3_Q8_0:
-    case G3_Q4_0: return g3_cpu_linear_quant(y, x, w, R);  // scalar reference, f32 activations in every mode
+    case G3_Q4_0: return g3_cpu_linear_quant(y, x, w, R, mode == G3_MM_EXACT);  // fast: int8 activations
     default: return cpu_weight_check(be, w, NULL);
     }
 }

@@ -1,10 +1,13 @@
-// linear_quant.c: the scalar linear layer over Q8_0 / Q4_0 weights (see linear_quant.h).
-// Each weight row is read once per call and, for a batch of activation rows, reused from cache
-// across a tile of rows; threads split the output columns. Plain C on purpose: this is the
-// reference, not the fast path (decode is about the bytes: the SIMD kernels come next).
+// linear_quant.c: the linear layer over Q8_0 / Q4_0 weights (see linear_quant.h). Each weight
+// row is read once per call and, for a batch of activation rows, reused from cache across a
+// tile of rows; threads split the output columns. The exact path is plain C (the reference);
+// the fast path quantizes the activations once per call and runs the quant_dot.h kernels.
 #include "linear_quant.h"
 
+#include <stdlib.h>
+
 #include "../../base/base.h"
+#include "../../kernels/cpu/quant_dot.h"
 #include "../../tensor/quant.h"
 
 // sum_k W[k] x[k] over nb blocks of one Q8_0 row.
@@ -39,11 +42,43 @@ static float dot_q4_0(const G3BlockQ4_0 *b, const float *x, int nb) {
     return acc;
 }
 
-int g3_cpu_linear_quant(float *y, const float *x, const G3Weight *w, int R) {
+// Per calling thread, grown on demand and kept: the quantized activations.
+static _Thread_local G3BlockQ8A *qa_buf;
+static _Thread_local size_t qa_cap;
+
+static G3BlockQ8A *qa_scratch(size_t n) {
+    if (n > qa_cap) {
+        free(qa_buf);
+        qa_cap = n + (n >> 2) + 16;
+        qa_buf = g3_malloc(qa_cap * sizeof *qa_buf);
+        if (!qa_buf) qa_cap = 0;
+    }
+    return qa_buf;
+}
+
+enum { RT = 8 };  // activation rows per tile: a weight row stays in L1 while they pass
+
+static int linear_fast(float *y, const float *x, const G3Weight *w, int R) {
+    const int N = (int)w->rows, K = (int)w->cols, nb = K / 32;
+    G3BlockQ8A *qa = qa_scratch((size_t)R * nb);
+    if (!qa) return -1;
+#pragma omp parallel for schedule(static) if ((long)R * K > 65536)
+    for (int r = 0; r < R; r++) g3_quantize_q8a(qa + (size_t)r * nb, x + (size_t)r * K, nb);
+    const G3QDotTable *t = g3_qdot();
+    const G3QDot dot = w->type == G3_Q8_0 ? t->q8_0 : t->q4_0;
+#pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
+    for (int n = 0; n < N; n++) {
+        const void *row = g3_weight_row(w, n);
+        for (int r = 0; r < R; r++) y[(long)r * N + n] = dot(row, qa + (size_t)r * nb, nb);
+    }
+    return 0;
+}
+
+int g3_cpu_linear_quant(float *y, const float *x, const G3Weight *w, int R, int exact) {
     const int N = (int)w->rows, K = (int)w->cols, nb = K / 32;
     const int q8 = w->type == G3_Q8_0;
     if (!q8 && w->type != G3_Q4_0) return g3_errorf("linear_quant: type %s is not Q8_0 or Q4_0", g3_dtype_name(w->type));
-    enum { RT = 8 };  // activation rows per tile: a weight row stays in L1 while they pass
+    if (!exact) return linear_fast(y, x, w, R);
 #pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
     for (int n = 0; n < N; n++) {
         const void *row = g3_weight_row(w, n);

@@ -1,0 +1,101 @@
+// test_quant_dot.c: the quantized dot-product kernels (kernels/cpu/quant_dot.h) at every ISA
+// level this CPU has, against the scalar references, at odd block counts (1, 2, 3, 5, 17, 37,
+// 144) and on weights with the extremes (Q8_0's -128 and 127, every nibble); the activation
+// quantizer within half a step of its input; zero and non-finite activation blocks.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kernels/cpu/quant_dot.h"
+#include "tensor/quant.h"
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t next_u32(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 32);
+}
+static float uniform(void) { return (float)next_u32() / 4294967296.0f * 2.0f - 1.0f; }
+
+static void random_weights(G3BlockQ8_0 *q8, G3BlockQ4_0 *q4, int nb) {
+    for (int i = 0; i < nb; i++) {
+        q8[i].d = g3_f32_to_f16(0.01f + 0.02f * (float)(next_u32() % 100) / 100.0f);
+        q4[i].d = g3_f32_to_f16(-0.05f + 0.1f * (float)(next_u32() % 100) / 100.0f);
+        for (int j = 0; j < 32; j++) q8[i].qs[j] = (int8_t)(next_u32() & 0xff);  // -128..127: the kernels take ggml's full range
+        for (int j = 0; j < 16; j++) q4[i].qs[j] = (uint8_t)(next_u32() & 0xff);
+    }
+    if (nb > 0) q8[0].qs[0] = -128, q8[0].qs[1] = 127, q4[0].qs[0] = 0xf0;
+}
+
+int main(void) {
+    int top = g3_qdot_cpu_level();
+    fprintf(stderr, "CPU level: %s\n", g3_qdot_level_name(top));
+    CHECK(g3_qdot_table(G3_QDOT_SCALAR) != NULL && g3_qdot() != NULL, "tables");
+    CHECK(g3_qdot_table(G3_QDOT_LEVELS) == NULL && g3_qdot_table(-1) == NULL, "no table past the levels");
+
+    // the activation quantizer
+    {
+        enum { NB = 9 };
+        float x[NB * 32];
+        G3BlockQ8A a[NB];
+        for (int i = 0; i < NB * 32; i++) x[i] = uniform() * (float)(1 + i / 32);
+        for (int j = 0; j < 32; j++) x[3 * 32 + j] = 0.0f;  // a zero block
+        g3_quantize_q8a(a, x, NB);
+        int ok = 1;
+        for (int i = 0; i < NB; i++) {
+            int32_t s = 0;
+            for (int j = 0; j < 32; j++) {
+                s += a[i].qs[j];
+                if (fabsf(x[i * 32 + j] - a[i].qs[j] * a[i].d) > 0.5f * a[i].d * 1.0001f + 1e-30f) ok = 0;
+                if (a[i].qs[j] < -127) ok = 0;
+            }
+            if (s != a[i].sum) ok = 0;
+        }
+        CHECK(ok, "activation blocks within half a step, sums right");
+        CHECK(a[3].d == 0.0f && a[3].sum == 0, "zero block");
+        x[5] = NAN, x[40] = INFINITY;
+        g3_quantize_q8a(a, x, NB);
+        CHECK(1, "non-finite activations quantized without undefined behaviour");
+    }
+
+    const int sizes[] = {1, 2, 3, 5, 17, 37, 144};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        int nb = sizes[si];
+        G3BlockQ8_0 *q8 = malloc((size_t)nb * sizeof *q8);
+        G3BlockQ4_0 *q4 = malloc((size_t)nb * sizeof *q4);
+        G3BlockQ8A *a = malloc((size_t)nb * sizeof *a);
+        float *x = malloc((size_t)nb * 32 * sizeof *x);
+        random_weights(q8, q4, nb);
+        for (int i = 0; i < nb * 32; i++) x[i] = uniform();
+        g3_quantize_q8a(a, x, nb);
+        if (nb > 1) for (int j = 0; j < 32; j++) a[1].qs[j] = j & 1 ? 127 : -127;  // the extremes
+        if (nb > 1) { a[1].sum = 0; for (int j = 0; j < 32; j++) a[1].sum += a[1].qs[j]; }
+        float r8 = g3_qdot_q8_0_ref(q8, a, nb), r4 = g3_qdot_q4_0_ref(q4, a, nb);
+        // a bound for float reordering: the sum of |terms|
+        double m8 = 0, m4 = 0;
+        for (int i = 0; i < nb; i++)
+            for (int j = 0; j < 32; j++) {
+                m8 += fabs((double)q8[i].qs[j] * a[i].qs[j] * g3_f16_to_f32(q8[i].d) * a[i].d);
+                int nib = j < 16 ? (q4[i].qs[j] & 15) : (q4[i].qs[j - 16] >> 4);
+                m4 += fabs((double)(nib - 8) * a[i].qs[j] * g3_f16_to_f32(q4[i].d) * a[i].d) + fabs(8.0 * a[i].qs[j] * g3_f16_to_f32(q4[i].d) * a[i].d);
+            }
+        for (int lv = G3_QDOT_AVX2; lv <= top; lv++) {
+            const G3QDotTable *t = g3_qdot_table(lv);
+            float y8 = t->q8_0(q8, a, nb), y4 = t->q4_0(q4, a, nb);
+            CHECK(fabs((double)y8 - r8) <= 1e-5 * m8 + 1e-30, "%s Q8_0 nb=%d: %.9g vs reference %.9g", g3_qdot_level_name(lv), nb, y8, r8);
+            CHECK(fabs((double)y4 - r4) <= 1e-5 * m4 + 1e-30, "%s Q4_0 nb=%d: %.9g vs reference %.9g", g3_qdot_level_name(lv), nb, y4, r4);
+        }
+        // the references against the dequantized weights times the dequantized activations
+        float *wd = malloc((size_t)nb * 32 * sizeof *wd);
+        g3_q8_0_to_f32(wd, q8, nb * 32);
+        double e8 = 0;
+        for (int i = 0; i < nb * 32; i++) e8 += (double)wd[i] * a[i / 32].qs[i % 32] * a[i / 32].d;
+        g3_q4_0_to_f32(wd, q4, nb * 32);
+        double e4 = 0;
+        for (int i = 0; i < nb * 32; i++) e4 += (double)wd[i] * a[i / 32].qs[i % 32] * a[i / 32].d;
+        CHECK(fabs(e8 - r8) <= 1e-5 * m8 + 1e-30 && fabs(e4 - r4) <= 1e-5 * m4 + 1e-30, "references nb=%d: %g %g vs %g %g", nb, r8, r4, e8, e4);
+        free(wd);
+        free(q8), free(q4), free(a), free(x);
+    }
+    return check_done();
+}
