@@ -69,7 +69,7 @@ static void test_table(void) {
     for (int t = 0; t < G3_DTYPE_COUNT; t++) {
         const G3TypeTraits *tt = g3_type((G3DType)t);
         if (!tt) { CHECK(0, "type %d has no traits", t); continue; }
-        int plain = t == G3_F32 || t == G3_BF16 || t == G3_F16, quant = t == G3_Q8_0 || t == G3_Q4_0;  // quant: CPU kernel only
+        int plain = t == G3_F32 || t == G3_BF16 || t == G3_F16, quant = t >= G3_Q8_0;  // ggml's blocks: CPU kernel only
         int weight = plain || quant;
         CHECK(tt->name && !strcmp(tt->name, g3_dtype_name((G3DType)t)), "type %d: name %s", t, tt->name);
         CHECK(g3_dtype_from_name(tt->name, strlen(tt->name)) == t, "%s: the name does not look itself up", tt->name);

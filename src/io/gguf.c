@@ -36,6 +36,12 @@ static int g3_of_ggml(int t) {
     case GGML_BF16: return G3_BF16;
     case GGML_Q8_0: return G3_Q8_0;
     case GGML_Q4_0: return G3_Q4_0;
+    case GGML_Q4_1: return G3_Q4_1;
+    case GGML_Q5_0: return G3_Q5_0;
+    case GGML_Q5_1: return G3_Q5_1;
+    case GGML_Q4_K: return G3_Q4_K;
+    case GGML_Q5_K: return G3_Q5_K;
+    case GGML_Q6_K: return G3_Q6_K;
     default: return -1;
     }
 }

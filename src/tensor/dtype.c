@@ -61,6 +61,12 @@ static const G3TypeTraits traits[G3_DTYPE_COUNT] = {
     // ggml's blocks (quant.h): a scalar CPU kernel (backend/cpu/linear_quant.c), none on CUDA yet
     [G3_Q8_0] = {"Q8_0",  32,   34,   1,    CPU,      g3_q8_0_to_f32, g3_q8_0_from_f32},
     [G3_Q4_0] = {"Q4_0",  32,   18,   1,    CPU,      g3_q4_0_to_f32, g3_q4_0_from_f32},
+    [G3_Q4_1] = {"Q4_1",  32,   20,   1,    CPU,      g3_q4_1_to_f32, g3_q4_1_from_f32},
+    [G3_Q5_0] = {"Q5_0",  32,   22,   1,    CPU,      g3_q5_0_to_f32, g3_q5_0_from_f32},
+    [G3_Q5_1] = {"Q5_1",  32,   24,   1,    CPU,      g3_q5_1_to_f32, g3_q5_1_from_f32},
+    [G3_Q4_K] = {"Q4_K",  256,  144,  1,    CPU,      g3_q4_k_to_f32, g3_q4_k_from_f32},
+    [G3_Q5_K] = {"Q5_K",  256,  176,  1,    CPU,      g3_q5_k_to_f32, g3_q5_k_from_f32},
+    [G3_Q6_K] = {"Q6_K",  256,  210,  1,    CPU,      g3_q6_k_to_f32, g3_q6_k_from_f32},
 };
 
 const G3TypeTraits *g3_type(G3DType t) { return (unsigned)t < G3_DTYPE_COUNT ? &traits[t] : NULL; }

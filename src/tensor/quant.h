@@ -38,4 +38,74 @@ void g3_q8_0_from_f32(void *dst, const float *src, int64_t n);
 void g3_q4_0_to_f32(float *dst, const void *src, int64_t n);
 void g3_q4_0_from_f32(void *dst, const float *src, int64_t n);
 
+// The other legacy blocks (quant_legacy.c), 32 elements each:
+//   Q4_1: f16 d, f16 m, 16 bytes of nibbles (as Q4_0);  x = q * d + m            (20 bytes, 5.0 bits/weight)
+//   Q5_0: f16 d, u32 qh (bit j: element j's fifth bit), nibbles as Q4_0; x = (q - 16) * d  (22 bytes, 5.5)
+//   Q5_1: f16 d, f16 m, u32 qh, nibbles;                 x = q * d + m            (24 bytes, 6.0)
+// Quantizers as ggml's _ref: Q4_1/Q5_1 d = (max - min) / (15 | 31), m = min, q = round-half-up;
+// Q5_0 d = m / -16 for the x of largest magnitude, q = min(31, trunc(x / d + 16.5)).
+enum { G3_QK_K = 256 };
+typedef struct {
+    uint16_t d, m;
+    uint8_t qs[16];
+} G3BlockQ4_1;
+G3_BLOCK_SIZE_CHECK(G3BlockQ4_1, 20);
+typedef struct {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} G3BlockQ5_0;
+G3_BLOCK_SIZE_CHECK(G3BlockQ5_0, 22);
+typedef struct {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} G3BlockQ5_1;
+G3_BLOCK_SIZE_CHECK(G3BlockQ5_1, 24);
+
+// ggml's K-quants (quant_k.c): super-blocks of 256 elements in sub-blocks with their own
+// scales, the scales themselves quantized.
+//   Q4_K: f16 d, f16 dmin, 12 bytes of eight 6-bit scales and eight 6-bit mins, 128 bytes of
+//         nibbles: each 64 elements, the 32 low nibbles then the 32 high ones of 32 bytes;
+//         x = d * sc * q - dmin * m                                                (144 bytes, 4.5 bits/weight)
+//   Q5_K: as Q4_K plus qh[32]: element l of the c-th 64 takes bit 2c (first 32) or 2c+1 of qh[l]
+//                                                                                  (176 bytes, 5.5)
+//   Q6_K: ql[128] low nibbles, qh[64] high 2 bits, int8 scales[16] (one per 16), f16 d;
+//         x = d * sc * (q - 32)                                                    (210 bytes, 6.5625)
+// The quantizers here are simple (per sub-block min/max, then the scales quantized), not
+// ggml's iterative search: files they write are valid K-quants of slightly lower quality.
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[128];
+} G3BlockQ4_K;
+G3_BLOCK_SIZE_CHECK(G3BlockQ4_K, 144);
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];
+    uint8_t qs[128];
+} G3BlockQ5_K;
+G3_BLOCK_SIZE_CHECK(G3BlockQ5_K, 176);
+typedef struct {
+    uint8_t ql[128];
+    uint8_t qh[64];
+    int8_t scales[16];
+    uint16_t d;
+} G3BlockQ6_K;
+G3_BLOCK_SIZE_CHECK(G3BlockQ6_K, 210);
+
+void g3_q4_1_to_f32(float *dst, const void *src, int64_t n);
+void g3_q4_1_from_f32(void *dst, const float *src, int64_t n);
+void g3_q5_0_to_f32(float *dst, const void *src, int64_t n);
+void g3_q5_0_from_f32(void *dst, const float *src, int64_t n);
+void g3_q5_1_to_f32(float *dst, const void *src, int64_t n);
+void g3_q5_1_from_f32(void *dst, const float *src, int64_t n);
+void g3_q4_k_to_f32(float *dst, const void *src, int64_t n);  // n a multiple of 256
+void g3_q4_k_from_f32(void *dst, const float *src, int64_t n);
+void g3_q5_k_to_f32(float *dst, const void *src, int64_t n);
+void g3_q5_k_from_f32(void *dst, const float *src, int64_t n);
+void g3_q6_k_to_f32(float *dst, const void *src, int64_t n);
+void g3_q6_k_from_f32(void *dst, const float *src, int64_t n);
+
 #endif

@@ -52,7 +52,8 @@ static int cpu_copy(G3Backend *be, void *dst, const void *src, size_t bytes) {
 static int cpu_sync(G3Backend *be) { (void)be; return 0; }
 
 static int cpu_weight_check(G3Backend *be, const G3Weight *w, const char *name) {
-    if (w->type == G3_F32 || w->type == G3_BF16 || w->type == G3_F16 || w->type == G3_Q8_0 || w->type == G3_Q4_0) return 0;
+    if (w->type == G3_F32 || w->type == G3_BF16 || w->type == G3_F16) return 0;
+    if (g3_type(w->type) && g3_type(w->type)->block > 1 && g3_type(w->type)->is_float) return 0;  // ggml's blocks: linear_quant.c
     return g3_errorf("tensor '%s': backend %s has no matrix kernel for weights of type %s", name ? name : "?", be->name,
                      g3_dtype_name(w->type));
 }
@@ -68,9 +69,9 @@ static int cpu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w
         return 0;
     case G3_BF16:
     case G3_F16: g3_matmul(y, x, w->data, w->type, R, K, N, mode != G3_MM_EXACT); return 0;
-    case G3_Q8_0:
-    case G3_Q4_0: return g3_cpu_linear_quant(y, x, w, R, mode == G3_MM_EXACT);  // fast: int8 activations
-    default: return cpu_weight_check(be, w, NULL);
+    default:
+        if (cpu_weight_check(be, w, NULL)) return -1;
+        return g3_cpu_linear_quant(y, x, w, R, mode == G3_MM_EXACT);  // ggml's blocks; fast: int8 activations
     }
 }
 

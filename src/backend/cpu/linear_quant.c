@@ -74,10 +74,42 @@ static int linear_fast(float *y, const float *x, const G3Weight *w, int R) {
     return 0;
 }
 
+// Any other block type: each weight row widened to f32 (the traits' reference), then f32 dots.
+static int linear_widen(float *y, const float *x, const G3Weight *w, int R) {
+    const int N = (int)w->rows, K = (int)w->cols;
+    const G3TypeTraits *tt = g3_type(w->type);
+    int fail = 0;
+#pragma omp parallel if ((long)N * K * R > 65536)
+    {
+        float *row = g3_malloc((size_t)K * sizeof *row);
+        if (!row) {
+#pragma omp atomic write
+            fail = 1;
+        }
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            if (!row) continue;
+            tt->to_f32(row, g3_weight_row(w, n), K);
+            for (int r = 0; r < R; r++) {
+                const float *xr = x + (long)r * K;
+                float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                int k = 0;
+                for (; k + 4 <= K; k += 4) s0 += row[k] * xr[k], s1 += row[k + 1] * xr[k + 1], s2 += row[k + 2] * xr[k + 2], s3 += row[k + 3] * xr[k + 3];
+                for (; k < K; k++) s0 += row[k] * xr[k];
+                y[(long)r * N + n] = (s0 + s1) + (s2 + s3);
+            }
+        }
+        free(row);
+    }
+    return fail ? -1 : 0;
+}
+
 int g3_cpu_linear_quant(float *y, const float *x, const G3Weight *w, int R, int exact) {
     const int N = (int)w->rows, K = (int)w->cols, nb = K / 32;
     const int q8 = w->type == G3_Q8_0;
-    if (!q8 && w->type != G3_Q4_0) return g3_errorf("linear_quant: type %s is not Q8_0 or Q4_0", g3_dtype_name(w->type));
+    const G3TypeTraits *tt = g3_type(w->type);
+    if (!tt || tt->block == 1 || !tt->to_f32) return g3_errorf("linear_quant: type %s is not a block type", g3_dtype_name(w->type));
+    if (!q8 && w->type != G3_Q4_0) return linear_widen(y, x, w, R);
     if (!exact) return linear_fast(y, x, w, R);
 #pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
     for (int n = 0; n < N; n++) {

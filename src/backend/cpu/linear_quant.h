@@ -1,15 +1,17 @@
-// linear_quant.h: the CPU's linear layer over ggml's block types (Q8_0, Q4_0).
+// linear_quant.h: the CPU's linear layer over ggml's block types. Q8_0 and Q4_0 have kernels:
 //   exact: f32 activations times the weights widened exactly, f32 sums (the reference; the
 //          exact mode's 1e-6 comparisons hold against it)
 //   fast:  activations quantized per block of 32 to int8 (as llama.cpp does), int32 block
 //          sums by the CPU's best kernel (kernels/cpu/quant_dot.h): decode reads the weight
 //          bytes and little else.
+// The other block types (Q4_1 ... Q6_K) widen each weight row to f32 (their reference
+// to_f32) and take f32 dots in every mode: correct, not yet fast.
 #ifndef G3_LINEAR_QUANT_H
 #define G3_LINEAR_QUANT_H
 
 #include "../../tensor/weight.h"
 
-// y[R, N] = x[R, K] . W^T for W [N, K] of type Q8_0 or Q4_0 (K a multiple of 32, as the
+// y[R, N] = x[R, K] . W^T for W [N, K] of a block type (K a multiple of its block, as the
 // loader guarantees). 0, or -1 (message) for another type or no memory.
 int g3_cpu_linear_quant(float *y, const float *x, const G3Weight *w, int R, int exact);
 
