@@ -36,6 +36,7 @@ static const struct {
     {"sae", cmd_sae, "sparse autoencoder features of a prompt (Gemma Scope), spliced-in loss, steering; sae train"},
     {"merge", cmd_merge, "merge a PEFT LoRA adapter into a model's weights; write a Hub folder"},
     {"capacity", cmd_capacity, "memorization capacity in bits per parameter (Morris et al. 2025): one cell or a grid; HTML report"},
+    {"quantize", cmd_quantize, "write a model as a GGUF file in Q8_0, Q4_0, Q4_K_M, ... (tokenizer included)"},
 };
 
 // `gemma3 --version`: what was built (version, commit, compiler and flags, the SIMD levels
