@@ -24,6 +24,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_sae(int argc, char **argv);
 int cmd_capacity(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_kl(int argc, char **argv);
 
 // The program's version; the git commit and build flags are printed beside it (main.c).
 #include "base/version.h"

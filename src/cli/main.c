@@ -36,6 +36,8 @@ static const struct {
     {"sae", cmd_sae, "sparse autoencoder features of a prompt (Gemma Scope), spliced-in loss, steering; sae train"},
     {"merge", cmd_merge, "merge a PEFT LoRA adapter into a model's weights; write a Hub folder"},
     {"capacity", cmd_capacity, "memorization capacity in bits per parameter (Morris et al. 2025): one cell or a grid; HTML report"},
+    {"perplexity", cmd_perplexity, "a model's perplexity and bits per byte on a text (llama-perplexity's chunks)"},
+    {"kl", cmd_kl, "KL divergence and top-1 agreement of a model against a base model on a text"},
     {"quantize", cmd_quantize, "write a model as a GGUF file in Q8_0, Q4_0, Q4_K_M, ... (tokenizer included)"},
 };
 
