@@ -23,11 +23,13 @@ static void count(char *out, size_t cap, double n) {
 int cmd_inspect(int argc, char **argv) {
     const char *dir = NULL;
     long ctx = 0;
+    int tensors = 0;
     CliOpt opts[] = {
+        {"--tensors", OPT_FLAG, &tensors, "list every tensor with its type, shape and bits per weight"},
         {"--model", OPT_STR, &dir, "model folder (config.json + model.safetensors or a sharded set), or a .gguf file"},
         {"--context", OPT_INT, &ctx, "context length for the KV-cache figures (0: the model's maximum)", 0, 1 << 30},
     };
-    CLI_PARSE("inspect", "--model DIR [--context N]", argc, argv, opts);
+    CLI_PARSE("inspect", "--model DIR [--context N] [--tensors]", argc, argv, opts);
     if (!dir) return cli_fail("inspect", "--model DIR is required");
     G3Model m;
     if (g3_model_load(&m, dir)) return cli_fail("inspect", "%s", g3_error());
@@ -78,6 +80,31 @@ int cmd_inspect(int argc, char **argv) {
     count(a, sizeof a, (double)m.nparams);
     human(b, sizeof b, (double)g3_model_weight_bytes(&m));
     printf("  %-22s %9s  %6.2f%%  %s  (output head tied to the embedding)\n", "total", a, 100.0, b);
+
+    // stored types: a quantized file mixes them (Q4_K_M: Q4_K, Q6_K, fallbacks; norms F32)
+    printf("\ntypes                   tensors     count   bytes     bits/weight\n");
+    for (int ty = 0; ty < G3_DTYPE_COUNT; ty++) {
+        int64_t n = 0, nb = 0;
+        int nt = 0;
+        for (int i = 0; i < m.nt; i++)
+            if (m.t[i].dtype == (G3DType)ty) n += m.t[i].numel, nb += m.t[i].nbytes, nt++;
+        if (!nt) continue;
+        count(a, sizeof a, (double)n);
+        human(b, sizeof b, (double)nb);
+        printf("  %-20s %8d  %8s  %-9s %7.3f\n", g3_dtype_name((G3DType)ty), nt, a, b, 8.0 * (double)nb / (double)n);
+    }
+    printf("  %-20s %8d  %8s  %-9s %7.3f\n", "all", m.nt, (count(a, sizeof a, (double)m.nparams), a),
+           (human(b, sizeof b, (double)g3_model_weight_bytes(&m)), b), 8.0 * (double)g3_model_weight_bytes(&m) / (double)m.nparams);
+    if (tensors) {
+        printf("\ntensors\n");
+        for (int i = 0; i < m.nt; i++) {
+            const G3Tensor *t = &m.t[i];
+            char shape[48];
+            if (t->ndim == 2) snprintf(shape, sizeof shape, "[%lld, %lld]", (long long)t->shape[0], (long long)t->shape[1]);
+            else snprintf(shape, sizeof shape, "[%lld]", (long long)t->shape[0]);
+            printf("  %-52s %-5s %-14s %7.3f\n", t->name, g3_dtype_name(t->dtype), shape, 8.0 * (double)t->nbytes / (double)t->numel);
+        }
+    }
 
     printf("\nKV cache at %ld positions (one sequence)\n", ctx);
     char w32[32], f32[32], w16[32], f16[32];
