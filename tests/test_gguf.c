@@ -330,7 +330,8 @@ static void test_damage(void) {
     size_t t0 = at("token_embd.weight"), t1 = at("output_norm.weight");
     u32 = 5; BAD("ndim", t0 + 17, &u32, 4, L, "token_embd.weight", "5 dimensions");
     u32 = 77; BAD("unknown type", t0 + 17 + 4 + 16, &u32, 4, L, "token_embd.weight", "unknown ggml type 77");
-    u32 = 12; BAD("Q4_K", t0 + 17 + 4 + 16, &u32, 4, L, "token_embd.weight", "Q4_K", "not supported");
+    u32 = 10; BAD("Q2_K", t0 + 17 + 4 + 16, &u32, 4, L, "token_embd.weight", "Q2_K", "not supported");
+    u32 = 12; BAD("Q4_K rows", t0 + 17 + 4 + 16, &u32, 4, L, "token_embd.weight", "not whole Q4_K blocks of 256");
     struct __attribute__((packed)) { uint64_t ne0, ne1; uint32_t type; } pb = {33, 2, GGML_Q8_0};
     BAD("partial block", t0 + 17 + 4, &pb, sizeof pb, L, "token_embd.weight", "whole Q8_0 blocks");
     u64 = 1ull << 62; BAD("dims overflow", t0 + 17 + 4 + 8, &u64, 8, L, "token_embd.weight", "overflows");
