@@ -102,23 +102,36 @@ int g3_quantize_model(const G3Model *m, const char *tok_path, const G3QuantOpts 
         char name[128];
         if (gguf_gemma_gguf_name(t->name, name, sizeof name)) { rc = g3_errorf("no GGUF name for %s", t->name); break; }
         G3DType ty = g3_quant_tensor_type(m, i, o);
-        float *f = g3_malloc((size_t)t->numel * sizeof *f);
         int64_t nb = g3_type_bytes(ty, t->numel);
         void *d = nb > 0 ? g3_malloc((size_t)nb) : NULL;
-        if (!f || !d) { free(f), free(d); rc = -1; break; }
-        if (t->kind == G3_KIND_NORM) {
-            if (t->normf) memcpy(f, t->normf, (size_t)t->numel * sizeof *f);
-            else g3_to_f32(f, t->data, t->dtype, (size_t)t->numel);
-            for (int64_t k = 0; k < t->numel; k++) f[k] += 1.0f;  // the converter's 1 + w
-        } else {
-            g3_to_f32(f, t->data, t->dtype, (size_t)t->numel);
-        }
+        if (!d) { rc = -1; break; }
         const int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
-        const int64_t rb = g3_type_row_bytes(ty, cols);
+        const int64_t rb = g3_type_row_bytes(ty, cols), srb = t->row_bytes;
         const G3TypeTraits *tt = g3_type(ty);
-#pragma omp parallel for schedule(dynamic, 64)
-        for (int64_t r = 0; r < rows; r++) tt->from_f32((char *)d + r * rb, f + r * cols, cols);
-        free(f);
+        int fail = 0;
+        // row by row, so a 262144-row embedding never exists whole in f32
+#pragma omp parallel
+        {
+            float *f = g3_malloc((size_t)cols * sizeof *f);
+            if (!f) {
+#pragma omp atomic write
+                fail = 1;
+            }
+#pragma omp for schedule(dynamic, 64)
+            for (int64_t r = 0; r < rows; r++) {
+                if (!f) continue;
+                if (t->kind == G3_KIND_NORM) {
+                    if (t->normf) memcpy(f, t->normf, (size_t)cols * sizeof *f);
+                    else g3_to_f32(f, t->data, t->dtype, (size_t)cols);
+                    for (int64_t k = 0; k < cols; k++) f[k] += 1.0f;  // the converter's 1 + w
+                } else {
+                    g3_to_f32(f, (const char *)t->data + r * srb, t->dtype, (size_t)cols);
+                }
+                tt->from_f32((char *)d + r * rb, f, cols);
+            }
+            free(f);
+        }
+        if (fail) { free(d); rc = -1; break; }
         bufs[i] = d;
         int64_t ne[2] = {cols, rows};
         rc = gguf_w_tensor(&w, name, ty, t->ndim, ne, d, nb);
