@@ -4,6 +4,7 @@
 #define G3_BENCH_MODEL_H
 
 #include <stdio.h>
+#include <string.h>
 
 #include "base/base.h"
 #include "model/init.h"
@@ -13,7 +14,9 @@
 static inline int bench_load_1b(G3Model *m, const char *dir) {
     char cfgp[4200];
     snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
-    if (!g3_file_exists(cfgp)) {
+    size_t n = strlen(dir);
+    int gguf = n > 5 && !strcmp(dir + n - 5, ".gguf");  // a GGUF file (e.g. from gemma3 quantize) is taken as it is
+    if (!gguf && !g3_file_exists(cfgp)) {
         G3Config c;
         g3_config_preset(&c, "1b");
         fprintf(stderr, "bench: creating %s (random Gemma 3 1B, bf16) once\n", dir);
