@@ -2,7 +2,8 @@
 // gives logits within its tolerance of the safetensors F32 logits, in exact mode (f32
 // activations) and fast mode (int8 activations for Q8_0 / Q4_0); the F32 file gives the same
 // logits (1e-6); re-quantizing the F32 GGUF gives the same file as quantizing the Hub folder;
-// the tokenizer rides along in the metadata; bad arguments exit 1 with a message.
+// the tokenizer rides along in the metadata; `convert` brings an F32 GGUF back to a Hub folder
+// (same logits, tokenizer.model) and refuses a quantized one; bad arguments exit 1.
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,6 +70,27 @@ int main(void) {
     G3Tokenizer *tok = g3_tok_load_ex(tokf, G3_TOK_LOAD_NO_CACHE);
     CHECK(tok && g3_tok_vocab_size(tok) == 262145 && g3_tok_bos(tok) == 2, "tokenizer from the quantized file: %s", tok ? "" : g3_error());
     g3_tok_free(tok);
+    // convert: an F32 GGUF back to a Hub folder gives the same logits and the same tokenizer
+    CHECK(sh("./gemma3 quantize --model %s --out %s/f32tok.gguf --type F32 --tokenizer tests/data/tokenizer/tokenizer.model --quiet "
+             "2>/dev/null && ./gemma3 convert --model %s/f32tok.gguf --out %s/hub 2>/dev/null", dir, tmp, tmp, tmp) == 0, "convert");
+    {
+        char hub[128];
+        snprintf(hub, sizeof hub, "%s/hub", tmp);
+        int V2;
+        float *lg = logits_of(hub, ids, T, 0, &V2);
+        CHECK(lg && V2 == V && rel_err(lg, ref, (long)T * V) <= 1e-6, "converted folder's logits");
+        free(lg);
+        char tm[160];
+        snprintf(tm, sizeof tm, "%s/tokenizer.model", hub);
+        G3Tokenizer *t2 = g3_tok_load_ex(tm, G3_TOK_LOAD_NO_CACHE);
+        int32_t *ti = NULL;
+        int n = t2 ? g3_tok_encode(t2, "Hello world", 11, 1, 1, &ti) : -1;
+        CHECK(n == 3 && ti[0] == 2 && ti[1] == 9259 && ti[2] == 1902, "converted tokenizer.model encodes 'Hello world'");
+        free(ti);
+        g3_tok_free(t2);
+    }
+    CHECK(sh("./gemma3 convert --model %s/Q8_0.gguf --out %s/hub2 2>/dev/null", tmp, tmp) == 1, "convert refuses a quantized file");
+
     // refusals
     CHECK(sh("./gemma3 quantize --model %s --out %s/x.gguf --type Q3_Z 2>/dev/null", dir, tmp) == 1, "unknown type: exit 1");
     CHECK(sh("./gemma3 quantize --model %s --out %s/Q8_0.gguf --type Q8_0 2>/dev/null", dir, tmp) == 1, "existing output: exit 1");

@@ -38,6 +38,7 @@ static const struct {
     {"capacity", cmd_capacity, "memorization capacity in bits per parameter (Morris et al. 2025): one cell or a grid; HTML report"},
     {"perplexity", cmd_perplexity, "a model's perplexity and bits per byte on a text (llama-perplexity's chunks)"},
     {"kl", cmd_kl, "KL divergence and top-1 agreement of a model against a base model on a text"},
+    {"convert", cmd_convert, "a GGUF file (F32/F16/BF16) back to a Hub folder (safetensors, config.json, tokenizer.model)"},
     {"quantize", cmd_quantize, "write a model as a GGUF file in Q8_0, Q4_0, Q4_K_M, ... (tokenizer included)"},
 };
 

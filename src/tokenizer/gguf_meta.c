@@ -143,3 +143,73 @@ int g3_tok_write_gguf_meta(GGUFWriter *w, const char *path) {
     g3_tok_free(t);
     return rc;
 }
+
+// ---- GGUF -> tokenizer.model ----
+
+static void pb_put(TokBlob *b, const void *p, size_t n, int *fail) {
+    uint32_t off;
+    if (!*fail && n && tok_blob_add(b, p, n, &off)) *fail = 1;
+    if (!*fail && n) b->len--;  // tok_blob_add ends each piece with a NUL: not wanted here
+}
+static void pb_varint(TokBlob *b, uint64_t v, int *fail) {
+    uint8_t buf[10];
+    int n = 0;
+    do { buf[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0)); v >>= 7; } while (v);
+    pb_put(b, buf, (size_t)n, fail);
+}
+static void pb_key(TokBlob *b, int field, int wire, int *fail) { pb_varint(b, (uint64_t)(field << 3 | wire), fail); }
+static void pb_bytes(TokBlob *b, int field, const void *p, size_t n, int *fail) {
+    pb_key(b, field, 2, fail);
+    pb_varint(b, n, fail);
+    pb_put(b, p, n, fail);
+}
+
+int g3_tok_gguf_to_spm(const char *gguf, const char *out) {
+    GGUFFile g;
+    if (gguf_open(&g, gguf)) return -1;
+    G3Tokenizer t;
+    memset(&t, 0, sizeof t);
+    if (tok_load_gguf(&t, &g)) { gguf_close(&g); return -1; }  // validates the arrays read below
+    tok_free_contents(&t);
+    const GGUFKV *tokens = gguf_kv(&g, "tokenizer.ggml.tokens"), *scores = gguf_kv(&g, "tokenizer.ggml.scores"),
+                 *types = gguf_kv(&g, "tokenizer.ggml.token_type");
+    if (gguf_kv(&g, "tokenizer.ggml.merges")) {
+        gguf_close(&g);
+        return g3_errorf("%s: the tokenizer has a merge list, which tokenizer.model cannot hold", gguf);
+    }
+    TokBlob b = {0}, piece = {0};
+    int fail = 0;
+    const uint8_t *p = tokens->value;
+    for (uint64_t i = 0; i < tokens->n; i++) {
+        uint64_t len;
+        memcpy(&len, p, 8);
+        float sc;
+        int32_t ty;
+        memcpy(&sc, scores->value + 4 * i, 4);
+        memcpy(&ty, types->value + 4 * i, 4);
+        piece.len = 0;
+        pb_bytes(&piece, 1, p + 8, (size_t)len, &fail);
+        pb_key(&piece, 2, 5, &fail);
+        pb_put(&piece, &sc, 4, &fail);
+        pb_key(&piece, 3, 0, &fail);
+        pb_varint(&piece, (uint64_t)ty, &fail);
+        pb_bytes(&b, 1, piece.blob, piece.len, &fail);
+        p += 8 + len;
+    }
+    // trainer_spec: BPE (model_type 2) with byte fallback; normalizer_spec: identity, no dummy
+    // prefix, whitespace kept and escaped as U+2581 (what load_spm.c accepts: Gemma's settings)
+    TokBlob sub = {0};
+    pb_key(&sub, 3, 0, &fail), pb_varint(&sub, 2, &fail);
+    pb_key(&sub, 35, 0, &fail), pb_varint(&sub, 1, &fail);
+    pb_bytes(&b, 2, sub.blob, sub.len, &fail);
+    sub.len = 0;
+    pb_bytes(&sub, 1, "identity", 8, &fail);
+    pb_key(&sub, 3, 0, &fail), pb_varint(&sub, 0, &fail);
+    pb_key(&sub, 4, 0, &fail), pb_varint(&sub, 0, &fail);
+    pb_key(&sub, 5, 0, &fail), pb_varint(&sub, 1, &fail);
+    pb_bytes(&b, 3, sub.blob, sub.len, &fail);
+    int rc = fail ? g3_errorf("out of memory") : g3_write_file_atomic(out, b.blob, b.len);
+    free(b.blob), free(piece.blob), free(sub.blob);
+    gguf_close(&g);
+    return rc;
+}

@@ -13,4 +13,8 @@ struct GGUFWriter;
 // encodings. A GGUF model file's tokenizer is copied. 0, or -1 with the reason.
 int g3_tok_write_gguf_meta(struct GGUFWriter *w, const char *path);
 
+// A GGUF model file's tokenizer (tokens, scores, types; no merge list) as a SentencePiece
+// tokenizer.model at out, which g3_tok_load reads back to the same encodings. 0 or -1.
+int g3_tok_gguf_to_spm(const char *gguf, const char *out);
+
 #endif
