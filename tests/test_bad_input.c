@@ -112,7 +112,7 @@ int main(void) {
     // tensors that lie about themselves (header edits keep the header length)
     struct { const char *name, *from, *to, *n1, *n2; } edits[] = {
         {"dtype", "\"dtype\":\"F32\"", "\"dtype\":\"Q99\"", "unsupported dtype", "Q99"},
-        {"dtype2", "\"dtype\":\"F32\"", "\"dtype\":\"I32\"", "must be F32, BF16, F16, Q8_0 or Q4_0", NULL},
+        {"dtype2", "\"dtype\":\"F32\"", "\"dtype\":\"I32\"", "must be F32, BF16, F16, Q8_0, Q4_0", NULL},
         {"missing", "model.norm.weight", "model.nrm_.weight", "model.norm.weight", "missing"},
         {"offsets", "\"data_offsets\":[0,", "\"data_offsets\":[4,", "data_offsets", NULL},
     };

@@ -97,7 +97,7 @@ static int cpu_weight_type(G3DType dt) {
     return tt && tt->is_float && (tt->linear_backends & (1u << G3_BACKEND_CPU));
 }
 
-// "tensor 'x' has type I32, which is not a weight type; weights must be F32, BF16, F16, Q8_0 or Q4_0"
+// "tensor 'x' has type I32, which is not a weight type; weights must be F32, BF16, F16, Q8_0, Q4_0, ... or Q6_K"
 // (the list from the traits table). where: the file, or NULL for a model built in memory.
 static int type_error(const char *where, const char *name, G3DType dt) {
     char list[256] = "";
