@@ -5,9 +5,11 @@
 #include "linear_quant.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../base/base.h"
 #include "../../kernels/cpu/quant_dot.h"
+#include "../../kernels/kernels.h"
 #include "../../tensor/quant.h"
 
 // sum_k W[k] x[k] over nb blocks of one Q8_0 row.
@@ -58,8 +60,43 @@ static G3BlockQ8A *qa_scratch(size_t n) {
 
 enum { RT = 8 };  // activation rows per tile: a weight row stays in L1 while they pass
 
+// Many rows (prefill): the product is compute-bound, and the f32 GEMM's tiles beat one dot per
+// (row, column). Slices of the weight rows are widened to f32 (the traits' to_f32, in
+// parallel) and multiplied by g3_sgemm: the widening costs N x K once per call, shared by the R
+// rows. Slices keep the f32 copy near 16 MB (a 262144-row embedding is never widened whole).
+enum { GEMM_MIN_ROWS = 8 };
+static _Thread_local float *wf_buf, *yt_buf;
+static _Thread_local size_t wf_cap, yt_cap;
+
+static float *grow(float **buf, size_t *cap, size_t n) {
+    if (n > *cap) {
+        g3_free_aligned(*buf);
+        *buf = g3_malloc_aligned(n * sizeof **buf);
+        *cap = *buf ? n : 0;
+    }
+    return *buf;
+}
+
+static int linear_gemm(float *y, const float *x, const G3Weight *w, int R) {
+    const int N = (int)w->rows, K = (int)w->cols;
+    const G3TypeTraits *tt = g3_type(w->type);
+    int S = (int)G3_MIN((int64_t)N, G3_MAX((int64_t)64, ((int64_t)4 << 20) / K));
+    float *wf = grow(&wf_buf, &wf_cap, (size_t)S * K), *yt = S < N ? grow(&yt_buf, &yt_cap, (size_t)R * S) : y;
+    if (!wf || !yt) return -1;
+    for (int n0 = 0; n0 < N; n0 += S) {
+        const int ns = G3_MIN(S, N - n0);
+#pragma omp parallel for schedule(static) if ((long)ns * K > 65536)
+        for (int n = 0; n < ns; n++) tt->to_f32(wf + (size_t)n * K, g3_weight_row(w, n0 + n), K);
+        g3_sgemm(0, 1, R, ns, K, x, wf, yt, 0);
+        if (yt != y)
+            for (int r = 0; r < R; r++) memcpy(y + (size_t)r * N + n0, yt + (size_t)r * ns, (size_t)ns * sizeof *y);
+    }
+    return 0;
+}
+
 static int linear_fast(float *y, const float *x, const G3Weight *w, int R) {
     const int N = (int)w->rows, K = (int)w->cols, nb = K / 32;
+    if (R >= GEMM_MIN_ROWS) return linear_gemm(y, x, w, R);
     G3BlockQ8A *qa = qa_scratch((size_t)R * nb);
     if (!qa) return -1;
 #pragma omp parallel for schedule(static) if ((long)R * K > 65536)
@@ -109,7 +146,7 @@ int g3_cpu_linear_quant(float *y, const float *x, const G3Weight *w, int R, int 
     const int q8 = w->type == G3_Q8_0;
     const G3TypeTraits *tt = g3_type(w->type);
     if (!tt || tt->block == 1 || !tt->to_f32) return g3_errorf("linear_quant: type %s is not a block type", g3_dtype_name(w->type));
-    if (!q8 && w->type != G3_Q4_0) return linear_widen(y, x, w, R);
+    if (!q8 && w->type != G3_Q4_0) return R >= GEMM_MIN_ROWS ? linear_gemm(y, x, w, R) : linear_widen(y, x, w, R);
     if (!exact) return linear_fast(y, x, w, R);
 #pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
     for (int n = 0; n < N; n++) {

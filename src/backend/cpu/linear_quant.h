@@ -6,6 +6,8 @@
 //          bytes and little else.
 // The other block types (Q4_1 ... Q6_K) widen each weight row to f32 (their reference
 // to_f32) and take f32 dots in every mode: correct, not yet fast.
+// Outside exact mode, 8 rows or more (prefill) go through the f32 GEMM on slices of the weights
+// widened to f32, for every block type: compute-bound work wants the GEMM's tiles.
 #ifndef G3_LINEAR_QUANT_H
 #define G3_LINEAR_QUANT_H
 
