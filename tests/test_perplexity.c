@@ -91,7 +91,7 @@ int main(void) {
     snprintf(txt, sizeof txt, "%s/text.txt", tmp);
     snprintf(out, sizeof out, "%s/out.txt", tmp);
     write_tokenizer(tok);
-    char text[3000];
+    char text[1200];  // about 18 chunks of 64 one-byte tokens
     size_t k = 0;
     const char *words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "dog ", "ran ", "far "};
     for (int i = 0; k + 8 < sizeof text; i++) {

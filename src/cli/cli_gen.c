@@ -3,12 +3,16 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "base/base.h"
 
 int cli_sampling_resolve(const CliSampling *cs, const char *model_dir, G3SamplerConfig *out) {
     *out = g3_sampler_defaults();
-    if (model_dir && g3_sampler_config_from_generation_config(out, model_dir)) return -1;
+    // a folder's generation_config.json; a model file (.gguf) has none beside it to read
+    struct stat st;
+    if (model_dir && stat(model_dir, &st) == 0 && S_ISDIR(st.st_mode) && g3_sampler_config_from_generation_config(out, model_dir))
+        return -1;
     if (!isnan(cs->temperature)) out->temperature = (float)cs->temperature;
     if (!isnan(cs->top_p)) out->top_p = (float)cs->top_p;
     if (!isnan(cs->min_p)) out->min_p = (float)cs->min_p;
