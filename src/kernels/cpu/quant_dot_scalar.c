@@ -2,6 +2,7 @@
 // the choice of table by CPU level. Plain C, kept forever: the SIMD kernels are held against it.
 #include "quant_dot.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <stddef.h>
 
@@ -50,8 +51,9 @@ float g3_qdot_q4_0_ref(const void *w, const G3BlockQ8A *a, int nb) {
 
 static int cpu_level(void) {
     __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
-        return G3_QDOT_SCALAR;
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return G3_QDOT_SCALAR;
+    unsigned a, b, c, d;  // F16C (vcvtph2ps) is not among every compiler's __builtin_cpu_supports names
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_F16C)) return G3_QDOT_SCALAR;
     if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
           __builtin_cpu_supports("avx512dq")))
         return G3_QDOT_AVX2;
