@@ -20,6 +20,12 @@ static G3Backend *g3_backend_cuda_open(void) {
     return NULL;
 }
 int g3_backend_cuda_devices(void) { return 0; }
+const char *g3_backend_cuda_device(G3Backend *be) { return ""; }
+int g3_backend_cuda_mem(G3Backend *be, size_t *free_bytes, size_t *total_bytes) {
+    *free_bytes = *total_bytes = 0;
+    return g3_errorf("cuda: this gemma3 was built without the CUDA backend");
+}
+double g3_backend_cuda_peak_bf16(G3Backend *be) { return 0; }
 #endif
 
 G3Backend *g3_backend_open(const char *name) {

@@ -180,6 +180,14 @@ struct G3Backend {
     // x[R, n] += rmsnorm(t, w_post); then, when w_next is non-NULL, xn = rmsnorm(x, w_next).
     void (*add_rmsnorm)(G3Backend *be, float *x, float *xn, const float *t, const float *w_post, const float *w_next, int R,
                         int n, float eps);
+    // Training with the parameters resident in this backend's memory (train.h
+    // g3_train_ctx_resident): zeroing, the global gradient norm's sum of squares (double;
+    // -1 on failure) and AdamW's element-wise step over n parameters with f32 moments, as
+    // optim.h computes it. k = {beta1, beta2, 1 - beta1, 1 - beta2, lr / (1 - beta1^t),
+    // 1 / sqrt(1 - beta2^t), eps, gradient scale}.
+    int (*zero)(G3Backend *be, void *p, size_t bytes);
+    double (*sumsq)(G3Backend *be, const float *x, long n);
+    int (*adamw)(G3Backend *be, float *p, const float *g, float *m, float *v, long n, const float k[8], float decay_mul);
 };
 
 // The process's CPU backend: the kernels of kernels.h at the ISA level g3_kernels_init chose
@@ -191,6 +199,12 @@ G3Backend *g3_backend_open(const char *name);
 void g3_backend_free(G3Backend *be);
 // Usable CUDA devices: 0 in a build without the CUDA backend or on a machine without a GPU.
 int g3_backend_cuda_devices(void);
+// A CUDA backend's device, for messages: its name ("" for another backend), free and total
+// memory (-1 on failure), and its dense bf16 tensor-core peak in FLOP/s for MFU figures (the
+// datasheet's, by name: H100/H200 SXM 989e12, A100 312e12; 0 when not known).
+const char *g3_backend_cuda_device(G3Backend *be);
+int g3_backend_cuda_mem(G3Backend *be, size_t *free_bytes, size_t *total_bytes);
+double g3_backend_cuda_peak_bf16(G3Backend *be);
 // -1 with "backend cpu has no op 'attention_backward'" when op is NULL, else 0.
 int g3_backend_need(const G3Backend *be, const void *op, const char *opname);
 #define G3_NEED(be, op) g3_backend_need((be), (const void *)(be)->op, #op)

@@ -1,5 +1,6 @@
 // cli_model.c: loading a model with an optional LoRA adapter, for every command that runs one
 // (see cli.h): the adapter hangs off the model, so the pass applies it wherever it runs.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,21 @@ int cli_model_device(G3Model *m) {
     if (!be) return -1;
     m->be = be;
     return 0;
+}
+
+int cli_train_backend(G3Backend **out, int cpu_only, const char *cmd) {
+    *out = NULL;
+    const char *dev = cli_device;
+    if (!dev) {
+        if (g3_backend_cuda_devices() <= 0) return 0;
+        if (cpu_only) {
+            fprintf(stderr, "%s: training on the CPU (%s runs on the CPU for now; --device cpu silences this)\n", cmd, cpu_only == 1 ? "LoRA" : "this objective");
+            return 0;
+        }
+        dev = "cuda";
+    }
+    if (!strcmp(dev, "cpu")) return 0;
+    return (*out = g3_backend_open(dev)) ? 0 : -1;
 }
 
 int cli_model_load(G3Model *m, const char *dir, const char *adapter_dir) {

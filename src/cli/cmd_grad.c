@@ -9,6 +9,7 @@
 
 #include "base/base.h"
 #include "cli.h"
+#include "backend/backend.h"
 #include "train/train.h"
 
 // The tensor's name as found in the checkpoint (model.*, language_model.model.* or
@@ -32,6 +33,7 @@ int cmd_grad(int argc, char **argv) {
         {"--save", OPT_STR, &save, "write loss and grad.<name> for every tensor to this .safetensors file"},
         {"--checkpointing", OPT_FLAG, &ckpt, "recompute each layer in backward (less activation memory)"},
         CLI_THREADS_OPT(threads),
+        CLI_DEVICE_OPT,
     };
     CLI_PARSE("grad", "--model DIR --ids 2,17,300,... [--save grads.safetensors]", argc, argv, opts);
     if (!dir || !ids_s) return cli_fail("grad", "--model and --ids are required (see --help)");
@@ -45,13 +47,17 @@ int cmd_grad(int argc, char **argv) {
     int rc = 1, T = n - 1;
     G3TrainModel tm = {0};
     G3TrainCtx *cx = NULL;
+    G3Backend *be = NULL;
     STWriter w = {0};
     for (int i = 0; i < n; i++)
         if (ids[i] >= m.cfg.vocab) { cli_fail("grad", "--ids: id %d (position %d) is outside the vocabulary [0, %d)", ids[i], i, m.cfg.vocab); goto out; }
     if (T > m.cfg.max_pos) { cli_fail("grad", "%d ids exceed the model's context of %d positions", n, m.cfg.max_pos); goto out; }
     if (g3_train_model_from(&tm, &m)) { cli_fail("grad", "%s", g3_error()); goto out; }
     int64_t bytes = 0;
-    if (!(cx = g3_train_ctx_new(&tm, 1, T, ckpt, &bytes))) { cli_fail("grad", "%s", g3_error()); goto out; }
+    if (cli_train_backend(&be, 0, "grad") || !(cx = g3_train_ctx_new_on(&tm, be, 1, T, ckpt, &bytes))) {
+        cli_fail("grad", "%s", g3_error());
+        goto out;
+    }
     double t0 = g3_now();
     double loss = g3_train_forward_backward(&tm, cx, ids, ids + 1, 1.0f);
     if (loss != loss) { cli_fail("grad", "%s", g3_error()); goto out; }
@@ -59,7 +65,8 @@ int cmd_grad(int argc, char **argv) {
     double gn = 0;
     for (int64_t i = 0; i < tm.n; i++) gn += (double)tm.grads[i] * tm.grads[i];
     printf("loss %.9f (%d targets), grad norm %.6g\n", loss, T, sqrt(gn));
-    fprintf(stderr, "grad: %lld parameters, %.1f MiB of activations, %.3f s\n", (long long)tm.m.nparams, bytes / 1048576.0, dt);
+    fprintf(stderr, "grad: %lld parameters, %.1f MiB of activations%s%s, %.3f s\n", (long long)tm.m.nparams, bytes / 1048576.0,
+            be ? " on " : "", be ? be->name : "", dt);
     if (save) {
         int64_t one = 1;
         if (st_writer_add(&w, "loss", G3_F64, 1, &one, &loss)) { cli_fail("grad", "%s", g3_error()); goto out; }
@@ -76,6 +83,7 @@ int cmd_grad(int argc, char **argv) {
 out:
     st_writer_free(&w);
     g3_train_ctx_free(cx);
+    g3_backend_free(be);
     g3_train_model_free(&tm);
     g3_model_free(&m);
     free(ids);

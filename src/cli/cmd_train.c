@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "backend/backend.h"
 #include "base/json.h"
 #include "cli.h"
 #include "kernels/kernels.h"
@@ -253,6 +254,15 @@ static void on_stop(int sig) {
     (void)w;
 }
 
+// Model FLOPs per trained token (forward + backward = 3x the forward's 2 per multiply-add):
+// the layers' projections, the tied head, and causal attention's two products (T/2 keys on
+// average), as MFU is usually counted (no recomputation counted).
+static double train_flops_per_token(const G3Config *c, long T) {
+    const double C = c->hidden, F = c->inter, QD = (double)c->heads * c->head_dim, KD = (double)c->kv_heads * c->head_dim;
+    const double per_layer = C * QD * 2 + C * KD * 2 + 3 * C * F;
+    return 6.0 * (c->layers * per_layer + (double)c->vocab * C) + 6.0 * c->layers * (double)T * QD;
+}
+
 typedef enum { STEP_DONE, STEP_FAILED, STEP_DIVERGED, STEP_STOPPED } StepStatus;
 
 typedef struct {
@@ -276,7 +286,7 @@ typedef struct {
 // update (STEP_STOPPED: the weights are still the previous step's).
 static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, double *lr) {
     const Args *a = L->a;
-    g3_train_zero_grads(L->tm);
+    if (g3_train_ctx_zero_grads(L->ctx)) return STEP_FAILED;
     *loss = 0;
     L->dpo = (G3DpoStats){0};
     for (int mi = 0; mi < a->accum; mi++) {
@@ -327,14 +337,14 @@ static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, 
         if (isnan(l) && g3_error_is_set()) return STEP_FAILED;
         *loss += l / (double)a->accum;
     }
-    *norm = g3_grad_norm(L->tm->grads, L->tm->n);
     *lr = g3_schedule_lr(L->sch, step);
-    if (!isfinite(*loss) || !isfinite(*norm)) {
+    int rc = isfinite(*loss) ? g3_train_ctx_step(L->ctx, L->opt, *lr, a->clip, norm) : 1;
+    if (rc < 0) return STEP_FAILED;
+    if (rc > 0 && (!isfinite(*loss) || !isfinite(*norm))) {
         g3_errorf("training diverged at step %lld (loss %g, gradient norm %g)", (long long)step + 1, *loss, *norm);
         return STEP_DIVERGED;
     }
-    g3_adamw_step(L->opt, L->tm->params, L->tm->grads, *lr, g3_clip_scale(*norm, a->clip));
-    if (!isfinite(g3_grad_norm(L->tm->params, L->tm->n))) {  // e.g. a huge --lr: finite loss, then overflow
+    if (rc > 0) {  // e.g. a huge --lr: finite loss, then overflow
         g3_errorf("training diverged at step %lld (loss %g; the update made the weights non-finite)", (long long)step + 1, *loss);
         return STEP_DIVERGED;
     }
@@ -385,6 +395,7 @@ int cmd_train(int argc, char **argv) {
         {"--threads", OPT_INT, &a.threads, "threads (0: all cores)"},
         {"--force", OPT_FLAG, &a.force, "allow --out to be a folder holding a model that is not a training run's (e.g. the --model folder): it is replaced"},
         {"--log-every", OPT_INT, &a.log_every, "progress line every N steps when stderr is not a terminal", 1, 1L << 40},
+        CLI_DEVICE_OPT,
     };
     CLI_PARSE(CMD, "--init SHAPE|--model DIR --data PATH --out DIR [--tokenizer FILE] [options]", argc, argv, opts);
     if (!a.out || !a.data) return cli_fail(CMD, "--data and --out are required (see --help)");
@@ -449,6 +460,8 @@ int cmd_train(int argc, char **argv) {
     G3TrainModel tm = {0};
     G3AdamW opt = {0};
     G3TrainCtx *ctx = NULL;
+    G3Backend *be = NULL;
+    double peak = 0;  // the card's bf16 peak, FLOP/s, for the MFU (0: unknown)
     G3CkptInfo info = {0};
     char *rj = NULL;
     int32_t *in = NULL, *tg = NULL;
@@ -554,9 +567,18 @@ int cmd_train(int argc, char **argv) {
     // ---- memory report ----
     int64_t act = 0, act_other;
     const long rows = a.dpo ? 2 * a.batch : a.batch;  // sequences a micro-batch
-    if (!(ctx = g3_train_ctx_new(&tm, (int)rows, (int)a.seq, a.ckpt_act, &act))) goto fail;
+    if (cli_train_backend(&be, a.lora ? 1 : a.dpo || a.cls ? 2 : 0, CMD) ||
+        !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)a.seq, a.ckpt_act, &act)) || g3_train_ctx_resident(ctx))
+        goto fail;
     g3_train_ctx_set_bf16(ctx, bf16);
-    if (bf16)
+    if (be) {
+        size_t fb = 0, tb = 0;
+        g3_backend_cuda_mem(be, &fb, &tb);
+        peak = g3_backend_cuda_peak_bf16(be);
+        fprintf(stderr, "train: on %s (%s): parameters, gradients, AdamW moments and activations in GPU memory; %.1f of %.1f GiB "
+                        "free\n", be->name, g3_backend_cuda_device(be), fb / 1073741824.0, tb / 1073741824.0);
+    }
+    if (bf16 && !be)
         fprintf(stderr, "train: matrix products in bf16 (f32 sums, weights, gradients and optimizer state)%s\n",
                 g3_gemm_bf16_native() ? "" : "; this CPU has no AVX512-BF16: they round as in bf16, at the f32 rate");
     act_other = g3_train_ctx_bytes(&tm, (int)rows, (int)a.seq, !a.ckpt_act);  // the other mode's, sized only
@@ -609,6 +631,8 @@ int cmd_train(int argc, char **argv) {
         done_steps = s1;
         last_loss = loss;
         double dt = g3_now() - t0, tps = (double)bt * (double)a.accum / dt;
+        char mfu[32] = "";
+        if (peak > 0) snprintf(mfu, sizeof mfu, " | MFU %.1f%%", 100.0 * tps * train_flops_per_token(&cfg, a.seq) / peak);
         double val = NAN, val_acc = NAN;
         if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) {
             val = a.dpo   ? eval_dpo(&tm, ctx, &vex, &a, in, tg, &val_acc)
@@ -638,12 +662,12 @@ int cmd_train(int argc, char **argv) {
         fmt_time(eta, sizeof eta, el / (double)(s1 - start) * (double)(a.steps - s1));
         if (!isnan(val)) snprintf(vs, sizeof vs, " | val %.4f", val);
         if (tty || s1 % a.log_every == 0 || s1 == a.steps || !isnan(val))
-            fprintf(stderr, "%sstep %lld/%ld | loss %.4f%s | lr %.2e | gnorm %.3f | %.0f tok/s | ETA %s%s", tty ? "\r" : "",
-                    (long long)s1, a.steps, loss, vs, lr, norm, tps, eta, tty && isnan(val) ? "   " : "\n");
+            fprintf(stderr, "%sstep %lld/%ld | loss %.4f%s | lr %.2e | gnorm %.3f | %.0f tok/s%s | ETA %s%s", tty ? "\r" : "",
+                    (long long)s1, a.steps, loss, vs, lr, norm, tps, mfu, eta, tty && isnan(val) ? "   " : "\n");
         if ((a.save_every > 0 && s1 % a.save_every == 0) || s1 == a.steps) {
             info.step = s1;
             info.loss = loss;
-            if (g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
+            if (g3_train_ctx_sync_host(ctx, &opt) || g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
             saved = s1;
         }
     }
@@ -654,7 +678,7 @@ int cmd_train(int argc, char **argv) {
         if (done_steps > saved) {
             info.step = done_steps;
             info.loss = last_loss;
-            if (g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
+            if (g3_train_ctx_sync_host(ctx, &opt) || g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
             saved = done_steps;
         }
         if (saved > 0)
@@ -681,6 +705,7 @@ done:
     if (info.run_json != rj) free(info.run_json);
     free(rj);
     g3_train_ctx_free(ctx);
+    g3_backend_free(be);
     g3_adamw_free(&opt);
     g3_train_model_free(&tm);
     g3_tokfile_close(&tf);

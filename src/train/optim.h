@@ -56,6 +56,22 @@ void g3_adamw_free(G3AdamW *o);
 // Each element is independent, so the result does not depend on the thread count.
 void g3_adamw_step(G3AdamW *o, float *params, const float *grads, double lr, float grad_scale);
 
+// Device-resident training (train_pass.c): after g3_train_ctx_resident(ctx) the parameters,
+// gradients and (32-bit) moments stay in the context's device memory; a step is
+//   g3_train_ctx_zero_grads(ctx); accum x g3_train_forward_backward(...);
+//   g3_train_ctx_step(ctx, &opt, lr, clip, &norm);
+// and the host copies (tm->params, opt.m / opt.v) are brought up to date only by
+// g3_train_ctx_sync_host (before a checkpoint, a save or any host-side use of the weights);
+// g3_train_ctx_reload sends host changes (a loaded checkpoint) back. On the CPU, or before
+// resident, these are the host calls (zero, norm + clip + step). 0 or -1; g3_train_ctx_step
+// also returns 1 when the gradient norm (*norm) is not finite (nothing updated) or the update
+// made a weight non-finite (the device copy is then spoiled: stop without saving).
+int g3_train_ctx_resident(G3TrainCtx *ctx);
+int g3_train_ctx_zero_grads(G3TrainCtx *ctx);
+int g3_train_ctx_step(G3TrainCtx *ctx, G3AdamW *o, double lr, double clip, double *norm);
+int g3_train_ctx_sync_host(G3TrainCtx *ctx, G3AdamW *o);
+int g3_train_ctx_reload(G3TrainCtx *ctx, const G3AdamW *o);
+
 // Bytes of optimizer state for n parameters in these segments, with bits 32 or 8.
 int64_t g3_adamw_state_bytes(const G3AdamW *o, int bits);
 

@@ -87,10 +87,19 @@ void g3_train_zero_grads(G3TrainModel *tm);
 
 // Activations for one micro-batch of B sequences of T tokens, sized once.
 typedef struct G3TrainCtx G3TrainCtx;
+struct G3Backend;
 // recompute = 1: activation checkpointing per layer (keep only each layer's input; recompute
 // the layer in backward). *bytes (if non-NULL) receives the activation memory.
 G3TrainCtx *g3_train_ctx_new(const G3TrainModel *tm, int B, int T, int recompute, int64_t *bytes);
 void g3_train_ctx_free(G3TrainCtx *ctx);
+// The same on a given backend (NULL: the CPU). On a device backend (CUDA) the activations,
+// a copy of the parameters and the gradients live in device memory; every call copies the
+// host parameters in (and, with backward, the gradients in and out), so the host-side loop
+// above works unchanged, until the context is made resident (below). Full training of the
+// next-token, loss and logits paths; LoRA, DPO and classification stay on the CPU for now
+// (a clear error).
+G3TrainCtx *g3_train_ctx_new_on(const G3TrainModel *tm, struct G3Backend *be, int B, int T, int recompute, int64_t *bytes);
+struct G3Backend *g3_train_ctx_backend(const G3TrainCtx *ctx);
 // Mixed precision: on = 1 rounds the operands of the linear layers' and the head's matrix
 // products to bf16 (f32 sums, f32 weights, gradients and optimizer state, as PyTorch's bf16
 // autocast), about 1.9x the f32 rate on CPUs with AVX512-BF16; 0 (the default) is exact f32.

@@ -19,6 +19,7 @@
 #include "../kernels/ops.h"
 #include "../model/adapter.h"
 #include "../model/pass.h"
+#include "optim.h"
 #include "train.h"
 
 struct G3TrainCtx {
@@ -42,6 +43,19 @@ struct G3TrainCtx {
     float **grad;        // [m.nt] gradient of each model tensor (into tm->grads)
     float *lora_xa, *lora_y, *lora_dxa;  // [BT, r], [BT, max_out], [BT, r]: an adapter's scratch
     const float *seq_w;  // g3_train_forward_backward_seq's weights during its call, else NULL
+    // On a device backend (be->host == 0): the parameters and gradients live in device
+    // buffers and the pass runs a copy of the model whose tensors point at them (dm); the ids
+    // of a call are copied to d_in / d_tg, each chunk's losses back to hrowloss. Unless the
+    // context is resident (g3_train_ctx_resident), every call copies the host parameters in
+    // and, with backward, the host gradients in and out, so callers that step on the host
+    // see no difference.
+    int dev, resident;
+    float *dmom;         // resident training: AdamW's f32 moments on the device ([2n]: m, then v)
+    const void *dmom_of; // the optimizer they belong to
+    G3Model dm;
+    float *dparams, *dgrads;
+    int32_t *d_in, *d_tg;
+    double *hrowloss;
 };
 
 // Sizing and carving walk the same code: with base == NULL it only counts.
@@ -138,14 +152,52 @@ int64_t g3_train_ctx_bytes(const G3TrainModel *tm, int B, int T, int recompute) 
     return cv.used * (int64_t)sizeof(float) + backend_scratch_bytes(&cx);
 }
 
+// The device half of a context: parameter and gradient buffers, the model copy pointing at
+// them, the ids' buffers. LoRA adapters (whose factors the pass reads by host address) and
+// the host-side objectives stay on the CPU for now.
+static int device_init(G3TrainCtx *cx) {
+    const G3TrainModel *tm = cx->tm;
+    G3Backend *be = cx->be;
+    const int64_t BT = (int64_t)cx->B * cx->T;
+    if (tm->lora) return g3_errorf("train: LoRA training runs on the CPU for now (backend %s has no adapter path yet)", be->name);
+    cx->dev = 1;
+    cx->dparams = be->alloc(be, (size_t)tm->n * sizeof(float));
+    cx->dgrads = cx->dparams ? be->alloc(be, (size_t)tm->n * sizeof(float)) : NULL;
+    cx->d_in = cx->dgrads ? be->alloc(be, (size_t)BT * sizeof(int32_t)) : NULL;
+    cx->d_tg = cx->d_in ? be->alloc(be, (size_t)BT * sizeof(int32_t)) : NULL;
+    cx->hrowloss = g3_malloc(sizeof(double) * (size_t)cx->chunk);
+    if (!cx->d_tg || !cx->hrowloss) {
+        g3_error_prefix("train: %.2f GiB of parameters and gradients on %s", 2.0 * tm->n * 4 / (1 << 30), be->name);
+        return -1;
+    }
+    cx->dm = tm->m;
+    cx->dm.t = g3_malloc(sizeof(G3Tensor) * (size_t)tm->m.nt);
+    if (!cx->dm.t) return -1;
+    memcpy(cx->dm.t, tm->m.t, sizeof(G3Tensor) * (size_t)tm->m.nt);
+    cx->dm.src = NULL;
+    cx->dm.be = NULL;
+    cx->dm.adapter = NULL;
+    for (int i = 0; i < tm->m.nt; i++) {
+        if (tm->off[i] < 0) return g3_errorf("train: tensor '%s' is frozen: backend %s trains whole models only", tm->m.t[i].name, be->name);
+        cx->dm.t[i].data = cx->dparams + tm->off[i];
+        cx->dm.t[i].normf = NULL;  // the parameters are F32: norms are read in place
+        cx->grad[i] = cx->dgrads + tm->off[i];
+    }
+    return 0;
+}
+
 G3TrainCtx *g3_train_ctx_new(const G3TrainModel *tm, int B, int T, int recompute, int64_t *bytes) {
+    return g3_train_ctx_new_on(tm, NULL, B, T, recompute, bytes);
+}
+
+G3TrainCtx *g3_train_ctx_new_on(const G3TrainModel *tm, G3Backend *be, int B, int T, int recompute, int64_t *bytes) {
     const G3Config *c = &tm->m.cfg;
     if (B < 1 || T < 1) { g3_errorf("train: batch %d x %d tokens: both must be positive", B, T); return NULL; }
     if (T > c->max_pos) { g3_errorf("train: sequence length %d exceeds max_position_embeddings %d", T, c->max_pos); return NULL; }
     G3TrainCtx *cx = g3_calloc(1, sizeof *cx);
     if (!cx) return NULL;
     cx->tm = tm;
-    cx->be = g3_backend_cpu();
+    cx->be = be ? be : g3_backend_cpu();
     cx->B = B;
     cx->T = T;
     cx->recompute = recompute != 0;
@@ -156,49 +208,92 @@ G3TrainCtx *g3_train_ctx_new(const G3TrainModel *tm, int B, int T, int recompute
     if (!cx->la || !cx->grad) { g3_train_ctx_free(cx); return NULL; }
     for (int j = 0; j < tm->np; j++)  // frozen tensors keep NULL: the pass skips their gradients
         if (tm->p[j].tensor >= 0) cx->grad[tm->p[j].tensor] = tm->grads + tm->p[j].off;
+    if (!cx->be->host && device_init(cx)) { g3_train_ctx_free(cx); return NULL; }
     Carve cv = {NULL, 0};
     layout(cx, &cv);
     cx->nfloats = cv.used;
     if (bytes) *bytes = cv.used * (int64_t)sizeof(float) + backend_scratch_bytes(cx);
-    cx->mem = g3_malloc_aligned((size_t)cv.used * sizeof(float));
+    cx->mem = cx->dev ? cx->be->alloc(cx->be, (size_t)cv.used * sizeof(float)) : g3_malloc_aligned((size_t)cv.used * sizeof(float));
     if (!cx->mem) {
-        g3_error_prefix("train: %.2f GiB of activations for B=%d, T=%d%s", cv.used * 4.0 / (1 << 30), B, T,
-                        recompute ? "" : " (try activation checkpointing)");
+        g3_error_prefix("train: %.2f GiB of activations for B=%d, T=%d%s%s%s", cv.used * 4.0 / (1 << 30), B, T,
+                        cx->dev ? " on " : "", cx->dev ? cx->be->name : "", recompute ? "" : " (try activation checkpointing)");
         g3_train_ctx_free(cx);
         return NULL;
     }
     cv = (Carve){cx->mem, 0};
     layout(cx, &cv);
     // the RoPE angles of every row: positions 0..T-1 of each of the B sequences, fixed for the
-    // context's life
+    // context's life (made on the host, then copied to a device context's buffers)
     const int h2 = c->head_dim / 2;
+    const size_t tab = (size_t)B * T * h2;
+    float *cl = cx->cos_l, *sl = cx->sin_l, *cg = cx->cos_g, *sg = cx->sin_g, *host = NULL;
+    if (cx->dev) {
+        if (!(host = g3_malloc(4 * tab * sizeof(float)))) { g3_train_ctx_free(cx); return NULL; }
+        cl = host, sl = host + tab, cg = host + 2 * tab, sg = host + 3 * tab;
+    }
     for (int t = 0; t < T; t++) {
-        g3_rope_angles(cx->cos_l + (int64_t)t * h2, cx->sin_l + (int64_t)t * h2, t, c->head_dim, c->rope_local_base, c->rope_local_scale);
-        g3_rope_angles(cx->cos_g + (int64_t)t * h2, cx->sin_g + (int64_t)t * h2, t, c->head_dim, c->rope_global_base, c->rope_global_scale);
+        g3_rope_angles(cl + (int64_t)t * h2, sl + (int64_t)t * h2, t, c->head_dim, c->rope_local_base, c->rope_local_scale);
+        g3_rope_angles(cg + (int64_t)t * h2, sg + (int64_t)t * h2, t, c->head_dim, c->rope_global_base, c->rope_global_scale);
     }
     for (int b = 1; b < B; b++) {
         const size_t n = (size_t)T * h2 * sizeof(float), o = (size_t)b * T * h2;
-        memcpy(cx->cos_l + o, cx->cos_l, n); memcpy(cx->sin_l + o, cx->sin_l, n);
-        memcpy(cx->cos_g + o, cx->cos_g, n); memcpy(cx->sin_g + o, cx->sin_g, n);
+        memcpy(cl + o, cl, n); memcpy(sl + o, sl, n);
+        memcpy(cg + o, cg, n); memcpy(sg + o, sg, n);
+    }
+    if (host) {
+        G3Backend *d = cx->be;
+        const size_t nb = tab * sizeof(float);
+        int rc = d->to_device(d, cx->cos_l, cl, nb) || d->to_device(d, cx->sin_l, sl, nb) || d->to_device(d, cx->cos_g, cg, nb) ||
+                 d->to_device(d, cx->sin_g, sg, nb);
+        free(host);
+        if (rc) { g3_train_ctx_free(cx); return NULL; }
     }
     return cx;
 }
 
 void g3_train_ctx_free(G3TrainCtx *cx) {
     if (!cx) return;
-    g3_free_aligned(cx->mem);
+    if (cx->dev) {
+        G3Backend *be = cx->be;
+        be->free(be, cx->mem);
+        be->free(be, cx->dparams);
+        be->free(be, cx->dgrads);
+        be->free(be, cx->d_in);
+        be->free(be, cx->d_tg);
+        be->free(be, cx->dmom);
+        free(cx->dm.t);
+        free(cx->hrowloss);
+    } else {
+        g3_free_aligned(cx->mem);
+    }
     free(cx->la);
     free(cx->grad);
     free(cx);
 }
 
+G3Backend *g3_train_ctx_backend(const G3TrainCtx *cx) { return cx->be; }
+
 void g3_train_ctx_set_bf16(G3TrainCtx *cx, int on) { cx->bf16 = on != 0; }
 
 static G3Pass pass(const G3TrainCtx *cx) {
-    return (G3Pass){.be = cx->be, .m = &cx->tm->m, .mode = cx->bf16 ? G3_MM_BF16 : G3_MM_EXACT, .R = cx->B * cx->T,
+    return (G3Pass){.be = cx->be, .m = cx->dev ? &cx->dm : &cx->tm->m, .mode = cx->bf16 ? G3_MM_BF16 : G3_MM_EXACT, .R = cx->B * cx->T,
                     .cos_l = cx->cos_l, .sin_l = cx->sin_l, .cos_g = cx->cos_g, .sin_g = cx->sin_g, .B = cx->B, .T = cx->T,
                     .grad = cx->grad, .lora_xa = cx->lora_xa, .lora_y = cx->lora_y, .lora_dxa = cx->lora_dxa,
                     .lora_grad = cx->tm->lora_grad};
+}
+
+// A device context that is not resident mirrors the host: the parameters (and, for a
+// backward, the gradients accumulated so far) go in before a call, the gradients come out
+// after it.
+static int sync_in(G3TrainCtx *cx, int grads) {
+    if (!cx->dev || cx->resident) return 0;
+    G3Backend *be = cx->be;
+    const size_t nb = (size_t)cx->tm->n * sizeof(float);
+    return be->to_device(be, cx->dparams, cx->tm->params, nb) || (grads && be->to_device(be, cx->dgrads, cx->tm->grads, nb)) ? -1 : 0;
+}
+static int sync_grads_out(G3TrainCtx *cx) {
+    if (!cx->dev || cx->resident) return 0;
+    return cx->be->to_host(cx->be, cx->tm->grads, cx->dgrads, (size_t)cx->tm->n * sizeof(float));
 }
 
 static int check_ids(const G3TrainCtx *cx, const int32_t *inputs, const int32_t *targets, int64_t *nvalid) {
@@ -218,6 +313,10 @@ static int check_ids(const G3TrainCtx *cx, const int32_t *inputs, const int32_t 
 static int forward(G3TrainCtx *cx, const G3Pass *p, const int32_t *inputs) {
     const G3Config *c = &cx->tm->m.cfg;
     const int64_t BT = (int64_t)cx->B * cx->T, C = c->hidden;
+    if (cx->dev) {  // the ids to the device; backward's embedding gather reads them there too
+        if (cx->be->to_device(cx->be, cx->d_in, inputs, sizeof(int32_t) * (size_t)BT)) return -1;
+        inputs = cx->d_in;
+    }
     if (g3_pass_embed(p, cx->xs, inputs)) return -1;
     for (int l = 0; l < c->layers; l++)
         if (g3_layer_forward(p, l, &cx->la[cx->recompute ? 0 : l], cx->xs + l * BT * C, cx->xs + (l + 1) * BT * C)) return -1;
@@ -241,15 +340,24 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
     const float dscale = seq_w ? 1.0f : nvalid ? grad_scale / (float)nvalid : 0.0f;
     double loss = 0;
     if (seq_loss) memset(seq_loss, 0, sizeof *seq_loss * (size_t)cx->B);
+    if (seq_w && cx->dev) return g3_errorf("train: sequence-weighted objectives (DPO) run on the CPU for now"), NAN;
+    const int32_t *tg = targets;  // where the op reads them
+    double *rowloss = cx->rowloss;
+    if (cx->dev) {
+        if (be->to_device(be, cx->d_tg, targets, sizeof(int32_t) * (size_t)BT)) return NAN;
+        tg = cx->d_tg;
+        rowloss = cx->hrowloss;
+    }
     for (int64_t r0 = 0; r0 < BT; r0 += cx->chunk) {
         const int n = (int)G3_MIN(cx->chunk, BT - r0);
         G3Pass p = *p0;
         p.R = n;
         if (g3_pass_head(&p, cx->logits, cx->xf + r0 * C, n, 0)) return NAN;  // logits[n, V] = xf . E^T
-        be->cross_entropy(be, cx->rowloss, cx->logits, targets + r0, n, V, c->final_softcap, dscale, backward);
-        for (int i = 0; i < n; i++) loss += cx->rowloss[i];  // in row order: deterministic
+        be->cross_entropy(be, cx->rowloss, cx->logits, tg + r0, n, V, c->final_softcap, dscale, backward);
+        if (cx->dev && be->to_host(be, rowloss, cx->rowloss, sizeof(double) * (size_t)n)) return NAN;
+        for (int i = 0; i < n; i++) loss += rowloss[i];  // in row order: deterministic
         if (seq_loss)
-            for (int i = 0; i < n; i++) seq_loss[(r0 + i) / cx->T] += targets[r0 + i] >= 0 ? cx->rowloss[i] : 0.0;
+            for (int i = 0; i < n; i++) seq_loss[(r0 + i) / cx->T] += targets[r0 + i] >= 0 ? rowloss[i] : 0.0;
         if (!backward) continue;
         if (seq_w)
             for (int i = 0; i < n; i++) {
@@ -269,10 +377,10 @@ double g3_train_forward_backward(G3TrainModel *tm, G3TrainCtx *cx, const int32_t
     if (cx->tm != tm) { g3_errorf("train: context was made for another model"); return NAN; }
     const G3Pass p = pass(cx);
     int64_t nvalid;
-    if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return NAN;
+    if (check_ids(cx, inputs, targets, &nvalid) || sync_in(cx, 1) || forward(cx, &p, inputs)) return NAN;
     double loss = head(cx, &p, targets, nvalid, grad_scale, 1, cx->seq_w, NULL);
     if (isnan(loss)) return NAN;
-    return backward(tm, cx, &p, inputs) ? NAN : loss;
+    return backward(tm, cx, &p, inputs) || sync_grads_out(cx) ? NAN : loss;
 }
 
 // Backward from gs.dxn (the gradient of the final norm's output) to every trained tensor:
@@ -291,13 +399,14 @@ static int backward(G3TrainModel *tm, G3TrainCtx *cx, const G3Pass *pp, const in
         if (g3_layer_backward(&p, l, &cx->la[cx->recompute ? 0 : l], x, cx->dx, &cx->gs)) return -1;
     }
     float *dE = cx->grad[tm->m.embed_idx];
-    if (dE) be->embed_backward(be, dE, cx->dx, inputs, (int)BT, (int)C, sqrtf((float)C));
+    if (dE) be->embed_backward(be, dE, cx->dx, cx->dev ? cx->d_in : inputs, (int)BT, (int)C, sqrtf((float)C));
     return 0;
 }
 
 double g3_train_classify(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, const int32_t *last, const int32_t *labels, int K,
                          const float *Wc, float *dWc, float grad_scale, int do_backward, int *correct) {
     if (cx->tm != tm) { g3_errorf("train: context was made for another model"); return NAN; }
+    if (cx->dev) return g3_errorf("train: the classification objective runs on the CPU for now"), NAN;
     const G3Config *c = &tm->m.cfg;
     const int B = cx->B, T = cx->T, C = c->hidden;
     const G3Pass p = pass(cx);
@@ -346,7 +455,7 @@ double g3_train_loss(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, co
     if (cx->tm != tm) { g3_errorf("train: context was made for another model"); return NAN; }
     const G3Pass p = pass(cx);
     int64_t nvalid;
-    if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return NAN;
+    if (check_ids(cx, inputs, targets, &nvalid) || sync_in(cx, 0) || forward(cx, &p, inputs)) return NAN;
     return head(cx, &p, targets, nvalid, 0.0f, 0, NULL, NULL);
 }
 
@@ -354,7 +463,7 @@ int g3_train_seq_logps(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, 
     if (cx->tm != tm) return g3_errorf("train: context was made for another model");
     const G3Pass p = pass(cx);
     int64_t nvalid;
-    if (check_ids(cx, inputs, targets, &nvalid) || forward(cx, &p, inputs)) return -1;
+    if (check_ids(cx, inputs, targets, &nvalid) || sync_in(cx, 0) || forward(cx, &p, inputs)) return -1;
     if (isnan(head(cx, &p, targets, nvalid, 0.0f, 0, NULL, logp))) return -1;
     for (int b = 0; b < cx->B; b++) logp[b] = -logp[b];
     return 0;
@@ -375,7 +484,97 @@ int g3_train_logits(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, flo
     for (int64_t r = 0; r < BT; r++)
         if (inputs[r] < 0 || inputs[r] >= c->vocab)
             return g3_errorf("train: input id %d at row %lld is outside the vocabulary [0, %d)", inputs[r], (long long)r, c->vocab);
-    if (forward(cx, &p, inputs)) return -1;
+    if (sync_in(cx, 0) || forward(cx, &p, inputs)) return -1;
     p.R = (int)BT;
-    return g3_pass_head(&p, logits, cx->xf, (int)BT, 1);
+    if (!cx->dev) return g3_pass_head(&p, logits, cx->xf, (int)BT, 1);
+    G3Backend *be = cx->be;
+    const size_t nb = sizeof(float) * (size_t)BT * c->vocab;
+    float *d = be->alloc(be, nb);
+    int rc = !d || g3_pass_head(&p, d, cx->xf, (int)BT, 1) || be->to_host(be, logits, d, nb) ? -1 : 0;
+    be->free(be, d);
+    return rc;
+}
+
+// ---- device-resident training ----
+
+int g3_train_ctx_resident(G3TrainCtx *cx) {
+    if (!cx->dev || cx->resident) return 0;
+    if (sync_in(cx, 1)) return -1;
+    cx->resident = 1;
+    return 0;
+}
+
+int g3_train_ctx_zero_grads(G3TrainCtx *cx) {
+    if (!cx->resident) {
+        g3_train_zero_grads((G3TrainModel *)cx->tm);
+        return 0;
+    }
+    G3Backend *be = cx->be;
+    if (G3_NEED(be, zero)) return -1;
+    return be->zero(be, cx->dgrads, (size_t)cx->tm->n * sizeof(float));
+}
+
+int g3_train_ctx_step(G3TrainCtx *cx, G3AdamW *o, double lr, double clip, double *norm_out) {
+    G3TrainModel *tm = (G3TrainModel *)cx->tm;
+    G3Backend *be = cx->be;
+    const size_t nb = (size_t)tm->n * sizeof(float);
+    *norm_out = NAN;
+    if (!cx->resident || o->cfg.bits != 32 || !be->adamw || !be->sumsq) {
+        // on the host (8-bit moments have no device kernel yet: the gradients come over and
+        // the parameters go back)
+        if (cx->resident && be->to_host(be, tm->grads, cx->dgrads, nb)) return -1;
+        const double norm = g3_grad_norm(tm->grads, tm->n);
+        *norm_out = norm;
+        if (!isfinite(norm)) return 1;
+        g3_adamw_step(o, tm->params, tm->grads, lr, g3_clip_scale(norm, clip));
+        if (!isfinite(g3_grad_norm(tm->params, tm->n))) return 1;
+        return cx->resident && be->to_device(be, cx->dparams, tm->params, nb) ? -1 : 0;
+    }
+    if (cx->dmom_of != o) {  // the moments go over once (zeros, or a resumed run's)
+        if (!cx->dmom && !(cx->dmom = be->alloc(be, 2 * nb))) return -1;
+        if (be->to_device(be, cx->dmom, o->m, nb) || be->to_device(be, cx->dmom + tm->n, o->v, nb)) return -1;
+        cx->dmom_of = o;
+    }
+    const double ss = be->sumsq(be, cx->dgrads, (long)tm->n);
+    if (ss < 0) return -1;
+    const double norm = sqrt(ss);
+    *norm_out = norm;
+    if (!isfinite(norm)) return 1;
+    // g3_adamw_step's constants, computed the same way
+    const G3AdamWConfig *c = &o->cfg;
+    o->t++;
+    const double bc1 = 1 - pow(c->beta1, (double)o->t), bc2 = 1 - pow(c->beta2, (double)o->t);
+    const float k[8] = {(float)c->beta1, (float)c->beta2, (float)(1 - c->beta1), (float)(1 - c->beta2), (float)(lr / bc1),
+                        (float)(1 / sqrt(bc2)), (float)c->eps, g3_clip_scale(norm, clip)};
+    const float mul_decay = (float)(1 - lr * c->weight_decay);
+    for (int s = 0; s < o->nseg; s++) {
+        const int64_t off = o->seg_off[s];
+        if (be->adamw(be, cx->dparams + off, cx->dgrads + off, cx->dmom + off, cx->dmom + tm->n + off, (long)o->seg_n[s], k,
+                      o->seg_decay[s] ? mul_decay : 1.0f))
+            return -1;
+    }
+    const double ps = be->sumsq(be, cx->dparams, (long)tm->n);  // e.g. a huge lr: finite gradients, then overflow
+    return ps < 0 ? -1 : isfinite(ps) ? 0 : 1;
+}
+
+int g3_train_ctx_sync_host(G3TrainCtx *cx, G3AdamW *o) {
+    if (!cx->resident) return 0;
+    G3Backend *be = cx->be;
+    const G3TrainModel *tm = cx->tm;
+    const size_t nb = (size_t)tm->n * sizeof(float);
+    if (be->to_host(be, tm->params, cx->dparams, nb)) return -1;
+    if (o && cx->dmom && cx->dmom_of == o && (be->to_host(be, o->m, cx->dmom, nb) || be->to_host(be, o->v, cx->dmom + tm->n, nb)))
+        return -1;
+    return 0;
+}
+
+int g3_train_ctx_reload(G3TrainCtx *cx, const G3AdamW *o) {
+    if (!cx->resident) return 0;
+    G3Backend *be = cx->be;
+    const G3TrainModel *tm = cx->tm;
+    const size_t nb = (size_t)tm->n * sizeof(float);
+    if (be->to_device(be, cx->dparams, tm->params, nb)) return -1;
+    if (o && cx->dmom && cx->dmom_of == o && (be->to_device(be, cx->dmom, o->m, nb) || be->to_device(be, cx->dmom + tm->n, o->v, nb)))
+        return -1;
+    return 0;
 }

@@ -10,8 +10,10 @@
 //     add), made of the in-place kernels and a device copy;
 //   - the hooked attention: when a hook wants a layer's scores or pattern, that layer's
 //     attention runs on the CPU backend over host copies (only what was asked for crosses).
-// The training ops (backward, batch attention, cross-entropy) are not here yet (issue 17):
-// they are NULL, and G3_NEED names them.
+//   - training (issue 17): the backward ops, the batch attention and the loss. A training
+//     context keeps its parameters in buffers of this backend (alloc), and the model it runs
+//     points at them; weight_dev / vec_dev recognise those addresses as already on the device
+//     (the list of this backend's allocations) instead of uploading them by host address.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +47,9 @@ struct CudaBackend {
     int failed;  // an op without a return value failed: reported at the next sync
     char failure[512];
     int recording;  // between record_begin and record_end
+    // what alloc handed out (sorted by address): device addresses the ops may meet as weights
+    struct Alloc { const char *p; size_t bytes; } *allocs;
+    int nallocs, allocs_cap;
 };
 
 // A recorded call: the instantiated graph and the backend's own buffers it was recorded over
@@ -103,12 +108,27 @@ const void *device_copy(CudaBackend *cb, const void *h, size_t bytes, const char
     return d;
 }
 
+// Whether p lies inside one of this backend's allocations (a training context's parameters).
+bool owned(const CudaBackend *cb, const void *p) {
+    const char *c = (const char *)p;
+    int lo = 0, hi = cb->nallocs - 1;
+    while (lo <= hi) {
+        const int mid = (lo + hi) / 2;
+        const CudaBackend::Alloc &a = cb->allocs[mid];
+        if (c < a.p) hi = mid - 1;
+        else if (c >= a.p + a.bytes) lo = mid + 1;
+        else return true;
+    }
+    return false;
+}
+
 const void *weight_dev(CudaBackend *cb, const G3Weight *w, const char *name) {
-    if (w->mem == G3_MEM_DEVICE) return w->data;
+    if (w->mem == G3_MEM_DEVICE || owned(cb, w->data)) return w->data;
     return device_copy(cb, w->data, (size_t)(w->rows * w->row_bytes), name);
 }
 // Norm weights reach the ops as host f32 vectors (model.h normf): their device copy.
 const float *vec_dev(CudaBackend *cb, const float *h, long n) {
+    if (owned(cb, h)) return h;
     return (const float *)device_copy(cb, h, (size_t)n * sizeof(float), "norm weight");
 }
 
@@ -133,11 +153,32 @@ int failed(CudaBackend *cb) {
 
 void *cu_alloc(G3Backend *be, size_t bytes) {
     CudaBackend *cb = cb_of(be);
+    if (cb->nallocs == cb->allocs_cap) {
+        const int cap = cb->allocs_cap ? 2 * cb->allocs_cap : 64;
+        CudaBackend::Alloc *a = (CudaBackend::Alloc *)realloc(cb->allocs, (size_t)cap * sizeof *a);
+        if (!a) { g3_errorf("cuda: out of host memory"); return NULL; }
+        cb->allocs = a;
+        cb->allocs_cap = cap;
+    }
     void *p = g3cu_malloc(cb->cu, bytes);
     if (p && g3cu_memset(cb->cu, p, 0, bytes ? bytes : 1)) { g3cu_free(cb->cu, p); return NULL; }
+    if (!p) return NULL;
+    int i = cb->nallocs++;
+    while (i > 0 && cb->allocs[i - 1].p > (const char *)p) { cb->allocs[i] = cb->allocs[i - 1]; i--; }
+    cb->allocs[i] = CudaBackend::Alloc{(const char *)p, bytes ? bytes : 1};
     return p;
 }
-void cu_free(G3Backend *be, void *p) { g3cu_free(cb_of(be)->cu, p); }
+void cu_free(G3Backend *be, void *p) {
+    CudaBackend *cb = cb_of(be);
+    if (!p) return;
+    for (int i = 0; i < cb->nallocs; i++)
+        if (cb->allocs[i].p == (const char *)p) {
+            memmove(cb->allocs + i, cb->allocs + i + 1, (size_t)(cb->nallocs - i - 1) * sizeof *cb->allocs);
+            cb->nallocs--;
+            break;
+        }
+    g3cu_free(cb->cu, p);
+}
 int cu_to_device(G3Backend *be, void *dst, const void *src, size_t bytes) {
     return bytes ? g3cu_upload(cb_of(be)->cu, dst, src, bytes) : 0;
 }
@@ -161,12 +202,30 @@ int cu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w, int R,
     CudaBackend *cb = cb_of(be);
     const void *wd = weight_dev(cb, w, NULL);
     if (!wd) return -1;
+    // training's bf16 mode over f32 master weights: both operands rounded (the CPU's
+    // --matmul bf16), on the bf16 tensor cores; a few rows stay exact as in inference
+    if (mode == G3_MM_BF16 && w->type == G3_F32 && R > 16)
+        return g3cu_gemm(cb->cu, 0, 1, R, (int)w->rows, (int)w->cols, x, (const float *)wd, y, 0, G3CU_FAST);
     return g3cu_linear(cb->cu, y, x, wd, w->type, R, (int)w->cols, (int)w->rows, mode_of(mode));
+}
+
+// dx[R, K] (+)= dy[R, N] . W[N, K]: f32 weights (a training context's parameters).
+int cu_linear_dx(G3Backend *be, float *dx, const float *dy, const G3Weight *w, int R, int accumulate, G3MatmulMode mode) {
+    CudaBackend *cb = cb_of(be);
+    if (w->type != G3_F32)
+        return g3_errorf("backend cuda: the input gradient of a linear layer needs F32 weights, not %s (training a LoRA "
+                         "adapter over a 16-bit base runs on the CPU for now)",
+                         g3_dtype_name(w->type));
+    const void *wd = weight_dev(cb, w, NULL);
+    if (!wd) return -1;
+    return g3cu_gemm(cb->cu, 0, 0, R, (int)w->cols, (int)w->rows, dy, (const float *)wd, dx, accumulate,
+                     mode == G3_MM_BF16 ? G3CU_FAST : G3CU_EXACT);
 }
 
 void cu_gemm(G3Backend *be, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
              G3MatmulMode mode) {
-    note(cb_of(be), g3cu_gemm(cb_of(be)->cu, ta, tb, M, N, K, A, B, C, accumulate, mode_of(mode)));
+    // FAST here is training's bf16 mode (both operands rounded); inference never calls gemm
+    note(cb_of(be), g3cu_gemm(cb_of(be)->cu, ta, tb, M, N, K, A, B, C, accumulate, mode == G3_MM_EXACT ? G3CU_EXACT : G3CU_FAST));
 }
 
 // ---- row-wise ops ----
@@ -208,6 +267,70 @@ void cu_axpy(G3Backend *be, float *y, float alpha, const float *x, long n) { not
 int cu_argmax(G3Backend *be, int32_t *out, const float *x, int R, int n) { return g3cu_argmax(cb_of(be)->cu, out, x, R, n); }
 
 void cu_softcap(G3Backend *be, float *x, long n, float cap) { note(cb_of(be), g3cu_softcap(cb_of(be)->cu, x, n, cap)); }
+
+// ---- training: backward ops, batch attention, loss ----
+
+void cu_rmsnorm_backward(G3Backend *be, float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd,
+                         int R, int n, int accumulate) {
+    CudaBackend *cb = cb_of(be);
+    const float *wd = vec_dev(cb, w, n);
+    if (!wd) { note(cb, -1); return; }
+    note(cb, g3cu_rmsnorm_backward(cb->cu, dx, dw, dy, x, wd, rstd, R, n, accumulate));
+}
+
+void cu_rope_backward(G3Backend *be, float *dx, const float *cos, const float *sin, int R, int nh, int HD) {
+    note(cb_of(be), g3cu_rope_backward(cb_of(be)->cu, dx, cos, sin, R, nh, HD));
+}
+
+void cu_geglu_backward(G3Backend *be, float *dg, float *du, const float *da, const float *g, const float *u, long n, int erf_form) {
+    note(cb_of(be), g3cu_geglu_backward(cb_of(be)->cu, NULL, dg, du, da, g, u, n, erf_form));
+}
+
+// da = dmo . Wd into dg, then dg, du and a = gelu(g) u in one element-wise pass.
+int cu_mlp_down_backward(G3Backend *be, float *a, float *dg, float *du, const float *dmo, const G3Weight *wd, const float *g,
+                         const float *u, int R, int F, int erf_form, G3MatmulMode mode) {
+    if (cu_linear_dx(be, dg, dmo, wd, R, 0, mode)) return -1;
+    return g3cu_geglu_backward(cb_of(be)->cu, a, dg, du, dg, g, u, (long)R * F, erf_form);
+}
+
+void cu_embed_backward(G3Backend *be, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale) {
+    note(cb_of(be), g3cu_embed_backward(cb_of(be)->cu, dE, dx, ids, R, C, scale));
+}
+
+void cu_cross_entropy(G3Backend *be, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
+                      int backward) {
+    note(cb_of(be), g3cu_cross_entropy(cb_of(be)->cu, loss, z, targets, R, V, cap, dscale, backward));
+}
+
+int cu_attention(G3Backend *be, float *out, float *lse, const float *q, const float *k, const float *v, int B, int T, int NH,
+                 int NKV, int HD, int window, float scale, float softcap) {
+    return g3cu_attention_train(cb_of(be)->cu, out, lse, q, k, v, B, T, NH, NKV, HD, window, scale, softcap);
+}
+
+int cu_attention_backward(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                          const float *v, const float *lse, int B, int T, int NH, int NKV, int HD, int window, float scale,
+                          float softcap) {
+    return g3cu_attention_train_backward(cb_of(be)->cu, dq, dk, dv, dout, q, k, v, lse, B, T, NH, NKV, HD, window, scale, softcap);
+}
+
+size_t cu_attention_workspace(G3Backend *be, int B, int T, int NH, int HD) {
+    (void)be;
+    (void)HD;
+    return (size_t)B * T * NH * sizeof(float);  // backward's D
+}
+
+int cu_zero(G3Backend *be, void *p, size_t bytes) { return bytes ? g3cu_memset(cb_of(be)->cu, p, 0, bytes) : 0; }
+
+double cu_sumsq(G3Backend *be, const float *x, long n) {
+    CudaBackend *cb = cb_of(be);
+    double s;
+    return g3cu_sumsq(cb->cu, &s, x, n) || failed(cb) ? -1.0 : s;
+}
+
+int cu_adamw(G3Backend *be, float *p, const float *g, float *m, float *v, long n, const float k[8], float decay_mul) {
+    const G3CuAdamW ka = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]};
+    return g3cu_adamw(cb_of(be)->cu, p, g, m, v, n, &ka, decay_mul);
+}
 
 // ---- attention over the cache ----
 
@@ -414,6 +537,7 @@ void cu_destroy(G3Backend *be) {
     g3cu_free(cb->cu, cb->meta_d);
     free(cb->meta_h);
     free(cb->segs);
+    free(cb->allocs);
     g3cu_delete(cb->cu);
     free(cb);
 }
@@ -433,6 +557,13 @@ extern "C" int g3_backend_cuda_mem(G3Backend *be, size_t *free_bytes, size_t *to
 }
 
 extern "C" int g3_backend_cuda_devices(void) { return g3cu_device_count(); }
+
+extern "C" double g3_backend_cuda_peak_bf16(G3Backend *be) {
+    const char *n = g3_backend_cuda_device(be);
+    if (strstr(n, "H100") || strstr(n, "H200") || strstr(n, "H800") || strstr(n, "GH200")) return strstr(n, "PCIe") ? 756e12 : 989e12;
+    if (strstr(n, "A100") || strstr(n, "A800")) return 312e12;
+    return 0;
+}
 
 // Strong definition of backend.c's weak one: a new context on device 0 per call (a state or
 // model holds one; two may run side by side).
@@ -457,6 +588,19 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->weight_check = cu_weight_check;
     be->linear = cu_linear;
     be->gemm = cu_gemm;
+    be->linear_dx = cu_linear_dx;
+    be->rmsnorm_backward = cu_rmsnorm_backward;
+    be->rope_backward = cu_rope_backward;
+    be->geglu_backward = cu_geglu_backward;
+    be->mlp_down_backward = cu_mlp_down_backward;
+    be->embed_backward = cu_embed_backward;
+    be->cross_entropy = cu_cross_entropy;
+    be->attention = cu_attention;
+    be->attention_backward = cu_attention_backward;
+    be->attention_workspace = cu_attention_workspace;
+    be->zero = cu_zero;
+    be->sumsq = cu_sumsq;
+    be->adamw = cu_adamw;
     be->rmsnorm = cu_rmsnorm;
     be->rope = cu_rope;
     be->geglu = cu_geglu;

@@ -131,6 +131,40 @@ int g3cu_attn_prefill(G3Cuda *cu, float *out, const float *q, const float *k, co
 int g3cu_kv_append(G3Cuda *cu, float *kc, float *vc, const float *k, const float *v, const G3CuRow *meta, int rows,
                    const G3CuAttn *a);
 
+// ---- training (train_ops.cu, attn_train.cu) ----
+// RMSNorm's backward: dx (+)= the input gradient; dw (if non-NULL) += sum over rows of
+// dy * x * rstd (per-block partials added atomically: the order of addition varies).
+int g3cu_rmsnorm_backward(G3Cuda *cu, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                          const float *rstd, int R, int n, int accumulate);
+// RoPE's backward in place on dx[R][nh * hd] (rotation by the negative angles of cos/sin[R][hd/2]).
+int g3cu_rope_backward(G3Cuda *cu, float *dx, const float *cos, const float *sin, int R, int nh, int hd);
+// dg = da u gelu'(g), du = da gelu(g), and a = gelu(g) u when a is non-NULL; da may alias dg.
+int g3cu_geglu_backward(G3Cuda *cu, float *a, float *dg, float *du, const float *da, const float *g, const float *u, long n,
+                        int erf_form);
+// dE[ids[r]] += dx[r] * scale (atomic adds: rows may repeat an id).
+int g3cu_embed_backward(G3Cuda *cu, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale);
+// Cross-entropy of rows z[R][V] (softcap cap first when > 0) against targets (< 0: ignored,
+// loss 0): loss[r] (double, device) = logsumexp - z[target]; with backward, z becomes
+// d loss / d z * dscale (ignored rows zero).
+int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
+                       int backward);
+// Causal GQA attention over B sequences of T rows (backend.h's attention), any even head dim
+// up to 256: out[B*T][NH*HD], lse[B][NH][T]; and its backward (dq, dk, dv overwritten; uses
+// B*NH*T floats of the context's scratch).
+int g3cu_attention_train(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
+                         int NH, int NKV, int HD, int window, float scale, float softcap);
+int g3cu_attention_train_backward(G3Cuda *cu, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                  const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD,
+                                  int window, float scale, float softcap);
+// One AdamW step over n parameters with f32 moments (optim.h's formula, the same operations
+// in the same order as the CPU: the same bits).
+typedef struct {
+    float b1, b2, omb1, omb2, step_size, inv_sqrt_bc2, eps, scale;
+} G3CuAdamW;
+int g3cu_adamw(G3Cuda *cu, float *p, const float *g, float *m, float *v, long n, const G3CuAdamW *k, float decay_mul);
+// *out = sum of x[i]^2 in double (waits for the stream).
+int g3cu_sumsq(G3Cuda *cu, double *out, const float *x, long n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,251 @@
+// train_ops.cu: the backward halves of the row-wise ops and the loss, for training on the GPU
+// (issue 17): RMSNorm backward (with its weight gradient), RoPE backward, GeGLU backward (and
+// the MLP-down epilogue that recomputes the GeGLU output beside it), the embedding's scatter,
+// and the fused softmax cross-entropy. The formulas are the CPU reference's (kernels/
+// train_ops.c) in the same order; row sums go in double as there. Weight gradients that sum
+// over rows (RMSNorm's dw, the embedding's dE) take per-block partial sums and one atomic add
+// per column and block: their order of addition is not fixed, which the tests allow for
+// (1e-4 relative on gradients, as against transformers).
+#include <math.h>
+
+#include "common.cuh"
+
+namespace {
+
+// Sum over the block of v (any blockDim that is a multiple of 32, at most 1024), in double;
+// every thread gets the result.
+__device__ double block_sum_d(double v, double *sh) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum_d(v);
+    __syncthreads();  // sh may still be read from the previous call
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    double s = 0;
+    for (int i = 0; i < nw; i++) s += sh[i];
+    return s;
+}
+__device__ float block_max(float v, float *sh) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    float m = -INFINITY;
+    for (int i = 0; i < nw; i++) m = fmaxf(m, sh[i]);
+    return m;
+}
+
+// One block walks rows grid-stride; thread t owns columns t, t + blockDim, ... of the
+// block's dw partial (shared, no races), added to dw once at the end.
+__global__ void rmsnorm_bwd_k(float *__restrict__ dx, float *__restrict__ dw, const float *__restrict__ dy,
+                              const float *__restrict__ x, const float *__restrict__ w, const float *__restrict__ rstd, int R,
+                              int n, int accumulate) {
+    extern __shared__ float dws[];  // [n] when dw
+    __shared__ double red[32];
+    if (dw)
+        for (int i = threadIdx.x; i < n; i += blockDim.x) dws[i] = 0.f;
+    for (int r = blockIdx.x; r < R; r += gridDim.x) {
+        const float *dyr = dy + (long)r * n, *xr = x + (long)r * n;
+        const float rs = rstd[r];
+        double s = 0;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) s += (double)dyr[i] * (1.0f + w[i]) * xr[i];
+        s = block_sum_d(s, red);
+        const float c = (float)(s * rs * rs * rs / n);
+        float *dxr = dx + (long)r * n;
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            const float d = rs * dyr[i] * (1.0f + w[i]) - xr[i] * c;
+            dxr[i] = accumulate ? dxr[i] + d : d;
+            if (dw) dws[i] += dyr[i] * xr[i] * rs;
+        }
+    }
+    if (dw)
+        for (int i = threadIdx.x; i < n; i += blockDim.x) atomicAdd(dw + i, dws[i]);
+}
+
+// forward: y_d = a c - b s, y_{d+h2} = b c + a s; its transpose rotates by -angle
+__global__ void rope_bwd_k(float *__restrict__ dx, const float *__restrict__ cs, const float *__restrict__ sn, long R, int nh,
+                           int hd) {
+    const int h2 = hd / 2;
+    const long n = R * nh * h2;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        const long r = i / ((long)nh * h2);
+        const int rem = (int)(i % ((long)nh * h2)), h = rem / h2, d = rem % h2;
+        float *v = dx + (r * nh + h) * hd;
+        const float c = cs[r * h2 + d], s = sn[r * h2 + d], ya = v[d], yb = v[d + h2];
+        v[d] = ya * c + yb * s;
+        v[d + h2] = yb * c - ya * s;
+    }
+}
+
+__device__ __forceinline__ void gelu_and_grad(float x, int erf_form, float *f, float *df) {
+    if (erf_form) {
+        const float cdf = 0.5f * (1.0f + erff(x * 0.7071067811865476f));
+        *f = x * cdf;
+        *df = cdf + x * 0.3989422804014327f * expf(-0.5f * x * x);
+    } else {
+        const float k = 0.7978845608028654f, c = 0.044715f;
+        const float th = tanhf(k * (x + c * x * x * x));
+        *f = 0.5f * x * (1.0f + th);
+        *df = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * k * (1.0f + 3.0f * c * x * x);
+    }
+}
+
+// dg = da u gelu'(g), du = da gelu(g); with a, also a = gelu(g) u. da may alias dg.
+__global__ void geglu_bwd_k(float *__restrict__ a, float *dg, float *__restrict__ du, const float *da, const float *__restrict__ g,
+                            const float *__restrict__ u, long n, int erf_form) {
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        float f, df;
+        const float d = da[i], uu = u[i];
+        gelu_and_grad(g[i], erf_form, &f, &df);
+        if (a) a[i] = f * uu;
+        dg[i] = d * uu * df;
+        du[i] = d * f;
+    }
+}
+
+__global__ void embed_bwd_k(float *__restrict__ dE, const float *__restrict__ dx, const int32_t *__restrict__ ids, int C,
+                            float scale) {
+    const int r = blockIdx.x;
+    float *row = dE + (long)ids[r] * C;
+    const float *d = dx + (long)r * C;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) atomicAdd(row + i, d[i] * scale);
+}
+
+// One block per row of logits: the cap (in place), the max, the sum of exponentials in
+// double, the loss in double; with backward, the row becomes d loss / d z * dscale.
+__global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, const int32_t *__restrict__ targets, int V, float cap,
+                       float dscale, int backward) {
+    __shared__ double red[32];
+    __shared__ float redf[32];
+    const int r = blockIdx.x, t = targets[r];
+    float *zr = z + (long)r * V;
+    if (t < 0) {
+        if (threadIdx.x == 0) loss[r] = 0;
+        if (backward)
+            for (int i = threadIdx.x; i < V; i += blockDim.x) zr[i] = 0.f;
+        return;
+    }
+    const float inv = cap > 0 ? 1.0f / cap : 0.f;
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = zr[i];
+        if (cap > 0) zr[i] = v = tanhf(v * inv) * cap;
+        mx = fmaxf(mx, v);
+    }
+    mx = block_max(mx, redf);
+    double s = 0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) s += expf(zr[i] - mx);
+    s = block_sum_d(s, red);
+    const double lse = mx + log(s);
+    const float zt = zr[t];  // every thread reads it before any writes below
+    __syncthreads();
+    if (threadIdx.x == 0) loss[r] = lse - zt;
+    if (!backward) return;
+    const float shift = (float)(lse - mx);
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        const float v = zr[i];
+        float d = expf((v - mx) - shift) * dscale - (i == t ? dscale : 0.0f);
+        if (cap > 0) {
+            const float q = v / cap;
+            d *= 1.0f - q * q;
+        }
+        zr[i] = d;
+    }
+}
+
+int grid_for(G3Cuda *cu, long n) {
+    long b = (n + 255) / 256, cap = (long)cu->sms * 8;
+    return (int)(b < 1 ? 1 : b < cap ? b : cap);
+}
+
+}  // namespace
+
+extern "C" int g3cu_rmsnorm_backward(G3Cuda *cu, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                                     const float *rstd, int R, int n, int accumulate) {
+    if (R < 1 || n < 1) return R == 0 ? 0 : g3_errorf("cuda rmsnorm backward: bad shape %d x %d", R, n);
+    const size_t shm = dw ? (size_t)n * sizeof(float) : 0;
+    if (shm > 48 * 1024 &&
+        g3cu_check(cudaFuncSetAttribute(rmsnorm_bwd_k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm), "rmsnorm backward"))
+        return -1;
+    const int threads = n >= 256 ? 256 : ((n + 31) / 32) * 32;
+    const int blocks = R < cu->sms * 4 ? R : cu->sms * 4;
+    rmsnorm_bwd_k<<<blocks, threads, shm, cu->stream>>>(dx, dw, dy, x, w, rstd, R, n, accumulate);
+    return g3cu_launched("rmsnorm backward");
+}
+
+extern "C" int g3cu_rope_backward(G3Cuda *cu, float *dx, const float *cs, const float *sn, int R, int nh, int hd) {
+    const long n = (long)R * nh * (hd / 2);
+    if (n == 0) return 0;
+    rope_bwd_k<<<grid_for(cu, n), 256, 0, cu->stream>>>(dx, cs, sn, R, nh, hd);
+    return g3cu_launched("rope backward");
+}
+
+extern "C" int g3cu_geglu_backward(G3Cuda *cu, float *a, float *dg, float *du, const float *da, const float *g, const float *u, long n,
+                                   int erf_form) {
+    if (n == 0) return 0;
+    geglu_bwd_k<<<grid_for(cu, n), 256, 0, cu->stream>>>(a, dg, du, da, g, u, n, erf_form);
+    return g3cu_launched("geglu backward");
+}
+
+extern "C" int g3cu_embed_backward(G3Cuda *cu, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale) {
+    if (R == 0) return 0;
+    embed_bwd_k<<<R, C < 256 ? ((C + 31) / 32) * 32 : 256, 0, cu->stream>>>(dE, dx, ids, C, scale);
+    return g3cu_launched("embedding backward");
+}
+
+extern "C" int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
+                                  int backward) {
+    if (R == 0) return 0;
+    xent_k<<<R, V >= 1024 ? 1024 : ((V + 31) / 32) * 32, 0, cu->stream>>>(loss, z, targets, V, cap, dscale, backward);
+    return g3cu_launched("cross-entropy");
+}
+
+// ---- the optimizer's element-wise step and the gradient norm ----
+
+namespace {
+
+// optim.c's adamw_one, operation for operation with no contraction into FMAs (__fmul_rn /
+// __fadd_rn), and IEEE sqrt and division: the same bits as the CPU's step.
+__global__ void adamw_k(float *__restrict__ p, const float *__restrict__ g, float *__restrict__ m, float *__restrict__ v, long n,
+                        G3CuAdamW k, float decay_mul) {
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        const float gg = __fmul_rn(g[i], k.scale);
+        const float pv = __fmul_rn(p[i], decay_mul);
+        const float mv = __fadd_rn(__fmul_rn(k.b1, m[i]), __fmul_rn(k.omb1, gg));
+        const float vv = __fadd_rn(__fmul_rn(k.b2, v[i]), __fmul_rn(__fmul_rn(k.omb2, gg), gg));
+        const float denom = __fadd_rn(__fmul_rn(__fsqrt_rn(vv), k.inv_sqrt_bc2), k.eps);
+        p[i] = __fsub_rn(pv, __fmul_rn(k.step_size, __fdiv_rn(mv, denom)));
+        m[i] = mv;
+        v[i] = vv;
+    }
+}
+
+// per-block partial sums of squares in double; the host adds the partials in block order
+__global__ void sumsq_k(double *__restrict__ part, const float *__restrict__ x, long n) {
+    __shared__ double red[32];
+    double s = 0;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) s += (double)x[i] * x[i];
+    s = block_sum_d(s, red);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+}  // namespace
+
+extern "C" int g3cu_adamw(G3Cuda *cu, float *p, const float *g, float *m, float *v, long n, const G3CuAdamW *k, float decay_mul) {
+    if (n <= 0) return 0;
+    adamw_k<<<grid_for(cu, n), 256, 0, cu->stream>>>(p, g, m, v, n, *k, decay_mul);
+    return g3cu_launched("adamw");
+}
+
+extern "C" int g3cu_sumsq(G3Cuda *cu, double *out, const float *x, long n) {
+    enum { BLOCKS = 512 };
+    double *part = (double *)g3cu_scratch(cu, BLOCKS * sizeof(double));
+    double host[BLOCKS];
+    if (!part) return -1;
+    sumsq_k<<<BLOCKS, 256, 0, cu->stream>>>(part, x, n);
+    if (g3cu_launched("sum of squares") || g3cu_download(cu, host, part, sizeof host)) return -1;
+    double s = 0;
+    for (int i = 0; i < BLOCKS; i++) s += host[i];
+    *out = s;
+    return 0;
+}
