@@ -131,8 +131,9 @@ struct G3Backend {
     // Query t sees key j iff 0 <= t - j < window (window <= 0: all); softcap 0 = none.
     int (*attention)(G3Backend *be, float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
                       int NH, int NKV, int HD, int window, float scale, float softcap);
-    // dq, dk, dv overwritten.
-    int (*attention_backward)(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+    // dq, dk, dv overwritten; out is the forward's output (a backend may use dout . out, the
+    // softmax backward's row term, instead of recomputing it from the scores).
+    int (*attention_backward)(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *q,
                                const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD,
                                int window, float scale, float softcap);
     // Attention of the segments' rows (concatenated in segment order: q[R, NH*HD], k/v[R, NKV*HD])

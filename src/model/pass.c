@@ -260,7 +260,7 @@ int g3_layer_backward(const G3Pass *p, int l, const G3LayerActs *a, const float 
     // attention block
     be->rmsnorm_backward(be, s->tmp, grad(p, l, W_POST_ATTN_NORM), dx, a->ao, norm(m, l, W_POST_ATTN_NORM), a->rs2, R, C, 0);
     if (linear_backward(p, s->datt, 0, s->tmp, a->att, l, W_O) || lora_backward(p, s->datt, s->tmp, a->att, l, W_O)) return -1;
-    if (be->attention_backward(be, s->dq, s->dk, s->dv, s->datt, a->q, a->k, a->v, a->lse, p->B, p->T, NH, NKV, HD, window,
+    if (be->attention_backward(be, s->dq, s->dk, s->dv, s->datt, a->att, a->q, a->k, a->v, a->lse, p->B, p->T, NH, NKV, HD, window,
                                1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap))
         return -1;
     be->rope_backward(be, s->dq, cs, sn, R, NH, HD);

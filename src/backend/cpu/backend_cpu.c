@@ -213,7 +213,7 @@ static int cpu_attention(G3Backend *be, float *out, float *lse, const float *q, 
     return 0;
 }
 
-static int cpu_attention_backward(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+static int cpu_attention_backward(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *q,
                                    const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD,
                                    int window, float scale, float softcap) {
     (void)be;

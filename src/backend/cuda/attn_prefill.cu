@@ -17,7 +17,8 @@ enum { BQ = 16, BK = 32, PT = 256, RPW = BQ / (PT / 32), MAXPER = 8 };
 
 __global__ void __launch_bounds__(PT) attn_prefill_k(float *__restrict__ out, const float *__restrict__ q, const float *__restrict__ k,
                                                     const float *__restrict__ v, const float *__restrict__ kc,
-                                                    const float *__restrict__ vc, int row0, int n, int seq, int pos0, G3CuAttn a) {
+                                                    const float *__restrict__ vc, int row0, int n, int seq, int pos0, G3CuAttn a,
+                                                    float *__restrict__ lse) {
     extern __shared__ float smem[];
     const int hd = a.hd, per = hd / 32;
     float *Qs = smem;              // [BQ][hd]
@@ -99,11 +100,17 @@ __global__ void __launch_bounds__(PT) attn_prefill_k(float *__restrict__ out, co
 #pragma unroll
         for (int e = 0; e < MAXPER; e++)
             if (e < per) o[lane + 32 * e] = acc[rr][e] / l[rr];
+        if (lse && lane == 0) lse[(long)h * n + i0 + i] = mx[rr] + logf(l[rr]);  // training keeps it for backward
     }
 }
 
 extern "C" int g3cu_attn_prefill(G3Cuda *cu, float *out, const float *q, const float *k, const float *v, const float *kc,
                                  const float *vc, int row0, int n, int seq, int pos0, const G3CuAttn *a) {
+    return g3cu_attn_prefill_lse(cu, out, NULL, q, k, v, kc, vc, row0, n, seq, pos0, a);
+}
+
+extern "C" int g3cu_attn_prefill_lse(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v,
+                                     const float *kc, const float *vc, int row0, int n, int seq, int pos0, const G3CuAttn *a) {
     if (g3cu_attn_check(a, "attention (prefill)")) return -1;
     if (n < 1 || row0 < 0 || seq < 0 || pos0 < 0)
         return g3_errorf("cuda attention (prefill): bad segment (row %d, %d rows, slot %d, position %d)", row0, n, seq, pos0);
@@ -111,6 +118,6 @@ extern "C" int g3cu_attn_prefill(G3Cuda *cu, float *out, const float *q, const f
     if (g3cu_check(cudaFuncSetAttribute(attn_prefill_k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm),
                    "attention (prefill) shared memory"))
         return -1;
-    attn_prefill_k<<<dim3((n + BQ - 1) / BQ, a->nh), PT, shm, cu->stream>>>(out, q, k, v, kc, vc, row0, n, seq, pos0, *a);
+    attn_prefill_k<<<dim3((n + BQ - 1) / BQ, a->nh), PT, shm, cu->stream>>>(out, q, k, v, kc, vc, row0, n, seq, pos0, *a, lse);
     return g3cu_launched("attention (prefill)");
 }

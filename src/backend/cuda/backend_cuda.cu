@@ -307,10 +307,10 @@ int cu_attention(G3Backend *be, float *out, float *lse, const float *q, const fl
     return g3cu_attention_train(cb_of(be)->cu, out, lse, q, k, v, B, T, NH, NKV, HD, window, scale, softcap);
 }
 
-int cu_attention_backward(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+int cu_attention_backward(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *q, const float *k,
                           const float *v, const float *lse, int B, int T, int NH, int NKV, int HD, int window, float scale,
                           float softcap) {
-    return g3cu_attention_train_backward(cb_of(be)->cu, dq, dk, dv, dout, q, k, v, lse, B, T, NH, NKV, HD, window, scale, softcap);
+    return g3cu_attention_train_backward(cb_of(be)->cu, dq, dk, dv, dout, out, q, k, v, lse, B, T, NH, NKV, HD, window, scale, softcap);
 }
 
 size_t cu_attention_workspace(G3Backend *be, int B, int T, int NH, int HD) {

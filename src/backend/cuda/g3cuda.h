@@ -126,6 +126,10 @@ int g3cu_attn_decode(G3Cuda *cu, float *out, const float *q, const float *k, con
 // row0 ..), tiled over query rows and keys (prefill): q/k/v/out point at the call's row 0.
 int g3cu_attn_prefill(G3Cuda *cu, float *out, const float *q, const float *k, const float *v, const float *kc,
                       const float *vc, int row0, int n, int seq, int pos0, const G3CuAttn *a);
+// The same, also writing each row's log-sum-exp of its scores to lse[h * n + i] (training:
+// B sequences from position 0 run as B segments without a cache; kc, vc unused).
+int g3cu_attn_prefill_lse(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, const float *kc,
+                          const float *vc, int row0, int n, int seq, int pos0, const G3CuAttn *a);
 // Appends the call's k/v rows to the cache (after attention has read it; a segment longer
 // than cap keeps its newest cap positions).
 int g3cu_kv_append(G3Cuda *cu, float *kc, float *vc, const float *k, const float *v, const G3CuRow *meta, int rows,
@@ -153,7 +157,7 @@ int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, const int32_t *target
 // B*NH*T floats of the context's scratch).
 int g3cu_attention_train(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
                          int NH, int NKV, int HD, int window, float scale, float softcap);
-int g3cu_attention_train_backward(G3Cuda *cu, float *dq, float *dk, float *dv, const float *dout, const float *q,
+int g3cu_attention_train_backward(G3Cuda *cu, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *q,
                                   const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD,
                                   int window, float scale, float softcap);
 // One AdamW step over n parameters with f32 moments (optim.h's formula, the same operations
