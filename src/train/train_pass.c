@@ -134,8 +134,10 @@ static int64_t backend_scratch_bytes(const G3TrainCtx *cx) {
 // works with a large vocabulary, and small vocabularies take the whole batch in one GEMM.
 // Fewer rows make the dE += dlogits^T . xf GEMMs thin (each one sweeps all of dE): 64 rows
 // cost ~30% more time on the head than 128 at V = 262144, 256 rows ~15% less.
-static int head_chunk(int64_t BT, int V) {
-    int64_t ch = ((int64_t)1 << 25) / V;
+// On a GPU (device = 1) 1 GB of logits: its memory is larger and every chunk re-reads (and, in
+// bf16 mode, re-rounds) the whole embedding three times.
+static int head_chunk(int64_t BT, int V, int device) {
+    int64_t ch = ((int64_t)1 << (device ? 28 : 25)) / V;
     ch = G3_MAX(ch, 32);
     return (int)G3_MIN(ch, BT);
 }
@@ -143,7 +145,7 @@ static int head_chunk(int64_t BT, int V) {
 int64_t g3_train_ctx_bytes(const G3TrainModel *tm, int B, int T, int recompute) {
     G3TrainCtx cx = {.tm = tm, .be = g3_backend_cpu(), .B = B, .T = T, .recompute = recompute != 0,
                      .nthreads = omp_get_max_threads()};
-    cx.chunk = head_chunk((int64_t)B * T, tm->m.cfg.vocab);
+    cx.chunk = head_chunk((int64_t)B * T, tm->m.cfg.vocab, 0);
     cx.la = g3_calloc(cx.recompute ? 1 : (size_t)tm->m.cfg.layers, sizeof *cx.la);
     if (!cx.la) return -1;
     Carve cv = {NULL, 0};
@@ -202,7 +204,7 @@ G3TrainCtx *g3_train_ctx_new_on(const G3TrainModel *tm, G3Backend *be, int B, in
     cx->T = T;
     cx->recompute = recompute != 0;
     cx->nthreads = omp_get_max_threads();
-    cx->chunk = head_chunk((int64_t)B * T, c->vocab);
+    cx->chunk = head_chunk((int64_t)B * T, c->vocab, !cx->be->host);
     cx->la = g3_calloc(cx->recompute ? 1 : (size_t)c->layers, sizeof *cx->la);
     cx->grad = g3_calloc((size_t)tm->m.nt, sizeof *cx->grad);
     if (!cx->la || !cx->grad) { g3_train_ctx_free(cx); return NULL; }
