@@ -26,6 +26,7 @@ int g3_backend_cuda_mem(G3Backend *be, size_t *free_bytes, size_t *total_bytes) 
     return g3_errorf("cuda: this gemma3 was built without the CUDA backend");
 }
 double g3_backend_cuda_peak_bf16(G3Backend *be) { return 0; }
+size_t g3_backend_cuda_weight_bytes(G3Backend *be) { return 0; }
 #endif
 
 G3Backend *g3_backend_open(const char *name) {

@@ -206,6 +206,8 @@ int g3_backend_cuda_devices(void);
 const char *g3_backend_cuda_device(G3Backend *be);
 int g3_backend_cuda_mem(G3Backend *be, size_t *free_bytes, size_t *total_bytes);
 double g3_backend_cuda_peak_bf16(G3Backend *be);
+// Bytes of weights a CUDA backend has uploaded so far (0 for another backend).
+size_t g3_backend_cuda_weight_bytes(G3Backend *be);
 // -1 with "backend cpu has no op 'attention_backward'" when op is NULL, else 0.
 int g3_backend_need(const G3Backend *be, const void *op, const char *opname);
 #define G3_NEED(be, op) g3_backend_need((be), (const void *)(be)->op, #op)

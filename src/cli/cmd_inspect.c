@@ -1,8 +1,10 @@
 // cmd_inspect.c: `gemma3 inspect`: the architecture as someone studying it wants to see it.
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/base.h"
+#include "backend/backend.h"
 #include "cli.h"
 #include "model/model.h"
 
@@ -20,6 +22,35 @@ static void count(char *out, size_t cap, double n) {
     else snprintf(out, cap, "%.0f", n);
 }
 
+// With --device cuda (or by default where a GPU is present): the weights uploaded as the
+// CUDA backend keeps them (stored types), the KV cache one sequence needs, and what is free.
+static int gpu_report(G3Model *m, long ctx) {
+    const char *dev = cli_device ? cli_device : g3_backend_cuda_devices() > 0 ? "cuda" : "cpu";
+    if (!strcmp(dev, "cpu")) return 0;
+    G3Backend *be = g3_backend_open(dev);
+    if (!be) return cli_fail("inspect", "%s", g3_error());
+    int rc = 0;
+    for (int i = 0; i < m->nt && !rc; i++) {
+        G3Weight w = g3_tensor_weight(&m->t[i]);
+        if (m->t[i].ndim == 2 && be->weight_check(be, &w, m->t[i].name)) rc = cli_fail("inspect", "%s", g3_error());
+    }
+    size_t fb = 0, tb = 0;
+    if (!rc && g3_backend_cuda_mem(be, &fb, &tb) == 0) {
+        char a[32], b[32], f[32], t[32];
+        const double kv = (double)g3_kv_bytes(&m->cfg, (int)ctx, 4, 1);
+        human(a, sizeof a, (double)g3_backend_cuda_weight_bytes(be));
+        human(b, sizeof b, kv);
+        human(f, sizeof f, (double)fb);
+        human(t, sizeof t, (double)tb);
+        printf("\nGPU        %s\n", g3_backend_cuda_device(be));
+        printf("  weights on the GPU (as stored)   %s\n", a);
+        printf("  KV cache, one sequence of %ld    %s (f32, windowed)\n", ctx, b);
+        printf("  free after the weights           %s of %s: room for %.0f such sequences\n", f, t, kv > 0 ? floor((double)fb / kv) : 0.0);
+    }
+    g3_backend_free(be);
+    return rc ? 1 : 0;
+}
+
 int cmd_inspect(int argc, char **argv) {
     const char *dir = NULL;
     long ctx = 0;
@@ -28,6 +59,7 @@ int cmd_inspect(int argc, char **argv) {
         {"--tensors", OPT_FLAG, &tensors, "list every tensor with its type, shape and bits per weight"},
         {"--model", OPT_STR, &dir, "model folder (config.json + model.safetensors or a sharded set), or a .gguf file"},
         {"--context", OPT_INT, &ctx, "context length for the KV-cache figures (0: the model's maximum)", 0, 1 << 30},
+        CLI_DEVICE_OPT,
     };
     CLI_PARSE("inspect", "--model DIR [--context N] [--tensors]", argc, argv, opts);
     if (!dir) return cli_fail("inspect", "--model DIR is required");
@@ -115,6 +147,7 @@ int cmd_inspect(int argc, char **argv) {
     printf("  windowed (sliding layers keep %d positions)  f32 %s   bf16 %s   <- gemma3.c keeps this (f32)\n", c->sliding_window, w32, w16);
     printf("  if every layer kept every position           f32 %s   bf16 %s\n", f32, f16);
     printf("  per token: %d values per layer (2 x %d KV heads x %d)\n", 2 * c->kv_heads * c->head_dim, c->kv_heads, c->head_dim);
+    int rc = gpu_report(&m, ctx);
     g3_model_free(&m);
-    return 0;
+    return rc;
 }
