@@ -27,7 +27,7 @@ done
 ( while sleep 0.2; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done ) >/tmp/mem1b.log 2>/dev/null &
 MP=$!
 rm -rf /tmp/1b-run
-./gemma3 train --init 1b --data /tmp/1b-tok.bin --out /tmp/1b-run --steps ${STEPS_1B:-6} --batch 4 --seq 1024 --matmul bf16 \
+timeout ${T1B:-150} ./gemma3 train --init 1b --data /tmp/1b-tok.bin --out /tmp/1b-run --steps ${STEPS_1B:-6} --batch 4 --seq 1024 --matmul bf16 \
     --checkpoint-activations --warmup 2 --eval-every 0 --eval-batches 1 --save-every 0 --log-every 1 --device cuda 2>&1 >/dev/null | tee /tmp/1b.log | grep -E "memory|train: on" | head -3
 kill $MP
 echo "OURS 1b ckpt bf16 B=4 T=1024: $(grep -o '[0-9]* tok/s' /tmp/1b.log | tail -n +3 | awk '{print $1}' | sort -n | awk '{a[NR]=$1} END {print "median " a[int((NR+1)/2)] " tok/s over " NR " steps"}'); $(grep -o 'MFU [0-9.]*%' /tmp/1b.log | tail -1); peak GPU memory (nvidia-smi, whole card) $(sort -n /tmp/mem1b.log | tail -1) MiB"
