@@ -152,6 +152,7 @@ $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(FUZZ_BUILD)/libgemma3
 	@$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libgemma3.a -lm -lz -o $@
 
 $(FUZZ_BUILD)/obj/src/analysis/report_html.o: src/analysis/report_template.html
+$(FUZZ_BUILD)/obj/src/analysis/sae_html.o: src/analysis/sae_template.html
 $(FUZZ_BUILD)/obj/src/server/page.o: src/server/page.html
 
 fuzzers: $(FUZZERS)
@@ -191,6 +192,7 @@ clean:
 # the HTML report's page, the server's chat page and the capacity report's page are assembled
 # into their objects (.incbin), which -MMD cannot see
 $(BUILD)/src/analysis/report_html.o $(BUILD)/pic/src/analysis/report_html.o: src/analysis/report_template.html
+$(BUILD)/src/analysis/sae_html.o $(BUILD)/pic/src/analysis/sae_html.o: src/analysis/sae_template.html
 $(BUILD)/src/server/page.o $(BUILD)/pic/src/server/page.o: src/server/page.html
 $(BUILD)/src/experiments/capacity_html.o $(BUILD)/pic/src/experiments/capacity_html.o: src/experiments/capacity_template.html
 

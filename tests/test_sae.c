@@ -17,6 +17,7 @@
 #include "analysis/sae.h"
 #include "base/base.h"
 #include "base/rng.h"
+#include "base/json.h"
 #include "check.h"
 #include "io/npz.h"
 #include "io/npz_read.h"
@@ -292,7 +293,10 @@ static void test_cli(const char *tmp) {
     snprintf(out, sizeof out, "%s/feat.safetensors", tmp);
     snprintf(log, sizeof log, "%s/sae.log", tmp);
     const char *fx = "tests/fixtures/gemma3-tiny-f32", *ids = "2,17,300,45,9,800,3";
-    CHECK(sh("%s sae --model %s --sae %s --site blocks.2.hook_resid_post --ids %s --exact --save %s --top 3 > %s 2>&1", bin, fx, dir, ids, out, log) == 0,
+    char html[600];
+    snprintf(html, sizeof html, "%s/sae.html", tmp);
+    CHECK(sh("%s sae --model %s --sae %s --site blocks.2.hook_resid_post --ids %s --exact --save %s --top 3 --html %s > %s 2>&1", bin, fx, dir, ids, out,
+             html, log) == 0,
           "gemma3 sae failed (%s)", log);
     size_t n;
     char *txt = g3_read_file(log, &n);
@@ -309,6 +313,37 @@ static void test_cli(const char *tmp) {
             for (int d = 0; d < 96; d++) ok &= R[t * 96 + d] == F[t * 192 + d] - F[t * 192 + 96 + d];
         CHECK(ok, "reconstruction is not relu(x) - relu(-x) of the features");
     }
+    // the page: its data is the run's (every token's top features, each listed feature's
+    // activation at every token equal to the saved features)
+    size_t hn;
+    char *page = g3_read_file(html, &hn);
+    const char *a = page ? strstr(page, "id=\"g3data\">") : NULL, *b = a ? strstr(a, "</script>") : NULL;
+    CHECK(a && b, "--html: no data in %s", html);
+    if (a && b && f) {
+        a += strlen("id=\"g3data\">");
+        Json j;
+        CHECK(json_parse(&j, a, (size_t)(b - a)) == 0, "--html data: %s", g3_error());
+        const JsonNode *root = json_root(&j), *toks = json_get(root, "tokens"), *feats = json_get(root, "features");
+        CHECK(json_int(json_get(root, "T")) == 7 && toks && toks->count == 7 && feats, "--html: T and tokens");
+        const float *F = f->data;
+        int ok = 1, nf = 0;
+        for (int t = 0; toks && t < 7; t++) {
+            const JsonNode *top = json_get(json_at(toks, t), "top");
+            ok &= top && top->count >= 1 && top->count <= 10;  // at least 10 listed when --top is smaller
+            for (size_t k = 0; top && k < top->count; k++) {
+                const JsonNode *pr = json_at(top, k);
+                int fi = (int)json_int(json_at(pr, 0));
+                char key[16];
+                snprintf(key, sizeof key, "%d", fi);
+                const JsonNode *acts = json_get(feats, key);
+                ok &= acts && acts->count == 7 && fabs(json_at(acts, t)->num - F[t * 192 + fi]) <= 1e-4 * (1 + fabs(F[t * 192 + fi]));
+                nf++;
+            }
+        }
+        CHECK(ok && nf > 7, "--html: per-token features disagree with --save's (%d listed)", nf);
+        json_free(&j);
+    }
+    free(page);
     st_close(&st);
     CHECK(sh("%s sae --model %s --sae %s --site blocks.2.mlp.hook_post --ids %s > /dev/null 2> %s", bin, fx, dir, ids, log) == 1, "wrong width accepted");
     txt = g3_read_file(log, &n);

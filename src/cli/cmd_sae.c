@@ -11,6 +11,7 @@
 
 #include "analysis/intervene.h"
 #include "analysis/sae.h"
+#include "analysis/sae_report.h"
 #include "base/base.h"
 #include "base/rng.h"
 #include "cli_gen.h"
@@ -99,6 +100,7 @@ static int cmd_sae_train(int argc, char **argv);
 int cmd_sae(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "train")) return cmd_sae_train(argc - 1, argv + 1);
     const char *dir = NULL, *sae_dir = NULL, *site_name = NULL, *text = NULL, *ids_s = NULL, *save = NULL, *tok_path = NULL, *adapter_dir = NULL;
+    const char *html = NULL;
     long top = 5, gen = -1, threads = 0;
     int exact = 0;
     CliList steer = {0};
@@ -110,6 +112,7 @@ int cmd_sae(int argc, char **argv) {
         {"--ids", OPT_STR, &ids_s, "prompt as token ids, comma-separated"},
         {"--save", OPT_STR, &save, "write features [T, d_sae] and reconstruction [T, d_model] (F32) to this .safetensors"},
         {"--top", OPT_INT, &top, "features shown per token", 0, 1000},
+        {"--html", OPT_STR, &html, "also write an offline page: the tokens coloured by a chosen feature, each token's top features (at least 10), the reconstruction figures"},
         {"--steer", OPT_LIST, &steer, "FEATURE:SCALE: add SCALE x the feature's decoder row at the site while generating (repeatable)"},
         {"--generate", OPT_INT, &gen, "greedy tokens to generate, clean and steered (default 20 with --steer, else 0)", 0, 1 << 20},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
@@ -221,6 +224,14 @@ int cmd_sae(int argc, char **argv) {
     if (T > 1) printf("loss: clean %.5f, spliced-in %.5f, change %+.5f nats\n", loss_clean, loss_spliced, loss_spliced - loss_clean);
     else printf("loss: needs at least 2 tokens\n");
     if (save && write_save(save, F, R, T, S, D)) { cli_fail(CMD, "%s", g3_error()); goto out; }
+    if (html) {
+        const G3SaeReport rep = {dir, sae_dir, site_name, sae.format,
+                                 sae.kind == G3_SAE_JUMPRELU ? "JumpReLU" : sae.kind == G3_SAE_TOPK ? "TopK" : "ReLU", D, S, T, ids, tok, F,
+                                 top > 10 ? (int)top : 10, se / ((double)T * D), var > 0 ? se / var : 0.0, l0,
+                                 T > 1 ? loss_clean : NAN, T > 1 ? loss_spliced : NAN};
+        if (g3_sae_write_html(html, &rep)) { cli_fail(CMD, "%s", g3_error()); goto out; }
+        fprintf(stderr, "gemma3 sae: wrote the report to %s\n", html);
+    }
     if (save) fprintf(stderr, "gemma3 sae: wrote features [%d, %d] and reconstruction [%d, %d] to %s\n", T, S, T, D, save);
     // steering
     if (gen > 0) {
