@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "base/base.h"
 #include "base/json.h"
 #include "cli.h"
@@ -291,7 +292,7 @@ int cmd_capacity(int argc, char **argv) {
         {"--seed", OPT_INT, &a.seed, "seed of the training data, the initialisation and the batch order"},
         {"--heldout-seed", OPT_INT, &a.heldout_seed, "seed of the held-out data (must differ from --seed)"},
         {"--heldout", OPT_INT, &a.heldout, "held-out sequences (held-out loss, membership inference)", 1, 1L << 26},
-        {"--device", OPT_STR, &a.device, "cpu, or cuda (not available yet for training)"},
+        {"--device", OPT_STR, &a.device, "cpu, or cuda (each cell on the GPU, parameters and optimizer state resident there)"},
         {"--precision", OPT_STR, &a.precision, "f32, or bf16: bf16 operands in the matrix products, f32 master weights, sums and AdamW state"},
         {"--batch", OPT_INT, &a.batch, "sequences a step (every epoch sees every sequence once)", 1, 65536},
         {"--lr", OPT_FLOAT, &a.lr, "AdamW learning rate (constant after --warmup)"},
@@ -312,9 +313,13 @@ int cmd_capacity(int argc, char **argv) {
     };
     CLI_PARSE(CMD, "--layers L --width D --sequences N --out DIR [options] | --grid --layers 1,2 --width 32,64 --multiples 0.5,1,2 --out DIR [--html]",
               argc, argv, opts);
-    if (!strcmp(a.device, "cuda"))
-        return cli_fail(CMD, "--device cuda: CUDA training is not available yet (the training pass runs on the CPU backend only); use --device cpu");
-    if (strcmp(a.device, "cpu")) return cli_fail(CMD, "--device must be cpu or cuda, not '%s'", a.device);
+    if (strcmp(a.device, "cpu") && strcmp(a.device, "cuda")) return cli_fail(CMD, "--device must be cpu or cuda, not '%s'", a.device);
+    if (!strcmp(a.device, "cuda") && g3_backend_cuda_devices() <= 0) {
+        G3Backend *be = g3_backend_open("cuda");  // says why: no CUDA build, or no GPU
+        g3_backend_free(be);
+        return cli_fail(CMD, "--device cuda: %s", be ? "no GPU found" : g3_error());
+    }
+    s.device = a.device;
     if (!a.out) return cli_fail(CMD, "--out DIR is required (see --help)");
     s.bf16 = !strcmp(a.precision, "bf16");
     if (!s.bf16 && strcmp(a.precision, "f32")) return cli_fail(CMD, "--precision must be f32 or bf16, not '%s'", a.precision);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../backend/backend.h"
 #include "../base/base.h"
 #include "../base/json.h"
 #include "../base/rng.h"
@@ -242,6 +243,7 @@ int g3_cap_run(const G3CapSpec *s, G3CapResult *r, G3CapProgress progress, void 
     G3TrainModel tm = {0};
     G3AdamW opt = {0};
     G3TrainCtx *ctx = NULL;
+    G3Backend *be = NULL;
     int rc = -1;
     int32_t *train = g3_malloc((size_t)s->nseq * T * sizeof(int32_t)), *held = g3_malloc((size_t)s->nheld * T * sizeof(int32_t));
     double *nll_train = g3_malloc((size_t)s->nseq * sizeof(double)), *nll_held = g3_malloc((size_t)s->nheld * sizeof(double));
@@ -257,7 +259,9 @@ int g3_cap_run(const G3CapSpec *s, G3CapResult *r, G3CapProgress progress, void 
     r->bits_per_sequence = bps;
     G3AdamWConfig oc = {.beta1 = s->beta1, .beta2 = s->beta2, .eps = 1e-8, .weight_decay = s->wd, .bits = 32};
     if (g3_adamw_init_model(&opt, &oc, &tm, 0)) goto out;
-    if (!(ctx = g3_train_ctx_new(&tm, B, T, 0, NULL))) goto out;
+    if (s->device && strcmp(s->device, "cpu") && !(be = g3_backend_open(s->device))) goto out;
+    // on a device the parameters, gradients and AdamW moments stay there (resident)
+    if (!(ctx = g3_train_ctx_new_on(&tm, be, B, T, 0, NULL)) || g3_train_ctx_resident(ctx)) goto out;
     g3_train_ctx_set_bf16(ctx, s->bf16);
     Eval ev = {s, &tm, ctx, B, train, held, nll_train, nll_held};
 
@@ -309,17 +313,18 @@ int g3_cap_run(const G3CapSpec *s, G3CapResult *r, G3CapProgress progress, void 
         for (int64_t b0 = 0; b0 < steps_per_epoch * B; b0 += B) {
             const int k = (int)G3_MIN((int64_t)B, s->nseq - b0);
             fill_batch(in, tg, train, perm + b0, k, B, T, V);
-            g3_train_zero_grads(&tm);
+            if (g3_train_ctx_zero_grads(ctx)) goto out;
             g3_error_clear();
             double loss = g3_train_forward_backward(&tm, ctx, in, tg, 1.0f);
             if (isnan(loss) && g3_error_is_set()) goto out;
-            double norm = g3_grad_norm(tm.grads, tm.n);
-            if (!isfinite(loss) || !isfinite(norm)) {
+            const double lr = s->lr * lr_scale * (s->warmup > 0 && step < s->warmup ? (double)(step + 1) / (double)s->warmup : 1.0);
+            double norm = NAN;
+            const int st = isfinite(loss) ? g3_train_ctx_step(ctx, &opt, lr, 1.0, &norm) : 1;
+            if (st < 0) goto out;
+            if (st > 0) {
                 g3_errorf("capacity: training diverged at step %lld (loss %g, gradient norm %g)", (long long)step + 1, loss, norm);
                 goto out;
             }
-            const double lr = s->lr * lr_scale * (s->warmup > 0 && step < s->warmup ? (double)(step + 1) / (double)s->warmup : 1.0);
-            g3_adamw_step(&opt, tm.params, tm.grads, lr, g3_clip_scale(norm, 1.0));
             step++;
         }
     }
@@ -334,12 +339,13 @@ int g3_cap_run(const G3CapSpec *s, G3CapResult *r, G3CapProgress progress, void 
     const int64_t m = G3_MIN(s->nseq, s->nheld);  // balanced: as many members as non-members
     r->mia_f1 = g3_cap_mia_f1(nll_train, m, nll_held, m);
     r->grokking = grokking(r);
-    if (s->save_dir && g3_train_model_save(&tm, s->save_dir, G3_F32)) goto out;
+    if (s->save_dir && (g3_train_ctx_sync_host(ctx, &opt) || g3_train_model_save(&tm, s->save_dir, G3_F32))) goto out;
     r->seconds = g3_now() - t0;
     rc = 0;
 out:
     if (rc) g3_cap_result_free(r);
     g3_train_ctx_free(ctx);
+    g3_backend_free(be);
     g3_adamw_free(&opt);
     if (tm.params) g3_train_model_free(&tm);
     free(train);

@@ -49,6 +49,7 @@ typedef struct {
     int lr_drops;
     double lr_drop_factor;
     const char *save_dir;  // if set: write the trained model there (Hub format, f32)
+    const char *device;    // "cuda": train on the GPU (a backend of its own per cell); NULL or "cpu": the CPU
 } G3CapSpec;
 
 // One evaluation during training.
