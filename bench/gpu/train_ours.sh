@@ -17,7 +17,7 @@ for path, vocab, n in (('/tmp/gz-tok.bin', 50257, 4_000_000), ('/tmp/1b-tok.bin'
         f.write(struct.pack('<%dI' % n, *ids))
 PY
 med() { grep -o '[0-9]* tok/s' | awk '{print $1}' | tail -n +4 | sort -n | awk '{a[NR]=$1} END {print "median " a[int((NR+1)/2)] " tok/s over " NR " steps (min " a[1] ", max " a[NR] ")"}'; }
-for mm in bf16 f32; do
+for mm in ${MODES:-bf16 f32}; do
     rm -rf /tmp/gz-run
     ./gemma3 train --init bench/gpu/gemmazero.json --data /tmp/gz-tok.bin --out /tmp/gz-run --steps $STEPS --batch $B --seq $T \
         --matmul $mm --warmup 5 --eval-every 0 --eval-batches 1 --save-every 0 --log-every 1 --device cuda 2>&1 | tee /tmp/gz-$mm.log | tail -3
