@@ -4,7 +4,8 @@
 //   - the loss and every gradient of the training fixtures (Gemma 3 with QK-norm and a window
 //     shorter than the sequence, Gemma 2 with both softcaps) on the CUDA backend: f32 against
 //     transformers' float64 (loss 1e-6, gradients 1e-4, the bars) and against the CPU,
-//     bf16 products against the CPU's bf16 mode; checkpointing, B = 2 with a masked row;
+//     bf16 products against the CPU's bf16 mode; checkpointing, B = 2 with a masked row; the
+//     same gradients bit for bit when run again;
 //   - the device AdamW step: bit for bit the CPU's; and six resident steps (device gradients,
 //     norm, clip, AdamW) against six host steps from the same start.
 #ifndef G3_CUDA
@@ -146,6 +147,9 @@ static void test_fixture(G3Backend *be, const char *name) {
         const double ec = rel_err(tm.grads, cpu, tm.n);
         CHECK(ec <= 1e-5, "%s (cuda): gradients differ from the CPU's by %.3g", name, ec);
         memcpy(gpu, tm.grads, nb);
+        memset(tm.grads, 0, nb);  // deterministic: the same bits again (no atomics anywhere)
+        g3_train_forward_backward(&tm, cx, ids, ids + 1, 1.0f);
+        CHECK(!memcmp(tm.grads, gpu, nb), "%s (cuda): a second run gives other gradients (%.3g)", name, rel_err(tm.grads, gpu, tm.n));
         printf("%-18s cuda f32%s: loss rel err %.2e (CPU %.2e), worst grad vs transformers %.2e, all grads vs CPU %.2e\n", name,
                ck ? " (recompute)" : "", le, fabs(lc - ref_loss) / fabs(ref_loss), worst, ec);
         // accumulation over two calls, and the loss alone

@@ -2,11 +2,14 @@
 // (issue 17): RMSNorm backward (with its weight gradient), RoPE backward, GeGLU backward (and
 // the MLP-down epilogue that recomputes the GeGLU output beside it), the embedding's scatter,
 // and the fused softmax cross-entropy. The formulas are the CPU reference's (kernels/
-// train_ops.c) in the same order; row sums go in double as there. Weight gradients that sum
-// over rows (RMSNorm's dw, the embedding's dE) take per-block partial sums and one atomic add
-// per column and block: their order of addition is not fixed, which the tests allow for
-// (1e-4 relative on gradients, as against transformers).
+// train_ops.c) in the same order; row sums go in double as there. Nothing here adds with
+// atomics, so a step gives the same bits every time it runs (a resumed run retraces the
+// uninterrupted one): RMSNorm's weight gradient goes through per-block partials summed in
+// block order, and the embedding's scatter adds each id's rows in row order (the ids are
+// grouped on the host, where they come from).
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common.cuh"
 
@@ -37,9 +40,10 @@ __device__ float block_max(float v, float *sh) {
 
 // One block walks rows grid-stride; thread t owns columns t, t + blockDim, ... of the
 // block's dw partial (shared, no races), added to dw once at the end.
-__global__ void rmsnorm_bwd_k(float *__restrict__ dx, float *__restrict__ dw, const float *__restrict__ dy,
+__global__ void rmsnorm_bwd_k(float *__restrict__ dx, float *__restrict__ part, const float *__restrict__ dy,
                               const float *__restrict__ x, const float *__restrict__ w, const float *__restrict__ rstd, int R,
                               int n, int accumulate) {
+    float *dw = part ? part + (long)blockIdx.x * n : NULL;  // this block's partial row
     extern __shared__ float dws[];  // [n] when dw
     __shared__ double red[32];
     if (dw)
@@ -59,7 +63,16 @@ __global__ void rmsnorm_bwd_k(float *__restrict__ dx, float *__restrict__ dw, co
         }
     }
     if (dw)
-        for (int i = threadIdx.x; i < n; i += blockDim.x) atomicAdd(dw + i, dws[i]);
+        for (int i = threadIdx.x; i < n; i += blockDim.x) dw[i] = dws[i];
+}
+
+// dw[i] += the blocks' partials, in block order
+__global__ void colsum_k(float *__restrict__ dw, const float *__restrict__ part, int blocks, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float s = 0.f;
+    for (int b = 0; b < blocks; b++) s += part[(long)b * n + i];
+    dw[i] += s;
 }
 
 // forward: y_d = a c - b s, y_{d+h2} = b c + a s; its transpose rotates by -angle
@@ -103,12 +116,16 @@ __global__ void geglu_bwd_k(float *__restrict__ a, float *dg, float *__restrict_
     }
 }
 
-__global__ void embed_bwd_k(float *__restrict__ dE, const float *__restrict__ dx, const int32_t *__restrict__ ids, int C,
-                            float scale) {
-    const int r = blockIdx.x;
-    float *row = dE + (long)ids[r] * C;
-    const float *d = dx + (long)r * C;
-    for (int i = threadIdx.x; i < C; i += blockDim.x) atomicAdd(row + i, d[i] * scale);
+// One block per distinct id: its rows (rows[start[u] .. start[u + 1]), ascending) added in order.
+__global__ void embed_bwd_k(float *__restrict__ dE, const float *__restrict__ dx, const int32_t *__restrict__ uid,
+                            const int32_t *__restrict__ start, const int32_t *__restrict__ rows, int C, float scale) {
+    const int u = blockIdx.x, k0 = start[u], k1 = start[u + 1];
+    float *row = dE + (long)uid[u] * C;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+        float v = row[i];
+        for (int k = k0; k < k1; k++) v += dx[(long)rows[k] * C + i] * scale;
+        row[i] = v;
+    }
 }
 
 // One block per row of logits: the cap (in place), the max, the sum of exponentials in
@@ -169,8 +186,12 @@ extern "C" int g3cu_rmsnorm_backward(G3Cuda *cu, float *dx, float *dw, const flo
         return -1;
     const int threads = n >= 256 ? 256 : ((n + 31) / 32) * 32;
     const int blocks = R < cu->sms * 4 ? R : cu->sms * 4;
-    rmsnorm_bwd_k<<<blocks, threads, shm, cu->stream>>>(dx, dw, dy, x, w, rstd, R, n, accumulate);
-    return g3cu_launched("rmsnorm backward");
+    float *part = NULL;
+    if (dw && !(part = (float *)g3cu_scratch(cu, (size_t)blocks * n * sizeof(float)))) return -1;
+    rmsnorm_bwd_k<<<blocks, threads, shm, cu->stream>>>(dx, part, dy, x, w, rstd, R, n, accumulate);
+    if (g3cu_launched("rmsnorm backward")) return -1;
+    if (dw) colsum_k<<<(n + 255) / 256, 256, 0, cu->stream>>>(dw, part, blocks, n);
+    return g3cu_launched("rmsnorm backward (weight)");
 }
 
 extern "C" int g3cu_rope_backward(G3Cuda *cu, float *dx, const float *cs, const float *sn, int R, int nh, int hd) {
@@ -189,8 +210,45 @@ extern "C" int g3cu_geglu_backward(G3Cuda *cu, float *a, float *dg, float *du, c
 
 extern "C" int g3cu_embed_backward(G3Cuda *cu, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale) {
     if (R == 0) return 0;
-    embed_bwd_k<<<R, C < 256 ? ((C + 31) / 32) * 32 : 256, 0, cu->stream>>>(dE, dx, ids, C, scale);
-    return g3cu_launched("embedding backward");
+    // group the rows by id on the host (the ids are few: one per row): distinct ids, where
+    // each one's rows start, and the rows in id-then-row order
+    int32_t *h = (int32_t *)malloc(sizeof(int32_t) * (size_t)(4 * R + 1));
+    if (!h) return g3_errorf("cuda embedding backward: out of host memory");
+    int32_t *hid = h, *ord = h + R, *uid = h + 2 * R, *start = h + 3 * R;
+    int rc = -1, nu = 0;
+    if (g3cu_download(cu, hid, ids, sizeof(int32_t) * (size_t)R)) goto out;
+    for (int r = 0; r < R; r++) ord[r] = r;
+    // a stable sort of row indices by id (insertion into runs is fine for R of a few 10K:
+    // merge sort in two buffers)
+    {
+        int32_t *a = ord, *b = uid;  // uid doubles as the merge buffer until it is filled
+        for (int w = 1; w < R; w *= 2) {
+            for (int lo = 0; lo < R; lo += 2 * w) {
+                int mid = lo + w < R ? lo + w : R, hi = lo + 2 * w < R ? lo + 2 * w : R, i = lo, j = mid, k = lo;
+                while (i < mid && j < hi) b[k++] = hid[a[j]] < hid[a[i]] ? a[j++] : a[i++];
+                while (i < mid) b[k++] = a[i++];
+                while (j < hi) b[k++] = a[j++];
+            }
+            int32_t *t = a; a = b; b = t;
+        }
+        if (a != ord) memcpy(ord, a, sizeof(int32_t) * (size_t)R);
+    }
+    for (int k = 0; k < R; k++)
+        if (k == 0 || hid[ord[k]] != hid[ord[k - 1]]) { start[nu] = k; nu++; }
+    start[nu] = R;
+    for (int u = 0; u < nu; u++) uid[u] = hid[ord[start[u]]];
+    {
+        int32_t *d = (int32_t *)g3cu_scratch(cu, sizeof(int32_t) * (size_t)(R + 2 * nu + 1));
+        if (!d || g3cu_upload(cu, d, ord, sizeof(int32_t) * (size_t)R) || g3cu_upload(cu, d + R, uid, sizeof(int32_t) * (size_t)nu) ||
+            g3cu_upload(cu, d + R + nu, start, sizeof(int32_t) * (size_t)(nu + 1)))
+            goto out;
+        embed_bwd_k<<<nu, C < 256 ? ((C + 31) / 32) * 32 : 256, 0, cu->stream>>>(dE, dx, d + R, d + R + nu, d, C, scale);
+        rc = g3cu_launched("embedding backward");
+        if (!rc) rc = g3cu_sync(cu);  // h is freed below, and the scratch's next user must not overwrite d early
+    }
+out:
+    free(h);
+    return rc;
 }
 
 extern "C" int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
