@@ -292,7 +292,8 @@ static void test_cli(const char *dir) {
              "cmp %s/ra/adapter_model.safetensors %s/rb/adapter_model.safetensors",
              bin, c, data, data, dir, dir, bin, c, data, data, dir, dir, bin, c, data, data, dir, dir, dir, dir) == 0,
           "a resumed LoRA run equals an uninterrupted one bit for bit");
-    CHECK(sh("%s train --init tiny --lora r=4 --data %s --out %s/x 2>/dev/null", bin, data, dir) == 1, "--lora needs --model");
+    CHECK(sh("%s train --init tiny --lora r=4 --objective dpo --data %s --out %s/x 2>/dev/null", bin, data, dir) == 1,
+          "LoRA from scratch (--init) trains next-token loss only");
     CHECK(sh("%s train --model tests/fixtures/gemma3-tiny-f32 --lora r=4,targets=q,zz --data %s --out %s/x 2>/dev/null", bin, data, dir) == 1,
           "an unknown target is refused");
     G3LoraSpec s;

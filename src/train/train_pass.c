@@ -209,7 +209,7 @@ G3TrainCtx *g3_train_ctx_new_on(const G3TrainModel *tm, G3Backend *be, int B, in
     cx->grad = g3_calloc((size_t)tm->m.nt, sizeof *cx->grad);
     if (!cx->la || !cx->grad) { g3_train_ctx_free(cx); return NULL; }
     for (int j = 0; j < tm->np; j++)  // frozen tensors keep NULL: the pass skips their gradients
-        if (tm->p[j].tensor >= 0) cx->grad[tm->p[j].tensor] = tm->grads + tm->p[j].off;
+        if (tm->p[j].tensor >= 0 && !tm->p[j].frozen) cx->grad[tm->p[j].tensor] = tm->grads + tm->p[j].off;
     if (!cx->be->host && device_init(cx)) { g3_train_ctx_free(cx); return NULL; }
     Carve cv = {NULL, 0};
     layout(cx, &cv);
