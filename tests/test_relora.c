@@ -224,7 +224,7 @@ static void test_cli(const char *dir) {
                  "2>>%s/log && cmp -s %s/ra/model.safetensors %s/rb/model.safetensors",
                  dir, bin, c, data, at[k], dir, dir, bin, c, data, dir, dir, dir, dir) == 0,
               "ReLoRA resumed after step %d equals the uninterrupted run bit for bit", at[k]);
-    CHECK(sh("%s train --init tiny --lora r=4 --data %s --batch 2 --seq 16 --steps 2 --threads 1 --erank --eval-every 1 --out %s/sc "
+    CHECK(sh("%s train --init tiny --lora r=4 --data %s --batch 2 --seq 16 --steps 2 --threads 1 --erank 1 --eval-every 1 --out %s/sc "
              "2>>%s/log && grep -q update_erank %s/sc/metrics.jsonl",
              bin, data, dir, dir, dir) == 0,
           "LoRA from scratch (--init --lora) trains, with --erank");

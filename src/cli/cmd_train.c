@@ -30,6 +30,7 @@
 #include "train/examples.h"
 #include "train/objective.h"
 #include "train/optim.h"
+#include "train/rank1.h"
 #include "train/relora.h"
 #include "train/rundir.h"
 #include "train/schedule.h"
@@ -38,11 +39,12 @@
 #define CMD "train"
 
 typedef struct {
-    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul, *lora, *objective;
+    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul, *lora, *objective, *rank1;
     long epochs, steps, batch, seq, accum, warmup, decay_steps, eval_every, eval_batches, save_every, seed, threads, log_every;
     long relora_every, relora_rewarm, relora_warm;  // ReLoRA (relora.h): merge period, re-warm steps, full-rank warm start
     double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std, beta, relora_prune;
-    int ckpt_act, decay_embed, force, erank;
+    int ckpt_act, decay_embed, force;
+    long erank;  // --erank N: the effective rank of W_t - W_0 every N steps (and at the end)
     int examples;  // --data is JSONL examples (examples.h), not a text stream
     int dpo;       // --objective dpo: micro-batches of --batch preference pairs (2 x batch sequences)
     int cls;       // --objective classify: a head on the last token (lora.c)
@@ -64,12 +66,12 @@ static char *run_json(const Args *a, const G3Config *c, int64_t ntrain, int64_t 
              "\"val_tokens\": %lld, \"steps\": %ld, \"eval_every\": %ld, \"eval_batches\": %ld, \"save_every\": %ld, "
              "\"threads\": %ld, \"log_every\": %ld, \"save_dtype\": \"%s\", \"checkpoint_activations\": %d, \"matmul\": \"%s\", "
              "\"examples\": %d, \"lora\": \"%s\", \"objective\": \"%s\", \"beta\": %.17g, \"relora_every\": %ld, "
-             "\"relora_prune\": %.17g, \"relora_rewarm\": %ld, \"relora_warm_start\": %ld}",
+             "\"relora_prune\": %.17g, \"relora_rewarm\": %ld, \"relora_warm_start\": %ld, \"rank1\": \"%s\"}",
              c->vocab, c->hidden, c->inter, c->layers, c->heads, c->kv_heads, c->head_dim, a->batch, a->seq, a->accum, a->seed,
              a->optim, a->lr, a->min_lr_ratio, a->warmup, a->schedule, a->decay_steps, a->wd, a->beta1, a->beta2, a->eps, a->clip,
              a->decay_embed, a->std, a->init ? a->init : a->model, (long long)ntrain, (long long)nval, a->steps, a->eval_every,
              a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul, a->examples, a->lora ? a->lora : "", a->objective, a->beta,
-             a->relora_every, a->relora_prune, a->relora_rewarm, a->relora_warm);
+             a->relora_every, a->relora_prune, a->relora_rewarm, a->relora_warm, a->rank1 ? a->rank1 : "");
     return buf;
 }
 
@@ -337,6 +339,7 @@ typedef struct {
     G3Examples *ex;       // or the training examples (then tok is NULL)
     int32_t *in, *tg;     // [B*T] batch buffers ([2B*T] for DPO)
     G3DpoStats dpo;       // DPO: the last step's statistics (means over its micro-batches)
+    G3Rank1 *r1;          // --rank1 svd|random: the linear weights' rank-1 updates, or NULL
 } Loop;
 
 // One optimizer step: the micro-batches' forward/backward passes, then the AdamW update.
@@ -405,6 +408,10 @@ static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, 
         g3_errorf("training diverged at step %lld (loss %g, gradient norm %g)", (long long)step + 1, *loss, *norm);
         return STEP_DIVERGED;
     }
+    if (!rc && L->r1) {  // rank-1 updates of the linear weights (AdamW skipped them), on the host
+        g3_rank1_step(L->r1, L->tm, &L->opt->cfg, step, *lr, g3_clip_scale(*norm, a->clip));
+        if (!isfinite(g3_grad_norm(L->tm->params, L->tm->n))) rc = 1;
+    }
     if (rc > 0) {  // e.g. a huge --lr: finite loss, then overflow
         g3_errorf("training diverged at step %lld (loss %g; the update made the weights non-finite)", (long long)step + 1, *loss);
         return STEP_DIVERGED;
@@ -435,7 +442,8 @@ int cmd_train(int argc, char **argv) {
         {"--relora-prune", OPT_FLOAT, &a.relora_prune, "ReLoRA: fraction of the adapter's AdamW moments (smallest magnitudes) zeroed at each merge (1: reset)"},
         {"--relora-rewarm", OPT_INT, &a.relora_rewarm, "ReLoRA: steps of linear learning-rate re-warm after each merge (the jagged schedule)", 0, 1L << 40},
         {"--relora-warm-start", OPT_INT, &a.relora_warm, "ReLoRA: train every weight (full rank, adapter off) for the first STEPS steps", 0, 1L << 40},
-        {"--erank", OPT_FLAG, &a.erank, "log the effective rank of each layer's total update W_t - W_0 at evaluations (an eigen-decomposition per weight: small models)"},
+        {"--rank1", OPT_STR, &a.rank1, "dynamic rank-1 updates of every linear weight: svd|random|lora[,every=T][,iters=2][,keep] (GaLore / Flora / COLA with rank 1; docs/lora.md)"},
+        {"--erank", OPT_INT, &a.erank, "log the effective rank of each layer's total update W_t - W_0 every N steps and at the end (0: never; an eigen-decomposition per weight: small models)", 0, 1L << 40},
         {"--seq", OPT_INT, &a.seq, "tokens per sequence (T)", 1, 1 << 20},
         {"--accum", OPT_INT, &a.accum, "micro-batches accumulated per step", 1, 1 << 20},
         {"--lr", OPT_FLOAT, &a.lr, "peak learning rate"},
@@ -486,6 +494,19 @@ int cmd_train(int argc, char **argv) {
     if (!bf16 && strcmp(a.matmul, "f32")) return cli_fail(CMD, "--matmul must be f32 or bf16, not '%s'", a.matmul);
     if (check_numbers(&a)) return 1;
     G3LoraSpec lspec = {0};
+    G3Rank1Spec r1spec = {0};
+    if (a.rank1) {
+        if (g3_rank1_parse(&r1spec, a.rank1)) return cli_fail(CMD, "%s", g3_error());
+        if (a.lora || a.relora_every > 0) return cli_fail(CMD, "--rank1 replaces --lora / --relora-every (lora,every=T is ReLoRA with r = 1)");
+        if (a.dpo || a.cls) return cli_fail(CMD, "--rank1 trains with --objective lm only");
+        if (r1spec.mode == G3_RANK1_LORA) {  // COLA / ReLoRA with r = 1: a rank-1 LoRA merged every T steps
+            a.lora = "r=1,alpha=1";
+            a.relora_every = r1spec.every;
+            a.relora_prune = 1;
+            a.relora_rewarm = 0;
+        }
+    }
+    const int rank1 = a.rank1 && r1spec.mode != G3_RANK1_LORA;
     if (a.relora_every > 0 || a.relora_warm > 0) {
         if (!a.lora) return cli_fail(CMD, "--relora-every / --relora-warm-start need --lora (the adapter that is merged)");
         if (a.dpo || a.cls) return cli_fail(CMD, "ReLoRA trains with --objective lm only");
@@ -542,6 +563,7 @@ int cmd_train(int argc, char **argv) {
     struct sigaction old_int, old_term;
     int handlers = 0;
     float **w0 = NULL;
+    G3Rank1 r1 = {0};
     char path[4200], cache[4200];
     const uint32_t *train_tok = NULL, *val_tok = NULL;
     int64_t ntrain = 0, nval = 0;
@@ -620,6 +642,7 @@ int cmd_train(int argc, char **argv) {
     }
     G3AdamWConfig oc = {.beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps, .weight_decay = a.wd, .bits = bits};
     if (g3_adamw_init_model(&opt, &oc, &tm, a.decay_embed)) goto fail;
+    if (rank1 && g3_rank1_init(&r1, &r1spec, &tm, &opt, (uint64_t)a.seed)) goto fail;
     if (!(rj = run_json(&a, &cfg, ntrain, nval))) goto fail;
     int64_t start = 0;
     if (g3_path_join(path, sizeof path, a.out, "metrics.jsonl")) goto fail;
@@ -627,6 +650,7 @@ int cmd_train(int argc, char **argv) {
         int current;
         if (g3_ckpt_load(a.out, &tm, &opt, &info, &current) || check_resume(info.run_json, rj, a.out)) goto fail;
         start = info.step;
+        if (rank1 && g3_rank1_load(&r1, &tm, a.out, start)) goto fail;
         fprintf(stderr, "train: resuming %s from step %lld\n", a.out, (long long)start);
         free(info.run_json);
         info.run_json = rj;
@@ -646,7 +670,7 @@ int cmd_train(int argc, char **argv) {
     if (tm.hybrid) g3_hybrid_set_full_rank(&tm, &opt, start < a.relora_warm);  // the phase of the next step
     int64_t act = 0, act_other;
     const long rows = a.dpo ? 2 * a.batch : a.batch;  // sequences a micro-batch
-    if (cli_train_backend(&be, a.lora ? 1 : a.dpo || a.cls ? 2 : 0, CMD) ||
+    if (cli_train_backend(&be, a.lora ? 1 : a.dpo || a.cls || rank1 ? 2 : 0, CMD) || (rank1 && be && g3_errorf("--rank1 runs on the CPU for now (--device cpu)")) ||
         !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)a.seq, a.ckpt_act, &act)) || g3_train_ctx_resident(ctx))
         goto fail;
     g3_train_ctx_set_bf16(ctx, bf16);
@@ -685,7 +709,7 @@ int cmd_train(int argc, char **argv) {
             mib(g3_adamw_state_bytes(&opt, bits == 8 ? 32 : 8)), bits == 8 ? "32-bit" : "8-bit", mib(act), mib(act_other),
             a.ckpt_act ? "without" : "with");
 
-    if (a.erank) {
+    if (a.erank > 0) {
         if (!(w0 = initial_weights(&tm, &src, &a))) goto fail;
         for (int i = 0; i < tm.m.nt; i++)
             if (!w0[i] && tm.m.t[i].kind != G3_KIND_NORM && (tm.hybrid || !tm.lora) && i != tm.m.embed_idx) {
@@ -694,6 +718,14 @@ int cmd_train(int argc, char **argv) {
                     for (size_t k = 0; k < G3_ARRAY_LEN(LINEAR); k++) lin |= tm.m.layer_idx[l][LINEAR[k]] == i;
                 if (lin) { g3_errorf("--erank: out of memory for W_0"); goto fail; }
             }
+    }
+    if (rank1) {
+        int64_t full = 0;
+        for (int k = 0; k < r1.n; k++) full += 8 * tm.p[r1.param[k]].numel;
+        fprintf(stderr, "train: rank-1 updates (%s, new direction every %d steps%s) of %d linear weights: their optimizer state %.2f MiB "
+                        "instead of AdamW's %.1f MiB (AdamW's slots for them stay allocated but untouched)\n",
+                r1spec.mode == G3_RANK1_SVD ? "top singular vector of the gradient" : "random direction", r1spec.every,
+                r1spec.keep ? ", moments kept" : ", moments reset", r1.n, mib(g3_rank1_state_bytes(&r1)), mib(full));
     }
     // ---- the loop ----
     size_t bt = (size_t)(rows * a.seq);
@@ -706,7 +738,7 @@ int cmd_train(int argc, char **argv) {
         sch.restart_every = a.relora_every > 0 ? a.relora_every : (int64_t)1 << 62;
         sch.restart_warmup = a.relora_rewarm;
     }
-    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg, {0}};
+    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg, {0}, rank1 ? &r1 : NULL};
     int tty = isatty(2);
     double t_start = g3_now(), loss = NAN, last_loss = NAN;
     int64_t saved = start, done_steps = start;  // the last committed checkpoint's step; steps completed
@@ -764,7 +796,16 @@ int cmd_train(int argc, char **argv) {
         if (!isnan(val)) fprintf(mf, ", \"val_loss\": %.6f", val);
         if (!isnan(val_acc)) fprintf(mf, ", \"val_accuracy\": %.4g", val_acc);
         if (!isnan(pruned)) fprintf(mf, ", \"relora_merge\": %lld, \"relora_pruned\": %.6g", (long long)((s1 - a.relora_warm) / a.relora_every), pruned);
-        if (a.erank && !isnan(val) && log_erank(mf, &tm, w0)) goto fail;
+        if (rank1 && !isnan(val)) {  // |cos| of successive rank-1 directions, per layer
+            double cl[G3_MAX_LAYERS];
+            g3_rank1_layer_cos(&r1, cfg.layers, cl);
+            if (!isnan(cl[0])) {
+                fprintf(mf, ", \"rank1_cos\": [");
+                for (int l = 0; l < cfg.layers; l++) fprintf(mf, "%s%.4g", l ? ", " : "", cl[l]);
+                fprintf(mf, "]");
+            }
+        }
+        if (a.erank > 0 && (s1 % a.erank == 0 || s1 == a.steps) && log_erank(mf, &tm, w0)) goto fail;
         if (tm.lora && tm.m.adapter && !isnan(val)) {  // the adapter's update ||s B A|| per layer, at evaluations
             double nl[G3_MAX_LAYERS];
             g3_lora_layer_norms(&tm, nl);
@@ -784,7 +825,7 @@ int cmd_train(int argc, char **argv) {
         if ((a.save_every > 0 && s1 % a.save_every == 0) || s1 == a.steps) {
             info.step = s1;
             info.loss = loss;
-            if (g3_train_ctx_sync_host(ctx, &opt) || g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
+            if (g3_train_ctx_sync_host(ctx, &opt) || (rank1 && g3_rank1_save(&r1, &tm, a.out, s1)) || g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
             saved = s1;
         }
     }
@@ -795,7 +836,7 @@ int cmd_train(int argc, char **argv) {
         if (done_steps > saved) {
             info.step = done_steps;
             info.loss = last_loss;
-            if (g3_train_ctx_sync_host(ctx, &opt) || g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
+            if (g3_train_ctx_sync_host(ctx, &opt) || (rank1 && g3_rank1_save(&r1, &tm, a.out, done_steps)) || g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
             saved = done_steps;
         }
         if (saved > 0)
@@ -824,6 +865,7 @@ done:
     g3_train_ctx_free(ctx);
     g3_backend_free(be);
     free_initial(w0, tm.m.nt);
+    g3_rank1_free(&r1);
     g3_adamw_free(&opt);
     g3_train_model_free(&tm);
     g3_tokfile_close(&tf);
