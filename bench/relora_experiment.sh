@@ -17,7 +17,7 @@ mkdir -p "$OUT"
 [ -f "$OUT/data/train.bin" ] || python3 "$(dirname "$0")/relora_data.py" "$G" "$TOK" "$TS" "$OUT/data"
 D="$OUT/data"
 COMMON="--init $D/config.json --data $D/train.bin --val $D/val.bin --batch $B --seq $T --steps $STEPS --warmup 20 --lr $LR
- --eval-every $((STEPS / 6)) --eval-batches 16 --save-every 0 --threads $TH --seed 1 --erank $((STEPS / 2))"
+ --eval-every $((STEPS / 6)) --eval-batches 16 --save-every 0 --threads $TH --seed 1 --erank $((STEPS / 4))"
 for arm in $ARMS; do
   case $arm in
     full)         X="" ;;

@@ -196,6 +196,17 @@ static void test_erank(void) {
         for (int j = 0; j < 30; j++) at[j * 40 + i] = a[i * 30 + j] = rnd();
     double e1 = g3_effective_rank(a, 40, 30), e2 = g3_effective_rank(at, 30, 40);
     CHECK(fabs(e1 - e2) < 1e-6 && e1 > 15 && e1 < 30, "random: %.6f and transposed %.6f", e1, e2);
+    double e3 = g3_effective_rank_ex(a, 40, 30, 1);
+    CHECK(fabs(e1 - e3) < 1e-6, "the fast path (tridiagonal QL) agrees with Jacobi: %.9f %.9f", e1, e3);
+    {  // and on a 200 x 300 matrix of decaying spectrum (the size the experiment measures)
+        enum { M = 200, N = 300 };
+        float *big = malloc(sizeof(float) * M * N);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) big[i * N + j] = rnd() * expf(-0.02f * (float)i) + (i == j ? 0.3f : 0.0f);
+        double f = g3_effective_rank(big, M, N), r = g3_effective_rank_ex(big, M, N, 1);
+        CHECK(fabs(f - r) < 1e-6 * r && f > 10, "200 x 300: fast %.9f, Jacobi %.9f", f, r);
+        free(big);
+    }
     memset(d, 0, sizeof d);
     CHECK(g3_effective_rank(d, R, C) == 0, "zero matrix: 0");
 }

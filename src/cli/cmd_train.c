@@ -787,8 +787,8 @@ int cmd_train(int argc, char **argv) {
                           : eval_loss(&tm, ctx, val_tok, nval, a.examples ? &vex : NULL, &a, in, tg);
             if (isnan(val) && g3_error_is_set()) goto fail;
         }
-        fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f", (long long)s1, loss, lr,
-                norm, tps);
+        fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"tokens\": %lld", (long long)s1,
+                loss, lr, norm, tps, (long long)s1 * (long long)bt * a.accum);
         if (a.dpo)
             fprintf(mf, ", \"rewards_chosen\": %.6g, \"rewards_rejected\": %.6g, \"margin\": %.6g, \"accuracy\": %.4g", L.dpo.chosen,
                     L.dpo.rejected, L.dpo.margin, L.dpo.accuracy);

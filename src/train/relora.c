@@ -137,14 +137,100 @@ static void jacobi_eigen(double *g, int n, double *ev) {
     for (int p = 0; p < n; p++) ev[p] = g[p * n + p];
 }
 
-double g3_effective_rank(const float *d, int64_t rows, int64_t cols) {
+// The same eigenvalues, fast: Householder reduction to tridiagonal form (eigenvalues only,
+// ~4/3 n^3 flops), then the implicit QL iteration with Wilkinson shifts. Jacobi above is the
+// reference (tested against each other); at n = 256 this is ~50x faster.
+static void tridiag_ql_eigen(double *a, int n, double *d, double *e) {
+    for (int i = n - 1; i > 0; i--) {
+        const int l = i - 1;
+        double h = 0;
+        if (l > 0) {
+            double scale = 0;
+            for (int k = 0; k <= l; k++) scale += fabs(a[i * n + k]);
+            if (scale == 0) {
+                e[i] = a[i * n + l];
+            } else {
+                for (int k = 0; k <= l; k++) {
+                    a[i * n + k] /= scale;
+                    h += a[i * n + k] * a[i * n + k];
+                }
+                double f = a[i * n + l], g = f >= 0 ? -sqrt(h) : sqrt(h);
+                e[i] = scale * g;
+                h -= f * g;
+                a[i * n + l] = f - g;
+                f = 0;
+                for (int j = 0; j <= l; j++) {  // e = A u / h (the lower triangle holds A)
+                    g = 0;
+                    for (int k = 0; k <= j; k++) g += a[j * n + k] * a[i * n + k];
+                    for (int k = j + 1; k <= l; k++) g += a[k * n + j] * a[i * n + k];
+                    e[j] = g / h;
+                    f += e[j] * a[i * n + j];
+                }
+                const double hh = f / (h + h);
+                for (int j = 0; j <= l; j++) {  // A -= u q^T + q u^T
+                    f = a[i * n + j];
+                    e[j] = g = e[j] - hh * f;
+                    for (int k = 0; k <= j; k++) a[j * n + k] -= f * e[k] + g * a[i * n + k];
+                }
+            }
+        } else {
+            e[i] = a[i * n + l];
+        }
+        d[i] = h;
+    }
+    for (int i = 0; i < n; i++) d[i] = a[i * n + i];
+    for (int i = 1; i < n; i++) e[i - 1] = e[i];
+    e[n - 1] = 0;
+    for (int l = 0; l < n; l++) {
+        int iter = 0, m;
+        do {
+            for (m = l; m < n - 1; m++) {
+                double dd = fabs(d[m]) + fabs(d[m + 1]);
+                if (fabs(e[m]) <= 1e-15 * dd) break;
+            }
+            if (m != l) {
+                if (iter++ == 60) break;
+                double g = (d[l + 1] - d[l]) / (2 * e[l]), r = hypot(g, 1.0);
+                g = d[m] - d[l] + e[l] / (g + (g >= 0 ? fabs(r) : -fabs(r)));
+                double s = 1, c = 1, p = 0;
+                int i;
+                for (i = m - 1; i >= l; i--) {
+                    double f = s * e[i], b = c * e[i];
+                    e[i + 1] = r = hypot(f, g);
+                    if (r == 0) {
+                        d[i + 1] -= p;
+                        e[m] = 0;
+                        break;
+                    }
+                    s = f / r;
+                    c = g / r;
+                    g = d[i + 1] - p;
+                    r = (d[i] - g) * s + 2 * c * b;
+                    p = s * r;
+                    d[i + 1] = g + p;
+                    g = c * r - b;
+                }
+                if (r == 0 && i >= l) continue;
+                d[l] -= p;
+                e[l] = g;
+                e[m] = 0;
+            }
+        } while (m != l);
+    }
+}
+
+double g3_effective_rank_ex(const float *d, int64_t rows, int64_t cols, int reference);
+double g3_effective_rank(const float *d, int64_t rows, int64_t cols) { return g3_effective_rank_ex(d, rows, cols, 0); }
+
+double g3_effective_rank_ex(const float *d, int64_t rows, int64_t cols, int reference) {
     const int tr = rows > cols;  // Gram over the smaller side: n x n with n = min(rows, cols)
     const int n = (int)(tr ? cols : rows);
     const int64_t len = tr ? rows : cols;
-    double *g = malloc(sizeof *g * (size_t)n * (size_t)n), *ev = malloc(sizeof *ev * (size_t)n);
-    if (!g || !ev) {
+    double *g = malloc(sizeof *g * (size_t)n * (size_t)n), *ev = malloc(sizeof *ev * (size_t)n), *e = malloc(sizeof *e * (size_t)n);
+    if (!g || !ev || !e) {
         free(g);
         free(ev);
+        free(e);
         return NAN;
     }
 #pragma omp parallel for schedule(dynamic, 4)
@@ -155,7 +241,8 @@ double g3_effective_rank(const float *d, int64_t rows, int64_t cols) {
                 s += tr ? (double)d[k * cols + p] * d[k * cols + q] : (double)d[(int64_t)p * cols + k] * d[(int64_t)q * cols + k];
             g[p * n + q] = g[q * n + p] = s;
         }
-    jacobi_eigen(g, n, ev);
+    if (reference) jacobi_eigen(g, n, ev);
+    else tridiag_ql_eigen(g, n, ev, e);
     double sum = 0, h = 0;
     for (int i = 0; i < n; i++) sum += ev[i] = sqrt(ev[i] > 0 ? ev[i] : 0);
     if (sum > 0)
@@ -163,5 +250,6 @@ double g3_effective_rank(const float *d, int64_t rows, int64_t cols) {
             if (ev[i] > 0) h -= ev[i] / sum * log(ev[i] / sum);
     free(g);
     free(ev);
+    free(e);
     return sum > 0 ? exp(h) : 0;
 }

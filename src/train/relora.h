@@ -44,8 +44,10 @@ int64_t g3_prune_smallest(float *x, int64_t n, double frac);
 // Effective rank (Roy & Vetterli 2007) of d[rows, cols]: exp of the entropy of its normalised
 // singular values sigma_i / sum sigma (1 for a rank-1 matrix, min(rows, cols) for one with
 // equal singular values; 0 for zero). Singular values by cyclic Jacobi on the smaller Gram
-// matrix, in double.
+// matrix, in double: Householder tridiagonalisation and implicit QL; reference = 1 takes the
+// plain cyclic Jacobi rotations instead (slow, the check of the fast path).
 double g3_effective_rank(const float *d, int64_t rows, int64_t cols);
+double g3_effective_rank_ex(const float *d, int64_t rows, int64_t cols, int reference);
 // The current weight of model tensor i as trained (the base, plus s B A if the adapter is
 // attached and adapts it) into w[numel]. 0 or -1.
 int g3_hybrid_weight(const G3TrainModel *tm, int i, float *w);
