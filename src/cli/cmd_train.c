@@ -20,6 +20,7 @@
 #include "base/base.h"
 #include "backend/backend.h"
 #include "base/json.h"
+#include "base/rng.h"
 #include "cli.h"
 #include "kernels/kernels.h"
 #include "model/adapter.h"
@@ -353,8 +354,11 @@ static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, 
     if (g3_train_ctx_zero_grads(L->ctx)) return STEP_FAILED;
     *loss = 0;
     L->dpo = (G3DpoStats){0};
+    const float drop = L->tm->lora ? (float)L->tm->lora_spec.dropout : 0.0f;
     for (int mi = 0; mi < a->accum; mi++) {
         if (stop_signal) return STEP_STOPPED;
+        // LoRA dropout: a fresh mask for each micro-batch, a function of (seed, step, micro-step)
+        if (drop > 0) g3_train_ctx_set_lora_dropout(L->ctx, drop, g3_mix64(g3_mix64((uint64_t)a->seed ^ 0x64726f70ull) + (uint64_t)(step * a->accum + mi)));
         if (a->dpo) {  // pairs of slots (step * accum + mi) * B + b, sequences 2p and 2p + 1
             int64_t seq[1024];
             float w[1024];
@@ -401,6 +405,7 @@ static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, 
         if (isnan(l) && g3_error_is_set()) return STEP_FAILED;
         *loss += l / (double)a->accum;
     }
+    g3_train_ctx_set_lora_dropout(L->ctx, 0, 0);  // evaluation runs without dropout
     *lr = g3_schedule_lr(L->sch, step);
     int rc = isfinite(*loss) ? g3_train_ctx_step(L->ctx, L->opt, *lr, a->clip, norm) : 1;
     if (rc < 0) return STEP_FAILED;
@@ -517,7 +522,8 @@ int cmd_train(int argc, char **argv) {
     if (a.lora) {
         if (hybrid && (a.dpo || a.cls)) return cli_fail(CMD, "--lora with --init: --objective lm only");
         if (g3_lora_spec_parse(&lspec, a.lora)) return cli_fail(CMD, "%s", g3_error());
-        if (lspec.dropout > 0) return cli_fail(CMD, "--lora dropout=%g: LoRA dropout is not implemented yet (use dropout=0)", lspec.dropout);
+        if (lspec.dropout > 0 && a.dpo)  // as TRL's DPOTrainer (disable_dropout): the policy and its gradient see one network
+            return cli_fail(CMD, "--lora dropout=%g with --objective dpo: DPO trains without dropout (use dropout=0)", lspec.dropout);
     }
     // A folder holding a model but no training state is not this run's to overwrite.
     if (!a.force && g3_dir_holds_model(a.out) && !g3_ckpt_exists(a.out)) {

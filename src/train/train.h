@@ -117,6 +117,11 @@ struct G3Backend *g3_train_ctx_backend(const G3TrainCtx *ctx);
 // products to bf16 (f32 sums, f32 weights, gradients and optimizer state, as PyTorch's bf16
 // autocast), about 1.9x the f32 rate on CPUs with AVX512-BF16; 0 (the default) is exact f32.
 void g3_train_ctx_set_bf16(G3TrainCtx *ctx, int on);
+// LoRA dropout (PEFT's lora_dropout) for the passes that follow: probability p of dropping each
+// element of an adapter's input (survivors scaled by 1 / (1 - p)), masks drawn from seed (set a
+// new seed for each micro-batch; forward and backward of one call share the mask). p = 0 turns
+// it off (evaluation).
+void g3_train_ctx_set_lora_dropout(G3TrainCtx *ctx, float p, uint64_t seed);
 // The bytes g3_train_ctx_new would allocate for these settings, without allocating them
 // (to report what checkpointing saves, or to pick a batch that fits).
 int64_t g3_train_ctx_bytes(const G3TrainModel *tm, int B, int T, int recompute);
