@@ -432,7 +432,7 @@ int cmd_train(int argc, char **argv) {
     CliOpt opts[] = {
         {"--init", OPT_STR, &a.init, "train from scratch: 270m, 1b, 4b, 12b, 27b, tiny, stories (TinyStories on a CPU), or a config.json"},
         {"--model", OPT_STR, &a.model, "fine-tune this model folder instead"},
-        {"--lora", OPT_STR, &a.lora, "train a LoRA adapter (with --model: base frozen as stored; with --init or --relora-every: over an f32 base, the rest trained): r=16,alpha=32,targets=all|q,k,v,o,gate,up,down,rslora (default r 16, alpha 2r, all); saved in PEFT's format (docs/lora.md)"},
+        {"--lora", OPT_STR, &a.lora, "train a LoRA adapter (with --model: base frozen as stored; with --init or --relora-every: over an f32 base, the rest trained): r=16,alpha=32,targets=all|q,k,v,o,gate,up,down,dropout=0.05,rslora (default r 16, alpha 2r, all, dropout 0); saved in PEFT's format, or as the merged model over an f32 base (docs/lora.md)"},
         {"--tokenizer", OPT_STR, &a.tokenizer, "tokenizer.json/.model (default: the --model folder's) to tokenize text data"},
         {"--data", OPT_STR, &a.data, "training data: a text file, a folder of *.txt, a token file, or examples in a .jsonl file (docs/lora.md)"},
         {"--val", OPT_STR, &a.val, "validation data (default: the last --val-frac of --data, at a document start)"},
@@ -711,7 +711,7 @@ int cmd_train(int argc, char **argv) {
     }
     fprintf(stderr, "train: memory: %s %.1f MiB + grads %.1f MiB (f32); AdamW state %.1f MiB (%s; %.1f MiB with %s); "
                     "activations %.1f MiB (%.1f MiB %s activation checkpointing)\n",
-            tm.lora ? "adapter" : "weights", mib(4 * np), mib(4 * np), mib(g3_adamw_state_bytes(&opt, bits)), bits == 8 ? "8-bit" : "32-bit",
+            tm.lora && !tm.hybrid ? "adapter" : "weights", mib(4 * np), mib(4 * np), mib(g3_adamw_state_bytes(&opt, bits)), bits == 8 ? "8-bit" : "32-bit",
             mib(g3_adamw_state_bytes(&opt, bits == 8 ? 32 : 8)), bits == 8 ? "32-bit" : "8-bit", mib(act), mib(act_other),
             a.ckpt_act ? "without" : "with");
 
