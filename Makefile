@@ -153,6 +153,7 @@ $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(FUZZ_BUILD)/libgemma3
 
 $(FUZZ_BUILD)/obj/src/analysis/report_html.o: src/analysis/report_template.html
 $(FUZZ_BUILD)/obj/src/analysis/sae_html.o: src/analysis/sae_template.html
+$(FUZZ_BUILD)/obj/src/train/train_report.o: src/train/train_report.html
 $(FUZZ_BUILD)/obj/src/server/page.o: src/server/page.html
 
 fuzzers: $(FUZZERS)
@@ -195,5 +196,6 @@ $(BUILD)/src/analysis/report_html.o $(BUILD)/pic/src/analysis/report_html.o: src
 $(BUILD)/src/analysis/sae_html.o $(BUILD)/pic/src/analysis/sae_html.o: src/analysis/sae_template.html
 $(BUILD)/src/server/page.o $(BUILD)/pic/src/server/page.o: src/server/page.html
 $(BUILD)/src/experiments/capacity_html.o $(BUILD)/pic/src/experiments/capacity_html.o: src/experiments/capacity_template.html
+$(BUILD)/src/train/train_report.o $(BUILD)/pic/src/train/train_report.o: src/train/train_report.html
 
 -include $(LIB_OBJ:.o=.d) $(PIC_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(wildcard $(FUZZ_OBJ:.o=.d))

@@ -27,6 +27,7 @@ int cmd_quantize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_kl(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 // The program's version; the git commit and build flags are printed beside it (main.c).
 #include "base/version.h"

@@ -20,15 +20,19 @@
 #include "base/base.h"
 #include "backend/backend.h"
 #include "base/json.h"
+#include "base/rng.h"
 #include "cli.h"
 #include "kernels/kernels.h"
 #include "model/adapter.h"
 #include "model/config.h"
+#include "model/init.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/examples.h"
 #include "train/objective.h"
 #include "train/optim.h"
+#include "train/rank1.h"
+#include "train/relora.h"
 #include "train/rundir.h"
 #include "train/schedule.h"
 #include "train/train.h"
@@ -36,10 +40,12 @@
 #define CMD "train"
 
 typedef struct {
-    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul, *lora, *objective;
+    const char *init, *model, *tokenizer, *data, *val, *out, *schedule, *optim, *save_dtype, *matmul, *lora, *objective, *rank1;
     long epochs, steps, batch, seq, accum, warmup, decay_steps, eval_every, eval_batches, save_every, seed, threads, log_every;
-    double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std, beta;
+    long relora_every, relora_rewarm, relora_warm;  // ReLoRA (relora.h): merge period, re-warm steps, full-rank warm start
+    double lr, min_lr_ratio, wd, beta1, beta2, eps, clip, val_frac, std, beta, relora_prune;
     int ckpt_act, decay_embed, force;
+    long erank;  // --erank N: the effective rank of W_t - W_0 every N steps (and at the end)
     int examples;  // --data is JSONL examples (examples.h), not a text stream
     int dpo;       // --objective dpo: micro-batches of --batch preference pairs (2 x batch sequences)
     int cls;       // --objective classify: a head on the last token (lora.c)
@@ -51,20 +57,22 @@ typedef struct {
 static const char *MAY_CHANGE[] = {"steps", "eval_every", "eval_batches", "save_every", "threads", "log_every", "save_dtype", "checkpoint_activations"};
 
 static char *run_json(const Args *a, const G3Config *c, int64_t ntrain, int64_t nval) {
-    char *buf = g3_malloc(4096);
+    char *buf = g3_malloc(8192);
     if (!buf) return NULL;
-    snprintf(buf, 4096,
+    snprintf(buf, 8192,
              "{\"vocab\": %d, \"hidden\": %d, \"inter\": %d, \"layers\": %d, \"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, "
              "\"batch\": %ld, \"seq\": %ld, \"accum\": %ld, \"seed\": %ld, \"optim\": \"%s\", \"lr\": %.17g, \"min_lr_ratio\": %.17g, "
              "\"warmup\": %ld, \"schedule\": \"%s\", \"decay_steps\": %ld, \"wd\": %.17g, \"beta1\": %.17g, \"beta2\": %.17g, "
              "\"eps\": %.17g, \"clip\": %.17g, \"decay_embed\": %d, \"std\": %.17g, \"init\": \"%s\", \"train_tokens\": %lld, "
              "\"val_tokens\": %lld, \"steps\": %ld, \"eval_every\": %ld, \"eval_batches\": %ld, \"save_every\": %ld, "
              "\"threads\": %ld, \"log_every\": %ld, \"save_dtype\": \"%s\", \"checkpoint_activations\": %d, \"matmul\": \"%s\", "
-             "\"examples\": %d, \"lora\": \"%s\", \"objective\": \"%s\", \"beta\": %.17g}",
+             "\"examples\": %d, \"lora\": \"%s\", \"objective\": \"%s\", \"beta\": %.17g, \"relora_every\": %ld, "
+             "\"relora_prune\": %.17g, \"relora_rewarm\": %ld, \"relora_warm_start\": %ld, \"rank1\": \"%s\"}",
              c->vocab, c->hidden, c->inter, c->layers, c->heads, c->kv_heads, c->head_dim, a->batch, a->seq, a->accum, a->seed,
              a->optim, a->lr, a->min_lr_ratio, a->warmup, a->schedule, a->decay_steps, a->wd, a->beta1, a->beta2, a->eps, a->clip,
              a->decay_embed, a->std, a->init ? a->init : a->model, (long long)ntrain, (long long)nval, a->steps, a->eval_every,
-             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul, a->examples, a->lora ? a->lora : "", a->objective, a->beta);
+             a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul, a->examples, a->lora ? a->lora : "", a->objective, a->beta,
+             a->relora_every, a->relora_prune, a->relora_rewarm, a->relora_warm, a->rank1 ? a->rank1 : "");
     return buf;
 }
 
@@ -263,6 +271,62 @@ static double train_flops_per_token(const G3Config *c, long T) {
     return 6.0 * (c->layers * per_layer + (double)c->vocab * C) + 6.0 * c->layers * (double)T * QD;
 }
 
+// ---- --erank: the effective rank of each layer's total update W_t - W_0 ----
+static const G3LayerRole LINEAR[] = {W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN};
+
+// W_0 of every linear weight, f32 [nt] (NULL elsewhere): the --init draw again, or the source
+// model's weights; for a LoRA over a frozen base nothing (the update is s B A itself).
+static float **initial_weights(const G3TrainModel *tm, const G3Model *src, const Args *a) {
+    float **w0 = g3_calloc((size_t)tm->m.nt, sizeof *w0);
+    if (!w0 || (tm->lora && !tm->hybrid)) return w0;
+    for (int l = 0; l < tm->m.cfg.layers; l++)
+        for (size_t k = 0; k < G3_ARRAY_LEN(LINEAR); k++) {
+            int i = tm->m.layer_idx[l][LINEAR[k]];
+            if (i < 0) continue;
+            const G3Tensor *t = &tm->m.t[i];
+            if (!(w0[i] = g3_malloc(sizeof(float) * (size_t)t->numel))) return w0;  // the caller checks
+            if (a->init) g3_init_tensor_f32(&tm->m, i, (uint64_t)a->seed, (float)a->std, w0[i]);
+            else g3_to_f32(w0[i], src->t[i].data, src->t[i].dtype, (size_t)t->numel);
+        }
+    return w0;
+}
+
+static void free_initial(float **w0, int nt) {
+    if (w0)
+        for (int i = 0; i < nt; i++) free(w0[i]);
+    free(w0);
+}
+
+// "update_erank": [per layer, the mean over its linear weights of erank(W_t - W_0)] (relora.h).
+static int log_erank(FILE *mf, const G3TrainModel *tm, float **w0) {
+    fprintf(mf, ", \"update_erank\": [");
+    for (int l = 0; l < tm->m.cfg.layers; l++) {
+        double s = 0;
+        int n = 0;
+        for (size_t k = 0; k < G3_ARRAY_LEN(LINEAR); k++) {
+            int i = tm->m.layer_idx[l][LINEAR[k]];
+            if (i < 0) continue;
+            const G3Tensor *t = &tm->m.t[i];
+            const G3LoraModule *md = tm->lora && !tm->hybrid ? g3_adapter_module(tm->lora, l, LINEAR[k]) : NULL;
+            if (tm->lora && !tm->hybrid && !md) continue;
+            float *d = g3_calloc((size_t)t->numel, sizeof *d);
+            if (!d) return -1;
+            if (md) {
+                g3_lora_merge_f32(d, md, tm->lora->scale);
+            } else {
+                if (!w0[i] || g3_hybrid_weight(tm, i, d)) { free(d); return g3_errorf("--erank: no W_0 for %s", t->name); }
+                for (int64_t e = 0; e < t->numel; e++) d[e] -= w0[i][e];
+            }
+            s += g3_effective_rank(d, t->shape[0], t->shape[1]);
+            n++;
+            free(d);
+        }
+        fprintf(mf, "%s%.4g", l ? ", " : "", n ? s / n : 0.0);
+    }
+    fprintf(mf, "]");
+    return 0;
+}
+
 typedef enum { STEP_DONE, STEP_FAILED, STEP_DIVERGED, STEP_STOPPED } StepStatus;
 
 typedef struct {
@@ -276,6 +340,7 @@ typedef struct {
     G3Examples *ex;       // or the training examples (then tok is NULL)
     int32_t *in, *tg;     // [B*T] batch buffers ([2B*T] for DPO)
     G3DpoStats dpo;       // DPO: the last step's statistics (means over its micro-batches)
+    G3Rank1 *r1;          // --rank1 svd|random: the linear weights' rank-1 updates, or NULL
 } Loop;
 
 // One optimizer step: the micro-batches' forward/backward passes, then the AdamW update.
@@ -289,8 +354,11 @@ static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, 
     if (g3_train_ctx_zero_grads(L->ctx)) return STEP_FAILED;
     *loss = 0;
     L->dpo = (G3DpoStats){0};
+    const float drop = L->tm->lora ? (float)L->tm->lora_spec.dropout : 0.0f;
     for (int mi = 0; mi < a->accum; mi++) {
         if (stop_signal) return STEP_STOPPED;
+        // LoRA dropout: a fresh mask for each micro-batch, a function of (seed, step, micro-step)
+        if (drop > 0) g3_train_ctx_set_lora_dropout(L->ctx, drop, g3_mix64(g3_mix64((uint64_t)a->seed ^ 0x64726f70ull) + (uint64_t)(step * a->accum + mi)));
         if (a->dpo) {  // pairs of slots (step * accum + mi) * B + b, sequences 2p and 2p + 1
             int64_t seq[1024];
             float w[1024];
@@ -337,12 +405,17 @@ static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, 
         if (isnan(l) && g3_error_is_set()) return STEP_FAILED;
         *loss += l / (double)a->accum;
     }
+    g3_train_ctx_set_lora_dropout(L->ctx, 0, 0);  // evaluation runs without dropout
     *lr = g3_schedule_lr(L->sch, step);
     int rc = isfinite(*loss) ? g3_train_ctx_step(L->ctx, L->opt, *lr, a->clip, norm) : 1;
     if (rc < 0) return STEP_FAILED;
     if (rc > 0 && (!isfinite(*loss) || !isfinite(*norm))) {
         g3_errorf("training diverged at step %lld (loss %g, gradient norm %g)", (long long)step + 1, *loss, *norm);
         return STEP_DIVERGED;
+    }
+    if (!rc && L->r1) {  // rank-1 updates of the linear weights (AdamW skipped them), on the host
+        g3_rank1_step(L->r1, L->tm, &L->opt->cfg, step, *lr, g3_clip_scale(*norm, a->clip));
+        if (!isfinite(g3_grad_norm(L->tm->params, L->tm->n))) rc = 1;
     }
     if (rc > 0) {  // e.g. a huge --lr: finite loss, then overflow
         g3_errorf("training diverged at step %lld (loss %g; the update made the weights non-finite)", (long long)step + 1, *loss);
@@ -355,11 +428,11 @@ int cmd_train(int argc, char **argv) {
     Args a = {.schedule = "cosine", .optim = "adamw", .save_dtype = "f32", .matmul = "f32", .steps = 1000, .batch = 8,
               .seq = 256, .accum = 1, .warmup = 100, .eval_every = 100, .eval_batches = 8, .save_every = 200, .seed = 1,
               .log_every = 1, .lr = 6e-4, .min_lr_ratio = 0.1, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .val_frac = 0.05, .std = 0.02,
-              .objective = "lm", .beta = 0.1};
+              .objective = "lm", .beta = 0.1, .relora_prune = 0.99, .relora_rewarm = 50};
     CliOpt opts[] = {
         {"--init", OPT_STR, &a.init, "train from scratch: 270m, 1b, 4b, 12b, 27b, tiny, stories (TinyStories on a CPU), or a config.json"},
         {"--model", OPT_STR, &a.model, "fine-tune this model folder instead"},
-        {"--lora", OPT_STR, &a.lora, "with --model: train a LoRA adapter, base frozen as stored: r=16,alpha=32,targets=all|q,k,v,o,gate,up,down,rslora (default r 16, alpha 2r, all); saved in PEFT's format (docs/lora.md)"},
+        {"--lora", OPT_STR, &a.lora, "train a LoRA adapter (with --model: base frozen as stored; with --init or --relora-every: over an f32 base, the rest trained): r=16,alpha=32,targets=all|q,k,v,o,gate,up,down,dropout=0.05,rslora (default r 16, alpha 2r, all, dropout 0); saved in PEFT's format, or as the merged model over an f32 base (docs/lora.md)"},
         {"--tokenizer", OPT_STR, &a.tokenizer, "tokenizer.json/.model (default: the --model folder's) to tokenize text data"},
         {"--data", OPT_STR, &a.data, "training data: a text file, a folder of *.txt, a token file, or examples in a .jsonl file (docs/lora.md)"},
         {"--val", OPT_STR, &a.val, "validation data (default: the last --val-frac of --data, at a document start)"},
@@ -370,6 +443,12 @@ int cmd_train(int argc, char **argv) {
         {"--batch", OPT_INT, &a.batch, "sequences per micro-batch (B; --objective dpo: preference pairs)", 1, 1 << 20},
         {"--objective", OPT_STR, &a.objective, "lm (next-token cross-entropy), dpo (preference pairs; needs --lora: the reference is the base with the adapter off), or classify ({\"text\"|\"ids\", \"label\"}; needs --lora: a head on the last token, saved with the adapter)"},
         {"--beta", OPT_FLOAT, &a.beta, "--objective dpo: the DPO temperature beta"},
+        {"--relora-every", OPT_INT, &a.relora_every, "ReLoRA (with --lora): merge the adapter into the base (held in f32) and start a fresh one every N steps (0: off; docs/lora.md)", 0, 1L << 40},
+        {"--relora-prune", OPT_FLOAT, &a.relora_prune, "ReLoRA: fraction of the adapter's AdamW moments (smallest magnitudes) zeroed at each merge (1: reset)"},
+        {"--relora-rewarm", OPT_INT, &a.relora_rewarm, "ReLoRA: steps of linear learning-rate re-warm after each merge (the jagged schedule)", 0, 1L << 40},
+        {"--relora-warm-start", OPT_INT, &a.relora_warm, "ReLoRA: train every weight (full rank, adapter off) for the first STEPS steps", 0, 1L << 40},
+        {"--rank1", OPT_STR, &a.rank1, "dynamic rank-1 updates of every linear weight: svd|random|lora[,every=T][,iters=2][,keep] (GaLore / Flora / COLA with rank 1; docs/lora.md)"},
+        {"--erank", OPT_INT, &a.erank, "log the effective rank of each layer's total update W_t - W_0 every N steps and at the end (0: never; an eigen-decomposition per weight: small models)", 0, 1L << 40},
         {"--seq", OPT_INT, &a.seq, "tokens per sequence (T)", 1, 1 << 20},
         {"--accum", OPT_INT, &a.accum, "micro-batches accumulated per step", 1, 1 << 20},
         {"--lr", OPT_FLOAT, &a.lr, "peak learning rate"},
@@ -420,10 +499,31 @@ int cmd_train(int argc, char **argv) {
     if (!bf16 && strcmp(a.matmul, "f32")) return cli_fail(CMD, "--matmul must be f32 or bf16, not '%s'", a.matmul);
     if (check_numbers(&a)) return 1;
     G3LoraSpec lspec = {0};
+    G3Rank1Spec r1spec = {0};
+    if (a.rank1) {
+        if (g3_rank1_parse(&r1spec, a.rank1)) return cli_fail(CMD, "%s", g3_error());
+        if (a.lora || a.relora_every > 0) return cli_fail(CMD, "--rank1 replaces --lora / --relora-every (lora,every=T is ReLoRA with r = 1)");
+        if (a.dpo || a.cls) return cli_fail(CMD, "--rank1 trains with --objective lm only");
+        if (r1spec.mode == G3_RANK1_LORA) {  // COLA / ReLoRA with r = 1: a rank-1 LoRA merged every T steps
+            a.lora = "r=1,alpha=1";
+            a.relora_every = r1spec.every;
+            a.relora_prune = 1;
+            a.relora_rewarm = 0;
+        }
+    }
+    const int rank1 = a.rank1 && r1spec.mode != G3_RANK1_LORA;
+    if (a.relora_every > 0 || a.relora_warm > 0) {
+        if (!a.lora) return cli_fail(CMD, "--relora-every / --relora-warm-start need --lora (the adapter that is merged)");
+        if (a.dpo || a.cls) return cli_fail(CMD, "ReLoRA trains with --objective lm only");
+        if (bits != 32) return cli_fail(CMD, "ReLoRA prunes 32-bit AdamW moments: use --optim adamw");
+        if (!(a.relora_prune >= 0 && a.relora_prune <= 1)) return cli_fail(CMD, "--relora-prune must be in [0, 1], not %g", a.relora_prune);
+    }
+    const int hybrid = a.lora && (a.init || a.relora_every > 0 || a.relora_warm > 0);  // an f32 base in the table (relora.h)
     if (a.lora) {
-        if (!a.model) return cli_fail(CMD, "--lora needs --model (an adapter is trained on a base model)");
+        if (hybrid && (a.dpo || a.cls)) return cli_fail(CMD, "--lora with --init: --objective lm only");
         if (g3_lora_spec_parse(&lspec, a.lora)) return cli_fail(CMD, "%s", g3_error());
-        if (lspec.dropout > 0) return cli_fail(CMD, "--lora dropout=%g: LoRA dropout is not implemented yet (use dropout=0)", lspec.dropout);
+        if (lspec.dropout > 0 && a.dpo)  // as TRL's DPOTrainer (disable_dropout): the policy and its gradient see one network
+            return cli_fail(CMD, "--lora dropout=%g with --objective dpo: DPO trains without dropout (use dropout=0)", lspec.dropout);
     }
     // A folder holding a model but no training state is not this run's to overwrite.
     if (!a.force && g3_dir_holds_model(a.out) && !g3_ckpt_exists(a.out)) {
@@ -468,6 +568,8 @@ int cmd_train(int argc, char **argv) {
     FILE *mf = NULL;
     struct sigaction old_int, old_term;
     int handlers = 0;
+    float **w0 = NULL;
+    G3Rank1 r1 = {0};
     char path[4200], cache[4200];
     const uint32_t *train_tok = NULL, *val_tok = NULL;
     int64_t ntrain = 0, nval = 0;
@@ -535,6 +637,10 @@ int cmd_train(int argc, char **argv) {
     if (a.init) {
         if (g3_train_model_new(&tm, &cfg)) goto fail;
         g3_train_model_init_random(&tm, (uint64_t)a.seed, (float)a.std);
+        if (hybrid && g3_train_model_add_lora(&tm, &lspec, (uint64_t)a.seed)) goto fail;
+    } else if (hybrid) {
+        if (g3_train_model_from(&tm, &src) || g3_train_model_add_lora(&tm, &lspec, (uint64_t)a.seed)) goto fail;
+        tm.base_name = a.model;
     } else if (a.lora) {
         if (g3_train_model_lora(&tm, &src, &lspec, (uint64_t)a.seed, a.model)) goto fail;  // takes src over
     } else if (g3_train_model_from(&tm, &src)) {  // it makes tm itself (making it first leaked one)
@@ -542,6 +648,7 @@ int cmd_train(int argc, char **argv) {
     }
     G3AdamWConfig oc = {.beta1 = a.beta1, .beta2 = a.beta2, .eps = a.eps, .weight_decay = a.wd, .bits = bits};
     if (g3_adamw_init_model(&opt, &oc, &tm, a.decay_embed)) goto fail;
+    if (rank1 && g3_rank1_init(&r1, &r1spec, &tm, &opt, (uint64_t)a.seed)) goto fail;
     if (!(rj = run_json(&a, &cfg, ntrain, nval))) goto fail;
     int64_t start = 0;
     if (g3_path_join(path, sizeof path, a.out, "metrics.jsonl")) goto fail;
@@ -549,6 +656,7 @@ int cmd_train(int argc, char **argv) {
         int current;
         if (g3_ckpt_load(a.out, &tm, &opt, &info, &current) || check_resume(info.run_json, rj, a.out)) goto fail;
         start = info.step;
+        if (rank1 && g3_rank1_load(&r1, &tm, a.out, start)) goto fail;
         fprintf(stderr, "train: resuming %s from step %lld\n", a.out, (long long)start);
         free(info.run_json);
         info.run_json = rj;
@@ -565,9 +673,10 @@ int cmd_train(int argc, char **argv) {
     }
 
     // ---- memory report ----
+    if (tm.hybrid) g3_hybrid_set_full_rank(&tm, &opt, start < a.relora_warm);  // the phase of the next step
     int64_t act = 0, act_other;
     const long rows = a.dpo ? 2 * a.batch : a.batch;  // sequences a micro-batch
-    if (cli_train_backend(&be, a.lora ? 1 : a.dpo || a.cls ? 2 : 0, CMD) ||
+    if (cli_train_backend(&be, a.lora ? 1 : a.dpo || a.cls || rank1 ? 2 : 0, CMD) || (rank1 && be && g3_errorf("--rank1 runs on the CPU for now (--device cpu)")) ||
         !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)a.seq, a.ckpt_act, &act)) || g3_train_ctx_resident(ctx))
         goto fail;
     g3_train_ctx_set_bf16(ctx, bf16);
@@ -586,22 +695,56 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "train: %lld parameters (%s %d x %d, vocab %d); %lld train / %lld val %s; %ld x %ld x %ld tokens a step\n",
             (long long)np, a.init ? a.init : a.model, cfg.layers, cfg.hidden, cfg.vocab, (long long)ntrain, (long long)nval,
             a.examples ? "examples" : "tokens", a.batch, a.seq, a.accum);
-    if (tm.lora)
+    if (tm.lora && !tm.hybrid)
         fprintf(stderr, "train: LoRA r=%d alpha=%g%s on %d modules: %lld trainable parameters; the base (%.1f MiB) frozen as stored\n",
                 lspec.r, lspec.alpha, lspec.rslora ? " (rsLoRA)" : "", tm.lora->nmodules, (long long)tm.n, mib(g3_model_weight_bytes(&tm.m)));
+    if (tm.hybrid) {
+        int64_t fro = 0, fac = 0;
+        for (int j = 0; j < tm.np; j++) fac += tm.p[j].tensor < 0 ? tm.p[j].numel : 0;
+        for (int l = 0; l < cfg.layers; l++)
+            for (int r = 0; r < W_PER_LAYER; r++)
+                if (g3_adapter_module(tm.lora, l, r)) fro += tm.m.t[tm.m.layer_idx[l][r]].numel;
+        fprintf(stderr, "train: LoRA r=%d alpha=%g%s over an f32 base: %lld adapter parameters on %d modules; %lld adapted weights "
+                        "frozen in f32 (%.1f MiB; their gradient and moment slots are allocated but unused), %lld other weights trained%s\n",
+                lspec.r, lspec.alpha, lspec.rslora ? " (rsLoRA)" : "", (long long)fac, tm.lora->nmodules, (long long)fro, mib(4 * fro),
+                (long long)(tm.n - fac - fro), a.relora_every > 0 ? "; ReLoRA merges them into the base" : "");
+    }
     fprintf(stderr, "train: memory: %s %.1f MiB + grads %.1f MiB (f32); AdamW state %.1f MiB (%s; %.1f MiB with %s); "
                     "activations %.1f MiB (%.1f MiB %s activation checkpointing)\n",
-            tm.lora ? "adapter" : "weights", mib(4 * np), mib(4 * np), mib(g3_adamw_state_bytes(&opt, bits)), bits == 8 ? "8-bit" : "32-bit",
+            tm.lora && !tm.hybrid ? "adapter" : "weights", mib(4 * np), mib(4 * np), mib(g3_adamw_state_bytes(&opt, bits)), bits == 8 ? "8-bit" : "32-bit",
             mib(g3_adamw_state_bytes(&opt, bits == 8 ? 32 : 8)), bits == 8 ? "32-bit" : "8-bit", mib(act), mib(act_other),
             a.ckpt_act ? "without" : "with");
 
+    if (a.erank > 0) {
+        if (!(w0 = initial_weights(&tm, &src, &a))) goto fail;
+        for (int i = 0; i < tm.m.nt; i++)
+            if (!w0[i] && tm.m.t[i].kind != G3_KIND_NORM && (tm.hybrid || !tm.lora) && i != tm.m.embed_idx) {
+                int lin = 0;
+                for (int l = 0; l < cfg.layers; l++)
+                    for (size_t k = 0; k < G3_ARRAY_LEN(LINEAR); k++) lin |= tm.m.layer_idx[l][LINEAR[k]] == i;
+                if (lin) { g3_errorf("--erank: out of memory for W_0"); goto fail; }
+            }
+    }
+    if (rank1) {
+        int64_t full = 0;
+        for (int k = 0; k < r1.n; k++) full += 8 * tm.p[r1.param[k]].numel;
+        fprintf(stderr, "train: rank-1 updates (%s, new direction every %d steps%s) of %d linear weights: their optimizer state %.2f MiB "
+                        "instead of AdamW's %.1f MiB (AdamW's slots for them stay allocated but untouched)\n",
+                r1spec.mode == G3_RANK1_SVD ? "top singular vector of the gradient" : "random direction", r1spec.every,
+                r1spec.keep ? ", moments kept" : ", moments reset", r1.n, mib(g3_rank1_state_bytes(&r1)), mib(full));
+    }
     // ---- the loop ----
     size_t bt = (size_t)(rows * a.seq);
     in = g3_malloc(bt * sizeof *in);
     tg = g3_malloc(bt * sizeof *tg);
     if (!in || !tg || !(mf = fopen(path, "a"))) { if (in && tg) g3_errorf("%s: cannot append", path); goto fail; }
     G3Schedule sch = {sk, a.lr, a.min_lr_ratio, a.warmup, a.steps, a.decay_steps ? a.decay_steps : a.steps / 5};
-    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg, {0}};
+    if (a.relora_every > 0 || a.relora_warm > 0) {  // ReLoRA's jagged schedule: a re-warm at the switch and after each merge
+        sch.restart_first = a.relora_warm;
+        sch.restart_every = a.relora_every > 0 ? a.relora_every : (int64_t)1 << 62;
+        sch.restart_warmup = a.relora_rewarm;
+    }
+    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg, {0}, rank1 ? &r1 : NULL};
     int tty = isatty(2);
     double t_start = g3_now(), loss = NAN, last_loss = NAN;
     int64_t saved = start, done_steps = start;  // the last committed checkpoint's step; steps completed
@@ -630,6 +773,16 @@ int cmd_train(int argc, char **argv) {
         int64_t s1 = step + 1;
         done_steps = s1;
         last_loss = loss;
+        double pruned = NAN;
+        if (tm.hybrid && s1 == a.relora_warm) {  // the end of the full-rank warm start: the adapter takes over
+            g3_hybrid_set_full_rank(&tm, &opt, 0);
+            g3_train_ctx_free(ctx);
+            if (!(ctx = L.ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)a.seq, a.ckpt_act, NULL)) || g3_train_ctx_resident(ctx)) goto fail;
+            g3_train_ctx_set_bf16(ctx, bf16);
+            fprintf(stderr, "train: step %lld: full-rank warm start done; training the adapter from here\n", (long long)s1);
+        } else if (tm.hybrid && a.relora_every > 0 && s1 > a.relora_warm && (s1 - a.relora_warm) % a.relora_every == 0) {
+            if (g3_relora_merge(&tm, &opt, a.relora_prune, (uint64_t)a.seed, (s1 - a.relora_warm) / a.relora_every, &pruned)) goto fail;
+        }
         double dt = g3_now() - t0, tps = (double)bt * (double)a.accum / dt;
         char mfu[32] = "";
         if (peak > 0) snprintf(mfu, sizeof mfu, " | MFU %.1f%%", 100.0 * tps * train_flops_per_token(&cfg, a.seq) / peak);
@@ -640,15 +793,26 @@ int cmd_train(int argc, char **argv) {
                           : eval_loss(&tm, ctx, val_tok, nval, a.examples ? &vex : NULL, &a, in, tg);
             if (isnan(val) && g3_error_is_set()) goto fail;
         }
-        fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f", (long long)s1, loss, lr,
-                norm, tps);
+        fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"tokens\": %lld", (long long)s1,
+                loss, lr, norm, tps, (long long)s1 * (long long)bt * a.accum);
         if (a.dpo)
             fprintf(mf, ", \"rewards_chosen\": %.6g, \"rewards_rejected\": %.6g, \"margin\": %.6g, \"accuracy\": %.4g", L.dpo.chosen,
                     L.dpo.rejected, L.dpo.margin, L.dpo.accuracy);
         if (a.cls) fprintf(mf, ", \"accuracy\": %.4g", L.dpo.accuracy);
         if (!isnan(val)) fprintf(mf, ", \"val_loss\": %.6f", val);
         if (!isnan(val_acc)) fprintf(mf, ", \"val_accuracy\": %.4g", val_acc);
-        if (tm.lora && !isnan(val)) {  // the adapter's update ||s B A|| per layer, at evaluations
+        if (!isnan(pruned)) fprintf(mf, ", \"relora_merge\": %lld, \"relora_pruned\": %.6g", (long long)((s1 - a.relora_warm) / a.relora_every), pruned);
+        if (rank1 && !isnan(val)) {  // |cos| of successive rank-1 directions, per layer
+            double cl[G3_MAX_LAYERS];
+            g3_rank1_layer_cos(&r1, cfg.layers, cl);
+            if (!isnan(cl[0])) {
+                fprintf(mf, ", \"rank1_cos\": [");
+                for (int l = 0; l < cfg.layers; l++) fprintf(mf, "%s%.4g", l ? ", " : "", cl[l]);
+                fprintf(mf, "]");
+            }
+        }
+        if (a.erank > 0 && (s1 % a.erank == 0 || s1 == a.steps) && log_erank(mf, &tm, w0)) goto fail;
+        if (tm.lora && tm.m.adapter && !isnan(val)) {  // the adapter's update ||s B A|| per layer, at evaluations
             double nl[G3_MAX_LAYERS];
             g3_lora_layer_norms(&tm, nl);
             fprintf(mf, ", \"lora_update_norm\": [");
@@ -667,7 +831,7 @@ int cmd_train(int argc, char **argv) {
         if ((a.save_every > 0 && s1 % a.save_every == 0) || s1 == a.steps) {
             info.step = s1;
             info.loss = loss;
-            if (g3_train_ctx_sync_host(ctx, &opt) || g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
+            if (g3_train_ctx_sync_host(ctx, &opt) || (rank1 && g3_rank1_save(&r1, &tm, a.out, s1)) || g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
             saved = s1;
         }
     }
@@ -678,7 +842,7 @@ int cmd_train(int argc, char **argv) {
         if (done_steps > saved) {
             info.step = done_steps;
             info.loss = last_loss;
-            if (g3_train_ctx_sync_host(ctx, &opt) || g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
+            if (g3_train_ctx_sync_host(ctx, &opt) || (rank1 && g3_rank1_save(&r1, &tm, a.out, done_steps)) || g3_ckpt_save(a.out, &tm, &opt, &info, sdt)) goto fail;
             saved = done_steps;
         }
         if (saved > 0)
@@ -706,6 +870,8 @@ done:
     free(rj);
     g3_train_ctx_free(ctx);
     g3_backend_free(be);
+    free_initial(w0, tm.m.nt);
+    g3_rank1_free(&r1);
     g3_adamw_free(&opt);
     g3_train_model_free(&tm);
     g3_tokfile_close(&tf);

@@ -29,6 +29,7 @@ static const struct {
     {"detokenize", cmd_detokenize, "token ids to text"},
     {"init", cmd_init, "write a random-weight checkpoint of a given shape"},
     {"train", cmd_train, "train from scratch or fine-tune"},
+    {"report", cmd_report, "an offline HTML page of training runs side by side: losses, learning rate, LoRA / ReLoRA / rank-1 dynamics"},
     {"grad", cmd_grad, "loss and every gradient for one sequence"},
     {"trace", cmd_trace, "record activations at hook sites to NumPy .npz"},
     {"analyze", cmd_analyze, "attention heads, residual stream and logit lens of a prompt; HTML report"},

@@ -77,6 +77,14 @@ typedef struct {
     // lora_dxa [R, r]: backward's scratch (the gradient of x . A^T).
     const struct G3Adapter *lora_grad;
     float *lora_dxa;
+    // training with LoRA dropout (PEFT's lora_dropout on the adapter's input x: the low-rank
+    // term is computed from x * mask / (1 - p)): the probability p, the mask's seed (each
+    // element's draw is a hash of the seed, layer, role and element index, so backward
+    // redraws the forward's mask instead of storing it) and lora_xd [R, widest input]
+    // scratch. p = 0 or NULL scratch: no dropout (inference never sets it).
+    float lora_dropout;
+    uint64_t lora_dropout_seed;
+    float *lora_xd;
 } G3Pass;
 
 // The f32 norm weight of tensor i as stored (no +1): the tensor's own data when it is F32,

@@ -68,23 +68,41 @@ int g3_lora_spec_parse(G3LoraSpec *s, const char *text) {
     return 0;
 }
 
-int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, uint64_t seed, const char *base_name) {
-    memset(tm, 0, sizeof *tm);
-    tm->m = *base;
-    memset(base, 0, sizeof *base);
+// PEFT: nn.init.kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0. Draw gen 0
+// is the adapter's first; ReLoRA's merges draw 1, 2, ...
+void g3_lora_init_factors(G3TrainModel *tm, uint64_t seed, int64_t gen) {
+    const G3Adapter *a = tm->lora;
+    const uint64_t sd = gen ? seed ^ ((uint64_t)gen * 0x9E3779B97F4A7C15ull) : seed;
+    for (int l = 0; l < a->layers; l++)
+        for (int r = 0; r < W_PER_LAYER; r++) {
+            const G3LoraModule *md = g3_adapter_module(a, l, r);
+            if (!md) continue;
+            float *A = (float *)md->A.data, *B = (float *)md->B.data;
+            G3Rng rng;
+            g3_rng_seed3(&rng, sd, (uint64_t)l, (uint64_t)r + 0x4c6f5241ull);  // "LoRA"
+            const double bound = 1.0 / sqrt((double)md->A.cols);
+            for (int64_t e = 0; e < md->A.rows * md->A.cols; e++) A[e] = (float)((2.0 * g3_rng_uniform(&rng) - 1.0) * bound);
+            memset(B, 0, sizeof(float) * (size_t)(md->B.rows * md->B.cols));
+        }
+}
+
+// Appends the adapter of spec s (and a classification head if s->classes > 0) to tm's table,
+// after whatever it holds (nothing for a frozen base; every model tensor for the hybrid model):
+// params and grads grow (values kept; model tensors in them re-pointed), the factors are
+// drawn. 0 or -1 (tm untouched but for what it owned).
+int g3_lora_append(G3TrainModel *tm, const G3LoraSpec *s, uint64_t seed) {
     tm->lora_spec = *s;
-    tm->base_name = base_name;
     const G3Config *c = &tm->m.cfg;
     int nmod = 0;
     for (int l = 0; l < c->layers; l++)
         for (int i = 0; i < NMODS; i++) nmod += (s->targets >> MODS[i].role & 1) && tm->m.layer_idx[l][MODS[i].role] >= 0;
+    G3Param *np = realloc(tm->p, sizeof *tm->p * (size_t)(tm->np + 2 * nmod + 2));
+    if (!np) return g3_errorf("LoRA: out of memory");
+    tm->p = np;
     tm->lora = g3_calloc(1, sizeof *tm->lora);
     tm->lora_grad = g3_calloc(1, sizeof *tm->lora_grad);
-    tm->off = g3_malloc(sizeof *tm->off * (size_t)tm->m.nt);
-    tm->p = g3_calloc((size_t)(2 * nmod + 2), sizeof *tm->p);
     tm->names = g3_malloc((size_t)(2 * nmod + 1) * 96);
-    if (!tm->lora || !tm->lora_grad || !tm->off || !tm->p || !tm->names) goto fail;
-    for (int i = 0; i < tm->m.nt; i++) tm->off[i] = -1;  // the base is frozen
+    if (!tm->lora || !tm->lora_grad || !tm->names) return g3_errorf("LoRA: out of memory");
     G3Adapter *a = tm->lora;
     a->r = s->r;
     a->alpha = s->alpha;
@@ -92,6 +110,8 @@ int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, ui
     a->scale = (float)(s->rslora ? s->alpha / sqrt((double)s->r) : s->alpha / s->r);
     a->layers = c->layers;
     snprintf(a->dir, sizeof a->dir, "(training)");
+    const int64_t n0 = tm->n;
+    const int j0 = tm->np;
     // the table: for each layer and module, A [r, in] then B [out, r]
     for (int l = 0; l < c->layers; l++)
         for (int i = 0; i < NMODS; i++) {
@@ -100,7 +120,7 @@ int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, ui
             const G3Tensor *t = &tm->m.t[ti];
             int64_t out = t->shape[0], in = t->shape[1];
             for (int k = 0; k < 2; k++) {
-                char *nm = tm->names + (size_t)tm->np * 96;
+                char *nm = tm->names + (size_t)(tm->np - j0) * 96;
                 snprintf(nm, 96, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", l, MODS[i].block, MODS[i].peft, k ? 'B' : 'A');
                 G3Param *p = &tm->p[tm->np++];
                 *p = (G3Param){.name = nm, .ndim = 2, .shape = {k ? out : s->r, k ? s->r : in}, .numel = s->r * (k ? out : in),
@@ -110,6 +130,7 @@ int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, ui
             a->nmodules++;
             if (out > a->max_out) a->max_out = (int)out;
         }
+    const int jend = tm->np;
     if (s->classes > 0) {  // the classification head, last in the table
         G3Param *p = &tm->p[tm->np++];
         *p = (G3Param){.name = "score.weight", .ndim = 2, .shape = {s->classes, c->hidden}, .numel = (int64_t)s->classes * c->hidden,
@@ -119,11 +140,21 @@ int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, ui
     }
     *tm->lora_grad = *a;
     size_t bytes = sizeof(float) * (size_t)(tm->n ? tm->n : 1);
-    tm->params = g3_malloc_aligned(bytes);
-    tm->grads = g3_malloc_aligned(bytes);
-    if (!tm->params || !tm->grads) goto fail;
-    memset(tm->params, 0, bytes);
-    memset(tm->grads, 0, bytes);
+    float *params = g3_malloc_aligned(bytes), *grads = g3_malloc_aligned(bytes);
+    if (!params || !grads) {
+        g3_free_aligned(params);
+        g3_free_aligned(grads);
+        return g3_errorf("LoRA: out of memory");
+    }
+    memset(params, 0, bytes);
+    memset(grads, 0, bytes);
+    if (n0) memcpy(params, tm->params, sizeof(float) * (size_t)n0);
+    g3_free_aligned(tm->params);
+    g3_free_aligned(tm->grads);
+    tm->params = params;
+    tm->grads = grads;
+    for (int i = 0; i < tm->m.nt; i++)
+        if (tm->off[i] >= 0 && g3_model_set(&tm->m, i, G3_F32, tm->params + tm->off[i])) return -1;
     if (s->classes > 0) {  // N(0, initializer_range 0.02), as transformers initialises a new score layer
         G3Rng rng;
         g3_rng_seed3(&rng, seed, 0x73636f7265ull, 0);  // "score"
@@ -133,10 +164,10 @@ int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, ui
             h[e] = (float)(0.02 * sqrt(-2.0 * log(u1 > 0 ? u1 : 1e-300)) * cos(6.283185307179586 * u2));
         }
     }
-    for (int j = 0; j + 1 < tm->np && tm->p[j].tensor < 0 && strcmp(tm->p[j].name, "score.weight"); j += 2) {
+    for (int j = j0; j + 1 < jend; j += 2) {
         int l, i;
         char blk[16], mod[16];
-        if (sscanf(tm->p[j].name, "base_model.model.model.layers.%d.%15[^.].%15[^.]", &l, blk, mod) != 3) goto fail;
+        if (sscanf(tm->p[j].name, "base_model.model.model.layers.%d.%15[^.].%15[^.]", &l, blk, mod) != 3) return g3_errorf("LoRA: bad name");
         for (i = 0; i < NMODS && strcmp(MODS[i].peft, mod); i++) {}
         G3LayerRole r = MODS[i].role;
         const G3Param *pa = &tm->p[j], *pb = &tm->p[j + 1];
@@ -147,13 +178,21 @@ int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, ui
         wa.data = gA;
         wb.data = gB;
         tm->lora_grad->mod[l][r] = (G3LoraModule){wa, wb};
-        // PEFT: nn.init.kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0
-        G3Rng rng;
-        g3_rng_seed3(&rng, seed, (uint64_t)l, (uint64_t)r + 0x4c6f5241ull);  // "LoRA"
-        const double bound = 1.0 / sqrt((double)pa->shape[1]);
-        for (int64_t e = 0; e < pa->numel; e++) A[e] = (float)((2.0 * g3_rng_uniform(&rng) - 1.0) * bound);
     }
+    g3_lora_init_factors(tm, seed, 0);
     tm->m.adapter = tm->lora;
+    return 0;
+}
+
+int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, uint64_t seed, const char *base_name) {
+    memset(tm, 0, sizeof *tm);
+    tm->m = *base;
+    memset(base, 0, sizeof *base);
+    tm->base_name = base_name;
+    tm->off = g3_malloc(sizeof *tm->off * (size_t)tm->m.nt);
+    if (!tm->off) goto fail;
+    for (int i = 0; i < tm->m.nt; i++) tm->off[i] = -1;  // the base is frozen
+    if (g3_lora_append(tm, s, seed)) goto fail;
     return 0;
 fail:
     if (!g3_error_is_set()) g3_errorf("LoRA: out of memory");

@@ -171,7 +171,8 @@ int g3_adamw_init(G3AdamW *o, const G3AdamWConfig *c, int nseg, const int64_t *o
     o->seg_n = g3_malloc(sizeof(int64_t) * (size_t)(nseg ? nseg : 1));
     o->seg_blk = g3_malloc(sizeof(int64_t) * (size_t)(nseg ? nseg : 1));
     o->seg_decay = g3_malloc((size_t)(nseg ? nseg : 1));
-    if (!o->seg_off || !o->seg_n || !o->seg_blk || !o->seg_decay) goto fail;
+    o->seg_skip = g3_calloc((size_t)(nseg ? nseg : 1), 1);
+    if (!o->seg_off || !o->seg_n || !o->seg_blk || !o->seg_decay || !o->seg_skip) goto fail;
     for (int i = 0; i < nseg; i++) {
         o->seg_off[i] = off[i];
         o->seg_n[i] = numel[i];
@@ -216,11 +217,16 @@ int g3_adamw_init_model(G3AdamW *o, const G3AdamWConfig *c, const G3TrainModel *
     free(off);
     free(numel);
     free(decay);
+    if (!rc) g3_adamw_sync_frozen(o, tm);
     return rc;
 }
 
+void g3_adamw_sync_frozen(G3AdamW *o, const G3TrainModel *tm) {
+    for (int j = 0; j < tm->np && j < o->nseg; j++) o->seg_skip[j] = tm->p[j].frozen;
+}
+
 void g3_adamw_free(G3AdamW *o) {
-    free(o->seg_off); free(o->seg_n); free(o->seg_decay); free(o->seg_blk);
+    free(o->seg_off); free(o->seg_n); free(o->seg_decay); free(o->seg_blk); free(o->seg_skip);
     free(o->m); free(o->v); free(o->mq); free(o->vq); free(o->mmax); free(o->vmax);
     memset(o, 0, sizeof *o);
 }
@@ -355,6 +361,7 @@ void g3_adamw_step(G3AdamW *o, float *params, const float *grads, double lr, flo
         g3_ops_isa() >= 1 ? adamw8_block_avx2 : adamw8_block_ref;
 #pragma omp parallel
     for (int s = 0; s < o->nseg; s++) {
+        if (o->seg_skip[s]) continue;  // the same on every thread: the loop's worksharing stays aligned
         float dm = o->seg_decay[s] ? mul_decay : 1.0f;
         int64_t off = o->seg_off[s], n = o->seg_n[s];
         if (c->bits == 32) {

@@ -31,6 +31,7 @@ typedef struct {
     int nseg;                    // segments (tensors)
     int64_t *seg_off, *seg_n;    // [nseg] offset and length of each
     uint8_t *seg_decay;          // [nseg] 1: weight decay applies
+    uint8_t *seg_skip;           // [nseg] 1: frozen for now (G3Param.frozen): no update at all
     int64_t *seg_blk;            // [nseg] first 8-bit block of each segment
     int64_t nblocks;             // 8-bit: blocks in all
     int64_t t;                   // optimizer steps taken (bias correction uses t + 1)
@@ -49,6 +50,9 @@ int g3_adamw_init(G3AdamW *o, const G3AdamWConfig *c, int nseg, const int64_t *o
 // decay_embed=1 includes the embedding.
 int g3_adamw_init_model(G3AdamW *o, const G3AdamWConfig *c, const G3TrainModel *tm, int decay_embed);
 void g3_adamw_free(G3AdamW *o);
+// Copies the table's frozen flags to the segments (g3_adamw_init_model's one per entry): a
+// frozen segment is left alone by g3_adamw_step (no decay, moments kept).
+void g3_adamw_sync_frozen(G3AdamW *o, const G3TrainModel *tm);
 
 // One step: g = grads * grad_scale (the clip factor), then for each parameter
 //   p -= lr*wd*p (decayed segments);  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;

@@ -6,7 +6,17 @@
 
 #include "../base/base.h"
 
+static double base_lr(const G3Schedule *s, int64_t step);
+
 double g3_schedule_lr(const G3Schedule *s, int64_t step) {
+    if (s->restart_every > 0 && s->restart_warmup > 0 && step >= s->restart_first) {
+        int64_t k = (step - s->restart_first) / s->restart_every, s0 = s->restart_first + k * s->restart_every, i = step - s0;
+        if (s0 > 0 && i < s->restart_warmup) return base_lr(s, s0 + s->restart_warmup - 1) * (double)(i + 1) / (double)s->restart_warmup;
+    }
+    return base_lr(s, step);
+}
+
+static double base_lr(const G3Schedule *s, int64_t step) {
     if (step < s->warmup) return s->lr * (double)(step + 1) / (double)s->warmup;
     double lo = s->lr * s->min_ratio;
     switch (s->kind) {

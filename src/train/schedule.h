@@ -5,6 +5,11 @@
 //   constant: linear warmup, then lr.
 //   wsd:      warmup-stable-decay: warmup, lr until the last decay_steps, then linear decay
 //             to lr*min_ratio on the last step.
+// Jagged restarts (ReLoRA, Lialin et al. 2023), over any of these: with restart_every N > 0,
+// the steps s0 = restart_first + k N (k >= 0, s0 > 0) each begin a re-warm of restart_warmup R
+// steps in which the rate climbs linearly again, lr(s0 + i) = base(s0 + R - 1) * (i + 1) / R
+// for i < R, to rejoin the base schedule at s0 + R - 1 (base: the schedule above, so its
+// envelope decays as usual). ReLoRA merges its adapters and resets the optimizer at each s0.
 #ifndef G3_SCHEDULE_H
 #define G3_SCHEDULE_H
 
@@ -19,6 +24,7 @@ typedef struct {
     int64_t warmup;    // steps of linear warmup
     int64_t total;     // steps in the run
     int64_t decay;     // wsd: steps of the final decay
+    int64_t restart_first, restart_every, restart_warmup;  // jagged restarts (0: none)
 } G3Schedule;
 
 double g3_schedule_lr(const G3Schedule *s, int64_t step);

@@ -21,6 +21,8 @@ typedef struct {
     int tensor;          // the model tensor it is, or -1 (outside the model's table)
     uint8_t decay;       // AdamW weight decay by default: projections yes, norms no, embedding
                          // only when asked (g3_adamw_init_model's decay_embed)
+    uint8_t frozen;      // in the table (weights saved and restored) but not trained now: no
+                         // gradient, no optimizer update (a LoRA-adapted f32 weight, relora.h)
 } G3Param;
 
 // LoRA training (lora.c): --lora r=16,alpha=32,targets=all|q,v,...,dropout=0.05[,rslora]
@@ -51,6 +53,11 @@ typedef struct {
     char *names;      // the adapter tensors' names (G3Param.name points here)
     const char *base_name;  // the base model's folder, for adapter_config.json
     int64_t head_off;       // lora_spec.classes > 0: the head's offset in params / grads
+    // A LoRA adapter over a trainable-precision base (relora.h: ReLoRA, LoRA from scratch):
+    // every model tensor is f32 in the table, the adapted ones frozen (merges change them),
+    // the others (embedding, norms, linear layers not targeted) trained; the adapter's factors
+    // follow them in the table. Saved as a merged Hub model, not as an adapter.
+    int hybrid;
 } G3TrainModel;
 
 // A model of config c with zeroed parameters.
@@ -67,6 +74,12 @@ int g3_lora_spec_parse(G3LoraSpec *s, const char *text);
 // PEFT names them, initialised as PEFT does: A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_
 // with a = sqrt(5)) from seed, B = 0.
 int g3_train_model_lora(G3TrainModel *tm, G3Model *base, const G3LoraSpec *s, uint64_t seed, const char *base_name);
+// Appends the adapter (and head) of spec s to tm's table (g3_train_model_lora on an empty
+// table; relora.h's hybrid model after every model tensor). 0 or -1.
+int g3_lora_append(G3TrainModel *tm, const G3LoraSpec *s, uint64_t seed);
+// Draws every A afresh (PEFT's Kaiming-uniform; draw gen of seed: 0 the first, ReLoRA's
+// merges 1, 2, ...) and zeroes every B.
+void g3_lora_init_factors(G3TrainModel *tm, uint64_t seed, int64_t gen);
 // ||s B A||_F of one module (through r x r Gram matrices), and per layer the norm over its
 // modules (sqrt of the sum of squares) into per_layer[layers]: the size of the update the
 // adapter makes to the base, logged per layer in metrics.jsonl ("lora_update_norm").
@@ -104,6 +117,11 @@ struct G3Backend *g3_train_ctx_backend(const G3TrainCtx *ctx);
 // products to bf16 (f32 sums, f32 weights, gradients and optimizer state, as PyTorch's bf16
 // autocast), about 1.9x the f32 rate on CPUs with AVX512-BF16; 0 (the default) is exact f32.
 void g3_train_ctx_set_bf16(G3TrainCtx *ctx, int on);
+// LoRA dropout (PEFT's lora_dropout) for the passes that follow: probability p of dropping each
+// element of an adapter's input (survivors scaled by 1 / (1 - p)), masks drawn from seed (set a
+// new seed for each micro-batch; forward and backward of one call share the mask). p = 0 turns
+// it off (evaluation).
+void g3_train_ctx_set_lora_dropout(G3TrainCtx *ctx, float p, uint64_t seed);
 // The bytes g3_train_ctx_new would allocate for these settings, without allocating them
 // (to report what checkpointing saves, or to pick a batch that fits).
 int64_t g3_train_ctx_bytes(const G3TrainModel *tm, int B, int T, int recompute);

@@ -9,6 +9,7 @@
 #include "../base/base.h"
 #include "../model/adapter.h"
 #include "../model/init.h"
+#include "relora.h"
 #include "train.h"
 
 int g3_train_model_new(G3TrainModel *tm, const G3Config *c) {
@@ -81,6 +82,13 @@ static int fill(void *ctxp, const void *outp, void *buf) {
     for (int i = 0; i < ctx->tm->m.nt; i++) {
         const G3Tensor *t = &ctx->tm->m.t[i];
         if (strcmp(t->name, o->name)) continue;
+        if (ctx->tm->hybrid) {  // a LoRA over an f32 base (relora.h): the weight with the adapter merged
+            float *w = g3_malloc(sizeof(float) * (size_t)t->numel);
+            if (!w || g3_hybrid_weight(ctx->tm, i, w)) { free(w); return -1; }
+            g3_type(ctx->dt)->from_f32(buf, w, t->numel);
+            free(w);
+            return 0;
+        }
         g3_type(ctx->dt)->from_f32(buf, ctx->tm->params + ctx->tm->off[i], t->numel);  // dt checked by the caller
         return 0;
     }
@@ -88,7 +96,7 @@ static int fill(void *ctxp, const void *outp, void *buf) {
 }
 
 int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt) {
-    if (tm->lora) {
+    if (tm->lora && !tm->hybrid) {
         if (g3_adapter_save(tm->lora, dir, tm->base_name, tm->lora_spec.dropout)) return -1;
         if (tm->lora_spec.classes <= 0) return 0;
         STWriter w = {0};
@@ -109,7 +117,7 @@ int g3_train_model_save(const G3TrainModel *tm, const char *dir, G3DType dt) {
     int rc = -1;
     for (int i = 0; i < tm->m.nt; i++) {
         const G3Tensor *t = &tm->m.t[i];
-        int e = dt == G3_F32 ? st_writer_add(&w, t->name, dt, t->ndim, t->shape, tm->params + tm->off[i])
+        int e = dt == G3_F32 && !tm->hybrid ? st_writer_add(&w, t->name, dt, t->ndim, t->shape, tm->params + tm->off[i])
                              : st_writer_add_fill(&w, t->name, dt, t->ndim, t->shape, fill, &ctx);
         if (e) goto out;
     }

@@ -42,6 +42,9 @@ struct G3TrainCtx {
     double *rowloss;     // [chunk]
     float **grad;        // [m.nt] gradient of each model tensor (into tm->grads)
     float *lora_xa, *lora_y, *lora_dxa;  // [BT, r], [BT, max_out], [BT, r]: an adapter's scratch
+    float *lora_xd;                      // [BT, widest input]: LoRA dropout's masked input (pass.h)
+    float lora_dropout;                  // g3_train_ctx_set_lora_dropout
+    uint64_t lora_dropout_seed;
     const float *seq_w;  // g3_train_forward_backward_seq's weights during its call, else NULL
     // On a device backend (be->host == 0): the parameters and gradients live in device
     // buffers and the pass runs a copy of the model whose tensors point at them (dm); the ids
@@ -117,6 +120,7 @@ static void layout(G3TrainCtx *cx, Carve *cv) {
         cx->lora_xa = carve(cv, BT * m->adapter->r);
         cx->lora_y = carve(cv, BT * m->adapter->max_out);
         cx->lora_dxa = carve(cv, BT * m->adapter->r);
+        cx->lora_xd = carve(cv, BT * G3_MAX(G3_MAX(C, F), QD));
     }
     cx->logits = carve(cv, (int64_t)cx->chunk * c->vocab);
     cx->rowloss = (double *)carve(cv, 2 * (int64_t)cx->chunk);
@@ -209,7 +213,7 @@ G3TrainCtx *g3_train_ctx_new_on(const G3TrainModel *tm, G3Backend *be, int B, in
     cx->grad = g3_calloc((size_t)tm->m.nt, sizeof *cx->grad);
     if (!cx->la || !cx->grad) { g3_train_ctx_free(cx); return NULL; }
     for (int j = 0; j < tm->np; j++)  // frozen tensors keep NULL: the pass skips their gradients
-        if (tm->p[j].tensor >= 0) cx->grad[tm->p[j].tensor] = tm->grads + tm->p[j].off;
+        if (tm->p[j].tensor >= 0 && !tm->p[j].frozen) cx->grad[tm->p[j].tensor] = tm->grads + tm->p[j].off;
     if (!cx->be->host && device_init(cx)) { g3_train_ctx_free(cx); return NULL; }
     Carve cv = {NULL, 0};
     layout(cx, &cv);
@@ -276,12 +280,17 @@ void g3_train_ctx_free(G3TrainCtx *cx) {
 G3Backend *g3_train_ctx_backend(const G3TrainCtx *cx) { return cx->be; }
 
 void g3_train_ctx_set_bf16(G3TrainCtx *cx, int on) { cx->bf16 = on != 0; }
+void g3_train_ctx_set_lora_dropout(G3TrainCtx *cx, float p, uint64_t seed) {
+    cx->lora_dropout = p;
+    cx->lora_dropout_seed = seed;
+}
 
 static G3Pass pass(const G3TrainCtx *cx) {
     return (G3Pass){.be = cx->be, .m = cx->dev ? &cx->dm : &cx->tm->m, .mode = cx->bf16 ? G3_MM_BF16 : G3_MM_EXACT, .R = cx->B * cx->T,
                     .cos_l = cx->cos_l, .sin_l = cx->sin_l, .cos_g = cx->cos_g, .sin_g = cx->sin_g, .B = cx->B, .T = cx->T,
                     .grad = cx->grad, .lora_xa = cx->lora_xa, .lora_y = cx->lora_y, .lora_dxa = cx->lora_dxa,
-                    .lora_grad = cx->tm->lora_grad};
+                    .lora_grad = cx->tm->lora_grad, .lora_dropout = cx->lora_dropout, .lora_dropout_seed = cx->lora_dropout_seed,
+                    .lora_xd = cx->lora_xd};
 }
 
 // A device context that is not resident mirrors the host: the parameters (and, for a

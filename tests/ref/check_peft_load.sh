@@ -2,7 +2,9 @@
 # check_peft_load.sh: trains a LoRA adapter with gemma3 on the tiny f32 fixture, runs our forward
 # with it, then tests/ref/check_peft_load.py loads it in PEFT and compares the logits. Run on
 # the GPU machine from the repository root after `make`; writes the result to
-# tests/ref/check_peft_load.out (commit that file).
+# tests/ref/check_peft_load.out (commit that file). Needs python3 with torch, transformers and
+# safetensors, and peft for the real check (without it the script says so and applies the
+# adapter by hand instead). Exit status: the check's.
 set -e
 BIN=${BIN:-./gemma3}
 W=$(mktemp -d)
@@ -18,5 +20,9 @@ PY
 $BIN train --model $M --lora r=4,alpha=8,targets=all --data "$W/d.jsonl" --val "$W/d.jsonl" --batch 2 --seq 16 --steps 20 \
     --warmup 2 --lr 1e-2 --out "$W/run"
 $BIN forward --model $M --adapter "$W/run" --ids $IDS --exact --save "$W/ours.safetensors" --device cpu
-python3 tests/ref/check_peft_load.py $M "$W/run" "$W/ours.safetensors" $IDS | tee tests/ref/check_peft_load.out
+# (no pipe into tee: its exit status would hide the check's)
+rc=0
+python3 tests/ref/check_peft_load.py $M "$W/run" "$W/ours.safetensors" $IDS > tests/ref/check_peft_load.out 2>&1 || rc=$?
+cat tests/ref/check_peft_load.out
 rm -rf "$W"
+exit $rc
