@@ -7,13 +7,13 @@ set -e
 BIN=${BIN:-./gemma3}
 OUT=${OUT:-build}
 mkdir -p "$OUT"
-PROMPT='Once upon a time, in a little house at the edge of a great forest, there lived'
+PROMPT='Once upon a time there was a king who had three daughters. The youngest'
 SENTENCE='The cat sat on the mat. The dog sat on the rug. The cat sat on the mat.'
 echo "\$ gemma3 inspect"
 $BIN inspect
 echo
-echo "\$ gemma3 generate --prompt '$PROMPT' --max-tokens 160 --seed 7"
-$BIN generate --prompt "$PROMPT" --max-tokens 160 --seed 7
+echo "\$ gemma3 generate --prompt '$PROMPT' --max-tokens 160 --seed 2"
+$BIN generate --prompt "$PROMPT" --max-tokens 160 --seed 2
 echo
 echo
 echo "\$ gemma3 analyze --prompt '$SENTENCE' --html $OUT/analyze.html --lens-last 4"

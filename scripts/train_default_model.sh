@@ -98,5 +98,5 @@ LC_ALL=C awk '$0 == "<|endoftext|>" { print; n = 0; next } n < 30000 { print; n 
   "$WORK/heldout.txt" > "$WORK/heldout_eval.txt"
 for ctx in 256 512; do
   echo "held-out, --ctx $ctx:"
-  $BIN perplexity --model "$OUT" --data "$WORK/heldout_eval.txt" --ctx $ctx --threads "$THREADS"
+  OMP_NUM_THREADS=$THREADS $BIN perplexity --model "$OUT" --data "$WORK/heldout_eval.txt" --ctx $ctx
 done
