@@ -6,7 +6,8 @@
 //     with the pinned ids, the same with the KV cache as by full recomputation;
 //   - greedy generation through the CLI is deterministic (twice, at 1 and 2 threads) and
 //     `--model` may be left out (the default model is found beside the program);
-//   - its trimmed tokenizer gives every reference-vector text and the books sample back losslessly;
+//   - its trimmed tokenizer gives every reference-vector text and the books sample back losslessly,
+//     holds only Gemma 3's pieces, and every piece on the way to a kept one;
 //   - `gemma3 perplexity` without --model prints bits per byte on its last line.
 // G3_PRINT_PINS=1 prints the values to pin after the model is replaced.
 #include <stdlib.h>
@@ -17,7 +18,8 @@
 #include "check.h"
 #include "model/forward.h"
 #include "model/model.h"
-#define TOK_DATA "tests/data/tokenizer"
+#include "tok_testdata.h"
+#include "tokenizer/trim.h"
 #include "tokenizer/tokenizer.h"
 
 #define MODEL "models/default"
@@ -167,6 +169,23 @@ int main(void) {
     }
     free(vec);
     CHECK(nvec > 200 && bad == 0, "%d of %d reference texts do not round-trip", bad, nvec);
+    // against the full Gemma 3 tokenizer: every piece is Gemma's, and every piece BPE forms on
+    // the way to one is kept too (so kept pieces encode as the full tokenizer does)
+    const char *fj = tok_json_path();
+    G3Tokenizer *full = fj ? g3_tok_load(fj) : NULL;
+    CHECK(full != NULL, "the full tokenizer: %s", full ? "" : g3_error());
+    if (full) {
+        int32_t way[4096];
+        int foreign = 0, open_way = 0;
+        for (int i = 0; i < g3_tok_vocab_size(tok); i++) {
+            int id = g3_tok_id_of(full, g3_tok_piece(tok, i));
+            if (id < 0) { foreign++; continue; }
+            int n = g3_tok_trim_closure(full, id, way, 4096);
+            for (int k = 0; k < n; k++) open_way += g3_tok_id_of(tok, g3_tok_piece(full, way[k])) < 0;
+        }
+        CHECK(foreign == 0 && open_way == 0, "%d pieces not Gemma's, %d pieces missing on the way to kept ones", foreign, open_way);
+        g3_tok_free(full);
+    }
     g3_tok_free(tok);
     g3_model_free(&m);
 

@@ -33,7 +33,7 @@ int g3_tok_trim_closure(const G3Tokenizer *t, int id, int32_t *out, int cap) {
         if (nout == cap) goto full;            \
         out[nout++] = (x);                     \
     } while (0)
-    if (t->flags[id] & (TOKF_ADDED | TOKF_BYTE)) {  // matched in raw text / byte fallback: no merges
+    if (t->flags[id] & TOKF_BYTE) {  // byte fallback: no merges
         EMIT(id);
         return nout;
     }
@@ -75,7 +75,15 @@ int g3_tok_trim_closure(const G3Tokenizer *t, int id, int32_t *out, int cap) {
             out[nout++] = best_res;
         }
     }
+    // A piece BPE does not reach from its own text (an added token such as <start_of_turn>,
+    // only ever matched in the raw text) needs nothing but itself. Added tokens that BPE does
+    // reach (Gemma's runs of `▁`, which never match raw spaces) need their way like any piece.
+    int reached = ns == 1 && sym[0] == id;
     free(sym);
+    if (!reached) {
+        out[0] = id;
+        return 1;
+    }
     return nout;
 full:
     return g3_errorf("piece %d: more than %d pieces on its way", id, cap);
