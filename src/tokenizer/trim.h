@@ -7,7 +7,8 @@
 //   - the 256 byte-fallback pieces <0x00>..<0xFF> (so any text still encodes, and decodes back),
 //   - then, most used first (piece counts of the full tokenizer's encoding of the corpus), each
 //     piece together with every piece its merges pass through (the pieces BPE forms on the way
-//     when it encodes the piece's own text) while the total stays within the vocabulary size.
+//     when it encodes the piece's own text; added tokens too, since Gemma's runs of `▁` are
+//     also formed by BPE from spaces) while the total stays within the vocabulary size.
 // The merges kept are those whose two parts and result are all kept, in their original order.
 // So a text whose full-tokenizer encoding uses only kept pieces encodes to the same pieces: each
 // merge that encoding makes is still there, and every merge still there was there before. Any
