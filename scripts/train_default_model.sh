@@ -14,6 +14,7 @@
 #   STEPS      optimizer steps (the last DECAY of them decay the LR)  see below
 #   THREADS    training threads                                       1
 #   MATMUL     bf16 or f32                                            bf16
+#   DEVICE     cpu or cuda (gemma3 train --device)                    cpu
 #   OUT        where the model folder is written                      models/default
 #
 # Steps: 1. unpack the shards; split them into books (a `<|endoftext|>` line ends each) and hold
@@ -33,6 +34,7 @@ STEPS=${STEPS:-1700}
 DECAY=${DECAY:-300}
 THREADS=${THREADS:-1}
 MATMUL=${MATMUL:-bf16}
+DEVICE=${DEVICE:-cpu}
 OUT=${OUT:-models/default}
 BIN=${BIN:-./gemma3}
 mkdir -p "$WORK"
@@ -73,7 +75,7 @@ JSON
 OMP_NUM_THREADS=$THREADS $BIN train --init "$WORK/config.json" --tokenizer "$WORK/tokenizer/tokenizer.json" \
   --data "$WORK/train.txt" --val "$WORK/heldout.txt" --out "$WORK/run" \
   --steps "$STEPS" --schedule wsd --decay-steps "$DECAY" --batch 8 --seq 256 --lr 0.002 --warmup 100 \
-  --matmul "$MATMUL" --threads "$THREADS" --eval-every 250 --eval-batches 8 --save-every 100 --save-dtype bf16 --log-every 10
+  --matmul "$MATMUL" --device "$DEVICE" --threads "$THREADS" --eval-every 250 --eval-batches 8 --save-every 100 --save-dtype bf16 --log-every 10
 
 # 4. the model folder
 mkdir -p "$OUT"
