@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# `make run`: the bundled tiny Gemma 3 (random weights, the shape of the test fixtures) at
-# work: its architecture, a forward pass with per-layer statistics, a greedy continuation,
-# and the real Gemma 3 tokenizer on a sentence. A trained default model will replace it.
+# `make run`: the default model (models/default, a small Gemma 3 trained here from scratch on
+# public-domain children's books; its README is the model card) at work: its architecture, a
+# story streamed from a prompt, and an analysis of a sentence (attention heads, residual stream,
+# logit lens) written to an HTML report. Then three lines of what to try next.
 set -e
 BIN=${BIN:-./gemma3}
-M=tests/fixtures/gemma3-tiny-f32
-echo "\$ gemma3 inspect --model $M --context 4096"
-$BIN inspect --model $M --context 4096
+OUT=${OUT:-build}
+mkdir -p "$OUT"
+PROMPT='Once upon a time there was a king who had three daughters. The youngest'
+SENTENCE='The cat sat on the mat. The dog sat on the rug. The cat sat on the mat.'
+echo "\$ gemma3 inspect"
+$BIN inspect
 echo
-echo "\$ gemma3 forward --model $M --ids 2,17,300,45,99,12,7,8,9,10,11 --stats"
-$BIN forward --model $M --ids 2,17,300,45,99,12,7,8,9,10,11 --stats
+echo "\$ gemma3 generate --prompt '$PROMPT' --max-tokens 160 --seed 2"
+$BIN generate --prompt "$PROMPT" --max-tokens 160 --seed 2
 echo
-echo "\$ gemma3 generate --model $M --ids 2,17,300 --max-tokens 16 --temperature 0 --print-ids"
-$BIN generate --model $M --ids 2,17,300 --max-tokens 16 --temperature 0 --print-ids
-TOK=tests/data/tokenizer/tokenizer.model
-if [ -f "$TOK" ]; then
-  echo
-  echo "\$ gemma3 tokenize --tokenizer $TOK --text 'Once upon a time, a tiny model said hello.'"
-  $BIN tokenize --tokenizer $TOK --text 'Once upon a time, a tiny model said hello.'
-fi
+echo
+echo "\$ gemma3 analyze --prompt '$SENTENCE' --html $OUT/analyze.html --lens-last 4"
+$BIN analyze --prompt "$SENTENCE" --html "$OUT/analyze.html" --lens-last 4
+echo
+echo "report: $OUT/analyze.html (open it in a browser)"
+echo
+echo "Try next:"
+echo "  ./gemma3 chat                                   # talk to it (a storyteller, not an assistant: it was trained on books only)"
+echo "  ./gemma3 trace --prompt 'Once upon a time' --hooks 'blocks.*.hook_resid_post' --out acts.npz   # activations to NumPy"
+echo "  ./gemma3 train --model models/default --data my.txt --out my-run --steps 200   # fine-tune it on your own text"

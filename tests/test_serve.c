@@ -56,7 +56,7 @@ int main(void) {
 
     // bad options fail before listening
     CHECK(sh("%s serve --model %s --port 70000 2>/dev/null", bin, md) != 0, "--port 70000 accepted");
-    CHECK(sh("%s serve 2>/dev/null", bin) != 0, "no --model accepted");
+    CHECK(sh("GEMMA3_MODEL=build/no-such-model %s serve 2>/dev/null", bin) != 0, "no --model and no default model accepted");
     CHECK(sh("%s serve --help | grep -q -- --api-key", bin) == 0, "--help");
 
     // chat --tools: the tools' preamble fits, a turn runs; unknown tools and a missing folder are refused

@@ -14,6 +14,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
@@ -105,5 +106,13 @@ int cli_model_device(G3Model *m);
 // on the CPU with a note; an explicit --device cuda is left to fail with the reason. 0 or -1.
 struct G3Backend;
 int cli_train_backend(struct G3Backend **out, int cpu_only, const char *cmd);
+
+// The default model, used when a command is given no --model: $GEMMA3_MODEL if set (a model
+// folder or a .gguf file; an error if it holds none), else models/default beside the program
+// (or one folder up, or ../share/gemma3/), else ./models/default. NULL with a message saying
+// where it looked. cli_model_or_default fills *dir when it is NULL: 0, or 1 after printing.
+#define CLI_MODEL_HELP " (default: $GEMMA3_MODEL, else models/default, the model trained here)"
+const char *cli_default_model(void);
+int cli_model_or_default(const char *cmd, const char **dir);
 
 #endif

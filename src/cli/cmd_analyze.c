@@ -119,7 +119,7 @@ int cmd_analyze(int argc, char **argv) {
     long threads = 0, top = 5, lens_last = 0, ind_n = 32, seed = 1234;
     int exact = 0, quiet = 0;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder"},
+        {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
         {"--ids", OPT_STR, &ids_s, "prompt as token ids, comma-separated (start with 2, <bos>)"},
         {"--prompts-file", OPT_STR, &pfile, "one prompt a line, or a JSON list (each analysed on its own)"},
@@ -137,7 +137,7 @@ int cmd_analyze(int argc, char **argv) {
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("analyze", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE) [--json out.json] [--html report.html]", argc, argv, opts);
-    if (!dir) return cli_fail("analyze", "--model is required (see --help)");
+    if (cli_model_or_default("analyze", &dir)) return 1;
     if (!!ids_s + !!text + !!pfile != 1) return cli_fail("analyze", "give exactly one of --prompt, --ids and --prompts-file");
     if (ind_n == 0 && cli_given("--seed")) return cli_fail("analyze", "--seed draws the induction run's sequence: it does nothing with --induction-len 0");
     cli_set_threads(threads);

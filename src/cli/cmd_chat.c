@@ -450,7 +450,7 @@ int cmd_chat(int argc, char **argv) {
     int exact = 0, drop = 0;
     CliSampling cs = CLI_SAMPLING_INIT;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder"},
+        {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--system", OPT_STR, &system, "system message, folded into the first user turn"},
         {"--max-tokens", OPT_INT, &max_tokens, "longest answer", 1, 1 << 24},
@@ -471,7 +471,7 @@ int cmd_chat(int argc, char **argv) {
               "Ctrl-U/Ctrl-K/Ctrl-W (delete to the start / to the end / the word before), Up/Down: history.\n"
               "/save writes {\"system\", \"turns\": [{\"role\", \"text\"}, ...]} (the model's ids too); /load reads it back.",
               argc, argv, opts);
-    if (!dir) return cli_fail("chat", "--model DIR is required (see --help)");
+    if (cli_model_or_default("chat", &dir)) return 1;
     int want_calc = 0, want_files = 0;
     for (const char *p = tools; p && *p;) {
         size_t n = strcspn(p, ",");

@@ -14,13 +14,14 @@ int cmd_detokenize(int argc, char **argv) {
     int skip = 0;
     CliOpt opts[] = {
         {"--tokenizer", OPT_STR, &tpath, "tokenizer.json, tokenizer.model or a .gguf model file"},
-        {"--model", OPT_STR, &model, "model folder holding the tokenizer (instead of --tokenizer)"},
+        {"--model", OPT_STR, &model, "model folder holding the tokenizer (instead of --tokenizer)" CLI_MODEL_HELP},
         {"--ids", OPT_STR, &ids_s, "token ids, comma-separated (2,9259,236764)"},
         {"--skip-special", OPT_FLAG, &skip, "leave out control tokens (<bos>, <eos>, <end_of_turn>, ...)"},
     };
     CLI_PARSE("detokenize", "(--tokenizer FILE | --model DIR) --ids 2,9259,... [--skip-special]", argc, argv, opts);
     const char *src = tpath ? tpath : model;
-    if (!!tpath + !!model != 1) return cli_fail("detokenize", "give one of --tokenizer FILE and --model DIR");
+    if (tpath && model) return cli_fail("detokenize", "give one of --tokenizer FILE and --model DIR");
+    if (!tpath && cli_model_or_default("detokenize", &model)) return 1;
     if (!ids_s) return cli_fail("detokenize", "--ids is required");
     int32_t *ids;
     int n = cli_parse_ids(ids_s, &ids);

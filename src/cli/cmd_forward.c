@@ -50,7 +50,7 @@ int cmd_forward(int argc, char **argv) {
     long threads = 0;
     int exact = 0, stats = 0;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder, or a .gguf file"},
+        {"--model", OPT_STR, &dir, "model folder, or a .gguf file" CLI_MODEL_HELP},
         {"--ids", OPT_STR, &ids_s, "token ids, comma-separated (start with 2, <bos>)"},
         {"--save", OPT_STR, &save, "write logits [T, V] F32 to this .safetensors file"},
         {"--stats", OPT_FLAG, &stats, "print per-layer residual norms and attention entropy"},
@@ -60,7 +60,8 @@ int cmd_forward(int argc, char **argv) {
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("forward", "--model DIR [--adapter PEFT_DIR] --ids 2,17,300 [--save out.safetensors] [--stats]", argc, argv, opts);
-    if (!dir || !ids_s) return cli_fail("forward", "--model and --ids are required (see --help)");
+    if (!ids_s) return cli_fail("forward", "--ids is required (see --help)");
+    if (cli_model_or_default("forward", &dir)) return 1;
     cli_set_threads(threads);
     int32_t *ids;
     int T = cli_parse_ids(ids_s, &ids);

@@ -65,7 +65,7 @@ int cmd_generate(int argc, char **argv) {
     int print_ids = 0, exact = 0, chat = 0, resume = 0, quiet = 0;
     CliSampling cs = CLI_SAMPLING_INIT;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder"},
+        {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
         {"--ids", OPT_STR, &ids_s, "prompt as token ids, comma-separated"},
         {"--chat", OPT_FLAG, &chat, "wrap the prompt(s) in Gemma's chat format"},
@@ -94,7 +94,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "generate: wrote an example prompts file to %s\n", sample_out);
         return 0;
     }
-    if (!dir) return cli_fail("generate", "--model DIR is required (see --help)");
+    if (cli_model_or_default("generate", &dir)) return 1;
     if (!!ids_s + !!text + !!prompts_file != 1) return cli_fail("generate", "give exactly one of --prompt, --ids and --prompts-file");
     if (prompts_file && !out_dir) return cli_fail("generate", "--prompts-file needs --out-dir");
     if (ids_s && chat) return cli_fail("generate", "--chat needs text (--prompt or --prompts-file), not --ids");

@@ -28,7 +28,7 @@ int cmd_grad(int argc, char **argv) {
     long threads = 0;
     int ckpt = 0;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder"},
+        {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--ids", OPT_STR, &ids_s, "token ids, comma-separated (at least 2; start with 2, <bos>)"},
         {"--save", OPT_STR, &save, "write loss and grad.<name> for every tensor to this .safetensors file"},
         {"--checkpointing", OPT_FLAG, &ckpt, "recompute each layer in backward (less activation memory)"},
@@ -36,7 +36,8 @@ int cmd_grad(int argc, char **argv) {
         CLI_DEVICE_OPT,
     };
     CLI_PARSE("grad", "--model DIR --ids 2,17,300,... [--save grads.safetensors]", argc, argv, opts);
-    if (!dir || !ids_s) return cli_fail("grad", "--model and --ids are required (see --help)");
+    if (!ids_s) return cli_fail("grad", "--ids is required (see --help)");
+    if (cli_model_or_default("grad", &dir)) return 1;
     cli_set_threads(threads);
     int32_t *ids;
     int n = cli_parse_ids(ids_s, &ids);

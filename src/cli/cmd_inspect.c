@@ -57,12 +57,12 @@ int cmd_inspect(int argc, char **argv) {
     int tensors = 0;
     CliOpt opts[] = {
         {"--tensors", OPT_FLAG, &tensors, "list every tensor with its type, shape and bits per weight"},
-        {"--model", OPT_STR, &dir, "model folder (config.json + model.safetensors or a sharded set), or a .gguf file"},
+        {"--model", OPT_STR, &dir, "model folder (config.json + model.safetensors or a sharded set), or a .gguf file" CLI_MODEL_HELP},
         {"--context", OPT_INT, &ctx, "context length for the KV-cache figures (0: the model's maximum)", 0, 1 << 30},
         CLI_DEVICE_OPT,
     };
     CLI_PARSE("inspect", "--model DIR [--context N] [--tensors]", argc, argv, opts);
-    if (!dir) return cli_fail("inspect", "--model DIR is required");
+    if (cli_model_or_default("inspect", &dir)) return 1;
     G3Model m;
     if (g3_model_load(&m, dir)) return cli_fail("inspect", "%s", g3_error());
     const G3Config *c = &m.cfg;

@@ -294,7 +294,7 @@ int cmd_intervene(int argc, char **argv) {
     double scale = 1;
     int exact = 0;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder"},
+        {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
         {"--ids", OPT_STR, &ids_s, "prompt as token ids, comma-separated (start with 2, <bos>)"},
         {"--ablate-head", OPT_STR, &heads, "heads L.H[,L.H...] (L.* = every head of layer L): blocks.L.attn.hook_z, head H's columns"},
@@ -322,7 +322,7 @@ int cmd_intervene(int argc, char **argv) {
     CLI_PARSE(CMD, "--model DIR (--prompt TEXT | --ids 2,17,300) [--ablate-head L.H] [--ablate-mlp L] [--patch SITES --source-ids ...] "
                    "[--steer FILE | --steer-from POS,NEG] [--layer L --scale S] [options]",
               argc, argv, opts);
-    if (!dir) return cli_fail(CMD, "--model DIR is required (see --help)");
+    if (cli_model_or_default(CMD, &dir)) return 1;
     if (!!ids_s + !!text != 1) return cli_fail(CMD, "give exactly one of --prompt and --ids");
     G3Ablation how = G3_ABLATE_ZERO;
     if (!strcmp(ablation, "mean")) how = G3_ABLATE_MEAN;

@@ -31,7 +31,7 @@ int cmd_perplexity(int argc, char **argv) {
     long ctx = 512, chunks = 0;
     int exact = 0;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder or .gguf file"},
+        {"--model", OPT_STR, &dir, "model folder or .gguf file" CLI_MODEL_HELP},
         {"--data", OPT_STR, &data, "the text file to score"},
         {"--tokenizer", OPT_STR, &tpath, "tokenizer (default: the model's)"},
         {"--ctx", OPT_INT, &ctx, "chunk size in tokens (default 512)", 4, 1 << 20},
@@ -40,7 +40,8 @@ int cmd_perplexity(int argc, char **argv) {
         CLI_DEVICE_OPT,
     };
     CLI_PARSE("perplexity", "--model DIR|FILE.gguf --data FILE [--ctx 512]", argc, argv, opts);
-    if (!dir || !data) return cli_fail("perplexity", "--model and --data are required (see --help)");
+    if (!data) return cli_fail("perplexity", "--data is required (see --help)");
+    if (cli_model_or_default("perplexity", &dir)) return 1;
     G3Model m;
     if (cli_model_load(&m, dir, NULL)) return cli_fail("perplexity", "%s", g3_error());
     G3Tokenizer *tok = cli_load_tokenizer(tpath, dir, &m);

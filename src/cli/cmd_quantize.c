@@ -10,7 +10,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *dir = NULL, *out = NULL, *type = "Q8_0", *embed = NULL, *tok = NULL;
     int force = 0, quiet = 0;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model: a Hub folder or a .gguf file"},
+        {"--model", OPT_STR, &dir, "model: a Hub folder or a .gguf file" CLI_MODEL_HELP},
         {"--out", OPT_STR, &out, "the GGUF file to write"},
         {"--type", OPT_STR, &type, "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K (default Q8_0)"},
         {"--embedding", OPT_STR, &embed, "the embedding's type (e.g. BF16 or Q8_0 to keep it at higher precision; default: as --type's rules)"},
@@ -19,7 +19,8 @@ int cmd_quantize(int argc, char **argv) {
         {"--quiet", OPT_FLAG, &quiet, "do not list each tensor's type"},
     };
     CLI_PARSE("quantize", "--model DIR|FILE.gguf --out FILE.gguf [--type Q4_K_M] [--embedding TYPE]", argc, argv, opts);
-    if (!dir || !out) return cli_fail("quantize", "--model and --out are required (see --help)");
+    if (!out) return cli_fail("quantize", "--out is required (see --help)");
+    if (cli_model_or_default("quantize", &dir)) return 1;
     if (!force && g3_file_exists(out)) return cli_fail("quantize", "%s exists (give --force to replace it)", out);
     G3QuantOpts o = {G3_Q8_0, 0, -1};
     if (g3_quant_opts_parse(&o, type)) return cli_fail("quantize", "--type: %s", g3_error());

@@ -105,7 +105,7 @@ int cmd_sae(int argc, char **argv) {
     int exact = 0;
     CliList steer = {0};
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder (or .gguf)"},
+        {"--model", OPT_STR, &dir, "model folder (or .gguf)" CLI_MODEL_HELP},
         {"--sae", OPT_STR, &sae_dir, "SAE folder: params.safetensors + config.json (Gemma Scope 2), params.npz (Gemma Scope 1) or sae_weights.safetensors + cfg.json (SAELens)"},
         {"--site", OPT_STR, &site_name, "hook site the SAE reads (default: the one its config names), e.g. blocks.12.hook_resid_post"},
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
@@ -124,7 +124,8 @@ int cmd_sae(int argc, char **argv) {
     CLI_PARSE(CMD, "--model DIR --sae SAE_DIR --site SITE (--prompt TEXT | --ids 2,17,...) [--save out.safetensors] [--steer F:S]\n"
                    "       gemma3 sae train --model DIR --site SITE (--data FILE | --ids ... | --random) --width 4096 --l0 32 --out DIR  (see sae train --help)",
               argc, argv, opts);
-    if (!dir || !sae_dir) return cli_fail(CMD, "--model and --sae are required (see --help)");
+    if (!sae_dir) return cli_fail(CMD, "--sae is required (see --help)");
+    if (cli_model_or_default(CMD, &dir)) return 1;
     if (!!text + !!ids_s != 1) return cli_fail(CMD, "give exactly one of --prompt and --ids");
     cli_set_threads(threads);
     G3Model m;
@@ -275,7 +276,7 @@ static int cmd_sae_train(int argc, char **argv) {
     G3SaeTrainConfig dc = g3_sae_train_defaults();
     lr = dc.lr; lambda = dc.lambda; bandwidth = dc.bandwidth; init_th = dc.init_threshold;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder (or .gguf)"},
+        {"--model", OPT_STR, &dir, "model folder (or .gguf)" CLI_MODEL_HELP},
         {"--site", OPT_STR, &site_name, "hook site to train on, e.g. blocks.12.hook_resid_post"},
         {"--data", OPT_STR, &data, "text file to stream (tokenized, cut into --seq windows)"},
         {"--ids", OPT_STR, &ids_s, "token ids to stream instead (comma-separated, cycled)"},
@@ -300,7 +301,8 @@ static int cmd_sae_train(int argc, char **argv) {
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("sae train", "--model DIR --site SITE (--data FILE | --ids 2,17,... | --random) --width 4096 --l0 32 [--topk K] --out DIR", argc, argv, opts);
-    if (!dir || !site_name || !out_dir) return cli_fail("sae train", "--model, --site and --out are required (see --help)");
+    if (!site_name || !out_dir) return cli_fail("sae train", "--site and --out are required (see --help)");
+    if (cli_model_or_default("sae train", &dir)) return 1;
     if (!!data + !!ids_s + random_ids != 1) return cli_fail("sae train", "give exactly one of --data, --ids and --random");
     if (topk > width) return cli_fail("sae train", "--topk %ld exceeds --width %ld", topk, width);
     cli_set_threads(threads);

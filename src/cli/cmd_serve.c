@@ -18,7 +18,7 @@ int cmd_serve(int argc, char **argv) {
     int exact = 0, quiet = 0;
     CliSampling cs = CLI_SAMPLING_INIT;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder"},
+        {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         CLI_ADAPTER_OPT(adapter_dir),
         {"--host", OPT_STR, &host, "address to listen on (0.0.0.0: every interface)"},
@@ -44,7 +44,7 @@ int cmd_serve(int argc, char **argv) {
               "GET /v1/models, /health, POST /tokenize, /detokenize, /apply-template, /v1/activations, and a chat page at /.\n"
               "Sampling options set the defaults of fields a request leaves out. See docs/serve.md.",
               argc, argv, opts);
-    if (!dir) return cli_fail("serve", "--model DIR is required (see --help)");
+    if (cli_model_or_default("serve", &dir)) return 1;
     if (key && !key[0]) return cli_fail("serve", "--api-key: an empty key would let everyone in");
     if (rows < parallel) rows = parallel;
     cli_set_threads(threads);

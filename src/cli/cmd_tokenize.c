@@ -175,7 +175,7 @@ int cmd_tokenize(int argc, char **argv) {
     long threads = 0;
     CliOpt opts[] = {
         {"--tokenizer", OPT_STR, &tpath, "tokenizer.json, tokenizer.model or a .gguf model file"},
-        {"--model", OPT_STR, &model, "model folder holding the tokenizer (instead of --tokenizer)"},
+        {"--model", OPT_STR, &model, "model folder holding the tokenizer (instead of --tokenizer)" CLI_MODEL_HELP},
         {"--text", OPT_STR, &text, "the text to encode; prints its ids comma-separated"},
         {"--file", OPT_STR, &file, "encode a whole text file instead"},
         {"--input", OPT_STR, &input, "JSONL batch: {\"text\": ..., \"add_bos\": true|false} per line ('-' = stdin)"},
@@ -187,7 +187,8 @@ int cmd_tokenize(int argc, char **argv) {
     CLI_PARSE("tokenize", "(--tokenizer FILE | --model DIR) (--text TEXT | --file PATH | --input IN.jsonl) [--no-bos] [--plain]",
               argc, argv, opts);
     const char *src = tpath ? tpath : model;
-    if (!!tpath + !!model != 1) return cli_fail("tokenize", "give one of --tokenizer FILE and --model DIR");
+    if (tpath && model) return cli_fail("tokenize", "give one of --tokenizer FILE and --model DIR");
+    if (!tpath && cli_model_or_default("tokenize", &model)) return 1;
     if (!!text + !!file + !!input != 1) return cli_fail("tokenize", "give exactly one of --text, --file, --input");
     if (input && pieces) return cli_fail("tokenize", "--pieces applies to --text and --file; --input writes {\"ids\": [...]} lines");
     cli_set_threads(threads);

@@ -186,7 +186,7 @@ int cmd_trace(int argc, char **argv) {
     long threads = 0, gen = 0;
     int exact = 0, compress = 0;
     CliOpt opts[] = {
-        {"--model", OPT_STR, &dir, "model folder"},
+        {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
         {"--ids", OPT_STR, &ids_s, "token ids, comma-separated; several sequences separated by ';'"},
         {"--prompts-file", OPT_STR, &prompts_file, "a batch: one prompt a line, or a JSON list (or categorized JSON)"},
@@ -201,7 +201,8 @@ int cmd_trace(int argc, char **argv) {
         CLI_THREADS_OPT(threads),
     };
     CLI_PARSE("trace", "--model DIR (--prompt TEXT | --ids 2,17,... | --prompts-file FILE) --hooks PATTERN[,PATTERN...] --out acts.npz", argc, argv, opts);
-    if (!dir || !hooks || !out) return cli_fail("trace", "--model, --hooks and --out are required (see --help)");
+    if (!hooks || !out) return cli_fail("trace", "--hooks and --out are required (see --help)");
+    if (cli_model_or_default("trace", &dir)) return 1;
     if (!!text + !!ids_s + !!prompts_file != 1) return cli_fail("trace", "give exactly one of --prompt, --ids and --prompts-file");
     cli_set_threads(threads);
     G3Model m;

@@ -27,6 +27,7 @@ static const struct {
     {"serve", cmd_serve, "an OpenAI-compatible HTTP server with streaming, batching and a chat page"},
     {"tokenize", cmd_tokenize, "text to token ids"},
     {"detokenize", cmd_detokenize, "token ids to text"},
+    {"tokenizer", cmd_tokenizer, "tokenizer tools: trim (a smaller vocabulary for one corpus, lossless)"},
     {"init", cmd_init, "write a random-weight checkpoint of a given shape"},
     {"train", cmd_train, "train from scratch or fine-tune"},
     {"report", cmd_report, "an offline HTML page of training runs side by side: losses, learning rate, LoRA / ReLoRA / rank-1 dynamics"},
