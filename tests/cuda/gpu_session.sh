@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# gpu_session.sh: one call's worth of GPU work when device time is scarce, most valuable
+# first, each step only while the deadline ($BUDGET seconds from the start, default 540)
+# leaves it room: build; test_cuda_train; the training benchmark (ours, then PyTorch's);
+# the transformers / PEFT / tokenizers reference checks; compute-sanitizer on test_cuda_train;
+# test_cuda_model; the TinyStories run checks. Logs and outputs go to $OUT.
+set -u
+O=${OUT:-/tmp/gpu_out}
+mkdir -p "$O"
+T0=$(date +%s)
+BUDGET=${BUDGET:-540}
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+room() { [ "$(left)" -gt "$1" ]; }
+say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+make -j$(nproc) CUDA=1 all build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_model >"$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
+say "built"
+timeout 120 build/cuda/tests/test_cuda_train >"$O/test_cuda_train.log" 2>&1; say "test_cuda_train: exit $? -- $(tail -1 "$O/test_cuda_train.log")"
+grep -hE "FAIL|failed|attention B|cuda f32|cuda bf16|adamw|resident" "$O/test_cuda_train.log" | head -40
+if room 200; then
+    MODES=bf16 STEPS=${STEPS:-10} T1B=${T1B:-80} STEPS_1B=4 timeout $(( $(left) - 150 )) bench/gpu/train_ours.sh >"$O/train_ours.log" 2>&1
+    say "ours:"; grep -E "OURS|rror|train: on" "$O/train_ours.log" | head -8
+fi
+if room 120; then
+    timeout $(( $(left) - 60 )) python3 bench/gpu/train_peer.py 10 eager,compile >"$O/train_peer.log" 2>&1
+    say "peer:"; grep -E "TORCH|Error" "$O/train_peer.log" | head -4
+fi
+if room 50; then
+    mkdir -p tests/ref/out
+    timeout 40 python3 tests/ref/check_default_model_hf.py >"$O/check_default_model_hf.txt" 2>&1; say "hf default model: exit $? -- $(tail -2 "$O/check_default_model_hf.txt" | tr '\n' ' ')"
+    timeout 30 python3 tests/ref/check_trimmed_tokenizer.py models/default/tokenizer.json >"$O/check_trimmed_tokenizer.txt" 2>&1; say "hf tokenizer: exit $? -- $(tail -1 "$O/check_trimmed_tokenizer.txt")"
+    timeout 40 bash tests/ref/check_peft_load.sh >"$O/check_peft_load.out" 2>&1; say "peft: exit $? -- $(tail -1 "$O/check_peft_load.out")"
+fi
+if room 100; then
+    timeout $(( $(left) - 40 )) compute-sanitizer --tool memcheck --leak-check no build/cuda/tests/test_cuda_train >"$O/memcheck.log" 2>&1
+    say "memcheck test_cuda_train: exit $? -- $(grep -E 'ERROR SUMMARY' "$O/memcheck.log" | tail -1)"
+fi
+if room 60; then
+    timeout $(( $(left) - 20 )) build/cuda/tests/test_cuda_model >"$O/test_cuda_model.log" 2>&1; say "test_cuda_model: exit $? -- $(tail -1 "$O/test_cuda_model.log")"
+fi
+if room 120 && [ -d .gpudata ]; then
+    timeout $(( $(left) - 10 )) tests/cuda/gpu_train_stories.sh >"$O/stories.log" 2>&1; say "stories:"; cat "$O/stories.log" | head -12
+fi
+say "done"
