@@ -11,7 +11,7 @@ CFLAGS  ?= $(OPT) -g
 # -fno-math-errno: nothing here reads errno after libm calls; with it gcc may inline sqrt
 # and vectorize loops that use it (AdamW), with the same correctly rounded results.
 ALLFLAGS = -std=c11 -D_GNU_SOURCE -fopenmp -fno-math-errno -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -Wno-missing-field-initializers -Werror=implicit-function-declaration -Iinclude -Isrc $(CFLAGS)
-LDLIBS   = -fopenmp -lm -lpthread -lz
+LDLIBS   = -fopenmp -lm -lpthread -lz -lpng -ljpeg
 
 # CUDA (issue 16): `make CUDA=1` also compiles src/backend/cuda/*.cu with nvcc into the same
 # library (objects under build/cuda, so a CPU build and a CUDA build share a checkout) and

@@ -1,0 +1,39 @@
+// prompt.c: an image's placeholder run in token ids. The Hugging Face processor writes
+// <start_of_image>, mm_tokens_per_image image tokens and <end_of_image> where the prompt
+// says (its text has "\n\n" around the run; ids given here are taken as they are).
+#include <string.h>
+
+#include "../base/base.h"
+#include "vision.h"
+
+int g3_vision_find_runs(const G3VisionConfig *vc, const int32_t *ids, int n, int *starts, int max, int *count) {
+    *count = 0;
+    for (int i = 0; i < n;) {
+        if (ids[i] != vc->image_token) { i++; continue; }
+        int j = i;
+        while (j < n && ids[j] == vc->image_token) j++;
+        if (j - i != vc->tokens)
+            return g3_errorf("the image placeholder run at position %d has %d image tokens (id %d); an image takes exactly %d", i, j - i,
+                             vc->image_token, vc->tokens);
+        if (*count == max) return g3_errorf("more than %d image placeholder runs in the prompt", max);
+        starts[(*count)++] = i;
+        i = j;
+    }
+    return 0;
+}
+
+int g3_vision_expand(const G3VisionConfig *vc, const int32_t *ids, int n, int32_t *out, int cap, int *nout) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const int run = ids[i] == vc->boi && (i + 1 >= n || ids[i + 1] != vc->image_token);
+        const int need = run ? vc->tokens + 2 : 1;
+        if (k + need > cap) return g3_errorf("the prompt with its image runs exceeds %d tokens", cap);
+        if (!run) { out[k++] = ids[i]; continue; }
+        out[k++] = vc->boi;
+        for (int t = 0; t < vc->tokens; t++) out[k++] = vc->image_token;
+        out[k++] = vc->eoi;
+        if (i + 1 < n && ids[i + 1] == vc->eoi) i++;  // "<start_of_image><end_of_image>" stands for one image too
+    }
+    *nout = k;
+    return 0;
+}
