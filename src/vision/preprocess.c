@@ -1,9 +1,12 @@
 // preprocess.c: an RGB8 picture to the vision tower's input, exactly as Hugging Face's
-// Gemma3ImageProcessor makes it: Pillow's resize with its bilinear filter (the filter's
-// support widened by the scale when shrinking, i.e. antialiased; coefficients in fixed point
-// with 22 fractional bits; a horizontal pass into 8-bit rows, rounded and clipped, then a
-// vertical pass), then x / 255 and (x - mean) / std in float32. Pillow's own code is not
-// copied here; the arithmetic follows its documented behaviour so that the bytes agree.
+// Gemma3ImageProcessor (transformers 5, the default "fast" one) makes it: torchvision's
+// antialiased bilinear resize of the uint8 image, then x / 255 and (x - mean) / std in
+// float32. That resize is Pillow's algorithm (a triangle filter whose support widens by the
+// scale when shrinking; a horizontal pass into rounded, clipped 8-bit rows, then a vertical
+// pass) with int16 fixed-point weights: per pass, the most fractional bits (at most 22) that
+// keep the largest weight below 2^15. Pillow itself uses 22 bits always; the two differ only
+// where a horizontal sum lands exactly on .5 (11 of the fixture's 9408 values; the fixture
+// follows torchvision). Neither library's code is copied; the arithmetic follows them.
 #include "vision.h"
 
 #include <math.h>
@@ -12,11 +15,10 @@
 
 #include "../base/base.h"
 
-enum { PB = 32 - 8 - 2 };  // fractional bits of the fixed-point coefficients
-
-// Per output index: the first input index, the count, and the fixed-point weights ([out][ksize]).
+// Per output index: the first input index, the count, and the fixed-point weights
+// ([out][ksize], pb fractional bits).
 typedef struct {
-    int ksize;
+    int ksize, pb;
     int *lo, *cnt;
     int32_t *k;
 } Coeffs;
@@ -35,7 +37,7 @@ static int coeffs(Coeffs *c, int in_size, int out_size) {
     c->lo = g3_malloc((size_t)out_size * sizeof *c->lo);
     c->cnt = g3_malloc((size_t)out_size * sizeof *c->cnt);
     c->k = g3_calloc((size_t)out_size * c->ksize, sizeof *c->k);
-    double *w = g3_malloc((size_t)c->ksize * sizeof *w);
+    double *w = g3_malloc((size_t)out_size * c->ksize * sizeof *w), wmax = 0;
     if (!c->lo || !c->cnt || !c->k || !w) {
         free(w);
         return -1;
@@ -46,15 +48,23 @@ static int coeffs(Coeffs *c, int in_size, int out_size) {
         if (lo < 0) lo = 0;
         if (hi > in_size) hi = in_size;
         int n = hi - lo;
-        double sum = 0;
-        for (int x = 0; x < n; x++) sum += w[x] = tri((x + lo - center + 0.5) * ss);
+        double sum = 0, *wo = w + (long)o * c->ksize;
+        for (int x = 0; x < n; x++) sum += wo[x] = tri((x + lo - center + 0.5) * ss);
         for (int x = 0; x < n; x++) {
-            double v = sum != 0.0 ? w[x] / sum : w[x];
-            c->k[(long)o * c->ksize + x] = (int32_t)(v < 0 ? -0.5 + v * (1 << PB) : 0.5 + v * (1 << PB));
+            if (sum != 0.0) wo[x] /= sum;
+            if (wo[x] > wmax) wmax = wo[x];
         }
         c->lo[o] = lo;
         c->cnt[o] = n;
     }
+    // torchvision's int16 weights: the precision that keeps the largest below 2^15
+    for (c->pb = 0; c->pb < 22; c->pb++)
+        if ((int)(0.5 + wmax * (1 << (c->pb + 1))) >= (1 << 15)) break;
+    for (int o = 0; o < out_size; o++)
+        for (int x = 0; x < c->cnt[o]; x++) {
+            double v = w[(long)o * c->ksize + x] * (1 << c->pb);
+            c->k[(long)o * c->ksize + x] = (int32_t)(v < 0 ? -0.5 + v : 0.5 + v);
+        }
     free(w);
     return 0;
 }
@@ -65,8 +75,8 @@ static void coeffs_free(Coeffs *c) {
     free(c->k);
 }
 
-static inline uint8_t clip8(int64_t v) {
-    v >>= PB;
+static inline uint8_t clip8(int64_t v, int pb) {
+    v >>= pb;
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
@@ -92,9 +102,9 @@ int g3_image_resize(uint8_t *out, int ow, int oh, const uint8_t *in, int iw, int
                 const int32_t *k = cx.k + (long)x * cx.ksize;
                 const uint8_t *row = in + ((long)(y + y0) * iw + cx.lo[x]) * 3;
                 for (int c = 0; c < 3; c++) {
-                    int64_t s = 1 << (PB - 1);
+                    int64_t s = cx.pb ? 1 << (cx.pb - 1) : 0;
                     for (int i = 0; i < cx.cnt[x]; i++) s += (int64_t)row[i * 3 + c] * k[i];
-                    tmp[((long)y * ow + x) * 3 + c] = clip8(s);
+                    tmp[((long)y * ow + x) * 3 + c] = clip8(s, cx.pb);
                 }
             }
         src = tmp;
@@ -106,9 +116,9 @@ int g3_image_resize(uint8_t *out, int ow, int oh, const uint8_t *in, int iw, int
             const int32_t *k = cy.k + (long)y * cy.ksize;
             for (int x = 0; x < ow; x++)
                 for (int c = 0; c < 3; c++) {
-                    int64_t s = 1 << (PB - 1);
+                    int64_t s = cy.pb ? 1 << (cy.pb - 1) : 0;
                     for (int i = 0; i < cy.cnt[y]; i++) s += (int64_t)src[((long)(cy.lo[y] + i - sy0) * ow + x) * 3 + c] * k[i];
-                    out[((long)y * ow + x) * 3 + c] = clip8(s);
+                    out[((long)y * ow + x) * 3 + c] = clip8(s, cy.pb);
                 }
         }
     } else {

@@ -93,7 +93,8 @@ int g3_vision_project(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const
 int g3_vision_embed_image(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const G3Image *im, float *soft,
                           G3VisionHook hook, void *hook_ctx);
 
-// Pillow's bilinear resize of RGB8 in [ih][iw][3] to out [oh][ow][3] (antialiased when shrinking).
+// The processor's resize of RGB8 in [ih][iw][3] to out [oh][ow][3]: torchvision's antialiased
+// bilinear on uint8 (Pillow's filter, int16 weights; see preprocess.c).
 int g3_image_resize(uint8_t *out, int ow, int oh, const uint8_t *in, int iw, int ih);
 // im -> px [3, S, S]: resize to S x S, rescale, normalize.
 int g3_vision_pixels(const G3VisionConfig *vc, float *px, const G3Image *im);
