@@ -72,7 +72,104 @@ static void test_pixels_and_tower(void) {
     st_close(&exp);
 }
 
+typedef struct {
+    const STSet *exp;
+    int seen;
+} EmbObs;
+
+static void on_embed(void *ctx, const G3HookEvent *ev) {
+    EmbObs *o = ctx;
+    const STTensor *t = fixture_get(o->exp, "text_input_embeds");
+    double e = rel_err(ev->data, t->data, (long)ev->rows * ev->cols);
+    CHECK(ev->rows * ev->cols == st_numel(t) && e <= 1e-5, "text_input_embeds rel err %.3g (%d rows)", e, ev->rows);
+    printf("text_input_embeds rel err %.3g\n", e);
+    o->seen++;
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+// The text model reading the image: the embeddings with soft tokens in place, logits of every
+// position (image tokens attend both ways in their run), then greedy decoding from the cache.
+static void test_text_model(void) {
+    STSet exp;
+    fixture_open(&exp, "gemma3-tiny-vision");
+    G3Model m;
+    G3Vision v;
+    G3Image im;
+    if (g3_model_load(&m, DIR_) || g3_vision_load(&v, &m) || g3_image_load(&im, "tests/fixtures/gemma3-tiny-vision/image.png")) {
+        CHECK(0, "%s", g3_error());
+        return;
+    }
+    const int C = m.cfg.hidden, V = m.cfg.vocab;
+    float *soft = malloc((size_t)v.cfg.tokens * C * sizeof(float));
+    CHECK(g3_vision_embed_image(&v, g3_backend_cpu(), G3_MM_EXACT, &im, soft, NULL, NULL) == 0, "%s", g3_error());
+    int32_t *ids, *greedy;
+    const int T = fixture_ids(&exp, "input_ids", &ids), N = fixture_ids(&exp, "greedy_ids", &greedy);
+    G3State *s = g3_state_new(&m, 1, T + N, T, 0, NULL);
+    CHECK(g3_vision_attach(&v.cfg, s, 0, 0, ids, T, &soft, 1) == 0, "%s", g3_error());
+    EmbObs o = {&exp, 0};
+    g3_state_set_hook(s, on_embed, &o, 1u << G3_HOOK_EMBED, ~0ull);
+    float *logits = malloc((size_t)T * V * sizeof(float));
+    CHECK(g3_prefill(s, 0, ids, T, logits) == 0, "%s", g3_error());
+    CHECK(o.seen == 1, "embed hook fired %d times", o.seen);
+    double e = rel_err(logits, fixture_get(&exp, "logits")->data, (long)T * V);
+    CHECK(e <= 1e-5, "logits rel err %.3g", e);
+    printf("logits rel err %.3g\n", e);
+    g3_state_set_hook(s, NULL, NULL, 0, 0);
+    int ok = 1;
+    int32_t tok = argmax(s->logits, V);
+    for (int i = 0; i < N; i++) {
+        ok &= tok == greedy[i];
+        G3Segment sg = {0, T + i, 1};
+        if (i + 1 < N) {
+            CHECK(g3_forward(s, &tok, &sg, 1, G3_LOGITS_LAST) == 0, "%s", g3_error());
+            tok = argmax(s->logits, V);
+        }
+    }
+    CHECK(ok, "greedy ids differ from the reference");
+
+    // in chunks: a chunk boundary before the run (rows 0..3, then 4..16) gives the same
+    // logits; one inside the run (0..5) is refused, naming the positions
+    float *chunk = malloc((size_t)T * V * sizeof(float));
+    G3State *s4 = g3_state_new(&m, 1, T, 13, 0, NULL);
+    CHECK(g3_vision_attach(&v.cfg, s4, 0, 0, ids, T, &soft, 1) == 0, "%s", g3_error());
+    G3Segment a = {0, 0, 4}, b = {0, 4, 13};
+    CHECK(g3_forward(s4, ids, &a, 1, G3_LOGITS_ALL) == 0, "%s", g3_error());
+    memcpy(chunk, s4->logits, (size_t)4 * V * sizeof(float));
+    CHECK(g3_forward(s4, ids + 4, &b, 1, G3_LOGITS_ALL) == 0, "%s", g3_error());
+    memcpy(chunk + (long)4 * V, s4->logits, (size_t)13 * V * sizeof(float));
+    e = rel_err(chunk, logits, (long)T * V);
+    CHECK(e <= 1e-6, "logits in two calls differ from one call: %.3g", e);
+    g3_state_reset(s4, 0);
+    G3Segment c6 = {0, 0, 6};
+    CHECK(g3_forward(s4, ids, &c6, 1, G3_LOGITS_LAST) != 0 && strstr(g3_error(), "positions 4..7"), "a call cutting the run: %s", g3_error());
+    g3_state_free(s4);
+    free(chunk);
+    // the prompt's runs and the images must agree in number
+    G3State *s2 = g3_state_new(&m, 1, T, T, 0, NULL);
+    float *two[2] = {soft, soft};
+    CHECK(g3_vision_attach(&v.cfg, s2, 0, 0, ids, T, two, 2) != 0 && strstr(g3_error(), "1 image placeholder run"), "%s", g3_error());
+    CHECK(g3_vision_attach(&v.cfg, s2, 0, 0, ids, 3, two, 1) != 0 && strstr(g3_error(), "0 image placeholder runs"), "%s", g3_error());
+    CHECK(g3_vision_attach(&v.cfg, s2, 0, 0, ids, 6, two, 1) != 0 && strstr(g3_error(), "has 2 image tokens"), "%s", g3_error());
+    g3_state_free(s2);
+    g3_state_free(s);
+    free(logits);
+    free(soft);
+    free(ids);
+    free(greedy);
+    g3_vision_free(&v);
+    g3_model_free(&m);
+    g3_image_free(&im);
+    st_close(&exp);
+}
+
 int main(void) {
     test_pixels_and_tower();
+    test_text_model();
     return check_done();
 }

@@ -1,6 +1,7 @@
 // prompt.c: an image's placeholder run in token ids. The Hugging Face processor writes
 // <start_of_image>, mm_tokens_per_image image tokens and <end_of_image> where the prompt
 // says (its text has "\n\n" around the run; ids given here are taken as they are).
+#include <stdlib.h>
 #include <string.h>
 
 #include "../base/base.h"
@@ -36,4 +37,16 @@ int g3_vision_expand(const G3VisionConfig *vc, const int32_t *ids, int n, int32_
     }
     *nout = k;
     return 0;
+}
+
+int g3_vision_attach(const G3VisionConfig *vc, G3State *s, int seq, int pos0, const int32_t *ids, int n, float *const *soft, int nimages) {
+    int *starts = g3_malloc((size_t)(n / vc->tokens + 1) * sizeof *starts), count;
+    if (!starts) return -1;
+    int rc = g3_vision_find_runs(vc, ids, n, starts, n / vc->tokens + 1, &count);
+    if (!rc && count != nimages)
+        rc = g3_errorf("the prompt has %d image placeholder run%s (<start_of_image> and %d image tokens) but %d image%s given", count,
+                       count == 1 ? "" : "s", vc->tokens, nimages, nimages == 1 ? " was" : "s were");
+    for (int i = 0; !rc && i < count; i++) rc = g3_state_add_image(s, seq, pos0 + starts[i], vc->tokens, soft[i]);
+    free(starts);
+    return rc;
 }

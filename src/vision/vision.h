@@ -22,6 +22,7 @@
 
 #include "../backend/backend.h"
 #include "../io/image.h"
+#include "../model/forward.h"
 #include "../model/model.h"
 
 typedef struct {
@@ -108,5 +109,9 @@ int g3_vision_find_runs(const G3VisionConfig *vc, const int32_t *ids, int n, int
 // full run (boi, tokens x image_token, eoi), as the processor does to its text. out has room
 // for cap ids; *nout gets the length. 0 or -1.
 int g3_vision_expand(const G3VisionConfig *vc, const int32_t *ids, int n, int32_t *out, int cap, int *nout);
+// Registers images with a state (forward.h g3_state_add_image): the i-th placeholder run of
+// ids[n], which slot seq reads from position pos0, takes soft[i] ([tokens][C], kept alive by
+// the caller). The number of runs must equal nimages (the message says which is more).
+int g3_vision_attach(const G3VisionConfig *vc, G3State *s, int seq, int pos0, const int32_t *ids, int n, float *const *soft, int nimages);
 
 #endif
