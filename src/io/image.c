@@ -59,6 +59,12 @@ static void png_on_error(png_structp png, png_const_charp msg) {
 static void png_on_warning(png_structp png, png_const_charp msg) { (void)png; (void)msg; }  // libpng would print them
 
 static int decode_png(G3Image *im, const uint8_t *data, size_t n, const char *name) {
+    // the size first, from IHDR (always the first chunk), before libpng reads any further
+    if (n >= 24 && !memcmp(data + 12, "IHDR", 4)) {
+        uint64_t w = (uint64_t)data[16] << 24 | data[17] << 16 | data[18] << 8 | data[19];
+        uint64_t h = (uint64_t)data[20] << 24 | data[21] << 16 | data[22] << 8 | data[23];
+        if (too_big(name, "PNG", w, h)) return -1;
+    }
     PngIn in = {data, n, 0, ""};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &in, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;

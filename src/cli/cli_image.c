@@ -1,0 +1,110 @@
+// cli_image.c: see cli_image.h.
+#include "cli_image.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+
+int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact) {
+    memset(ci, 0, sizeof *ci);
+    if (!files->n) {
+        // no image: a vision model's config still says what a placeholder is, so that a
+        // prompt holding runs without images is refused rather than read as plain tokens
+        if (m->cfg.multimodal && m->src && !strcmp(m->src->kind, "safetensors")) {
+            int rc = g3_vision_config_load(&ci->v.cfg, m->dir);
+            if (rc < 0) return -1;
+            ci->has_cfg = rc == 0;
+        }
+        return 0;
+    }
+    int rc = g3_vision_load(&ci->v, m);
+    if (rc) {
+        if (rc > 0) g3_error_prefix("--image %s", files->v[0]);
+        return -1;
+    }
+    ci->loaded = ci->has_cfg = 1;
+    const G3VisionConfig *c = &ci->v.cfg;
+    G3Backend *be = g3_backend_cpu();  // the tower's row-wise ops are host code (vision.h)
+    if (!(ci->soft = g3_calloc((size_t)files->n, sizeof *ci->soft))) return -1;
+    const double t0 = g3_now();
+    for (int i = 0; i < files->n; i++) {
+        G3Image im;
+        if (g3_image_load(&im, files->v[i])) return -1;
+        ci->soft[i] = g3_malloc((size_t)c->tokens * c->text_hidden * sizeof(float));
+        ci->n = i + 1;
+        int e = !ci->soft[i] || g3_vision_embed_image(&ci->v, be, exact ? G3_MM_EXACT : G3_MM_FAST, &im, ci->soft[i], NULL, NULL);
+        g3_image_free(&im);
+        if (e) return g3_error_prefix("%s", files->v[i]);
+    }
+    ci->seconds = g3_now() - t0;
+    return 0;
+}
+
+int cli_images_attach(CliImages *ci, G3State *s, const int32_t *ids, int n) {
+    if (!ci->has_cfg) return 0;
+    return g3_vision_attach(&ci->v.cfg, s, 0, 0, ids, n, ci->soft, ci->n);
+}
+
+int cli_images_rows(const CliImages *ci, int n, int def) { return ci->n ? n : def; }
+
+// Appends src[k] to the growing ids.
+static int push(int32_t **ids, int *n, int *cap, const int32_t *src, int k) {
+    if (*n + k > *cap) {
+        int nc = G3_MAX(*cap * 2, *n + k + 64);
+        int32_t *p = g3_realloc(*ids, (size_t)nc * sizeof *p);
+        if (!p) return -1;
+        *ids = p;
+        *cap = nc;
+    }
+    memcpy(*ids + *n, src, (size_t)k * sizeof *src);
+    *n += k;
+    return 0;
+}
+
+int cli_images_encode_text(const CliImages *ci, const G3Tokenizer *tok, const char *text, int add_bos, int parse_special, int32_t **out) {
+    static const char MARK[] = "<start_of_image>";
+    const G3VisionConfig *c = &ci->v.cfg;
+    int marks = 0;
+    for (const char *p = strstr(text, MARK); p; p = strstr(p + 1, MARK)) marks++;
+    if (marks && marks != ci->n)
+        return g3_errorf("the prompt has %d <start_of_image> marker%s but %d image%s given", marks, marks == 1 ? "" : "s", ci->n,
+                         ci->n == 1 ? " was" : "s were");
+    int32_t *ids = NULL, *nn = NULL, *piece = NULL;
+    int n = 0, cap = 0, nnn = g3_tok_encode(tok, "\n\n", 2, 0, 0, &nn), rc = -1;
+    if (nnn < 0) goto out;
+    if (add_bos) {
+        const int32_t bos = g3_tok_bos(tok);
+        if (push(&ids, &n, &cap, &bos, 1)) goto out;
+    }
+    const char *p = text;
+    for (int i = 0; i <= ci->n; i++) {
+        // the text before the i-th run (everything after the last run for i == n)
+        const char *end = i < ci->n ? (marks ? strstr(p, MARK) : p) : p + strlen(p);
+        int k = g3_tok_encode(tok, p, (size_t)(end - p), 0, parse_special, &piece);
+        if (k < 0 || push(&ids, &n, &cap, piece, k)) goto out;
+        free(piece);
+        piece = NULL;
+        if (i == ci->n) break;
+        if (push(&ids, &n, &cap, nn, nnn) || push(&ids, &n, &cap, &c->boi, 1)) goto out;
+        for (int t = 0; t < c->tokens; t++)
+            if (push(&ids, &n, &cap, &c->image_token, 1)) goto out;
+        if (push(&ids, &n, &cap, &c->eoi, 1) || push(&ids, &n, &cap, nn, nnn)) goto out;
+        p = marks ? end + strlen(MARK) : end;
+    }
+    rc = n;
+out:
+    free(nn);
+    free(piece);
+    if (rc < 0) free(ids);
+    else *out = ids;
+    return rc;
+}
+
+void cli_images_free(CliImages *ci) {
+    for (int i = 0; i < ci->n; i++) free(ci->soft[i]);
+    free(ci->soft);
+    if (ci->loaded) g3_vision_free(&ci->v);
+    memset(ci, 0, sizeof *ci);
+}
