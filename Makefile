@@ -149,7 +149,7 @@ $(FUZZ_BUILD)/libgemma3.a: $(FUZZ_OBJ)
 	@ar rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(FUZZ_BUILD)/libgemma3.a
-	@$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libgemma3.a -lm -lz -o $@
+	@$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libgemma3.a -lm -lz -lpng -ljpeg -o $@
 
 $(FUZZ_BUILD)/obj/src/analysis/report_html.o: src/analysis/report_template.html
 $(FUZZ_BUILD)/obj/src/analysis/sae_html.o: src/analysis/sae_template.html

@@ -5,7 +5,10 @@
 // the greedy continuation (exactly). Also the name variants of the loader and the prompt helpers.
 #include "check.h"
 #include "fixtures.h"
+#include <unistd.h>
+
 #include "model/forward.h"
+#include "model/init.h"
 #include "vision/vision.h"
 
 static const char *DIR_ = "tests/fixtures/gemma3-tiny-vision";
@@ -168,8 +171,40 @@ static void test_text_model(void) {
     st_close(&exp);
 }
 
+static int add_vision(void *ctx, STWriter *w) { return g3_vision_write(ctx, w); }
+
+// A random tower written beside a text model (what `gemma3 init --shape 4b` does at full
+// size), here at the fixture's shapes: the folder loads as a vision model with the same tensors.
+static void test_init_round_trip(void) {
+    G3Config c;
+    CHECK(g3_config_preset(&c, "tiny") == 0, "%s", g3_error());
+    G3VisionConfig vc;
+    g3_vision_preset(&vc, c.hidden);
+    vc.hidden = 32; vc.inter = 48; vc.layers = 2; vc.heads = 2; vc.image_size = 56; vc.tokens = 4;
+    vc.image_token = 1002; vc.boi = 1000; vc.eoi = 1001;
+    G3Vision v, back;
+    CHECK(g3_vision_random(&v, &vc, G3_BF16, 3, 0.02f) == 0, "%s", g3_error());
+    char dir[256], cfg[300];
+    snprintf(dir, sizeof dir, "/tmp/g3_vision_init_%d", (int)getpid());
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    CHECK(g3_init_checkpoint_ex(&c, dir, G3_BF16, 1, 0.02f, (size_t)1 << 30, 0, add_vision, &v) == 0, "%s", g3_error());
+    CHECK(g3_vision_config_wrap(cfg, &vc) == 0, "%s", g3_error());
+    G3Model m;
+    if (g3_model_load(&m, dir)) { CHECK(0, "%s", g3_error()); g3_vision_free(&v); return; }
+    CHECK(m.cfg.multimodal && m.cfg.layers == c.layers, "text config nested");
+    CHECK(g3_vision_load(&back, &m) == 0, "%s", g3_error());
+    CHECK(back.cfg.hidden == 32 && back.cfg.tokens == 4 && back.nparams == v.nparams, "params %lld vs %lld", (long long)back.nparams, (long long)v.nparams);
+    CHECK(back.layer && !memcmp(back.layer[1].fc2.data, v.layer[1].fc2.data, (size_t)g3_type_bytes(G3_BF16, 32 * 48)), "fc2 bytes");
+    CHECK(back.proj && !memcmp(back.proj, v.proj, 32 * 96 * sizeof(float)), "projection");
+    g3_vision_free(&back);
+    g3_model_free(&m);
+    g3_vision_free(&v);
+    sh("rm -rf %s", dir);
+}
+
 int main(void) {
     test_pixels_and_tower();
+    test_init_round_trip();
     test_text_model();
     return check_done();
 }

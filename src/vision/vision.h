@@ -22,6 +22,7 @@
 
 #include "../backend/backend.h"
 #include "../io/image.h"
+#include "../io/safetensors.h"
 #include "../model/forward.h"
 #include "../model/model.h"
 
@@ -71,6 +72,7 @@ typedef struct {
     float *proj;               // [D, C] mm_input_projection_weight, f32 (x . W, not W^T)
     int64_t nparams;
     void *owned;               // f32 copies (one allocation list)
+    int aligned;               // owned blocks come from g3_malloc_aligned (g3_vision_random)
 } G3Vision;
 
 // Loads the tower and projector of a loaded model from its weight source, under each name
@@ -99,6 +101,18 @@ int g3_vision_embed_image(const G3Vision *v, G3Backend *be, G3MatmulMode mode, c
 int g3_image_resize(uint8_t *out, int ow, int oh, const uint8_t *in, int iw, int ih);
 // im -> px [3, S, S]: resize to S x S, rescale, normalize.
 int g3_vision_pixels(const G3VisionConfig *vc, float *px, const G3Image *im);
+
+// ---- random towers (vinit.c) ----
+// SigLIP So400m/14 at 896 pixels with 256 soft tokens: the tower of Gemma 3 4B, 12B and 27B.
+void g3_vision_preset(G3VisionConfig *vc, int text_hidden);
+// A random tower + projector of shape vc in memory, matrices of type dt (vectors f32). 0 or -1.
+int g3_vision_random(G3Vision *v, const G3VisionConfig *vc, G3DType dt, uint64_t seed, float std);
+// Adds v's tensors to a checkpoint being written, under the Hub's names (the writer reads
+// them at its write: keep v alive until then). 0 or -1.
+int g3_vision_write(const G3Vision *v, STWriter *w);
+// Rewrites the text model's config.json at path as a Gemma3ForConditionalGeneration config
+// (the text config nested, vision_config and the image ids beside it). 0 or -1.
+int g3_vision_config_wrap(const char *path, const G3VisionConfig *vc);
 
 // ---- prompts (prompt.c) ----
 // The positions where each image's run of vc->tokens image tokens starts in ids[n]; *count

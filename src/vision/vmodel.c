@@ -90,7 +90,10 @@ static int mat(Loader *L, const char *rest, int64_t rows, int64_t cols, G3Weight
 void g3_vision_free(G3Vision *v) {
     Owned *o = v->owned;
     if (o) {
-        for (int i = 0; i < o->n; i++) free(o->p[i]);
+        for (int i = 0; i < o->n; i++) {
+            if (v->aligned) g3_free_aligned(o->p[i]);
+            else free(o->p[i]);
+        }
         free(o->p);
         free(o);
     }
