@@ -202,8 +202,38 @@ static void test_init_round_trip(void) {
     sh("rm -rf %s", dir);
 }
 
+// Text prompts: runs at the markers between "\n\n"s, images first without a marker, and a
+// count mismatch refused (Gemma's real tokenizer, the 4B's ids).
+static void test_text_prompt(void) {
+    G3Tokenizer *tok = g3_tok_load("tests/data/tokenizer/tokenizer.model");
+    if (!tok) { CHECK(0, "%s", g3_error()); return; }
+    G3VisionConfig vc;
+    g3_vision_preset(&vc, 2560);
+    int32_t *ids = NULL, *a = NULL, *b = NULL, *nn = NULL;
+    int n = g3_vision_encode_text(&vc, tok, "Look: <start_of_image> What is it?", 1, 1, 0, &ids);
+    int na = g3_tok_encode(tok, "Look: ", 6, 1, 0, &a), nb = g3_tok_encode(tok, " What is it?", 12, 0, 0, &b), nnn = g3_tok_encode(tok, "\n\n", 2, 0, 0, &nn);
+    CHECK(nnn == 1 && nn[0] == 108, "\\n\\n is one token (108)");
+    CHECK(n == na + nb + 2 * nnn + 258, "length %d", n);
+    if (n == na + nb + 2 * nnn + 258) {
+        CHECK(!memcmp(ids, a, (size_t)na * 4) && ids[na] == 108 && ids[na + 1] == 255999 && ids[na + 2] == 262144 && ids[na + 257] == 262144 &&
+                  ids[na + 258] == 256000 && ids[na + 259] == 108 && !memcmp(ids + na + 260, b, (size_t)nb * 4),
+              "layout of the run");
+        int starts[4], count;
+        CHECK(g3_vision_find_runs(&vc, ids, n, starts, 4, &count) == 0 && count == 1 && starts[0] == na + 2, "run found at %d", starts[0]);
+    }
+    free(ids);
+    n = g3_vision_encode_text(&vc, tok, "two", 2, 1, 0, &ids);  // no marker: the images first
+    CHECK(n == 1 + 2 * 260 + 1 && ids[0] == 2 && ids[2] == 255999 && ids[262] == 255999, "images first: %d ids", n);
+    free(ids);
+    CHECK(g3_vision_encode_text(&vc, tok, "<start_of_image> and <start_of_image>", 1, 1, 0, &ids) < 0 && strstr(g3_error(), "2 <start_of_image> markers but 1 image"),
+          "%s", g3_error());
+    free(a); free(b); free(nn);
+    g3_tok_free(tok);
+}
+
 int main(void) {
     test_pixels_and_tower();
+    test_text_prompt();
     test_init_round_trip();
     test_text_model();
     return check_done();

@@ -49,57 +49,8 @@ int cli_images_attach(CliImages *ci, G3State *s, const int32_t *ids, int n) {
 
 int cli_images_rows(const CliImages *ci, int n, int def) { return ci->n ? n : def; }
 
-// Appends src[k] to the growing ids.
-static int push(int32_t **ids, int *n, int *cap, const int32_t *src, int k) {
-    if (*n + k > *cap) {
-        int nc = G3_MAX(*cap * 2, *n + k + 64);
-        int32_t *p = g3_realloc(*ids, (size_t)nc * sizeof *p);
-        if (!p) return -1;
-        *ids = p;
-        *cap = nc;
-    }
-    memcpy(*ids + *n, src, (size_t)k * sizeof *src);
-    *n += k;
-    return 0;
-}
-
 int cli_images_encode_text(const CliImages *ci, const G3Tokenizer *tok, const char *text, int add_bos, int parse_special, int32_t **out) {
-    static const char MARK[] = "<start_of_image>";
-    const G3VisionConfig *c = &ci->v.cfg;
-    int marks = 0;
-    for (const char *p = strstr(text, MARK); p; p = strstr(p + 1, MARK)) marks++;
-    if (marks && marks != ci->n)
-        return g3_errorf("the prompt has %d <start_of_image> marker%s but %d image%s given", marks, marks == 1 ? "" : "s", ci->n,
-                         ci->n == 1 ? " was" : "s were");
-    int32_t *ids = NULL, *nn = NULL, *piece = NULL;
-    int n = 0, cap = 0, nnn = g3_tok_encode(tok, "\n\n", 2, 0, 0, &nn), rc = -1;
-    if (nnn < 0) goto out;
-    if (add_bos) {
-        const int32_t bos = g3_tok_bos(tok);
-        if (push(&ids, &n, &cap, &bos, 1)) goto out;
-    }
-    const char *p = text;
-    for (int i = 0; i <= ci->n; i++) {
-        // the text before the i-th run (everything after the last run for i == n)
-        const char *end = i < ci->n ? (marks ? strstr(p, MARK) : p) : p + strlen(p);
-        int k = g3_tok_encode(tok, p, (size_t)(end - p), 0, parse_special, &piece);
-        if (k < 0 || push(&ids, &n, &cap, piece, k)) goto out;
-        free(piece);
-        piece = NULL;
-        if (i == ci->n) break;
-        if (push(&ids, &n, &cap, nn, nnn) || push(&ids, &n, &cap, &c->boi, 1)) goto out;
-        for (int t = 0; t < c->tokens; t++)
-            if (push(&ids, &n, &cap, &c->image_token, 1)) goto out;
-        if (push(&ids, &n, &cap, &c->eoi, 1) || push(&ids, &n, &cap, nn, nnn)) goto out;
-        p = marks ? end + strlen(MARK) : end;
-    }
-    rc = n;
-out:
-    free(nn);
-    free(piece);
-    if (rc < 0) free(ids);
-    else *out = ids;
-    return rc;
+    return g3_vision_encode_text(&ci->v.cfg, tok, text, ci->n, add_bos, parse_special, out);
 }
 
 void cli_images_free(CliImages *ci) {
