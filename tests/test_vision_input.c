@@ -16,6 +16,7 @@
 #include "check.h"
 #include "fixtures.h"
 #include "io/image.h"
+#include "io/npz_read.h"
 
 static const char *bin;
 static char tmp[256];
@@ -154,6 +155,31 @@ static void test_commands(void) {
     char *ids = g3_read_file(p, &n);
     CHECK(ids && !strcmp(ids, "401,401,401,401,401,401,401,401\n"), "greedy ids: %s", ids ? ids : "(none)");
     free(ids);
+
+    // trace --image: the tower's sites beside the text model's, as the reference has them
+    snprintf(p, sizeof p, "%s/acts.npz", tmp);
+    CHECK(sh("%s trace --model %s --ids %s --image %s/image.png --exact --hooks 'vision.*,hook_embed' --out %s 2>/dev/null", bin, FX, IDS, FX, p) == 0,
+          "trace --image");
+    G3NpzFile z;
+    if (g3_npz_read_open(&z, p) == 0) {
+        fixture_open(&exp, "gemma3-tiny-vision");
+        const char *pairs[3][2] = {{"vision.hook_post_norm", "vision_tower_out"}, {"vision.hook_soft_tokens", "soft_tokens"}, {"hook_embed", "text_input_embeds"}};
+        for (int i = 0; i < 3; i++) {
+            const G3NpyArray *a = g3_npz_find(&z, pairs[i][0]);
+            const STTensor *r = fixture_get(&exp, pairs[i][1]);
+            float *buf = a && a->numel == st_numel(r) ? malloc((size_t)a->numel * sizeof(float)) : NULL;
+            double e = buf && g3_npz_read_f32(&z, a, buf) == 0 ? rel_err(buf, r->data, st_numel(r)) : 1;
+            CHECK(e <= 1e-5, "trace: %s vs %s rel err %.3g", pairs[i][0], pairs[i][1], e);
+            free(buf);
+        }
+        CHECK(g3_npz_find(&z, "vision.blocks.1.hook_resid_post") != NULL, "trace: per-layer tower sites");
+        st_close(&exp);
+        g3_npz_read_close(&z);
+    } else {
+        CHECK(0, "%s", g3_error());
+    }
+    snprintf(cmd, sizeof cmd, "trace --model %s --ids %s --hooks vision.hook_embed --out %s/x.npz", FX, IDS, tmp);
+    refused(cmd, "vision.hook_embed", "need --image");
 
     // bad images: each named
     snprintf(p, sizeof p, "%s/empty.png", tmp);

@@ -27,7 +27,8 @@ typedef struct {
 // else reads only the vision config of a multimodal model (to check prompts). 0 or -1 (the
 // message names the file: unreadable, not PNG/JPEG, truncated, too large; or the model: no
 // vision tower).
-int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact);
+// hook (may be NULL) sees the tower's sites of every image (vision.h G3VisionHook).
+int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, G3VisionHook hook, void *hook_ctx);
 // Checks the placeholder runs of ids[n] against the images (same count; none without images)
 // and registers the soft tokens with slot 0 of s, which reads ids from position 0. 0 or -1.
 int cli_images_attach(CliImages *ci, G3State *s, const int32_t *ids, int n);
@@ -38,5 +39,26 @@ int cli_images_rows(const CliImages *ci, int n, int def);
 // written between "\n\n"s. The count of markers must equal the images'. -1 or the count.
 int cli_images_encode_text(const CliImages *ci, const G3Tokenizer *tok, const char *text, int add_bos, int parse_special, int32_t **ids);
 void cli_images_free(CliImages *ci);
+
+// The tower's hook sites for `trace` (named like the text model's): vision.hook_embed,
+// vision.blocks.{i}.hook_resid_post, vision.hook_post_norm, vision.hook_soft_tokens; each
+// recorded array is [images, rows, cols].
+typedef struct {
+    char name[64];
+    int rows, cols, n;  // n images so far
+    float *data;        // [n][rows][cols]
+} CliVisArr;
+typedef struct {
+    const char *const *pats;
+    int npat;
+    CliVisArr *arr;
+    int narr;
+    int failed;  // out of memory while recording
+} CliVisRec;
+// A G3VisionHook that records the sites matching r->pats.
+void cli_vision_record(void *r, const char *what, int layer, const float *rows, int n, int cols);
+// Whether a --hooks pattern is for the tower ("vision." ...).
+int cli_vision_pattern(const char *pattern);
+void cli_vision_rec_free(CliVisRec *r);
 
 #endif
