@@ -227,6 +227,14 @@ static void test_text_prompt(void) {
     free(ids);
     CHECK(g3_vision_encode_text(&vc, tok, "<start_of_image> and <start_of_image>", 1, 1, 0, &ids) < 0 && strstr(g3_error(), "2 <start_of_image> markers but 1 image"),
           "%s", g3_error());
+    // generate --chat --image formats the chat as text and cuts it at the markers: without
+    // images that gives exactly the chat encoder's ids
+    G3ChatTurn turn = {"user", "Describe the picture."};
+    char *full = g3_chat_format(&turn, 1, "Be brief.", 1);
+    int32_t *c1 = NULL, *c2 = NULL;
+    int n1 = full ? g3_vision_encode_text(&vc, tok, full, 0, 0, 1, &c1) : -1, n2 = g3_chat_encode(tok, &turn, 1, "Be brief.", 1, &c2);
+    CHECK(n1 > 0 && n1 == n2 && !memcmp(c1, c2, (size_t)n1 * 4), "chat text cut at markers: %d vs %d ids", n1, n2);
+    free(full); free(c1); free(c2);
     free(a); free(b); free(nn);
     g3_tok_free(tok);
 }
