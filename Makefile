@@ -11,7 +11,7 @@ CFLAGS  ?= $(OPT) -g
 # -fno-math-errno: nothing here reads errno after libm calls; with it gcc may inline sqrt
 # and vectorize loops that use it (AdamW), with the same correctly rounded results.
 ALLFLAGS = -std=c11 -D_GNU_SOURCE -fopenmp -fno-math-errno -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -Wno-missing-field-initializers -Werror=implicit-function-declaration -Iinclude -Isrc $(CFLAGS)
-LDLIBS   = -fopenmp -lm -lpthread -lz
+LDLIBS   = -fopenmp -lm -lpthread -lz -lpng -ljpeg
 
 # CUDA (issue 16): `make CUDA=1` also compiles src/backend/cuda/*.cu with nvcc into the same
 # library (objects under build/cuda, so a CPU build and a CUDA build share a checkout) and
@@ -149,7 +149,7 @@ $(FUZZ_BUILD)/libgemma3.a: $(FUZZ_OBJ)
 	@ar rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(FUZZ_BUILD)/libgemma3.a
-	@$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libgemma3.a -lm -lz -o $@
+	@$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libgemma3.a -lm -lz -lpng -ljpeg -o $@
 
 $(FUZZ_BUILD)/obj/src/analysis/report_html.o: src/analysis/report_template.html
 $(FUZZ_BUILD)/obj/src/analysis/sae_html.o: src/analysis/sae_template.html

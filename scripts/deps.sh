@@ -8,6 +8,9 @@ echo 'int main(void){return 0;}' | gcc -fopenmp -x c - -o /dev/null 2>/dev/null 
 # zlib: --compress of `gemma3 trace` (deflated .npz); numpy: the tests read .npz files back
 # (with /usr/bin/python3, the one apt installs numpy for)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
+# --image: PNG and JPEG decoding (libpng, libjpeg-turbo)
+[ -f /usr/include/png.h ] || need+=(libpng-dev)
+[ -f /usr/include/jpeglib.h ] || need+=(libjpeg62-turbo-dev)
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)  # Debian's python3, not a pyenv one
 # the chat page of `gemma3 serve` is tested in headless Chromium (test_serve)
 command -v chromium >/dev/null || need+=(chromium)

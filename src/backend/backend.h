@@ -38,6 +38,10 @@ typedef struct {
     int seq;   // cache slot
     int pos0;  // position of the segment's first token (= the slot's length before the call)
     int n;     // tokens
+    // NULL: causal. Else [n]: row i sees the keys at positions < kend[i], where
+    // pos0 + i + 1 <= kend[i] <= pos0 + n: an image's run of soft tokens attends both ways
+    // inside itself (vision/). Read only by attention_cache, on a backend with attn_kend set.
+    const int32_t *kend;
 } G3Segment;
 
 // The KV cache of a state: per layer [slots][NKV][cap[l]][HD] keys and values in backend
@@ -64,6 +68,7 @@ struct G3Backend {
     int kind;          // G3_BACKEND_CPU / G3_BACKEND_CUDA (tensor/dtype.h)
     int host;          // 1: buffers are host memory, readable in place
     int level;         // CPU: the ISA level its kernels use (kernels.h G3Isa); else 0
+    int attn_kend;     // 1: attention_cache honours G3Segment.kend (callers refuse image runs elsewhere)
     void *impl;
     void (*destroy)(G3Backend *be);  // NULL for the process's shared instances
 

@@ -7,6 +7,7 @@
 
 #include "base/base.h"
 #include "cli.h"
+#include "cli_image.h"
 #include "model/forward.h"
 
 typedef struct {
@@ -49,9 +50,11 @@ int cmd_forward(int argc, char **argv) {
     const char *dir = NULL, *adapter_dir = NULL, *ids_s = NULL, *save = NULL;
     long threads = 0;
     int exact = 0, stats = 0;
+    CliList images = {{0}};
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model folder, or a .gguf file" CLI_MODEL_HELP},
         {"--ids", OPT_STR, &ids_s, "token ids, comma-separated (start with 2, <bos>)"},
+        CLI_IMAGE_OPT(images),
         {"--save", OPT_STR, &save, "write logits [T, V] F32 to this .safetensors file"},
         {"--stats", OPT_FLAG, &stats, "print per-layer residual norms and attention entropy"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
@@ -59,7 +62,7 @@ int cmd_forward(int argc, char **argv) {
         CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
-    CLI_PARSE("forward", "--model DIR [--adapter PEFT_DIR] --ids 2,17,300 [--save out.safetensors] [--stats]", argc, argv, opts);
+    CLI_PARSE("forward", "--model DIR [--adapter PEFT_DIR] --ids 2,17,300 [--image FILE] [--save out.safetensors] [--stats]", argc, argv, opts);
     if (!ids_s) return cli_fail("forward", "--ids is required (see --help)");
     if (cli_model_or_default("forward", &dir)) return 1;
     cli_set_threads(threads);
@@ -70,12 +73,16 @@ int cmd_forward(int argc, char **argv) {
     G3Model m;
     if (cli_model_load(&m, dir, adapter_dir)) { free(ids); return cli_fail("forward", "%s", g3_error()); }
     int rc = 1;
+    CliImages ci;
+    if (cli_images_load(&ci, &m, &images, exact, NULL, NULL)) { cli_fail("forward", "%s", g3_error()); cli_images_free(&ci); free(ids); cli_model_free(&m); return 1; }
     const int V = m.cfg.vocab, L = m.cfg.layers;
     float *logits = NULL;
     Stats st = {T, L, calloc((size_t)L, sizeof(double)), calloc((size_t)L, sizeof(double)), calloc((size_t)L, sizeof(double)), 0};
     if (T > m.cfg.max_pos) { cli_fail("forward", "%d ids exceed the model's context of %d positions", T, m.cfg.max_pos); goto out; }
-    G3State *s = g3_state_new(&m, 1, T, G3_MIN(T, 512), !exact, NULL);
+    G3State *s = g3_state_new(&m, 1, T, cli_images_rows(&ci, T, G3_MIN(T, 512)), !exact, NULL);
     if (!s) { cli_fail("forward", "%s", g3_error()); goto out; }
+    if (cli_images_attach(&ci, s, ids, T)) { cli_fail("forward", "%s", g3_error()); g3_state_free(s); goto out; }
+    if (ci.n) fprintf(stderr, "forward: %d image%s through the vision tower in %.3f s\n", ci.n, ci.n == 1 ? "" : "s", ci.seconds);
     if (stats) g3_state_set_hook(s, on_hook, &st, 1u << G3_HOOK_EMBED | 1u << G3_HOOK_RESID_POST | 1u << G3_HOOK_PATTERN, ~0ull);
     logits = g3_malloc((size_t)T * V * sizeof(float));
     double t0 = g3_now();
@@ -106,6 +113,7 @@ int cmd_forward(int argc, char **argv) {
     rc = 0;
 out:
     free(ids); free(logits); free(st.resid); free(st.attn); free(st.attn_n);
+    cli_images_free(&ci);
     cli_model_free(&m);
     return rc;
 }

@@ -11,6 +11,7 @@
 #include "gen/batch.h"
 #include "gen/generate.h"
 #include "gen/prompts.h"
+#include "cli_image.h"
 #include "gen/textstream.h"
 
 static volatile int interrupted = 0;
@@ -60,7 +61,7 @@ static int on_token_one(void *ctx, int i, int32_t id, G3StopReason *why) {
 int cmd_generate(int argc, char **argv) {
     const char *dir = NULL, *adapter_dir = NULL, *ids_s = NULL, *text = NULL, *tok_path = NULL, *system = NULL, *prompts_file = NULL, *out_dir = NULL,
                *sample_out = NULL;
-    CliList stop_opt = {{0}};
+    CliList stop_opt = {{0}}, images = {{0}};
     long max_tokens = 256, threads = 0, ctx = 0, batch = 8;
     int print_ids = 0, exact = 0, chat = 0, resume = 0, quiet = 0;
     CliSampling cs = CLI_SAMPLING_INIT;
@@ -68,6 +69,7 @@ int cmd_generate(int argc, char **argv) {
         {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
         {"--ids", OPT_STR, &ids_s, "prompt as token ids, comma-separated"},
+        CLI_IMAGE_OPT(images),
         {"--chat", OPT_FLAG, &chat, "wrap the prompt(s) in Gemma's chat format"},
         {"--system", OPT_STR, &system, "system message (with --chat)"},
         {"--max-tokens", OPT_INT, &max_tokens, "new tokens at most", 1, 1 << 24},
@@ -104,6 +106,8 @@ int cmd_generate(int argc, char **argv) {
         const char *batch_only[] = {"--resume", "--out-dir", "--batch-size"};
         for (size_t i = 0; i < G3_ARRAY_LEN(batch_only); i++)
             if (cli_given(batch_only[i])) return cli_fail("generate", "%s only applies to a --prompts-file run", batch_only[i]);
+    } else if (images.n) {
+        return cli_fail("generate", "--image applies to --prompt and --ids, not to a --prompts-file run");
     } else if (print_ids) {
         return cli_fail("generate", "--print-ids applies to --prompt and --ids; a --prompts-file run writes the ids into results.json");
     }
@@ -123,6 +127,8 @@ int cmd_generate(int argc, char **argv) {
     G3Tokenizer *tok = NULL;
     int32_t *ids = NULL;
     int T = 0;
+    CliImages ci;
+    if (cli_images_load(&ci, &m, &images, exact, NULL, NULL)) { cli_fail("generate", "%s", g3_error()); goto out; }
     // with --ids the tokenizer is optional: given (or needed by --stop), the output is text
     if (!ids_s || nstops || tok_path) {
         if (!(tok = cli_load_tokenizer(tok_path, dir, &m))) { cli_fail("generate", "%s", g3_error()); goto out; }
@@ -140,9 +146,17 @@ int cmd_generate(int argc, char **argv) {
     }
     if (ids_s) {
         if ((T = cli_parse_ids(ids_s, &ids)) < 0) { cli_fail("generate", "--ids: %s", g3_error()); goto out; }
+    } else if (chat && ci.n) {
+        // the chat text with its template's special tokens, cut at the image markers
+        G3ChatTurn turn = {"user", text};
+        char *full = g3_chat_format(&turn, 1, system, 1);
+        T = full ? cli_images_encode_text(&ci, tok, full, 0, 1, &ids) : -1;
+        free(full);
     } else if (chat) {
         G3ChatTurn turn = {"user", text};
         T = g3_chat_encode(tok, &turn, 1, system, 1, &ids);
+    } else if (ci.n) {
+        T = cli_images_encode_text(&ci, tok, text, 1, 0, &ids);
     } else {
         T = g3_tok_encode(tok, text, strlen(text), 1, 0, &ids);
     }
@@ -150,8 +164,10 @@ int cmd_generate(int argc, char **argv) {
     if (T == 0) { cli_fail("generate", "empty prompt"); goto out; }
     if (ctx == 0) ctx = G3_MIN((long)m.cfg.max_pos, T + max_tokens);
     if (T >= ctx) { cli_fail("generate", "prompt of %d tokens does not fit the context of %ld (the model's maximum is %d)", T, ctx, m.cfg.max_pos); goto out; }
-    G3State *s = g3_state_new(&m, 1, (int)ctx, G3_MIN(T, 512), !exact, NULL);
+    G3State *s = g3_state_new(&m, 1, (int)ctx, cli_images_rows(&ci, T, G3_MIN(T, 512)), !exact, NULL);
     if (!s) { cli_fail("generate", "%s", g3_error()); goto out; }
+    if (cli_images_attach(&ci, s, ids, T)) { cli_fail("generate", "%s", g3_error()); g3_state_free(s); goto out; }
+    if (ci.n && !quiet) fprintf(stderr, "generate: %d image%s through the vision tower in %.3f s\n", ci.n, ci.n == 1 ? "" : "s", ci.seconds);
     One one = {g3_sampler_new(&sc, m.cfg.vocab), tok, {{{0}}}, tok && !print_ids, 0, dir, ""};
     if (!one.sampler || (tok && g3_ts_init(&one.ts, (const char *const *)stops, nstops, 1))) { cli_fail("generate", "%s", g3_error()); g3_state_free(s); goto out; }
     int32_t stop_ids[2] = {tok ? g3_tok_eos(tok) : m.cfg.eos, tok ? g3_tok_end_of_turn(tok) : -1};
@@ -192,6 +208,7 @@ int cmd_generate(int argc, char **argv) {
     free(r.ids);
     rc = interrupted ? 130 : 0;
 out:
+    cli_images_free(&ci);
     cli_stops_free(stops, nstops);
     free(ids);
     g3_tok_free(tok);

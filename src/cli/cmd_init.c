@@ -7,13 +7,16 @@
 #include "base/base.h"
 #include "cli.h"
 #include "model/init.h"
+#include "vision/vision.h"
 #include "train/rundir.h"
+
+static int add_vision(void *ctx, STWriter *w) { return g3_vision_write(ctx, w); }
 
 int cmd_init(int argc, char **argv) {
     const char *shape = NULL, *out = NULL, *dtype = "bf16";
     long seed = 0, shard_mb = 4096;
     double std = 0.02;
-    int force = 0;
+    int force = 0, text_only = 0;
     CliOpt opts[] = {
         {"--shape", OPT_STR, &shape, "270m, 1b, 4b, 12b, 27b, tiny, stories, or a config.json to copy the shape from"},
         {"--out", OPT_STR, &out, "folder to write config.json and model.safetensors into"},
@@ -21,6 +24,7 @@ int cmd_init(int argc, char **argv) {
         {"--seed", OPT_INT, &seed, "random seed"},
         {"--std", OPT_FLOAT, &std, "standard deviation of the weights (norm weights are 0)"},
         {"--shard-mb", OPT_INT, &shard_mb, "largest shard in MiB; above it the checkpoint is sharded", 1, 1 << 20},
+        {"--text-only", OPT_FLAG, &text_only, "4b, 12b, 27b: no vision tower (they get SigLIP's 896-pixel tower and projector otherwise)"},
         {"--force", OPT_FLAG, &force, "replace a model already in --out (its other layout's files are removed too)"},
     };
     CLI_PARSE("init", "--shape 270m|1b|4b|12b|27b|tiny|FILE.json --out DIR [--dtype bf16|f32] [--seed S] [--force]", argc, argv, opts);
@@ -40,7 +44,19 @@ int cmd_init(int argc, char **argv) {
     if (rc) return cli_fail("init", "%s", g3_error());
     g3_tmp_clean(out, NULL);  // what a killed init left behind
     double t0 = g3_now();
-    if (g3_init_checkpoint(&c, out, dt, (uint64_t)seed, (float)std, (size_t)shard_mb << 20, 1)) return cli_fail("init", "%s", g3_error());
+    // the shapes that ship as Gemma3ForConditionalGeneration get their vision tower too
+    const int vision = !text_only && (!strcmp(shape, "4b") || !strcmp(shape, "12b") || !strcmp(shape, "27b"));
+    G3Vision v = {0};
+    G3VisionConfig vc;
+    char cfg[4200];
+    if (vision) {
+        g3_vision_preset(&vc, c.hidden);
+        if (g3_vision_random(&v, &vc, dt, (uint64_t)seed, (float)std)) return cli_fail("init", "%s", g3_error());
+    }
+    rc = g3_init_checkpoint_ex(&c, out, dt, (uint64_t)seed, (float)std, (size_t)shard_mb << 20, 1, vision ? add_vision : NULL, &v);
+    if (!rc && vision) rc = g3_path_join(cfg, sizeof cfg, out, "config.json") || g3_vision_config_wrap(cfg, &vc);
+    if (vision) g3_vision_free(&v);
+    if (rc) return cli_fail("init", "%s", g3_error());
     fprintf(stderr, "init: wrote %s (%s, seed %ld) in %.1f s\n", out, dtype, seed, g3_now() - t0);
     return 0;
 }

@@ -10,6 +10,7 @@
 #include "base/base.h"
 #include "base/json.h"
 #include "cli_gen.h"
+#include "cli_image.h"
 #include "gen/engine.h"
 #include "gen/prompts.h"
 #include "io/npz.h"
@@ -69,7 +70,7 @@ static const char *sidecar_path(char *buf, size_t cap, const char *out) {
 
 // The sidecar: tokens (ids and pieces), every array's name/shape/dtype, the model config.
 static int write_sidecar(const char *path, const char *model_dir, const G3Config *c, const Seqs *q, int N, int T, const G3Recorder *r,
-                         const G3Tokenizer *tok, int exact) {
+                         const CliVisRec *vr, const G3Tokenizer *tok, int exact) {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -112,13 +113,17 @@ static int write_sidecar(const char *path, const char *model_dir, const G3Config
     fprintf(f, "  ],\n  \"arrays\": [\n    {\"name\": \"ids\", \"shape\": [%d, %d], \"dtype\": \"int32\"},\n"
                "    {\"name\": \"lengths\", \"shape\": [%d], \"dtype\": \"int32\"},\n"
                "    {\"name\": \"prompt_lengths\", \"shape\": [%d], \"dtype\": \"int32\"}%s\n",
-            q->B, T, q->B, q->B, r->narr ? "," : "");
+            q->B, T, q->B, q->B, r->narr || vr->narr ? "," : "");
     for (int i = 0; i < r->narr; i++) {
         const G3RecArray *a = &r->arr[i];
         fprintf(f, "    {\"name\": \"%s\", \"shape\": [", a->name);
         for (int d = 0; d < a->ndim; d++) fprintf(f, "%s%lld", d ? ", " : "", (long long)a->shape[d]);
-        fprintf(f, "], \"dtype\": \"float32\", \"site\": \"%s\", \"layer\": %d}%s\n", g3_hook_site_suffix(a->site), a->layer, i + 1 < r->narr ? "," : "");
+        fprintf(f, "], \"dtype\": \"float32\", \"site\": \"%s\", \"layer\": %d}%s\n", g3_hook_site_suffix(a->site), a->layer,
+                i + 1 < r->narr || vr->narr ? "," : "");
     }
+    for (int i = 0; i < vr->narr; i++)
+        fprintf(f, "    {\"name\": \"%s\", \"shape\": [%d, %d, %d], \"dtype\": \"float32\", \"site\": \"vision\"}%s\n", vr->arr[i].name,
+                vr->arr[i].n, vr->arr[i].rows, vr->arr[i].cols, i + 1 < vr->narr ? "," : "");
     fprintf(f, "  ]\n}\n");
     if (fclose(f)) { free(buf); return g3_errorf("%s: out of memory", path); }
     int rc = g3_write_file_atomic(path, buf, len);
@@ -126,7 +131,7 @@ static int write_sidecar(const char *path, const char *model_dir, const G3Config
     return rc;
 }
 
-static int write_npz(const char *path, int compress, const Seqs *q, int N, int T, const G3Recorder *r) {
+static int write_npz(const char *path, int compress, const Seqs *q, int N, int T, const G3Recorder *r, const CliVisRec *vr) {
     G3Npz z;
     if (g3_npz_open(&z, path, compress)) return -1;
     int32_t *ids = g3_malloc((size_t)q->B * T * sizeof *ids), *lens = g3_malloc((size_t)q->B * 2 * sizeof *lens);
@@ -143,6 +148,11 @@ static int write_npz(const char *path, int compress, const Seqs *q, int N, int T
     free(ids);
     free(lens);
     for (int i = 0; i < r->narr && !rc; i++) rc = g3_npz_add(&z, r->arr[i].name, G3_NPZ_F32, r->arr[i].ndim, r->arr[i].shape, r->arr[i].data);
+    for (int i = 0; i < vr->narr && !rc; i++) {  // the vision tower's sites: [images, rows, cols]
+        const CliVisArr *a = &vr->arr[i];
+        int64_t sh[3] = {a->n, a->rows, a->cols};
+        rc = g3_npz_add(&z, a->name, G3_NPZ_F32, 3, sh, a->data);
+    }
     if (rc) { g3_npz_abort(&z); return -1; }
     return g3_npz_close(&z);
 }
@@ -185,12 +195,14 @@ int cmd_trace(int argc, char **argv) {
     const char *dir = NULL, *adapter_dir = NULL, *text = NULL, *ids_s = NULL, *prompts_file = NULL, *hooks = NULL, *out = NULL, *tok_path = NULL;
     long threads = 0, gen = 0;
     int exact = 0, compress = 0;
+    CliList images = {{0}};
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
         {"--ids", OPT_STR, &ids_s, "token ids, comma-separated; several sequences separated by ';'"},
         {"--prompts-file", OPT_STR, &prompts_file, "a batch: one prompt a line, or a JSON list (or categorized JSON)"},
-        {"--hooks", OPT_STR, &hooks, "sites to record, comma-separated names or globs ('blocks.*.hook_resid_post', '*')"},
+        {"--hooks", OPT_STR, &hooks, "sites to record, comma-separated names or globs ('blocks.*.hook_resid_post', '*'; the vision tower's: 'vision.*')"},
+        CLI_IMAGE_OPT(images),
         {"--out", OPT_STR, &out, "the .npz to write (a JSON sidecar goes beside it: acts.npz -> acts.json)"},
         {"--generate", OPT_INT, &gen, "greedy-decode N tokens after each prompt, recording every step", 0, 1 << 20},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
@@ -214,6 +226,9 @@ int cmd_trace(int argc, char **argv) {
     G3Tokenizer *tok = NULL;
     G3State *s = NULL;
     G3Recorder r = {0};
+    CliImages ci = {0};
+    CliVisRec vr = {0};
+    int ntext = 0;  // patterns for the text model (the vision tower's start with "vision.")
     char **pats = NULL, *hcopy = g3_strdup(hooks);
     // patterns
     for (char *save = NULL, *p = hcopy ? strtok_r(hcopy, ",", &save) : NULL; p; p = strtok_r(NULL, ",", &save)) {
@@ -223,6 +238,18 @@ int cmd_trace(int argc, char **argv) {
         pats[npat++] = p;
     }
     if (!npat) { cli_fail("trace", "--hooks: no pattern given"); goto out; }
+    // the text model's patterns first (the recorder refuses one that names no text site)
+    for (int i = 0; i < npat; i++)
+        if (!cli_vision_pattern(pats[i])) {
+            char *t = pats[ntext];
+            pats[ntext++] = pats[i];
+            pats[i] = t;
+        }
+    if (ntext < npat && !images.n) { cli_fail("trace", "--hooks %s: the vision tower's sites need --image", pats[ntext]); goto out; }
+    vr.pats = (const char *const *)pats;
+    vr.npat = npat;
+    if (cli_images_load(&ci, &m, &images, exact, cli_vision_record, &vr)) { cli_fail("trace", "%s", g3_error()); goto out; }
+    if (vr.failed) { cli_fail("trace", "out of memory recording the vision tower"); goto out; }
     // sequences; the tokenizer is needed for text, and used for the pieces when present
     if (ids_s) {
         if (parse_id_lists(&q, ids_s)) { cli_fail("trace", "--ids: %s", g3_error()); goto out; }
@@ -237,11 +264,12 @@ int cmd_trace(int argc, char **argv) {
         for (int i = 0; i < (prompts_file ? ps.n : 1); i++) {
             const char *t = prompts_file ? ps.items[i].text : text;
             int32_t *ids;
-            int n = g3_tok_encode(tok, t, strlen(t), 1, 0, &ids);
+            int n = ci.n ? g3_vision_encode_text(&ci.v.cfg, tok, t, ci.n, 1, 0, &ids) : g3_tok_encode(tok, t, strlen(t), 1, 0, &ids);
             if (n < 0 || seqs_add(&q, ids, n, t)) { g3_prompts_free(&ps); cli_fail("trace", "%s", g3_error()); goto out; }
         }
         g3_prompts_free(&ps);
     }
+    if (ci.n && q.B != 1) { cli_fail("trace", "--image applies to one sequence (%d given)", q.B); goto out; }
     int maxp = 0;
     for (int b = 0; b < q.B; b++) {
         for (int i = 0; i < q.plen[b]; i++)
@@ -253,9 +281,10 @@ int cmd_trace(int argc, char **argv) {
     }
     const int T = maxp + N;
     if (T > c->max_pos) { cli_fail("trace", "%d positions (longest prompt %d + %d generated) exceed the model's context of %d", T, maxp, N, c->max_pos); goto out; }
-    if (g3_rec_init(&r, c, q.B, T, (const char *const *)pats, npat)) { cli_fail("trace", "%s", g3_error()); goto out; }
-    const int R = G3_MAX(G3_MIN(maxp, 512), q.B);
+    if (g3_rec_init(&r, c, q.B, T, (const char *const *)pats, ntext)) { cli_fail("trace", "%s", g3_error()); goto out; }
+    const int R = G3_MAX(cli_images_rows(&ci, maxp, G3_MIN(maxp, 512)), q.B);
     if (!(s = g3_state_new(&m, q.B, T, R, !exact, NULL))) { cli_fail("trace", "%s", g3_error()); goto out; }
+    if (cli_images_attach(&ci, s, q.ids[0], q.plen[0])) { cli_fail("trace", "%s", g3_error()); goto out; }
     g3_rec_attach(&r, s);
     // every row's logits only when a final site is recorded (the vocabulary is large)
     const int all = (r.sites >> G3_HOOK_LOGITS & 1) || (r.sites >> G3_HOOK_LN_FINAL & 1);
@@ -270,19 +299,25 @@ int cmd_trace(int argc, char **argv) {
     }
     char side[4200];
     sidecar_path(side, sizeof side, out);
-    if (write_npz(out, compress, &q, N, T, &r) || write_sidecar(side, dir, c, &q, N, T, &r, tok, exact)) { cli_fail("trace", "%s", g3_error()); goto out; }
+    if (write_npz(out, compress, &q, N, T, &r, &vr) || write_sidecar(side, dir, c, &q, N, T, &r, &vr, tok, exact)) {
+        cli_fail("trace", "%s", g3_error());
+        goto out;
+    }
     double mib = 0;
     for (int i = 0; i < r.narr; i++) {
         double n = 4;
         for (int d = 0; d < r.arr[i].ndim; d++) n *= (double)r.arr[i].shape[d];
         mib += n / 1048576;
     }
+    for (int i = 0; i < vr.narr; i++) mib += 4.0 * vr.arr[i].n * vr.arr[i].rows * vr.arr[i].cols / 1048576;
     fprintf(stderr, "trace: %d sequence%s x %d positions (%d generated) in %.3f s; %d arrays (%.1f MiB) to %s, sidecar %s\n", q.B, q.B > 1 ? "s" : "", T, N,
-            dt, r.narr + 3, mib, out, side);
+            dt, r.narr + vr.narr + 3, mib, out, side);
     rc = 0;
 out:
     g3_state_free(s);
     g3_rec_free(&r);
+    cli_images_free(&ci);
+    cli_vision_rec_free(&vr);
     g3_tok_free(tok);
     seqs_free(&q);
     free(pats);

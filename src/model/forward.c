@@ -121,11 +121,84 @@ void g3_state_free(G3State *s) {
     free(s->recs);
     if (!be->host) { host_free(be, s->logits); host_free(be, s->rope_h); host_free(be, s->stage); }
     free(s->kv.k); free(s->kv.v); free(s->kv.cap); free(s->len);
+    free(s->images); free(s->soft_rows); free(s->kend); free(s->segs_img);
     free(s);
 }
 
 void g3_state_reset(G3State *s, int seq) {
     if (seq >= 0 && seq < s->nslots) s->len[seq] = 0;
+}
+
+int g3_state_add_image(G3State *s, int seq, int pos0, int n, const float *rows) {
+    const G3Config *c = &s->m->cfg;
+    if (seq < 0 || seq >= s->nslots) return g3_errorf("image: slot %d outside [0, %d)", seq, s->nslots);
+    if (n < 1 || pos0 < 0 || pos0 + n > s->ctx)
+        return g3_errorf("image: positions %d..%d outside the context of %d", pos0, pos0 + n - 1, s->ctx);
+    if (n > s->max_rows)
+        return g3_errorf("image: a run of %d soft tokens must be read in one call, but the state reads %d rows per call", n, s->max_rows);
+    for (int l = 0; l < c->layers; l++)
+        if (c->sliding[l] && n > c->sliding_window)
+            return g3_errorf("image: a run of %d soft tokens is longer than the sliding window of %d", n, c->sliding_window);
+    for (int i = 0; i < s->nimages; i++) {
+        const G3StateImage *o = &s->images[i];
+        if (o->seq == seq && pos0 < o->pos0 + o->n && o->pos0 < pos0 + n)
+            return g3_errorf("image: positions %d..%d of slot %d overlap another image's %d..%d", pos0, pos0 + n - 1, seq, o->pos0, o->pos0 + o->n - 1);
+    }
+    if (!s->soft_rows && (!(s->soft_rows = g3_calloc((size_t)s->max_rows, sizeof *s->soft_rows)) ||
+                          !(s->kend = g3_calloc((size_t)s->max_rows, sizeof *s->kend)) ||
+                          !(s->segs_img = g3_calloc((size_t)s->nslots, sizeof *s->segs_img))))
+        return -1;
+    if (s->nimages == s->cap_images) {
+        int cap = s->cap_images ? 2 * s->cap_images : 8;
+        G3StateImage *ni = g3_realloc(s->images, (size_t)cap * sizeof *ni);
+        if (!ni) return -1;
+        s->images = ni;
+        s->cap_images = cap;
+    }
+    s->images[s->nimages++] = (G3StateImage){seq, pos0, n, rows};
+    return 0;
+}
+
+void g3_state_clear_images(G3State *s, int seq) {
+    int k = 0;
+    for (int i = 0; i < s->nimages; i++)
+        if (seq >= 0 && s->images[i].seq != seq) s->images[k++] = s->images[i];
+    s->nimages = k;
+}
+
+// The call's image rows: soft_rows and the segments with kend (segs_img), where a
+// registered image falls in a segment. 1 if any, 0 if none, -1 when a call cuts a run or the
+// backend cannot attend both ways.
+static int image_rows(G3State *s, const G3Segment *segs, int nseg, int rows) {
+    if (!s->nimages) return 0;
+    const int C = s->m->cfg.hidden;
+    int any = 0;
+    memset(s->soft_rows, 0, (size_t)rows * sizeof *s->soft_rows);
+    for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++) {
+        const G3Segment *sg = &segs[i];
+        s->segs_img[i] = *sg;
+        s->segs_img[i].kend = NULL;
+        for (int j = 0; j < s->nimages; j++) {
+            const G3StateImage *im = &s->images[j];
+            if (im->seq != sg->seq || im->pos0 >= sg->pos0 + sg->n || im->pos0 + im->n <= sg->pos0) continue;
+            if (im->pos0 < sg->pos0 || im->pos0 + im->n > sg->pos0 + sg->n)
+                return g3_errorf("slot %d: the image at positions %d..%d is cut by a call over positions %d..%d (an image's run is read in one call)",
+                                 sg->seq, im->pos0, im->pos0 + im->n - 1, sg->pos0, sg->pos0 + sg->n - 1);
+            if (!s->segs_img[i].kend) {
+                for (int k = 0; k < sg->n; k++) s->kend[r0 + k] = sg->pos0 + k + 1;
+                s->segs_img[i].kend = s->kend + r0;
+            }
+            for (int k = 0; k < im->n; k++) {
+                const int r = r0 + im->pos0 - sg->pos0 + k;
+                s->soft_rows[r] = im->rows + (long)k * C;
+                s->kend[r] = im->pos0 + im->n;
+            }
+            any = 1;
+        }
+    }
+    if (any && !s->be->attn_kend)
+        return g3_errorf("backend %s: attention both ways inside an image's soft tokens is not implemented; run images on the CPU", s->be->name);
+    return any;
 }
 
 void g3_state_set_hook(G3State *s, G3HookFn fn, void *ctx, uint32_t sites, uint64_t layers) {
@@ -279,20 +352,24 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
         ids = s->ids;
     }
 
+    const int images = image_rows(s, segs, nseg, rows);
+    if (images < 0) return -1;
+    if (images) segs = s->segs_img;
     if (be->segments && be->segments(be, segs, nseg)) return -1;
 
     G3Pass p = {.be = be, .m = m, .mode = s->fast ? G3_MM_FAST : G3_MM_EXACT, .R = rows,
                 .cos_l = s->cos_l, .sin_l = s->sin_l, .cos_g = s->cos_g, .sin_g = s->sin_g,
                 .kv = &s->kv, .segs = segs, .nseg = nseg,
                 .hook = s->hook, .hook_ctx = s->hook_ctx, .hook_sites = s->hook_sites, .hook_layers = s->hook_layers,
-                .stage = s->stage, .lora_xa = s->lora_xa, .lora_y = s->lora_y};
+                .stage = s->stage, .lora_xa = s->lora_xa, .lora_y = s->lora_y,
+                .soft_rows = images ? s->soft_rows : NULL};
     const int nout = mode == G3_LOGITS_ALL ? rows : mode == G3_LOGITS_NONE ? 0 : nseg;
     if (logits_room(s, nout)) return -1;
     // A decode step (one row per segment, no hook, the last rows' logits or choices) on a backend that
     // records: its ops are recorded once per row count and replayed at every later step
     // (one launch instead of hundreds). Everything they read that changes between steps
     // (ids, RoPE tables, segments) was uploaded above into the state's fixed buffers.
-    const int hooked = s->hook && s->hook_sites;
+    const int hooked = (s->hook && s->hook_sites) || images;  // (a call with images is never recorded)
     void **rec = s->recs ? &s->recs[rows + (mode == G3_LOGITS_ARGMAX ? s->max_rows + 1 : 0)] : NULL;
     if (rec && !hooked && (mode == G3_LOGITS_LAST || mode == G3_LOGITS_ARGMAX) && rows == nseg && *rec != G3_NO_RECORD) {
         for (int tries = 0; tries < 2; tries++) {

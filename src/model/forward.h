@@ -21,6 +21,12 @@ typedef enum { G3_LOGITS_NONE, G3_LOGITS_LAST, G3_LOGITS_ALL, G3_LOGITS_ARGMAX }
 
 #define G3_NO_RECORD ((void *)1)
 
+// An image's run of positions in one slot (g3_state_add_image).
+typedef struct {
+    int seq, pos0, n;
+    const float *rows;  // [n][C] host memory, the caller's
+} G3StateImage;
+
 typedef struct {
     const G3Model *m;
     G3Backend *be;  // where the cache, the scratch and the arithmetic live
@@ -51,6 +57,12 @@ typedef struct {
     void *hook_ctx;
     uint32_t hook_sites;
     uint64_t hook_layers;
+    // image runs (vision/): see g3_state_add_image
+    G3StateImage *images;
+    int nimages, cap_images;
+    const float **soft_rows;  // [R] per call: the host row replacing row r's embedding, or NULL
+    int32_t *kend;            // [R] per call: the end of each row's keys (G3Segment.kend)
+    G3Segment *segs_img;      // [nslots] the call's segments with kend set
 } G3State;
 
 // Creates a state for nslots sequences of up to ctx positions, processing up to max_rows
@@ -63,8 +75,16 @@ void g3_state_free(G3State *s);
 // Sets (fn non-NULL) or clears (fn NULL) the hook: sites is a bitmask of (1u << G3HookSite),
 // layers a bitmask of block indices (~0ull: all). Replaces any hook set before.
 void g3_state_set_hook(G3State *s, G3HookFn fn, void *ctx, uint32_t sites, uint64_t layers);
-// Forgets a slot's cache (a new sequence starts there).
+// Forgets a slot's cache (a new sequence starts there). Images stay (g3_state_clear_images).
 void g3_state_reset(G3State *s, int seq);
+// Images: positions [pos0, pos0 + n) of slot seq take rows[n][C] (host memory, kept alive by
+// the caller) as their embeddings, unscaled, and attend to each other both ways (Gemma 3's
+// image soft tokens in place of the placeholder run). The run must be read in one forward
+// call (n <= max_rows; a call that cuts it is refused) and fit a sliding window; runs of a
+// slot must not overlap. Registrations outlive g3_state_reset (the engine resets the slots it
+// admits into) until g3_state_clear_images (seq < 0: every slot). 0 or -1.
+int g3_state_add_image(G3State *s, int seq, int pos0, int n, const float *rows);
+void g3_state_clear_images(G3State *s, int seq);
 
 // Runs the segments' tokens (concatenated in segment order) through the model and appends
 // their keys/values to the cache. Logits of the last row of each segment (LAST, into

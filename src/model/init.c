@@ -79,6 +79,11 @@ static int fill(void *ctxp, const void *outp, void *buf) {
 }
 
 int g3_init_checkpoint(const G3Config *c, const char *dir, G3DType dt, uint64_t seed, float std, size_t max_shard, int verbose) {
+    return g3_init_checkpoint_ex(c, dir, dt, seed, std, max_shard, verbose, NULL, NULL);
+}
+
+int g3_init_checkpoint_ex(const G3Config *c, const char *dir, G3DType dt, uint64_t seed, float std, size_t max_shard, int verbose,
+                          int (*extra)(void *ctx, STWriter *w), void *extra_ctx) {
     G3Model m;
     if (g3_model_table(&m, c)) return -1;
     if (g3_mkdir_p(dir)) { g3_model_free(&m); return -1; }
@@ -90,6 +95,7 @@ int g3_init_checkpoint(const G3Config *c, const char *dir, G3DType dt, uint64_t 
     InitCtx ctx = {&m, seed, std, dt, verbose, 0, m.nparams, g3_now()};
     for (int i = 0; i < m.nt; i++)
         if (st_writer_add_fill(&w, m.t[i].name, dt, m.t[i].ndim, m.t[i].shape, fill, &ctx)) goto out;
+    if (extra && extra(extra_ctx, &w)) goto out;
     if (st_writer_write_sharded(&w, dir, max_shard)) goto out;
     if (verbose && isatty(2)) fprintf(stderr, "\n");
     if (g3_path_join(path, sizeof path, dir, "config.json") || g3_config_write(&cc, path)) goto out;

@@ -14,5 +14,9 @@ void g3_init_tensor_f32(const G3Model *m, int i, uint64_t seed, float std, float
 // Writes a random-weight checkpoint (config.json + model.safetensors, sharded above
 // max_shard bytes) of config c into dir, weights of type dt. Progress on stderr if verbose.
 int g3_init_checkpoint(const G3Config *c, const char *dir, G3DType dt, uint64_t seed, float std, size_t max_shard, int verbose);
+// The same, with extra(ctx, w) adding more tensors (a vision tower) to the writer before it
+// writes; extra may be NULL.
+int g3_init_checkpoint_ex(const G3Config *c, const char *dir, G3DType dt, uint64_t seed, float std, size_t max_shard, int verbose,
+                          int (*extra)(void *ctx, STWriter *w), void *extra_ctx);
 
 #endif

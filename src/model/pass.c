@@ -101,6 +101,9 @@ int g3_pass_embed(const G3Pass *p, float *x, const int32_t *ids) {
     G3Weight E = g3_tensor_weight(&m->t[m->embed_idx]);
     // the scale is the exact sqrt in f32 (the float64 reference does not round it to bf16)
     if (p->be->embed(p->be, x, ids, &E, p->R, sqrtf((float)m->cfg.hidden))) return -1;
+    const size_t rb = (size_t)m->cfg.hidden * sizeof(float);
+    for (int r = 0; p->soft_rows && r < p->R; r++)  // image soft tokens in place of their placeholders
+        if (p->soft_rows[r] && p->be->to_device(p->be, x + (long)r * m->cfg.hidden, p->soft_rows[r], rb)) return -1;
     FIRE(G3_HOOK_EMBED, x, m->cfg.hidden, 0, 0);
     return 0;
 }

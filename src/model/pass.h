@@ -85,13 +85,16 @@ typedef struct {
     float lora_dropout;
     uint64_t lora_dropout_seed;
     float *lora_xd;
+    // inference with images (vision/): [R] per row, a host row [C] that replaces the row's
+    // embedding (an image's soft token: not scaled by sqrt(C)), or NULL; NULL: none
+    const float *const *soft_rows;
 } G3Pass;
 
 // The f32 norm weight of tensor i as stored (no +1): the tensor's own data when it is F32,
 // else the copy the model made at load.
 const float *g3_norm_weight(const G3Model *m, int i);
 
-// x[R, C] = embedding rows of ids, times sqrt(C); fires hook_embed.
+// x[R, C] = embedding rows of ids, times sqrt(C), or p->soft_rows' rows where set; fires hook_embed.
 int g3_pass_embed(const G3Pass *p, float *x, const int32_t *ids);
 // Layer l from its input x[R, C] to xout[R, C] (xout may be x); fires the layer's hooks.
 int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, float *xout);

@@ -39,9 +39,14 @@ static inline float *cache_row(float *cache, const G3KVCache *kv, int l, int seq
     return cache + (((long)seq * kv->nkv + kh) * cap + p % cap) * kv->hd;
 }
 
-// The score of query position p against key position kp, already scaled; -inf if masked.
-static inline float masked(float sc, int p, int kp, int window, float softcap) {
-    if (kp > p || (window > 0 && p - kp >= window)) return -INFINITY;
+// The exclusive end of the keys row i of segment sg sees: p + 1 (causal), or further inside an
+// image's run (G3Segment.kend).
+static inline int key_end(const G3Segment *sg, int i) { return sg->kend ? sg->kend[i] : sg->pos0 + i + 1; }
+
+// The score of query position p against key position kp (keys end before `end`), already
+// scaled; -inf if masked.
+static inline float masked(float sc, int p, int kp, int end, int window, float softcap) {
+    if (kp >= end || (window > 0 && p - kp >= window)) return -INFINITY;
     return softcap > 0 ? tanhf(sc / softcap) * softcap : sc;
 }
 
@@ -50,14 +55,16 @@ static void attend_block(const Attn *A, const G3Segment *sg, int r0, int h, int 
     const float scale = A->scale, cap = A->softcap;
     // visible keys of row i (index into kbuf): [first(i), pos0 + i - lo]
 #define FIRST(i) (W > 0 ? G3_MAX(0, pos0 + (i) - (W - 1) - lo) : 0)
-    const int ja = FIRST(i0), jb = pos0 + i1 - 1 - lo + 1, w = jb - ja, nb = i1 - i0;
+    int jb = 0;  // keys past the block's visible ones are not multiplied
+    for (int i = i0; i < i1; i++) jb = G3_MAX(jb, key_end(sg, i) - lo);
+    const int ja = FIRST(i0), w = jb - ja, nb = i1 - i0;
     float *qb = scr, *ob = qb + AB * HD, *blk = ob + AB * HD;  // [AB][HD], [AB][HD], [AB][w]
     for (int i = 0; i < nb; i++)
         memcpy(qb + (long)i * HD, A->q + (long)(r0 + i0 + i) * NH * HD + (long)h * HD, (size_t)HD * sizeof(float));
     g3_sgemm(0, 1, nb, w, HD, qb, A->kbuf + (long)ja * HD, blk, 0);  // blk[nb][w] = q K^T
     for (int i = 0; i < nb; i++) {
         float *row = blk + (long)i * w;
-        int a = FIRST(i0 + i) - ja, b = pos0 + i0 + i - lo - ja + 1;  // visible: [a, b)
+        int a = FIRST(i0 + i) - ja, b = key_end(sg, i0 + i) - lo - ja;  // visible: [a, b)
         for (int j = 0; j < a; j++) row[j] = 0;
         for (int j = a; j < b; j++) row[j] = cap > 0 ? tanhf(row[j] * scale / cap) * cap : row[j] * scale;
         g3_softmax(row + a, b - a);
@@ -120,7 +127,8 @@ static void attend_hooked(const Attn *A, const G3Segment *sg, int segi, int r0, 
             g3_sgemm(0, 1, n, S, HD, A->hq, A->kbuf, sc, 0);  // sc[n][S] = q K^T
 #pragma omp parallel for num_threads(A->nthreads) if ((long)n * S > 16384) schedule(static)
             for (int i = 0; i < n; i++)
-                for (int j = 0; j < S; j++) sc[(long)i * S + j] = masked(sc[(long)i * S + j] * A->scale, pos0 + i, lo + j, W, A->softcap);
+                for (int j = 0; j < S; j++)
+                    sc[(long)i * S + j] = masked(sc[(long)i * S + j] * A->scale, pos0 + i, lo + j, key_end(sg, i), W, A->softcap);
             if (hk->want_scores) hk->fn(hk->ctx, A->layer, h, segi, sc, n, S, lo, 0);
 #pragma omp parallel for num_threads(A->nthreads) if ((long)n * S > 16384) schedule(static)
             for (int i = 0; i < n; i++) g3_softmax(sc + (long)i * S, S);
@@ -137,14 +145,14 @@ static void attend_hooked(const Attn *A, const G3Segment *sg, int segi, int r0, 
 static void attend_row(const Attn *A, const G3Segment *sg, int r, int p, int h, float *sc) {
     const G3KVCache *kv = A->kv;
     const int HD = kv->hd, NH = A->NH, NKV = kv->nkv, kh = h / (NH / NKV), W = A->window, l = A->layer;
-    const int lo = W > 0 ? G3_MAX(0, p - (W - 1)) : 0, S = p + 1 - lo;
+    const int end = key_end(sg, p - sg->pos0), lo = W > 0 ? G3_MAX(0, p - (W - 1)) : 0, S = end - lo;
     const int r0 = r - (p - sg->pos0);  // the segment's first row
     const float *q = A->q + (long)r * NH * HD + (long)h * HD;
     for (int j = 0; j < S; j++) {
         int kp = lo + j;
         const float *kr = kp < sg->pos0 ? cache_row(kv->k[l], kv, l, sg->seq, kh, kp)
                                         : A->k + (long)(r0 + kp - sg->pos0) * NKV * HD + (long)kh * HD;
-        sc[j] = masked(g3_dot(q, kr, HD) * A->scale, p, kp, W, A->softcap);
+        sc[j] = masked(g3_dot(q, kr, HD) * A->scale, p, kp, end, W, A->softcap);
     }
     g3_softmax(sc, S);
     float *out = A->out + (long)r * NH * HD + (long)h * HD;

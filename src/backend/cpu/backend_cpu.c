@@ -250,6 +250,7 @@ static int cpu_argmax(G3Backend *be, int32_t *out, const float *x, int R, int n)
 
 static G3Backend cpu = {
     .name = "cpu",
+    .attn_kend = 1,
     .kind = G3_BACKEND_CPU,
     .host = 1,
     .alloc = cpu_alloc,

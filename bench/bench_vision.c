@@ -1,0 +1,87 @@
+// bench_vision.c: seconds to turn one 896x896 picture into Gemma 3 4B's 256 soft tokens on the
+// CPU: preprocessing (resize from 1024x768, normalize) and the SigLIP So400m tower + projector
+// (27 layers of width 1152 over 4096 patches: 5.45 TFLOP of products, a third of it attention), with a random bf16
+// tower built in memory (the weights `gemma3 init --shape 4b` writes; no file needed). Fast
+// mode (bf16 products, the CLI's default), and exact mode (f32 products) with G3_BENCH_EXACT=1.
+// Median of G3_BENCH_REPEATS (default 3) runs on G3_BENCH_THREADS threads (default 2).
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "base/base.h"
+#include "base/rng.h"
+#include "kernels/kernels.h"
+#include "vision/vision.h"
+
+// CPU seconds of the process (all threads): on a shared machine, wall time says how loaded it
+// was; CPU time / threads is what the wall time would be with the cores to ourselves.
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(void) {
+    const int threads = getenv("G3_BENCH_THREADS") ? atoi(getenv("G3_BENCH_THREADS")) : 2;
+    const int reps = getenv("G3_BENCH_REPEATS") ? atoi(getenv("G3_BENCH_REPEATS")) : 3;
+    omp_set_num_threads(threads);
+    g3_kernels_init(G3_ISA_AVX512BF16);
+    G3VisionConfig vc;
+    g3_vision_preset(&vc, 2560);
+    G3Vision v;
+    if (g3_vision_random(&v, &vc, G3_BF16, 1, 0.02f)) { fprintf(stderr, "%s\n", g3_error()); return 1; }
+    G3Image im = {1024, 768, malloc(1024 * 768 * 3)};
+    G3Rng r;
+    g3_rng_seed(&r, 7);
+    for (long i = 0; i < 1024L * 768 * 3; i++) im.rgb[i] = (uint8_t)g3_rng_next(&r);
+    const int S = vc.image_size, NP = g3_vision_patches(&vc);
+    float *px = malloc((size_t)3 * S * S * sizeof(float)), *vis = malloc((size_t)NP * vc.hidden * sizeof(float));
+    float *soft = malloc((size_t)vc.tokens * vc.text_hidden * sizeof(float));
+    // products of one image: patches, per layer q/k/v/o + fc1/fc2, q.k^T and p.v, projection
+    const double D = vc.hidden, FF = vc.inter, K = 3.0 * vc.patch * vc.patch;
+    const double flop = 2.0 * NP * (K * D + vc.layers * (4 * D * D + 2 * D * FF + 2.0 * NP * D)) + 2.0 * vc.tokens * D * vc.text_hidden;
+    printf("bench_vision: SigLIP So400m/14 @ %d (%lld parameters, bf16), %d threads, %.2f TFLOP per image; median of %d\n", S,
+           (long long)v.nparams, threads, flop / 1e12, reps);
+    double *t = malloc((size_t)reps * sizeof *t), *cpu = malloc((size_t)reps * sizeof *cpu);
+    for (int i = 0; i < reps; i++) {
+        double t0 = g3_now();
+        g3_vision_pixels(&vc, px, &im);
+        t[i] = g3_now() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp);
+    printf("  preprocess 1024x768 -> 896x896        %8.3f s\n", t[reps / 2]);
+    fflush(stdout);
+    const char *names[2] = {"fast (bf16 products)", "exact (f32 products)"};
+    const int modes = getenv("G3_BENCH_EXACT") && atoi(getenv("G3_BENCH_EXACT")) ? 2 : 1;
+    for (int mode = 0; mode < modes; mode++) {
+        for (int i = 0; i < reps; i++) {
+            double t0 = g3_now(), c0 = cpu_now();
+            if (g3_vision_encode(&v, g3_backend_cpu(), mode ? G3_MM_EXACT : G3_MM_FAST, px, vis, NULL, NULL) ||
+                g3_vision_project(&v, g3_backend_cpu(), mode ? G3_MM_EXACT : G3_MM_FAST, vis, soft)) {
+                fprintf(stderr, "%s\n", g3_error());
+                return 1;
+            }
+            t[i] = g3_now() - t0;
+            cpu[i] = (cpu_now() - c0) / threads;
+        }
+        qsort(t, (size_t)reps, sizeof *t, cmp);
+        qsort(cpu, (size_t)reps, sizeof *cpu, cmp);
+        printf("  tower + projector, %-20s wall %8.2f s (min %.2f, max %.2f); CPU / threads %8.2f s (%.0f GFLOP/s)\n", names[mode],
+               t[reps / 2], t[0], t[reps - 1], cpu[reps / 2], flop / cpu[reps / 2] / 1e9);
+        fflush(stdout);
+    }
+    free(t);
+    free(cpu);
+    free(px);
+    free(vis);
+    free(soft);
+    free(im.rgb);
+    g3_vision_free(&v);
+    return 0;
+}

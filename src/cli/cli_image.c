@@ -1,0 +1,98 @@
+// cli_image.c: see cli_image.h.
+#include "cli_image.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+
+int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, G3VisionHook hook, void *hook_ctx) {
+    memset(ci, 0, sizeof *ci);
+    if (!files->n) {
+        // no image: a vision model's config still says what a placeholder is, so that a
+        // prompt holding runs without images is refused rather than read as plain tokens
+        if (m->cfg.multimodal && m->src && !strcmp(m->src->kind, "safetensors")) {
+            // a vision config this tower could not run does not stop text-only use
+            ci->has_cfg = g3_vision_config_load(&ci->v.cfg, m->dir) == 0;
+            if (!ci->has_cfg) g3_error_clear();
+        }
+        return 0;
+    }
+    int rc = g3_vision_load(&ci->v, m);
+    if (rc) {
+        if (rc > 0) g3_error_prefix("--image %s", files->v[0]);
+        return -1;
+    }
+    ci->loaded = ci->has_cfg = 1;
+    const G3VisionConfig *c = &ci->v.cfg;
+    G3Backend *be = g3_backend_cpu();  // the tower's row-wise ops are host code (vision.h)
+    if (!(ci->soft = g3_calloc((size_t)files->n, sizeof *ci->soft))) return -1;
+    const double t0 = g3_now();
+    for (int i = 0; i < files->n; i++) {
+        G3Image im;
+        if (g3_image_load(&im, files->v[i])) return -1;
+        ci->soft[i] = g3_malloc((size_t)c->tokens * c->text_hidden * sizeof(float));
+        ci->n = i + 1;
+        int e = !ci->soft[i] || g3_vision_embed_image(&ci->v, be, exact ? G3_MM_EXACT : G3_MM_FAST, &im, ci->soft[i], hook, hook_ctx);
+        g3_image_free(&im);
+        if (e) return g3_error_prefix("%s", files->v[i]);
+    }
+    ci->seconds = g3_now() - t0;
+    return 0;
+}
+
+int cli_images_attach(CliImages *ci, G3State *s, const int32_t *ids, int n) {
+    if (!ci->has_cfg) return 0;
+    return g3_vision_attach(&ci->v.cfg, s, 0, 0, ids, n, ci->soft, ci->n);
+}
+
+int cli_images_rows(const CliImages *ci, int n, int def) { return ci->n ? n : def; }
+
+int cli_images_encode_text(const CliImages *ci, const G3Tokenizer *tok, const char *text, int add_bos, int parse_special, int32_t **out) {
+    return g3_vision_encode_text(&ci->v.cfg, tok, text, ci->n, add_bos, parse_special, out);
+}
+
+void cli_images_free(CliImages *ci) {
+    for (int i = 0; i < ci->n; i++) free(ci->soft[i]);
+    free(ci->soft);
+    if (ci->loaded) g3_vision_free(&ci->v);
+    memset(ci, 0, sizeof *ci);
+}
+
+int cli_vision_pattern(const char *pattern) { return !strncmp(pattern, "vision.", 7); }
+
+void cli_vision_record(void *ctx, const char *what, int layer, const float *rows, int n, int cols) {
+    CliVisRec *r = ctx;
+    char name[64];
+    if (layer >= 0) snprintf(name, sizeof name, "vision.blocks.%d.hook_%s", layer, what);
+    else snprintf(name, sizeof name, "vision.hook_%s", what);
+    int hit = 0;
+    for (int p = 0; p < r->npat && !hit; p++) hit = g3_hook_match(r->pats[p], name);
+    if (!hit || r->failed) return;
+    CliVisArr *a = NULL;
+    for (int i = 0; i < r->narr; i++)
+        if (!strcmp(r->arr[i].name, name)) a = &r->arr[i];
+    if (!a) {
+        CliVisArr *na = g3_realloc(r->arr, (size_t)(r->narr + 1) * sizeof *na);
+        if (!na) { r->failed = 1; return; }
+        r->arr = na;
+        a = &r->arr[r->narr++];
+        memset(a, 0, sizeof *a);
+        snprintf(a->name, sizeof a->name, "%s", name);
+        a->rows = n;
+        a->cols = cols;
+    }
+    const size_t one = (size_t)n * cols;
+    float *nd = g3_realloc(a->data, (a->n + 1) * one * sizeof(float));
+    if (!nd) { r->failed = 1; return; }
+    a->data = nd;
+    memcpy(a->data + a->n * one, rows, one * sizeof(float));
+    a->n++;
+}
+
+void cli_vision_rec_free(CliVisRec *r) {
+    for (int i = 0; i < r->narr; i++) free(r->arr[i].data);
+    free(r->arr);
+    memset(r, 0, sizeof *r);
+}

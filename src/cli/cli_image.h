@@ -1,0 +1,64 @@
+// cli_image.h: --image FILE on the commands that run the model over a prompt (forward,
+// generate, trace, analyze): decode and encode each image through the vision tower
+// (vision/vision.h), put the soft tokens at the prompt's placeholder runs, and, for text
+// prompts, write those runs where the text says "<start_of_image>" (images first when it
+// says nowhere), as Hugging Face's Gemma3Processor does.
+#ifndef G3_CLI_IMAGE_H
+#define G3_CLI_IMAGE_H
+
+#include "cli.h"
+#include "model/forward.h"
+#include "tokenizer/tokenizer.h"
+#include "vision/vision.h"
+
+#define CLI_IMAGE_OPT(list) \
+    {"--image", OPT_LIST, &(list), "a PNG or JPEG image for the prompt's next image run (repeat for several, in prompt order)"}
+
+typedef struct {
+    G3Vision v;
+    int loaded;     // the tower is loaded (images were given)
+    int has_cfg;    // v.cfg holds the model's vision config (a vision model)
+    int n;          // images encoded
+    float **soft;   // [n][tokens * C]
+    double seconds; // encoding time, all images
+} CliImages;
+
+// Loads the vision tower of m when files are given and encodes each (exact: f32 products),
+// else reads only the vision config of a multimodal model (to check prompts). 0 or -1 (the
+// message names the file: unreadable, not PNG/JPEG, truncated, too large; or the model: no
+// vision tower).
+// hook (may be NULL) sees the tower's sites of every image (vision.h G3VisionHook).
+int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, G3VisionHook hook, void *hook_ctx);
+// Checks the placeholder runs of ids[n] against the images (same count; none without images)
+// and registers the soft tokens with slot 0 of s, which reads ids from position 0. 0 or -1.
+int cli_images_attach(CliImages *ci, G3State *s, const int32_t *ids, int n);
+// Rows per forward call that keep every run of ids[n] whole: n when there are images, else def.
+int cli_images_rows(const CliImages *ci, int n, int def);
+// Text with images -> ids: text is cut at each "<start_of_image>" (with none, the images come
+// first), the pieces encoded (add_bos, parse_special as g3_tok_encode) and each image's run
+// written between "\n\n"s. The count of markers must equal the images'. -1 or the count.
+int cli_images_encode_text(const CliImages *ci, const G3Tokenizer *tok, const char *text, int add_bos, int parse_special, int32_t **ids);
+void cli_images_free(CliImages *ci);
+
+// The tower's hook sites for `trace` (named like the text model's): vision.hook_embed,
+// vision.blocks.{i}.hook_resid_post, vision.hook_post_norm, vision.hook_soft_tokens; each
+// recorded array is [images, rows, cols].
+typedef struct {
+    char name[64];
+    int rows, cols, n;  // n images so far
+    float *data;        // [n][rows][cols]
+} CliVisArr;
+typedef struct {
+    const char *const *pats;
+    int npat;
+    CliVisArr *arr;
+    int narr;
+    int failed;  // out of memory while recording
+} CliVisRec;
+// A G3VisionHook that records the sites matching r->pats.
+void cli_vision_record(void *r, const char *what, int layer, const float *rows, int n, int cols);
+// Whether a --hooks pattern is for the tower ("vision." ...).
+int cli_vision_pattern(const char *pattern);
+void cli_vision_rec_free(CliVisRec *r);
+
+#endif

@@ -1,0 +1,138 @@
+// vision.h: Gemma 3's image input (issue 23). A SigLIP vision tower turns an image into
+// patch embeddings, the multimodal projector pools them to mm_tokens_per_image soft tokens in
+// the text model's width, and the text model reads those in place of the image's placeholder
+// run (<start_of_image>, mm_tokens_per_image image tokens, <end_of_image>), with bidirectional
+// attention inside the run (model/forward.h g3_state_add_image).
+//
+//   vconfig.c     the vision part of config.json (+ preprocessor_config.json)
+//   vmodel.c      the tower's and projector's tensors from the model's weight source
+//   preprocess.c  an RGB8 picture -> normalized pixels, as Gemma3ImageProcessor
+//   encoder.c     SigLIP: patch embedding, position embeddings, pre-norm blocks, post norm
+//   projector.c   average pool, soft-embedding RMSNorm, input projection
+//   vops.c        the row-wise ops the tower needs that the text model does not (LayerNorm
+//                 with bias, bias add, plain GELU): scalar, host memory
+//   prompt.c      placeholder runs in token ids: find, expand, check against the images
+//
+// Matrix work goes through the backend's linear and gemm; the row-wise ops read host memory,
+// so the tower runs on a backend whose buffers are host memory (the CPU) and says so elsewhere.
+#ifndef G3_VISION_H
+#define G3_VISION_H
+
+#include <stdint.h>
+
+#include "../backend/backend.h"
+#include "../io/image.h"
+#include "../io/safetensors.h"
+#include "../model/forward.h"
+#include "../model/model.h"
+#include "../tokenizer/tokenizer.h"
+
+typedef struct {
+    int hidden;          // D: the tower's width (1152 for 4B+)
+    int inter;           // FF: its MLP width (4304)
+    int layers;          // LV: encoder layers (27)
+    int heads;           // NHV: attention heads (16); head width D / NHV
+    int image_size;      // S: the square input (896)
+    int patch;           // P: patch side (14); NP = (S / P)^2 patches
+    float eps;           // LayerNorm eps, also the soft-embedding RMSNorm's
+    int act_erf;         // 1: exact gelu, 0: tanh form (gelu_pytorch_tanh)
+    int tokens;          // mm_tokens_per_image (256): soft tokens per image
+    int image_token;     // image_token_index (262144): the placeholder id
+    int boi, eoi;        // <start_of_image> / <end_of_image> ids (255999 / 256000)
+    int text_hidden;     // C: the text model's width (the projection's output)
+    // preprocessing (preprocessor_config.json, else the processor's defaults)
+    float mean[3], std[3];
+    double rescale;      // 1/255
+} G3VisionConfig;
+
+// Reads the vision part of the config.json in dir (or the file itself when dir ends in .json):
+// 0, 1 when the config has no vision_config (a text-only model), -1 on a bad field (named).
+int g3_vision_config_load(G3VisionConfig *vc, const char *dir);
+int g3_vision_config_parse(G3VisionConfig *vc, const char *text, size_t len, const char *name);
+// Reads preprocessor_config.json in dir when there is one (image_mean, image_std,
+// rescale_factor, size); defaults otherwise. 0 or -1.
+int g3_vision_preproc_load(G3VisionConfig *vc, const char *dir);
+// Patches per side, patches, and the pooling kernel (patches per soft token per side).
+static inline int g3_vision_side(const G3VisionConfig *vc) { return vc->image_size / vc->patch; }
+static inline int g3_vision_patches(const G3VisionConfig *vc) { return g3_vision_side(vc) * g3_vision_side(vc); }
+
+typedef struct {
+    G3Weight q, k, v, o, fc1, fc2;          // [D, D] x4, [FF, D], [D, FF] as stored
+    float *qb, *kb, *vb, *ob, *fc1b, *fc2b;  // biases, f32
+    float *ln1w, *ln1b, *ln2w, *ln2b;        // LayerNorms, f32 [D]
+} G3VisionLayer;
+
+typedef struct {
+    G3VisionConfig cfg;
+    G3Weight patch;            // [D, 3 * P * P]: the patch convolution as a matrix (c, y, x order)
+    float *patch_b;            // [D]
+    float *pos;                // [NP, D] position embeddings, f32
+    G3VisionLayer *layer;      // [LV]
+    float *post_w, *post_b;    // [D]
+    float *soft_norm;          // [D] mm_soft_emb_norm (Gemma's 1 + w applied by the op)
+    float *proj;               // [D, C] mm_input_projection_weight, f32 (x . W, not W^T)
+    int64_t nparams;
+    void *owned;               // f32 copies (one allocation list)
+    int aligned;               // owned blocks come from g3_malloc_aligned (g3_vision_random)
+} G3Vision;
+
+// Loads the tower and projector of a loaded model from its weight source, under each name
+// the Hub and transformers use (vision_tower.vision_model., vision_tower., model.vision_tower.
+// [vision_model.]; multi_modal_projector., model.multi_modal_projector.). 0, 1 when the model
+// has none (no vision_config: a text-only model; message set naming the folder), -1 on a
+// missing tensor or wrong shape (named).
+int g3_vision_load(G3Vision *v, const G3Model *m);
+void g3_vision_free(G3Vision *v);
+
+// Hook sites of the tower, called with host rows (ctx, what, layer, rows[n][cols]): what is
+// "embed" (patch + position), "resid_post" (after block layer), "post_norm", "soft_tokens".
+typedef void (*G3VisionHook)(void *ctx, const char *what, int layer, const float *rows, int n, int cols);
+
+// The tower: px [3, S, S] normalized pixels -> out [NP, D] (after the post LayerNorm).
+int g3_vision_encode(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const float *px, float *out, G3VisionHook hook,
+                     void *hook_ctx);
+// The projector: vis [NP, D] -> soft [tokens, C].
+int g3_vision_project(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const float *vis, float *soft);
+// Both, from a decoded picture: soft [tokens, C].
+int g3_vision_embed_image(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const G3Image *im, float *soft,
+                          G3VisionHook hook, void *hook_ctx);
+
+// The processor's resize of RGB8 in [ih][iw][3] to out [oh][ow][3]: torchvision's antialiased
+// bilinear on uint8 (Pillow's filter, int16 weights; see preprocess.c).
+int g3_image_resize(uint8_t *out, int ow, int oh, const uint8_t *in, int iw, int ih);
+// im -> px [3, S, S]: resize to S x S, rescale, normalize.
+int g3_vision_pixels(const G3VisionConfig *vc, float *px, const G3Image *im);
+
+// ---- random towers (vinit.c) ----
+// SigLIP So400m/14 at 896 pixels with 256 soft tokens: the tower of Gemma 3 4B, 12B and 27B.
+void g3_vision_preset(G3VisionConfig *vc, int text_hidden);
+// A random tower + projector of shape vc in memory, matrices of type dt (vectors f32). 0 or -1.
+int g3_vision_random(G3Vision *v, const G3VisionConfig *vc, G3DType dt, uint64_t seed, float std);
+// Adds v's tensors to a checkpoint being written, under the Hub's names (the writer reads
+// them at its write: keep v alive until then). 0 or -1.
+int g3_vision_write(const G3Vision *v, STWriter *w);
+// Rewrites the text model's config.json at path as a Gemma3ForConditionalGeneration config
+// (the text config nested, vision_config and the image ids beside it). 0 or -1.
+int g3_vision_config_wrap(const char *path, const G3VisionConfig *vc);
+
+// ---- prompts (prompt.c) ----
+// The positions where each image's run of vc->tokens image tokens starts in ids[n]; *count
+// gets the number of runs. A run must be exactly vc->tokens image tokens long (a shorter or
+// longer one is refused, naming its position). starts has room for max entries. 0 or -1.
+int g3_vision_find_runs(const G3VisionConfig *vc, const int32_t *ids, int n, int *starts, int max, int *count);
+// Replaces each <start_of_image> in ids that is not already followed by image tokens with the
+// full run (boi, tokens x image_token, eoi), as the processor does to its text. out has room
+// for cap ids; *nout gets the length. 0 or -1.
+int g3_vision_expand(const G3VisionConfig *vc, const int32_t *ids, int n, int32_t *out, int cap, int *nout);
+// Registers images with a state (forward.h g3_state_add_image): the i-th placeholder run of
+// ids[n], which slot seq reads from position pos0, takes soft[i] ([tokens][C], kept alive by
+// the caller). The number of runs must equal nimages (the message says which is more).
+int g3_vision_attach(const G3VisionConfig *vc, G3State *s, int seq, int pos0, const int32_t *ids, int n, float *const *soft, int nimages);
+// Text with nimages images -> ids, as Gemma3Processor writes them: the text is cut at each
+// "<start_of_image>" (with none, the images come first), the pieces encoded (add_bos,
+// parse_special as g3_tok_encode), each image's run written between "\n\n"s. The count of
+// markers must equal nimages. The count of ids (malloc'd *out), or -1.
+int g3_vision_encode_text(const G3VisionConfig *vc, const G3Tokenizer *tok, const char *text, int nimages, int add_bos, int parse_special,
+                          int32_t **out);
+
+#endif
