@@ -62,6 +62,27 @@ typedef struct {
     int want_scores, want_pattern;
 } G3AttnHook;
 
+// A block-structured attention mask for the batch attention (Set Block Decoding's training
+// layout, train/sbd.h): per row t of a sequence (the same for every sequence of the batch), its
+// position pos[t], its block block[t] and whether it is a row of the noisy copy. Query q sees
+// key k iff the window allows it (window <= 0, or pos[q] - pos[k] < window: by position) and
+//   clean q, clean k: pos[k] <= pos[q]           (causal)
+//   noisy q, noisy k: block[k] == block[q]       (its own block, both ways)
+//   noisy q, clean k: block[k] < block[q]        (strictly earlier blocks)
+//   clean q, noisy k: never
+// Every row sees itself, so no row is empty. All rows clean with pos[t] = t is causal attention.
+typedef struct {
+    const int32_t *pos;    // [T]
+    const int32_t *block;  // [T]
+    const uint8_t *noisy;  // [T] 1: noisy row, 0: clean row
+} G3AttnMask;
+
+static inline int g3_attn_mask_sees(const G3AttnMask *m, int q, int k, int window) {
+    if (window > 0 && m->pos[q] - m->pos[k] >= window) return 0;
+    if (!m->noisy[q]) return !m->noisy[k] && m->pos[k] <= m->pos[q];
+    return m->noisy[k] ? m->block[k] == m->block[q] : m->block[k] < m->block[q];
+}
+
 typedef struct G3Backend G3Backend;
 struct G3Backend {
     const char *name;  // "cpu", "cuda": used in messages
@@ -157,6 +178,19 @@ struct G3Backend {
     // Appends the rows' keys and values to their slots (rings keep the newest cap positions).
     void (*kv_append)(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k,
                       const float *v);
+
+    // ---- optional: Set Block Decoding (train/sbd.h, gen/sbd.h); NULL: not supported here ----
+    // attention / attention_backward under a block mask (above) instead of causal.
+    int (*attention_masked)(G3Backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                            const G3AttnMask *mask, int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap);
+    int (*attention_masked_backward)(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                     const float *k, const float *v, const float *lse, const G3AttnMask *mask, int B, int T,
+                                     int NH, int NKV, int HD, int window, float scale, float softcap);
+    // A block of rows (one segment, positions pos0 .. pos0 + n - 1 of its slot) that sees the
+    // slot's cached positions [0, pos0) and every row of the block, both ways (inside the window
+    // by position): SBD's decoding step. Nothing is appended.
+    int (*attention_cache_block)(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *seg,
+                                 const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap);
 
     // ---- optional: what a device backend adds (NULL on the CPU; callers fall back) ----
     // Host memory that copies to and from this backend are fastest with (page-locked for a

@@ -12,6 +12,7 @@
 #include "gen/generate.h"
 #include "gen/prompts.h"
 #include "cli_image.h"
+#include "gen/sbd.h"
 #include "gen/textstream.h"
 
 static volatile int interrupted = 0;
@@ -58,12 +59,42 @@ static int on_token_one(void *ctx, int i, int32_t id, G3StopReason *why) {
     return 0;
 }
 
+// --sbd: Set Block Decoding (gen/sbd.h) of one prompt, greedy within the Entropy-Bounded
+// sampler; the ids (or text) as below, the forward passes (NFE) on stderr.
+static int generate_sbd(const G3Model *m, const G3Tokenizer *tok, const int32_t *ids, int T, int max_tokens, long block, double gamma,
+                        int exact, int print_ids, int quiet, int raw_ids) {
+    int mask_id = tok ? g3_tok_id_of(tok, "<mask>") : G3_SBD_MASK_ID;
+    if (mask_id < 0) return cli_fail("generate", "--sbd: the tokenizer has no <mask> token");
+    int32_t stop_ids[2] = {tok ? g3_tok_eos(tok) : m->cfg.eos, tok ? g3_tok_end_of_turn(tok) : -1};
+    G3SbdOptions o = {.block = (int)block, .gamma = gamma, .mask_id = mask_id, .max_tokens = max_tokens, .stop_ids = stop_ids,
+                      .nstop = raw_ids && !tok ? 0 : stop_ids[1] >= 0 ? 2 : 1, .fast = !exact};
+    G3SbdResult r;
+    if (g3_sbd_generate(m, ids, T, &o, &r)) return cli_fail("generate", "--sbd: %s", g3_error());
+    if (tok && !print_ids) {
+        size_t len;
+        char *text = g3_tok_decode(tok, r.ids, r.n, 1, &len);
+        if (text) { fwrite(text, 1, len, stdout); printf("\n"); }
+        free(text);
+    } else {
+        for (int i = 0; i < r.n; i++) printf("%s%d", i ? "," : "", r.ids[i]);
+        printf("\n");
+    }
+    fflush(stdout);
+    if (!quiet)
+        fprintf(stderr, "generate: sbd: %d prompt tokens, %d new in %d forward passes (nfe %d; %.2f tokens per pass), block %ld, gamma %g, %.3f s%s\n",
+                T, r.n, r.nfe, r.nfe, r.nfe ? (double)r.n / r.nfe : 0.0, block, gamma, r.seconds, r.stopped ? " (stop token)" : "");
+    free(r.ids);
+    return 0;
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *dir = NULL, *adapter_dir = NULL, *ids_s = NULL, *text = NULL, *tok_path = NULL, *system = NULL, *prompts_file = NULL, *out_dir = NULL,
                *sample_out = NULL;
     CliList stop_opt = {{0}}, images = {{0}};
     long max_tokens = 256, threads = 0, ctx = 0, batch = 8;
-    int print_ids = 0, exact = 0, chat = 0, resume = 0, quiet = 0;
+    int print_ids = 0, exact = 0, chat = 0, resume = 0, quiet = 0, sbd = 0;
+    long sbd_block = 16;
+    double sbd_gamma = 0.35;
     CliSampling cs = CLI_SAMPLING_INIT;
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
@@ -76,6 +107,9 @@ int cmd_generate(int argc, char **argv) {
         {"--stop", OPT_LIST, &stop_opt, CLI_STOP_HELP},
         CLI_SAMPLING_OPTS(cs),
         {"--print-ids", OPT_FLAG, &print_ids, "print the new ids, comma-separated, on the last line"},
+        {"--sbd", OPT_FLAG, &sbd, "Set Block Decoding (a model trained with --objective sbd): blocks of --block tokens, greedy, forward passes on stderr (docs/sbd.md)"},
+        {"--block", OPT_INT, &sbd_block, "--sbd: tokens a block", 1, 4096},
+        {"--gamma", OPT_FLOAT, &sbd_gamma, "--sbd: entropy bound (nats) of the tokens revealed together (0: one a pass)"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--prompts-file", OPT_STR, &prompts_file, "JSON {category: {subcategory: [prompts]}}, a JSON list, or one prompt a line"},
         {"--out-dir", OPT_STR, &out_dir, "results folder for --prompts-file"},
@@ -99,6 +133,10 @@ int cmd_generate(int argc, char **argv) {
     if (cli_model_or_default("generate", &dir)) return 1;
     if (!!ids_s + !!text + !!prompts_file != 1) return cli_fail("generate", "give exactly one of --prompt, --ids and --prompts-file");
     if (prompts_file && !out_dir) return cli_fail("generate", "--prompts-file needs --out-dir");
+    if (sbd && prompts_file) return cli_fail("generate", "--sbd decodes one prompt (--prompt or --ids), not a --prompts-file");
+    if (sbd && images.n) return cli_fail("generate", "--sbd does not take --image (set block decoding of text only, for now)");
+    if (!sbd && (cli_given("--block") || cli_given("--gamma"))) return cli_fail("generate", "--block and --gamma are options of --sbd");
+    if (sbd && !(sbd_gamma >= 0 && sbd_gamma < 1e30)) return cli_fail("generate", "--gamma must be a number >= 0, not %g", sbd_gamma);
     if (ids_s && chat) return cli_fail("generate", "--chat needs text (--prompt or --prompts-file), not --ids");
     // options that would be silently ignored
     if (system && !chat) return cli_fail("generate", "--system is the chat format's system message: it needs --chat");
@@ -115,6 +153,7 @@ int cmd_generate(int argc, char **argv) {
     if (cli_stops(&stop_opt, stops)) return cli_fail("generate", "%s", g3_error());
     const int nstops = stop_opt.n;
     cli_set_threads(threads);
+    if (sbd && !cli_device) cli_device = "cpu";  // set block decoding runs on the CPU backend only (for now)
     G3SamplerConfig sc;
     G3Model m;
     if (cli_sampling_resolve(&cs, dir, &sc) || cli_model_load(&m, dir, adapter_dir)) {
@@ -162,6 +201,10 @@ int cmd_generate(int argc, char **argv) {
     }
     if (T < 0) { cli_fail("generate", "%s", g3_error()); goto out; }
     if (T == 0) { cli_fail("generate", "empty prompt"); goto out; }
+    if (sbd) {
+        rc = generate_sbd(&m, tok, ids, T, (int)max_tokens, sbd_block, sbd_gamma, exact, print_ids, quiet, ids_s != NULL);
+        goto out;
+    }
     if (ctx == 0) ctx = G3_MIN((long)m.cfg.max_pos, T + max_tokens);
     if (T >= ctx) { cli_fail("generate", "prompt of %d tokens does not fit the context of %ld (the model's maximum is %d)", T, ctx, m.cfg.max_pos); goto out; }
     G3State *s = g3_state_new(&m, 1, (int)ctx, cli_images_rows(&ci, T, G3_MIN(T, 512)), !exact, NULL);

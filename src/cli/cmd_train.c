@@ -34,6 +34,7 @@
 #include "train/rank1.h"
 #include "train/relora.h"
 #include "train/rundir.h"
+#include "train/sbd.h"
 #include "train/schedule.h"
 #include "train/train.h"
 
@@ -49,6 +50,8 @@ typedef struct {
     int examples;  // --data is JSONL examples (examples.h), not a text stream
     int dpo;       // --objective dpo: micro-batches of --batch preference pairs (2 x batch sequences)
     int cls;       // --objective classify: a head on the last token (lora.c)
+    int sbd;       // --objective sbd: Set Block Decoding's doubled layout (train/sbd.h)
+    long sbd_kmin, sbd_kmax;
 } Args;
 
 // The run's settings as JSON, stored in the checkpoint. Keys listed in MAY_CHANGE may differ
@@ -73,6 +76,8 @@ static char *run_json(const Args *a, const G3Config *c, int64_t ntrain, int64_t 
              a->decay_embed, a->std, a->init ? a->init : a->model, (long long)ntrain, (long long)nval, a->steps, a->eval_every,
              a->eval_batches, a->save_every, a->threads, a->log_every, a->save_dtype, a->ckpt_act, a->matmul, a->examples, a->lora ? a->lora : "", a->objective, a->beta,
              a->relora_every, a->relora_prune, a->relora_rewarm, a->relora_warm, a->rank1 ? a->rank1 : "");
+    size_t at = strlen(buf);
+    if (a->sbd) snprintf(buf + at - 1, 8192 - at + 1, ", \"sbd_block_min\": %ld, \"sbd_block_max\": %ld}", a->sbd_kmin, a->sbd_kmax);
     return buf;
 }
 
@@ -206,12 +211,18 @@ static double eval_cls(G3TrainModel *tm, G3TrainCtx *ctx, const G3Examples *ex, 
 }
 
 static double eval_loss(G3TrainModel *tm, G3TrainCtx *ctx, const uint32_t *tok, int64_t n, const G3Examples *ex, const Args *a,
-                        int32_t *in, int32_t *tg) {
+                        int32_t *in, int32_t *tg, G3Sbd *sbd, int32_t *in2, int32_t *tg2) {
     double s = 0;
     for (long k = 0; k < a->eval_batches; k++) {
         if (ex) g3_examples_val_batch(ex, (int)a->batch, (int)a->seq, k, in, tg);
         else g3_data_val_batch(tok, n, (int)a->batch, (int)a->seq, k, in, tg);
-        s += g3_train_loss(tm, ctx, in, tg);
+        if (sbd) {  // nothing masked: the clean half's next-token loss, exactly the causal model's
+            g3_sbd_batch(sbd, 0, k, 0, in, tg, (int)a->batch, 0.0, in2, tg2);
+            if (g3_train_ctx_set_mask(ctx, &sbd->mask)) return NAN;
+            s += g3_train_loss(tm, ctx, in2, tg2);
+        } else {
+            s += g3_train_loss(tm, ctx, in, tg);
+        }
     }
     return s / (double)a->eval_batches;
 }
@@ -341,6 +352,8 @@ typedef struct {
     int32_t *in, *tg;     // [B*T] batch buffers ([2B*T] for DPO)
     G3DpoStats dpo;       // DPO: the last step's statistics (means over its micro-batches)
     G3Rank1 *r1;          // --rank1 svd|random: the linear weights' rank-1 updates, or NULL
+    G3Sbd *sbd;           // --objective sbd: the layout, and the doubled batch [B*2T]
+    int32_t *in2, *tg2;
 } Loop;
 
 // One optimizer step: the micro-batches' forward/backward passes, then the AdamW update.
@@ -401,7 +414,14 @@ static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, 
         else if (g3_examples_batch(L->ex, (int)a->batch, (int)a->seq, (uint64_t)a->seed, (step * a->accum + mi) * a->batch, L->in, L->tg))
             return STEP_FAILED;
         g3_error_clear();
-        double l = g3_train_forward_backward(L->tm, L->ctx, L->in, L->tg, (float)(1.0 / (double)a->accum));
+        const int32_t *fin = L->in, *ftg = L->tg;
+        if (L->sbd) {  // [clean ; noisy copy], this step's block size and masks
+            g3_sbd_batch(L->sbd, (uint64_t)a->seed, step, mi, L->in, L->tg, (int)a->batch, -1.0, L->in2, L->tg2);
+            if (g3_train_ctx_set_mask(L->ctx, &L->sbd->mask)) return STEP_FAILED;
+            fin = L->in2;
+            ftg = L->tg2;
+        }
+        double l = g3_train_forward_backward(L->tm, L->ctx, fin, ftg, (float)(1.0 / (double)a->accum));
         if (isnan(l) && g3_error_is_set()) return STEP_FAILED;
         *loss += l / (double)a->accum;
     }
@@ -428,7 +448,7 @@ int cmd_train(int argc, char **argv) {
     Args a = {.schedule = "cosine", .optim = "adamw", .save_dtype = "f32", .matmul = "f32", .steps = 1000, .batch = 8,
               .seq = 256, .accum = 1, .warmup = 100, .eval_every = 100, .eval_batches = 8, .save_every = 200, .seed = 1,
               .log_every = 1, .lr = 6e-4, .min_lr_ratio = 0.1, .wd = 0.1, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .clip = 1.0, .val_frac = 0.05, .std = 0.02,
-              .objective = "lm", .beta = 0.1, .relora_prune = 0.99, .relora_rewarm = 50};
+              .objective = "lm", .beta = 0.1, .relora_prune = 0.99, .relora_rewarm = 50, .sbd_kmin = 2, .sbd_kmax = 16};
     CliOpt opts[] = {
         {"--init", OPT_STR, &a.init, "train from scratch: 270m, 1b, 4b, 12b, 27b, tiny, stories (TinyStories on a CPU), or a config.json"},
         {"--model", OPT_STR, &a.model, "fine-tune this model folder instead"},
@@ -441,7 +461,7 @@ int cmd_train(int argc, char **argv) {
         {"--steps", OPT_INT, &a.steps, "optimizer steps in all (may be raised to continue a finished run)", 1, 1L << 40},
         {"--epochs", OPT_INT, &a.epochs, "JSONL data: passes over the examples (sets --steps = ceil(epochs * examples / (batch * accum)); 0: use --steps)", 0, 1L << 30},
         {"--batch", OPT_INT, &a.batch, "sequences per micro-batch (B; --objective dpo: preference pairs)", 1, 1 << 20},
-        {"--objective", OPT_STR, &a.objective, "lm (next-token cross-entropy), dpo (preference pairs; needs --lora: the reference is the base with the adapter off), or classify ({\"text\"|\"ids\", \"label\"}; needs --lora: a head on the last token, saved with the adapter)"},
+        {"--objective", OPT_STR, &a.objective, "lm (next-token cross-entropy), sbd (Set Block Decoding: next-token loss + masked blocks, docs/sbd.md), dpo (preference pairs; needs --lora: the reference is the base with the adapter off), or classify ({\"text\"|\"ids\", \"label\"}; needs --lora: a head on the last token, saved with the adapter)"},
         {"--beta", OPT_FLOAT, &a.beta, "--objective dpo: the DPO temperature beta"},
         {"--relora-every", OPT_INT, &a.relora_every, "ReLoRA (with --lora): merge the adapter into the base (held in f32) and start a fresh one every N steps (0: off; docs/lora.md)", 0, 1L << 40},
         {"--relora-prune", OPT_FLOAT, &a.relora_prune, "ReLoRA: fraction of the adapter's AdamW moments (smallest magnitudes) zeroed at each merge (1: reset)"},
@@ -449,6 +469,8 @@ int cmd_train(int argc, char **argv) {
         {"--relora-warm-start", OPT_INT, &a.relora_warm, "ReLoRA: train every weight (full rank, adapter off) for the first STEPS steps", 0, 1L << 40},
         {"--rank1", OPT_STR, &a.rank1, "dynamic rank-1 updates of every linear weight: svd|random|lora[,every=T][,iters=2][,keep] (GaLore / Flora / COLA with rank 1; docs/lora.md)"},
         {"--erank", OPT_INT, &a.erank, "log the effective rank of each layer's total update W_t - W_0 every N steps and at the end (0: never; an eigen-decomposition per weight: small models)", 0, 1L << 40},
+        {"--sbd-block-min", OPT_INT, &a.sbd_kmin, "--objective sbd: smallest block size drawn each step", 1, 1 << 20},
+        {"--sbd-block-max", OPT_INT, &a.sbd_kmax, "--objective sbd: largest block size drawn each step", 1, 1 << 20},
         {"--seq", OPT_INT, &a.seq, "tokens per sequence (T)", 1, 1 << 20},
         {"--accum", OPT_INT, &a.accum, "micro-batches accumulated per step", 1, 1 << 20},
         {"--lr", OPT_FLOAT, &a.lr, "peak learning rate"},
@@ -482,7 +504,9 @@ int cmd_train(int argc, char **argv) {
     a.examples = g3_examples_is(a.data);
     a.dpo = !strcmp(a.objective, "dpo");
     a.cls = !strcmp(a.objective, "classify");
-    if (!a.dpo && !a.cls && strcmp(a.objective, "lm")) return cli_fail(CMD, "--objective must be lm, dpo or classify, not '%s'", a.objective);
+    a.sbd = !strcmp(a.objective, "sbd");
+    if (!a.dpo && !a.cls && !a.sbd && strcmp(a.objective, "lm")) return cli_fail(CMD, "--objective must be lm, sbd, dpo or classify, not '%s'", a.objective);
+    if (a.sbd_kmin > a.sbd_kmax) return cli_fail(CMD, "--sbd-block-min %ld exceeds --sbd-block-max %ld", a.sbd_kmin, a.sbd_kmax);
     if (a.cls && (!a.lora || !a.examples))
         return cli_fail(CMD, "--objective classify needs --lora and JSONL examples {\"text\" or \"ids\", \"label\"} as --data");
     if (a.batch > 1024 && (a.cls || a.dpo)) return cli_fail(CMD, "--objective %s: --batch at most 1024", a.objective);
@@ -564,7 +588,8 @@ int cmd_train(int argc, char **argv) {
     double peak = 0;  // the card's bf16 peak, FLOP/s, for the MFU (0: unknown)
     G3CkptInfo info = {0};
     char *rj = NULL;
-    int32_t *in = NULL, *tg = NULL;
+    int32_t *in = NULL, *tg = NULL, *in2 = NULL, *tg2 = NULL;
+    G3Sbd sbd = {0};
     FILE *mf = NULL;
     struct sigaction old_int, old_term;
     int handlers = 0;
@@ -676,9 +701,25 @@ int cmd_train(int argc, char **argv) {
     if (tm.hybrid) g3_hybrid_set_full_rank(&tm, &opt, start < a.relora_warm);  // the phase of the next step
     int64_t act = 0, act_other;
     const long rows = a.dpo ? 2 * a.batch : a.batch;  // sequences a micro-batch
-    if (cli_train_backend(&be, a.lora ? 1 : a.dpo || a.cls || rank1 ? 2 : 0, CMD) || (rank1 && be && g3_errorf("--rank1 runs on the CPU for now (--device cpu)")) ||
-        !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)a.seq, a.ckpt_act, &act)) || g3_train_ctx_resident(ctx))
+    const long ctx_t = a.sbd ? 2 * a.seq : a.seq;      // rows a sequence: SBD doubles them
+    if (cli_train_backend(&be, a.lora ? 1 : a.dpo || a.cls || rank1 || a.sbd ? 2 : 0, CMD) || (rank1 && be && g3_errorf("--rank1 runs on the CPU for now (--device cpu)")) ||
+        !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)ctx_t, a.ckpt_act, &act)) || g3_train_ctx_resident(ctx))
         goto fail;
+    if (a.sbd) {
+        // <mask>: the tokenizer's, else Gemma 3's id
+        G3Tokenizer *mt = tokp ? g3_tok_load(tokp) : NULL;
+        int mask_id = mt ? g3_tok_id_of(mt, "<mask>") : G3_SBD_MASK_ID;
+        g3_tok_free(mt);
+        if (tokp && !mt) goto fail;
+        if (mask_id < 0 || mask_id >= cfg.vocab) {
+            g3_errorf("--objective sbd: the tokenizer has no <mask> token inside the model's vocabulary of %d (id %d)", cfg.vocab, mask_id);
+            goto fail;
+        }
+        if (g3_sbd_init(&sbd, (int)a.seq, (int)a.sbd_kmin, (int)a.sbd_kmax, mask_id)) goto fail;
+        if (!(in2 = g3_malloc(sizeof *in2 * 2 * (size_t)(rows * a.seq))) || !(tg2 = g3_malloc(sizeof *tg2 * 2 * (size_t)(rows * a.seq)))) goto fail;
+        fprintf(stderr, "train: set block decoding: <mask> id %d, blocks of %ld..%ld, rows [clean ; noisy] of 2 x %ld\n", mask_id,
+                a.sbd_kmin, a.sbd_kmax, a.seq);
+    }
     g3_train_ctx_set_bf16(ctx, bf16);
     if (be) {
         size_t fb = 0, tb = 0;
@@ -690,7 +731,7 @@ int cmd_train(int argc, char **argv) {
     if (bf16 && !be)
         fprintf(stderr, "train: matrix products in bf16 (f32 sums, weights, gradients and optimizer state)%s\n",
                 g3_gemm_bf16_native() ? "" : "; this CPU has no AVX512-BF16: they round as in bf16, at the f32 rate");
-    act_other = g3_train_ctx_bytes(&tm, (int)rows, (int)a.seq, !a.ckpt_act);  // the other mode's, sized only
+    act_other = g3_train_ctx_bytes(&tm, (int)rows, (int)ctx_t, !a.ckpt_act);  // the other mode's, sized only
     int64_t np = tm.n;
     fprintf(stderr, "train: %lld parameters (%s %d x %d, vocab %d); %lld train / %lld val %s; %ld x %ld x %ld tokens a step\n",
             (long long)np, a.init ? a.init : a.model, cfg.layers, cfg.hidden, cfg.vocab, (long long)ntrain, (long long)nval,
@@ -744,7 +785,7 @@ int cmd_train(int argc, char **argv) {
         sch.restart_every = a.relora_every > 0 ? a.relora_every : (int64_t)1 << 62;
         sch.restart_warmup = a.relora_rewarm;
     }
-    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg, {0}, rank1 ? &r1 : NULL};
+    Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg, {0}, rank1 ? &r1 : NULL, a.sbd ? &sbd : NULL, in2, tg2};
     int tty = isatty(2);
     double t_start = g3_now(), loss = NAN, last_loss = NAN;
     int64_t saved = start, done_steps = start;  // the last committed checkpoint's step; steps completed
@@ -790,7 +831,7 @@ int cmd_train(int argc, char **argv) {
         if ((a.eval_every > 0 && s1 % a.eval_every == 0) || s1 == a.steps) {
             val = a.dpo   ? eval_dpo(&tm, ctx, &vex, &a, in, tg, &val_acc)
                   : a.cls ? eval_cls(&tm, ctx, &vex, &a, in, &val_acc)
-                          : eval_loss(&tm, ctx, val_tok, nval, a.examples ? &vex : NULL, &a, in, tg);
+                          : eval_loss(&tm, ctx, val_tok, nval, a.examples ? &vex : NULL, &a, in, tg, a.sbd ? &sbd : NULL, in2, tg2);
             if (isnan(val) && g3_error_is_set()) goto fail;
         }
         fprintf(mf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"tokens\": %lld", (long long)s1,
@@ -866,6 +907,9 @@ done:
     if (mf) fclose(mf);
     free(in);
     free(tg);
+    free(in2);
+    free(tg2);
+    g3_sbd_free(&sbd);
     if (info.run_json != rj) free(info.run_json);
     free(rj);
     g3_train_ctx_free(ctx);

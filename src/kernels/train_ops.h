@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include "../backend/backend.h"  // G3AttnMask
+
 // x[rows, C] = E[ids[r]] * scale (scale = sqrt(C), exact in f32 as the reference computes it).
 void g3_embedding_forward(float *x, const int32_t *ids, const float *E, int rows, int C, float scale);
 // dE[ids[r]] += dx[r] * scale (serial: ids repeat).
@@ -62,6 +64,27 @@ void g3_attention_backward_ref(float *dq, float *dk, float *dv, float *dkh, floa
                                const float *q, const float *k, const float *v, const float *lse,
                                int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                                float *scratch, int nthreads);
+
+// The same attention under a block mask (backend.h G3AttnMask, shared by the B sequences):
+// per (sequence, head) the full [T, T] scores as one GEMM, the masked softmax, P . V; scratch
+// [nthreads, g3_attention_masked_scratch(T)] floats. Backward recomputes P from lse.
+long g3_attention_masked_scratch(int T);
+void g3_attention_masked_forward(float *out, float *lse, const float *q, const float *k, const float *v, const G3AttnMask *mask,
+                                 int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                                 float *scratch, int nthreads);
+void g3_attention_masked_backward(float *dq, float *dk, float *dv, float *dkh, float *dvh, const float *dout,
+                                  const float *q, const float *k, const float *v, const float *lse, const G3AttnMask *mask,
+                                  int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                                  float *scratch, int nthreads);
+// Their scalar references: the direct per-row loops over the keys the mask shows
+// (scratch [nthreads, 3T]).
+void g3_attention_masked_forward_ref(float *out, float *lse, const float *q, const float *k, const float *v, const G3AttnMask *mask,
+                                     int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                                     float *scratch, int nthreads);
+void g3_attention_masked_backward_ref(float *dq, float *dk, float *dv, float *dkh, float *dvh, const float *dout,
+                                      const float *q, const float *k, const float *v, const float *lse, const G3AttnMask *mask,
+                                      int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
+                                      float *scratch, int nthreads);
 
 // GeGLU: a = act(g) * u with act = gelu (tanh approximation, or the erf form).
 void g3_geglu_forward(float *a, const float *g, const float *u, long n, int erf_form);

@@ -158,11 +158,23 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
     if (p->kv) {
         AttnHookCtx hc = {p, l};
         G3AttnHook ah = {attn_hook, &hc, g3_pass_hook_on(p, G3_HOOK_ATTN_SCORES, l), g3_pass_hook_on(p, G3_HOOK_PATTERN, l)};
-        if (be->attention_cache(be, a->att, p->kv, l, p->segs, p->nseg, a->q, a->k, a->v, NH, window, scale, c->attn_softcap,
-                                ah.want_scores || ah.want_pattern ? &ah : NULL))
+        const int nseg = p->nseg - (p->block_last != 0);  // segments that are appended
+        if (nseg > 0 && be->attention_cache(be, a->att, p->kv, l, p->segs, nseg, a->q, a->k, a->v, NH, window, scale,
+                                            c->attn_softcap, ah.want_scores || ah.want_pattern ? &ah : NULL))
             return -1;
         // after the k/v hooks and attention, so that their edits are what later tokens see
-        be->kv_append(be, p->kv, l, p->segs, p->nseg, a->k, a->v);
+        if (nseg > 0) be->kv_append(be, p->kv, l, p->segs, nseg, a->k, a->v);
+        if (p->block_last) {  // SBD: the block sees what was just appended, and itself both ways
+            const long r0 = R - p->segs[nseg].n;
+            if (G3_NEED(be, attention_cache_block) ||
+                be->attention_cache_block(be, a->att + r0 * NH * HD, p->kv, l, &p->segs[nseg], a->q + r0 * NH * HD,
+                                          a->k + r0 * NKV * HD, a->v + r0 * NKV * HD, NH, window, scale, c->attn_softcap))
+                return -1;
+        }
+    } else if (p->mask) {
+        if (G3_NEED(be, attention_masked) || be->attention_masked(be, a->att, a->lse, a->q, a->k, a->v, p->mask, p->B, p->T, NH,
+                                                                   NKV, HD, window, scale, c->attn_softcap))
+            return -1;
     } else {
         if (G3_NEED(be, attention) ||
             be->attention(be, a->att, a->lse, a->q, a->k, a->v, p->B, p->T, NH, NKV, HD, window, scale, c->attn_softcap))
@@ -293,9 +305,15 @@ int g3_layer_backward(const G3Pass *p, int l, const G3LayerActs *a, const float 
     // attention block
     be->rmsnorm_backward(be, s->tmp, grad(p, l, W_POST_ATTN_NORM), dx, a->ao, norm(m, l, W_POST_ATTN_NORM), a->rs2, R, C, 0);
     if (linear_backward(p, s->datt, 0, s->tmp, a->att, l, W_O) || lora_backward(p, s->datt, s->tmp, a->att, l, W_O)) return -1;
-    if (be->attention_backward(be, s->dq, s->dk, s->dv, s->datt, a->att, a->q, a->k, a->v, a->lse, p->B, p->T, NH, NKV, HD, window,
-                               1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap))
+    if (p->mask) {
+        if (G3_NEED(be, attention_masked_backward) ||
+            be->attention_masked_backward(be, s->dq, s->dk, s->dv, s->datt, a->q, a->k, a->v, a->lse, p->mask, p->B, p->T, NH,
+                                          NKV, HD, window, 1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap))
+            return -1;
+    } else if (be->attention_backward(be, s->dq, s->dk, s->dv, s->datt, a->att, a->q, a->k, a->v, a->lse, p->B, p->T, NH, NKV, HD,
+                                      window, 1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap)) {
         return -1;
+    }
     be->rope_backward(be, s->dq, cs, sn, R, NH, HD);
     be->rope_backward(be, s->dk, cs, sn, R, NKV, HD);
     float *dq0 = s->dq, *dk0 = s->dk;

@@ -88,6 +88,12 @@ typedef struct {
     // inference with images (vision/): [R] per row, a host row [C] that replaces the row's
     // embedding (an image's soft token: not scaled by sqrt(C)), or NULL; NULL: none
     const float *const *soft_rows;
+    // Set Block Decoding (train/sbd.h, gen/sbd.h): the batch attention under this block mask
+    // instead of causal (NULL: causal); with a KV cache, block_last = 1 makes the last segment
+    // a block of the noisy copy: it sees the cache after the call's other segments were appended
+    // and its own rows both ways, and is not appended (backend op attention_cache_block).
+    const G3AttnMask *mask;
+    int block_last;
 } G3Pass;
 
 // The f32 norm weight of tensor i as stored (no +1): the tensor's own data when it is F32,

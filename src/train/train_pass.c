@@ -46,6 +46,7 @@ struct G3TrainCtx {
     float lora_dropout;                  // g3_train_ctx_set_lora_dropout
     uint64_t lora_dropout_seed;
     const float *seq_w;  // g3_train_forward_backward_seq's weights during its call, else NULL
+    const G3AttnMask *mask;  // g3_train_ctx_set_mask's (Set Block Decoding), else NULL: causal
     // On a device backend (be->host == 0): the parameters and gradients live in device
     // buffers and the pass runs a copy of the model whose tensors point at them (dm); the ids
     // of a call are copied to d_in / d_tg, each chunk's losses back to hrowloss. Unless the
@@ -60,6 +61,8 @@ struct G3TrainCtx {
     int32_t *d_in, *d_tg;
     double *hrowloss;
 };
+
+static int rope_tables(G3TrainCtx *cx, const int32_t *pos);
 
 // Sizing and carving walk the same code: with base == NULL it only counts.
 typedef struct {
@@ -228,33 +231,49 @@ G3TrainCtx *g3_train_ctx_new_on(const G3TrainModel *tm, G3Backend *be, int B, in
     }
     cv = (Carve){cx->mem, 0};
     layout(cx, &cv);
-    // the RoPE angles of every row: positions 0..T-1 of each of the B sequences, fixed for the
-    // context's life (made on the host, then copied to a device context's buffers)
-    const int h2 = c->head_dim / 2;
+    if (rope_tables(cx, NULL)) { g3_train_ctx_free(cx); return NULL; }
+    return cx;
+}
+
+// The RoPE angles of every row: position pos[t] (t when pos is NULL) of row t of each of the
+// B sequences (made on the host, then copied to a device context's buffers). 0 or -1.
+static int rope_tables(G3TrainCtx *cx, const int32_t *pos) {
+    const G3Config *c = &cx->tm->m.cfg;
+    const int B = cx->B, T = cx->T, h2 = c->head_dim / 2;
     const size_t tab = (size_t)B * T * h2;
     float *cl = cx->cos_l, *sl = cx->sin_l, *cg = cx->cos_g, *sg = cx->sin_g, *host = NULL;
     if (cx->dev) {
-        if (!(host = g3_malloc(4 * tab * sizeof(float)))) { g3_train_ctx_free(cx); return NULL; }
+        if (!(host = g3_malloc(4 * tab * sizeof(float)))) return -1;
         cl = host, sl = host + tab, cg = host + 2 * tab, sg = host + 3 * tab;
     }
     for (int t = 0; t < T; t++) {
-        g3_rope_angles(cl + (int64_t)t * h2, sl + (int64_t)t * h2, t, c->head_dim, c->rope_local_base, c->rope_local_scale);
-        g3_rope_angles(cg + (int64_t)t * h2, sg + (int64_t)t * h2, t, c->head_dim, c->rope_global_base, c->rope_global_scale);
+        const int p = pos ? pos[t] : t;
+        g3_rope_angles(cl + (int64_t)t * h2, sl + (int64_t)t * h2, p, c->head_dim, c->rope_local_base, c->rope_local_scale);
+        g3_rope_angles(cg + (int64_t)t * h2, sg + (int64_t)t * h2, p, c->head_dim, c->rope_global_base, c->rope_global_scale);
     }
     for (int b = 1; b < B; b++) {
         const size_t n = (size_t)T * h2 * sizeof(float), o = (size_t)b * T * h2;
         memcpy(cl + o, cl, n); memcpy(sl + o, sl, n);
         memcpy(cg + o, cg, n); memcpy(sg + o, sg, n);
     }
+    int rc = 0;
     if (host) {
         G3Backend *d = cx->be;
         const size_t nb = tab * sizeof(float);
-        int rc = d->to_device(d, cx->cos_l, cl, nb) || d->to_device(d, cx->sin_l, sl, nb) || d->to_device(d, cx->cos_g, cg, nb) ||
-                 d->to_device(d, cx->sin_g, sg, nb);
+        rc = d->to_device(d, cx->cos_l, cl, nb) || d->to_device(d, cx->sin_l, sl, nb) || d->to_device(d, cx->cos_g, cg, nb) ||
+             d->to_device(d, cx->sin_g, sg, nb) ? -1 : 0;
         free(host);
-        if (rc) { g3_train_ctx_free(cx); return NULL; }
     }
-    return cx;
+    return rc;
+}
+
+int g3_train_ctx_set_mask(G3TrainCtx *cx, const G3AttnMask *mask) {
+    if (mask && (G3_NEED(cx->be, attention_masked) || G3_NEED(cx->be, attention_masked_backward))) return -1;
+    for (int t = 0; mask && t < cx->T; t++)
+        if (mask->pos[t] < 0 || mask->pos[t] >= cx->tm->m.cfg.max_pos)
+            return g3_errorf("train: attention mask: position %d of row %d outside [0, %d)", mask->pos[t], t, cx->tm->m.cfg.max_pos);
+    cx->mask = mask;
+    return rope_tables(cx, mask ? mask->pos : NULL);
 }
 
 void g3_train_ctx_free(G3TrainCtx *cx) {
@@ -290,7 +309,7 @@ static G3Pass pass(const G3TrainCtx *cx) {
                     .cos_l = cx->cos_l, .sin_l = cx->sin_l, .cos_g = cx->cos_g, .sin_g = cx->sin_g, .B = cx->B, .T = cx->T,
                     .grad = cx->grad, .lora_xa = cx->lora_xa, .lora_y = cx->lora_y, .lora_dxa = cx->lora_dxa,
                     .lora_grad = cx->tm->lora_grad, .lora_dropout = cx->lora_dropout, .lora_dropout_seed = cx->lora_dropout_seed,
-                    .lora_xd = cx->lora_xd};
+                    .lora_xd = cx->lora_xd, .mask = cx->mask};
 }
 
 // A device context that is not resident mirrors the host: the parameters (and, for a

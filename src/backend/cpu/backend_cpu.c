@@ -281,6 +281,9 @@ static G3Backend cpu = {
     .attention_workspace = cpu_attention_workspace,
     .attention_cache = g3_cpu_attention_cache,
     .kv_append = g3_cpu_kv_append,
+    .attention_masked = g3_cpu_attention_masked,
+    .attention_masked_backward = g3_cpu_attention_masked_backward,
+    .attention_cache_block = g3_cpu_attention_cache_block,
 };
 
 G3Backend *g3_backend_cpu(void) {

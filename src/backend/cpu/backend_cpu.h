@@ -15,5 +15,13 @@ int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int l
                            const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
                            const G3AttnHook *hook);
 void g3_cpu_kv_append(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k, const float *v);
+// Set Block Decoding (attn_block.c)
+int g3_cpu_attention_masked(G3Backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                            const G3AttnMask *mask, int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap);
+int g3_cpu_attention_masked_backward(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                     const float *k, const float *v, const float *lse, const G3AttnMask *mask, int B, int T,
+                                     int NH, int NKV, int HD, int window, float scale, float softcap);
+int g3_cpu_attention_cache_block(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *seg, const float *q,
+                                 const float *k, const float *v, int NH, int window, float scale, float softcap);
 
 #endif
