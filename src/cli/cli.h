@@ -24,6 +24,7 @@ int cmd_merge(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_sae(int argc, char **argv);
 int cmd_capacity(int argc, char **argv);
+int cmd_sbd(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);

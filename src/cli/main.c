@@ -38,6 +38,7 @@ static const struct {
     {"sae", cmd_sae, "sparse autoencoder features of a prompt (Gemma Scope), spliced-in loss, steering; sae train"},
     {"merge", cmd_merge, "merge a PEFT LoRA adapter into a model's weights; write a Hub folder"},
     {"capacity", cmd_capacity, "memorization capacity in bits per parameter (Morris et al. 2025): one cell or a grid; HTML report"},
+    {"sbd", cmd_sbd, "Set Block Decoding experiment (Gat et al. 2025): NTP vs SBD training, accuracy and passes per token; HTML chart"},
     {"perplexity", cmd_perplexity, "a model's perplexity and bits per byte on a text (llama-perplexity's chunks)"},
     {"kl", cmd_kl, "KL divergence and top-1 agreement of a model against a base model on a text"},
     {"convert", cmd_convert, "a GGUF file (F32/F16/BF16) back to a Hub folder (safetensors, config.json, tokenizer.model)"},
