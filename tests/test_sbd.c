@@ -125,8 +125,10 @@ static void test_layout(void) {
     for (int b = 0; b < B; b++)
         for (int i = 0; i < L; i++) {
             in[b * L + i] = 10 + b * L + i;
-            // sequence 1 is an example: prompt of 4 (targets -1 for positions 0..2), padding after 9
-            tg[b * L + i] = b == 1 && (i < 3 || i >= 9) ? -1 : 11 + b * L + i;
+            // sequence 1 is an example: prompt of 4 (targets -1 for positions 0..2), its <eos> the
+            // target at 8 (position 9, input padding), padding after
+            tg[b * L + i] = b == 1 && (i < 3 || i >= 9) ? -1 : b == 1 && i == 8 ? 1 : 11 + b * L + i;
+            if (b == 1 && i >= 9) in[b * L + i] = 0;
         }
     int seen[6] = {0};
     for (int step = 0; step < 40; step++) {
@@ -139,12 +141,14 @@ static void test_layout(void) {
                   "clean half as given");
             for (int i = 0; i < L; i++) {
                 const int32_t x = in2[b * 2 * L + L + i], y = tg2[b * 2 * L + L + i];
-                const int eligible = i >= 1 && tg[b * L + i - 1] >= 0;
+                // sequence 1's last target is at 8: positions from 10 are its padding
+                const int eligible = i >= 1 && (tg[b * L + i - 1] >= 0 || (b == 1 && i >= 10));
+                const int32_t tok = i >= 1 && tg[b * L + i - 1] >= 0 ? tg[b * L + i - 1] : in[b * L + i];
                 if (x == 4) {
                     masked++;
-                    CHECK(eligible && y == in[b * L + i], "step %d seq %d pos %d: masked only where eligible, target the hidden token", step, b, i);
+                    CHECK(eligible && y == tok, "step %d seq %d pos %d: masked only where eligible, target the hidden token", step, b, i);
                 } else {
-                    CHECK(x == in[b * L + i] && y == -1, "step %d seq %d pos %d: unmasked noisy token kept, no target", step, b, i);
+                    CHECK(x == tok && y == -1, "step %d seq %d pos %d: unmasked noisy token kept, no target", step, b, i);
                 }
             }
         }
@@ -158,7 +162,7 @@ static void test_layout(void) {
     g3_sbd_batch(&s, 5, 0, 0, in, tg, B, 0.0, in2, tg2);
     CHECK(s.masked == 0, "eta 0 masks nothing");
     g3_sbd_batch(&s, 5, 0, 0, in, tg, B, 1.0, in2, tg2);
-    CHECK(s.masked == (L - 1) + 6 + (L - 1), "eta 1 masks every eligible position: %lld", (long long)s.masked);
+    CHECK(s.masked == (L - 1) + 7 + (L - 1), "eta 1 masks every eligible position: %lld", (long long)s.masked);
     // reproducible from (seed, step, micro)
     int32_t again[2 * B * L];
     g3_sbd_batch(&s, 5, 17, 1, in, tg, B, -1.0, in2, tg2);

@@ -100,8 +100,9 @@ static int evaluate(const G3Model *m, const Args *a, G3SbdTask t, double gamma, 
     const int32_t eos = 1;
     long right = 0;
     double nfe = 0, toks = 0, secs = 0;
-    G3State *s = gamma < 0 ? g3_state_new(m, 1, G3_SBD_TASK_SEQ + 2, G3_SBD_TASK_SEQ + 2, 0, NULL) : NULL;
-    if (gamma < 0 && !s) return -1;
+    // one state for all prompts (rows enough for set block decoding's clean rows + block)
+    G3State *s = g3_state_new(m, 1, G3_SBD_TASK_SEQ + 2, G3_SBD_TASK_SEQ + 2 + (int)a->block, 0, NULL);
+    if (!s) return -1;
     for (long i = 0; i < a->test_n; i++) {
         int np, na;
         g3_sbd_task_example(t, &r, pr, &np, an, &na);
@@ -121,9 +122,10 @@ static int evaluate(const G3Model *m, const Args *a, G3SbdTask t, double gamma, 
             stopped = res.stop == G3_STOP_EOS;
             nfe += n + stopped;
         } else {
-            G3SbdOptions o = {.block = (int)a->block, .gamma = gamma, .mask_id = 4, .max_tokens = maxn, .stop_ids = &eos, .nstop = 1};
+            G3SbdOptions o = {.block = (int)a->block, .gamma = gamma, .mask_id = 4, .max_tokens = maxn, .stop_ids = &eos, .nstop = 1,
+                              .state = s};
             G3SbdResult res;
-            if (g3_sbd_generate(m, pr, np, &o, &res)) return -1;
+            if (g3_sbd_generate(m, pr, np, &o, &res)) { g3_state_free(s); return -1; }
             secs += res.seconds;
             ids = res.ids;
             n = res.n;

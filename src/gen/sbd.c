@@ -70,7 +70,10 @@ int g3_sbd_generate(const G3Model *m, const int32_t *prompt, int np, const G3Sbd
     const int maxn = G3_MAX(o->max_tokens, 0), ctx = np + maxn;
     if (ctx > m->cfg.max_pos) return g3_errorf("prompt of %d tokens plus %d new exceeds the model's %d positions", np, maxn, m->cfg.max_pos);
     const double t0 = g3_now();
-    G3State *s = g3_state_new(m, 1, ctx, ctx + K, o->fast, NULL);
+    G3State *s = o->state;
+    if (s && (s->m != m || s->ctx < ctx || s->max_rows < ctx + K)) return g3_errorf("set block decoding: the state given is too small or of another model");
+    if (s) g3_state_reset(s, 0);
+    else s = g3_state_new(m, 1, ctx, ctx + K, o->fast, NULL);
     int32_t *all = g3_malloc(sizeof *all * (size_t)(ctx + K)), *blk = g3_malloc(sizeof *blk * (size_t)K);
     float *logits = g3_malloc(sizeof *logits * (size_t)K * V);
     double *H = g3_malloc(sizeof *H * (size_t)K);
@@ -125,7 +128,7 @@ int g3_sbd_generate(const G3Model *m, const int32_t *prompt, int np, const G3Sbd
     rc = 0;
 out:
     r->seconds = g3_now() - t0;
-    g3_state_free(s);
+    if (s != o->state) g3_state_free(s);
     free(all); free(blk); free(logits); free(H); free(best); free(order); free(done);
     return rc;
 }

@@ -18,6 +18,7 @@
 #define G3_SBD_MASK_ID 4  // <mask> in Gemma 3's vocabulary, when no tokenizer names it
 #endif
 
+#include "../model/forward.h"
 #include "../model/model.h"
 
 typedef struct {
@@ -29,6 +30,8 @@ typedef struct {
     int nstop;
     int fast;                 // 1: inference's fast matrix mode; 0: exact f32
     int recompute;            // 1: no KV cache: every pass recomputes prompt + finished blocks (a test's reference)
+    G3State *state;           // optional: a state of the model to use (slot 0, reset first; context >= prompt +
+                              // max_tokens, rows >= that + block); NULL: one is made for the call
 } G3SbdOptions;
 
 typedef struct {
@@ -45,7 +48,6 @@ int g3_sbd_generate(const G3Model *m, const int32_t *prompt, int np, const G3Sbd
 // One forward pass of the decoder: clean[nc] (appended to the cache of slot 0 of s at its
 // length; nc may be 0) then the block blk[K] at the following positions; logits[K, V] of the
 // block's rows (after the final softcap). Exposed for tests (training vs inference layouts).
-#include "../model/forward.h"
 int g3_sbd_forward(G3State *s, const int32_t *clean, int nc, const int32_t *blk, int K, float *logits);
 
 #endif

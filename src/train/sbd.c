@@ -55,12 +55,18 @@ void g3_sbd_batch(G3Sbd *s, uint64_t seed, int64_t step, int micro, const int32_
         memcpy(xi, x, sizeof *xi * (size_t)L);  // clean half: as given
         memcpy(yi, y, sizeof *yi * (size_t)L);
         const double eta = eta_fixed >= 0 ? eta_fixed : g3_rng_uniform(&r);
+        int last = -1;  // the last target (an example's <eos>): positions after it are padding
+        for (int i = 0; i < L; i++)
+            if (y[i] >= 0) last = i;
         for (int i = 0; i < L; i++) {
             s->ntp += y[i] >= 0;
-            const int eligible = i >= 1 && y[i - 1] >= 0;
+            // the token at position i: the target predicted from position i - 1 where there is
+            // one (an example's <eos> is never an input, only a target), else the input
+            const int32_t tok = i >= 1 && y[i - 1] >= 0 ? y[i - 1] : x[i];
+            const int eligible = i >= 1 && (y[i - 1] >= 0 || (last >= 0 && i > last + 1));
             const int m = eligible && g3_rng_uniform(&r) < eta;
-            xi[L + i] = m ? s->mask_id : x[i];
-            yi[L + i] = m ? x[i] : -1;
+            xi[L + i] = m ? s->mask_id : tok;
+            yi[L + i] = m ? tok : -1;
             s->masked += m;
         }
     }

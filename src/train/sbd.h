@@ -10,8 +10,12 @@
 // (the paper's sum of the two, normalised once).
 //
 // Eligible: a position i >= 1 whose token was itself a loss target (targets[i - 1] >= 0): the
-// completion of a prompt/completion example, every token of a text window after its first.
-// Position 0 and prompt tokens are never masked (decoding starts after a clean prompt).
+// completion of a prompt/completion example with its <eos>, every token of a text window after
+// its first; and the padding after an example's last target (target: the padding id), so that
+// a block reaching past <eos> at decoding time has seen such positions. The token at position i
+// is targets[i - 1] where that is a target (an example's <eos> is a target, never an input),
+// else inputs[i]. Position 0 and prompt tokens are never masked (decoding starts after a clean
+// prompt).
 //
 // Draws are a pure function of (seed, step, micro-step), so a resumed run masks as it would have.
 #ifndef G3_SBD_H
