@@ -61,6 +61,12 @@ static double entropy(const float *z, int V, int *best) {
     return log(sum) - ez / sum;  // H = log Z - E[z - max]
 }
 
+static int is_stop(const G3SbdOptions *o, int32_t id) {
+    for (int j = 0; j < o->nstop; j++)
+        if (id == o->stop_ids[j]) return 1;
+    return 0;
+}
+
 int g3_sbd_generate(const G3Model *m, const int32_t *prompt, int np, const G3SbdOptions *o, G3SbdResult *r) {
     memset(r, 0, sizeof *r);
     const int V = m->cfg.vocab, K = o->block;
@@ -112,12 +118,15 @@ int g3_sbd_generate(const G3Model *m, const int32_t *prompt, int np, const G3Sbd
                 done[order[j]] = 1;
                 left--;
             }
+            // a revealed stop id with every position before it revealed ends the block (and the
+            // generation): what would follow it is never output
+            for (int i = 0; i < k && left > 0 && done[i]; i++)
+                if (is_stop(o, blk[i])) left = 0;
         }
         // the finished block: its tokens up to a stop id; it enters the cache with the next block
         int take = k;
         for (int i = 0; i < k && take == k; i++)
-            for (int j = 0; j < o->nstop; j++)
-                if (blk[i] == o->stop_ids[j]) { take = i; r->stopped = 1; break; }
+            if (done[i] && is_stop(o, blk[i])) take = i, r->stopped = 1;
         memcpy(all + n, blk, sizeof *blk * (size_t)take);
         n += take;
         pending = take;

@@ -26,7 +26,8 @@ typedef struct {
     double gamma;             // entropy bound (nats), >= 0
     int mask_id;              // <mask>
     int max_tokens;           // new tokens at most
-    const int32_t *stop_ids;  // a revealed stop id ends generation after its block (the id is kept out of the output)
+    const int32_t *stop_ids;  // a revealed stop id ends generation once every position before it is revealed
+                              // (the id and what follows it are kept out of the output)
     int nstop;
     int fast;                 // 1: inference's fast matrix mode; 0: exact f32
     int recompute;            // 1: no KV cache: every pass recomputes prompt + finished blocks (a test's reference)
