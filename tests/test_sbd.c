@@ -338,6 +338,8 @@ static void test_commands(void) {
     CHECK(sh("./gemma3 generate --model %s/run --ids 2,12 --block 3 >/dev/null 2>&1", d) != 0, "--block without --sbd refused");
     CHECK(sh("./gemma3 train --init %s/cfg.json --data %s/data.jsonl --out %s/run2 --objective sbd --sbd-block-min 5 --sbd-block-max 3 "
              "--steps 1 >/dev/null 2>&1", d, d, d) != 0, "block range refused");
+    CHECK(sh("./gemma3 train --init %s/cfg.json --data %s/data.jsonl --out %s/run3 --sbd-block-max 3 --steps 1 >/dev/null 2>&1", d, d, d) != 0,
+          "--sbd-block-max without --objective sbd refused");
     sh("rm -rf %s", d);
 }
 

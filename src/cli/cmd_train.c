@@ -507,6 +507,8 @@ int cmd_train(int argc, char **argv) {
     a.sbd = !strcmp(a.objective, "sbd");
     if (!a.dpo && !a.cls && !a.sbd && strcmp(a.objective, "lm")) return cli_fail(CMD, "--objective must be lm, sbd, dpo or classify, not '%s'", a.objective);
     if (a.sbd_kmin > a.sbd_kmax) return cli_fail(CMD, "--sbd-block-min %ld exceeds --sbd-block-max %ld", a.sbd_kmin, a.sbd_kmax);
+    if (!a.sbd && (cli_given("--sbd-block-min") || cli_given("--sbd-block-max")))
+        return cli_fail(CMD, "--sbd-block-min and --sbd-block-max are options of --objective sbd");
     if (a.cls && (!a.lora || !a.examples))
         return cli_fail(CMD, "--objective classify needs --lora and JSONL examples {\"text\" or \"ids\", \"label\"} as --data");
     if (a.batch > 1024 && (a.cls || a.dpo)) return cli_fail(CMD, "--objective %s: --batch at most 1024", a.objective);
