@@ -23,7 +23,7 @@
 
 typedef struct {
     const char *task, *out, *gammas;
-    long steps, batch, layers, width, train_n, test_n, seed, threads, block;
+    long steps, batch, layers, width, train_n, test_n, seed, threads, block, finetune;
     double lr;
     int html;
 } Args;
@@ -70,22 +70,24 @@ static int write_examples(const char *path, G3SbdTask t, uint64_t seed, long n) 
     return rc;
 }
 
-// One training run through `gemma3 train` (resumes what DIR/run holds).
-static int train(const Args *a, const char *dir, const char *run, const char *objective) {
+// One training run through `gemma3 train` (resumes what DIR/run holds): from scratch (from NULL)
+// or fine-tuning DIR/from, for nsteps.
+static int train(const Args *a, const char *dir, const char *run, const char *objective, const char *from, long nsteps) {
     char cfg[4200], data[4200], val[4200], out[4200], steps[32], batch[32], lr[32], seed[32], threads[32], warm[32];
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
     snprintf(data, sizeof data, "%s/train.jsonl", dir);
     snprintf(val, sizeof val, "%s/val.jsonl", dir);
     snprintf(out, sizeof out, "%s/%s", dir, run);
-    snprintf(steps, sizeof steps, "%ld", a->steps);
+    snprintf(steps, sizeof steps, "%ld", nsteps);
     snprintf(batch, sizeof batch, "%ld", a->batch);
     snprintf(lr, sizeof lr, "%g", a->lr);
     snprintf(seed, sizeof seed, "%ld", a->seed);
     snprintf(threads, sizeof threads, "%ld", a->threads);
-    snprintf(warm, sizeof warm, "%ld", G3_MAX(1, a->steps / 20));
+    snprintf(warm, sizeof warm, "%ld", G3_MAX(1, nsteps / 20));
+    if (from) snprintf(cfg, sizeof cfg, "%s/%s", dir, from);
     char seq[32];
     snprintf(seq, sizeof seq, "%d", G3_SBD_TASK_SEQ);
-    char *argv[] = {"train", "--init", cfg, "--data", data, "--val", val, "--out", out, "--objective", (char *)objective, "--steps", steps,
+    char *argv[] = {"train", from ? "--model" : "--init", cfg, "--data", data, "--val", val, "--out", out, "--objective", (char *)objective, "--steps", steps,
                     "--batch", batch, "--seq", seq, "--lr", lr, "--warmup", warm, "--wd", "0.01", "--eval-every", steps,
                     "--eval-batches", "4", "--seed", seed, "--threads", threads, "--save-every", "0", "--log-every", "100", NULL};
     fprintf(stderr, "sbd: training %s (--objective %s)\n", out, objective);
@@ -202,6 +204,7 @@ int cmd_sbd(int argc, char **argv) {
         {"--block", OPT_INT, &a.block, "set block decoding's block size", 1, 64},
         {"--gammas", OPT_STR, &a.gammas, "entropy bounds, comma-separated"},
         {"--seed", OPT_INT, &a.seed, "seed of data, initialisation and order"},
+        {"--finetune", OPT_INT, &a.finetune, "0: both models from scratch for --steps; N: the paper's protocol: the NTP model (--steps) fine-tuned N more steps once with --objective lm and once with --objective sbd, those two compared", 0, 1L << 30},
         {"--threads", OPT_INT, &a.threads, "threads (1: the machine is shared)", 0, 1024},
         {"--html", OPT_FLAG, &a.html, "also write DIR/results.html (accuracy against passes per token)"},
     };
@@ -238,14 +241,19 @@ int cmd_sbd(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/val.jsonl", a.out);
         if (write_examples(path, (G3SbdTask)t, (uint64_t)a.seed + 1000003, 128)) return cli_fail(CMD, "%s", g3_error());
     }
-    if (train(&a, a.out, "ntp", "lm") || train(&a, a.out, "sbd", "sbd")) return cli_fail(CMD, "%s", g3_error());
+    // the two models compared: from scratch, or both fine-tuned from the NTP model
+    const char *ntp = a.finetune ? "ntp-ft" : "ntp", *sbdr = a.finetune ? "sbd-ft" : "sbd";
+    if (train(&a, a.out, "ntp", "lm", NULL, a.steps)) return cli_fail(CMD, "%s", g3_error());
+    if (a.finetune && (train(&a, a.out, ntp, "lm", "ntp", a.finetune) || train(&a, a.out, sbdr, "sbd", "ntp", a.finetune)))
+        return cli_fail(CMD, "%s", g3_error());
+    if (!a.finetune && train(&a, a.out, sbdr, "sbd", NULL, a.steps)) return cli_fail(CMD, "%s", g3_error());
     // decoding
     Row rows[34];
     int nr = 0;
     G3Model mn, ms;
-    snprintf(run, sizeof run, "%s/ntp", a.out);
+    snprintf(run, sizeof run, "%s/%s", a.out, ntp);
     if (g3_model_load(&mn, run)) return cli_fail(CMD, "%s", g3_error());
-    snprintf(run, sizeof run, "%s/sbd", a.out);
+    snprintf(run, sizeof run, "%s/%s", a.out, sbdr);
     if (g3_model_load(&ms, run)) { g3_model_free(&mn); return cli_fail(CMD, "%s", g3_error()); }
     int rc = 1;
     char names[34][64];
@@ -261,17 +269,17 @@ int cmd_sbd(int argc, char **argv) {
     for (int i = 0; i < nr; i++)
         fprintf(stderr, "sbd: %-36s accuracy %.3f  passes/token %.3f  %.0f tokens in %.3f s\n", rows[i].name, rows[i].accuracy,
                 rows[i].nfe_per_token, rows[i].tokens, rows[i].seconds);
-    snprintf(run, sizeof run, "%s/ntp", a.out);
+    snprintf(run, sizeof run, "%s/%s", a.out, ntp);
     const double vl_ntp = last_val_loss(run);
-    snprintf(run, sizeof run, "%s/sbd", a.out);
+    snprintf(run, sizeof run, "%s/%s", a.out, sbdr);
     const double vl_sbd = last_val_loss(run);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f) goto out;
     fprintf(f, "{\"task\": \"%s\", \"steps\": %ld, \"batch\": %ld, \"layers\": %ld, \"width\": %ld, \"block\": %ld, \"seed\": %ld, "
-               "\"test_prompts\": %ld, \"threads\": %ld,\n \"val_loss_ntp\": %.6f, \"val_loss_sbd\": %.6f,\n \"rows\": [",
-            a.task, a.steps, a.batch, a.layers, a.width, a.block, a.seed, a.test_n, a.threads, vl_ntp, vl_sbd);
+               "\"finetune\": %ld, \"test_prompts\": %ld, \"threads\": %ld,\n \"val_loss_ntp\": %.6f, \"val_loss_sbd\": %.6f,\n \"rows\": [",
+            a.task, a.steps, a.batch, a.layers, a.width, a.block, a.seed, a.finetune, a.test_n, a.threads, vl_ntp, vl_sbd);
     for (int i = 0; i < nr; i++) {
         char g[32] = "null";  // next-token decoding
         if (rows[i].gamma >= 0) snprintf(g, sizeof g, "%.6g", rows[i].gamma);
