@@ -44,6 +44,7 @@ static G3DType fit(G3DType t, int64_t cols) {
 G3DType g3_quant_tensor_type(const G3Model *m, int i, const G3QuantOpts *o) {
     const G3Tensor *t = &m->t[i];
     if (t->kind == G3_KIND_NORM || t->ndim != 2) return G3_F32;
+    if (o->types) return o->types[i];
     G3DType ty = o->type;
     if (t->kind == G3_KIND_EMBED) {
         if (o->embed_type >= 0) ty = (G3DType)o->embed_type;
