@@ -131,7 +131,7 @@ TGT static float dot_q5_1(const void *w, const G3BlockQ8A *a, int nb) {
 // Q4_K / Q5_K: the 32 bytes qs[32c ...] hold sub-blocks 2c (low nibbles) and 2c + 1 (high);
 // Q5_K's bits 2c and 2c + 1 of qh[l] go on top as 0x10. Sub-block scales are folded into the
 // float scale of each int32 block sum; the mins come off through the activation sums.
-TGT static float dot_k(const uint8_t *qs, const uint8_t *qhp, const uint8_t *packed, uint16_t d16, uint16_t dmin16,
+TGT static inline __attribute__((always_inline)) float dot_k(const uint8_t *qs, const uint8_t *qhp, const uint8_t *packed, uint16_t d16, uint16_t dmin16,
                        const G3BlockQ8A *a, __m256 *acc0, __m256 *acc1) {
     uint8_t sc[8], m[8];
     g3_k_scales(packed, sc, m);
