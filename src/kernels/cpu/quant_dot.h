@@ -16,6 +16,7 @@
 #define G3_QUANT_DOT_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "../../tensor/quant.h"
 
@@ -67,11 +68,14 @@ float g3_qdot_q6_k_ref(const void *w, const G3BlockQ8A *a, int nb);
 // of bytes j and j + 4; j >= 4 in the nibbles of byte j + 4 with their top 2 bits in the top
 // bits of bytes j - 4 and j.
 static inline void g3_k_scales(const uint8_t *q, uint8_t sc[8], uint8_t m[8]) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = q[j] & 63, m[j] = q[j + 4] & 63;
-        sc[j + 4] = (uint8_t)((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
-        m[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
-    }
+    uint32_t u[3], v[4];  // four bytes at a time: byte j of each word is sub-block j's (or j + 4's)
+    memcpy(u, q, 12);
+    v[0] = u[0] & 0x3f3f3f3fu;
+    v[1] = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 6) & 0x03030303u) << 4;
+    v[2] = u[1] & 0x3f3f3f3fu;
+    v[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 6) & 0x03030303u) << 4;
+    memcpy(sc, v, 8);
+    memcpy(m, v + 2, 8);
 }
 // Q5_0 / Q5_1's 32 fifth bits (bit j: element j), little-endian.
 static inline uint32_t g3_q5_qh(const uint8_t *p) {
