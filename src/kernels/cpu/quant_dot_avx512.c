@@ -80,6 +80,14 @@ TGT static inline __m512i dot64(__m512i u, __m512i a) {
 
 TGT static inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
 
+// the nibbles of two Q4-style blocks as bytes in element order: [lo0 hi0 lo1 hi1] from
+// [lo0 lo1 hi0 hi1] by a lane shuffle
+TGT static inline __m512i q4_bytes2(const uint8_t *qs0, const uint8_t *qs1) {
+    __m256i v = _mm256_loadu2_m128i((const __m128i *)qs1, (const __m128i *)qs0), m = _mm256_set1_epi8(0x0f);
+    __m512i w = join(_mm256_and_si256(v, m), _mm256_and_si256(_mm256_srli_epi16(v, 4), m));
+    return _mm512_shuffle_i64x2(w, w, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
 // Q5_0's fifth bits of two blocks as 0x10 in the bytes of the elements that have them
 TGT static inline __m512i q5_high2(const uint8_t *qh0, const uint8_t *qh1) {
     return _mm512_maskz_mov_epi8((__mmask64)g3_q5_qh(qh0) | (__mmask64)g3_q5_qh(qh1) << 32, _mm512_set1_epi8(0x10));
@@ -92,7 +100,7 @@ TGT static float dot_q5_0(const void *w, const G3BlockQ8A *a, int nb) {
     int i = 0;
     for (; i + 1 < nb; i += 2) {
         float s0 = _cvtsh_ss(b[i].d) * a[i].d, s1 = _cvtsh_ss(b[i + 1].d) * a[i + 1].d;
-        __m512i wv = _mm512_or_si512(join(q4_bytes(b[i].qs), q4_bytes(b[i + 1].qs)), q5_high2(b[i].qh, b[i + 1].qh));
+        __m512i wv = _mm512_or_si512(q4_bytes2(b[i].qs, b[i + 1].qs), q5_high2(b[i].qh, b[i + 1].qh));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot64(wv, pair256(a[i].qs, a[i + 1].qs))), scales2(s0, s1), acc);
         off += s0 * (float)a[i].sum + s1 * (float)a[i + 1].sum;
     }
