@@ -11,7 +11,10 @@
 set -u
 DIR=${1:-build/peers/quant} LB=${2:-${LLAMA_BIN:-build/peers/llama.cpp-src/bin}} ROUNDS=${3:-3} P=${4:-128} N=${5:-32}
 ls "$DIR"/1b-*.gguf >/dev/null 2>&1 || { echo "quant_peers: no 1b-TYPE.gguf files in $DIR (make them with gemma3 quantize; see the usage line)"; exit 0; }
-[ -x "$LB/llama-bench" ] || echo "quant_peers: no llama-bench in $LB: gemma3.c alone"
+# LLAMA_BENCH: a command to run instead (e.g. "bash bench/peers/llama_cpp.sh bench": Debian's build)
+LLAMA_BENCH=${LLAMA_BENCH:-}
+[ -z "$LLAMA_BENCH" ] && [ -x "$LB/llama-bench" ] && LLAMA_BENCH="$LB/llama-bench"
+[ -n "$LLAMA_BENCH" ] || echo "quant_peers: no llama-bench in $LB: gemma3.c alone"
 BIN=${BIN:-./gemma3}
 T=${G3_BENCH_THREADS:-2}
 ids=$(awk -v p="$P" 'BEGIN{for(i=0;i<p;i++)printf "%s%d", i?",":"", 1000+37*i}')
@@ -20,8 +23,8 @@ for r in $(seq "$ROUNDS"); do
   for ty in BF16 Q8_0 Q4_0 Q4_K_M; do
     f=$DIR/1b-$ty.gguf
     [ -f "$f" ] || continue
-    if [ -x "$LB/llama-bench" ]; then
-      csv=$("$LB/llama-bench" -m "$f" -t "$T" -p "$P" -n "$N" -r 1 -o csv 2>/dev/null)
+    if [ -n "$LLAMA_BENCH" ]; then
+      csv=$($LLAMA_BENCH -m "$f" -t "$T" -p "$P" -n "$N" -r 1 -o csv 2>/dev/null)
       pp=$(echo "$csv" | awk -F'","' 'NR==1{for(i=1;i<=NF;i++){h=$i;gsub(/"/,"",h);c[h]=i}next}{p=$c["n_prompt"];g=$c["n_gen"];v=$c["avg_ts"];gsub(/"/,"",v);if(p>0&&g==0)print v}')
       tg=$(echo "$csv" | awk -F'","' 'NR==1{for(i=1;i<=NF;i++){h=$i;gsub(/"/,"",h);c[h]=i}next}{p=$c["n_prompt"];g=$c["n_gen"];v=$c["avg_ts"];gsub(/"/,"",v);if(g>0&&p==0)print v}')
       echo "llama.cpp $ty round $r: prefill $pp decode $tg" | tee -a "$out"

@@ -55,6 +55,25 @@ G3DType g3_quant_tensor_type(const G3Model *m, int i, const G3QuantOpts *o) {
     return fit(ty, t->shape[1]);
 }
 
+// general.file_type: llama.cpp's llama_ftype (not the ggml type id): what llama-bench and
+// llama-cli print as the file's type ("Q4_K - Medium", ...). --auto files: the base type's.
+static uint32_t llama_ftype(const G3QuantOpts *o) {
+    switch (o->type) {
+    case G3_F32: return 0;
+    case G3_F16: return 1;
+    case G3_Q4_0: return 2;
+    case G3_Q4_1: return 3;
+    case G3_Q8_0: return 7;
+    case G3_Q5_0: return 8;
+    case G3_Q5_1: return 9;
+    case G3_Q4_K: return o->mix_m ? 15 : 14;
+    case G3_Q5_K: return o->mix_m ? 17 : 16;
+    case G3_Q6_K: return 18;
+    case G3_BF16: return 32;
+    default: return 0;
+    }
+}
+
 static void write_meta(GGUFWriter *w, const G3Config *c) {
     const char *arch = c->family == G3_GEMMA3 ? "gemma3" : "gemma2";
     char key[128];
@@ -89,7 +108,7 @@ int g3_quantize_model(const G3Model *m, const char *tok_path, const G3QuantOpts 
     gguf_w_init(&w, 32);
     write_meta(&w, &m->cfg);
     gguf_w_str(&w, "general.name", "gemma3.c quantize");
-    gguf_w_u32(&w, "general.file_type", (uint32_t)gguf_ggml_type_of(o->type));
+    gguf_w_u32(&w, "general.file_type", llama_ftype(o));
     if (tok_path && g3_tok_write_gguf_meta(&w, tok_path)) {
         if (verbose) fprintf(stderr, "quantize: no tokenizer written (%s)\n", g3_error());
         g3_error_clear();
