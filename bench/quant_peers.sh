@@ -17,6 +17,11 @@ LLAMA_BENCH=${LLAMA_BENCH:-}
 [ -n "$LLAMA_BENCH" ] || echo "quant_peers: no llama-bench in $LB: gemma3.c alone"
 BIN=${BIN:-./gemma3}
 T=${G3_BENCH_THREADS:-2}
+# G3_BENCH_PASSIVE=1: threads that wait by sleeping in both engines (llama-bench --poll 0,
+# OMP_WAIT_POLICY=passive for both, as ggml may use OpenMP): on a machine with more runnable threads than cores, spinning
+# waits cost both engines most of their time (measured: 0.3 tok/s against 7)
+LPOLL="" OMPWAIT=""
+[ "${G3_BENCH_PASSIVE:-0}" = 1 ] && LPOLL="--poll 0" OMPWAIT="OMP_WAIT_POLICY=passive"
 ids=$(awk -v p="$P" 'BEGIN{for(i=0;i<p;i++)printf "%s%d", i?",":"", 1000+37*i}')
 out=$(mktemp)
 for r in $(seq "$ROUNDS"); do
@@ -24,12 +29,14 @@ for r in $(seq "$ROUNDS"); do
     f=$DIR/1b-$ty.gguf
     [ -f "$f" ] || continue
     if [ -n "$LLAMA_BENCH" ]; then
-      csv=$($LLAMA_BENCH -m "$f" -t "$T" -p "$P" -n "$N" -r 1 -o csv 2>/dev/null)
-      pp=$(echo "$csv" | awk -F'","' 'NR==1{for(i=1;i<=NF;i++){h=$i;gsub(/"/,"",h);c[h]=i}next}{p=$c["n_prompt"];g=$c["n_gen"];v=$c["avg_ts"];gsub(/"/,"",v);if(p>0&&g==0)print v}')
-      tg=$(echo "$csv" | awk -F'","' 'NR==1{for(i=1;i<=NF;i++){h=$i;gsub(/"/,"",h);c[h]=i}next}{p=$c["n_prompt"];g=$c["n_gen"];v=$c["avg_ts"];gsub(/"/,"",v);if(g>0&&p==0)print v}')
+      csv=$(env $OMPWAIT $LLAMA_BENCH -m "$f" -t "$T" $LPOLL -p "$P" -n "$N" -r 1 -o csv 2>/dev/null)
+      col() { echo "$csv" | awk -F, -v want="$1" -v test="$2" 'NR==1{for(i=1;i<=NF;i++){h=$i;gsub(/"/,"",h);c[h]=i}next}
+        {p=$c["n_prompt"];g=$c["n_gen"];gsub(/"/,"",p);gsub(/"/,"",g);v=$c[want];gsub(/"/,"",v)
+         if((test=="pp"&&p>0&&g==0)||(test=="tg"&&g>0&&p==0))print v}'; }
+      pp=$(col avg_ts pp) tg=$(col avg_ts tg)
       echo "llama.cpp $ty round $r: prefill $pp decode $tg" | tee -a "$out"
     fi
-    line=$(OMP_NUM_THREADS=$T "$BIN" generate --model "$f" --ids "$ids" --max-tokens "$N" 2>&1 | grep 'prefill .* tok/s, decode' | tail -1)
+    line=$(env OMP_NUM_THREADS=$T $OMPWAIT "$BIN" generate --model "$f" --ids "$ids" --max-tokens "$N" 2>&1 | grep 'prefill .* tok/s, decode' | tail -1)
     pp=$(echo "$line" | sed -n 's/.*prefill \([0-9.]*\) tok\/s.*/\1/p') tg=$(echo "$line" | sed -n 's/.*decode \([0-9.]*\) tok\/s.*/\1/p')
     echo "gemma3.c $ty round $r: prefill $pp decode $tg" | tee -a "$out"
   done
