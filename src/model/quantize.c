@@ -56,8 +56,9 @@ G3DType g3_quant_tensor_type(const G3Model *m, int i, const G3QuantOpts *o) {
 }
 
 // general.file_type: llama.cpp's llama_ftype (not the ggml type id): what llama-bench and
-// llama-cli print as the file's type ("Q4_K - Medium", ...). --auto files: the base type's.
+// llama-cli print as the file's type ("Q4_K - Medium", ...). --auto files: "guessed".
 static uint32_t llama_ftype(const G3QuantOpts *o) {
+    if (o->types) return 1024;  // LLAMA_FTYPE_GUESSED: a mix of our own choosing
     switch (o->type) {
     case G3_F32: return 0;
     case G3_F16: return 1;
