@@ -1,7 +1,8 @@
 // test_quant_dot.c: the quantized dot-product kernels (kernels/cpu/quant_dot.h) at every ISA
 // level this CPU has, against the scalar references, at odd block counts (1, 2, 3, 5, 17, 37,
 // 144) and on weights with the extremes (Q8_0's -128 and 127, every nibble); the activation
-// quantizer within half a step of its input; zero and non-finite activation blocks.
+// quantizer within half a step of its input; zero and non-finite activation blocks. Then every
+// other ggml type (other_types): random bytes and quantized rows, every level.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,63 @@ static void random_weights(G3BlockQ8_0 *q8, G3BlockQ4_0 *q4, int nb) {
         for (int j = 0; j < 16; j++) q4[i].qs[j] = (uint8_t)(next_u32() & 0xff);
     }
     if (nb > 0) q8[0].qs[0] = -128, q8[0].qs[1] = 127, q4[0].qs[0] = 0xf0;
+}
+
+// The other types (Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, and Q8_0 / Q4_0 again): rows of random
+// bytes with sane f16 scales (every bit pattern of the quants and the 6-bit / int8 scales,
+// -128 included) and rows quantized from random values; every level against the reference,
+// the reference against dequantized weights times dequantized activations.
+static void other_types(int top) {
+    static const struct { G3DType t; int f16[2]; } types[] = {
+        {G3_Q8_0, {0, -1}}, {G3_Q4_0, {0, -1}}, {G3_Q4_1, {0, 2}}, {G3_Q5_0, {0, -1}},
+        {G3_Q5_1, {0, 2}},  {G3_Q4_K, {0, 2}},  {G3_Q5_K, {0, 2}}, {G3_Q6_K, {208, -1}},
+    };
+    const int counts[] = {1, 2, 3, 5, 27};  // super-blocks for the K-quants (27: a 6912 row), x 8 + 1 blocks for the others
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        const G3TypeTraits *tt = g3_type(types[ti].t);
+        const int kq = tt->block == 256;
+        for (size_t ci = 0; ci < sizeof counts / sizeof *counts; ci++)
+            for (int mode = 0; mode < 2; mode++) {
+                const int nb = kq ? 8 * counts[ci] : 8 * counts[ci] + 1, n = nb * 32, nblk = n / tt->block;
+                uint8_t *w = malloc((size_t)nblk * tt->block_bytes);
+                float *x = malloc((size_t)n * sizeof *x), *wd = malloc((size_t)n * sizeof *wd);
+                G3BlockQ8A *a = malloc((size_t)nb * sizeof *a);
+                for (int i = 0; i < n; i++) x[i] = uniform() * (1.0f + (float)(i % 7));
+                if (mode == 0) {
+                    for (int i = 0; i < nblk * tt->block_bytes; i++) w[i] = (uint8_t)next_u32();
+                    for (int i = 0; i < nblk; i++)
+                        for (int f = 0; f < 2; f++)
+                            if (types[ti].f16[f] >= 0) {
+                                uint16_t h = g3_f32_to_f16((f ? 0.02f : 0.01f) * uniform());
+                                memcpy(w + (size_t)i * tt->block_bytes + types[ti].f16[f], &h, 2);
+                            }
+                } else {
+                    tt->from_f32(w, x, n);
+                    for (int i = 0; i < n; i++) x[i] = uniform();
+                }
+                g3_quantize_q8a(a, x, nb);
+                if (nb > 1) for (int j = 0; j < 32; j++) a[1].qs[j] = j & 1 ? 127 : -127, a[1].sum = 0;
+                const G3QDot ref = g3_qdot_kernel(g3_qdot_table(G3_QDOT_SCALAR), types[ti].t);
+                CHECK(ref != NULL, "%s has a reference kernel", tt->name);
+                if (!ref) return;
+                tt->to_f32(wd, w, n);
+                double e = 0, m = 0, wmax = 0;
+                for (int i = 0; i < n; i++) wmax = fmax(wmax, fabs(wd[i]));
+                for (int i = 0; i < n; i++) {
+                    double av = (double)a[i / 32].qs[i % 32] * a[i / 32].d;
+                    e += wd[i] * av, m += fabs(av) * 4.0 * wmax;  // offsets (Q4_0's 8, the mins) are at most a few |w|
+                }
+                const float r = ref(w, a, nb);
+                CHECK(fabs(e - r) <= 1e-5 * m + 1e-30, "%s reference nb=%d mode %d: %.9g vs dequantized %.9g", tt->name, nb, mode, r, e);
+                for (int lv = G3_QDOT_AVX2; lv <= top; lv++) {
+                    const float y = g3_qdot_kernel(g3_qdot_table(lv), types[ti].t)(w, a, nb);
+                    CHECK(fabs((double)y - r) <= 1e-5 * m + 1e-30, "%s %s nb=%d mode %d: %.9g vs reference %.9g",
+                          g3_qdot_level_name(lv), tt->name, nb, mode, y, r);
+                }
+                free(w), free(x), free(wd), free(a);
+            }
+    }
+    CHECK(g3_qdot_kernel(g3_qdot_table(G3_QDOT_SCALAR), G3_F32) == NULL, "no kernel for F32");
 }
 
 int main(void) {
@@ -97,5 +155,6 @@ int main(void) {
         free(wd);
         free(q8), free(q4), free(a), free(x);
     }
+    other_types(top);
     return check_done();
 }

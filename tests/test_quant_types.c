@@ -159,8 +159,8 @@ static void test_linear(void) {
         CHECK(be->weight_check(be, &w, "w") == 0, "%s: %s", tt->name, g3_error());
         for (int mode = 0; mode < 3; mode++) {
             CHECK(be->linear(be, y, x, &w, R, (G3MatmulMode)mode) == 0, "%s", g3_error());
-            double e = rel_err(y, want, (long)R * N);
-            CHECK(e < 1e-5, "%s linear mode %d: rel err %.3g", tt->name, mode, e);
+            double e = rel_err(y, want, (long)R * N), tol = mode == 0 ? 1e-5 : 2e-2;  // fast modes: int8 activations (test_quant.c's bound)
+            CHECK(e < tol, "%s linear mode %d: rel err %.3g", tt->name, mode, e);
         }
         // through a GGUF file: the type id and the bytes come back
         GGUFWriter gw;

@@ -91,6 +91,35 @@ int main(void) {
     }
     CHECK(sh("./gemma3 convert --model %s/Q8_0.gguf --out %s/hub2 2>/dev/null", tmp, tmp) == 1, "convert refuses a quantized file");
 
+    // --auto: a type per matrix under a budget, by KL on calibration ids; the file's average
+    // over the matrices meets the budget, it runs, and a bigger budget gives closer logits
+    {
+        char idsarg[1024];
+        int len = 0;
+        for (int i = 0; i < 64; i++) len += snprintf(idsarg + len, sizeof idsarg - (size_t)len, "%s%d", i ? "," : "", (i * 37 + 5) % 1024);
+        double e[2] = {1e9, 1e9};
+        const char *budget[2] = {"5.5", "7.0"};
+        for (int k = 0; k < 2; k++) {
+            char out[128];
+            snprintf(out, sizeof out, "%s/auto%d.gguf", tmp, k);
+            CHECK(sh("./gemma3 quantize --model %s --out %s --auto %s --calibrate-ids %s 2>%s/auto%d.log", dir, out, budget[k], idsarg, tmp, k) == 0,
+                  "quantize --auto %s", budget[k]);
+            CHECK(sh("grep -q 'quantize --auto: [0-9.]* bits/weight over the matrices (budget %s' %s/auto%d.log", budget[k], tmp, k) == 0,
+                  "--auto %s reports its choice", budget[k]);
+            int V2;
+            float *lg = logits_of(out, ids, T, 1, &V2);
+            if (lg && V2 == V) e[k] = rel_err(lg, ref, (long)T * V);
+            free(lg);
+            printf("--auto %s: logits rel err %.2e against safetensors F32\n", budget[k], e[k]);
+        }
+        CHECK(e[0] <= 3.2e-1 && e[1] < e[0], "--auto: 5.5 bits rel err %.3g, 7.0 bits %.3g (smaller)", e[0], e[1]);
+        CHECK(sh("./gemma3 quantize --model %s --out %s/a.gguf --auto 5 2>/dev/null", dir, tmp) == 1, "--auto without calibration: exit 1");
+        CHECK(sh("./gemma3 quantize --model %s --out %s/a.gguf --auto 2 --calibrate-ids 1,2,3 2>/dev/null", dir, tmp) == 1,
+              "--auto below the lowest type: exit 1");
+        CHECK(sh("./gemma3 quantize --model %s --out %s/a.gguf --auto 5 --calibrate-ids 1,2,99999 2>/dev/null", dir, tmp) == 1,
+              "--calibrate-ids outside the vocabulary: exit 1");
+    }
+
     // refusals
     CHECK(sh("./gemma3 quantize --model %s --out %s/x.gguf --type Q3_Z 2>/dev/null", dir, tmp) == 1, "unknown type: exit 1");
     CHECK(sh("./gemma3 quantize --model %s --out %s/Q8_0.gguf --type Q8_0 2>/dev/null", dir, tmp) == 1, "existing output: exit 1");

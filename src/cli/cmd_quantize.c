@@ -1,13 +1,20 @@
 // cmd_quantize.c: `gemma3 quantize`: a model (Hub folder or GGUF) into a GGUF file of one of
 // ggml's types, with llama.cpp's _M mixing rules and the tokenizer carried in the metadata.
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "base/base.h"
 #include "cli.h"
 #include "model/quantize.h"
+#include "model/quantize_auto.h"
+#include "cli_gen.h"
+#include "tokenizer/tokenizer.h"
 
 int cmd_quantize(int argc, char **argv) {
     const char *dir = NULL, *out = NULL, *type = "Q8_0", *embed = NULL, *tok = NULL;
+    const char *calib = NULL, *calib_ids = NULL;
+    double autobits = 0;
+    long calib_tokens = 128;
     int force = 0, quiet = 0;
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model: a Hub folder or a .gguf file" CLI_MODEL_HELP},
@@ -15,6 +22,10 @@ int cmd_quantize(int argc, char **argv) {
         {"--type", OPT_STR, &type, "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K (default Q8_0)"},
         {"--embedding", OPT_STR, &embed, "the embedding's type (e.g. BF16 or Q8_0 to keep it at higher precision; default: as --type's rules)"},
         {"--tokenizer", OPT_STR, &tok, "tokenizer to carry in the metadata (default: the model's own, if any)"},
+        {"--auto", OPT_FLOAT, &autobits, "choose a type per matrix (Q4_K..Q8_0, fallbacks) for this average bits/weight with the least KL on --calibrate's text (default: off)", 0, 0, 1.0, 32.0},
+        {"--calibrate", OPT_STR, &calib, "calibration text file for --auto"},
+        {"--calibrate-ids", OPT_STR, &calib_ids, "calibration token ids (comma-separated) for --auto, instead of a text (a model without a tokenizer)"},
+        {"--calib-tokens", OPT_INT, &calib_tokens, "tokens of the calibration text used (default 128)", 2, 1 << 20},
         {"--force", OPT_FLAG, &force, "replace --out if it exists"},
         {"--quiet", OPT_FLAG, &quiet, "do not list each tensor's type"},
     };
@@ -22,7 +33,9 @@ int cmd_quantize(int argc, char **argv) {
     if (!out) return cli_fail("quantize", "--out is required (see --help)");
     if (cli_model_or_default("quantize", &dir)) return 1;
     if (!force && g3_file_exists(out)) return cli_fail("quantize", "%s exists (give --force to replace it)", out);
-    G3QuantOpts o = {G3_Q8_0, 0, -1};
+    if ((autobits > 0) != (calib != NULL || calib_ids != NULL) || (calib && calib_ids))
+        return cli_fail("quantize", "--auto takes one of --calibrate FILE or --calibrate-ids IDS (see --help)");
+    G3QuantOpts o = {G3_Q8_0, 0, -1, NULL};
     if (g3_quant_opts_parse(&o, type)) return cli_fail("quantize", "--type: %s", g3_error());
     if (embed) {
         G3QuantOpts e = o;
@@ -33,8 +46,33 @@ int cmd_quantize(int argc, char **argv) {
     cli_device = "cpu";
     if (cli_model_load(&m, dir, NULL)) return cli_fail("quantize", "%s", g3_error());
     double t0 = g3_now();
-    int rc = g3_quantize_model(&m, tok ? tok : dir, &o, out, !quiet);
+    int rc = 0;
+    G3DType *types = NULL;
+    if (autobits > 0) {
+        G3Tokenizer *tk = calib ? cli_load_tokenizer(tok, dir, &m) : NULL;
+        size_t len;
+        char *text = tk ? g3_read_file(calib, &len) : NULL;
+        int32_t *ids = NULL;
+        int n = text ? g3_tok_encode_parallel(tk, text, len, 0, 0, 0, &ids) : calib_ids ? cli_parse_ids(calib_ids, &ids) : -1;
+        free(text);
+        for (int i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= m.cfg.vocab) { n = g3_errorf("--calibrate-ids: id %d is outside the vocabulary (%d)", ids[i], m.cfg.vocab); break; }
+        if (n >= 0) {
+            if (n > calib_tokens) n = (int)calib_tokens;
+            if (n > 0 && tk) ids[0] = g3_tok_bos(tk);
+            types = g3_malloc((size_t)m.nt * sizeof *types);
+            rc = !types || g3_quant_auto(&m, ids, n, autobits, types, !quiet);
+            o.types = types;
+        } else {
+            rc = -1;
+        }
+        free(ids);
+        g3_tok_free(tk);
+    }
+    if (!rc) rc = g3_quantize_model(&m, tok ? tok : dir, &o, out, !quiet);
+    free(types);
     if (rc) cli_fail("quantize", "%s", g3_error());
+    else if (autobits > 0) fprintf(stderr, "quantize: wrote %s (--auto %.3g) in %.1f s\n", out, autobits, g3_now() - t0);
     else fprintf(stderr, "quantize: wrote %s (%s) in %.1f s\n", out, type, g3_now() - t0);
     cli_model_free(&m);
     return rc ? 1 : 0;

@@ -44,6 +44,7 @@ static G3DType fit(G3DType t, int64_t cols) {
 G3DType g3_quant_tensor_type(const G3Model *m, int i, const G3QuantOpts *o) {
     const G3Tensor *t = &m->t[i];
     if (t->kind == G3_KIND_NORM || t->ndim != 2) return G3_F32;
+    if (o->types) return o->types[i];
     G3DType ty = o->type;
     if (t->kind == G3_KIND_EMBED) {
         if (o->embed_type >= 0) ty = (G3DType)o->embed_type;
@@ -52,6 +53,26 @@ G3DType g3_quant_tensor_type(const G3Model *m, int i, const G3QuantOpts *o) {
         ty = G3_Q6_K;
     }
     return fit(ty, t->shape[1]);
+}
+
+// general.file_type: llama.cpp's llama_ftype (not the ggml type id): what llama-bench and
+// llama-cli print as the file's type ("Q4_K - Medium", ...). --auto files: "guessed".
+static uint32_t llama_ftype(const G3QuantOpts *o) {
+    if (o->types) return 1024;  // LLAMA_FTYPE_GUESSED: a mix of our own choosing
+    switch (o->type) {
+    case G3_F32: return 0;
+    case G3_F16: return 1;
+    case G3_Q4_0: return 2;
+    case G3_Q4_1: return 3;
+    case G3_Q8_0: return 7;
+    case G3_Q5_0: return 8;
+    case G3_Q5_1: return 9;
+    case G3_Q4_K: return o->mix_m ? 15 : 14;
+    case G3_Q5_K: return o->mix_m ? 17 : 16;
+    case G3_Q6_K: return 18;
+    case G3_BF16: return 32;
+    default: return 0;
+    }
 }
 
 static void write_meta(GGUFWriter *w, const G3Config *c) {
@@ -88,7 +109,7 @@ int g3_quantize_model(const G3Model *m, const char *tok_path, const G3QuantOpts 
     gguf_w_init(&w, 32);
     write_meta(&w, &m->cfg);
     gguf_w_str(&w, "general.name", "gemma3.c quantize");
-    gguf_w_u32(&w, "general.file_type", (uint32_t)gguf_ggml_type_of(o->type));
+    gguf_w_u32(&w, "general.file_type", llama_ftype(o));
     if (tok_path && g3_tok_write_gguf_meta(&w, tok_path)) {
         if (verbose) fprintf(stderr, "quantize: no tokenizer written (%s)\n", g3_error());
         g3_error_clear();

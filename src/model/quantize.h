@@ -16,6 +16,7 @@ typedef struct {
     G3DType type;       // the file's type for matrices
     int mix_m;          // 1: the _M mixing rules
     int embed_type;     // -1: by the rules; else the embedding's type (e.g. G3_BF16: keep it)
+    const G3DType *types;  // NULL, or each tensor's type (quantize_auto.h's choice): overrides the rest
 } G3QuantOpts;
 
 // Parses "Q4_K_M", "Q8_0", "BF16", ... into o (the rest of o untouched). 0, or -1 naming it.

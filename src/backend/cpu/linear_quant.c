@@ -1,7 +1,9 @@
-// linear_quant.c: the linear layer over Q8_0 / Q4_0 weights (see linear_quant.h). Each weight
+// linear_quant.c: the linear layer over block-quantized weights (see linear_quant.h). Each weight
 // row is read once per call and, for a batch of activation rows, reused from cache across a
 // tile of rows; threads split the output columns. The exact path is plain C (the reference);
-// the fast path quantizes the activations once per call and runs the quant_dot.h kernels.
+// the fast path quantizes the activations once per call and runs the quant_dot.h kernels
+// (every ggml type we read: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K); exact mode keeps
+// the f32 references (Q8_0 / Q4_0 direct, the others widened row by row).
 #include "linear_quant.h"
 
 #include <stdlib.h>
@@ -101,8 +103,7 @@ static int linear_fast(float *y, const float *x, const G3Weight *w, int R) {
     if (!qa) return -1;
 #pragma omp parallel for schedule(static) if ((long)R * K > 65536)
     for (int r = 0; r < R; r++) g3_quantize_q8a(qa + (size_t)r * nb, x + (size_t)r * K, nb);
-    const G3QDotTable *t = g3_qdot();
-    const G3QDot dot = w->type == G3_Q8_0 ? t->q8_0 : t->q4_0;
+    const G3QDot dot = g3_qdot_kernel(g3_qdot(), w->type);
 #pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
     for (int n = 0; n < N; n++) {
         const void *row = g3_weight_row(w, n);
@@ -146,8 +147,9 @@ int g3_cpu_linear_quant(float *y, const float *x, const G3Weight *w, int R, int 
     const int q8 = w->type == G3_Q8_0;
     const G3TypeTraits *tt = g3_type(w->type);
     if (!tt || tt->block == 1 || !tt->to_f32) return g3_errorf("linear_quant: type %s is not a block type", g3_dtype_name(w->type));
+    // outside exact mode every block type with a kernel (all ggml types we read: quant_dot.h)
+    if (!exact && g3_qdot_kernel(g3_qdot(), w->type) && K % tt->block == 0) return linear_fast(y, x, w, R);
     if (!q8 && w->type != G3_Q4_0) return R >= GEMM_MIN_ROWS ? linear_gemm(y, x, w, R) : linear_widen(y, x, w, R);
-    if (!exact) return linear_fast(y, x, w, R);
 #pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
     for (int n = 0; n < N; n++) {
         const void *row = g3_weight_row(w, n);

@@ -1,11 +1,11 @@
-// linear_quant.h: the CPU's linear layer over ggml's block types. Q8_0 and Q4_0 have kernels:
+// linear_quant.h: the CPU's linear layer over ggml's block types. Every type has kernels:
 //   exact: f32 activations times the weights widened exactly, f32 sums (the reference; the
 //          exact mode's 1e-6 comparisons hold against it)
 //   fast:  activations quantized per block of 32 to int8 (as llama.cpp does), int32 block
 //          sums by the CPU's best kernel (kernels/cpu/quant_dot.h): decode reads the weight
 //          bytes and little else.
-// The other block types (Q4_1 ... Q6_K) widen each weight row to f32 (their reference
-// to_f32) and take f32 dots in every mode: correct, not yet fast.
+// In exact mode the types other than Q8_0 / Q4_0 widen each weight row to f32 (their
+// reference to_f32) and take f32 dots.
 // Outside exact mode, 8 rows or more (prefill) go through the f32 GEMM on slices of the weights
 // widened to f32, for every block type: compute-bound work wants the GEMM's tiles.
 #ifndef G3_LINEAR_QUANT_H

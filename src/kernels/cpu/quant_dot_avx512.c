@@ -3,6 +3,8 @@
 // sign moves onto the activations by a masked negate (mask: the weights' sign bits).
 #include <immintrin.h>
 
+#include <string.h>
+
 #include "quant_dot.h"
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
@@ -71,7 +73,132 @@ TGT static float dot_q4_0(const void *w, const G3BlockQ8A *a, int nb) {
     return r - 8.0f * off;
 }
 
+// the sums of each four products of unsigned bytes u (< 128) and signed bytes a, sixteen int32
+TGT static inline __m512i dot64(__m512i u, __m512i a) {
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, a), _mm512_set1_epi16(1));
+}
+
+TGT static inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+// the nibbles of two Q4-style blocks as bytes in element order: [lo0 hi0 lo1 hi1] from
+// [lo0 lo1 hi0 hi1] by a lane shuffle
+TGT static inline __m512i q4_bytes2(const uint8_t *qs0, const uint8_t *qs1) {
+    __m256i v = _mm256_loadu2_m128i((const __m128i *)qs1, (const __m128i *)qs0), m = _mm256_set1_epi8(0x0f);
+    __m512i w = join(_mm256_and_si256(v, m), _mm256_and_si256(_mm256_srli_epi16(v, 4), m));
+    return _mm512_shuffle_i64x2(w, w, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+// Q5_0's fifth bits of two blocks as 0x10 in the bytes of the elements that have them
+TGT static inline __m512i q5_high2(const uint8_t *qh0, const uint8_t *qh1) {
+    return _mm512_maskz_mov_epi8((__mmask64)g3_q5_qh(qh0) | (__mmask64)g3_q5_qh(qh1) << 32, _mm512_set1_epi8(0x10));
+}
+
+TGT static float dot_q5_0(const void *w, const G3BlockQ8A *a, int nb) {
+    const G3BlockQ5_0 *b = w;
+    __m512 acc = _mm512_setzero_ps();
+    float off = 0.0f;
+    int i = 0;
+    for (; i + 1 < nb; i += 2) {
+        float s0 = _cvtsh_ss(b[i].d) * a[i].d, s1 = _cvtsh_ss(b[i + 1].d) * a[i + 1].d;
+        __m512i wv = _mm512_or_si512(q4_bytes2(b[i].qs, b[i + 1].qs), q5_high2(b[i].qh, b[i + 1].qh));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot64(wv, pair256(a[i].qs, a[i + 1].qs))), scales2(s0, s1), acc);
+        off += s0 * (float)a[i].sum + s1 * (float)a[i + 1].sum;
+    }
+    if (i < nb) {  // the last odd block: a zero weight half against a zero activation half
+        float s0 = _cvtsh_ss(b[i].d) * a[i].d;
+        __m512i wv = _mm512_or_si512(join(q4_bytes(b[i].qs), _mm256_setzero_si256()),
+                                     _mm512_maskz_mov_epi8((__mmask64)g3_q5_qh(b[i].qh), _mm512_set1_epi8(0x10)));
+        __m512i av = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[i].qs));
+        av = _mm512_inserti64x4(av, _mm256_setzero_si256(), 1);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot64(wv, av)), scales2(s0, 0.0f), acc);
+        off += s0 * (float)a[i].sum;
+    }
+    return _mm512_reduce_add_ps(acc) - 16.0f * off;
+}
+
+// Q4_K / Q5_K: the 32 bytes qs[32c ...] give sub-blocks 2c (low nibbles) and 2c + 1 (high) in
+// one register; Q5_K's bits 2c and 2c + 1 of qh[l] on top as 0x10.
+TGT static inline __attribute__((always_inline)) float dot_k(const uint8_t *qs, const uint8_t *qhp, const uint8_t *packed, uint16_t d16, uint16_t dmin16,
+                       const G3BlockQ8A *a, __m512 *acc) {
+    uint8_t sc[8], m[8];
+    g3_k_scales(packed, sc, m);
+    const float d = _cvtsh_ss(d16), dmin = _cvtsh_ss(dmin16);
+    const __m256i low = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
+    const __m256i qh = qhp ? _mm256_loadu_si256((const __m256i *)qhp) : _mm256_setzero_si256();
+    float off = 0.0f;
+    for (int c = 0; c < 4; c++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+        if (qhp) {
+            __m256i h = _mm256_srli_epi16(qh, 2 * c);
+            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(h, 4), b4));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(h, 3), b4));
+        }
+        const G3BlockQ8A *a0 = a + 2 * c, *a1 = a0 + 1;
+        __m512i p = dot64(join(lo, hi), pair256(a0->qs, a1->qs));
+        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scales2(d * (float)sc[2 * c] * a0->d, d * (float)sc[2 * c + 1] * a1->d), *acc);
+        off += (float)m[2 * c] * a0->d * (float)a0->sum + (float)m[2 * c + 1] * a1->d * (float)a1->sum;
+    }
+    return dmin * off;
+}
+
+TGT static float dot_q4_k(const void *w, const G3BlockQ8A *a, int nb) {
+    const G3BlockQ4_K *b = w;
+    __m512 acc = _mm512_setzero_ps();
+    float off = 0.0f;
+    for (int i = 0; i < nb / 8; i++) off += dot_k(b[i].qs, NULL, b[i].scales, b[i].d, b[i].dmin, a + 8 * i, &acc);
+    return _mm512_reduce_add_ps(acc) - off;
+}
+
+TGT static float dot_q5_k(const void *w, const G3BlockQ8A *a, int nb) {
+    const G3BlockQ5_K *b = w;
+    __m512 acc = _mm512_setzero_ps();
+    float off = 0.0f;
+    for (int i = 0; i < nb / 8; i++) off += dot_k(b[i].qs, b[i].qh, b[i].scales, b[i].d, b[i].dmin, a + 8 * i, &acc);
+    return _mm512_reduce_add_ps(acc) - off;
+}
+
+// Q6_K: q (unsigned 6-bit) of two activation blocks against them, each 16 scaled by its int8
+// scale (sc4: the four scales of the two blocks): sixteen int32
+TGT static inline __m512i q6_pair(__m512i q, __m512i av, int sc4) {
+        // int16 pair sums of (q - 32) a; words 8s..8s+7 take the register's s-th scale of 16
+        __m512i p16 = _mm512_sub_epi16(_mm512_maddubs_epi16(q, av), _mm512_maddubs_epi16(_mm512_set1_epi8(32), av));
+        const __m256i pick = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+        __m512i s16 = _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(_mm256_set1_epi32(sc4), pick));
+        return _mm512_madd_epi16(p16, s16);
+}
+
+TGT static float dot_q6_k(const void *w, const G3BlockQ8A *a, int nb) {
+    const G3BlockQ6_K *b = w;
+    const __m256i low = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi8(0x30);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int i = 0; i < nb / 8; i++) {
+        const float d = _cvtsh_ss(b[i].d);
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b[i].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * h));
+            __m512i q01 = join(_mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_and_si256(_mm256_slli_epi16(qh, 4), two)),
+                               _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_and_si256(_mm256_slli_epi16(qh, 2), two)));
+            __m512i q23 = join(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), _mm256_and_si256(qh, two)),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low), _mm256_and_si256(_mm256_srli_epi16(qh, 2), two)));
+            const G3BlockQ8A *ak = a + 8 * i + 4 * h;
+            int sc01, sc23;
+            memcpy(&sc01, b[i].scales + 8 * h, 4);
+            memcpy(&sc23, b[i].scales + 8 * h + 4, 4);
+            __m512i p01 = q6_pair(q01, pair256(ak[0].qs, ak[1].qs), sc01), p23 = q6_pair(q23, pair256(ak[2].qs, ak[3].qs), sc23);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p01), scales2(d * ak[0].d, d * ak[1].d), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p23), scales2(d * ak[2].d, d * ak[3].d), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
 void g3_qdot_fill_avx512(G3QDotTable *t) {
     t->q8_0 = dot_q8_0;
     t->q4_0 = dot_q4_0;
+    t->q5_0 = dot_q5_0;  // Q4_1 / Q5_1: the AVX2 kernels (rare in files; the table below's)
+    t->q4_k = dot_q4_k;
+    t->q5_k = dot_q5_k;
+    t->q6_k = dot_q6_k;
 }
