@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>  // system(), and WIFEXITED / WEXITSTATUS in glibc
 
 static int check_failures = 0, check_count = 0;
@@ -34,14 +35,28 @@ static inline double rel_err(const float *a, const float *b, long n) {
 }
 
 // Runs a shell command built printf-style; returns its exit status (128 if it did not exit),
-// so 0 means it succeeded. For tests that drive ./gemma3 or a checker script.
+// so 0 means it succeeded. For tests that drive ./gemma3 or a checker script. A command
+// word "./gemma3" becomes $BIN when that is set (make sets it: `make SAN=1 test` then runs
+// the sanitized program, not the release one a test may have spelled out).
 static inline int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static inline int sh(const char *fmt, ...) {
-    char cmd[8192];
+    char raw[8192], cmd[16384];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    const char *bin = getenv("BIN"), *word = "./gemma3 ";
+    size_t o = 0, wl = strlen(word);
+    for (const char *p = raw; *p && o + 1 < sizeof cmd;) {
+        if (bin && *bin && strcmp(bin, "./gemma3") && !strncmp(p, word, wl) && (p == raw || p[-1] == ' ' || p[-1] == '(' || p[-1] == ';')) {
+            int k = snprintf(cmd + o, sizeof cmd - o, "%s ", bin);
+            o = k > 0 && o + (size_t)k < sizeof cmd ? o + (size_t)k : sizeof cmd - 1;
+            p += wl;
+        } else {
+            cmd[o++] = *p++;
+        }
+    }
+    cmd[o] = 0;
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
