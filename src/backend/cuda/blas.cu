@@ -30,19 +30,14 @@ __global__ void widen_k(float *__restrict__ o, const void *__restrict__ w, long 
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) o[i] = Chunk<WT>::one(w, i);
 }
 
-static int grid_for(G3Cuda *cu, long n) {
-    long b = (n + 255) / 256, cap = (long)cu->sms * 8;
-    return (int)(b < cap ? b : cap);
-}
-
 static int round_bf16(G3Cuda *cu, uint16_t *o, const float *x, long n) {
-    round_bf16_k<<<grid_for(cu, n), 256, 0, cu->stream>>>(o, x, n);
+    round_bf16_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(o, x, n);
     return g3cu_launched("round to bf16");
 }
 
 static int widen(G3Cuda *cu, float *o, const void *w, G3DType wt, long n) {
-    if (wt == G3_BF16) widen_k<Bf16><<<grid_for(cu, n), 256, 0, cu->stream>>>(o, w, n);
-    else widen_k<F16><<<grid_for(cu, n), 256, 0, cu->stream>>>(o, w, n);
+    if (wt == G3_BF16) widen_k<Bf16><<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(o, w, n);
+    else widen_k<F16><<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(o, w, n);
     return g3cu_launched("widen weights");
 }
 

@@ -100,5 +100,11 @@ static __device__ __forceinline__ float warp_max(float v) {
 }
 
 static inline int g3cu_blocks(long n, int per) { return (int)((n + per - 1) / per); }
+// Blocks of 256 threads for a grid-stride loop over n elements: one per 256 elements, at most
+// eight per multiprocessor (enough to fill the card; the loop takes the rest), at least one.
+static inline int g3cu_grid(const G3Cuda *cu, long n) {
+    const long b = (n + 255) / 256, cap = (long)cu->sms * 8;
+    return (int)(b < 1 ? 1 : b < cap ? b : cap);
+}
 
 #endif

@@ -170,11 +170,6 @@ __global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, const i
     }
 }
 
-int grid_for(G3Cuda *cu, long n) {
-    long b = (n + 255) / 256, cap = (long)cu->sms * 8;
-    return (int)(b < 1 ? 1 : b < cap ? b : cap);
-}
-
 }  // namespace
 
 extern "C" int g3cu_rmsnorm_backward(G3Cuda *cu, float *dx, float *dw, const float *dy, const float *x, const float *w,
@@ -197,14 +192,14 @@ extern "C" int g3cu_rmsnorm_backward(G3Cuda *cu, float *dx, float *dw, const flo
 extern "C" int g3cu_rope_backward(G3Cuda *cu, float *dx, const float *cs, const float *sn, int R, int nh, int hd) {
     const long n = (long)R * nh * (hd / 2);
     if (n == 0) return 0;
-    rope_bwd_k<<<grid_for(cu, n), 256, 0, cu->stream>>>(dx, cs, sn, R, nh, hd);
+    rope_bwd_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(dx, cs, sn, R, nh, hd);
     return g3cu_launched("rope backward");
 }
 
 extern "C" int g3cu_geglu_backward(G3Cuda *cu, float *a, float *dg, float *du, const float *da, const float *g, const float *u, long n,
                                    int erf_form) {
     if (n == 0) return 0;
-    geglu_bwd_k<<<grid_for(cu, n), 256, 0, cu->stream>>>(a, dg, du, da, g, u, n, erf_form);
+    geglu_bwd_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(a, dg, du, da, g, u, n, erf_form);
     return g3cu_launched("geglu backward");
 }
 
@@ -291,7 +286,7 @@ __global__ void sumsq_k(double *__restrict__ part, const float *__restrict__ x, 
 
 extern "C" int g3cu_adamw(G3Cuda *cu, float *p, const float *g, float *m, float *v, long n, const G3CuAdamW *k, float decay_mul) {
     if (n <= 0) return 0;
-    adamw_k<<<grid_for(cu, n), 256, 0, cu->stream>>>(p, g, m, v, n, *k, decay_mul);
+    adamw_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(p, g, m, v, n, *k, decay_mul);
     return g3cu_launched("adamw");
 }
 
