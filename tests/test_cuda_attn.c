@@ -105,6 +105,16 @@ static void run_case(G3Cuda *cu, const char *name, const Shape *s, const Seg *se
     to_host(cu, got, dout, sizeof(float) * no);
     double e = rel_err(got, ref, no);
     CHECK(all_finite(got, no) && e < 1e-5, "%s: prefill kernel: rel err %.3g", name, e);
+    // the fast mode's tensor-core prefill: q, k, v and the probabilities rounded to bf16
+    if (g3cu_attn_mma_supported(hd)) {
+        poison(cu, dout, sizeof(float) * no);
+        for (int i = 0, r = 0; i < nseg; r += segs[i].n, i++)
+            CHECK(g3cu_attn_prefill_mma(cu, dout, NULL, dq, dk, dv, dkc, dvc, r, segs[i].n, segs[i].seq, segs[i].pos0, &a) == 0,
+                  "%s", g3_error());
+        to_host(cu, got, dout, sizeof(float) * no);
+        e = rel_err(got, ref, no);
+        CHECK(all_finite(got, no) && e < 1e-2, "%s: tensor-core prefill kernel: rel err %.3g", name, e);
+    }
     // append, then the cache must hold what the CPU's ring would
     CHECK(g3cu_kv_append(cu, dkc, dvc, dk, dv, dmeta, rows, &a) == 0, "%s", g3_error());
     for (int i = 0; i < nseg; i++)
@@ -150,6 +160,17 @@ int main(void) {
     Shape g4 = {4, 1, 256, 0, 120, 30.0f};
     Seg s6[] = {{0, 10, 70}};
     run_case(cu, "prefill global, softcap", &g4, s6, 1);
+    // long segments: several query blocks and key tiles of the tensor-core kernel, a window
+    // inside the segment, a segment after a wrapped ring, GQA
+    Shape g5 = {4, 1, 256, 0, 1100, 0};
+    Seg s7[] = {{0, 0, 1024}, {1, 37, 301}};
+    run_case(cu, "long prefill, 1B global", &g5, s7, 2);
+    Shape l3 = {4, 1, 256, 512, 1400, 0};
+    Seg s8[] = {{0, 0, 1000}, {1, 700, 333}};
+    run_case(cu, "long prefill, 1B sliding 512", &l3, s8, 2);
+    Shape g6 = {8, 2, 128, 100, 400, 50.0f};
+    Seg s9[] = {{0, 130, 190}};
+    run_case(cu, "long prefill, GQA 4, window 100, softcap", &g6, s9, 1);
     // shapes the kernels do not take are refused by name
     G3CuAttn bad = {4, 3, 64, 16, 0, 1, 0};
     CHECK(g3cu_attn_decode(cu, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1, 1, &bad) == -1 && strstr(g3_error(), "kv heads"), "%s",

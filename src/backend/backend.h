@@ -164,10 +164,11 @@ struct G3Backend {
                                int window, float scale, float softcap);
     // Attention of the segments' rows (concatenated in segment order: q[R, NH*HD], k/v[R, NKV*HD])
     // over their slot's cached positions and their own; out[R, NH*HD]. Reads the cache as it is
-    // before kv_append. window as above (the layer's), hook may be NULL.
+    // before kv_append. window as above (the layer's), hook may be NULL. In G3_MM_FAST a
+    // backend may round q, k, v and the probabilities to bf16 (the CUDA tensor-core kernel).
     int (*attention_cache)(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
                            const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
-                           const G3AttnHook *hook);
+                           const G3AttnHook *hook, G3MatmulMode mode);
     // Bytes the two batch attention ops keep as their own scratch for B x T rows (NULL: none);
     // callers count it in the memory they report.
     size_t (*attention_workspace)(G3Backend *be, int B, int T, int NH, int HD);

@@ -160,7 +160,7 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
         G3AttnHook ah = {attn_hook, &hc, g3_pass_hook_on(p, G3_HOOK_ATTN_SCORES, l), g3_pass_hook_on(p, G3_HOOK_PATTERN, l)};
         const int nseg = p->nseg - (p->block_last != 0);  // segments that are appended
         if (nseg > 0 && be->attention_cache(be, a->att, p->kv, l, p->segs, nseg, a->q, a->k, a->v, NH, window, scale,
-                                            c->attn_softcap, ah.want_scores || ah.want_pattern ? &ah : NULL))
+                                            c->attn_softcap, ah.want_scores || ah.want_pattern ? &ah : NULL, p->mode))
             return -1;
         // after the k/v hooks and attention, so that their edits are what later tokens see
         if (nseg > 0) be->kv_append(be, p->kv, l, p->segs, nseg, a->k, a->v);

@@ -12,6 +12,9 @@
 #include <string.h>
 
 #include "cuda/cuda_test.h"
+#include "backend/backend.h"
+#include "model/forward.h"
+#include "model/model.h"
 
 enum { ROUNDS = 9 };
 
@@ -108,8 +111,12 @@ static int op_prefill(void *c, int i) {
     Att *t = c;
     return g3cu_attn_prefill(t->cu, t->out, t->q, t->k, t->v, t->kc, t->vc, 0, t->n, 0, 0, &t->a);
 }
+static int op_prefill_mma(void *c, int i) {
+    Att *t = c;
+    return g3cu_attn_prefill_mma(t->cu, t->out, NULL, t->q, t->k, t->v, t->kc, t->vc, 0, t->n, 0, 0, &t->a);
+}
 static void bench_attention(G3Cuda *cu) {
-    const int ctx = 32768, hd = 256, P = 512;
+    const int ctx = 32768, hd = 256, P = 8192;
     Att t = {cu};
     float *h = malloc(sizeof(float) * ctx * hd);
     fill(h, (long)ctx * hd, 1.0f);
@@ -132,10 +139,23 @@ static void bench_attention(G3Cuda *cu) {
                ms * 1e3, mb / ms);
         g3cu_free(cu, t.meta);
     }
-    t.a = (G3CuAttn){4, 1, hd, ctx, 0, 1.0f / 16, 0};
-    t.n = P;
-    double ms = time_ms(cu, 5, op_prefill, &t), fl = 4.0 * 4 * hd * (double)P * (P + 1) / 2;
-    printf("prefill of %d tokens (causal): %.1f us, %.1f TFLOP/s (f32 CUDA cores)\n", P, ms * 1e3, fl / ms / 1e9);
+    const int ns[] = {512, 2048, 8192};
+    for (int k = 0; k < 3; k++) {
+        t.a = (G3CuAttn){4, 1, hd, ctx, 0, 1.0f / 16, 0};
+        t.n = ns[k];
+        const double fl = 4.0 * 4 * hd * (double)t.n * (t.n + 1) / 2;
+        const double ms = time_ms(cu, 5, op_prefill, &t), mt = time_ms(cu, 5, op_prefill_mma, &t);
+        printf("prefill of %4d tokens (causal): f32 CUDA cores %8.1f us, %5.1f TFLOP/s; bf16 tensor cores %8.1f us, %5.1f "
+               "TFLOP/s (x%.1f)\n",
+               t.n, ms * 1e3, fl / ms / 1e9, mt * 1e3, fl / mt / 1e9, ms / mt);
+    }
+    t.a = (G3CuAttn){4, 1, hd, 512, 512, 1.0f / 16, 0};
+    t.n = 8192;
+    {
+        const double ms = time_ms(cu, 5, op_prefill, &t), mt = time_ms(cu, 5, op_prefill_mma, &t);
+        printf("prefill of 8192 tokens, sliding window 512: f32 %8.1f us; tensor cores %8.1f us (x%.1f)\n", ms * 1e3, mt * 1e3,
+               ms / mt);
+    }
     g3cu_free(cu, t.kc); g3cu_free(cu, t.vc); g3cu_free(cu, t.q); g3cu_free(cu, t.k); g3cu_free(cu, t.v); g3cu_free(cu, t.out);
     free(h);
 }
@@ -204,9 +224,49 @@ static void bench_graph(G3Cuda *cu, const Shape *shapes) {
     g3cu_free(cu, y);
 }
 
-int main(void) {
+// A whole model's prefill (`bench_cuda --model DIR`): one sequence of T tokens from position
+// 0 through g3_forward (last row's logits), fast and exact modes, warm (two runs first),
+// median of 7; the time includes the host's part of a call (RoPE tables, uploads).
+static void bench_model_prefill(const char *dir) {
+    G3Model m;
+    if (g3_model_load(&m, dir)) { fprintf(stderr, "bench: %s\n", g3_error()); exit(1); }
+    G3Backend *gpu = g3_backend_open("cuda");
+    if (!gpu) { fprintf(stderr, "bench: %s\n", g3_error()); exit(1); }
+    printf("\nmodel prefill, %s (one sequence from position 0, warm, median of 7)\n", dir);
+    const int Ts[] = {512, 2048, 8192};
+    for (int fast = 1; fast >= 0; fast--)
+        for (int k = 0; k < 3; k++) {
+            const int T = Ts[k];
+            G3State *s = g3_state_new_on(gpu, &m, 1, T, T, fast, NULL);
+            if (!s) { fprintf(stderr, "bench: %s\n", g3_error()); exit(1); }
+            int32_t *ids = malloc(sizeof(int32_t) * T);
+            for (int i = 0; i < T; i++) ids[i] = 2 + (int32_t)((i * 7919u) % (unsigned)(m.cfg.vocab - 2));
+            double t[9];
+            for (int r = 0; r < 9; r++) {
+                g3_state_reset(s, 0);
+                const G3Segment seg = {.seq = 0, .pos0 = 0, .n = T};
+                const double t0 = g3_now();
+                if (g3_forward(s, ids, &seg, 1, G3_LOGITS_LAST)) { fprintf(stderr, "bench: %s\n", g3_error()); exit(1); }
+                t[r] = g3_now() - t0;
+            }
+            qsort(t + 2, 7, sizeof(double), cmp_d);
+            printf("%s T = %5d: %8.2f ms, %8.0f tok/s (min %.2f, max %.2f ms)\n", fast ? "fast " : "exact", T, t[5] * 1e3,
+                   T / t[5], t[2] * 1e3, t[8] * 1e3);
+            free(ids);
+            g3_state_free(s);
+        }
+    g3_backend_free(gpu);
+    g3_model_free(&m);
+}
+
+int main(int argc, char **argv) {
     G3Cuda *cu = cuda_test_start("bench_cuda");
     if (!cu) return 0;
+    if (argc == 3 && !strcmp(argv[1], "--model")) {
+        bench_model_prefill(argv[2]);
+        g3cu_delete(cu);
+        return 0;
+    }
     size_t fr, tot;
     g3cu_mem_info(cu, &fr, &tot);
     printf("device memory: %.1f GiB free of %.1f GiB\n\n", fr / 1073741824.0, tot / 1073741824.0);

@@ -167,8 +167,9 @@ static void attend_row(const Attn *A, const G3Segment *sg, int r, int p, int h, 
 
 int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
                            const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
-                           const G3AttnHook *hook) {
+                           const G3AttnHook *hook, G3MatmulMode mode) {
     (void)be;
+    (void)mode;  // f32 in every mode
     const int HD = kv->hd;
     int R = 0, maxpos = 0, nshort = 0;
     long work = 0;  // multiply-adds of the one-row tasks: threads only pay off above a few thousand

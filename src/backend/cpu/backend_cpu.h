@@ -13,7 +13,7 @@ void *g3_cpu_workspace(size_t bytes);
 
 int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
                            const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
-                           const G3AttnHook *hook);
+                           const G3AttnHook *hook, G3MatmulMode mode);
 void g3_cpu_kv_append(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k, const float *v);
 // Set Block Decoding (attn_block.c)
 int g3_cpu_attention_masked(G3Backend *be, float *out, float *lse, const float *q, const float *k, const float *v,

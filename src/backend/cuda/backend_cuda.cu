@@ -47,6 +47,7 @@ struct CudaBackend {
     int failed;  // an op without a return value failed: reported at the next sync
     char failure[512];
     int recording;  // between record_begin and record_end
+    int attn_f32;   // G3_CUDA_ATTN=f32: the fast mode's prefill attention on the f32 kernel too (comparisons)
     // what alloc handed out (sorted by address): device addresses the ops may meet as weights
     struct Alloc { const char *p; size_t bytes; } *allocs;
     int nallocs, allocs_cap;
@@ -393,7 +394,7 @@ int attention_on_host(CudaBackend *cb, float *out, const G3KVCache *kv, int laye
         hk.k = kp;
         hk.v = vp;
         G3Backend *cpu = g3_backend_cpu();
-        if (cpu->attention_cache(cpu, oh, &hk, layer, segs, nseg, qh, kh, vh, NH, window, scale, softcap, hook)) goto out;
+        if (cpu->attention_cache(cpu, oh, &hk, layer, segs, nseg, qh, kh, vh, NH, window, scale, softcap, hook, G3_MM_EXACT)) goto out;
         if (g3cu_upload(cu, out, oh, (size_t)rows * QD * 4) || g3cu_sync(cu)) goto out;
         rc = 0;
     }
@@ -409,7 +410,7 @@ enum { PREFILL_MIN_ROWS = 16 };
 
 int cu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
                        const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
-                       const G3AttnHook *hook) {
+                       const G3AttnHook *hook, G3MatmulMode mode) {
     CudaBackend *cb = cb_of(be);
     int rows;
     if (meta_for(cb, segs, nseg, &rows)) return -1;
@@ -429,8 +430,13 @@ int cu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer
     if (cb->recording) max_keys = kv->cap[layer];  // replayed later at any length up to the capacity
     if (longest < PREFILL_MIN_ROWS)
         return g3cu_attn_decode(cb->cu, out, q, k, v, kv->k[layer], kv->v[layer], cb->meta_d, rows, max_keys, &a);
+    // the fast mode's prefill on the tensor cores (bf16 q, k, v, p), the exact mode's in f32
+    const int tc = mode == G3_MM_FAST && g3cu_attn_mma_supported(kv->hd) && !cb->attn_f32;
     for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++)
-        if (g3cu_attn_prefill(cb->cu, out, q, k, v, kv->k[layer], kv->v[layer], r0, segs[i].n, segs[i].seq, segs[i].pos0, &a))
+        if ((tc ? g3cu_attn_prefill_mma(cb->cu, out, NULL, q, k, v, kv->k[layer], kv->v[layer], r0, segs[i].n, segs[i].seq,
+                                        segs[i].pos0, &a)
+                : g3cu_attn_prefill(cb->cu, out, q, k, v, kv->k[layer], kv->v[layer], r0, segs[i].n, segs[i].seq, segs[i].pos0,
+                                    &a)))
             return -1;
     return 0;
 }
@@ -620,5 +626,7 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->record_free = cu_record_free;
     be->qk_norm_rope = cu_qk_norm_rope;
     be->add_rmsnorm = cu_add_rmsnorm;
+    const char *attn = getenv("G3_CUDA_ATTN");
+    cb->attn_f32 = attn && !strcmp(attn, "f32");
     return be;
 }

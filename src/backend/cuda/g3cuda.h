@@ -130,6 +130,11 @@ int g3cu_attn_prefill(G3Cuda *cu, float *out, const float *q, const float *k, co
 // B sequences from position 0 run as B segments without a cache; kc, vc unused).
 int g3cu_attn_prefill_lse(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, const float *kc,
                           const float *vc, int row0, int n, int seq, int pos0, const G3CuAttn *a);
+// The prefill kernel on the bf16 tensor cores (attn_mma.cu): q, k, v rounded to bf16, f32
+// accumulation and softmax; the fast mode's (head dims 64, 128, 256; lse may be NULL).
+int g3cu_attn_mma_supported(int hd);
+int g3cu_attn_prefill_mma(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, const float *kc,
+                          const float *vc, int row0, int n, int seq, int pos0, const G3CuAttn *a);
 // Appends the call's k/v rows to the cache (after attention has read it; a segment longer
 // than cap keeps its newest cap positions).
 int g3cu_kv_append(G3Cuda *cu, float *kc, float *vc, const float *k, const float *v, const G3CuRow *meta, int rows,

@@ -1,0 +1,222 @@
+// attn_mma.cu: the prefill attention of attn_prefill.cu on the bf16 tensor cores, for the fast
+// mode (inference's G3_MM_FAST): flash attention as FlashAttention-2 lays it out. A block of 4
+// warps takes 64 query rows of one head (16 per warp) and walks the keys they can see in tiles
+// of 64. Q, K and V are rounded to bf16 as they are staged into shared memory (V transposed,
+// so that every fragment is one 32-bit load); S = Q K^T and O += P V are mma.sync m16n8k16
+// products with f32 accumulation; the online softmax runs on the f32 scores in registers,
+// and P goes from the accumulator layout of S to the operand layout of P V without leaving
+// the registers (the two layouts coincide for two adjacent 8-key tiles). The exact mode keeps
+// the f32 kernel: rounding q and k to bf16 moves scores by ~1e-3 relative, within the fast
+// mode's tolerance, not the exact mode's.
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16): lane = 4 g + t;
+//   A (16 x 16, row major): regs {a0a1, a2a3, a4a5, a6a7} = (row g, cols 2t..2t+1), (g + 8, same),
+//                           (g, 2t + 8 ..), (g + 8, 2t + 8 ..)
+//   B (16 x 8, k x n):      regs {b0b1, b2b3} = (k 2t..2t+1, col g), (k 2t + 8 .., col g)
+//   C (16 x 8, f32):        c0, c1 = (row g, cols 2t, 2t + 1); c2, c3 = (row g + 8, same cols)
+#include <cuda_bf16.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "attn.cuh"
+
+namespace {
+
+enum { MQ = 64, MK = 64, MW = 4, MT = MW * 32 };  // query rows per block (16 per warp), keys per tile
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (lo) in the low half
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+// c += a . b (16 x 16 by 16 x 8, bf16 in, f32 accumulate)
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t ld32(const __nv_bfloat16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+__device__ __forceinline__ float quad_max(float x) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+template <int HD>
+constexpr size_t smem_bytes() {
+    return ((size_t)MQ * (HD + 8) + (size_t)MK * (HD + 8) + (size_t)HD * (MK + 8)) * sizeof(__nv_bfloat16);
+}
+
+// One row pair's online-softmax step over a tile's scores s[nt][e] (e 0-1: row g, 2-3: row
+// g + 8), masked already; rescales the row's output accumulators.
+template <int HD>
+__device__ __forceinline__ void softmax_step(float (&s)[MK / 8][4], float (&o)[HD / 8][4], float m[2], float l[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float tm = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < MK / 8; nt++) tm = fmaxf(tm, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+        const float mn = fmaxf(m[r], quad_max(tm));
+        float corr = 1.f, sum = 0.f;
+        if (mn > -INFINITY) {
+            corr = __expf(m[r] - mn);  // 0 on the first visible tile (m = -inf)
+#pragma unroll
+            for (int nt = 0; nt < MK / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float p = __expf(s[nt][2 * r + e] - mn);  // masked: exp(-inf) = 0
+                    s[nt][2 * r + e] = p;
+                    sum += p;
+                }
+        } else {
+#pragma unroll
+            for (int nt = 0; nt < MK / 8; nt++) s[nt][2 * r] = s[nt][2 * r + 1] = 0.f;
+        }
+        m[r] = mn;
+        l[r] = l[r] * corr + sum;  // this lane's share; the quad's shares are added at the end
+#pragma unroll
+        for (int nd = 0; nd < HD / 8; nd++) {
+            o[nd][2 * r] *= corr;
+            o[nd][2 * r + 1] *= corr;
+        }
+    }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(MT) attn_mma_k(float *__restrict__ out, float *__restrict__ lse, const float *__restrict__ q,
+                                                 const float *__restrict__ k, const float *__restrict__ v,
+                                                 const float *__restrict__ kc, const float *__restrict__ vc, int row0, int n,
+                                                 int seq, int pos0, G3CuAttn a) {
+    constexpr int QS = HD + 8, VS = MK + 8;  // padded strides: fragment loads hit 32 distinct banks
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smem_raw);  // [MQ][QS]
+    __nv_bfloat16 *Ks = Qs + MQ * QS;                                   // [MK][QS]
+    __nv_bfloat16 *Vt = Ks + MK * QS;                                   // [HD][VS]  (V transposed)
+    const int i0 = blockIdx.x * MQ, h = blockIdx.y, kh = h / (a.nh / a.nkv);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int nrows = min(MQ, n - i0);
+
+    for (int idx = threadIdx.x; idx < MQ * HD / 4; idx += MT) {
+        const int i = idx / (HD / 4), d = idx % (HD / 4) * 4;
+        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (i < nrows) x = *reinterpret_cast<const float4 *>(q + ((long)(row0 + i0 + i) * a.nh + h) * HD + d);
+        uint32_t *dst = reinterpret_cast<uint32_t *>(Qs + i * QS + d);
+        dst[0] = pack_bf16(x.x, x.y);
+        dst[1] = pack_bf16(x.z, x.w);
+    }
+
+    const int khi = pos0 + i0 + nrows - 1, klo = first_key(pos0 + i0, a);
+    const int wr = warp * 16;                          // the warp's first row in the block
+    const int p0 = pos0 + i0 + wr + g, p1 = p0 + 8;    // positions of this lane's two rows
+    const bool v0 = wr + g < nrows, v1 = wr + g + 8 < nrows;
+    const int f0 = first_key(p0, a), f1 = first_key(p1, a);
+    const int wlo = pos0 + i0 + wr, whi = min(wlo + 15, khi);  // the warp's positions
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    float o[HD / 8][4];
+#pragma unroll
+    for (int nd = 0; nd < HD / 8; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
+
+    for (int kb = klo; kb <= khi; kb += MK) {
+        __syncthreads();  // the previous tile is consumed (and, the first time, Qs is written)
+        for (int idx = threadIdx.x; idx < MK * HD / 4; idx += MT) {
+            const int j = idx / (HD / 4), d = idx % (HD / 4) * 4, kp = kb + j;
+            float4 kx = make_float4(0.f, 0.f, 0.f, 0.f), vx = kx;  // zeros past the band: masked, never NaN x 0
+            if (kp <= khi) {
+                kx = *reinterpret_cast<const float4 *>(kv_row(kc, k, a, seq, kh, row0, pos0, kp) + d);
+                vx = *reinterpret_cast<const float4 *>(kv_row(vc, v, a, seq, kh, row0, pos0, kp) + d);
+            }
+            uint32_t *kd = reinterpret_cast<uint32_t *>(Ks + j * QS + d);
+            kd[0] = pack_bf16(kx.x, kx.y);
+            kd[1] = pack_bf16(kx.z, kx.w);
+            Vt[(d + 0) * VS + j] = __float2bfloat16_rn(vx.x);
+            Vt[(d + 1) * VS + j] = __float2bfloat16_rn(vx.y);
+            Vt[(d + 2) * VS + j] = __float2bfloat16_rn(vx.z);
+            Vt[(d + 3) * VS + j] = __float2bfloat16_rn(vx.w);
+        }
+        __syncthreads();
+        // a warp whose rows see no key of this tile (causal start, window end) skips it
+        if (wr >= nrows || kb > whi || kb + MK - 1 < first_key(wlo, a)) continue;
+
+        float s[MK / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < MK / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++) {
+            const __nv_bfloat16 *qa = Qs + (wr + g) * QS + ks * 16 + 2 * t;
+            const uint32_t af[4] = {ld32(qa), ld32(qa + 8 * QS), ld32(qa + 8), ld32(qa + 8 * QS + 8)};
+#pragma unroll
+            for (int nt = 0; nt < MK / 8; nt++) {
+                const __nv_bfloat16 *kr = Ks + (nt * 8 + g) * QS + ks * 16 + 2 * t;
+                mma16816(s[nt], af, ld32(kr), ld32(kr + 8));
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < MK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int kp = kb + nt * 8 + 2 * t + e;
+                s[nt][e] = v0 && kp <= p0 && kp >= f0 ? score_of(s[nt][e], a) : -INFINITY;
+                s[nt][2 + e] = v1 && kp <= p1 && kp >= f1 ? score_of(s[nt][2 + e], a) : -INFINITY;
+            }
+        softmax_step<HD>(s, o, m, l);
+#pragma unroll
+        for (int kk = 0; kk < MK / 16; kk++) {
+            const uint32_t pf[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int nd = 0; nd < HD / 8; nd++) {
+                const __nv_bfloat16 *vr = Vt + (nd * 8 + g) * VS + kk * 16 + 2 * t;
+                mma16816(o[nd], pf, ld32(vr), ld32(vr + 8));
+            }
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const float lt = quad_sum(l[r]);
+        const int i = wr + g + 8 * r;
+        if (i >= nrows) continue;
+        float *orow = out + ((long)(row0 + i0 + i) * a.nh + h) * HD + 2 * t;
+        const float inv = 1.f / lt;
+#pragma unroll
+        for (int nd = 0; nd < HD / 8; nd++)
+            *reinterpret_cast<float2 *>(orow + nd * 8) = make_float2(o[nd][2 * r] * inv, o[nd][2 * r + 1] * inv);
+        if (lse && t == 0) lse[(long)h * n + i0 + i] = m[r] + logf(lt);
+    }
+}
+
+template <int HD>
+int launch(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, const float *kc, const float *vc,
+           int row0, int n, int seq, int pos0, const G3CuAttn *a) {
+    const size_t shm = smem_bytes<HD>();
+    if (g3cu_check(cudaFuncSetAttribute(attn_mma_k<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm),
+                   "attention (tensor-core prefill) shared memory"))
+        return -1;
+    attn_mma_k<HD><<<dim3((n + MQ - 1) / MQ, a->nh), MT, shm, cu->stream>>>(out, lse, q, k, v, kc, vc, row0, n, seq, pos0, *a);
+    return g3cu_launched("attention (tensor-core prefill)");
+}
+
+}  // namespace
+
+extern "C" int g3cu_attn_mma_supported(int hd) { return hd == 64 || hd == 128 || hd == 256; }
+
+extern "C" int g3cu_attn_prefill_mma(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v,
+                                     const float *kc, const float *vc, int row0, int n, int seq, int pos0, const G3CuAttn *a) {
+    if (g3cu_attn_check(a, "attention (tensor-core prefill)")) return -1;
+    if (n < 1 || row0 < 0 || seq < 0 || pos0 < 0)
+        return g3_errorf("cuda attention (tensor-core prefill): bad segment (row %d, %d rows, slot %d, position %d)", row0, n,
+                         seq, pos0);
+    switch (a->hd) {
+    case 64: return launch<64>(cu, out, lse, q, k, v, kc, vc, row0, n, seq, pos0, a);
+    case 128: return launch<128>(cu, out, lse, q, k, v, kc, vc, row0, n, seq, pos0, a);
+    case 256: return launch<256>(cu, out, lse, q, k, v, kc, vc, row0, n, seq, pos0, a);
+    default: return g3_errorf("cuda attention (tensor-core prefill): head dim %d (64, 128 or 256)", a->hd);
+    }
+}
