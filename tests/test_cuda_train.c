@@ -27,6 +27,8 @@ static void test_attention(G3Cuda *cu) {
         {2, 37, 4, 2, 24, 0, 0.f}, {2, 37, 4, 2, 24, 8, 50.f}, {1, 70, 2, 1, 64, 16, 0.f},
         {2, 45, 4, 1, 128, 0, 0.f}, {1, 33, 2, 2, 256, 12, 0.f}, {1, 1, 1, 1, 32, 0, 0.f}, {2, 100, 6, 2, 128, 40, 30.f},
         {1, 77, 8, 1, 64, 0, 0.f},
+        // several 64-row tiles of the tensor-core kernels: causal, window, softcap, GQA
+        {2, 300, 4, 2, 128, 0, 0.f}, {1, 260, 2, 1, 128, 100, 0.f}, {1, 200, 6, 2, 64, 70, 30.f},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const int B = cases[c].B, T = cases[c].T, NH = cases[c].NH, NKV = cases[c].NKV, HD = cases[c].HD, W = cases[c].window;
@@ -43,12 +45,12 @@ static void test_attention(G3Cuda *cu) {
         float *O = dev_from(cu, NULL, nq * 4), *L = dev_from(cu, NULL, nl * 4), *DQ = dev_from(cu, NULL, nq * 4);
         float *DK = dev_from(cu, NULL, nk * 4), *DV = dev_from(cu, NULL, nk * 4);
         poison(cu, O, nq * 4), poison(cu, L, nl * 4), poison(cu, DQ, nq * 4), poison(cu, DK, nk * 4), poison(cu, DV, nk * 4);
-        CHECK(g3cu_attention_train(cu, O, L, Q, K, V, B, T, NH, NKV, HD, W, scale, cap) == 0, "%s", g3_error());
+        CHECK(g3cu_attention_train(cu, O, L, Q, K, V, B, T, NH, NKV, HD, W, scale, cap, 0) == 0, "%s", g3_error());
         // with the forward's output (the tiled kernels where HD is a multiple of 32), then
         // without it (the per-row kernels, every shape)
         for (int path = 0; path < 2; path++) {
             poison(cu, DQ, nq * 4), poison(cu, DK, nk * 4), poison(cu, DV, nk * 4);
-            CHECK(g3cu_attention_train_backward(cu, DQ, DK, DV, DO, path ? NULL : O, Q, K, V, L, B, T, NH, NKV, HD, W, scale, cap) == 0,
+            CHECK(g3cu_attention_train_backward(cu, DQ, DK, DV, DO, path ? NULL : O, Q, K, V, L, B, T, NH, NKV, HD, W, scale, cap, 0) == 0,
                   "%s", g3_error());
             double e[5];
             to_host(cu, got, O, nq * 4), e[0] = rel_err(got, out, nq);
@@ -62,6 +64,26 @@ static void test_attention(G3Cuda *cu) {
                       path ? "per row" : "tiled", names[i], e[i]);
             printf("attention B%d T%d heads %d/%d hd %d window %d cap %g (%s): out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", B, T, NH,
                    NKV, HD, W, cap, path ? "per row" : HD % 32 ? "per row, no out" : "tiled", e[0], e[1], e[2], e[3], e[4]);
+        }
+        // training's bf16 mode: the tensor-core forward and backward (bf16 operands, f32
+        // accumulation), within bf16's rounding of the f32 reference
+        if (g3cu_attn_mma_train_supported(HD)) {
+            poison(cu, O, nq * 4), poison(cu, L, nl * 4), poison(cu, DQ, nq * 4), poison(cu, DK, nk * 4), poison(cu, DV, nk * 4);
+            CHECK(g3cu_attention_train(cu, O, L, Q, K, V, B, T, NH, NKV, HD, W, scale, cap, 1) == 0, "%s", g3_error());
+            CHECK(g3cu_attention_train_backward(cu, DQ, DK, DV, DO, O, Q, K, V, L, B, T, NH, NKV, HD, W, scale, cap, 1) == 0, "%s",
+                  g3_error());
+            double e[5];
+            to_host(cu, got, O, nq * 4), e[0] = rel_err(got, out, nq);
+            to_host(cu, got, L, nl * 4), e[1] = rel_err(got, lse, nl);
+            to_host(cu, got, DQ, nq * 4), e[2] = rel_err(got, dq, nq);
+            to_host(cu, got, DK, nk * 4), e[3] = rel_err(got, dk, nk);
+            to_host(cu, got, DV, nk * 4), e[4] = rel_err(got, dv, nk);
+            const char *names[] = {"out", "lse", "dq", "dk", "dv"};
+            for (int i = 0; i < 5; i++)
+                CHECK(e[i] < 3e-2, "attention B%d T%d NH%d/%d HD%d window %d cap %g (tensor cores): %s rel err %.3g", B, T, NH, NKV, HD,
+                      W, cap, names[i], e[i]);
+            printf("attention B%d T%d heads %d/%d hd %d window %d cap %g (tensor cores): out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n",
+                   B, T, NH, NKV, HD, W, cap, e[0], e[1], e[2], e[3], e[4]);
         }
         g3cu_free(cu, Q), g3cu_free(cu, K), g3cu_free(cu, V), g3cu_free(cu, DO), g3cu_free(cu, O), g3cu_free(cu, L);
         g3cu_free(cu, DQ), g3cu_free(cu, DK), g3cu_free(cu, DV);

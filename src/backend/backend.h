@@ -154,14 +154,16 @@ struct G3Backend {
     // ---- attention ----
     // Causal grouped-query attention over B sequences of T rows from position 0 (training):
     // q[B*T, NH*HD], k/v[B*T, NKV*HD] -> out[B*T, NH*HD], lse[B, NH, T] kept for backward.
-    // Query t sees key j iff 0 <= t - j < window (window <= 0: all); softcap 0 = none.
+    // Query t sees key j iff 0 <= t - j < window (window <= 0: all); softcap 0 = none. In
+    // training's G3_MM_BF16 a backend may take q, k, v, the probabilities and (backward) dout
+    // and ds as bf16 operands with f32 accumulation (the CUDA tensor-core kernels).
     int (*attention)(G3Backend *be, float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
-                      int NH, int NKV, int HD, int window, float scale, float softcap);
+                      int NH, int NKV, int HD, int window, float scale, float softcap, G3MatmulMode mode);
     // dq, dk, dv overwritten; out is the forward's output (a backend may use dout . out, the
     // softmax backward's row term, instead of recomputing it from the scores).
     int (*attention_backward)(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *q,
                                const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD,
-                               int window, float scale, float softcap);
+                               int window, float scale, float softcap, G3MatmulMode mode);
     // Attention of the segments' rows (concatenated in segment order: q[R, NH*HD], k/v[R, NKV*HD])
     // over their slot's cached positions and their own; out[R, NH*HD]. Reads the cache as it is
     // before kv_append. window as above (the layer's), hook may be NULL. In G3_MM_FAST a

@@ -177,7 +177,7 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
             return -1;
     } else {
         if (G3_NEED(be, attention) ||
-            be->attention(be, a->att, a->lse, a->q, a->k, a->v, p->B, p->T, NH, NKV, HD, window, scale, c->attn_softcap))
+            be->attention(be, a->att, a->lse, a->q, a->k, a->v, p->B, p->T, NH, NKV, HD, window, scale, c->attn_softcap, p->mode))
             return -1;
     }
     FIRE(G3_HOOK_Z, a->att, NH * HD, NH, HD);
@@ -311,7 +311,7 @@ int g3_layer_backward(const G3Pass *p, int l, const G3LayerActs *a, const float 
                                           NKV, HD, window, 1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap))
             return -1;
     } else if (be->attention_backward(be, s->dq, s->dk, s->dv, s->datt, a->att, a->q, a->k, a->v, a->lse, p->B, p->T, NH, NKV, HD,
-                                      window, 1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap)) {
+                                      window, 1.0f / sqrtf(c->query_pre_attn_scalar), c->attn_softcap, p->mode)) {
         return -1;
     }
     be->rope_backward(be, s->dq, cs, sn, R, NH, HD);

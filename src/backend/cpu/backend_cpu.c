@@ -204,8 +204,9 @@ static void cpu_cross_entropy(G3Backend *be, double *loss, float *z, const int32
 // ---- attention over [B, T] batches ----
 
 static int cpu_attention(G3Backend *be, float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
-                          int NH, int NKV, int HD, int window, float scale, float softcap) {
+                          int NH, int NKV, int HD, int window, float scale, float softcap, G3MatmulMode mode) {
     (void)be;
+    (void)mode;  // f32 in every mode
     const int nth = omp_get_max_threads();
     float *scratch = g3_cpu_workspace((size_t)nth * g3_attention_scratch(T, HD) * sizeof(float));
     if (!scratch) return -1;
@@ -215,8 +216,9 @@ static int cpu_attention(G3Backend *be, float *out, float *lse, const float *q, 
 
 static int cpu_attention_backward(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *q,
                                    const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD,
-                                   int window, float scale, float softcap) {
+                                   int window, float scale, float softcap, G3MatmulMode mode) {
     (void)be;
+    (void)mode;
     const int nth = omp_get_max_threads();
     const size_t heads = (size_t)B * T * NH * HD;  // dkh, dvh: per-query-head partials
     float *ws = g3_cpu_workspace((2 * heads + (size_t)nth * g3_attention_scratch(T, HD)) * sizeof(float));

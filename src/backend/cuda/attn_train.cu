@@ -390,13 +390,16 @@ int check(const Shape &a, const char *what) {
 }  // namespace
 
 extern "C" int g3cu_attention_train(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
-                                    int NH, int NKV, int HD, int window, float scale, float softcap) {
+                                    int NH, int NKV, int HD, int window, float scale, float softcap, int tc) {
     const Shape a = {B, T, NH, NKV, HD, window, scale, softcap};
     if (check(a, "attention (training)")) return -1;
-    if (tiled(a)) {  // the prefill kernel, one segment per sequence
+    if (tiled(a)) {  // the prefill kernel (f32 or tensor cores), one segment per sequence
         const G3CuAttn pa = {NH, NKV, HD, T, window > 0 ? window : 0, scale, softcap};
+        const int mma = tc && g3cu_attn_mma_supported(HD);
         for (int b = 0; b < B; b++)
-            if (g3cu_attn_prefill_lse(cu, out, lse + (long)b * NH * T, q, k, v, NULL, NULL, b * T, T, b, 0, &pa)) return -1;
+            if (mma ? g3cu_attn_prefill_mma(cu, out, lse + (long)b * NH * T, q, k, v, NULL, NULL, b * T, T, b, 0, &pa)
+                    : g3cu_attn_prefill_lse(cu, out, lse + (long)b * NH * T, q, k, v, NULL, NULL, b * T, T, b, 0, &pa))
+                return -1;
         return 0;
     }
     const long rows = (long)B * NH * T;
@@ -406,12 +409,17 @@ extern "C" int g3cu_attention_train(G3Cuda *cu, float *out, float *lse, const fl
 
 extern "C" int g3cu_attention_train_backward(G3Cuda *cu, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *q,
                                              const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD,
-                                             int window, float scale, float softcap) {
+                                             int window, float scale, float softcap, int tc) {
     const Shape a = {B, T, NH, NKV, HD, window, scale, softcap};
     if (check(a, "attention backward")) return -1;
     const long rows = (long)B * NH * T, krows = (long)B * NKV * T;
     float *D = (float *)g3cu_scratch(cu, (size_t)rows * sizeof(float));
     if (!D) return -1;
+    if (tc && out && g3cu_attn_mma_train_supported(HD)) {
+        attn_rowdot_k<<<(unsigned)((rows + WPB - 1) / WPB), WPB * 32, 0, cu->stream>>>(D, dout, out, a);
+        if (g3cu_launched("attention backward (D)")) return -1;
+        return g3cu_attn_mma_backward(cu, dq, dk, dv, D, dout, q, k, v, lse, B, T, NH, NKV, HD, window, scale, softcap);
+    }
     if (tiled(a) && out) {
         attn_rowdot_k<<<(unsigned)((rows + WPB - 1) / WPB), WPB * 32, 0, cu->stream>>>(D, dout, out, a);
         const size_t shq = (size_t)(2 * TQ * HD + 2 * TK * (HD + 1)) * sizeof(float);

@@ -47,7 +47,7 @@ struct CudaBackend {
     int failed;  // an op without a return value failed: reported at the next sync
     char failure[512];
     int recording;  // between record_begin and record_end
-    int attn_f32;   // G3_CUDA_ATTN=f32: the fast mode's prefill attention on the f32 kernel too (comparisons)
+    int attn_f32;   // G3_CUDA_ATTN=f32: the fast and bf16 modes' attention on the f32 kernels too (comparisons)
     // what alloc handed out (sorted by address): device addresses the ops may meet as weights
     struct Alloc { const char *p; size_t bytes; } *allocs;
     int nallocs, allocs_cap;
@@ -303,15 +303,19 @@ void cu_cross_entropy(G3Backend *be, double *loss, float *z, const int32_t *targ
     note(cb_of(be), g3cu_cross_entropy(cb_of(be)->cu, loss, z, targets, R, V, cap, dscale, backward));
 }
 
+// Training's bf16 mode takes the tensor-core attention (bf16 operands), f32 keeps the f32 kernels.
+int tc_attn(G3Backend *be, G3MatmulMode mode) { return mode == G3_MM_BF16 && !cb_of(be)->attn_f32; }
+
 int cu_attention(G3Backend *be, float *out, float *lse, const float *q, const float *k, const float *v, int B, int T, int NH,
-                 int NKV, int HD, int window, float scale, float softcap) {
-    return g3cu_attention_train(cb_of(be)->cu, out, lse, q, k, v, B, T, NH, NKV, HD, window, scale, softcap);
+                 int NKV, int HD, int window, float scale, float softcap, G3MatmulMode mode) {
+    return g3cu_attention_train(cb_of(be)->cu, out, lse, q, k, v, B, T, NH, NKV, HD, window, scale, softcap, tc_attn(be, mode));
 }
 
 int cu_attention_backward(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *q, const float *k,
                           const float *v, const float *lse, int B, int T, int NH, int NKV, int HD, int window, float scale,
-                          float softcap) {
-    return g3cu_attention_train_backward(cb_of(be)->cu, dq, dk, dv, dout, out, q, k, v, lse, B, T, NH, NKV, HD, window, scale, softcap);
+                          float softcap, G3MatmulMode mode) {
+    return g3cu_attention_train_backward(cb_of(be)->cu, dq, dk, dv, dout, out, q, k, v, lse, B, T, NH, NKV, HD, window, scale, softcap,
+                                         tc_attn(be, mode));
 }
 
 size_t cu_attention_workspace(G3Backend *be, int B, int T, int NH, int HD) {

@@ -159,12 +159,19 @@ int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, const int32_t *target
                        int backward);
 // Causal GQA attention over B sequences of T rows (backend.h's attention), any even head dim
 // up to 256: out[B*T][NH*HD], lse[B][NH][T]; and its backward (dq, dk, dv overwritten; uses
-// B*NH*T floats of the context's scratch).
+// B*NH*T floats of the context's scratch). tc: the tensor-core kernels where they take the
+// head dim (bf16 operands, f32 accumulation: training's bf16 mode; the backward's needs out).
 int g3cu_attention_train(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, int B, int T,
-                         int NH, int NKV, int HD, int window, float scale, float softcap);
+                         int NH, int NKV, int HD, int window, float scale, float softcap, int tc);
 int g3cu_attention_train_backward(G3Cuda *cu, float *dq, float *dk, float *dv, const float *dout, const float *out, const float *q,
                                   const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD,
-                                  int window, float scale, float softcap);
+                                  int window, float scale, float softcap, int tc);
+// The backward on the tensor cores (attn_mma_train.cu; head dims 64 and 128), D = dout . out
+// per row [B][NH][T] computed already.
+int g3cu_attn_mma_train_supported(int hd);
+int g3cu_attn_mma_backward(G3Cuda *cu, float *dq, float *dk, float *dv, const float *D, const float *dout, const float *q,
+                           const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD, int window,
+                           float scale, float softcap);
 // One AdamW step over n parameters with f32 moments (optim.h's formula, the same operations
 // in the same order as the CPU: the same bits).
 typedef struct {
