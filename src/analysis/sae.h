@@ -98,9 +98,14 @@ void g3_sae_trainer_free(G3SaeTrainer *t);
 int g3_sae_train_step(G3SaeTrainer *t, const float *x, int n, G3SaeStepStats *st);
 // The SAE in the input's units (the normalization folded in): a copy the caller frees with
 // g3_sae_free.
-int g3_sae_trainer_export(const G3SaeTrainer *t, G3Sae *out);
+int g3_sae_trainer_export(G3SaeTrainer *t, G3Sae *out);
 // Per feature, the rows seen since the trainer started on which it fired ([d_sae]); and the
-// rows seen. A feature that never fired is dead.
-const int64_t *g3_sae_trainer_fired(const G3SaeTrainer *t, int64_t *rows);
+// rows seen. A feature that never fired is dead. NULL if a device's counts cannot be read.
+const int64_t *g3_sae_trainer_fired(G3SaeTrainer *t, int64_t *rows);
+// Trains on a device backend (a CUDA one; NULL or the CPU: here) from the first step on
+// (JumpReLU only; that first step runs on the host, as it sets the input scale and the
+// thresholds). Export and firing counts copy the device's state back.
+typedef struct G3Backend G3Backend;
+int g3_sae_trainer_use(G3SaeTrainer *t, G3Backend *be);
 
 #endif

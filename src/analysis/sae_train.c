@@ -10,6 +10,7 @@
 
 #include "../base/base.h"
 #include "../base/rng.h"
+#include "../backend/backend.h"
 #include "../kernels/kernels.h"
 #include "sae.h"
 
@@ -38,10 +39,16 @@ struct G3SaeTrainer {
     // per-batch buffers, [cap] rows
     int cap;
     float *xs, *pre, *f, *xhat, *df;
+    // on a GPU (g3_sae_trainer_use): the first step runs here (it sets the scale and the
+    // thresholds), the rest on the device; the host arrays are refreshed by sync_host
+    G3Backend *be;
+    G3DevSae *dev;
+    int dev_stale;  // the device has steps the host arrays lack
 };
 
 void g3_sae_trainer_free(G3SaeTrainer *t) {
     if (!t) return;
+    g3_dev_sae_free(t->dev);
     free(t->p); free(t->g); free(t->m); free(t->v);
     free(t->fired);
     free(t->xs); free(t->pre); free(t->f); free(t->xhat); free(t->df);
@@ -144,8 +151,50 @@ static void topk_row(float *f, const float *pre, int S, int k) {
     }
 }
 
+int g3_sae_trainer_use(G3SaeTrainer *t, G3Backend *be) {
+    if (!be || be->host) {
+        t->be = NULL;
+        return 0;
+    }
+    if (t->c.kind != G3_SAE_JUMPRELU) return g3_errorf("SAE training on %s: only JumpReLU SAEs (TopK trains on the CPU)", be->name);
+    if (t->t > 0) return g3_errorf("SAE training: choose the device before the first step");
+    t->be = be;
+    return 0;
+}
+
+// The host arrays as the device left them (parameters, moments, firing counts).
+static int sync_host(G3SaeTrainer *t) {
+    if (!t->dev || !t->dev_stale) return 0;
+    if (g3_dev_sae_get(t->dev, t->p, t->m, t->v, t->fired)) return -1;
+    t->dev_stale = 0;
+    return 0;
+}
+
+static int dev_step(G3SaeTrainer *t, const float *x, int n, G3SaeStepStats *st) {
+    const G3SaeTrainConfig *c = &t->c;
+    if (!t->dev && !(t->dev = g3_dev_sae_new(t->be, t->D, t->S, t->p, t->m, t->v, t->fired))) return -1;
+    t->t++;
+    const double bc1 = 1 - pow(c->beta1, (double)t->t), bc2 = 1 - pow(c->beta2, (double)t->t);
+    const G3DevSaeStep k = {(float)t->scale, c->l0_target, c->lambda, (float)(1 / c->bandwidth), (float)(c->lr / bc1),
+                            (float)(1 / sqrt(bc2)), (float)c->beta1, (float)c->beta2};
+    G3DevSaeStats ds;
+    t->dev_stale = 1;
+    if (g3_dev_sae_step(t->dev, x, n, &k, &ds)) return -1;
+    t->rows += n;
+    if (st) {
+        st->mse = ds.err / n / t->D / (t->scale * t->scale);
+        st->fvu = ds.var > 0 ? ds.err / ds.var : 0;
+        st->l0 = (double)ds.active / n;
+        st->loss = ds.err / n + ds.pen;
+        st->lambda = c->lambda;
+    }
+    if (!isfinite(ds.err)) return g3_errorf("SAE training diverged (reconstruction error %g): lower the learning rate", ds.err);
+    return 0;
+}
+
 int g3_sae_train_step(G3SaeTrainer *t, const float *x, int n, G3SaeStepStats *st) {
     if (n < 1) return g3_errorf("SAE training: empty batch");
+    if (t->be && t->t > 0) return dev_step(t, x, n, st);
     if (grow(t, n)) return -1;
     const int D = t->D, S = t->S;
     const G3SaeTrainConfig *c = &t->c;
@@ -277,7 +326,8 @@ int g3_sae_train_step(G3SaeTrainer *t, const float *x, int n, G3SaeStepStats *st
     return 0;
 }
 
-int g3_sae_trainer_export(const G3SaeTrainer *t, G3Sae *out) {
+int g3_sae_trainer_export(G3SaeTrainer *t, G3Sae *out) {
+    if (sync_host(t)) return -1;
     const int D = t->D, S = t->S;
     if (g3_sae_alloc(out, D, S)) return -1;
     out->kind = t->c.kind;
@@ -297,7 +347,7 @@ int g3_sae_trainer_export(const G3SaeTrainer *t, G3Sae *out) {
     return 0;
 }
 
-const int64_t *g3_sae_trainer_fired(const G3SaeTrainer *t, int64_t *rows) {
+const int64_t *g3_sae_trainer_fired(G3SaeTrainer *t, int64_t *rows) {
     if (rows) *rows = t->rows;
-    return t->fired;
+    return sync_host(t) ? NULL : t->fired;
 }

@@ -27,6 +27,17 @@ int g3_backend_cuda_mem(G3Backend *be, size_t *free_bytes, size_t *total_bytes) 
 }
 double g3_backend_cuda_peak_bf16(G3Backend *be) { return 0; }
 size_t g3_backend_cuda_weight_bytes(G3Backend *be) { return 0; }
+G3DevSae *g3_dev_sae_new(G3Backend *be, int D, int S, const float *p, const float *m, const float *v, const int64_t *fired) {
+    g3_errorf("SAE training on the GPU: this gemma3 was built without the CUDA backend");
+    return NULL;
+}
+int g3_dev_sae_step(G3DevSae *s, const float *x, int n, const G3DevSaeStep *k, G3DevSaeStats *st) {
+    return g3_errorf("SAE training on the GPU: this gemma3 was built without the CUDA backend");
+}
+int g3_dev_sae_get(G3DevSae *s, float *p, float *m, float *v, int64_t *fired) {
+    return g3_errorf("SAE training on the GPU: this gemma3 was built without the CUDA backend");
+}
+void g3_dev_sae_free(G3DevSae *s) {}
 #endif
 
 G3Backend *g3_backend_open(const char *name) {

@@ -250,6 +250,26 @@ int g3_backend_cuda_mem(G3Backend *be, size_t *free_bytes, size_t *total_bytes);
 double g3_backend_cuda_peak_bf16(G3Backend *be);
 // Bytes of weights a CUDA backend has uploaded so far (0 for another backend).
 size_t g3_backend_cuda_weight_bytes(G3Backend *be);
+// A JumpReLU SAE's training steps on a CUDA backend (analysis/sae_train.c drives them;
+// cuda/sae_train.cu does them): parameters p laid out as sae_train.c's flat array (w_enc [D][S],
+// b_enc [S], log_th [S], w_dec [S][D], b_dec [D]), Adam's moments m, v and the firing counts
+// [S] live on the device from g3_dev_sae_new (copied from the host) until g3_dev_sae_get.
+// NULL / -1 with g3_error set (a build without CUDA: "built without the CUDA backend").
+typedef struct G3DevSae G3DevSae;
+typedef struct {
+    float scale;                // input multiplier
+    double l0_target, lambda;   // L0 penalty: lambda (l0 / target - 1)^2, or lambda l0 when target is 0
+    float inv_eps;              // 1 / the straight-through estimator's bandwidth
+    float step, isb2, b1, b2;   // Adam: lr / (1 - b1^t), 1 / sqrt(1 - b2^t), betas
+} G3DevSaeStep;
+typedef struct {
+    double err, var, pen;  // summed squared reconstruction error and deviation from the batch mean; penalty
+    int64_t active;        // active features summed over the rows
+} G3DevSaeStats;
+G3DevSae *g3_dev_sae_new(G3Backend *be, int D, int S, const float *p, const float *m, const float *v, const int64_t *fired);
+int g3_dev_sae_step(G3DevSae *s, const float *x, int n, const G3DevSaeStep *k, G3DevSaeStats *st);
+int g3_dev_sae_get(G3DevSae *s, float *p, float *m, float *v, int64_t *fired);
+void g3_dev_sae_free(G3DevSae *s);
 // -1 with "backend cpu has no op 'attention_backward'" when op is NULL, else 0.
 int g3_backend_need(const G3Backend *be, const void *op, const char *opname);
 #define G3_NEED(be, op) g3_backend_need((be), (const void *)(be)->op, #op)

@@ -350,6 +350,10 @@ static int cmd_sae_train(int argc, char **argv) {
     tc.init_threshold = init_th;
     tc.seed = (uint64_t)seed;
     if (!(tr = g3_sae_trainer_new(&tc))) { cli_fail("sae train", "%s", g3_error()); goto out; }
+    if (m.be && !m.be->host) {  // the model is on a GPU: the SAE trains there too (JumpReLU)
+        if (g3_sae_trainer_use(tr, m.be)) fprintf(stderr, "sae train: %s; training on the CPU\n", g3_error());
+        else fprintf(stderr, "sae train: training the SAE on %s\n", g3_backend_cuda_device(m.be));
+    }
     X = g3_malloc((size_t)batch * D * sizeof *X);
     win = g3_malloc((size_t)seq * sizeof *win);
     fired_prev = g3_calloc((size_t)width, sizeof *fired_prev);
@@ -384,6 +388,7 @@ static int cmd_sae_train(int argc, char **argv) {
         if (step % log_every == 0 || step == steps) {
             int64_t rows;
             const int64_t *fired = g3_sae_trainer_fired(tr, &rows);
+            if (!fired) { cli_fail("sae train", "%s", g3_error()); goto out; }
             int dead = 0, quiet = 0;
             for (long j = 0; j < width; j++) {
                 dead += fired[j] == 0;
@@ -398,6 +403,7 @@ static int cmd_sae_train(int argc, char **argv) {
     }
     int64_t rows;
     const int64_t *fired = g3_sae_trainer_fired(tr, &rows);
+    if (!fired) { cli_fail("sae train", "%s", g3_error()); goto out; }
     int dead = 0;
     for (long j = 0; j < width; j++) dead += fired[j] == 0;
     if (g3_sae_trainer_export(tr, &sae)) { cli_fail("sae train", "%s", g3_error()); goto out; }

@@ -13,12 +13,14 @@ left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 room() { [ "$(left)" -gt "$1" ]; }
 say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-make -j$(nproc) CUDA=1 all build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_model build/cuda/tests/test_cuda_attn build/cuda/tests/cuda/bench_cuda >"$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
+make -j$(nproc) CUDA=1 all build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_model build/cuda/tests/test_cuda_attn build/cuda/tests/test_cuda_sae build/cuda/tests/cuda/bench_cuda >"$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
 say "built"
 timeout 60 build/cuda/tests/test_cuda_attn >"$O/test_cuda_attn.log" 2>&1; say "test_cuda_attn: exit $? -- $(tail -1 "$O/test_cuda_attn.log")"
 grep -hE "FAIL|failed" "$O/test_cuda_attn.log" | head -20
 timeout 120 build/cuda/tests/test_cuda_train >"$O/test_cuda_train.log" 2>&1; say "test_cuda_train: exit $? -- $(tail -1 "$O/test_cuda_train.log")"
 grep -hE "FAIL|failed|attention B|cuda f32|cuda bf16|adamw|resident" "$O/test_cuda_train.log" | head -40
+timeout 60 build/cuda/tests/test_cuda_sae >"$O/test_cuda_sae.log" 2>&1; say "test_cuda_sae: exit $? -- $(tail -1 "$O/test_cuda_sae.log")"
+grep -hE "FAIL|failed|GPU vs CPU" "$O/test_cuda_sae.log" | head -10
 if room 300; then
     ./gemma3 init --shape 1b --out /tmp/g3-1b >/dev/null 2>&1
     timeout 100 build/cuda/tests/cuda/bench_cuda --model /tmp/g3-1b >"$O/prefill.log" 2>&1

@@ -558,6 +558,10 @@ extern "C" size_t g3_backend_cuda_weight_bytes(G3Backend *be) {
     return be && be->kind == G3_BACKEND_CUDA ? cb_of(be)->weight_bytes : 0;
 }
 
+extern "C" G3Cuda *g3_backend_cuda_context(G3Backend *be) {
+    return be && be->kind == G3_BACKEND_CUDA ? cb_of(be)->cu : NULL;
+}
+
 extern "C" const char *g3_backend_cuda_device(G3Backend *be) {
     return be && be->kind == G3_BACKEND_CUDA ? g3cu_device_name(cb_of(be)->cu) : "";
 }
