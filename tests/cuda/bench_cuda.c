@@ -225,7 +225,7 @@ static void bench_graph(G3Cuda *cu, const Shape *shapes) {
 }
 
 // A whole model's prefill (`bench_cuda --model DIR`): one sequence of T tokens from position
-// 0 through g3_forward (last row's logits), fast and exact modes, warm (two runs first),
+// 0 through g3_forward (last row's logits), fast mode (and exact with G3_BENCH_EXACT=1), warm (two runs first),
 // median of 7; the time includes the host's part of a call (RoPE tables, uploads).
 static void bench_model_prefill(const char *dir) {
     G3Model m;
@@ -234,7 +234,8 @@ static void bench_model_prefill(const char *dir) {
     if (!gpu) { fprintf(stderr, "bench: %s\n", g3_error()); exit(1); }
     printf("\nmodel prefill, %s (one sequence from position 0, warm, median of 7)\n", dir);
     const int Ts[] = {512, 2048, 8192};
-    for (int fast = 1; fast >= 0; fast--)
+    const int modes = getenv("G3_BENCH_EXACT") ? 2 : 1;  // the exact mode too
+    for (int fast = 1; fast > 1 - modes; fast--)
         for (int k = 0; k < 3; k++) {
             const int T = Ts[k];
             G3State *s = g3_state_new_on(gpu, &m, 1, T, T, fast, NULL);

@@ -21,26 +21,26 @@ timeout 120 build/cuda/tests/test_cuda_train >"$O/test_cuda_train.log" 2>&1; say
 grep -hE "FAIL|failed|attention B|cuda f32|cuda bf16|adamw|resident" "$O/test_cuda_train.log" | head -40
 timeout 60 build/cuda/tests/test_cuda_sae >"$O/test_cuda_sae.log" 2>&1; say "test_cuda_sae: exit $? -- $(tail -1 "$O/test_cuda_sae.log")"
 grep -hE "FAIL|failed|GPU vs CPU" "$O/test_cuda_sae.log" | head -10
-if room 300; then
+if room 150; then
     ./gemma3 init --shape 1b --out /tmp/g3-1b >/dev/null 2>&1
-    timeout 100 build/cuda/tests/cuda/bench_cuda --model /tmp/g3-1b >"$O/prefill.log" 2>&1
+    timeout 60 build/cuda/tests/cuda/bench_cuda --model /tmp/g3-1b >"$O/prefill.log" 2>&1
     say "model prefill (tensor-core attention in fast mode):"; grep -E "T =" "$O/prefill.log"
-    room 330 && G3_CUDA_ATTN=f32 timeout 60 build/cuda/tests/cuda/bench_cuda --model /tmp/g3-1b >"$O/prefill_f32.log" 2>&1
+    room 250 && G3_CUDA_ATTN=f32 timeout 60 build/cuda/tests/cuda/bench_cuda --model /tmp/g3-1b >"$O/prefill_f32.log" 2>&1
     say "model prefill, G3_CUDA_ATTN=f32:"; grep -E "fast  T =" "$O/prefill_f32.log"
-fi
-if room 200; then
-    MODES=bf16 STEPS=${STEPS:-10} T1B=${T1B:-80} STEPS_1B=4 timeout $(( $(left) - 150 )) bench/gpu/train_ours.sh >"$O/train_ours.log" 2>&1
-    say "ours:"; grep -E "OURS|rror|train: on" "$O/train_ours.log" | head -8
-fi
-if room 120; then
-    timeout $(( $(left) - 60 )) python3 bench/gpu/train_peer.py 10 eager,compile >"$O/train_peer.log" 2>&1
-    say "peer:"; grep -E "TORCH|Error" "$O/train_peer.log" | head -4
 fi
 if room 50; then
     mkdir -p tests/ref/out
     timeout 40 python3 tests/ref/check_default_model_hf.py >"$O/check_default_model_hf.txt" 2>&1; say "hf default model: exit $? -- $(tail -2 "$O/check_default_model_hf.txt" | tr '\n' ' ')"
     timeout 30 python3 tests/ref/check_trimmed_tokenizer.py models/default/tokenizer.json >"$O/check_trimmed_tokenizer.txt" 2>&1; say "hf tokenizer: exit $? -- $(tail -1 "$O/check_trimmed_tokenizer.txt")"
     timeout 40 bash tests/ref/check_peft_load.sh >"$O/check_peft_load.out" 2>&1; say "peft: exit $? -- $(tail -1 "$O/check_peft_load.out")"
+fi
+if room 160; then
+    MODES=bf16 STEPS=${STEPS:-10} T1B=${T1B:-80} STEPS_1B=4 timeout $(( $(left) - 100 )) bench/gpu/train_ours.sh >"$O/train_ours.log" 2>&1
+    say "ours:"; grep -E "OURS|rror|train: on" "$O/train_ours.log" | head -8
+fi
+if room 120; then
+    timeout $(( $(left) - 60 )) python3 bench/gpu/train_peer.py 10 eager,compile >"$O/train_peer.log" 2>&1
+    say "peer:"; grep -E "TORCH|Error" "$O/train_peer.log" | head -4
 fi
 if room 100; then
     timeout $(( $(left) - 40 )) compute-sanitizer --tool memcheck --leak-check no build/cuda/tests/test_cuda_train >"$O/memcheck.log" 2>&1
