@@ -9,8 +9,10 @@
 //   preprocess.c  an RGB8 picture -> normalized pixels, as Gemma3ImageProcessor
 //   encoder.c     SigLIP: patch embedding, position embeddings, pre-norm blocks, post norm
 //   projector.c   average pool, soft-embedding RMSNorm, input projection
+//   vattn.c       its attention: blocked over (head, query rows), threaded, no NP x NP matrix
 //   vops.c        the row-wise ops the tower needs that the text model does not (LayerNorm
-//                 with bias, bias add, plain GELU): scalar, host memory
+//                 with bias, bias add, plain GELU, softmax): scalar references, host memory;
+//                 vops_avx512.c their vector versions (fast mode)
 //   prompt.c      placeholder runs in token ids: find, expand, check against the images
 //
 // Matrix work goes through the backend's linear and gemm; the row-wise ops read host memory,
@@ -91,6 +93,13 @@ typedef void (*G3VisionHook)(void *ctx, const char *what, int layer, const float
 // The tower: px [3, S, S] normalized pixels -> out [NP, D] (after the post LayerNorm).
 int g3_vision_encode(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const float *px, float *out, G3VisionHook hook,
                      void *hook_ctx);
+// The tower's attention (vattn.c): out[NP, D] from q, k, v [NP, D] (NH heads of D / NH
+// columns), every row attending to every row; products through be->gemm (bf16 operands when
+// bf16, else f32), the softmax's vector version when fast. scratch holds
+// g3_vision_attention_floats(NP, D, threads) floats; threads is the team it uses.
+size_t g3_vision_attention_floats(int NP, int D, int threads);
+void g3_vision_attention(G3Backend *be, int bf16, int fast, float *out, const float *q, const float *k, const float *v, int NP, int D,
+                         int NH, float *scratch, int threads);
 // The projector: vis [NP, D] -> soft [tokens, C].
 int g3_vision_project(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const float *vis, float *soft);
 // Both, from a decoded picture: soft [tokens, C].

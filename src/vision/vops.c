@@ -1,22 +1,30 @@
-// vops.c: see vops.h.
+// vops.c: see vops.h. The scalar references, and the dispatch to the AVX-512 versions.
 #include "vops.h"
 
 #include <math.h>
 
-void g3_vops_layernorm(float *y, const float *x, const float *w, const float *b, int R, int n, float eps) {
+#include "../kernels/kernels.h"
+
+static int vec(int fast) { return fast && g3_kernels_level() >= G3_ISA_AVX512; }
+
+static void layernorm_row(float *yr, const float *xr, const float *w, const float *b, int n, float eps) {
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++) s += xr[i];
+    const double mean = s / n;
+    for (int i = 0; i < n; i++) {
+        double d = xr[i] - mean;
+        ss += d * d;
+    }
+    const double rstd = 1.0 / sqrt(ss / n + eps);
+    for (int i = 0; i < n; i++) yr[i] = (float)((xr[i] - mean) * rstd) * w[i] + b[i];
+}
+
+void g3_vops_layernorm(float *y, const float *x, const float *w, const float *b, int R, int n, float eps, int fast) {
+    const int v = vec(fast);
 #pragma omp parallel for schedule(static) if ((long)R * n > 32768)
     for (int r = 0; r < R; r++) {
-        const float *xr = x + (long)r * n;
-        float *yr = y + (long)r * n;
-        double s = 0, ss = 0;
-        for (int i = 0; i < n; i++) s += xr[i];
-        const double mean = s / n;
-        for (int i = 0; i < n; i++) {
-            double d = xr[i] - mean;
-            ss += d * d;
-        }
-        const double rstd = 1.0 / sqrt(ss / n + eps);
-        for (int i = 0; i < n; i++) yr[i] = (float)((xr[i] - mean) * rstd) * w[i] + b[i];
+        if (v) g3_vops_layernorm_avx512(y + (long)r * n, x + (long)r * n, w, b, n, eps);
+        else layernorm_row(y + (long)r * n, x + (long)r * n, w, b, n, eps);
     }
 }
 
@@ -26,24 +34,28 @@ void g3_vops_bias(float *y, const float *b, int R, int n) {
         for (int i = 0; i < n; i++) y[(long)r * n + i] += b[i];
 }
 
-void g3_vops_gelu(float *x, long n, int erf_form) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (long i = 0; i < n; i++) {
-        const float v = x[i];
-        x[i] = erf_form ? 0.5f * v * (1.0f + erff(v * 0.70710678118654752f))
-                        : 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+void g3_vops_bias_gelu(float *x, const float *b, int R, int n, int erf_form, int fast) {
+    const int v = vec(fast) && !erf_form;
+#pragma omp parallel for schedule(static) if ((long)R * n > 65536)
+    for (int r = 0; r < R; r++) {
+        float *xr = x + (long)r * n;
+        if (v) {
+            g3_vops_bias_gelu_tanh_avx512(xr, b, n);
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            const float t = xr[i] + b[i];
+            xr[i] = erf_form ? 0.5f * t * (1.0f + erff(t * 0.70710678118654752f))
+                             : 0.5f * t * (1.0f + tanhf(0.79788456080286536f * (t + 0.044715f * t * t * t)));
+        }
     }
 }
 
-void g3_vops_softmax_scaled(float *x, int R, int n, float scale) {
-#pragma omp parallel for schedule(static) if ((long)R * n > 32768)
-    for (int r = 0; r < R; r++) {
-        float *xr = x + (long)r * n;
-        float mx = -INFINITY;
-        for (int i = 0; i < n; i++) mx = fmaxf(mx, xr[i] * scale);
-        double sum = 0;
-        for (int i = 0; i < n; i++) sum += xr[i] = expf(xr[i] * scale - mx);
-        const float inv = (float)(1.0 / sum);
-        for (int i = 0; i < n; i++) xr[i] *= inv;
-    }
+float g3_vops_softmax_exp(float *x, int n, float scale, int fast) {
+    if (vec(fast)) return g3_vops_softmax_exp_avx512(x, n, scale);
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = fmaxf(mx, x[i] * scale);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += x[i] = expf(x[i] * scale - mx);
+    return (float)sum;
 }
