@@ -7,7 +7,8 @@
 //     and the logit lens; plus the induction run on a repeated random sequence.
 // Definitions are those of docs/analyze.md. Patterns are full squares [T][T] (row q = query
 // position q, column k = key position k, zero where masked), so metrics never need to know
-// about sliding windows. Query position 0 sees only itself (entropy 0, all mass on <bos>), so
+// about sliding windows; an image's soft tokens see each other both ways, so their rows also
+// hold keys after the query (the metrics read keys 0..q). Query position 0 sees only itself (entropy 0, all mass on <bos>), so
 // the per-query means run over q = 1..T-1.
 // Not here: printing (cmd_analyze.c), JSON and HTML (report.h).
 #ifndef G3_ANALYZE_H
@@ -107,6 +108,10 @@ typedef struct {
     int induction_n;  // n of the repeated random sequence (0: no induction run)
     uint64_t seed;    // of the random sequence
     const uint8_t *skip_ids;  // [V] or NULL: ids the random sequence must not use (special tokens)
+    // Called with the prompt's state before its prefill (NULL: nothing): `analyze --image`
+    // registers the images' soft tokens there (vision.h g3_vision_attach). 0 or -1.
+    int (*prepare)(void *ctx, G3State *s, const int32_t *ids, int T);
+    void *prepare_ctx;
 } G3AnOptions;
 
 // Runs ids[0..T) through m with hooks capturing patterns, residual stream and MLP

@@ -10,13 +10,25 @@
 #include <stddef.h>
 
 #include "analyze.h"
+#include "io/image.h"
 #include "tokenizer/tokenizer.h"
+
+// An image of the first prompt (`analyze --image`): the positions of its soft tokens, a
+// side x side grid of the picture in row-major order, and the picture the HTML report lays
+// the attention over.
+typedef struct {
+    const char *file;    // as given
+    int start, tokens;   // soft tokens at positions [start, start + tokens)
+    const G3Image *pic;  // the square picture the model saw (NULL: the HTML shows the grid alone)
+} G3AnImage;
 
 typedef struct {
     const char *model;        // model folder, as given
     const char *const *text;  // [n] prompt texts, or NULL (prompts given as ids)
     const G3Tokenizer *tok;   // NULL: tokens shown by id
     const G3Config *cfg;
+    const G3AnImage *images;  // [nimages]: the first prompt's images, or NULL
+    int nimages;
 } G3AnMeta;
 
 // A growable string (out of memory sets oom; the writers report it once, at the end).
@@ -37,7 +49,10 @@ void g3_str_free(G3Str *s);
 // ("<0xE2>"); without a tokenizer, the id in decimal.
 void g3_an_token_text(char *buf, size_t cap, const G3Tokenizer *tok, int id);
 
-// The analyses of n prompts as one JSON document. patterns: also embed every head's
+// The analyses of n prompts as one JSON document. With images, the first prompt's result has
+// "images": per image its file, start, tokens, side, "queries" (the positions after its run,
+// the last ones where they would pass ~4M values) and "attn" [L][NH][queries][tokens]: the
+// attention of each query to each soft token; in the HTML also "png" (a data: URL). patterns: also embed every head's
 // attention pattern (the HTML report's data; lower triangles, 4 significant digits), for at
 // most the first max_pattern_pos positions. 0 or -1.
 int g3_an_json(G3Str *out, const G3Analysis *a, int n, const G3AnMeta *meta, int patterns, int max_pattern_pos);

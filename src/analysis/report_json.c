@@ -126,6 +126,71 @@ static void patterns(G3Str *s, const float *pat, int L, int NH, int T, int P) {
     g3_str_put(s, "]", 1);
 }
 
+// Values of the image sections at most (~6 bytes each as text): longer prompts show their
+// last positions.
+enum { MAX_IMAGE_VALUES = 4000000 };
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void base64(G3Str *s, const uint8_t *d, size_t n) {
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < n ? (uint32_t)d[i + 1] << 8 : 0) | (i + 2 < n ? d[i + 2] : 0);
+        char q[4] = {B64[v >> 18 & 63], B64[v >> 12 & 63], i + 1 < n ? B64[v >> 6 & 63] : '=', i + 2 < n ? B64[v & 63] : '='};
+        g3_str_put(s, q, 4);
+    }
+}
+
+// The attention from the positions after each image's run to its soft tokens (report.h).
+static int images(G3Str *s, const G3Analysis *a, const G3AnMeta *meta, int png) {
+    const int T = a->T, L = a->L, NH = a->NH;
+    g3_str_puts(s, ",\n\"images\":[");
+    for (int i = 0; i < meta->nimages; i++) {
+        const G3AnImage *im = &meta->images[i];
+        if (im->start < 0 || im->tokens < 1 || im->start + im->tokens > T)
+            return g3_errorf("image %d: soft tokens at [%d, %d) outside the prompt's %d positions", i + 1, im->start, im->start + im->tokens, T);
+        int side = 1;
+        while (side * side < im->tokens) side++;
+        const int first = im->start + im->tokens, most = G3_MAX(1, MAX_IMAGE_VALUES / (L * NH * im->tokens));
+        const int q0 = G3_MAX(first, T - most);
+        g3_str_puts(s, i ? ",\n{\"file\":" : "{\"file\":");
+        g3_str_json(s, im->file ? im->file : "", im->file ? strlen(im->file) : 0);
+        g3_str_printf(s, ",\"start\":%d,\"tokens\":%d,\"side\":%d,\"queries\":[", im->start, im->tokens, side);
+        for (int q = q0; q < T; q++) g3_str_printf(s, "%s%d", q > q0 ? "," : "", q);
+        g3_str_puts(s, "],\"attn\":[");
+        for (int l = 0; l < L; l++) {
+            g3_str_puts(s, l ? ",[" : "[");
+            for (int h = 0; h < NH; h++) {
+                g3_str_puts(s, h ? ",[" : "[");
+                for (int q = q0; q < T; q++) {
+                    const float *row = a->pattern + (((long)l * NH + h) * T + q) * T + im->start;
+                    g3_str_puts(s, q > q0 ? ",[" : "[");
+                    for (int k = 0; k < im->tokens; k++) {
+                        if (k) g3_str_put(s, ",", 1);
+                        if (row[k] == 0) g3_str_put(s, "0", 1);
+                        else g3_str_printf(s, "%.4g", row[k]);
+                    }
+                    g3_str_put(s, "]", 1);
+                }
+                g3_str_put(s, "]", 1);
+            }
+            g3_str_put(s, "]", 1);
+        }
+        g3_str_put(s, "]", 1);
+        if (png && im->pic) {
+            uint8_t *p;
+            size_t n;
+            if (g3_image_encode_png(im->pic, &p, &n)) return g3_error_prefix("image %s", im->file ? im->file : "");
+            g3_str_puts(s, ",\"png\":\"data:image/png;base64,");
+            base64(s, p, n);
+            g3_str_put(s, "\"", 1);
+            free(p);
+        }
+        g3_str_put(s, "}", 1);
+    }
+    g3_str_put(s, "]", 1);
+    return 0;
+}
+
 static void kind(G3Str *s, const G3AnKind *k) {
     g3_str_printf(s, "{\"layers\":%d,", k->layers);
     key_num(s, "entropy", k->entropy, 1); key_num(s, "distance", k->distance, 1); key_num(s, "bos", k->bos, 1);
@@ -135,7 +200,7 @@ static void kind(G3Str *s, const G3AnKind *k) {
     g3_str_put(s, "}", 1);
 }
 
-static void one(G3Str *s, const G3Analysis *a, const G3AnMeta *meta, const char *text, int pats, int maxp) {
+static int one(G3Str *s, const G3Analysis *a, const G3AnMeta *meta, const char *text, int pats, int maxp, int first) {
     const int T = a->T, L = a->L, NH = a->NH, K = a->K;
     g3_str_puts(s, "{\"prompt\":");
     if (text) g3_str_json(s, text, strlen(text));
@@ -226,7 +291,9 @@ static void one(G3Str *s, const G3Analysis *a, const G3AnMeta *meta, const char 
         g3_str_printf(s, ",\n\"shown\":%d,\"patterns\":", P);
         patterns(s, a->pattern, L, NH, T, P);
     }
+    if (first && meta->nimages && images(s, a, meta, pats)) return -1;
     g3_str_puts(s, "}");
+    return 0;
 }
 
 int g3_an_json(G3Str *s, const G3Analysis *a, int n, const G3AnMeta *meta, int pats, int maxp) {
@@ -244,7 +311,7 @@ int g3_an_json(G3Str *s, const G3Analysis *a, int n, const G3AnMeta *meta, int p
                   G3_AN_SPARSE_REL);
     for (int i = 0; i < n; i++) {
         if (i) g3_str_puts(s, ",\n");
-        one(s, &a[i], meta, meta->text ? meta->text[i] : NULL, pats, maxp);
+        if (one(s, &a[i], meta, meta->text ? meta->text[i] : NULL, pats, maxp, i == 0)) return -1;
     }
     g3_str_puts(s, "]}\n");
     if (s->oom) return g3_errorf("analysis JSON: out of memory");

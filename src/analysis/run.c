@@ -35,7 +35,7 @@ static void on_hook(void *ctx, const G3HookEvent *ev) {
             int q = ev->pos0 + r;
             for (int j = 0; j < ev->cols; j++) {
                 int k = ev->key0 + j;
-                if (q < T && k <= q) dst[(long)q * T + k] = ev->data[(long)r * ev->cols + j];
+                if (q < T && k < T) dst[(long)q * T + k] = ev->data[(long)r * ev->cols + j];  // k > q: an image's run
             }
         }
         break;
@@ -60,12 +60,12 @@ static void on_hook(void *ctx, const G3HookEvent *ev) {
     }
 }
 
-// One prefill of ids with the capture hook on the given sites.
-static int capture_run(const G3Model *m, const int32_t *ids, int T, int fast, uint32_t sites, Capture *cap) {
+// One prefill of ids with the capture hook on the given sites (o: the prompt's prepare step).
+static int capture_run(const G3Model *m, const int32_t *ids, int T, int fast, uint32_t sites, Capture *cap, const G3AnOptions *o) {
     G3State *s = g3_state_new(m, 1, T, T, fast, NULL);
     if (!s) return -1;
     g3_state_set_hook(s, on_hook, cap, sites, ~0ull);
-    int rc = g3_prefill(s, 0, ids, T, NULL);
+    int rc = o && o->prepare && o->prepare(o->prepare_ctx, s, ids, T) ? -1 : g3_prefill(s, 0, ids, T, NULL);
     g3_state_free(s);
     return rc;
 }
@@ -253,7 +253,7 @@ int g3_analyze_run(G3Analysis *a, const G3Model *m, const int32_t *ids, int T, c
 
     Capture cap = {T, (int)NH, a->C, a->pattern, a->resid, below, count};
     uint32_t sites = 1u << G3_HOOK_PATTERN | 1u << G3_HOOK_EMBED | 1u << G3_HOOK_RESID_POST | 1u << G3_HOOK_MLP_POST;
-    if (capture_run(m, ids, T, o->fast, sites, &cap) || check_finite(a)) goto out;
+    if (capture_run(m, ids, T, o->fast, sites, &cap, o) || check_finite(a)) goto out;
 
     if (o->induction_n > 0) {  // [bos, r1..rn, r1..rn]: only the patterns are wanted
         const int n = o->induction_n, T2 = 2 * n + 1;
@@ -265,7 +265,7 @@ int g3_analyze_run(G3Analysis *a, const G3Model *m, const int32_t *ids, int T, c
         if (random_ids(a->ind_ids + 1, n, c->vocab, o->seed, o->skip_ids)) goto out;
         memcpy(a->ind_ids + 1 + n, a->ind_ids + 1, (size_t)n * sizeof *a->ind_ids);
         Capture ic = {T2, (int)NH, a->C, a->ind_pattern, NULL, NULL, NULL};
-        if (capture_run(m, a->ind_ids, T2, o->fast, 1u << G3_HOOK_PATTERN, &ic)) goto out;
+        if (capture_run(m, a->ind_ids, T2, o->fast, 1u << G3_HOOK_PATTERN, &ic, NULL)) goto out;
     }
     if (summarize(a, below, count) || logit_lens(a, m, o->fast)) goto out;
     a->seconds = g3_now() - t0;

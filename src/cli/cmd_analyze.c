@@ -13,6 +13,7 @@
 #include "base/base.h"
 #include "cli.h"
 #include "cli_gen.h"
+#include "cli_image.h"
 #include "gen/prompts.h"
 
 static void print_text(const G3Tokenizer *tok, int id) {
@@ -105,6 +106,22 @@ static void print_analysis(const G3Analysis *a, const G3Tokenizer *tok, const ch
     }
 }
 
+// analyze --image: the prompt's state gets the images' soft tokens (G3AnOptions.prepare).
+static int attach_images(void *ctx, G3State *s, const int32_t *ids, int T) { return cli_images_attach(ctx, s, ids, T); }
+
+// The report's picture of an image: the square the model saw, at most 448 pixels a side (a
+// soft token's cell is then 28 pixels at 4B's 16 x 16).
+static int report_picture(G3Image *out, const char *file, int S) {
+    G3Image im;
+    if (g3_image_load(&im, file)) return -1;
+    const int side = G3_MIN(S, 448);
+    out->w = out->h = side;
+    out->rgb = g3_malloc((size_t)side * side * 3);
+    int rc = !out->rgb || g3_image_resize(out->rgb, side, side, im.rgb, im.w, im.h) ? -1 : 0;
+    g3_image_free(&im);
+    return rc;
+}
+
 // Creates the folder a file is to be written into (the outputs may name new folders).
 static int make_parent(const char *path) {
     const char *sl = strrchr(path, '/');
@@ -118,6 +135,7 @@ int cmd_analyze(int argc, char **argv) {
     const char *dir = NULL, *adapter_dir = NULL, *ids_s = NULL, *text = NULL, *pfile = NULL, *json = NULL, *html = NULL, *tok_path = NULL;
     long threads = 0, top = 5, lens_last = 0, ind_n = 32, seed = 1234;
     int exact = 0, quiet = 0;
+    CliList images = {{0}};
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
@@ -132,13 +150,16 @@ int cmd_analyze(int argc, char **argv) {
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         {"--quiet", OPT_FLAG, &quiet, "no tables on stdout"},
+        CLI_IMAGE_OPT(images),
         CLI_ADAPTER_OPT(adapter_dir),
         CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
     };
-    CLI_PARSE("analyze", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE) [--json out.json] [--html report.html]", argc, argv, opts);
+    CLI_PARSE("analyze", "--model DIR (--prompt TEXT | --ids 2,17,300 | --prompts-file FILE) [--image FILE] [--json out.json] [--html report.html]",
+              argc, argv, opts);
     if (cli_model_or_default("analyze", &dir)) return 1;
     if (!!ids_s + !!text + !!pfile != 1) return cli_fail("analyze", "give exactly one of --prompt, --ids and --prompts-file");
+    if (images.n && pfile) return cli_fail("analyze", "--image goes with one prompt (--prompt or --ids), not --prompts-file");
     if (ind_n == 0 && cli_given("--seed")) return cli_fail("analyze", "--seed draws the induction run's sequence: it does nothing with --induction-len 0");
     cli_set_threads(threads);
     G3Model m;
@@ -152,6 +173,10 @@ int cmd_analyze(int argc, char **argv) {
     uint8_t *skip = NULL;
     const char **texts = NULL;
     char jpath[4096];
+    CliImages ci = {0};
+    G3AnImage *aim = NULL;
+    G3Image *pics = NULL;
+    int naim = 0;
     if (text || pfile || tok_path) {
         if (!(tok = cli_load_tokenizer(tok_path, dir, &m))) { cli_fail("analyze", "%s", g3_error()); goto out; }
     } else {
@@ -159,6 +184,7 @@ int cmd_analyze(int argc, char **argv) {
         if (tok && g3_tok_vocab_size(tok) > m.cfg.vocab + 64) { g3_tok_free(tok); tok = NULL; }
         g3_error_clear();
     }
+    if (cli_images_load(&ci, &m, &images, exact, NULL, NULL)) { cli_fail("analyze", "%s", g3_error()); goto out; }
     if (pfile) {
         if (g3_prompts_load(&pr, pfile)) { cli_fail("analyze", "%s", g3_error()); goto out; }
         if (pr.n == 0) { cli_fail("analyze", "%s: no prompts", pfile); goto out; }
@@ -175,7 +201,7 @@ int cmd_analyze(int argc, char **argv) {
         if (ids_s) lens[i] = cli_parse_ids(ids_s, &ids[i]);
         else {
             texts[i] = pfile ? pr.items[i].text : text;
-            lens[i] = g3_tok_encode(tok, texts[i], strlen(texts[i]), 1, 0, &ids[i]);
+            lens[i] = ci.n ? cli_images_encode_text(&ci, tok, texts[i], 1, 0, &ids[i]) : g3_tok_encode(tok, texts[i], strlen(texts[i]), 1, 0, &ids[i]);
         }
         if (lens[i] < 0) { cli_fail("analyze", "%s", g3_error()); goto out; }
         if (lens[i] < 2) { cli_fail("analyze", "prompt %d has %d token(s); the metrics need at least 2", i + 1, lens[i]); goto out; }
@@ -191,7 +217,7 @@ int cmd_analyze(int argc, char **argv) {
             skip[id] = !p || g3_tok_is_special(tok, id) || (p[0] == '<' && p[strlen(p) - 1] == '>');
         }
     }
-    G3AnOptions o = {(int)top, !exact, (int)lens_last, (int)ind_n, (uint64_t)seed, skip};
+    G3AnOptions o = {(int)top, !exact, (int)lens_last, (int)ind_n, (uint64_t)seed, skip, ci.has_cfg ? attach_images : NULL, &ci};
     double t0 = g3_now();
     for (int i = 0; i < n; i++) {
         if (g3_analyze_run(&an[i], &m, ids[i], lens[i], &o)) { cli_fail("analyze", "prompt %d: %s", i + 1, g3_error()); n = i; goto out; }
@@ -202,7 +228,25 @@ int cmd_analyze(int argc, char **argv) {
     }
     double dt = g3_now() - t0;
     fflush(stdout);
-    G3AnMeta meta = {dir, ids_s ? NULL : texts, tok, &m.cfg};
+    if (ci.n) {  // each image's soft tokens (the analysis checked the runs against the images) and picture
+        int *starts = g3_calloc((size_t)lens[0], sizeof *starts), count = 0;
+        aim = g3_calloc((size_t)ci.n, sizeof *aim);
+        pics = g3_calloc((size_t)ci.n, sizeof *pics);
+        if (!starts || !aim || !pics || g3_vision_find_runs(&ci.v.cfg, ids[0], lens[0], starts, lens[0], &count)) {
+            free(starts);
+            cli_fail("analyze", "%s", g3_error());
+            goto out;
+        }
+        for (int i = 0; i < count && i < ci.n; i++) {
+            aim[i] = (G3AnImage){images.v[i], starts[i], ci.v.cfg.tokens, NULL};
+            if (html && report_picture(&pics[i], images.v[i], ci.v.cfg.image_size)) { free(starts); cli_fail("analyze", "%s", g3_error()); goto out; }
+            if (html) aim[i].pic = &pics[i];
+        }
+        naim = G3_MIN(count, ci.n);
+        free(starts);
+    }
+
+    G3AnMeta meta = {dir, ids_s ? NULL : texts, tok, &m.cfg, aim, naim};
     if (json) snprintf(jpath, sizeof jpath, "%s", json);
     else if (html && strrchr(html, '/')) snprintf(jpath, sizeof jpath, "%.*s/analysis.json", (int)(strrchr(html, '/') - html), html);
     else snprintf(jpath, sizeof jpath, "analysis.json");
@@ -217,6 +261,9 @@ out:
     for (int i = 0; an && i < n; i++) g3_analysis_free(&an[i]);
     for (int i = 0; ids && i < (pfile ? pr.n : 1); i++) free(ids[i]);
     free(an); free(ids); free(lens); free(texts); free(skip);
+    for (int i = 0; pics && i < ci.n; i++) g3_image_free(&pics[i]);
+    free(pics); free(aim);
+    cli_images_free(&ci);
     g3_prompts_free(&pr);
     g3_tok_free(tok);
     cli_model_free(&m);

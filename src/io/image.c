@@ -217,3 +217,62 @@ void g3_image_free(G3Image *im) {
     free(im->rgb);
     memset(im, 0, sizeof *im);
 }
+
+// ---- PNG out (the analysis report's picture) ----
+
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+    int oom;
+    char msg[200];
+} PngOut;
+
+static void png_write_mem(png_structp png, png_bytep d, size_t len) {
+    PngOut *o = png_get_io_ptr(png);
+    if (o->oom) return;
+    if (o->n + len > o->cap) {
+        size_t cap = G3_MAX(o->cap * 2, o->n + len + 4096);
+        uint8_t *np = realloc(o->p, cap);
+        if (!np) { o->oom = 1; return; }
+        o->p = np, o->cap = cap;
+    }
+    memcpy(o->p + o->n, d, len);
+    o->n += len;
+}
+
+static void png_flush_mem(png_structp png) { (void)png; }
+
+static void png_out_error(png_structp png, png_const_charp msg) {
+    PngOut *o = png_get_error_ptr(png);
+    snprintf(o->msg, sizeof o->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+int g3_image_encode_png(const G3Image *im, uint8_t **out, size_t *n) {
+    *out = NULL, *n = 0;
+    PngOut o = {0};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &o, png_out_error, png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info) {
+        png_destroy_write_struct(&png, NULL);
+        return g3_errorf("PNG: out of memory");
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        free(o.p);
+        return g3_errorf("PNG: %s", o.msg);
+    }
+    png_set_write_fn(png, &o, png_write_mem, png_flush_mem);
+    png_set_IHDR(png, info, (png_uint_32)im->w, (png_uint_32)im->h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < im->h; y++) png_write_row(png, im->rgb + (size_t)y * im->w * 3);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    if (o.oom) {
+        free(o.p);
+        return g3_errorf("PNG: out of memory");
+    }
+    *out = o.p, *n = o.n;
+    return 0;
+}

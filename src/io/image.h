@@ -25,5 +25,8 @@ int g3_image_decode(G3Image *im, const uint8_t *data, size_t n, const char *name
 // Reads and decodes the file at path; errors name it.
 int g3_image_load(G3Image *im, const char *path);
 void g3_image_free(G3Image *im);
+// The picture as a PNG file in memory (malloc'd *out of *n bytes): the analysis report's
+// image view. 0 or -1.
+int g3_image_encode_png(const G3Image *im, uint8_t **out, size_t *n);
 
 #endif
