@@ -42,6 +42,33 @@ int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int e
     return 0;
 }
 
+int cli_images_add(CliImages *ci, const G3Model *m, const char *file, int exact) {
+    if (!ci->loaded) {
+        int rc = g3_vision_load(&ci->v, m);
+        if (rc) {
+            if (rc > 0) g3_error_prefix("%s", file);
+            return -1;
+        }
+        ci->loaded = ci->has_cfg = 1;
+    }
+    const G3VisionConfig *c = &ci->v.cfg;
+    G3Image im;
+    if (g3_image_load(&im, file)) return -1;
+    float **ns = g3_realloc(ci->soft, (size_t)(ci->n + 1) * sizeof *ns), *soft = NULL;
+    if (ns) ci->soft = ns;
+    const double t0 = g3_now();
+    int e = !ns || !(soft = g3_malloc((size_t)c->tokens * c->text_hidden * sizeof(float))) ||
+            g3_vision_embed_image(&ci->v, g3_backend_cpu(), exact ? G3_MM_EXACT : G3_MM_FAST, &im, soft, NULL, NULL);
+    g3_image_free(&im);
+    if (e) {
+        free(soft);
+        return g3_error_prefix("%s", file);
+    }
+    ci->soft[ci->n++] = soft;
+    ci->seconds += g3_now() - t0;
+    return 0;
+}
+
 int cli_images_attach(CliImages *ci, G3State *s, const int32_t *ids, int n) {
     if (!ci->has_cfg) return 0;
     return g3_vision_attach(&ci->v.cfg, s, 0, 0, ids, n, ci->soft, ci->n);

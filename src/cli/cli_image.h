@@ -29,6 +29,9 @@ typedef struct {
 // vision tower).
 // hook (may be NULL) sees the tower's sites of every image (vision.h G3VisionHook).
 int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, G3VisionHook hook, void *hook_ctx);
+// One more image (chat's --image and /image): loads the tower at the first, then encodes the
+// file and appends its soft tokens (ci->soft[ci->n - 1]). 0 or -1 (nothing added).
+int cli_images_add(CliImages *ci, const G3Model *m, const char *file, int exact);
 // Checks the placeholder runs of ids[n] against the images (same count; none without images)
 // and registers the soft tokens with slot 0 of s, which reads ids from position 0. 0 or -1.
 int cli_images_attach(CliImages *ci, G3State *s, const int32_t *ids, int n);

@@ -4,7 +4,9 @@
 // text. Ctrl-C stops the current answer, not the program; the context limit is said openly,
 // and --drop-oldest makes room by forgetting the oldest turns (re-reading the rest). At a
 // terminal the line is edited here (cli_line.h: arrow keys, history); /save writes the
-// conversation as JSON and /load reads it back.
+// conversation as JSON and /load reads it back. Images (--image, /image) go with the next
+// message, placed before its text as Gemma 3's chat template places image parts (or where the
+// text says <start_of_image>); their soft tokens are registered with the state at their runs.
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include "base/base.h"
 #include "base/json.h"
 #include "cli_gen.h"
+#include "cli_image.h"
 #include "cli_line.h"
 #include "gen/engine.h"
 #include "gen/textstream.h"
@@ -29,6 +32,7 @@ typedef struct {
     int32_t *answer;   // the model's ids (without <end_of_turn>)
     int nanswer;
     char *answer_text;
+    int img0, nimg;    // its images: ci.soft[img0 .. img0 + nimg)
 } Turn;
 
 typedef struct {
@@ -51,6 +55,10 @@ typedef struct {
     int nstops;
     SrvTools tools;            // --tools: described in the first turn, calls read from answers
     const char *tools_dir;     // the folder list_dir / read_file may read
+    CliImages ci;              // every image of the session, in the order given
+    char **img_files;          // [ci.n] their files (for /save)
+    int pend0, npend;          // the images waiting for the next message
+    int exact;
 } Chat;
 
 typedef struct { int32_t *v; int n; } Ids;
@@ -65,14 +73,29 @@ static int push_ids(Ids *d, const int32_t *ids, int n) {
 }
 
 // ids of one user turn (with the system text folded into the first), ending with the
-// generation prompt "<start_of_turn>model\n"; with <bos> only for the first turn.
-static int push_user(Chat *c, Ids *d, const char *text, int first) {
+// generation prompt "<start_of_turn>model\n"; with <bos> only for the first turn. nimg images
+// go before the text (Gemma 3's template writes an image part as <start_of_image>, then the
+// text part), unless the text places them with <start_of_image> markers; each marker becomes
+// the image's run between "\n\n"s, as Gemma3Processor writes it.
+static int push_user(Chat *c, Ids *d, const char *text, int first, int nimg) {
     int32_t *u;
     G3ChatTurn t = {"user", text};
-    SBuf sys = {0};  // the tools' description, then the system message
+    SBuf sys = {0}, txt = {0};  // the tools' description, then the system message; the text with markers
     if (first && c->tools.prompt && (sb_puts(&sys, c->tools.prompt) || (c->system && (sb_puts(&sys, "\n\n") || sb_puts(&sys, c->system)))))
         return g3_errorf("out of memory");
-    int n = g3_chat_encode(c->tok, &t, 1, first ? (sys.p ? sys.p : c->system) : NULL, 1, &u);
+    int n;
+    if (nimg) {
+        int bad = 0;
+        for (int i = 0; i < nimg && !strstr(text, "<start_of_image>"); i++) bad |= sb_puts(&txt, "<start_of_image>");
+        bad |= sb_puts(&txt, text);
+        t.text = txt.p;
+        char *full = bad ? NULL : g3_chat_format(&t, 1, first ? (sys.p ? sys.p : c->system) : NULL, 1);
+        n = full ? g3_vision_encode_text(&c->ci.v.cfg, c->tok, full, nimg, 0, 1, &u) : g3_errorf("out of memory");
+        free(full);
+        sb_free(&txt);
+    } else {
+        n = g3_chat_encode(c->tok, &t, 1, first ? (sys.p ? sys.p : c->system) : NULL, 1, &u);
+    }
     sb_free(&sys);
     if (n < 0) return -1;
     int skip = n > 0 && !first && u[0] == g3_tok_bos(c->tok);
@@ -97,9 +120,44 @@ static int push_closing(Chat *c, Ids *d) {
 static int rebuild(Chat *c, Ids *d) {
     d->n = 0;
     for (int i = 0; i < c->nturns; i++)
-        if (push_user(c, d, c->turns[i].user, i == 0) || push_ids(d, c->turns[i].answer, c->turns[i].nanswer) ||
+        if (push_user(c, d, c->turns[i].user, i == 0, c->turns[i].nimg) || push_ids(d, c->turns[i].answer, c->turns[i].nanswer) ||
             (i + 1 < c->nturns && push_closing(c, d)))
             return -1;
+    return 0;
+}
+
+// The images of a conversation read afresh from position 0 (a new sequence: the first
+// message, /load, --drop-oldest): every kept turn's, then the new message's (img0, nimg),
+// registered at their runs in d[n]. The engine is made anew, so that no slot's cached prefix
+// (read with other images at the same places) is taken for this one.
+static int attach_fresh(Chat *c, const int32_t *d, int n, int img0, int nimg) {
+    if (!c->ci.has_cfg) return 0;
+    g3_state_clear_images(c->s, -1);
+    int total = nimg, k = 0;
+    for (int i = 0; i < c->nturns; i++) total += c->turns[i].nimg;
+    float **soft = g3_calloc((size_t)total + 1, sizeof *soft);
+    if (!soft) return -1;
+    for (int i = 0; i < c->nturns; i++)
+        for (int j = 0; j < c->turns[i].nimg; j++) soft[k++] = c->ci.soft[c->turns[i].img0 + j];
+    for (int j = 0; j < nimg; j++) soft[k++] = c->ci.soft[img0 + j];
+    int rc = g3_vision_attach(&c->ci.v.cfg, c->s, 0, 0, d, n, soft, total);
+    free(soft);
+    if (rc || !c->ci.n) return rc;
+    g3_engine_free(c->e);
+    return (c->e = g3_engine_new(c->s, NULL)) ? 0 : -1;
+}
+
+// /image FILE, --image FILE: encodes it for the next message.
+static int add_image(Chat *c, const char *file) {
+    char **nf = g3_realloc(c->img_files, (size_t)(c->ci.n + 1) * sizeof *nf), *name = g3_strdup(file);
+    if (nf) c->img_files = nf;
+    if (!nf || !name || cli_images_add(&c->ci, c->m, file, c->exact)) {
+        free(name);
+        return -1;
+    }
+    c->img_files[c->ci.n - 1] = name;
+    if (!c->npend) c->pend0 = c->ci.n - 1;
+    c->npend++;
     return 0;
 }
 
@@ -122,8 +180,8 @@ static void free_turn(Turn *t) {
     memset(t, 0, sizeof *t);
 }
 
-// The conversation as JSON: {"system": ..., "turns": [{"role": "user", "text": ...},
-// {"role": "model", "text": ..., "ids": [...]}, ...]}. The model's ids make /load exact; text
+// The conversation as JSON: {"system": ..., "turns": [{"role": "user", "text": ...,
+// "images": [files] where it had some}, {"role": "model", "text": ..., "ids": [...]}, ...]}. The model's ids make /load exact; text
 // that is not valid UTF-8 is written with U+FFFD, counted in "invalid_utf8" and in *nbad.
 static int save(Chat *c, const char *path, size_t *nbad) {
     char *buf = NULL;
@@ -138,6 +196,12 @@ static int save(Chat *c, const char *path, size_t *nbad) {
         fprintf(f, "  {\"role\": \"user\", \"text\": ");
         size_t k = json_write_str(f, t->user, strlen(t->user));
         if (k) fprintf(f, ", \"invalid_utf8\": %zu", k);
+        for (int j = 0; j < t->nimg; j++) {
+            fprintf(f, j ? ", " : ", \"images\": [");
+            const char *file = c->img_files[t->img0 + j];
+            bad += json_write_str(f, file, strlen(file));
+        }
+        if (t->nimg) fprintf(f, "]");
         fprintf(f, "},\n  {\"role\": \"model\", \"text\": ");
         const char *a = t->answer_text ? t->answer_text : "";
         size_t ka = json_write_str(f, a, strlen(a));
@@ -179,6 +243,17 @@ static int load_turns(Chat *c, const char *path, Turn **out, int *nout, char **s
         if (k % 2 == 0) {
             if (!(x->user = g3_strdup(text->str))) goto out;
             n++;
+            const JsonNode *ims = json_get(e, "images");  // read again through the tower
+            if (ims && ims->type != JSON_ARRAY) { g3_errorf("%s: turn %d: \"images\" must be a list of files", path, k + 1); goto out; }
+            if (ims) {  // (load() dropped the images waiting for a message: these come after them)
+                c->npend = 0;
+                JSON_FOREACH(f, ims) {
+                    if (!json_is_string(f)) { g3_errorf("%s: turn %d: \"images\" must be a list of files", path, k + 1); goto out; }
+                    if (add_image(c, f->str)) { g3_error_prefix("%s: turn %d", path, k + 1); goto out; }
+                }
+                x->img0 = c->pend0, x->nimg = c->npend;
+                c->npend = 0;
+            }
         } else if (ids) {
             if (ids->type != JSON_ARRAY || !(x->answer = g3_malloc((ids->count + 1) * sizeof *x->answer))) {
                 if (ids->type != JSON_ARRAY) g3_errorf("%s: turn %d: \"ids\" must be a list", path, k + 1);
@@ -247,6 +322,8 @@ static int load(Chat *c, const char *path) {
     Turn *t;
     int n;
     char *sys;
+    if (c->npend) fprintf(stderr, "[the %d image%s waiting for a message %s dropped]\n", c->npend, c->npend > 1 ? "s" : "", c->npend > 1 ? "are" : "is");
+    c->npend = 0;
     if (load_turns(c, path, &t, &n, &sys)) { fprintf(stderr, "[%s]\n", g3_error()); return 0; }
     Turn *old = c->turns;
     int nold = c->nturns, capold = c->cap, dropped = 0;
@@ -285,7 +362,7 @@ static int load(Chat *c, const char *path) {
         G3SeqParams p = {d.v, d.n, 0, c->stop_ids, c->nstop_ids, NULL, c->smp, on_token, NULL, c};
         G3SeqInfo info;
         interrupted = 0;
-        if ((c->seq = g3_engine_add(c->e, &p)) < 0 || run_seq(c, &info)) rc = -1;
+        if (attach_fresh(c, d.v, d.n, 0, 0) || (c->seq = g3_engine_add(c->e, &p)) < 0 || run_seq(c, &info)) rc = -1;
         else if (info.stop == G3_STOP_ABORT) {  // Ctrl-C while reading it: start over empty
             fprintf(stderr, "[loading stopped; conversation restarted]\n");
             release_seq(c);
@@ -309,7 +386,8 @@ static int load(Chat *c, const char *path) {
 static int turn(Chat *c, const char *text) {
     Ids feed = {0};
     int first = c->seq < 0, fresh = first, hist = history(c);
-    if ((!first && push_closing(c, &feed)) || push_user(c, &feed, text, first)) { free(feed.v); return -1; }
+    const int img0 = c->pend0, nimg = c->npend;
+    if ((!first && push_closing(c, &feed)) || push_user(c, &feed, text, first, nimg)) { free(feed.v); return -1; }
     while (hist + feed.n + 1 > c->s->ctx) {
         if (!c->drop_oldest || c->nturns == 0) {
             fprintf(stderr, "[context full: %d of %d positions used, this message needs %d more; /reset to start over, or run with --drop-oldest]\n",
@@ -321,7 +399,7 @@ static int turn(Chat *c, const char *text) {
         free_turn(&c->turns[0]);
         memmove(c->turns, c->turns + 1, (size_t)--c->nturns * sizeof *c->turns);
         fprintf(stderr, "[context full: dropped the oldest turn; %d turns kept]\n", c->nturns);
-        if (rebuild(c, &feed) || (c->nturns > 0 && push_closing(c, &feed)) || push_user(c, &feed, text, c->nturns == 0)) {
+        if (rebuild(c, &feed) || (c->nturns > 0 && push_closing(c, &feed)) || push_user(c, &feed, text, c->nturns == 0, nimg)) {
             free(feed.v);
             return -1;
         }
@@ -332,9 +410,12 @@ static int turn(Chat *c, const char *text) {
     if (fresh) {
         release_seq(c);
         G3SeqParams p = {feed.v, feed.n, c->max_tokens, c->stop_ids, c->nstop_ids, NULL, c->smp, on_token, NULL, c};
-        rc = (c->seq = g3_engine_add(c->e, &p)) < 0 ? -1 : 0;
+        rc = attach_fresh(c, feed.v, feed.n, img0, nimg) || (c->seq = g3_engine_add(c->e, &p)) < 0 ? -1 : 0;
     } else {
-        rc = g3_engine_extend(c->e, c->seq, feed.v, feed.n, c->max_tokens);
+        rc = (c->ci.has_cfg && g3_vision_attach(&c->ci.v.cfg, c->s, 0, hist, feed.v, feed.n, c->ci.soft + img0, nimg)) ||
+                     g3_engine_extend(c->e, c->seq, feed.v, feed.n, c->max_tokens)
+                 ? -1
+                 : 0;
     }
     free(feed.v);
     if (rc) return -1;
@@ -346,6 +427,8 @@ static int turn(Chat *c, const char *text) {
     }
     Turn *t = &c->turns[c->nturns++];
     memset(t, 0, sizeof *t);
+    t->img0 = img0, t->nimg = nimg;
+    c->npend = 0;
     if (!(t->user = g3_strdup(text)) || g3_ts_init(&c->ts, c->stops, c->nstops, 1)) return -1;
     c->ts_status = 0;
     interrupted = 0;
@@ -407,7 +490,7 @@ static int tool_rounds(Chat *c, int tty) {
     return 0;
 }
 
-#define CHAT_COMMANDS "/reset, /system TEXT, /save FILE, /load FILE, /quit (or Ctrl-D)"
+#define CHAT_COMMANDS "/image FILE, /reset, /system TEXT, /save FILE, /load FILE, /quit (or Ctrl-D)"
 
 // The argument of a chat command ("/save x.json" -> "x.json", "" if none), or NULL if line
 // is not that command.
@@ -448,6 +531,7 @@ int cmd_chat(int argc, char **argv) {
     CliList stop_opt = {{0}};
     long max_tokens = 512, ctx = 4096, threads = 0;
     int exact = 0, drop = 0;
+    CliList images = {{0}};
     CliSampling cs = CLI_SAMPLING_INIT;
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
@@ -461,6 +545,7 @@ int cmd_chat(int argc, char **argv) {
         {"--tools-dir", OPT_STR, &tools_dir, "the only folder the files tools may read"},
         CLI_SAMPLING_OPTS(cs),
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere"},
+        {"--image", OPT_LIST, &images, "a PNG or JPEG image for the first message (repeat for several; /image FILE adds one to the next)"},
         CLI_ADAPTER_OPT(adapter_dir),
         CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
@@ -500,6 +585,7 @@ int cmd_chat(int argc, char **argv) {
     c.stops = (const char *const *)stops;
     c.nstops = stop_opt.n;
     c.tools_dir = tools_dir;
+    c.exact = exact;
     int rc = 1;
     CliLine le = {0};
     if (want_calc || want_files) {
@@ -518,6 +604,9 @@ int cmd_chat(int argc, char **argv) {
         cli_fail("chat", "%s", g3_error());
         goto out;
     }
+    if (cli_images_load(&c.ci, &m, &(CliList){{0}}, exact, NULL, NULL)) { cli_fail("chat", "%s", g3_error()); goto out; }  // the vision config
+    for (int i = 0; i < images.n; i++)
+        if (add_image(&c, images.v[i])) { cli_fail("chat", "%s", g3_error()); goto out; }
     c.stop_ids[0] = g3_tok_eos(c.tok);
     c.stop_ids[1] = g3_tok_end_of_turn(c.tok);
     c.nstop_ids = c.stop_ids[1] >= 0 ? 2 : 1;
@@ -556,6 +645,12 @@ int cmd_chat(int argc, char **argv) {
         } else if ((arg = command(line, "/load"))) {
             if (!*arg) fprintf(stderr, "[usage: /load FILE]\n");
             else fatal = load(&c, arg) != 0;
+        } else if ((arg = command(line, "/image"))) {
+            double t0 = c.ci.seconds;
+            if (!*arg) fprintf(stderr, "[usage: /image FILE (a PNG or JPEG for the next message)]\n");
+            else if (add_image(&c, arg)) fprintf(stderr, "[%s]\n", g3_error());
+            else fprintf(stderr, "[%s: through the vision tower in %.1f s; %d image%s go%s with your next message]\n", arg, c.ci.seconds - t0, c.npend,
+                         c.npend > 1 ? "s" : "", c.npend > 1 ? "" : "es");
         } else if (line[0] == '/') {
             fprintf(stderr, "[unknown command %s: " CHAT_COMMANDS "]\n", line);
         } else {
@@ -571,6 +666,9 @@ out:
     cli_stops_free(stops, stop_opt.n);
     for (int i = 0; i < c.nturns; i++) free_turn(&c.turns[i]);
     free(c.turns); free(c.system);
+    for (int i = 0; i < c.ci.n; i++) free(c.img_files[i]);
+    free(c.img_files);
+    cli_images_free(&c.ci);
     srv_tools_free(&c.tools);
     g3_engine_free(c.e);
     g3_sampler_free(c.smp);

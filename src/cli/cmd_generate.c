@@ -186,11 +186,20 @@ int cmd_generate(int argc, char **argv) {
     if (ids_s) {
         if ((T = cli_parse_ids(ids_s, &ids)) < 0) { cli_fail("generate", "--ids: %s", g3_error()); goto out; }
     } else if (chat && ci.n) {
-        // the chat text with its template's special tokens, cut at the image markers
-        G3ChatTurn turn = {"user", text};
-        char *full = g3_chat_format(&turn, 1, system, 1);
+        // the chat text with its template's special tokens, cut at the image markers; without
+        // markers the images open the user's turn, as Gemma 3's template writes image parts
+        // (<start_of_image>) before the text part
+        size_t tl = strlen(text), ml = strlen("<start_of_image>");
+        char *marked = strstr(text, "<start_of_image>") ? g3_strdup(text) : g3_malloc((size_t)ci.n * ml + tl + 1);
+        if (marked && !strstr(text, "<start_of_image>")) {
+            for (int i = 0; i < ci.n; i++) memcpy(marked + (size_t)i * ml, "<start_of_image>", ml);
+            memcpy(marked + (size_t)ci.n * ml, text, tl + 1);
+        }
+        G3ChatTurn turn = {"user", marked};
+        char *full = marked ? g3_chat_format(&turn, 1, system, 1) : NULL;
         T = full ? cli_images_encode_text(&ci, tok, full, 0, 1, &ids) : -1;
         free(full);
+        free(marked);
     } else if (chat) {
         G3ChatTurn turn = {"user", text};
         T = g3_chat_encode(tok, &turn, 1, system, 1, &ids);

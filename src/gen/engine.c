@@ -403,6 +403,17 @@ static int run_call(G3Engine *e, int nseg) {
     return 0;
 }
 
+// A prompt chunk of n tokens from position `from` of a slot, shortened to end before an
+// image's run that it would cut (forward.h: a run is read in one call). A run longer than the
+// state's rows was refused when it was registered, so one that starts the chunk fits.
+static int whole_images(const G3State *s, int slot, int from, int n) {
+    for (int i = 0; i < s->nimages; i++) {
+        const G3StateImage *im = &s->images[i];
+        if (im->seq == slot && im->pos0 > from && im->pos0 < from + n && im->pos0 + im->n > from + n) n = im->pos0 - from;
+    }
+    return n;
+}
+
 static void plan(G3Engine *e, int *nseg, int *rows, Seq *q, int n) {
     e->segs[*nseg] = (G3Segment){q->slot, q->nfed, n};
     e->seg_seq[(*nseg)++] = q;
@@ -436,14 +447,14 @@ int g3_engine_step(G3Engine *e) {
     int chunks = 0;
     for (int k = 0; k < nord; k++) {
         Seq *q = e->order[k];
-        int n = G3_MIN(R, q->nhist - q->nfed);
+        int n = whole_images(s, q->slot, q->nfed, G3_MIN(R, q->nhist - q->nfed));
         if (rows + n <= R) { plan(e, &nseg, &rows, q, n); chunks++; }
         else if (!alone && !chunks) { alone = q; chunks++; }
     }
     if (nseg && run_call(e, nseg)) return -1;
     if (alone) {
         nseg = rows = 0;
-        plan(e, &nseg, &rows, alone, G3_MIN(R, alone->nhist - alone->nfed));
+        plan(e, &nseg, &rows, alone, whole_images(s, alone->slot, alone->nfed, G3_MIN(R, alone->nhist - alone->nfed)));
         if (run_call(e, nseg)) return -1;
     }
     return e->nlive + e->nqueued;
