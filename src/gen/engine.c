@@ -36,6 +36,7 @@ typedef struct Seq {
     char error[256];
     double prefill_s, decode_s;
     struct Seq *qprev, *qnext;  // the queue, while QUEUED
+    G3StateImage *images;       // [p.nimages] copied from the params
 } Seq;
 
 typedef struct {
@@ -43,6 +44,7 @@ typedef struct {
     int32_t *tok;  // [ctx] the ids its cache holds, in position order
     int ntok;      // == s->len[slot] while the engine alone drives the state
     long used;     // clock of its last forward call (free slots are reused least recent first)
+    int img;       // its cache was read with images the engine registered (no prefix for others)
 } Slot;
 
 struct G3Engine {
@@ -76,6 +78,7 @@ static void seq_free(Seq *q) {
     if (!q) return;
     free(q->hist);
     free(q->stop_ids);
+    free(q->images);
     free(q);
 }
 
@@ -213,10 +216,12 @@ int g3_engine_add(G3Engine *e, const G3SeqParams *p) {
     if (e->nqueued >= e->opt.max_queued) return g3_errorf("engine: queue full (%d sequences waiting)", e->nqueued);
     Seq *q = g3_calloc(1, sizeof *q);
     if (!q) return -1;
-    if (reserve(q, p->nprompt, p->max_tokens, ctx) || (p->nstop && !(q->stop_ids = g3_malloc((size_t)p->nstop * sizeof(int32_t))))) {
+    if (reserve(q, p->nprompt, p->max_tokens, ctx) || (p->nstop && !(q->stop_ids = g3_malloc((size_t)p->nstop * sizeof(int32_t)))) ||
+        (p->nimages > 0 && !(q->images = g3_malloc((size_t)p->nimages * sizeof *q->images)))) {
         seq_free(q);
         return -1;
     }
+    if (p->nimages > 0) memcpy(q->images, p->images, (size_t)p->nimages * sizeof *q->images);
     int idx = take_index(e);
     if (idx < 0) { seq_free(q); return -1; }
     memcpy(q->hist, p->prompt, (size_t)p->nprompt * sizeof(int32_t));
@@ -226,6 +231,8 @@ int g3_engine_add(G3Engine *e, const G3SeqParams *p) {
     q->nstop = p->nstop;
     q->p = *p;
     q->p.prompt = q->p.stop_ids = NULL;
+    q->p.images = NULL;
+    q->p.nimages = p->nimages > 0 ? p->nimages : 0;
     q->slot = -1;
     q->id = (int)((unsigned)(e->gen[idx] & GEN_MASK) << IDX_BITS | (unsigned)idx);
     e->tab[idx] = q;
@@ -266,11 +273,13 @@ static int pick_slot(const G3Engine *e, const Seq *q, int *reuse) {
     for (int j = 0; j < e->s->nslots; j++) {
         const Slot *sl = &e->slots[j];
         if (sl->owner) continue;
+        if (sl->img || q->p.nimages) goto not_a_match;  // images: the same ids, other pixels
         // a match must leave a token to feed (its logits are the next choice), unless q
         // only wants its tokens in the cache
         if (sl->ntok > 0 && e->s->len[j] == sl->ntok && (sl->ntok < q->nhist || (sl->ntok == q->nhist && q->max_tokens == 0)) &&
             !memcmp(sl->tok, q->hist, (size_t)sl->ntok * sizeof(int32_t)) && (match < 0 || sl->ntok > e->slots[match].ntok))
             match = j;
+    not_a_match:
         if (sl->ntok == 0 && empty < 0) empty = j;
         if (lru < 0 || sl->used < e->slots[lru].used) lru = j;
     }
@@ -287,6 +296,10 @@ static void admit(G3Engine *e) {
             g3_state_reset(e->s, j);
             sl->ntok = 0;
         }
+        if (sl->img || q->p.nimages) {  // the slot's images are those of the sequence in it
+            g3_state_clear_images(e->s, j);
+            sl->img = 0;
+        }
         unqueue(e, q);
         q->state = ACTIVE;
         q->slot = j;
@@ -294,6 +307,14 @@ static void admit(G3Engine *e) {
         q->admit_no = e->admits++;
         sl->owner = q;
         e->nlive++;
+        for (int i = 0; i < q->p.nimages; i++) {
+            sl->img = 1;
+            if (g3_state_add_image(e->s, j, q->images[i].pos0, q->images[i].n, q->images[i].rows)) {
+                fail(e, q, g3_error());
+                break;
+            }
+        }
+        if (q->state != ACTIVE) continue;
         if (q->nfed == q->nhist) finish(e, q, G3_STOP_MAX_TOKENS);  // max_tokens 0, all cached
     }
 }

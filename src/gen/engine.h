@@ -80,6 +80,12 @@ typedef struct {
     // Called once when the sequence (or its latest turn) ends, whatever the reason.
     void (*on_done)(void *user, int id);
     void *user;
+    // Images of the prompt (forward.h g3_state_add_image; .seq is not read), registered with
+    // the slot the sequence is admitted into; the array is copied, the rows are borrowed until
+    // the sequence is released. A sequence with images never takes a cached prefix, and a
+    // slot read with them is never one for another sequence.
+    const G3StateImage *images;
+    int nimages;
     // Callbacks run inside step and cancel; they may call g3_engine_read and nothing
     // else of the engine (the others fail there).
 } G3SeqParams;

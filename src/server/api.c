@@ -166,8 +166,47 @@ static int bool_field(const JsonNode *o, const char *key, int *out, SrvError *e)
 // A string without NUL characters (the tokenizer's texts are C strings).
 static int plain_str(const JsonNode *v) { return json_is_string(v) && strlen(v->str) == v->str_len; }
 
-// A message's text: a string, null, or a list of {"type": "text", "text": ...} parts (joined).
-static int content_text(const JsonNode *c, SBuf *b, int i, SrvError *e) {
+// An image part's picture: {"type": "image_url", "image_url": {"url": "data:image/...;base64,..."}}
+// (or "image_url": "data:..."), PNG or JPEG; nothing is fetched. 0, or -1 with e (400).
+static int image_part(const JsonNode *part, G3Image *im, const char *param, SrvError *e) {
+    const JsonNode *iu = json_get(part, "image_url"), *url = iu && iu->type == JSON_OBJECT ? json_get(iu, "url") : iu;
+    if (!plain_str(url)) return srv_err(e, 400, param, "%s: an image_url part needs \"image_url\": {\"url\": \"data:image/png;base64,...\"}", param);
+    const char *u = url->str, *comma = strchr(u, ',');
+    if (strncmp(u, "data:", 5))
+        return srv_err(e, 400, param, "%s: only data: URLs are read (data:image/png;base64,... or image/jpeg); this server fetches nothing", param);
+    if (!comma || comma - u < 12 || strncmp(comma - 7, ";base64", 7)) return srv_err(e, 400, param, "%s: the data: URL must be base64 (data:image/png;base64,...)", param);
+    static signed char val[256];
+    if (!val['B']) {
+        memset(val, -1, sizeof val);
+        for (int k = 0; k < 64; k++) val[(unsigned char)"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[k]] = (signed char)k;
+    }
+    const char *p = comma + 1;
+    size_t n = strlen(p), o = 0;
+    uint8_t *bytes = malloc(n / 4 * 3 + 3);
+    if (!bytes) return srv_err(e, 500, NULL, "out of memory");
+    uint32_t acc = 0;
+    int bits = 0, pad = 0;
+    for (size_t k = 0; k < n; k++) {
+        const unsigned char ch = (unsigned char)p[k];
+        if (ch == '=') { pad++; continue; }
+        if (pad || val[ch] < 0) {
+            free(bytes);
+            return srv_err(e, 400, param, "%s: the image's base64 data has a bad character at offset %zu", param, k);
+        }
+        acc = acc << 6 | (uint32_t)val[ch];
+        if ((bits += 6) >= 8) bytes[o++] = (uint8_t)(acc >> (bits -= 8));
+    }
+    char name[80];
+    snprintf(name, sizeof name, "%s (image)", param);
+    int rc = g3_image_decode(im, bytes, o, name);
+    free(bytes);
+    return rc ? srv_err(e, 400, param, "%s", g3_error()) : 0;
+}
+
+// A message's text: a string, null, or a list of {"type": "text", "text": ...} parts (joined)
+// and image parts, each written as <start_of_image> where it stands (Gemma 3's template) and
+// decoded into g (NULL: only the marker, for /apply-template).
+static int content_text(const JsonNode *c, SBuf *b, int i, SrvGen *g, int *nimg, SrvError *e) {
     char param[64];
     snprintf(param, sizeof param, "messages[%d].content", i);
     if (json_is_null(c)) return 0;
@@ -175,11 +214,23 @@ static int content_text(const JsonNode *c, SBuf *b, int i, SrvError *e) {
         if (!plain_str(c)) return srv_err(e, 400, param, "%s holds a NUL character", param);
         return sb_put(b, c->str, c->str_len) ? srv_err(e, 500, NULL, "out of memory") : 0;
     }
-    if (c->type != JSON_ARRAY) return srv_err(e, 400, param, "%s must be a string or a list of text parts", param);
+    if (c->type != JSON_ARRAY) return srv_err(e, 400, param, "%s must be a string or a list of text and image_url parts", param);
     JSON_FOREACH(part, c) {
         const JsonNode *type = json_get(part, "type"), *text = json_get(part, "text");
         if (part->type != JSON_OBJECT || !json_is_string(type)) return srv_err(e, 400, param, "%s: each part must be an object with a \"type\"", param);
-        if (strcmp(type->str, "text")) return srv_err(e, 400, param, "%s: parts of type '%s' are not supported (text only)", param, type->str);
+        if (!strcmp(type->str, "image_url")) {
+            if (++*nimg > SRV_MAX_IMAGES) return srv_err(e, 400, param, "%s: more than %d images in one request", param, SRV_MAX_IMAGES);
+            if (g) {
+                G3Image *ni = realloc(g->images, (size_t)(g->nimages + 1) * sizeof *ni);
+                if (!ni) return srv_err(e, 500, NULL, "out of memory");
+                g->images = ni;
+                if (image_part(part, &g->images[g->nimages], param, e)) return -1;
+                g->nimages++;
+            }
+            if (sb_puts(b, "<start_of_image>")) return srv_err(e, 500, NULL, "out of memory");
+            continue;
+        }
+        if (strcmp(type->str, "text")) return srv_err(e, 400, param, "%s: parts of type '%s' are not supported (text and image_url)", param, type->str);
         if (!plain_str(text)) return srv_err(e, 400, param, "%s: a text part needs a \"text\" string without NUL", param);
         if (sb_put(b, text->str, text->str_len)) return srv_err(e, 500, NULL, "out of memory");
     }
@@ -231,7 +282,7 @@ static int conv_add(Conv *c, const char *role, const char *text, size_t n, SrvEr
     return 0;
 }
 
-static int conv_build(Conv *c, const JsonNode *messages, const SrvTools *tools, SrvError *e) {
+static int conv_build(Conv *c, const JsonNode *messages, const SrvTools *tools, SrvGen *g, int *nimg, SrvError *e) {
     if (!messages) return srv_err(e, 400, "messages", "'messages' is required");
     if (messages->type != JSON_ARRAY) return srv_err(e, 400, "messages", "'messages' must be a list");
     if (messages->count == 0) return srv_err(e, 400, "messages", "'messages' is empty");
@@ -248,7 +299,7 @@ static int conv_build(Conv *c, const JsonNode *messages, const SrvTools *tools, 
         const char *r = role->str;
         const JsonNode *content = json_get(m, "content");
         if (!content && strcmp(r, "assistant") && strcmp(r, "model")) return srv_err(e, 400, param, "%s needs a \"content\"", param);
-        if (content_text(content, t, i, e)) return -1;
+        if (content_text(content, t, i, g, nimg, e)) return -1;
         if (!strcmp(r, "system") || !strcmp(r, "developer")) {
             if ((c->system.n && sb_puts(&c->system, "\n\n")) || sb_put(&c->system, t->p ? t->p : "", t->n)) return srv_err(e, 500, NULL, "out of memory");
         } else if (!strcmp(r, "user")) {
@@ -289,12 +340,23 @@ static int conv_build(Conv *c, const JsonNode *messages, const SrvTools *tools, 
     return 0;
 }
 
-int srv_chat_ids(const G3Tokenizer *tok, const JsonNode *messages, const SrvTools *tools, int32_t **ids, SrvError *e) {
+int srv_chat_ids(const SrvLimits *l, const JsonNode *messages, const SrvTools *tools, int32_t **ids, SrvGen *g, SrvError *e) {
     Conv c = {0};
-    int n = -1;
-    if (conv_build(&c, messages, tools, e) == 0) {
-        n = g3_chat_encode(tok, c.turns, c.n, c.system.n ? c.system.p : NULL, 1, ids);
-        if (n < 0) srv_err(e, 400, "messages", "%s", g3_error());
+    int n = -1, nimg = 0;
+    if (conv_build(&c, messages, tools, g, &nimg, e) == 0) {
+        if (nimg && !g) {
+            srv_err(e, 400, "messages", "image parts are read by /v1/chat/completions only");
+        } else if (nimg && !l->vision) {
+            srv_err(e, 400, "messages", "this model has no vision tower: image parts need a Gemma 3 4B, 12B or 27B model");
+        } else if (nimg) {  // the template's text, each <start_of_image> replaced by the image's run
+            char *full = g3_chat_format(c.turns, c.n, c.system.n ? c.system.p : NULL, 1);
+            n = full ? g3_vision_encode_text(l->vision, l->tok, full, nimg, 0, 1, ids) : -1;
+            free(full);
+            if (n < 0) srv_err(e, 400, "messages", "%s", g3_error());
+        } else {
+            n = g3_chat_encode(l->tok, c.turns, c.n, c.system.n ? c.system.p : NULL, 1, ids);
+            if (n < 0) srv_err(e, 400, "messages", "%s", g3_error());
+        }
     }
     conv_free(&c);
     sb_free(&c.text[0]);
@@ -305,7 +367,8 @@ int srv_chat_ids(const G3Tokenizer *tok, const JsonNode *messages, const SrvTool
 char *srv_chat_text(const JsonNode *messages, const SrvTools *tools, SrvError *e) {
     Conv c = {0};
     char *s = NULL;
-    if (conv_build(&c, messages, tools, e) == 0 && !(s = g3_chat_format(c.turns, c.n, c.system.n ? c.system.p : NULL, 1)))
+    int nimg = 0;
+    if (conv_build(&c, messages, tools, NULL, &nimg, e) == 0 && !(s = g3_chat_format(c.turns, c.n, c.system.n ? c.system.p : NULL, 1)))
         srv_err(e, 400, "messages", "%s", g3_error());
     conv_free(&c);
     sb_free(&c.text[0]);
@@ -404,7 +467,7 @@ int srv_gen_parse(const SrvLimits *l, int kind, const char *body, size_t len, Sr
     // the prompt
     if (kind == SRV_CHAT) {
         if (srv_tools_parse(r, &g->tools, e)) goto out;
-        int n = srv_chat_ids(l->tok, json_get(r, "messages"), &g->tools, &g->prompt, e);
+        int n = srv_chat_ids(l, json_get(r, "messages"), &g->tools, &g->prompt, g, e);
         if (n < 0) goto out;
         g->nprompt = n;
     } else {
@@ -435,6 +498,12 @@ out:
 
 void srv_gen_free(SrvGen *g) {
     free(g->prompt);
+    for (int i = 0; i < g->nimages; i++) {
+        g3_image_free(&g->images[i]);
+        if (g->soft) free(g->soft[i]);
+    }
+    free(g->images);
+    free(g->soft);
     for (int i = 0; i < g->nstops; i++) free(g->stops[i]);
     srv_tools_free(&g->tools);
     memset(g, 0, sizeof *g);

@@ -339,6 +339,39 @@ static uint64_t mix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
+// The request's images through the vision tower (loaded at the first), on this thread with
+// the engine's OpenMP team, and where their runs are in the prompt: *runs [g->nimages]
+// (malloc'd) for the engine. 0, or -1 with e (500: the tower failed; the prompt's runs were
+// checked against the images when it was parsed).
+static int encode_images(Srv *v, SrvGen *g, G3StateImage **runs, SrvError *e) {
+    if (!v->vis_loaded) {
+        if (g3_vision_load(&v->vis, v->m)) return srv_err(e, 500, NULL, "the vision tower: %s", g3_error());
+        v->vis_loaded = 1;
+    }
+    const G3VisionConfig *c = &v->vis.cfg;
+    int *starts = g3_calloc((size_t)g->nimages, sizeof *starts), count = 0;
+    *runs = g3_calloc((size_t)g->nimages, sizeof **runs);
+    if (!g->soft) g->soft = g3_calloc((size_t)g->nimages, sizeof *g->soft);
+    if (!starts || !*runs || !g->soft || g3_vision_find_runs(c, g->prompt, g->nprompt, starts, g->nimages, &count) || count != g->nimages) {
+        free(starts);
+        free(*runs);
+        *runs = NULL;
+        return srv_err(e, 500, NULL, "images: %s", count != g->nimages ? "the prompt's runs do not match its images" : g3_error());
+    }
+    for (int i = 0; i < g->nimages; i++) {
+        if (!(g->soft[i] = g3_malloc((size_t)c->tokens * c->text_hidden * sizeof(float))) ||
+            g3_vision_embed_image(&v->vis, g3_backend_cpu(), v->o.fast ? G3_MM_FAST : G3_MM_EXACT, &g->images[i], g->soft[i], NULL, NULL)) {
+            free(starts);
+            free(*runs);
+            *runs = NULL;
+            return srv_err(e, 500, NULL, "image %d: %s", i + 1, g3_error());
+        }
+        (*runs)[i] = (G3StateImage){-1, starts[i], c->tokens, g->soft[i]};
+    }
+    free(starts);
+    return 0;
+}
+
 static void add_job(Srv *v, Job *j) {
     SrvGen *g = &j->g;
     if (!(j->ch = g3_calloc((size_t)g->n, sizeof *j->ch))) {
@@ -368,13 +401,20 @@ static void add_job(Srv *v, Job *j) {
         complete(v, j);
         return;
     }
+    G3StateImage *runs = NULL;
+    if (g->nimages && encode_images(v, g, &runs, &j->err)) {
+        complete(v, j);
+        return;
+    }
     if (g->stream && g->kind == SRV_CHAT)
         for (i = 0; i < g->n; i++) chunk(v, j, &j->ch[i], NULL, 0, NULL, 0, NULL, 1);
     for (i = 0; i < g->n; i++) {
         Choice *c = &j->ch[i];
-        G3SeqParams p = {g->prompt, g->nprompt, g->max_tokens, v->stop_ids, g->ignore_eos ? 0 : v->nstop_ids, g->logprobs ? choose : NULL, c->smp, on_token, on_done, c};
+        G3SeqParams p = {g->prompt, g->nprompt, g->max_tokens, v->stop_ids, g->ignore_eos ? 0 : v->nstop_ids, g->logprobs ? choose : NULL, c->smp, on_token, on_done, c,
+                         runs, g->nimages};
         if ((c->seq = g3_engine_add(v->e, &p)) < 0) break;
     }
+    free(runs);
     if (i < g->n) {  // the others are cancelled; the last on_done completes the job
         srv_err(&j->err, 400, NULL, "%s", g3_error());
         for (int k = i; k < g->n; k++) j->ch[k].done = 1;

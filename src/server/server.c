@@ -209,7 +209,7 @@ static void activations(Io *io, Conn *c, const HttpRequest *r) {
     }
     if (msgs && p) { srv_err(&e, 400, "prompt", "give 'prompt' or 'messages', not both"); goto fail; }
     if (msgs) {
-        int n = srv_chat_ids(v->tok, msgs, NULL, &j->act_ids, &e);
+        int n = srv_chat_ids(&v->lim, msgs, NULL, &j->act_ids, NULL, &e);
         if (n < 0) goto fail;
         j->act_n = n;
     } else if (p && p->type == JSON_STRING) {
@@ -656,6 +656,11 @@ int g3_serve(const G3Model *m, const G3Tokenizer *tok, const G3ServeOptions *o, 
     v->stop_ids[1] = g3_tok_end_of_turn(tok);
     v->nstop_ids = v->stop_ids[1] >= 0 ? 2 : 1;
     v->lim = (SrvLimits){tok, m->cfg.vocab, v->o.ctx, v->o.max_tokens, v->o.sampling};
+    // a vision model's config says what image parts become (the tower loads at the first image)
+    if (m->cfg.multimodal && m->src && !strcmp(m->src->kind, "safetensors")) {
+        if (g3_vision_config_load(&v->vcfg, m->dir) == 0) v->lim.vision = &v->vcfg;
+        g3_error_clear();
+    }
     v->wake_fd = -1;
     Io io = {v, -1, NULL, 0, {16 << 10, v->o.max_body}, NULL};
     int rc = -1, port = 0, started = 0;
@@ -690,6 +695,7 @@ out:
     g3_engine_free(v->e);
     g3_state_free(v->s);
     g3_state_free(v->act_s);
+    if (v->vis_loaded) g3_vision_free(&v->vis);
     free(v);
     return rc;
 }

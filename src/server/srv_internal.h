@@ -8,6 +8,8 @@
 #include <stdio.h>
 
 #include "../base/json.h"
+#include "../io/image.h"
+#include "../vision/vision.h"
 #include "../sampler/sampler.h"
 #include "../tokenizer/tokenizer.h"
 
@@ -87,12 +89,19 @@ typedef struct {
     int logprobs;             // return logprobs
     int top_logprobs;         // alternatives per token
     SrvTools tools;
+    // image parts of the messages, in prompt order (their runs are in prompt); the engine
+    // thread fills soft (each [tokens][C], through the vision tower) before the sequences start
+    G3Image *images;
+    int nimages;
+    float **soft;
 } SrvGen;
+enum { SRV_MAX_IMAGES = 8 };  // image parts per request
 
 typedef struct {
     const G3Tokenizer *tok;
     int vocab, ctx, max_tokens;
     G3SamplerConfig sampling;
+    const G3VisionConfig *vision;  // the model's, NULL: text only (image parts are refused)
 } SrvLimits;
 
 // Parses a /v1/chat/completions or /v1/completions body. 0, or -1 with e filled (4xx).
@@ -100,8 +109,11 @@ int srv_gen_parse(const SrvLimits *l, int kind, const char *body, size_t len, Sr
 void srv_gen_free(SrvGen *g);
 // The chat template over OpenAI messages (system/developer folded into the first user turn,
 // tool results as ```tool_output blocks in a user turn, assistant tool calls as ```tool_code
-// blocks), ending with the model's turn: as ids (*ids malloc'd, count returned) or -1.
-int srv_chat_ids(const G3Tokenizer *tok, const JsonNode *messages, const SrvTools *tools, int32_t **ids, SrvError *e);
+// blocks), ending with the model's turn: as ids (*ids malloc'd, count returned) or -1. Image
+// parts ({"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}, PNG or
+// JPEG) are decoded into g->images and become their runs where they stand, as Gemma 3's
+// template and processor write them (g NULL or no vision in l: refused).
+int srv_chat_ids(const SrvLimits *l, const JsonNode *messages, const SrvTools *tools, int32_t **ids, SrvGen *g, SrvError *e);
 // The same as text (POST /apply-template).
 char *srv_chat_text(const JsonNode *messages, const SrvTools *tools, SrvError *e);
 

@@ -92,6 +92,9 @@ struct Srv {
     int nrelease, caprelease;
     int dirty;             // output appended since the last wake-up
     G3State *act_s;        // the activations' state, made on first use
+    G3VisionConfig vcfg;   // the model's vision config (lim.vision points here when it has one)
+    G3Vision vis;          // the vision tower, loaded at the first image
+    int vis_loaded;
     unsigned long long seed_ctr;
     long job_ctr;
 };
