@@ -7,7 +7,18 @@
 
 #include "base/base.h"
 
-int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, G3VisionHook hook, void *hook_ctx) {
+// Encodes one picture into a new ci->soft entry.
+static int encode_one(CliImages *ci, const G3Image *im, int exact, G3VisionHook hook, void *hook_ctx) {
+    const G3VisionConfig *c = &ci->v.cfg;
+    float **ns = g3_realloc(ci->soft, (size_t)(ci->n + 1) * sizeof *ns);
+    if (!ns) return -1;
+    ci->soft = ns;
+    if (!(ci->soft[ci->n] = g3_malloc((size_t)c->tokens * c->text_hidden * sizeof(float)))) return -1;
+    ci->n++;
+    return g3_vision_embed_image(&ci->v, g3_backend_cpu(), exact ? G3_MM_EXACT : G3_MM_FAST, im, ci->soft[ci->n - 1], hook, hook_ctx);
+}
+
+int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, int pan_scan, G3VisionHook hook, void *hook_ctx) {
     memset(ci, 0, sizeof *ci);
     if (!files->n) {
         // no image: a vision model's config still says what a placeholder is, so that a
@@ -26,15 +37,18 @@ int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int e
     }
     ci->loaded = ci->has_cfg = 1;
     const G3VisionConfig *c = &ci->v.cfg;
-    G3Backend *be = g3_backend_cpu();  // the tower's row-wise ops are host code (vision.h)
-    if (!(ci->soft = g3_calloc((size_t)files->n, sizeof *ci->soft))) return -1;
+    if (!(ci->ncrops = g3_calloc((size_t)files->n, sizeof *ci->ncrops))) return -1;
     const double t0 = g3_now();
-    for (int i = 0; i < files->n; i++) {
-        G3Image im;
+    for (int i = 0; i < files->n; i++) {  // the tower runs on the CPU: its row-wise ops are host code (vision.h)
+        G3Image im, crops[64];
         if (g3_image_load(&im, files->v[i])) return -1;
-        ci->soft[i] = g3_malloc((size_t)c->tokens * c->text_hidden * sizeof(float));
-        ci->n = i + 1;
-        int e = !ci->soft[i] || g3_vision_embed_image(&ci->v, be, exact ? G3_MM_EXACT : G3_MM_FAST, &im, ci->soft[i], hook, hook_ctx);
+        ci->nfiles = i + 1;
+        int nc = pan_scan || c->pas_on ? g3_vision_pan_and_scan(c, &im, crops) : 0, e = nc < 0 || encode_one(ci, &im, exact, hook, hook_ctx);
+        for (int k = 0; k < nc; k++) {
+            e = e || encode_one(ci, &crops[k], exact, hook, hook_ctx);
+            g3_image_free(&crops[k]);
+        }
+        ci->ncrops[i] = G3_MAX(nc, 0);
         g3_image_free(&im);
         if (e) return g3_error_prefix("%s", files->v[i]);
     }
@@ -65,6 +79,7 @@ int cli_images_add(CliImages *ci, const G3Model *m, const char *file, int exact)
         return g3_error_prefix("%s", file);
     }
     ci->soft[ci->n++] = soft;
+    ci->nfiles++;  // (chat's images have no crops: ncrops stays NULL, n == nfiles)
     ci->seconds += g3_now() - t0;
     return 0;
 }
@@ -77,12 +92,17 @@ int cli_images_attach(CliImages *ci, G3State *s, const int32_t *ids, int n) {
 int cli_images_rows(const CliImages *ci, int n, int def) { return ci->n ? n : def; }
 
 int cli_images_encode_text(const CliImages *ci, const G3Tokenizer *tok, const char *text, int add_bos, int parse_special, int32_t **out) {
-    return g3_vision_encode_text(&ci->v.cfg, tok, text, ci->n, add_bos, parse_special, out);
+    if (ci->n == ci->nfiles) return g3_vision_encode_text(&ci->v.cfg, tok, text, ci->n, add_bos, parse_special, out);
+    char *t = g3_vision_pan_and_scan_text(text, ci->ncrops, ci->nfiles);  // crops: the processor's text around them
+    int n = t ? g3_vision_encode_text(&ci->v.cfg, tok, t, ci->n, add_bos, parse_special, out) : -1;
+    free(t);
+    return n;
 }
 
 void cli_images_free(CliImages *ci) {
     for (int i = 0; i < ci->n; i++) free(ci->soft[i]);
     free(ci->soft);
+    free(ci->ncrops);
     if (ci->loaded) g3_vision_free(&ci->v);
     memset(ci, 0, sizeof *ci);
 }

@@ -13,13 +13,17 @@
 
 #define CLI_IMAGE_OPT(list) \
     {"--image", OPT_LIST, &(list), "a PNG or JPEG image for the prompt's next image run (repeat for several, in prompt order)"}
+#define CLI_PAN_SCAN_OPT(flag) \
+    {"--pan-and-scan", OPT_FLAG, &(flag), "also show wide or tall images as 2-4 crops (Gemma3ImageProcessor's do_pan_and_scan)"}
 
 typedef struct {
     G3Vision v;
     int loaded;     // the tower is loaded (images were given)
     int has_cfg;    // v.cfg holds the model's vision config (a vision model)
-    int n;          // images encoded
+    int n;          // images encoded (pan and scan: each file's whole picture, then its crops)
     float **soft;   // [n][tokens * C]
+    int nfiles;     // files given
+    int *ncrops;    // [nfiles] crops of each (0: none)
     double seconds; // encoding time, all images
 } CliImages;
 
@@ -28,7 +32,9 @@ typedef struct {
 // message names the file: unreadable, not PNG/JPEG, truncated, too large; or the model: no
 // vision tower).
 // hook (may be NULL) sees the tower's sites of every image (vision.h G3VisionHook).
-int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, G3VisionHook hook, void *hook_ctx);
+// pan_scan (or the model's preprocessor_config.json) adds each wide or tall picture's crops
+// after it (vision.h g3_vision_pan_and_scan).
+int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, int pan_scan, G3VisionHook hook, void *hook_ctx);
 // One more image (chat's --image and /image): loads the tower at the first, then encodes the
 // file and appends its soft tokens (ci->soft[ci->n - 1]). 0 or -1 (nothing added).
 int cli_images_add(CliImages *ci, const G3Model *m, const char *file, int exact);
@@ -39,7 +45,8 @@ int cli_images_attach(CliImages *ci, G3State *s, const int32_t *ids, int n);
 int cli_images_rows(const CliImages *ci, int n, int def);
 // Text with images -> ids: text is cut at each "<start_of_image>" (with none, the images come
 // first), the pieces encoded (add_bos, parse_special as g3_tok_encode) and each image's run
-// written between "\n\n"s. The count of markers must equal the images'. -1 or the count.
+// written between "\n\n"s; an image with crops gets the processor's text and a run for each.
+// The count of markers must equal the files'. -1 or the count.
 int cli_images_encode_text(const CliImages *ci, const G3Tokenizer *tok, const char *text, int add_bos, int parse_special, int32_t **ids);
 void cli_images_free(CliImages *ci);
 

@@ -111,13 +111,17 @@ static int attach_images(void *ctx, G3State *s, const int32_t *ids, int T) { ret
 
 // The report's picture of an image: the square the model saw, at most 448 pixels a side (a
 // soft token's cell is then 28 pixels at 4B's 16 x 16).
-static int report_picture(G3Image *out, const char *file, int S) {
-    G3Image im;
+// crop >= 0: that pan-and-scan crop of the file's picture.
+static int report_picture(G3Image *out, const char *file, const G3VisionConfig *vc, int crop) {
+    G3Image im, crops[64];
     if (g3_image_load(&im, file)) return -1;
-    const int side = G3_MIN(S, 448);
+    int nc = crop >= 0 ? g3_vision_pan_and_scan(vc, &im, crops) : 0;
+    const G3Image *src = crop >= 0 && crop < nc ? &crops[crop] : &im;
+    const int side = G3_MIN(vc->image_size, 448);
     out->w = out->h = side;
     out->rgb = g3_malloc((size_t)side * side * 3);
-    int rc = !out->rgb || g3_image_resize(out->rgb, side, side, im.rgb, im.w, im.h) ? -1 : 0;
+    int rc = nc < 0 || !out->rgb || g3_image_resize(out->rgb, side, side, src->rgb, src->w, src->h) ? -1 : 0;
+    for (int k = 0; k < nc; k++) g3_image_free(&crops[k]);
     g3_image_free(&im);
     return rc;
 }
@@ -136,6 +140,7 @@ int cmd_analyze(int argc, char **argv) {
     long threads = 0, top = 5, lens_last = 0, ind_n = 32, seed = 1234;
     int exact = 0, quiet = 0;
     CliList images = {{0}};
+    int pan_scan = 0;
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
@@ -151,6 +156,7 @@ int cmd_analyze(int argc, char **argv) {
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
         {"--quiet", OPT_FLAG, &quiet, "no tables on stdout"},
         CLI_IMAGE_OPT(images),
+        CLI_PAN_SCAN_OPT(pan_scan),
         CLI_ADAPTER_OPT(adapter_dir),
         CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
@@ -176,6 +182,7 @@ int cmd_analyze(int argc, char **argv) {
     CliImages ci = {0};
     G3AnImage *aim = NULL;
     G3Image *pics = NULL;
+    char **labels = NULL;
     int naim = 0;
     if (text || pfile || tok_path) {
         if (!(tok = cli_load_tokenizer(tok_path, dir, &m))) { cli_fail("analyze", "%s", g3_error()); goto out; }
@@ -184,7 +191,7 @@ int cmd_analyze(int argc, char **argv) {
         if (tok && g3_tok_vocab_size(tok) > m.cfg.vocab + 64) { g3_tok_free(tok); tok = NULL; }
         g3_error_clear();
     }
-    if (cli_images_load(&ci, &m, &images, exact, NULL, NULL)) { cli_fail("analyze", "%s", g3_error()); goto out; }
+    if (cli_images_load(&ci, &m, &images, exact, pan_scan, NULL, NULL)) { cli_fail("analyze", "%s", g3_error()); goto out; }
     if (pfile) {
         if (g3_prompts_load(&pr, pfile)) { cli_fail("analyze", "%s", g3_error()); goto out; }
         if (pr.n == 0) { cli_fail("analyze", "%s: no prompts", pfile); goto out; }
@@ -232,15 +239,21 @@ int cmd_analyze(int argc, char **argv) {
         int *starts = g3_calloc((size_t)lens[0], sizeof *starts), count = 0;
         aim = g3_calloc((size_t)ci.n, sizeof *aim);
         pics = g3_calloc((size_t)ci.n, sizeof *pics);
-        if (!starts || !aim || !pics || g3_vision_find_runs(&ci.v.cfg, ids[0], lens[0], starts, lens[0], &count)) {
+        labels = g3_calloc((size_t)ci.n, sizeof *labels);
+        if (!starts || !aim || !pics || !labels || g3_vision_find_runs(&ci.v.cfg, ids[0], lens[0], starts, lens[0], &count)) {
             free(starts);
             cli_fail("analyze", "%s", g3_error());
             goto out;
         }
-        for (int i = 0; i < count && i < ci.n; i++) {
-            aim[i] = (G3AnImage){images.v[i], starts[i], ci.v.cfg.tokens, NULL};
-            if (html && report_picture(&pics[i], images.v[i], ci.v.cfg.image_size)) { free(starts); cli_fail("analyze", "%s", g3_error()); goto out; }
+        for (int i = 0, f = 0, k = -1; i < count && i < ci.n; i++) {  // run i: file f whole (k = -1), then its crops
+            char lab[4200];
+            if (k >= 0) snprintf(lab, sizeof lab, "%s (crop %d of %d)", images.v[f], k + 1, ci.ncrops[f]);
+            else snprintf(lab, sizeof lab, "%s", images.v[f]);
+            if (!(labels[i] = g3_strdup(lab))) { free(starts); cli_fail("analyze", "%s", g3_error()); goto out; }
+            aim[i] = (G3AnImage){labels[i], starts[i], ci.v.cfg.tokens, NULL};
+            if (html && report_picture(&pics[i], images.v[f], &ci.v.cfg, k)) { free(starts); cli_fail("analyze", "%s", g3_error()); goto out; }
             if (html) aim[i].pic = &pics[i];
+            if (++k >= ci.ncrops[f]) k = -1, f++;
         }
         naim = G3_MIN(count, ci.n);
         free(starts);
@@ -262,7 +275,8 @@ out:
     for (int i = 0; ids && i < (pfile ? pr.n : 1); i++) free(ids[i]);
     free(an); free(ids); free(lens); free(texts); free(skip);
     for (int i = 0; pics && i < ci.n; i++) g3_image_free(&pics[i]);
-    free(pics); free(aim);
+    for (int i = 0; labels && i < ci.n; i++) free(labels[i]);
+    free(pics); free(aim); free(labels);
     cli_images_free(&ci);
     g3_prompts_free(&pr);
     g3_tok_free(tok);

@@ -51,10 +51,12 @@ int cmd_forward(int argc, char **argv) {
     long threads = 0;
     int exact = 0, stats = 0;
     CliList images = {{0}};
+    int pan_scan = 0;
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model folder, or a .gguf file" CLI_MODEL_HELP},
         {"--ids", OPT_STR, &ids_s, "token ids, comma-separated (start with 2, <bos>)"},
         CLI_IMAGE_OPT(images),
+        CLI_PAN_SCAN_OPT(pan_scan),
         {"--save", OPT_STR, &save, "write logits [T, V] F32 to this .safetensors file"},
         {"--stats", OPT_FLAG, &stats, "print per-layer residual norms and attention entropy"},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
@@ -74,7 +76,7 @@ int cmd_forward(int argc, char **argv) {
     if (cli_model_load(&m, dir, adapter_dir)) { free(ids); return cli_fail("forward", "%s", g3_error()); }
     int rc = 1;
     CliImages ci;
-    if (cli_images_load(&ci, &m, &images, exact, NULL, NULL)) { cli_fail("forward", "%s", g3_error()); cli_images_free(&ci); free(ids); cli_model_free(&m); return 1; }
+    if (cli_images_load(&ci, &m, &images, exact, pan_scan, NULL, NULL)) { cli_fail("forward", "%s", g3_error()); cli_images_free(&ci); free(ids); cli_model_free(&m); return 1; }
     const int V = m.cfg.vocab, L = m.cfg.layers;
     float *logits = NULL;
     Stats st = {T, L, calloc((size_t)L, sizeof(double)), calloc((size_t)L, sizeof(double)), calloc((size_t)L, sizeof(double)), 0};

@@ -91,6 +91,7 @@ int cmd_generate(int argc, char **argv) {
     const char *dir = NULL, *adapter_dir = NULL, *ids_s = NULL, *text = NULL, *tok_path = NULL, *system = NULL, *prompts_file = NULL, *out_dir = NULL,
                *sample_out = NULL;
     CliList stop_opt = {{0}}, images = {{0}};
+    int pan_scan = 0;
     long max_tokens = 256, threads = 0, ctx = 0, batch = 8;
     int print_ids = 0, exact = 0, chat = 0, resume = 0, quiet = 0, sbd = 0;
     long sbd_block = 16;
@@ -101,6 +102,7 @@ int cmd_generate(int argc, char **argv) {
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
         {"--ids", OPT_STR, &ids_s, "prompt as token ids, comma-separated"},
         CLI_IMAGE_OPT(images),
+        CLI_PAN_SCAN_OPT(pan_scan),
         {"--chat", OPT_FLAG, &chat, "wrap the prompt(s) in Gemma's chat format"},
         {"--system", OPT_STR, &system, "system message (with --chat)"},
         {"--max-tokens", OPT_INT, &max_tokens, "new tokens at most", 1, 1 << 24},
@@ -167,7 +169,7 @@ int cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     int T = 0;
     CliImages ci;
-    if (cli_images_load(&ci, &m, &images, exact, NULL, NULL)) { cli_fail("generate", "%s", g3_error()); goto out; }
+    if (cli_images_load(&ci, &m, &images, exact, pan_scan, NULL, NULL)) { cli_fail("generate", "%s", g3_error()); goto out; }
     // with --ids the tokenizer is optional: given (or needed by --stop), the output is text
     if (!ids_s || nstops || tok_path) {
         if (!(tok = cli_load_tokenizer(tok_path, dir, &m))) { cli_fail("generate", "%s", g3_error()); goto out; }
@@ -190,10 +192,10 @@ int cmd_generate(int argc, char **argv) {
         // markers the images open the user's turn, as Gemma 3's template writes image parts
         // (<start_of_image>) before the text part
         size_t tl = strlen(text), ml = strlen("<start_of_image>");
-        char *marked = strstr(text, "<start_of_image>") ? g3_strdup(text) : g3_malloc((size_t)ci.n * ml + tl + 1);
+        char *marked = strstr(text, "<start_of_image>") ? g3_strdup(text) : g3_malloc((size_t)ci.nfiles * ml + tl + 1);
         if (marked && !strstr(text, "<start_of_image>")) {
-            for (int i = 0; i < ci.n; i++) memcpy(marked + (size_t)i * ml, "<start_of_image>", ml);
-            memcpy(marked + (size_t)ci.n * ml, text, tl + 1);
+            for (int i = 0; i < ci.nfiles; i++) memcpy(marked + (size_t)i * ml, "<start_of_image>", ml);
+            memcpy(marked + (size_t)ci.nfiles * ml, text, tl + 1);
         }
         G3ChatTurn turn = {"user", marked};
         char *full = marked ? g3_chat_format(&turn, 1, system, 1) : NULL;

@@ -196,6 +196,7 @@ int cmd_trace(int argc, char **argv) {
     long threads = 0, gen = 0;
     int exact = 0, compress = 0;
     CliList images = {{0}};
+    int pan_scan = 0;
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model folder" CLI_MODEL_HELP},
         {"--prompt", OPT_STR, &text, "prompt text (tokenized with <bos>)"},
@@ -203,6 +204,7 @@ int cmd_trace(int argc, char **argv) {
         {"--prompts-file", OPT_STR, &prompts_file, "a batch: one prompt a line, or a JSON list (or categorized JSON)"},
         {"--hooks", OPT_STR, &hooks, "sites to record, comma-separated names or globs ('blocks.*.hook_resid_post', '*'; the vision tower's: 'vision.*')"},
         CLI_IMAGE_OPT(images),
+        CLI_PAN_SCAN_OPT(pan_scan),
         {"--out", OPT_STR, &out, "the .npz to write (a JSON sidecar goes beside it: acts.npz -> acts.json)"},
         {"--generate", OPT_INT, &gen, "greedy-decode N tokens after each prompt, recording every step", 0, 1 << 20},
         {"--exact", OPT_FLAG, &exact, "f32 activations everywhere (default: bf16 in matrix products)"},
@@ -248,7 +250,7 @@ int cmd_trace(int argc, char **argv) {
     if (ntext < npat && !images.n) { cli_fail("trace", "--hooks %s: the vision tower's sites need --image", pats[ntext]); goto out; }
     vr.pats = (const char *const *)pats;
     vr.npat = npat;
-    if (cli_images_load(&ci, &m, &images, exact, cli_vision_record, &vr)) { cli_fail("trace", "%s", g3_error()); goto out; }
+    if (cli_images_load(&ci, &m, &images, exact, pan_scan, cli_vision_record, &vr)) { cli_fail("trace", "%s", g3_error()); goto out; }
     if (vr.failed) { cli_fail("trace", "out of memory recording the vision tower"); goto out; }
     // sequences; the tokenizer is needed for text, and used for the pieces when present
     if (ids_s) {

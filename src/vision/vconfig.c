@@ -84,6 +84,7 @@ int g3_vision_config_parse(G3VisionConfig *vc, const char *text, size_t len, con
     }
     for (int c = 0; c < 3; c++) vc->mean[c] = vc->std[c] = 0.5f;
     vc->rescale = 1.0 / 255.0;
+    vc->pas_min_crop = 256, vc->pas_max_crops = 4, vc->pas_min_ratio = 1.2;
     rc = 0;
 out:
     json_free(&j);
@@ -137,6 +138,13 @@ int g3_vision_preproc_load(G3VisionConfig *vc, const char *dir) {
         goto out;
     for (int c = 0; c < 3; c++)
         if (!(vc->std[c] != 0)) { g3_errorf("%s: image_std[%d] must not be 0", p, c); goto out; }
+    const JsonNode *pas = json_get(root, "do_pan_and_scan");
+    if (!json_is_null(pas) && !json_is_bool(pas)) { g3_errorf("%s: \"do_pan_and_scan\" must be true, false or null", p); goto out; }
+    if (json_is_bool(pas)) vc->pas_on = pas->type == JSON_TRUE;
+    if (vint(root, "", "pan_and_scan_min_crop_size", vc->pas_min_crop, 1, 1 << 16, &vc->pas_min_crop, p) ||
+        vint(root, "", "pan_and_scan_max_num_crops", vc->pas_max_crops, 1, 64, &vc->pas_max_crops, p) ||
+        vnum(root, "", "pan_and_scan_min_ratio_to_activate", vc->pas_min_ratio, 1, 1e6, &vc->pas_min_ratio, p))
+        goto out;
     if (size && size->type == JSON_OBJECT) {
         int h, w;
         if (vint(size, "size.", "height", vc->image_size, 1, 1 << 14, &h, p) || vint(size, "size.", "width", vc->image_size, 1, 1 << 14, &w, p)) goto out;

@@ -29,6 +29,7 @@ void g3_vision_preset(G3VisionConfig *vc, int text_hidden) {
     vc->text_hidden = text_hidden;
     for (int c = 0; c < 3; c++) vc->mean[c] = vc->std[c] = 0.5f;
     vc->rescale = 1.0 / 255.0;
+    vc->pas_min_crop = 256, vc->pas_max_crops = 4, vc->pas_min_ratio = 1.2;
 }
 
 typedef struct {

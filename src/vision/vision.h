@@ -14,6 +14,7 @@
 //                 with bias, bias add, plain GELU, softmax): scalar references, host memory;
 //                 vops_avx512.c their vector versions (fast mode)
 //   prompt.c      placeholder runs in token ids: find, expand, check against the images
+//   panscan.c     pan and scan: crops of wide or tall pictures, and the processor's text for them
 //
 // Matrix work goes through the backend's linear and gemm; the row-wise ops read host memory,
 // so the tower runs on a backend whose buffers are host memory (the CPU) and says so elsewhere.
@@ -45,6 +46,12 @@ typedef struct {
     // preprocessing (preprocessor_config.json, else the processor's defaults)
     float mean[3], std[3];
     double rescale;      // 1/255
+    // pan and scan (preprocessor_config.json's do_pan_and_scan, pan_and_scan_*; else the
+    // processor's defaults: off, 256, 4, 1.2)
+    int pas_on;          // crops are made (also --pan-and-scan)
+    int pas_min_crop;    // pan_and_scan_min_crop_size: no crop narrower than this
+    int pas_max_crops;   // pan_and_scan_max_num_crops
+    double pas_min_ratio; // pan_and_scan_min_ratio_to_activate: the aspect ratio from which crops are made (a double, as Python compares)
 } G3VisionConfig;
 
 // Reads the vision part of the config.json in dir (or the file itself when dir ends in .json):
@@ -111,6 +118,19 @@ int g3_vision_embed_image(const G3Vision *v, G3Backend *be, G3MatmulMode mode, c
 int g3_image_resize(uint8_t *out, int ow, int oh, const uint8_t *in, int iw, int ih);
 // im -> px [3, S, S]: resize to S x S, rescale, normalize.
 int g3_vision_pixels(const G3VisionConfig *vc, float *px, const G3Image *im);
+
+// ---- pan and scan (panscan.c) ----
+// Gemma3ImageProcessor's pan_and_scan: a picture wider (taller) than pas_min_ratio times its
+// height (width) is cut into n = clamp(min(round(ratio), side / min_crop), 2, max_crops)
+// columns (rows) of ceil(side / n) pixels, the last one cut at the edge; none where a crop
+// would be under min_crop. The crops (RGB copies, g3_image_free each) into crops[max_crops];
+// returns how many (0: the picture stays whole), or -1.
+int g3_vision_pan_and_scan(const G3VisionConfig *vc, const G3Image *im, G3Image *crops);
+// The processor's text for images with crops: each image's <start_of_image> (with none in
+// text, one per image first) whose image has ncrops[i] > 0 becomes "Here is the original image
+// <start_of_image> and here are some crops to help you see better <start_of_image> ..." (one
+// marker per crop, joined by spaces). malloc'd, or NULL (a marker count that is not nimages).
+char *g3_vision_pan_and_scan_text(const char *text, const int *ncrops, int nimages);
 
 // ---- random towers (vinit.c) ----
 // SigLIP So400m/14 at 896 pixels with 256 soft tokens: the tower of Gemma 3 4B, 12B and 27B.
