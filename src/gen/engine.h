@@ -21,11 +21,12 @@
 //
 // Batched results equal one-at-a-time results: each sequence has its own sampler and stops,
 // a row of g3_forward does not see the other segments of its call, and a prompt is always cut
-// into chunks at the same places (multiples of max_rows from where its reading starts),
-// whatever runs beside it. What is not promised is the last bit of every logit: a kernel may
-// sum in another order for another number of rows (today the one-row matrix product does), so
-// a token decoded alone and in a batch can differ by ~1e-6 relative in its activations. The
-// tokens are the same in the tests (greedy and seeded sampling, every fixture).
+// into chunks at the same places (multiples of max_rows from where its reading starts, or
+// just before an image's run that a chunk would cut), whatever runs beside it. What is not
+// promised is the last bit of every logit: a kernel may sum in another order for another
+// number of rows (today the one-row matrix product does), so a token decoded alone and in a
+// batch can differ by ~1e-6 relative in its activations. The tokens are the same in the tests
+// (greedy and seeded sampling, every fixture).
 //
 // The cache as a prefix store: a slot keeps the tokens it holds after its sequence ends. A
 // sequence admitted later whose tokens begin with all of a free slot's tokens takes that slot
