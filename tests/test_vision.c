@@ -222,9 +222,26 @@ static void test_text_prompt(void) {
         CHECK(g3_vision_find_runs(&vc, ids, n, starts, 4, &count) == 0 && count == 1 && starts[0] == na + 2, "run found at %d", starts[0]);
     }
     free(ids);
-    n = g3_vision_encode_text(&vc, tok, "two", 2, 1, 0, &ids);  // no marker: the images first
-    CHECK(n == 1 + 2 * 260 + 1 && ids[0] == 2 && ids[2] == 255999 && ids[262] == 255999, "images first: %d ids", n);
+    // no marker: the images first. The processor tokenizes each run's "\n\n"s with the text
+    // beside them: between two runs "\n\n\n\n" is one token (110), before "two" "\n\ntwo".
+    int32_t *t2 = NULL;
+    int nt2 = g3_tok_encode(tok, "\n\ntwo", 5, 0, 0, &t2);
+    n = g3_vision_encode_text(&vc, tok, "two", 2, 1, 0, &ids);
+    CHECK(n == 1 + 1 + 258 + 1 + 258 + nt2 && ids[0] == 2 && ids[1] == 108 && ids[2] == 255999 && ids[260] == 110 && ids[261] == 255999 &&
+              !memcmp(ids + n - nt2, t2, (size_t)nt2 * 4),
+          "images first: %d ids", n);
     free(ids);
+    free(t2);
+    // in a chat turn the template's "user\n" and the run's "\n\n" make one "\n\n\n" (109)
+    G3ChatTurn it = {"user", "<start_of_image>Describe."};
+    char *itext = g3_chat_format(&it, 1, NULL, 1);
+    n = itext ? g3_vision_encode_text(&vc, tok, itext, 1, 0, 1, &ids) : -1;
+    int at = -1;
+    for (int i = 0; i < n && at < 0; i++)
+        if (ids[i] == 255999) at = i;
+    CHECK(at > 0 && ids[at - 1] == 109 && ids[at + 257] == 256000, "chat turn: %d ids, the run at %d after %d", n, at, at > 0 ? ids[at - 1] : -1);
+    if (n > 0) free(ids);
+    free(itext);
     CHECK(g3_vision_encode_text(&vc, tok, "<start_of_image> and <start_of_image>", 1, 1, 0, &ids) < 0 && strstr(g3_error(), "2 <start_of_image> markers but 1 image"),
           "%s", g3_error());
     // generate --chat --image formats the chat as text and cuts it at the markers: without

@@ -74,34 +74,41 @@ int g3_vision_encode_text(const G3VisionConfig *c, const G3Tokenizer *tok, const
     if (marks && marks != nimages)
         return g3_errorf("the prompt has %d <start_of_image> marker%s but %d image%s given", marks, marks == 1 ? "" : "s", nimages,
                          nimages == 1 ? " was" : "s were");
-    int32_t *ids = NULL, *nn = NULL, *piece = NULL;
-    int n = 0, cap = 0, nnn = g3_tok_encode(tok, "\n\n", 2, 0, 0, &nn), rc = -1;
-    if (nnn < 0) goto out;
+    int32_t *ids = NULL, *piece = NULL;
+    char *seg = g3_malloc(strlen(text) + 5);
+    int n = 0, cap = 0, rc = -1;
+    if (!seg) goto out;
     if (add_bos) {
         const int32_t bos = g3_tok_bos(tok);
         if (push(&ids, &n, &cap, &bos, 1)) goto out;
     }
+    // The processor writes "\n\n<start_of_image>" + soft tokens + "<end_of_image>\n\n" into the
+    // text and then tokenizes it: the special tokens cut it, and each "\n\n" is tokenized with
+    // the text beside it (after a chat turn's "user\n" it makes one "\n\n\n" token).
     const char *p = text;
     for (int i = 0; i <= nimages; i++) {
         // the text before the i-th run (everything after the last run for i == n)
         const char *end = i < nimages ? (marks ? strstr(p, MARK) : p) : p + strlen(p);
-        int k = g3_tok_encode(tok, p, (size_t)(end - p), 0, parse_special, &piece);
-        if (k < 0 || push(&ids, &n, &cap, piece, k)) goto out;
+        size_t k = 0;
+        if (i > 0) memcpy(seg, "\n\n", 2), k = 2;
+        memcpy(seg + k, p, (size_t)(end - p)), k += (size_t)(end - p);
+        if (i < nimages) memcpy(seg + k, "\n\n", 2), k += 2;
+        int m = g3_tok_encode(tok, seg, k, 0, parse_special, &piece);
+        if (m < 0 || push(&ids, &n, &cap, piece, m)) goto out;
         free(piece);
         piece = NULL;
         if (i == nimages) break;
-        if (push(&ids, &n, &cap, nn, nnn) || push(&ids, &n, &cap, &c->boi, 1)) goto out;
+        if (push(&ids, &n, &cap, &c->boi, 1)) goto out;
         for (int t = 0; t < c->tokens; t++)
             if (push(&ids, &n, &cap, &c->image_token, 1)) goto out;
-        if (push(&ids, &n, &cap, &c->eoi, 1) || push(&ids, &n, &cap, nn, nnn)) goto out;
+        if (push(&ids, &n, &cap, &c->eoi, 1)) goto out;
         p = marks ? end + strlen(MARK) : end;
     }
     rc = n;
 out:
-    free(nn);
+    free(seg);
     free(piece);
     if (rc < 0) free(ids);
     else *out = ids;
     return rc;
 }
-

@@ -157,10 +157,10 @@ int g3_vision_expand(const G3VisionConfig *vc, const int32_t *ids, int n, int32_
 // ids[n], which slot seq reads from position pos0, takes soft[i] ([tokens][C], kept alive by
 // the caller). The number of runs must equal nimages (the message says which is more).
 int g3_vision_attach(const G3VisionConfig *vc, G3State *s, int seq, int pos0, const int32_t *ids, int n, float *const *soft, int nimages);
-// Text with nimages images -> ids, as Gemma3Processor writes them: the text is cut at each
-// "<start_of_image>" (with none, the images come first), the pieces encoded (add_bos,
-// parse_special as g3_tok_encode), each image's run written between "\n\n"s. The count of
-// markers must equal nimages. The count of ids (malloc'd *out), or -1.
+// Text with nimages images -> ids, as Gemma3Processor writes them: each "<start_of_image>" (with
+// none, the images come first) becomes "\n\n" + the run + "\n\n", the newlines tokenized with
+// the text beside them as the processor's tokenizer does (add_bos, parse_special as
+// g3_tok_encode). The count of markers must equal nimages. The count of ids (malloc'd *out), or -1.
 int g3_vision_encode_text(const G3VisionConfig *vc, const G3Tokenizer *tok, const char *text, int nimages, int add_bos, int parse_special,
                           int32_t **out);
 
