@@ -7,6 +7,7 @@
 #include "fixtures.h"
 #include <unistd.h>
 
+#include "base/json.h"
 #include "model/forward.h"
 #include "model/init.h"
 #include "vision/vision.h"
@@ -256,9 +257,53 @@ static void test_text_prompt(void) {
     g3_tok_free(tok);
 }
 
+// tests/fixtures/image_prompt_ids.json (tests/ref/gen_image_prompt_ids.py, from Gemma3Processor):
+// the processor's ids for text prompts and chat turns with images. Skipped, and said, where absent.
+static void test_processor_ids(void) {
+    const char *path = "tests/fixtures/image_prompt_ids.json";
+    if (!g3_file_exists(path)) {
+        printf("no %s (tests/ref/gen_image_prompt_ids.py writes it): the processor's ids are not compared\n", path);
+        return;
+    }
+    G3Tokenizer *tok = g3_tok_load("tests/data/tokenizer/tokenizer.model");
+    Json j;
+    if (!tok || json_parse_file(&j, path)) { CHECK(0, "%s", g3_error()); g3_tok_free(tok); return; }
+    G3VisionConfig vc;
+    g3_vision_preset(&vc, 2560);
+    int k = 0;
+    JSON_FOREACH(cs, json_get(json_root(&j), "cases")) {
+        const JsonNode *text = json_get(cs, "text"), *want = json_get(cs, "ids"), *chat = json_get(cs, "chat");
+        const int nimg = (int)json_int(json_get(cs, "images")), is_chat = chat && chat->type == JSON_TRUE;
+        int32_t *ids = NULL;
+        int n;
+        if (is_chat) {  // as chat and the server write a message with image parts before its text
+            char *marked = g3_malloc(strlen(text->str) + 16 * (size_t)nimg + 1);
+            marked[0] = 0;
+            for (int i = 0; i < nimg; i++) strcat(marked, "<start_of_image>");
+            strcat(marked, text->str);
+            G3ChatTurn t = {"user", marked};
+            char *full = g3_chat_format(&t, 1, NULL, 1);
+            n = full ? g3_vision_encode_text(&vc, tok, full, nimg, 0, 1, &ids) : -1;
+            free(full);
+            free(marked);
+        } else {
+            n = g3_vision_encode_text(&vc, tok, text->str, nimg, 1, 0, &ids);
+        }
+        int same = n == (int)want->count;
+        for (int i = 0; same && i < n; i++) same = ids[i] == json_int(json_at(want, (size_t)i));
+        CHECK(same, "processor case %d (%s%s): %d ids, the processor's %u", k, is_chat ? "chat: " : "", text->str, n, want->count);
+        if (n > 0) free(ids);
+        k++;
+    }
+    printf("processor ids: %d cases compared\n", k);
+    json_free(&j);
+    g3_tok_free(tok);
+}
+
 int main(void) {
     test_pixels_and_tower();
     test_text_prompt();
+    test_processor_ids();
     test_init_round_trip();
     test_text_model();
     return check_done();
