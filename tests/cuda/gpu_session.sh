@@ -13,7 +13,7 @@ left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 room() { [ "$(left)" -gt "$1" ]; }
 say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-make -j$(nproc) CUDA=1 all build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_model build/cuda/tests/test_cuda_attn build/cuda/tests/test_cuda_sae build/cuda/tests/cuda/bench_cuda >"$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
+make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" all build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_model build/cuda/tests/test_cuda_attn build/cuda/tests/test_cuda_sae build/cuda/tests/cuda/bench_cuda >"$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
 say "built"
 timeout 60 build/cuda/tests/test_cuda_attn >"$O/test_cuda_attn.log" 2>&1; say "test_cuda_attn: exit $? -- $(tail -1 "$O/test_cuda_attn.log")"
 grep -hE "FAIL|failed" "$O/test_cuda_attn.log" | head -20
