@@ -116,6 +116,26 @@ int main(void) {
                 for (int bi = 0; bi < (kq ? 2 : 4); bi++)
                     for (int mode = 0; mode < 2; mode++) one(ti, Ns[ni], Rs[ri], kq ? kqs[bi] : nbs[bi], mode, top);
     }
+    // the activation quantizers: every level's gives the reference's bytes on finite input
+    {
+        enum { NB = 13 };
+        float x[NB * 32];
+        G3BlockQ8G r[NB], q[NB];
+        for (int i = 0; i < NB * 32; i++) x[i] = uniform() * (float)(1 + i % 9) * (i < 32 ? 1e-30f : 1.0f);
+        for (int j = 0; j < 32; j++) x[2 * 32 + j] = 0.0f, x[3 * 32 + j] = j == 5 ? -3.0f : 0.5f;  // a zero block; a negative max
+        x[4 * 32 + 7] = 2.5f * (float)(1.0 / 127.0), x[4 * 32 + 8] = 1.0f;  // a tie (x / d = 2.5) rounds to even
+        g3_quantize_q8g(r, x, NB);
+        for (int lv = G3_QDOT_SCALAR; lv <= top; lv++) {
+            memset(q, 0x55, sizeof q);
+            g3_qgemm_quantizer(lv)(q, x, NB);
+            int same = 1;
+            for (int i = 0; i < NB; i++) same &= q[i].d == r[i].d && q[i].s[0] == r[i].s[0] && q[i].s[1] == r[i].s[1] && !memcmp(q[i].qs, r[i].qs, 32);
+            CHECK(same, "%s activation quantizer gives the reference's blocks", g3_qdot_level_name(lv));
+        }
+        x[5] = NAN, x[40] = INFINITY, x[41] = -INFINITY;
+        for (int lv = G3_QDOT_SCALAR; lv <= top; lv++) g3_qgemm_quantizer(lv)(q, x, NB);
+        CHECK(1, "non-finite activations quantized without undefined behaviour");
+    }
     G3QGemmKind k;
     CHECK(g3_qgemm_kind(G3_F32, &k) == -1 && g3_qgemm_kernel(G3_QDOT_SCALAR, G3_BF16) == NULL, "no GEMM for F32 / BF16");
     CHECK(g3_qgemm_kernel(G3_QDOT_SCALAR, G3_Q4_0) == g3_qgemm_panel_ref, "scalar level: the reference");

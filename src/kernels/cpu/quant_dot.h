@@ -49,6 +49,8 @@ int g3_qdot_cpu_level(void);
 const G3QDotTable *g3_qdot_table(int level);
 // The table in use: the CPU's best, capped by g3_kernels_level() (scalar kernels: scalar here).
 const G3QDotTable *g3_qdot(void);
+// Its level.
+int g3_qdot_level(void);
 const char *g3_qdot_level_name(int level);
 
 // x[nb * 32] -> nb activation blocks: d = max|x| / 127, qs = round(x / d).

@@ -50,10 +50,18 @@ int g3_qgemm_kind(G3DType type, G3QGemmKind *kind);
 
 // x[nb * 32] -> nb activation blocks, rounded as g3_quantize_q8a (d = max|x| / 127).
 void g3_quantize_q8g(G3BlockQ8G *a, const float *x, int nb);
+void g3_quantize_q8g_avx512(G3BlockQ8G *a, const float *x, int nb);  // the same bytes for finite x
+typedef void (*G3QGemmQuant)(G3BlockQ8G *a, const float *x, int nb);
+G3QGemmQuant g3_qgemm_quantizer(int level);  // a level's (G3_QDOT_*) quantizer
 
 // Pack rows 0..nrows-1 (nrows <= 16; the rest zero) of a weight of `type`, row n at
 // w + n * row_bytes, blocks 0..nb-1 of 32 (the K-quants: nb a multiple of 8), into p[nb].
 void g3_qgemm_pack(G3QPanelBlock *p, G3DType type, const void *w, int64_t row_bytes, int nrows, int nb);
+
+// Asks the memory for the bytes g3_qgemm_pack will read (a hint, for the next panel while this
+// one's product runs: read row after row when its turn comes, each 4 KB page of a cold weight
+// would wait out the memory's latency alone, as the hardware prefetcher stops at page ends).
+void g3_qgemm_prefetch(G3DType type, const void *w, int64_t row_bytes, int nrows, int nb);
 
 // y[r * ldy + n] = sum_k W[n, k] X[r, k] for r < R, n < ncols (<= 16): p one packed panel of nb
 // blocks, a the R rows' activation blocks (row r at a + r * nb).

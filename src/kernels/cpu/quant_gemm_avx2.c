@@ -22,6 +22,7 @@ TGT static inline __m256i quad(const G3BlockQ8G *a, int j) {
 // the int32 sums of quads j0..j0+3 for the 8 rows, onto s
 TGT static inline __m256i sum4(__m256i s, const __m256i *w, const G3BlockQ8G *a, int j0) {
     const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 8
     for (int j = j0; j < j0 + 4; j += 2) {
         __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w[j], quad(a, j)), _mm256_maddubs_epi16(w[j + 1], quad(a, j + 1)));
         s = _mm256_add_epi32(s, _mm256_madd_epi16(p, ones));
@@ -34,12 +35,15 @@ TGT static inline __attribute__((always_inline)) void tile(float *y, int64_t ldy
                                                            const G3BlockQ8G *a, const int rt, int h, int ncols, int off,
                                                            const int halves, const int bias) {
     __m256 acc[RT];
+#pragma GCC unroll 8
     for (int t = 0; t < rt; t++) acc[t] = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
         const G3QPanelBlock *pb = p + i;
         __m256i w[8];
+    #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) w[j] = _mm256_loadu_si256((const __m256i *)pb->q[j][8 * h]);
         const __m256 sc0 = _mm256_loadu_ps(pb->scale[0] + 8 * h);
+    #pragma GCC unroll 8
         for (int t = 0; t < rt; t++) {
             const G3BlockQ8G *ai = a + (int64_t)t * nb + i;
             __m256 v;
@@ -56,6 +60,7 @@ TGT static inline __attribute__((always_inline)) void tile(float *y, int64_t ldy
         }
     }
     const int nc = ncols - 8 * h;
+#pragma GCC unroll 8
     for (int t = 0; t < rt; t++) {
         if (nc >= 8) {
             _mm256_storeu_ps(y + t * ldy + 8 * h, acc[t]);

@@ -37,55 +37,67 @@ void g3_quantize_q8g(G3BlockQ8G *a, const float *x, int nb) {
     }
 }
 
-// Element l of a row's block into the panel, and the block's scales.
-static inline void put(G3QPanelBlock *b, int n, int l, int q) { b->q[l >> 2][n][l & 3] = (uint8_t)q; }
-static inline void scales(G3QPanelBlock *b, int n, float s0, float s1, float bias) {
+// A row's block as 32 unsigned bytes u into the panel (row n: one 4-byte group per quad), and
+// its scales.
+static inline void put(G3QPanelBlock *b, int n, const uint8_t u[32], float s0, float s1, float bias) {
+    for (int j = 0; j < 8; j++) memcpy(b->q[j][n], u + 4 * j, 4);
     b->scale[0][n] = s0, b->scale[1][n] = s1, b->bias[n] = bias;
 }
 
+// Q4-style nibbles (element l low in byte l, l + 16 high), plus Q5's fifth bits when qh
+static inline void nibbles(uint8_t u[32], const uint8_t *qs, const uint8_t *qhp) {
+    for (int l = 0; l < 16; l++) u[l] = qs[l] & 15, u[l + 16] = qs[l] >> 4;
+    if (qhp) {
+        uint32_t qh = g3_q5_qh(qhp);
+        for (int l = 0; l < 32; l++) u[l] |= (uint8_t)(((qh >> l) & 1) << 4);
+    }
+}
+
 static void pack_row(G3QPanelBlock *p, G3DType type, const void *row, int n, int nb) {
+    uint8_t u[32];
     switch (type) {
     case G3_Q8_0: {
         const G3BlockQ8_0 *b = row;
         for (int j = 0; j < nb; j++) {
-            for (int l = 0; l < 32; l++) put(p + j, n, l, b[j].qs[l] + 128);
+            for (int l = 0; l < 32; l++) u[l] = (uint8_t)(b[j].qs[l] + 128);
             float d = g3_f16_to_f32(b[j].d);
-            scales(p + j, n, d, d, 0.0f);
+            put(p + j, n, u, d, d, 0.0f);
         }
         break;
     }
     case G3_Q4_0: {
         const G3BlockQ4_0 *b = row;
         for (int j = 0; j < nb; j++) {
-            for (int l = 0; l < 16; l++) put(p + j, n, l, b[j].qs[l] & 15), put(p + j, n, l + 16, b[j].qs[l] >> 4);
+            nibbles(u, b[j].qs, NULL);
             float d = g3_f16_to_f32(b[j].d);
-            scales(p + j, n, d, d, 0.0f);
+            put(p + j, n, u, d, d, 0.0f);
         }
         break;
     }
     case G3_Q4_1: {
         const G3BlockQ4_1 *b = row;
         for (int j = 0; j < nb; j++) {
-            for (int l = 0; l < 16; l++) put(p + j, n, l, b[j].qs[l] & 15), put(p + j, n, l + 16, b[j].qs[l] >> 4);
+            nibbles(u, b[j].qs, NULL);
             float d = g3_f16_to_f32(b[j].d);
-            scales(p + j, n, d, d, g3_f16_to_f32(b[j].m));
+            put(p + j, n, u, d, d, g3_f16_to_f32(b[j].m));
         }
         break;
     }
-    case G3_Q5_0:
-    case G3_Q5_1: {
-        const int q51 = type == G3_Q5_1;
-        const G3BlockQ5_0 *b0 = row;
-        const G3BlockQ5_1 *b1 = row;
+    case G3_Q5_0: {
+        const G3BlockQ5_0 *b = row;
         for (int j = 0; j < nb; j++) {
-            const uint8_t *qs = q51 ? b1[j].qs : b0[j].qs;
-            uint32_t qh = g3_q5_qh(q51 ? b1[j].qh : b0[j].qh);
-            for (int l = 0; l < 16; l++) {
-                put(p + j, n, l, (qs[l] & 15) | (int)((qh >> l) & 1) << 4);
-                put(p + j, n, l + 16, (qs[l] >> 4) | (int)((qh >> (l + 16)) & 1) << 4);
-            }
-            float d = g3_f16_to_f32(q51 ? b1[j].d : b0[j].d);
-            scales(p + j, n, d, d, q51 ? g3_f16_to_f32(b1[j].m) : 0.0f);
+            nibbles(u, b[j].qs, b[j].qh);
+            float d = g3_f16_to_f32(b[j].d);
+            put(p + j, n, u, d, d, 0.0f);
+        }
+        break;
+    }
+    case G3_Q5_1: {
+        const G3BlockQ5_1 *b = row;
+        for (int j = 0; j < nb; j++) {
+            nibbles(u, b[j].qs, b[j].qh);
+            float d = g3_f16_to_f32(b[j].d);
+            put(p + j, n, u, d, d, g3_f16_to_f32(b[j].m));
         }
         break;
     }
@@ -100,14 +112,12 @@ static void pack_row(G3QPanelBlock *p, G3DType type, const void *row, int n, int
             g3_k_scales(q5 ? b5[i].scales : b4[i].scales, sc, m);
             const float d = g3_f16_to_f32(q5 ? b5[i].d : b4[i].d), dmin = g3_f16_to_f32(q5 ? b5[i].dmin : b4[i].dmin);
             for (int s = 0; s < 8; s++) {
-                G3QPanelBlock *pb = p + 8 * i + s;
                 const uint8_t *q = qs + 32 * (s / 2);
-                for (int l = 0; l < 32; l++) {
-                    int v = s & 1 ? q[l] >> 4 : q[l] & 15;
-                    if (qh) v |= ((qh[l] >> s) & 1) << 4;
-                    put(pb, n, l, v);
-                }
-                scales(pb, n, d * (float)sc[s], d * (float)sc[s], -dmin * (float)m[s]);
+                const int sh = 4 * (s & 1);
+                for (int l = 0; l < 32; l++) u[l] = (q[l] >> sh) & 15;
+                if (qh)
+                    for (int l = 0; l < 32; l++) u[l] |= (uint8_t)(((qh[l] >> s) & 1) << 4);
+                put(p + 8 * i + s, n, u, d * (float)sc[s], d * (float)sc[s], -dmin * (float)m[s]);
             }
         }
         break;
@@ -117,17 +127,22 @@ static void pack_row(G3QPanelBlock *p, G3DType type, const void *row, int n, int
         for (int i = 0; i < nb / 8; i++) {
             const float d = g3_f16_to_f32(b[i].d);
             for (int k = 0; k < 8; k++) {
-                const int h = k / 4, g = k % 4;
+                const int h = k / 4, g = k % 4, sh = g < 2 ? 0 : 4;
                 const uint8_t *ql = b[i].ql + 64 * h + 32 * (g & 1), *qh = b[i].qh + 32 * h;
-                G3QPanelBlock *pb = p + 8 * i + k;
-                for (int l = 0; l < 32; l++) put(pb, n, l, (g < 2 ? ql[l] & 15 : ql[l] >> 4) | ((qh[l] >> (2 * g)) & 3) << 4);
-                scales(pb, n, d * (float)b[i].scales[2 * k], d * (float)b[i].scales[2 * k + 1], 0.0f);
+                for (int l = 0; l < 32; l++) u[l] = (uint8_t)(((ql[l] >> sh) & 15) | ((qh[l] >> (2 * g)) & 3) << 4);
+                put(p + 8 * i + k, n, u, d * (float)b[i].scales[2 * k], d * (float)b[i].scales[2 * k + 1], 0.0f);
             }
         }
         break;
     }
     default: break;
     }
+}
+
+void g3_qgemm_prefetch(G3DType type, const void *w, int64_t row_bytes, int nrows, int nb) {
+    const int64_t used = (int64_t)g3_type(type)->block_bytes * nb / (g3_type(type)->block / 32);
+    for (int n = 0; n < nrows; n++)
+        for (int64_t o = 0; o < used; o += 64) __builtin_prefetch((const char *)w + n * row_bytes + o, 0, 2);
 }
 
 void g3_qgemm_pack(G3QPanelBlock *p, G3DType type, const void *w, int64_t row_bytes, int nrows, int nb) {
@@ -159,4 +174,8 @@ G3QGemmPanel g3_qgemm_kernel(int level, G3DType type) {
     if (level >= G3_QDOT_AVX512VNNI) return g3_qgemm_panel_avx512vnni;
     if (level >= G3_QDOT_AVX2) return type == G3_Q8_0 ? NULL : g3_qgemm_panel_avx2;
     return g3_qgemm_panel_ref;
+}
+
+G3QGemmQuant g3_qgemm_quantizer(int level) {
+    return level >= G3_QDOT_AVX512 && level <= g3_qdot_cpu_level() ? g3_quantize_q8g_avx512 : g3_quantize_q8g;
 }
