@@ -111,8 +111,17 @@ int main(void) {
         }
         CHECK(ok, "activation blocks within half a step, sums right");
         CHECK(a[3].d == 0.0f && a[3].sum == 0, "zero block");
+        for (int lv = G3_QDOT_SCALAR; lv <= top; lv++) {  // every level's quantizer: the reference's blocks
+            G3BlockQ8A b[NB];
+            memset(b, 0x55, sizeof b);
+            g3_qdot_quantizer(lv)(b, x, NB);
+            int same = 1;
+            for (int i = 0; i < NB; i++) same &= b[i].d == a[i].d && b[i].sum == a[i].sum && !memcmp(b[i].qs, a[i].qs, 32);
+            CHECK(same, "%s activation quantizer gives the reference's blocks", g3_qdot_level_name(lv));
+        }
         x[5] = NAN, x[40] = INFINITY;
         g3_quantize_q8a(a, x, NB);
+        for (int lv = G3_QDOT_SCALAR; lv <= top; lv++) g3_qdot_quantizer(lv)(a, x, NB);
         CHECK(1, "non-finite activations quantized without undefined behaviour");
     }
 

@@ -154,8 +154,9 @@ static int linear_fast(float *y, const float *x, const G3Weight *w, int R) {
     if (R >= GEMM_MIN_ROWS) return linear_gemm(y, x, w, R);
     G3BlockQ8A *qa = qa_scratch((size_t)R * nb);
     if (!qa) return -1;
+    const G3QuantA quant = g3_qdot_quantizer(g3_qdot_level());
 #pragma omp parallel for schedule(static) if ((long)R * K > 65536)
-    for (int r = 0; r < R; r++) g3_quantize_q8a(qa + (size_t)r * nb, x + (size_t)r * K, nb);
+    for (int r = 0; r < R; r++) quant(qa + (size_t)r * nb, x + (size_t)r * K, nb);
     const G3QDot dot = g3_qdot_kernel(g3_qdot(), w->type);
 #pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
     for (int n = 0; n < N; n++) {

@@ -55,6 +55,9 @@ const char *g3_qdot_level_name(int level);
 
 // x[nb * 32] -> nb activation blocks: d = max|x| / 127, qs = round(x / d).
 void g3_quantize_q8a(G3BlockQ8A *a, const float *x, int nb);
+void g3_quantize_q8a_avx512(G3BlockQ8A *a, const float *x, int nb);  // the same blocks for finite x
+typedef void (*G3QuantA)(G3BlockQ8A *a, const float *x, int nb);
+G3QuantA g3_qdot_quantizer(int level);  // a level's activation quantizer
 
 // The references (quant_dot_scalar.c) and the ISA fillers.
 float g3_qdot_q8_0_ref(const void *w, const G3BlockQ8A *a, int nb);

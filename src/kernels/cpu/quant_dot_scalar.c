@@ -212,3 +212,7 @@ const char *g3_qdot_level_name(int level) {
     static const char *names[] = {"scalar", "avx2", "avx512", "avx512vnni"};
     return level >= 0 && level < G3_QDOT_LEVELS ? names[level] : "?";
 }
+
+G3QuantA g3_qdot_quantizer(int level) {
+    return level >= G3_QDOT_AVX512 && level <= g3_qdot_cpu_level() ? g3_quantize_q8a_avx512 : g3_quantize_q8a;
+}
