@@ -118,9 +118,9 @@ int main(void) {
     }
     // the activation quantizers: every level's gives the reference's bytes on finite input
     {
-        enum { NB = 13 };
-        float x[NB * 32];
-        G3BlockQ8G r[NB], q[NB];
+        enum { NB = 400 };  // many blocks: the largest element's x / d lands on both sides of 127
+        static G3BlockQ8G r[NB], q[NB];
+        static float x[NB * 32];
         for (int i = 0; i < NB * 32; i++) x[i] = uniform() * (float)(1 + i % 9) * (i < 32 ? 1e-30f : 1.0f);
         for (int j = 0; j < 32; j++) x[2 * 32 + j] = 0.0f, x[3 * 32 + j] = j == 5 ? -3.0f : 0.5f;  // a zero block; a negative max
         x[4 * 32 + 7] = 2.5f * (float)(1.0 / 127.0), x[4 * 32 + 8] = 1.0f;  // a tie (x / d = 2.5) rounds to even
