@@ -3,13 +3,15 @@
 # interleaved (per round: each type, llama-bench then gemma3 generate), medians over rounds.
 # Files: gemma3 quantize's (with a tokenizer in the metadata, so llama.cpp loads them).
 # Usage: quant_peers.sh [DIR_OF_GGUF] [LLAMA_BIN_DIR] [ROUNDS] [PROMPT] [GEN]   (make bench: no arguments)
-#   DIR_OF_GGUF holds 1b-BF16.gguf 1b-Q8_0.gguf 1b-Q4_0.gguf 1b-Q4_K_M.gguf (any subset)
+#   DIR_OF_GGUF holds 1b-BF16.gguf 1b-Q8_0.gguf 1b-Q4_0.gguf 1b-Q4_K_M.gguf (any subset; gemma3
+#   quantize's), and optionally 1b-llama-Q4_0.gguf 1b-llama-Q4_K_M.gguf (llama-quantize's)
 #   LLAMA_BIN_DIR: llama.cpp's build/bin (cmake -DGGML_NATIVE=ON, the source of node-llama-cpp)
 # Prints one line per (engine, type, round), then the medians. gemma3.c's figures are its
 # generate report (prefill of PROMPT ids, decode of GEN tokens); llama.cpp's are llama-bench's
 # pp PROMPT / tg GEN. Never fails for a missing peer: it reports and goes on.
 set -u
-DIR=${1:-build/peers/quant} LB=${2:-${LLAMA_BIN:-build/peers/llama.cpp-src/bin}} ROUNDS=${3:-3} P=${4:-128} N=${5:-32}
+DIR=${1:-build/peers/quant} LB=${2:-${LLAMA_BIN:-build/peers/llama.cpp-src/bin}} ROUNDS=${3:-3} P=${4:-512} N=${5:-128}
+TYPES="BF16 Q8_0 Q4_0 Q4_K_M llama-Q4_0 llama-Q4_K_M"
 ls "$DIR"/1b-*.gguf >/dev/null 2>&1 || { echo "quant_peers: no 1b-TYPE.gguf files in $DIR (make them with gemma3 quantize; see the usage line)"; exit 0; }
 # LLAMA_BENCH: a command to run instead (e.g. "bash bench/peers/llama_cpp.sh bench": Debian's build)
 LLAMA_BENCH=${LLAMA_BENCH:-}
@@ -25,7 +27,8 @@ LPOLL="" OMPWAIT=""
 ids=$(awk -v p="$P" 'BEGIN{for(i=0;i<p;i++)printf "%s%d", i?",":"", 1000+37*i}')
 out=$(mktemp)
 for r in $(seq "$ROUNDS"); do
-  for ty in BF16 Q8_0 Q4_0 Q4_K_M; do
+  echo "round $r: load average $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+  for ty in $TYPES; do
     f=$DIR/1b-$ty.gguf
     [ -f "$f" ] || continue
     if [ -n "$LLAMA_BENCH" ]; then
@@ -43,7 +46,7 @@ for r in $(seq "$ROUNDS"); do
 done
 echo "== medians over $ROUNDS rounds (prefill $P, decode $N, $T threads; load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 for eng in llama.cpp gemma3.c; do
-  for ty in BF16 Q8_0 Q4_0 Q4_K_M; do
+  for ty in $TYPES; do
     for k in prefill decode; do
       v=$(grep "^$eng $ty " "$out" | sed -n "s/.* $k \([0-9.]*\).*/\1/p" | sort -g | awk '{a[NR]=$1}END{if(NR)print (NR%2?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2)}')
       [ -n "$v" ] && printf '%-10s %-7s %-8s %s tok/s\n' "$eng" "$ty" "$k" "$v"

@@ -111,8 +111,26 @@ int main(void) {
         }
         CHECK(ok, "activation blocks within half a step, sums right");
         CHECK(a[3].d == 0.0f && a[3].sum == 0, "zero block");
+        for (int lv = G3_QDOT_SCALAR; lv <= top; lv++) {  // every level's quantizer: the reference's blocks
+            enum { MB = 400 };  // many blocks: the largest element's x / d lands on both sides of 127
+            static float xm[MB * 32];
+            static G3BlockQ8A am[MB], bm[MB];
+            for (int i = 0; i < MB * 32; i++) xm[i] = uniform() * (float)(1 + i % 13);
+            g3_quantize_q8a(am, xm, MB);
+            g3_qdot_quantizer(lv)(bm, xm, MB);
+            int same_m = 1;
+            for (int i = 0; i < MB; i++) same_m &= bm[i].d == am[i].d && bm[i].sum == am[i].sum && !memcmp(bm[i].qs, am[i].qs, 32);
+            CHECK(same_m, "%s activation quantizer, %d random blocks: the reference's", g3_qdot_level_name(lv), MB);
+            G3BlockQ8A b[NB];
+            memset(b, 0x55, sizeof b);
+            g3_qdot_quantizer(lv)(b, x, NB);
+            int same = 1;
+            for (int i = 0; i < NB; i++) same &= b[i].d == a[i].d && b[i].sum == a[i].sum && !memcmp(b[i].qs, a[i].qs, 32);
+            CHECK(same, "%s activation quantizer gives the reference's blocks", g3_qdot_level_name(lv));
+        }
         x[5] = NAN, x[40] = INFINITY;
         g3_quantize_q8a(a, x, NB);
+        for (int lv = G3_QDOT_SCALAR; lv <= top; lv++) g3_qdot_quantizer(lv)(a, x, NB);
         CHECK(1, "non-finite activations quantized without undefined behaviour");
     }
 

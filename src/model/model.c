@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../base/base.h"
 
@@ -157,6 +158,17 @@ static int load_fail(G3Model *m, G3WeightSource *src) {
     return -1;
 }
 
+// Maps the pages of a mapped tensor now (as llama.cpp's loader does with MAP_POPULATE), so that
+// the first forward pass, a prefill, does not take a page fault every few kilobytes of weights.
+// Best effort: kernels before 5.14 (no MADV_POPULATE_READ) leave it to the faults.
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+static void prefault(const void *data, int64_t n) {
+    const uintptr_t pg = 4096, a = (uintptr_t)data & ~(pg - 1);
+    if (data && n > 0) (void)madvise((void *)a, (size_t)((uintptr_t)data + (uintptr_t)n - a), MADV_POPULATE_READ);
+}
+
 int g3_model_load(G3Model *m, const char *dir) {
     memset(m, 0, sizeof *m);
     G3WeightSource *src;
@@ -195,6 +207,7 @@ int g3_model_load(G3Model *m, const char *dir) {
                       g3_dtype_name(s.type), (long long)t->nbytes);
             return load_fail(m, src);
         }
+        prefault(t->data, t->nbytes);
     }
     return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "../../base/base.h"
 #include "../../kernels/cpu/quant_dot.h"
+#include "../../kernels/cpu/quant_gemm.h"
 #include "../../kernels/kernels.h"
 #include "../../tensor/quant.h"
 
@@ -66,7 +67,7 @@ enum { RT = 8 };  // activation rows per tile: a weight row stays in L1 while th
 // (row, column). Slices of the weight rows are widened to f32 (the traits' to_f32, in
 // parallel) and multiplied by g3_sgemm: the widening costs N x K once per call, shared by the R
 // rows. Slices keep the f32 copy near 16 MB (a 262144-row embedding is never widened whole).
-enum { GEMM_MIN_ROWS = 8 };
+enum { GEMM_MIN_ROWS = 8, QGEMM_MIN_ROWS = 4 };
 static _Thread_local float *wf_buf, *yt_buf;
 static _Thread_local size_t wf_cap, yt_cap;
 
@@ -96,13 +97,66 @@ static int linear_gemm(float *y, const float *x, const G3Weight *w, int R) {
     return 0;
 }
 
+// Many rows, the int8 GEMM (kernels/cpu/quant_gemm.h): the activation rows quantized once
+// (blocks of 32 with their half sums), then panels of 16 weight rows, each unpacked once into a
+// per-thread buffer and swept by every row; threads split the panels.
+static _Thread_local G3BlockQ8G *qg_buf;
+static _Thread_local size_t qg_cap;
+static _Thread_local G3QPanelBlock *pan_buf;
+static _Thread_local size_t pan_cap;
+
+static int linear_qgemm(float *y, const float *x, const G3Weight *w, int R, G3QGemmPanel kern) {
+    const int N = (int)w->rows, K = (int)w->cols, nb = K / 32, np = (N + G3_QG_ROWS - 1) / G3_QG_ROWS;
+    G3QGemmKind kind;
+    if (g3_qgemm_kind(w->type, &kind)) return g3_errorf("linear_quant: no GEMM for %s", g3_dtype_name(w->type));
+    if ((size_t)R * nb > qg_cap) {
+        free(qg_buf);
+        qg_cap = (size_t)R * nb;
+        qg_buf = g3_malloc(qg_cap * sizeof *qg_buf);
+        if (!qg_buf) return qg_cap = 0, -1;
+    }
+    G3BlockQ8G *qa = qg_buf;
+    const G3QGemmQuant quant = g3_qgemm_quantizer(g3_qdot_level());
+#pragma omp parallel for schedule(static) if ((long)R * K > 65536)
+    for (int r = 0; r < R; r++) quant(qa + (size_t)r * nb, x + (size_t)r * K, nb);
+    int fail = 0;
+#pragma omp parallel if ((long)N * K * R > 65536)
+    {
+        if ((size_t)nb > pan_cap) {
+            g3_free_aligned(pan_buf);
+            pan_buf = g3_malloc_aligned((size_t)nb * sizeof *pan_buf);
+            pan_cap = pan_buf ? (size_t)nb : 0;
+        }
+        G3QPanelBlock *p = pan_buf;
+        if (!p) {
+#pragma omp atomic write
+            fail = 1;
+        }
+#pragma omp for schedule(dynamic, 4)
+        for (int q = 0; q < np; q++) {
+            if (!p) continue;
+            const int n0 = q * G3_QG_ROWS, nr = G3_MIN(G3_QG_ROWS, N - n0);
+            g3_qgemm_pack(p, w->type, g3_weight_row(w, n0), w->row_bytes, nr, nb);
+            if (q + 1 < np && (q + 1) % 4)  // the next panel of this thread's chunk of 4, fetched while this one runs
+                g3_qgemm_prefetch(w->type, g3_weight_row(w, n0 + G3_QG_ROWS), w->row_bytes, G3_MIN(G3_QG_ROWS, N - n0 - G3_QG_ROWS), nb);
+            kern(y + n0, N, p, nb, qa, R, nr, &kind);
+        }
+    }
+    return fail ? g3_errorf("linear_quant: out of memory for the GEMM panels") : 0;
+}
+
 static int linear_fast(float *y, const float *x, const G3Weight *w, int R) {
     const int N = (int)w->rows, K = (int)w->cols, nb = K / 32;
+    if (R >= QGEMM_MIN_ROWS) {
+        G3QGemmPanel kern = g3_qgemm_kernel(g3_qdot_level(), w->type);
+        if (kern) return linear_qgemm(y, x, w, R, kern);
+    }
     if (R >= GEMM_MIN_ROWS) return linear_gemm(y, x, w, R);
     G3BlockQ8A *qa = qa_scratch((size_t)R * nb);
     if (!qa) return -1;
+    const G3QuantA quant = g3_qdot_quantizer(g3_qdot_level());
 #pragma omp parallel for schedule(static) if ((long)R * K > 65536)
-    for (int r = 0; r < R; r++) g3_quantize_q8a(qa + (size_t)r * nb, x + (size_t)r * K, nb);
+    for (int r = 0; r < R; r++) quant(qa + (size_t)r * nb, x + (size_t)r * K, nb);
     const G3QDot dot = g3_qdot_kernel(g3_qdot(), w->type);
 #pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
     for (int n = 0; n < N; n++) {

@@ -49,10 +49,15 @@ int g3_qdot_cpu_level(void);
 const G3QDotTable *g3_qdot_table(int level);
 // The table in use: the CPU's best, capped by g3_kernels_level() (scalar kernels: scalar here).
 const G3QDotTable *g3_qdot(void);
+// Its level.
+int g3_qdot_level(void);
 const char *g3_qdot_level_name(int level);
 
 // x[nb * 32] -> nb activation blocks: d = max|x| / 127, qs = round(x / d).
 void g3_quantize_q8a(G3BlockQ8A *a, const float *x, int nb);
+void g3_quantize_q8a_avx512(G3BlockQ8A *a, const float *x, int nb);  // the same blocks for finite x
+typedef void (*G3QuantA)(G3BlockQ8A *a, const float *x, int nb);
+G3QuantA g3_qdot_quantizer(int level);  // a level's activation quantizer
 
 // The references (quant_dot_scalar.c) and the ISA fillers.
 float g3_qdot_q8_0_ref(const void *w, const G3BlockQ8A *a, int nb);

