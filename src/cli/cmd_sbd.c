@@ -23,7 +23,7 @@
 
 typedef struct {
     const char *task, *out, *gammas;
-    long steps, batch, layers, width, train_n, test_n, seed, threads, block, finetune;
+    long steps, batch, layers, width, window, train_n, test_n, seed, threads, block, finetune;
     double lr;
     int html;
 } Args;
@@ -189,7 +189,7 @@ static void write_html(FILE *f, const char *task, const Row *rows, int nr, doubl
 }
 
 int cmd_sbd(int argc, char **argv) {
-    Args a = {.task = "copy", .gammas = "0,0.01,0.1,0.2,0.35,0.6,0.8,1.5", .steps = 600, .batch = 32, .layers = 2, .width = 64,
+    Args a = {.task = "copy", .gammas = "0,0.01,0.1,0.2,0.35,0.6,0.8,1.5", .steps = 600, .batch = 32, .layers = 2, .width = 64, .window = 16,
               .train_n = 20000, .test_n = 200, .seed = 1, .threads = 1, .block = 16, .lr = 2e-3};
     CliOpt opts[] = {
         {"--task", OPT_STR, &a.task, "copy, reverse, add or random (experiments/sbd_tasks.h)"},
@@ -198,6 +198,7 @@ int cmd_sbd(int argc, char **argv) {
         {"--batch", OPT_INT, &a.batch, "examples a step", 1, 1 << 16},
         {"--layers", OPT_INT, &a.layers, "decoder layers of the model", 1, 64},
         {"--width", OPT_INT, &a.width, "hidden size (heads of 16 dims, one KV head, MLP 4x)", 16, 4096},
+        {"--window", OPT_INT, &a.window, "sliding window of the local layers (every other layer; the rest are global)", 1, 4096},
         {"--lr", OPT_FLOAT, &a.lr, "peak learning rate (cosine)"},
         {"--train-examples", OPT_INT, &a.train_n, "training examples written", 10, 1L << 30},
         {"--test", OPT_INT, &a.test_n, "held-out prompts decoded", 1, 1 << 24},
@@ -232,9 +233,9 @@ int cmd_sbd(int argc, char **argv) {
         int n = snprintf(cfg, sizeof cfg,
                          "{\"model_type\": \"gemma3_text\", \"vocab_size\": %d, \"hidden_size\": %ld, \"intermediate_size\": %ld, "
                          "\"num_hidden_layers\": %ld, \"num_attention_heads\": %ld, \"num_key_value_heads\": 1, \"head_dim\": 16, "
-                         "\"sliding_window\": 16, \"sliding_window_pattern\": 2, \"max_position_embeddings\": 128, "
+                         "\"sliding_window\": %ld, \"sliding_window_pattern\": 2, \"max_position_embeddings\": 128, "
                          "\"query_pre_attn_scalar\": 16, \"bos_token_id\": 2, \"eos_token_id\": 1, \"pad_token_id\": 0}\n",
-                         G3_SBD_TASK_VOCAB, a.width, 4 * a.width, a.layers, G3_MAX(1, a.width / 16));
+                         G3_SBD_TASK_VOCAB, a.width, 4 * a.width, a.layers, G3_MAX(1, a.width / 16), a.window);
         if (g3_write_file_atomic(path, cfg, (size_t)n)) return cli_fail(CMD, "%s", g3_error());
         snprintf(path, sizeof path, "%s/train.jsonl", a.out);
         if (write_examples(path, (G3SbdTask)t, (uint64_t)a.seed, a.train_n)) return cli_fail(CMD, "%s", g3_error());
@@ -277,9 +278,9 @@ int cmd_sbd(int argc, char **argv) {
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f) goto out;
-    fprintf(f, "{\"task\": \"%s\", \"steps\": %ld, \"batch\": %ld, \"layers\": %ld, \"width\": %ld, \"block\": %ld, \"seed\": %ld, "
+    fprintf(f, "{\"task\": \"%s\", \"steps\": %ld, \"batch\": %ld, \"layers\": %ld, \"width\": %ld, \"window\": %ld, \"block\": %ld, \"seed\": %ld, "
                "\"finetune\": %ld, \"test_prompts\": %ld, \"threads\": %ld,\n \"val_loss_ntp\": %.6f, \"val_loss_sbd\": %.6f,\n \"rows\": [",
-            a.task, a.steps, a.batch, a.layers, a.width, a.block, a.seed, a.finetune, a.test_n, a.threads, vl_ntp, vl_sbd);
+            a.task, a.steps, a.batch, a.layers, a.width, a.window, a.block, a.seed, a.finetune, a.test_n, a.threads, vl_ntp, vl_sbd);
     for (int i = 0; i < nr; i++) {
         char g[32] = "null";  // next-token decoding
         if (rows[i].gamma >= 0) snprintf(g, sizeof g, "%.6g", rows[i].gamma);
