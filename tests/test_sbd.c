@@ -383,12 +383,15 @@ static void test_text_command(void) {
     if (!f) { CHECK(0, "cannot write the corpus"); return; }
     for (int i = 0; i < 30; i++) fprintf(f, "The cat sat on the mat %d times.\nIt was happy.\n<|endoftext|>\n", i);
     fclose(f);
+    if (!(f = fopen("build/test_sbd_text_tmp/valid.txt", "w"))) { CHECK(0, "cannot write the validation text"); return; }
+    for (int i = 0; i < 4; i++) fprintf(f, "The mat sat on the cat %d times.\n<|endoftext|>\n", 40 + i);
+    fclose(f);
     // Gemma 3's tokenizer trimmed to 300 pieces (<mask> stays id 4): a tiny output layer
     const char *json = tok_json_path();
     CHECK(json && sh("./gemma3 tokenizer trim --tokenizer %s --data %s/corpus.txt --vocab 300 --out %s/tok --threads 1 >/dev/null 2>&1", json, d, d) == 0,
           "trim the tokenizer");
-    CHECK(sh("./gemma3 sbd --task text --data %s/corpus.txt --tokenizer %s/tok/tokenizer.json --layers 1 --width 32 --window 8 --seq 16 "
-             "--steps 3 --batch 2 --test 3 --prompt-len 4 --max-new 6 --block 4 --gammas 0,0.5 --html --out %s/exp 2>%s/log", d, d, d, d) == 0,
+    CHECK(sh("./gemma3 sbd --task text --data %s/corpus.txt --val %s/valid.txt --tokenizer %s/tok/tokenizer.json --layers 1 --width 32 --window 8 --seq 16 "
+             "--steps 3 --batch 2 --test 3 --prompt-len 4 --max-new 6 --block 4 --gammas 0,0.5 --html --out %s/exp 2>%s/log", d, d, d, d, d) == 0,
           "sbd --task text");
     CHECK(sh("grep -q 'same as SBD greedy' %s/log && grep -q '\"agreement\"' %s/exp/results.json && grep -q 'agreement with SBD greedy' "
              "%s/exp/results.html", d, d, d) == 0, "text results: agreement with the SBD model's greedy decoding");
@@ -397,6 +400,8 @@ static void test_text_command(void) {
     CHECK(sh("test $(grep -c '\"decoding\"' %s/exp/results.json) = 4", d) == 0, "four rows: two next-token, two gammas");
     CHECK(sh("./gemma3 sbd --task copy --tokenizer %s/tok/tokenizer.json --out %s/bad 2>/dev/null", d, d) != 0, "--tokenizer refused for a task");
     CHECK(sh("./gemma3 sbd --task text --out %s/bad 2>/dev/null", d) != 0, "--task text without --data refused");
+    CHECK(sh("./gemma3 sbd --task text --data %s/corpus.txt --tokenizer %s/tok/tokenizer.json --out %s/bad 2>/dev/null", d, d, d) != 0,
+          "--task text without --val refused");
     if (!check_failures) sh("rm -rf %s", d);
 }
 

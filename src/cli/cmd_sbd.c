@@ -190,10 +190,10 @@ static Case *task_cases(const Args *a, G3SbdTask t) {
 }
 
 // Text: the first --prompt-len tokens (after <bos>) of the first --test documents of the
-// validation text (documents end at a line "<|endoftext|>") that are longer than that.
+// validation text (--val) (documents end at a line "<|endoftext|>") that are longer than that.
 static Case *text_cases(const Args *a, const G3Tokenizer *tok, long *nc) {
     size_t len;
-    char *text = g3_read_file(a->val ? a->val : a->data, &len);
+    char *text = g3_read_file(a->val, &len);
     if (!text) return NULL;
     Case *cs = g3_calloc((size_t)a->test_n, sizeof *cs);
     if (!cs) { free(text); return NULL; }
@@ -213,7 +213,7 @@ static Case *text_cases(const Args *a, const G3Tokenizer *tok, long *nc) {
     }
     free(text);
     *nc = n;
-    if (!n) g3_errorf("sbd: no document of %s is longer than %ld tokens", a->val ? a->val : a->data, a->prompt_len);
+    if (!n) g3_errorf("sbd: no document of %s is longer than %ld tokens", a->val, a->prompt_len);
     return cs;
 }
 
@@ -289,7 +289,7 @@ int cmd_sbd(int argc, char **argv) {
         {"--train-examples", OPT_INT, &a.train_n, "training examples written", 10, 1L << 30},
         {"--test", OPT_INT, &a.test_n, "held-out prompts decoded", 1, 1 << 24},
         {"--data", OPT_STR, &a.data, "text: training text (documents end at a line <|endoftext|>)"},
-        {"--val", OPT_STR, &a.val, "text: validation text (the test prompts' documents); default: train's split of --data"},
+        {"--val", OPT_STR, &a.val, "text: validation text: the validation loss and the test prompts' documents (required: prompts from --data would be trained on)"},
         {"--tokenizer", OPT_STR, &a.tok, "text: tokenizer.json (with <mask> at id 4, as Gemma 3's; `gemma3 tokenizer trim` keeps it)"},
         {"--seq", OPT_INT, &a.seq, "training sequence length (0: 40 for a task, 128 for text)", 0, 1 << 20},
         {"--prompt-len", OPT_INT, &a.prompt_len, "text: prompt tokens after <bos> (a document's start)", 1, 1 << 20},
@@ -306,7 +306,7 @@ int cmd_sbd(int argc, char **argv) {
     const int text = !strcmp(a.task, "text");
     const int t = text ? G3_TASK_COUNT : g3_sbd_task_parse(a.task);
     if (t < 0) return cli_fail(CMD, "--task must be copy, reverse, add, random or text, not '%s'", a.task);
-    if (text && (!a.data || !a.tok)) return cli_fail(CMD, "--task text needs --data FILE and --tokenizer tokenizer.json");
+    if (text && (!a.data || !a.val || !a.tok)) return cli_fail(CMD, "--task text needs --data FILE, --val FILE and --tokenizer tokenizer.json");
     if (!text && (a.data || a.val || a.tok)) return cli_fail(CMD, "--data, --val and --tokenizer are for --task text");
     if (!a.seq) a.seq = text ? 128 : G3_SBD_TASK_SEQ;
     double gam[32];
