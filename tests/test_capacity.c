@@ -207,6 +207,21 @@ static void test_cli(void) {
         CHECK(sh("%s capacity --layers 1 --width 16 --sequences 8 --device cuda --out %s/cuda 2> %s/cuda.err", bin, dir, dir) == 1, "cuda: exit 1");
         CHECK(sh("grep -q -e 'without the CUDA backend' -e 'no GPU' %s/cuda.err", dir) == 0, "cuda: says why");
     }
+    // --schedule cosine: exactly --max-steps steps, the rate decayed to ~0 by the last one
+    CHECK(sh("%s capacity --layers 1 --width 16 --sequences 8 %s --schedule cosine --out %s/cos > /dev/null 2>&1", bin, common, dir) == 0, "cosine cell");
+    snprintf(p, sizeof p, "%s/cos/results.json", dir);
+    if (json_parse_file(&j, p) == 0) {
+        const JsonNode *cells = json_get(json_root(&j), "cells"), *c = cells ? json_at(cells, 0) : NULL;
+        const JsonNode *sc = c ? json_get(c, "schedule") : NULL, *sr = c ? json_get(c, "stop_reason") : NULL;
+        CHECK(sc && sc->str && !strcmp(sc->str, "cosine") && field(c, "cosine") == 1, "cosine: schedule recorded");
+        CHECK(c && field(c, "steps") == 60, "cosine: %g steps (60: --max-steps)", c ? field(c, "steps") : NAN);
+        CHECK(sr && sr->str && strstr(sr->str, "cosine decay over 60 steps ended"), "cosine: stop reason '%s'", sr && sr->str ? sr->str : "");
+        const JsonNode *curve = c ? json_get(c, "curve") : NULL, *last = curve && curve->count ? json_at(curve, curve->count - 1) : NULL;
+        const double lr_end = last && last->count == 6 ? json_at(last, 5)->num : NAN;
+        CHECK(lr_end >= 0 && lr_end < 1e-3 * 0.01, "cosine: learning rate at the end %g", lr_end);
+        json_free(&j);
+    } else CHECK(0, "%s", g3_error());
+    CHECK(sh("%s capacity --layers 1 --width 16 --sequences 8 --schedule steps --out %s/bad 2> /dev/null", bin, dir) == 1, "--schedule steps refused");
     CHECK(sh("%s capacity --layers 1 --width 16 --sequences 8 --seed 3 --heldout-seed 3 --out %s/same 2> /dev/null", bin, dir) == 1, "same seeds refused");
     CHECK(sh("%s capacity --layers 1,2 --width 16 --sequences 8 --out %s/list 2> /dev/null", bin, dir) == 1, "a list without --grid refused");
 

@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "tok_testdata.h"
 #include "base/base.h"
+#include "experiments/sbd_tasks.h"
 #include "gen/sbd.h"
 #include "kernels/train_ops.h"
 #include "model/forward.h"
@@ -343,7 +345,69 @@ static void test_commands(void) {
     sh("rm -rf %s", d);
 }
 
+// The addition task: both operands and the sum least significant digit first, zero-padded to
+// fixed widths (7, 7 and 8 digits), and the sum right.
+static void test_add_task(void) {
+    G3Rng r;
+    g3_rng_seed(&r, 5);
+    const int D = G3_SBD_ADD_DIGITS;
+    int bad_len = 0, bad_layout = 0, bad_sum = 0;
+    for (int k = 0; k < 200; k++) {
+        int32_t pr[G3_SBD_TASK_SEQ + 1], an[G3_SBD_TASK_SEQ + 1];
+        int np, na;
+        g3_sbd_task_example(G3_TASK_ADD, &r, pr, &np, an, &na);
+        if (np != 2 * D + 4 || na != D + 2) { bad_len++; continue; }
+        long a = 0, b = 0, s = 0, p = 1;
+        int digits = 1;
+        for (int i = 0; i < D; i++, p *= 10) {
+            digits &= pr[2 + i] >= 5 && pr[2 + i] <= 14 && pr[3 + D + i] >= 5 && pr[3 + D + i] <= 14;
+            a += (pr[2 + i] - 5) * p, b += (pr[3 + D + i] - 5) * p;
+        }
+        p = 1;
+        for (int i = 0; i <= D; i++, p *= 10) digits &= an[i] >= 5 && an[i] <= 14, s += (an[i] - 5) * p;
+        bad_layout += !(digits && pr[0] == 2 && pr[2 + D] == 16 && pr[3 + 2 * D] == 15 && an[D + 1] == 1);
+        bad_sum += !(s == a + b && a >= 100 && b >= 100);
+    }
+    CHECK(bad_len == 0, "add: %d examples of another length (prompt %d, answer %d tokens expected)", bad_len, 2 * D + 4, D + 2);
+    CHECK(bad_layout == 0, "add: %d examples not laid out as <bos> A a + b = / sum <eos>", bad_layout);
+    CHECK(bad_sum == 0, "add: %d wrong sums (or operands under 3 digits)", bad_sum);
+}
+
+// gemma3 sbd --task text: two tiny trainings on a tiny corpus, then every decoding of its
+// documents' starts; results.json has every row, the SBD model's own greedy decoding agrees
+// with itself, and the text options are refused for a task.
+static void test_text_command(void) {
+    const char *d = "build/test_sbd_text_tmp";
+    sh("rm -rf %s && mkdir -p %s", d, d);
+    FILE *f = fopen("build/test_sbd_text_tmp/corpus.txt", "w");
+    if (!f) { CHECK(0, "cannot write the corpus"); return; }
+    for (int i = 0; i < 30; i++) fprintf(f, "The cat sat on the mat %d times.\nIt was happy.\n<|endoftext|>\n", i);
+    fclose(f);
+    if (!(f = fopen("build/test_sbd_text_tmp/valid.txt", "w"))) { CHECK(0, "cannot write the validation text"); return; }
+    for (int i = 0; i < 4; i++) fprintf(f, "The mat sat on the cat %d times.\n<|endoftext|>\n", 40 + i);
+    fclose(f);
+    // Gemma 3's tokenizer trimmed to 300 pieces (<mask> stays id 4): a tiny output layer
+    const char *json = tok_json_path();
+    CHECK(json && sh("./gemma3 tokenizer trim --tokenizer %s --data %s/corpus.txt --vocab 300 --out %s/tok --threads 1 >/dev/null 2>&1", json, d, d) == 0,
+          "trim the tokenizer");
+    CHECK(sh("./gemma3 sbd --task text --data %s/corpus.txt --val %s/valid.txt --tokenizer %s/tok/tokenizer.json --layers 1 --width 32 --window 8 --seq 16 "
+             "--steps 3 --batch 2 --test 3 --prompt-len 4 --max-new 6 --block 4 --gammas 0,0.5 --html --out %s/exp 2>%s/log", d, d, d, d, d) == 0,
+          "sbd --task text");
+    CHECK(sh("grep -q 'same as SBD greedy' %s/log && grep -q '\"agreement\"' %s/exp/results.json && grep -q 'agreement with SBD greedy' "
+             "%s/exp/results.html", d, d, d) == 0, "text results: agreement with the SBD model's greedy decoding");
+    CHECK(sh("grep -q '\"decoding\": \"SBD model, next-token\", \"gamma\": null, \"accuracy\": 1.000000, \"agreement\": 1.000000' "
+             "%s/exp/results.json", d) == 0, "the reference agrees with itself");
+    CHECK(sh("test $(grep -c '\"decoding\"' %s/exp/results.json) = 4", d) == 0, "four rows: two next-token, two gammas");
+    CHECK(sh("./gemma3 sbd --task copy --tokenizer %s/tok/tokenizer.json --out %s/bad 2>/dev/null", d, d) != 0, "--tokenizer refused for a task");
+    CHECK(sh("./gemma3 sbd --task text --out %s/bad 2>/dev/null", d) != 0, "--task text without --data refused");
+    CHECK(sh("./gemma3 sbd --task text --data %s/corpus.txt --tokenizer %s/tok/tokenizer.json --out %s/bad 2>/dev/null", d, d, d) != 0,
+          "--task text without --val refused");
+    if (!check_failures) sh("rm -rf %s", d);
+}
+
 int main(void) {
+    test_add_task();
+    test_text_command();
     test_kernels();
     test_layout();
     test_layouts_agree("gemma3-tiny-f32", 21, 4);  // sliding window 8: blocks cross it; 21: a short last block

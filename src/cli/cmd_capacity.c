@@ -24,7 +24,7 @@
 #define CMD "capacity"
 
 typedef struct {
-    const char *layers, *width, *sequences, *multiples, *out, *device, *precision, *save_model;
+    const char *layers, *width, *sequences, *multiples, *out, *device, *precision, *save_model, *schedule;
     long vocab, seq_len, seed, heldout_seed, heldout, batch, max_steps, eval_steps, warmup, threads, jobs, lr_drops;
     double lr, wd, min_gain;
     int grid, html, quiet;
@@ -150,6 +150,7 @@ static void cell_argv(const Args *a, const G3CapSpec *s, const Job *j, char stor
     A("--eval-steps"); F("%lld", (long long)s->eval_steps);
     A("--min-gain"); F("%.17g", s->min_gain);
     A("--lr-drops"); F("%d", s->lr_drops);
+    A("--schedule"); A(s->cosine ? "cosine" : "plateau");
     A("--threads"); F("%ld", a->threads ? a->threads : 1);
     if (a->quiet) A("--quiet");
     A("--out"); A(j->dir);
@@ -170,9 +171,10 @@ static int cell_done(const char *dir, const G3CapSpec *s) {
     const struct { const char *key; double want; } keys[] = {
         {"vocab", s->vocab}, {"seq_len", s->seq_len}, {"heldout_sequences", (double)s->nheld}, {"batch", s->batch}, {"lr", s->lr},
         {"wd", s->wd}, {"warmup", (double)s->warmup}, {"max_steps", (double)s->max_steps}, {"min_gain", s->min_gain},
-        {"lr_drops", s->lr_drops}, {"heldout_seed", (double)s->heldout_seed}};
+        {"lr_drops", s->lr_drops}, {"heldout_seed", (double)s->heldout_seed}, {"cosine", s->cosine}};
     for (size_t i = 0; c && i < G3_ARRAY_LEN(keys); i++) {
         const JsonNode *n = json_get(c, keys[i].key);
+        if (!n && !strcmp(keys[i].key, "cosine") && keys[i].want == 0) continue;  // cells from before --schedule
         if (!json_is_number(n) || fabs(n->num - keys[i].want) > 1e-9 * fabs(keys[i].want)) {
             rc = g3_errorf("%s was run with %s %s, this grid asks for %.9g: finish it with its own settings, or use another --out", p,
                            keys[i].key, n && n->str ? n->str : "(none)", keys[i].want);
@@ -280,7 +282,7 @@ static int run_grid(const Args *a, G3CapSpec *s) {
 int cmd_capacity(int argc, char **argv) {
     G3CapSpec s;
     g3_cap_spec_defaults(&s);
-    Args a = {.device = "cpu", .precision = "f32", .vocab = s.vocab, .seq_len = s.seq_len, .seed = (long)s.seed,
+    Args a = {.device = "cpu", .precision = "f32", .schedule = "plateau", .vocab = s.vocab, .seq_len = s.seq_len, .seed = (long)s.seed,
               .heldout_seed = (long)s.heldout_seed, .heldout = s.nheld, .batch = s.batch, .max_steps = s.max_steps,
               .eval_steps = s.eval_steps, .warmup = s.warmup, .lr = s.lr, .wd = s.wd, .min_gain = s.min_gain, .jobs = 0, .lr_drops = s.lr_drops};
     CliOpt opts[] = {
@@ -302,6 +304,7 @@ int cmd_capacity(int argc, char **argv) {
         {"--eval-steps", OPT_INT, &a.eval_steps, "evaluate at the first epoch end this many steps after the last evaluation", 1, 1L << 40},
         {"--min-gain", OPT_FLOAT, &a.min_gain, "converged when the memorized bits grew less than this fraction over the last max(500, steps/4) steps at one learning rate"},
         {"--lr-drops", OPT_INT, &a.lr_drops, "times the learning rate is divided by 4 when memorization stops growing, before the cell counts as converged", 0, 16},
+        {"--schedule", OPT_STR, &a.schedule, "plateau: constant rate, divided by 4 at each plateau (--lr-drops), converged at the next; cosine: from --lr to 0 over exactly --max-steps, converged when its last quarter added less than --min-gain"},
         {"--out", OPT_STR, &a.out, "folder for results.json (--grid: cells/, results.json, report.html)"},
         {"--save-model", OPT_STR, &a.save_model, "one cell: also write the trained model (Hub format, f32) to this folder"},
         {"--grid", OPT_FLAG, &a.grid, "run every --layers x --width x (--multiples or --sequences) cell; resumable"},
@@ -336,6 +339,8 @@ int cmd_capacity(int argc, char **argv) {
     s.eval_steps = a.eval_steps;
     s.min_gain = a.min_gain;
     s.lr_drops = (int)a.lr_drops;
+    s.cosine = !strcmp(a.schedule, "cosine");
+    if (!s.cosine && strcmp(a.schedule, "plateau")) return cli_fail(CMD, "--schedule must be plateau or cosine, not '%s'", a.schedule);
     if (a.grid) {
         if (a.save_model) return cli_fail(CMD, "--save-model is for one cell, not --grid");
         if (!a.jobs) a.jobs = G3_MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));

@@ -268,26 +268,36 @@ int g3_cap_run(const G3CapSpec *s, G3CapResult *r, G3CapProgress progress, void 
     const int64_t steps_per_epoch = (s->nseq + B - 1) / B;
     int64_t step = 0, last_eval = 0, phase_start = 0;
     int drops = 0;
-    double lr_scale = 1;
+    double lr_scale = 1, last_lr = s->lr;
     snprintf(r->stop_reason, sizeof r->stop_reason, "step cap %lld reached", (long long)s->max_steps);
     for (int64_t epoch = 0;; epoch++) {
         // evaluate at an epoch's end (epoch 0: the untrained model)
         if (epoch == 0 || step - last_eval >= s->eval_steps || step >= s->max_steps) {
             G3CapPoint p;
-            if (evaluate(&ev, step, (double)epoch, s->lr * lr_scale, &p) || add_point(r, &p)) goto out;
+            if (evaluate(&ev, step, (double)epoch, s->cosine ? last_lr : s->lr * lr_scale, &p) || add_point(r, &p)) goto out;
             double *nb = g3_realloc(best, (size_t)r->ncurve * sizeof *best);
             if (!nb) goto out;
             best = nb;
             best[r->ncurve - 1] = G3_MAX(p.memorized_bits, r->ncurve > 1 ? best[r->ncurve - 2] : 0.0);
             last_eval = step;
             if (progress) progress(user, s, r, &p);
+            if (s->cosine && step >= s->max_steps) {  // the decay has ended: did its tail still add bits?
+                int j = -1;
+                for (int i = 0; i < r->ncurve - 1; i++)
+                    if (r->curve[i].step <= step - (int64_t)(s->window_frac * (double)s->max_steps)) j = i;
+                const double tail = j >= 0 && best[j] > 0 ? best[r->ncurve - 1] / best[j] - 1 : INFINITY;
+                r->converged = tail < s->min_gain;
+                snprintf(r->stop_reason, sizeof r->stop_reason, "cosine decay over %lld steps ended; the last %g%% of it added %.2f%% bits",
+                         (long long)s->max_steps, 100 * s->window_frac, 100 * tail);
+                break;
+            }
             if (p.memorized_bits >= 0.999 * bps * (double)s->nseq) {
                 r->converged = 1;
                 snprintf(r->stop_reason, sizeof r->stop_reason, "all bits memorized (>= 99.9%%)");
                 break;
             }
             int64_t window;
-            if (stopped_growing(s, r, best, phase_start, &window)) {
+            if (!s->cosine && stopped_growing(s, r, best, phase_start, &window)) {
                 if (drops < s->lr_drops) {  // lower the learning rate and look again
                     drops++;
                     lr_scale *= s->lr_drop_factor;
@@ -317,7 +327,10 @@ int g3_cap_run(const G3CapSpec *s, G3CapResult *r, G3CapProgress progress, void 
             g3_error_clear();
             double loss = g3_train_forward_backward(&tm, ctx, in, tg, 1.0f);
             if (isnan(loss) && g3_error_is_set()) goto out;
-            const double lr = s->lr * lr_scale * (s->warmup > 0 && step < s->warmup ? (double)(step + 1) / (double)s->warmup : 1.0);
+            double lr = s->lr * lr_scale * (s->warmup > 0 && step < s->warmup ? (double)(step + 1) / (double)s->warmup : 1.0);
+            if (s->cosine && step >= s->warmup)
+                lr *= 0.5 * (1 + cos(M_PI * G3_MIN(1.0, (double)(step - s->warmup) / (double)G3_MAX(1, s->max_steps - s->warmup))));
+            last_lr = lr;
             double norm = NAN;
             const int st = isfinite(loss) ? g3_train_ctx_step(ctx, &opt, lr, 1.0, &norm) : 1;
             if (st < 0) goto out;
@@ -383,6 +396,7 @@ void g3_cap_cell_json(FILE *f, const G3CapSpec *s, const G3CapResult *r) {
     json_write_str(f, r->stop_reason, strlen(r->stop_reason));
     fprintf(f, ", \"grokking\": %s, \"steps\": %lld, \"epochs\": %.17g, \"seconds\": %.3f, ", r->grokking ? "true" : "false",
             (long long)r->steps, r->epochs, r->seconds);
+    fprintf(f, "\"schedule\": \"%s\", \"cosine\": %d, ", s->cosine ? "cosine" : "plateau-drops", s->cosine);
     fprintf(f, "\"lr\": %.9g, \"wd\": %.9g, \"batch\": %d, \"warmup\": %lld, \"max_steps\": %lld, \"min_gain\": %.9g, \"lr_drops\": %d, "
                "\"lr_drop_factor\": %.9g, ", s->lr, s->wd, s->batch, (long long)s->warmup, (long long)s->max_steps, s->min_gain, s->lr_drops, s->lr_drop_factor);
     fprintf(f, "\"curve_columns\": [\"step\", \"epoch\", \"train_loss\", \"heldout_loss\", \"memorized_bits\", \"lr\"], \"curve\": [");

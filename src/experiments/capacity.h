@@ -48,6 +48,10 @@ typedef struct {
     int64_t window_min;
     int lr_drops;
     double lr_drop_factor;
+    // cosine: instead of the drops, the learning rate follows a cosine from lr to 0 over exactly
+    // max_steps (after the warmup); the cell has converged when the memorized bits grew less
+    // than min_gain over the last window_frac of the steps (the tail of the decay).
+    int cosine;
     const char *save_dir;  // if set: write the trained model there (Hub format, f32)
     const char *device;    // "cuda": train on the GPU (a backend of its own per cell); NULL or "cpu": the CPU
 } G3CapSpec;

@@ -15,13 +15,9 @@ const char *g3_sbd_task_name(G3SbdTask t) { return t >= 0 && t < G3_TASK_COUNT ?
 
 enum { EOS = 1, BOS = 2, D0 = 5, EQ = 15, PLUS = 16, TAG = 17 };
 
-// n digits of v, least significant first (n 0: as many as v has, at least one); returns n.
-static int digits_le(int32_t *out, long v) {
-    int n = 0;
-    do {
-        out[n++] = D0 + (int32_t)(v % 10);
-        v /= 10;
-    } while (v > 0);
+// n digits of v, least significant first, zero-padded to n; returns n.
+static int digits_le(int32_t *out, long v, int n) {
+    for (int i = 0; i < n; i++, v /= 10) out[i] = D0 + (int32_t)(v % 10);
     return n;
 }
 
@@ -35,11 +31,11 @@ void g3_sbd_task_example(G3SbdTask t, G3Rng *r, int32_t *prompt, int *np_out, in
         for (int i = 0; i < la; i++, p *= 10) a += (long)(i == la - 1 ? 1 + g3_rng_below(r, 9) : g3_rng_below(r, 10)) * p;
         p = 1;
         for (int i = 0; i < lb; i++, p *= 10) b += (long)(i == lb - 1 ? 1 + g3_rng_below(r, 9) : g3_rng_below(r, 10)) * p;
-        np += digits_le(prompt + np, a);
+        np += digits_le(prompt + np, a, G3_SBD_ADD_DIGITS);
         prompt[np++] = PLUS;
-        np += digits_le(prompt + np, b);
+        np += digits_le(prompt + np, b, G3_SBD_ADD_DIGITS);
         prompt[np++] = EQ;
-        na = digits_le(answer, a + b);
+        na = digits_le(answer, a + b, G3_SBD_ADD_DIGITS + 1);
     } else {
         const int n = t == G3_TASK_RANDOM ? 4 + (int)g3_rng_below(r, 5) : 8 + (int)g3_rng_below(r, 9);
         for (int i = 0; i < n; i++) prompt[np + i] = D0 + (int32_t)g3_rng_below(r, 10);
