@@ -216,6 +216,11 @@ static void test_cli(const char *dir, const char *jsonl, G3Examples *e) {
     snprintf(p, sizeof p, "%s/a/adapter_model.safetensors", dir);
     snprintf(q, sizeof q, "%s/b/adapter_model.safetensors", dir);
     CHECK(same_file(p, q), "packed: the resumed run equals the uninterrupted one bit for bit");
+    CHECK(sh("%s train --model %s --lora r=4,targets=q,v --data %s --val %s --batch 2 --seq 16 --schedule constant --warmup 2 --lr 1e-2 "
+             "--threads 1 --save-every 0 --eval-every 2 --seed 5 --steps 40 --out %s/b 2>%s/logc",
+             bin, M, data, data, dir, dir) == 1 &&
+              sh("grep -q 'pack: 1 in the checkpoint, 0 now' %s/logc", dir) == 0,
+          "resuming a packed run without --pack is refused, naming the setting");
     CHECK(sh("%s train --model %s --data %s --pack --objective dpo --lora r=2 --out %s/x 2>/dev/null", bin, M, data, dir) == 1,
           "--pack with --objective dpo: refused");
 }

@@ -80,7 +80,7 @@ static char *run_json(const Args *a, const G3Config *c, int64_t ntrain, int64_t 
     size_t at = strlen(buf);
     if (a->sbd) snprintf(buf + at - 1, 8192 - at + 1, ", \"sbd_block_min\": %ld, \"sbd_block_max\": %ld}", a->sbd_kmin, a->sbd_kmax);
     at = strlen(buf);
-    if (a->pack) snprintf(buf + at - 1, 8192 - at + 1, ", \"pack\": 1}");
+    snprintf(buf + at - 1, 8192 - at + 1, ", \"pack\": %d}", a->pack);
     return buf;
 }
 

@@ -402,6 +402,7 @@ static int pack_epoch(G3Examples *e, uint64_t seed, int T, int64_t ep) {
 // Rows of epochs 0 .. ep - 1 (ep <= pk_nep: cumulative counts kept in pk_cum), computing the
 // packings of the epochs not yet counted.
 static int64_t rows_before(G3Examples *e, uint64_t seed, int T, int64_t ep) {
+    if (ep <= 0) return 0;
     if (e->pk_cum_seed != seed || e->pk_cum_T != T) e->pk_nep = 0;
     if (ep > e->pk_nep) {
         int64_t *c = g3_realloc(e->pk_cum, sizeof *c * (size_t)(ep + 1));
