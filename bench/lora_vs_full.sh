@@ -3,7 +3,9 @@
 # (median step time over the run's steps after the first) and peak memory (max RSS).
 #   sh bench/lora_vs_full.sh [SHAPE=270m] [STEPS=6] [SEQ=128]
 # Env: BIN (./gemma3), THREADS (all), ARMS ("full lora_all lora_qv"), FULL_ARGS (extra options
-# of the full run, e.g. "--optim adamw8bit"). Arm qlora_q4: the base quantized to Q4_0 (GGUF), --lora r=16.
+# of the full run, e.g. "--optim adamw8bit"). More arms: qlora_q4 (the base quantized to Q4_0, GGUF,
+# --lora r=16; exact mode: f32 activations against the blocks), qlora_q4_bf16 and lora_all_bf16
+# (--matmul bf16: int8 activations against the blocks / bf16 operands).
 # Makes a random bf16 base of SHAPE with `gemma3 init` and random {"ids"} examples, then runs
 # `gemma3 train` three ways: full (the f32 master copy, grads and AdamW state of every weight),
 # --lora r=16 on all seven linear layers, and --lora r=16,targets=q,v. Numbers depend on the
@@ -41,8 +43,12 @@ for arm in ${ARMS:-full lora_all lora_qv}; do
         full) run full $FULL_ARGS ;;
         lora_all) run lora_all --lora r=16,alpha=32,targets=all ;;
         lora_qv) run lora_qv --lora r=16,alpha=32,targets=q,v ;;
-        qlora_q4) $BIN quantize --model "$W/base" --out "$W/q4.gguf" --type Q4_0 --quiet >/dev/null 2>&1
-                  MODEL="$W/q4.gguf" run qlora_q4 --lora r=16,alpha=32,targets=all ;;
+        lora_all_bf16) run lora_all_bf16 --lora r=16,alpha=32,targets=all --matmul bf16 ;;
+        qlora_q4|qlora_q4_bf16)
+            [ -f "$W/q4.gguf" ] || $BIN quantize --model "$W/base" --out "$W/q4.gguf" --type Q4_0 --quiet >/dev/null 2>&1
+            if [ $arm = qlora_q4 ]; then MODEL="$W/q4.gguf" run $arm --lora r=16,alpha=32,targets=all
+            else MODEL="$W/q4.gguf" run $arm --lora r=16,alpha=32,targets=all --matmul bf16; fi
+            MODEL="$W/base" ;;
     esac
 done
 rm -rf "$W"
