@@ -63,23 +63,41 @@ typedef struct {
 } G3AttnHook;
 
 // A block-structured attention mask for the batch attention (Set Block Decoding's training
-// layout, train/sbd.h): per row t of a sequence (the same for every sequence of the batch), its
-// position pos[t], its block block[t] and whether it is a row of the noisy copy. Query q sees
-// key k iff the window allows it (window <= 0, or pos[q] - pos[k] < window: by position) and
+// layout, train/sbd.h; packed examples, train/examples.h): per row t of a sequence, its
+// position pos[t], its block block[t], whether it is a row of the noisy copy, and its segment
+// seg[t]. Query q sees key k iff they are in the same segment (seg NULL: one segment), the
+// window allows it (window <= 0, or pos[q] - pos[k] < window: by position) and
 //   clean q, clean k: pos[k] <= pos[q]           (causal)
 //   noisy q, noisy k: block[k] == block[q]       (its own block, both ways)
 //   noisy q, clean k: block[k] < block[q]        (strictly earlier blocks)
 //   clean q, noisy k: never
-// Every row sees itself, so no row is empty. All rows clean with pos[t] = t is causal attention.
+// noisy NULL: every row clean (block unused). Every row sees itself, so no row is empty. All
+// rows clean with pos[t] = t is causal attention. With stride 0 the arrays are one [T] layout
+// shared by the B sequences of the batch; with stride T they are [B, T], sequence b's at b * T
+// (packed rows: each row its own examples; g3_attn_mask_seq gives sequence b's view).
 typedef struct {
     const int32_t *pos;    // [T]
     const int32_t *block;  // [T]
-    const uint8_t *noisy;  // [T] 1: noisy row, 0: clean row
+    const uint8_t *noisy;  // [T] 1: noisy row, 0: clean row; NULL: all clean
+    const int32_t *seg;    // [T] segment of each row, or NULL
+    int stride;            // 0, or T: per-sequence arrays
 } G3AttnMask;
 
+static inline G3AttnMask g3_attn_mask_seq(const G3AttnMask *m, int b) {
+    G3AttnMask s = *m;
+    const long o = (long)b * m->stride;
+    s.pos += o;
+    if (s.block) s.block += o;
+    if (s.noisy) s.noisy += o;
+    if (s.seg) s.seg += o;
+    s.stride = 0;
+    return s;
+}
+
 static inline int g3_attn_mask_sees(const G3AttnMask *m, int q, int k, int window) {
+    if (m->seg && m->seg[q] != m->seg[k]) return 0;
     if (window > 0 && m->pos[q] - m->pos[k] >= window) return 0;
-    if (!m->noisy[q]) return !m->noisy[k] && m->pos[k] <= m->pos[q];
+    if (!m->noisy || !m->noisy[q]) return (!m->noisy || !m->noisy[k]) && m->pos[k] <= m->pos[q];
     return m->noisy[k] ? m->block[k] == m->block[q] : m->block[k] < m->block[q];
 }
 

@@ -51,6 +51,7 @@ typedef struct {
     int dpo;       // --objective dpo: micro-batches of --batch preference pairs (2 x batch sequences)
     int cls;       // --objective classify: a head on the last token (lora.c)
     int sbd;       // --objective sbd: Set Block Decoding's doubled layout (train/sbd.h)
+    int pack;      // --pack: several whole examples a row, attention kept within each (examples.h)
     long sbd_kmin, sbd_kmax;
 } Args;
 
@@ -78,6 +79,8 @@ static char *run_json(const Args *a, const G3Config *c, int64_t ntrain, int64_t 
              a->relora_every, a->relora_prune, a->relora_rewarm, a->relora_warm, a->rank1 ? a->rank1 : "");
     size_t at = strlen(buf);
     if (a->sbd) snprintf(buf + at - 1, 8192 - at + 1, ", \"sbd_block_min\": %ld, \"sbd_block_max\": %ld}", a->sbd_kmin, a->sbd_kmax);
+    at = strlen(buf);
+    snprintf(buf + at - 1, 8192 - at + 1, ", \"pack\": %d}", a->pack);
     return buf;
 }
 
@@ -213,6 +216,7 @@ static double eval_cls(G3TrainModel *tm, G3TrainCtx *ctx, const G3Examples *ex, 
 static double eval_loss(G3TrainModel *tm, G3TrainCtx *ctx, const uint32_t *tok, int64_t n, const G3Examples *ex, const Args *a,
                         int32_t *in, int32_t *tg, G3Sbd *sbd, int32_t *in2, int32_t *tg2) {
     double s = 0;
+    if (a->pack && g3_train_ctx_set_mask(ctx, NULL)) return NAN;  // validation rows are padded, one example each
     for (long k = 0; k < a->eval_batches; k++) {
         if (ex) g3_examples_val_batch(ex, (int)a->batch, (int)a->seq, k, in, tg);
         else g3_data_val_batch(tok, n, (int)a->batch, (int)a->seq, k, in, tg);
@@ -354,6 +358,8 @@ typedef struct {
     G3Rank1 *r1;          // --rank1 svd|random: the linear weights' rank-1 updates, or NULL
     G3Sbd *sbd;           // --objective sbd: the layout, and the doubled batch [B*2T]
     int32_t *in2, *tg2;
+    int32_t *pos, *seg;   // --pack: each row's positions and segments [B*T], the mask over them
+    G3AttnMask pmask;
 } Loop;
 
 // One optimizer step: the micro-batches' forward/backward passes, then the AdamW update.
@@ -411,7 +417,12 @@ static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, 
             continue;
         }
         if (!L->ex) g3_data_batch(L->tok, L->n, (int)a->batch, (int)a->seq, (uint64_t)a->seed, step, mi, L->in, L->tg);
-        else if (g3_examples_batch(L->ex, (int)a->batch, (int)a->seq, (uint64_t)a->seed, (step * a->accum + mi) * a->batch, L->in, L->tg))
+        else if (a->pack) {  // packed rows, each example attending to itself only
+            if (g3_examples_pack_batch(L->ex, (int)a->batch, (int)a->seq, (uint64_t)a->seed, (step * a->accum + mi) * a->batch, L->in, L->tg,
+                                       L->pos, L->seg) < 0 ||
+                g3_train_ctx_set_mask(L->ctx, &L->pmask))
+                return STEP_FAILED;
+        } else if (g3_examples_batch(L->ex, (int)a->batch, (int)a->seq, (uint64_t)a->seed, (step * a->accum + mi) * a->batch, L->in, L->tg))
             return STEP_FAILED;
         g3_error_clear();
         const int32_t *fin = L->in, *ftg = L->tg;
@@ -459,6 +470,7 @@ int cmd_train(int argc, char **argv) {
         {"--val-frac", OPT_FLOAT, &a.val_frac, "held-out fraction of --data when --val is not given"},
         {"--out", OPT_STR, &a.out, "run folder: checkpoints, metrics.jsonl, token cache; resumes what it holds"},
         {"--steps", OPT_INT, &a.steps, "optimizer steps in all (may be raised to continue a finished run)", 1, 1L << 40},
+        {"--pack", OPT_FLAG, &a.pack, "JSONL language-modelling examples: pack whole examples into each row, attention kept within each example (default: one example a row, padded)"},
         {"--epochs", OPT_INT, &a.epochs, "JSONL data: passes over the examples (sets --steps = ceil(epochs * examples / (batch * accum)); 0: use --steps)", 0, 1L << 30},
         {"--batch", OPT_INT, &a.batch, "sequences per micro-batch (B; --objective dpo: preference pairs)", 1, 1 << 20},
         {"--objective", OPT_STR, &a.objective, "lm (next-token cross-entropy), sbd (Set Block Decoding: next-token loss + masked blocks, docs/sbd.md), dpo (preference pairs; needs --lora: the reference is the base with the adapter off), or classify ({\"text\"|\"ids\", \"label\"}; needs --lora: a head on the last token, saved with the adapter)"},
@@ -511,6 +523,8 @@ int cmd_train(int argc, char **argv) {
         return cli_fail(CMD, "--sbd-block-min and --sbd-block-max are options of --objective sbd");
     if (a.cls && (!a.lora || !a.examples))
         return cli_fail(CMD, "--objective classify needs --lora and JSONL examples {\"text\" or \"ids\", \"label\"} as --data");
+    if (a.pack && (!a.examples || a.dpo || a.cls || a.sbd))
+        return cli_fail(CMD, "--pack packs JSONL language-modelling examples (--objective lm): text streams are windows already");
     if (a.batch > 1024 && (a.cls || a.dpo)) return cli_fail(CMD, "--objective %s: --batch at most 1024", a.objective);
     if (a.dpo && (!a.lora || !a.examples))
         return cli_fail(CMD, "--objective dpo needs --lora (the reference is the base with the adapter off) and JSONL preference pairs as --data");
@@ -590,7 +604,7 @@ int cmd_train(int argc, char **argv) {
     double peak = 0;  // the card's bf16 peak, FLOP/s, for the MFU (0: unknown)
     G3CkptInfo info = {0};
     char *rj = NULL;
-    int32_t *in = NULL, *tg = NULL, *in2 = NULL, *tg2 = NULL;
+    int32_t *in = NULL, *tg = NULL, *in2 = NULL, *tg2 = NULL, *pk_pos = NULL, *pk_seg = NULL;
     G3Sbd sbd = {0};
     FILE *mf = NULL;
     struct sigaction old_int, old_term;
@@ -622,8 +636,15 @@ int cmd_train(int argc, char **argv) {
         nval = g3_examples_count(&vex);
         if (a.cls) lspec.classes = G3_MAX(ex.nlabels, vex.nlabels);
         if (a.epochs > 0) {
-            int64_t per = a.batch * a.accum;
-            a.steps = (long)((a.epochs * ntrain + per - 1) / per);
+            int64_t per = a.batch * a.accum, units = a.pack ? g3_examples_pack_rows(&ex, (int)a.seq, (uint64_t)a.seed, a.epochs) : a.epochs * ntrain;
+            if (units < 0) goto fail;
+            a.steps = (long)((units + per - 1) / per);
+        }
+        if (a.pack) {
+            int64_t r1 = g3_examples_pack_rows(&ex, (int)a.seq, (uint64_t)a.seed, 1);
+            if (r1 < 0) goto fail;
+            fprintf(stderr, "train: packing %lld examples into %lld rows of %ld (epoch 1: %.2f examples a row)\n", (long long)ntrain,
+                    (long long)r1, a.seq, (double)ntrain / (double)r1);
         }
     } else {
         if (a.epochs > 0) {
@@ -788,6 +809,12 @@ int cmd_train(int argc, char **argv) {
         sch.restart_warmup = a.relora_rewarm;
     }
     Loop L = {&a, &tm, ctx, &opt, &sch, train_tok, ntrain, a.examples ? &ex : NULL, in, tg, {0}, rank1 ? &r1 : NULL, a.sbd ? &sbd : NULL, in2, tg2};
+    if (a.pack) {
+        if (!(L.pos = g3_malloc(bt * sizeof *L.pos)) || !(L.seg = g3_malloc(bt * sizeof *L.seg))) goto fail;
+        pk_pos = L.pos;
+        pk_seg = L.seg;
+        L.pmask = (G3AttnMask){.pos = L.pos, .seg = L.seg, .stride = (int)a.seq};
+    }
     int tty = isatty(2);
     double t_start = g3_now(), loss = NAN, last_loss = NAN;
     int64_t saved = start, done_steps = start;  // the last committed checkpoint's step; steps completed
@@ -911,6 +938,8 @@ done:
     free(tg);
     free(in2);
     free(tg2);
+    free(pk_pos);
+    free(pk_seg);
     g3_sbd_free(&sbd);
     if (info.run_json != rj) free(info.run_json);
     free(rj);

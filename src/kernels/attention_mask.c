@@ -46,6 +46,7 @@ void g3_attention_masked_forward_ref(float *out, float *lse, const float *q, con
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (masked_work(B, T, NH, HD) > 32768)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
+            const G3AttnMask mseq = g3_attn_mask_seq(mask, b), *ms = &mseq;  // sequence b's rows
             float *p = scratch + (long)omp_get_thread_num() * 3 * T;
             const int kh = h / G;
             for (int t = 0; t < T; t++) {
@@ -53,18 +54,18 @@ void g3_attention_masked_forward_ref(float *out, float *lse, const float *q, con
                 const float *qr = q + row * QD + (long)h * HD;
                 float mx = -INFINITY;
                 for (int j = 0; j < T; j++) {
-                    if (!g3_attn_mask_sees(mask, t, j, window)) continue;
+                    if (!g3_attn_mask_sees(ms, t, j, window)) continue;
                     p[j] = capped(g3_dot(qr, k + ((long)b * T + j) * KD + (long)kh * HD, HD), scale, softcap);
                     mx = p[j] > mx ? p[j] : mx;
                 }
                 double sum = 0;
                 for (int j = 0; j < T; j++)
-                    if (g3_attn_mask_sees(mask, t, j, window)) sum += p[j] = expf(p[j] - mx);
+                    if (g3_attn_mask_sees(ms, t, j, window)) sum += p[j] = expf(p[j] - mx);
                 lse[((long)b * NH + h) * T + t] = mx + (float)log(sum);
                 float inv = (float)(1.0 / sum), *o = out + row * QD + (long)h * HD;
                 memset(o, 0, (size_t)HD * sizeof(float));
                 for (int j = 0; j < T; j++)
-                    if (g3_attn_mask_sees(mask, t, j, window)) g3_axpy(o, p[j] * inv, v + ((long)b * T + j) * KD + (long)kh * HD, HD);
+                    if (g3_attn_mask_sees(ms, t, j, window)) g3_axpy(o, p[j] * inv, v + ((long)b * T + j) * KD + (long)kh * HD, HD);
             }
         }
 }
@@ -78,6 +79,7 @@ void g3_attention_masked_backward_ref(float *dq, float *dk, float *dv, float *dk
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (masked_work(B, T, NH, HD) > 8192)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
+            const G3AttnMask mseq = g3_attn_mask_seq(mask, b), *ms = &mseq;  // sequence b's rows
             float *p = scratch + (long)omp_get_thread_num() * 3 * T, *dp = p + T, *dcap = dp + T;
             const int kh = h / G;
             for (int t = 0; t < T; t++) {
@@ -91,7 +93,7 @@ void g3_attention_masked_backward_ref(float *dq, float *dk, float *dv, float *dk
                 const float L = lse[((long)b * NH + h) * T + t];
                 double D = 0;
                 for (int j = 0; j < T; j++) {
-                    if (!g3_attn_mask_sees(mask, t, j, window)) continue;
+                    if (!g3_attn_mask_sees(ms, t, j, window)) continue;
                     const long kr = ((long)b * T + j) * KD + (long)kh * HD;
                     float z = capped(g3_dot(qr, k + kr, HD), scale, softcap);
                     dcap[j] = softcap > 0 ? 1.0f - (z / softcap) * (z / softcap) : 1.0f;
@@ -101,7 +103,7 @@ void g3_attention_masked_backward_ref(float *dq, float *dk, float *dv, float *dk
                 }
                 memset(dqr, 0, (size_t)HD * sizeof(float));
                 for (int j = 0; j < T; j++) {
-                    if (!g3_attn_mask_sees(mask, t, j, window)) continue;
+                    if (!g3_attn_mask_sees(ms, t, j, window)) continue;
                     const long kr = ((long)b * T + j) * KD + (long)kh * HD, kq = ((long)b * T + j) * QD + (long)h * HD;
                     float ds = p[j] * (dp[j] - (float)D) * dcap[j] * scale;
                     g3_axpy(dvh + kq, p[j], dor, HD);
@@ -124,6 +126,7 @@ void g3_attention_masked_forward(float *out, float *lse, const float *q, const f
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (masked_work(B, T, NH, HD) > 32768)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
+            const G3AttnMask mseq = g3_attn_mask_seq(mask, b), *ms = &mseq;  // sequence b's rows
             float *S = scratch + (long)omp_get_thread_num() * g3_attention_masked_scratch(T);  // [T, T]
             const float *Qh = q + (long)b * T * QD + (long)h * HD, *Kh = k + (long)b * T * KD + (long)(h / G) * HD;
             const float *Vh = v + (long)b * T * KD + (long)(h / G) * HD;
@@ -131,13 +134,13 @@ void g3_attention_masked_forward(float *out, float *lse, const float *q, const f
             for (int t = 0; t < T; t++) {
                 float *z = S + (long)t * T, mx = -INFINITY;
                 for (int j = 0; j < T; j++)
-                    if (g3_attn_mask_sees(mask, t, j, window)) {
+                    if (g3_attn_mask_sees(ms, t, j, window)) {
                         z[j] = capped(z[j], scale, softcap);
                         mx = z[j] > mx ? z[j] : mx;
                     }
                 double sum = 0;
                 for (int j = 0; j < T; j++) {
-                    if (g3_attn_mask_sees(mask, t, j, window)) sum += z[j] = expf(z[j] - mx);
+                    if (g3_attn_mask_sees(ms, t, j, window)) sum += z[j] = expf(z[j] - mx);
                     else z[j] = 0.0f;
                 }
                 const float inv = (float)(1.0 / sum);
@@ -156,6 +159,7 @@ void g3_attention_masked_backward(float *dq, float *dk, float *dv, float *dkh, f
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (masked_work(B, T, NH, HD) > 8192)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
+            const G3AttnMask mseq = g3_attn_mask_seq(mask, b), *ms = &mseq;  // sequence b's rows
             float *P = scratch + (long)omp_get_thread_num() * g3_attention_masked_scratch(T), *dS = P + (long)T * T;
             float *dcap = dS + (long)T * T;  // [T] one row's cap derivative
             const long qo = (long)b * T * QD + (long)h * HD, ko = (long)b * T * KD + (long)(h / G) * HD;
@@ -167,7 +171,7 @@ void g3_attention_masked_backward(float *dq, float *dk, float *dv, float *dkh, f
                 const float L = lse[((long)b * NH + h) * T + t];
                 double D = 0;  // softmax backward needs D = sum p dp first
                 for (int j = 0; j < T; j++) {
-                    if (!g3_attn_mask_sees(mask, t, j, window)) { z[j] = d[j] = dcap[j] = 0.0f; continue; }
+                    if (!g3_attn_mask_sees(ms, t, j, window)) { z[j] = d[j] = dcap[j] = 0.0f; continue; }
                     const float zc = capped(z[j], scale, softcap);
                     dcap[j] = softcap > 0 ? 1.0f - (zc / softcap) * (zc / softcap) : 1.0f;
                     z[j] = expf(zc - L);

@@ -338,26 +338,131 @@ void g3_examples_free(G3Examples *e) {
     free(e->w);
     free(e->label);
     free(e->perm);
+    free(e->pk_order);
+    free(e->pk_start);
+    free(e->pk_cum);
     memset(e, 0, sizeof *e);
+}
+
+// Fisher-Yates over 0..n-1 from a generator seeded by (seed, epoch).
+static void draw_perm(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
+    G3Rng r;
+    g3_rng_seed3(&r, seed, (uint64_t)epoch, 0x6578616d706c6573ull);  // "examples"
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)g3_rng_below(&r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
 }
 
 int64_t g3_examples_at(G3Examples *e, uint64_t seed, int64_t slot) {
     int64_t n = g3_examples_count(e), epoch = slot / n;
     if (!e->perm && !(e->perm = g3_malloc(sizeof *e->perm * (size_t)n))) return -1;
     if (epoch != e->perm_epoch || seed != e->perm_seed) {
-        // Fisher-Yates over 0..n-1 from a generator seeded by (seed, epoch).
-        G3Rng r;
-        g3_rng_seed3(&r, seed, (uint64_t)epoch, 0x6578616d706c6573ull);  // "examples"
-        for (int64_t i = 0; i < n; i++) e->perm[i] = i;
-        for (int64_t i = n - 1; i > 0; i--) {
-            int64_t j = (int64_t)g3_rng_below(&r, (uint64_t)i + 1), t = e->perm[i];
-            e->perm[i] = e->perm[j];
-            e->perm[j] = t;
-        }
+        draw_perm(e->perm, n, seed, epoch);
         e->perm_epoch = epoch;
         e->perm_seed = seed;
     }
     return e->perm[slot % n];
+}
+
+// ---- packing ----
+
+// Positions an example takes in a packed row: L - 1 (inputs x[0..L-1), targets x[1..L)).
+static int64_t span(const G3Examples *e, int64_t i) { return e->off[i + 1] - e->off[i] - 1; }
+
+// Packs epoch ep (for seed, rows of T) into e->pk_*: its order, and where each row starts in it.
+static int pack_epoch(G3Examples *e, uint64_t seed, int T, int64_t ep) {
+    const int64_t n = e->n;
+    if (e->pk_order && e->pk_epoch == ep && e->pk_seed == seed && e->pk_T == T) return 0;
+    if (!e->pk_order) {
+        e->pk_order = g3_malloc(sizeof *e->pk_order * (size_t)n);
+        e->pk_start = g3_malloc(sizeof *e->pk_start * (size_t)(n + 1));
+        if (!e->pk_order || !e->pk_start) return -1;
+    }
+    draw_perm(e->pk_order, n, seed, ep);
+    int64_t rows = 0, used = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t len = span(e, e->pk_order[i]);  // <= T (checked at parse)
+        if (i == 0 || used + len > T) {
+            e->pk_start[rows++] = i;
+            used = 0;
+        }
+        used += len;
+    }
+    e->pk_start[rows] = n;
+    e->pk_rows = rows;
+    e->pk_epoch = ep;
+    e->pk_seed = seed;
+    e->pk_T = T;
+    return 0;
+}
+
+// Rows of epochs 0 .. ep - 1 (ep <= pk_nep: cumulative counts kept in pk_cum), computing the
+// packings of the epochs not yet counted.
+static int64_t rows_before(G3Examples *e, uint64_t seed, int T, int64_t ep) {
+    if (ep <= 0) return 0;
+    if (e->pk_cum_seed != seed || e->pk_cum_T != T) e->pk_nep = 0;
+    if (ep > e->pk_nep) {
+        int64_t *c = g3_realloc(e->pk_cum, sizeof *c * (size_t)(ep + 1));
+        if (!c) return -1;
+        e->pk_cum = c;
+        c[0] = 0;
+        for (int64_t k = e->pk_nep; k < ep; k++) {
+            if (pack_epoch(e, seed, T, k)) return -1;
+            c[k + 1] = c[k] + e->pk_rows;
+        }
+        e->pk_nep = ep;
+        e->pk_cum_seed = seed;
+        e->pk_cum_T = T;
+    }
+    return e->pk_cum[ep];
+}
+
+int64_t g3_examples_pack_rows(G3Examples *e, int T, uint64_t seed, int64_t epochs) { return rows_before(e, seed, T, epochs); }
+
+void g3_examples_fill_packed(const G3Examples *e, const int64_t *seq, int nseq, int T, int32_t *inputs, int32_t *targets, int32_t *pos,
+                             int32_t *seg) {
+    int t = 0;
+    for (int k = 0; k < nseq; k++) {
+        const int64_t a = e->off[seq[k]], L = e->off[seq[k] + 1] - a;
+        for (int64_t i = 0; i < L - 1 && t < T; i++, t++) {
+            inputs[t] = e->tok[a + i];
+            targets[t] = e->w[a + i + 1] ? e->tok[a + i + 1] : -1;
+            pos[t] = (int32_t)i;
+            seg[t] = k;
+        }
+    }
+    for (int p = 0; t < T; t++, p++) {  // padding: a segment of its own, no targets
+        inputs[t] = 0;
+        targets[t] = -1;
+        pos[t] = p;
+        seg[t] = -1;
+    }
+}
+
+int64_t g3_examples_pack_batch(G3Examples *e, int B, int T, uint64_t seed, int64_t first, int32_t *inputs, int32_t *targets,
+                               int32_t *pos, int32_t *seg) {
+    if (e->kind != G3_EX_LM) return g3_errorf("packing: language-modelling examples only"), -1;
+    int64_t count = 0;
+    for (int b = 0; b < B; b++) {
+        const int64_t row = first + b;
+        // the epoch holding this row: the first whose cumulative count passes it
+        int64_t ep = 0, r0;
+        for (;;) {
+            const int64_t before = rows_before(e, seed, T, ep + 1);
+            if (before < 0) return -1;
+            if (row < before) break;
+            ep++;
+        }
+        if ((r0 = rows_before(e, seed, T, ep)) < 0 || pack_epoch(e, seed, T, ep)) return -1;
+        const int64_t r = row - r0, s0 = e->pk_start[r], s1 = e->pk_start[r + 1];
+        const size_t o = (size_t)b * T;
+        g3_examples_fill_packed(e, e->pk_order + s0, (int)(s1 - s0), T, inputs + o, targets + o, pos + o, seg + o);
+        count += s1 - s0;
+    }
+    return count;
 }
 
 void g3_examples_fill(const G3Examples *e, const int64_t *seq, int B, int T, int32_t *inputs, int32_t *targets) {
@@ -417,6 +522,10 @@ int g3_examples_split(G3Examples *e, double frac, G3Examples *val) {
     free(e->perm);
     e->perm = NULL;
     e->perm_epoch = -1;
+    free(e->pk_order);  // the packings were of the examples before the split
+    free(e->pk_start);
+    e->pk_order = e->pk_start = NULL;
+    e->pk_nep = 0;
     return 0;
 }
 

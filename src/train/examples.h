@@ -26,7 +26,8 @@
 // Batches are whole examples, padded: example k's tokens x[0..L) become inputs x[0..L-1) and
 // targets x[1..L) (a target whose loss weight is 0 is written as -1, ignored), and the rest of
 // the row is padding (input <pad> = 0, target -1). Attention is causal, so the padding after an
-// example never reaches it; nothing is packed. The order is a seeded permutation of the
+// example never reaches it. Or packed (below: several examples a row, attention kept within
+// each). The order is a seeded permutation of the
 // examples drawn afresh for each epoch, and example slot s (= (step * accum + micro) * B + b)
 // is example perm_{s / n}[s % n]: a pure function of (seed, slot), so a resumed run sees
 // exactly the examples it would have seen.
@@ -53,6 +54,14 @@ typedef struct {
     // the permutation of the epoch last asked for (a cache; a pure function of seed and epoch)
     int64_t *perm, perm_epoch;
     uint64_t perm_seed;
+    // packing (g3_examples_pack_batch): the packed epoch last asked for (its order, and the
+    // start of each row in it), and the cumulative row counts of epochs 0 .. pk_nep - 1
+    int64_t *pk_order, *pk_start, pk_rows, pk_epoch;
+    uint64_t pk_seed;
+    int pk_T;
+    int64_t *pk_cum, pk_nep;
+    uint64_t pk_cum_seed;
+    int pk_cum_T;
 } G3Examples;
 
 // 1 if path names a JSONL file (by its extension: .jsonl).
@@ -74,6 +83,23 @@ int64_t g3_examples_at(G3Examples *e, uint64_t seed, int64_t slot);
 void g3_examples_fill(const G3Examples *e, const int64_t *seq, int B, int T, int32_t *inputs, int32_t *targets);
 // A training batch: examples of slots first .. first + B - 1 (language modelling). 0 or -1.
 int g3_examples_batch(G3Examples *e, int B, int T, uint64_t seed, int64_t first, int32_t *inputs, int32_t *targets);
+// Packing (--pack; language modelling): each epoch's examples, in that epoch's order, are laid
+// greedily into rows of T positions, an example of L tokens taking L - 1 (its inputs; its
+// targets beside them), a new row started when the next example does not fit; the rest of a
+// row is padding (input 0, target -1). Each example keeps its own positions 0 .. L-2 and its
+// own segment, so with the attention mask of pos / seg (backend.h G3AttnMask, stride T) it sees
+// only itself: the packed row's loss is the sum of its examples' losses computed separately.
+// Row slot s (= (step * accum + micro) * B + b) is row s of the epochs' packed rows laid end
+// to end, a pure function of (seed, T, s): resume stays exact.
+// Fills inputs/targets/pos/seg [B*T] (seg: the example's index in its row, -1 for padding)
+// with rows first .. first + B - 1; returns the number of examples in them, or -1.
+int64_t g3_examples_pack_batch(G3Examples *e, int B, int T, uint64_t seed, int64_t first, int32_t *inputs, int32_t *targets,
+                               int32_t *pos, int32_t *seg);
+// One packed row [T] of the sequences seq[0..nseq) (their spans must fit: at most T in all).
+void g3_examples_fill_packed(const G3Examples *e, const int64_t *seq, int nseq, int T, int32_t *inputs, int32_t *targets, int32_t *pos,
+                             int32_t *seg);
+// Packed rows in epochs 0 .. epochs - 1 (for --epochs), or -1.
+int64_t g3_examples_pack_rows(G3Examples *e, int T, uint64_t seed, int64_t epochs);
 // Classification rows: every token of sequence seq[b] as input (at most T), <pad> after;
 // last[b] its last position, labels[b] its label.
 void g3_examples_fill_cls(const G3Examples *e, const int64_t *seq, int B, int T, int32_t *inputs, int32_t *last, int32_t *labels);

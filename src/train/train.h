@@ -123,10 +123,11 @@ void g3_train_ctx_set_bf16(G3TrainCtx *ctx, int on);
 // new seed for each micro-batch; forward and backward of one call share the mask). p = 0 turns
 // it off (evaluation).
 void g3_train_ctx_set_lora_dropout(G3TrainCtx *ctx, float p, uint64_t seed);
-// Set Block Decoding's layout (train/sbd.h): attention under this block mask (backend.h; the
-// caller keeps it alive while the context uses it), every row's RoPE angles at mask->pos; NULL
-// restores causal attention at positions 0..T-1. 0, or -1 (a backend without the masked ops, a
-// position outside the model's range).
+// Set Block Decoding's layout (train/sbd.h) or packed examples (examples.h, mask->stride T:
+// each sequence its own segments and positions): attention under this block mask (backend.h;
+// the caller keeps it alive while the context uses it), every row's RoPE angles at mask->pos;
+// NULL restores causal attention at positions 0..T-1. 0, or -1 (a backend without the masked
+// ops, a position outside the model's range, a stride other than 0 or T).
 int g3_train_ctx_set_mask(G3TrainCtx *ctx, const G3AttnMask *mask);
 // The bytes g3_train_ctx_new would allocate for these settings, without allocating them
 // (to report what checkpointing saves, or to pick a batch that fits).

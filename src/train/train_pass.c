@@ -62,7 +62,7 @@ struct G3TrainCtx {
     double *hrowloss;
 };
 
-static int rope_tables(G3TrainCtx *cx, const int32_t *pos);
+static int rope_tables(G3TrainCtx *cx, const int32_t *pos, int stride);
 
 // Sizing and carving walk the same code: with base == NULL it only counts.
 typedef struct {
@@ -231,13 +231,14 @@ G3TrainCtx *g3_train_ctx_new_on(const G3TrainModel *tm, G3Backend *be, int B, in
     }
     cv = (Carve){cx->mem, 0};
     layout(cx, &cv);
-    if (rope_tables(cx, NULL)) { g3_train_ctx_free(cx); return NULL; }
+    if (rope_tables(cx, NULL, 0)) { g3_train_ctx_free(cx); return NULL; }
     return cx;
 }
 
 // The RoPE angles of every row: position pos[t] (t when pos is NULL) of row t of each of the
-// B sequences (made on the host, then copied to a device context's buffers). 0 or -1.
-static int rope_tables(G3TrainCtx *cx, const int32_t *pos) {
+// B sequences, or pos[b * T + t] with stride T (packed rows: positions restart at each
+// example), made on the host, then copied to a device context's buffers. 0 or -1.
+static int rope_tables(G3TrainCtx *cx, const int32_t *pos, int stride) {
     const G3Config *c = &cx->tm->m.cfg;
     const int B = cx->B, T = cx->T, h2 = c->head_dim / 2;
     const size_t tab = (size_t)B * T * h2;
@@ -246,12 +247,13 @@ static int rope_tables(G3TrainCtx *cx, const int32_t *pos) {
         if (!(host = g3_malloc(4 * tab * sizeof(float)))) return -1;
         cl = host, sl = host + tab, cg = host + 2 * tab, sg = host + 3 * tab;
     }
-    for (int t = 0; t < T; t++) {
-        const int p = pos ? pos[t] : t;
-        g3_rope_angles(cl + (int64_t)t * h2, sl + (int64_t)t * h2, p, c->head_dim, c->rope_local_base, c->rope_local_scale);
-        g3_rope_angles(cg + (int64_t)t * h2, sg + (int64_t)t * h2, p, c->head_dim, c->rope_global_base, c->rope_global_scale);
+    const int64_t rows = stride ? (int64_t)B * T : T;
+    for (int64_t t = 0; t < rows; t++) {
+        const int p = pos ? pos[t] : (int)t;
+        g3_rope_angles(cl + t * h2, sl + t * h2, p, c->head_dim, c->rope_local_base, c->rope_local_scale);
+        g3_rope_angles(cg + t * h2, sg + t * h2, p, c->head_dim, c->rope_global_base, c->rope_global_scale);
     }
-    for (int b = 1; b < B; b++) {
+    for (int b = 1; b < B && !stride; b++) {
         const size_t n = (size_t)T * h2 * sizeof(float), o = (size_t)b * T * h2;
         memcpy(cl + o, cl, n); memcpy(sl + o, sl, n);
         memcpy(cg + o, cg, n); memcpy(sg + o, sg, n);
@@ -269,11 +271,15 @@ static int rope_tables(G3TrainCtx *cx, const int32_t *pos) {
 
 int g3_train_ctx_set_mask(G3TrainCtx *cx, const G3AttnMask *mask) {
     if (mask && (G3_NEED(cx->be, attention_masked) || G3_NEED(cx->be, attention_masked_backward))) return -1;
-    for (int t = 0; mask && t < cx->T; t++)
+    if (mask && mask->stride != 0 && mask->stride != cx->T)
+        return g3_errorf("train: attention mask: stride %d (0, or the sequence length %d)", mask->stride, cx->T);
+    const int64_t rows = mask && mask->stride ? (int64_t)cx->B * cx->T : cx->T;
+    for (int64_t t = 0; mask && t < rows; t++)
         if (mask->pos[t] < 0 || mask->pos[t] >= cx->tm->m.cfg.max_pos)
-            return g3_errorf("train: attention mask: position %d of row %d outside [0, %d)", mask->pos[t], t, cx->tm->m.cfg.max_pos);
+            return g3_errorf("train: attention mask: position %d of row %lld outside [0, %d)", mask->pos[t], (long long)t,
+                             cx->tm->m.cfg.max_pos);
     cx->mask = mask;
-    return rope_tables(cx, mask ? mask->pos : NULL);
+    return rope_tables(cx, mask ? mask->pos : NULL, mask ? mask->stride : 0);
 }
 
 void g3_train_ctx_free(G3TrainCtx *cx) {

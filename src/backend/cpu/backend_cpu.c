@@ -77,9 +77,11 @@ static int cpu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w
 
 static int cpu_linear_dx(G3Backend *be, float *dx, const float *dy, const G3Weight *w, int R, int accumulate, G3MatmulMode mode) {
     const int N = (int)w->rows, K = (int)w->cols;
-    if (w->type == G3_BF16 || w->type == G3_F16) {
-        // A frozen 16-bit base (LoRA training): widen NB rows of W at a time to f32 and add
-        // dy[:, n0:n0+nb] . W[n0:n0+nb, :]; the weight is never widened whole.
+    if (w->type != G3_F32 && g3_type(w->type) && g3_type(w->type)->is_float) {
+        // A frozen 16-bit or quantized base (LoRA, QLoRA training; the tied head's input
+        // gradient): widen NB rows of W at a time to f32 (the type's reference to_f32: a row
+        // is whole blocks, rows are contiguous) and add dy[:, n0:n0+nb] . W[n0:n0+nb, :];
+        // the weight is never widened whole.
         enum { NB = 256 };
         float *wf = g3_malloc_aligned(sizeof(float) * (size_t)NB * (size_t)K);
         if (!wf) return -1;
@@ -92,7 +94,7 @@ static int cpu_linear_dx(G3Backend *be, float *dx, const float *dy, const G3Weig
         return 0;
     }
     if (w->type != G3_F32)
-        return g3_errorf("backend %s: the input gradient of a linear layer needs F32 weights, not %s", be->name, g3_dtype_name(w->type));
+        return g3_errorf("backend %s: no input gradient for a linear layer of type %s", be->name, g3_dtype_name(w->type));
     if (mode == G3_MM_BF16) g3_gemm_bf16(0, 0, R, K, N, dy, w->data, dx, accumulate);
     else g3_sgemm(0, 0, R, K, N, dy, w->data, dx, accumulate);
     return 0;
