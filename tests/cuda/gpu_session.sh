@@ -34,6 +34,14 @@ if room 50; then
     timeout 30 python3 tests/ref/check_trimmed_tokenizer.py models/default/tokenizer.json >"$O/check_trimmed_tokenizer.txt" 2>&1; say "hf tokenizer: exit $? -- $(tail -1 "$O/check_trimmed_tokenizer.txt")"
     timeout 40 bash tests/ref/check_peft_load.sh >"$O/check_peft_load.out" 2>&1; say "peft: exit $? -- $(tail -1 "$O/check_peft_load.out")"
 fi
+if room 200; then  # issue 24: sae train end to end on the GPU, and its speed
+    [ -f /tmp/g3-1b/config.json ] || ./gemma3 init --shape 1b --out /tmp/g3-1b >/dev/null 2>&1
+    T0S=$(date +%s.%N)
+    timeout 60 ./gemma3 sae train --model /tmp/g3-1b --site blocks.12.hook_resid_post --random --width 16384 --l0 32 \
+        --steps 20 --batch 4096 --seq 256 --log-every 10 --out /tmp/sae-gpu --device cuda >"$O/sae_train.log" 2>&1
+    say "sae train (GPU, 20 steps of 4096 rows, width 16384): exit $? in $(python3 -c "print(round($(date +%s.%N)-$T0S,1))") s"
+    grep -E "training the SAE|step +20|rror" "$O/sae_train.log" | head -4
+fi
 if room 160; then
     MODES=bf16 STEPS=${STEPS:-10} T1B=${T1B:-80} STEPS_1B=4 timeout $(( $(left) - 100 )) bench/gpu/train_ours.sh >"$O/train_ours.log" 2>&1
     say "ours:"; grep -E "OURS|rror|train: on" "$O/train_ours.log" | head -8
