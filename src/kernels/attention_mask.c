@@ -20,22 +20,6 @@ static inline float capped(float raw, float scale, float softcap) {
 
 static long masked_work(int B, int T, int NH, int HD) { return (long)B * NH * T * T * HD; }
 
-// Sums per-query-head partials into their key/value head (as attention_train.c's sum_groups).
-static void sum_groups(float *dk, float *dv, const float *dkh, const float *dvh, int B, int T, int NH, int NKV, int HD) {
-    const int G = NH / NKV;
-    const long QD = (long)NH * HD, KD = (long)NKV * HD;
-    for (long r = 0; r < (long)B * T; r++)
-        for (int kh = 0; kh < NKV; kh++) {
-            float *dkr = dk + r * KD + (long)kh * HD, *dvr = dv + r * KD + (long)kh * HD;
-            memcpy(dkr, dkh + r * QD + (long)kh * G * HD, (size_t)HD * sizeof(float));
-            memcpy(dvr, dvh + r * QD + (long)kh * G * HD, (size_t)HD * sizeof(float));
-            for (int g = 1; g < G; g++) {
-                g3_axpy(dkr, 1.0f, dkh + r * QD + (long)(kh * G + g) * HD, HD);
-                g3_axpy(dvr, 1.0f, dvh + r * QD + (long)(kh * G + g) * HD, HD);
-            }
-        }
-}
-
 // ---- scalar references ----
 
 void g3_attention_masked_forward_ref(float *out, float *lse, const float *q, const float *k, const float *v, const G3AttnMask *mask,
@@ -112,7 +96,7 @@ void g3_attention_masked_backward_ref(float *dq, float *dk, float *dv, float *dk
                 }
             }
         }
-    sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD);
+    g3_attention_sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD, nthreads);
 }
 
 // ---- as GEMMs over the full square ----
@@ -183,5 +167,5 @@ void g3_attention_masked_backward(float *dq, float *dk, float *dv, float *dkh, f
             g3_sgemm_ld(0, 0, T, HD, T, dS, T, Kh, KD, dq + qo, QD, 0);   // dQ = dS K
             g3_sgemm_ld(1, 0, T, HD, T, dS, T, Qh, QD, dkh + qo, QD, 0);  // dK = dS^T Q
         }
-    sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD);
+    g3_attention_sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD, nthreads);
 }

@@ -31,8 +31,7 @@ static long attn_work(int B, int T, int NH, int HD, int window) {
     return (long)B * NH * T * span * HD;
 }
 
-// Sums the per-query-head partials dkh/dvh of each group into their key/value head.
-static void sum_groups(float *dk, float *dv, const float *dkh, const float *dvh, int B, int T, int NH, int NKV, int HD,
+void g3_attention_sum_groups(float *dk, float *dv, const float *dkh, const float *dvh, int B, int T, int NH, int NKV, int HD,
                        int nthreads) {
     const int G = NH / NKV;
     const long QD = (long)NH * HD, KD = (long)NKV * HD;
@@ -123,7 +122,7 @@ void g3_attention_backward_ref(float *dq, float *dk, float *dv, float *dkh, floa
                 }
             }
         }
-    sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD, nthreads);
+    g3_attention_sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD, nthreads);
 }
 
 // ---- attention as blocked GEMMs ----
@@ -403,6 +402,6 @@ void g3_attention_backward(float *dq, float *dk, float *dv, float *dkh, float *d
                 g3_sgemm_ld(1, 0, n, HD, R, dS, n, Qb, QD, dKh + (long)lo * QD, QD, 1);  // dK += dS^T Q
             }
         }
-    sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD, nthreads);
+    g3_attention_sum_groups(dk, dv, dkh, dvh, B, T, NH, NKV, HD, nthreads);
 }
 

@@ -46,6 +46,10 @@ void g3_rope_backward(float *dx, const float *cos, const float *sin, int B, int 
 // keys the block can see. scratch: [nthreads, g3_attention_scratch(T, HD)] floats;
 // nthreads bounds the OpenMP team.
 long g3_attention_scratch(int T, int HD);
+// The backward's last step: the per-query-head partials dkh/dvh [B*T, NH*HD] of each group
+// summed into their key/value head, dk/dv [B*T, NKV*HD] (overwritten).
+void g3_attention_sum_groups(float *dk, float *dv, const float *dkh, const float *dvh, int B, int T, int NH, int NKV, int HD,
+                             int nthreads);
 void g3_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap,
                           float *scratch, int nthreads);

@@ -25,4 +25,14 @@ __device__ __forceinline__ int first_key(int p, const G3CuAttn &a) { return a.wi
 
 int g3cu_attn_check(const G3CuAttn *a, const char *what);
 
+// Training's batch attention (attn_train.cu, attn_mma_train.cu): B sequences of T rows from
+// position 0, q [B*T][NH*HD], k/v [B*T][NKV*HD], lse and D [B][NH][T].
+struct G3CuTrainAttn {
+    int B, T, NH, NKV, HD, window;
+    float scale, softcap;
+};
+__device__ __forceinline__ float cap_of(float s, const G3CuTrainAttn &a) { return a.softcap > 0 ? tanhf(s / a.softcap) * a.softcap : s; }
+// first key row t sees (the last is t itself)
+__device__ __forceinline__ int lo_of(int t, const G3CuTrainAttn &a) { return a.window > 0 ? max(0, t - a.window + 1) : 0; }
+
 #endif

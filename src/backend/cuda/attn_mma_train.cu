@@ -16,20 +16,14 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "common.cuh"
+#include "attn.cuh"
 #include "mma.cuh"
 
 namespace {
 
 enum { TB = 64, NW = 4, NT = NW * 32 };  // rows per tile (16 per warp), warps, threads
 
-struct Shape {
-    int B, T, NH, NKV, HD, window;
-    float scale, softcap;
-};
-
-__device__ __forceinline__ float cap_of(float s, const Shape &a) { return a.softcap > 0 ? tanhf(s / a.softcap) * a.softcap : s; }
-__device__ __forceinline__ int lo_of(int t, const Shape &a) { return a.window > 0 ? max(0, t - a.window + 1) : 0; }
+typedef G3CuTrainAttn Shape;
 
 // ds = p (dp - D) cap'(z) scale for one visible score, p = exp(z - L), z = cap(s scale)
 __device__ __forceinline__ void p_ds(float &s, float &dp, float L, float D, const Shape &a) {

@@ -13,19 +13,13 @@
 // tensor-core version is the next step for speed (docs/gpu-notes.md).
 #include <math.h>
 
-#include "common.cuh"
+#include "attn.cuh"
 
 namespace {
 
 enum { MAXE = 8, WPB = 8 };  // dims per lane (HD <= 256), warps per block
 
-struct Shape {
-    int B, T, NH, NKV, HD, window;
-    float scale, softcap;
-};
-
-__device__ __forceinline__ float cap_of(float s, const Shape &a) { return a.softcap > 0 ? tanhf(s / a.softcap) * a.softcap : s; }
-__device__ __forceinline__ int lo_of(int t, const Shape &a) { return a.window > 0 ? max(0, t - a.window + 1) : 0; }
+typedef G3CuTrainAttn Shape;
 
 template <int E>
 __device__ __forceinline__ void load_row(float *r, const float *p, int hd, int lane) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "quant_dot.h"
+#include "quant_gemm.h"
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 
@@ -203,22 +204,40 @@ void g3_qdot_fill_avx512(G3QDotTable *t) {
     t->q6_k = dot_q6_k;
 }
 
-// g3_quantize_q8a with AVX-512: the same d, rounding (the current mode, nearest even, as
-// nearbyintf) and bytes for finite x; a block with NaN or inf gives some finite bytes, never UB.
-TGT void g3_quantize_q8a_avx512(G3BlockQ8A *a, const float *x, int nb) {
+// One block of 32 activations to int8 as the scalar quantizers do it (g3_quantize_q8a and
+// g3_quantize_q8g): the same d, rounding (the current mode, nearest even, as nearbyintf) and
+// bytes for finite x; a block with NaN or inf gives some finite bytes, never UB. q0, q1: the two
+// halves' int32 values, from which each format takes its sums.
+static inline TGT float q8_block(int8_t *qs, const float *x, __m512i *q0, __m512i *q1) {
     const __m512 lim = _mm512_set1_ps(127.5f);  // rounds to 127 at most (127.5 itself to 128, even)
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    const __m512 s0 = _mm512_mul_ps(v0, _mm512_set1_ps(id)), s1 = _mm512_mul_ps(v1, _mm512_set1_ps(id));
+    // |s| < 127.5 (NaN compares false): those round to int32 (|q| <= 127; the largest may be
+    // 127.00001 after the reciprocal), the rest become 0, as the reference's test after rounding
+    *q0 = _mm512_maskz_cvtps_epi32(_mm512_cmp_ps_mask(_mm512_abs_ps(s0), lim, _CMP_LT_OQ), s0);
+    *q1 = _mm512_maskz_cvtps_epi32(_mm512_cmp_ps_mask(_mm512_abs_ps(s1), lim, _CMP_LT_OQ), s1);
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtsepi32_epi8(*q0));
+    _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtsepi32_epi8(*q1));
+    return d == d && d <= 3.0e38f ? d : 0.0f;
+}
+
+// g3_quantize_q8a (decode's blocks: one sum) with AVX-512.
+TGT void g3_quantize_q8a_avx512(G3BlockQ8A *a, const float *x, int nb) {
     for (int i = 0; i < nb; i++, x += 32) {
-        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-        const __m512 s0 = _mm512_mul_ps(v0, _mm512_set1_ps(id)), s1 = _mm512_mul_ps(v1, _mm512_set1_ps(id));
-        // |s| < 127.5 (NaN compares false): those round to int32 (|q| <= 127; the largest may be
-        // 127.00001 after the reciprocal), the rest become 0, as the reference's test after rounding
-        const __m512i q0 = _mm512_maskz_cvtps_epi32(_mm512_cmp_ps_mask(_mm512_abs_ps(s0), lim, _CMP_LT_OQ), s0);
-        const __m512i q1 = _mm512_maskz_cvtps_epi32(_mm512_cmp_ps_mask(_mm512_abs_ps(s1), lim, _CMP_LT_OQ), s1);
-        _mm_storeu_si128((__m128i *)a[i].qs, _mm512_cvtsepi32_epi8(q0));
-        _mm_storeu_si128((__m128i *)(a[i].qs + 16), _mm512_cvtsepi32_epi8(q1));
-        a[i].d = d == d && d <= 3.0e38f ? d : 0.0f;
+        __m512i q0, q1;
+        a[i].d = q8_block(a[i].qs, x, &q0, &q1);
         a[i].sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
+// g3_quantize_q8g (the int8 GEMM's blocks, quant_gemm.h: a sum per half) with AVX-512; used at
+// the AVX-512 level without VNNI too.
+TGT void g3_quantize_q8g_avx512(G3BlockQ8G *a, const float *x, int nb) {
+    for (int i = 0; i < nb; i++, x += 32) {
+        __m512i q0, q1;
+        a[i].d = q8_block(a[i].qs, x, &q0, &q1);
+        a[i].s[0] = (int16_t)_mm512_reduce_add_epi32(q0), a[i].s[1] = (int16_t)_mm512_reduce_add_epi32(q1);
     }
 }

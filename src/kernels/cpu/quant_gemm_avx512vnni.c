@@ -90,23 +90,3 @@ void g3_qgemm_panel_avx512vnni(float *y, int64_t ldy, const G3QPanelBlock *p, in
     else if (kind->bias) panel_bias(y, ldy, p, nb, a, R, ncols, kind->off);
     else panel_off(y, ldy, p, nb, a, R, ncols, kind->off);
 }
-
-// g3_quantize_q8g with AVX-512 (F, BW: also for the level without VNNI): the same d, rounding (the current mode, nearest even, as
-// nearbyintf) and bytes for finite x; a block with NaN or inf gives some finite bytes, never UB.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void g3_quantize_q8g_avx512(G3BlockQ8G *a, const float *x, int nb) {
-    const __m512 lim = _mm512_set1_ps(127.5f);  // rounds to 127 at most (127.5 itself to 128, even)
-    for (int i = 0; i < nb; i++, x += 32) {
-        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-        const __m512 s0 = _mm512_mul_ps(v0, _mm512_set1_ps(id)), s1 = _mm512_mul_ps(v1, _mm512_set1_ps(id));
-        // |s| < 127.5 (NaN compares false): those round to int32 (|q| <= 127; the largest may be
-        // 127.00001 after the reciprocal), the rest become 0, as the reference's test after rounding
-        const __m512i q0 = _mm512_maskz_cvtps_epi32(_mm512_cmp_ps_mask(_mm512_abs_ps(s0), lim, _CMP_LT_OQ), s0);
-        const __m512i q1 = _mm512_maskz_cvtps_epi32(_mm512_cmp_ps_mask(_mm512_abs_ps(s1), lim, _CMP_LT_OQ), s1);
-        _mm_storeu_si128((__m128i *)a[i].qs, _mm512_cvtsepi32_epi8(q0));
-        _mm_storeu_si128((__m128i *)(a[i].qs + 16), _mm512_cvtsepi32_epi8(q1));
-        a[i].d = d == d && d <= 3.0e38f ? d : 0.0f;
-        a[i].s[0] = (int16_t)_mm512_reduce_add_epi32(q0), a[i].s[1] = (int16_t)_mm512_reduce_add_epi32(q1);
-    }
-}
