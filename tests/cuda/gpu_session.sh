@@ -12,6 +12,8 @@ BUDGET=${BUDGET:-540}
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 room() { [ "$(left)" -gt "$1" ]; }
 say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
+# SKIP="prefill hf sae ours peer memcheck model stories": steps to leave out of this call
+want() { case " ${SKIP:-} " in *" $1 "*) return 1;; esac; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" all build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_model build/cuda/tests/test_cuda_attn build/cuda/tests/test_cuda_sae build/cuda/tests/cuda/bench_cuda >"$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
 say "built"
@@ -21,20 +23,20 @@ timeout 120 build/cuda/tests/test_cuda_train >"$O/test_cuda_train.log" 2>&1; say
 grep -hE "FAIL|failed|attention B|cuda f32|cuda bf16|adamw|resident" "$O/test_cuda_train.log" | head -40
 timeout 60 build/cuda/tests/test_cuda_sae >"$O/test_cuda_sae.log" 2>&1; say "test_cuda_sae: exit $? -- $(tail -1 "$O/test_cuda_sae.log")"
 grep -hE "FAIL|failed|GPU vs CPU" "$O/test_cuda_sae.log" | head -10
-if room 150; then
+if want prefill && room 150; then
     ./gemma3 init --shape 1b --out /tmp/g3-1b >/dev/null 2>&1
     timeout 60 build/cuda/tests/cuda/bench_cuda --model /tmp/g3-1b >"$O/prefill.log" 2>&1
     say "model prefill (tensor-core attention in fast mode):"; grep -E "T =" "$O/prefill.log"
     room 250 && G3_CUDA_ATTN=f32 timeout 60 build/cuda/tests/cuda/bench_cuda --model /tmp/g3-1b >"$O/prefill_f32.log" 2>&1
     say "model prefill, G3_CUDA_ATTN=f32:"; grep -E "fast  T =" "$O/prefill_f32.log"
 fi
-if room 50; then
+if want hf && room 50; then
     mkdir -p tests/ref/out
     timeout 40 python3 tests/ref/check_default_model_hf.py >"$O/check_default_model_hf.txt" 2>&1; say "hf default model: exit $? -- $(tail -2 "$O/check_default_model_hf.txt" | tr '\n' ' ')"
     timeout 30 python3 tests/ref/check_trimmed_tokenizer.py models/default/tokenizer.json >"$O/check_trimmed_tokenizer.txt" 2>&1; say "hf tokenizer: exit $? -- $(tail -1 "$O/check_trimmed_tokenizer.txt")"
     timeout 40 bash tests/ref/check_peft_load.sh >"$O/check_peft_load.out" 2>&1; say "peft: exit $? -- $(tail -1 "$O/check_peft_load.out")"
 fi
-if room 200; then  # issue 24: sae train end to end on the GPU, and its speed
+if want sae && room 200; then  # issue 24: sae train end to end on the GPU, and its speed
     [ -f /tmp/g3-1b/config.json ] || ./gemma3 init --shape 1b --out /tmp/g3-1b >/dev/null 2>&1
     T0S=$(date +%s.%N)
     timeout 60 ./gemma3 sae train --model /tmp/g3-1b --site blocks.12.hook_resid_post --random --width 16384 --l0 32 \
@@ -42,22 +44,25 @@ if room 200; then  # issue 24: sae train end to end on the GPU, and its speed
     say "sae train (GPU, 20 steps of 4096 rows, width 16384): exit $? in $(python3 -c "print(round($(date +%s.%N)-$T0S,1))") s"
     grep -E "training the SAE|step +20|rror" "$O/sae_train.log" | head -4
 fi
-if room 160; then
+if want profile && room 150; then
+    timeout $(( $(left) - 130 < 200 ? $(left) - 130 : 200 )) tests/cuda/gpu_profile.sh >"$O/profile.log" 2>&1; say "profile:"; grep -E "^(==|#)" "$O/profile.log" | head -30
+fi
+if want ours && room 160; then
     MODES=bf16 STEPS=${STEPS:-10} T1B=${T1B:-80} STEPS_1B=4 timeout $(( $(left) - 100 )) bench/gpu/train_ours.sh >"$O/train_ours.log" 2>&1
     say "ours:"; grep -E "OURS|rror|train: on" "$O/train_ours.log" | head -8
 fi
-if room 120; then
+if want peer && room 120; then
     timeout $(( $(left) - 60 )) python3 bench/gpu/train_peer.py 10 eager,compile >"$O/train_peer.log" 2>&1
     say "peer:"; grep -E "TORCH|Error" "$O/train_peer.log" | head -4
 fi
-if room 100; then
+if want memcheck && room 100; then
     timeout $(( $(left) - 40 )) compute-sanitizer --tool memcheck --leak-check no build/cuda/tests/test_cuda_train >"$O/memcheck.log" 2>&1
     say "memcheck test_cuda_train: exit $? -- $(grep -E 'ERROR SUMMARY' "$O/memcheck.log" | tail -1)"
 fi
-if room 60; then
+if want model && room 60; then
     timeout $(( $(left) - 20 )) build/cuda/tests/test_cuda_model >"$O/test_cuda_model.log" 2>&1; say "test_cuda_model: exit $? -- $(tail -1 "$O/test_cuda_model.log")"
 fi
-if room 120 && [ -d .gpudata ]; then
+if want stories && room 120 && [ -d .gpudata ]; then
     timeout $(( $(left) - 10 )) tests/cuda/gpu_train_stories.sh >"$O/stories.log" 2>&1; say "stories:"; cat "$O/stories.log" | head -12
 fi
 say "done"
