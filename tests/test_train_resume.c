@@ -4,7 +4,7 @@
 // and at random moments, restarting the same command until it finishes. The final weights,
 // optimizer state and every logged loss must equal the uninterrupted run's bit for bit. Also:
 // a resume with a changed --seq or --matmul is refused, --steps may be raised to continue, and
-// a --matmul bf16 run trains.
+// a --matmul bf16 run trains. G3_TEST_DEVICE=cuda runs all of it with --device cuda.
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +34,16 @@ static int run_train_mm(const char *out, const char *extra_env, long kill_after_
     if (pid == 0) {
         if (extra_env) putenv((char *)extra_env);
         if (!freopen(log, "a", stderr) || !freopen("/dev/null", "w", stdout)) _exit(127);
-        execl(bin, bin, "train", "--init", cfg, "--data", data, "--out", out, "--steps", steps, "--batch", "4", "--seq", seq,
-              "--save-every", "4", "--eval-every", "10", "--eval-batches", "2", "--warmup", "5", "--lr", "3e-3",
-              "--threads", "1", matmul ? "--matmul" : (char *)NULL, matmul, (char *)NULL);
+        // G3_TEST_DEVICE=cuda: the same checks on the GPU (tests/cuda/gpu_session.sh runs it there)
+        const char *dev = getenv("G3_TEST_DEVICE");
+        char *argv[40] = {(char *)bin, "train", "--init", cfg, "--data", data, "--out", (char *)out, "--steps", (char *)steps,
+                          "--batch", "4", "--seq", (char *)seq, "--save-every", "4", "--eval-every", "10", "--eval-batches", "2",
+                          "--warmup", "5", "--lr", "3e-3", "--threads", "1"};
+        int n = 26;
+        if (matmul) argv[n++] = "--matmul", argv[n++] = (char *)matmul;
+        if (dev) argv[n++] = "--device", argv[n++] = (char *)dev;
+        argv[n] = NULL;
+        execv(bin, argv);
         _exit(127);
     }
     if (kill_after_us > 0) {

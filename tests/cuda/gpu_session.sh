@@ -15,7 +15,7 @@ say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 # SKIP="prefill hf sae ours peer memcheck model stories": steps to leave out of this call
 want() { case " ${SKIP:-} " in *" $1 "*) return 1;; esac; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" all build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_model build/cuda/tests/test_cuda_attn build/cuda/tests/test_cuda_sae build/cuda/tests/cuda/bench_cuda >"$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
+make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" all build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_model build/cuda/tests/test_cuda_attn build/cuda/tests/test_cuda_sae build/cuda/tests/test_train_resume build/cuda/tests/cuda/bench_cuda >"$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
 say "built"
 timeout 60 build/cuda/tests/test_cuda_attn >"$O/test_cuda_attn.log" 2>&1; say "test_cuda_attn: exit $? -- $(tail -1 "$O/test_cuda_attn.log")"
 grep -hE "FAIL|failed" "$O/test_cuda_attn.log" | head -20
@@ -35,6 +35,10 @@ if want hf && room 50; then
     timeout 40 python3 tests/ref/check_default_model_hf.py >"$O/check_default_model_hf.txt" 2>&1; say "hf default model: exit $? -- $(tail -2 "$O/check_default_model_hf.txt" | tr '\n' ' ')"
     timeout 30 python3 tests/ref/check_trimmed_tokenizer.py models/default/tokenizer.json >"$O/check_trimmed_tokenizer.txt" 2>&1; say "hf tokenizer: exit $? -- $(tail -1 "$O/check_trimmed_tokenizer.txt")"
     timeout 40 bash tests/ref/check_peft_load.sh >"$O/check_peft_load.out" 2>&1; say "peft: exit $? -- $(tail -1 "$O/check_peft_load.out")"
+fi
+if want resume && room 100; then  # issue 17: SIGKILL in and between checkpoint writes, resumed bit for bit on the GPU
+    G3_TEST_DEVICE=cuda BIN=./gemma3 timeout 90 build/cuda/tests/test_train_resume >"$O/test_train_resume.log" 2>&1
+    say "test_train_resume --device cuda: exit $? -- $(tail -1 "$O/test_train_resume.log")"; grep -hE "FAIL|uninterrupted" "$O/test_train_resume.log" | head -5
 fi
 if want sae && room 200; then  # issue 24: sae train end to end on the GPU, and its speed
     [ -f /tmp/g3-1b/config.json ] || ./gemma3 init --shape 1b --out /tmp/g3-1b >/dev/null 2>&1

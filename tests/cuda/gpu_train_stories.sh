@@ -17,6 +17,19 @@ T0=$(date +%s.%N); ./gemma3 train $COMMON --out /tmp/st-cpu --device cpu >/tmp/s
 ( ./gemma3 train $COMMON --out /tmp/st-kill --device cuda >/tmp/st-kill1.log 2>&1 & P=$!; sleep ${KILL_AFTER:-4}; kill -9 $P; wait $P 2>/dev/null )
 echo "killed after: $(grep -o 'step [0-9]*/200' /tmp/st-kill1.log | tail -1); checkpoint: $(ls /tmp/st-kill 2>/dev/null | tr '\n' ' ')"
 ./gemma3 train $COMMON --out /tmp/st-kill --device cuda >/tmp/st-kill2.log 2>&1; echo "resumed: rc $? $(grep -o 'resuming.*' /tmp/st-kill2.log) $(val /tmp/st-kill2.log)"
+# the same GPU command twice must train the same bits (the kernels add in a fixed order), and
+# the resumed run's losses must equal the uninterrupted run's: the first step where they differ
+./gemma3 train $COMMON --out /tmp/st-gpu2 --device cuda >/tmp/st-gpu2.log 2>&1
+cmpm() { python3 - "$1" "$2" <<'PY'
+import json, sys
+a, b = ([json.loads(l) for l in open(f"{d}/metrics.jsonl")] for d in sys.argv[1:])
+a = {r["step"]: r for r in a if "loss" in r}; b = {r["step"]: r for r in b if "loss" in r}
+diff = [s for s in sorted(a) if s in b and a[s]["loss"] != b[s]["loss"]]
+print(f"{len(a)} / {len(b)} steps logged; " + (f"first differing step {diff[0]}: {a[diff[0]]['loss']} vs {b[diff[0]]['loss']}" if diff else "every loss equal"))
+PY
+}
+echo "gpu run twice: $(cmpm /tmp/st-gpu /tmp/st-gpu2)"
+echo "gpu uninterrupted vs killed + resumed: $(cmpm /tmp/st-gpu /tmp/st-kill)"
 # GPU for 100 steps, then the CPU to 200
 ./gemma3 train ${COMMON/--steps 200/--steps 100} --out /tmp/st-x --device cuda >/tmp/st-x1.log 2>&1
 ./gemma3 train $COMMON --out /tmp/st-x --device cpu >/tmp/st-x2.log 2>&1; echo "gpu 100 then cpu to 200: rc $? $(grep -o 'resuming.*' /tmp/st-x2.log) $(val /tmp/st-x2.log)"
