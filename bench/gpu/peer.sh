@@ -5,15 +5,8 @@
 # checkpoints with llama.cpp's own converter (bf16) and runs llama-bench: prefill 512 and
 # decode 128, flash attention on, every layer on the GPU, 5 repetitions.
 set -u
-J=$(nproc)
 L=build/peers/llama.cpp
-if [ ! -x build/peers/llama-cuda/bin/llama-bench ]; then
-    mkdir -p build/peers && tar xJf .cudawt/llama.tar.xz -C build/peers
-    cmake -S $L -B build/peers/llama-cuda -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release >/tmp/llama_cmake.log 2>&1 ||
-        { tail -20 /tmp/llama_cmake.log; exit 1; }
-    cmake --build build/peers/llama-cuda --target llama-bench -j $J >/tmp/llama_build.log 2>&1 || { tail -30 /tmp/llama_build.log; exit 1; }
-fi
+bench/gpu/peer_build.sh || exit 1
 for shape in ${SHAPES:-270m 1b 4b}; do
     M=/tmp/g3-$shape G=/tmp/g3-$shape.gguf
     [ -f $M/config.json ] || ./gemma3 init --shape $shape --out $M >/dev/null 2>&1

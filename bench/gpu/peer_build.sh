@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# peer_build.sh: builds llama.cpp's CUDA llama-bench and llama-server (sm_90) from
+# .cudawt/llama.tar.xz (llama.cpp as bundled in the npm package node-llama-cpp; docs/gpu-notes.md)
+# into build/peers/llama-cuda, once per warm machine. `peer_build.sh --background` starts the
+# build and returns at once; a later plain call waits for it. Exit 0 when both binaries exist.
+set -u
+B=build/peers/llama-cuda L=build/peers/llama.cpp
+ready() { [ -x $B/bin/llama-bench ] && [ -x $B/bin/llama-server ]; }
+ready && exit 0
+if [ "${1:-}" = --background ]; then
+    [ -f /tmp/llama_build.pid ] && kill -0 "$(cat /tmp/llama_build.pid)" 2>/dev/null && exit 0
+    nohup "$0" >/tmp/llama_build.out 2>&1 &
+    echo $! >/tmp/llama_build.pid
+    exit 0
+fi
+if [ -f /tmp/llama_build.pid ] && [ "$(cat /tmp/llama_build.pid)" != $$ ] && kill -0 "$(cat /tmp/llama_build.pid)" 2>/dev/null; then
+    while kill -0 "$(cat /tmp/llama_build.pid)" 2>/dev/null; do sleep 1; done  # a background build: wait for it
+    ready && exit 0
+    echo "peer_build: the background build failed:"; tail -20 /tmp/llama_build.log; exit 1
+fi
+T0=$(date +%s)
+mkdir -p build/peers && { [ -d $L ] || tar xJf .cudawt/llama.tar.xz -C build/peers; }
+cmake -S $L -B $B -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release >/tmp/llama_cmake.log 2>&1 ||
+    { tail -20 /tmp/llama_cmake.log; exit 1; }
+nice cmake --build $B --target llama-bench llama-server -j "${J:-$(nproc)}" >/tmp/llama_build.log 2>&1 || { tail -30 /tmp/llama_build.log; exit 1; }
+echo "peer_build: llama-bench and llama-server built in $(( $(date +%s) - T0 )) s"
+ready
