@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# gpu_profile.sh: where the GPU time goes, per kernel (nsys's CUDA kernel summary, graph nodes
-# traced one by one; without nsys, ncu's gpu__time_duration of every kernel, summed by name): a `train --device cuda` run on the GemmaZero shape (B16 x T1024, bf16
-# products, 6 steps) and a 1B batch-1 decode (`generate`, 128 new tokens). Then one
-# `capacity` cell on the GPU, timed (issue 20's grid is sized from it). Needs ./gemma3 built
-# with CUDA. Reports go to $OUT (or /tmp/gpu_out); the top kernels are printed.
+# gpu_profile.sh: where the GPU time goes, per kernel: nsys's CUDA kernel summary (graph nodes
+# traced one by one), or without nsys, ncu's gpu__time_duration of every kernel summed by name.
+# Runs `train --device cuda` on the GemmaZero shape (B16 x T1024, bf16 products) and a 1B
+# prefill + batch-1 decode (`generate`). Needs ./gemma3 built with CUDA. Reports go to $OUT
+# (or /tmp/gpu_out); the top kernels are printed.
 set -u
 O=${OUT:-/tmp/gpu_out}; mkdir -p "$O"
 NSYS=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
