@@ -69,6 +69,55 @@ static void check_linear(G3Cuda *cu, G3DType wt, int T, int K, int N) {
     free(x); free(wv); free(w); free(ref); free(refb); free(got);
 }
 
+// The fused decode products: q/k/v in one launch (linear_multi) and gate/up with GeGLU
+// (linear_geglu) must give the bits of the separate calls (g3cu_linear, g3cu_geglu), in both
+// modes, at T where the fused kernel runs and past it (its fallback).
+static void check_fused(G3Cuda *cu, G3DType wt, int T, int K, const int N3[3], G3CuMode mode, int erf_form) {
+    int NT = N3[0] + N3[1] + N3[2];
+    float *x = malloc(sizeof(float) * T * K), *wv = malloc(sizeof(float) * NT * K);
+    fill(x, (long)T * K, 2.0f);
+    fill(wv, (long)NT * K, 0.1f);
+    void *w = make_weights(wt, wv, (long)NT * K);
+    char *dw = dev_from(cu, w, (size_t)NT * K * g3_dtype_size(wt));
+    float *dx = dev_from(cu, x, sizeof(float) * T * K);
+    float *dsep = dev_from(cu, NULL, sizeof(float) * T * NT), *dfus = dev_from(cu, NULL, sizeof(float) * T * NT);
+    float *sep = malloc(sizeof(float) * T * NT), *fus = malloc(sizeof(float) * T * NT);
+    const void *ws[3];
+    float *ys[3];
+    long off = 0, yo = 0;
+    for (int i = 0; i < 3; i++) {
+        ws[i] = dw + off * g3_dtype_size(wt);
+        CHECK(g3cu_linear(cu, dsep + yo, dx, ws[i], wt, T, K, N3[i], mode) == 0, "%s", g3_error());
+        ys[i] = dfus + yo;
+        off += (long)N3[i] * K;
+        yo += (long)T * N3[i];
+    }
+    poison(cu, dfus, sizeof(float) * T * NT);
+    CHECK(g3cu_linear_multi(cu, 3, ys, dx, ws, wt, T, K, N3, mode) == 0, "%s", g3_error());
+    to_host(cu, sep, dsep, sizeof(float) * T * NT);
+    to_host(cu, fus, dfus, sizeof(float) * T * NT);
+    CHECK(!memcmp(sep, fus, sizeof(float) * T * NT), "linear_multi %s T %d K %d N %d/%d/%d mode %d: not the separate calls' bits",
+          g3_dtype_name(wt), T, K, N3[0], N3[1], N3[2], (int)mode);
+    // gate and up: the first N rows of the first two weights
+    const int N = N3[0] < N3[1] ? N3[0] : N3[1];
+    float *dg = dsep, *du = dsep + (long)T * N;
+    CHECK(g3cu_linear(cu, dg, dx, ws[0], wt, T, K, N, mode) == 0 && g3cu_linear(cu, du, dx, ws[1], wt, T, K, N, mode) == 0 &&
+              g3cu_geglu(cu, dg, du, (long)T * N, erf_form) == 0,
+          "%s", g3_error());
+    poison(cu, dfus, sizeof(float) * T * NT);
+    CHECK(g3cu_linear_geglu(cu, dfus, dfus + (long)T * N, dx, ws[0], ws[1], wt, T, K, N, erf_form, mode) == 0, "%s", g3_error());
+    to_host(cu, sep, dg, sizeof(float) * T * N);
+    to_host(cu, fus, dfus, sizeof(float) * T * N);
+    double e = rel_err(fus, sep, (long)T * N);
+    int same = !memcmp(sep, fus, sizeof(float) * T * N);
+    // the same formula in two kernels: equal bits unless the compiler contracted differently
+    CHECK(all_finite(fus, (long)T * N) && e < 1e-6, "linear_geglu %s T %d K %d N %d erf %d mode %d: rel err %.3g",
+          g3_dtype_name(wt), T, K, N, erf_form, (int)mode, e);
+    if (!same) printf("linear_geglu %s T %d K %d N %d: rel err %.3g from the separate calls (not bit-equal)\n", g3_dtype_name(wt), T, K, N, e);
+    g3cu_free(cu, dw); g3cu_free(cu, dx); g3cu_free(cu, dsep); g3cu_free(cu, dfus);
+    free(x); free(wv); free(w); free(sep); free(fus);
+}
+
 static void gemm_ref(int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int acc, int bf) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
@@ -119,6 +168,14 @@ int main(void) {
                 check_gemm(cu, ta, tb, 33, 70, 129, acc, G3CU_EXACT);
                 check_gemm(cu, ta, tb, 64, 48, 96, acc, G3CU_FAST);
             }
+    // the 1B model's q/k/v (1024/256/256 of 1152) and odd widths; gate/up pairs from the first two
+    const int fshapes[][4] = {{1152, 1024, 1024, 256}, {256, 37, 61, 5}, {40, 9, 9, 3}, {1152, 6912, 6912, 4}};
+    const int fTs[] = {1, 2, 4, 5, 16, 20};
+    for (int ti = 0; ti < 3; ti++)
+        for (size_t si = 0; si < sizeof fshapes / sizeof fshapes[0]; si++)
+            for (size_t k = 0; k < sizeof fTs / sizeof fTs[0]; k++)
+                for (int mode = 0; mode < 2; mode++)
+                    check_fused(cu, types[ti], fTs[k], fshapes[si][0], &fshapes[si][1], mode ? G3CU_FAST : G3CU_EXACT, (int)(k % 2));
     // a type with no kernel is refused by name
     CHECK(g3cu_linear(cu, NULL, NULL, NULL, G3_I8, 1, 8, 8, G3CU_EXACT) == -1 && strstr(g3_error(), "I8"), "%s", g3_error());
     CHECK(g3cu_sync(cu) == 0, "%s", g3_error());

@@ -241,6 +241,14 @@ struct G3Backend {
     // x[R, n] += rmsnorm(t, w_post); then, when w_next is non-NULL, xn = rmsnorm(x, w_next).
     void (*add_rmsnorm)(G3Backend *be, float *x, float *xn, const float *t, const float *w_post, const float *w_next, int R,
                         int n, float eps);
+    // y[i][R, w[i].rows] = x . w[i]^T for n (1 to 3) weights of one type and input width (q, k
+    // and v): linear's results, in one pass over the weights where the backend can;
+    int (*linear_multi)(G3Backend *be, int n, float *const *y, const float *x, const G3Weight *const *w, int R,
+                        G3MatmulMode mode);
+    // a[R, N] = gelu(x . wg^T) * (x . wu^T) (geglu of the two linears), g and u not kept; u
+    // [R, N] is scratch the backend may overwrite.
+    int (*linear_geglu)(G3Backend *be, float *a, float *u, const float *x, const G3Weight *wg, const G3Weight *wu, int R,
+                        int erf_form, G3MatmulMode mode);
     // Training with the parameters resident in this backend's memory (train.h
     // g3_train_ctx_resident): zeroing, the global gradient norm's sum of squares (double;
     // -1 on failure) and AdamW's element-wise step over n parameters with f32 moments, as

@@ -95,6 +95,13 @@ static int linear(const G3Pass *p, float *y, const float *x, int l, G3LayerRole 
     return 0;
 }
 
+// Whether layer l's products of roles r0..r2 may run as one fused op: inference (a KV cache,
+// no gradients: the fused ops keep no intermediate for backward) and no adapter on any of them.
+static int fusable(const G3Pass *p, int l, G3LayerRole r0, G3LayerRole r1, G3LayerRole r2) {
+    const G3Adapter *ad = p->m->adapter;
+    return p->kv && !p->grad && !g3_adapter_module(ad, l, r0) && !g3_adapter_module(ad, l, r1) && !g3_adapter_module(ad, l, r2);
+}
+
 int g3_pass_embed(const G3Pass *p, float *x, const int32_t *ids) {
     const G3Model *m = p->m;
     const int l = -1;
@@ -135,7 +142,14 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
     be->rmsnorm(be, a->xn1, a->rs1, x, norm(m, l, W_ATTN_NORM), R, C, c->eps);
     FIRE(G3_HOOK_LN1, a->xn1, C, 0, 0);
     float *q0 = c->qk_norm ? a->qraw : a->q, *k0 = c->qk_norm ? a->kraw : a->k;
-    if (linear(p, q0, a->xn1, l, W_Q) || linear(p, k0, a->xn1, l, W_K) || linear(p, a->v, a->xn1, l, W_V)) return -1;
+    if (fusable(p, l, W_Q, W_K, W_V) && be->linear_multi) {  // one pass over the three weights
+        const G3Weight wq = weight(m, l, W_Q), wk = weight(m, l, W_K), wv = weight(m, l, W_V);
+        const G3Weight *w3[3] = {&wq, &wk, &wv};
+        float *y3[3] = {q0, k0, a->v};
+        if (be->linear_multi(be, 3, y3, a->xn1, w3, R, p->mode)) return -1;
+    } else if (linear(p, q0, a->xn1, l, W_Q) || linear(p, k0, a->xn1, l, W_K) || linear(p, a->v, a->xn1, l, W_V)) {
+        return -1;
+    }
     // QK-norm and RoPE in one op where nothing looks between them (inference, no q/k hook)
     const int fuse_qk = be->qk_norm_rope && !a->qrs && !a->krs && q0 == a->q && k0 == a->k && !g3_pass_hook_on(p, G3_HOOK_Q, l) &&
                         !g3_pass_hook_on(p, G3_HOOK_K, l);
@@ -196,11 +210,17 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
         be->rmsnorm(be, a->xn2, a->rs3, a->h, norm(m, l, W_PRE_FFW_NORM), R, C, c->eps);
     }
     FIRE(G3_HOOK_LN2, a->xn2, C, 0, 0);
-    if (linear(p, a->g, a->xn2, l, W_GATE)) return -1;
-    FIRE(G3_HOOK_MLP_PRE, a->g, F, 0, 0);
-    if (linear(p, a->u, a->xn2, l, W_UP)) return -1;
-    FIRE(G3_HOOK_MLP_PRE_LINEAR, a->u, F, 0, 0);
-    be->geglu(be, a->a, a->g, a->u, (long)R * F, c->act == G3_GELU_ERF);
+    if (fusable(p, l, W_GATE, W_UP, W_UP) && be->linear_geglu && !g3_pass_hook_on(p, G3_HOOK_MLP_PRE, l) &&
+        !g3_pass_hook_on(p, G3_HOOK_MLP_PRE_LINEAR, l)) {  // gate, up and GeGLU in one pass; g and u not kept
+        const G3Weight wg = weight(m, l, W_GATE), wu = weight(m, l, W_UP);
+        if (be->linear_geglu(be, a->a, a->u, a->xn2, &wg, &wu, R, c->act == G3_GELU_ERF, p->mode)) return -1;
+    } else {
+        if (linear(p, a->g, a->xn2, l, W_GATE)) return -1;
+        FIRE(G3_HOOK_MLP_PRE, a->g, F, 0, 0);
+        if (linear(p, a->u, a->xn2, l, W_UP)) return -1;
+        FIRE(G3_HOOK_MLP_PRE_LINEAR, a->u, F, 0, 0);
+        be->geglu(be, a->a, a->g, a->u, (long)R * F, c->act == G3_GELU_ERF);
+    }
     FIRE(G3_HOOK_MLP_POST, a->a, F, 0, 0);
     if (linear(p, a->mo, a->a, l, W_DOWN)) return -1;
     FIRE(G3_HOOK_MLP_OUT, a->mo, C, 0, 0);

@@ -210,6 +210,38 @@ int cu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w, int R,
     return g3cu_linear(cb->cu, y, x, wd, w->type, R, (int)w->cols, (int)w->rows, mode_of(mode));
 }
 
+// q, k and v (or any products of one x) in one launch; weights of other types or widths, and
+// training's rounded bf16 products, one linear each.
+static int cu_linear_multi(G3Backend *be, int n, float *const *y, const float *x, const G3Weight *const *w, int R,
+                           G3MatmulMode mode) {
+    CudaBackend *cb = cb_of(be);
+    const void *wd[3];
+    int N[3], same = n >= 1 && n <= 3 && mode != G3_MM_BF16;
+    for (int i = 0; i < n && i < 3; i++) {
+        if (!(wd[i] = weight_dev(cb, w[i], NULL))) return -1;
+        N[i] = (int)w[i]->rows;
+        same &= w[i]->type == w[0]->type && w[i]->cols == w[0]->cols;
+    }
+    if (!same) {
+        for (int i = 0; i < n; i++)
+            if (cu_linear(be, y[i], x, w[i], R, mode)) return -1;
+        return 0;
+    }
+    return g3cu_linear_multi(cb->cu, n, y, x, wd, w[0]->type, R, (int)w[0]->cols, N, mode_of(mode));
+}
+
+static int cu_linear_geglu(G3Backend *be, float *a, float *u, const float *x, const G3Weight *wg, const G3Weight *wu, int R,
+                           int erf_form, G3MatmulMode mode) {
+    CudaBackend *cb = cb_of(be);
+    const void *dg = weight_dev(cb, wg, NULL), *du = weight_dev(cb, wu, NULL);
+    if (!dg || !du) return -1;
+    if (mode == G3_MM_BF16 || wg->type != wu->type || wg->rows != wu->rows || wg->cols != wu->cols) {
+        if (cu_linear(be, a, x, wg, R, mode) || cu_linear(be, u, x, wu, R, mode)) return -1;
+        return g3cu_geglu(cb->cu, a, u, (long)R * wg->rows, erf_form);
+    }
+    return g3cu_linear_geglu(cb->cu, a, u, x, dg, du, wg->type, R, (int)wg->cols, (int)wg->rows, erf_form, mode_of(mode));
+}
+
 // dx[R, K] (+)= dy[R, N] . W[N, K]: f32 weights (a training context's parameters).
 int cu_linear_dx(G3Backend *be, float *dx, const float *dy, const G3Weight *w, int R, int accumulate, G3MatmulMode mode) {
     CudaBackend *cb = cb_of(be);
@@ -601,6 +633,8 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->sync = cu_sync;
     be->weight_check = cu_weight_check;
     be->linear = cu_linear;
+    be->linear_multi = cu_linear_multi;
+    be->linear_geglu = cu_linear_geglu;
     be->gemm = cu_gemm;
     be->linear_dx = cu_linear_dx;
     be->rmsnorm_backward = cu_rmsnorm_backward;

@@ -99,6 +99,13 @@ static __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// GELU as the CPU reference (ops.c) writes it, with the GPU's tanhf/erff (within 2 ulp of libm)
+static __device__ __forceinline__ float gelu(float x, int erf_form) {
+    if (erf_form) return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    const float k = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
 static inline int g3cu_blocks(long n, int per) { return (int)((n + per - 1) / per); }
 // Blocks of 256 threads for a grid-stride loop over n elements: one per 256 elements, at most
 // eight per multiprocessor (enough to fill the card; the loop takes the rest), at least one.

@@ -4,12 +4,6 @@
 // (ops.c), in the same order, with the GPU's tanhf/erff/expf (within 2 ulp of libm).
 #include "common.cuh"
 
-__device__ __forceinline__ float gelu(float x, int erf_form) {
-    if (erf_form) return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-    const float k = 0.7978845608028654f;  // sqrt(2/pi)
-    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
-
 // The vector loop runs only where both pointers are 16-byte aligned; the scalar loop takes
 // the rest (and everything when they are not).
 template <typename Op>

@@ -65,6 +65,14 @@ int g3cu_linear(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt,
 // The two paths on their own (tests and benchmarks compare them): the streaming kernel
 // for any T (in passes of 16 rows past 16), and the cuBLAS path for any T.
 int g3cu_linear_stream(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N);
+// n (1 to 3) products of the same x[T, K] in one launch where the streaming kernel serves T:
+// y[i][T, N[i]] = x . w[i]^T, all weights of type wt; the same bits as n g3cu_linear calls.
+int g3cu_linear_multi(G3Cuda *cu, int n, float *const *y, const float *x, const void *const *w, G3DType wt, int T, int K,
+                      const int *N, G3CuMode mode);
+// a[T, N] = gelu(x . wg^T) * (x . wu^T), both products in one pass where the streaming kernel
+// serves T (the same bits as two g3cu_linear and g3cu_geglu); u [T, N] is scratch otherwise.
+int g3cu_linear_geglu(G3Cuda *cu, float *a, float *u, const float *x, const void *wg, const void *wu, G3DType wt, int T,
+                      int K, int N, int erf_form, G3CuMode mode);
 int g3cu_linear_blas(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, G3CuMode mode);
 // C[M, N] (+)= op(A) . op(B), row-major f32 as g3_sgemm: A [M, K] (ta = 0) or [K, M] (ta = 1),
 // B [K, N] (tb = 0) or [N, K] (tb = 1). FAST rounds A and B to bf16 (training's bf16 mode).
