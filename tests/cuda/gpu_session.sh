@@ -12,11 +12,14 @@ BUDGET=${BUDGET:-540}
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 room() { [ "$(left)" -gt "$1" ]; }
 say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
-# SKIP="prefill hf sae ours peer memcheck model stories": steps to leave out of this call
+# SKIP="llama prefill hf decode resume sae helpers gpustories profile ours peer memcheck model stories": steps to leave out of this call
 want() { case " ${SKIP:-} " in *" $1 "*) return 1;; esac; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" all build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_model build/cuda/tests/test_cuda_attn build/cuda/tests/test_cuda_sae build/cuda/tests/test_train_resume build/cuda/tests/cuda/bench_cuda >"$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
+want llama && J=10 bench/gpu/peer_build.sh --background  # llama.cpp's CUDA build, meanwhile
+make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" all build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_model build/cuda/tests/test_cuda_attn build/cuda/tests/test_cuda_sae build/cuda/tests/test_cuda_linear build/cuda/tests/test_train_resume build/cuda/tests/cuda/bench_cuda >"$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
 say "built"
+timeout 60 build/cuda/tests/test_cuda_linear >"$O/test_cuda_linear.log" 2>&1; say "test_cuda_linear: exit $? -- $(tail -1 "$O/test_cuda_linear.log")"
+grep -hE "FAIL|failed|not bit" "$O/test_cuda_linear.log" | head -10
 timeout 60 build/cuda/tests/test_cuda_attn >"$O/test_cuda_attn.log" 2>&1; say "test_cuda_attn: exit $? -- $(tail -1 "$O/test_cuda_attn.log")"
 grep -hE "FAIL|failed" "$O/test_cuda_attn.log" | head -20
 timeout 120 build/cuda/tests/test_cuda_train >"$O/test_cuda_train.log" 2>&1; say "test_cuda_train: exit $? -- $(tail -1 "$O/test_cuda_train.log")"
@@ -36,6 +39,18 @@ if want hf && room 50; then
     timeout 30 python3 tests/ref/check_trimmed_tokenizer.py models/default/tokenizer.json >"$O/check_trimmed_tokenizer.txt" 2>&1; say "hf tokenizer: exit $? -- $(tail -1 "$O/check_trimmed_tokenizer.txt")"
     timeout 40 bash tests/ref/check_peft_load.sh >"$O/check_peft_load.out" 2>&1; say "peft: exit $? -- $(tail -1 "$O/check_peft_load.out")"
 fi
+if want decode && room 120; then  # issue 16: 1B batch-1 decode, fused products and early launches on and off
+    M=/tmp/g3-1b; [ -f $M/config.json ] || ./gemma3 init --shape 1b --out $M >/dev/null 2>&1
+    P512=$(python3 -c "import random; random.seed(1); print(','.join(['2']+[str(random.randrange(3,262000)) for _ in range(511)]))")
+    for rep in 1 2 3; do
+        for cfg in "1 1" "0 1" "1 0" "0 0"; do
+            set -- $cfg
+            echo "fuse $1 pdl $2: $(G3_CUDA_FUSE=$1 G3_CUDA_PDL=$2 ./gemma3 generate --model $M --ids $P512 --max-tokens 256 --temperature 0 --device cuda 2>&1 >/tmp/dec_$1$2.ids | tail -1)"
+        done
+    done >"$O/decode.log"
+    say "1B decode (512-token prompt, 256 new, greedy):"; cat "$O/decode.log"
+    cmp -s /tmp/dec_11.ids /tmp/dec_00.ids && say "same ids with and without fusing/PDL" || say "IDS DIFFER with fusing/PDL"
+fi
 if want resume && room 100; then  # issue 17: SIGKILL in and between checkpoint writes, resumed bit for bit on the GPU
     G3_TEST_DEVICE=cuda BIN=./gemma3 timeout 90 build/cuda/tests/test_train_resume >"$O/test_train_resume.log" 2>&1
     say "test_train_resume --device cuda: exit $? -- $(tail -1 "$O/test_train_resume.log")"; grep -hE "FAIL|uninterrupted" "$O/test_train_resume.log" | head -5
@@ -47,6 +62,25 @@ if want sae && room 200; then  # issue 24: sae train end to end on the GPU, and 
         --steps 20 --batch 4096 --seq 256 --log-every 10 --out /tmp/sae-gpu --device cuda >"$O/sae_train.log" 2>&1
     say "sae train (GPU, 20 steps of 4096 rows, width 16384): exit $? in $(python3 -c "print(round($(date +%s.%N)-$T0S,1))") s"
     grep -E "training the SAE|step +20|rror" "$O/sae_train.log" | head -4
+fi
+if want helpers; then  # the helpers' GPU pieces, where their branches brought them
+    for t in test_cuda_lora test_cuda_pack test_cuda_vision; do
+        [ -f tests/$t.c ] && room 60 || continue
+        make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" build/cuda/tests/$t >>"$O/build.log" 2>&1
+        timeout 90 build/cuda/tests/$t >"$O/$t.log" 2>&1; say "$t: exit $? -- $(tail -1 "$O/$t.log")"; grep -hE "FAIL|failed" "$O/$t.log" | head -8
+    done
+    for b in ${HELPER_SCRIPTS:-}; do
+        [ -x $b ] && room 90 || continue
+        timeout $(( $(left) - 60 < 150 ? $(left) - 60 : 150 )) $b >"$O/$(basename $b).log" 2>&1; say "$b: exit $?"; tail -8 "$O/$(basename $b).log"
+    done
+fi
+if want gpustories && room 80 && [ -d .gpudata ]; then
+    GPU_ONLY=1 timeout $(( $(left) - 30 < 120 ? $(left) - 30 : 120 )) tests/cuda/gpu_train_stories.sh >"$O/stories.log" 2>&1; say "stories (GPU only):"; cat "$O/stories.log"
+fi
+if want llama && room 100; then  # llama.cpp's CUDA build as the same-call peer: llama-bench 1B, then the servers
+    J=16 timeout $(( $(left) - 90 )) bench/gpu/peer_build.sh >"$O/peer_build.log" 2>&1; say "llama.cpp build: exit $? -- $(tail -1 "$O/peer_build.log")"
+    if room 60; then SHAPES=1b timeout $(( $(left) - 40 < 90 ? $(left) - 40 : 90 )) bench/gpu/peer.sh >"$O/peer.log" 2>&1; say "llama-bench:"; cat "$O/peer.log" | tail -6; fi
+    if room 60; then CONCS=${SERVE_CONCS:-1 16 64} REPS=${SERVE_REPS:-1} timeout $(( $(left) - 10 )) bench/gpu/serve_gpu.sh >"$O/serve.log" 2>&1; say "serve:"; cat "$O/serve.log"; fi
 fi
 if want profile && room 150; then
     timeout $(( $(left) - 130 < 200 ? $(left) - 130 : 200 )) tests/cuda/gpu_profile.sh >"$O/profile.log" 2>&1; say "profile:"; grep -E "^(==|#)" "$O/profile.log" | head -30

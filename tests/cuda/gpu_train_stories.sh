@@ -12,7 +12,9 @@ COMMON="--init stories --tokenizer $TOK --data $D/train.txt --val $D/valid.txt -
 val() { grep -o 'val [0-9.]*' "$1" | tail -1; }
 rm -rf /tmp/st-*
 T0=$(date +%s.%N); ./gemma3 train $COMMON --out /tmp/st-gpu --device cuda >/tmp/st-gpu.log 2>&1; echo "gpu 200 steps: rc $? $(val /tmp/st-gpu.log) ($(python3 -c "print(round($(date +%s.%N)-$T0,1))") s)"
+if [ -z "${GPU_ONLY:-}" ]; then  # GPU_ONLY=1: only the GPU runs (kill/resume, determinism)
 T0=$(date +%s.%N); ./gemma3 train $COMMON --out /tmp/st-cpu --device cpu >/tmp/st-cpu.log 2>&1; echo "cpu 200 steps: rc $? $(val /tmp/st-cpu.log) ($(python3 -c "print(round($(date +%s.%N)-$T0,1))") s)"
+fi
 # SIGKILL mid-run (twice), then the same command resumes from the last checkpoint
 ( ./gemma3 train $COMMON --out /tmp/st-kill --device cuda >/tmp/st-kill1.log 2>&1 & P=$!; sleep ${KILL_AFTER:-4}; kill -9 $P; wait $P 2>/dev/null )
 echo "killed after: $(grep -o 'step [0-9]*/200' /tmp/st-kill1.log | tail -1); checkpoint: $(ls /tmp/st-kill 2>/dev/null | tr '\n' ' ')"
@@ -30,6 +32,7 @@ PY
 }
 echo "gpu run twice: $(cmpm /tmp/st-gpu /tmp/st-gpu2)"
 echo "gpu uninterrupted vs killed + resumed: $(cmpm /tmp/st-gpu /tmp/st-kill)"
+[ -n "${GPU_ONLY:-}" ] && exit 0
 # GPU for 100 steps, then the CPU to 200
 ./gemma3 train ${COMMON/--steps 200/--steps 100} --out /tmp/st-x --device cuda >/tmp/st-x1.log 2>&1
 ./gemma3 train $COMMON --out /tmp/st-x --device cpu >/tmp/st-x2.log 2>&1; echo "gpu 100 then cpu to 200: rc $? $(grep -o 'resuming.*' /tmp/st-x2.log) $(val /tmp/st-x2.log)"

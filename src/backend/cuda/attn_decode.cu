@@ -101,6 +101,7 @@ __global__ void __launch_bounds__(DT) attn_decode_k(float *__restrict__ out, flo
 
 // Merges the splits of one (row, head): thread d of the head dimension.
 __global__ void attn_merge_k(float *__restrict__ out, const float *__restrict__ part, int nh, int hd, int nsplit) {
+    pdl_trigger();
     const int r = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
     const float *pp = part + ((long)r * nh + h) * nsplit * (hd + 2);
     float M = -INFINITY;

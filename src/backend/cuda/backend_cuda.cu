@@ -633,8 +633,12 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->sync = cu_sync;
     be->weight_check = cu_weight_check;
     be->linear = cu_linear;
-    be->linear_multi = cu_linear_multi;
-    be->linear_geglu = cu_linear_geglu;
+    {  // G3_CUDA_FUSE=0: q/k/v and gate/up as separate products (to measure what fusing gains)
+        const char *e = getenv("G3_CUDA_FUSE");
+        const int fuse = !(e && !strcmp(e, "0"));
+        be->linear_multi = fuse ? cu_linear_multi : NULL;
+        be->linear_geglu = fuse ? cu_linear_geglu : NULL;
+    }
     be->gemm = cu_gemm;
     be->linear_dx = cu_linear_dx;
     be->rmsnorm_backward = cu_rmsnorm_backward;

@@ -15,6 +15,7 @@ extern "C" int g3_errorf(const char *fmt, ...);
 
 struct G3Cuda {
     int dev, sms;
+    int pdl;  // programmatic dependent launch for the streaming GEMV (sm_90+, G3_CUDA_PDL != 0)
     char name[256];
     cudaStream_t stream;
     cublasHandle_t blas;
@@ -98,6 +99,22 @@ static __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
+
+// Programmatic dependent launch (sm_90): a kernel launched with the attribute may start while
+// the one before it still runs, and waits here before it reads what that one wrote; a kernel
+// that lets its successor start early says so with pdl_trigger. Both are no-ops for kernels
+// launched without the attribute, and below sm_90.
+static __device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 // GELU as the CPU reference (ops.c) writes it, with the GPU's tanhf/erff (within 2 ulp of libm)
 static __device__ __forceinline__ float gelu(float x, int erf_form) {

@@ -30,6 +30,10 @@ extern "C" G3Cuda *g3cu_new(int dev) {
         goto fail;
     snprintf(cu->name, sizeof cu->name, "%.200s (sm_%d%d)", p.name, p.major, p.minor);
     cu->sms = p.multiProcessorCount;
+    {  // the decode GEMV's early start (linear.cu); G3_CUDA_PDL=0 turns it off to compare
+        const char *e = getenv("G3_CUDA_PDL");
+        cu->pdl = p.major >= 9 && !(e && !strcmp(e, "0"));
+    }
     if (g3cu_check(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking), "stream")) goto fail;
     if (cublasCreate(&cu->blas) != CUBLAS_STATUS_SUCCESS) { g3_errorf("cuda: cuBLAS would not start"); goto fail; }
     if (g3cu_check(cudaMalloc(&cu->blas_ws, BLAS_WS_BYTES), "cuBLAS workspace")) goto fail;

@@ -31,6 +31,7 @@ __device__ __forceinline__ float rms_scale(double ss, int n, float eps) { return
 
 __global__ void __launch_bounds__(NORM_T) rmsnorm_k(float *y, float *rstd, const float *x, const float *__restrict__ w, int n,
                                                      float eps) {
+    pdl_trigger();  // the GEMV after this may start fetching its weights
     const float *xr = x + (long)blockIdx.x * n;
     float *yr = y + (long)blockIdx.x * n;
     double ss = 0;
@@ -54,6 +55,7 @@ extern "C" int g3cu_rmsnorm(G3Cuda *cu, float *y, const float *x, const float *w
 // once where three ops would make four passes.
 __global__ void __launch_bounds__(NORM_T) add_rmsnorm_k(float *x, float *xn, const float *t, const float *__restrict__ wp,
                                                          const float *__restrict__ wn, int n, float eps) {
+    pdl_trigger();
     const long o = (long)blockIdx.x * n;
     double ss = 0;
     for (int i = threadIdx.x; i < n; i += NORM_T) ss += (double)t[o + i] * t[o + i];
