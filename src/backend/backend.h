@@ -241,6 +241,11 @@ struct G3Backend {
     // x[R, n] += rmsnorm(t, w_post); then, when w_next is non-NULL, xn = rmsnorm(x, w_next).
     void (*add_rmsnorm)(G3Backend *be, float *x, float *xn, const float *t, const float *w_post, const float *w_next, int R,
                         int n, float eps);
+    // attention_cache, then kv_append of the same rows (one op, so that a backend can append
+    // from attention's last kernel); the hook argument as attention_cache's;
+    int (*attention_cache_append)(G3Backend *be, float *out, G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
+                                  const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
+                                  const G3AttnHook *hook, G3MatmulMode mode);
     // y[i][R, w[i].rows] = x . w[i]^T for n (1 to 3) weights of one type and input width (q, k
     // and v): linear's results, in one pass over the weights where the backend can;
     int (*linear_multi)(G3Backend *be, int n, float *const *y, const float *x, const G3Weight *const *w, int R,

@@ -362,7 +362,7 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
                 .kv = &s->kv, .segs = segs, .nseg = nseg,
                 .hook = s->hook, .hook_ctx = s->hook_ctx, .hook_sites = s->hook_sites, .hook_layers = s->hook_layers,
                 .stage = s->stage, .lora_xa = s->lora_xa, .lora_y = s->lora_y,
-                .soft_rows = images ? s->soft_rows : NULL};
+                .soft_rows = images ? s->soft_rows : NULL, .chain = 1};
     const int nout = mode == G3_LOGITS_ALL ? rows : mode == G3_LOGITS_NONE ? 0 : nseg;
     if (logits_room(s, nout)) return -1;
     // A decode step (one row per segment, no hook, the last rows' logits or choices) on a backend that

@@ -129,6 +129,15 @@ static void attn_hook(void *ctx, int layer, int head, int seg, float *scores, in
     p->hook(p->hook_ctx, &ev);
 }
 
+// Whether layer l's input norm is written by layer l - 1's last op (add_rmsnorm with the next
+// weight): layers chained over shared acts at inference (no 1/rms kept), and no hook that
+// could edit the residual between the two (the ln1 hook still sees the same values).
+static int norm_chained(const G3Pass *p, const G3LayerActs *a, int l) {
+    return l > 0 && p->chain && p->kv && !p->grad && p->be->add_rmsnorm && !a->rs1 && !a->rs4 &&
+           !g3_pass_hook_on(p, G3_HOOK_LN2_POST, l - 1) && !g3_pass_hook_on(p, G3_HOOK_RESID_POST, l - 1) &&
+           !g3_pass_hook_on(p, G3_HOOK_RESID_PRE, l);
+}
+
 int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, float *xout) {
     G3Backend *be = p->be;
     const G3Model *m = p->m;
@@ -138,8 +147,8 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
     const float scale = 1.0f / sqrtf(c->query_pre_attn_scalar);
     const float *cs = c->sliding[l] ? p->cos_l : p->cos_g, *sn = c->sliding[l] ? p->sin_l : p->sin_g;
     FIRE(G3_HOOK_RESID_PRE, x, C, 0, 0);
-    // attention block
-    be->rmsnorm(be, a->xn1, a->rs1, x, norm(m, l, W_ATTN_NORM), R, C, c->eps);
+    // attention block (the input norm done by the previous layer's last op where it could)
+    if (!norm_chained(p, a, l)) be->rmsnorm(be, a->xn1, a->rs1, x, norm(m, l, W_ATTN_NORM), R, C, c->eps);
     FIRE(G3_HOOK_LN1, a->xn1, C, 0, 0);
     float *q0 = c->qk_norm ? a->qraw : a->q, *k0 = c->qk_norm ? a->kraw : a->k;
     if (fusable(p, l, W_Q, W_K, W_V) && be->linear_multi) {  // one pass over the three weights
@@ -173,11 +182,18 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
         AttnHookCtx hc = {p, l};
         G3AttnHook ah = {attn_hook, &hc, g3_pass_hook_on(p, G3_HOOK_ATTN_SCORES, l), g3_pass_hook_on(p, G3_HOOK_PATTERN, l)};
         const int nseg = p->nseg - (p->block_last != 0);  // segments that are appended
-        if (nseg > 0 && be->attention_cache(be, a->att, p->kv, l, p->segs, nseg, a->q, a->k, a->v, NH, window, scale,
-                                            c->attn_softcap, ah.want_scores || ah.want_pattern ? &ah : NULL, p->mode))
-            return -1;
-        // after the k/v hooks and attention, so that their edits are what later tokens see
-        if (nseg > 0) be->kv_append(be, p->kv, l, p->segs, nseg, a->k, a->v);
+        const G3AttnHook *hk = ah.want_scores || ah.want_pattern ? &ah : NULL;
+        // the append after the k/v hooks and attention, so that their edits are what later tokens see
+        if (nseg > 0 && be->attention_cache_append) {
+            if (be->attention_cache_append(be, a->att, p->kv, l, p->segs, nseg, a->q, a->k, a->v, NH, window, scale, c->attn_softcap,
+                                           hk, p->mode))
+                return -1;
+        } else if (nseg > 0) {
+            if (be->attention_cache(be, a->att, p->kv, l, p->segs, nseg, a->q, a->k, a->v, NH, window, scale, c->attn_softcap, hk,
+                                    p->mode))
+                return -1;
+            be->kv_append(be, p->kv, l, p->segs, nseg, a->k, a->v);
+        }
         if (p->block_last) {  // SBD: the block sees what was just appended, and itself both ways
             const long r0 = R - p->segs[nseg].n;
             if (G3_NEED(be, attention_cache_block) ||
@@ -225,7 +241,9 @@ int g3_layer_forward(const G3Pass *p, int l, const G3LayerActs *a, float *x, flo
     if (linear(p, a->mo, a->a, l, W_DOWN)) return -1;
     FIRE(G3_HOOK_MLP_OUT, a->mo, C, 0, 0);
     if (be->add_rmsnorm && !a->rs4 && xout == a->h && !g3_pass_hook_on(p, G3_HOOK_LN2_POST, l)) {
-        be->add_rmsnorm(be, xout, NULL, a->mo, norm(m, l, W_POST_FFW_NORM), NULL, R, C, c->eps);
+        const int next = l + 1 < c->layers && norm_chained(p, a, l + 1);
+        be->add_rmsnorm(be, xout, next ? a->xn1 : NULL, a->mo, norm(m, l, W_POST_FFW_NORM), next ? norm(m, l + 1, W_ATTN_NORM) : NULL,
+                        R, C, c->eps);
     } else {
         be->rmsnorm(be, a->tmp, a->rs4, a->mo, norm(m, l, W_POST_FFW_NORM), R, C, c->eps);
         FIRE(G3_HOOK_LN2_POST, a->tmp, C, 0, 0);

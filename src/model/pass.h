@@ -94,6 +94,10 @@ typedef struct {
     // and its own rows both ways, and is not appended (backend op attention_cache_block).
     const G3AttnMask *mask;
     int block_last;
+    // the caller runs every layer in order over one G3LayerActs, x updated in place (forward.c):
+    // a layer's last residual step may then also write the next layer's input norm into xn1
+    // (one op less per layer at inference), and that layer skips its own
+    int chain;
 } G3Pass;
 
 // The f32 norm weight of tensor i as stored (no +1): the tensor's own data when it is F32,

@@ -99,10 +99,23 @@ __global__ void __launch_bounds__(DT) attn_decode_k(float *__restrict__ out, flo
     }
 }
 
-// Merges the splits of one (row, head): thread d of the head dimension.
-__global__ void attn_merge_k(float *__restrict__ out, const float *__restrict__ part, int nh, int hd, int nsplit) {
+// Merges the splits of one (row, head): thread d of the head dimension. With kc_app, the first
+// query head of each kv head then appends the row's key and value to the cache: every split
+// has read it by now (kv_append_k's rule for rows a ring cannot hold).
+__global__ void attn_merge_k(float *__restrict__ out, const float *__restrict__ part, int nh, int hd, int nsplit,
+                             float *__restrict__ kc_app, float *__restrict__ vc_app, const float *__restrict__ k,
+                             const float *__restrict__ v, const G3CuRow *__restrict__ meta, G3CuAttn a) {
     pdl_trigger();
     const int r = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+    if (kc_app && h % (nh / a.nkv) == 0) {
+        const int kh = h / (nh / a.nkv);
+        const G3CuRow m = meta[r];
+        if (m.n - (r - m.row0) <= a.cap) {
+            const long dst = (((long)m.seq * a.nkv + kh) * a.cap + m.pos % a.cap) * hd + d, src = ((long)r * a.nkv + kh) * hd + d;
+            kc_app[dst] = k[src];
+            vc_app[dst] = v[src];
+        }
+    }
     const float *pp = part + ((long)r * nh + h) * nsplit * (hd + 2);
     float M = -INFINITY;
     for (int s = 0; s < nsplit; s++) M = fmaxf(M, pp[(long)s * (hd + 2)]);
@@ -119,6 +132,12 @@ __global__ void attn_merge_k(float *__restrict__ out, const float *__restrict__ 
 
 extern "C" int g3cu_attn_decode(G3Cuda *cu, float *out, const float *q, const float *k, const float *v, const float *kc,
                                 const float *vc, const G3CuRow *meta, int rows, int max_keys, const G3CuAttn *a) {
+    return g3cu_attn_decode_append(cu, out, q, k, v, kc, vc, NULL, NULL, meta, rows, max_keys, a);
+}
+
+extern "C" int g3cu_attn_decode_append(G3Cuda *cu, float *out, const float *q, const float *k, const float *v, const float *kc,
+                                       const float *vc, float *kc_app, float *vc_app, const G3CuRow *meta, int rows, int max_keys,
+                                       const G3CuAttn *a) {
     if (g3cu_attn_check(a, "attention (decode)")) return -1;
     if (rows < 1 || max_keys < 1) return g3_errorf("cuda attention (decode): %d rows, %d keys", rows, max_keys);
     const int G = a->nh / a->nkv;
@@ -152,7 +171,12 @@ extern "C" int g3cu_attn_decode(G3Cuda *cu, float *out, const float *q, const fl
     default: attn_decode_k<8><<<grid, DT, 0, cu->stream>>>(out, part, q, k, v, kc, vc, meta, *a, nsplit); break;
     }
     if (g3cu_launched("attention (decode)")) return -1;
-    if (nsplit == 1) return 0;
-    attn_merge_k<<<dim3(rows, a->nh), a->hd, 0, cu->stream>>>(out, part, a->nh, a->hd, nsplit);
-    return g3cu_launched("attention (decode merge)");
+    if (nsplit == 1) {
+        if (!kc_app) return 0;
+        G3CuAttn ak = *a;
+        ak.nh = a->nkv;
+        return g3cu_kv_append(cu, kc_app, vc_app, k, v, meta, rows, &ak);
+    }
+    attn_merge_k<<<dim3(rows, a->nh), a->hd, 0, cu->stream>>>(out, part, a->nh, a->hd, nsplit, kc_app, vc_app, k, v, meta, *a);
+    return g3cu_launched(kc_app ? "attention (decode merge + kv append)" : "attention (decode merge)");
 }

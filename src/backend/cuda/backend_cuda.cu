@@ -444,9 +444,13 @@ out:
 // Rows of one segment past which the tiled prefill kernel beats the split-K decode kernel.
 enum { PREFILL_MIN_ROWS = 16 };
 
-int cu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
-                       const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
-                       const G3AttnHook *hook, G3MatmulMode mode) {
+void cu_kv_append(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k, const float *v);
+
+// attention_cache, and with append (attention_cache_append) the rows' keys and values appended
+// after it: by the decode kernels' merge where they run, else by kv_append.
+static int attention_cache(G3Backend *be, float *out, const G3KVCache *kv, G3KVCache *kv_app, int layer, const G3Segment *segs,
+                           int nseg, const float *q, const float *k, const float *v, int NH, int window, float scale,
+                           float softcap, const G3AttnHook *hook, G3MatmulMode mode) {
     CudaBackend *cb = cb_of(be);
     int rows;
     if (meta_for(cb, segs, nseg, &rows)) return -1;
@@ -454,8 +458,11 @@ int cu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer
     // head); others (tiny test models) run on the host like a hooked layer
     const int G = NH / kv->nkv;
     const int shape_ok = kv->hd % 32 == 0 && kv->hd <= 256 && NH % kv->nkv == 0 && (G == 1 || G == 2 || G == 4 || G == 8);
-    if (hook || !shape_ok)
-        return attention_on_host(cb, out, kv, layer, segs, nseg, q, k, v, rows, NH, window, scale, softcap, hook);
+    if (hook || !shape_ok) {
+        if (attention_on_host(cb, out, kv, layer, segs, nseg, q, k, v, rows, NH, window, scale, softcap, hook)) return -1;
+        if (kv_app) cu_kv_append(be, kv_app, layer, segs, nseg, k, v);
+        return 0;
+    }
     const G3CuAttn a = attn_of(kv, layer, NH, window, scale, softcap);
     int longest = 0, max_keys = 1;
     for (int i = 0; i < nseg; i++) {
@@ -465,7 +472,8 @@ int cu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer
     if (window > 0) max_keys = G3_MIN(max_keys, window);
     if (cb->recording) max_keys = kv->cap[layer];  // replayed later at any length up to the capacity
     if (longest < PREFILL_MIN_ROWS)
-        return g3cu_attn_decode(cb->cu, out, q, k, v, kv->k[layer], kv->v[layer], cb->meta_d, rows, max_keys, &a);
+        return g3cu_attn_decode_append(cb->cu, out, q, k, v, kv->k[layer], kv->v[layer], kv_app ? kv_app->k[layer] : NULL,
+                                       kv_app ? kv_app->v[layer] : NULL, cb->meta_d, rows, max_keys, &a);
     // the fast mode's prefill on the tensor cores (bf16 q, k, v, p), the exact mode's in f32
     const int tc = mode == G3_MM_FAST && g3cu_attn_mma_supported(kv->hd) && !cb->attn_f32;
     for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++)
@@ -474,7 +482,20 @@ int cu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer
                 : g3cu_attn_prefill(cb->cu, out, q, k, v, kv->k[layer], kv->v[layer], r0, segs[i].n, segs[i].seq, segs[i].pos0,
                                     &a)))
             return -1;
+    if (kv_app) cu_kv_append(be, kv_app, layer, segs, nseg, k, v);
     return 0;
+}
+
+int cu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
+                       const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
+                       const G3AttnHook *hook, G3MatmulMode mode) {
+    return attention_cache(be, out, kv, NULL, layer, segs, nseg, q, k, v, NH, window, scale, softcap, hook, mode);
+}
+
+static int cu_attention_cache_append(G3Backend *be, float *out, G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
+                                     const float *q, const float *k, const float *v, int NH, int window, float scale,
+                                     float softcap, const G3AttnHook *hook, G3MatmulMode mode) {
+    return attention_cache(be, out, kv, kv, layer, segs, nseg, q, k, v, NH, window, scale, softcap, hook, mode);
 }
 
 void cu_kv_append(G3Backend *be, G3KVCache *kv, int layer, const G3Segment *segs, int nseg, const float *k, const float *v) {
@@ -663,6 +684,7 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->argmax = cu_argmax;
     be->attention_cache = cu_attention_cache;
     be->kv_append = cu_kv_append;
+    be->attention_cache_append = cu_attention_cache_append;
     be->host_alloc = cu_host_alloc;
     be->host_free = cu_host_free;
     be->segments = cu_segments;

@@ -130,6 +130,11 @@ typedef struct {
 // (or a bound on it: the context, for a graph replayed at growing lengths), sets the split.
 int g3cu_attn_decode(G3Cuda *cu, float *out, const float *q, const float *k, const float *v, const float *kc,
                      const float *vc, const G3CuRow *meta, int rows, int max_keys, const G3CuAttn *a);
+// The same, then the rows' keys and values appended to kc_app / vc_app (the cache kc / vc) as
+// g3cu_kv_append does, by the merge kernel where there is one (one launch less a layer).
+int g3cu_attn_decode_append(G3Cuda *cu, float *out, const float *q, const float *k, const float *v, const float *kc,
+                            const float *vc, float *kc_app, float *vc_app, const G3CuRow *meta, int rows, int max_keys,
+                            const G3CuAttn *a);
 // The same for one segment of n rows (slot seq, positions pos0 .. pos0 + n - 1, the call's rows
 // row0 ..), tiled over query rows and keys (prefill): q/k/v/out point at the call's row 0.
 int g3cu_attn_prefill(G3Cuda *cu, float *out, const float *q, const float *k, const float *v, const float *kc,
