@@ -654,11 +654,12 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->sync = cu_sync;
     be->weight_check = cu_weight_check;
     be->linear = cu_linear;
-    {  // G3_CUDA_FUSE=0: q/k/v and gate/up as separate products (to measure what fusing gains)
+    {  // G3_CUDA_FUSE=0: q/k/v and gate/up as separate products, the append its own launch (to measure what fusing gains)
         const char *e = getenv("G3_CUDA_FUSE");
         const int fuse = !(e && !strcmp(e, "0"));
         be->linear_multi = fuse ? cu_linear_multi : NULL;
         be->linear_geglu = fuse ? cu_linear_geglu : NULL;
+        be->attention_cache_append = fuse ? cu_attention_cache_append : NULL;
     }
     be->gemm = cu_gemm;
     be->linear_dx = cu_linear_dx;
@@ -684,7 +685,6 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->argmax = cu_argmax;
     be->attention_cache = cu_attention_cache;
     be->kv_append = cu_kv_append;
-    be->attention_cache_append = cu_attention_cache_append;
     be->host_alloc = cu_host_alloc;
     be->host_free = cu_host_free;
     be->segments = cu_segments;
