@@ -62,7 +62,7 @@ int main(void) {
     for (int mode = 0; mode < modes; mode++) {
         for (int i = 0; i < reps; i++) {
             double t0 = g3_now(), c0 = cpu_now();
-            if (g3_vision_encode(&v, g3_backend_cpu(), mode ? G3_MM_EXACT : G3_MM_FAST, px, vis, NULL, NULL) ||
+            if (g3_vision_encode(&v, g3_backend_cpu(), mode ? G3_MM_EXACT : G3_MM_FAST, px, vis, NULL) ||
                 g3_vision_project(&v, g3_backend_cpu(), mode ? G3_MM_EXACT : G3_MM_FAST, vis, soft)) {
                 fprintf(stderr, "%s\n", g3_error());
                 return 1;

@@ -191,7 +191,7 @@ int cmd_analyze(int argc, char **argv) {
         if (tok && g3_tok_vocab_size(tok) > m.cfg.vocab + 64) { g3_tok_free(tok); tok = NULL; }
         g3_error_clear();
     }
-    if (cli_images_load(&ci, &m, &images, exact, pan_scan, NULL, NULL)) { cli_fail("analyze", "%s", g3_error()); goto out; }
+    if (cli_images_load(&ci, &m, &images, exact, pan_scan, NULL)) { cli_fail("analyze", "%s", g3_error()); goto out; }
     if (pfile) {
         if (g3_prompts_load(&pr, pfile)) { cli_fail("analyze", "%s", g3_error()); goto out; }
         if (pr.n == 0) { cli_fail("analyze", "%s: no prompts", pfile); goto out; }
