@@ -39,6 +39,16 @@ int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int e
     const G3VisionConfig *c = &ci->v.cfg;
     if (!(ci->ncrops = g3_calloc((size_t)files->n, sizeof *ci->ncrops))) return -1;
     G3VisionHooks hooks = {cli_vision_record, rec, 0, 0}, *hk = NULL;
+    for (int p = 0; rec && p < rec->npat; p++) {  // a pattern for the tower that names none of its sites is a mistake
+        uint32_t s;
+        uint64_t l;
+        if (cli_vision_pattern(rec->pats[p]) && !g3_vision_hook_select(&rec->pats[p], 1, c->layers, &s, &l))
+            return g3_errorf("--hooks %s: no site of the vision tower (%d layers) has that name; sites: vision.hook_embed, "
+                             "vision.blocks.<i>.{hook_resid_pre, ln1.hook_normalized, attn.hook_{q,k,v,attn_scores,pattern,z}, "
+                             "hook_attn_out, hook_resid_mid, ln2.hook_normalized, mlp.hook_{pre,post}, hook_mlp_out, hook_resid_post}, "
+                             "vision.hook_post_norm, vision.hook_soft_tokens",
+                             rec->pats[p], c->layers);
+    }
     if (rec && g3_vision_hook_select(rec->pats, rec->npat, c->layers, &hooks.sites, &hooks.layers)) {
         rec->heads = c->heads;
         hk = &hooks;

@@ -256,8 +256,8 @@ int cmd_trace(int argc, char **argv) {
             pats[i] = t;
         }
     if (ntext < npat && !images.n) { cli_fail("trace", "--hooks %s: the vision tower's sites need --image", pats[ntext]); goto out; }
-    vr.pats = (const char *const *)pats;
-    vr.npat = npat;
+    vr.pats = (const char *const *)pats + ntext;  // the tower's sites are chosen by its own patterns ("vision.*"), never by "*"
+    vr.npat = npat - ntext;
     if (cli_images_load(&ci, &m, &images, exact, pan_scan, &vr)) { cli_fail("trace", "%s", g3_error()); goto out; }
     if (vr.failed) { cli_fail("trace", "out of memory recording the vision tower"); goto out; }
     // sequences; the tokenizer is needed for text, and used for the pieces when present
