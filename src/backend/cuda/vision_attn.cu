@@ -2,7 +2,8 @@
 // every row, so the work is three dense products a head, which cuBLAS runs near the card's
 // rate, around one row-wise softmax:
 //   S[h]  = Q_h . K_h^T        [T, T] per head, a group of heads per strided batched GEMM
-//   P     = softmax(scale S)   a block per row (max, exponentials and their sum in double, divide)
+//   P     = softmax(scale S)   a block per row (max, exponentials and their sum in double, divide),
+//                              the row in registers up to 8192 keys (one read, one write)
 //   O_h   = P[h] . V_h         into out's columns h * HD .. (h + 1) * HD - 1
 // A head's columns are read in place: row-major q [T, NH*HD] is, column-major, [NH*HD, T] with
 // leading dimension NH*HD, and head h is its rows h*HD .. (stride HD between heads). At T = 4096
@@ -93,6 +94,49 @@ __global__ void __launch_bounds__(SM_T) vis_softmax_k(float *S, uint16_t *P, int
     }
 }
 
+// The same with the row in registers (PER values a thread, n <= PER * SM_T): one read of the
+// scores and one write of the probabilities, where the plain kernel makes three passes. The
+// plain one is the reference (tests/test_cuda_vision.c runs rows of both kinds).
+template <int PER>
+__global__ void __launch_bounds__(SM_T) vis_softmax_reg_k(const float *S, float *Pf, uint16_t *P, int n, float scale) {
+    const long row = (long)blockIdx.x * n;
+    float e[PER];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        const int i = threadIdx.x + j * SM_T;
+        e[j] = i < n ? S[row + i] * scale : -INFINITY;
+        mx = fmaxf(mx, e[j]);
+    }
+    mx = sm_block_max(mx);
+    double s = 0;
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        const int i = threadIdx.x + j * SM_T;
+        e[j] = i < n ? expf(e[j] - mx) : 0.0f;
+        s += e[j];
+    }
+    const float inv = 1.0f / (float)sm_block_sum(s);
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+        const int i = threadIdx.x + j * SM_T;
+        if (i >= n) break;
+        if (P) P[row + i] = vis_to_bf16(e[j] * inv);
+        else Pf[row + i] = e[j] * inv;
+    }
+}
+
+// Softmax of rows S[rows][n] into P (bf16) or in place: the register kernel where the row fits.
+static int softmax_rows(G3Cuda *cu, float *S, uint16_t *P, long rows, int n, float scale) {
+    const unsigned g = (unsigned)rows;
+    if (n <= 4 * SM_T) vis_softmax_reg_k<4><<<g, SM_T, 0, cu->stream>>>(S, S, P, n, scale);
+    else if (n <= 8 * SM_T) vis_softmax_reg_k<8><<<g, SM_T, 0, cu->stream>>>(S, S, P, n, scale);
+    else if (n <= 16 * SM_T) vis_softmax_reg_k<16><<<g, SM_T, 0, cu->stream>>>(S, S, P, n, scale);
+    else if (n <= 32 * SM_T) vis_softmax_reg_k<32><<<g, SM_T, 0, cu->stream>>>(S, S, P, n, scale);
+    else vis_softmax_k<<<g, SM_T, 0, cu->stream>>>(S, P, n, scale);
+    return g3cu_launched("vision attention (softmax)");
+}
+
 static int blas_ok(cublasStatus_t st, const char *what) {
     return st == CUBLAS_STATUS_SUCCESS ? 0 : g3_errorf("cuda vision attention, %s: cuBLAS status %d", what, (int)st);
 }
@@ -126,8 +170,7 @@ extern "C" int g3cu_attn_full(G3Cuda *cu, float *out, void *work, const float *q
                                                CUBLAS_GEMM_DEFAULT),
                     "scores"))
             return -1;
-        vis_softmax_k<<<(unsigned)((size_t)g * T), SM_T, 0, cu->stream>>>(S, bf16 ? P : NULL, T, scale);
-        if (g3cu_launched("vision attention (softmax)")) return -1;
+        if (softmax_rows(cu, S, bf16 ? P : NULL, (long)g * T, T, scale)) return -1;
         // column-major O^T[HD, T] = V_h(d, j) P^T(j, i), written with leading dimension D into out's columns
         const void *pa = bf16 ? (const void *)P : (const void *)S;
         if (blas_ok(cublasGemmStridedBatchedEx(cu->blas, CUBLAS_OP_N, CUBLAS_OP_N, HD, T, T, &one, va, it, D, (long long)HD, pa, it, T,
