@@ -142,12 +142,14 @@ void cli_vision_record(void *ctx, const G3VisionHookEvent *ev) {
         a = &r->arr[r->narr++];
         memset(a, 0, sizeof *a);
         snprintf(a->name, sizeof a->name, "%s", name);
-        if (attn) a->ndim = 4, a->shape[1] = G3_MAX(r->heads, 1), a->shape[2] = ev->rows, a->shape[3] = ev->cols;
+        if (attn && r->received) a->ndim = 3, a->shape[1] = G3_MAX(r->heads, 1), a->shape[2] = ev->cols;
+        else if (attn) a->ndim = 4, a->shape[1] = G3_MAX(r->heads, 1), a->shape[2] = ev->rows, a->shape[3] = ev->cols;
         else if (ev->heads) a->ndim = 4, a->shape[1] = ev->rows, a->shape[2] = ev->heads, a->shape[3] = ev->head_dim;
         else a->ndim = 3, a->shape[1] = ev->rows, a->shape[2] = ev->cols;
         a->one = (size_t)a->shape[1] * a->shape[2] * (a->ndim == 4 ? (size_t)a->shape[3] : 1);
     }
-    const size_t n = (size_t)ev->rows * ev->cols;
+    const int recv = attn && r->received;
+    const size_t n = recv ? (size_t)ev->cols : (size_t)ev->rows * ev->cols;
     if (!attn || ev->head == 0) {  // a new image (a layer's heads come in order, head 0 first)
         float *nd = g3_realloc(a->data, (a->shape[0] + 1) * a->one * sizeof(float));
         if (!nd) { r->failed = 1; return; }
@@ -156,7 +158,14 @@ void cli_vision_record(void *ctx, const G3VisionHookEvent *ev) {
         a->shape[0]++;
     }
     if (attn && (ev->head < 0 || ev->head >= a->shape[1] || n * a->shape[1] != a->one)) { r->failed = 1; return; }
-    memcpy(a->data + (a->shape[0] - 1) * a->one + (attn ? (size_t)ev->head * n : 0), ev->data, n * sizeof(float));
+    float *dst = a->data + (a->shape[0] - 1) * a->one + (attn ? (size_t)ev->head * n : 0);
+    if (!recv) {
+        memcpy(dst, ev->data, n * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < ev->rows; i++)  // column sums in row order, then the mean
+        for (int j = 0; j < ev->cols; j++) dst[j] += ev->data[(size_t)i * ev->cols + j];
+    for (int j = 0; j < ev->cols; j++) dst[j] /= (float)ev->rows;
 }
 
 void cli_vision_rec_free(CliVisRec *r) {

@@ -29,6 +29,8 @@ typedef struct {
 typedef struct {
     const char *const *pats;
     int npat;
+    int received;       // scores / pattern sites kept as each patch's attention received (the mean
+                        // over the query rows): [images, NH, NP] (analyze --tower)
     int heads;          // the tower's (set when it is loaded)
     CliVisArr *arr;
     int narr;

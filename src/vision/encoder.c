@@ -81,10 +81,10 @@ static int attention(const Enc *e, int layer, int NP, int D, int NH) {
         const G3MatmulMode am = e->bf16 ? G3_MM_BF16 : e->exact ? G3_MM_EXACT : G3_MM_FAST;
         return be->attention_full(be, b->att, b->work, b->q, b->k, b->v, NP, NH, D / NH, scale, am);
     }
-    if (be->host) return g3_vision_attention_hooked(b->att, b->q, b->k, b->v, NP, D, NH, scale, layer, e->hk);
+    if (be->host) return g3_vision_attention_hooked(b->att, b->q, b->k, b->v, NP, D, NH, scale, !e->exact, layer, e->hk);
     const size_t bytes = (size_t)NP * D * sizeof(float);
     if (be->to_host(be, b->hq, b->q, bytes) || be->to_host(be, b->hk, b->k, bytes) || be->to_host(be, b->hv, b->v, bytes) ||
-        g3_vision_attention_hooked(b->ho, b->hq, b->hk, b->hv, NP, D, NH, scale, layer, e->hk))
+        g3_vision_attention_hooked(b->ho, b->hq, b->hk, b->hv, NP, D, NH, scale, !e->exact, layer, e->hk))
         return -1;
     return be->to_device(be, b->att, b->ho, bytes);
 }

@@ -54,10 +54,10 @@ void g3_vision_attention(G3Backend *be, int bf16, int fast, float *out, const fl
 }
 
 // The hooked form: per head, the whole NP x NP score matrix (f32 products through the CPU
-// backend's GEMM), the scores hook, the scalar softmax, the pattern hook, then P . V. What the
-// hooks leave in the matrix is what is used.
+// backend's GEMM), the scores hook, the softmax (the scalar reference, or its vector form when
+// fast), the pattern hook, then P . V. What the hooks leave in the matrix is what is used.
 int g3_vision_attention_hooked(float *out, const float *q, const float *k, const float *v, int NP, int D, int NH, float scale,
-                               int layer, const G3VisionHooks *hooks) {
+                               int fast, int layer, const G3VisionHooks *hooks) {
     G3Backend *cpu = g3_backend_cpu();
     const int HD = D / NH;
     const size_t nh = (size_t)NP * HD;
@@ -85,7 +85,7 @@ int g3_vision_attention_hooked(float *out, const float *q, const float *k, const
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < NP; i++) {
             float *row = S + (size_t)i * NP;
-            const float inv = 1.0f / g3_vops_softmax_exp(row, NP, 1.0f, 0);
+            const float inv = 1.0f / g3_vops_softmax_exp(row, NP, 1.0f, fast);
             for (int j = 0; j < NP; j++) row[j] *= inv;
         }
         ev.site = G3_VH_PATTERN;

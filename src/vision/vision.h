@@ -118,7 +118,7 @@ void g3_vision_free(G3Vision *v);
 // A callback sees host memory and may edit it in place: what it leaves is what the tower uses
 // next (on a device backend the site is copied to the host and back). Patch n is at grid
 // row n / side, column n % side. A layer whose scores or pattern are hooked computes its
-// attention on the host in f32 (the NP x NP matrix of one head at a time), whatever the mode.
+// attention on the host with f32 products (the NP x NP matrix of one head at a time), whatever the mode.
 typedef enum {
     G3_VH_EMBED,
     G3_VH_RESID_PRE,
@@ -187,9 +187,10 @@ size_t g3_vision_attention_floats(int NP, int D, int threads);
 void g3_vision_attention(G3Backend *be, int bf16, int fast, float *out, const float *q, const float *k, const float *v, int NP, int D,
                          int NH, float scale, float *scratch, int threads);
 // The same on host memory with the score and pattern hooks of `layer` (f32 products through
-// the CPU backend, one head's NP x NP scores at a time, the scalar softmax). 0 or -1.
+// the CPU backend, one head's NP x NP scores at a time; the softmax's vector form when fast,
+// else the scalar reference). 0 or -1.
 int g3_vision_attention_hooked(float *out, const float *q, const float *k, const float *v, int NP, int D, int NH, float scale,
-                               int layer, const G3VisionHooks *hooks);
+                               int fast, int layer, const G3VisionHooks *hooks);
 // The projector: vis [NP, D] -> soft [tokens, C].
 int g3_vision_project(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const float *vis, float *soft);
 // Both, from a decoded picture: soft [tokens, C].
