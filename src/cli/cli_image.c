@@ -18,6 +18,29 @@ static int encode_one(CliImages *ci, const G3Model *m, const G3Image *im, int ex
     return g3_vision_embed_image(&ci->v, m->be ? m->be : g3_backend_cpu(), exact ? G3_MM_EXACT : G3_MM_FAST, im, ci->soft[ci->n - 1], hooks);
 }
 
+// Bytes the recorder would keep per image for the sites its patterns name (exactly, by name).
+static double rec_bytes(const CliVisRec *r, const G3VisionConfig *c) {
+    const double NP = g3_vision_patches(c), D = c->hidden;
+    double b = 0;
+    char name[96];
+    for (int s = 0; s < G3_VH_NSITES; s++) {
+        const int layered = g3_vision_site_layered((G3VisionSite)s);
+        const double attn = r->received ? c->heads * NP : c->heads * NP * NP;
+        const double one = s == G3_VH_ATTN_SCORES || s == G3_VH_PATTERN ? attn
+                           : s == G3_VH_MLP_PRE || s == G3_VH_MLP_POST ? NP * c->inter
+                           : s == G3_VH_SOFT_TOKENS ? (double)c->tokens * c->text_hidden : NP * D;
+        for (int l = layered ? 0 : -1; l < (layered ? c->layers : 0); l++) {
+            g3_vision_hook_name(name, sizeof name, (G3VisionSite)s, l);
+            for (int p = 0; p < r->npat; p++)
+                if (g3_hook_match(r->pats[p], name)) {
+                    b += 4 * one;
+                    break;
+                }
+        }
+    }
+    return b;
+}
+
 int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, int pan_scan, CliVisRec *rec) {
     memset(ci, 0, sizeof *ci);
     if (!files->n) {
@@ -49,6 +72,10 @@ int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int e
                              "vision.hook_post_norm, vision.hook_soft_tokens",
                              rec->pats[p], c->layers);
     }
+    if (rec && rec_bytes(rec, c) > 16.0 * (1 << 30))
+        return g3_errorf("--hooks: the vision tower's sites chosen would record %.1f GiB per image (a layer's attn.hook_pattern alone is %.2f GiB); "
+                         "choose fewer layers or sites",
+                         rec_bytes(rec, c) / 1073741824.0, 4.0 * c->heads * g3_vision_patches(c) * g3_vision_patches(c) / 1073741824.0);
     if (rec && g3_vision_hook_select(rec->pats, rec->npat, c->layers, &hooks.sites, &hooks.layers)) {
         rec->heads = c->heads;
         hk = &hooks;
