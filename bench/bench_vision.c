@@ -1,12 +1,16 @@
-// bench_vision.c: seconds to turn one 896x896 picture into Gemma 3 4B's 256 soft tokens on the
-// CPU: preprocessing (resize from 1024x768, normalize) and the SigLIP So400m tower + projector
+// bench_vision.c: seconds to turn one 896x896 picture into Gemma 3 4B's 256 soft tokens:
+// preprocessing (resize from 1024x768, normalize) and the SigLIP So400m tower + projector
 // (27 layers of width 1152 over 4096 patches: 5.45 TFLOP of products, a third of it attention), with a random bf16
 // tower built in memory (the weights `gemma3 init --shape 4b` writes; no file needed). Fast
 // mode (bf16 products, the CLI's default), and exact mode (f32 products) with G3_BENCH_EXACT=1.
 // Median of G3_BENCH_REPEATS (default 3) runs on G3_BENCH_THREADS threads (default 2).
+// G3_BENCH_DEVICE=cpu (default), cuda, or both (the GPU first; its first image, which uploads
+// the weights, is timed apart). Each result ends with a summary line "vision: DEVICE MODE
+// S s/image" (bench/gpu/vision_gpu.sh prints those).
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "base/base.h"
@@ -59,23 +63,46 @@ int main(void) {
     fflush(stdout);
     const char *names[2] = {"fast (bf16 products)", "exact (f32 products)"};
     const int modes = getenv("G3_BENCH_EXACT") && atoi(getenv("G3_BENCH_EXACT")) ? 2 : 1;
-    for (int mode = 0; mode < modes; mode++) {
-        for (int i = 0; i < reps; i++) {
-            double t0 = g3_now(), c0 = cpu_now();
-            if (g3_vision_encode(&v, g3_backend_cpu(), mode ? G3_MM_EXACT : G3_MM_FAST, px, vis, NULL, NULL) ||
-                g3_vision_project(&v, g3_backend_cpu(), mode ? G3_MM_EXACT : G3_MM_FAST, vis, soft)) {
-                fprintf(stderr, "%s\n", g3_error());
-                return 1;
+    const char *dev = getenv("G3_BENCH_DEVICE") ? getenv("G3_BENCH_DEVICE") : "cpu";
+    const int both = !strcmp(dev, "both");
+    double med[2][2] = {{0}};  // [gpu][mode]
+    for (int gpu = both || !strcmp(dev, "cuda") ? 1 : 0; gpu >= (strcmp(dev, "cuda") ? 0 : 1); gpu--) {
+        G3Backend *be = gpu ? g3_backend_open("cuda") : g3_backend_cpu();
+        if (!be) { fprintf(stderr, "bench_vision: %s\n", g3_error()); return 1; }
+        const char *dn = gpu ? "cuda" : "cpu";
+        if (gpu) printf("  on %s\n", g3_backend_cuda_device(be));
+        for (int mode = 0; mode < modes; mode++) {
+            const G3MatmulMode mm = mode ? G3_MM_EXACT : G3_MM_FAST;
+            for (int i = -gpu; i < reps; i++) {  // the GPU's run -1 uploads the weights (timed apart)
+                double t0 = g3_now(), c0 = cpu_now();
+                if (g3_vision_encode(&v, be, mm, px, vis, NULL) || g3_vision_project(&v, g3_backend_cpu(), mm, vis, soft)) {
+                    fprintf(stderr, "%s\n", g3_error());
+                    return 1;
+                }
+                if (i < 0) {
+                    printf("  %s first image (uploads the weights)     %8.3f s\n", dn, g3_now() - t0);
+                    continue;
+                }
+                t[i] = g3_now() - t0;
+                cpu[i] = (cpu_now() - c0) / threads;
             }
-            t[i] = g3_now() - t0;
-            cpu[i] = (cpu_now() - c0) / threads;
+            qsort(t, (size_t)reps, sizeof *t, cmp);
+            qsort(cpu, (size_t)reps, sizeof *cpu, cmp);
+            med[gpu][mode] = t[reps / 2];
+            if (gpu)
+                printf("  %s tower + projector, %-20s wall %8.3f s (min %.3f, max %.3f; %.0f TFLOP/s)\n", dn, names[mode], t[reps / 2], t[0],
+                       t[reps - 1], flop / t[reps / 2] / 1e12);
+            else
+                printf("  %s tower + projector, %-20s wall %8.2f s (min %.2f, max %.2f); CPU / threads %8.2f s (%.0f GFLOP/s)\n", dn, names[mode],
+                       t[reps / 2], t[0], t[reps - 1], cpu[reps / 2], flop / cpu[reps / 2] / 1e9);
+            if (gpu) printf("vision: cuda %s %.3f s/image (median of %d)\n", mode ? "exact" : "fast", t[reps / 2], reps);
+            else printf("vision: cpu %s %.3f s/image (median of %d, %d threads)\n", mode ? "exact" : "fast", t[reps / 2], reps, threads);
+            fflush(stdout);
         }
-        qsort(t, (size_t)reps, sizeof *t, cmp);
-        qsort(cpu, (size_t)reps, sizeof *cpu, cmp);
-        printf("  tower + projector, %-20s wall %8.2f s (min %.2f, max %.2f); CPU / threads %8.2f s (%.0f GFLOP/s)\n", names[mode],
-               t[reps / 2], t[0], t[reps - 1], cpu[reps / 2], flop / cpu[reps / 2] / 1e9);
-        fflush(stdout);
+        if (gpu) g3_backend_free(be);
     }
+    for (int mode = 0; both && mode < modes; mode++)
+        printf("vision: %s GPU vs CPU (%d threads): x%.1f\n", mode ? "exact" : "fast", threads, med[0][mode] / med[1][mode]);
     free(t);
     free(cpu);
     free(px);

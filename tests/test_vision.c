@@ -14,9 +14,11 @@
 
 static const char *DIR_ = "tests/fixtures/gemma3-tiny-vision";
 
-static void vis_hook(void *ctx, const char *what, int layer, const float *rows, int n, int cols) {
+static void vis_hook(void *ctx, const G3VisionHookEvent *ev) {
     const STSet *exp = ctx;
-    if (strcmp(what, "post_norm")) return;
+    const int n = ev->rows, cols = ev->cols;
+    const float *rows = ev->data;
+    if (ev->site != G3_VH_POST_NORM) return;
     const STTensor *t = fixture_get(exp, "vision_tower_out");
     CHECK(st_numel(t) == (int64_t)n * cols, "vision_tower_out has %lld values, the tower %d x %d", (long long)st_numel(t), n, cols);
     double e = rel_err(rows, t->data, (long)n * cols);
@@ -57,13 +59,13 @@ static void test_pixels_and_tower(void) {
     const int NP = g3_vision_patches(c);
     float *vis = malloc((size_t)NP * c->hidden * sizeof(float)), *soft = malloc((size_t)c->tokens * c->text_hidden * sizeof(float));
     // the tower from the reference's own pixels, so that its check is independent of the resize
-    CHECK(g3_vision_encode(&v, be, G3_MM_EXACT, pv->data, vis, vis_hook, &exp) == 0, "%s", g3_error());
+    CHECK(g3_vision_encode(&v, be, G3_MM_EXACT, pv->data, vis, &(G3VisionHooks){vis_hook, &exp, 1u << G3_VH_POST_NORM, ~0ull}) == 0, "%s", g3_error());
     CHECK(g3_vision_project(&v, be, G3_MM_EXACT, vis, soft) == 0, "%s", g3_error());
     double e = rel_err(soft, fixture_get(&exp, "soft_tokens")->data, (long)c->tokens * c->text_hidden);
     CHECK(e <= 1e-5, "soft_tokens rel err %.3g", e);
     printf("soft_tokens rel err %.3g\n", e);
     // and end to end from the picture
-    CHECK(g3_vision_embed_image(&v, be, G3_MM_EXACT, &im, soft, NULL, NULL) == 0, "%s", g3_error());
+    CHECK(g3_vision_embed_image(&v, be, G3_MM_EXACT, &im, soft, NULL) == 0, "%s", g3_error());
     e = rel_err(soft, fixture_get(&exp, "soft_tokens")->data, (long)c->tokens * c->text_hidden);
     CHECK(e <= 1e-5, "soft_tokens from image.png rel err %.3g", e);
 
@@ -111,7 +113,7 @@ static void test_text_model(void) {
     }
     const int C = m.cfg.hidden, V = m.cfg.vocab;
     float *soft = malloc((size_t)v.cfg.tokens * C * sizeof(float));
-    CHECK(g3_vision_embed_image(&v, g3_backend_cpu(), G3_MM_EXACT, &im, soft, NULL, NULL) == 0, "%s", g3_error());
+    CHECK(g3_vision_embed_image(&v, g3_backend_cpu(), G3_MM_EXACT, &im, soft, NULL) == 0, "%s", g3_error());
     int32_t *ids, *greedy;
     const int T = fixture_ids(&exp, "input_ids", &ids), N = fixture_ids(&exp, "greedy_ids", &greedy);
     G3State *s = g3_state_new(&m, 1, T + N, T, 0, NULL);

@@ -5,7 +5,11 @@
 //   records for the same prompt (an independent path: the trace's arrays, read from its .npz);
 // - the HTML report carries the picture as a PNG data: URL that decodes to the model's square
 //   view, and the page's image view;
-// - refusals: --image with --prompts-file, a run without an image, an image without a run.
+// - analyze --tower: "tower" holds, per tower layer and head, the attention each patch receives,
+//   equal (to its byte quantization) to the column means of the patterns `trace --hooks
+//   'vision.blocks.*.attn.hook_pattern'` records; the HTML's view of it;
+// - refusals: --image with --prompts-file, a run without an image, an image without a run,
+//   --tower without --image.
 #include <unistd.h>
 
 #include "check.h"
@@ -103,6 +107,73 @@ out:
     json_free(&j);
 }
 
+static size_t unbase64(uint8_t *out, const char *p, size_t len) {
+    static const char *A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len && p[i] != '='; i++) {
+        const char *c = strchr(A, p[i]);
+        acc = acc << 6 | (uint32_t)(c ? c - A : 0);
+        if ((bits += 6) >= 8) out[o++] = (uint8_t)(acc >> (bits -= 8));
+    }
+    return o;
+}
+
+// analyze --tower against trace's patterns of the tower (the tiny tower: 2 layers, 2 heads, 4 x 4 patches).
+static void test_tower(void) {
+    enum { TL = 2, TH = 2, TS = 4, NP = TS * TS };
+    char js[512], npz[512], html[512];
+    snprintf(js, sizeof js, "%s/tower_analysis.json", tmp);  // (tw.npz gets its sidecar tw.json)
+    snprintf(html, sizeof html, "%s/tw.html", tmp);
+    snprintf(npz, sizeof npz, "%s/tw.npz", tmp);
+    CHECK(sh("%s analyze --model %s --ids %s --image %s/image.png --exact --tower --quiet --induction-len 0 --json %s --html %s 2>/dev/null", bin,
+             FX, IDS, FX, js, html) == 0, "analyze --image --tower");
+    CHECK(sh("%s trace --model %s --ids %s --image %s/image.png --exact --hooks 'vision.blocks.*.attn.hook_pattern' --out %s 2>/dev/null", bin, FX,
+             IDS, FX, npz) == 0, "trace --image, the tower's patterns");
+    Json j = {0};
+    G3NpzFile z = {0};
+    if (json_parse_file(&j, js)) { CHECK(0, "%s", g3_error()); return; }
+    if (g3_npz_read_open(&z, npz)) { CHECK(0, "%s", g3_error()); json_free(&j); return; }
+    const JsonNode *im = json_at(json_get(json_at(json_get(json_root(&j), "results"), 0), "images"), 0), *tw = json_get(im, "tower");
+    CHECK(tw && json_int(json_get(tw, "layers")) == TL && json_int(json_get(tw, "heads")) == TH && json_int(json_get(tw, "side")) == TS,
+          "tower: layers, heads, side");
+    const JsonNode *mx = json_get(tw, "max"), *u8 = json_get(tw, "u8");
+    uint8_t b[TL * TH * NP + 8];
+    const size_t nb = json_is_string(u8) && u8->str_len <= 4 * sizeof b / 3 ? unbase64(b, u8->str, u8->str_len) : 0;
+    CHECK(nb == TL * TH * NP, "tower: %zu bytes (want %d)", nb, TL * TH * NP);
+    float pat[TH * NP * NP];
+    double worst = 0;
+    for (int l = 0; nb == TL * TH * NP && mx && l < TL; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "vision.blocks.%d.attn.hook_pattern", l);
+        const G3NpyArray *a = g3_npz_find(&z, name);
+        CHECK(a && a->numel == TH * NP * NP && g3_npz_read_f32(&z, a, pat) == 0, "%s in the trace", name);
+        if (!a || a->numel != TH * NP * NP) continue;
+        for (int h = 0; h < TH; h++) {
+            const double m = json_at(json_at(mx, (size_t)l), (size_t)h)->num;
+            double sum = 0;
+            for (int k = 0; k < NP; k++) {
+                double want = 0;
+                for (int i = 0; i < NP; i++) want += pat[((long)h * NP + i) * NP + k];
+                want /= NP;
+                const double got = b[(l * TH + h) * NP + k] / 255.0 * m;
+                worst = fmax(worst, fabs(got - want) / m);
+                sum += got;
+            }
+            CHECK(fabs(sum - 1) < NP * 0.5 / 255, "tower layer %d head %d: the attention received sums to %g (want 1)", l, h, sum);
+        }
+    }
+    CHECK(worst <= 0.5 / 255 + 1e-5, "tower: worst difference from the trace's column means %.3g of the map's largest", worst);
+    printf("analyze --tower: worst difference from trace's column means %.3g of each map's largest (bytes: 1/510 at most)\n", worst);
+    size_t n;
+    char *page = g3_read_file(html, &n);
+    CHECK(page && strstr(page, "\"tower\":{\"layers\":2") && strstr(page, "inside the tower"), "the report carries the tower's view");
+    free(page);
+    g3_npz_read_close(&z);
+    json_free(&j);
+}
+
 static void refused(const char *args, const char *what) {
     char out[512];
     snprintf(out, sizeof out, "%s/err.txt", tmp);
@@ -126,14 +197,18 @@ static void test_refusals(void) {
     refused(cmd, "image");
     snprintf(cmd, sizeof cmd, "analyze --model %s --ids 2,17,45,300 --image %s/image.png --quiet --json %s/x.json", FX, FX, tmp);
     refused(cmd, "image");
+    snprintf(cmd, sizeof cmd, "analyze --model %s --ids 2,17,45,300 --tower --quiet --json %s/x.json", FX, tmp);
+    refused(cmd, "--tower");
 }
 
 int main(void) {
     bin = getenv("BIN") ? getenv("BIN") : "./gemma3";
     snprintf(tmp, sizeof tmp, "/tmp/g3_vision_analyze_%d", (int)getpid());
     if (sh("mkdir -p %s", tmp)) return 2;
+    if (getenv("KEEP")) fprintf(stderr, "tmp %s\n", tmp);
     test_json_against_trace();
+    test_tower();
     test_refusals();
-    sh("rm -rf %s", tmp);
+    if (!getenv("KEEP")) sh("rm -rf %s", tmp);
     return check_done();
 }

@@ -20,6 +20,10 @@ typedef struct {
     const char *file;    // as given
     int start, tokens;   // soft tokens at positions [start, start + tokens)
     const G3Image *pic;  // the square picture the model saw (NULL: the HTML shows the grid alone)
+    // Inside the vision tower (analyze --tower), or NULL: per tower layer, [tower_heads][side^2]
+    // the attention each patch receives (its pattern column's mean over the query patches).
+    const float *const *tower;
+    int tower_layers, tower_heads, tower_side;
 } G3AnImage;
 
 typedef struct {
@@ -52,7 +56,9 @@ void g3_an_token_text(char *buf, size_t cap, const G3Tokenizer *tok, int id);
 // The analyses of n prompts as one JSON document. With images, the first prompt's result has
 // "images": per image its file, start, tokens, side, "queries" (the positions after its run,
 // the last ones where they would pass ~4M values) and "attn" [L][NH][queries][tokens]: the
-// attention of each query to each soft token; in the HTML also "png" (a data: URL). patterns: also embed every head's
+// attention of each query to each soft token; in the HTML also "png" (a data: URL); with a
+// tower, "tower": {layers, heads, side, "max": [layers][heads], "u8": base64 of
+// [layers][heads][side^2] bytes b, the attention received = b / 255 * max}. patterns: also embed every head's
 // attention pattern (the HTML report's data; lower triangles, 4 significant digits), for at
 // most the first max_pattern_pos positions. 0 or -1.
 int g3_an_json(G3Str *out, const G3Analysis *a, int n, const G3AnMeta *meta, int patterns, int max_pattern_pos);

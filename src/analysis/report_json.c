@@ -140,6 +140,31 @@ static void base64(G3Str *s, const uint8_t *d, size_t n) {
     }
 }
 
+// The vision tower's attention received per patch (report.h: quantized to bytes per map,
+// whose largest value each map keeps; a 4B tower's 27 x 16 maps of 4096 patches are 1.8 MB).
+static int tower(G3Str *s, const G3AnImage *im) {
+    const int L = im->tower_layers, H = im->tower_heads, n = im->tower_side * im->tower_side;
+    uint8_t *b = g3_malloc((size_t)L * H * n);
+    if (!b) return -1;
+    g3_str_printf(s, ",\"tower\":{\"layers\":%d,\"heads\":%d,\"side\":%d,\"max\":[", L, H, im->tower_side);
+    for (int l = 0; l < L; l++) {
+        g3_str_puts(s, l ? ",[" : "[");
+        for (int h = 0; h < H; h++) {
+            const float *v = im->tower[l] + (long)h * n;
+            float mx = 0;
+            for (int k = 0; k < n; k++) mx = v[k] > mx ? v[k] : mx;
+            for (int k = 0; k < n; k++) b[((long)l * H + h) * n + k] = mx > 0 && v[k] > 0 ? (uint8_t)(v[k] / mx * 255.0f + 0.5f) : 0;
+            g3_str_printf(s, "%s%.6g", h ? "," : "", mx);
+        }
+        g3_str_put(s, "]", 1);
+    }
+    g3_str_puts(s, "],\"u8\":\"");
+    base64(s, b, (size_t)L * H * n);
+    g3_str_puts(s, "\"}");
+    free(b);
+    return 0;
+}
+
 // The attention from the positions after each image's run to its soft tokens (report.h).
 static int images(G3Str *s, const G3Analysis *a, const G3AnMeta *meta, int png) {
     const int T = a->T, L = a->L, NH = a->NH;
@@ -176,6 +201,7 @@ static int images(G3Str *s, const G3Analysis *a, const G3AnMeta *meta, int png) 
             g3_str_put(s, "]", 1);
         }
         g3_str_put(s, "]", 1);
+        if (im->tower && tower(s, im)) return -1;
         if (png && im->pic) {
             uint8_t *p;
             size_t n;

@@ -213,6 +213,23 @@ struct G3Backend {
     int (*attention_cache_block)(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *seg,
                                  const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap);
 
+    // ---- optional: the vision tower's (vision/encoder.c); NULL: the tower cannot run here ----
+    // LayerNorm with a bias over rows x[R, n]: y = (x - mean) / sqrt(var + eps) * w + b; w and
+    // b are f32 vectors passed as rmsnorm's w (host addresses a device backend copies once).
+    // y may alias x. exact: the reference's arithmetic (statistics in double); else a backend
+    // may use a faster form (the CPU's AVX-512 rows with f32 sums).
+    void (*layernorm)(G3Backend *be, float *y, const float *x, const float *w, const float *b, int R, int n, float eps, int exact);
+    // y[R, n] += b[n] (b NULL: nothing; passed as rmsnorm's w), then y = gelu(y) when act is
+    // 1 (tanh form) or 2 (erf form); act 0: the bias alone. exact as layernorm's.
+    void (*bias_act)(G3Backend *be, float *y, const float *b, int R, int n, int act, int exact);
+    // Attention of T rows over all T rows, no mask (the vision tower's): q, k, v [T, NH*HD] ->
+    // out [T, NH*HD], scores scaled by scale. work: backend memory of attention_full_workspace
+    // bytes. G3_MM_EXACT: f32 products and the reference softmax; G3_MM_FAST: f32 products, a
+    // faster softmax; G3_MM_BF16: q, k, v and the probabilities as bf16 operands, f32 sums.
+    size_t (*attention_full_workspace)(G3Backend *be, int T, int NH, int HD);
+    int (*attention_full)(G3Backend *be, float *out, void *work, const float *q, const float *k, const float *v, int T, int NH,
+                          int HD, float scale, G3MatmulMode mode);
+
     // ---- optional: what a device backend adds (NULL on the CPU; callers fall back) ----
     // Host memory that copies to and from this backend are fastest with (page-locked for a
     // GPU); NULL with g3_error set.

@@ -16,6 +16,26 @@
 #define CLI_PAN_SCAN_OPT(flag) \
     {"--pan-and-scan", OPT_FLAG, &(flag), "also show wide or tall images as 2-4 crops (Gemma3ImageProcessor's do_pan_and_scan)"}
 
+// The tower's hook sites for `trace` (vision.h: named like the text model's, "vision.*"); each
+// recorded array has the images first: [images, rows, cols] ([images, NP, NH, HD] for q, k,
+// v, z; [images, NH, NP, NP] for the scores and the pattern).
+typedef struct {
+    char name[96];
+    int ndim;
+    int shape[4];       // shape[0]: images so far
+    size_t one;         // floats per image
+    float *data;        // [shape[0]][one]
+} CliVisArr;
+typedef struct {
+    const char *const *pats;
+    int npat;
+    int received;       // scores / pattern sites kept as each patch's attention received (the mean
+                        // over the query rows): [images, NH, NP] (analyze --tower)
+    int heads;          // the tower's (set when it is loaded)
+    CliVisArr *arr;
+    int narr;
+    int failed;         // out of memory while recording
+} CliVisRec;
 typedef struct {
     G3Vision v;
     int loaded;     // the tower is loaded (images were given)
@@ -31,10 +51,11 @@ typedef struct {
 // else reads only the vision config of a multimodal model (to check prompts). 0 or -1 (the
 // message names the file: unreadable, not PNG/JPEG, truncated, too large; or the model: no
 // vision tower).
-// hook (may be NULL) sees the tower's sites of every image (vision.h G3VisionHook).
+// rec (may be NULL) records the tower's sites its patterns name for every image. The tower
+// runs on the model's backend (m->be; the CPU when NULL).
 // pan_scan (or the model's preprocessor_config.json) adds each wide or tall picture's crops
 // after it (vision.h g3_vision_pan_and_scan).
-int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, int pan_scan, G3VisionHook hook, void *hook_ctx);
+int cli_images_load(CliImages *ci, const G3Model *m, const CliList *files, int exact, int pan_scan, CliVisRec *rec);
 // One more image (chat's --image and /image): loads the tower at the first, then encodes the
 // file and appends its soft tokens (ci->soft[ci->n - 1]). 0 or -1 (nothing added).
 int cli_images_add(CliImages *ci, const G3Model *m, const char *file, int exact);
@@ -50,23 +71,8 @@ int cli_images_rows(const CliImages *ci, int n, int def);
 int cli_images_encode_text(const CliImages *ci, const G3Tokenizer *tok, const char *text, int add_bos, int parse_special, int32_t **ids);
 void cli_images_free(CliImages *ci);
 
-// The tower's hook sites for `trace` (named like the text model's): vision.hook_embed,
-// vision.blocks.{i}.hook_resid_post, vision.hook_post_norm, vision.hook_soft_tokens; each
-// recorded array is [images, rows, cols].
-typedef struct {
-    char name[64];
-    int rows, cols, n;  // n images so far
-    float *data;        // [n][rows][cols]
-} CliVisArr;
-typedef struct {
-    const char *const *pats;
-    int npat;
-    CliVisArr *arr;
-    int narr;
-    int failed;  // out of memory while recording
-} CliVisRec;
-// A G3VisionHook that records the sites matching r->pats.
-void cli_vision_record(void *r, const char *what, int layer, const float *rows, int n, int cols);
+// A G3VisionHookFn that records the sites matching r->pats.
+void cli_vision_record(void *r, const G3VisionHookEvent *ev);
 // Whether a --hooks pattern is for the tower ("vision." ...).
 int cli_vision_pattern(const char *pattern);
 void cli_vision_rec_free(CliVisRec *r);

@@ -135,10 +135,32 @@ static int make_parent(const char *path) {
     return g3_mkdir_p(dir);
 }
 
+// Image i's tower maps (analyze --tower): its rows of each layer's recorded array [images, NH, NP].
+static int tower_layers(G3AnImage *im, const float ***tl, const CliVisRec *vr, const CliImages *ci, int i) {
+    const G3VisionConfig *c = &ci->v.cfg;
+    if (!*tl && !(*tl = g3_calloc((size_t)ci->n * c->layers, sizeof **tl))) return -1;
+    const float **rows = *tl + (size_t)i * c->layers;
+    for (int l = 0; l < c->layers; l++) {
+        char name[96];
+        g3_vision_hook_name(name, sizeof name, G3_VH_PATTERN, l);
+        const CliVisArr *a = NULL;
+        for (int k = 0; k < vr->narr; k++)
+            if (!strcmp(vr->arr[k].name, name)) a = &vr->arr[k];
+        if (!a || a->ndim != 3 || a->shape[0] <= i || a->shape[1] != c->heads || a->shape[2] != g3_vision_patches(c))
+            return g3_errorf("--tower: the vision tower's attention of layer %d, image %d was not recorded", l, i + 1);
+        rows[l] = a->data + (size_t)i * a->one;
+    }
+    im->tower = rows;
+    im->tower_layers = c->layers;
+    im->tower_heads = c->heads;
+    im->tower_side = g3_vision_side(c);
+    return 0;
+}
+
 int cmd_analyze(int argc, char **argv) {
     const char *dir = NULL, *adapter_dir = NULL, *ids_s = NULL, *text = NULL, *pfile = NULL, *json = NULL, *html = NULL, *tok_path = NULL;
     long threads = 0, top = 5, lens_last = 0, ind_n = 32, seed = 1234;
-    int exact = 0, quiet = 0;
+    int exact = 0, quiet = 0, tower = 0;
     CliList images = {{0}};
     int pan_scan = 0;
     CliOpt opts[] = {
@@ -157,6 +179,7 @@ int cmd_analyze(int argc, char **argv) {
         {"--quiet", OPT_FLAG, &quiet, "no tables on stdout"},
         CLI_IMAGE_OPT(images),
         CLI_PAN_SCAN_OPT(pan_scan),
+        {"--tower", OPT_FLAG, &tower, "with --image: also the attention inside the vision tower (per layer and head, what each patch receives) in the report (slower: every tower layer's patterns)"},
         CLI_ADAPTER_OPT(adapter_dir),
         CLI_DEVICE_OPT,
         CLI_THREADS_OPT(threads),
@@ -166,6 +189,7 @@ int cmd_analyze(int argc, char **argv) {
     if (cli_model_or_default("analyze", &dir)) return 1;
     if (!!ids_s + !!text + !!pfile != 1) return cli_fail("analyze", "give exactly one of --prompt, --ids and --prompts-file");
     if (images.n && pfile) return cli_fail("analyze", "--image goes with one prompt (--prompt or --ids), not --prompts-file");
+    if (tower && !images.n) return cli_fail("analyze", "--tower shows the attention inside the vision tower: it needs --image");
     if (ind_n == 0 && cli_given("--seed")) return cli_fail("analyze", "--seed draws the induction run's sequence: it does nothing with --induction-len 0");
     cli_set_threads(threads);
     G3Model m;
@@ -184,6 +208,10 @@ int cmd_analyze(int argc, char **argv) {
     G3Image *pics = NULL;
     char **labels = NULL;
     int naim = 0;
+    // --tower: each tower layer's patterns, kept as the attention each patch receives
+    const char *tower_pat = "vision.blocks.*.attn.hook_pattern";
+    CliVisRec vr = {&tower_pat, 1, 1};
+    const float **tl = NULL;  // [images][tower layers]
     if (text || pfile || tok_path) {
         if (!(tok = cli_load_tokenizer(tok_path, dir, &m))) { cli_fail("analyze", "%s", g3_error()); goto out; }
     } else {
@@ -191,7 +219,8 @@ int cmd_analyze(int argc, char **argv) {
         if (tok && g3_tok_vocab_size(tok) > m.cfg.vocab + 64) { g3_tok_free(tok); tok = NULL; }
         g3_error_clear();
     }
-    if (cli_images_load(&ci, &m, &images, exact, pan_scan, NULL, NULL)) { cli_fail("analyze", "%s", g3_error()); goto out; }
+    if (cli_images_load(&ci, &m, &images, exact, pan_scan, tower ? &vr : NULL)) { cli_fail("analyze", "%s", g3_error()); goto out; }
+    if (vr.failed) { cli_fail("analyze", "out of memory keeping the vision tower's attention"); goto out; }
     if (pfile) {
         if (g3_prompts_load(&pr, pfile)) { cli_fail("analyze", "%s", g3_error()); goto out; }
         if (pr.n == 0) { cli_fail("analyze", "%s: no prompts", pfile); goto out; }
@@ -251,6 +280,7 @@ int cmd_analyze(int argc, char **argv) {
             else snprintf(lab, sizeof lab, "%s", images.v[f]);
             if (!(labels[i] = g3_strdup(lab))) { free(starts); cli_fail("analyze", "%s", g3_error()); goto out; }
             aim[i] = (G3AnImage){labels[i], starts[i], ci.v.cfg.tokens, NULL};
+            if (tower && tower_layers(&aim[i], &tl, &vr, &ci, i)) { free(starts); cli_fail("analyze", "%s", g3_error()); goto out; }
             if (html && report_picture(&pics[i], images.v[f], &ci.v.cfg, k)) { free(starts); cli_fail("analyze", "%s", g3_error()); goto out; }
             if (html) aim[i].pic = &pics[i];
             if (++k >= ci.ncrops[f]) k = -1, f++;
@@ -276,8 +306,9 @@ out:
     free(an); free(ids); free(lens); free(texts); free(skip);
     for (int i = 0; pics && i < ci.n; i++) g3_image_free(&pics[i]);
     for (int i = 0; labels && i < ci.n; i++) free(labels[i]);
-    free(pics); free(aim); free(labels);
+    free(pics); free(aim); free(labels); free(tl);
     cli_images_free(&ci);
+    cli_vision_rec_free(&vr);
     g3_prompts_free(&pr);
     g3_tok_free(tok);
     cli_model_free(&m);

@@ -604,7 +604,7 @@ int cmd_chat(int argc, char **argv) {
         cli_fail("chat", "%s", g3_error());
         goto out;
     }
-    if (cli_images_load(&c.ci, &m, &(CliList){{0}}, exact, 0, NULL, NULL)) { cli_fail("chat", "%s", g3_error()); goto out; }  // the vision config
+    if (cli_images_load(&c.ci, &m, &(CliList){{0}}, exact, 0, NULL)) { cli_fail("chat", "%s", g3_error()); goto out; }  // the vision config
     for (int i = 0; i < images.n; i++)
         if (add_image(&c, images.v[i])) { cli_fail("chat", "%s", g3_error()); goto out; }
     c.stop_ids[0] = g3_tok_eos(c.tok);

@@ -76,7 +76,7 @@ int cmd_forward(int argc, char **argv) {
     if (cli_model_load(&m, dir, adapter_dir)) { free(ids); return cli_fail("forward", "%s", g3_error()); }
     int rc = 1;
     CliImages ci;
-    if (cli_images_load(&ci, &m, &images, exact, pan_scan, NULL, NULL)) { cli_fail("forward", "%s", g3_error()); cli_images_free(&ci); free(ids); cli_model_free(&m); return 1; }
+    if (cli_images_load(&ci, &m, &images, exact, pan_scan, NULL)) { cli_fail("forward", "%s", g3_error()); cli_images_free(&ci); free(ids); cli_model_free(&m); return 1; }
     const int V = m.cfg.vocab, L = m.cfg.layers;
     float *logits = NULL;
     Stats st = {T, L, calloc((size_t)L, sizeof(double)), calloc((size_t)L, sizeof(double)), calloc((size_t)L, sizeof(double)), 0};

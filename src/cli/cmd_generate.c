@@ -169,7 +169,7 @@ int cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     int T = 0;
     CliImages ci;
-    if (cli_images_load(&ci, &m, &images, exact, pan_scan, NULL, NULL)) { cli_fail("generate", "%s", g3_error()); goto out; }
+    if (cli_images_load(&ci, &m, &images, exact, pan_scan, NULL)) { cli_fail("generate", "%s", g3_error()); goto out; }
     // with --ids the tokenizer is optional: given (or needed by --stop), the output is text
     if (!ids_s || nstops || tok_path) {
         if (!(tok = cli_load_tokenizer(tok_path, dir, &m))) { cli_fail("generate", "%s", g3_error()); goto out; }

@@ -121,9 +121,16 @@ static int write_sidecar(const char *path, const char *model_dir, const G3Config
         fprintf(f, "], \"dtype\": \"float32\", \"site\": \"%s\", \"layer\": %d}%s\n", g3_hook_site_suffix(a->site), a->layer,
                 i + 1 < r->narr || vr->narr ? "," : "");
     }
-    for (int i = 0; i < vr->narr; i++)
-        fprintf(f, "    {\"name\": \"%s\", \"shape\": [%d, %d, %d], \"dtype\": \"float32\", \"site\": \"vision\"}%s\n", vr->arr[i].name,
-                vr->arr[i].n, vr->arr[i].rows, vr->arr[i].cols, i + 1 < vr->narr ? "," : "");
+    for (int i = 0; i < vr->narr; i++) {
+        const CliVisArr *a = &vr->arr[i];
+        G3VisionSite site;
+        int layer = -1;
+        g3_vision_hook_parse(a->name, &site, &layer);
+        fprintf(f, "    {\"name\": \"%s\", \"shape\": [", a->name);
+        for (int d = 0; d < a->ndim; d++) fprintf(f, "%s%d", d ? ", " : "", a->shape[d]);
+        fprintf(f, "], \"dtype\": \"float32\", \"site\": \"vision.%s\", \"layer\": %d}%s\n", g3_vision_site_suffix(site), layer,
+                i + 1 < vr->narr ? "," : "");
+    }
     fprintf(f, "  ]\n}\n");
     if (fclose(f)) { free(buf); return g3_errorf("%s: out of memory", path); }
     int rc = g3_write_file_atomic(path, buf, len);
@@ -148,10 +155,11 @@ static int write_npz(const char *path, int compress, const Seqs *q, int N, int T
     free(ids);
     free(lens);
     for (int i = 0; i < r->narr && !rc; i++) rc = g3_npz_add(&z, r->arr[i].name, G3_NPZ_F32, r->arr[i].ndim, r->arr[i].shape, r->arr[i].data);
-    for (int i = 0; i < vr->narr && !rc; i++) {  // the vision tower's sites: [images, rows, cols]
+    for (int i = 0; i < vr->narr && !rc; i++) {  // the vision tower's sites: images first (cli_image.h)
         const CliVisArr *a = &vr->arr[i];
-        int64_t sh[3] = {a->n, a->rows, a->cols};
-        rc = g3_npz_add(&z, a->name, G3_NPZ_F32, 3, sh, a->data);
+        int64_t sh[4];
+        for (int d = 0; d < a->ndim; d++) sh[d] = a->shape[d];
+        rc = g3_npz_add(&z, a->name, G3_NPZ_F32, a->ndim, sh, a->data);
     }
     if (rc) { g3_npz_abort(&z); return -1; }
     return g3_npz_close(&z);
@@ -248,9 +256,9 @@ int cmd_trace(int argc, char **argv) {
             pats[i] = t;
         }
     if (ntext < npat && !images.n) { cli_fail("trace", "--hooks %s: the vision tower's sites need --image", pats[ntext]); goto out; }
-    vr.pats = (const char *const *)pats;
-    vr.npat = npat;
-    if (cli_images_load(&ci, &m, &images, exact, pan_scan, cli_vision_record, &vr)) { cli_fail("trace", "%s", g3_error()); goto out; }
+    vr.pats = (const char *const *)pats + ntext;  // the tower's sites are chosen by its own patterns ("vision.*"), never by "*"
+    vr.npat = npat - ntext;
+    if (cli_images_load(&ci, &m, &images, exact, pan_scan, &vr)) { cli_fail("trace", "%s", g3_error()); goto out; }
     if (vr.failed) { cli_fail("trace", "out of memory recording the vision tower"); goto out; }
     // sequences; the tokenizer is needed for text, and used for the pieces when present
     if (ids_s) {
@@ -311,7 +319,7 @@ int cmd_trace(int argc, char **argv) {
         for (int d = 0; d < r.arr[i].ndim; d++) n *= (double)r.arr[i].shape[d];
         mib += n / 1048576;
     }
-    for (int i = 0; i < vr.narr; i++) mib += 4.0 * vr.arr[i].n * vr.arr[i].rows * vr.arr[i].cols / 1048576;
+    for (int i = 0; i < vr.narr; i++) mib += 4.0 * vr.arr[i].shape[0] * (double)vr.arr[i].one / 1048576;
     fprintf(stderr, "trace: %d sequence%s x %d positions (%d generated) in %.3f s; %d arrays (%.1f MiB) to %s, sidecar %s\n", q.B, q.B > 1 ? "s" : "", T, N,
             dt, r.narr + vr.narr + 3, mib, out, side);
     rc = 0;

@@ -360,7 +360,7 @@ static int encode_images(Srv *v, SrvGen *g, G3StateImage **runs, SrvError *e) {
     }
     for (int i = 0; i < g->nimages; i++) {
         if (!(g->soft[i] = g3_malloc((size_t)c->tokens * c->text_hidden * sizeof(float))) ||
-            g3_vision_embed_image(&v->vis, g3_backend_cpu(), v->o.fast ? G3_MM_FAST : G3_MM_EXACT, &g->images[i], g->soft[i], NULL, NULL)) {
+            g3_vision_embed_image(&v->vis, g3_backend_cpu(), v->o.fast ? G3_MM_FAST : G3_MM_EXACT, &g->images[i], g->soft[i], NULL)) {
             free(starts);
             free(*runs);
             *runs = NULL;

@@ -34,14 +34,18 @@ int g3_vision_project(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const
     return 0;
 }
 
-int g3_vision_embed_image(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const G3Image *im, float *soft, G3VisionHook hook,
-                          void *hook_ctx) {
+int g3_vision_embed_image(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const G3Image *im, float *soft,
+                          const G3VisionHooks *hooks) {
     const G3VisionConfig *c = &v->cfg;
     const long S = c->image_size, NP = g3_vision_patches(c);
     float *px = g3_malloc((size_t)3 * S * S * sizeof(float)), *vis = g3_malloc((size_t)NP * c->hidden * sizeof(float));
-    int rc = !px || !vis || g3_vision_pixels(c, px, im) || g3_vision_encode(v, be, mode, px, vis, hook, hook_ctx) ||
-             g3_vision_project(v, be, mode, vis, soft);
-    if (!rc && hook) hook(hook_ctx, "soft_tokens", -1, soft, c->tokens, c->text_hidden);
+    // the projector is small (a pool and one [tokens, D] x [D, C] product): on the host
+    int rc = !px || !vis || g3_vision_pixels(c, px, im) || g3_vision_encode(v, be, mode, px, vis, hooks) ||
+             g3_vision_project(v, be->host ? be : g3_backend_cpu(), mode, vis, soft);
+    if (!rc && g3_vision_hook_wants(hooks, G3_VH_SOFT_TOKENS, -1)) {
+        G3VisionHookEvent ev = {G3_VH_SOFT_TOKENS, -1, -1, c->tokens, c->text_hidden, 0, 0, soft};
+        hooks->fn(hooks->ctx, &ev);
+    }
     free(px);
     free(vis);
     return rc ? -1 : 0;

@@ -12,12 +12,15 @@
 //   vattn.c       its attention: blocked over (head, query rows), threaded, no NP x NP matrix
 //   vops.c        the row-wise ops the tower needs that the text model does not (LayerNorm
 //                 with bias, bias add, plain GELU, softmax): scalar references, host memory;
-//                 vops_avx512.c their vector versions (fast mode)
+//                 vops_avx512.c their vector versions (fast mode); the CPU backend's
+//                 layernorm / bias_act / attention_full (backend/cpu/vision_ops.c) run them
 //   prompt.c      placeholder runs in token ids: find, expand, check against the images
 //   panscan.c     pan and scan: crops of wide or tall pictures, and the processor's text for them
 //
-// Matrix work goes through the backend's linear and gemm; the row-wise ops read host memory,
-// so the tower runs on a backend whose buffers are host memory (the CPU) and says so elsewhere.
+//   vhooks.c      the tower's hook sites: names, parsing, selection by glob
+//
+// The tower runs on the backend's ops (backend.h: linear, layernorm, bias_act, attention_full,
+// add), so the same code runs on the CPU and on CUDA; the projector is small and runs on the host.
 #ifndef G3_VISION_H
 #define G3_VISION_H
 
@@ -93,25 +96,107 @@ typedef struct {
 int g3_vision_load(G3Vision *v, const G3Model *m);
 void g3_vision_free(G3Vision *v);
 
-// Hook sites of the tower, called with host rows (ctx, what, layer, rows[n][cols]): what is
-// "embed" (patch + position), "resid_post" (after block layer), "post_norm", "soft_tokens".
-typedef void (*G3VisionHook)(void *ctx, const char *what, int layer, const float *rows, int n, int cols);
+// ---- looking inside the tower (vhooks.c) ----
+// Hook sites of the tower, named like the text model's (model/hooks.h) under "vision.":
+//   vision.hook_embed                         [NP][D]       patch embedding + positions
+//   vision.blocks.{i}.hook_resid_pre          [NP][D]       residual stream entering layer i
+//   vision.blocks.{i}.ln1.hook_normalized     [NP][D]       layer_norm1 output
+//   vision.blocks.{i}.attn.hook_q / _k / _v   [NP][NH][HD]  q_proj / k_proj / v_proj outputs (with biases)
+//   vision.blocks.{i}.attn.hook_attn_scores   [NP][NP]      ONE head (ev->head): q.k / sqrt(HD)
+//   vision.blocks.{i}.attn.hook_pattern       [NP][NP]      ONE head: softmax of the scores (every
+//                                                           patch attends to every patch: no mask)
+//   vision.blocks.{i}.attn.hook_z             [NP][NH][HD]  per-head weighted values (out_proj input)
+//   vision.blocks.{i}.hook_attn_out           [NP][D]       out_proj output (with bias)
+//   vision.blocks.{i}.hook_resid_mid          [NP][D]       residual after the attention block
+//   vision.blocks.{i}.ln2.hook_normalized     [NP][D]       layer_norm2 output
+//   vision.blocks.{i}.mlp.hook_pre            [NP][FF]      fc1 output (with bias), before GELU
+//   vision.blocks.{i}.mlp.hook_post           [NP][FF]      after GELU (fc2 input)
+//   vision.blocks.{i}.hook_mlp_out            [NP][D]       fc2 output (with bias)
+//   vision.blocks.{i}.hook_resid_post         [NP][D]       residual leaving layer i
+//   vision.hook_post_norm                     [NP][D]       post_layernorm: the tower's output
+//   vision.hook_soft_tokens                   [tokens][C]   the projector's output (what the text reads)
+// A callback sees host memory and may edit it in place: what it leaves is what the tower uses
+// next (on a device backend the site is copied to the host and back). Patch n is at grid
+// row n / side, column n % side. A layer whose scores or pattern are hooked computes its
+// attention on the host with f32 products (the NP x NP matrix of one head at a time), whatever the mode.
+typedef enum {
+    G3_VH_EMBED,
+    G3_VH_RESID_PRE,
+    G3_VH_LN1,
+    G3_VH_Q,
+    G3_VH_K,
+    G3_VH_V,
+    G3_VH_ATTN_SCORES,
+    G3_VH_PATTERN,
+    G3_VH_Z,
+    G3_VH_ATTN_OUT,
+    G3_VH_RESID_MID,
+    G3_VH_LN2,
+    G3_VH_MLP_PRE,
+    G3_VH_MLP_POST,
+    G3_VH_MLP_OUT,
+    G3_VH_RESID_POST,
+    G3_VH_POST_NORM,
+    G3_VH_SOFT_TOKENS,
+    G3_VH_NSITES
+} G3VisionSite;
 
-// The tower: px [3, S, S] normalized pixels -> out [NP, D] (after the post LayerNorm).
-int g3_vision_encode(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const float *px, float *out, G3VisionHook hook,
-                     void *hook_ctx);
-// The tower's attention (vattn.c): out[NP, D] from q, k, v [NP, D] (NH heads of D / NH
+typedef struct {
+    G3VisionSite site;
+    int layer;            // block index; -1 for the unnumbered sites
+    int head;             // scores / pattern: the head; else -1
+    int rows, cols;       // data is [rows][cols] (per-head sites: cols = heads * head_dim)
+    int heads, head_dim;  // q, k, v, z: NH and HD; else 0
+    float *data;          // host memory, editable in place
+} G3VisionHookEvent;
+typedef void (*G3VisionHookFn)(void *ctx, const G3VisionHookEvent *ev);
+// fn is called at the sites whose bit (1u << G3VisionSite) is set in sites, for the layers
+// whose bit is set in layers (unnumbered sites ignore it), from the calling thread.
+typedef struct {
+    G3VisionHookFn fn;
+    void *ctx;
+    uint32_t sites;
+    uint64_t layers;
+} G3VisionHooks;
+
+// "hook_embed", "attn.hook_pattern", ... (layered sites without their "blocks.{i}." prefix).
+const char *g3_vision_site_suffix(G3VisionSite site);
+int g3_vision_site_layered(G3VisionSite site);
+// The full name, "vision.blocks.3.attn.hook_pattern"; returns buf.
+char *g3_vision_hook_name(char *buf, int cap, G3VisionSite site, int layer);
+// Parses a full name: 0, or -1 with g3_error set (the message lists the sites).
+int g3_vision_hook_parse(const char *name, G3VisionSite *site, int *layer);
+// Sets *sites / *layers to the sites and layers (of a tower of `layers` layers) whose names
+// match one of the globs pats[n] (model/hooks.h g3_hook_match); returns how many (site,
+// layer) pairs matched.
+int g3_vision_hook_select(const char *const *pats, int n, int layers, uint32_t *sites, uint64_t *lmask);
+static inline int g3_vision_hook_wants(const G3VisionHooks *h, G3VisionSite site, int layer) {
+    return h && h->fn && (h->sites >> site & 1) && (layer < 0 || (layer < 64 ? (h->layers >> layer & 1) : h->layers == ~0ull));
+}
+
+// The tower: px [3, S, S] normalized pixels -> out [NP, D] (host memory, after the post
+// LayerNorm), on backend be (its ops layernorm, bias_act, attention_full, linear, add; the
+// weights' device copies are found by their host addresses, as the text model's). hooks may
+// be NULL.
+int g3_vision_encode(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const float *px, float *out, const G3VisionHooks *hooks);
+// The tower's attention on the CPU (vattn.c): out[NP, D] from q, k, v [NP, D] (NH heads of D / NH
 // columns), every row attending to every row; products through be->gemm (bf16 operands when
 // bf16, else f32), the softmax's vector version when fast. scratch holds
 // g3_vision_attention_floats(NP, D, threads) floats; threads is the team it uses.
 size_t g3_vision_attention_floats(int NP, int D, int threads);
 void g3_vision_attention(G3Backend *be, int bf16, int fast, float *out, const float *q, const float *k, const float *v, int NP, int D,
-                         int NH, float *scratch, int threads);
+                         int NH, float scale, float *scratch, int threads);
+// The same on host memory with the score and pattern hooks of `layer` (f32 products through
+// the CPU backend, one head's NP x NP scores at a time; the softmax's vector form when fast,
+// else the scalar reference). 0 or -1.
+int g3_vision_attention_hooked(float *out, const float *q, const float *k, const float *v, int NP, int D, int NH, float scale,
+                               int fast, int layer, const G3VisionHooks *hooks);
 // The projector: vis [NP, D] -> soft [tokens, C].
 int g3_vision_project(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const float *vis, float *soft);
 // Both, from a decoded picture: soft [tokens, C].
+// The tower on be, the projector on the host (the CPU backend when be is a device one).
 int g3_vision_embed_image(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const G3Image *im, float *soft,
-                          G3VisionHook hook, void *hook_ctx);
+                          const G3VisionHooks *hooks);
 
 // The processor's resize of RGB8 in [ih][iw][3] to out [oh][ow][3]: torchvision's antialiased
 // bilinear on uint8 (Pillow's filter, int16 weights; see preprocess.c).

@@ -3,6 +3,7 @@
 
 #include <math.h>
 
+#include "../base/base.h"
 #include "../kernels/kernels.h"
 
 static int vec(int fast) { return fast && g3_kernels_level() >= G3_ISA_AVX512; }
@@ -39,12 +40,17 @@ void g3_vops_bias_gelu(float *x, const float *b, int R, int n, int erf_form, int
 #pragma omp parallel for schedule(static) if ((long)R * n > 65536)
     for (int r = 0; r < R; r++) {
         float *xr = x + (long)r * n;
-        if (v) {
+        if (v && b) {
             g3_vops_bias_gelu_tanh_avx512(xr, b, n);
             continue;
         }
+        if (v) {  // no bias: the vector kernel over a row of zeros, a chunk at a time
+            static const float zero[256];
+            for (int i = 0; i < n; i += 256) g3_vops_bias_gelu_tanh_avx512(xr + i, zero, G3_MIN(256, n - i));
+            continue;
+        }
         for (int i = 0; i < n; i++) {
-            const float t = xr[i] + b[i];
+            const float t = b ? xr[i] + b[i] : xr[i];
             xr[i] = erf_form ? 0.5f * t * (1.0f + erff(t * 0.70710678118654752f))
                              : 0.5f * t * (1.0f + tanhf(0.79788456080286536f * (t + 0.044715f * t * t * t)));
         }

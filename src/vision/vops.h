@@ -13,7 +13,7 @@
 void g3_vops_layernorm(float *y, const float *x, const float *w, const float *b, int R, int n, float eps, int fast);
 // y[R, n] += b[n] per row.
 void g3_vops_bias(float *y, const float *b, int R, int n);
-// x[R, n] = gelu(x + b) in place: the tanh form (PyTorch's gelu(approximate="tanh")) or the
+// x[R, n] = gelu(x + b) in place (b NULL: gelu(x)): the tanh form (PyTorch's gelu(approximate="tanh")) or the
 // erf form (the erf form has no vector version).
 void g3_vops_bias_gelu(float *x, const float *b, int R, int n, int erf_form, int fast);
 // One row of attention scores x[n]: x = e^(scale x - max(scale x)) in place, the softmax

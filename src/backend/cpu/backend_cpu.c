@@ -288,6 +288,10 @@ static G3Backend cpu = {
     .attention_masked = g3_cpu_attention_masked,
     .attention_masked_backward = g3_cpu_attention_masked_backward,
     .attention_cache_block = g3_cpu_attention_cache_block,
+    .layernorm = g3_cpu_layernorm,
+    .bias_act = g3_cpu_bias_act,
+    .attention_full_workspace = g3_cpu_attention_full_workspace,
+    .attention_full = g3_cpu_attention_full,
 };
 
 G3Backend *g3_backend_cpu(void) {

@@ -23,5 +23,11 @@ int g3_cpu_attention_masked_backward(G3Backend *be, float *dq, float *dk, float 
                                      int NH, int NKV, int HD, int window, float scale, float softcap);
 int g3_cpu_attention_cache_block(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *seg, const float *q,
                                  const float *k, const float *v, int NH, int window, float scale, float softcap);
+// The vision tower's ops (vision_ops.c)
+void g3_cpu_layernorm(G3Backend *be, float *y, const float *x, const float *w, const float *b, int R, int n, float eps, int exact);
+void g3_cpu_bias_act(G3Backend *be, float *y, const float *b, int R, int n, int act, int exact);
+size_t g3_cpu_attention_full_workspace(G3Backend *be, int T, int NH, int HD);
+int g3_cpu_attention_full(G3Backend *be, float *out, void *work, const float *q, const float *k, const float *v, int T, int NH, int HD,
+                          float scale, G3MatmulMode mode);
 
 #endif

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common.cuh"
+#include "vision_cuda.h"
 
 extern "C" {
 #include "../../base/base.h"
@@ -300,6 +301,30 @@ void cu_axpy(G3Backend *be, float *y, float alpha, const float *x, long n) { not
 int cu_argmax(G3Backend *be, int32_t *out, const float *x, int R, int n) { return g3cu_argmax(cb_of(be)->cu, out, x, R, n); }
 
 void cu_softcap(G3Backend *be, float *x, long n, float cap) { note(cb_of(be), g3cu_softcap(cb_of(be)->cu, x, n, cap)); }
+
+// ---- the vision tower (vision_ops.cu, vision_attn.cu): its vectors (biases, norms, the
+// position table) come as host addresses, copied once like the norm weights ----
+
+void cu_layernorm(G3Backend *be, float *y, const float *x, const float *w, const float *b, int R, int n, float eps, int exact) {
+    CudaBackend *cb = cb_of(be);
+    const float *wd = vec_dev(cb, w, n), *bd = wd ? vec_dev(cb, b, n) : NULL;
+    if (!bd) { note(cb, -1); return; }
+    note(cb, g3cu_layernorm(cb->cu, y, x, wd, bd, R, n, eps));
+}
+
+void cu_bias_act(G3Backend *be, float *y, const float *b, int R, int n, int act, int exact) {
+    CudaBackend *cb = cb_of(be);
+    const float *bd = b ? vec_dev(cb, b, n) : NULL;
+    if (b && !bd) { note(cb, -1); return; }
+    note(cb, g3cu_bias_act(cb->cu, y, bd, R, n, act));
+}
+
+size_t cu_attention_full_workspace(G3Backend *be, int T, int NH, int HD) { return g3cu_attn_full_workspace(T, NH, HD); }
+
+int cu_attention_full(G3Backend *be, float *out, void *work, const float *q, const float *k, const float *v, int T, int NH, int HD,
+                      float scale, G3MatmulMode mode) {
+    return g3cu_attn_full(cb_of(be)->cu, out, work, q, k, v, T, NH, HD, scale, mode == G3_MM_BF16);
+}
 
 // ---- training: backward ops, batch attention, loss ----
 
@@ -694,6 +719,10 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->record_free = cu_record_free;
     be->qk_norm_rope = cu_qk_norm_rope;
     be->add_rmsnorm = cu_add_rmsnorm;
+    be->layernorm = cu_layernorm;
+    be->bias_act = cu_bias_act;
+    be->attention_full_workspace = cu_attention_full_workspace;
+    be->attention_full = cu_attention_full;
     const char *attn = getenv("G3_CUDA_ATTN");
     cb->attn_f32 = attn && !strcmp(attn, "f32");
     return be;
