@@ -99,7 +99,7 @@ static void ld_test_lora(G3Backend *dev, const char *name, double tol) {
         double nh, nd;
         CHECK(g3_train_ctx_zero_grads(ch) == 0 && g3_train_ctx_zero_grads(cd) == 0, "%s", g3_error());
         const double a = g3_train_forward_backward(&th, ch, in, tg, 1.0f), b = g3_train_forward_backward(&td, cd, in, tg, 1.0f);
-        CHECK(g3_train_ctx_step(ch, &oh, 1e-2, 1.0, &nh) == 0 && g3_train_ctx_step(cd, &od, 1e-2, 1.0, &nd) == 0, "%s: step %d: %s",
+        CHECK(g3_train_ctx_step(ch, &oh, 1e-3, 1.0, &nh) == 0 && g3_train_ctx_step(cd, &od, 1e-3, 1.0, &nd) == 0, "%s: step %d: %s",
               name, s, g3_error());
         worst = G3_MAX(worst, ld_close(b, a));
         CHECK(ld_close(b, a) <= 10 * tol && ld_close(nd, nh) <= (tol > 0 ? 1e3 * tol : 0), "%s: resident step %d: loss %.9g vs %.9g, norm %.9g vs %.9g",
@@ -173,7 +173,7 @@ static void ld_test_relora(G3Backend *dev, const char *name, double tol) {
         double nh, nd;
         CHECK(g3_train_ctx_zero_grads(ch) == 0 && g3_train_ctx_zero_grads(cd) == 0, "%s", g3_error());
         const double a = g3_train_forward_backward(&th, ch, in, tg, 1.0f), b = g3_train_forward_backward(&td, cd, in, tg, 1.0f);
-        CHECK(g3_train_ctx_step(ch, &oh, 1e-2, 1.0, &nh) == 0 && g3_train_ctx_step(cd, &od, 1e-2, 1.0, &nd) == 0, "%s: ReLoRA step %d: %s",
+        CHECK(g3_train_ctx_step(ch, &oh, 1e-3, 1.0, &nh) == 0 && g3_train_ctx_step(cd, &od, 1e-3, 1.0, &nd) == 0, "%s: ReLoRA step %d: %s",
               name, s, g3_error());
         worst = G3_MAX(worst, ld_close(b, a));
         CHECK(ld_close(b, a) <= 10 * tol, "%s: ReLoRA step %d: loss %.9g vs CPU %.9g", name, s, b, a);

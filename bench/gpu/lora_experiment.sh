@@ -18,7 +18,7 @@
 # every arm on one chart, OUT/report.html (`gemma3 report`).
 #   sh bench/gpu/lora_experiment.sh [OUT]        (default $OUT/lora_experiment, else /tmp/lora_experiment)
 # Env: GEMMA3 (./gemma3, a CUDA build), STEPS (4000), BATCH (4), SEQ (128), EVERY (1000),
-# REWARM (50), LR (1e-3), R1STEPS (500), LIMIT (200: seconds an arm may run before it is
+# REWARM (50), LR (1e-3), R1STEPS (250), LIMIT (200: seconds an arm may run before it is
 # stopped, its metrics kept), ARMS (the GPU arms), R1ARMS (the CPU arms; "" to skip them),
 # DEVICE (cuda; cpu runs the GPU arms on the CPU: a smoke test of the script).
 # Defaults: 4000 steps x 4 x 128 = 2.05M tokens an arm (3.6 passes over the 576K-token slice).
@@ -26,7 +26,7 @@ set -u
 G=${GEMMA3:-./gemma3}
 O=${1:-${OUT:-/tmp}/lora_experiment}
 STEPS=${STEPS:-4000}; B=${BATCH:-4}; T=${SEQ:-128}; EVERY=${EVERY:-1000}; REWARM=${REWARM:-50}; LR=${LR:-1e-3}
-R1STEPS=${R1STEPS:-500}; LIMIT=${LIMIT:-200}
+R1STEPS=${R1STEPS:-250}; LIMIT=${LIMIT:-200}
 ARMS=${ARMS:-full lora relora relora_warm rank1_lora}
 R1ARMS=${R1ARMS-rank1_svd rank1_random}
 HERE=$(dirname "$0")
