@@ -10,23 +10,25 @@
 #     relora        the same, merged every EVERY steps
 #     relora_warm   the same after an EVERY-step full-rank warm start
 #     rank1_lora    a rank-1 LoRA merged every 10 steps (COLA / ReLoRA with r = 1)
-#   CPU arms (`--rank1 svd|random` updates the weights on the host: no device path yet), on this
-#   machine's CPU at a reduced length R1STEPS (same batches, fewer tokens), beside the GPU arms:
+#   rank-1 arms (`--rank1 svd|random`: the passes on the GPU, the rank-1 and AdamW steps on the
+#   host, so each step copies the weights in and the gradients out; R1DEVICE=cpu runs them on
+#   this machine's CPU instead, R1STEPS shortens them):
 #     rank1_svd, rank1_random
 # Then the summary (one line per arm: device, steps, tokens, validation loss at the half and at
 # the end, wall time, effective rank of W_t - W_0) into OUT/summary.txt and the report page with
 # every arm on one chart, OUT/report.html (`gemma3 report`).
 #   sh bench/gpu/lora_experiment.sh [OUT]        (default $OUT/lora_experiment, else /tmp/lora_experiment)
 # Env: GEMMA3 (./gemma3, a CUDA build), STEPS (4000), BATCH (4), SEQ (128), EVERY (1000),
-# REWARM (50), LR (1e-3), R1STEPS (250), LIMIT (200: seconds an arm may run before it is
-# stopped, its metrics kept), ARMS (the GPU arms), R1ARMS (the CPU arms; "" to skip them),
+# REWARM (50), LR (1e-3), R1STEPS (STEPS), R1DEVICE (cuda), LIMIT (210: seconds an arm may run
+# before it is stopped, its metrics kept: the summary then shows the steps it reached), ARMS
+# (the resident GPU arms), R1ARMS (the rank-1 arms; "" to skip them),
 # DEVICE (cuda; cpu runs the GPU arms on the CPU: a smoke test of the script).
 # Defaults: 4000 steps x 4 x 128 = 2.05M tokens an arm (3.6 passes over the 576K-token slice).
 set -u
 G=${GEMMA3:-./gemma3}
 O=${1:-${OUT:-/tmp}/lora_experiment}
 STEPS=${STEPS:-4000}; B=${BATCH:-4}; T=${SEQ:-128}; EVERY=${EVERY:-1000}; REWARM=${REWARM:-50}; LR=${LR:-1e-3}
-R1STEPS=${R1STEPS:-250}; LIMIT=${LIMIT:-200}
+R1STEPS=${R1STEPS:-$STEPS}; LIMIT=${LIMIT:-210}
 ARMS=${ARMS:-full lora relora relora_warm rank1_lora}
 R1ARMS=${R1ARMS-rank1_svd rank1_random}
 HERE=$(dirname "$0")
@@ -60,7 +62,7 @@ run_arm() {  # arm device steps threads
 }
 T0=$(date +%s)
 for a in $ARMS; do run_arm "$a" "${DEVICE:-cuda}" "$STEPS" 2 & done
-for a in $R1ARMS; do run_arm "$a" cpu "$R1STEPS" 2 & done
+for a in $R1ARMS; do run_arm "$a" "${R1DEVICE:-cuda}" "$R1STEPS" 2 & done
 wait
 echo "all arms: $(( $(date +%s) - T0 )) s wall"
 python3 - "$O" $ARMS $R1ARMS <<'PY' | tee "$O/summary.txt"

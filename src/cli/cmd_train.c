@@ -725,10 +725,13 @@ int cmd_train(int argc, char **argv) {
     int64_t act = 0, act_other;
     const long rows = a.dpo ? 2 * a.batch : a.batch;  // sequences a micro-batch
     const long ctx_t = a.sbd ? 2 * a.seq : a.seq;      // rows a sequence: SBD doubles them
+    // --rank1 svd|random with --device cuda: the passes on the GPU, the steps on the host (rank1.c
+    // reads the gradients and updates the weights there), so the context is not made resident:
+    // each call copies the weights in and the gradients out.
     int quant_base = 0;  // QLoRA over ggml's blocks: the CUDA backend has no kernels for them yet
     for (int i = 0; i < tm.m.nt; i++) quant_base |= tm.m.t[i].dtype != G3_F32 && tm.m.t[i].dtype != G3_BF16 && tm.m.t[i].dtype != G3_F16;
-    if (cli_train_backend(&be, quant_base ? 3 : a.dpo || a.cls ? (a.lora ? 1 : 2) : rank1 || a.sbd ? 2 : 0, CMD) || (rank1 && be && g3_errorf("--rank1 runs on the CPU for now (--device cpu)")) ||
-        !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)ctx_t, a.ckpt_act, &act)) || g3_train_ctx_resident(ctx))
+    if (cli_train_backend(&be, quant_base ? 3 : a.dpo || a.cls ? (a.lora ? 1 : 2) : rank1 || a.sbd ? 2 : 0, CMD) ||
+        !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)ctx_t, a.ckpt_act, &act)) || (!rank1 && g3_train_ctx_resident(ctx)))
         goto fail;
     if (a.sbd) {
         // <mask>: the tokenizer's, else Gemma 3's id
