@@ -15,8 +15,8 @@ __global__ void dropout_k(float *__restrict__ y, const float *__restrict__ x, lo
                           uint32_t tag, int accumulate) {
     for (long e = (long)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (long)gridDim.x * blockDim.x) {
         const int keep = g3_dropout_keep(seed, tag, e, p);
-        if (accumulate) {
-            if (keep) y[e] += x[e] * scale;
+        if (accumulate) {  // rounded as the CPU does (no fused multiply-add): the same bits
+            if (keep) y[e] = __fadd_rn(y[e], __fmul_rn(x[e], scale));
         } else {
             y[e] = keep ? x[e] * scale : 0.0f;
         }
