@@ -18,16 +18,16 @@
 # the end, wall time, effective rank of W_t - W_0) into OUT/summary.txt and the report page with
 # every arm on one chart, OUT/report.html (`gemma3 report`).
 #   sh bench/gpu/lora_experiment.sh [OUT]        (default $OUT/lora_experiment, else /tmp/lora_experiment)
-# Env: GEMMA3 (./gemma3, a CUDA build), STEPS (4000), BATCH (4), SEQ (128), EVERY (1000),
+# Env: GEMMA3 (./gemma3, a CUDA build), STEPS (3000), BATCH (4), SEQ (128), EVERY (1000),
 # REWARM (50), LR (1e-3), R1STEPS (STEPS), R1DEVICE (cuda), LIMIT (210: seconds an arm may run
 # before it is stopped, its metrics kept: the summary then shows the steps it reached), ARMS
 # (the resident GPU arms), R1ARMS (the rank-1 arms; "" to skip them),
 # DEVICE (cuda; cpu runs the GPU arms on the CPU: a smoke test of the script).
-# Defaults: 4000 steps x 4 x 128 = 2.05M tokens an arm (3.6 passes over the 576K-token slice).
+# Defaults: 3000 steps x 4 x 128 = 1.54M tokens an arm (2.7 passes over the 576K-token slice).
 set -u
 G=${GEMMA3:-./gemma3}
 O=${1:-${OUT:-/tmp}/lora_experiment}
-STEPS=${STEPS:-4000}; B=${BATCH:-4}; T=${SEQ:-128}; EVERY=${EVERY:-1000}; REWARM=${REWARM:-50}; LR=${LR:-1e-3}
+STEPS=${STEPS:-3000}; B=${BATCH:-4}; T=${SEQ:-128}; EVERY=${EVERY:-1000}; REWARM=${REWARM:-50}; LR=${LR:-1e-3}
 R1STEPS=${R1STEPS:-$STEPS}; LIMIT=${LIMIT:-210}
 ARMS=${ARMS:-full lora relora relora_warm rank1_lora}
 R1ARMS=${R1ARMS-rank1_svd rank1_random}
@@ -36,7 +36,7 @@ mkdir -p "$O/data"
 D="$O/data"
 for f in train val; do [ -f "$D/$f.bin" ] || gunzip -c "$HERE/lora_data/$f.bin.gz" > "$D/$f.bin"; done
 cp "$HERE/lora_data/config.json" "$D/config.json"
-EV=$((STEPS / 16))
+EV=$((STEPS / 12))
 COMMON="--init $D/config.json --data $D/train.bin --val $D/val.bin --batch $B --seq $T --warmup 100 --lr $LR
  --eval-batches 16 --save-every 0 --seed 1 --log-every $EV"
 arm_args() {
