@@ -101,6 +101,23 @@ static inline int g3_attn_mask_sees(const G3AttnMask *m, int q, int k, int windo
     return m->noisy[k] ? m->block[k] == m->block[q] : m->block[k] < m->block[q];
 }
 
+// LoRA dropout's keep decision for element e of the tensor tagged `tag` (model/pass.c: one tag
+// per layer and module): splitmix64 of (seed, tag, e), kept when its top 24 bits as a fraction
+// are >= p. Integer arithmetic and one exact float compare, so every backend (the CUDA kernel
+// includes this header) draws the same mask; backward draws the forward's mask again.
+#ifdef __CUDACC__
+#define G3_HOSTDEV __host__ __device__
+#else
+#define G3_HOSTDEV
+#endif
+static inline G3_HOSTDEV int g3_dropout_keep(uint64_t seed, uint32_t tag, int64_t e, float p) {
+    uint64_t z = seed ^ ((uint64_t)tag * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)e * 0xD1B54A32D192ED03ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
 typedef struct G3Backend G3Backend;
 struct G3Backend {
     const char *name;  // "cpu", "cuda": used in messages
@@ -161,6 +178,12 @@ struct G3Backend {
     void (*add)(G3Backend *be, float *y, const float *a, const float *b, long n);
     // y += alpha * x (a LoRA adapter's scaled low-rank term, model/adapter.h).
     void (*axpy)(G3Backend *be, float *y, float alpha, const float *x, long n);
+    // LoRA's scaled and dropped-out terms (model/pass.c): over n elements,
+    //   y[e] = keep(e) ? x[e] * scale : 0        (accumulate 0; y may alias x)
+    //   y[e] += x[e] * scale where keep(e)      (accumulate 1)
+    // keep(e) = g3_dropout_keep(seed, tag, e, p) (above); p = 0 keeps every element (a scale).
+    void (*dropout)(G3Backend *be, float *y, const float *x, long n, float p, float scale, uint64_t seed, uint32_t tag,
+                    int accumulate);
     // x = tanh(x / cap) * cap in place.
     void (*softcap)(G3Backend *be, float *x, long n, float cap);
     // Cross-entropy of logit rows z[R, V] (before the final softcap; cap 0 = none) against

@@ -725,8 +725,13 @@ int cmd_train(int argc, char **argv) {
     int64_t act = 0, act_other;
     const long rows = a.dpo ? 2 * a.batch : a.batch;  // sequences a micro-batch
     const long ctx_t = a.sbd ? 2 * a.seq : a.seq;      // rows a sequence: SBD doubles them
-    if (cli_train_backend(&be, a.lora ? 1 : a.dpo || a.cls || rank1 || a.sbd ? 2 : 0, CMD) || (rank1 && be && g3_errorf("--rank1 runs on the CPU for now (--device cpu)")) ||
-        !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)ctx_t, a.ckpt_act, &act)) || g3_train_ctx_resident(ctx))
+    // --rank1 svd|random with --device cuda: the passes on the GPU, the steps on the host (rank1.c
+    // reads the gradients and updates the weights there), so the context is not made resident:
+    // each call copies the weights in and the gradients out.
+    int quant_base = 0;  // QLoRA over ggml's blocks: the CUDA backend has no kernels for them yet
+    for (int i = 0; i < tm.m.nt; i++) quant_base |= tm.m.t[i].dtype != G3_F32 && tm.m.t[i].dtype != G3_BF16 && tm.m.t[i].dtype != G3_F16;
+    if (cli_train_backend(&be, quant_base ? 3 : a.dpo || a.cls ? (a.lora ? 1 : 2) : rank1 || a.sbd ? 2 : 0, CMD) ||
+        !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)ctx_t, a.ckpt_act, &act)) || (!rank1 && g3_train_ctx_resident(ctx)))
         goto fail;
     if (a.sbd) {
         // <mask>: the tokenizer's, else Gemma 3's id
@@ -845,13 +850,19 @@ int cmd_train(int argc, char **argv) {
         last_loss = loss;
         double pruned = NAN;
         if (tm.hybrid && s1 == a.relora_warm) {  // the end of the full-rank warm start: the adapter takes over
+            if (g3_train_ctx_sync_host(ctx, &opt)) goto fail;  // a device context's weights and moments, before it goes
             g3_hybrid_set_full_rank(&tm, &opt, 0);
             g3_train_ctx_free(ctx);
             if (!(ctx = L.ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)a.seq, a.ckpt_act, NULL)) || g3_train_ctx_resident(ctx)) goto fail;
             g3_train_ctx_set_bf16(ctx, bf16);
             fprintf(stderr, "train: step %lld: full-rank warm start done; training the adapter from here\n", (long long)s1);
         } else if (tm.hybrid && a.relora_every > 0 && s1 > a.relora_warm && (s1 - a.relora_warm) % a.relora_every == 0) {
-            if (g3_relora_merge(&tm, &opt, a.relora_prune, (uint64_t)a.seed, (s1 - a.relora_warm) / a.relora_every, &pruned)) goto fail;
+            // on the host, over the device's state brought up to date, then sent back (a merge
+            // every few hundred steps: the copies cost far less than the steps between them)
+            if (g3_train_ctx_sync_host(ctx, &opt) ||
+                g3_relora_merge(&tm, &opt, a.relora_prune, (uint64_t)a.seed, (s1 - a.relora_warm) / a.relora_every, &pruned) ||
+                g3_train_ctx_reload(ctx, &opt))
+                goto fail;
         }
         double dt = g3_now() - t0, tps = (double)bt * (double)a.accum / dt;
         char mfu[32] = "";
@@ -881,7 +892,9 @@ int cmd_train(int argc, char **argv) {
                 fprintf(mf, "]");
             }
         }
-        if (a.erank > 0 && (s1 % a.erank == 0 || s1 == a.steps) && log_erank(mf, &tm, w0)) goto fail;
+        const int erank_now = a.erank > 0 && (s1 % a.erank == 0 || s1 == a.steps);
+        if ((erank_now || (tm.lora && tm.m.adapter && !isnan(val))) && g3_train_ctx_sync_host(ctx, NULL)) goto fail;  // host weights
+        if (erank_now && log_erank(mf, &tm, w0)) goto fail;
         if (tm.lora && tm.m.adapter && !isnan(val)) {  // the adapter's update ||s B A|| per layer, at evaluations
             double nl[G3_MAX_LAYERS];
             g3_lora_layer_norms(&tm, nl);

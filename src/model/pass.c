@@ -56,23 +56,18 @@ void g3_pass_fire(const G3Pass *p, G3HookSite site, int l, float *d, int cols, i
 static G3Weight weight(const G3Model *m, int l, G3LayerRole r) { return g3_tensor_weight(g3_layer_tensor(m, l, r)); }
 static const float *norm(const G3Model *m, int l, G3LayerRole r) { return g3_norm_weight(m, m->layer_idx[l][r]); }
 
-// LoRA dropout's keep decision for element e of module (l, r): splitmix64 of the tuple, kept
-// when its top 24 bits as a fraction are >= p.
-static inline int lora_keep(uint64_t seed, int l, int r, int64_t e, float p) {
-    uint64_t z = seed ^ ((uint64_t)(l * 16 + r + 1) * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)e * 0xD1B54A32D192ED03ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
-}
+// The dropout tag of module (l, r): each adapted layer draws its own mask (backend.h
+// g3_dropout_keep).
+static inline uint32_t lora_tag(int l, int r) { return (uint32_t)(l * 16 + r + 1); }
 
-// The adapter's input: x itself, or with LoRA dropout x * mask / (1 - p) in p->lora_xd.
+// The adapter's input: x itself, or with LoRA dropout x * mask / (1 - p) in p->lora_xd (the
+// backend's dropout op: on a device backend the mask is drawn there, nothing crosses).
 static const float *lora_input(const G3Pass *p, const float *x, int l, int r, int64_t in) {
     if (!(p->lora_dropout > 0) || !p->lora_xd) return x;
-    const float sc = 1.0f / (1.0f - p->lora_dropout);
-    const int64_t n = (int64_t)p->R * in;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t e = 0; e < n; e++) p->lora_xd[e] = lora_keep(p->lora_dropout_seed, l, r, e, p->lora_dropout) ? x[e] * sc : 0.0f;
+    G3Backend *be = p->be;
+    if (G3_NEED(be, dropout)) return NULL;
+    be->dropout(be, p->lora_xd, x, (long)p->R * in, p->lora_dropout, 1.0f / (1.0f - p->lora_dropout), p->lora_dropout_seed,
+                lora_tag(l, r), 0);
     return p->lora_xd;
 }
 
@@ -88,7 +83,8 @@ static int linear(const G3Pass *p, float *y, const float *x, int l, G3LayerRole 
     if (!p->lora_xa || !p->lora_y)
         return g3_errorf("layer %d: the model has a LoRA adapter but this pass has no scratch for it (attach the adapter before "
                          "creating the state or training context)", l);
-    if (G3_NEED(be, axpy) || be->linear(be, p->lora_xa, lora_input(p, x, l, r, lm->A.cols), &lm->A, p->R, p->mode) ||
+    const float *xin = lora_input(p, x, l, r, lm->A.cols);
+    if (!xin || G3_NEED(be, axpy) || be->linear(be, p->lora_xa, xin, &lm->A, p->R, p->mode) ||
         be->linear(be, p->lora_y, p->lora_xa, &lm->B, p->R, p->mode))
         return -1;
     be->axpy(be, y, p->m->adapter->scale, p->lora_y, (long)p->R * lm->B.rows);
@@ -293,24 +289,21 @@ static int lora_backward(const G3Pass *p, float *dx, const float *dy, const floa
     const float sc = p->m->adapter->scale;
     const int rk = (int)lm->A.rows, in = (int)lm->A.cols, out = (int)lm->B.rows;
     const int64_t n = (int64_t)p->R * rk;
-    if (be->linear_dx(be, p->lora_dxa, dy, &lm->B, p->R, 0, p->mode)) return -1;  // dy . B  [R, r]
-    for (int64_t i = 0; i < n; i++) p->lora_dxa[i] *= sc;
+    if (G3_NEED(be, dropout) || be->linear_dx(be, p->lora_dxa, dy, &lm->B, p->R, 0, p->mode)) return -1;  // dy . B  [R, r]
+    be->dropout(be, p->lora_dxa, p->lora_dxa, (long)n, 0.0f, sc, 0, 0, 0);                                 // dxa = s dy . B
     const int drop = p->lora_dropout > 0 && p->lora_xd;
     if (gm) {  // with dropout, x below is forward's x * mask / (1 - p), drawn again
         const float *xin = lora_input(p, x, l, r, in);
-        if (be->linear(be, p->lora_xa, xin, &lm->A, p->R, p->mode)) return -1;  // xa = x . A^T, recomputed
-        for (int64_t i = 0; i < n; i++) p->lora_xa[i] *= sc;
+        if (!xin || be->linear(be, p->lora_xa, xin, &lm->A, p->R, p->mode)) return -1;  // xa = x . A^T, recomputed
+        be->dropout(be, p->lora_xa, p->lora_xa, (long)n, 0.0f, sc, 0, 0, 0);
         be->gemm(be, 1, 0, out, rk, p->R, dy, p->lora_xa, (float *)gm->B.data, 1, p->mode);       // dB += dy^T . (s xa)
         be->gemm(be, 1, 0, rk, in, p->R, p->lora_dxa, xin, (float *)gm->A.data, 1, p->mode);      // dA += dxa^T . x
     }
     if (!drop) return be->linear_dx(be, dx, p->lora_dxa, &lm->A, p->R, 1, p->mode);  // dx += dxa . A
     // dx += (dxa . A) * mask / (1 - p)
     if (be->linear_dx(be, p->lora_xd, p->lora_dxa, &lm->A, p->R, 0, p->mode)) return -1;
-    const float ks = 1.0f / (1.0f - p->lora_dropout);
-    const int64_t nx = (int64_t)p->R * in;
-#pragma omp parallel for schedule(static) if (nx > 65536)
-    for (int64_t e = 0; e < nx; e++)
-        if (lora_keep(p->lora_dropout_seed, l, r, e, p->lora_dropout)) dx[e] += p->lora_xd[e] * ks;
+    be->dropout(be, dx, p->lora_xd, (long)p->R * in, p->lora_dropout, 1.0f / (1.0f - p->lora_dropout), p->lora_dropout_seed,
+                lora_tag(l, r), 1);
     return 0;
 }
 

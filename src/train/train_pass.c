@@ -57,6 +57,7 @@ struct G3TrainCtx {
     float *dmom;         // resident training: AdamW's f32 moments on the device ([2n]: m, then v)
     const void *dmom_of; // the optimizer they belong to
     G3Model dm;
+    G3Adapter *dlora, *dlora_grad;  // LoRA: the adapter and its gradients with factors in dparams / dgrads
     float *dparams, *dgrads;
     int32_t *d_in, *d_tg;
     double *hrowloss;
@@ -161,17 +162,39 @@ int64_t g3_train_ctx_bytes(const G3TrainModel *tm, int B, int T, int recompute) 
     return cv.used * (int64_t)sizeof(float) + backend_scratch_bytes(&cx);
 }
 
+// The adapter `a` (factors in host array `from`) with its factors moved to the same offsets
+// of device array `to`: what the pass reads on the device. NULL with the error set.
+static G3Adapter *adapter_on(const G3Adapter *a, const float *from, float *to) {
+    G3Adapter *d = g3_malloc(sizeof *d);
+    if (!d) return NULL;
+    *d = *a;
+    for (int l = 0; l < d->layers; l++)
+        for (int r = 0; r < W_PER_LAYER; r++) {
+            G3LoraModule *md = &d->mod[l][r];
+            if (!md->A.data) continue;
+            md->A.data = to + ((const float *)md->A.data - from);
+            md->B.data = to + ((const float *)md->B.data - from);
+            md->A.mem = md->B.mem = G3_MEM_DEVICE;
+        }
+    return d;
+}
+
 // The device half of a context: parameter and gradient buffers, the model copy pointing at
-// them, the ids' buffers. LoRA adapters (whose factors the pass reads by host address) and
-// the host-side objectives stay on the CPU for now.
+// them, the ids' buffers. Trained tensors (and a LoRA adapter's factors) live in the device's
+// parameter array; a frozen base in its stored type (plain LoRA: bf16 stays bf16) stays
+// where the model has it and the backend uploads each weight once, on first use
+// (weight_check here, so that a type without a kernel fails now, not mid-step). The
+// host-side objectives (DPO, classification) stay on the CPU for now.
 static int device_init(G3TrainCtx *cx) {
     const G3TrainModel *tm = cx->tm;
     G3Backend *be = cx->be;
     const int64_t BT = (int64_t)cx->B * cx->T;
-    if (tm->lora) return g3_errorf("train: LoRA training runs on the CPU for now (backend %s has no adapter path yet)", be->name);
+    if (tm->lora && tm->lora_spec.classes > 0)
+        return g3_errorf("train: the classification objective runs on the CPU for now (backend %s)", be->name);
     cx->dev = 1;
-    cx->dparams = be->alloc(be, (size_t)tm->n * sizeof(float));
-    cx->dgrads = cx->dparams ? be->alloc(be, (size_t)tm->n * sizeof(float)) : NULL;
+    const size_t nb = (size_t)(tm->n ? tm->n : 1) * sizeof(float);
+    cx->dparams = be->alloc(be, nb);
+    cx->dgrads = cx->dparams ? be->alloc(be, nb) : NULL;
     cx->d_in = cx->dgrads ? be->alloc(be, (size_t)BT * sizeof(int32_t)) : NULL;
     cx->d_tg = cx->d_in ? be->alloc(be, (size_t)BT * sizeof(int32_t)) : NULL;
     cx->hrowloss = g3_malloc(sizeof(double) * (size_t)cx->chunk);
@@ -187,10 +210,25 @@ static int device_init(G3TrainCtx *cx) {
     cx->dm.be = NULL;
     cx->dm.adapter = NULL;
     for (int i = 0; i < tm->m.nt; i++) {
-        if (tm->off[i] < 0) return g3_errorf("train: tensor '%s' is frozen: backend %s trains whole models only", tm->m.t[i].name, be->name);
-        cx->dm.t[i].data = cx->dparams + tm->off[i];
-        cx->dm.t[i].normf = NULL;  // the parameters are F32: norms are read in place
-        cx->grad[i] = cx->dgrads + tm->off[i];
+        G3Tensor *t = &cx->dm.t[i];
+        if (tm->off[i] < 0) {  // frozen as stored (LoRA's base): no gradient; uploaded once
+            if (cx->grad[i]) return g3_errorf("train: tensor '%s' has a gradient but no parameters", t->name);
+            if (t->kind != G3_KIND_NORM && t->data) {
+                const G3Weight w = g3_tensor_weight(t);
+                if (G3_NEED(be, weight_check) || be->weight_check(be, &w, t->name)) return -1;
+            }
+            continue;
+        }
+        t->data = cx->dparams + tm->off[i];
+        t->normf = NULL;  // the parameters are F32: norms are read in place
+        if (cx->grad[i]) cx->grad[i] = cx->dgrads + tm->off[i];  // frozen entries (relora.h) keep NULL
+    }
+    if (tm->lora) {
+        if (G3_NEED(be, dropout)) return -1;
+        if (!(cx->dlora = adapter_on(tm->lora, tm->params, cx->dparams)) ||
+            !(cx->dlora_grad = adapter_on(tm->lora_grad, tm->grads, cx->dgrads)))
+            return -1;
+        cx->dm.adapter = tm->m.adapter ? cx->dlora : NULL;  // a hybrid model's full-rank phase has none
     }
     return 0;
 }
@@ -293,6 +331,8 @@ void g3_train_ctx_free(G3TrainCtx *cx) {
         be->free(be, cx->d_tg);
         be->free(be, cx->dmom);
         free(cx->dm.t);
+        free(cx->dlora);
+        free(cx->dlora_grad);
         free(cx->hrowloss);
     } else {
         g3_free_aligned(cx->mem);
@@ -314,7 +354,7 @@ static G3Pass pass(const G3TrainCtx *cx) {
     return (G3Pass){.be = cx->be, .m = cx->dev ? &cx->dm : &cx->tm->m, .mode = cx->bf16 ? G3_MM_BF16 : G3_MM_EXACT, .R = cx->B * cx->T,
                     .cos_l = cx->cos_l, .sin_l = cx->sin_l, .cos_g = cx->cos_g, .sin_g = cx->sin_g, .B = cx->B, .T = cx->T,
                     .grad = cx->grad, .lora_xa = cx->lora_xa, .lora_y = cx->lora_y, .lora_dxa = cx->lora_dxa,
-                    .lora_grad = cx->tm->lora_grad, .lora_dropout = cx->lora_dropout, .lora_dropout_seed = cx->lora_dropout_seed,
+                    .lora_grad = cx->dev ? cx->dlora_grad : cx->tm->lora_grad, .lora_dropout = cx->lora_dropout, .lora_dropout_seed = cx->lora_dropout_seed,
                     .lora_xd = cx->lora_xd, .mask = cx->mask};
 }
 
@@ -371,7 +411,9 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
     G3Backend *be = cx->be;
     const int64_t BT = (int64_t)cx->B * cx->T;
     const int C = c->hidden, V = c->vocab;
-    const G3Weight E = g3_tensor_weight(&tm->m.t[tm->m.embed_idx]);
+    // the pass's model: on a device, its copy whose trained tensors are the device's (the host
+    // model's embedding would be uploaded once and go stale as training changes it)
+    const G3Weight E = g3_tensor_weight(&p0->m->t[tm->m.embed_idx]);
     float *dE = cx->grad[tm->m.embed_idx];
     const float dscale = seq_w ? 1.0f : nvalid ? grad_scale / (float)nvalid : 0.0f;
     double loss = 0;
@@ -427,7 +469,7 @@ static int backward(G3TrainModel *tm, G3TrainCtx *cx, const G3Pass *pp, const in
     const G3Pass p = *pp;
     G3Backend *be = cx->be;
     be->rmsnorm_backward(be, cx->dx, cx->grad[tm->m.final_norm_idx], cx->gs.dxn, cx->xs + c->layers * BT * C,
-                         g3_norm_weight(&tm->m, tm->m.final_norm_idx), cx->rsf, (int)BT, (int)C, 0);
+                         g3_norm_weight(p.m, tm->m.final_norm_idx), cx->rsf, (int)BT, (int)C, 0);
     for (int l = c->layers - 1; l >= 0; l--) {
         float *x = cx->xs + l * BT * C;
         // recompute the layer from its input; its output (already used) is rewritten in place
@@ -584,6 +626,7 @@ int g3_train_ctx_step(G3TrainCtx *cx, G3AdamW *o, double lr, double clip, double
                         (float)(1 / sqrt(bc2)), (float)c->eps, g3_clip_scale(norm, clip)};
     const float mul_decay = (float)(1 - lr * c->weight_decay);
     for (int s = 0; s < o->nseg; s++) {
+        if (o->seg_skip[s]) continue;  // frozen for now (relora.h): no decay, moments kept, as on the host
         const int64_t off = o->seg_off[s];
         if (be->adamw(be, cx->dparams + off, cx->dgrads + off, cx->dmom + off, cx->dmom + tm->n + off, (long)o->seg_n[s], k,
                       o->seg_decay[s] ? mul_decay : 1.0f))

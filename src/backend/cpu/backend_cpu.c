@@ -179,6 +179,20 @@ static void cpu_axpy(G3Backend *be, float *y, float alpha, const float *x, long 
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (long i = 0; i < n; i++) y[i] += alpha * x[i];
 }
+// LoRA's scale and dropout (backend.h dropout): the element loop of model/pass.c, as it was.
+static void cpu_dropout(G3Backend *be, float *y, const float *x, long n, float p, float scale, uint64_t seed, uint32_t tag,
+                        int accumulate) {
+    (void)be;
+    if (accumulate) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (long e = 0; e < n; e++)
+            if (g3_dropout_keep(seed, tag, e, p)) y[e] += x[e] * scale;
+    } else {
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (long e = 0; e < n; e++) y[e] = g3_dropout_keep(seed, tag, e, p) ? x[e] * scale : 0.0f;
+    }
+}
+
 static void cpu_softcap(G3Backend *be, float *x, long n, float cap) {
     (void)be;
     g3_softcap(x, n, cap);
@@ -277,6 +291,7 @@ static G3Backend cpu = {
     .embed_backward = cpu_embed_backward,
     .add = cpu_add,
     .axpy = cpu_axpy,
+    .dropout = cpu_dropout,
     .softcap = cpu_softcap,
     .argmax = cpu_argmax,
     .cross_entropy = cpu_cross_entropy,

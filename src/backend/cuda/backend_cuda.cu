@@ -49,6 +49,12 @@ struct CudaBackend {
     char failure[512];
     int recording;  // between record_begin and record_end
     int attn_f32;   // G3_CUDA_ATTN=f32: the fast and bf16 modes' attention on the f32 kernels too (comparisons)
+    // LoRA over a 16-bit base (issue 19): linear_dx widens the frozen weight here per call
+    float *wide;
+    size_t wide_bytes;
+    // masked attention (packed rows): the mask's arrays uploaded per call [4][rows] int32
+    int32_t *mask_d;
+    size_t mask_bytes;
     // what alloc handed out (sorted by address): device addresses the ops may meet as weights
     struct Alloc { const char *p; size_t bytes; } *allocs;
     int nallocs, allocs_cap;
@@ -243,15 +249,33 @@ static int cu_linear_geglu(G3Backend *be, float *a, float *u, const float *x, co
     return g3cu_linear_geglu(cb->cu, a, u, x, dg, du, wg->type, R, (int)wg->cols, (int)wg->rows, erf_form, mode_of(mode));
 }
 
-// dx[R, K] (+)= dy[R, N] . W[N, K]: f32 weights (a training context's parameters).
+// A device buffer of at least `bytes` kept in *buf (grown, never shrunk); NULL + error.
+void *grow(CudaBackend *cb, void **buf, size_t *have, size_t bytes) {
+    if (bytes <= *have) return *buf;
+    g3cu_free(cb->cu, *buf);
+    *buf = NULL;
+    *have = 0;
+    if (!(*buf = g3cu_malloc(cb->cu, bytes))) return NULL;
+    *have = bytes;
+    return *buf;
+}
+
+// dx[R, K] (+)= dy[R, N] . W[N, K]: f32 weights (a training context's parameters), or a
+// frozen 16-bit base (LoRA, issue 19): widened exactly into a buffer of this backend for the
+// product (the base stays stored as it is; the widened copy is rewritten by the next call).
 int cu_linear_dx(G3Backend *be, float *dx, const float *dy, const G3Weight *w, int R, int accumulate, G3MatmulMode mode) {
     CudaBackend *cb = cb_of(be);
-    if (w->type != G3_F32)
-        return g3_errorf("backend cuda: the input gradient of a linear layer needs F32 weights, not %s (training a LoRA "
-                         "adapter over a 16-bit base runs on the CPU for now)",
+    if (w->type != G3_F32 && w->type != G3_BF16 && w->type != G3_F16)
+        return g3_errorf("backend cuda: the input gradient of a linear layer needs F32, BF16 or F16 weights, not %s",
                          g3_dtype_name(w->type));
     const void *wd = weight_dev(cb, w, NULL);
     if (!wd) return -1;
+    if (w->type != G3_F32) {
+        const long n = (long)(w->rows * w->cols);
+        float *wf = (float *)grow(cb, (void **)&cb->wide, &cb->wide_bytes, (size_t)n * sizeof(float));
+        if (!wf || g3cu_widen(cb->cu, wf, wd, w->type, n)) return -1;
+        wd = wf;
+    }
     return g3cu_gemm(cb->cu, 0, 0, R, (int)w->cols, (int)w->rows, dy, (const float *)wd, dx, accumulate,
                      mode == G3_MM_BF16 ? G3CU_FAST : G3CU_EXACT);
 }
@@ -297,6 +321,10 @@ void cu_add(G3Backend *be, float *y, const float *a, const float *b, long n) {
 }
 
 void cu_axpy(G3Backend *be, float *y, float alpha, const float *x, long n) { note(cb_of(be), g3cu_axpy(cb_of(be)->cu, y, alpha, x, n)); }
+
+void cu_dropout(G3Backend *be, float *y, const float *x, long n, float p, float scale, uint64_t seed, uint32_t tag, int accumulate) {
+    note(cb_of(be), g3cu_dropout(cb_of(be)->cu, y, x, n, p, scale, seed, tag, accumulate));
+}
 
 int cu_argmax(G3Backend *be, int32_t *out, const float *x, int R, int n) { return g3cu_argmax(cb_of(be)->cu, out, x, R, n); }
 
@@ -373,6 +401,45 @@ int cu_attention_backward(G3Backend *be, float *dq, float *dk, float *dv, const 
                           float softcap, G3MatmulMode mode) {
     return g3cu_attention_train_backward(cb_of(be)->cu, dq, dk, dv, dout, out, q, k, v, lse, B, T, NH, NKV, HD, window, scale, softcap,
                                          tc_attn(be, mode));
+}
+
+// The mask's host arrays uploaded for one call (a few bytes a row; packed rows change every
+// micro-batch) into the device view the kernels read (issue 19: `train --pack` on the GPU).
+int mask_upload(CudaBackend *cb, G3CuMask *dm, const G3AttnMask *m, int B, int T) {
+    const long rows = m->stride ? (long)B * T : T;
+    const size_t nb = (size_t)rows * sizeof(int32_t);
+    int32_t *d = (int32_t *)grow(cb, (void **)&cb->mask_d, &cb->mask_bytes, 4 * nb);
+    if (!d) return -1;
+    *dm = G3CuMask{d, NULL, NULL, NULL, m->stride};
+    if (g3cu_upload(cb->cu, d, m->pos, nb)) return -1;
+    if (m->block) {
+        if (g3cu_upload(cb->cu, d + rows, m->block, nb)) return -1;
+        dm->block = d + rows;
+    }
+    if (m->seg) {
+        if (g3cu_upload(cb->cu, d + 2 * rows, m->seg, nb)) return -1;
+        dm->seg = d + 2 * rows;
+    }
+    if (m->noisy) {
+        if (g3cu_upload(cb->cu, d + 3 * rows, m->noisy, (size_t)rows)) return -1;
+        dm->noisy = (const uint8_t *)(d + 3 * rows);
+    }
+    return 0;
+}
+
+int cu_attention_masked(G3Backend *be, float *out, float *lse, const float *q, const float *k, const float *v, const G3AttnMask *mask,
+                        int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap) {
+    G3CuMask m;
+    if (mask_upload(cb_of(be), &m, mask, B, T)) return -1;
+    return g3cu_attention_masked(cb_of(be)->cu, out, lse, q, k, v, &m, B, T, NH, NKV, HD, window, scale, softcap);
+}
+
+int cu_attention_masked_backward(G3Backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                 const float *v, const float *lse, const G3AttnMask *mask, int B, int T, int NH, int NKV, int HD,
+                                 int window, float scale, float softcap) {
+    G3CuMask m;
+    if (mask_upload(cb_of(be), &m, mask, B, T)) return -1;
+    return g3cu_attention_masked_backward(cb_of(be)->cu, dq, dk, dv, dout, q, k, v, lse, &m, B, T, NH, NKV, HD, window, scale, softcap);
 }
 
 size_t cu_attention_workspace(G3Backend *be, int B, int T, int NH, int HD) {
@@ -623,6 +690,8 @@ void cu_destroy(G3Backend *be) {
         if (cb->map[i].host) g3cu_free(cb->cu, cb->map[i].dev);
     free(cb->map);
     g3cu_free(cb->cu, cb->meta_d);
+    g3cu_free(cb->cu, cb->wide);
+    g3cu_free(cb->cu, cb->mask_d);
     free(cb->meta_h);
     free(cb->segs);
     free(cb->allocs);
@@ -706,6 +775,9 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->embed = cu_embed;
     be->add = cu_add;
     be->axpy = cu_axpy;
+    be->dropout = cu_dropout;
+    be->attention_masked = cu_attention_masked;
+    be->attention_masked_backward = cu_attention_masked_backward;
     be->softcap = cu_softcap;
     be->argmax = cu_argmax;
     be->attention_cache = cu_attention_cache;

@@ -194,6 +194,27 @@ int g3cu_adamw(G3Cuda *cu, float *p, const float *g, float *m, float *v, long n,
 // *out = sum of x[i]^2 in double (waits for the stream).
 int g3cu_sumsq(G3Cuda *cu, double *out, const float *x, long n);
 
+// ---- LoRA training and packed rows (lora_ops.cu, attn_mask.cu; issue 19) ----
+// LoRA's scale and dropout over n elements (backend.h dropout): y[e] = keep ? x[e] * scale : 0,
+// or (accumulate) y[e] += x[e] * scale where kept; keep = g3_dropout_keep(seed, tag, e, p).
+int g3cu_dropout(G3Cuda *cu, float *y, const float *x, long n, float p, float scale, uint64_t seed, uint32_t tag, int accumulate);
+// o[n] = w[n] widened to f32 (w of type F32, BF16 or F16).
+int g3cu_widen(G3Cuda *cu, float *o, const void *w, G3DType wt, long n);
+// backend.h's G3AttnMask with its arrays in device memory (pos required; block, seg, noisy
+// may be NULL as there; stride 0 or T).
+typedef struct {
+    const int32_t *pos, *block, *seg;
+    const uint8_t *noisy;
+    int stride;
+} G3CuMask;
+// Batch attention under the mask (backend.h attention_masked / attention_masked_backward):
+// out[B*T][NH*HD], lse[B][NH][T]; backward overwrites dq, dk, dv (B*NH*T floats of scratch).
+int g3cu_attention_masked(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, const G3CuMask *m,
+                          int B, int T, int NH, int NKV, int HD, int window, float scale, float softcap);
+int g3cu_attention_masked_backward(G3Cuda *cu, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                   const float *v, const float *lse, const G3CuMask *m, int B, int T, int NH, int NKV, int HD,
+                                   int window, float scale, float softcap);
+
 #ifdef __cplusplus
 }
 #endif
