@@ -238,6 +238,32 @@ static void test_cli(void) {
         CHECK(sum && json_get(sum, "models") && json_get(sum, "models")->count == 2, "2 models in the summary");
         json_free(&j);
     } else CHECK(0, "%s", g3_error());
+    // --workers threads (the GPU's default: one backend per cell thread): the same cells, bit for bit
+    CHECK(sh("%s capacity --grid --layers 1,2 --width 16 --sequences 4,8 %s --jobs 3 --workers threads --out %s/gridt 2> %s/gridt.err", bin,
+             common, dir, dir) == 0, "grid as threads");
+    CHECK(sh("grep -q 'as threads of this process' %s/gridt.err", dir) == 0, "threads: said so");
+    Json jt;
+    snprintf(p, sizeof p, "%s/gridt/results.json", dir);
+    if (json_parse_file(&jt, p) == 0) {
+        snprintf(p, sizeof p, "%s/grid/results.json", dir);
+        if (json_parse_file(&j, p) == 0) {
+            const JsonNode *a = json_get(json_root(&j), "cells"), *b = json_get(json_root(&jt), "cells");
+            CHECK(a && b && a->count == 4 && b->count == 4, "threads: 4 cells");
+            int same = 0;
+            for (uint32_t i = 0; a && b && i < a->count; i++)
+                for (uint32_t k = 0; k < b->count; k++) {
+                    const JsonNode *x = json_at(a, i), *y = json_at(b, k);
+                    if (field(x, "layers") == field(y, "layers") && field(x, "sequences") == field(y, "sequences"))
+                        same += field(x, "memorized_bits") == field(y, "memorized_bits") && field(x, "heldout_loss") == field(y, "heldout_loss") &&
+                                field(x, "steps") == field(y, "steps");
+                }
+            CHECK(same == 4, "threads: %d of 4 cells equal the processes' results", same);
+            json_free(&j);
+        } else CHECK(0, "%s", g3_error());
+        json_free(&jt);
+    } else CHECK(0, "%s", g3_error());
+    CHECK(sh("%s capacity --grid --layers 1 --width 16 --sequences 4 %s --workers fibers --out %s/gridf 2> /dev/null", bin, common, dir) == 1,
+          "--workers fibers refused");
     const char *other = "--vocab 64 --seq-len 16 --batch 4 --lr 0.02 --warmup 10 --max-steps 60 --eval-steps 20 --heldout 8 --threads 1 --quiet";
     CHECK(sh("%s capacity --grid --layers 1,2 --width 16 --sequences 4,8 %s --out %s/grid 2> %s/grid.err", bin, other, dir, dir) == 1,
           "a grid over cells of other settings is refused");

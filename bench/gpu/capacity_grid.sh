@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# capacity_grid.sh: the memorization-capacity grid of issue 20 on one GPU (docs/capacity.md):
+# Gemma 3 shapes LAYERS x WIDTHS at V = 2048, T = 64 (704 bits a sequence), f32, each trained on
+# MULTIPLES of its expected capacity (3.6 bits x params / 704 sequences) with the cosine schedule
+# over exactly S steps, converged when the last quarter of the decay added < 3% (the documented
+# rule). The multiples span the predicted double-descent peak N* for every model, so the same
+# cells give capacity (plateau over N), the fit of capacity against params, and the held-out
+# loss against N.
+#
+# It fits BUDGET seconds of wall clock: first the same grid at CAL steps (calibration: cells
+# run as threads of one process, one CUDA stream each, JOBS at a time), then S chosen so the
+# full grid takes what is left. Falls back to child processes if the threaded run fails.
+# Writes results.json + report.html (+ logs) into $OUT (or /tmp/g3cap); prints one summary line.
+# Needs ./gemma3 built with CUDA=1 (make CUDA=1) and python3.
+set -u
+BUDGET=${BUDGET:-240}
+LAYERS=${LAYERS:-1,2}
+WIDTHS=${WIDTHS:-32,64}
+MULTIPLES=${MULTIPLES:-0.25,0.5,1,2,3}
+CAL=${CAL:-500}
+MAX_STEPS_CAP=${MAX_STEPS_CAP:-40000}
+NPROC=$(nproc)
+JOBS=${JOBS:-$(( NPROC > 16 ? 15 : NPROC - 1 ))}
+DEVICE=${DEVICE:-cuda}   # cpu: to try this script without a GPU (with a tiny EXTRA)
+EXTRA=${EXTRA:-}         # more options for every cell, e.g. "--vocab 64 --seq-len 16"
+DEST=${OUT:-/tmp/g3cap}
+W=$(mktemp -d /tmp/g3cap-work.XXXX)
+mkdir -p "$DEST"
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(round($2 - $1, 2))"; }
+nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv,noheader > "$DEST/gpu.txt" 2>&1
+G="./gemma3 capacity --grid --layers $LAYERS --width $WIDTHS --multiples $MULTIPLES --schedule cosine --device $DEVICE --jobs $JOBS --quiet $EXTRA"
+
+WK=threads
+T0=$(now)
+if ! $G --workers $WK --max-steps $CAL --out "$W/calib" 2> "$DEST/calib.log"; then
+    echo "capacity_grid: threaded calibration failed ($(grep -m1 -i -e fail -e error "$DEST/calib.log")); child processes instead"
+    WK=processes
+    rm -rf "$W/calib"
+    T0=$(now)
+    $G --workers $WK --max-steps $CAL --out "$W/calib" 2> "$DEST/calib.log" || { echo "capacity_grid: calibration FAILED"; tail -5 "$DEST/calib.log"; exit 1; }
+fi
+T1=$(now)
+CALS=$(elapsed "$T0" "$T1")
+LEFT=$(python3 -c "print($BUDGET - ($T1 - $T0) - 10)")
+S=$(python3 -c "s = int($CAL * $LEFT / max($CALS, 1e-3)) // 500 * 500; print(max($CAL, min($MAX_STEPS_CAP, s)))")
+echo "capacity_grid: calibration $CAL steps a cell in $CALS s ($WK, $JOBS at a time, $(nproc) cores, $(head -1 "$DEST/gpu.txt" | cut -d, -f1)); full grid: $S steps a cell"
+python3 bench/gpu/capacity_summary.py "$W/calib/results.json" "$CALS" | sed 's/^/calibration /'
+
+T2=$(now)
+$G --workers $WK --max-steps "$S" --html --out "$W/grid" 2> "$DEST/grid.log"
+RC=$?
+T3=$(now)
+cp "$W/grid/results.json" "$W/grid/report.html" "$DEST/" 2>/dev/null
+[ $RC = 0 ] || { echo "capacity_grid: grid exit $RC"; grep -i -e fail -e error "$DEST/grid.log" | head -5; }
+[ -f "$DEST/results.json" ] && python3 bench/gpu/capacity_summary.py "$DEST/results.json" "$(elapsed "$T2" "$T3")" | sed "s/^/S=$S /"
+rm -rf "$W"
+exit $RC
