@@ -16,11 +16,11 @@ set -u
 BUDGET=${BUDGET:-240}
 LAYERS=${LAYERS:-1,2}
 WIDTHS=${WIDTHS:-32,64}
-MULTIPLES=${MULTIPLES:-0.25,0.5,1,2,3}
+MULTIPLES=${MULTIPLES:-0.25,0.5,1,2}
 CAL=${CAL:-500}
 MAX_STEPS_CAP=${MAX_STEPS_CAP:-40000}
 NPROC=$(nproc)
-JOBS=${JOBS:-$(( NPROC > 16 ? 15 : NPROC - 1 ))}
+JOBS=${JOBS:-$(( NPROC > 16 ? 16 : NPROC ))}   # 4 models x 4 sizes: one wave on 16 cores
 DEVICE=${DEVICE:-cuda}   # cpu: to try this script without a GPU (with a tiny EXTRA)
 EXTRA=${EXTRA:-}         # more options for every cell, e.g. "--vocab 64 --seq-len 16"
 DEST=${OUT:-/tmp/g3cap}
@@ -29,7 +29,7 @@ mkdir -p "$DEST"
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(round($2 - $1, 2))"; }
 nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv,noheader > "$DEST/gpu.txt" 2>&1
-G="./gemma3 capacity --grid --layers $LAYERS --width $WIDTHS --multiples $MULTIPLES --schedule cosine --device $DEVICE --jobs $JOBS --quiet $EXTRA"
+G="./gemma3 capacity --grid --layers $LAYERS --width $WIDTHS --multiples $MULTIPLES --schedule cosine --device $DEVICE --jobs $JOBS --eval-steps ${EVAL_STEPS:-500} --quiet $EXTRA"
 
 WK=threads
 T0=$(now)
