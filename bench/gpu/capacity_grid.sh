@@ -33,12 +33,13 @@ G="./gemma3 capacity --grid --layers $LAYERS --width $WIDTHS --multiples $MULTIP
 
 WK=threads
 T0=$(now)
-if ! $G --workers $WK --max-steps $CAL --out "$W/calib" 2> "$DEST/calib.log"; then
+CALT=$(( BUDGET / 3 ))   # a hang must not eat the whole budget
+if ! timeout $CALT $G --workers $WK --max-steps $CAL --out "$W/calib" 2> "$DEST/calib.log"; then
     echo "capacity_grid: threaded calibration failed ($(grep -m1 -i -e fail -e error "$DEST/calib.log")); child processes instead"
     WK=processes
     rm -rf "$W/calib"
     T0=$(now)
-    $G --workers $WK --max-steps $CAL --out "$W/calib" 2> "$DEST/calib.log" || { echo "capacity_grid: calibration FAILED"; tail -5 "$DEST/calib.log"; exit 1; }
+    timeout $CALT $G --workers $WK --max-steps $CAL --out "$W/calib" 2> "$DEST/calib.log" || { echo "capacity_grid: calibration FAILED"; tail -5 "$DEST/calib.log"; exit 1; }
 fi
 T1=$(now)
 CALS=$(elapsed "$T0" "$T1")
@@ -48,9 +49,13 @@ echo "capacity_grid: calibration $CAL steps a cell in $CALS s ($WK, $JOBS at a t
 python3 bench/gpu/capacity_summary.py "$W/calib/results.json" "$CALS" | sed 's/^/calibration /'
 
 T2=$(now)
-$G --workers $WK --max-steps "$S" --html --out "$W/grid" 2> "$DEST/grid.log"
+timeout $(python3 -c "print(int($LEFT) + 20)") $G --workers $WK --max-steps "$S" --html --out "$W/grid" 2> "$DEST/grid.log"
 RC=$?
 T3=$(now)
+if [ $RC = 124 ]; then  # out of time: the cells finished so far
+    echo "capacity_grid: the grid ran out of its budget; collecting the finished cells"
+    $G --collect --max-steps "$S" --html --out "$W/grid" 2>> "$DEST/grid.log"
+fi
 cp "$W/grid/results.json" "$W/grid/report.html" "$DEST/" 2>/dev/null
 [ $RC = 0 ] || { echo "capacity_grid: grid exit $RC"; grep -i -e fail -e error "$DEST/grid.log" | head -5; }
 [ -f "$DEST/results.json" ] && python3 bench/gpu/capacity_summary.py "$DEST/results.json" "$(elapsed "$T2" "$T3")" | sed "s/^/S=$S /"

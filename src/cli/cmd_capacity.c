@@ -29,7 +29,7 @@ typedef struct {
     const char *layers, *width, *sequences, *multiples, *out, *device, *precision, *save_model, *schedule, *workers;
     long vocab, seq_len, seed, heldout_seed, heldout, batch, max_steps, eval_steps, warmup, threads, jobs, lr_drops;
     double lr, wd, min_gain;
-    int grid, html, quiet;
+    int grid, html, quiet, collect;
 } Args;
 
 static void progress(void *user, const G3CapSpec *s, const G3CapResult *r, const G3CapPoint *p) {
@@ -296,7 +296,9 @@ static int run_grid(const Args *a, G3CapSpec *s) {
     const int threads = !strcmp(a->workers, "threads") || (!strcmp(a->workers, "auto") && !strcmp(s->device, "cuda"));
     fprintf(stderr, "capacity: grid of %d cells in %s (%d done already, %d to run, %ld at a time, as %s)\n", nj, a->out, nj - todo, todo,
             a->jobs, threads ? "threads of this process" : "child processes");
-    int running = 0, failed = threads ? run_threads(a, s, jobs, nj, todo) : 0, finished = 0, next = threads ? nj : 0;
+    // --collect: gather the finished cells only (a grid stopped halfway, looked at as it stands)
+    int running = 0, failed = threads && !a->collect ? run_threads(a, s, jobs, nj, todo) : 0, finished = 0;
+    int next = threads || a->collect ? nj : 0;
     double t0 = g3_now();
     while (next < nj || running) {
         while (running < a->jobs && next < nj) {
@@ -376,6 +378,7 @@ int cmd_capacity(int argc, char **argv) {
         {"--multiples", OPT_STR, &a.multiples, "--grid: dataset sizes as multiples of each model's expected capacity (3.6 bits x params), e.g. 0.5,1,2,4"},
         {"--jobs", OPT_INT, &a.jobs, "--grid: cells trained at once (0: one per core)", 0, 1024},
         {"--workers", OPT_STR, &a.workers, "--grid: cells run as processes (child processes of this program, one thread each) or threads (of this process, a backend each: on a GPU one stream per cell, so several cells' kernels run at once); auto: threads with --device cuda, processes on the CPU"},
+        {"--collect", OPT_FLAG, &a.collect, "--grid: run nothing; write results.json (and --html) from the cells finished so far"},
         {"--html", OPT_FLAG, &a.html, "--grid: also write report.html (offline, self-contained)"},
         {"--quiet", OPT_FLAG, &a.quiet, "no progress lines"},
         CLI_THREADS_OPT(a.threads),
@@ -414,7 +417,8 @@ int cmd_capacity(int argc, char **argv) {
         if (!a.jobs) a.jobs = G3_MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));
         return run_grid(&a, &s);
     }
-    if (a.multiples || a.html || cli_given("--jobs") || cli_given("--workers")) return cli_fail(CMD, "--multiples, --jobs, --workers and --html go with --grid");
+    if (a.multiples || a.html || a.collect || cli_given("--jobs") || cli_given("--workers"))
+        return cli_fail(CMD, "--multiples, --jobs, --workers, --collect and --html go with --grid");
     cli_set_threads(a.threads);
     return run_cell(&a, &s);
 }
