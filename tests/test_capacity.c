@@ -203,6 +203,30 @@ static void test_cli(void) {
     if (g3_backend_cuda_devices() > 0) {
         CHECK(sh("%s capacity --layers 1 --width 16 --sequences 8 --max-steps 30 --device cuda --out %s/cuda 2> %s/cuda.err", bin, dir, dir) == 0,
               "cuda: capacity on the GPU failed");
+        // the evaluation on the GPU (the backend's loss op) against the CPU's: the untrained
+        // model's code lengths at step 0, and after 20 steps (f32 sums in another order)
+        double at[2][2];
+        for (int d = 0; d < 2; d++) {
+            CHECK(sh("%s capacity --layers 1 --width 16 --sequences 8 %s --device %s --out %s/ev%d > /dev/null 2>&1", bin, common,
+                     d ? "cuda" : "cpu", dir, d) == 0, "eval cell on %s", d ? "cuda" : "cpu");
+            snprintf(p, sizeof p, "%s/ev%d/results.json", dir, d);
+            at[d][0] = at[d][1] = NAN;
+            if (json_parse_file(&j, p) == 0) {
+                const JsonNode *cells = json_get(json_root(&j), "cells"), *c = cells ? json_at(cells, 0) : NULL;
+                const JsonNode *curve = c ? json_get(c, "curve") : NULL;
+                if (curve && curve->count >= 2 && json_at(curve, 0)->count == 6) {
+                    at[d][0] = json_at(json_at(curve, 0), 2)->num;  // train loss at step 0
+                    at[d][1] = json_at(json_at(curve, 1), 4)->num;  // memorized bits at the next evaluation
+                }
+                json_free(&j);
+            }
+        }
+        CHECK(fabs(at[0][0] - at[1][0]) <= 1e-5 * fabs(at[0][0]), "cuda: untrained loss %.9g vs cpu %.9g", at[1][0], at[0][0]);
+        CHECK(fabs(at[0][1] - at[1][1]) <= 0.02 * fabs(at[0][1]) + 1, "cuda: memorized bits %.6g vs cpu %.6g", at[1][1], at[0][1]);
+        // a GPU grid: cells as threads of one process, a backend (stream) each
+        CHECK(sh("%s capacity --grid --layers 1,2 --width 16 --sequences 4,8 %s --device cuda --jobs 4 --out %s/gridc 2> %s/gridc.err", bin,
+                 common, dir, dir) == 0, "cuda grid as threads");
+        CHECK(sh("grep -q 'as threads of this process' %s/gridc.err && test $(ls %s/gridc/cells | wc -l) = 4", dir, dir) == 0, "cuda grid: 4 cells");
     } else {
         CHECK(sh("%s capacity --layers 1 --width 16 --sequences 8 --device cuda --out %s/cuda 2> %s/cuda.err", bin, dir, dir) == 1, "cuda: exit 1");
         CHECK(sh("grep -q -e 'without the CUDA backend' -e 'no GPU' %s/cuda.err", dir) == 0, "cuda: says why");
