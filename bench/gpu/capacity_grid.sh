@@ -31,22 +31,33 @@ elapsed() { python3 -c "print(round($2 - $1, 2))"; }
 nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv,noheader > "$DEST/gpu.txt" 2>&1
 G="./gemma3 capacity --grid --layers $LAYERS --width $WIDTHS --multiples $MULTIPLES --schedule cosine --device $DEVICE --jobs $JOBS --eval-steps ${EVAL_STEPS:-500} --quiet $EXTRA"
 
+# calibration: the same grid at CAL and 3 x CAL steps a cell; the difference is the cost of
+# 2 x CAL steps (evaluations included), the rest the fixed cost (start, cuBLAS, first calls)
+calib() {  # $1: steps; sets CT (seconds); 1 on failure
+    rm -rf "$W/calib$1"
+    local t0; t0=$(now)
+    timeout $CALT $G --workers $WK --max-steps $1 --out "$W/calib$1" 2> "$DEST/calib$1.log" || return 1
+    CT=$(elapsed "$t0" "$(now)")
+}
+CALT=$(( BUDGET / 3 ))   # a hang must not eat the whole budget
 WK=threads
 T0=$(now)
-CALT=$(( BUDGET / 3 ))   # a hang must not eat the whole budget
-if ! timeout $CALT $G --workers $WK --max-steps $CAL --out "$W/calib" 2> "$DEST/calib.log"; then
-    echo "capacity_grid: threaded calibration failed ($(grep -m1 -i -e fail -e error "$DEST/calib.log")); child processes instead"
+if ! calib $CAL; then
+    echo "capacity_grid: threaded calibration failed ($(grep -m1 -i -e fail -e error "$DEST/calib$CAL.log")); child processes instead"
     WK=processes
-    rm -rf "$W/calib"
-    T0=$(now)
-    timeout $CALT $G --workers $WK --max-steps $CAL --out "$W/calib" 2> "$DEST/calib.log" || { echo "capacity_grid: calibration FAILED"; tail -5 "$DEST/calib.log"; exit 1; }
+    calib $CAL || { echo "capacity_grid: calibration FAILED"; tail -5 "$DEST/calib$CAL.log"; exit 1; }
 fi
+C1=$CT
+calib $((3 * CAL)) || { echo "capacity_grid: calibration FAILED"; tail -5 "$DEST/calib$((3 * CAL)).log"; exit 1; }
+C3=$CT
 T1=$(now)
-CALS=$(elapsed "$T0" "$T1")
 LEFT=$(python3 -c "print($BUDGET - ($T1 - $T0) - 10)")
-S=$(python3 -c "s = int($CAL * $LEFT / max($CALS, 1e-3)) // 500 * 500; print(max($CAL, min($MAX_STEPS_CAP, s)))")
-echo "capacity_grid: calibration $CAL steps a cell in $CALS s ($WK, $JOBS at a time, $(nproc) cores, $(head -1 "$DEST/gpu.txt" | cut -d, -f1)); full grid: $S steps a cell"
-python3 bench/gpu/capacity_summary.py "$W/calib/results.json" "$CALS" | sed 's/^/calibration /'
+read S RATE FIXED < <(python3 -c "
+r = max(($C3 - $C1) / (2 * $CAL), 1e-6); f = max($C1 - r * $CAL, 0.0)
+s = int(($LEFT - f) / r * 0.95) // 500 * 500
+print(max($CAL, min($MAX_STEPS_CAP, s)), round(1 / r, 1), round(f, 1))")
+echo "capacity_grid: calibration $CAL / $((3 * CAL)) steps a cell in $C1 / $C3 s ($WK, $JOBS at a time, $NPROC cores, $(head -1 "$DEST/gpu.txt" | cut -d, -f1)): $RATE steps/s a cell, $FIXED s fixed; full grid: $S steps a cell"
+python3 bench/gpu/capacity_summary.py "$W/calib$((3 * CAL))/results.json" "$C3" | sed 's/^/calibration /'
 
 T2=$(now)
 timeout $(python3 -c "print(int($LEFT) + 20)") $G --workers $WK --max-steps "$S" --html --out "$W/grid" 2> "$DEST/grid.log"

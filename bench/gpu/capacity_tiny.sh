@@ -11,4 +11,4 @@ T0=$(date +%s.%N)
 RC=$?
 T1=$(date +%s.%N)
 echo "probe (L2 D64 N2000 V2048, 1000 steps, one cell, exit $RC): $(python3 -c "print('%.1f s, %.0f steps/s' % ($T1 - $T0, 1000 / ($T1 - $T0)))") | $(tail -1 "$DEST/probe.txt")"
-OUT="$DEST" BUDGET=${BUDGET:-45} CAL=${CAL:-200} bash bench/gpu/capacity_grid.sh
+OUT="$DEST" BUDGET=${BUDGET:-45} CAL=${CAL:-100} bash bench/gpu/capacity_grid.sh
