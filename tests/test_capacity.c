@@ -152,24 +152,28 @@ static void test_bounds_mid_training(void) {
 }
 
 static void test_summary(void) {
-    // two models, capacity exactly 3.5 and 3.7 bits a parameter: slope through 0 between them
-    const char *txt = "[{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":10,\"bits_per_sequence\":96,"
+    // two models, capacity exactly 3.5 and 3.7 bits a parameter: slope through 0 between them;
+    // a third whose best converged cell memorized all its data (a lower bound): not in the fit
+    const char *txt = "[{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":100,\"bits_per_sequence\":96,"
                       "\"memorized_bits\":3500,\"heldout_loss\":5,\"converged\":true},"
-                      "{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":40,\"bits_per_sequence\":96,"
+                      "{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":400,\"bits_per_sequence\":96,"
                       "\"memorized_bits\":3000,\"heldout_loss\":4.5,\"converged\":true},"
-                      "{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":80,\"bits_per_sequence\":96,"
+                      "{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":800,\"bits_per_sequence\":96,"
                       "\"memorized_bits\":9000,\"heldout_loss\":4.4,\"converged\":false},"
-                      "{\"layers\":2,\"width\":8,\"precision\":\"f32\",\"params\":2000,\"sequences\":10,\"bits_per_sequence\":96,"
-                      "\"memorized_bits\":7400,\"heldout_loss\":5,\"converged\":true}]";
+                      "{\"layers\":2,\"width\":8,\"precision\":\"f32\",\"params\":2000,\"sequences\":100,\"bits_per_sequence\":96,"
+                      "\"memorized_bits\":7400,\"heldout_loss\":5,\"converged\":true},"
+                      "{\"layers\":3,\"width\":8,\"precision\":\"f32\",\"params\":3000,\"sequences\":10,\"bits_per_sequence\":96,"
+                      "\"memorized_bits\":955,\"heldout_loss\":5,\"converged\":true}]";
     Json j;
     CHECK(json_parse(&j, txt, strlen(txt)) == 0, "parse");
     G3CapSummary sum;
     CHECK(g3_cap_summarize(json_root(&j), &sum) == 0, "summary %s", g3_error());
-    CHECK(sum.nm == 2 && sum.nfit == 2, "two models");
-    CHECK(sum.nm == 2 && sum.m[0].capacity == 3500 && sum.m[1].capacity == 7400, "capacity: the most over converged cells only");
+    CHECK(sum.nm == 3 && sum.nfit == 2, "three models, two in the fit (%d)", sum.nfit);
+    CHECK(sum.nm == 3 && sum.m[0].capacity == 3500 && sum.m[1].capacity == 7400, "capacity: the most over converged cells only");
+    CHECK(sum.nm == 3 && !sum.m[0].data_limited && !sum.m[1].data_limited && sum.m[2].data_limited, "data-limited capacity flagged");
     CHECK(fabs(sum.slope - 3.9) < 1e-9 && fabs(sum.intercept + 400) < 1e-6, "OLS slope %g intercept %g", sum.slope, sum.intercept);
     CHECK(fabs(sum.slope0 - (1000 * 3500.0 + 2000 * 7400.0) / (1000 * 1000.0 + 2000 * 2000.0)) < 1e-9, "slope through 0 %g", sum.slope0);
-    CHECK(sum.m[0].observed_peak_n == 10, "peak of held-out loss at N=10");
+    CHECK(sum.m[0].observed_peak_n == 100, "peak of held-out loss at N=100");
     g3_cap_summary_free(&sum);
     json_free(&j);
 }

@@ -18,10 +18,11 @@ for m in s["models"]:
     if pred:
         r = obs / pred
         dd += " (x%.2f%s)" % (r, ", within 2x" if 0.5 <= r <= 2 else ", OUTSIDE 2x")
-    models.append("L%dxD%d %s bits/param=%s conv=%s %s" % (m["layers"], m["width"], m["precision"],
-                  "%.2f" % bpp if bpp is not None else "-", conv, dd))
+    lim = " (data-limited: lower bound, not in the fit)" if m.get("capacity_data_limited") else ""
+    models.append("L%dxD%d %s bits/param=%s%s conv=%s %s" % (m["layers"], m["width"], m["precision"],
+                  "%.2f" % bpp if bpp is not None else "-", lim, conv, dd))
 s0 = s["slope_through_origin"]
-band = [m["bits_per_param"] for m in s["models"] if m["bits_per_param"] is not None]
+band = [m["bits_per_param"] for m in s["models"] if m["bits_per_param"] is not None and not m.get("capacity_data_limited")]
 ok_band = all(2.9 <= b <= 4.2 for b in band) and band
 ok_slope = s0 is not None and abs(s0 / 3.6 - 1) <= 0.15
 print("capacity: slope %s bits/param (through origin; %s vs 3.6 +-15%%; with intercept %s) over %d models; band 2.9-4.2 %s; "
