@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # capacity_tiny.sh (~60 s): checks the GPU capacity path works and measures its speed.
 # 1. the probe the lead ran before (2 x 64, N = 2000, V = 2048), 1000 steps: steps/s of one cell;
-# 2. capacity_grid.sh with a 45 s budget (calibration + a short full grid, threads, report);
+# 2. capacity_grid.sh with a 35 s budget (calibration + a short full grid, threads, report);
 # 3. the 16-cell grid at 300 steps as threads and as child processes (which way is faster).
 # Writes into $OUT (or /tmp/g3cap-tiny). Needs ./gemma3 built with CUDA=1.
 set -u
@@ -12,7 +12,7 @@ T0=$(date +%s.%N)
 RC=$?
 T1=$(date +%s.%N)
 echo "probe (L2 D64 N2000 V2048, 1000 steps, one cell, exit $RC): $(python3 -c "print('%.1f s, %.0f steps/s' % ($T1 - $T0, 1000 / ($T1 - $T0)))") | $(tail -1 "$DEST/probe.txt")"
-OUT="$DEST" BUDGET=${BUDGET:-45} CAL=${CAL:-100} bash bench/gpu/capacity_grid.sh
+OUT="$DEST" BUDGET=${BUDGET:-35} CAL=${CAL:-100} bash bench/gpu/capacity_grid.sh
 # threads against child processes: the same 16-cell grid at 300 steps a cell each way
 for wk in threads processes; do
     T0=$(date +%s.%N)
