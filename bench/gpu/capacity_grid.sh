@@ -40,10 +40,10 @@ calib() {  # $1: steps; sets CT (seconds); 1 on failure
     CT=$(elapsed "$t0" "$(now)")
 }
 CALT=$(( BUDGET / 3 ))   # a hang must not eat the whole budget
-WK=threads
+WK=${WORKERS:-threads}   # or processes (capacity_tiny.sh times both)
 T0=$(now)
 if ! calib $CAL; then
-    echo "capacity_grid: threaded calibration failed ($(grep -m1 -i -e fail -e error "$DEST/calib$CAL.log")); child processes instead"
+    echo "capacity_grid: calibration as $WK failed ($(grep -m1 -i -e fail -e error "$DEST/calib$CAL.log")); child processes instead"
     WK=processes
     calib $CAL || { echo "capacity_grid: calibration FAILED"; tail -5 "$DEST/calib$CAL.log"; exit 1; }
 fi
