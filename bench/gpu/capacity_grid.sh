@@ -21,6 +21,7 @@ CAL=${CAL:-500}
 MAX_STEPS_CAP=${MAX_STEPS_CAP:-40000}
 NPROC=$(nproc)
 JOBS=${JOBS:-$(( NPROC > 16 ? 16 : NPROC ))}   # 4 models x 4 sizes: one wave on 16 cores
+PRECISION=${PRECISION:-f32}   # or bf16 (bf16 operands in the products, f32 master weights: docs/capacity.md)
 DEVICE=${DEVICE:-cuda}   # cpu: to try this script without a GPU (with a tiny EXTRA)
 EXTRA=${EXTRA:-}         # more options for every cell, e.g. "--vocab 64 --seq-len 16"
 DEST=${OUT:-/tmp/g3cap}
@@ -29,7 +30,7 @@ mkdir -p "$DEST"
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(round($2 - $1, 2))"; }
 nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv,noheader > "$DEST/gpu.txt" 2>&1
-G="./gemma3 capacity --grid --layers $LAYERS --width $WIDTHS --multiples $MULTIPLES --schedule cosine --device $DEVICE --jobs $JOBS --eval-steps ${EVAL_STEPS:-500} --quiet $EXTRA"
+G="./gemma3 capacity --grid --layers $LAYERS --width $WIDTHS --multiples $MULTIPLES --schedule cosine --precision $PRECISION --device $DEVICE --jobs $JOBS --eval-steps ${EVAL_STEPS:-500} --quiet $EXTRA"
 
 # calibration: the same grid at CAL and 3 x CAL steps a cell; the difference is the cost of
 # 2 x CAL steps (evaluations included), the rest the fixed cost (start, cuBLAS, first calls)
