@@ -152,24 +152,28 @@ static void test_bounds_mid_training(void) {
 }
 
 static void test_summary(void) {
-    // two models, capacity exactly 3.5 and 3.7 bits a parameter: slope through 0 between them
-    const char *txt = "[{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":10,\"bits_per_sequence\":96,"
+    // two models, capacity exactly 3.5 and 3.7 bits a parameter: slope through 0 between them;
+    // a third whose best converged cell memorized all its data (a lower bound): not in the fit
+    const char *txt = "[{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":100,\"bits_per_sequence\":96,"
                       "\"memorized_bits\":3500,\"heldout_loss\":5,\"converged\":true},"
-                      "{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":40,\"bits_per_sequence\":96,"
+                      "{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":400,\"bits_per_sequence\":96,"
                       "\"memorized_bits\":3000,\"heldout_loss\":4.5,\"converged\":true},"
-                      "{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":80,\"bits_per_sequence\":96,"
+                      "{\"layers\":1,\"width\":8,\"precision\":\"f32\",\"params\":1000,\"sequences\":800,\"bits_per_sequence\":96,"
                       "\"memorized_bits\":9000,\"heldout_loss\":4.4,\"converged\":false},"
-                      "{\"layers\":2,\"width\":8,\"precision\":\"f32\",\"params\":2000,\"sequences\":10,\"bits_per_sequence\":96,"
-                      "\"memorized_bits\":7400,\"heldout_loss\":5,\"converged\":true}]";
+                      "{\"layers\":2,\"width\":8,\"precision\":\"f32\",\"params\":2000,\"sequences\":100,\"bits_per_sequence\":96,"
+                      "\"memorized_bits\":7400,\"heldout_loss\":5,\"converged\":true},"
+                      "{\"layers\":3,\"width\":8,\"precision\":\"f32\",\"params\":3000,\"sequences\":10,\"bits_per_sequence\":96,"
+                      "\"memorized_bits\":955,\"heldout_loss\":5,\"converged\":true}]";
     Json j;
     CHECK(json_parse(&j, txt, strlen(txt)) == 0, "parse");
     G3CapSummary sum;
     CHECK(g3_cap_summarize(json_root(&j), &sum) == 0, "summary %s", g3_error());
-    CHECK(sum.nm == 2 && sum.nfit == 2, "two models");
-    CHECK(sum.nm == 2 && sum.m[0].capacity == 3500 && sum.m[1].capacity == 7400, "capacity: the most over converged cells only");
+    CHECK(sum.nm == 3 && sum.nfit == 2, "three models, two in the fit (%d)", sum.nfit);
+    CHECK(sum.nm == 3 && sum.m[0].capacity == 3500 && sum.m[1].capacity == 7400, "capacity: the most over converged cells only");
+    CHECK(sum.nm == 3 && !sum.m[0].data_limited && !sum.m[1].data_limited && sum.m[2].data_limited, "data-limited capacity flagged");
     CHECK(fabs(sum.slope - 3.9) < 1e-9 && fabs(sum.intercept + 400) < 1e-6, "OLS slope %g intercept %g", sum.slope, sum.intercept);
     CHECK(fabs(sum.slope0 - (1000 * 3500.0 + 2000 * 7400.0) / (1000 * 1000.0 + 2000 * 2000.0)) < 1e-9, "slope through 0 %g", sum.slope0);
-    CHECK(sum.m[0].observed_peak_n == 10, "peak of held-out loss at N=10");
+    CHECK(sum.m[0].observed_peak_n == 100, "peak of held-out loss at N=100");
     g3_cap_summary_free(&sum);
     json_free(&j);
 }
@@ -203,6 +207,30 @@ static void test_cli(void) {
     if (g3_backend_cuda_devices() > 0) {
         CHECK(sh("%s capacity --layers 1 --width 16 --sequences 8 --max-steps 30 --device cuda --out %s/cuda 2> %s/cuda.err", bin, dir, dir) == 0,
               "cuda: capacity on the GPU failed");
+        // the evaluation on the GPU (the backend's loss op) against the CPU's: the untrained
+        // model's code lengths at step 0, and after 20 steps (f32 sums in another order)
+        double at[2][2];
+        for (int d = 0; d < 2; d++) {
+            CHECK(sh("%s capacity --layers 1 --width 16 --sequences 8 %s --device %s --out %s/ev%d > /dev/null 2>&1", bin, common,
+                     d ? "cuda" : "cpu", dir, d) == 0, "eval cell on %s", d ? "cuda" : "cpu");
+            snprintf(p, sizeof p, "%s/ev%d/results.json", dir, d);
+            at[d][0] = at[d][1] = NAN;
+            if (json_parse_file(&j, p) == 0) {
+                const JsonNode *cells = json_get(json_root(&j), "cells"), *c = cells ? json_at(cells, 0) : NULL;
+                const JsonNode *curve = c ? json_get(c, "curve") : NULL;
+                if (curve && curve->count >= 2 && json_at(curve, 0)->count == 6) {
+                    at[d][0] = json_at(json_at(curve, 0), 2)->num;  // train loss at step 0
+                    at[d][1] = json_at(json_at(curve, 1), 4)->num;  // memorized bits at the next evaluation
+                }
+                json_free(&j);
+            }
+        }
+        CHECK(fabs(at[0][0] - at[1][0]) <= 1e-5 * fabs(at[0][0]), "cuda: untrained loss %.9g vs cpu %.9g", at[1][0], at[0][0]);
+        CHECK(fabs(at[0][1] - at[1][1]) <= 0.02 * fabs(at[0][1]) + 1, "cuda: memorized bits %.6g vs cpu %.6g", at[1][1], at[0][1]);
+        // a GPU grid: cells as threads of one process, a backend (stream) each
+        CHECK(sh("%s capacity --grid --layers 1,2 --width 16 --sequences 4,8 %s --device cuda --jobs 4 --out %s/gridc 2> %s/gridc.err", bin,
+                 common, dir, dir) == 0, "cuda grid as threads");
+        CHECK(sh("grep -q 'as threads of this process' %s/gridc.err && test $(ls %s/gridc/cells | wc -l) = 4", dir, dir) == 0, "cuda grid: 4 cells");
     } else {
         CHECK(sh("%s capacity --layers 1 --width 16 --sequences 8 --device cuda --out %s/cuda 2> %s/cuda.err", bin, dir, dir) == 1, "cuda: exit 1");
         CHECK(sh("grep -q -e 'without the CUDA backend' -e 'no GPU' %s/cuda.err", dir) == 0, "cuda: says why");
@@ -238,6 +266,32 @@ static void test_cli(void) {
         CHECK(sum && json_get(sum, "models") && json_get(sum, "models")->count == 2, "2 models in the summary");
         json_free(&j);
     } else CHECK(0, "%s", g3_error());
+    // --workers threads (the GPU's default: one backend per cell thread): the same cells, bit for bit
+    CHECK(sh("%s capacity --grid --layers 1,2 --width 16 --sequences 4,8 %s --jobs 3 --workers threads --out %s/gridt 2> %s/gridt.err", bin,
+             common, dir, dir) == 0, "grid as threads");
+    CHECK(sh("grep -q 'as threads of this process' %s/gridt.err", dir) == 0, "threads: said so");
+    Json jt;
+    snprintf(p, sizeof p, "%s/gridt/results.json", dir);
+    if (json_parse_file(&jt, p) == 0) {
+        snprintf(p, sizeof p, "%s/grid/results.json", dir);
+        if (json_parse_file(&j, p) == 0) {
+            const JsonNode *a = json_get(json_root(&j), "cells"), *b = json_get(json_root(&jt), "cells");
+            CHECK(a && b && a->count == 4 && b->count == 4, "threads: 4 cells");
+            int same = 0;
+            for (uint32_t i = 0; a && b && i < a->count; i++)
+                for (uint32_t k = 0; k < b->count; k++) {
+                    const JsonNode *x = json_at(a, i), *y = json_at(b, k);
+                    if (field(x, "layers") == field(y, "layers") && field(x, "sequences") == field(y, "sequences"))
+                        same += field(x, "memorized_bits") == field(y, "memorized_bits") && field(x, "heldout_loss") == field(y, "heldout_loss") &&
+                                field(x, "steps") == field(y, "steps");
+                }
+            CHECK(same == 4, "threads: %d of 4 cells equal the processes' results", same);
+            json_free(&j);
+        } else CHECK(0, "%s", g3_error());
+        json_free(&jt);
+    } else CHECK(0, "%s", g3_error());
+    CHECK(sh("%s capacity --grid --layers 1 --width 16 --sequences 4 %s --workers fibers --out %s/gridf 2> /dev/null", bin, common, dir) == 1,
+          "--workers fibers refused");
     const char *other = "--vocab 64 --seq-len 16 --batch 4 --lr 0.02 --warmup 10 --max-steps 60 --eval-steps 20 --heldout 8 --threads 1 --quiet";
     CHECK(sh("%s capacity --grid --layers 1,2 --width 16 --sequences 4,8 %s --out %s/grid 2> %s/grid.err", bin, other, dir, dir) == 1,
           "a grid over cells of other settings is refused");

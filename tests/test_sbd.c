@@ -310,6 +310,57 @@ static void test_generate(void) {
     free(c.ids);
     free(a.ids);
     free(g.ids);
+    // sampling (temperature > 0): the KV cache still equals recomputation with the same seed
+    o.stop_ids = NULL;
+    o.nstop = 0;
+    G3SamplerConfig sc = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0, .repeat_penalty = 1.0f, .seed = 7};
+    o.sampling = &sc;
+    G3SbdResult d, e;
+    CHECK(g3_sbd_generate(&m, prompt, np, &o, &d) == 0, "sampled: %s", g3_error());
+    o.recompute = 1;
+    CHECK(g3_sbd_generate(&m, prompt, np, &o, &e) == 0, "sampled, recomputed: %s", g3_error());
+    o.recompute = 0;
+    CHECK(d.n == N && e.n == N && !memcmp(d.ids, e.ids, sizeof(int32_t) * N) && d.nfe == e.nfe, "sampled: KV cache = recomputation");
+    free(e.ids);
+    CHECK(g3_sbd_generate(&m, prompt, np, &o, &e) == 0 && e.n == N && !memcmp(d.ids, e.ids, sizeof(int32_t) * N), "sampled: same seed, same ids");
+    free(d.ids);
+    free(e.ids);
+    // the draws follow softmax(z / T): one masked position, many seeds; the share of draws of
+    // the most likely token against its probability, at the first temperature of 1, 2, 4, ...
+    // where that probability is between 0.2 and 0.8 (the tiny fixture's logits are peaked)
+    const int S = 400;
+    G3State *st = g3_state_new(&m, 1, np + 1, np + 2, 1, NULL);
+    float *z = malloc(sizeof(float) * V);
+    const int32_t msk = 4;
+    CHECK(st && z && g3_sbd_forward(st, prompt, np, &msk, 1, z) == 0, "forward %s", g3_error());
+    const int top = z ? g3_argmax(z, V) : 0;
+    double p1 = 1;
+    float temp = 1;
+    for (; z && temp <= 1024; temp *= 2) {
+        double zs = 0;
+        for (int v = 0; v < V; v++) zs += exp((z[v] - z[top]) / temp);
+        p1 = 1 / zs;
+        if (p1 <= 0.8) break;
+    }
+    CHECK(p1 >= 0.2 && p1 <= 0.8, "a temperature (%g) where the top token has probability %.3f", temp, p1);
+    sc.temperature = temp;
+    o.block = 1;
+    o.gamma = 0;
+    o.max_tokens = 1;
+    o.state = st;
+    int hits = 0;
+    for (int k = 0; k < S; k++) {
+        sc.seed = 1000 + (uint64_t)k;
+        G3SbdResult f;
+        if (g3_sbd_generate(&m, prompt, np, &o, &f)) { CHECK(0, "%s", g3_error()); break; }
+        hits += f.ids[0] == top;
+        free(f.ids);
+    }
+    const double fr = (double)hits / S, sd = sqrt(p1 * (1 - p1) / S);
+    CHECK(fabs(fr - p1) <= 4 * sd, "draws of the most likely token at temperature %g: %.3f, probability %.3f (sd %.3f)", temp, fr, p1, sd);
+    free(z);
+    g3_state_free(st);
+    o = (G3SbdOptions){.block = K, .gamma = 0.35, .mask_id = 4, .max_tokens = N};
     // refusals
     o.mask_id = V;
     CHECK(g3_sbd_generate(&m, prompt, np, &o, &c) != 0, "a mask id outside the vocabulary is refused");
@@ -336,6 +387,12 @@ static void test_commands(void) {
     CHECK(sh("./gemma3 generate --model %s/run --sbd --block 3 --gamma 0.35 --ids 2,12,22,7 --max-tokens 5 --print-ids --exact >%s/ids.txt "
              "2>%s/gen.log", d, d, d) == 0, "generate --sbd");
     CHECK(sh("grep -Eq '^[0-9]+(,[0-9]+){4}$' %s/ids.txt && grep -q 'forward passes (nfe' %s/gen.log", d, d) == 0, "five ids on stdout, nfe on stderr");
+    // --temperature > 0: drawn, the same ids for the same --seed; without it, greedy as above
+    CHECK(sh("for s in 1 2; do ./gemma3 generate --model %s/run --sbd --block 3 --ids 2,12,22,7 --max-tokens 5 --print-ids --exact "
+             "--temperature 2 --top-k 0 --top-p 1 --seed 5 >%s/t$s.txt 2>/dev/null || exit 1; done; cmp -s %s/t1.txt %s/t2.txt && "
+             "grep -Eq '^[0-9]+(,[0-9]+){4}$' %s/t1.txt", d, d, d, d, d) == 0, "generate --sbd --temperature: same seed, same ids");
+    CHECK(sh("./gemma3 generate --model %s/run --sbd --block 3 --gamma 0.35 --ids 2,12,22,7 --max-tokens 5 --print-ids --exact --temperature 0 "
+             ">%s/t0.txt 2>/dev/null && cmp -s %s/t0.txt %s/ids.txt", d, d, d, d) == 0, "generate --sbd --temperature 0: greedy");
     CHECK(sh("./gemma3 generate --model %s/run --ids 2,12,22,7 --max-tokens 5 --print-ids >/dev/null 2>&1", d) == 0, "ordinary generation on an SBD model");
     CHECK(sh("./gemma3 generate --model %s/run --ids 2,12 --block 3 >/dev/null 2>&1", d) != 0, "--block without --sbd refused");
     CHECK(sh("./gemma3 train --init %s/cfg.json --data %s/data.jsonl --out %s/run2 --objective sbd --sbd-block-min 5 --sbd-block-max 3 "

@@ -7,6 +7,8 @@
 // then the grid's results.json with the capacity fit, and with --html an offline report.
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +26,10 @@
 #define CMD "capacity"
 
 typedef struct {
-    const char *layers, *width, *sequences, *multiples, *out, *device, *precision, *save_model, *schedule;
+    const char *layers, *width, *sequences, *multiples, *out, *device, *precision, *save_model, *schedule, *workers;
     long vocab, seq_len, seed, heldout_seed, heldout, batch, max_steps, eval_steps, warmup, threads, jobs, lr_drops;
     double lr, wd, min_gain;
-    int grid, html, quiet;
+    int grid, html, quiet, collect;
 } Args;
 
 static void progress(void *user, const G3CapSpec *s, const G3CapResult *r, const G3CapPoint *p) {
@@ -189,6 +191,67 @@ static double cost(const Job *j, const G3CapSpec *s) {
     return (double)g3_cap_params(j->layers, j->width, s->vocab, s->seq_len) * (double)j->nseq;
 }
 
+// Cells as threads of this process (--workers threads; the default with --device cuda): each
+// thread trains one cell at a time with a backend of its own (on a GPU: its own stream and
+// cuBLAS handle, so the small kernels of several cells run side by side, where separate
+// processes would take turns on the device), one CPU thread each.
+typedef struct {
+    const Args *a;
+    const G3CapSpec *s;
+    Job *jobs;
+    int nj, next, finished, todo, failed;
+    double t0;
+    pthread_mutex_t mu;
+} Pool;
+
+static void *pool_worker(void *arg) {
+    Pool *pl = arg;
+    omp_set_num_threads(1);  // this thread's host work; the cells run side by side instead
+    for (;;) {
+        pthread_mutex_lock(&pl->mu);
+        Job *j = NULL;
+        while (pl->next < pl->nj && !j) {
+            Job *c = &pl->jobs[pl->next++];
+            if (!cell_done(c->dir, pl->s)) j = c;
+        }
+        pthread_mutex_unlock(&pl->mu);
+        if (!j) return NULL;
+        G3CapSpec cs = *pl->s;
+        cs.layers = j->layers;
+        cs.width = j->width;
+        cs.nseq = j->nseq;
+        G3CapResult r;
+        int quiet = pl->a->quiet;
+        int ok = g3_cap_run(&cs, &r, progress, &quiet) == 0;
+        if (ok) {
+            ok = write_cell(j->dir, &cs, &r) == 0;
+            g3_cap_result_free(&r);
+        }
+        char msg[1100];
+        snprintf(msg, sizeof msg, "%s", ok ? "" : g3_error());
+        pthread_mutex_lock(&pl->mu);
+        pl->finished++;
+        pl->failed += !ok;
+        fprintf(stderr, "capacity: cell L%d D%d N%ld %s%s (%d of %d this run, %.0f s elapsed)\n", j->layers, j->width, j->nseq,
+                ok ? "done" : "FAILED: ", msg, pl->finished, pl->todo, g3_now() - pl->t0);
+        pthread_mutex_unlock(&pl->mu);
+    }
+}
+
+static int run_threads(const Args *a, const G3CapSpec *s, Job *jobs, int nj, int todo) {
+    Pool pl = {.a = a, .s = s, .jobs = jobs, .nj = nj, .todo = todo, .t0 = g3_now()};
+    pthread_mutex_init(&pl.mu, NULL);
+    const int nt = (int)G3_MIN(a->jobs, (long)G3_MAX(todo, 1));
+    pthread_t th[1024];
+    int started = 0;
+    for (; started < nt; started++)
+        if (pthread_create(&th[started], NULL, pool_worker, &pl)) break;
+    if (!started) pool_worker(&pl);  // no thread could start: this one does the work
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&pl.mu);
+    return pl.failed;
+}
+
 static int run_grid(const Args *a, G3CapSpec *s) {
     long L[MAXL], D[MAXL], Nl[64];
     double M[64];
@@ -230,8 +293,12 @@ static int run_grid(const Args *a, G3CapSpec *s) {
         if (d < 0) return cli_fail(CMD, "%s", g3_error());
         todo += !d;
     }
-    fprintf(stderr, "capacity: grid of %d cells in %s (%d done already, %d to run, %ld at a time)\n", nj, a->out, nj - todo, todo, a->jobs);
-    int running = 0, failed = 0, finished = 0, next = 0;
+    const int threads = !strcmp(a->workers, "threads") || (!strcmp(a->workers, "auto") && !strcmp(s->device, "cuda"));
+    fprintf(stderr, "capacity: grid of %d cells in %s (%d done already, %d to run, %ld at a time, as %s)\n", nj, a->out, nj - todo, todo,
+            a->jobs, threads ? "threads of this process" : "child processes");
+    // --collect: gather the finished cells only (a grid stopped halfway, looked at as it stands)
+    int running = 0, failed = threads && !a->collect ? run_threads(a, s, jobs, nj, todo) : 0, finished = 0;
+    int next = threads || a->collect ? nj : 0;
     double t0 = g3_now();
     while (next < nj || running) {
         while (running < a->jobs && next < nj) {
@@ -282,7 +349,7 @@ static int run_grid(const Args *a, G3CapSpec *s) {
 int cmd_capacity(int argc, char **argv) {
     G3CapSpec s;
     g3_cap_spec_defaults(&s);
-    Args a = {.device = "cpu", .precision = "f32", .schedule = "plateau", .vocab = s.vocab, .seq_len = s.seq_len, .seed = (long)s.seed,
+    Args a = {.device = "cpu", .precision = "f32", .schedule = "plateau", .workers = "auto", .vocab = s.vocab, .seq_len = s.seq_len, .seed = (long)s.seed,
               .heldout_seed = (long)s.heldout_seed, .heldout = s.nheld, .batch = s.batch, .max_steps = s.max_steps,
               .eval_steps = s.eval_steps, .warmup = s.warmup, .lr = s.lr, .wd = s.wd, .min_gain = s.min_gain, .jobs = 0, .lr_drops = s.lr_drops};
     CliOpt opts[] = {
@@ -310,6 +377,8 @@ int cmd_capacity(int argc, char **argv) {
         {"--grid", OPT_FLAG, &a.grid, "run every --layers x --width x (--multiples or --sequences) cell; resumable"},
         {"--multiples", OPT_STR, &a.multiples, "--grid: dataset sizes as multiples of each model's expected capacity (3.6 bits x params), e.g. 0.5,1,2,4"},
         {"--jobs", OPT_INT, &a.jobs, "--grid: cells trained at once (0: one per core)", 0, 1024},
+        {"--workers", OPT_STR, &a.workers, "--grid: cells run as processes (child processes of this program, one thread each) or threads (of this process, a backend each: on a GPU one stream per cell, so several cells' kernels run at once); auto: threads with --device cuda, processes on the CPU"},
+        {"--collect", OPT_FLAG, &a.collect, "--grid: run nothing; write results.json (and --html) from the cells finished so far"},
         {"--html", OPT_FLAG, &a.html, "--grid: also write report.html (offline, self-contained)"},
         {"--quiet", OPT_FLAG, &a.quiet, "no progress lines"},
         CLI_THREADS_OPT(a.threads),
@@ -341,12 +410,15 @@ int cmd_capacity(int argc, char **argv) {
     s.lr_drops = (int)a.lr_drops;
     s.cosine = !strcmp(a.schedule, "cosine");
     if (!s.cosine && strcmp(a.schedule, "plateau")) return cli_fail(CMD, "--schedule must be plateau or cosine, not '%s'", a.schedule);
+    if (strcmp(a.workers, "auto") && strcmp(a.workers, "threads") && strcmp(a.workers, "processes"))
+        return cli_fail(CMD, "--workers must be auto, threads or processes, not '%s'", a.workers);
     if (a.grid) {
         if (a.save_model) return cli_fail(CMD, "--save-model is for one cell, not --grid");
         if (!a.jobs) a.jobs = G3_MAX(1L, sysconf(_SC_NPROCESSORS_ONLN));
         return run_grid(&a, &s);
     }
-    if (a.multiples || a.html || cli_given("--jobs")) return cli_fail(CMD, "--multiples, --jobs and --html go with --grid");
+    if (a.multiples || a.html || a.collect || cli_given("--jobs") || cli_given("--workers"))
+        return cli_fail(CMD, "--multiples, --jobs, --workers, --collect and --html go with --grid");
     cli_set_threads(a.threads);
     return run_cell(&a, &s);
 }

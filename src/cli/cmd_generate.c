@@ -59,15 +59,16 @@ static int on_token_one(void *ctx, int i, int32_t id, G3StopReason *why) {
     return 0;
 }
 
-// --sbd: Set Block Decoding (gen/sbd.h) of one prompt, greedy within the Entropy-Bounded
-// sampler; the ids (or text) as below, the forward passes (NFE) on stderr.
+// --sbd: Set Block Decoding (gen/sbd.h) of one prompt within the Entropy-Bounded sampler,
+// greedy, or drawn through `sampling` when it is given (--temperature > 0); the ids (or text)
+// as below, the forward passes (NFE) on stderr.
 static int generate_sbd(const G3Model *m, const G3Tokenizer *tok, const int32_t *ids, int T, int max_tokens, long block, double gamma,
-                        int exact, int print_ids, int quiet, int raw_ids) {
+                        int exact, int print_ids, int quiet, int raw_ids, const G3SamplerConfig *sampling) {
     int mask_id = tok ? g3_tok_id_of(tok, "<mask>") : G3_SBD_MASK_ID;
     if (mask_id < 0) return cli_fail("generate", "--sbd: the tokenizer has no <mask> token");
     int32_t stop_ids[2] = {tok ? g3_tok_eos(tok) : m->cfg.eos, tok ? g3_tok_end_of_turn(tok) : -1};
     G3SbdOptions o = {.block = (int)block, .gamma = gamma, .mask_id = mask_id, .max_tokens = max_tokens, .stop_ids = stop_ids,
-                      .nstop = raw_ids && !tok ? 0 : stop_ids[1] >= 0 ? 2 : 1, .fast = !exact};
+                      .nstop = raw_ids && !tok ? 0 : stop_ids[1] >= 0 ? 2 : 1, .fast = !exact, .sampling = sampling};
     G3SbdResult r;
     if (g3_sbd_generate(m, ids, T, &o, &r)) return cli_fail("generate", "--sbd: %s", g3_error());
     if (tok && !print_ids) {
@@ -109,7 +110,7 @@ int cmd_generate(int argc, char **argv) {
         {"--stop", OPT_LIST, &stop_opt, CLI_STOP_HELP},
         CLI_SAMPLING_OPTS(cs),
         {"--print-ids", OPT_FLAG, &print_ids, "print the new ids, comma-separated, on the last line"},
-        {"--sbd", OPT_FLAG, &sbd, "Set Block Decoding (a model trained with --objective sbd): blocks of --block tokens, greedy, forward passes on stderr (docs/sbd.md)"},
+        {"--sbd", OPT_FLAG, &sbd, "Set Block Decoding (a model trained with --objective sbd): blocks of --block tokens, greedy (drawn with the sampling options when --temperature > 0 is given), forward passes on stderr (docs/sbd.md)"},
         {"--block", OPT_INT, &sbd_block, "--sbd: tokens a block", 1, 4096},
         {"--gamma", OPT_FLOAT, &sbd_gamma, "--sbd: entropy bound (nats) of the tokens revealed together (0: one a pass)"},
         {"--tokenizer", OPT_STR, &tok_path, "tokenizer.json or tokenizer.model (default: from the model folder)"},
@@ -213,7 +214,9 @@ int cmd_generate(int argc, char **argv) {
     if (T < 0) { cli_fail("generate", "%s", g3_error()); goto out; }
     if (T == 0) { cli_fail("generate", "empty prompt"); goto out; }
     if (sbd) {
-        rc = generate_sbd(&m, tok, ids, T, (int)max_tokens, sbd_block, sbd_gamma, exact, print_ids, quiet, ids_s != NULL);
+        // greedy unless a temperature > 0 is asked for on the command line
+        const int draw = !isnan(cs.temperature) && sc.temperature > 0;
+        rc = generate_sbd(&m, tok, ids, T, (int)max_tokens, sbd_block, sbd_gamma, exact, print_ids, quiet, ids_s != NULL, draw ? &sc : NULL);
         goto out;
     }
     if (ctx == 0) ctx = G3_MIN((long)m.cfg.max_pos, T + max_tokens);

@@ -95,37 +95,28 @@ static void fill_batch(int32_t *in, int32_t *tg, const int32_t *seqs, const int6
 }
 
 int g3_cap_nll_bits(G3TrainModel *tm, G3TrainCtx *ctx, int B, const int32_t *seqs, int64_t n, int T, int V, double *nll_bits) {
-    const int Vm = tm->m.cfg.vocab;
+    // The loss op of the context's backend gives each sequence's summed cross-entropy (nats,
+    // in double, softmax over all V + 1 rows): on a GPU only B doubles a batch come back,
+    // never the [B*T, V+1] logits (16 MiB a batch at V = 2048, and ~4M exps on one host core).
     const int64_t BT = (int64_t)B * T;
-    float *logits = g3_malloc((size_t)BT * (size_t)Vm * sizeof(float));  // [B*T, V+1]
     int32_t *in = g3_malloc((size_t)BT * sizeof(int32_t)), *tg = g3_malloc((size_t)BT * sizeof(int32_t));
     int64_t *idx = g3_malloc((size_t)B * sizeof(int64_t));
+    double *logp = g3_malloc((size_t)B * sizeof(double));
     int rc = -1;
-    if (!logits || !in || !tg || !idx) goto out;
+    if (!in || !tg || !idx || !logp) goto out;
     for (int64_t i0 = 0; i0 < n; i0 += B) {
         const int k = (int)G3_MIN((int64_t)B, n - i0);
         for (int b = 0; b < k; b++) idx[b] = i0 + b;
         fill_batch(in, tg, seqs, idx, k, B, T, V);
-        if (g3_train_logits(tm, ctx, in, logits)) goto out;
-        for (int b = 0; b < k; b++) {
-            double s = 0;  // nats
-            for (int t = 0; t < T; t++) {
-                const float *z = logits + ((int64_t)b * T + t) * Vm;
-                float mx = z[0];
-                for (int v = 1; v < Vm; v++) mx = z[v] > mx ? z[v] : mx;
-                double se = 0;
-                for (int v = 0; v < Vm; v++) se += exp((double)z[v] - mx);
-                s += (double)mx + log(se) - (double)z[tg[(int64_t)b * T + t]];
-            }
-            nll_bits[i0 + b] = s / M_LN2;
-        }
+        if (g3_train_seq_logps(tm, ctx, in, tg, logp)) goto out;
+        for (int b = 0; b < k; b++) nll_bits[i0 + b] = -logp[b] / M_LN2;
     }
     rc = 0;
 out:
-    free(logits);
     free(in);
     free(tg);
     free(idx);
+    free(logp);
     return rc;
 }
 

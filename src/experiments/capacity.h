@@ -97,7 +97,8 @@ int64_t g3_cap_params(int layers, int width, int vocab, int seq_len);
 // n sequences of T ids uniform in [0, V), a pure function of (seed, sequence, position).
 void g3_cap_tokens(int32_t *out, int64_t n, int T, int V, uint64_t seed);
 // Code lengths nll_bits[n] of n sequences (seqs [n, T]) under the model, through the
-// training forward in batches of B sequences (ctx made for B x T); the start token is id V.
+// training forward and the backend's loss op in batches of B sequences (ctx made for B x T;
+// on a GPU only each sequence's summed loss comes back); the start token is id V.
 int g3_cap_nll_bits(G3TrainModel *tm, G3TrainCtx *ctx, int B, const int32_t *seqs, int64_t n, int T, int V, double *nll_bits);
 // sum_i max(0, bits_per_seq - nll_bits[i]).
 double g3_cap_memorized(const double *nll_bits, int64_t n, double bits_per_seq);

@@ -1,6 +1,7 @@
 // capacity_grid.c: a grid's cells gathered into one results.json, and the capacity fit:
 // per model (layers x width x precision) the capacity is the plateau of total memorized bits
-// as N grows, taken as the most memorized over its converged cells; bits per parameter is
+// as N grows, taken as the most memorized over its converged cells (a lower bound, and left
+// out of the fit, when that cell memorized >= 99% of its data: no plateau was reached); bits per parameter is
 // capacity / params, and the paper's 3.6 is the slope of capacity against params (fitted here
 // through the origin and, with two models or more, with an intercept).
 #include <math.h>
@@ -48,7 +49,10 @@ int g3_cap_summarize(const JsonNode *cells, G3CapSummary *sum) {
         m->ncells++;
         if (truth(c, "converged")) {
             m->nconverged++;
-            m->capacity = G3_MAX(m->capacity, mem);
+            if (mem > m->capacity) {
+                m->capacity = mem;
+                m->data_limited = mem >= 0.99 * N * num(c, "bits_per_sequence");
+            }
         }
         if (held > peak_loss[i]) {
             peak_loss[i] = held;
@@ -61,7 +65,7 @@ int g3_cap_summarize(const JsonNode *cells, G3CapSummary *sum) {
         G3CapModel *m = &sum->m[i];
         m->bits_per_param = m->capacity / (double)m->params;
         m->predicted_peak_n = m->bits_per_sequence > 0 ? m->capacity / m->bits_per_sequence : NAN;
-        if (!m->nconverged) continue;
+        if (!m->nconverged || m->data_limited) continue;
         const double x = (double)m->params, y = m->capacity;
         sxy += x * y, sxx += x * x, sx += x, sy += y;
         sum->nfit++;
@@ -97,7 +101,8 @@ void g3_cap_summary_json(FILE *f, const G3CapSummary *sum) {
         jnum(f, m->nconverged ? m->bits_per_param : NAN);
         fputs(", \"predicted_peak_sequences\": ", f);
         jnum(f, m->nconverged ? m->predicted_peak_n : NAN);
-        fprintf(f, ", \"observed_peak_sequences\": %lld}", (long long)m->observed_peak_n);
+        fprintf(f, ", \"observed_peak_sequences\": %lld, \"capacity_data_limited\": %s}", (long long)m->observed_peak_n,
+                m->nconverged && m->data_limited ? "true" : "false");
     }
     fprintf(f, "], \"fit_models\": %d, \"slope_through_origin\": ", sum->nfit);
     jnum(f, sum->slope0);

@@ -22,12 +22,16 @@ typedef struct {
     double bits_per_sequence;
     double predicted_peak_n;  // capacity / bits a sequence: where the double descent should peak
     int64_t observed_peak_n;  // N of the highest held-out loss among the model's cells
+    // The cell that gave the capacity memorized (nearly) all of its data (>= 99% of its bits):
+    // it was limited by its dataset, not by the model, so the capacity is only a lower bound
+    // (no plateau seen) and the model stays out of the fit.
+    int data_limited;
 } G3CapModel;
 
 typedef struct {
     G3CapModel *m;
     int nm;
-    int nfit;                      // models in the fit (those with a converged cell)
+    int nfit;                      // models in the fit (a converged cell that was not data-limited)
     double slope0;                 // least squares through the origin: capacity = slope0 * params
     double slope, intercept;       // ordinary least squares (>= 2 models)
 } G3CapSummary;

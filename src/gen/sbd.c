@@ -46,14 +46,14 @@ int g3_sbd_forward(G3State *s, const int32_t *clean, int nc, const int32_t *blk,
     return g3_pass_head(&ph, logits, s->xlast, K, 1);
 }
 
-// Entropy (nats) and argmax of softmax(z[V]), in double.
-static double entropy(const float *z, int V, int *best) {
+// Entropy (nats) of softmax(z[V] * inv_t) and the argmax of z, in double.
+static double entropy(const float *z, int V, double inv_t, int *best) {
     int bi = 0;
     for (int v = 1; v < V; v++)
         if (z[v] > z[bi]) bi = v;
     double sum = 0, ez = 0;
     for (int v = 0; v < V; v++) {
-        const double d = (double)z[v] - z[bi], e = exp(d);
+        const double d = ((double)z[v] - z[bi]) * inv_t, e = exp(d);
         sum += e;
         ez += e * d;
     }
@@ -85,8 +85,12 @@ int g3_sbd_generate(const G3Model *m, const int32_t *prompt, int np, const G3Sbd
     double *H = g3_malloc(sizeof *H * (size_t)K);
     int *best = g3_malloc(sizeof *best * (size_t)K), *order = g3_malloc(sizeof *order * (size_t)K);
     uint8_t *done = g3_malloc((size_t)K);
+    const int sample = o->sampling && o->sampling->temperature > 0;
+    const double inv_t = sample ? 1.0 / o->sampling->temperature : 1.0;
+    G3Sampler *smp = sample ? g3_sampler_new(o->sampling, V) : NULL;
+    float *row = sample ? g3_malloc(sizeof *row * (size_t)V) : NULL;  // the sampler edits its logits
     int rc = -1;
-    if (!s || !all || !blk || !logits || !H || !best || !order || !done) goto out;
+    if (!s || !all || !blk || !logits || !H || !best || !order || !done || (sample && (!smp || !row))) goto out;
     memcpy(all, prompt, sizeof *all * (size_t)np);
     int n = np, pending = np;  // tokens so far; how many at the end are not yet in the cache
     while (n - np < maxn && !r->stopped) {
@@ -104,18 +108,32 @@ int g3_sbd_generate(const G3Model *m, const int32_t *prompt, int np, const G3Sbd
             int nm = 0;
             for (int i = 0; i < k; i++) {
                 if (done[i]) continue;
-                H[i] = entropy(logits + (long)i * V, V, &best[i]);
+                H[i] = entropy(logits + (long)i * V, V, inv_t, &best[i]);
                 int j = nm++;
                 while (j > 0 && H[order[j - 1]] > H[i]) { order[j] = order[j - 1]; j--; }
                 order[j] = i;
             }
             // reveal while the summed entropy stays within gamma; at least one
             double sum = 0;
+            int nr = 0;
             for (int j = 0; j < nm; j++) {
                 sum += H[order[j]];
                 if (j > 0 && sum > o->gamma) break;
-                blk[order[j]] = best[order[j]];
-                done[order[j]] = 1;
+                nr++;
+            }
+            for (int j = 0; j < nr; j++) done[order[j]] = 2;  // revealed by this pass
+            // their tokens, in position order (a draw each when sampling)
+            for (int i = 0; i < k; i++) {
+                if (done[i] != 2) continue;
+                done[i] = 1;
+                if (!sample) {
+                    blk[i] = best[i];
+                } else {
+                    memcpy(row, logits + (long)i * V, sizeof *row * (size_t)V);
+                    const int t = g3_sampler_sample(smp, row, all, n);
+                    if (t < 0) goto out;
+                    blk[i] = t;
+                }
                 left--;
             }
             // a revealed stop id with every position before it revealed ends the block (and the
@@ -138,6 +156,8 @@ int g3_sbd_generate(const G3Model *m, const int32_t *prompt, int np, const G3Sbd
 out:
     r->seconds = g3_now() - t0;
     if (s != o->state) g3_state_free(s);
+    g3_sampler_free(smp);
+    free(row);
     free(all); free(blk); free(logits); free(H); free(best); free(order); free(done);
     return rc;
 }

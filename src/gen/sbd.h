@@ -8,6 +8,10 @@
 // clean rows in front of the new block's rows (the prompt is the first of those), so caching
 // is exact: the paper's Algorithm 2/3. The block's own rows see the cache and each other both
 // ways and are never cached (pass.h block_last). gamma = 0 reveals one token a pass.
+// With a sampling chain (temperature > 0), the entropies are those of the tempered
+// distributions softmax(z / T) and each revealed position draws its token through the chain
+// (sampler.h: penalties over the tokens so far, top-k, temperature, top-p, min-p), one draw a
+// position in position order, from the chain's own seeded stream.
 // CPU backend only for now (the block attention op; CUDA has none).
 #ifndef G3_GEN_SBD_H
 #define G3_GEN_SBD_H
@@ -20,6 +24,7 @@
 
 #include "../model/forward.h"
 #include "../model/model.h"
+#include "../sampler/sampler.h"
 
 typedef struct {
     int block;                // K >= 1
@@ -31,6 +36,7 @@ typedef struct {
     int nstop;
     int fast;                 // 1: inference's fast matrix mode; 0: exact f32
     int recompute;            // 1: no KV cache: every pass recomputes prompt + finished blocks (a test's reference)
+    const G3SamplerConfig *sampling;  // NULL or temperature 0: greedy; else draws through this chain (above)
     G3State *state;           // optional: a state of the model to use (slot 0, reset first; context >= prompt +
                               // max_tokens, rows >= that + block); NULL: one is made for the call
 } G3SbdOptions;
