@@ -51,6 +51,9 @@ if want decode && room 120; then  # issue 16: 1B batch-1 decode, fused products 
     say "1B decode (512-token prompt, 256 new, greedy):"; cat "$O/decode.log"
     cmp -s /tmp/dec_11.ids /tmp/dec_00.ids && say "same ids with and without fusing/PDL" || say "IDS DIFFER with fusing/PDL"
 fi
+if want model && room 60; then
+    timeout $(( $(left) - 20 )) build/cuda/tests/test_cuda_model >"$O/test_cuda_model.log" 2>&1; say "test_cuda_model: exit $? -- $(tail -1 "$O/test_cuda_model.log")"
+fi
 if want resume && room 100; then  # issue 17: SIGKILL in and between checkpoint writes, resumed bit for bit on the GPU
     G3_TEST_DEVICE=cuda BIN=./gemma3 timeout 90 build/cuda/tests/test_train_resume >"$O/test_train_resume.log" 2>&1
     say "test_train_resume --device cuda: exit $? -- $(tail -1 "$O/test_train_resume.log")"; grep -hE "FAIL|uninterrupted" "$O/test_train_resume.log" | head -5
@@ -96,9 +99,6 @@ fi
 if want memcheck && room 100; then
     timeout $(( $(left) - 40 )) compute-sanitizer --tool memcheck --leak-check no build/cuda/tests/test_cuda_train >"$O/memcheck.log" 2>&1
     say "memcheck test_cuda_train: exit $? -- $(grep -E 'ERROR SUMMARY' "$O/memcheck.log" | tail -1)"
-fi
-if want model && room 60; then
-    timeout $(( $(left) - 20 )) build/cuda/tests/test_cuda_model >"$O/test_cuda_model.log" 2>&1; say "test_cuda_model: exit $? -- $(tail -1 "$O/test_cuda_model.log")"
 fi
 if want stories && room 120 && [ -d .gpudata ]; then
     timeout $(( $(left) - 10 )) tests/cuda/gpu_train_stories.sh >"$O/stories.log" 2>&1; say "stories:"; cat "$O/stories.log" | head -12
