@@ -70,8 +70,8 @@ static void check_linear(G3Cuda *cu, G3DType wt, int T, int K, int N) {
 }
 
 // The fused decode products: q/k/v in one launch (linear_multi) and gate/up with GeGLU
-// (linear_geglu) must give the bits of the separate calls (g3cu_linear, g3cu_geglu), in both
-// modes, at T where the fused kernel runs and past it (its fallback).
+// (linear_geglu) against the separate calls (g3cu_linear, g3cu_geglu), in both modes, at T
+// where the fused kernel runs and past it (its fallback): the same sums, up to rounding.
 static void check_fused(G3Cuda *cu, G3DType wt, int T, int K, const int N3[3], G3CuMode mode, int erf_form) {
     int NT = N3[0] + N3[1] + N3[2];
     float *x = malloc(sizeof(float) * T * K), *wv = malloc(sizeof(float) * NT * K);
@@ -96,8 +96,11 @@ static void check_fused(G3Cuda *cu, G3DType wt, int T, int K, const int N3[3], G
     CHECK(g3cu_linear_multi(cu, 3, ys, dx, ws, wt, T, K, N3, mode) == 0, "%s", g3_error());
     to_host(cu, sep, dsep, sizeof(float) * T * NT);
     to_host(cu, fus, dfus, sizeof(float) * T * NT);
-    CHECK(!memcmp(sep, fus, sizeof(float) * T * NT), "linear_multi %s T %d K %d N %d/%d/%d mode %d: not the separate calls' bits",
-          g3_dtype_name(wt), T, K, N3[0], N3[1], N3[2], (int)mode);
+    // the same products; the warps that share a row are chosen for the whole launch, so where a
+    // part alone would get another split its sums may round differently (exact f32 either way)
+    double em = rel_err(fus, sep, (long)T * NT);
+    CHECK(all_finite(fus, (long)T * NT) && em < 1e-6, "linear_multi %s T %d K %d N %d/%d/%d mode %d: rel err %.3g from the separate calls",
+          g3_dtype_name(wt), T, K, N3[0], N3[1], N3[2], (int)mode, em);
     // gate and up: the first N rows of the first two weights
     const int N = N3[0] < N3[1] ? N3[0] : N3[1];
     float *dg = dsep, *du = dsep + (long)T * N;

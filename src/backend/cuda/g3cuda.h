@@ -66,11 +66,12 @@ int g3cu_linear(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt,
 // for any T (in passes of 16 rows past 16), and the cuBLAS path for any T.
 int g3cu_linear_stream(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N);
 // n (1 to 3) products of the same x[T, K] in one launch where the streaming kernel serves T:
-// y[i][T, N[i]] = x . w[i]^T, all weights of type wt; the same bits as n g3cu_linear calls.
+// y[i][T, N[i]] = x . w[i]^T, all weights of type wt: n g3cu_linear calls, up to rounding (the
+// warps that split a row are chosen for the whole launch).
 int g3cu_linear_multi(G3Cuda *cu, int n, float *const *y, const float *x, const void *const *w, G3DType wt, int T, int K,
                       const int *N, G3CuMode mode);
 // a[T, N] = gelu(x . wg^T) * (x . wu^T), both products in one pass where the streaming kernel
-// serves T (the same bits as two g3cu_linear and g3cu_geglu); u [T, N] is scratch otherwise.
+// serves T (two g3cu_linear and g3cu_geglu up to rounding); u [T, N] is scratch otherwise.
 int g3cu_linear_geglu(G3Cuda *cu, float *a, float *u, const float *x, const void *wg, const void *wu, G3DType wt, int T,
                       int K, int N, int erf_form, G3CuMode mode);
 int g3cu_linear_blas(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, G3CuMode mode);

@@ -300,7 +300,8 @@ extern "C" int g3cu_linear(G3Cuda *cu, float *y, const float *x, const void *w, 
 
 // Up to three products of the same x in one launch (q, k, v at decode: one pass, one launch
 // where three would each pay the small matrices' ramp-up). Same arithmetic as g3cu_linear per
-// row, so the results are the same bits; past the streaming kernel's rows, one call each.
+// row (exact f32; only the split of long rows over warps follows the whole launch's size, so
+// sums may round differently); past the streaming kernel's rows, one call each.
 extern "C" int g3cu_linear_multi(G3Cuda *cu, int n, float *const *y, const float *x, const void *const *w, G3DType wt, int T,
                                  int K, const int *N, G3CuMode mode) {
     if (n < 1 || n > 3) return g3_errorf("cuda linear_multi: %d products (1 to 3)", n);
