@@ -20,6 +20,36 @@ if [ -f /tmp/llama_build.pid ] && [ "$(cat /tmp/llama_build.pid)" != $$ ] && kil
 fi
 T0=$(date +%s)
 mkdir -p build/peers && { [ -d $L ] || tar xJf .cudawt/llama.tar.xz -C build/peers; }
+# The npm package leaves out scripts/ui-assets.cmake (the server's web page, fetched or built
+# with npm): a stand-in makes an empty page, so llama-server builds; its HTTP API is unchanged.
+if [ ! -f $L/scripts/ui-assets.cmake ]; then
+    mkdir -p $L/scripts
+    cat >$L/scripts/ui_stub.h <<'H'
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+struct llama_ui_asset { std::string name, type, etag; const unsigned char *data; size_t size; };
+const std::vector<llama_ui_asset> &llama_ui_get_assets();
+const llama_ui_asset *llama_ui_find_asset(const std::string &name);
+bool llama_ui_use_gzip();
+H
+    cat >$L/scripts/ui_stub.cpp <<'C'
+#include "ui.h"
+static const unsigned char page[] = "<!doctype html><title>llama-server</title>";
+const std::vector<llama_ui_asset> &llama_ui_get_assets() {
+    static const std::vector<llama_ui_asset> a = {{"index.html", "text/html", "\"0\"", page, sizeof page - 1}};
+    return a;
+}
+const llama_ui_asset *llama_ui_find_asset(const std::string &name) {
+    for (const auto &x : llama_ui_get_assets()) if (x.name == name) return &x;
+    return nullptr;
+}
+bool llama_ui_use_gzip() { return false; }
+C
+    echo 'configure_file("${LLAMA_SOURCE_DIR}/scripts/ui_stub.h" "${UI_BINARY_DIR}/ui.h" COPYONLY)
+configure_file("${LLAMA_SOURCE_DIR}/scripts/ui_stub.cpp" "${UI_BINARY_DIR}/ui.cpp" COPYONLY)' >$L/scripts/ui-assets.cmake
+fi
 cmake -S $L -B $B -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release >/tmp/llama_cmake.log 2>&1 ||
     { tail -20 /tmp/llama_cmake.log; exit 1; }
