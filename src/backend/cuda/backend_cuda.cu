@@ -550,7 +550,12 @@ static int attention_cache(G3Backend *be, float *out, const G3KVCache *kv, G3KVC
     // head); others (tiny test models) run on the host like a hooked layer
     const int G = NH / kv->nkv;
     const int shape_ok = kv->hd % 32 == 0 && kv->hd <= 256 && NH % kv->nkv == 0 && (G == 1 || G == 2 || G == 4 || G == 8);
-    if (hook || !shape_ok) {
+    // an image's soft tokens attend both ways inside their run (G3Segment.kend): the kernels
+    // know only causal rows, so such a call (a prompt's prefill; never a decode step) runs on
+    // the host like a hooked layer
+    int both_ways = 0;
+    for (int i = 0; i < nseg; i++) both_ways |= segs[i].kend != NULL;
+    if (hook || !shape_ok || both_ways) {
         if (attention_on_host(cb, out, kv, layer, segs, nseg, q, k, v, rows, NH, window, scale, softcap, hook)) return -1;
         if (kv_app) cu_kv_append(be, kv_app, layer, segs, nseg, k, v);
         return 0;
@@ -739,6 +744,7 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->name = "cuda";
     be->kind = G3_BACKEND_CUDA;
     be->host = 0;
+    be->attn_kend = 1;  // image runs (rows that see their run's later keys) go through the host path below
     be->impl = cb;
     be->destroy = cu_destroy;
     be->alloc = cu_alloc;
