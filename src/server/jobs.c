@@ -310,6 +310,13 @@ static void on_done(void *user, int id) {
     Srv *v = j->srv;
     G3SeqInfo info;
     g3_engine_read(v->e, id, &info);
+    if (!v->o.quiet && info.stop != G3_STOP_ABORT && info.stop != G3_STOP_ERROR) {
+        // the forward passes' share of the request (the rest is queueing, sampling and HTTP)
+        const int out = c->ntok;
+        fprintf(stderr, "serve: choice %d: %d prompt tokens (%d cached) read in %.1f ms; %d new in %.1f ms of forward passes (%.1f tok/s)\n",
+                c->index, info.prompt_tokens, info.cached_tokens, 1e3 * info.prefill_s, out, 1e3 * info.decode_s,
+                info.decode_s > 0 ? out / info.decode_s : 0.0);
+    }
     c->stop = info.stop;
     c->cached = info.cached_tokens;
     c->seq = -1;

@@ -12,7 +12,7 @@ BUDGET=${BUDGET:-540}
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 room() { [ "$(left)" -gt "$1" ]; }
 say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
-# SKIP="llama prefill hf decode resume sae helpers gpustories profile ours peer memcheck model stories": steps to leave out of this call
+# SKIP="llama servediag prefill hf decode resume sae helpers gpustories profile ours peer memcheck model stories": steps to leave out of this call
 want() { case " ${SKIP:-} " in *" $1 "*) return 1;; esac; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 want llama && J=10 bench/gpu/peer_build.sh --background  # llama.cpp's CUDA build, meanwhile
@@ -50,6 +50,15 @@ if want decode && room 120; then  # issue 16: 1B batch-1 decode, fused products 
     done >"$O/decode.log"
     say "1B decode (512-token prompt, 256 new, greedy):"; cat "$O/decode.log"
     cmp -s /tmp/dec_11.ids /tmp/dec_00.ids && say "same ids with and without fusing/PDL" || say "IDS DIFFER with fusing/PDL"
+fi
+if want servediag && room 60; then  # issue 22: a stream's forward passes against what the client sees
+    M=/tmp/g3-1b; [ -f $M/config.json ] || ./gemma3 init --shape 1b --out $M >/dev/null 2>&1
+    cp -n tests/data/tokenizer/tokenizer.model $M/ 2>/dev/null
+    ./gemma3 serve --model $M --port 18099 --parallel 1 --ctx 1024 --temperature 0 --device cuda >"$O/servediag.log" 2>&1 &
+    SP=$!
+    for _ in $(seq 300); do curl -sf http://127.0.0.1:18099/health >/dev/null 2>&1 && break; sleep 0.1; done
+    say "serve, one stream: $(python3 bench/serve_load.py http://127.0.0.1:18099 1 3 64)"
+    kill $SP; wait $SP 2>/dev/null; grep "choice" "$O/servediag.log" | tail -3
 fi
 if want model && room 60; then
     timeout $(( $(left) - 20 )) build/cuda/tests/test_cuda_model >"$O/test_cuda_model.log" 2>&1; say "test_cuda_model: exit $? -- $(tail -1 "$O/test_cuda_model.log")"
