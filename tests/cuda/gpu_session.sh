@@ -12,7 +12,7 @@ BUDGET=${BUDGET:-540}
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 room() { [ "$(left)" -gt "$1" ]; }
 say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
-# SKIP="llama servediag prefill hf decode resume sae helpers gpustories profile ours peer memcheck model stories": steps to leave out of this call
+# SKIP="llama servediag vision prefill hf decode resume sae helpers gpustories profile ours peer memcheck model stories": steps to leave out of this call
 want() { case " ${SKIP:-} " in *" $1 "*) return 1;; esac; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 want llama && J=10 bench/gpu/peer_build.sh --background  # llama.cpp's CUDA build, meanwhile
@@ -83,8 +83,15 @@ if want helpers; then  # the helpers' GPU pieces, where their branches brought t
     done
     for b in ${HELPER_SCRIPTS:-}; do
         [ -x $b ] && room 90 || continue
-        timeout $(( $(left) - 60 < 150 ? $(left) - 60 : 150 )) $b >"$O/$(basename $b).log" 2>&1; say "$b: exit $?"; tail -8 "$O/$(basename $b).log"
+        HL=${HELPER_LIMIT:-150}
+        timeout $(( $(left) - 60 < HL ? $(left) - 60 : HL )) $b >"$O/$(basename $b).log" 2>&1; say "$b: exit $?"; tail -${HELPER_TAIL:-8} "$O/$(basename $b).log"
     done
+fi
+if want vision && room 60; then  # issue 23: transformers' per-layer tower values; the 4B tower on this host's CPU cores
+    timeout 40 python3 tests/ref/gen_vision_hooks_ref.py "$O/gemma3-tiny-vision-hooks" >"$O/vref.log" 2>&1; say "vision hooks reference: exit $? -- $(tail -1 "$O/vref.log")"
+    make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" build/cuda/bench/bench_vision >>"$O/build.log" 2>&1
+    G3_BENCH_DEVICE=cpu G3_BENCH_THREADS=$(nproc) G3_BENCH_REPEATS=3 OMP_WAIT_POLICY=PASSIVE timeout 60 build/cuda/bench/bench_vision >"$O/vision_cpu.log" 2>&1
+    say "vision tower on $(nproc) CPU cores: exit $?"; grep -E "tower \+ projector|TFLOP per image" "$O/vision_cpu.log" | head -4
 fi
 if want gpustories && room 80 && [ -d .gpudata ]; then
     GPU_ONLY=1 timeout $(( $(left) - 30 < 120 ? $(left) - 30 : 120 )) tests/cuda/gpu_train_stories.sh >"$O/stories.log" 2>&1; say "stories (GPU only):"; cat "$O/stories.log"
