@@ -40,7 +40,7 @@ calib() {  # $1: steps; sets CT (seconds); 1 on failure
     timeout $CALT $G --workers $WK --max-steps $1 --out "$W/calib$1" 2> "$DEST/calib$1.log" || return 1
     CT=$(elapsed "$t0" "$(now)")
 }
-CALT=$(( BUDGET / 3 ))   # a hang must not eat the whole budget
+CALT=$(( BUDGET / 3 > 60 ? BUDGET / 3 : 60 ))   # a hang must not eat the whole budget
 WK=${WORKERS:-threads}   # or processes (capacity_tiny.sh times both)
 T0=$(now)
 if ! calib $CAL; then
