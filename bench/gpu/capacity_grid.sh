@@ -61,7 +61,7 @@ echo "capacity_grid: calibration $CAL / $((3 * CAL)) steps a cell in $C1 / $C3 s
 python3 bench/gpu/capacity_summary.py "$W/calib$((3 * CAL))/results.json" "$C3" | sed 's/^/calibration /'
 
 T2=$(now)
-timeout $(python3 -c "print(int($LEFT) + 20)") $G --workers $WK --max-steps "$S" --html --out "$W/grid" 2> "$DEST/grid.log"
+timeout $(python3 -c "print(max(int($LEFT) + 20, 30))") $G --workers $WK --max-steps "$S" --html --out "$W/grid" 2> "$DEST/grid.log"
 RC=$?
 T3=$(now)
 if [ $RC = 124 ]; then  # out of time: the cells finished so far
