@@ -40,7 +40,7 @@ calib() {  # $1: steps; sets CT (seconds); 1 on failure
     timeout $CALT $G --workers $WK --max-steps $1 --out "$W/calib$1" 2> "$DEST/calib$1.log" || return 1
     CT=$(elapsed "$t0" "$(now)")
 }
-CALT=$(( BUDGET / 3 ))   # a hang must not eat the whole budget
+CALT=$(( BUDGET / 3 > 60 ? BUDGET / 3 : 60 ))   # a hang must not eat the whole budget
 WK=${WORKERS:-threads}   # or processes (capacity_tiny.sh times both)
 T0=$(now)
 if ! calib $CAL; then
@@ -61,7 +61,7 @@ echo "capacity_grid: calibration $CAL / $((3 * CAL)) steps a cell in $C1 / $C3 s
 python3 bench/gpu/capacity_summary.py "$W/calib$((3 * CAL))/results.json" "$C3" | sed 's/^/calibration /'
 
 T2=$(now)
-timeout $(python3 -c "print(int($LEFT) + 20)") $G --workers $WK --max-steps "$S" --html --out "$W/grid" 2> "$DEST/grid.log"
+timeout $(python3 -c "print(max(int($LEFT) + 20, 30))") $G --workers $WK --max-steps "$S" --html --out "$W/grid" 2> "$DEST/grid.log"
 RC=$?
 T3=$(now)
 if [ $RC = 124 ]; then  # out of time: the cells finished so far

@@ -242,12 +242,11 @@ static int run_threads(const Args *a, const G3CapSpec *s, Job *jobs, int nj, int
     Pool pl = {.a = a, .s = s, .jobs = jobs, .nj = nj, .todo = todo, .t0 = g3_now()};
     pthread_mutex_init(&pl.mu, NULL);
     const int nt = (int)G3_MIN(a->jobs, (long)G3_MAX(todo, 1));
-    pthread_t th[1024];
-    int started = 0;
-    for (; started < nt; started++)
-        if (pthread_create(&th[started], NULL, pool_worker, &pl)) break;
-    if (!started) pool_worker(&pl);  // no thread could start: this one does the work
-    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    // OpenMP's threads rather than threads of our own: they stay in its pool, so the per-thread
+    // scratch the kernels keep (sgemm panels, the CPU backend's workspace) is never orphaned by
+    // a thread exit; a cell's own parallel regions are nested inside and run on its one thread
+#pragma omp parallel num_threads(nt)
+    pool_worker(&pl);
     pthread_mutex_destroy(&pl.mu);
     return pl.failed;
 }
