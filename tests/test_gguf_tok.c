@@ -68,6 +68,18 @@ int main(void) {
     // as llama.cpp's converter writes it: from tokenizer.model
     CHECK(write_tok_gguf(TOK_DATA "/tokenizer.model", spm_gguf) == 0, "write from tokenizer.model: %s", g3_error());
     check_vectors(spm_gguf, "gguf from tokenizer.model", v, nv);
+    {   // the flags llama.cpp reads: no space before the text (its SentencePiece default adds
+        // one, and then every file we write tokenizes differently there), <bos>, no <eos>
+        GGUFFile g;
+        CHECK(gguf_open(&g, spm_gguf) == 0, "reopen: %s", g3_error());
+        const char *keys[3] = {"tokenizer.ggml.add_space_prefix", "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token"};
+        const int want[3] = {0, 1, 0};
+        for (int i = 0; i < 3; i++) {
+            const GGUFKV *kv = gguf_kv(&g, keys[i]);
+            CHECK(kv && kv->type == GGUF_BOOL && kv->value[0] == want[i], "%s: missing or not %d", keys[i], want[i]);
+        }
+        gguf_close(&g);
+    }
     // from tokenizer.json: merges carried
     if (json) {
         CHECK(write_tok_gguf(json, json_gguf) == 0, "write from tokenizer.json: %s", g3_error());

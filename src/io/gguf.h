@@ -102,6 +102,7 @@ typedef struct GGUFWriter {
 void gguf_w_init(GGUFWriter *w, uint32_t alignment);
 void gguf_w_u32(GGUFWriter *w, const char *key, uint32_t v);
 void gguf_w_f32(GGUFWriter *w, const char *key, float v);
+void gguf_w_bool(GGUFWriter *w, const char *key, int v);
 void gguf_w_str(GGUFWriter *w, const char *key, const char *v);
 // Arrays: n numbers of type elem (u8..f64, 4- or 8-byte ones as laid out in memory), or n
 // strings (lens[i] bytes each; lens NULL: NUL-terminated).

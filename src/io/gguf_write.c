@@ -34,6 +34,7 @@ static void put_str(GGUFWriter *w, const char *s) {
 
 void gguf_w_u32(GGUFWriter *w, const char *key, uint32_t v) { put_str(w, key); put_u32(w, GGUF_U32); put_u32(w, v); w->nkv++; }
 void gguf_w_f32(GGUFWriter *w, const char *key, float v) { put_str(w, key); put_u32(w, GGUF_F32); put(w, &v, 4); w->nkv++; }
+void gguf_w_bool(GGUFWriter *w, const char *key, int v) { uint8_t b = v != 0; put_str(w, key); put_u32(w, GGUF_BOOL); put(w, &b, 1); w->nkv++; }
 void gguf_w_str(GGUFWriter *w, const char *key, const char *v) { put_str(w, key); put_u32(w, GGUF_STRING); put_str(w, v); w->nkv++; }
 
 static size_t elem_size(GGUFType t) {

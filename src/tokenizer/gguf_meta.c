@@ -36,6 +36,11 @@ static void write_ids(GGUFWriter *w, const G3Tokenizer *t) {
     if (t->eos_id >= 0) gguf_w_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)t->eos_id);
     if (t->unk_id >= 0) gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)t->unk_id);
     if (t->pad_id >= 0) gguf_w_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)t->pad_id);
+    // As the converter writes Gemma's: <bos> first, no <eos>, and no space put before the text
+    // (llama.cpp's SentencePiece path adds one unless told not to: Gemma's tokenizer does not).
+    gguf_w_bool(w, "tokenizer.ggml.add_bos_token", 1);
+    gguf_w_bool(w, "tokenizer.ggml.add_eos_token", 0);
+    gguf_w_bool(w, "tokenizer.ggml.add_space_prefix", 0);
 }
 
 static int write_spm(GGUFWriter *w, const char *file, const G3Tokenizer *t) {
