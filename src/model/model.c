@@ -130,6 +130,8 @@ static int set_tensor(G3Model *m, int i, G3DType dt, const void *data, const cha
     t->nbytes = rows * rb;
     free(t->normf);
     t->normf = NULL;
+    g3_free_aligned(t->packed);  // a repacked copy of the old data is stale now
+    t->packed = NULL;
     if (t->kind != G3_KIND_NORM || dt == G3_F32) return 0;  // f32 norms are used where they lie
     t->normf = g3_malloc((size_t)t->numel * sizeof(float));
     if (!t->normf) return -1;
@@ -209,12 +211,14 @@ int g3_model_load(G3Model *m, const char *dir) {
         }
         prefault(t->data, t->nbytes);
     }
+    const char *rp = getenv("G3_REPACK");
+    if (!(rp && !strcmp(rp, "0")) && g3_model_repack(m)) return load_fail(m, src);
     return 0;
 }
 
 void g3_model_free(G3Model *m) {
     if (m->t)
-        for (int i = 0; i < m->nt; i++) free(m->t[i].normf);
+        for (int i = 0; i < m->nt; i++) free(m->t[i].normf), g3_free_aligned(m->t[i].packed);
     free(m->t);
     g3_source_close(m->src);
     memset(m, 0, sizeof *m);

@@ -38,6 +38,7 @@ typedef struct {
     int64_t nbytes;      // bytes of the whole tensor as stored
     const void *data;    // in the mapping (or owned, for models built in memory)
     float *normf;        // norms stored in another type than F32: their f32 copy (w, without the 1)
+    void *packed;        // NULL, or the weight repacked for the CPU kernels (model/repack.c; owned)
 } G3Tensor;
 
 typedef struct {
@@ -75,6 +76,12 @@ int g3_model_set(G3Model *m, int i, G3DType dt, const void *data);
 // the Hub uses. 0 found (out->name is the stored name), 1 absent (or no source), -1 error.
 int g3_model_source_tensor(const G3Model *m, const char *canonical, G3SourceTensor *out);
 void g3_model_free(G3Model *m);
+// Repacks the weights that a CPU kernel reads faster in its own layout (Q4_0 matrices, when the
+// CPU has AVX512-VNNI: kernels/cpu/quant_q4x16.h) into t->packed; g3_model_load calls it
+// (G3_REPACK=0 in the environment: not). The stored bytes stay (saving, exact mode read them);
+// a mapped file's pages of a repacked tensor are released to the page cache, so the memory
+// holds one copy. 0, or -1 out of memory (then nothing is repacked).
+int g3_model_repack(G3Model *m);
 
 // The weight handle of t: a matrix [out, in] as stored, a vector as one row; host memory.
 static inline G3Weight g3_tensor_weight(const G3Tensor *t) {
@@ -85,6 +92,7 @@ static inline G3Weight g3_tensor_weight(const G3Tensor *t) {
     w.row_bytes = t->row_bytes;
     w.data = t->data;
     w.mem = G3_MEM_HOST;
+    w.packed = t->packed;
     return w;
 }
 

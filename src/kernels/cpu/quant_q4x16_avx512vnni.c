@@ -1,0 +1,37 @@
+// quant_q4x16_avx512vnni.c: the repacked Q4_0 product (quant_q4x16.h) with AVX512-VNNI. Per
+// block of 16 rows: four loads of 64 bytes, each register's low nibbles one quad of the 16 rows
+// and its high nibbles the quad 16 elements on; each quad times its activation quad broadcast
+// (vpdpbusd: unsigned nibble x signed byte, four products summed per int32 lane), the lanes
+// are the rows. The float steps per row are the reference's: (float)s * (d_w * d_a), added.
+#include <immintrin.h>
+
+#include <string.h>
+
+#include "quant_q4x16.h"
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
+
+TGT static inline __m512i quad(const int8_t *qs) {
+    int32_t v;
+    memcpy(&v, qs, 4);
+    return _mm512_set1_epi32(v);
+}
+
+TGT void g3_q4x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows) {
+    const uint8_t *q = group, *sc = group + (size_t)nb * 256;
+    const __m512i m = _mm512_set1_epi8(0x0f);
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++, q += 256, sc += 32) {
+        const int8_t *aq = a[b].qs;
+        __m512i s0 = _mm512_set1_epi32(-8 * a[b].sum), s1 = _mm512_setzero_si512();  // two chains
+        for (int h = 0; h < 4; h++) {
+            const __m512i v = _mm512_loadu_si512((const void *)(q + 64 * h));
+            s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v, m), quad(aq + 4 * h));
+            s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m), quad(aq + 16 + 4 * h));
+        }
+        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)), _mm512_set1_ps(a[b].d));
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d));
+    }
+    if (nrows >= 16) _mm512_storeu_ps(y, acc);
+    else _mm512_mask_storeu_ps(y, (__mmask16)((1u << nrows) - 1), acc);
+}

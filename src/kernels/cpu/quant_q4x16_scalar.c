@@ -1,0 +1,68 @@
+// quant_q4x16_scalar.c: quant_q4x16.h's repack, reference product and GEMM panels (plain C).
+#include "quant_q4x16.h"
+
+#include <string.h>
+
+#include "../../tensor/quant.h"
+
+void g3_q4x16_pack(void *out, const void *w, int64_t row_bytes, int64_t N, int nb) {
+    const int64_t ng = (N + G3_Q4X16_ROWS - 1) / G3_Q4X16_ROWS;
+    for (int64_t g = 0; g < ng; g++) {
+        uint8_t *q = (uint8_t *)g3_q4x16_group(out, g, nb);
+        uint16_t sc[G3_Q4X16_ROWS];
+        for (int b = 0; b < nb; b++, q += 256) {
+            for (int r = 0; r < G3_Q4X16_ROWS; r++) {
+                const int64_t n = g * G3_Q4X16_ROWS + r;
+                if (n >= N) {  // padding: zero nibbles, zero scale
+                    for (int h = 0; h < 4; h++) memset(q + 64 * h + 4 * r, 0, 4);
+                    sc[r] = 0;
+                    continue;
+                }
+                const G3BlockQ4_0 *blk = (const G3BlockQ4_0 *)((const uint8_t *)w + n * row_bytes) + b;
+                for (int h = 0; h < 4; h++) memcpy(q + 64 * h + 4 * r, blk->qs + 4 * h, 4);
+                sc[r] = blk->d;
+            }
+            memcpy((uint8_t *)g3_q4x16_group(out, g, nb) + (size_t)nb * 256 + (size_t)b * 32, sc, sizeof sc);
+        }
+    }
+}
+
+void g3_q4x16_gemv_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows) {
+    const uint8_t *sc = group + (size_t)nb * 256;
+    for (int r = 0; r < nrows; r++) {
+        float acc = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *q = group + (size_t)b * 256 + 4 * r;
+            int32_t s = 0;
+            for (int h = 0; h < 4; h++)
+                for (int i = 0; i < 4; i++) {
+                    const uint8_t v = q[64 * h + i];
+                    s += (int32_t)(v & 0x0f) * a[b].qs[4 * h + i] + (int32_t)(v >> 4) * a[b].qs[16 + 4 * h + i];
+                }
+            s -= 8 * a[b].sum;
+            uint16_t d;
+            memcpy(&d, sc + (size_t)b * 32 + 2 * r, 2);
+            acc += (float)s * (g3_f16_to_f32(d) * a[b].d);
+        }
+        y[r] = acc;
+    }
+}
+
+G3Q4x16Gemv g3_q4x16_gemv(int level) {
+    return level >= G3_QDOT_AVX512VNNI && g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI ? g3_q4x16_gemv_avx512vnni : g3_q4x16_gemv_ref;
+}
+
+void g3_q4x16_to_panel(G3QPanelBlock *p, const uint8_t *group, int nb) {
+    const uint8_t *sc = group + (size_t)nb * 256;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *q = group + (size_t)b * 256;
+        uint8_t *lo = &p[b].q[0][0][0], *hi = &p[b].q[4][0][0];  // quads 0-3: low nibbles; 4-7: high
+        for (int j = 0; j < 256; j++) lo[j] = q[j] & 0x0f, hi[j] = q[j] >> 4;
+        for (int r = 0; r < G3_Q4X16_ROWS; r++) {
+            uint16_t d;
+            memcpy(&d, sc + (size_t)b * 32 + 2 * r, 2);
+            p[b].scale[0][r] = p[b].scale[1][r] = g3_f16_to_f32(d);
+            p[b].bias[r] = 0.0f;
+        }
+    }
+}

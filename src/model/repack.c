@@ -1,0 +1,41 @@
+// repack.c: g3_model_repack (model.h): weights copied at load into a CPU kernel's own layout.
+// Today one: Q4_0 matrices, 16 rows interleaved (kernels/cpu/quant_q4x16.h), when the CPU has
+// AVX512-VNNI (decode's kernel for that layout; on other CPUs the ggml rows' own kernels are
+// as fast as a repacked reference would not be).
+#include <string.h>
+#include <sys/mman.h>
+
+#include "../base/base.h"
+#include "../kernels/cpu/quant_dot.h"
+#include "../kernels/cpu/quant_q4x16.h"
+#include "model.h"
+
+// A mapped file's pages of [p, p + n) given back: the kernels read the repacked copy, and a
+// reader of the stored bytes (save, exact mode, the embedding's row lookup) faults them back in
+// from the page cache. Only whole pages inside the range (a neighbour's edge pages stay).
+static void release(const void *p, int64_t n) {
+    const uintptr_t pg = 4096, a = ((uintptr_t)p + pg - 1) & ~(pg - 1), e = ((uintptr_t)p + (uintptr_t)n) & ~(pg - 1);
+    if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+int g3_model_repack(G3Model *m) {
+    if (g3_qdot_cpu_level() < G3_QDOT_AVX512VNNI) return 0;
+    // only a read-only file mapping may give its pages back (a GGUF source maps its file;
+    // memory of a model built in memory would be lost)
+    const int mapped = m->src && m->src->kind && !strcmp(m->src->kind, "gguf");
+    for (int i = 0; i < m->nt; i++) {
+        G3Tensor *t = &m->t[i];
+        if (t->dtype != G3_Q4_0 || t->ndim != 2 || t->packed || !t->data) continue;
+        const int64_t N = t->shape[0];
+        const int nb = (int)(t->shape[1] / 32);
+        void *p = g3_malloc_aligned((size_t)g3_q4x16_bytes(N, nb));
+        if (!p) {
+            for (int j = 0; j < i; j++) g3_free_aligned(m->t[j].packed), m->t[j].packed = NULL;
+            return g3_error_prefix("repacking tensor '%s'", t->name);
+        }
+        g3_q4x16_pack(p, t->data, t->row_bytes, N, nb);
+        t->packed = p;
+        if (mapped) release(t->data, t->nbytes);
+    }
+    return 0;
+}
