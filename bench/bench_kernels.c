@@ -11,7 +11,8 @@
 //   4. sgemm on a training shape, GFLOP/s against the f32 FMA peak; and g3_gemm_bf16 against
 //      the bf16 one.
 // Weights are random and filled once. Timings on a shared machine are noisy: look at the
-// medians. Usage: bench_kernels [reps] (default 7).
+// medians. Usage: bench_kernels [reps] (default 7) [bandwidth] (only part 1: for scripts that
+// put a bandwidth beside a peer's figures, bench/quant_peers.sh).
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
@@ -254,6 +255,7 @@ int main(int argc, char **argv) {
     }
     double copy_gbs;
     bench_bandwidth(reps, &copy_gbs);
+    if (argc > 2 && !strcmp(argv[2], "bandwidth")) return 0;
     // Peak is the best repetition: others' load on the machine can only lower it.
     Stats pb = peak(1, reps), pf = peak(0, reps);
     printf("peak (register-only loops, best of %d): vdpbf16ps %.0f GFLOP/s (median %.0f), f32 FMA (%s) %.0f GFLOP/s (median %.0f)\n",

@@ -11,7 +11,10 @@
 # pp PROMPT / tg GEN. Never fails for a missing peer: it reports and goes on.
 set -u
 DIR=${1:-build/peers/quant} LB=${2:-${LLAMA_BIN:-build/peers/llama.cpp-src/bin}} ROUNDS=${3:-3} P=${4:-512} N=${5:-128}
-TYPES="BF16 Q8_0 Q4_0 Q4_K_M llama-Q4_0 llama-Q4_K_M"
+TYPES=${TYPES:-"BF16 Q8_0 Q4_0 Q4_K_M llama-Q4_0 llama-Q4_K_M"}
+# the machine's read bandwidth, measured in every round beside the engines (bench_kernels'
+# 1 GB read-only sum, T threads): decode's bytes per token (the file's) x tok/s against it
+BW=${BW:-build/rel/bench/bench_kernels}
 ls "$DIR"/1b-*.gguf >/dev/null 2>&1 || { echo "quant_peers: no 1b-TYPE.gguf files in $DIR (make them with gemma3 quantize; see the usage line)"; exit 0; }
 # LLAMA_BENCH: a command to run instead (e.g. "bash bench/peers/llama_cpp.sh bench": Debian's build)
 LLAMA_BENCH=${LLAMA_BENCH:-}
@@ -28,6 +31,10 @@ ids=$(awk -v p="$P" 'BEGIN{for(i=0;i<p;i++)printf "%s%d", i?",":"", 1000+37*i}')
 out=$(mktemp)
 for r in $(seq "$ROUNDS"); do
   echo "round $r: load average $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+  if [ -x "$BW" ]; then
+    bw=$(env OMP_NUM_THREADS=$T $OMPWAIT "$BW" 3 bandwidth | awk '$1 == "read" { print $2 }')
+    echo "read bandwidth round $r: $bw GB/s" | tee -a "$out"
+  fi
   for ty in $TYPES; do
     f=$DIR/1b-$ty.gguf
     [ -f "$f" ] || continue
@@ -53,4 +60,17 @@ for eng in llama.cpp gemma3.c; do
     done
   done
 done
+bw=$(sed -n 's/^read bandwidth round [0-9]*: \([0-9.]*\) GB\/s/\1/p' "$out" | sort -g | awk '{a[NR]=$1}END{if(NR)print (NR%2?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2)}')
+if [ -n "$bw" ]; then
+  echo "== decode's share of the read bandwidth (median $bw GB/s; bytes per token: the file's)"
+  for eng in llama.cpp gemma3.c; do
+    for ty in $TYPES; do
+      f=$DIR/1b-$ty.gguf
+      [ -f "$f" ] || continue
+      v=$(grep "^$eng $ty " "$out" | sed -n "s/.* decode \([0-9.]*\).*/\1/p" | sort -g | awk '{a[NR]=$1}END{if(NR)print (NR%2?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2)}')
+      [ -n "$v" ] && awk -v e="$eng" -v t="$ty" -v v="$v" -v b="$(stat -c %s "$f")" -v bw="$bw" \
+        'BEGIN { printf "%-10s %-13s %6.1f GB/s = %3.0f%% of the read bandwidth\n", e, t, v * b / 1e9, 100 * v * b / 1e9 / bw }'
+    done
+  done
+fi
 rm -f "$out"
