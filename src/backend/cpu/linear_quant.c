@@ -6,6 +6,7 @@
 // the f32 references (Q8_0 / Q4_0 direct, the others widened row by row).
 #include "linear_quant.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,7 +164,10 @@ static int linear_q4x16(float *y, const float *x, const G3Weight *w, int R) {
     const G3QuantA quant = g3_qdot_quantizer(g3_qdot_level());
     for (int r = 0; r < R; r++) quant(qa + (size_t)r * nb, x + (size_t)r * K, nb);
     const G3Q4x16Gemv gemv = g3_q4x16_gemv(g3_qdot_level());
-#pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
+    // chunks of ~1/6 of a thread's share, taken in turn: on a shared machine one core often
+    // runs slower, and equal halves leave the other waiting (as g3_matmul's GEMV)
+    const int chunk = G3_MAX(1, ng / (6 * omp_get_max_threads()));
+#pragma omp parallel for schedule(dynamic, chunk) if ((long)N * K * R > 65536)
     for (int g = 0; g < ng; g++) {
         const uint8_t *grp = g3_q4x16_group(w->packed, g, nb);
         const int n0 = g * G3_Q4X16_ROWS, nr = G3_MIN(G3_Q4X16_ROWS, N - n0);
