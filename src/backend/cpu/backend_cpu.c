@@ -68,7 +68,13 @@ static int cpu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w
         else g3_sgemm(0, 1, R, N, K, x, w->data, y, 0);
         return 0;
     case G3_BF16:
-    case G3_F16: g3_matmul(y, x, w->data, w->type, R, K, N, mode != G3_MM_EXACT); return 0;
+    case G3_F16: {
+        // prefill over bf16 weights: packed panels (linear_bf16.c); 1: not taken
+        const int rc = mode != G3_MM_EXACT && w->type == G3_BF16 ? g3_cpu_linear_bf16_gemm(y, x, w, R) : 1;
+        if (rc <= 0) return rc;
+        g3_matmul(y, x, w->data, w->type, R, K, N, mode != G3_MM_EXACT);
+        return 0;
+    }
     default:
         if (cpu_weight_check(be, w, NULL)) return -1;
         return g3_cpu_linear_quant(y, x, w, R, mode == G3_MM_EXACT);  // ggml's blocks; fast: int8 activations
