@@ -9,6 +9,9 @@
 
 #include "quant_q4x16.h"
 
+#ifndef PF
+#define PF 2048
+#endif
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 
 TGT static inline __m512i quad(const int8_t *qs) {
@@ -38,6 +41,12 @@ TGT void g3_q4x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const 
     const __m512i m = _mm512_set1_epi8(0x0f);
     __m512 acc = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++, q += 256, sc += 32) {
+        // the bytes PF ahead asked for now: the hardware prefetcher alone left one core at
+        // ~14 GB/s from memory (the ggml rows' kernel: 16)
+        _mm_prefetch((const char *)q + PF, _MM_HINT_T0);
+        _mm_prefetch((const char *)q + PF + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)q + PF + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)q + PF + 192, _MM_HINT_T0);
         const __m512i s = block16(q, a[b].qs, a[b].sum, m);
         const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)), _mm512_set1_ps(a[b].d));
         acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(s), d));

@@ -8,21 +8,22 @@
 void g3_q4x16_pack(void *out, const void *w, int64_t row_bytes, int64_t N, int nb) {
     const int64_t ng = (N + G3_Q4X16_ROWS - 1) / G3_Q4X16_ROWS;
     for (int64_t g = 0; g < ng; g++) {
-        uint8_t *q = (uint8_t *)g3_q4x16_group(out, g, nb);
-        uint16_t sc[G3_Q4X16_ROWS];
-        for (int b = 0; b < nb; b++, q += 256) {
-            for (int r = 0; r < G3_Q4X16_ROWS; r++) {
-                const int64_t n = g * G3_Q4X16_ROWS + r;
-                if (n >= N) {  // padding: zero nibbles, zero scale
-                    for (int h = 0; h < 4; h++) memset(q + 64 * h + 4 * r, 0, 4);
-                    sc[r] = 0;
+        uint8_t *q = (uint8_t *)g3_q4x16_group(out, g, nb), *sc = q + (size_t)nb * 256;
+        // row by row: each ggml row read in order, its quads written into the group (10 KB for
+        // a 1152-wide row: in the L1 / L2 while its 16 rows pass)
+        for (int r = 0; r < G3_Q4X16_ROWS; r++) {
+            const int64_t n = g * G3_Q4X16_ROWS + r;
+            const G3BlockQ4_0 *blk = n < N ? (const G3BlockQ4_0 *)((const uint8_t *)w + n * row_bytes) : NULL;
+            for (int b = 0; b < nb; b++) {
+                uint8_t *d = q + (size_t)b * 256 + 4 * r;
+                if (!blk) {  // padding: zero nibbles, zero scale
+                    for (int h = 0; h < 4; h++) memset(d + 64 * h, 0, 4);
+                    memset(sc + (size_t)b * 32 + 2 * r, 0, 2);
                     continue;
                 }
-                const G3BlockQ4_0 *blk = (const G3BlockQ4_0 *)((const uint8_t *)w + n * row_bytes) + b;
-                for (int h = 0; h < 4; h++) memcpy(q + 64 * h + 4 * r, blk->qs + 4 * h, 4);
-                sc[r] = blk->d;
+                for (int h = 0; h < 4; h++) memcpy(d + 64 * h, blk[b].qs + 4 * h, 4);
+                memcpy(sc + (size_t)b * 32 + 2 * r, &blk[b].d, 2);
             }
-            memcpy((uint8_t *)g3_q4x16_group(out, g, nb) + (size_t)nb * 256 + (size_t)b * 32, sc, sizeof sc);
         }
     }
 }
