@@ -235,11 +235,11 @@ static void test_fixture(G3Backend *be, const char *name) {
     memcpy(tm.params, p0, nb);  // sync_host must bring the device's weights over
     CHECK(g3_train_ctx_sync_host(cx, &od) == 0, "%s", g3_error());
     const double ep = rel_err(tm.params, ph, tm.n), em = rel_err(od.m, oh.m, tm.n), en = fabs(nd[5] - nh[5]) / nh[5];
-    // The first step's gradients agree to ~1e-6 (above) and the AdamW kernel is bit-exact
-    // (test_adamw), but these tiny random models (loss ~20-28) amplify last-bit differences
-    // step by step: measured on an H100, weights 1.3e-4, moments 6.7e-3 and the sixth step's
-    // gradient norm 1.2e-2 apart after six steps. The bounds catch a wrong step, not chaos.
-    CHECK(ep <= 1e-3 && em <= 5e-2 && en <= 5e-2, "%s: 6 AdamW steps on cuda vs CPU: weights %.3g, moments %.3g, last norm %.3g", name, ep,
+    // The bound on the weights (1e-5). An H100 run once measured 1.3e-4 here and the
+    // bounds were loosened as if it were chaos; it was the output head reading the embedding's
+    // stale device copy (uploaded once by host address) instead of the resident parameters,
+    // fixed in train_pass.c since; the run after the fix: weights 4.6e-7, moments 4.2e-6.
+    CHECK(ep <= 1e-5 && em <= 1e-4 && en <= 1e-4, "%s: 6 AdamW steps on cuda vs CPU: weights %.3g, moments %.3g, last norm %.3g", name, ep,
           em, en);
     printf("%-18s 6 resident AdamW steps (clip 0.5): weights vs CPU %.2e, first moments %.2e, last grad norm %.2e\n", name, ep, em, en);
     g3_train_ctx_free(cx);
