@@ -75,6 +75,12 @@ if want sae && room 200; then  # issue 24: sae train end to end on the GPU, and 
     say "sae train (GPU, 20 steps of 4096 rows, width 16384): exit $? in $(python3 -c "print(round($(date +%s.%N)-$T0S,1))") s"
     grep -E "training the SAE|step +20|rror" "$O/sae_train.log" | head -4
 fi
+if want vision && room 60; then  # issue 23: transformers' per-layer tower values; the 4B tower on this host's CPU cores
+    timeout 40 python3 tests/ref/gen_vision_hooks_ref.py "$O/gemma3-tiny-vision-hooks" >"$O/vref.log" 2>&1; say "vision hooks reference: exit $? -- $(tail -1 "$O/vref.log")"
+    make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" build/cuda/bench/bench_vision >>"$O/build.log" 2>&1
+    G3_BENCH_DEVICE=cpu G3_BENCH_THREADS=$(nproc) G3_BENCH_REPEATS=3 OMP_WAIT_POLICY=PASSIVE timeout 60 build/cuda/bench/bench_vision >"$O/vision_cpu.log" 2>&1
+    say "vision tower on $(nproc) CPU cores: exit $?"; grep -E "tower \+ projector|TFLOP per image" "$O/vision_cpu.log" | head -4
+fi
 if want helpers; then  # the helpers' GPU pieces, where their branches brought them
     for t in test_cuda_lora test_cuda_pack test_cuda_vision; do
         [ -f tests/$t.c ] && room 60 || continue
@@ -86,12 +92,6 @@ if want helpers; then  # the helpers' GPU pieces, where their branches brought t
         HL=${HELPER_LIMIT:-150}
         timeout $(( $(left) - 60 < HL ? $(left) - 60 : HL )) $b >"$O/$(basename $b).log" 2>&1; say "$b: exit $?"; tail -${HELPER_TAIL:-8} "$O/$(basename $b).log"
     done
-fi
-if want vision && room 60; then  # issue 23: transformers' per-layer tower values; the 4B tower on this host's CPU cores
-    timeout 40 python3 tests/ref/gen_vision_hooks_ref.py "$O/gemma3-tiny-vision-hooks" >"$O/vref.log" 2>&1; say "vision hooks reference: exit $? -- $(tail -1 "$O/vref.log")"
-    make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" build/cuda/bench/bench_vision >>"$O/build.log" 2>&1
-    G3_BENCH_DEVICE=cpu G3_BENCH_THREADS=$(nproc) G3_BENCH_REPEATS=3 OMP_WAIT_POLICY=PASSIVE timeout 60 build/cuda/bench/bench_vision >"$O/vision_cpu.log" 2>&1
-    say "vision tower on $(nproc) CPU cores: exit $?"; grep -E "tower \+ projector|TFLOP per image" "$O/vision_cpu.log" | head -4
 fi
 if want gpustories && room 80 && [ -d .gpudata ]; then
     GPU_ONLY=1 timeout $(( $(left) - 30 < 120 ? $(left) - 30 : 120 )) tests/cuda/gpu_train_stories.sh >"$O/stories.log" 2>&1; say "stories (GPU only):"; cat "$O/stories.log"
