@@ -13,14 +13,6 @@
 
 enum { SLAB_FLOATS = 16 << 20 };
 
-// f32 -> bf16 bits, round to nearest even, NaN kept NaN: the CPU's g3_f32_to_bf16.
-__device__ __forceinline__ uint16_t to_bf16(float f) {
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 __global__ void round_bf16_k(uint16_t *__restrict__ o, const float *__restrict__ x, long n) {
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) o[i] = to_bf16(x[i]);
 }
@@ -30,7 +22,7 @@ __global__ void widen_k(float *__restrict__ o, const void *__restrict__ w, long 
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) o[i] = Chunk<WT>::one(w, i);
 }
 
-static int round_bf16(G3Cuda *cu, uint16_t *o, const float *x, long n) {
+extern "C" int g3cu_round_bf16(G3Cuda *cu, uint16_t *o, const float *x, long n) {
     round_bf16_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(o, x, n);
     return g3cu_launched("round to bf16");
 }
@@ -52,7 +44,7 @@ extern "C" int g3cu_linear_blas(G3Cuda *cu, float *y, const float *x, const void
     const float one = 1.f, zero = 0.f;
     if (mode == G3CU_FAST && wt == G3_BF16) {
         uint16_t *xb = (uint16_t *)g3cu_scratch(cu, (size_t)T * K * 2);
-        if (!xb || round_bf16(cu, xb, x, (long)T * K)) return -1;
+        if (!xb || g3cu_round_bf16(cu, xb, x, (long)T * K)) return -1;
         return blas_ok(cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w, CUDA_R_16BF, K, xb, CUDA_R_16BF, K,
                                     &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                        "linear (bf16)");
@@ -92,7 +84,7 @@ extern "C" int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const 
         uint16_t *ab = (uint16_t *)g3cu_scratch(cu, (size_t)(na + nb + 8) * 2);
         if (!ab) return -1;
         uint16_t *bb = ab + ((na + 7) & ~7L);  // 16-byte aligned for the tensor cores
-        if (round_bf16(cu, ab, A, na) || round_bf16(cu, bb, B, nb)) return -1;
+        if (g3cu_round_bf16(cu, ab, A, na) || g3cu_round_bf16(cu, bb, B, nb)) return -1;
         return blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, bb, CUDA_R_16BF, ldb, ab, CUDA_R_16BF, lda, &beta, C,
                                     CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                        "gemm (bf16)");

@@ -123,6 +123,49 @@ static __device__ __forceinline__ float gelu(float x, int erf_form) {
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
+// Sum of v over a block of NT threads (a multiple of 32), in double, warps then their partials
+// (every thread gets the total); the max likewise. Each call's shared slots are its own.
+template <int NT> static __device__ __forceinline__ double block_sum_nt(double v) {
+    __shared__ double part[NT / 32];
+    __shared__ double total;
+    v = warp_sum_d(v);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        double s = threadIdx.x < NT / 32 ? part[threadIdx.x] : 0.0;
+        s = warp_sum_d(s);
+        if (threadIdx.x == 0) total = s;
+    }
+    __syncthreads();
+    const double t = total;
+    __syncthreads();  // part / total are reused by the next call
+    return t;
+}
+template <int NT> static __device__ __forceinline__ float block_max_nt(float v) {
+    __shared__ float part[NT / 32];
+    __shared__ float total;
+    v = warp_max(v);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float s = threadIdx.x < NT / 32 ? part[threadIdx.x] : -INFINITY;
+        s = warp_max(s);
+        if (threadIdx.x == 0) total = s;
+    }
+    __syncthreads();
+    const float t = total;
+    __syncthreads();
+    return t;
+}
+
+// f32 -> bf16 bits, round to nearest even, NaN kept NaN: the CPU's g3_f32_to_bf16.
+static __device__ __forceinline__ uint16_t to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
 static inline int g3cu_blocks(long n, int per) { return (int)((n + per - 1) / per); }
 // Blocks of 256 threads for a grid-stride loop over n elements: one per 256 elements, at most
 // eight per multiprocessor (enough to fill the card; the loop takes the rest), at least one.

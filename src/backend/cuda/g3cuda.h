@@ -75,6 +75,8 @@ int g3cu_linear_multi(G3Cuda *cu, int n, float *const *y, const float *x, const 
 int g3cu_linear_geglu(G3Cuda *cu, float *a, float *u, const float *x, const void *wg, const void *wu, G3DType wt, int T,
                       int K, int N, int erf_form, G3CuMode mode);
 int g3cu_linear_blas(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, G3CuMode mode);
+// o[n] = x[n] rounded to bf16 (to nearest even, as the CPU's g3_f32_to_bf16).
+int g3cu_round_bf16(G3Cuda *cu, uint16_t *o, const float *x, long n);
 // C[M, N] (+)= op(A) . op(B), row-major f32 as g3_sgemm: A [M, K] (ta = 0) or [K, M] (ta = 1),
 // B [K, N] (tb = 0) or [N, K] (tb = 1). FAST rounds A and B to bf16 (training's bf16 mode).
 int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,

@@ -9,24 +9,6 @@
 
 enum { NORM_T = 256 };
 
-// Sum of v over the block, in double; every thread gets the total.
-__device__ double block_sum_d(double v) {
-    __shared__ double part[NORM_T / 32];
-    __shared__ double total;
-    v = warp_sum_d(v);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        double s = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.0;
-        s = warp_sum_d(s);
-        if (threadIdx.x == 0) total = s;
-    }
-    __syncthreads();
-    double t = total;
-    __syncthreads();  // part/total are reused by the next call
-    return t;
-}
-
 __device__ __forceinline__ float rms_scale(double ss, int n, float eps) { return (float)(1.0 / sqrt(ss / n + eps)); }
 
 __global__ void __launch_bounds__(NORM_T) rmsnorm_k(float *y, float *rstd, const float *x, const float *__restrict__ w, int n,
@@ -36,7 +18,7 @@ __global__ void __launch_bounds__(NORM_T) rmsnorm_k(float *y, float *rstd, const
     float *yr = y + (long)blockIdx.x * n;
     double ss = 0;
     for (int i = threadIdx.x; i < n; i += NORM_T) ss += (double)xr[i] * xr[i];
-    const float r = rms_scale(block_sum_d(ss), n, eps);
+    const float r = rms_scale(block_sum_nt<NORM_T>(ss), n, eps);
     if (rstd && threadIdx.x == 0) rstd[blockIdx.x] = r;
     for (int i = threadIdx.x; i < n; i += NORM_T) yr[i] = xr[i] * r * (1.0f + w[i]);  // each i read then written by one thread
 }
@@ -59,7 +41,7 @@ __global__ void __launch_bounds__(NORM_T) add_rmsnorm_k(float *x, float *xn, con
     const long o = (long)blockIdx.x * n;
     double ss = 0;
     for (int i = threadIdx.x; i < n; i += NORM_T) ss += (double)t[o + i] * t[o + i];
-    const float r = rms_scale(block_sum_d(ss), n, eps);
+    const float r = rms_scale(block_sum_nt<NORM_T>(ss), n, eps);
     double ss2 = 0;
     for (int i = threadIdx.x; i < n; i += NORM_T) {
         float v = x[o + i] + t[o + i] * r * (1.0f + wp[i]);
@@ -67,7 +49,7 @@ __global__ void __launch_bounds__(NORM_T) add_rmsnorm_k(float *x, float *xn, con
         ss2 += (double)v * v;
     }
     if (!wn) return;  // uniform over the block
-    const float r2 = rms_scale(block_sum_d(ss2), n, eps);
+    const float r2 = rms_scale(block_sum_nt<NORM_T>(ss2), n, eps);
     for (int i = threadIdx.x; i < n; i += NORM_T) xn[o + i] = x[o + i] * r2 * (1.0f + wn[i]);
 }
 

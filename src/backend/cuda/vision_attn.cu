@@ -27,68 +27,23 @@ extern "C" size_t g3cu_attn_full_workspace(int T, int NH, int HD) {
     return align256(g * tt * sizeof(float)) + align256(g * tt * 2) + 3 * align256(td * 2);
 }
 
-// f32 -> bf16 bits, round to nearest even, NaN kept NaN (the CPU's g3_f32_to_bf16).
-static __device__ __forceinline__ uint16_t vis_to_bf16(float f) {
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-__global__ void vis_round_k(uint16_t *__restrict__ o, const float *__restrict__ x, long n) {
-    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) o[i] = vis_to_bf16(x[i]);
-}
-
-static __device__ double sm_block_sum(double v) {
-    __shared__ double part[SM_T / 32];
-    __shared__ double total;
-    v = warp_sum_d(v);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        double s = threadIdx.x < SM_T / 32 ? part[threadIdx.x] : 0.0;
-        s = warp_sum_d(s);
-        if (threadIdx.x == 0) total = s;
-    }
-    __syncthreads();
-    const double t = total;
-    __syncthreads();
-    return t;
-}
-static __device__ float sm_block_max(float v) {
-    __shared__ float part[SM_T / 32];
-    __shared__ float total;
-    v = warp_max(v);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        float s = threadIdx.x < SM_T / 32 ? part[threadIdx.x] : -INFINITY;
-        s = warp_max(s);
-        if (threadIdx.x == 0) total = s;
-    }
-    __syncthreads();
-    const float t = total;
-    __syncthreads();
-    return t;
-}
-
 // Row blockIdx.x of S [rows][n]: p = e^(scale s - max) / sum, as the CPU reference (vops.c)
 // computes it; written back to S (f32), or to P as bf16 when P is non-NULL.
 __global__ void __launch_bounds__(SM_T) vis_softmax_k(float *S, uint16_t *P, int n, float scale) {
     float *r = S + (long)blockIdx.x * n;
     float mx = -INFINITY;
     for (int i = threadIdx.x; i < n; i += SM_T) mx = fmaxf(mx, r[i] * scale);
-    mx = sm_block_max(mx);
+    mx = block_max_nt<SM_T>(mx);
     double s = 0;
     for (int i = threadIdx.x; i < n; i += SM_T) {
         const float e = expf(r[i] * scale - mx);
         r[i] = e;
         s += e;
     }
-    const float inv = 1.0f / (float)sm_block_sum(s);
+    const float inv = 1.0f / (float)block_sum_nt<SM_T>(s);
     if (P) {
         uint16_t *pr = P + (long)blockIdx.x * n;
-        for (int i = threadIdx.x; i < n; i += SM_T) pr[i] = vis_to_bf16(r[i] * inv);
+        for (int i = threadIdx.x; i < n; i += SM_T) pr[i] = to_bf16(r[i] * inv);
     } else {
         for (int i = threadIdx.x; i < n; i += SM_T) r[i] *= inv;
     }
@@ -108,7 +63,7 @@ __global__ void __launch_bounds__(SM_T) vis_softmax_reg_k(const float *S, float 
         e[j] = i < n ? S[row + i] * scale : -INFINITY;
         mx = fmaxf(mx, e[j]);
     }
-    mx = sm_block_max(mx);
+    mx = block_max_nt<SM_T>(mx);
     double s = 0;
 #pragma unroll
     for (int j = 0; j < PER; j++) {
@@ -116,12 +71,12 @@ __global__ void __launch_bounds__(SM_T) vis_softmax_reg_k(const float *S, float 
         e[j] = i < n ? expf(e[j] - mx) : 0.0f;
         s += e[j];
     }
-    const float inv = 1.0f / (float)sm_block_sum(s);
+    const float inv = 1.0f / (float)block_sum_nt<SM_T>(s);
 #pragma unroll
     for (int j = 0; j < PER; j++) {
         const int i = threadIdx.x + j * SM_T;
         if (i >= n) break;
-        if (P) P[row + i] = vis_to_bf16(e[j] * inv);
+        if (P) P[row + i] = to_bf16(e[j] * inv);
         else Pf[row + i] = e[j] * inv;
     }
 }
@@ -152,9 +107,9 @@ extern "C" int g3cu_attn_full(G3Cuda *cu, float *out, void *work, const float *q
     uint16_t *qb = (uint16_t *)((char *)P + align256(G * tt * 2)), *kb = (uint16_t *)((char *)qb + align256(td * 2)),
              *vb = (uint16_t *)((char *)kb + align256(td * 2));
     if (bf16) {
-        vis_round_k<<<g3cu_grid(cu, (long)td), 256, 0, cu->stream>>>(qb, q, (long)td);
-        vis_round_k<<<g3cu_grid(cu, (long)td), 256, 0, cu->stream>>>(kb, k, (long)td);
-        vis_round_k<<<g3cu_grid(cu, (long)td), 256, 0, cu->stream>>>(vb, v, (long)td);
+        if (g3cu_round_bf16(cu, qb, q, (long)td)) return -1;
+        if (g3cu_round_bf16(cu, kb, k, (long)td)) return -1;
+        if (g3cu_round_bf16(cu, vb, v, (long)td)) return -1;
         if (g3cu_launched("vision attention (round to bf16)")) return -1;
     }
     const cudaDataType_t it = bf16 ? CUDA_R_16BF : CUDA_R_32F;

@@ -7,37 +7,19 @@
 
 enum { LN_T = 256 };
 
-// Sum of v over the block (LN_T threads), in double; every thread gets the total.
-static __device__ double ln_block_sum(double v) {
-    __shared__ double part[LN_T / 32];
-    __shared__ double total;
-    v = warp_sum_d(v);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        double s = threadIdx.x < LN_T / 32 ? part[threadIdx.x] : 0.0;
-        s = warp_sum_d(s);
-        if (threadIdx.x == 0) total = s;
-    }
-    __syncthreads();
-    const double t = total;
-    __syncthreads();  // part / total are reused by the next call
-    return t;
-}
-
 __global__ void __launch_bounds__(LN_T) vis_layernorm_k(float *y, const float *x, const float *__restrict__ w,
                                                          const float *__restrict__ b, int n, float eps) {
     const float *xr = x + (long)blockIdx.x * n;
     float *yr = y + (long)blockIdx.x * n;
     double s = 0;
     for (int i = threadIdx.x; i < n; i += LN_T) s += xr[i];
-    const double mean = ln_block_sum(s) / n;
+    const double mean = block_sum_nt<LN_T>(s) / n;
     double ss = 0;
     for (int i = threadIdx.x; i < n; i += LN_T) {
         const double d = xr[i] - mean;
         ss += d * d;
     }
-    const double rstd = 1.0 / sqrt(ln_block_sum(ss) / n + eps);
+    const double rstd = 1.0 / sqrt(block_sum_nt<LN_T>(ss) / n + eps);
     for (int i = threadIdx.x; i < n; i += LN_T) yr[i] = (float)((xr[i] - mean) * rstd) * w[i] + b[i];  // read then written by one thread
 }
 
@@ -47,17 +29,12 @@ extern "C" int g3cu_layernorm(G3Cuda *cu, float *y, const float *x, const float 
     return g3cu_launched("layernorm");
 }
 
-static __device__ __forceinline__ float vis_gelu(float t, int erf_form) {
-    if (erf_form) return 0.5f * t * (1.0f + erff(t * 0.70710678118654752f));
-    return 0.5f * t * (1.0f + tanhf(0.79788456080286536f * (t + 0.044715f * t * t * t)));
-}
-
 __global__ void vis_bias_act_k(float *y, const float *__restrict__ b, long total, int n, int act) {
     const long stride = (long)gridDim.x * blockDim.x;
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
         float t = y[i];
         if (b) t += b[i % n];
-        if (act) t = vis_gelu(t, act == 2);
+        if (act) t = gelu(t, act == 2);
         y[i] = t;
     }
 }
