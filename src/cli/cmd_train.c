@@ -857,11 +857,9 @@ int cmd_train(int argc, char **argv) {
             g3_train_ctx_set_bf16(ctx, bf16);
             fprintf(stderr, "train: step %lld: full-rank warm start done; training the adapter from here\n", (long long)s1);
         } else if (tm.hybrid && a.relora_every > 0 && s1 > a.relora_warm && (s1 - a.relora_warm) % a.relora_every == 0) {
-            // on the host, over the device's state brought up to date, then sent back (a merge
-            // every few hundred steps: the copies cost far less than the steps between them)
-            if (g3_train_ctx_sync_host(ctx, &opt) ||
-                g3_relora_merge(&tm, &opt, a.relora_prune, (uint64_t)a.seed, (s1 - a.relora_warm) / a.relora_every, &pruned) ||
-                g3_train_ctx_reload(ctx, &opt))
+            // where the weights are (relora.h): on a GPU the merge runs there, only the new
+            // factors and their pruned moments cross
+            if (g3_train_ctx_relora_merge(ctx, &opt, a.relora_prune, (uint64_t)a.seed, (s1 - a.relora_warm) / a.relora_every, &pruned))
                 goto fail;
         }
         double dt = g3_now() - t0, tps = (double)bt * (double)a.accum / dt;

@@ -37,6 +37,13 @@ void g3_hybrid_set_full_rank(G3TrainModel *tm, G3AdamW *o, int full);
 // zeroes them all). *pruned (may be NULL) receives the fraction of moments zeroed. 32-bit
 // AdamW only. 0 or -1.
 int g3_relora_merge(G3TrainModel *tm, G3AdamW *o, double prune, uint64_t seed, int64_t gen, double *pruned);
+// The same merge for a training context resident on a device (train.h): W += s B A by the
+// backend's ops where the weights are (a gemm per adapted weight, in f32: the host merge sums in
+// double, so the two agree to f32 rounding, not bit for bit), A drawn on the host (the same draw)
+// and sent over, B zeroed, and only the factors' moments brought over, pruned as above and sent
+// back; nothing else crosses. The host copies of the merged weights stay stale until
+// g3_train_ctx_sync_host. Any other context: g3_relora_merge itself. 0 or -1.
+int g3_train_ctx_relora_merge(G3TrainCtx *cx, G3AdamW *o, double prune, uint64_t seed, int64_t gen, double *pruned);
 // Zeroes the floor(frac * n) entries of x[n] of smallest magnitude (ties broken by index, so
 // the count is exact); returns how many were zeroed.
 int64_t g3_prune_smallest(float *x, int64_t n, double frac);

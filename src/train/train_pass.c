@@ -20,6 +20,7 @@
 #include "../model/adapter.h"
 #include "../model/pass.h"
 #include "optim.h"
+#include "relora.h"
 #include "train.h"
 
 struct G3TrainCtx {
@@ -656,4 +657,52 @@ int g3_train_ctx_reload(G3TrainCtx *cx, const G3AdamW *o) {
     if (o && cx->dmom && cx->dmom_of == o && (be->to_device(be, cx->dmom, o->m, nb) || be->to_device(be, cx->dmom + tm->n, o->v, nb)))
         return -1;
     return 0;
+}
+
+// ---- ReLoRA's merge on the device ----
+
+// The factors' entries of the table: [off, off + numel) of each (the head excluded).
+static int is_factor(const G3TrainModel *tm, int j) { return tm->p[j].tensor < 0 && tm->p[j].off != tm->head_off; }  // as relora.c
+
+int g3_train_ctx_relora_merge(G3TrainCtx *cx, G3AdamW *o, double prune, uint64_t seed, int64_t gen, double *pruned) {
+    G3TrainModel *tm = (G3TrainModel *)cx->tm;
+    if (!cx->resident) return g3_relora_merge(tm, o, prune, seed, gen, pruned);
+    if (!tm->hybrid || !tm->lora || !cx->dlora) return g3_errorf("ReLoRA: the model has no adapter over an f32 base");
+    if (o && o->cfg.bits != 32) return g3_errorf("ReLoRA: pruning the optimizer state needs 32-bit AdamW (--optim adamw)");
+    G3Backend *be = cx->be;
+    if (G3_NEED(be, dropout) || G3_NEED(be, zero)) return -1;
+    const G3Adapter *a = cx->dlora;
+    int64_t most = 1;
+    for (int l = 0; l < a->layers; l++)
+        for (int r = 0; r < W_PER_LAYER; r++)
+            if (g3_adapter_module(a, l, r)) most = G3_MAX(most, a->mod[l][r].B.rows * a->mod[l][r].B.cols);
+    float *sb = be->alloc(be, (size_t)most * sizeof(float));  // s B of one module [out, r]
+    if (!sb) return -1;
+    for (int l = 0; l < a->layers; l++)
+        for (int r = 0; r < W_PER_LAYER; r++) {
+            const G3LoraModule *md = g3_adapter_module(a, l, r);
+            if (!md) continue;
+            const int out = (int)md->B.rows, rk = (int)md->B.cols, in = (int)md->A.cols;
+            float *W = cx->dparams + tm->off[tm->m.layer_idx[l][r]];
+            be->dropout(be, sb, md->B.data, (long)out * rk, 0.0f, a->scale, 0, 0, 0);    // s B
+            be->gemm(be, 0, 0, out, in, rk, sb, md->A.data, W, 1, G3_MM_EXACT);            // W += (s B) A
+        }
+    be->free(be, sb);
+    g3_lora_init_factors(tm, seed, gen);  // the host draws the new A (B = 0), as g3_relora_merge does
+    int64_t zeroed = 0, total = 0;
+    const int mom = o && cx->dmom && cx->dmom_of == o;  // the moments are on the device
+    for (int j = 0; j < tm->np; j++) {
+        if (!is_factor(tm, j)) continue;
+        const G3Param *p = &tm->p[j];
+        const size_t nb = (size_t)p->numel * sizeof(float);
+        if (be->to_device(be, cx->dparams + p->off, tm->params + p->off, nb)) return -1;
+        if (!o) continue;
+        float *m = o->m + p->off, *v = o->v + p->off;
+        if (mom && (be->to_host(be, m, cx->dmom + p->off, nb) || be->to_host(be, v, cx->dmom + tm->n + p->off, nb))) return -1;
+        zeroed += g3_prune_smallest(m, p->numel, prune) + g3_prune_smallest(v, p->numel, prune);
+        total += 2 * p->numel;
+        if (mom && (be->to_device(be, cx->dmom + p->off, m, nb) || be->to_device(be, cx->dmom + tm->n + p->off, v, nb))) return -1;
+    }
+    if (pruned) *pruned = total ? (double)zeroed / (double)total : 0;
+    return be->sync ? be->sync(be) : 0;
 }
