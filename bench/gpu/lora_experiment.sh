@@ -68,8 +68,8 @@ echo "all arms: $(( $(date +%s) - T0 )) s wall"
 python3 - "$O" $ARMS $R1ARMS <<'PY' | tee "$O/summary.txt"
 import json, os, re, sys
 out, arms = sys.argv[1], sys.argv[2:]
-print("| arm | device | steps | tokens | val loss (half) | val loss (end) | best val | wall (s) | tokens/s (median) | erank W_t - W_0 |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| arm | device | steps | tokens | val loss (half) | val loss (end) | best val | wall (s) | tokens/s (median) | optimizer state updated | erank W_t - W_0 |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for a in arms:
     mp, lp = os.path.join(out, a, "metrics.jsonl"), os.path.join(out, a + ".log")
     log = open(lp).read() if os.path.exists(lp) else ""
@@ -88,8 +88,16 @@ for a in arms:
     er = [r for r in rows if "update_erank" in r]
     e = sum(er[-1]["update_erank"]) / len(er[-1]["update_erank"]) if er else float("nan")
     f = lambda r: f"{r['val_loss']:.3f}" if r else "-"
+    # what the arm's optimizer reads and writes: AdamW's 8 bytes a trained parameter (the adapter
+    # plus the embedding and norms for the LoRA arms), plus the rank-1 state (bench/relora_summary.py)
+    n_all = re.search(r"train: (\d+) parameters", log)
+    lora = re.search(r"(\d+) adapter parameters .*?(\d+) adapted weights .*?(\d+) other weights trained", log)
+    r1 = re.search(r"rank-1 updates .*?of (\d+) linear weights: their optimizer state ([\d.]+) MiB instead of AdamW's ([\d.]+) MiB", log)
+    opt = (8 * (int(lora.group(1)) + int(lora.group(3))) / 2**20 if lora else
+           8 * int(n_all.group(1)) / 2**20 - float(r1.group(3)) + float(r1.group(2)) if r1 and n_all else
+           8 * int(n_all.group(1)) / 2**20 if n_all else float("nan"))
     print(f"| {a} | {end.group(3) if end else '?'} | {rows[-1]['step']} | {rows[-1]['tokens']} | {f(half)} | {f(vals[-1] if vals else None)} | "
-          f"{min(r['val_loss'] for r in vals):.3f} | {end.group(2) if end else '?'} | {tps:.0f} | {e:.1f} |")
+          f"{min(r['val_loss'] for r in vals):.3f} | {end.group(2) if end else '?'} | {tps:.0f} | {opt:.1f} MiB | {e:.1f} |")
 PY
 DIRS=""
 for a in $ARMS $R1ARMS; do [ -s "$O/$a/metrics.jsonl" ] && DIRS="$DIRS $O/$a"; done
