@@ -753,8 +753,10 @@ int cmd_train(int argc, char **argv) {
         size_t fb = 0, tb = 0;
         g3_backend_cuda_mem(be, &fb, &tb);
         peak = g3_backend_cuda_peak_bf16(be);
-        fprintf(stderr, "train: on %s (%s): parameters, gradients, AdamW moments and activations in GPU memory; %.1f of %.1f GiB "
-                        "free\n", be->name, g3_backend_cuda_device(be), fb / 1073741824.0, tb / 1073741824.0);
+        fprintf(stderr, "train: on %s (%s): %s; %.1f of %.1f GiB free\n", be->name, g3_backend_cuda_device(be),
+                rank1 ? "the passes on the GPU, the rank-1 and AdamW steps on the host (weights in, gradients out each call)"
+                      : "parameters, gradients, AdamW moments and activations in GPU memory",
+                fb / 1073741824.0, tb / 1073741824.0);
     }
     if (bf16 && !be)
         fprintf(stderr, "train: matrix products in bf16 (f32 sums, weights, gradients and optimizer state)%s\n",
