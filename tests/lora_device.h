@@ -10,7 +10,9 @@
 //     the device's merge (the loss unchanged by it; its f32 sums against the host merge's double
 //     ones: 1e-6 from there on the CPU's ops), two more steps;
 //   - packed rows (backend.h G3AttnMask with segments and restarting positions): the loss and
-//     every gradient of a full model.
+//     every gradient of a full model;
+//   - DPO's passes: log-probabilities with the adapter off (the reference) and on, and the
+//     sequence-weighted backward.
 // tol: the relative error allowed between the two paths (0 for bit-identical).
 #ifndef G3_TEST_LORA_DEVICE_H
 #define G3_TEST_LORA_DEVICE_H
@@ -126,6 +128,47 @@ static void ld_test_lora(G3Backend *dev, const char *name, double tol) {
     g3_train_ctx_free(ch), g3_train_ctx_free(cd);
     g3_train_model_free(&th), g3_train_model_free(&td);
     free(base0), free(dev_params);
+}
+
+// DPO's passes (cmd_train.c dpo_eval): per-sequence log-probabilities with the adapter off (the
+// reference: the host model's adapter switched off for the call) and on, then the gradient of
+// sequence-weighted losses (g3_train_forward_backward_seq).
+static void ld_test_dpo(G3Backend *dev, const char *name, double tol) {
+    G3TrainModel th, td;
+    ld_lora_model(&th, "tests/fixtures/gemma3-tiny-f32", "r=4,alpha=8,targets=q,v,o");
+    ld_lora_model(&td, "tests/fixtures/gemma3-tiny-f32", "r=4,alpha=8,targets=q,v,o");
+    G3TrainCtx *ch = g3_train_ctx_new(&th, LD_B, LD_T, 0, NULL), *cd = g3_train_ctx_new_on(&td, dev, LD_B, LD_T, 0, NULL);
+    CHECK(ch && cd && g3_train_ctx_resident(cd) == 0, "%s: DPO contexts: %s", name, g3_error());
+    if (!ch || !cd) return;
+    int32_t in[LD_B * LD_T], tg[LD_B * LD_T];
+    ld_batch(in, tg, 5);
+    double rh[LD_B], rd[LD_B], ph[LD_B], pd[LD_B];
+    const struct G3Adapter *kh = th.m.adapter, *kd = td.m.adapter;
+    th.m.adapter = NULL, td.m.adapter = NULL;
+    CHECK(g3_train_seq_logps(&th, ch, in, tg, rh) == 0 && g3_train_seq_logps(&td, cd, in, tg, rd) == 0, "%s: %s", name, g3_error());
+    th.m.adapter = kh, td.m.adapter = kd;
+    CHECK(g3_train_seq_logps(&th, ch, in, tg, ph) == 0 && g3_train_seq_logps(&td, cd, in, tg, pd) == 0, "%s: %s", name, g3_error());
+    double worst = 0;
+    for (int b = 0; b < LD_B; b++) worst = G3_MAX(worst, G3_MAX(ld_close(rd[b], rh[b]), ld_close(pd[b], ph[b])));
+    CHECK(worst <= tol && fabs(ph[0] - rh[0]) > 1e-6 * fabs(rh[0]), "%s: DPO log-probabilities %.3g from the CPU's (policy %.9g, reference %.9g)",
+          name, worst, pd[0], rd[0]);
+    const float w[LD_B] = {0.7f, -0.4f};
+    g3_train_zero_grads(&th);
+    CHECK(g3_train_ctx_zero_grads(cd) == 0, "%s", g3_error());
+    g3_train_forward_backward_seq(&th, ch, in, tg, w);
+    CHECK(!isnan(g3_train_forward_backward_seq(&td, cd, in, tg, w)), "%s: DPO backward: %s", name, g3_error());
+    G3AdamW od;
+    G3AdamWConfig oc = g3_adamw_defaults();
+    g3_adamw_init_model(&od, &oc, &td, 0);
+    double nd;  // the device's gradients come over through a step's norm: compare it with the host's
+    CHECK(g3_train_ctx_step(cd, &od, 0.0, 0.0, &nd) == 0, "%s: %s", name, g3_error());
+    const double nh = g3_grad_norm(th.grads, th.n);
+    CHECK(ld_close(nd, nh) <= (tol > 0 ? 100 * tol : 0), "%s: DPO gradient norm %.9g vs CPU %.9g", name, nd, nh);
+    printf("%s: DPO passes (reference with the adapter off, weighted backward): log-probs within %.2e, gradient norm %.2e of the CPU's\n",
+           name, worst, ld_close(nd, nh));
+    g3_adamw_free(&od);
+    g3_train_ctx_free(ch), g3_train_ctx_free(cd);
+    g3_train_model_free(&th), g3_train_model_free(&td);
 }
 
 static void ld_hybrid(G3TrainModel *tm) {

@@ -48,6 +48,7 @@ int main(void) {
         test_dropout(be);
         ld_test_lora(be, "cuda", 1e-5);
         ld_test_relora(be, "cuda", 1e-5);
+        ld_test_dpo(be, "cuda", 1e-5);
         ld_test_pack(be, "cuda", "gemma3-tiny-f32", 1e-5);
         ld_test_pack(be, "cuda", "gemma2-tiny-f32", 1e-5);
         g3_backend_free(be);

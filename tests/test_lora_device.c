@@ -58,6 +58,7 @@ int main(void) {
     fake.adamw = fd_adamw;
     ld_test_lora(&fake, fake.name, 0);
     ld_test_relora(&fake, fake.name, 0);
+    ld_test_dpo(&fake, fake.name, 0);
     ld_test_pack(&fake, fake.name, "gemma3-tiny-f32", 0);
     ld_test_pack(&fake, fake.name, "gemma2-tiny-f32", 0);
     // a backend without the dropout op cannot train an adapter through the device path

@@ -103,7 +103,7 @@ extern const char *cli_device;
     {"--device", OPT_STR, &cli_device, "cpu or cuda (default: cuda when this build has it and a GPU is present, else cpu)"}
 int cli_model_device(G3Model *m);
 // The backend a training command runs on (--device, else cuda where present, else the CPU:
-// *out = NULL). cpu_only (1: LoRA with DPO / classification, 2: another objective the device
+// *out = NULL). cpu_only (1: LoRA with the classification objective, 2: another objective the device
 // lacks, 3: a quantized base) keeps the default on the CPU with a note; an explicit --device
 // cuda is left to fail with the reason. 0 or -1.
 struct G3Backend;

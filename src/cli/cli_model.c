@@ -28,7 +28,7 @@ int cli_train_backend(G3Backend **out, int cpu_only, const char *cmd) {
     if (!dev) {
         if (g3_backend_cuda_devices() <= 0) return 0;
         if (cpu_only) {
-            const char *what = cpu_only == 1 ? "LoRA with this objective" : cpu_only == 3 ? "LoRA over a quantized base" : "this objective";
+            const char *what = cpu_only == 1 ? "LoRA with this objective (classification)" : cpu_only == 3 ? "LoRA over a quantized base" : "this objective";
             fprintf(stderr, "%s: training on the CPU (%s runs on the CPU for now; --device cpu silences this)\n", cmd, what);
             return 0;
         }

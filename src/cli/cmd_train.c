@@ -730,7 +730,7 @@ int cmd_train(int argc, char **argv) {
     // each call copies the weights in and the gradients out.
     int quant_base = 0;  // QLoRA over ggml's blocks: the CUDA backend has no kernels for them yet
     for (int i = 0; i < tm.m.nt; i++) quant_base |= tm.m.t[i].dtype != G3_F32 && tm.m.t[i].dtype != G3_BF16 && tm.m.t[i].dtype != G3_F16;
-    if (cli_train_backend(&be, quant_base ? 3 : a.dpo || a.cls ? (a.lora ? 1 : 2) : rank1 || a.sbd ? 2 : 0, CMD) ||
+    if (cli_train_backend(&be, quant_base ? 3 : a.cls ? (a.lora ? 1 : 2) : rank1 || a.sbd ? 2 : 0, CMD) ||
         !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)ctx_t, a.ckpt_act, &act)) || (!rank1 && g3_train_ctx_resident(ctx)))
         goto fail;
     if (a.sbd) {

@@ -352,6 +352,9 @@ void g3_train_ctx_set_lora_dropout(G3TrainCtx *cx, float p, uint64_t seed) {
 }
 
 static G3Pass pass(const G3TrainCtx *cx) {
+    // the device model follows the host model's adapter switch (DPO's reference pass turns the
+    // adapter off for a call; a hybrid model's full-rank phase has none)
+    if (cx->dev) ((G3TrainCtx *)cx)->dm.adapter = cx->tm->m.adapter && cx->dlora ? cx->dlora : NULL;
     return (G3Pass){.be = cx->be, .m = cx->dev ? &cx->dm : &cx->tm->m, .mode = cx->bf16 ? G3_MM_BF16 : G3_MM_EXACT, .R = cx->B * cx->T,
                     .cos_l = cx->cos_l, .sin_l = cx->sin_l, .cos_g = cx->cos_g, .sin_g = cx->sin_g, .B = cx->B, .T = cx->T,
                     .grad = cx->grad, .lora_xa = cx->lora_xa, .lora_y = cx->lora_y, .lora_dxa = cx->lora_dxa,
@@ -419,7 +422,6 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
     const float dscale = seq_w ? 1.0f : nvalid ? grad_scale / (float)nvalid : 0.0f;
     double loss = 0;
     if (seq_loss) memset(seq_loss, 0, sizeof *seq_loss * (size_t)cx->B);
-    if (seq_w && cx->dev) return g3_errorf("train: sequence-weighted objectives (DPO) run on the CPU for now"), NAN;
     const int32_t *tg = targets;  // where the op reads them
     double *rowloss = cx->rowloss;
     if (cx->dev) {
@@ -438,12 +440,16 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
         if (seq_loss)
             for (int i = 0; i < n; i++) seq_loss[(r0 + i) / cx->T] += targets[r0 + i] >= 0 ? rowloss[i] : 0.0;
         if (!backward) continue;
-        if (seq_w)
+        if (seq_w && cx->dev) {  // each row's gradient times its sequence's weight, where the logits are
+            if (G3_NEED(be, dropout)) return NAN;
+            for (int i = 0; i < n; i++) be->dropout(be, cx->logits + (int64_t)i * V, cx->logits + (int64_t)i * V, V, 0.0f, seq_w[(r0 + i) / cx->T], 0, 0, 0);
+        } else if (seq_w) {
             for (int i = 0; i < n; i++) {
                 const float w = seq_w[(r0 + i) / cx->T];
                 float *z = cx->logits + (int64_t)i * V;
                 for (int v = 0; v < V; v++) z[v] *= w;
             }
+        }
         if (be->linear_dx(be, cx->gs.dxn + r0 * C, cx->logits, &E, n, 0, p.mode)) return NAN;  // dxf = dlogits . E
         if (dE) be->gemm(be, 1, 0, V, C, n, cx->logits, cx->xf + r0 * C, dE, 1, p.mode);    // dE += dlogits^T . xf
     }
