@@ -442,7 +442,10 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
         if (!backward) continue;
         if (seq_w && cx->dev) {  // each row's gradient times its sequence's weight, where the logits are
             if (G3_NEED(be, dropout)) return NAN;
-            for (int i = 0; i < n; i++) be->dropout(be, cx->logits + (int64_t)i * V, cx->logits + (int64_t)i * V, V, 0.0f, seq_w[(r0 + i) / cx->T], 0, 0, 0);
+            for (int i = 0; i < n; i++) {
+                float *z = cx->logits + (int64_t)i * V;
+                be->dropout(be, z, z, V, 0.0f, seq_w[(r0 + i) / cx->T], 0, 0, 0);
+            }
         } else if (seq_w) {
             for (int i = 0; i < n; i++) {
                 const float w = seq_w[(r0 + i) / cx->T];
@@ -667,8 +670,8 @@ int g3_train_ctx_reload(G3TrainCtx *cx, const G3AdamW *o) {
 
 // ---- ReLoRA's merge on the device ----
 
-// The factors' entries of the table: [off, off + numel) of each (the head excluded).
-static int is_factor(const G3TrainModel *tm, int j) { return tm->p[j].tensor < 0 && tm->p[j].off != tm->head_off; }  // as relora.c
+// Whether entry j of the table is an adapter factor (not a model tensor, not the head), as relora.c tells.
+static int is_factor(const G3TrainModel *tm, int j) { return tm->p[j].tensor < 0 && tm->p[j].off != tm->head_off; }
 
 int g3_train_ctx_relora_merge(G3TrainCtx *cx, G3AdamW *o, double prune, uint64_t seed, int64_t gen, double *pruned) {
     G3TrainModel *tm = (G3TrainModel *)cx->tm;
