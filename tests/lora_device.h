@@ -12,7 +12,9 @@
 //   - packed rows (backend.h G3AttnMask with segments and restarting positions): the loss and
 //     every gradient of a full model;
 //   - DPO's passes: log-probabilities with the adapter off (the reference) and on, and the
-//     sequence-weighted backward.
+//     sequence-weighted backward;
+//   - --rank1 svd and random: resident AdamW + rank-1 steps against the host's (f32 sums
+//     against double: 1e-5 on the CPU's ops).
 // tol: the relative error allowed between the two paths (0 for bit-identical).
 #ifndef G3_TEST_LORA_DEVICE_H
 #define G3_TEST_LORA_DEVICE_H
@@ -28,6 +30,7 @@
 #include "model/adapter.h"
 #include "model/model.h"
 #include "train/optim.h"
+#include "train/rank1.h"
 #include "train/relora.h"
 #include "train/train.h"
 
@@ -237,6 +240,54 @@ static void ld_test_relora(G3Backend *dev, const char *name, double tol) {
     g3_train_ctx_free(ch), g3_train_ctx_free(cd);
     g3_train_model_free(&th), g3_train_model_free(&td);
     free(q0);
+}
+
+// --rank1 svd and random (rank1.h): AdamW on the embedding and norms, rank-1 steps on the linear
+// weights; resident on the device (g3_rank1_step_ctx: gemms where the weights are, f32 sums)
+// against the host's g3_rank1_step (double sums), four steps with a new direction every second.
+static void ld_test_rank1(G3Backend *dev, const char *name, const char *spec, double tol) {
+    G3Model m;
+    G3TrainModel th, td;
+    if (g3_model_load(&m, "tests/fixtures/gemma3-tiny-f32") || g3_train_model_from(&th, &m) || g3_train_model_from(&td, &m)) {
+        CHECK(0, "%s", g3_error());
+        return;
+    }
+    G3Rank1Spec rs;
+    G3Rank1 rh, rd;
+    G3AdamWConfig oc = g3_adamw_defaults();
+    G3AdamW oh, od;
+    g3_adamw_init_model(&oh, &oc, &th, 0);
+    g3_adamw_init_model(&od, &oc, &td, 0);
+    CHECK(g3_rank1_parse(&rs, spec) == 0 && g3_rank1_init(&rh, &rs, &th, &oh, 5) == 0 && g3_rank1_init(&rd, &rs, &td, &od, 5) == 0, "%s", g3_error());
+    G3TrainCtx *ch = g3_train_ctx_new(&th, LD_B, LD_T, 0, NULL), *cd = g3_train_ctx_new_on(&td, dev, LD_B, LD_T, 0, NULL);
+    CHECK(ch && cd && g3_train_ctx_resident(cd) == 0, "%s: rank-1 contexts: %s", name, g3_error());
+    if (!ch || !cd) return;
+    int32_t in[LD_B * LD_T], tg[LD_B * LD_T];
+    double worst = 0;
+    for (int s = 0; s < 4; s++) {
+        ld_batch(in, tg, s);
+        double nh, nd;
+        CHECK(g3_train_ctx_zero_grads(ch) == 0 && g3_train_ctx_zero_grads(cd) == 0, "%s", g3_error());
+        const double a = g3_train_forward_backward(&th, ch, in, tg, 1.0f), b = g3_train_forward_backward(&td, cd, in, tg, 1.0f);
+        CHECK(g3_train_ctx_step(ch, &oh, 1e-3, 1.0, &nh) == 0 && g3_train_ctx_step(cd, &od, 1e-3, 1.0, &nd) == 0, "%s: %s", name, g3_error());
+        CHECK(g3_rank1_step_ctx(&rh, &th, ch, &oh.cfg, s, 1e-3, g3_clip_scale(nh, 1.0)) == 0 &&
+                  g3_rank1_step_ctx(&rd, &td, cd, &od.cfg, s, 1e-3, g3_clip_scale(nd, 1.0)) == 0,
+              "%s: rank-1 step %d: %s", name, s, g3_error());
+        worst = G3_MAX(worst, ld_close(b, a));
+        CHECK(ld_close(b, a) <= tol, "%s: %s step %d: loss %.9g vs CPU %.9g", name, spec, s, b, a);
+    }
+    CHECK(g3_train_ctx_sync_host(cd, &od) == 0, "%s", g3_error());
+    const double ep = rel_err(td.params, th.params, th.n);
+    double ec = 0;
+    for (int k = 0; k < rh.n; k++) ec = G3_MAX(ec, fabs(rd.cos[k] - rh.cos[k]));
+    CHECK(ep <= 1e2 * tol && ec <= 1e3 * tol, "%s: %s after 4 steps: weights %.3g, direction cosines %.3g from the CPU's", name, spec, ep, ec);
+    printf("%s: --rank1 %s: 4 resident steps: losses within %.2e, weights %.2e, direction cosines %.2e of the CPU's\n", name, spec, worst,
+           ep, ec);
+    g3_rank1_free(&rh), g3_rank1_free(&rd);
+    g3_adamw_free(&oh), g3_adamw_free(&od);
+    g3_train_ctx_free(ch), g3_train_ctx_free(cd);
+    g3_train_model_free(&th), g3_train_model_free(&td);
+    g3_model_free(&m);
 }
 
 // Packed rows: three examples in row 0 (lengths 5, 4, 3), two in row 1 (7, 4) and a padded tail.

@@ -49,6 +49,8 @@ int main(void) {
         ld_test_lora(be, "cuda", 1e-5);
         ld_test_relora(be, "cuda", 1e-5);
         ld_test_dpo(be, "cuda", 1e-5);
+        ld_test_rank1(be, "cuda", "svd,every=2", 1e-4);
+        ld_test_rank1(be, "cuda", "random,every=2", 1e-4);
         ld_test_pack(be, "cuda", "gemma3-tiny-f32", 1e-5);
         ld_test_pack(be, "cuda", "gemma2-tiny-f32", 1e-5);
         g3_backend_free(be);

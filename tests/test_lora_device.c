@@ -59,6 +59,8 @@ int main(void) {
     ld_test_lora(&fake, fake.name, 0);
     ld_test_relora(&fake, fake.name, 0);
     ld_test_dpo(&fake, fake.name, 0);
+    ld_test_rank1(&fake, fake.name, "svd,every=2", 1e-5);
+    ld_test_rank1(&fake, fake.name, "random,every=2", 1e-5);
     ld_test_pack(&fake, fake.name, "gemma3-tiny-f32", 0);
     ld_test_pack(&fake, fake.name, "gemma2-tiny-f32", 0);
     // a backend without the dropout op cannot train an adapter through the device path

@@ -10,9 +10,8 @@
 #     relora        the same, merged every EVERY steps
 #     relora_warm   the same after an EVERY-step full-rank warm start
 #     rank1_lora    a rank-1 LoRA merged every 10 steps (COLA / ReLoRA with r = 1)
-#   rank-1 arms (`--rank1 svd|random`: the passes on the GPU, the rank-1 and AdamW steps on the
-#   host, so each step copies the weights in and the gradients out; R1DEVICE=cpu runs them on
-#   this machine's CPU instead, R1STEPS shortens them):
+#   rank-1 arms (`--rank1 svd|random`: the weights on the GPU, each matrix's direction and Adam
+#   state on the host; R1DEVICE=cpu runs them on this machine's CPU instead, R1STEPS shortens them):
 #     rank1_svd, rank1_random
 # Then the summary (one line per arm: device, steps, tokens, validation loss at the half and at
 # the end, wall time, effective rank of W_t - W_0) into OUT/summary.txt and the report page with
@@ -21,7 +20,7 @@
 # Env: GEMMA3 (./gemma3, a CUDA build), STEPS (3000), BATCH (4), SEQ (128), EVERY (1000),
 # REWARM (50), LR (1e-3), R1STEPS (STEPS), R1DEVICE (cuda), LIMIT (210: seconds an arm may run
 # before it is stopped, its metrics kept: the summary then shows the steps it reached), ARMS
-# (the resident GPU arms), R1ARMS (the rank-1 arms; "" to skip them),
+# (the LoRA-family arms), R1ARMS (the rank-1 arms; "" to skip them),
 # DEVICE (cuda; cpu runs the GPU arms on the CPU: a smoke test of the script).
 # Defaults: 3000 steps x 4 x 128 = 1.54M tokens an arm (2.7 passes over the 576K-token slice).
 set -u

@@ -444,9 +444,10 @@ static StepStatus train_step(Loop *L, int64_t step, double *loss, double *norm, 
         g3_errorf("training diverged at step %lld (loss %g, gradient norm %g)", (long long)step + 1, *loss, *norm);
         return STEP_DIVERGED;
     }
-    if (!rc && L->r1) {  // rank-1 updates of the linear weights (AdamW skipped them), on the host
-        g3_rank1_step(L->r1, L->tm, &L->opt->cfg, step, *lr, g3_clip_scale(*norm, a->clip));
-        if (!isfinite(g3_grad_norm(L->tm->params, L->tm->n))) rc = 1;
+    if (!rc && L->r1) {  // rank-1 updates of the linear weights (AdamW skipped them), where the weights are
+        const int r1 = g3_rank1_step_ctx(L->r1, L->tm, L->ctx, &L->opt->cfg, step, *lr, g3_clip_scale(*norm, a->clip));
+        if (r1 < 0) return STEP_FAILED;
+        rc = r1;
     }
     if (rc > 0) {  // e.g. a huge --lr: finite loss, then overflow
         g3_errorf("training diverged at step %lld (loss %g; the update made the weights non-finite)", (long long)step + 1, *loss);
@@ -725,13 +726,10 @@ int cmd_train(int argc, char **argv) {
     int64_t act = 0, act_other;
     const long rows = a.dpo ? 2 * a.batch : a.batch;  // sequences a micro-batch
     const long ctx_t = a.sbd ? 2 * a.seq : a.seq;      // rows a sequence: SBD doubles them
-    // --rank1 svd|random with --device cuda: the passes on the GPU, the steps on the host (rank1.c
-    // reads the gradients and updates the weights there), so the context is not made resident:
-    // each call copies the weights in and the gradients out.
     int quant_base = 0;  // QLoRA over ggml's blocks: the CUDA backend has no kernels for them yet
     for (int i = 0; i < tm.m.nt; i++) quant_base |= tm.m.t[i].dtype != G3_F32 && tm.m.t[i].dtype != G3_BF16 && tm.m.t[i].dtype != G3_F16;
-    if (cli_train_backend(&be, quant_base ? 3 : a.cls ? (a.lora ? 1 : 2) : rank1 || a.sbd ? 2 : 0, CMD) ||
-        !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)ctx_t, a.ckpt_act, &act)) || (!rank1 && g3_train_ctx_resident(ctx)))
+    if (cli_train_backend(&be, quant_base ? 3 : a.cls ? (a.lora ? 1 : 2) : a.sbd ? 2 : 0, CMD) ||
+        !(ctx = g3_train_ctx_new_on(&tm, be, (int)rows, (int)ctx_t, a.ckpt_act, &act)) || g3_train_ctx_resident(ctx))
         goto fail;
     if (a.sbd) {
         // <mask>: the tokenizer's, else Gemma 3's id
@@ -754,7 +752,7 @@ int cmd_train(int argc, char **argv) {
         g3_backend_cuda_mem(be, &fb, &tb);
         peak = g3_backend_cuda_peak_bf16(be);
         fprintf(stderr, "train: on %s (%s): %s; %.1f of %.1f GiB free\n", be->name, g3_backend_cuda_device(be),
-                rank1 ? "the passes on the GPU, the rank-1 and AdamW steps on the host (weights in, gradients out each call)"
+                rank1 ? "parameters, gradients, AdamW moments and activations in GPU memory (the rank-1 directions and moments on the host)"
                       : "parameters, gradients, AdamW moments and activations in GPU memory",
                 fb / 1073741824.0, tb / 1073741824.0);
     }

@@ -9,6 +9,7 @@
 #include "../base/base.h"
 #include "../base/rng.h"
 #include "../io/safetensors.h"
+#include "../backend/backend.h"
 
 static const G3LayerRole LINEAR[] = {W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN};
 
@@ -41,6 +42,7 @@ int g3_rank1_parse(G3Rank1Spec *s, const char *text) {
 }
 
 void g3_rank1_free(G3Rank1 *r) {
+    if (r->dbe && r->dbuf) r->dbe->free(r->dbe, r->dbuf);
     for (int k = 0; k < r->n; k++) {
         if (r->d) free(r->d[k]);
         if (r->m) free(r->m[k]);
@@ -193,6 +195,91 @@ void g3_rank1_step(G3Rank1 *r, G3TrainModel *tm, const G3AdamWConfig *c, int64_t
             }
         free(res);
     }
+}
+
+// ---- on a device (g3_rank1_step_ctx) ----
+
+// y[1, len] = x . G (left: x [out], y [in]) or x . G^T (right: x [in], y [out]): the projection
+// and, with left flipped, its other side, as gemms over G [out, in] in backend memory.
+static void dev_project(G3Backend *be, const float *G, int64_t out, int64_t in, int left, const float *x, float *y) {
+    if (left) be->gemm(be, 0, 0, 1, (int)in, (int)out, x, G, y, 0, G3_MM_EXACT);
+    else be->gemm(be, 0, 1, 1, (int)out, (int)in, x, G, y, 0, G3_MM_EXACT);
+}
+
+int g3_rank1_step_ctx(G3Rank1 *r, G3TrainModel *tm, G3TrainCtx *cx, const G3AdamWConfig *c, int64_t step, double lr,
+                      float grad_scale) {
+    float *P, *Gd;
+    G3Backend *be;
+    if (!g3_train_ctx_device_arrays(cx, &P, &Gd, &be)) {
+        g3_rank1_step(r, tm, c, step, lr, grad_scale);
+        return isfinite(g3_grad_norm(tm->params, tm->n)) ? 0 : 1;
+    }
+    if (G3_NEED(be, dropout) || G3_NEED(be, sumsq)) return -1;
+    int64_t most = 1;
+    for (int k = 0; k < r->n; k++) most = G3_MAX(most, G3_MAX(r->dim[k], r->len[k]));
+    if (!r->dbuf) {  // device scratch, kept for the run: a direction and two vectors
+        if (!(r->dbuf = be->alloc(be, sizeof(float) * 3 * (size_t)most))) return -1;
+        r->dbe = be;
+    }
+    float *dd = r->dbuf, *dz = dd + most, *dn = dz + most;
+    float *z = malloc(sizeof(float) * (size_t)most), *prev = malloc(sizeof(float) * (size_t)most);
+    if (!z || !prev) { free(z); free(prev); return g3_errorf("--rank1: out of memory"); }
+    const int change = step % r->spec.every == 0;
+    int rc = 0;
+    for (int k = 0; k < r->n && !rc; k++) {
+        const G3Param *p = &tm->p[r->param[k]];
+        const int64_t out = p->shape[0], in = p->shape[1], len = r->len[k], dim = r->dim[k];
+        const int left = r->left[k];
+        float *W = P + p->off, *d = r->d[k];
+        const float *G = Gd + p->off;
+        if (change) {  // new_direction's steps, the products on the device
+            memcpy(prev, d, sizeof(float) * (size_t)dim);
+            const int fresh = step == 0;
+            if (r->spec.mode == G3_RANK1_RANDOM || fresh) gaussian(d, dim, r->seed, (uint64_t)(step / r->spec.every), 0x72616e6b31ull + (uint64_t)k);
+            normalize(d, dim);
+            for (int it = 0; r->spec.mode == G3_RANK1_SVD && it < r->spec.iters && !rc; it++) {  // d <- G G^T d (left)
+                rc = be->to_device(be, dd, d, sizeof(float) * (size_t)dim);
+                dev_project(be, G, out, in, left, dd, dz);                                   // z [len]
+                dev_project(be, G, out, in, !left, dz, dd);                                  // d [dim]
+                rc = rc || be->to_host(be, d, dd, sizeof(float) * (size_t)dim);
+                normalize(d, dim);
+            }
+            if (!fresh) {
+                double cs = 0;
+                for (int64_t i = 0; i < dim; i++) cs += (double)d[i] * prev[i];
+                r->cos[k] = fabs(cs);
+            }
+            if (!r->spec.keep) {
+                memset(r->m[k], 0, sizeof(float) * (size_t)len);
+                memset(r->v[k], 0, sizeof(float) * (size_t)len);
+                r->t[k] = 0;
+            }
+        }
+        // r = d^T G (or G d), times the clip scale; Adam on the host
+        if (rc || be->to_device(be, dd, d, sizeof(float) * (size_t)dim)) { rc = -1; break; }
+        dev_project(be, G, out, in, left, dd, dz);
+        if (be->to_host(be, z, dz, sizeof(float) * (size_t)len)) { rc = -1; break; }
+        const int64_t t = ++r->t[k];
+        const double bc1 = 1 - pow(c->beta1, (double)t), bc2 = 1 - pow(c->beta2, (double)t);
+        float *m = r->m[k], *v = r->v[k];
+        const float a = (float)lr;
+        for (int64_t i = 0; i < len; i++) {
+            const float ri = z[i] * grad_scale;
+            m[i] = (float)(c->beta1 * m[i] + (1 - c->beta1) * ri);
+            v[i] = (float)(c->beta2 * v[i] + (1 - c->beta2) * (double)ri * ri);
+            z[i] = -a * (float)((m[i] / bc1) / (sqrt(v[i] / bc2) + c->eps));  // -lr n
+        }
+        if (be->to_device(be, dn, z, sizeof(float) * (size_t)len)) { rc = -1; break; }
+        const float decay = p->decay ? (float)(1 - lr * c->weight_decay) : 1.0f;
+        if (decay != 1.0f) be->dropout(be, W, W, (long)(out * in), 0.0f, decay, 0, 0, 0);  // W *= decay
+        if (left) be->gemm(be, 0, 0, (int)out, (int)in, 1, dd, dn, W, 1, G3_MM_EXACT);    // W += d (-lr n)^T
+        else be->gemm(be, 0, 0, (int)out, (int)in, 1, dn, dd, W, 1, G3_MM_EXACT);         // W += (-lr n) d^T
+    }
+    free(z);
+    free(prev);
+    if (rc) return -1;
+    const double ss = be->sumsq(be, P, (long)tm->n);
+    return ss < 0 ? -1 : isfinite(ss) ? 0 : 1;
 }
 
 int64_t g3_rank1_state_bytes(const G3Rank1 *r) {

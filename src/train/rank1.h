@@ -53,6 +53,9 @@ typedef struct {
     float **d, **m, **v;  // [n] each
     int64_t *t;     // [n] Adam steps since the last reset
     double *cos;    // [n] |cos| between the last two directions (NaN before the second)
+    // g3_rank1_step_ctx's device scratch: d [max dim], r and n [max len] (of backend dbe)
+    struct G3Backend *dbe;
+    float *dbuf;
 } G3Rank1;
 
 // The state for every linear weight of a full training model (tm->off[] all set). Marks those
@@ -62,6 +65,16 @@ void g3_rank1_free(G3Rank1 *r);
 // Step `step` (0-based) of every matrix: new directions when step % every == 0, then the update
 // above with gradient tm->grads * grad_scale and AdamW's betas, eps and weight decay.
 void g3_rank1_step(G3Rank1 *r, G3TrainModel *tm, const G3AdamWConfig *c, int64_t step, double lr, float grad_scale);
+// The same step for a training context resident on a device (train.h): the weights and their
+// gradients stay there. Per matrix, the projections r = d^T G (or G d) and svd's power
+// iterations are backend gemms whose small results (len or dim floats) come over, the
+// direction's choice and Adam on r run on the host as above (d, m, v live there), and the
+// update is a scale and a rank-1 gemm where W is: W = decay W + d (-lr n)^T. The sums are f32
+// (g3_rank1_step's are double): the two agree to f32 rounding. A context that is not resident:
+// g3_rank1_step. 0, 1 when the update made the weights non-finite, or -1.
+struct G3TrainCtx;
+int g3_rank1_step_ctx(G3Rank1 *r, G3TrainModel *tm, struct G3TrainCtx *cx, const G3AdamWConfig *c, int64_t step, double lr,
+                      float grad_scale);
 // The state's bytes (directions and moments).
 int64_t g3_rank1_state_bytes(const G3Rank1 *r);
 // Per layer, the mean |cos| between each matrix's last two directions (NaN: none yet).

@@ -133,6 +133,10 @@ int g3_train_ctx_set_mask(G3TrainCtx *ctx, const G3AttnMask *mask);
 // (to report what checkpointing saves, or to pick a batch that fits).
 int64_t g3_train_ctx_bytes(const G3TrainModel *tm, int B, int T, int recompute);
 
+// A resident device context's parameter and gradient arrays (backend memory, laid out as
+// tm->params / tm->grads) and its backend: 1, or 0 (not resident: use the host arrays).
+int g3_train_ctx_device_arrays(G3TrainCtx *ctx, float **params, float **grads, struct G3Backend **be);
+
 // Mean next-token cross-entropy of targets[B*T] given inputs[B*T] (a target < 0 is ignored),
 // and its gradient ADDED to tm->grads multiplied by grad_scale (1/accum_steps when
 // accumulating). Returns the loss, or NAN with g3_error() set.

@@ -585,6 +585,14 @@ int g3_train_logits(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, flo
 
 // ---- device-resident training ----
 
+int g3_train_ctx_device_arrays(G3TrainCtx *cx, float **params, float **grads, G3Backend **be) {
+    if (!cx->resident) return 0;
+    *params = cx->dparams;
+    *grads = cx->dgrads;
+    *be = cx->be;
+    return 1;
+}
+
 int g3_train_ctx_resident(G3TrainCtx *cx) {
     if (!cx->dev || cx->resident) return 0;
     if (sync_in(cx, 1)) return -1;
