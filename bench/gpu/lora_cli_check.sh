@@ -9,7 +9,7 @@
 #   dpo         --objective dpo on preference pairs (the reference pass with the adapter off)
 #   relora      --init tiny --lora r=4 --relora-every 5 (merges on the device)
 #   relora_warm the same with --relora-warm-start 5
-#   rank1       --rank1 svd,every=3 (passes on the GPU, steps on the host)
+#   rank1       --rank1 svd,every=3 (weights on the GPU, directions and their Adam state on the host)
 #   sh bench/gpu/lora_cli_check.sh
 # Env: GEMMA3 (./gemma3), STEPS (20).
 set -u
