@@ -18,8 +18,9 @@
 # every arm on one chart, OUT/report.html (`gemma3 report`).
 #   sh bench/gpu/lora_experiment.sh [OUT]        (default $OUT/lora_experiment, else /tmp/lora_experiment)
 # Env: GEMMA3 (./gemma3, a CUDA build), STEPS (3000), BATCH (4), SEQ (128), EVERY (1000),
-# REWARM (50), LR (1e-3), R1STEPS (STEPS), R1DEVICE (cuda), LIMIT (210: seconds an arm may run
-# before it is stopped, its metrics kept: the summary then shows the steps it reached), ARMS
+# REWARM (50), LR (1e-3), R1STEPS (STEPS), R1DEVICE (cuda), LIMIT (200: seconds the arms may run
+# before those still running are stopped, their metrics kept: the summary then shows the steps
+# each reached; a SIGTERM to the script does the same at once), ARMS
 # (the LoRA-family arms), R1ARMS (the rank-1 arms; "" to skip them),
 # DEVICE (cuda; cpu runs the GPU arms on the CPU: a smoke test of the script).
 # Defaults: 3000 steps x 4 x 128 = 1.54M tokens an arm (2.7 passes over the 576K-token slice).
@@ -27,7 +28,7 @@ set -u
 G=${GEMMA3:-./gemma3}
 O=${1:-${OUT:-/tmp}/lora_experiment}
 STEPS=${STEPS:-3000}; B=${BATCH:-4}; T=${SEQ:-128}; EVERY=${EVERY:-1000}; REWARM=${REWARM:-50}; LR=${LR:-1e-3}
-R1STEPS=${R1STEPS:-$STEPS}; LIMIT=${LIMIT:-210}
+R1STEPS=${R1STEPS:-$STEPS}; LIMIT=${LIMIT:-200}
 ARMS=${ARMS:-full lora relora relora_warm rank1_lora}
 R1ARMS=${R1ARMS-rank1_svd rank1_random}
 HERE=$(dirname "$0")
@@ -51,18 +52,40 @@ arm_args() {
   esac
 }
 run_arm() {  # arm device steps threads
+  trap '' TERM INT  # this waiting subshell outlives a signal to the group; the run itself handles it
   rm -rf "$O/$1"
   t0=$(date +%s.%N)
-  timeout -s INT "$LIMIT" $G train $COMMON $(arm_args "$1") --device "$2" --steps "$3" --threads "$4" --eval-every "$EV" --erank "$3" \
-    --out "$O/$1" > "$O/$1.log" 2>&1
+  $G train $COMMON $(arm_args "$1") --device "$2" --steps "$3" --threads "$4" --eval-every "$EV" --erank "$3" \
+    --out "$O/$1" > "$O/$1.log" 2>&1 &
+  echo $! > "$O/$1.pid"
+  wait $!
   rc=$?
+  rm -f "$O/$1.pid"
   echo "$1: rc $rc, $(python3 -c "import time; print(round(time.time() - $t0, 1))") s on $2" >> "$O/$1.log"
   rm -f "$O/$1"/*.safetensors  # the weights and optimizer state: not needed for the figures (tens of MB an arm)
 }
+# Past LIMIT seconds, or when this script is asked to stop (SIGTERM: an outer `timeout`), every
+# arm still running gets one SIGINT: it finishes its step and stops (metrics.jsonl is written
+# step by step), and the summary below still runs.
+STOPPED=0
+stop_arms() {
+  [ $STOPPED = 1 ] && return
+  STOPPED=1
+  for f in "$O"/*.pid; do [ -f "$f" ] && kill -INT "$(cat "$f")" 2>/dev/null; done
+  echo "stopping the arms still running ($(( $(date +%s) - T0 )) s)"
+}
+trap stop_arms TERM INT
 T0=$(date +%s)
-for a in $ARMS; do run_arm "$a" "${DEVICE:-cuda}" "$STEPS" 2 & done
-for a in $R1ARMS; do run_arm "$a" "${R1DEVICE:-cuda}" "$R1STEPS" 2 & done
-wait
+ALL=""
+for a in $ARMS; do run_arm "$a" "${DEVICE:-cuda}" "$STEPS" 2 & ALL="$ALL $!"; done
+for a in $R1ARMS; do run_arm "$a" "${R1DEVICE:-cuda}" "$R1STEPS" 2 & ALL="$ALL $!"; done
+while :; do
+  alive=0
+  for p in $ALL; do kill -0 "$p" 2>/dev/null && alive=1; done
+  [ $alive = 0 ] && break
+  [ $(( $(date +%s) - T0 )) -ge "$LIMIT" ] && stop_arms
+  sleep 1
+done
 echo "all arms: $(( $(date +%s) - T0 )) s wall"
 python3 - "$O" $ARMS $R1ARMS <<'PY' | tee "$O/summary.txt"
 import json, os, re, sys
