@@ -14,7 +14,7 @@
 #   state on the host; R1DEVICE=cpu runs them on this machine's CPU instead, R1STEPS shortens them):
 #     rank1_svd, rank1_random
 # Then the summary (one line per arm: device, steps, tokens, validation loss at the half and at
-# the end, wall time, effective rank of W_t - W_0) into OUT/summary.txt and the report page with
+# the end, wall time, effective rank of W_t - W_0 at the last third) into OUT/summary.txt and the report page with
 # every arm on one chart, OUT/report.html (`gemma3 report`).
 #   sh bench/gpu/lora_experiment.sh [OUT]        (default $OUT/lora_experiment, else /tmp/lora_experiment)
 # Env: GEMMA3 (./gemma3, a CUDA build), STEPS (3000), BATCH (4), SEQ (128), EVERY (1000),
@@ -55,7 +55,7 @@ run_arm() {  # arm device steps threads
   trap '' TERM INT  # this waiting subshell outlives a signal to the group; the run itself handles it
   rm -rf "$O/$1"
   t0=$(date +%s.%N)
-  $G train $COMMON $(arm_args "$1") --device "$2" --steps "$3" --threads "$4" --eval-every "$EV" --erank "$3" \
+  $G train $COMMON $(arm_args "$1") --device "$2" --steps "$3" --threads "$4" --eval-every "$EV" --erank $(( $3 / 3 )) \
     --out "$O/$1" > "$O/$1.log" 2>&1 &
   echo $! > "$O/$1.pid"
   wait $!
