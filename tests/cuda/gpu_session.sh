@@ -90,7 +90,9 @@ if want helpers; then  # the helpers' GPU pieces, where their branches brought t
     for b in ${HELPER_SCRIPTS:-}; do
         [ -x $b ] && room 90 || continue
         HL=${HELPER_LIMIT:-150}
-        timeout $(( $(left) - 60 < HL ? $(left) - 60 : HL )) $b >"$O/$(basename $b).log" 2>&1; say "$b: exit $?"; tail -${HELPER_TAIL:-8} "$O/$(basename $b).log"
+        HT=$(( $(left) - 40 < HL ? $(left) - 40 : HL ))
+        # the scripts' own time limits (capacity_grid.sh: BUDGET, lora_experiment.sh: LIMIT) a little inside ours
+        BUDGET=$(( HT - 30 )) LIMIT=$(( HT - 30 )) timeout $HT $b >"$O/$(basename $b).log" 2>&1; say "$b: exit $?"; tail -${HELPER_TAIL:-8} "$O/$(basename $b).log"
     done
 fi
 if want gpustories && room 80 && [ -d .gpudata ]; then
