@@ -1,174 +1,20 @@
 // attn_train.cu: causal grouped-query attention over B sequences of T rows from position 0,
 // forward (keeping each row's log-sum-exp) and backward, for training (backend.h's attention
-// and attention_backward). Any head dimension up to 256 (the tiny fixtures have 24): a warp
-// takes one query row (forward, dq) or one key row (dk, dv), a lane owns dimensions lane,
-// lane + 32, ...; dot products are warp sums. The scores never reach memory: backward
-// recomputes them from q, k and the saved log-sum-exp, as flash attention does.
-//   forward:  s_j = cap(q . k_j * scale), p_j = exp(s_j - lse), out = sum p_j v_j
-//   backward: dp_j = dout . v_j, D = sum_j p_j dp_j, ds_j = p_j (dp_j - D) cap'(s_j) scale,
-//             dq = sum_j ds_j k_j, dk_j = sum over the rows that see j of ds_j q, dv_j = ... p_j dout
-// Visible keys of query t: max(0, t - window + 1) <= j <= t (window <= 0: all j <= t).
-// This straightforward form (CUDA cores, f32) serves every shape and is the reference of the
-// tiled kernels below, which take head dims that are multiples of 32 (every Gemma's); a
-// tensor-core version is the next step for speed (docs/gpu-notes.md).
+// and attention_backward). Visible keys of query t: max(0, t - window + 1) <= j <= t
+// (window <= 0: all j <= t). Any head dimension up to 256 (the tiny fixtures have 24): the
+// warp-per-row kernels of attn_rows.cuh under the causal band, which are also the reference
+// of the tiled kernels below (head dims that are multiples of 32, every Gemma's) and of the
+// tensor-core ones (attn_mma_train.cu).
 #include <math.h>
 
-#include "attn.cuh"
+#include "attn_rows.cuh"
 
 namespace {
 
-enum { MAXE = 8, WPB = 8 };  // dims per lane (HD <= 256), warps per block
+using attn_rows::MAXE;
+using attn_rows::WPB;
 
 typedef G3CuTrainAttn Shape;
-
-template <int E>
-__device__ __forceinline__ void load_row(float *r, const float *p, int hd, int lane) {
-#pragma unroll
-    for (int e = 0; e < E; e++) {
-        const int d = lane + 32 * e;
-        r[e] = d < hd ? p[d] : 0.f;
-    }
-}
-template <int E>
-__device__ __forceinline__ float dot_row(const float *r, const float *p, int hd, int lane) {
-    float s = 0.f;
-#pragma unroll
-    for (int e = 0; e < E; e++) {
-        const int d = lane + 32 * e;
-        if (d < hd) s = fmaf(r[e], p[d], s);
-    }
-    return warp_sum(s);
-}
-
-// one warp per query row (b, h, t)
-template <int E>
-__global__ void __launch_bounds__(WPB * 32) attn_fwd_k(float *__restrict__ out, float *__restrict__ lse, const float *__restrict__ q,
-                                                      const float *__restrict__ k, const float *__restrict__ v, Shape a) {
-    const long row = (long)blockIdx.x * WPB + (threadIdx.x >> 5);
-    const int lane = threadIdx.x & 31;
-    if (row >= (long)a.B * a.NH * a.T) return;
-    const int t = (int)(row % a.T), h = (int)(row / a.T % a.NH), b = (int)(row / ((long)a.T * a.NH));
-    const int kh = h / (a.NH / a.NKV), hd = a.HD;
-    const long QD = (long)a.NH * hd, KD = (long)a.NKV * hd;
-    float qv[E], acc[E];
-    load_row<E>(qv, q + ((long)b * a.T + t) * QD + (long)h * hd, hd, lane);
-#pragma unroll
-    for (int e = 0; e < E; e++) acc[e] = 0.f;
-    float mx = -INFINITY, l = 0.f;
-    const float *kb = k + (long)b * a.T * KD + (long)kh * hd, *vb = v + (long)b * a.T * KD + (long)kh * hd;
-    for (int j = lo_of(t, a); j <= t; j++) {
-        const float s = cap_of(dot_row<E>(qv, kb + j * KD, hd, lane) * a.scale, a);
-        const float mn = fmaxf(mx, s), corr = expf(mx - mn), p = expf(s - mn);
-        l = l * corr + p;
-        mx = mn;
-        const float *vr = vb + j * KD;
-#pragma unroll
-        for (int e = 0; e < E; e++) {
-            const int d = lane + 32 * e;
-            acc[e] = acc[e] * corr + (d < hd ? p * vr[d] : 0.f);
-        }
-    }
-    float *o = out + ((long)b * a.T + t) * QD + (long)h * hd;
-#pragma unroll
-    for (int e = 0; e < E; e++) {
-        const int d = lane + 32 * e;
-        if (d < hd) o[d] = acc[e] / l;
-    }
-    if (lane == 0) lse[((long)b * a.NH + h) * a.T + t] = mx + logf(l);
-}
-
-// one warp per query row: D = sum_j p_j dp_j (kept for dk/dv), then dq
-template <int E>
-__global__ void __launch_bounds__(WPB * 32) attn_dq_k(float *__restrict__ dq, float *__restrict__ Dv, const float *__restrict__ dout,
-                                                     const float *__restrict__ q, const float *__restrict__ k,
-                                                     const float *__restrict__ v, const float *__restrict__ lse, Shape a) {
-    const long row = (long)blockIdx.x * WPB + (threadIdx.x >> 5);
-    const int lane = threadIdx.x & 31;
-    if (row >= (long)a.B * a.NH * a.T) return;
-    const int t = (int)(row % a.T), h = (int)(row / a.T % a.NH), b = (int)(row / ((long)a.T * a.NH));
-    const int kh = h / (a.NH / a.NKV), hd = a.HD;
-    const long QD = (long)a.NH * hd, KD = (long)a.NKV * hd, qo = ((long)b * a.T + t) * QD + (long)h * hd;
-    float qv[E], dov[E], acc[E];
-    load_row<E>(qv, q + qo, hd, lane);
-    load_row<E>(dov, dout + qo, hd, lane);
-    const float L = lse[((long)b * a.NH + h) * a.T + t];
-    const float *kb = k + (long)b * a.T * KD + (long)kh * hd, *vb = v + (long)b * a.T * KD + (long)kh * hd;
-    double D = 0;
-    for (int j = lo_of(t, a); j <= t; j++) {
-        const float p = expf(cap_of(dot_row<E>(qv, kb + j * KD, hd, lane) * a.scale, a) - L);
-        D += (double)p * dot_row<E>(dov, vb + j * KD, hd, lane);
-    }
-    const float Df = (float)D;
-    if (lane == 0) Dv[((long)b * a.NH + h) * a.T + t] = Df;
-#pragma unroll
-    for (int e = 0; e < E; e++) acc[e] = 0.f;
-    for (int j = lo_of(t, a); j <= t; j++) {
-        const float z = cap_of(dot_row<E>(qv, kb + j * KD, hd, lane) * a.scale, a);
-        const float p = expf(z - L), dp = dot_row<E>(dov, vb + j * KD, hd, lane);
-        const float dcap = a.softcap > 0 ? 1.0f - (z / a.softcap) * (z / a.softcap) : 1.0f;
-        const float ds = p * (dp - Df) * dcap * a.scale;
-        const float *kr = kb + j * KD;
-#pragma unroll
-        for (int e = 0; e < E; e++) {
-            const int d = lane + 32 * e;
-            if (d < hd) acc[e] = fmaf(ds, kr[d], acc[e]);
-        }
-    }
-#pragma unroll
-    for (int e = 0; e < E; e++) {
-        const int d = lane + 32 * e;
-        if (d < hd) dq[qo + d] = acc[e];
-    }
-}
-
-// one warp per key row (b, kv head, j): the query rows of its group's heads that see j
-template <int E>
-__global__ void __launch_bounds__(WPB * 32) attn_dkv_k(float *__restrict__ dk, float *__restrict__ dv, const float *__restrict__ Dv,
-                                                      const float *__restrict__ dout, const float *__restrict__ q,
-                                                      const float *__restrict__ k, const float *__restrict__ v,
-                                                      const float *__restrict__ lse, Shape a) {
-    const long row = (long)blockIdx.x * WPB + (threadIdx.x >> 5);
-    const int lane = threadIdx.x & 31;
-    if (row >= (long)a.B * a.NKV * a.T) return;
-    const int j = (int)(row % a.T), kh = (int)(row / a.T % a.NKV), b = (int)(row / ((long)a.T * a.NKV));
-    const int G = a.NH / a.NKV, hd = a.HD;
-    const long QD = (long)a.NH * hd, KD = (long)a.NKV * hd, ko = ((long)b * a.T + j) * KD + (long)kh * hd;
-    float kv[E], vv[E], dka[E], dva[E];
-    load_row<E>(kv, k + ko, hd, lane);
-    load_row<E>(vv, v + ko, hd, lane);
-#pragma unroll
-    for (int e = 0; e < E; e++) dka[e] = dva[e] = 0.f;
-    const int thi = a.window > 0 ? min(a.T - 1, j + a.window - 1) : a.T - 1;
-    for (int g = 0; g < G; g++) {
-        const int h = kh * G + g;
-        const float *lr = lse + ((long)b * a.NH + h) * a.T, *Dr = Dv + ((long)b * a.NH + h) * a.T;
-        for (int t = j; t <= thi; t++) {
-            const long qo = ((long)b * a.T + t) * QD + (long)h * hd;
-            const float *qr = q + qo, *dor = dout + qo;
-            const float z = cap_of(dot_row<E>(kv, qr, hd, lane) * a.scale, a);
-            const float p = expf(z - lr[t]), dp = dot_row<E>(vv, dor, hd, lane);
-            const float dcap = a.softcap > 0 ? 1.0f - (z / a.softcap) * (z / a.softcap) : 1.0f;
-            const float ds = p * (dp - Dr[t]) * dcap * a.scale;
-#pragma unroll
-            for (int e = 0; e < E; e++) {
-                const int d = lane + 32 * e;
-                if (d < hd) {
-                    dva[e] = fmaf(p, dor[d], dva[e]);
-                    dka[e] = fmaf(ds, qr[d], dka[e]);
-                }
-            }
-        }
-    }
-#pragma unroll
-    for (int e = 0; e < E; e++) {
-        const int d = lane + 32 * e;
-        if (d < hd) {
-            dk[ko + d] = dka[e];
-            dv[ko + d] = dva[e];
-        }
-    }
-}
-
 
 // ---- tiled (head dims that are multiples of 32): the forward is attn_prefill.cu's kernel
 // (each sequence one segment from position 0, writing lse); the backward is two kernels in
@@ -371,15 +217,6 @@ int check(const Shape &a, const char *what) {
     return 0;
 }
 
-// E = dims per lane, the smallest that holds HD
-#define DISPATCH_E(HD, CALL)                  \
-    do {                                      \
-        const int e_ = ((HD) + 31) / 32;      \
-        if (e_ <= 1) { constexpr int E = 1; CALL; } \
-        else if (e_ <= 2) { constexpr int E = 2; CALL; } \
-        else if (e_ <= 4) { constexpr int E = 4; CALL; } \
-        else { constexpr int E = 8; CALL; }   \
-    } while (0)
 
 }  // namespace
 
@@ -397,7 +234,8 @@ extern "C" int g3cu_attention_train(G3Cuda *cu, float *out, float *lse, const fl
         return 0;
     }
     const long rows = (long)B * NH * T;
-    DISPATCH_E(HD, (attn_fwd_k<E><<<(unsigned)((rows + WPB - 1) / WPB), WPB * 32, 0, cu->stream>>>(out, lse, q, k, v, a)));
+    const attn_rows::Causal vis = {T, window};
+    ATTN_ROWS_E(HD, (attn_rows::rows_fwd_k<E><<<(unsigned)((rows + WPB - 1) / WPB), WPB * 32, 0, cu->stream>>>(out, lse, q, k, v, vis, a)));
     return g3cu_launched("attention (training)");
 }
 
@@ -427,8 +265,9 @@ extern "C" int g3cu_attention_train_backward(G3Cuda *cu, float *dq, float *dk, f
         attn_dkv_tiled_k<<<dim3((T + TK - 1) / TK, NKV, B), TPB, shk, cu->stream>>>(dk, dv, D, dout, q, k, v, lse, a);
         return g3cu_launched("attention backward (dk, dv)");
     }
-    DISPATCH_E(HD, (attn_dq_k<E><<<(unsigned)((rows + WPB - 1) / WPB), WPB * 32, 0, cu->stream>>>(dq, D, dout, q, k, v, lse, a)));
+    const attn_rows::Causal vis = {T, window};
+    ATTN_ROWS_E(HD, (attn_rows::rows_dq_k<E><<<(unsigned)((rows + WPB - 1) / WPB), WPB * 32, 0, cu->stream>>>(dq, D, dout, q, k, v, lse, vis, a)));
     if (g3cu_launched("attention backward (dq)")) return -1;
-    DISPATCH_E(HD, (attn_dkv_k<E><<<(unsigned)((krows + WPB - 1) / WPB), WPB * 32, 0, cu->stream>>>(dk, dv, D, dout, q, k, v, lse, a)));
+    ATTN_ROWS_E(HD, (attn_rows::rows_dkv_k<E><<<(unsigned)((krows + WPB - 1) / WPB), WPB * 32, 0, cu->stream>>>(dk, dv, D, dout, q, k, v, lse, vis, a)));
     return g3cu_launched("attention backward (dk, dv)");
 }
