@@ -482,8 +482,16 @@ static int run_call(G3Engine *e, int nseg) {
     // Only greedy sequences and nothing watching: the choices are made where the logits are
     // (on a GPU only the ids come back), the same ids as g3_argmax on the host.
     const int watched = e->opt.all_logits || (s->hook && s->hook_sites);
+    // Every sequence that chooses after this call is greedy (no sampler, or one that is plain
+    // greedy): the argmax is taken where the logits are.
     int argmax = !watched;
-    for (int i = 0; argmax && i < nseg; i++) argmax = !e->seg_seq[i]->p.choose && !e->seg_seq[i]->p.sampler && !e->seg_seq[i]->p.sampler_of;
+    for (int i = 0; argmax && i < nseg; i++) {
+        Seq *q = e->seg_seq[i];
+        if (chooses(q, e->segs[i].n)) {
+            G3Sampler *smp = sampler_of(e, q);
+            argmax = !q->p.choose && (!smp || g3_sampler_plain_greedy(smp));
+        }
+    }
     // Else, where every sequence that chooses after this call can start its chain on the device
     // (greedy, or a sampler with top-k), only candidates come back.
     int keep = !watched && !argmax && e->dev_sample;

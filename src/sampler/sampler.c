@@ -498,6 +498,11 @@ int g3_sampler_sample(G3Sampler *s, float *logits, const int32_t *history, int n
 
 const G3SamplerConfig *g3_sampler_config(const G3Sampler *s) { return &s->cfg; }
 
+int g3_sampler_plain_greedy(const G3Sampler *s) {
+    const G3SamplerConfig *c = &s->cfg;
+    return c->temperature <= 0 && c->repeat_penalty == 1.0f && c->presence_penalty == 0.0f && c->frequency_penalty == 0.0f;
+}
+
 int g3_sampler_device_k(const G3Sampler *s, int kmax) {
     const G3SamplerConfig *c = &s->cfg;
     if (c->temperature <= 0) return 1;  // greedy: the best after the penalties is the top-1

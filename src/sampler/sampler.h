@@ -129,6 +129,9 @@ const G3Candidates *g3_sampler_distribution(G3Sampler *s, float *logits, const i
 // its order: they stay on the host path (the logits are copied), see g3_sampler_device_k.
 
 const G3SamplerConfig *g3_sampler_config(const G3Sampler *s);
+// 1 when s is greedy with every penalty off: its choice is g3_argmax of the logits (a device's
+// argmax serves), and it draws nothing.
+int g3_sampler_plain_greedy(const G3Sampler *s);
 // How many candidates a device must select for s: 1 for greedy (temperature 0), top_k when
 // 1 <= top_k < vocab and top_k <= kmax, else 0 (the host path: the logits must come back).
 int g3_sampler_device_k(const G3Sampler *s, int kmax);
