@@ -5,18 +5,21 @@
 # 262,144 logits copied back and sampled on the host, as before), plus top-p alone (top-k 0:
 # always the host path). Runs interleaved, three of each; the median is printed. A random
 # bf16 1B from `gemma3 init` (made once in /tmp/g3-1b). With BUILD=1 it first builds the CUDA
-# gemma3 and runs test_cuda_sampler. Logs under $OUT (default /tmp/gpu_out). About 1 minute
-# after the build.
+# gemma3 and runs test_cuda_sampler; the sampler op's own timings come from bench_cuda
+# --sampler. Logs under $OUT (default /tmp/gpu_out). About 1 minute after the build.
 set -u
 O=${OUT:-/tmp/gpu_out}
 mkdir -p "$O"
 if [ "${BUILD:-0}" = 1 ]; then
-    make -j"$(nproc)" CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" ./gemma3 build/cuda/tests/test_cuda_sampler >"$O/build.log" 2>&1 ||
+    make -j"$(nproc)" CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" ./gemma3 build/cuda/tests/test_cuda_sampler \
+        build/cuda/tests/cuda/bench_cuda >"$O/build.log" 2>&1 ||
         { grep -E "error" "$O/build.log" | head -20; tail -5 "$O/build.log"; exit 1; }
     timeout 300 build/cuda/tests/test_cuda_sampler >"$O/test_cuda_sampler.log" 2>&1
     echo "test_cuda_sampler: exit $? -- $(grep -E 'draws equal' "$O/test_cuda_sampler.log") $(tail -1 "$O/test_cuda_sampler.log")"
     grep -E "check failed" "$O/test_cuda_sampler.log" | head -10
 fi
+# the op alone: argmax, sample_top_k (k 64, with and without penalties), the host path
+[ -x build/cuda/tests/cuda/bench_cuda ] && timeout 120 build/cuda/tests/cuda/bench_cuda --sampler 2>&1 | tail -5
 nvidia-smi --query-gpu=name --format=csv,noheader
 M=${MODEL:-/tmp/g3-1b}
 [ -f "$M/config.json" ] || ./gemma3 init --shape 1b --out "$M" >"$O/init.log" 2>&1 || { tail -3 "$O/init.log"; exit 1; }

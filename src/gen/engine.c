@@ -371,16 +371,12 @@ static G3Sampler *sampler_of(G3Engine *e, Seq *q) {
 static void advance(G3Engine *e, Seq *q, float *logits, int32_t greedy_tok) {
     const int V = e->s->m->cfg.vocab;
     if (logits ? !finite_row(logits, V) : greedy_tok < 0) { fail(e, q, "non-finite logits (NaN or inf)"); return; }
+    G3Sampler *smp = logits ? sampler_of(e, q) : NULL;
     int32_t tok;
     e->in_cb++;
     if (!logits) tok = greedy_tok;
     else if (q->p.choose) tok = q->p.choose(q->p.user, q->id, logits, q->hist, q->nhist);
-    else {
-        e->in_cb--;
-        G3Sampler *smp = sampler_of(e, q);
-        e->in_cb++;
-        tok = smp ? g3_sampler_sample(smp, logits, q->hist, q->nhist) : g3_argmax(logits, V);
-    }
+    else tok = smp ? g3_sampler_sample(smp, logits, q->hist, q->nhist) : g3_argmax(logits, V);
     e->in_cb--;
     take(e, q, tok);
 }
@@ -479,11 +475,10 @@ static int run_call(G3Engine *e, int nseg) {
         memcpy(e->tokens + rows, q->hist + q->nfed, (size_t)e->segs[i].n * sizeof(int32_t));
         rows += e->segs[i].n;
     }
-    // Only greedy sequences and nothing watching: the choices are made where the logits are
-    // (on a GPU only the ids come back), the same ids as g3_argmax on the host.
+    // Nothing watching, and every sequence that chooses after this call greedy (no sampler, or
+    // a plain greedy one): the choices are made where the logits are (on a GPU only the ids
+    // come back), the same ids as g3_argmax on the host.
     const int watched = e->opt.all_logits || (s->hook && s->hook_sites);
-    // Every sequence that chooses after this call is greedy (no sampler, or one that is plain
-    // greedy): the argmax is taken where the logits are.
     int argmax = !watched;
     for (int i = 0; argmax && i < nseg; i++) {
         Seq *q = e->seg_seq[i];

@@ -81,8 +81,8 @@ __global__ void __launch_bounds__(ST_T) penalties_k(int32_t *pen_id, float *pen_
     }
 }
 
-// (2) Block b of row r: logits [b C, (b + 1) C), its kp best keys into part[r][b][kp]; flags[r]
-// gets bit 0 for a NaN or +inf, bit 1 for a logit above -inf.
+// (2) Block b of row r: logits [b C, (b + 1) C), its kp best keys into part[r][b][kp]; flags[r][b]:
+// bit 0 for a NaN or +inf, bit 1 for a logit above -inf.
 __global__ void __launch_bounds__(ST_T) block_top_k(uint64_t *part, int32_t *flags, const float *__restrict__ x, long n, int C, int kp,
                                                     const G3CuSampleRow *rows, const int32_t *pen_id, const float *pen_val) {
     extern __shared__ uint64_t keys[];
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(ST_T) block_top_k(uint64_t *part, int32_t *fla
     }
     nonfinite = __syncthreads_or(nonfinite);
     some = __syncthreads_or(some);
-    if (threadIdx.x == 0 && (nonfinite || some)) atomicOr(&flags[r], (nonfinite ? 1 : 0) | (some ? 2 : 0));
+    if (threadIdx.x == 0) flags[(long)r * gridDim.x + blockIdx.x] = (nonfinite ? 1 : 0) | (some ? 2 : 0);
     const G3CuSampleRow rp = rows[r];
     for (int i = threadIdx.x; i < rp.nw; i += ST_T) {
         const long t = pen_id[rp.w0 + i];
@@ -115,20 +115,23 @@ __global__ void __launch_bounds__(ST_T) block_top_k(uint64_t *part, int32_t *fla
     for (int i = threadIdx.x; i < kp; i += ST_T) out[i] = keys[i];
 }
 
-// (3) Row r: the m survivors sorted (padded to mp, a power of two), the row's k best written.
+// (3) Row r: the m survivors of its nb blocks sorted (padded to mp, a power of two), the row's
+// k best written, and whether its logits hold a choice.
 __global__ void __launch_bounds__(ST_T) merge_top_k(int32_t *bad, int32_t *ids, float *vals, const uint64_t *__restrict__ part,
-                                                    const int32_t *flags, int m, int mp, int kmax, const G3CuSampleRow *rows) {
+                                                    const int32_t *flags, int nb, int m, int mp, int kmax, const G3CuSampleRow *rows) {
     extern __shared__ uint64_t keys[];
     const int r = blockIdx.x;
     for (int i = threadIdx.x; i < mp; i += ST_T) keys[i] = i < m ? part[(long)r * m + i] : 0;
-    __syncthreads();
+    int f = 0;
+    for (int i = threadIdx.x; i < nb; i += ST_T) f |= flags[(long)r * nb + i];
+    const int nonfinite = __syncthreads_or(f & 1), some = __syncthreads_or(f & 2);
     bitonic_desc(keys, mp);
     const int k = rows[r].k;
     for (int i = threadIdx.x; i < k; i += ST_T) {
         ids[(long)r * kmax + i] = key_id(keys[i]);
         vals[(long)r * kmax + i] = key_value(keys[i]);
     }
-    if (threadIdx.x == 0) bad[r] = (flags[r] & 1) || !(flags[r] & 2);
+    if (threadIdx.x == 0) bad[r] = nonfinite || !some;
 }
 
 struct G3CuSampler {
@@ -188,11 +191,11 @@ extern "C" int g3cu_sample_top_k(G3CuSampler *s, const float *x, int R, int n, c
     int mp = 1;
     while (mp < m) mp <<= 1;
 
-    // device layout: keys [R][m] | rows [R] | win [nwin] | pen_id [nwin] | pen_val [nwin] | flags [R] | bad [R] | ids, vals [R][kmax]
+    // device layout: keys [R][m] | rows [R] | win [nwin] | pen_id [nwin] | pen_val [nwin] | flags [R][NB] | bad [R] | ids, vals [R][kmax]
     const size_t b_part = (size_t)R * m * sizeof(uint64_t), b_rows = (size_t)R * sizeof(G3CuSampleRow), b_win = (size_t)nwin * sizeof(int32_t);
     const size_t b_out = ((size_t)R + 2 * (size_t)R * kmax) * sizeof(int32_t);
     const size_t o_in = round8(b_part), o_pid = o_in + round8(b_rows + b_win), o_pval = o_pid + round8(b_win), o_flags = o_pval + round8(b_win),
-                 o_out = o_flags + round8((size_t)R * sizeof(int32_t)), d_need = o_out + round8(b_out);
+                 o_out = o_flags + round8((size_t)R * NB * sizeof(int32_t)), d_need = o_out + round8(b_out);
     const size_t h_need = round8(b_rows + b_win) + round8(b_out);
     if (d_need > s->d_bytes) {
         g3cu_free(cu, s->d);
@@ -225,16 +228,14 @@ extern "C" int g3cu_sample_top_k(G3CuSampler *s, const float *x, int R, int n, c
     memcpy(s->h, rp, b_rows);
     if (nwin) memcpy(s->h + b_rows, win, b_win);
     cudaStream_t st = cu->stream;
-    if (g3cu_check(cudaMemcpyAsync(d + o_in, s->h, b_rows + b_win, cudaMemcpyHostToDevice, st), "sampler upload") ||
-        g3cu_check(cudaMemsetAsync(flags, 0, (size_t)R * sizeof(int32_t), st), "sampler flags"))
-        return -1;
+    if (g3cu_check(cudaMemcpyAsync(d + o_in, s->h, b_rows + b_win, cudaMemcpyHostToDevice, st), "sampler upload")) return -1;
     if (pen) {
         penalties_k<<<1, ST_T, 0, st>>>(pen_id, pen_val, s->counts, x, n, rows_d, R, win_d);
         if (g3cu_launched("sampler penalties")) return -1;
     }
     block_top_k<<<dim3(NB, R), ST_T, C * sizeof(uint64_t), st>>>(part, flags, x, n, (int)C, kp, rows_d, pen_id, pen_val);
     if (g3cu_launched("sampler block top-k")) return -1;
-    merge_top_k<<<R, ST_T, mp * sizeof(uint64_t), st>>>(out, out + R, (float *)(out + R + (long)R * kmax), part, flags, m, mp, kmax, rows_d);
+    merge_top_k<<<R, ST_T, mp * sizeof(uint64_t), st>>>(out, out + R, (float *)(out + R + (long)R * kmax), part, flags, NB, m, mp, kmax, rows_d);
     if (g3cu_launched("sampler merge top-k")) return -1;
     if (g3cu_check(cudaMemcpyAsync(h_out, out, b_out, cudaMemcpyDeviceToHost, st), "sampler download") ||
         g3cu_check(cudaStreamSynchronize(st), "sampler"))
