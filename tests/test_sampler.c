@@ -1,6 +1,7 @@
 // test_sampler.c: each sampling step on hand-made cases; the whole chain against a naive
 // reference (softmax in double, full sort) for exact candidate sets on larger vocabularies;
-// sampled frequencies against the reference distribution; seeds; generation_config.json.
+// sampled frequencies against the reference distribution; seeds; generation_config.json; a
+// device's part of the chain done by the host's steps, finished by g3_sampler_finish.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,11 +281,69 @@ static void test_generation_config(void) {
     remove(dir);
 }
 
+// A device's part of the chain (penalties and top-k, backend.h sample_top_k) done here by the
+// host's own steps, then g3_sampler_finish: the tokens of g3_sampler_sample, draw after draw,
+// for greedy and sampled settings with penalties. (test_cuda_sampler holds the GPU's part to
+// the same steps.)
+static void test_finish(void) {
+    enum { V = 5000, H = 40 };
+    static float x[V], cp[V];
+    static int32_t counts[V];
+    G3Candidates sel = {malloc(V * sizeof(G3Candidate)), 0, V, 0};
+    const float temps[] = {0.0f, 0.7f, 1.0f, 3.0f};
+    int32_t hist[H];
+    for (int i = 0; i < H; i++) hist[i] = (i * 37) % 23;
+    for (int t = 0; t < 4; t++)
+        for (int k = 1; k <= 256; k *= 4) {
+            G3SamplerConfig c = g3_sampler_defaults();
+            c.temperature = temps[t];
+            c.top_k = k;
+            c.top_p = k > 16 ? 0.9f : 1.0f;
+            c.min_p = k == 64 ? 0.05f : 0.0f;
+            c.repeat_penalty = 1.3f;
+            c.presence_penalty = t == 1 ? -0.5f : 0.2f;
+            c.frequency_penalty = 0.1f;
+            c.repeat_window = 16;
+            c.seed = (uint64_t)(t * 10 + k);
+            G3Sampler *a = g3_sampler_new(&c, V), *b = g3_sampler_new(&c, V);
+            CHECK(g3_sampler_device_k(a, 256) == (c.temperature > 0 ? k : 1), "device k for k %d", k);
+            for (int d = 0; d < 20; d++) {
+                for (int i = 0; i < V; i++) x[i] = (float)((i * 7919 + d * 104729) % 1000) * 0.004f;  // ties too
+                memcpy(cp, x, sizeof x);
+                int want = g3_sampler_sample(a, cp, hist, H);
+                const int32_t *win;
+                int w = g3_sampler_window(b, hist, H, &win);
+                CHECK(w == 16 && win == hist + H - 16, "penalty window %d", w);
+                memcpy(cp, x, sizeof x);
+                g3_sample_penalties(cp, V, win, w, c.repeat_penalty, c.presence_penalty, c.frequency_penalty, counts);
+                const int n = g3_sampler_device_k(b, 256);
+                g3_sample_select_top_k(&sel, cp, V, n);
+                int32_t ids[256];
+                float vals[256];
+                for (int i = 0; i < n; i++) { ids[i] = sel.c[i].id; vals[i] = sel.c[i].logit; }
+                int got = g3_sampler_finish(b, ids, vals, n);
+                CHECK(got == want, "temperature %g, top-k %d, draw %d: finish chose %d, sample %d", c.temperature, k, d, got, want);
+            }
+            CHECK(g3_sampler_finish(b, (int32_t[]){0}, (float[]){0}, 0) < 0, "a candidate count the sampler does not need is refused");
+            g3_sampler_free(a);
+            g3_sampler_free(b);
+        }
+    G3SamplerConfig c = g3_sampler_defaults();
+    c.top_k = 0;  // top-p alone needs the whole softmax: the host path
+    G3Sampler *s = g3_sampler_new(&c, V);
+    CHECK(g3_sampler_device_k(s, 256) == 0, "top-p alone is not a device configuration");
+    const int32_t *win;
+    CHECK(g3_sampler_window(s, hist, H, &win) == 0, "no penalties, no window");
+    g3_sampler_free(s);
+    free(sel.c);
+}
+
 int main(void) {
     test_steps();
     test_exact();
     test_frequencies();
     test_seeds_and_chain();
     test_generation_config();
+    test_finish();
     return check_done();
 }

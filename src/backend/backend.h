@@ -118,6 +118,14 @@ static inline G3_HOSTDEV int g3_dropout_keep(uint64_t seed, uint32_t tag, int64_
     return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
 }
 
+// One row of sample_top_k: the k best wanted (1 .. G3_SAMPLE_TOP_K_MAX) after the penalties of
+// sampler.h (g3_sample_penalties) over the window tokens win[w0 .. w0 + nw) (nw 0: none).
+typedef struct {
+    int k, w0, nw;
+    float repeat, presence, frequency;
+} G3SampleRow;
+enum { G3_SAMPLE_TOP_K_MAX = 256 };
+
 typedef struct G3Backend G3Backend;
 struct G3Backend {
     const char *name;  // "cpu", "cuda": used in messages
@@ -294,6 +302,15 @@ struct G3Backend {
     // [R, N] is scratch the backend may overwrite.
     int (*linear_geglu)(G3Backend *be, float *a, float *u, const float *x, const G3Weight *wg, const G3Weight *wu, int R,
                         int erf_form, G3MatmulMode mode);
+    // The sampler's heavy part where the logits are (sampler.h: the rest runs on the host over
+    // what comes back). For each row r of x[R, n] (backend memory, left as it is): bad[r] = 1
+    // where x[r] holds a NaN or +inf or only -inf (before the penalties, as the host checks),
+    // else 0; ids[r * kmax + i] / vals[r * kmax + i], i < rows[r].k: the k best of the row
+    // after its penalties (the same IEEE operations as g3_sample_penalties, in its order),
+    // best first, equal values by ascending id (-0 as +0). rows, win[nwin], ids, vals and
+    // bad are host memory; complete on return. kmax <= G3_SAMPLE_TOP_K_MAX.
+    int (*sample_top_k)(G3Backend *be, const float *x, int R, int n, const G3SampleRow *rows, const int32_t *win, int nwin,
+                        int kmax, int32_t *ids, float *vals, int32_t *bad);
     // Training with the parameters resident in this backend's memory (train.h
     // g3_train_ctx_resident): zeroing, the global gradient norm's sum of squares (double;
     // -1 on failure) and AdamW's element-wise step over n parameters with f32 moments, as

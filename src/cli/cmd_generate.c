@@ -27,22 +27,12 @@ typedef struct {
     const G3Tokenizer *tok;
     G3TextStream ts;
     int stream;  // print text as it comes
-    int steps;   // tokens chosen so far
     const char *model_dir;
-    char err[512];  // why the sampler failed (non-finite logits), or ""
+    char err[512];  // why generation failed (non-finite logits), or ""
 } One;
 
-static int32_t choose_one(void *ctx, int i, float *logits, const int32_t *hist, int nhist) {
-    One *o = ctx;
-    int t = g3_sampler_sample(o->sampler, logits, hist, nhist);
-    o->steps++;
-    if (t < 0) {  // on_token_one ends the sequence before the placeholder 0 is used
-        snprintf(o->err, sizeof o->err, "%s at step %d: the model in %s produces them (do its weights hold NaN or inf?)", g3_error(), o->steps,
-                 o->model_dir);
-        return 0;
-    }
-    return t;
-}
+// The engine samples with it (on a GPU it selects the candidates there: engine.h).
+static G3Sampler *sampler_one(void *ctx, int i) { return ((One *)ctx)->sampler; }
 
 static int on_token_one(void *ctx, int i, int32_t id, G3StopReason *why) {
     One *o = ctx;
@@ -225,10 +215,10 @@ int cmd_generate(int argc, char **argv) {
     if (!s) { cli_fail("generate", "%s", g3_error()); goto out; }
     if (cli_images_attach(&ci, s, ids, T)) { cli_fail("generate", "%s", g3_error()); g3_state_free(s); goto out; }
     if (ci.n && !quiet) fprintf(stderr, "generate: %d image%s through the vision tower in %.3f s\n", ci.n, ci.n == 1 ? "" : "s", ci.seconds);
-    One one = {g3_sampler_new(&sc, m.cfg.vocab), tok, {{{0}}}, tok && !print_ids, 0, dir, ""};
+    One one = {g3_sampler_new(&sc, m.cfg.vocab), tok, {{{0}}}, tok && !print_ids, dir, ""};
     if (!one.sampler || (tok && g3_ts_init(&one.ts, (const char *const *)stops, nstops, 1))) { cli_fail("generate", "%s", g3_error()); g3_state_free(s); goto out; }
     int32_t stop_ids[2] = {tok ? g3_tok_eos(tok) : m.cfg.eos, tok ? g3_tok_end_of_turn(tok) : -1};
-    G3GenOptions o = {.max_tokens = (int)max_tokens, .stop_ids = stop_ids, .nstop = stop_ids[1] >= 0 ? 2 : 1, .choose = choose_one,
+    G3GenOptions o = {.max_tokens = (int)max_tokens, .stop_ids = stop_ids, .nstop = stop_ids[1] >= 0 ? 2 : 1, .sampler = sampler_one,
                       .on_token = on_token_one, .ctx = &one, .abort = &interrupted};
     if (ids_s && !tok) o.nstop = 0;  // raw ids: exactly N tokens, as the outside checks expect
     G3GenResult r;

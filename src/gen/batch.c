@@ -44,7 +44,10 @@ static void set_fatal(Run *r, int i, int step, const char *msg) {
     r->stop_all = 1;
 }
 
-static int32_t choose(void *ctx, int i, float *logits, const int32_t *hist, int nhist) {
+// Sequence i's sampler (engine.h: the engine samples with it, on a GPU where the logits are):
+// taken from the pool when it first chooses, given back in on_done. Non-finite logits end the
+// sequence in the engine, and on_done stops the job.
+static G3Sampler *sampler(void *ctx, int i) {
     Run *r = ctx;
     r->stop_all = r->fatal[0] || (r->user_abort && *r->user_abort);
     if (r->sampler_of[i] < 0) {  // first token of this sequence: take a sampler from the pool
@@ -52,12 +55,7 @@ static int32_t choose(void *ctx, int i, float *logits, const int32_t *hist, int 
         r->sampler_of[i] = k;
         g3_sampler_reseed(r->pool[k], r->job->sampling.seed + (uint64_t)r->orig[i]);
     }
-    int t = g3_sampler_sample(r->pool[r->sampler_of[i]], logits, hist, nhist);
-    if (t < 0) {  // non-finite logits: the model is broken, every prompt would fail alike
-        set_fatal(r, i, nhist - r->res[i].prompt_tokens + 1, g3_error());  // res[i].new_tokens is filled at the end
-        return 0;  // a placeholder: on_token ends the sequence before it is used
-    }
-    return t;
+    return r->pool[r->sampler_of[i]];
 }
 
 static int on_token(void *ctx, int i, int32_t id, G3StopReason *why) {
@@ -516,7 +514,7 @@ int g3_batch_run(const G3Model *m, const G3Tokenizer *tok, const G3BatchJob *job
         if (!r.journal) { g3_errorf("%s: cannot open for appending: %s", journal, strerror(errno)); goto out; }
         int32_t stop_ids[2] = {g3_tok_eos(tok), g3_tok_end_of_turn(tok)};
         G3GenOptions o = {.max_tokens = job->max_tokens, .stop_ids = stop_ids, .nstop = stop_ids[1] >= 0 ? 2 : 1,
-                          .choose = choose, .on_token = on_token, .on_done = on_done, .ctx = &r, .abort = &r.stop_all};
+                          .sampler = sampler, .on_token = on_token, .on_done = on_done, .ctx = &r, .abort = &r.stop_all};
         r.t0 = r.last_draw = g3_now();
         r.last_draw -= 1;
         progress(&r, 1);

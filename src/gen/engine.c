@@ -63,6 +63,13 @@ struct G3Engine {
     G3Segment *segs;      // [nslots]
     Seq **seg_seq;        // [nslots] the sequence of each segment
     Seq **order;          // [nslots] scratch: prompt readers by admission order
+    // the device sampler (backend.h sample_top_k), set up when the state's backend has one
+    int dev_sample;       // 0: the logits always come back (no such op, or G3_HOST_SAMPLER=1)
+    G3SampleRow *srow;    // [nslots] one row per segment of a call
+    int32_t *sid, *sbad;  // [nslots][G3_SAMPLE_TOP_K_MAX] candidate ids, [nslots] bad-logits flags
+    float *sval;          // [nslots][G3_SAMPLE_TOP_K_MAX] their logits after the penalties
+    int32_t *swin;        // [swin_cap] the rows' penalty windows, one after another (grown)
+    int swin_cap, skmax;  // skmax: the stride of sid / sval in the current call
 };
 
 // ---- records ----
@@ -167,6 +174,15 @@ G3Engine *g3_engine_new(G3State *s, const G3EngineOptions *opt) {
         if (!(e->slots[j].tok = g3_malloc((size_t)s->ctx * sizeof(int32_t)))) goto fail;
         g3_state_reset(s, j);  // the engine knows nothing of what was there before
     }
+    const char *hs = getenv("G3_HOST_SAMPLER");
+    if (!s->be->host && s->be->sample_top_k && !(hs && !strcmp(hs, "1"))) {
+        e->dev_sample = 1;
+        e->srow = g3_malloc((size_t)B * sizeof *e->srow);
+        e->sid = g3_malloc((size_t)B * G3_SAMPLE_TOP_K_MAX * sizeof *e->sid);
+        e->sval = g3_malloc((size_t)B * G3_SAMPLE_TOP_K_MAX * sizeof *e->sval);
+        e->sbad = g3_malloc((size_t)B * sizeof *e->sbad);
+        if (!e->srow || !e->sid || !e->sval || !e->sbad) goto fail;
+    }
     return e;
 fail:
     g3_engine_free(e);
@@ -180,6 +196,7 @@ void g3_engine_free(G3Engine *e) {
         for (int j = 0; j < e->s->nslots; j++) free(e->slots[j].tok);
     free(e->slots); free(e->tab); free(e->gen); free(e->freeidx);
     free(e->tokens); free(e->segs); free(e->seg_seq); free(e->order);
+    free(e->srow); free(e->sid); free(e->sval); free(e->sbad); free(e->swin);
     free(e);
 }
 
@@ -336,19 +353,37 @@ static int finite_row(const float *x, int n) {
     return ok && mx > -INFINITY;
 }
 
+static void take(G3Engine *e, Seq *q, int32_t tok);
+
+// The sampler q chooses with, or NULL (greedy, or a chooser).
+static G3Sampler *sampler_of(G3Engine *e, Seq *q) {
+    if (q->p.choose) return NULL;
+    if (q->p.sampler || !q->p.sampler_of) return q->p.sampler;
+    e->in_cb++;
+    G3Sampler *smp = q->p.sampler_of(q->p.user, q->id);
+    e->in_cb--;
+    return smp;
+}
+
 // q has read all its pending tokens: choose the next one from logits [V] and check stops.
 // logits NULL: a greedy sequence whose choice the forward pass made (G3_LOGITS_ARGMAX):
 // greedy_tok, -1 for logits that hold no choice.
 static void advance(G3Engine *e, Seq *q, float *logits, int32_t greedy_tok) {
     const int V = e->s->m->cfg.vocab;
     if (logits ? !finite_row(logits, V) : greedy_tok < 0) { fail(e, q, "non-finite logits (NaN or inf)"); return; }
+    G3Sampler *smp = logits ? sampler_of(e, q) : NULL;
     int32_t tok;
     e->in_cb++;
     if (!logits) tok = greedy_tok;
     else if (q->p.choose) tok = q->p.choose(q->p.user, q->id, logits, q->hist, q->nhist);
-    else if (q->p.sampler) tok = g3_sampler_sample(q->p.sampler, logits, q->hist, q->nhist);
-    else tok = g3_argmax(logits, V);
+    else tok = smp ? g3_sampler_sample(smp, logits, q->hist, q->nhist) : g3_argmax(logits, V);
     e->in_cb--;
+    take(e, q, tok);
+}
+
+// q chose tok (-1: choosing failed, with g3_error set): check it and the stops.
+static void take(G3Engine *e, Seq *q, int32_t tok) {
+    const int V = e->s->m->cfg.vocab;
     if (tok < 0 || tok >= V) {
         char msg[256];
         if (tok < 0) snprintf(msg, sizeof msg, "choosing a token: %s", g3_error());
@@ -371,6 +406,64 @@ static void advance(G3Engine *e, Seq *q, float *logits, int32_t greedy_tok) {
     else if (q->nhist >= e->s->ctx) finish(e, q, G3_STOP_CONTEXT);
 }
 
+// ---- the device sampler ----
+
+// Whether q chooses a token after a call that feeds it n tokens (its last pending ones, and
+// it still has tokens to make).
+static int chooses(const Seq *q, int n) { return q->nfed + n == q->nhist && q->nhist - q->out0 < q->max_tokens; }
+
+// Candidates q's sampler needs from the device (1 when greedy), 0 if it must see all logits.
+static int dev_k(G3Engine *e, Seq *q) {
+    G3Sampler *smp = sampler_of(e, q);
+    return smp ? g3_sampler_device_k(smp, G3_SAMPLE_TOP_K_MAX) : 1;
+}
+
+// After a G3_LOGITS_KEEP call: the penalties and the top-k of every choosing row on the
+// device, the candidates into e->sid / e->sval (stride e->skmax), the bad-logits flags into
+// e->sbad. Rows that do not choose ask for one candidate, unused.
+static int sample_on_device(G3Engine *e, int nseg) {
+    G3State *s = e->s;
+    int nwin = 0, kmax = 1;
+    for (int pass = 0; pass < 2; pass++) {  // the windows' total length, then the rows
+        nwin = 0;
+        for (int i = 0; i < nseg; i++) {
+            Seq *q = e->seg_seq[i];
+            G3SampleRow *r = &e->srow[i];
+            *r = (G3SampleRow){1, nwin, 0, 1.0f, 0.0f, 0.0f};
+            G3Sampler *smp = chooses(q, e->segs[i].n) ? sampler_of(e, q) : NULL;
+            if (!smp) continue;
+            const int32_t *win;
+            const int w = g3_sampler_window(smp, q->hist, q->nhist, &win);
+            if (w < 0) return -1;
+            const G3SamplerConfig *c = g3_sampler_config(smp);
+            r->k = g3_sampler_device_k(smp, G3_SAMPLE_TOP_K_MAX);
+            r->nw = w;
+            r->repeat = c->repeat_penalty;
+            r->presence = c->presence_penalty;
+            r->frequency = c->frequency_penalty;
+            kmax = G3_MAX(kmax, r->k);
+            if (pass && w) memcpy(e->swin + nwin, win, (size_t)w * sizeof *win);
+            nwin += w;
+        }
+        if (pass == 0 && nwin > e->swin_cap) {
+            int32_t *w = g3_realloc(e->swin, (size_t)nwin * sizeof *w);
+            if (!w) return -1;
+            e->swin = w;
+            e->swin_cap = nwin;
+        }
+    }
+    e->skmax = kmax;
+    return s->be->sample_top_k(s->be, s->logits_be, nseg, s->m->cfg.vocab, e->srow, e->swin, nwin, kmax, e->sid, e->sval, e->sbad);
+}
+
+// q (segment i of the call) chooses from what the device selected.
+static void take_device(G3Engine *e, Seq *q, int i) {
+    if (e->sbad[i]) { fail(e, q, "non-finite logits (NaN or inf)"); return; }
+    G3Sampler *smp = sampler_of(e, q);
+    const int32_t *ids = e->sid + (long)i * e->skmax;
+    take(e, q, smp ? g3_sampler_finish(smp, ids, e->sval + (long)i * e->skmax, e->srow[i].k) : ids[0]);
+}
+
 // Runs the planned segments as one forward call, then lets each sequence that has read all
 // its pending tokens choose its next one.
 static int run_call(G3Engine *e, int nseg) {
@@ -382,13 +475,29 @@ static int run_call(G3Engine *e, int nseg) {
         memcpy(e->tokens + rows, q->hist + q->nfed, (size_t)e->segs[i].n * sizeof(int32_t));
         rows += e->segs[i].n;
     }
-    // Only greedy sequences and nothing watching: the choices are made where the logits are
-    // (on a GPU only the ids come back), the same ids as g3_argmax on the host.
-    int argmax = !e->opt.all_logits && !(s->hook && s->hook_sites);
-    for (int i = 0; argmax && i < nseg; i++) argmax = !e->seg_seq[i]->p.choose && !e->seg_seq[i]->p.sampler;
+    // Nothing watching, and every sequence that chooses after this call greedy (no sampler, or
+    // a plain greedy one): the choices are made where the logits are (on a GPU only the ids
+    // come back), the same ids as g3_argmax on the host.
+    const int watched = e->opt.all_logits || (s->hook && s->hook_sites);
+    int argmax = !watched;
+    for (int i = 0; argmax && i < nseg; i++) {
+        Seq *q = e->seg_seq[i];
+        if (chooses(q, e->segs[i].n)) {
+            G3Sampler *smp = sampler_of(e, q);
+            argmax = !q->p.choose && (!smp || g3_sampler_plain_greedy(smp));
+        }
+    }
+    // Else, where every sequence that chooses after this call can start its chain on the device
+    // (greedy, or a sampler with top-k), only candidates come back.
+    int keep = !watched && !argmax && e->dev_sample;
+    for (int i = 0; keep && i < nseg; i++) {
+        Seq *q = e->seg_seq[i];
+        if (chooses(q, e->segs[i].n)) keep = !q->p.choose && (!(q->p.sampler || q->p.sampler_of) || dev_k(e, q) > 0);
+    }
     double t0 = g3_now();
     int rc = g3_forward(s, e->tokens, e->segs, nseg,
-                        e->opt.all_logits ? G3_LOGITS_ALL : argmax ? G3_LOGITS_ARGMAX : G3_LOGITS_LAST);
+                        e->opt.all_logits ? G3_LOGITS_ALL : argmax ? G3_LOGITS_ARGMAX : keep ? G3_LOGITS_KEEP : G3_LOGITS_LAST);
+    if (!rc && keep) rc = sample_on_device(e, nseg);
     double dt = g3_now() - t0;
     e->clock++;
     if (rc) {
@@ -417,6 +526,7 @@ static int run_call(G3Engine *e, int nseg) {
         if (q->nfed == q->nhist) {
             if (q->nhist - q->out0 >= q->max_tokens) finish(e, q, G3_STOP_MAX_TOKENS);  // max_tokens 0: reading only
             else if (argmax) advance(e, q, NULL, s->argmax[i]);
+            else if (keep) take_device(e, q, i);
             else advance(e, q, s->logits + (long)(e->opt.all_logits ? r0 + n - 1 : i) * V, 0);
         }
         r0 += n;

@@ -19,6 +19,13 @@
 // sampler, or greedy) and checks its own stops; a finished sequence frees its slot for the
 // next step (continuous batching).
 //
+// Where the logits are on a device (a GPU backend with sample_top_k), a sequence that samples
+// with a sampler whose chain starts with top-k (Gemma's default) or is greedy has its
+// penalties and its top-k applied there: only k candidates cross to the host, where
+// g3_sampler_finish draws from them, the tokens of the host path for the same seed (sampler.h
+// says why). Other configurations, a chooser, hooks or all_logits bring the logits back.
+// G3_HOST_SAMPLER=1 in the environment forces the host path (to compare).
+//
 // Batched results equal one-at-a-time results: each sequence has its own sampler and stops,
 // a row of g3_forward does not see the other segments of its call, and a prompt is always cut
 // into chunks at the same places (multiples of max_rows from where its reading starts, or
@@ -87,6 +94,11 @@ typedef struct {
     // slot read with them is never one for another sequence.
     const G3StateImage *images;
     int nimages;
+    // Or the sampler asked for when the sequence is about to choose (NULL: greedy), for a
+    // caller that hands samplers out from a pool as sequences start; it must return the same
+    // sampler for the rest of the turn. Used when choose and sampler are NULL. (Last here, so
+    // that positional initializers stay valid.)
+    G3Sampler *(*sampler_of)(void *user, int id);
     // Callbacks run inside step and cancel; they may call g3_engine_read and nothing
     // else of the engine (the others fail there).
 } G3SeqParams;

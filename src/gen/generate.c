@@ -21,6 +21,11 @@ static int32_t choose_cb(void *user, int id, float *logits, const int32_t *hist,
     return it->o->choose(it->o->ctx, it->i, logits, hist, nhist);
 }
 
+static G3Sampler *sampler_cb(void *user, int id) {
+    Item *it = user;
+    return it->o->sampler(it->o->ctx, it->i);
+}
+
 static int on_token_cb(void *user, int id, int32_t tok, G3StopReason *why) {
     Item *it = user;
     return it->o->on_token(it->o->ctx, it->i, tok, why);
@@ -72,6 +77,7 @@ int g3_generate(G3State *s, const int32_t *const *prompts, const int *lens, int 
             if (o->abort && *o->abort) { fail_early(o, &res[i], i, G3_STOP_ABORT, ""); continue; }
             G3SeqParams p = {prompts[i], lens[i], mt, o->stop_ids, o->nstop, o->choose ? choose_cb : NULL, NULL,
                              o->on_token ? on_token_cb : NULL, on_done_cb, it};
+            p.sampler_of = o->choose || !o->sampler ? NULL : sampler_cb;
             if ((it->id = g3_engine_add(e, &p)) < 0) { fail_early(o, &res[i], i, G3_STOP_ERROR, g3_error()); continue; }
             flight[nflight++] = i;
         }

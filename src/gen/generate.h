@@ -19,6 +19,10 @@ typedef struct {
     // (prompt + generated), or returns -1 with a message (that sequence stops with
     // G3_STOP_ERROR). NULL: greedy (g3_argmax, ties to the lowest id).
     int32_t (*choose)(void *ctx, int i, float *logits, const int32_t *hist, int nhist);
+    // Or (choose NULL): the sampler of sequence i, asked for when it is about to choose (NULL:
+    // greedy), the same one until it is done; the engine then runs what it can of the sampler
+    // where the logits are (engine.h).
+    G3Sampler *(*sampler)(void *ctx, int i);
     // Called for each new token; returns non-zero to stop that sequence (stop strings), in
     // which case *reason is set by the callee (G3_STOP_STRING, ...).
     int (*on_token)(void *ctx, int i, int32_t id, G3StopReason *reason);

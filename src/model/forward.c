@@ -310,6 +310,7 @@ static int forward_done(G3State *s, const G3Pass *p, const G3Segment *segs, int 
         if (!be->host && be->to_host(be, s->argmax, s->argmax_be, (size_t)nout * sizeof(int32_t))) return -1;
         if (!g3_pass_hook_on(p, G3_HOOK_LOGITS, -1)) return 0;
     }
+    if (mode == G3_LOGITS_KEEP && !g3_pass_hook_on(p, G3_HOOK_LOGITS, -1)) return 0;  // the next op reads them where they are
     if (!be->host && be->to_host(be, s->logits, s->logits_be, (size_t)nout * V * sizeof(float))) return -1;
     // the logits are on the host by now: fired as host memory whatever the backend
     G3Pass ph = *p;
@@ -370,8 +371,9 @@ int g3_forward(G3State *s, const int32_t *tokens, const G3Segment *segs, int nse
     // (one launch instead of hundreds). Everything they read that changes between steps
     // (ids, RoPE tables, segments) was uploaded above into the state's fixed buffers.
     const int hooked = (s->hook && s->hook_sites) || images;  // (a call with images is never recorded)
+    // (KEEP's device part is LAST's: they share a recording)
     void **rec = s->recs ? &s->recs[rows + (mode == G3_LOGITS_ARGMAX ? s->max_rows + 1 : 0)] : NULL;
-    if (rec && !hooked && (mode == G3_LOGITS_LAST || mode == G3_LOGITS_ARGMAX) && rows == nseg && *rec != G3_NO_RECORD) {
+    if (rec && !hooked && (mode == G3_LOGITS_LAST || mode == G3_LOGITS_KEEP || mode == G3_LOGITS_ARGMAX) && rows == nseg && *rec != G3_NO_RECORD) {
         for (int tries = 0; tries < 2; tries++) {
             if (!*rec) {
                 if (be->record_begin(be)) return -1;

@@ -17,7 +17,10 @@
 // the row's logits hold a NaN or +inf or only -inf), computed where the logits are: on a GPU
 // the [nseg, V] logits never cross to the host. s->logits is then not written (a logits hook
 // still gets them).
-typedef enum { G3_LOGITS_NONE, G3_LOGITS_LAST, G3_LOGITS_ALL, G3_LOGITS_ARGMAX } G3LogitsMode;
+// KEEP: as LAST, but the logits stay in backend memory (s->logits_be [nseg][V]) for an op that
+// runs there next (the engine's sampler: backend.h sample_top_k); s->logits is not written
+// (a logits hook still gets them).
+typedef enum { G3_LOGITS_NONE, G3_LOGITS_LAST, G3_LOGITS_ALL, G3_LOGITS_ARGMAX, G3_LOGITS_KEEP } G3LogitsMode;
 
 #define G3_NO_RECORD ((void *)1)
 

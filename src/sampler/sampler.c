@@ -381,6 +381,18 @@ static void nucleus_by_selection(G3Candidates *c, float top_p) {
     c->n = hi;
 }
 
+// The chain after the top-k selection (s->cand holds the k best, sorted): temperature, softmax,
+// top-p, min-p. One function for the host's selection and a device's (g3_sampler_finish), so
+// the two cannot drift apart.
+static void after_top_k(G3Sampler *s) {
+    const G3SamplerConfig *cfg = &s->cfg;
+    G3Candidates *c = &s->cand;
+    g3_sample_temperature(c, cfg->temperature);
+    g3_sample_softmax(c);
+    g3_sample_top_p(c, cfg->top_p);
+    g3_sample_min_p(c, cfg->min_p);
+}
+
 // Builds the final candidate list for temperature > 0 (p unnormalised).
 static void build(G3Sampler *s, const float *logits) {
     const G3SamplerConfig *cfg = &s->cfg;
@@ -389,10 +401,10 @@ static void build(G3Sampler *s, const float *logits) {
     float inv_t = 1.0f / cfg->temperature;
     if (cfg->top_k > 0 && cfg->top_k < V) {  // the usual case: at most k candidates from here on
         g3_sample_select_top_k(c, logits, V, cfg->top_k);
-        g3_sample_temperature(c, cfg->temperature);
-        g3_sample_softmax(c);
-        g3_sample_top_p(c, cfg->top_p);
-    } else if (cfg->top_p < 1.0f) {
+        after_top_k(s);
+        return;
+    }
+    if (cfg->top_p < 1.0f) {
         // The nucleus needs the normaliser of the whole softmax. A peaked distribution puts it
         // among the best 64; otherwise, every token with p < (1 - top_p) / V is outside it
         // (the tokens at or below it weigh less than 1 - top_p in all), so only the tokens
@@ -480,4 +492,48 @@ int g3_sampler_sample(G3Sampler *s, float *logits, const int32_t *history, int n
         return sample_whole_vocab(logits, s->vocab, 1.0f / c->temperature, u);
     build(s, logits);
     return g3_sample_pick(&s->cand, u);
+}
+
+// ---- a device's selection, finished here (sampler.h) ----
+
+const G3SamplerConfig *g3_sampler_config(const G3Sampler *s) { return &s->cfg; }
+
+int g3_sampler_plain_greedy(const G3Sampler *s) {
+    const G3SamplerConfig *c = &s->cfg;
+    return c->temperature <= 0 && c->repeat_penalty == 1.0f && c->presence_penalty == 0.0f && c->frequency_penalty == 0.0f;
+}
+
+int g3_sampler_device_k(const G3Sampler *s, int kmax) {
+    const G3SamplerConfig *c = &s->cfg;
+    if (c->temperature <= 0) return 1;  // greedy: the best after the penalties is the top-1
+    return c->top_k > 0 && c->top_k < s->vocab && c->top_k <= kmax ? c->top_k : 0;
+}
+
+int g3_sampler_window(const G3Sampler *s, const int32_t *history, int nhistory, const int32_t **win) {
+    const G3SamplerConfig *c = &s->cfg;
+    *win = NULL;
+    // the conditions of apply_penalties, which the host path runs
+    if (c->repeat_penalty == 1.0f && c->presence_penalty == 0.0f && c->frequency_penalty == 0.0f) return 0;
+    if (!history || nhistory <= 0) return 0;
+    int w = c->repeat_window > 0 ? G3_MIN(c->repeat_window, nhistory) : nhistory;
+    *win = history + nhistory - w;
+    for (int i = 0; i < w; i++)
+        if ((*win)[i] < 0 || (*win)[i] >= s->vocab)
+            return g3_errorf("sampler: history token %d at position %d is outside the vocabulary (%d)", (int)(*win)[i],
+                             nhistory - w + i, s->vocab);
+    return w;
+}
+
+int g3_sampler_finish(G3Sampler *s, const int32_t *ids, const float *logits, int n) {
+    const G3SamplerConfig *c = &s->cfg;
+    const int k = g3_sampler_device_k(s, n);
+    if (k <= 0 || n != k) return g3_errorf("sampler: %d device candidates for a configuration that needs %d", n, k);
+    if (c->temperature <= 0) return ids[0];
+    double u = g3_rng_uniform(&s->rng);  // the one draw, as g3_sampler_sample makes it
+    G3Candidates *cd = &s->cand;
+    for (int i = 0; i < n; i++) cd->c[i] = (G3Candidate){ids[i], logits[i], 0};
+    cd->n = n;
+    cd->sorted = 1;
+    after_top_k(s);
+    return g3_sample_pick(cd, u);
 }

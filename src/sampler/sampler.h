@@ -115,4 +115,34 @@ int g3_sampler_sample(G3Sampler *s, float *logits, const int32_t *history, int n
 const G3Candidates *g3_sampler_distribution(G3Sampler *s, float *logits, const int32_t *history,
                                             int nhistory);
 
+// ---- the heavy part on a device (backend.h sample_top_k), the rest here ----
+//
+// With top-k (the usual case, Gemma's default 64) everything after the selection of the k
+// best works on k candidates, so a device that holds the logits applies the penalties and
+// selects the k best (ties to the lowest id: the same set, in the same order, as
+// g3_sample_select_top_k); only those k (id, logit) pairs cross to the host, and
+// g3_sampler_finish runs this file's own temperature, softmax, top-p, min-p and draw on them.
+// Selection is comparisons only and the penalties are the same IEEE operations in the same
+// order (no fused multiply-add), so the tokens are the host path's bit for bit, whatever the
+// seed. Greedy is the top-1. Configurations without top-k (top-p alone, or the whole
+// vocabulary) need the softmax normaliser over every logit, a sum whose rounding depends on
+// its order: they stay on the host path (the logits are copied), see g3_sampler_device_k.
+
+const G3SamplerConfig *g3_sampler_config(const G3Sampler *s);
+// 1 when s is greedy with every penalty off: its choice is g3_argmax of the logits (a device's
+// argmax serves), and it draws nothing.
+int g3_sampler_plain_greedy(const G3Sampler *s);
+// How many candidates a device must select for s: 1 for greedy (temperature 0), top_k when
+// 1 <= top_k < vocab and top_k <= kmax, else 0 (the host path: the logits must come back).
+int g3_sampler_device_k(const G3Sampler *s, int kmax);
+// The tokens the penalties look at (the last repeat_window of history), or none when every
+// penalty is off: returns their count (0: no penalties) with *win pointing into history, or -1
+// with g3_sampler_sample's message for an id outside the vocabulary.
+int g3_sampler_window(const G3Sampler *s, const int32_t *history, int nhistory, const int32_t **win);
+// The rest of the chain from a device's selection: ids[n] / logits[n], the n =
+// g3_sampler_device_k(s, n) best after the penalties, best first (equal logits by ascending
+// id). Draws from the random stream exactly as g3_sampler_sample would have on the whole
+// logits (nothing for greedy). Returns the token, or -1 with a message (n not what s needs).
+int g3_sampler_finish(G3Sampler *s, const int32_t *ids, const float *logits, int n);
+
 #endif

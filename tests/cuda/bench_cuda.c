@@ -15,6 +15,7 @@
 #include "backend/backend.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "sampler/sampler.h"
 
 enum { ROUNDS = 9 };
 
@@ -260,9 +261,93 @@ static void bench_model_prefill(const char *dir) {
     g3_model_free(&m);
 }
 
+// ---- the sampler's step (--sampler): what the engine waits for per decode step, host clock ----
+
+// Median microseconds of fn over 201 calls, each complete on return (the ops below synchronise).
+static double wall_us(int (*fn)(void *), void *ctx) {
+    enum { N = 201 };
+    static double t[N];
+    for (int i = 0; i < 10; i++) fn(ctx);
+    for (int i = 0; i < N; i++) {
+        double t0 = g3_now();
+        if (fn(ctx)) { fprintf(stderr, "bench: %s\n", g3_error()); exit(1); }
+        t[i] = (g3_now() - t0) * 1e6;
+    }
+    qsort(t, N, sizeof t[0], cmp_d);
+    return t[N / 2];
+}
+
+typedef struct {
+    G3Cuda *cu;
+    G3CuSampler *smp;
+    G3Sampler *host;
+    float *x, *h;  // device logits [R][V], page-locked host copy
+    int32_t *idd, ids[64 * 256], bad[64], win[64 * 64];
+    float vals[64 * 256];
+    G3CuSampleRow rows[64];
+    int R, V, nwin;
+} SmpBench;
+
+static int op_argmax_back(void *c) {
+    SmpBench *b = c;
+    int32_t id[64];
+    return g3cu_argmax(b->cu, b->idd, b->x, b->R, b->V) || g3cu_download(b->cu, id, b->idd, (size_t)b->R * sizeof(int32_t));
+}
+static int op_topk(void *c) {
+    SmpBench *b = c;
+    return g3cu_sample_top_k(b->smp, b->x, b->R, b->V, b->rows, b->win, b->nwin, 64, b->ids, b->vals, b->bad);
+}
+static int op_host_path(void *c) {  // the logits back, then the CPU sampler on each row
+    SmpBench *b = c;
+    if (g3cu_download(b->cu, b->h, b->x, (size_t)b->R * b->V * sizeof(float))) return -1;
+    for (int r = 0; r < b->R; r++)
+        if (g3_sampler_sample(b->host, b->h + (long)r * b->V, NULL, 0) < 0) return -1;
+    return 0;
+}
+
+static void bench_sampler(G3Cuda *cu) {
+    SmpBench b = {.cu = cu, .V = 262144};
+    b.smp = g3cu_sampler_new(cu);
+    G3SamplerConfig c = g3_sampler_defaults();  // T 1, top-k 64, top-p 0.95
+    b.host = g3_sampler_new(&c, b.V);
+    float *xh = malloc((size_t)64 * b.V * sizeof(float));
+    for (long i = 0; i < 64L * b.V; i++) xh[i] = frand() * 4.0f;
+    b.x = dev_from(cu, xh, (size_t)64 * b.V * sizeof(float));
+    b.idd = dev_from(cu, NULL, 64 * sizeof(int32_t));
+    if (!b.smp || !b.host || cudaMallocHost((void **)&b.h, (size_t)64 * b.V * sizeof(float)) != cudaSuccess) {
+        fprintf(stderr, "bench: sampler set-up failed\n");
+        exit(1);
+    }
+    for (int i = 0; i < 64 * 64; i++) b.win[i] = (int32_t)((i * 7919) % 5000);
+    printf("\nsampler step, V = 262,144, microseconds per call on the host clock (median of 201)\n");
+    printf("%-6s %14s %22s %22s %26s\n", "rows", "argmax + ids", "top-64 (sample_top_k)", "+ penalties (64 each)", "logits back + CPU sampler");
+    const int Rs[] = {1, 16, 64};
+    for (int k = 0; k < 3; k++) {
+        b.R = Rs[k];
+        for (int r = 0; r < b.R; r++) b.rows[r] = (G3CuSampleRow){64, 0, 0, 1.0f, 0.0f, 0.0f};
+        b.nwin = 0;
+        double ta = wall_us(op_argmax_back, &b), tk = wall_us(op_topk, &b);
+        for (int r = 0; r < b.R; r++) b.rows[r] = (G3CuSampleRow){64, r * 64, 64, 1.1f, 0.2f, 0.1f};
+        b.nwin = b.R * 64;
+        double tp = wall_us(op_topk, &b), th = wall_us(op_host_path, &b);
+        printf("%-6d %14.1f %22.1f %22.1f %26.1f\n", b.R, ta, tk, tp, th);
+    }
+    g3cu_free(cu, b.x);
+    g3cu_free(cu, b.idd);
+    cudaFreeHost(b.h);
+    g3cu_sampler_free(b.smp);
+    g3_sampler_free(b.host);
+    free(xh);
+}
+
 int main(int argc, char **argv) {
     G3Cuda *cu = cuda_test_start("bench_cuda");
     if (!cu) return 0;
+    if (argc == 2 && !strcmp(argv[1], "--sampler")) {
+        bench_sampler(cu);
+        g3cu_delete(cu);
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "--model")) {
         bench_model_prefill(argv[2]);
         g3cu_delete(cu);
@@ -347,6 +432,7 @@ int main(int argc, char **argv) {
         ring_free(&r);
     }
     bench_attention(cu);
+    bench_sampler(cu);
     g3cu_delete(cu);
     return 0;
 }

@@ -55,6 +55,7 @@ struct CudaBackend {
     // masked attention (packed rows): the mask's arrays uploaded per call [4][rows] int32
     int32_t *mask_d;
     size_t mask_bytes;
+    G3CuSampler *sampler;  // sample_top_k's buffers, made at its first call
     // what alloc handed out (sorted by address): device addresses the ops may meet as weights
     struct Alloc { const char *p; size_t bytes; } *allocs;
     int nallocs, allocs_cap;
@@ -327,6 +328,18 @@ void cu_dropout(G3Backend *be, float *y, const float *x, long n, float p, float 
 }
 
 int cu_argmax(G3Backend *be, int32_t *out, const float *x, int R, int n) { return g3cu_argmax(cb_of(be)->cu, out, x, R, n); }
+
+static_assert(sizeof(G3SampleRow) == sizeof(G3CuSampleRow) && offsetof(G3SampleRow, frequency) == offsetof(G3CuSampleRow, frequency) &&
+                  (int)G3_SAMPLE_TOP_K_MAX == (int)G3CU_TOPK_MAX,
+              "backend.h's G3SampleRow and g3cuda.h's G3CuSampleRow must agree");
+
+int cu_sample_top_k(G3Backend *be, const float *x, int R, int n, const G3SampleRow *rows, const int32_t *win, int nwin, int kmax,
+                    int32_t *ids, float *vals, int32_t *bad) {
+    CudaBackend *cb = cb_of(be);
+    if (failed(cb)) return -1;
+    if (!cb->sampler && !(cb->sampler = g3cu_sampler_new(cb->cu))) return -1;
+    return g3cu_sample_top_k(cb->sampler, x, R, n, (const G3CuSampleRow *)rows, win, nwin, kmax, ids, vals, bad);
+}
 
 void cu_softcap(G3Backend *be, float *x, long n, float cap) { note(cb_of(be), g3cu_softcap(cb_of(be)->cu, x, n, cap)); }
 
@@ -697,6 +710,7 @@ void cu_destroy(G3Backend *be) {
     g3cu_free(cb->cu, cb->meta_d);
     g3cu_free(cb->cu, cb->wide);
     g3cu_free(cb->cu, cb->mask_d);
+    g3cu_sampler_free(cb->sampler);
     free(cb->meta_h);
     free(cb->segs);
     free(cb->allocs);
@@ -786,6 +800,7 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->attention_masked_backward = cu_attention_masked_backward;
     be->softcap = cu_softcap;
     be->argmax = cu_argmax;
+    be->sample_top_k = cu_sample_top_k;
     be->attention_cache = cu_attention_cache;
     be->kv_append = cu_kv_append;
     be->host_alloc = cu_host_alloc;

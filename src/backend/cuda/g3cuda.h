@@ -112,6 +112,21 @@ int g3cu_softcap(G3Cuda *cu, float *x, long n, float cap);              // x = t
 // out[r] = the first index of the largest of x[r][0 .. n) (as the CPU's argmax).
 int g3cu_argmax(G3Cuda *cu, int32_t *out, const float *x, int rows, int n);
 
+// ---- the sampler's heavy part (sample.cu; backend.h sample_top_k says what it computes) ----
+// One row: the k best wanted, after the penalties over window tokens win[w0 .. w0 + nw)
+// (backend.h's G3SampleRow, field for field).
+typedef struct {
+    int32_t k, w0, nw;
+    float repeat, presence, frequency;
+} G3CuSampleRow;
+enum { G3CU_TOPK_MAX = 256 };
+typedef struct G3CuSampler G3CuSampler;  // its device and page-locked buffers, grown on demand
+G3CuSampler *g3cu_sampler_new(G3Cuda *cu);
+void g3cu_sampler_free(G3CuSampler *s);
+// x[rows][n] in device memory; rp, win, ids, vals, bad in host memory; synchronous.
+int g3cu_sample_top_k(G3CuSampler *s, const float *x, int rows, int n, const G3CuSampleRow *rp, const int32_t *win, int nwin,
+                      int kmax, int32_t *ids, float *vals, int32_t *bad);
+
 // ---- attention over the KV cache ----
 // The cache of one layer: kc/vc [slots][nkv][cap][hd] f32; position p of a slot lives at ring
 // index p % cap (cap = the context on global layers, min(context, window) on sliding ones),
