@@ -58,6 +58,7 @@ struct CudaBackend {
     // what alloc handed out (sorted by address): device addresses the ops may meet as weights
     struct Alloc { const char *p; size_t bytes; } *allocs;
     int nallocs, allocs_cap;
+    int prof_in_adamw;  // G3_CUDA_PROFILE: the last op was AdamW (its next launch is no new step)
 };
 
 // A recorded call: the instantiated graph and the backend's own buffers it was recorded over
@@ -704,6 +705,52 @@ void cu_destroy(G3Backend *be) {
     free(cb);
 }
 
+// ---- G3_CUDA_PROFILE=1: every op of the table timed (prof.cu) ----
+// Each op of the table is replaced by a wrapper that opens a profiler scope named after the
+// op, calls the op, and closes the scope: one template instantiation per op, so the table
+// keeps its C signatures and the ops themselves know nothing of it. The first AdamW launch
+// after any other op marks an optimizer step (the profiler keeps whole steps).
+template <typename R, typename... A> struct Timed {
+    template <R (*F)(G3Backend *, A...)> struct Op {
+        static inline const char *name = "?";
+        static R call(G3Backend *be, A... a) {
+            CudaBackend *cb = cb_of(be);
+            const int adamw = !strcmp(name, "adamw");
+            if (adamw && !cb->prof_in_adamw) g3cu_prof_step(cb->cu);
+            cb->prof_in_adamw = adamw;
+            struct Scope {  // closed when the call returns, whatever its type
+                G3Cuda *cu;
+                int s;
+                ~Scope() { g3cu_prof_end(cu, s, 0, 0); }
+            } sc{cb->cu, g3cu_prof_begin(cb->cu, name)};
+            return F(be, a...);
+        }
+    };
+};
+template <typename R, typename... A> Timed<R, A...> timed_of(R (*)(G3Backend *, A...));
+
+#define TIME_OP(op)                                                        \
+    do {                                                                   \
+        if (be->op) {                                                      \
+            using T = decltype(timed_of(&cu_##op))::template Op<&cu_##op>; \
+            T::name = #op;                                                 \
+            be->op = T::call;                                              \
+        }                                                                  \
+    } while (0)
+
+void time_ops(G3Backend *be) {
+    TIME_OP(alloc); TIME_OP(free); TIME_OP(to_device); TIME_OP(to_host); TIME_OP(sync); TIME_OP(weight_check);
+    TIME_OP(linear); TIME_OP(linear_multi); TIME_OP(linear_geglu); TIME_OP(gemm); TIME_OP(linear_dx);
+    TIME_OP(rmsnorm_backward); TIME_OP(rope_backward); TIME_OP(geglu_backward); TIME_OP(mlp_down_backward);
+    TIME_OP(embed_backward); TIME_OP(cross_entropy); TIME_OP(attention); TIME_OP(attention_backward);
+    TIME_OP(zero); TIME_OP(sumsq); TIME_OP(adamw); TIME_OP(rmsnorm); TIME_OP(rope); TIME_OP(geglu); TIME_OP(embed);
+    TIME_OP(add); TIME_OP(axpy); TIME_OP(dropout); TIME_OP(attention_masked); TIME_OP(attention_masked_backward);
+    TIME_OP(softcap); TIME_OP(argmax); TIME_OP(attention_cache); TIME_OP(attention_cache_append); TIME_OP(kv_append);
+    TIME_OP(segments); TIME_OP(replay); TIME_OP(qk_norm_rope); TIME_OP(add_rmsnorm); TIME_OP(layernorm); TIME_OP(bias_act);
+    TIME_OP(attention_full);
+}
+#undef TIME_OP
+
 }  // namespace
 
 extern "C" size_t g3_backend_cuda_weight_bytes(G3Backend *be) {
@@ -803,5 +850,6 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->attention_full = cu_attention_full;
     const char *attn = getenv("G3_CUDA_ATTN");
     cb->attn_f32 = attn && !strcmp(attn, "f32");
+    if (g3cu_prof_on()) time_ops(be);
     return be;
 }

@@ -218,6 +218,25 @@ int g3cu_attention_masked_backward(G3Cuda *cu, float *dq, float *dk, float *dv, 
                                    const float *v, const float *lse, const G3CuMask *m, int B, int T, int NH, int NKV, int HD,
                                    int window, float scale, float softcap);
 
+// ---- profiling (prof.cu): G3_CUDA_PROFILE=1 ----
+// Whether the profiler is on (the environment is read once). Everything below is a no-op when
+// it is off. Scopes: begin returns a handle (-1: not timed), end takes it with the FLOPs and
+// bytes the scope moved (0 where unknown); nested scopes are parts of the enclosing one.
+int g3cu_prof_on(void);
+int g3cu_prof_begin(G3Cuda *cu, const char *name);
+void g3cu_prof_end(G3Cuda *cu, int scope, double flops, double bytes);
+// A host-side counter (cudaMalloc, stream syncs, ...): one more call, its host time and bytes.
+void g3cu_prof_count(const char *name, double host_s, double bytes);
+// The GPU time of the scopes the stream has passed, taken now (at syncs: nothing waits).
+void g3cu_prof_collect(void);
+// An optimizer step begins (its first AdamW launch): the first G3_CUDA_PROFILE_SKIP steps
+// (default 2) are dropped, then the figures are kept per whole step.
+void g3cu_prof_step(G3Cuda *cu);
+// The table, to stderr (also printed when the process exits).
+void g3cu_prof_report(void);
+// The host clock in seconds (monotonic), for the counters' times.
+double g3cu_prof_now(void);
+
 #ifdef __cplusplus
 }
 #endif
