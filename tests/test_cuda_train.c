@@ -102,19 +102,25 @@ static void test_adamw(G3Cuda *cu) {
     uint8_t decay = 1;
     CHECK(g3_adamw_init(&o, &c, 1, &off, &num, &decay) == 0, "%s", g3_error());
     float *P = dev_from(cu, p, n * 4), *G = dev_from(cu, g, n * 4), *M = dev_from(cu, NULL, n * 4), *V = dev_from(cu, NULL, n * 4);
+    uint16_t *PB = dev_from(cu, NULL, n * 2), *pb = malloc(n * 2);  // the bf16 copy of the weights the last step writes
     g3cu_memset(cu, M, 0, n * 4), g3cu_memset(cu, V, 0, n * 4);
     for (int step = 1; step <= 3; step++) {
         const double lr = 1e-3 * step;
         const float scale = 0.7f;
         double bc1 = 1 - pow(0.9, step), bc2 = 1 - pow(0.95, step);
         G3CuAdamW k = {0.9f, 0.95f, (float)(1 - 0.9), (float)(1 - 0.95), (float)(lr / bc1), (float)(1 / sqrt(bc2)), 1e-8f, scale};
-        CHECK(g3cu_adamw(cu, P, G, M, V, n, &k, (float)(1 - lr * 0.1)) == 0, "%s", g3_error());
+        CHECK(g3cu_adamw(cu, P, step == 3 ? PB : NULL, G, M, V, n, &k, (float)(1 - lr * 0.1)) == 0, "%s", g3_error());
         g3_adamw_step(&o, p, g, lr, scale);
     }
     to_host(cu, p2, P, n * 4), to_host(cu, m2, M, n * 4), to_host(cu, v2, V, n * 4);
     CHECK(!memcmp(p2, p, n * 4) && !memcmp(m2, o.m, n * 4) && !memcmp(v2, o.v, n * 4), "device AdamW differs from the CPU's bits (p %.3g)",
           rel_err(p2, p, n));
-    printf("adamw: 3 steps over %ld parameters, bit-identical to the CPU's\n", n);
+    to_host(cu, pb, PB, n * 2);
+    long bad = 0;
+    for (long i = 0; i < n; i++) bad += pb[i] != g3_f32_to_bf16(p[i]);
+    CHECK(bad == 0, "device AdamW's bf16 copy: %ld of %ld weights are not the new weight rounded to bf16", bad, n);
+    printf("adamw: 3 steps over %ld parameters, bit-identical to the CPU's; the bf16 copy is the weights rounded\n", n);
+    g3cu_free(cu, PB), free(pb);
     g3_adamw_free(&o);
     g3cu_free(cu, P), g3cu_free(cu, G), g3cu_free(cu, M), g3cu_free(cu, V);
     free(p), free(g), free(p2), free(m2), free(v2);

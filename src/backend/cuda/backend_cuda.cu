@@ -459,7 +459,7 @@ double cu_sumsq(G3Backend *be, const float *x, long n) {
 
 int cu_adamw(G3Backend *be, float *p, const float *g, float *m, float *v, long n, const float k[8], float decay_mul) {
     const G3CuAdamW ka = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]};
-    return g3cu_adamw(cb_of(be)->cu, p, g, m, v, n, &ka, decay_mul);
+    return g3cu_adamw(cb_of(be)->cu, p, NULL, g, m, v, n, &ka, decay_mul);
 }
 
 // ---- attention over the cache ----

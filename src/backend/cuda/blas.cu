@@ -106,17 +106,27 @@ extern "C" int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const 
         if (!ab) return -1;
         uint16_t *bb = ab + ((na + 7) & ~7L);  // 16-byte aligned for the tensor cores
         if (g3cu_round_bf16(cu, ab, A, na) || g3cu_round_bf16(cu, bb, B, nb)) return -1;
-        const int ps = prof_gemm(cu, "bf16 gemm", M, N, K, ta, tb);
-        const int rc = blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, bb, CUDA_R_16BF, ldb, ab, CUDA_R_16BF, lda, &beta, C,
-                                            CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                               "gemm (bf16)");
-        g3cu_prof_end(cu, ps, 2.0 * M * N * K, 0);
-        return rc;
+        return g3cu_gemm_bf16(cu, ta, tb, M, N, K, ab, bb, C, accumulate);
     }
     const int ps = prof_gemm(cu, "f32 gemm", M, N, K, ta, tb);
     const int rc = blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
                                         CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                            "gemm (f32)");
+    g3cu_prof_end(cu, ps, 2.0 * M * N * K, 0);
+    return rc;
+}
+
+extern "C" int g3cu_gemm_bf16(G3Cuda *cu, int ta, int tb, int M, int N, int K, const uint16_t *A, const uint16_t *B, float *C,
+                              int accumulate) {
+    if (M < 1 || N < 1 || K < 1) return g3_errorf("cuda gemm: bad shape M %d, N %d, K %d", M, N, K);
+    // as g3cu_gemm: column-major C^T[N, M] = op(B)^T op(A)^T
+    const cublasOperation_t ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N, oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int ldb = tb ? K : N, lda = ta ? M : K;
+    const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+    const int ps = prof_gemm(cu, "bf16 gemm", M, N, K, ta, tb);
+    const int rc = blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F,
+                                        N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                           "gemm (bf16)");
     g3cu_prof_end(cu, ps, 2.0 * M * N * K, 0);
     return rc;
 }

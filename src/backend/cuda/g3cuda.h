@@ -81,6 +81,10 @@ int g3cu_round_bf16(G3Cuda *cu, uint16_t *o, const float *x, long n);
 // B [K, N] (tb = 0) or [N, K] (tb = 1). FAST rounds A and B to bf16 (training's bf16 mode).
 int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
               G3CuMode mode);
+// The same product over operands already in bf16 (bits as g3cu_round_bf16 writes them):
+// training's bf16 mode, whose operands the backend rounds once and reuses (backend_cuda.cu).
+int g3cu_gemm_bf16(G3Cuda *cu, int ta, int tb, int M, int N, int K, const uint16_t *A, const uint16_t *B, float *C,
+                   int accumulate);
 
 // ---- row-wise ops ----
 // y[rows][n] = x / sqrt(mean(x^2) + eps) * (1 + w); y may alias x.
@@ -189,11 +193,13 @@ int g3cu_attn_mma_backward(G3Cuda *cu, float *dq, float *dk, float *dv, const fl
                            const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD, int window,
                            float scale, float softcap);
 // One AdamW step over n parameters with f32 moments (optim.h's formula, the same operations
-// in the same order as the CPU: the same bits).
+// in the same order as the CPU: the same bits); with pb (may be NULL), pb[i] = the new p[i]
+// rounded to bf16 (as g3cu_round_bf16) in the same pass.
 typedef struct {
     float b1, b2, omb1, omb2, step_size, inv_sqrt_bc2, eps, scale;
 } G3CuAdamW;
-int g3cu_adamw(G3Cuda *cu, float *p, const float *g, float *m, float *v, long n, const G3CuAdamW *k, float decay_mul);
+int g3cu_adamw(G3Cuda *cu, float *p, uint16_t *pb, const float *g, float *m, float *v, long n, const G3CuAdamW *k,
+               float decay_mul);
 // *out = sum of x[i]^2 in double (waits for the stream).
 int g3cu_sumsq(G3Cuda *cu, double *out, const float *x, long n);
 
