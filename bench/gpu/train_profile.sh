@@ -6,6 +6,9 @@
 # the built-in profiler (G3_CUDA_PROFILE=1, src/backend/cuda/prof.cu: per backend op and per
 # cuBLAS shape / rounding pass, GPU ms per step, % of the GPU span, host ms, idle time).
 # Logs go to $OUT (or /tmp/gpu_out). About 3-4 minutes with the build on 16 cores.
+# bf16 mode also runs once with the reuse of rounded operands off (AB=0 skips it), the A/B of
+# backend_cuda.cu's weight copy and kept roundings; the last step's loss of each run is shown
+# (the runs must agree).
 # Knobs: STEPS (plain run, 20), PSTEPS (profiled run, 10), SKIP_TEST=1, SKIP_BUILD=1,
 # MODES ("bf16"; add f32 for the exact mode's table), PEER=1 (PyTorch eager + compile, ~2 min).
 set -u
@@ -50,6 +53,11 @@ for mm in ${MODES:-bf16}; do
     echo "== train GemmaZero B16 x T1024 --matmul $mm, ${STEPS:-20} steps, no profiler"
     run plain-$mm "$mm" "${STEPS:-20}"
     echo "OURS gemmazero $mm: $(med <"$O/plain-$mm.log"); $(grep -o 'MFU [0-9.]*%' "$O/plain-$mm.log" | tail -1)"
+    if [ "$mm" = bf16 ] && [ "${AB:-1}" = 1 ]; then  # the same without reusing rounded operands (what the reuse gains)
+        echo "== the same with G3_CUDA_BF16_CACHE=0 G3_CUDA_BF16_SHADOW=0 (every operand rounded at every product)"
+        run noreuse-$mm "$mm" "${STEPS:-20}" G3_CUDA_BF16_CACHE=0 G3_CUDA_BF16_SHADOW=0
+        echo "OURS gemmazero $mm, no reuse: $(med <"$O/noreuse-$mm.log")"
+    fi
     echo "== the same under G3_CUDA_PROFILE=1, ${PSTEPS:-10} steps (the first 2 dropped)"
     run prof-$mm "$mm" "${PSTEPS:-10}" G3_CUDA_PROFILE=1
     echo "   profiled run: $(med <"$O/prof-$mm.log")"
