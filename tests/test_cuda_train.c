@@ -6,8 +6,12 @@
 //     transformers' float64 (loss 1e-6, gradients 1e-4, the bars) and against the CPU,
 //     bf16 products against the CPU's bf16 mode; checkpointing, B = 2 with a masked row; the
 //     same gradients bit for bit when run again;
-//   - the device AdamW step: bit for bit the CPU's; and six resident steps (device gradients,
-//     norm, clip, AdamW) against six host steps from the same start.
+//   - the device AdamW step: bit for bit the CPU's (and its bf16 copy of the weights: the new
+//     weights rounded); six resident steps (device gradients, norm, clip, AdamW) against six
+//     host steps from the same start;
+//   - bf16 mode's reuse of rounded operands (the weights' bf16 copy kept by AdamW, roundings
+//     kept between products) against rounding every operand at every product: six resident
+//     steps alike; after a reload of the weights the copy is remade.
 #ifndef G3_CUDA
 #include <stdio.h>
 int main(void) {
@@ -102,19 +106,25 @@ static void test_adamw(G3Cuda *cu) {
     uint8_t decay = 1;
     CHECK(g3_adamw_init(&o, &c, 1, &off, &num, &decay) == 0, "%s", g3_error());
     float *P = dev_from(cu, p, n * 4), *G = dev_from(cu, g, n * 4), *M = dev_from(cu, NULL, n * 4), *V = dev_from(cu, NULL, n * 4);
+    uint16_t *PB = dev_from(cu, NULL, n * 2), *pb = malloc(n * 2);  // the bf16 copy of the weights the last step writes
     g3cu_memset(cu, M, 0, n * 4), g3cu_memset(cu, V, 0, n * 4);
     for (int step = 1; step <= 3; step++) {
         const double lr = 1e-3 * step;
         const float scale = 0.7f;
         double bc1 = 1 - pow(0.9, step), bc2 = 1 - pow(0.95, step);
         G3CuAdamW k = {0.9f, 0.95f, (float)(1 - 0.9), (float)(1 - 0.95), (float)(lr / bc1), (float)(1 / sqrt(bc2)), 1e-8f, scale};
-        CHECK(g3cu_adamw(cu, P, G, M, V, n, &k, (float)(1 - lr * 0.1)) == 0, "%s", g3_error());
+        CHECK(g3cu_adamw(cu, P, step == 3 ? PB : NULL, G, M, V, n, &k, (float)(1 - lr * 0.1)) == 0, "%s", g3_error());
         g3_adamw_step(&o, p, g, lr, scale);
     }
     to_host(cu, p2, P, n * 4), to_host(cu, m2, M, n * 4), to_host(cu, v2, V, n * 4);
     CHECK(!memcmp(p2, p, n * 4) && !memcmp(m2, o.m, n * 4) && !memcmp(v2, o.v, n * 4), "device AdamW differs from the CPU's bits (p %.3g)",
           rel_err(p2, p, n));
-    printf("adamw: 3 steps over %ld parameters, bit-identical to the CPU's\n", n);
+    to_host(cu, pb, PB, n * 2);
+    long bad = 0;
+    for (long i = 0; i < n; i++) bad += pb[i] != g3_f32_to_bf16(p[i]);
+    CHECK(bad == 0, "device AdamW's bf16 copy: %ld of %ld weights are not the new weight rounded to bf16", bad, n);
+    printf("adamw: 3 steps over %ld parameters, bit-identical to the CPU's; the bf16 copy is the weights rounded\n", n);
+    g3cu_free(cu, PB), free(pb);
     g3_adamw_free(&o);
     g3cu_free(cu, P), g3cu_free(cu, G), g3cu_free(cu, M), g3cu_free(cu, V);
     free(p), free(g), free(p2), free(m2), free(v2);
@@ -132,6 +142,62 @@ static double compare_grads(const G3TrainModel *tm, const STSet *exp, const char
         worst = e > worst ? e : worst;
     }
     return worst;
+}
+
+// bf16 mode, six resident steps of B = 4 (more than 16 rows: every product on the tensor cores),
+// on `be` (the weights' bf16 copy that AdamW keeps, roundings kept between products) and on a
+// backend opened with both off (G3_CUDA_BF16_CACHE=0, G3_CUDA_BF16_SHADOW=0: every operand
+// rounded at every product). The same bits reach the same products: the same steps. Then the
+// weights are written by other means (a reload): the copy must be remade, not reused.
+static void test_bf16_reuse(G3Backend *be, G3TrainModel *tm, const float *p0, const int32_t *ids, int T, const char *name) {
+    enum { B = 4, STEPS = 6 };
+    const size_t nb = (size_t)tm->n * sizeof(float);
+    setenv("G3_CUDA_BF16_CACHE", "0", 1);
+    setenv("G3_CUDA_BF16_SHADOW", "0", 1);
+    G3Backend *plain = g3_backend_open("cuda");
+    unsetenv("G3_CUDA_BF16_CACHE");
+    unsetenv("G3_CUDA_BF16_SHADOW");
+    CHECK(plain && !plain->bf16_shadow && be->bf16_shadow, "%s: a backend with and one without the bf16 copy (%s)", name,
+          plain ? "bf16_shadow offered wrongly" : g3_error());
+    if (!plain) return;
+    int32_t *in = malloc(sizeof(int32_t) * B * T), *tg = malloc(sizeof(int32_t) * B * T);
+    for (int b = 0; b < B; b++)  // rows that differ: each a rotation of the fixture's ids
+        for (int t = 0; t < T; t++) in[b * T + t] = ids[(t + b) % T], tg[b * T + t] = ids[(t + b) % T + 1];
+    float *w[2] = {malloc(nb), malloc(nb)};
+    double loss[2][STEPS] = {{0}}, norm[2][STEPS] = {{0}};
+    G3AdamWConfig oc = g3_adamw_defaults();
+    for (int k = 0; k < 2; k++) {
+        memcpy(tm->params, p0, nb);
+        G3AdamW o;
+        g3_adamw_init_model(&o, &oc, tm, 0);
+        G3TrainCtx *cx = g3_train_ctx_new_on(tm, k ? plain : be, B, T, 0, NULL);
+        int ok = cx && g3_train_ctx_resident(cx) == 0;
+        if (ok) g3_train_ctx_set_bf16(cx, 1);
+        for (int s = 0; s < STEPS && ok; s++)
+            ok = g3_train_ctx_zero_grads(cx) == 0 && !isnan(loss[k][s] = g3_train_forward_backward(tm, cx, in, tg, 1.0f)) &&
+                 g3_train_ctx_step(cx, &o, 1e-3, 0.5, &norm[k][s]) == 0;
+        ok = ok && g3_train_ctx_sync_host(cx, &o) == 0;
+        CHECK(ok, "%s (cuda bf16, %s): %s", name, k ? "rounding per product" : "kept roundings", g3_error());
+        memcpy(w[k], tm->params, nb);
+        if (ok && !k) {  // the weights written by other means: the copy is remade (a stale one gives step 6's loss)
+            memcpy(tm->params, p0, nb);
+            const double l0 = g3_train_ctx_reload(cx, NULL) ? NAN : g3_train_loss(tm, cx, in, tg);
+            CHECK(l0 == loss[0][0], "%s (cuda bf16): after a reload of the first weights the loss is %.9g, step 1's was %.9g", name, l0,
+                  loss[0][0]);
+        }
+        g3_train_ctx_free(cx);
+        g3_adamw_free(&o);
+    }
+    const double ew = rel_err(w[0], w[1], tm->n), el = fabs(loss[0][STEPS - 1] - loss[1][STEPS - 1]) / fabs(loss[1][STEPS - 1]);
+    int same = 1;
+    for (int s = 0; s < STEPS; s++) same &= loss[0][s] == loss[1][s] && norm[0][s] == norm[1][s];
+    CHECK(ew <= 1e-6 && el <= 1e-6, "%s (cuda bf16): kept roundings vs rounding per product, 6 steps: weights %.3g, last loss %.3g apart", name,
+          ew, el);
+    printf("%-18s bf16, 6 resident steps B=%d: kept roundings vs rounding per product: weights %.2e apart%s, losses and norms %s\n", name, B,
+           ew, memcmp(w[0], w[1], nb) ? "" : " (bit-identical)", same ? "equal" : "differ in the last bits");
+    memcpy(tm->params, p0, nb);
+    free(in), free(tg), free(w[0]), free(w[1]);
+    g3_backend_free(plain);
 }
 
 static void test_fixture(G3Backend *be, const char *name) {
@@ -243,6 +309,7 @@ static void test_fixture(G3Backend *be, const char *name) {
           em, en);
     printf("%-18s 6 resident AdamW steps (clip 0.5): weights vs CPU %.2e, first moments %.2e, last grad norm %.2e\n", name, ep, em, en);
     g3_train_ctx_free(cx);
+    test_bf16_reuse(be, &tm, p0, ids, T, name);
     g3_adamw_free(&oh), g3_adamw_free(&od);
     free(p0), free(ph), free(in2), free(tg2), free(cpu), free(cpu_bf), free(gpu), free(ids);
     g3_train_model_free(&tm);

@@ -318,6 +318,12 @@ struct G3Backend {
     // 1 / sqrt(1 - beta2^t), eps, gradient scale}.
     int (*zero)(G3Backend *be, void *p, size_t bytes);
     double (*sumsq)(G3Backend *be, const float *x, long n);
+    // Training's bf16 mode (optional; CUDA): params[n], f32 weights in this backend's memory,
+    // get a bf16 copy that bf16-mode products read instead of rounding the weights per
+    // product; adamw over any part of params writes the copy too, so it stays current through
+    // the steps. Made now when force is set, or when the backend's copy is not current (other
+    // writes into params drop it); the caller forces it after writing params by other means.
+    int (*bf16_shadow)(G3Backend *be, const float *params, long n, int force);
     int (*adamw)(G3Backend *be, float *p, const float *g, float *m, float *v, long n, const float k[8], float decay_mul);
 };
 

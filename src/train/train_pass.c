@@ -40,7 +40,7 @@ struct G3TrainCtx {
     float *dx;           // [BT, C] gradient of the residual stream
     G3LayerGradScratch gs;
     float *logits;       // [chunk, V] logits, then their gradient, a chunk of rows at a time
-    double *rowloss;     // [chunk]
+    double *rowloss;     // [BT] each row's loss (on a device: read back once a call, not once a chunk)
     float **grad;        // [m.nt] gradient of each model tensor (into tm->grads)
     float *lora_xa, *lora_y, *lora_dxa;  // [BT, r], [BT, max_out], [BT, r]: an adapter's scratch
     float *lora_xd;                      // [BT, widest input]: LoRA dropout's masked input (pass.h)
@@ -50,7 +50,7 @@ struct G3TrainCtx {
     const G3AttnMask *mask;  // g3_train_ctx_set_mask's (Set Block Decoding), else NULL: causal
     // On a device backend (be->host == 0): the parameters and gradients live in device
     // buffers and the pass runs a copy of the model whose tensors point at them (dm); the ids
-    // of a call are copied to d_in / d_tg, each chunk's losses back to hrowloss. Unless the
+    // of a call are copied to d_in / d_tg, the rows' losses back to hrowloss. Unless the
     // context is resident (g3_train_ctx_resident), every call copies the host parameters in
     // and, with backward, the host gradients in and out, so callers that step on the host
     // see no difference.
@@ -62,6 +62,7 @@ struct G3TrainCtx {
     float *dparams, *dgrads;
     int32_t *d_in, *d_tg;
     double *hrowloss;
+    int shadow_fresh;    // bf16 mode: the backend's bf16 copy of dparams is current (bf16_shadow; AdamW keeps it so)
 };
 
 static int rope_tables(G3TrainCtx *cx, const int32_t *pos, int stride);
@@ -128,7 +129,7 @@ static void layout(G3TrainCtx *cx, Carve *cv) {
         cx->lora_xd = carve(cv, BT * G3_MAX(G3_MAX(C, F), QD));
     }
     cx->logits = carve(cv, (int64_t)cx->chunk * c->vocab);
-    cx->rowloss = (double *)carve(cv, 2 * (int64_t)cx->chunk);
+    cx->rowloss = (double *)carve(cv, 2 * (int64_t)cx->B * cx->T);
 }
 
 // What the backend's attention keeps besides (CPU: per-thread panels and the per-query-head
@@ -198,7 +199,7 @@ static int device_init(G3TrainCtx *cx) {
     cx->dgrads = cx->dparams ? be->alloc(be, nb) : NULL;
     cx->d_in = cx->dgrads ? be->alloc(be, (size_t)BT * sizeof(int32_t)) : NULL;
     cx->d_tg = cx->d_in ? be->alloc(be, (size_t)BT * sizeof(int32_t)) : NULL;
-    cx->hrowloss = g3_malloc(sizeof(double) * (size_t)cx->chunk);
+    cx->hrowloss = g3_malloc(sizeof(double) * (size_t)BT);
     if (!cx->d_tg || !cx->hrowloss) {
         g3_error_prefix("train: %.2f GiB of parameters and gradients on %s", 2.0 * tm->n * 4 / (1 << 30), be->name);
         return -1;
@@ -369,6 +370,7 @@ static int sync_in(G3TrainCtx *cx, int grads) {
     if (!cx->dev || cx->resident) return 0;
     G3Backend *be = cx->be;
     const size_t nb = (size_t)cx->tm->n * sizeof(float);
+    cx->shadow_fresh = 0;  // the parameters are rewritten: so is their bf16 copy
     return be->to_device(be, cx->dparams, cx->tm->params, nb) || (grads && be->to_device(be, cx->dgrads, cx->tm->grads, nb)) ? -1 : 0;
 }
 static int sync_grads_out(G3TrainCtx *cx) {
@@ -396,6 +398,13 @@ static int forward(G3TrainCtx *cx, const G3Pass *p, const int32_t *inputs) {
     if (cx->dev) {  // the ids to the device; backward's embedding gather reads them there too
         if (cx->be->to_device(cx->be, cx->d_in, inputs, sizeof(int32_t) * (size_t)BT)) return -1;
         inputs = cx->d_in;
+    }
+    // bf16 products read the weights' bf16 copy (made once, kept by AdamW) rather than
+    // rounding each weight at every product; remade only after the parameters were written
+    // by other means (uploads, merges, rank-1 updates: shadow_fresh cleared there)
+    if (cx->dev && cx->bf16 && cx->be->bf16_shadow) {
+        if (cx->be->bf16_shadow(cx->be, cx->dparams, (long)cx->tm->n, !cx->shadow_fresh)) return -1;
+        cx->shadow_fresh = 1;
     }
     if (g3_pass_embed(p, cx->xs, inputs)) return -1;
     for (int l = 0; l < c->layers; l++)
@@ -434,11 +443,7 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
         G3Pass p = *p0;
         p.R = n;
         if (g3_pass_head(&p, cx->logits, cx->xf + r0 * C, n, 0)) return NAN;  // logits[n, V] = xf . E^T
-        be->cross_entropy(be, cx->rowloss, cx->logits, tg + r0, n, V, c->final_softcap, dscale, backward);
-        if (cx->dev && be->to_host(be, rowloss, cx->rowloss, sizeof(double) * (size_t)n)) return NAN;
-        for (int i = 0; i < n; i++) loss += rowloss[i];  // in row order: deterministic
-        if (seq_loss)
-            for (int i = 0; i < n; i++) seq_loss[(r0 + i) / cx->T] += targets[r0 + i] >= 0 ? rowloss[i] : 0.0;
+        be->cross_entropy(be, cx->rowloss + r0, cx->logits, tg + r0, n, V, c->final_softcap, dscale, backward);
         if (!backward) continue;
         if (seq_w && cx->dev) {  // each row's gradient times its sequence's weight, where the logits are
             if (G3_NEED(be, dropout)) return NAN;
@@ -456,6 +461,11 @@ static double head(G3TrainCtx *cx, const G3Pass *p0, const int32_t *targets, int
         if (be->linear_dx(be, cx->gs.dxn + r0 * C, cx->logits, &E, n, 0, p.mode)) return NAN;  // dxf = dlogits . E
         if (dE) be->gemm(be, 1, 0, V, C, n, cx->logits, cx->xf + r0 * C, dE, 1, p.mode);    // dE += dlogits^T . xf
     }
+    // the rows' losses: one copy (one wait for the device) a call, then summed in row order
+    if (cx->dev && be->to_host(be, rowloss, cx->rowloss, sizeof(double) * (size_t)BT)) return NAN;
+    for (int64_t r = 0; r < BT; r++) loss += rowloss[r];
+    if (seq_loss)
+        for (int64_t r = 0; r < BT; r++) seq_loss[r / cx->T] += targets[r] >= 0 ? rowloss[r] : 0.0;
     return nvalid ? loss / (double)nvalid : 0.0;
 }
 
@@ -587,6 +597,7 @@ int g3_train_logits(G3TrainModel *tm, G3TrainCtx *cx, const int32_t *inputs, flo
 
 int g3_train_ctx_device_arrays(G3TrainCtx *cx, float **params, float **grads, G3Backend **be) {
     if (!cx->resident) return 0;
+    cx->shadow_fresh = 0;  // the caller may write the parameters (rank-1 updates)
     *params = cx->dparams;
     *grads = cx->dgrads;
     *be = cx->be;
@@ -624,6 +635,7 @@ int g3_train_ctx_step(G3TrainCtx *cx, G3AdamW *o, double lr, double clip, double
         if (!isfinite(norm)) return 1;
         g3_adamw_step(o, tm->params, tm->grads, lr, g3_clip_scale(norm, clip));
         if (!isfinite(g3_grad_norm(tm->params, tm->n))) return 1;
+        cx->shadow_fresh = 0;
         return cx->resident && be->to_device(be, cx->dparams, tm->params, nb) ? -1 : 0;
     }
     if (cx->dmom_of != o) {  // the moments go over once (zeros, or a resumed run's)
@@ -667,6 +679,7 @@ int g3_train_ctx_sync_host(G3TrainCtx *cx, G3AdamW *o) {
 
 int g3_train_ctx_reload(G3TrainCtx *cx, const G3AdamW *o) {
     if (!cx->resident) return 0;
+    cx->shadow_fresh = 0;
     G3Backend *be = cx->be;
     const G3TrainModel *tm = cx->tm;
     const size_t nb = (size_t)tm->n * sizeof(float);
@@ -688,6 +701,7 @@ int g3_train_ctx_relora_merge(G3TrainCtx *cx, G3AdamW *o, double prune, uint64_t
     if (o && o->cfg.bits != 32) return g3_errorf("ReLoRA: pruning the optimizer state needs 32-bit AdamW (--optim adamw)");
     G3Backend *be = cx->be;
     if (G3_NEED(be, dropout) || G3_NEED(be, zero)) return -1;
+    cx->shadow_fresh = 0;  // the base weights and the factors are rewritten below
     const G3Adapter *a = cx->dlora;
     int64_t most = 1;
     for (int l = 0; l < a->layers; l++)

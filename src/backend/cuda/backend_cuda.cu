@@ -59,6 +59,24 @@ struct CudaBackend {
     // what alloc handed out (sorted by address): device addresses the ops may meet as weights
     struct Alloc { const char *p; size_t bytes; } *allocs;
     int nallocs, allocs_cap;
+    int prof_in_adamw;  // G3_CUDA_PROFILE: the last op was AdamW (its next launch is no new step)
+    // training's bf16 operands (see "bf16 mode's operands" below): the rounded copies kept
+    // between products, and the weights' bf16 copy
+    struct Rounded {
+        const float *src;  // NULL: free
+        long n;
+        uint16_t *buf;     // [cap / 2]
+        size_t cap;
+        unsigned long used;
+    } rnd[4];
+    unsigned long rnd_clock;
+    int rnd_keep;  // G3_CUDA_BF16_CACHE != 0: keep rounded operands between products
+    int shadow_on;  // G3_CUDA_BF16_SHADOW != 0: offer bf16_shadow
+    const float *shadow_src;  // the f32 weights copied [shadow_n]
+    long shadow_n;
+    uint16_t *shadow;
+    size_t shadow_cap;
+    int shadow_ok;  // the copy equals shadow_src rounded
 };
 
 // A recorded call: the instantiated graph and the backend's own buffers it was recorded over
@@ -158,6 +176,98 @@ int failed(CudaBackend *cb) {
     return g3_errorf("%s", cb->failure);
 }
 
+// ---- bf16 mode's operands ----
+// Training's bf16 mode rounds both operands of every product to bf16 (the CPU's --matmul
+// bf16). Rounded per product, one activation is rounded up to four times (q, k and v read
+// xn1; a weight gradient and an input gradient read the same dy; the head's dlogits, 1 GB a
+// chunk, twice) and every weight twice a step. So:
+//  - the weight shadow: a bf16 copy of the training parameters (the bf16_shadow op, which the
+//    trainer calls before a forward), kept current by AdamW, which writes it in its own pass
+//    (train_ops.cu); products read weights that lie inside it in place;
+//  - rounded operands are kept between products, found again by address and length. They
+//    hold only between products: every op of the table that is not a product (linear,
+//    linear_dx, gemm) empties the set when it starts and when it returns (the wrappers at the
+//    end of this file), and a product drops those its output overlaps, so a kept copy is
+//    never older than what it was rounded from. (Nothing outside this table writes a
+//    trainer's buffers between two of its products.)
+// Either way the products see the same bits as rounding per product; G3_CUDA_BF16_CACHE=0 and
+// G3_CUDA_BF16_SHADOW=0 turn them off (tests compare the runs).
+
+void rnd_clear(CudaBackend *cb) {
+    for (auto &r : cb->rnd) r.src = NULL, r.used = 0;
+}
+
+// [p, p + n) floats were written: kept copies of them are stale, and so is the weight shadow.
+void written(CudaBackend *cb, const void *p, size_t bytes) {
+    const char *a = (const char *)p, *b = a + bytes;
+    for (auto &r : cb->rnd)
+        if (r.src && (const char *)r.src < b && a < (const char *)(r.src + r.n)) r.src = NULL;
+    if (cb->shadow_ok && (const char *)cb->shadow_src < b && a < (const char *)(cb->shadow_src + cb->shadow_n)) cb->shadow_ok = 0;
+}
+
+// x[n] (f32, device) as bf16: in the weight shadow, a kept rounding, or rounded now into a slot
+// other than `keep` (the other operand of the same product). NULL + error.
+const uint16_t *bf16_of(CudaBackend *cb, const float *x, long n, const uint16_t *keep) {
+    if (cb->shadow_ok && x >= cb->shadow_src && x + n <= cb->shadow_src + cb->shadow_n) return cb->shadow + (x - cb->shadow_src);
+    for (auto &r : cb->rnd)
+        if (r.src == x && r.n >= n) {
+            r.used = ++cb->rnd_clock;
+            return r.buf;
+        }
+    // a slot large enough, least recently used first; else the least recently used, grown
+    const size_t bytes = (size_t)n * 2;
+    CudaBackend::Rounded *s = NULL;
+    for (auto &r : cb->rnd)
+        if ((!keep || r.buf != keep) && r.cap >= bytes && (!s || r.used < s->used)) s = &r;
+    if (!s)
+        for (auto &r : cb->rnd)
+            if ((!keep || r.buf != keep) && (!s || r.used < s->used)) s = &r;
+    if (s->cap < bytes) {
+        g3cu_free(cb->cu, s->buf);  // waits for the device: no queued product still reads it
+        s->cap = 0;
+        if (!(s->buf = (uint16_t *)g3cu_malloc(cb->cu, bytes))) return NULL;
+        s->cap = bytes;
+    }
+    s->src = NULL;
+    if (g3cu_round_bf16(cb->cu, s->buf, x, n)) return NULL;
+    if (cb->rnd_keep) s->src = x, s->n = n;
+    s->used = ++cb->rnd_clock;
+    return s->buf;
+}
+
+// C[M, N] (+)= op(A) . op(B) with both operands rounded to bf16 (g3cu_gemm's FAST mode), each
+// taken from the shadow or the kept roundings where it is there.
+int bf16_product(CudaBackend *cb, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
+    const uint16_t *a = bf16_of(cb, A, (long)M * K, NULL);
+    const uint16_t *b = a ? bf16_of(cb, B, (long)K * N, a) : NULL;
+    if (!b) return -1;
+    const int rc = g3cu_gemm_bf16(cb->cu, ta, tb, M, N, K, a, b, C, accumulate);
+    written(cb, C, (size_t)M * N * sizeof(float));
+    return rc;
+}
+
+int cu_bf16_shadow(G3Backend *be, const float *p, long n, int force) {
+    CudaBackend *cb = cb_of(be);
+    if (!force && cb->shadow_ok && cb->shadow_src == p && cb->shadow_n == n) return 0;
+    cb->shadow_ok = 0;
+    if (n <= 0) return 0;
+    const size_t bytes = (size_t)n * 2;
+    if (bytes > cb->shadow_cap) {
+        g3cu_free(cb->cu, cb->shadow);
+        cb->shadow_cap = 0;
+        if (!(cb->shadow = (uint16_t *)g3cu_malloc(cb->cu, bytes))) {
+            g3_error_prefix("the bf16 copy of %ld training parameters", n);
+            return -1;
+        }
+        cb->shadow_cap = bytes;
+    }
+    if (g3cu_round_bf16(cb->cu, cb->shadow, p, n)) return -1;
+    cb->shadow_src = p;
+    cb->shadow_n = n;
+    cb->shadow_ok = 1;
+    return 0;
+}
+
 // ---- memory ----
 
 void *cu_alloc(G3Backend *be, size_t bytes) {
@@ -180,6 +290,7 @@ void *cu_alloc(G3Backend *be, size_t bytes) {
 void cu_free(G3Backend *be, void *p) {
     CudaBackend *cb = cb_of(be);
     if (!p) return;
+    if (cb->shadow_src == (const float *)p) cb->shadow_ok = 0, cb->shadow_src = NULL, cb->shadow_n = 0;
     for (int i = 0; i < cb->nallocs; i++)
         if (cb->allocs[i].p == (const char *)p) {
             memmove(cb->allocs + i, cb->allocs + i + 1, (size_t)(cb->nallocs - i - 1) * sizeof *cb->allocs);
@@ -189,6 +300,7 @@ void cu_free(G3Backend *be, void *p) {
     g3cu_free(cb->cu, p);
 }
 int cu_to_device(G3Backend *be, void *dst, const void *src, size_t bytes) {
+    written(cb_of(be), dst, bytes);
     return bytes ? g3cu_upload(cb_of(be)->cu, dst, src, bytes) : 0;
 }
 int cu_to_host(G3Backend *be, void *dst, const void *src, size_t bytes) {
@@ -214,7 +326,8 @@ int cu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w, int R,
     // training's bf16 mode over f32 master weights: both operands rounded (the CPU's
     // --matmul bf16), on the bf16 tensor cores; a few rows stay exact as in inference
     if (mode == G3_MM_BF16 && w->type == G3_F32 && R > 16)
-        return g3cu_gemm(cb->cu, 0, 1, R, (int)w->rows, (int)w->cols, x, (const float *)wd, y, 0, G3CU_FAST);
+        return bf16_product(cb, 0, 1, R, (int)w->rows, (int)w->cols, x, (const float *)wd, y, 0);
+    written(cb, y, (size_t)R * w->rows * sizeof(float));
     return g3cu_linear(cb->cu, y, x, wd, w->type, R, (int)w->cols, (int)w->rows, mode_of(mode));
 }
 
@@ -271,6 +384,16 @@ int cu_linear_dx(G3Backend *be, float *dx, const float *dy, const G3Weight *w, i
                          g3_dtype_name(w->type));
     const void *wd = weight_dev(cb, w, NULL);
     if (!wd) return -1;
+    if (mode == G3_MM_BF16 && w->type == G3_F32)
+        return bf16_product(cb, 0, 0, R, (int)w->cols, (int)w->rows, dy, (const float *)wd, dx, accumulate);
+    if (mode == G3_MM_BF16 && w->type == G3_BF16) {  // a frozen bf16 base (LoRA): its bits are the operand as stored
+        const uint16_t *a = bf16_of(cb, dy, (long)R * w->rows, NULL);
+        if (!a) return -1;
+        const int rc = g3cu_gemm_bf16(cb->cu, 0, 0, R, (int)w->cols, (int)w->rows, a, (const uint16_t *)wd, dx, accumulate);
+        written(cb, dx, (size_t)R * w->cols * sizeof(float));
+        return rc;
+    }
+    written(cb, dx, (size_t)R * w->cols * sizeof(float));
     if (w->type != G3_F32) {
         const long n = (long)(w->rows * w->cols);
         float *wf = (float *)grow(cb, (void **)&cb->wide, &cb->wide_bytes, (size_t)n * sizeof(float));
@@ -283,8 +406,14 @@ int cu_linear_dx(G3Backend *be, float *dx, const float *dy, const G3Weight *w, i
 
 void cu_gemm(G3Backend *be, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
              G3MatmulMode mode) {
-    // FAST here is training's bf16 mode (both operands rounded); inference never calls gemm
-    note(cb_of(be), g3cu_gemm(cb_of(be)->cu, ta, tb, M, N, K, A, B, C, accumulate, mode == G3_MM_EXACT ? G3CU_EXACT : G3CU_FAST));
+    // other than exact, this is training's bf16 mode (both operands rounded); inference never calls gemm
+    CudaBackend *cb = cb_of(be);
+    if (mode != G3_MM_EXACT) {
+        note(cb, bf16_product(cb, ta, tb, M, N, K, A, B, C, accumulate));
+        return;
+    }
+    written(cb, C, (size_t)M * N * sizeof(float));
+    note(cb, g3cu_gemm(cb->cu, ta, tb, M, N, K, A, B, C, accumulate, G3CU_EXACT));
 }
 
 // ---- row-wise ops ----
@@ -315,15 +444,20 @@ int cu_embed(G3Backend *be, float *x, const int32_t *ids, const G3Weight *E, int
 
 void cu_add(G3Backend *be, float *y, const float *a, const float *b, long n) {
     CudaBackend *cb = cb_of(be);
+    written(cb, y, (size_t)n * sizeof(float));
     if (y == a) { note(cb, g3cu_add(cb->cu, y, b, n)); return; }
     if (y == b) { note(cb, g3cu_add(cb->cu, y, a, n)); return; }
     if (g3cu_copy(cb->cu, y, a, (size_t)n * sizeof(float))) { note(cb, -1); return; }
     note(cb, g3cu_add(cb->cu, y, b, n));
 }
 
-void cu_axpy(G3Backend *be, float *y, float alpha, const float *x, long n) { note(cb_of(be), g3cu_axpy(cb_of(be)->cu, y, alpha, x, n)); }
+void cu_axpy(G3Backend *be, float *y, float alpha, const float *x, long n) {
+    written(cb_of(be), y, (size_t)n * sizeof(float));
+    note(cb_of(be), g3cu_axpy(cb_of(be)->cu, y, alpha, x, n));
+}
 
 void cu_dropout(G3Backend *be, float *y, const float *x, long n, float p, float scale, uint64_t seed, uint32_t tag, int accumulate) {
+    written(cb_of(be), y, (size_t)n * sizeof(float));  // rank-1 updates scale the weights with it
     note(cb_of(be), g3cu_dropout(cb_of(be)->cu, y, x, n, p, scale, seed, tag, accumulate));
 }
 
@@ -461,7 +595,10 @@ size_t cu_attention_workspace(G3Backend *be, int B, int T, int NH, int HD) {
     return (size_t)B * T * NH * sizeof(float);  // backward's D
 }
 
-int cu_zero(G3Backend *be, void *p, size_t bytes) { return bytes ? g3cu_memset(cb_of(be)->cu, p, 0, bytes) : 0; }
+int cu_zero(G3Backend *be, void *p, size_t bytes) {
+    written(cb_of(be), p, bytes);
+    return bytes ? g3cu_memset(cb_of(be)->cu, p, 0, bytes) : 0;
+}
 
 double cu_sumsq(G3Backend *be, const float *x, long n) {
     CudaBackend *cb = cb_of(be);
@@ -471,7 +608,13 @@ double cu_sumsq(G3Backend *be, const float *x, long n) {
 
 int cu_adamw(G3Backend *be, float *p, const float *g, float *m, float *v, long n, const float k[8], float decay_mul) {
     const G3CuAdamW ka = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]};
-    return g3cu_adamw(cb_of(be)->cu, p, g, m, v, n, &ka, decay_mul);
+    CudaBackend *cb = cb_of(be);
+    // inside the weights' bf16 copy: the step writes it too (it stays current); elsewhere the
+    // copy, if it overlaps, is stale
+    uint16_t *pb = NULL;
+    if (cb->shadow_ok && p >= cb->shadow_src && p + n <= cb->shadow_src + cb->shadow_n) pb = cb->shadow + (p - cb->shadow_src);
+    else written(cb, p, (size_t)n * sizeof(float));
+    return g3cu_adamw(cb->cu, p, pb, g, m, v, n, &ka, decay_mul);
 }
 
 // ---- attention over the cache ----
@@ -711,12 +854,70 @@ void cu_destroy(G3Backend *be) {
     g3cu_free(cb->cu, cb->wide);
     g3cu_free(cb->cu, cb->mask_d);
     g3cu_sampler_free(cb->sampler);
+    g3cu_free(cb->cu, cb->shadow);
+    for (auto &r : cb->rnd) g3cu_free(cb->cu, r.buf);
     free(cb->meta_h);
     free(cb->segs);
     free(cb->allocs);
     g3cu_delete(cb->cu);
     free(cb);
 }
+
+// ---- the wrappers: every op of the table goes through one ----
+// Each op of the table is replaced by a wrapper (one template instantiation per op, so the
+// table keeps its C signatures and the ops know nothing of it) that
+//  - drops the bf16 operands kept between products around every op that is not a product
+//    (see "bf16 mode's operands": what makes a kept copy safe to reuse);
+//  - with G3_CUDA_PROFILE=1, times the op (prof.cu); the first AdamW launch after any other op
+//    marks an optimizer step (the profiler keeps whole steps).
+template <typename R, typename... A> struct Wrap {
+    template <R (*F)(G3Backend *, A...)> struct Op {
+        static inline const char *name = "?";
+        static inline int product = 0, adamw = 0;
+        static R call(G3Backend *be, A... a) {
+            CudaBackend *cb = cb_of(be);
+            if (!product) rnd_clear(cb);
+            if (g3cu_prof_on()) {
+                if (adamw && !cb->prof_in_adamw) g3cu_prof_step(cb->cu);
+                cb->prof_in_adamw = adamw;
+            }
+            struct After {  // when the call returns, whatever its type
+                CudaBackend *cb;
+                int scope, product;
+                ~After() {
+                    g3cu_prof_end(cb->cu, scope, 0, 0);
+                    if (!product) rnd_clear(cb);
+                }
+            } after{cb, g3cu_prof_begin(cb->cu, name), product};
+            return F(be, a...);
+        }
+    };
+};
+template <typename R, typename... A> Wrap<R, A...> wrap_of(R (*)(G3Backend *, A...));
+
+#define WRAP(op)                                                                    \
+    do {                                                                            \
+        if (be->op) {                                                               \
+            using T = decltype(wrap_of(&cu_##op))::template Op<&cu_##op>;           \
+            T::name = #op;                                                          \
+            T::product = !strcmp(#op, "linear") || !strcmp(#op, "linear_dx") || !strcmp(#op, "gemm"); \
+            T::adamw = !strcmp(#op, "adamw");                                       \
+            be->op = T::call;                                                       \
+        }                                                                           \
+    } while (0)
+
+void wrap_ops(G3Backend *be) {
+    WRAP(alloc); WRAP(free); WRAP(to_device); WRAP(to_host); WRAP(sync); WRAP(weight_check);
+    WRAP(linear); WRAP(linear_multi); WRAP(linear_geglu); WRAP(gemm); WRAP(linear_dx);
+    WRAP(rmsnorm_backward); WRAP(rope_backward); WRAP(geglu_backward); WRAP(mlp_down_backward);
+    WRAP(embed_backward); WRAP(cross_entropy); WRAP(attention); WRAP(attention_backward);
+    WRAP(zero); WRAP(sumsq); WRAP(adamw); WRAP(bf16_shadow); WRAP(rmsnorm); WRAP(rope); WRAP(geglu); WRAP(embed);
+    WRAP(add); WRAP(axpy); WRAP(dropout); WRAP(attention_masked); WRAP(attention_masked_backward);
+    WRAP(softcap); WRAP(argmax); WRAP(attention_cache); WRAP(attention_cache_append); WRAP(kv_append);
+    WRAP(segments); WRAP(replay); WRAP(qk_norm_rope); WRAP(add_rmsnorm); WRAP(layernorm); WRAP(bias_act);
+    WRAP(attention_full);
+}
+#undef WRAP
 
 }  // namespace
 
@@ -818,5 +1019,11 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->attention_full = cu_attention_full;
     const char *attn = getenv("G3_CUDA_ATTN");
     cb->attn_f32 = attn && !strcmp(attn, "f32");
+    {  // bf16 mode's operands: G3_CUDA_BF16_CACHE=0 / G3_CUDA_BF16_SHADOW=0 round every operand at every product
+        const char *c = getenv("G3_CUDA_BF16_CACHE"), *w = getenv("G3_CUDA_BF16_SHADOW");
+        cb->rnd_keep = !(c && !strcmp(c, "0"));
+        be->bf16_shadow = w && !strcmp(w, "0") ? NULL : cu_bf16_shadow;
+    }
+    wrap_ops(be);
     return be;
 }

@@ -9,6 +9,8 @@
 //          scratch stays bounded (64 MiB) whatever the matrix.
 // cuBLAS is column-major: row-major y[T, N] = x[T, K] w[N, K]^T is column-major
 // y^T[N, T] = w^T (w read transposed) times x^T, so the calls below name w first.
+#include <stdio.h>
+
 #include "common.cuh"
 
 enum { SLAB_FLOATS = 16 << 20 };
@@ -23,14 +25,26 @@ __global__ void widen_k(float *__restrict__ o, const void *__restrict__ w, long 
 }
 
 extern "C" int g3cu_round_bf16(G3Cuda *cu, uint16_t *o, const float *x, long n) {
+    const int ps = g3cu_prof_begin(cu, "bf16 rounding pass (f32 in, bf16 out)");
     round_bf16_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(o, x, n);
+    g3cu_prof_end(cu, ps, 0, 6.0 * (double)n);
     return g3cu_launched("round to bf16");
 }
 
 static int widen(G3Cuda *cu, float *o, const void *w, G3DType wt, long n) {
+    const int ps = g3cu_prof_begin(cu, "widen 16-bit weights to f32");
     if (wt == G3_BF16) widen_k<Bf16><<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(o, w, n);
     else widen_k<F16><<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(o, w, n);
+    g3cu_prof_end(cu, ps, 0, 6.0 * (double)n);
     return g3cu_launched("widen weights");
+}
+
+// A profiler scope named by a product's kind and shape (prof.cu); -1 when profiling is off.
+static int prof_gemm(G3Cuda *cu, const char *kind, int M, int N, int K, int ta, int tb) {
+    if (!g3cu_prof_on()) return -1;
+    char name[96];
+    snprintf(name, sizeof name, "cuBLAS %s M%d N%d K%d%s%s", kind, M, N, K, ta ? " A^T" : "", tb ? " B^T" : "");
+    return g3cu_prof_begin(cu, name);
 }
 
 static int blas_ok(cublasStatus_t st, const char *what) {
@@ -45,16 +59,23 @@ extern "C" int g3cu_linear_blas(G3Cuda *cu, float *y, const float *x, const void
     if (mode == G3CU_FAST && wt == G3_BF16) {
         uint16_t *xb = (uint16_t *)g3cu_scratch(cu, (size_t)T * K * 2);
         if (!xb || g3cu_round_bf16(cu, xb, x, (long)T * K)) return -1;
-        return blas_ok(cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w, CUDA_R_16BF, K, xb, CUDA_R_16BF, K,
-                                    &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                       "linear (bf16)");
+        const int ps = prof_gemm(cu, "bf16 linear", T, N, K, 0, 1);
+        const int rc = blas_ok(cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w, CUDA_R_16BF, K, xb, CUDA_R_16BF, K,
+                                            &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                               "linear (bf16)");
+        g3cu_prof_end(cu, ps, 2.0 * T * N * K, 0);
+        return rc;
     }
     // f32 products: TF32 only when FAST asks for it (f32 or f16 weights)
     const cublasComputeType_t ct = mode == G3CU_FAST ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    if (wt == G3_F32)
-        return blas_ok(cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w, CUDA_R_32F, K, x, CUDA_R_32F, K, &zero,
-                                    y, CUDA_R_32F, N, ct, CUBLAS_GEMM_DEFAULT),
-                       "linear (f32)");
+    if (wt == G3_F32) {
+        const int ps = prof_gemm(cu, mode == G3CU_FAST ? "tf32 linear" : "f32 linear", T, N, K, 0, 1);
+        const int rc = blas_ok(cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, w, CUDA_R_32F, K, x, CUDA_R_32F, K,
+                                            &zero, y, CUDA_R_32F, N, ct, CUBLAS_GEMM_DEFAULT),
+                               "linear (f32)");
+        g3cu_prof_end(cu, ps, 2.0 * T * N * K, 0);
+        return rc;
+    }
     const int esz = 2;
     long slab = SLAB_FLOATS / K;
     if (slab < 1) slab = 1;
@@ -85,11 +106,27 @@ extern "C" int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const 
         if (!ab) return -1;
         uint16_t *bb = ab + ((na + 7) & ~7L);  // 16-byte aligned for the tensor cores
         if (g3cu_round_bf16(cu, ab, A, na) || g3cu_round_bf16(cu, bb, B, nb)) return -1;
-        return blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, bb, CUDA_R_16BF, ldb, ab, CUDA_R_16BF, lda, &beta, C,
-                                    CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                       "gemm (bf16)");
+        return g3cu_gemm_bf16(cu, ta, tb, M, N, K, ab, bb, C, accumulate);
     }
-    return blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F,
-                                N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                   "gemm (f32)");
+    const int ps = prof_gemm(cu, "f32 gemm", M, N, K, ta, tb);
+    const int rc = blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
+                                        CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                           "gemm (f32)");
+    g3cu_prof_end(cu, ps, 2.0 * M * N * K, 0);
+    return rc;
+}
+
+extern "C" int g3cu_gemm_bf16(G3Cuda *cu, int ta, int tb, int M, int N, int K, const uint16_t *A, const uint16_t *B, float *C,
+                              int accumulate) {
+    if (M < 1 || N < 1 || K < 1) return g3_errorf("cuda gemm: bad shape M %d, N %d, K %d", M, N, K);
+    // as g3cu_gemm: column-major C^T[N, M] = op(B)^T op(A)^T
+    const cublasOperation_t ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N, oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int ldb = tb ? K : N, lda = ta ? M : K;
+    const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+    const int ps = prof_gemm(cu, "bf16 gemm", M, N, K, ta, tb);
+    const int rc = blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F,
+                                        N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                           "gemm (bf16)");
+    g3cu_prof_end(cu, ps, 2.0 * M * N * K, 0);
+    return rc;
 }

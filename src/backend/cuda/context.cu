@@ -71,7 +71,9 @@ extern "C" int g3cu_mem_info(G3Cuda *cu, size_t *free_bytes, size_t *total_bytes
 extern "C" void *g3cu_malloc(G3Cuda *cu, size_t bytes) {
     void *p = NULL;
     if (bytes == 0) bytes = 1;
+    const double t0 = g3cu_prof_on() ? g3cu_prof_now() : 0;
     cudaError_t e = cudaMalloc(&p, bytes);
+    if (t0 > 0) g3cu_prof_count("cudaMalloc (host)", g3cu_prof_now() - t0, (double)bytes);
     if (e != cudaSuccess) {
         cudaGetLastError();
         size_t fr = 0, tot = 0;
@@ -84,14 +86,19 @@ extern "C" void *g3cu_malloc(G3Cuda *cu, size_t bytes) {
 }
 
 extern "C" void g3cu_free(G3Cuda *cu, void *p) {
-    if (p) cudaFree(p);
+    if (!p) return;
+    const double t0 = g3cu_prof_on() ? g3cu_prof_now() : 0;
+    cudaFree(p);  // waits for the device: a free inside a step is a sync
+    if (t0 > 0) g3cu_prof_count("cudaFree (host, syncs the device)", g3cu_prof_now() - t0, 0);
 }
 
 extern "C" int g3cu_upload(G3Cuda *cu, void *dst, const void *src, size_t bytes) {
+    if (g3cu_prof_on()) g3cu_prof_count("upload host -> device (host)", 0, (double)bytes);
     return g3cu_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu->stream), "upload");
 }
 
 extern "C" int g3cu_download(G3Cuda *cu, void *dst, const void *src, size_t bytes) {
+    if (g3cu_prof_on()) g3cu_prof_count("download device -> host (then a sync)", 0, (double)bytes);
     if (g3cu_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cu->stream), "download")) return -1;
     return g3cu_sync(cu);
 }
@@ -105,7 +112,12 @@ extern "C" int g3cu_memset(G3Cuda *cu, void *dst, int byte, size_t bytes) {
 }
 
 extern "C" int g3cu_sync(G3Cuda *cu) {
+    const double t0 = g3cu_prof_on() ? g3cu_prof_now() : 0;
     cudaError_t e = cudaStreamSynchronize(cu->stream);
+    if (t0 > 0) {  // the host's wait; then the scopes the stream has passed are timed
+        g3cu_prof_count("stream sync (host wait)", g3cu_prof_now() - t0, 0);
+        g3cu_prof_collect();
+    }
     return e == cudaSuccess ? 0 : g3_errorf("cuda: a kernel failed: %s", cudaGetErrorString(e));
 }
 
@@ -119,6 +131,7 @@ void *g3cu_scratch(G3Cuda *cu, size_t bytes) {
         return NULL;
     }
     // cudaFree waits for the device, so no queued op still uses the old buffer
+    if (g3cu_prof_on()) g3cu_prof_count("scratch grown (a cudaFree + cudaMalloc)", 0, (double)bytes);
     cudaFree(cu->scratch);
     cu->scratch = NULL;
     cu->scratch_bytes = 0;

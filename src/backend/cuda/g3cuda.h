@@ -81,6 +81,10 @@ int g3cu_round_bf16(G3Cuda *cu, uint16_t *o, const float *x, long n);
 // B [K, N] (tb = 0) or [N, K] (tb = 1). FAST rounds A and B to bf16 (training's bf16 mode).
 int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
               G3CuMode mode);
+// The same product over operands already in bf16 (bits as g3cu_round_bf16 writes them):
+// training's bf16 mode, whose operands the backend rounds once and reuses (backend_cuda.cu).
+int g3cu_gemm_bf16(G3Cuda *cu, int ta, int tb, int M, int N, int K, const uint16_t *A, const uint16_t *B, float *C,
+                   int accumulate);
 
 // ---- row-wise ops ----
 // y[rows][n] = x / sqrt(mean(x^2) + eps) * (1 + w); y may alias x.
@@ -204,11 +208,13 @@ int g3cu_attn_mma_backward(G3Cuda *cu, float *dq, float *dk, float *dv, const fl
                            const float *k, const float *v, const float *lse, int B, int T, int NH, int NKV, int HD, int window,
                            float scale, float softcap);
 // One AdamW step over n parameters with f32 moments (optim.h's formula, the same operations
-// in the same order as the CPU: the same bits).
+// in the same order as the CPU: the same bits); with pb (may be NULL), pb[i] = the new p[i]
+// rounded to bf16 (as g3cu_round_bf16) in the same pass.
 typedef struct {
     float b1, b2, omb1, omb2, step_size, inv_sqrt_bc2, eps, scale;
 } G3CuAdamW;
-int g3cu_adamw(G3Cuda *cu, float *p, const float *g, float *m, float *v, long n, const G3CuAdamW *k, float decay_mul);
+int g3cu_adamw(G3Cuda *cu, float *p, uint16_t *pb, const float *g, float *m, float *v, long n, const G3CuAdamW *k,
+               float decay_mul);
 // *out = sum of x[i]^2 in double (waits for the stream).
 int g3cu_sumsq(G3Cuda *cu, double *out, const float *x, long n);
 
@@ -232,6 +238,25 @@ int g3cu_attention_masked(G3Cuda *cu, float *out, float *lse, const float *q, co
 int g3cu_attention_masked_backward(G3Cuda *cu, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                                    const float *v, const float *lse, const G3CuMask *m, int B, int T, int NH, int NKV, int HD,
                                    int window, float scale, float softcap);
+
+// ---- profiling (prof.cu): G3_CUDA_PROFILE=1 ----
+// Whether the profiler is on (the environment is read once). Everything below is a no-op when
+// it is off. Scopes: begin returns a handle (-1: not timed), end takes it with the FLOPs and
+// bytes the scope moved (0 where unknown); nested scopes are parts of the enclosing one.
+int g3cu_prof_on(void);
+int g3cu_prof_begin(G3Cuda *cu, const char *name);
+void g3cu_prof_end(G3Cuda *cu, int scope, double flops, double bytes);
+// A host-side counter (cudaMalloc, stream syncs, ...): one more call, its host time and bytes.
+void g3cu_prof_count(const char *name, double host_s, double bytes);
+// The GPU time of the scopes the stream has passed, taken now (at syncs: nothing waits).
+void g3cu_prof_collect(void);
+// An optimizer step begins (its first AdamW launch): the first G3_CUDA_PROFILE_SKIP steps
+// (default 2) are dropped, then the figures are kept per whole step.
+void g3cu_prof_step(G3Cuda *cu);
+// The table, to stderr (also printed when the process exits).
+void g3cu_prof_report(void);
+// The host clock in seconds (monotonic), for the counters' times.
+double g3cu_prof_now(void);
 
 #ifdef __cplusplus
 }

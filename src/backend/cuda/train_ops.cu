@@ -258,16 +258,21 @@ extern "C" int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, const int3
 namespace {
 
 // optim.c's adamw_one, operation for operation with no contraction into FMAs (__fmul_rn /
-// __fadd_rn), and IEEE sqrt and division: the same bits as the CPU's step.
-__global__ void adamw_k(float *__restrict__ p, const float *__restrict__ g, float *__restrict__ m, float *__restrict__ v, long n,
-                        G3CuAdamW k, float decay_mul) {
+// __fadd_rn), and IEEE sqrt and division: the same bits as the CPU's step. With pb, the new
+// weight is also written rounded to bf16 there: the copy that training's bf16 products read
+// (backend_cuda.cu's weight shadow), made in the pass that has the weight in a register
+// instead of a rounding pass per product.
+__global__ void adamw_k(float *__restrict__ p, uint16_t *__restrict__ pb, const float *__restrict__ g, float *__restrict__ m,
+                        float *__restrict__ v, long n, G3CuAdamW k, float decay_mul) {
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         const float gg = __fmul_rn(g[i], k.scale);
         const float pv = __fmul_rn(p[i], decay_mul);
         const float mv = __fadd_rn(__fmul_rn(k.b1, m[i]), __fmul_rn(k.omb1, gg));
         const float vv = __fadd_rn(__fmul_rn(k.b2, v[i]), __fmul_rn(__fmul_rn(k.omb2, gg), gg));
         const float denom = __fadd_rn(__fmul_rn(__fsqrt_rn(vv), k.inv_sqrt_bc2), k.eps);
-        p[i] = __fsub_rn(pv, __fmul_rn(k.step_size, __fdiv_rn(mv, denom)));
+        const float pn = __fsub_rn(pv, __fmul_rn(k.step_size, __fdiv_rn(mv, denom)));
+        p[i] = pn;
+        if (pb) pb[i] = to_bf16(pn);
         m[i] = mv;
         v[i] = vv;
     }
@@ -284,9 +289,10 @@ __global__ void sumsq_k(double *__restrict__ part, const float *__restrict__ x, 
 
 }  // namespace
 
-extern "C" int g3cu_adamw(G3Cuda *cu, float *p, const float *g, float *m, float *v, long n, const G3CuAdamW *k, float decay_mul) {
+extern "C" int g3cu_adamw(G3Cuda *cu, float *p, uint16_t *pb, const float *g, float *m, float *v, long n, const G3CuAdamW *k,
+                          float decay_mul) {
     if (n <= 0) return 0;
-    adamw_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(p, g, m, v, n, *k, decay_mul);
+    adamw_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(p, pb, g, m, v, n, *k, decay_mul);
     return g3cu_launched("adamw");
 }
 
