@@ -12,6 +12,7 @@ BUDGET=${BUDGET:-540}
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 room() { [ "$(left)" -gt "$1" ]; }
 say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
+# HELPER_TESTS: the helpers' GPU tests the helpers step runs (default: lora pack vision sampler)
 # VISION_CPU=0: the vision step makes the reference only, not the 16-core CPU timing
 # SKIP="llama servediag vision prefill hf decode resume sae helpers gpustories profile ours peer memcheck model stories": steps to leave out of this call
 want() { case " ${SKIP:-} " in *" $1 "*) return 1;; esac; }
@@ -83,7 +84,7 @@ if want vision && room 60; then  # issue 23: transformers' per-layer tower value
     say "vision tower on $(nproc) CPU cores: exit $?"; grep -E "tower \+ projector|TFLOP per image" "$O/vision_cpu.log" | head -4
 fi
 if want helpers; then  # the helpers' GPU pieces, where their branches brought them
-    for t in test_cuda_lora test_cuda_pack test_cuda_vision; do
+    for t in ${HELPER_TESTS:-test_cuda_lora test_cuda_pack test_cuda_vision test_cuda_sampler}; do
         [ -f tests/$t.c ] && room 60 || continue
         make -j$(nproc) CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" build/cuda/tests/$t >>"$O/build.log" 2>&1
         timeout 90 build/cuda/tests/$t >"$O/$t.log" 2>&1; say "$t: exit $? -- $(tail -1 "$O/$t.log")"; grep -hE "FAIL|failed" "$O/$t.log" | head -8
