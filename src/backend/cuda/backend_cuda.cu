@@ -76,6 +76,15 @@ struct CudaBackend {
     uint16_t *shadow;
     size_t shadow_cap;
     int shadow_ok;  // the copy equals shadow_src rounded
+    // the embedding's backward without a wait (see cu_embed_backward): the forward's ids
+    // copied to the host as they go by, the rows grouped there, uploaded from pinned memory
+    int trains;              // embed_backward was called once: cu_embed stages its ids from then on
+    const int32_t *ids_src;  // the device ids staged (NULL: none), [ids_n]
+    int ids_n;
+    int32_t *ids_h, *grp_h;  // page-locked [ids_cap], [3 ids_cap + 1]
+    int ids_cap;
+    int32_t *grp_d;          // [3 ids_cap + 1]
+    cudaEvent_t ids_ev, grp_ev;  // the staging copy done; the upload of grp_h done
 };
 
 // A recorded call: the instantiated graph and the backend's own buffers it was recorded over
@@ -202,6 +211,7 @@ void written(CudaBackend *cb, const void *p, size_t bytes) {
     for (auto &r : cb->rnd)
         if (r.src && (const char *)r.src < b && a < (const char *)(r.src + r.n)) r.src = NULL;
     if (cb->shadow_ok && (const char *)cb->shadow_src < b && a < (const char *)(cb->shadow_src + cb->shadow_n)) cb->shadow_ok = 0;
+    if (cb->ids_src && (const char *)cb->ids_src < b && a < (const char *)(cb->ids_src + cb->ids_n)) cb->ids_src = NULL;
 }
 
 // x[n] (f32, device) as bf16: in the weight shadow, a kept rounding, or rounded now into a slot
@@ -289,7 +299,10 @@ void *cu_alloc(G3Backend *be, size_t bytes) {
 void cu_free(G3Backend *be, void *p) {
     CudaBackend *cb = cb_of(be);
     if (!p) return;
-    if (cb->shadow_src == (const float *)p) cb->shadow_ok = 0, cb->shadow_src = NULL, cb->shadow_n = 0;
+    // what lived there (kept roundings, the weights' copy, staged ids) is gone with it
+    for (int i = 0; i < cb->nallocs; i++)
+        if (cb->allocs[i].p == (const char *)p) written(cb, p, cb->allocs[i].bytes);
+    if (cb->shadow_src == (const float *)p) cb->shadow_src = NULL, cb->shadow_n = 0;
     for (int i = 0; i < cb->nallocs; i++)
         if (cb->allocs[i].p == (const char *)p) {
             memmove(cb->allocs + i, cb->allocs + i + 1, (size_t)(cb->nallocs - i - 1) * sizeof *cb->allocs);
@@ -434,11 +447,46 @@ void cu_geglu(G3Backend *be, float *a, const float *g, const float *u, long n, i
     note(cb, g3cu_geglu(cb->cu, a, u, n, erf_form));
 }
 
+// Host staging for the embedding's backward (training): page-locked buffers for R ids and
+// their grouping, a device buffer for the upload, two events. 0 or -1 (then no staging).
+int ids_staging(CudaBackend *cb, int R) {
+    if (R <= cb->ids_cap) return 0;
+    if (cb->ids_ev) cudaEventSynchronize(cb->ids_ev);  // the last staging copy wrote ids_h
+    if (cb->grp_ev) cudaEventSynchronize(cb->grp_ev);  // the last upload read grp_h
+    cudaFreeHost(cb->ids_h);
+    cudaFreeHost(cb->grp_h);
+    g3cu_free(cb->cu, cb->grp_d);
+    cb->ids_h = cb->grp_h = cb->grp_d = NULL;
+    cb->ids_cap = 0;
+    const size_t gb = sizeof(int32_t) * (3 * (size_t)R + 1);
+    if ((!cb->ids_ev && cudaEventCreateWithFlags(&cb->ids_ev, cudaEventDisableTiming) != cudaSuccess) ||
+        (!cb->grp_ev && cudaEventCreateWithFlags(&cb->grp_ev, cudaEventDisableTiming) != cudaSuccess) ||
+        cudaMallocHost(&cb->ids_h, sizeof(int32_t) * (size_t)R) != cudaSuccess || cudaMallocHost(&cb->grp_h, gb) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    if (!(cb->grp_d = (int32_t *)g3cu_malloc(cb->cu, gb))) return -1;
+    cb->ids_cap = R;
+    return 0;
+}
+
 int cu_embed(G3Backend *be, float *x, const int32_t *ids, const G3Weight *E, int R, float scale) {
     CudaBackend *cb = cb_of(be);
     const void *ed = weight_dev(cb, E, "embedding");
     if (!ed) return -1;
-    return g3cu_embed(cb->cu, x, ed, E->type, ids, R, (int)E->cols, (int)E->rows, scale);
+    if (g3cu_embed(cb->cu, x, ed, E->type, ids, R, (int)E->cols, (int)E->rows, scale)) return -1;
+    // training: the ids follow to the host while the step runs, for the backward's grouping
+    // (never while a graph is recorded: inference)
+    cb->ids_src = NULL;
+    if (cb->trains && !cb->recording && !ids_staging(cb, R)) {
+        if (g3cu_check(cudaMemcpyAsync(cb->ids_h, ids, sizeof(int32_t) * (size_t)R, cudaMemcpyDeviceToHost, cb->cu->stream),
+                       "staging the ids") ||
+            g3cu_check(cudaEventRecord(cb->ids_ev, cb->cu->stream), "staging the ids"))
+            return -1;
+        cb->ids_src = ids;
+        cb->ids_n = R;
+    }
+    return 0;
 }
 
 void cu_add(G3Backend *be, float *y, const float *a, const float *b, long n) {
@@ -513,8 +561,28 @@ int cu_mlp_down_backward(G3Backend *be, float *a, float *dg, float *du, const fl
     return g3cu_geglu_backward(cb_of(be)->cu, a, dg, du, dg, g, u, (long)R * F, erf_form);
 }
 
+// dE[ids[r]] += dx[r] * scale with the rows grouped by id on the host. The ids the forward's
+// embedding staged (the same ids, unwritten since: written() drops them otherwise) were copied
+// long before: grouping them and uploading the groups from page-locked memory queue the
+// kernel without waiting for the device (the host sorts while the GPU runs the backward). The
+// first call, and any call without staged ids, downloads the ids and waits.
 void cu_embed_backward(G3Backend *be, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale) {
-    note(cb_of(be), g3cu_embed_backward(cb_of(be)->cu, dE, dx, ids, R, C, scale));
+    CudaBackend *cb = cb_of(be);
+    cb->trains = 1;
+    if (R == 0) return;
+    if (cb->ids_src != ids || cb->ids_n != R) {
+        note(cb, g3cu_embed_backward(cb->cu, dE, dx, ids, R, C, scale));
+        return;
+    }
+    if (g3cu_check(cudaEventSynchronize(cb->ids_ev), "staged ids") || g3cu_check(cudaEventSynchronize(cb->grp_ev), "embedding groups")) {
+        note(cb, -1);
+        return;
+    }
+    const int nu = g3cu_embed_group(cb->grp_h, cb->ids_h, R);
+    const size_t gb = sizeof(int32_t) * (size_t)(R + 2 * nu + 1);
+    note(cb, g3cu_check(cudaMemcpyAsync(cb->grp_d, cb->grp_h, gb, cudaMemcpyHostToDevice, cb->cu->stream), "embedding groups") ||
+                     g3cu_check(cudaEventRecord(cb->grp_ev, cb->cu->stream), "embedding groups") ||
+                     g3cu_embed_backward_grouped(cb->cu, dE, dx, cb->grp_d, nu, R, C, scale));
 }
 
 void cu_cross_entropy(G3Backend *be, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
@@ -842,6 +910,11 @@ void cu_destroy(G3Backend *be) {
     g3cu_free(cb->cu, cb->mask_d);
     g3cu_free(cb->cu, cb->shadow);
     for (auto &r : cb->rnd) g3cu_free(cb->cu, r.buf);
+    g3cu_free(cb->cu, cb->grp_d);
+    cudaFreeHost(cb->ids_h);
+    cudaFreeHost(cb->grp_h);
+    if (cb->ids_ev) cudaEventDestroy(cb->ids_ev);
+    if (cb->grp_ev) cudaEventDestroy(cb->grp_ev);
     free(cb->meta_h);
     free(cb->segs);
     free(cb->allocs);
