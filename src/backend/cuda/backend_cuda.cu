@@ -197,7 +197,8 @@ int failed(CudaBackend *cb) {
 //    linear_dx, gemm) empties the set when it starts and when it returns (the wrappers at the
 //    end of this file), and a product drops those its output overlaps, so a kept copy is
 //    never older than what it was rounded from. (Nothing outside this table writes a
-//    trainer's buffers between two of its products.)
+//    trainer's buffers between two of its products.) The loss's gradient is rounded where it
+//    is made: cross_entropy writes it into a slot too (cu_cross_entropy).
 // Either way the products see the same bits as rounding per product; G3_CUDA_BF16_CACHE=0 and
 // G3_CUDA_BF16_SHADOW=0 turn them off (tests compare the runs).
 
@@ -214,16 +215,10 @@ void written(CudaBackend *cb, const void *p, size_t bytes) {
     if (cb->ids_src && (const char *)cb->ids_src < b && a < (const char *)(cb->ids_src + cb->ids_n)) cb->ids_src = NULL;
 }
 
-// x[n] (f32, device) as bf16: in the weight shadow, a kept rounding, or rounded now into a slot
-// other than `keep` (the other operand of the same product). NULL + error.
-const uint16_t *bf16_of(CudaBackend *cb, const float *x, long n, const uint16_t *keep) {
-    if (cb->shadow_ok && x >= cb->shadow_src && x + n <= cb->shadow_src + cb->shadow_n) return cb->shadow + (x - cb->shadow_src);
-    for (auto &r : cb->rnd)
-        if (r.src == x && r.n >= n) {
-            r.used = ++cb->rnd_clock;
-            return r.buf;
-        }
-    // a slot large enough, least recently used first; else the least recently used, grown
+// A slot for n bf16 values, other than `keep` (the other operand of the same product): the
+// least recently used of those large enough, else the least recently used, grown. Free (src
+// NULL) until the caller registers what it holds. NULL + error.
+CudaBackend::Rounded *slot_for(CudaBackend *cb, long n, const uint16_t *keep) {
     const size_t bytes = (size_t)n * 2;
     CudaBackend::Rounded *s = NULL;
     for (auto &r : cb->rnd)
@@ -238,7 +233,20 @@ const uint16_t *bf16_of(CudaBackend *cb, const float *x, long n, const uint16_t 
         s->cap = bytes;
     }
     s->src = NULL;
-    if (g3cu_round_bf16(cb->cu, s->buf, x, n)) return NULL;
+    return s;
+}
+
+// x[n] (f32, device) as bf16: in the weight shadow, a kept rounding, or rounded now into a slot
+// other than `keep` (the other operand of the same product). NULL + error.
+const uint16_t *bf16_of(CudaBackend *cb, const float *x, long n, const uint16_t *keep) {
+    if (cb->shadow_ok && x >= cb->shadow_src && x + n <= cb->shadow_src + cb->shadow_n) return cb->shadow + (x - cb->shadow_src);
+    for (auto &r : cb->rnd)
+        if (r.src == x && r.n >= n) {
+            r.used = ++cb->rnd_clock;
+            return r.buf;
+        }
+    CudaBackend::Rounded *s = slot_for(cb, n, keep);
+    if (!s || g3cu_round_bf16(cb->cu, s->buf, x, n)) return NULL;
     if (cb->rnd_keep) s->src = x, s->n = n;
     s->used = ++cb->rnd_clock;
     return s->buf;
@@ -585,9 +593,23 @@ void cu_embed_backward(G3Backend *be, float *dE, const float *dx, const int32_t 
                      g3cu_embed_backward_grouped(cb->cu, dE, dx, cb->grp_d, nu, R, C, scale));
 }
 
+// With backward in bf16 training (the weights' copy exists: bf16_shadow was called) the
+// gradient is also written rounded to bf16, into a slot of the kept roundings registered as
+// z's: the head's dxf and dE products read it as made. Like a product, this op keeps the other
+// roundings and drops those of what it writes (the wrappers leave it alone).
 void cu_cross_entropy(G3Backend *be, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
                       int backward) {
-    note(cb_of(be), g3cu_cross_entropy(cb_of(be)->cu, loss, z, targets, R, V, cap, dscale, backward));
+    CudaBackend *cb = cb_of(be);
+    written(cb, loss, (size_t)R * sizeof(double));
+    written(cb, z, (size_t)R * V * sizeof(float));
+    CudaBackend::Rounded *s = backward && cb->rnd_keep && cb->shadow_ok && R > 0 ? slot_for(cb, (long)R * V, NULL) : NULL;
+    if (backward && cb->rnd_keep && cb->shadow_ok && R > 0 && !s) g3_error_clear();  // no slot: the products round z themselves
+    note(cb, g3cu_cross_entropy(cb->cu, loss, z, s ? s->buf : NULL, targets, R, V, cap, dscale, backward));
+    if (s) {
+        s->src = z;
+        s->n = (long)R * V;
+        s->used = ++cb->rnd_clock;
+    }
 }
 
 // Training's bf16 mode takes the tensor-core attention (bf16 operands), f32 keeps the f32 kernels.
@@ -926,7 +948,8 @@ void cu_destroy(G3Backend *be) {
 // Each op of the table is replaced by a wrapper (one template instantiation per op, so the
 // table keeps its C signatures and the ops know nothing of it) that
 //  - drops the bf16 operands kept between products around every op that is not a product
-//    (see "bf16 mode's operands": what makes a kept copy safe to reuse);
+//    (see "bf16 mode's operands": what makes a kept copy safe to reuse); cross_entropy, which
+//    writes its gradient's rounding itself, looks after them as the products do;
 //  - with G3_CUDA_PROFILE=1, times the op (prof.cu); the first AdamW launch after any other op
 //    marks an optimizer step (the profiler keeps whole steps).
 template <typename R, typename... A> struct Wrap {
@@ -959,7 +982,8 @@ template <typename R, typename... A> Wrap<R, A...> wrap_of(R (*)(G3Backend *, A.
         if (be->op) {                                                               \
             using T = decltype(wrap_of(&cu_##op))::template Op<&cu_##op>;           \
             T::name = #op;                                                          \
-            T::product = !strcmp(#op, "linear") || !strcmp(#op, "linear_dx") || !strcmp(#op, "gemm"); \
+            T::product = !strcmp(#op, "linear") || !strcmp(#op, "linear_dx") || !strcmp(#op, "gemm") ||   \
+                         !strcmp(#op, "cross_entropy");                                             \
             T::adamw = !strcmp(#op, "adamw");                                       \
             be->op = T::call;                                                       \
         }                                                                           \

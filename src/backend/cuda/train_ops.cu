@@ -129,17 +129,23 @@ __global__ void embed_bwd_k(float *__restrict__ dE, const float *__restrict__ dx
 }
 
 // One block per row of logits: the cap (in place), the max, the sum of exponentials in
-// double, the loss in double; with backward, the row becomes d loss / d z * dscale.
-__global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, const int32_t *__restrict__ targets, int V, float cap,
-                       float dscale, int backward) {
+// double, the loss in double; with backward, the row becomes d loss / d z * dscale, and with
+// zb also that gradient rounded to bf16 (the operand of the head's two backward products in
+// bf16 mode, made where the value is: a pass over 1 GB less per chunk than rounding it later).
+__global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, uint16_t *__restrict__ zb,
+                       const int32_t *__restrict__ targets, int V, float cap, float dscale, int backward) {
     __shared__ double red[32];
     __shared__ float redf[32];
     const int r = blockIdx.x, t = targets[r];
     float *zr = z + (long)r * V;
+    uint16_t *zbr = zb ? zb + (long)r * V : NULL;
     if (t < 0) {
         if (threadIdx.x == 0) loss[r] = 0;
         if (backward)
-            for (int i = threadIdx.x; i < V; i += blockDim.x) zr[i] = 0.f;
+            for (int i = threadIdx.x; i < V; i += blockDim.x) {
+                zr[i] = 0.f;
+                if (zbr) zbr[i] = 0;
+            }
         return;
     }
     const float inv = cap > 0 ? 1.0f / cap : 0.f;
@@ -167,6 +173,7 @@ __global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, const i
             d *= 1.0f - q * q;
         }
         zr[i] = d;
+        if (zbr) zbr[i] = to_bf16(d);
     }
 }
 
@@ -253,10 +260,11 @@ extern "C" int g3cu_embed_backward(G3Cuda *cu, float *dE, const float *dx, const
     return rc;
 }
 
-extern "C" int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
-                                  int backward) {
+extern "C" int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, uint16_t *zb, const int32_t *targets, int R, int V, float cap,
+                                  float dscale, int backward) {
     if (R == 0) return 0;
-    xent_k<<<R, V >= 1024 ? 1024 : ((V + 31) / 32) * 32, 0, cu->stream>>>(loss, z, targets, V, cap, dscale, backward);
+    xent_k<<<R, V >= 1024 ? 1024 : ((V + 31) / 32) * 32, 0, cu->stream>>>(loss, z, backward ? zb : NULL, targets, V, cap, dscale,
+                                                                           backward);
     return g3cu_launched("cross-entropy");
 }
 
