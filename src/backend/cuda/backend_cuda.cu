@@ -77,6 +77,15 @@ struct CudaBackend {
     uint16_t *shadow;
     size_t shadow_cap;
     int shadow_ok;  // the copy equals shadow_src rounded
+    // the embedding's backward without a wait (see cu_embed_backward): the forward's ids
+    // copied to the host as they go by, the rows grouped there, uploaded from pinned memory
+    int trains;              // embed_backward was called once: cu_embed stages its ids from then on
+    const int32_t *ids_src;  // the device ids staged (NULL: none), [ids_n]
+    int ids_n;
+    int32_t *ids_h, *grp_h;  // page-locked [ids_cap], [3 ids_cap + 1]
+    int ids_cap;
+    int32_t *grp_d;          // [3 ids_cap + 1]
+    cudaEvent_t ids_ev, grp_ev;  // the staging copy done; the upload of grp_h done
 };
 
 // A recorded call: the instantiated graph and the backend's own buffers it was recorded over
@@ -189,7 +198,8 @@ int failed(CudaBackend *cb) {
 //    linear_dx, gemm) empties the set when it starts and when it returns (the wrappers at the
 //    end of this file), and a product drops those its output overlaps, so a kept copy is
 //    never older than what it was rounded from. (Nothing outside this table writes a
-//    trainer's buffers between two of its products.)
+//    trainer's buffers between two of its products.) The loss's gradient is rounded where it
+//    is made: cross_entropy writes it into a slot too (cu_cross_entropy).
 // Either way the products see the same bits as rounding per product; G3_CUDA_BF16_CACHE=0 and
 // G3_CUDA_BF16_SHADOW=0 turn them off (tests compare the runs).
 
@@ -203,18 +213,13 @@ void written(CudaBackend *cb, const void *p, size_t bytes) {
     for (auto &r : cb->rnd)
         if (r.src && (const char *)r.src < b && a < (const char *)(r.src + r.n)) r.src = NULL;
     if (cb->shadow_ok && (const char *)cb->shadow_src < b && a < (const char *)(cb->shadow_src + cb->shadow_n)) cb->shadow_ok = 0;
+    if (cb->ids_src && (const char *)cb->ids_src < b && a < (const char *)(cb->ids_src + cb->ids_n)) cb->ids_src = NULL;
 }
 
-// x[n] (f32, device) as bf16: in the weight shadow, a kept rounding, or rounded now into a slot
-// other than `keep` (the other operand of the same product). NULL + error.
-const uint16_t *bf16_of(CudaBackend *cb, const float *x, long n, const uint16_t *keep) {
-    if (cb->shadow_ok && x >= cb->shadow_src && x + n <= cb->shadow_src + cb->shadow_n) return cb->shadow + (x - cb->shadow_src);
-    for (auto &r : cb->rnd)
-        if (r.src == x && r.n >= n) {
-            r.used = ++cb->rnd_clock;
-            return r.buf;
-        }
-    // a slot large enough, least recently used first; else the least recently used, grown
+// A slot for n bf16 values, other than `keep` (the other operand of the same product): the
+// least recently used of those large enough, else the least recently used, grown. Free (src
+// NULL) until the caller registers what it holds. NULL + error.
+CudaBackend::Rounded *slot_for(CudaBackend *cb, long n, const uint16_t *keep) {
     const size_t bytes = (size_t)n * 2;
     CudaBackend::Rounded *s = NULL;
     for (auto &r : cb->rnd)
@@ -229,7 +234,20 @@ const uint16_t *bf16_of(CudaBackend *cb, const float *x, long n, const uint16_t 
         s->cap = bytes;
     }
     s->src = NULL;
-    if (g3cu_round_bf16(cb->cu, s->buf, x, n)) return NULL;
+    return s;
+}
+
+// x[n] (f32, device) as bf16: in the weight shadow, a kept rounding, or rounded now into a slot
+// other than `keep` (the other operand of the same product). NULL + error.
+const uint16_t *bf16_of(CudaBackend *cb, const float *x, long n, const uint16_t *keep) {
+    if (cb->shadow_ok && x >= cb->shadow_src && x + n <= cb->shadow_src + cb->shadow_n) return cb->shadow + (x - cb->shadow_src);
+    for (auto &r : cb->rnd)
+        if (r.src == x && r.n >= n) {
+            r.used = ++cb->rnd_clock;
+            return r.buf;
+        }
+    CudaBackend::Rounded *s = slot_for(cb, n, keep);
+    if (!s || g3cu_round_bf16(cb->cu, s->buf, x, n)) return NULL;
     if (cb->rnd_keep) s->src = x, s->n = n;
     s->used = ++cb->rnd_clock;
     return s->buf;
@@ -290,7 +308,10 @@ void *cu_alloc(G3Backend *be, size_t bytes) {
 void cu_free(G3Backend *be, void *p) {
     CudaBackend *cb = cb_of(be);
     if (!p) return;
-    if (cb->shadow_src == (const float *)p) cb->shadow_ok = 0, cb->shadow_src = NULL, cb->shadow_n = 0;
+    // what lived there (kept roundings, the weights' copy, staged ids) is gone with it
+    for (int i = 0; i < cb->nallocs; i++)
+        if (cb->allocs[i].p == (const char *)p) written(cb, p, cb->allocs[i].bytes);
+    if (cb->shadow_src == (const float *)p) cb->shadow_src = NULL, cb->shadow_n = 0;
     for (int i = 0; i < cb->nallocs; i++)
         if (cb->allocs[i].p == (const char *)p) {
             memmove(cb->allocs + i, cb->allocs + i + 1, (size_t)(cb->nallocs - i - 1) * sizeof *cb->allocs);
@@ -435,11 +456,46 @@ void cu_geglu(G3Backend *be, float *a, const float *g, const float *u, long n, i
     note(cb, g3cu_geglu(cb->cu, a, u, n, erf_form));
 }
 
+// Host staging for the embedding's backward (training): page-locked buffers for R ids and
+// their grouping, a device buffer for the upload, two events. 0 or -1 (then no staging).
+int ids_staging(CudaBackend *cb, int R) {
+    if (R <= cb->ids_cap) return 0;
+    if (cb->ids_ev) cudaEventSynchronize(cb->ids_ev);  // the last staging copy wrote ids_h
+    if (cb->grp_ev) cudaEventSynchronize(cb->grp_ev);  // the last upload read grp_h
+    cudaFreeHost(cb->ids_h);
+    cudaFreeHost(cb->grp_h);
+    g3cu_free(cb->cu, cb->grp_d);
+    cb->ids_h = cb->grp_h = cb->grp_d = NULL;
+    cb->ids_cap = 0;
+    const size_t gb = sizeof(int32_t) * (3 * (size_t)R + 1);
+    if ((!cb->ids_ev && cudaEventCreateWithFlags(&cb->ids_ev, cudaEventDisableTiming) != cudaSuccess) ||
+        (!cb->grp_ev && cudaEventCreateWithFlags(&cb->grp_ev, cudaEventDisableTiming) != cudaSuccess) ||
+        cudaMallocHost(&cb->ids_h, sizeof(int32_t) * (size_t)R) != cudaSuccess || cudaMallocHost(&cb->grp_h, gb) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    if (!(cb->grp_d = (int32_t *)g3cu_malloc(cb->cu, gb))) return -1;
+    cb->ids_cap = R;
+    return 0;
+}
+
 int cu_embed(G3Backend *be, float *x, const int32_t *ids, const G3Weight *E, int R, float scale) {
     CudaBackend *cb = cb_of(be);
     const void *ed = weight_dev(cb, E, "embedding");
     if (!ed) return -1;
-    return g3cu_embed(cb->cu, x, ed, E->type, ids, R, (int)E->cols, (int)E->rows, scale);
+    if (g3cu_embed(cb->cu, x, ed, E->type, ids, R, (int)E->cols, (int)E->rows, scale)) return -1;
+    // training: the ids follow to the host while the step runs, for the backward's grouping
+    // (never while a graph is recorded: inference)
+    cb->ids_src = NULL;
+    if (cb->trains && !cb->recording && !ids_staging(cb, R)) {
+        if (g3cu_check(cudaMemcpyAsync(cb->ids_h, ids, sizeof(int32_t) * (size_t)R, cudaMemcpyDeviceToHost, cb->cu->stream),
+                       "staging the ids") ||
+            g3cu_check(cudaEventRecord(cb->ids_ev, cb->cu->stream), "staging the ids"))
+            return -1;
+        cb->ids_src = ids;
+        cb->ids_n = R;
+    }
+    return 0;
 }
 
 void cu_add(G3Backend *be, float *y, const float *a, const float *b, long n) {
@@ -526,13 +582,47 @@ int cu_mlp_down_backward(G3Backend *be, float *a, float *dg, float *du, const fl
     return g3cu_geglu_backward(cb_of(be)->cu, a, dg, du, dg, g, u, (long)R * F, erf_form);
 }
 
+// dE[ids[r]] += dx[r] * scale with the rows grouped by id on the host. The ids the forward's
+// embedding staged (the same ids, unwritten since: written() drops them otherwise) were copied
+// long before: grouping them and uploading the groups from page-locked memory queue the
+// kernel without waiting for the device (the host sorts while the GPU runs the backward). The
+// first call, and any call without staged ids, downloads the ids and waits.
 void cu_embed_backward(G3Backend *be, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale) {
-    note(cb_of(be), g3cu_embed_backward(cb_of(be)->cu, dE, dx, ids, R, C, scale));
+    CudaBackend *cb = cb_of(be);
+    cb->trains = 1;
+    if (R == 0) return;
+    if (cb->ids_src != ids || cb->ids_n != R) {
+        note(cb, g3cu_embed_backward(cb->cu, dE, dx, ids, R, C, scale));
+        return;
+    }
+    if (g3cu_check(cudaEventSynchronize(cb->ids_ev), "staged ids") || g3cu_check(cudaEventSynchronize(cb->grp_ev), "embedding groups")) {
+        note(cb, -1);
+        return;
+    }
+    const int nu = g3cu_embed_group(cb->grp_h, cb->ids_h, R);
+    const size_t gb = sizeof(int32_t) * (size_t)(R + 2 * nu + 1);
+    note(cb, g3cu_check(cudaMemcpyAsync(cb->grp_d, cb->grp_h, gb, cudaMemcpyHostToDevice, cb->cu->stream), "embedding groups") ||
+                     g3cu_check(cudaEventRecord(cb->grp_ev, cb->cu->stream), "embedding groups") ||
+                     g3cu_embed_backward_grouped(cb->cu, dE, dx, cb->grp_d, nu, R, C, scale));
 }
 
+// With backward in bf16 training (the weights' copy exists: bf16_shadow was called) the
+// gradient is also written rounded to bf16, into a slot of the kept roundings registered as
+// z's: the head's dxf and dE products read it as made. Like a product, this op keeps the other
+// roundings and drops those of what it writes (the wrappers leave it alone).
 void cu_cross_entropy(G3Backend *be, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
                       int backward) {
-    note(cb_of(be), g3cu_cross_entropy(cb_of(be)->cu, loss, z, targets, R, V, cap, dscale, backward));
+    CudaBackend *cb = cb_of(be);
+    written(cb, loss, (size_t)R * sizeof(double));
+    written(cb, z, (size_t)R * V * sizeof(float));
+    CudaBackend::Rounded *s = backward && cb->rnd_keep && cb->shadow_ok && R > 0 ? slot_for(cb, (long)R * V, NULL) : NULL;
+    if (backward && cb->rnd_keep && cb->shadow_ok && R > 0 && !s) g3_error_clear();  // no slot: the products round z themselves
+    note(cb, g3cu_cross_entropy(cb->cu, loss, z, s ? s->buf : NULL, targets, R, V, cap, dscale, backward));
+    if (s) {
+        s->src = z;
+        s->n = (long)R * V;
+        s->used = ++cb->rnd_clock;
+    }
 }
 
 // Training's bf16 mode takes the tensor-core attention (bf16 operands), f32 keeps the f32 kernels.
@@ -856,6 +946,11 @@ void cu_destroy(G3Backend *be) {
     g3cu_sampler_free(cb->sampler);
     g3cu_free(cb->cu, cb->shadow);
     for (auto &r : cb->rnd) g3cu_free(cb->cu, r.buf);
+    g3cu_free(cb->cu, cb->grp_d);
+    cudaFreeHost(cb->ids_h);
+    cudaFreeHost(cb->grp_h);
+    if (cb->ids_ev) cudaEventDestroy(cb->ids_ev);
+    if (cb->grp_ev) cudaEventDestroy(cb->grp_ev);
     free(cb->meta_h);
     free(cb->segs);
     free(cb->allocs);
@@ -867,7 +962,8 @@ void cu_destroy(G3Backend *be) {
 // Each op of the table is replaced by a wrapper (one template instantiation per op, so the
 // table keeps its C signatures and the ops know nothing of it) that
 //  - drops the bf16 operands kept between products around every op that is not a product
-//    (see "bf16 mode's operands": what makes a kept copy safe to reuse);
+//    (see "bf16 mode's operands": what makes a kept copy safe to reuse); cross_entropy, which
+//    writes its gradient's rounding itself, looks after them as the products do;
 //  - with G3_CUDA_PROFILE=1, times the op (prof.cu); the first AdamW launch after any other op
 //    marks an optimizer step (the profiler keeps whole steps).
 template <typename R, typename... A> struct Wrap {
@@ -900,7 +996,8 @@ template <typename R, typename... A> Wrap<R, A...> wrap_of(R (*)(G3Backend *, A.
         if (be->op) {                                                               \
             using T = decltype(wrap_of(&cu_##op))::template Op<&cu_##op>;           \
             T::name = #op;                                                          \
-            T::product = !strcmp(#op, "linear") || !strcmp(#op, "linear_dx") || !strcmp(#op, "gemm"); \
+            T::product = !strcmp(#op, "linear") || !strcmp(#op, "linear_dx") || !strcmp(#op, "gemm") ||   \
+                         !strcmp(#op, "cross_entropy");                                             \
             T::adamw = !strcmp(#op, "adamw");                                       \
             be->op = T::call;                                                       \
         }                                                                           \

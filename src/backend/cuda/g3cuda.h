@@ -185,13 +185,21 @@ int g3cu_rope_backward(G3Cuda *cu, float *dx, const float *cos, const float *sin
 // dg = da u gelu'(g), du = da gelu(g), and a = gelu(g) u when a is non-NULL; da may alias dg.
 int g3cu_geglu_backward(G3Cuda *cu, float *a, float *dg, float *du, const float *da, const float *g, const float *u, long n,
                         int erf_form);
-// dE[ids[r]] += dx[r] * scale (atomic adds: rows may repeat an id).
+// dE[ids[r]] += dx[r] * scale, each id's rows added in row order (deterministic, no atomics):
+// the ids come to the host (a wait for the device), are grouped there, and go back.
 int g3cu_embed_backward(G3Cuda *cu, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale);
+// The same in two halves, for a caller that has the ids on the host already: the grouping
+// (host code) of hid[R] into g[3R + 1] = the rows ordered by id then row [R], the distinct ids
+// [nu], where each one's rows start [nu + 1]; returns nu. Then the launch over g copied to the
+// device (d), queued without waiting.
+int g3cu_embed_group(int32_t *g, const int32_t *hid, int R);
+int g3cu_embed_backward_grouped(G3Cuda *cu, float *dE, const float *dx, const int32_t *d, int nu, int R, int C, float scale);
 // Cross-entropy of rows z[R][V] (softcap cap first when > 0) against targets (< 0: ignored,
 // loss 0): loss[r] (double, device) = logsumexp - z[target]; with backward, z becomes
-// d loss / d z * dscale (ignored rows zero).
-int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
-                       int backward);
+// d loss / d z * dscale (ignored rows zero), and zb[R][V] (when not NULL) that gradient
+// rounded to bf16 (as g3cu_round_bf16 would round z afterwards).
+int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, uint16_t *zb, const int32_t *targets, int R, int V, float cap,
+                       float dscale, int backward);
 // Causal GQA attention over B sequences of T rows (backend.h's attention), any even head dim
 // up to 256: out[B*T][NH*HD], lse[B][NH][T]; and its backward (dq, dk, dv overwritten; uses
 // B*NH*T floats of the context's scratch). tc: the tensor-core kernels where they take the

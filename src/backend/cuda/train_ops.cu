@@ -129,17 +129,23 @@ __global__ void embed_bwd_k(float *__restrict__ dE, const float *__restrict__ dx
 }
 
 // One block per row of logits: the cap (in place), the max, the sum of exponentials in
-// double, the loss in double; with backward, the row becomes d loss / d z * dscale.
-__global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, const int32_t *__restrict__ targets, int V, float cap,
-                       float dscale, int backward) {
+// double, the loss in double; with backward, the row becomes d loss / d z * dscale, and with
+// zb also that gradient rounded to bf16 (the operand of the head's two backward products in
+// bf16 mode, made where the value is: a pass over 1 GB less per chunk than rounding it later).
+__global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, uint16_t *__restrict__ zb,
+                       const int32_t *__restrict__ targets, int V, float cap, float dscale, int backward) {
     __shared__ double red[32];
     __shared__ float redf[32];
     const int r = blockIdx.x, t = targets[r];
     float *zr = z + (long)r * V;
+    uint16_t *zbr = zb ? zb + (long)r * V : NULL;
     if (t < 0) {
         if (threadIdx.x == 0) loss[r] = 0;
         if (backward)
-            for (int i = threadIdx.x; i < V; i += blockDim.x) zr[i] = 0.f;
+            for (int i = threadIdx.x; i < V; i += blockDim.x) {
+                zr[i] = 0.f;
+                if (zbr) zbr[i] = 0;
+            }
         return;
     }
     const float inv = cap > 0 ? 1.0f / cap : 0.f;
@@ -167,6 +173,7 @@ __global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, const i
             d *= 1.0f - q * q;
         }
         zr[i] = d;
+        if (zbr) zbr[i] = to_bf16(d);
     }
 }
 
@@ -203,53 +210,61 @@ extern "C" int g3cu_geglu_backward(G3Cuda *cu, float *a, float *dg, float *du, c
     return g3cu_launched("geglu backward");
 }
 
-extern "C" int g3cu_embed_backward(G3Cuda *cu, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale) {
-    if (R == 0) return 0;
-    // group the rows by id on the host (the ids are few: one per row): distinct ids, where
-    // each one's rows start, and the rows in id-then-row order
-    int32_t *h = (int32_t *)malloc(sizeof(int32_t) * (size_t)(4 * R + 1));
-    if (!h) return g3_errorf("cuda embedding backward: out of host memory");
-    int32_t *hid = h, *ord = h + R, *uid = h + 2 * R, *start = h + 3 * R;
-    int rc = -1, nu = 0;
-    if (g3cu_download(cu, hid, ids, sizeof(int32_t) * (size_t)R)) goto out;
+extern "C" int g3cu_embed_group(int32_t *g, const int32_t *hid, int R) {
+    // a stable sort of row indices by id (merge sort in two buffers: R is a few 10K), then the
+    // distinct ids and where each one's rows start
+    int32_t *ord = g, *uid = g + R, *start = g + 2 * R;
     for (int r = 0; r < R; r++) ord[r] = r;
-    // a stable sort of row indices by id (insertion into runs is fine for R of a few 10K:
-    // merge sort in two buffers)
-    {
-        int32_t *a = ord, *b = uid;  // uid doubles as the merge buffer until it is filled
-        for (int w = 1; w < R; w *= 2) {
-            for (int lo = 0; lo < R; lo += 2 * w) {
-                int mid = lo + w < R ? lo + w : R, hi = lo + 2 * w < R ? lo + 2 * w : R, i = lo, j = mid, k = lo;
-                while (i < mid && j < hi) b[k++] = hid[a[j]] < hid[a[i]] ? a[j++] : a[i++];
-                while (i < mid) b[k++] = a[i++];
-                while (j < hi) b[k++] = a[j++];
-            }
-            int32_t *t = a; a = b; b = t;
+    int32_t *x = ord, *y = uid;  // uid doubles as the merge buffer until it is filled
+    for (int w = 1; w < R; w *= 2) {
+        for (int lo = 0; lo < R; lo += 2 * w) {
+            int mid = lo + w < R ? lo + w : R, hi = lo + 2 * w < R ? lo + 2 * w : R, i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) y[k++] = hid[x[j]] < hid[x[i]] ? x[j++] : x[i++];
+            while (i < mid) y[k++] = x[i++];
+            while (j < hi) y[k++] = x[j++];
         }
-        if (a != ord) memcpy(ord, a, sizeof(int32_t) * (size_t)R);
+        int32_t *t = x; x = y; y = t;
     }
+    if (x != ord) memcpy(ord, x, sizeof(int32_t) * (size_t)R);
+    int nu = 0;
     for (int k = 0; k < R; k++)
-        if (k == 0 || hid[ord[k]] != hid[ord[k - 1]]) { start[nu] = k; nu++; }
+        if (k == 0 || hid[ord[k]] != hid[ord[k - 1]]) start[nu++] = k;
     start[nu] = R;
     for (int u = 0; u < nu; u++) uid[u] = hid[ord[start[u]]];
-    {
+    // packed for one upload: ord [R], uid [nu], start [nu + 1]
+    memmove(uid + nu, start, sizeof(int32_t) * (size_t)(nu + 1));
+    return nu;
+}
+
+extern "C" int g3cu_embed_backward_grouped(G3Cuda *cu, float *dE, const float *dx, const int32_t *d, int nu, int R, int C, float scale) {
+    if (nu == 0) return 0;
+    embed_bwd_k<<<nu, C < 256 ? ((C + 31) / 32) * 32 : 256, 0, cu->stream>>>(dE, dx, d + R, d + R + nu, d, C, scale);
+    return g3cu_launched("embedding backward");
+}
+
+extern "C" int g3cu_embed_backward(G3Cuda *cu, float *dE, const float *dx, const int32_t *ids, int R, int C, float scale) {
+    if (R == 0) return 0;
+    // the rows grouped by id on the host (the ids are few: one per row)
+    int32_t *h = (int32_t *)malloc(sizeof(int32_t) * (size_t)(4 * R + 1));
+    if (!h) return g3_errorf("cuda embedding backward: out of host memory");
+    int32_t *hid = h, *g = h + R;
+    int rc = -1;
+    if (!g3cu_download(cu, hid, ids, sizeof(int32_t) * (size_t)R)) {
+        const int nu = g3cu_embed_group(g, hid, R);
         int32_t *d = (int32_t *)g3cu_scratch(cu, sizeof(int32_t) * (size_t)(R + 2 * nu + 1));
-        if (!d || g3cu_upload(cu, d, ord, sizeof(int32_t) * (size_t)R) || g3cu_upload(cu, d + R, uid, sizeof(int32_t) * (size_t)nu) ||
-            g3cu_upload(cu, d + R + nu, start, sizeof(int32_t) * (size_t)(nu + 1)))
-            goto out;
-        embed_bwd_k<<<nu, C < 256 ? ((C + 31) / 32) * 32 : 256, 0, cu->stream>>>(dE, dx, d + R, d + R + nu, d, C, scale);
-        rc = g3cu_launched("embedding backward");
-        if (!rc) rc = g3cu_sync(cu);  // h is freed below, and the scratch's next user must not overwrite d early
+        if (d && !g3cu_upload(cu, d, g, sizeof(int32_t) * (size_t)(R + 2 * nu + 1)) &&
+            !(rc = g3cu_embed_backward_grouped(cu, dE, dx, d, nu, R, C, scale)))
+            rc = g3cu_sync(cu);  // h is freed below, and the scratch's next user must not overwrite d early
     }
-out:
     free(h);
     return rc;
 }
 
-extern "C" int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, const int32_t *targets, int R, int V, float cap, float dscale,
-                                  int backward) {
+extern "C" int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, uint16_t *zb, const int32_t *targets, int R, int V, float cap,
+                                  float dscale, int backward) {
     if (R == 0) return 0;
-    xent_k<<<R, V >= 1024 ? 1024 : ((V + 31) / 32) * 32, 0, cu->stream>>>(loss, z, targets, V, cap, dscale, backward);
+    xent_k<<<R, V >= 1024 ? 1024 : ((V + 31) / 32) * 32, 0, cu->stream>>>(loss, z, backward ? zb : NULL, targets, V, cap, dscale,
+                                                                           backward);
     return g3cu_launched("cross-entropy");
 }
 
