@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "../base/base.h"
-#include "../kernels/kernels.h"
 #include "vision.h"
 
 typedef struct {
@@ -32,21 +31,18 @@ typedef struct {
 typedef struct {
     G3Backend *be;
     G3MatmulMode mode;
-    int exact, bf16, native, threads;  // native: the host has a bf16 dot product (g3_gemm_bf16_native)
+    int exact, bf16, threads;
     const G3VisionHooks *hk;
     Bufs *b;
 } Enc;
 
-// y = x . W^T (+ b). A bf16 matrix in fast mode over many rows: with the CPU's bf16 dot product,
-// the backend's linear (backend/cpu/linear_bf16.c: x rounded to bf16 once, the weight packed
-// once per call as panels of 32 rows, 8 x 32 tiles on vdpbf16ps, rows-outer from 1024 rows:
-// ~10% faster on the tower than the bf16 GEMM below, which repacked both operands per block);
-// without it, the blocked GEMM in bf16 (emulated at the f32 rate) on the weight widened to f32,
-// exactly (the GEMM rounds it back to the same bf16). x is rounded to bf16 either way. A device
-// backend's linear does this itself (cuBLAS).
+// y = x . W^T (+ b). On the CPU a bf16 matrix in fast mode, over many rows, goes to the bf16
+// GEMM (packed panels, 8 x 32 tiles with AVX512-BF16: ~2.5x the in-place rows of `linear` at
+// 4096 rows) on the weight widened to f32, exactly (the GEMM rounds it back to the same bf16);
+// x is rounded to bf16 either way. A device backend's linear does this itself (cuBLAS).
 static int lin(const Enc *e, float *y, const float *x, const G3Weight *w, const float *b, int R) {
     G3Backend *be = e->be;
-    if (be->host && e->bf16 && !e->native && w->type == G3_BF16 && R >= 64) {
+    if (be->host && e->bf16 && w->type == G3_BF16 && R >= 64) {
         const long N = (long)w->rows, K = (long)w->cols;
         float *wf = e->b->wf;
 #pragma omp parallel for schedule(static) num_threads(e->threads)
@@ -107,7 +103,7 @@ int g3_vision_encode(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const 
     const long nd = (long)NP * D;
     if (NH < 1 || D % NH) return g3_errorf("vision tower: width %d is not a whole number of %d heads", D, NH);
     Bufs b = {0};
-    Enc e = {be, mode, mode == G3_MM_EXACT, mode != G3_MM_EXACT && v->patch.type == G3_BF16, g3_gemm_bf16_native(), omp_get_max_threads(),
+    Enc e = {be, mode, mode == G3_MM_EXACT, mode != G3_MM_EXACT && v->patch.type == G3_BF16, omp_get_max_threads(),
              hooks && hooks->fn && hooks->sites ? hooks : NULL, &b};
     float *patches = NULL, *dpatches = NULL;
     int rc = -1;
@@ -116,7 +112,7 @@ int g3_vision_encode(const G3Vision *v, G3Backend *be, G3MatmulMode mode, const 
         if (!(*all[i] = be->alloc(be, (size_t)nd * sizeof(float)))) goto out;
     const size_t ws = be->attention_full_workspace(be, NP, NH, D / NH);
     if (!(b.h = be->alloc(be, (size_t)NP * FF * sizeof(float))) || !(b.work = be->alloc(be, ws ? ws : 64)) ||
-        (e.bf16 && !e.native && be->host && !(b.wf = g3_malloc_aligned((size_t)G3_MAX(FF, D) * G3_MAX(D, K) * sizeof(float)))) ||
+        (e.bf16 && be->host && !(b.wf = g3_malloc_aligned((size_t)G3_MAX(FF, D) * G3_MAX(D, K) * sizeof(float)))) ||
         !(patches = g3_malloc_aligned((size_t)NP * K * sizeof(float))))
         goto out;
     if (e.hk && !be->host) {

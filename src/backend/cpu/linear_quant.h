@@ -20,8 +20,8 @@ int g3_cpu_linear_quant(float *y, const float *x, const G3Weight *w, int R, int 
 // Many rows (prefill) over BF16 weights in the fast mode (linear_bf16.c: packed panels of 32
 // weight rows, kernels/cpu/bf16w_gemm.h). 1 if it does not apply (fewer rows than
 // G3_BF16_GEMM_MIN_ROWS, another type, no AVX512-BF16: the caller's g3_matmul then), 0 done,
-// -1 out of memory. From G3_BF16_GEMM_BLOCK_ROWS rows on, the rows-outer order (see the file).
-enum { G3_BF16_GEMM_MIN_ROWS = 32, G3_BF16_GEMM_BLOCK_ROWS = 1024 };
+// -1 out of memory.
+enum { G3_BF16_GEMM_MIN_ROWS = 32 };
 int g3_cpu_linear_bf16_gemm(float *y, const float *x, const G3Weight *w, int R);
 
 #endif
