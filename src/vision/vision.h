@@ -10,6 +10,8 @@
 //   encoder.c     SigLIP: patch embedding, position embeddings, pre-norm blocks, post norm
 //   projector.c   average pool, soft-embedding RMSNorm, input projection
 //   vattn.c       its attention: blocked over (head, query rows), threaded, no NP x NP matrix
+//   vflash.c      the same in bf16 as one fused pass (scores, online softmax, P . V over key
+//                 chunks; vflash_avx512bf16.c its kernels): the CPU's fast mode with AVX512-BF16
 //   vops.c        the row-wise ops the tower needs that the text model does not (LayerNorm
 //                 with bias, bias add, plain GELU, softmax): scalar references, host memory;
 //                 vops_avx512.c their vector versions (fast mode); the CPU backend's
