@@ -197,6 +197,9 @@ int main(void) {
              "&& test $(wc -c < build/default-gen1.txt) -gt 40") == 0, "greedy text is the same at 1 and 2 threads, with and without --model");
     CHECK(sh("GEMMA3_MODEL=build/no-such-model %s inspect > /dev/null 2>&1", bin) == 1, "GEMMA3_MODEL naming no model is refused");
     CHECK(sh("GEMMA3_MODEL=%s %s inspect | grep -q 'vocab'", MODEL, bin) == 0, "GEMMA3_MODEL names the model");
+    CHECK(sh("a=$(%s tokenize --text 'Once upon a time' 2>/dev/null) && test -n \"$a\" && test \"$a\" = \"$(%s tokenize --model %s --text 'Once upon a time')\"",
+             bin, bin, MODEL) == 0,
+          "tokenize without --model: the default model's tokenizer");
     CHECK(sh("head -c 6000 tests/data/books_sample.txt > build/default-ppl.txt && OMP_NUM_THREADS=1 %s perplexity --data build/default-ppl.txt --ctx 256 "
              "2>/dev/null | tail -1 | grep -Eq '^bits per byte: [0-9.]+$'", bin) == 0, "perplexity without --model: bits per byte last");
     return check_done();
