@@ -36,12 +36,14 @@ probe = [l for l in summary.splitlines() if "predicted loss" in l or l.startswit
 hf = S.get("hf") or {}
 
 # the loss curve: every validation point of ours, with the HF peer's training loss at the same step
-hf_at = {m["step"]: m["loss"] for m in hfm}
+def hf_at(step):  # the peer logs every 10 steps: its loss at the nearest logged step
+    near = min(hfm, key=lambda m: abs(m["step"] - step), default=None)
+    return near["loss"] if near and abs(near["step"] - step) <= 10 else float("nan")
 rows = []
 for m in met:
     if "val_loss" in m:
         rows.append(f"| {m['step']} | {m['step'] * bt / 1e6:.1f}M | {m['loss']:.3f} | {m['val_loss']:.3f} | {m['lr']:.2e} | "
-                    f"{hf_at.get(m['step'], float('nan')):.3f} |")
+                    f"{hf_at(m['step']):.3f} |")
 
 o = []
 w = o.append
@@ -75,7 +77,7 @@ if probe:
     w("\n".join(probe))
     w("```\n")
 w("## Losses (nats per token; `metrics.jsonl` has every step)\n")
-w("| step | tokens | train loss | held-out loss (8 batches) | LR | HF peer's train loss |\n|---:|---:|---:|---:|---:|---:|")
+w("| step | tokens | train loss | held-out loss (2 batches of 128 x 512) | LR | HF peer's train loss |\n|---:|---:|---:|---:|---:|---:|")
 w("\n".join(rows) + "\n")
 w("## Quality: held-out bits per byte\n")
 w("`gemma3 perplexity --ctx 512` (each 512-token chunk's second half scored):\n")

@@ -163,7 +163,7 @@ say "training shape $SHAPE ($(shape "$SHAPE"): hidden layers mlp heads; $(params
 rm -rf "$W/run"
 EV=$(( STEPS / 10 > 1 ? STEPS / 10 : 1 ))
 timeout $(( TRAIN_S * 3 / 2 + 60 )) ./gemma3 train --init "$W/config.json" --tokenizer "$W/tok/tokenizer.json" --out "$W/run" "${TRAIN_ARGS[@]}" \
-  --steps "$STEPS" --warmup "$WARM" --decay-steps "$DECAY" --eval-every "$EV" --eval-batches 8 --save-every $(( STEPS / 3 + 1 )) \
+  --steps "$STEPS" --warmup "$WARM" --decay-steps "$DECAY" --eval-every "$EV" --eval-batches 2 --save-every $(( STEPS / 3 + 1 )) \
   --log-every 10 > "$R/logs/train_ours.log" 2>&1
 say "ours: exit $? -- $(grep 'train: done' "$R/logs/train_ours.log" | tail -1)"
 OURS_RATE=$(medrate "$R/logs/train_ours.log")
