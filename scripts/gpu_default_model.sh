@@ -59,8 +59,12 @@ VOCAB=$(awk '$1 == "vocab" { print $2 }' $PACK/MANIFEST)
 
 # 1. data (in the background) and the build
 (
-  xz -dc $PACK/train.tok.xz > "$W/train.tok"
-  xz -dc $PACK/heldout.txt.xz > "$W/heldout.txt"
+  unxz_to() {  # xz, else Python's lzma (whichever the machine has)
+    if command -v xz > /dev/null; then xz -dc "$1" > "$2"
+    else python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'), 1 << 24)" "$1" "$2"; fi
+  }
+  unxz_to $PACK/train.tok.xz "$W/train.tok"
+  unxz_to $PACK/heldout.txt.xz "$W/heldout.txt"
   # the model card's evaluation slice: the first ~30 KB (whole paragraphs) of each held-out book
   LC_ALL=C awk '$0 == "<|endoftext|>" { print; n = 0; next } n < 30000 { print; n += length($0) + 1 }' "$W/heldout.txt" > "$W/heldout_eval.txt"
   touch "$W/data.ok"
