@@ -131,7 +131,7 @@ if [ -z "$SHAPE" ]; then
     say "probe $s ($(shape "$s"): hidden layers mlp heads), $(params "$s") parameters: ${rate} tok/s; $(grep -m1 'memory' "$R/logs/probe-$s.log" | cut -c1-120)"
     printf '%s\t%s\t%s\n' "$s" "$(params "$s")" "$rate" >> "$R/logs/probe.tsv"
   done
-  SHAPE=$(python3 - "$R/logs/probe.tsv" "$TRAIN_S" "$NTOK" "$MAX_MB" <<'PY'
+  SHAPE=$(python3 - "$R/logs/probe.tsv" "$TRAIN_S" "$NTOK" "$MAX_MB" 2>>"$R/logs/summary.txt" <<'PY'
 import math, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 secs, uniq, max_mb = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
@@ -149,7 +149,7 @@ for name, n, rate in rows:
     if not big and (best is None or loss < best[0]): best = (loss, name)
 print(best[1] if best else "")
 PY
-  2>>"$R/logs/summary.txt")
+  )
   [ -n "$SHAPE" ] || { say "the probe measured no speed: see logs/probe-*.log"; tail -5 "$R"/logs/probe-*.log; SHAPE=s; }
   grep "predicted loss" "$R/logs/summary.txt"
   RATE=$(awk -v s="$SHAPE" '$1 == s { print $3 }' "$R/logs/probe.tsv")
