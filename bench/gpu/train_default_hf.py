@@ -84,12 +84,14 @@ from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
 
 cfg = AutoConfig.from_pretrained(a.model_dir)
 try:
-    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", dtype=torch.float32)
-except TypeError:
-    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", torch_dtype=torch.float32)
-model = model.to(dev).float().train()
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa")
+except (TypeError, ValueError) as e:
+    print(f"HF: from_config(attn_implementation='sdpa') refused ({e}); the default attention", flush=True)
+    model = AutoModelForCausalLM.from_config(cfg)
+model = model.to(dev).float().train()  # f32 master weights whatever the config's dtype says
 rope = {k: v for k, v in cfg.to_dict().items() if "rope" in k or k in ("sliding_window", "layer_types")}
-print(f"HF model: {type(model).__name__}, {sum(p.numel() for p in model.parameters())} parameters; {json.dumps(rope)}", flush=True)
+print(f"HF model: {type(model).__name__}, {sum(p.numel() for p in model.parameters())} parameters, attention "
+      f"{getattr(getattr(model, 'config', None), '_attn_implementation', '?')}; {json.dumps(rope, default=str)}", flush=True)
 
 decay, no_decay = [], []
 for n, p in model.named_parameters():
