@@ -203,12 +203,12 @@ HF_EVAL="- - -"; HF_FULL="- - -"
 if [ "$PEER" = 1 ]; then
   ./gemma3 tokenize --tokenizer "$W/tok/tokenizer.json" --file "$W/heldout_eval.txt" --no-bos > "$W/heldout_eval.ids"
   cp "$W/config.json" "$W/tok/config.json"
-  HF_S=$(( $(left) - 45 ))
+  HF_S=$(( $(left) - 45 ))  # python start ~15 s + training (HF_S - 15) + eval/save, then 2 perplexity runs
   say "HF peer: $STEPS steps planned, $HF_S s of training at most"
   if [ $HF_S -gt 30 ]; then
     PYTHONUNBUFFERED=1 timeout $(( HF_S + 40 )) ${PYTHON:-python3} bench/gpu/train_default_hf.py --model-dir "$W/tok" --data "$W/train.tok" \
       --eval-ids "$W/heldout_eval.ids" --out "$R/hf" --log "$R/logs/metrics_hf.jsonl" --steps "$STEPS" --batch "$B" --seq "$T" \
-      --lr "$LR" --warmup "$WARM" --decay-steps "$DECAY" --min-lr-ratio 0.02 --max-seconds "$HF_S" \
+      --lr "$LR" --warmup "$WARM" --decay-steps "$DECAY" --min-lr-ratio 0.02 --max-seconds $(( HF_S - 15 )) \
       $([ "$DEVICE" = cpu ] && echo --no-compile) > "$R/logs/train_hf.log" 2>&1
     say "HF: exit $? -- $(grep -E '^HF (trained|held-out)' "$R/logs/train_hf.log" | tr '\n' ' ')"
     grep -E "^HF: |stopped by the clock|Error|error" "$R/logs/train_hf.log" | head -5
