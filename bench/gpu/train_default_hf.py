@@ -9,10 +9,10 @@ training: once its speed is known (30 steps after the compiled first one), the r
 shortened if --steps would not fit --max-seconds, so that its decay still ends the run (the
 summary says how many steps it took).
 
-Then: held-out nats per token by `gemma3 perplexity`'s definition (chunks of --ctx tokens from
+Then: the model saved as a bf16 Hub folder (--out), and held-out nats per token by `gemma3 perplexity`'s definition (chunks of --ctx tokens from
 `gemma3 tokenize --file --no-bos`, <bos> in place of each chunk's first token, the second half
-scored), in f32; and the model saved as a bf16 Hub folder (--out) that `gemma3 perplexity` also
-scores: the two must agree (the same weights through two implementations).
+scored), in f32; `gemma3 perplexity` also scores the saved folder: the two must agree (the
+same weights through two implementations, up to bf16 rounding of the saved copy).
 
 Writes --log (JSON lines: step, loss, lr, tokens/s) and prints `HF ...` summary lines.
 """
@@ -177,6 +177,24 @@ print(f"HF trained {steps_done} steps, {steps_done * B * T} tokens in {train_s:.
       f"{(first_done or t_end) - t_train:.1f} s); median {med:.0f} tok/s; overall after the first step "
       f"{(steps_done - 1) * B * T / max(steady_s, 1e-9):.0f} tok/s", flush=True)
 
+# --- the model as a bf16 Hub folder, with our tokenizer
+os.makedirs(a.out, exist_ok=True)
+import copy  # noqa: E402
+copy.deepcopy(model).to(torch.bfloat16).save_pretrained(a.out, safe_serialization=True)
+for fn in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+    if os.path.exists(os.path.join(a.model_dir, fn)):
+        shutil.copy(os.path.join(a.model_dir, fn), os.path.join(a.out, fn))
+
+
+def write_summary(npt, n):
+    json.dump({"hf_steps": steps_done, "hf_tokens": steps_done * B * T, "hf_train_s": round(train_s, 1),
+               "hf_first_step_s": round((first_done or t_end) - t_train, 1), "hf_median_tok_s": round(med),
+               "hf_heldout_nats_per_token": npt, "hf_eval_tokens": n, "hf_total_s": round(time.time() - t_start, 1)},
+              open(os.path.join(a.out, "hf_summary.json"), "w"))
+
+
+write_summary(None, 0)  # in case the evaluation below does not finish
+
 # --- held-out nats per token, gemma3 perplexity's chunks, f32
 model.eval()
 ids = [int(v) for v in open(a.eval_ids).read().strip().split(",") if v]
@@ -194,14 +212,5 @@ with torch.no_grad():
         n += tg.numel()
 print(f"HF held-out (f32, its own code): chunks {nch} of {ctx}, tokens {n}, nats per token {nll / max(n, 1):.6f}", flush=True)
 
-# --- the model as a bf16 Hub folder, with our tokenizer
-os.makedirs(a.out, exist_ok=True)
-model.to(torch.bfloat16).save_pretrained(a.out, safe_serialization=True)
-for fn in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-    if os.path.exists(os.path.join(a.model_dir, fn)):
-        shutil.copy(os.path.join(a.model_dir, fn), os.path.join(a.out, fn))
-print(json.dumps({"hf_steps": steps_done, "hf_tokens": steps_done * B * T, "hf_train_s": round(train_s, 1),
-                  "hf_first_step_s": round((first_done or t_end) - t_train, 1), "hf_median_tok_s": round(med),
-                  "hf_heldout_nats_per_token": round(nll / max(n, 1), 6), "hf_eval_tokens": n,
-                  "hf_total_s": round(time.time() - t_start, 1)}), file=open(os.path.join(a.out, "hf_summary.json"), "w"))
+write_summary(round(nll / max(n, 1), 6), n)
 print(f"HF done in {time.time() - t_start:.1f} s", flush=True)
