@@ -26,7 +26,7 @@
 static const char *PROMPT = "Once upon a time there was a little girl who";
 
 // Pinned when the model was committed (G3_PRINT_PINS=1).
-static const int PIN_V = 4096;
+static const int PIN_V = 4096, PIN_HIDDEN = 256, PIN_LAYERS = 6, PIN_HEADS = 4;
 static const int PIN_IDS[] = {2, 1571, 363, 1760, 272, 692, 695, 458, 272, 1361, 1958, 709};
 static const int PIN_GREEDY[] = {733, 705, 304, 282, 1217, 4026, 7, 4040, 4042, 499, 705, 272};
 static const double PIN_LSE = 8.837351, PIN_MAX = 7.778940;
@@ -48,11 +48,14 @@ int main(void) {
     G3Model m;
     if (g3_model_load(&m, MODEL)) { CHECK(0, "%s", g3_error()); return check_done(); }
     const G3Config *c = &m.cfg;
-    CHECK(c->vocab == PIN_V && c->hidden == 256 && c->layers == 6 && c->heads == 4 && c->kv_heads == 1 && c->qk_norm,
-          "shape: vocab %d hidden %d layers %d heads %d/%d", c->vocab, c->hidden, c->layers, c->heads, c->kv_heads);
-    int nslide = 0;
-    for (int i = 0; i < c->layers; i++) nslide += c->sliding[i];
-    CHECK(nslide == 5 && !c->sliding[5], "5 sliding layers, then a global one");
+    if (print)
+        printf("static const int PIN_V = %d, PIN_HIDDEN = %d, PIN_LAYERS = %d, PIN_HEADS = %d;\n", c->vocab, c->hidden, c->layers, c->heads);
+    else
+        CHECK(c->vocab == PIN_V && c->hidden == PIN_HIDDEN && c->layers == PIN_LAYERS && c->heads == PIN_HEADS && c->kv_heads == 1 && c->qk_norm,
+              "shape: vocab %d hidden %d layers %d heads %d/%d", c->vocab, c->hidden, c->layers, c->heads, c->kv_heads);
+    int pattern = 1;  // Gemma 3's 5:1: layer i is global iff (i + 1) % 6 == 0
+    for (int i = 0; i < c->layers; i++) pattern &= c->sliding[i] == ((i + 1) % 6 != 0);
+    CHECK(pattern, "sliding-window layers, every sixth global");
 
     G3Tokenizer *tok = g3_tok_load_ex(MODEL "/tokenizer.json", G3_TOK_LOAD_NO_CACHE);
     CHECK(tok != NULL, "tokenizer: %s", tok ? "" : g3_error());
@@ -197,6 +200,9 @@ int main(void) {
              "&& test $(wc -c < build/default-gen1.txt) -gt 40") == 0, "greedy text is the same at 1 and 2 threads, with and without --model");
     CHECK(sh("GEMMA3_MODEL=build/no-such-model %s inspect > /dev/null 2>&1", bin) == 1, "GEMMA3_MODEL naming no model is refused");
     CHECK(sh("GEMMA3_MODEL=%s %s inspect | grep -q 'vocab'", MODEL, bin) == 0, "GEMMA3_MODEL names the model");
+    CHECK(sh("a=$(%s tokenize --text 'Once upon a time' 2>/dev/null) && test -n \"$a\" && test \"$a\" = \"$(%s tokenize --model %s --text 'Once upon a time')\"",
+             bin, bin, MODEL) == 0,
+          "tokenize without --model: the default model's tokenizer");
     CHECK(sh("head -c 6000 tests/data/books_sample.txt > build/default-ppl.txt && OMP_NUM_THREADS=1 %s perplexity --data build/default-ppl.txt --ctx 256 "
              "2>/dev/null | tail -1 | grep -Eq '^bits per byte: [0-9.]+$'", bin) == 0, "perplexity without --model: bits per byte last");
     return check_done();

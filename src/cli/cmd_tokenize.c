@@ -186,9 +186,9 @@ int cmd_tokenize(int argc, char **argv) {
     };
     CLI_PARSE("tokenize", "(--tokenizer FILE | --model DIR) (--text TEXT | --file PATH | --input IN.jsonl) [--no-bos] [--plain]",
               argc, argv, opts);
-    const char *src = tpath ? tpath : model;
     if (tpath && model) return cli_fail("tokenize", "give one of --tokenizer FILE and --model DIR");
     if (!tpath && cli_model_or_default("tokenize", &model)) return 1;
+    const char *src = tpath ? tpath : model;  // after the default model is looked up
     if (!!text + !!file + !!input != 1) return cli_fail("tokenize", "give exactly one of --text, --file, --input");
     if (input && pieces) return cli_fail("tokenize", "--pieces applies to --text and --file; --input writes {\"ids\": [...]} lines");
     cli_set_threads(threads);
