@@ -217,38 +217,50 @@ static void generation_matches(const char *name, G3Model *m, G3Backend *gpu) {
         {0.0f, 1.0f, 0.0f, 1.5f, 10.0f, 0.0f, 64, 8},
     };
     for (size_t g = 0; g < G3_ARRAY_LEN(gen); g++) {
-        int32_t ref[NP][MAXT], got[NP][MAXT];
-        int nref[NP], ngot[NP];
-        generate(m, g3_backend_cpu(), 0, &gen[g], ref, nref);
-        for (int run = 0; run < 3; run++) {  // device sampler batched, one at a time; host path on the GPU
-            if (run == 2) setenv("G3_HOST_SAMPLER", "1", 1);
-            generate(m, gpu, run == 0, &gen[g], got, ngot);
-            unsetenv("G3_HOST_SAMPLER");
-            for (int i = 0; i < NP; i++)
-                CHECK(nref[i] == ngot[i] && !memcmp(ref[i], got[i], (size_t)nref[i] * sizeof(int32_t)),
-                      "%s: setting %zu, prompt %d, %s: GPU tokens differ from the CPU's", name, g, i,
-                      run == 0 ? "device sampler, batched" : run == 1 ? "device sampler" : "host sampler");
-        }
+        // [0] the CPU; on the GPU: [1] the host path (the logits come back), [2] the device
+        // sampler, one at a time, [3] batched. [1] and [2] see the same logits, bit for bit, so
+        // they must agree whatever the seed: that is the sampler's exactness. The others hold
+        // the GPU's logits to the CPU's (exact mode, ~1e-6) and batching to one at a time.
+        int32_t out[4][NP][MAXT];
+        int nout[4][NP];
+        generate(m, g3_backend_cpu(), 0, &gen[g], out[0], nout[0]);
+        setenv("G3_HOST_SAMPLER", "1", 1);
+        generate(m, gpu, 0, &gen[g], out[1], nout[1]);
+        unsetenv("G3_HOST_SAMPLER");
+        generate(m, gpu, 0, &gen[g], out[2], nout[2]);
+        generate(m, gpu, 1, &gen[g], out[3], nout[3]);
+        static const char *what[4] = {"", "GPU, host sampler vs CPU", "GPU, device sampler vs host sampler",
+                                      "GPU, device sampler batched vs one at a time"};
+        for (int run = 1; run < 4; run++)
+            for (int i = 0; i < NP; i++) {
+                const int ref = run == 1 ? 0 : run - 1;
+                CHECK(nout[ref][i] == nout[run][i] && !memcmp(out[ref][i], out[run][i], (size_t)nout[run][i] * sizeof(int32_t)),
+                      "%s: setting %zu, prompt %d: tokens differ, %s", name, g, i, what[run]);
+            }
     }
 }
 
-// The command line: the same ids on both devices for a few seeds and settings.
+// The command line: the same ids on the CPU, on the GPU with the host path and with the device
+// sampler, for a few seeds and settings (exact mode: the logits agree to ~1e-6).
 static void cli_matches(const char *name) {
     static const char *opts[] = {"--temperature 0.8 --top-k 64 --top-p 0.9 --presence-penalty 30", "--temperature 8 --top-k 40",
                                  "--temperature 20 --top-k 100 --min-p 0.05 --repeat-penalty 1.2"};
-    char out[2][4096];
+    static const char *dev[3] = {"--device cpu", "--device cuda", "--device cuda"};
+    char out[3][4096];
     for (size_t o = 0; o < G3_ARRAY_LEN(opts); o++)
         for (int seed = 0; seed < 2; seed++) {
-            for (int d = 0; d < 2; d++) {
+            for (int d = 0; d < 3; d++) {
                 char cmd[1024];
-                snprintf(cmd, sizeof cmd, "%s generate --model tests/fixtures/%s --ids 2,5,9,13 --max-tokens 24 %s --seed %d --device %s --quiet",
-                         getenv("BIN") ? getenv("BIN") : "./gemma3", name, opts[o], seed, d ? "cuda" : "cpu");
+                snprintf(cmd, sizeof cmd, "%s%s generate --model tests/fixtures/%s --ids 2,5,9,13 --max-tokens 24 %s --seed %d %s --exact --quiet",
+                         d == 1 ? "G3_HOST_SAMPLER=1 " : "", getenv("BIN") ? getenv("BIN") : "./gemma3", name, opts[o], seed, dev[d]);
                 FILE *f = popen(cmd, "r");
                 size_t n = f ? fread(out[d], 1, sizeof out[d] - 1, f) : 0;
                 int rc = f ? pclose(f) : -1;
                 out[d][n] = 0;
                 CHECK(rc == 0 && n > 0, "%s: exit %d", cmd, rc);
             }
+            CHECK(!strcmp(out[1], out[2]), "%s: generate %s --seed %d: the device sampler printed %s, the host sampler %s", name, opts[o],
+                  seed, out[2], out[1]);
             CHECK(!strcmp(out[0], out[1]), "%s: generate %s --seed %d: cuda printed %s, cpu %s", name, opts[o], seed, out[1], out[0]);
         }
 }
