@@ -58,9 +58,9 @@ static void generate(G3Model *m, G3Backend *be, int batch, const Setting *const 
     G3Sampler *smp[NP] = {0};
     int id[NP];
     for (int i = 0; i < NP; i++) {
-        const Setting *t = sel[i];
+        static const Setting none = {0};
+        const Setting *t = sel[i] ? sel[i] : &none;
         G3SamplerConfig c = g3_sampler_defaults();
-        if (!t) t = &(Setting){0};
         c.temperature = t->temperature;
         c.top_k = t->top_k;
         c.top_p = t->top_p;
