@@ -7,9 +7,10 @@
 //     penalties, greedy), several rows of different settings in one call, several draws per
 //     sampler (the random streams stay in step);
 //   - the finite check: NaN, +inf, all -inf are flagged; one -inf is not;
-//   - generation: the engine on the fixtures, GPU (device sampler, batched and one at a time)
-//     and GPU with G3_HOST_SAMPLER=1 against the CPU, with penalties and min-p; and
-//     `gemma3 generate --temperature 0.8 --top-k/--top-p/--min-p --seed` on both devices.
+//   - generation on the fixtures with penalties and min-p: the engine's device sampler against
+//     its host path (G3_HOST_SAMPLER=1) over the same GPU logits, batched and one at a time, and
+//     `gemma3 generate --temperature 0.8 --top-k/--top-p/--min-p --seed` likewise: equal; the
+//     CPU's tokens compared and the count printed (the logits differ in their last bits).
 // Skipped with a line saying so in a build without CUDA or on a machine without a GPU.
 #include "check.h"
 #include "fixtures.h"
@@ -216,40 +217,61 @@ static void generation_matches(const char *name, G3Model *m, G3Backend *gpu) {
         {20.0f, 1.0f, 0.1f, 1.0f, 0.0f, 5.0f, 200, 0},
         {0.0f, 1.0f, 0.0f, 1.5f, 10.0f, 0.0f, 64, 8},
     };
+    // The sampler's exactness: the device sampler against the host path over the same GPU
+    // logits (the same calls, so the same bits), one at a time and batched: equal whatever the
+    // seed. Against the CPU, and batched against one at a time, the logits themselves differ in
+    // the last bits (exact mode, ~1e-6), which these settings can turn into another draw (strong
+    // penalties leave near-ties among the fixtures' background tokens: on the first GPU run,
+    // gemma3-tiny-multimodal-layout's CPU and GPU host-path tokens differed): counted, printed,
+    // not failed; test_cuda_model holds the logits and greedy tokens to the CPU's.
+    int agree = 0, total = 0, agree_b = 0;
     for (size_t g = 0; g < G3_ARRAY_LEN(gen); g++) {
-        int32_t ref[NP][MAXT], got[NP][MAXT];
-        int nref[NP], ngot[NP];
-        generate(m, g3_backend_cpu(), 0, &gen[g], ref, nref);
-        for (int run = 0; run < 3; run++) {  // device sampler batched, one at a time; host path on the GPU
-            if (run == 2) setenv("G3_HOST_SAMPLER", "1", 1);
-            generate(m, gpu, run == 0, &gen[g], got, ngot);
+        int32_t out[5][NP][MAXT];  // CPU; GPU host path, device sampler (one at a time); the same batched
+        int nout[5][NP];
+        generate(m, g3_backend_cpu(), 0, &gen[g], out[0], nout[0]);
+        for (int batch = 0; batch < 2; batch++) {
+            setenv("G3_HOST_SAMPLER", "1", 1);
+            generate(m, gpu, batch, &gen[g], out[1 + 2 * batch], nout[1 + 2 * batch]);
             unsetenv("G3_HOST_SAMPLER");
-            for (int i = 0; i < NP; i++)
-                CHECK(nref[i] == ngot[i] && !memcmp(ref[i], got[i], (size_t)nref[i] * sizeof(int32_t)),
-                      "%s: setting %zu, prompt %d, %s: GPU tokens differ from the CPU's", name, g, i,
-                      run == 0 ? "device sampler, batched" : run == 1 ? "device sampler" : "host sampler");
+            generate(m, gpu, batch, &gen[g], out[2 + 2 * batch], nout[2 + 2 * batch]);
+        }
+        for (int i = 0; i < NP; i++) {
+#define SAME(a, b) (nout[a][i] == nout[b][i] && !memcmp(out[a][i], out[b][i], (size_t)nout[a][i] * sizeof(int32_t)))
+            CHECK(SAME(1, 2), "%s: setting %zu, prompt %d: the device sampler's tokens differ from the host path's (one at a time)", name,
+                  g, i);
+            CHECK(SAME(3, 4), "%s: setting %zu, prompt %d: the device sampler's tokens differ from the host path's (batched)", name, g, i);
+            agree += SAME(0, 1);
+            agree_b += SAME(2, 4);
+            total++;
+#undef SAME
         }
     }
+    printf("test_cuda_sampler: %s: GPU tokens equal to the CPU's for %d of %d sequences, batched equal to one at a time for %d\n", name,
+           agree, total, agree_b);
 }
 
-// The command line: the same ids on both devices for a few seeds and settings.
+// The command line: the same ids on the GPU with the host path and with the device sampler, for
+// a few seeds and settings; the CPU's are compared and a difference printed (the logits, above).
 static void cli_matches(const char *name) {
     static const char *opts[] = {"--temperature 0.8 --top-k 64 --top-p 0.9 --presence-penalty 30", "--temperature 8 --top-k 40",
                                  "--temperature 20 --top-k 100 --min-p 0.05 --repeat-penalty 1.2"};
-    char out[2][4096];
+    static const char *dev[3] = {"--device cpu", "--device cuda", "--device cuda"};
+    char out[3][4096];
     for (size_t o = 0; o < G3_ARRAY_LEN(opts); o++)
         for (int seed = 0; seed < 2; seed++) {
-            for (int d = 0; d < 2; d++) {
+            for (int d = 0; d < 3; d++) {
                 char cmd[1024];
-                snprintf(cmd, sizeof cmd, "%s generate --model tests/fixtures/%s --ids 2,5,9,13 --max-tokens 24 %s --seed %d --device %s --quiet",
-                         getenv("BIN") ? getenv("BIN") : "./gemma3", name, opts[o], seed, d ? "cuda" : "cpu");
+                snprintf(cmd, sizeof cmd, "%s%s generate --model tests/fixtures/%s --ids 2,5,9,13 --max-tokens 24 %s --seed %d %s --exact --quiet",
+                         d == 1 ? "G3_HOST_SAMPLER=1 " : "", getenv("BIN") ? getenv("BIN") : "./gemma3", name, opts[o], seed, dev[d]);
                 FILE *f = popen(cmd, "r");
                 size_t n = f ? fread(out[d], 1, sizeof out[d] - 1, f) : 0;
                 int rc = f ? pclose(f) : -1;
                 out[d][n] = 0;
                 CHECK(rc == 0 && n > 0, "%s: exit %d", cmd, rc);
             }
-            CHECK(!strcmp(out[0], out[1]), "%s: generate %s --seed %d: cuda printed %s, cpu %s", name, opts[o], seed, out[1], out[0]);
+            CHECK(!strcmp(out[1], out[2]), "%s: generate %s --seed %d: the device sampler printed %s, the host sampler %s", name, opts[o],
+                  seed, out[2], out[1]);
+            if (strcmp(out[0], out[1])) printf("test_cuda_sampler: %s: generate %s --seed %d: cuda and cpu differ (the logits' last bits)\n", name, opts[o], seed);
         }
 }
 

@@ -142,6 +142,9 @@ struct G3CuSampler {
     size_t d_bytes;
     int32_t *counts;  // [ncounts] all zero between calls
     long ncounts;
+    char *last;       // the rows and windows uploaded last (a decode loop without penalties sends
+    size_t nlast;     // the same rows every step: they are not uploaded again), nlast bytes
+    size_t last_cap;
 };
 
 extern "C" G3CuSampler *g3cu_sampler_new(G3Cuda *cu) {
@@ -162,6 +165,7 @@ extern "C" void g3cu_sampler_free(G3CuSampler *s) {
     cudaFreeHost(s->h);
     g3cu_free(s->cu, s->d);
     g3cu_free(s->cu, s->counts);
+    free(s->last);
     free(s);
 }
 
@@ -200,6 +204,7 @@ extern "C" int g3cu_sample_top_k(G3CuSampler *s, const float *x, int R, int n, c
     if (d_need > s->d_bytes) {
         g3cu_free(cu, s->d);
         s->d_bytes = 0;
+        s->nlast = 0;  // what was uploaded is gone
         if (!(s->d = (char *)g3cu_malloc(cu, d_need + d_need / 2))) return -1;
         s->d_bytes = d_need + d_need / 2;
     }
@@ -225,10 +230,26 @@ extern "C" int g3cu_sample_top_k(G3CuSampler *s, const float *x, int R, int n, c
     float *pen_val = (float *)(d + o_pval);
     uint64_t *part = (uint64_t *)d;
 
-    memcpy(s->h, rp, b_rows);
-    if (nwin) memcpy(s->h + b_rows, win, b_win);
     cudaStream_t st = cu->stream;
-    if (g3cu_check(cudaMemcpyAsync(d + o_in, s->h, b_rows + b_win, cudaMemcpyHostToDevice, st), "sampler upload")) return -1;
+    // the rows and windows, unless the device holds them at this place already
+    const size_t nin = b_rows + b_win;
+    const int same = s->nlast == nin + sizeof(size_t) && !memcmp(s->last, &o_in, sizeof(size_t)) &&
+                     !memcmp(s->last + sizeof(size_t), rp, b_rows) && (!nwin || !memcmp(s->last + sizeof(size_t) + b_rows, win, b_win));
+    if (!same) {
+        memcpy(s->h, rp, b_rows);
+        if (nwin) memcpy(s->h + b_rows, win, b_win);
+        if (g3cu_check(cudaMemcpyAsync(d + o_in, s->h, nin, cudaMemcpyHostToDevice, st), "sampler upload")) return -1;
+        s->nlast = 0;
+        if (nin + sizeof(size_t) > s->last_cap) {
+            free(s->last);
+            s->last_cap = 0;
+            if (!(s->last = (char *)malloc(2 * (nin + sizeof(size_t))))) return g3_errorf("cuda sampler: out of host memory");
+            s->last_cap = 2 * (nin + sizeof(size_t));
+        }
+        memcpy(s->last, &o_in, sizeof(size_t));
+        memcpy(s->last + sizeof(size_t), s->h, nin);
+        s->nlast = nin + sizeof(size_t);
+    }
     if (pen) {
         penalties_k<<<1, ST_T, 0, st>>>(pen_id, pen_val, s->counts, x, n, rows_d, R, win_d);
         if (g3cu_launched("sampler penalties")) return -1;
