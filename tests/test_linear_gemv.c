@@ -1,6 +1,8 @@
-// test_linear_gemv.c: the CPU backend's fused decode ops (backend/cpu/linear_gemv.c):
+// test_linear_gemv.c: the CPU backend's decode products (backend/cpu/linear_gemv.c): linear,
 // linear_multi (q, k, v in one parallel region) and linear_geglu (gate, up and GeGLU in one)
-// give the separate linear calls' results (and g3_geglu_forward's) bit for bit, for every weight
+// give the kernels' own results bit for bit (g3_matmul for the float types, one g3_qdot kernel
+// call per row on the int8 activations for the block types, g3_qdot_q4_0_ref's for repacked
+// Q4_0; then g3_geglu_forward), for every weight
 // type with a CPU kernel (F32, BF16, F16, Q8_0, Q4_0 plain and repacked, Q5_0, Q4_K, Q6_K;
 // mixed block types in one call), 1 to 3 activation rows (the fused path) and 5 (the fallback
 // to linear), fast and exact modes, at odd widths that cut the column chunks mid-group.
@@ -12,6 +14,7 @@
 #include "check.h"
 #include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu/quant_q4x16.h"
+#include "kernels/kernels.h"
 #include "kernels/train_ops.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -52,7 +55,31 @@ static float *rows(int R, int K) {
     return x;
 }
 
-// linear_multi over three weights of types t[0..2] against three linear calls.
+// What linear computed before linear_gemv.c: g3_matmul, or one dot kernel call per (row,
+// output) on the activations quantized as linear_quant.c does; linear itself where the fused
+// path does not apply (5 rows or more, exact mode over block types).
+static void ref_linear(float *y, const float *x, const G3Weight *w, int R, G3MatmulMode mode) {
+    const G3DType t = w->type;
+    const int N = (int)w->rows, K = (int)w->cols, nb = K / 32;
+    const int isfloat = t == G3_F32 || t == G3_BF16 || t == G3_F16;
+    if (R >= 4 || (!isfloat && mode == G3_MM_EXACT) || (t == G3_F32 && mode == G3_MM_BF16)) {
+        G3Backend *be = g3_backend_cpu();
+        CHECK(be->linear(be, y, x, w, R, mode) == 0, "%s", g3_error());
+        return;
+    }
+    if (isfloat) {
+        g3_matmul(y, x, w->data, t, R, K, N, mode != G3_MM_EXACT);
+        return;
+    }
+    G3BlockQ8A *qa = malloc((size_t)R * nb * sizeof *qa);
+    for (int r = 0; r < R; r++) g3_qdot_quantizer(g3_qdot_level())(qa + (size_t)r * nb, x + (size_t)r * K, nb);
+    const G3QDot dot = w->packed ? g3_qdot_q4_0_ref : g3_qdot_kernel(g3_qdot(), t);
+    for (int n = 0; n < N; n++)
+        for (int r = 0; r < R; r++) y[(size_t)r * N + n] = dot(g3_weight_row(w, n), qa + (size_t)r * nb, nb);
+    free(qa);
+}
+
+// linear_multi over three weights of types t[0..2], and linear on each, against ref_linear.
 static void test_multi(const G3DType t[3], int K, const int N[3], int R, G3MatmulMode mode, int repack) {
     G3Backend *be = g3_backend_cpu();
     TestW tw[3];
@@ -66,18 +93,23 @@ static void test_multi(const G3DType t[3], int K, const int N[3], int R, G3Matmu
         memset(yf[i], 0xff, (size_t)R * N[i] * sizeof(float));  // NaN: an output left unwritten shows
     }
     float *x = rows(R, K);
-    int ok = be->linear_multi(be, 3, yf, x, w, R, mode) == 0;
-    for (int i = 0; i < 3; i++) ok = ok && be->linear(be, ys[i], x, w[i], R, mode) == 0;
-    CHECK(ok, "%s", g3_error());
-    for (int i = 0; i < 3; i++)
-        CHECK(memcmp(ys[i], yf[i], (size_t)R * N[i] * sizeof(float)) == 0,
-              "linear_multi %s/%s/%s%s K %d R %d mode %d: product %d (N %d) differs from linear (rel %.3g)", g3_dtype_name(t[0]),
-              g3_dtype_name(t[1]), g3_dtype_name(t[2]), repack ? " repacked" : "", K, R, mode, i, N[i], rel_err(yf[i], ys[i], (long)R * N[i]));
+    CHECK(be->linear_multi(be, 3, yf, x, w, R, mode) == 0, "%s", g3_error());
+    for (int i = 0; i < 3; i++) {
+        const size_t bytes = (size_t)R * N[i] * sizeof(float);
+        ref_linear(ys[i], x, w[i], R, mode);
+        CHECK(memcmp(ys[i], yf[i], bytes) == 0, "linear_multi %s/%s/%s%s K %d R %d mode %d: product %d (N %d) differs (rel %.3g)",
+              g3_dtype_name(t[0]), g3_dtype_name(t[1]), g3_dtype_name(t[2]), repack ? " repacked" : "", K, R, mode, i, N[i],
+              rel_err(yf[i], ys[i], (long)R * N[i]));
+        memset(yf[i], 0xff, bytes);
+        CHECK(be->linear(be, yf[i], x, w[i], R, mode) == 0 && memcmp(ys[i], yf[i], bytes) == 0,
+              "linear %s%s K %d N %d R %d mode %d: differs (rel %.3g)", g3_dtype_name(t[i]), repack ? " repacked" : "", K, N[i], R,
+              mode, rel_err(yf[i], ys[i], (long)R * N[i]));
+    }
     for (int i = 0; i < 3; i++) free_w(&tw[i]), free(ys[i]), free(yf[i]);
     free(x);
 }
 
-// linear_geglu against linear, linear and g3_geglu_forward.
+// linear_geglu against ref_linear twice and g3_geglu_forward.
 static void test_geglu(G3DType t, int K, int N, int R, G3MatmulMode mode, int erf_form, int repack) {
     G3Backend *be = g3_backend_cpu();
     TestW wg = make_w(t, N, K, repack), wu = make_w(t, N, K, repack);
@@ -85,10 +117,10 @@ static void test_geglu(G3DType t, int K, int N, int R, G3MatmulMode mode, int er
     const size_t bytes = (size_t)R * N * sizeof(float);
     float *g = malloc(bytes), *u = malloc(bytes), *a = malloc(bytes), *af = malloc(bytes), *uf = malloc(bytes);
     memset(af, 0xff, bytes);
-    int ok = be->linear(be, g, x, &wg.w, R, mode) == 0 && be->linear(be, u, x, &wu.w, R, mode) == 0;
+    ref_linear(g, x, &wg.w, R, mode);
+    ref_linear(u, x, &wu.w, R, mode);
     g3_geglu_forward(a, g, u, (long)R * N, erf_form);
-    ok = ok && be->linear_geglu(be, af, uf, x, &wg.w, &wu.w, R, erf_form, mode) == 0;
-    CHECK(ok, "%s", g3_error());
+    CHECK(be->linear_geglu(be, af, uf, x, &wg.w, &wu.w, R, erf_form, mode) == 0, "%s", g3_error());
     CHECK(memcmp(a, af, bytes) == 0, "linear_geglu %s%s K %d N %d R %d mode %d erf %d: differs from the separate ops (rel %.3g)",
           g3_dtype_name(t), repack ? " repacked" : "", K, N, R, mode, erf_form, rel_err(af, a, (long)R * N));
     free_w(&wg), free_w(&wu), free(x), free(g), free(u), free(a), free(af), free(uf);

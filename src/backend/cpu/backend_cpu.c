@@ -62,6 +62,10 @@ static int cpu_weight_check(G3Backend *be, const G3Weight *w, const char *name) 
 
 static int cpu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w, int R, G3MatmulMode mode) {
     const int N = (int)w->rows, K = (int)w->cols;
+    if (R < G3_GEMV_MAX_ROWS) {  // decode: linear_gemv.c (one parallel region, the activations prepared once)
+        const int rc = g3_cpu_gemv_multi(1, &y, x, &w, R, mode);
+        if (rc <= 0) return rc;
+    }
     switch (w->type) {
     case G3_F32:  // the blocked GEMM (a few rows: it takes the matrix-vector kernel itself)
         if (mode == G3_MM_BF16) g3_gemm_bf16(0, 1, R, N, K, x, w->data, y, 0);
