@@ -20,6 +20,7 @@
 #include "../../kernels/kernels.h"
 #include "../../kernels/train_ops.h"
 #include "linear_quant.h"
+#include "pool.h"
 
 typedef enum { GEMV_NONE = 0, GEMV_FLOAT, GEMV_QDOT, GEMV_Q4X16 } GemvKind;
 
@@ -127,6 +128,37 @@ static int chunk_rows(long rows) {
 // Below this many multiply-adds one thread does it (a fork/join costs more), as linear_quant.c.
 enum { PAR_MACS = 65536, MAX_TASKS = 512 };
 
+typedef struct {
+    const Gemv *g;
+    const int *task_g, *task_n0;
+    int nt;
+} MultiJob;
+
+// Task t of linear_multi: its product's columns from its first to the next task's (or the end).
+static void multi_task(void *ctx, int t, int tid) {
+    (void)tid;
+    const MultiJob *j = ctx;
+    const Gemv *gi = &j->g[j->task_g[t]];
+    const int n0 = j->task_n0[t], n1 = t + 1 < j->nt && j->task_g[t + 1] == j->task_g[t] ? j->task_n0[t + 1] : gi->N;
+    gemv_cols(gi, n0, n1);
+}
+
+typedef struct {
+    const Gemv *g;
+    G3GegluEpi *e;
+    int cs, R;
+} GegluJob;
+
+// Chunk t of linear_geglu: the gate's columns into a, the up's into u, then a = gelu(a) u there.
+static void geglu_task(void *ctx, int t, int tid) {
+    (void)tid;
+    const GegluJob *j = ctx;
+    const int n0 = t * j->cs, n1 = G3_MIN(j->g[0].N, n0 + j->cs);
+    gemv_cols(&j->g[0], n0, n1);
+    gemv_cols(&j->g[1], n0, n1);
+    g3_geglu_epi(j->e, 0, n0, j->R, n1 - n0);
+}
+
 int g3_cpu_gemv_multi(int n, float *const *y, const float *x, const G3Weight *const *w, int R, G3MatmulMode mode) {
     if (n < 1 || n > 3) return 1;
     Gemv g[3];
@@ -143,11 +175,12 @@ int g3_cpu_gemv_multi(int n, float *const *y, const float *x, const G3Weight *co
         for (int n0 = 0; n0 < g[i].N; n0 += step) task_g[nt] = i, task_n0[nt++] = n0;
     }
     const long macs = rows * g[0].K * (long)R;
-#pragma omp parallel for schedule(dynamic, 1) if (macs > PAR_MACS)
-    for (int t = 0; t < nt; t++) {
-        const Gemv *gi = &g[task_g[t]];
-        const int n0 = task_n0[t], n1 = t + 1 < nt && task_g[t + 1] == task_g[t] ? task_n0[t + 1] : gi->N;
-        gemv_cols(gi, n0, n1);
+    MultiJob job = {g, task_g, task_n0, nt};
+    if (macs <= PAR_MACS) {
+        for (int t = 0; t < nt; t++) multi_task(&job, t, 0);
+    } else if (g3_cpu_pool_for(nt, multi_task, &job)) {  // the pool's threads, else OpenMP's
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int t = 0; t < nt; t++) multi_task(&job, t, 0);
     }
     return 0;
 }
@@ -165,12 +198,12 @@ int g3_cpu_gemv_geglu(float *a, float *u, const float *x, const G3Weight *wg, co
     // the gate's outputs go to a, then a = gelu(a) u on the chunk (element by element, so the
     // same bits as g3_geglu_forward over the whole rows)
     G3GegluEpi e = {.a = a, .g = a, .u = u, .ld = N, .erf_form = erf_form};
-#pragma omp parallel for schedule(dynamic, 1) if (macs > PAR_MACS)
-    for (int t = 0; t < nt; t++) {
-        const int n0 = t * cs, n1 = G3_MIN(N, n0 + cs);
-        gemv_cols(&g[0], n0, n1);
-        gemv_cols(&g[1], n0, n1);
-        g3_geglu_epi(&e, 0, n0, R, n1 - n0);
+    GegluJob job = {g, &e, cs, R};
+    if (macs <= PAR_MACS) {
+        for (int t = 0; t < nt; t++) geglu_task(&job, t, 0);
+    } else if (g3_cpu_pool_for(nt, geglu_task, &job)) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int t = 0; t < nt; t++) geglu_task(&job, t, 0);
     }
     return 0;
 }
