@@ -2,7 +2,7 @@
 // exactly once with a thread id below the thread count, over many jobs back to back (the
 // workers spinning) and jobs after pauses (the workers asleep: the futex wake-up path); the pool
 // declines (returns 1, runs nothing) inside an OpenMP region and when the thread count changed;
-// a forked child gets a pool of its own.
+// a forked child gets a pool of its own. The pool is opt-in (G3_POOL=1): the test turns it on.
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -40,6 +40,7 @@ static int run(int n) {
 }
 
 int main(void) {
+    setenv("G3_POOL", "1", 1);  // read when the pool starts, at the first call
     const int nt = omp_get_max_threads();
     int rc = run(7);
     if (nt < 2) {

@@ -86,12 +86,12 @@ static int start(void) {
     if (atomic_load(&pool_state) == 0) {
         static int atfork;
         if (!atfork) atfork = 1, pthread_atfork(NULL, NULL, after_fork_child);
-        const char *off = getenv("G3_POOL"), *spin = getenv("G3_SPIN_US");
+        const char *on = getenv("G3_POOL"), *spin = getenv("G3_SPIN_US");
         const int nt = omp_get_max_threads();
         pool.spin_ns = (spin && *spin ? atol(spin) : 100) * 1000;
         pool.nthreads = nt;
         pool.gen0 = atomic_load(&pool.gen);
-        int ok = !(off && off[0] == '0') && nt > 1 && nt <= MAX_THREADS;
+        int ok = on && on[0] == '1' && nt > 1 && nt <= MAX_THREADS;
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
