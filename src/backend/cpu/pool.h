@@ -6,7 +6,9 @@
 // sleep, so within a step they stay awake (as llama.cpp's threads, which spin at every barrier
 // of its graph) and between steps they sleep. Why off: on the shared 2-core machine at load
 // 14-16 it halved decode (Q4_0 4.8-6.2 against 7.8-14 tok/s with OpenMP, interleaved): spinning
-// threads lose their turns to the other tenants' processes. Not yet measured on a quiet machine.
+// threads lose their turns to the other tenants' processes; at load 4.5 it was still slower
+// (Q4_0 decode 12.7-17.9 against 17.2-24.3 tok/s, 3 rounds interleaved). Not measured on an
+// idle machine, where it might pay; remove it if it does not.
 //
 // g3_cpu_pool_for(n, fn, ctx) calls fn(ctx, i, tid) for every i < n (each once, in any order,
 // on any thread; tid < omp_get_max_threads(), 0 the caller's) and returns 0 when done; 1 when
