@@ -31,7 +31,7 @@ static uint16_t *random_bf16(size_t n) {
 }
 
 static void test_pack_and_tiles(int fast) {
-    const int kcs[] = {1, 2, 7, 64, 301}, ncs[] = {1, 5, 16, 17, 32};
+    const int kcs[] = {1, 2, 7, 32, 33, 64, 65, 301}, ncs[] = {1, 5, 16, 17, 32};
     for (size_t ki = 0; ki < sizeof kcs / sizeof *kcs; ki++)
         for (size_t ni = 0; ni < sizeof ncs / sizeof *ncs; ni++) {
             const int kc = kcs[ki], nr = ncs[ni], kd = (kc + 1) / 2, ld = kc + 3, ldx = kd * 2 + 4;
@@ -46,6 +46,12 @@ static void test_pack_and_tiles(int fast) {
                     bad += p[(size_t)a * G3_BF16W_ROWS + j] != (lo | hi << 16);
                 }
             CHECK(bad == 0, "pack kc %d rows %d: %d words wrong", kc, nr, bad);
+            if (fast) {  // the AVX-512 packer: the same words
+                uint32_t *pv = malloc((size_t)kd * G3_BF16W_ROWS * sizeof *pv);
+                g3_bf16w_pack_avx512bf16(pv, w + 1, ld, nr, 0, kc);
+                CHECK(memcmp(p, pv, (size_t)kd * G3_BF16W_ROWS * sizeof *p) == 0, "AVX-512 pack kc %d rows %d differs", kc, nr);
+                free(pv);
+            }
             if (fast)
                 for (int R = 1; R <= 8; R++)
                     for (int add = 0; add < 2; add++) {

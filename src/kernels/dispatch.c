@@ -161,6 +161,25 @@ void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K
     }
 }
 
+const void *g3_matmul_operand(const float *x, G3DType wt, int T, int K, int fast) {
+    ensure_init();
+    if (!(fast && wt == G3_BF16 && kern.mm_bf16_fast)) return x;
+    uint16_t *xb = xb_scratch((size_t)T * K);
+    if (xb) kern.f32_to_bf16(xb, x, (size_t)T * K);
+    return xb;
+}
+
+void g3_matmul_cols(float *y, const void *xop, const void *w, G3DType wt, int T, int K, int N, int n0, int n1, int fast) {
+    if (n0 >= n1 || T <= 0) return;
+    if (K <= 0) {
+        for (int t = 0; t < T; t++) memset(y + (size_t)t * N + n0, 0, (size_t)(n1 - n0) * sizeof(float));
+        return;
+    }
+    G3MatmulRange fn = wt == G3_BF16 ? (fast && kern.mm_bf16_fast ? kern.mm_bf16_fast : kern.mm_bf16)
+                       : wt == G3_F16 ? kern.mm_f16 : kern.mm_f32;
+    fn(y, xop, w, T, K, N, n0, n1);
+}
+
 // ---- sgemm ----
 
 // The general case, any strides: K = 0 gives zeros (or leaves C when accumulating); the

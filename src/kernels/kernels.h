@@ -32,6 +32,15 @@ G3Isa g3_kernels_level(void);
 // name, and the CPU backend sends the block types (Q8_0, Q4_0) to backend/cpu/linear_quant.c.
 void g3_matmul(float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, int fast);
 
+// g3_matmul in two steps, for callers that run several products inside one parallel region
+// (the CPU backend's fused decode ops): g3_matmul_operand prepares x once in the calling
+// thread (fast BF16: its bf16 copy, in a buffer of that thread kept until its next call; the
+// others: x itself), then g3_matmul_cols computes columns [n0, n1) of y from it in any thread.
+// With n0 a multiple of 16 (as g3_matmul's own shares) the results are g3_matmul's, bit for bit.
+// NULL: no memory for the copy.
+const void *g3_matmul_operand(const float *x, G3DType wt, int T, int K, int fast);
+void g3_matmul_cols(float *y, const void *xop, const void *w, G3DType wt, int T, int K, int N, int n0, int n1, int fast);
+
 // General f32 GEMM for training and attention: C[M, N] = A . B (+ C if accumulate), where
 // A is [M, K] (ta = 0) or stored as [K, M] (ta = 1), and B is [K, N] (tb = 0) or stored as
 // [N, K] (tb = 1). All row-major and contiguous. Multithreaded inside.

@@ -15,6 +15,7 @@
 #include "../../kernels/kernels.h"
 #include "../../kernels/ops.h"
 #include "backend_cpu.h"
+#include "pool.h"
 
 enum { AB = 32 };  // attention row block
 
@@ -165,6 +166,19 @@ static void attend_row(const Attn *A, const G3Segment *sg, int r, int p, int h, 
     }
 }
 
+typedef struct {
+    const Attn *A;
+    const G3Segment *segs;
+    const int *seg, *row, *pos;
+} RowJob;
+
+// Task i of the one-row tasks: row i / NH, head i % NH, with thread tid's scores.
+static void row_task(void *ctx, int i, int tid) {
+    const RowJob *j = ctx;
+    const int t = i / j->A->NH, h = i % j->A->NH;
+    attend_row(j->A, &j->segs[j->seg[t]], j->row[t], j->pos[t], h, j->A->tscores + (long)tid * j->A->S);
+}
+
 int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
                            const float *q, const float *k, const float *v, int NH, int window, float scale, float softcap,
                            const G3AttnHook *hook, G3MatmulMode mode) {
@@ -204,10 +218,13 @@ int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int l
         for (int i = 0, r = 0; i < nseg; r += segs[i].n, i++)
             if (segs[i].n <= 2)
                 for (int j = 0; j < segs[i].n; j++) { task_seg[nt] = i; task_pos[nt] = segs[i].pos0 + j; task_row[nt++] = r + j; }
-#pragma omp parallel for num_threads(A.nthreads) collapse(2) schedule(dynamic, 1) if (work > 65536)
-        for (int t = 0; t < nshort; t++)
-            for (int h = 0; h < NH; h++)
-                attend_row(&A, &segs[task_seg[t]], task_row[t], task_pos[t], h, A.tscores + (long)omp_get_thread_num() * S);
+        RowJob job = {&A, segs, task_seg, task_row, task_pos};
+        if (work <= 65536) {
+            for (int i = 0; i < nshort * NH; i++) row_task(&job, i, 0);
+        } else if (g3_cpu_pool_for(nshort * NH, row_task, &job)) {  // decode's threads (pool.h), else OpenMP's
+#pragma omp parallel for num_threads(A.nthreads) schedule(dynamic, 1)
+            for (int i = 0; i < nshort * NH; i++) row_task(&job, i, omp_get_thread_num());
+        }
     }
     for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++)
         if (segs[i].n > 2) attend_segment(&A, &segs[i], r0);

@@ -62,6 +62,10 @@ static int cpu_weight_check(G3Backend *be, const G3Weight *w, const char *name) 
 
 static int cpu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w, int R, G3MatmulMode mode) {
     const int N = (int)w->rows, K = (int)w->cols;
+    if (R < G3_GEMV_MAX_ROWS) {  // decode: linear_gemv.c (one parallel region, the activations prepared once)
+        const int rc = g3_cpu_gemv_multi(1, &y, x, &w, R, mode);
+        if (rc <= 0) return rc;
+    }
     switch (w->type) {
     case G3_F32:  // the blocked GEMM (a few rows: it takes the matrix-vector kernel itself)
         if (mode == G3_MM_BF16) g3_gemm_bf16(0, 1, R, N, K, x, w->data, y, 0);
@@ -79,6 +83,25 @@ static int cpu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w
         if (cpu_weight_check(be, w, NULL)) return -1;
         return g3_cpu_linear_quant(y, x, w, R, mode == G3_MM_EXACT);  // ggml's blocks; fast: int8 activations
     }
+}
+
+// q, k and v (linear_multi), gate and up with GeGLU (linear_geglu): in decode one parallel
+// region each over the products' column chunks (linear_gemv.c); otherwise linear one by one.
+static int cpu_linear_multi(G3Backend *be, int n, float *const *y, const float *x, const G3Weight *const *w, int R,
+                            G3MatmulMode mode) {
+    const int rc = g3_cpu_gemv_multi(n, y, x, w, R, mode);
+    for (int i = 0; rc > 0 && i < n; i++)
+        if (cpu_linear(be, y[i], x, w[i], R, mode)) return -1;
+    return rc < 0 ? -1 : 0;
+}
+
+static int cpu_linear_geglu(G3Backend *be, float *a, float *u, const float *x, const G3Weight *wg, const G3Weight *wu, int R,
+                            int erf_form, G3MatmulMode mode) {
+    const int rc = g3_cpu_gemv_geglu(a, u, x, wg, wu, R, erf_form, mode);
+    if (rc <= 0) return rc;
+    if (cpu_linear(be, a, x, wg, R, mode) || cpu_linear(be, u, x, wu, R, mode)) return -1;
+    g3_geglu_forward(a, a, u, (long)R * wg->rows, erf_form);  // element by element: in place is safe
+    return 0;
 }
 
 static int cpu_linear_dx(G3Backend *be, float *dx, const float *dy, const G3Weight *w, int R, int accumulate, G3MatmulMode mode) {
@@ -285,6 +308,8 @@ static G3Backend cpu = {
     .weight_check = cpu_weight_check,
     .linear = cpu_linear,
     .linear_dx = cpu_linear_dx,
+    .linear_multi = cpu_linear_multi,
+    .linear_geglu = cpu_linear_geglu,
     .gemm = cpu_gemm,
     .rmsnorm = cpu_rmsnorm,
     .rmsnorm_backward = cpu_rmsnorm_backward,

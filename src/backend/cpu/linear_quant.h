@@ -12,6 +12,7 @@
 #define G3_LINEAR_QUANT_H
 
 #include "../../tensor/weight.h"
+#include "../backend.h"
 
 // y[R, N] = x[R, K] . W^T for W [N, K] of a block type (K a multiple of its block, as the
 // loader guarantees). 0, or -1 (message) for another type or no memory.
@@ -23,5 +24,16 @@ int g3_cpu_linear_quant(float *y, const float *x, const G3Weight *w, int R, int 
 // -1 out of memory.
 enum { G3_BF16_GEMM_MIN_ROWS = 32 };
 int g3_cpu_linear_bf16_gemm(float *y, const float *x, const G3Weight *w, int R);
+
+// The fused decode ops of backend.h on the CPU (linear_gemv.c), for fewer than
+// G3_GEMV_MAX_ROWS activation rows (below linear_quant.c's int8 GEMM): n (1 to 3) products of
+// one x, or gate and up with GeGLU (a = gelu(x wg^T) (x wu^T), u overwritten), each in one
+// parallel region, with linear's results bit for bit. 1 if they do not apply (more rows, exact
+// mode over block types, mixed types or widths, F32 in bf16 mode: the caller runs linear), 0
+// done, -1 out of memory.
+enum { G3_GEMV_MAX_ROWS = 4 };
+int g3_cpu_gemv_multi(int n, float *const *y, const float *x, const G3Weight *const *w, int R, G3MatmulMode mode);
+int g3_cpu_gemv_geglu(float *a, float *u, const float *x, const G3Weight *wg, const G3Weight *wu, int R, int erf_form,
+                      G3MatmulMode mode);
 
 #endif

@@ -26,6 +26,8 @@ enum {
 // k0 .. k0 + kc - 1 (an odd kc's last pair padded with zero), into p[(kc + 1) / 2][32] pair
 // words (low half: the even element).
 void g3_bf16w_pack(uint32_t *p, const uint16_t *w, int64_t ldw, int nrows, int k0, int kc);
+// The same words with AVX-512 (16 x 16 transposes; full panels, the rest through the reference).
+void g3_bf16w_pack_avx512bf16(uint32_t *p, const uint16_t *w, int64_t ldw, int nrows, int k0, int kc);
 
 // y[r * ldy + j] (+= when add) sum over pairs a < kd of x pair (r, a) . panel pair (a, j), for
 // r < R (<= 8), j < ncols (<= 32); x row r's pairs at (const uint32_t *)(x + r * ldx) (ldx in

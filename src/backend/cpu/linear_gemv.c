@@ -1,0 +1,209 @@
+// linear_gemv.c: the CPU's decode products (a few activation rows) run as column ranges that
+// any thread of one parallel region can take, so that the fused ops of backend.h cost one
+// parallel region each: linear_multi (q, k and v: three regions before, two of them on
+// 256-row matrices where the threads' hand-offs cost as much as the product) and linear_geglu
+// (gate and up, then GeGLU on each chunk of columns while it is in cache: one region for
+// three). On a machine shared with other work a region's end waits until the other thread
+// has been scheduled; fewer regions per layer is most of what decode can gain outside the
+// products themselves.
+//
+// The activations are prepared once per call in the calling thread (int8 blocks for the
+// block types, the bf16 copy for fast BF16) and the column ranges call the kernels that
+// linear would: per output the same arithmetic, so the fused ops give linear's results bit for
+// bit (test_linear_gemv), whatever the chunks.
+#include <omp.h>
+#include <string.h>
+
+#include "../../base/base.h"
+#include "../../kernels/cpu/quant_dot.h"
+#include "../../kernels/cpu/quant_q4x16.h"
+#include "../../kernels/kernels.h"
+#include "../../kernels/train_ops.h"
+#include "linear_quant.h"
+#include "pool.h"
+
+typedef enum { GEMV_NONE = 0, GEMV_FLOAT, GEMV_QDOT, GEMV_Q4X16 } GemvKind;
+
+typedef struct {
+    GemvKind kind;
+    const G3Weight *w;
+    float *y;
+    int R, N, K, nb, fast;
+    const void *xop;  // GEMV_FLOAT: g3_matmul_operand's; the block types: R x nb int8 blocks
+    G3QDot dot;
+    G3Q4x16Gemv gemv;
+} Gemv;
+
+// Which kernel cpu_linear would run for w with R rows (GEMV_NONE: a product of many rows, a
+// mode or type these ops leave to linear).
+static GemvKind gemv_kind(const G3Weight *w, int R, G3MatmulMode mode) {
+    if (R < 1 || R >= G3_GEMV_MAX_ROWS) return GEMV_NONE;
+    switch (w->type) {
+    case G3_F32: return mode == G3_MM_BF16 ? GEMV_NONE : GEMV_FLOAT;  // g3_sgemm: g3_matmul for R <= 4
+    case G3_BF16:
+    case G3_F16: return GEMV_FLOAT;
+    default: {
+        const G3TypeTraits *tt = g3_type(w->type);
+        if (mode == G3_MM_EXACT || !tt || w->cols % tt->block || !g3_qdot_kernel(g3_qdot(), w->type))
+            return GEMV_NONE;
+        return w->packed && w->type == G3_Q4_0 ? GEMV_Q4X16 : GEMV_QDOT;
+    }
+    }
+}
+
+// Per calling thread, grown on demand and kept: the int8 activation blocks.
+static _Thread_local G3BlockQ8A *qa_buf;
+static _Thread_local size_t qa_cap;
+
+// Prepares n products of the same x (R rows of K); the block types share one set of int8
+// blocks, the float types one operand (all of them of one float type). 1: not for these ops
+// (the caller runs linear), 0 ready, -1 no memory.
+static int gemv_prepare(Gemv *g, int n, float *const *y, const float *x, const G3Weight *const *w, int R, G3MatmulMode mode) {
+    const int K = (int)w[0]->cols;
+    int nquant = 0;
+    for (int i = 0; i < n; i++) {
+        g[i] = (Gemv){gemv_kind(w[i], R, mode), w[i], y[i], R, (int)w[i]->rows, K, K / 32, mode != G3_MM_EXACT, NULL, NULL, NULL};
+        if (!g[i].kind || w[i]->cols != K) return 1;
+        if (g[i].kind == GEMV_FLOAT && w[i]->type != w[0]->type) return 1;
+        nquant += g[i].kind != GEMV_FLOAT;
+    }
+    if (nquant && nquant != n) return 1;
+    if (!nquant) {
+        const void *xop = g3_matmul_operand(x, w[0]->type, R, K, g[0].fast);
+        if (!xop) return -1;
+        for (int i = 0; i < n; i++) g[i].xop = xop;
+        return 0;
+    }
+    const int nb = K / 32;
+    if ((size_t)R * nb > qa_cap) {
+        g3_free_aligned(qa_buf);
+        qa_buf = g3_malloc_aligned((size_t)R * nb * sizeof *qa_buf);
+        qa_cap = qa_buf ? (size_t)R * nb : 0;
+        if (!qa_buf) return -1;
+    }
+    const G3QuantA quant = g3_qdot_quantizer(g3_qdot_level());  // linear_quant.c's, so the same blocks
+    for (int r = 0; r < R; r++) quant(qa_buf + (size_t)r * nb, x + (size_t)r * K, nb);
+    for (int i = 0; i < n; i++) {
+        g[i].xop = qa_buf;
+        if (g[i].kind == GEMV_Q4X16) g[i].gemv = g3_q4x16_gemv(g3_qdot_level());
+        else g[i].dot = g3_qdot_kernel(g3_qdot(), w[i]->type);
+    }
+    return 0;
+}
+
+// Columns [n0, n1) of g's product; n0 a multiple of 16.
+static void gemv_cols(const Gemv *g, int n0, int n1) {
+    const int R = g->R, N = g->N, nb = g->nb;
+    const G3BlockQ8A *qa = g->xop;
+    switch (g->kind) {
+    case GEMV_FLOAT: g3_matmul_cols(g->y, g->xop, g->w->data, g->w->type, R, g->K, N, n0, n1, g->fast); break;
+    case GEMV_QDOT:
+        for (int n = n0; n < n1; n++) {
+            const void *row = g3_weight_row(g->w, n);
+            for (int r = 0; r < R; r++) g->y[(size_t)r * N + n] = g->dot(row, qa + (size_t)r * nb, nb);
+        }
+        break;
+    case GEMV_Q4X16:
+        for (int n = n0; n < n1; n += G3_Q4X16_ROWS) {
+            const uint8_t *grp = g3_q4x16_group(g->w->packed, n / G3_Q4X16_ROWS, nb);
+            const int nr = G3_MIN(G3_Q4X16_ROWS, N - n);
+            for (int r = 0; r < R; r++) {
+                float t[G3_Q4X16_ROWS];
+                g->gemv(t, grp, nb, qa + (size_t)r * nb, nr);
+                memcpy(g->y + (size_t)r * N + n, t, (size_t)nr * sizeof *t);
+            }
+        }
+        break;
+    case GEMV_NONE: break;
+    }
+}
+
+// Chunks of ~1/6 of a thread's share of `rows`, whole groups of 16, taken in turn: on a shared
+// machine one core often runs slower, and equal halves leave the other waiting (as g3_matmul).
+static int chunk_rows(long rows) {
+    const long c = rows / (6L * omp_get_max_threads());
+    return (int)G3_MAX(16, (c + 15) & ~15L);
+}
+
+// Below this many multiply-adds one thread does it (a fork/join costs more), as linear_quant.c.
+enum { PAR_MACS = 65536, MAX_TASKS = 512 };
+
+typedef struct {
+    const Gemv *g;
+    const int *task_g, *task_n0;
+    int nt;
+} MultiJob;
+
+// Task t of linear_multi: its product's columns from its first to the next task's (or the end).
+static void multi_task(void *ctx, int t, int tid) {
+    (void)tid;
+    const MultiJob *j = ctx;
+    const Gemv *gi = &j->g[j->task_g[t]];
+    const int n0 = j->task_n0[t], n1 = t + 1 < j->nt && j->task_g[t + 1] == j->task_g[t] ? j->task_n0[t + 1] : gi->N;
+    gemv_cols(gi, n0, n1);
+}
+
+typedef struct {
+    const Gemv *g;
+    G3GegluEpi *e;
+    int cs, R;
+} GegluJob;
+
+// Chunk t of linear_geglu: the gate's columns into a, the up's into u, then a = gelu(a) u there.
+static void geglu_task(void *ctx, int t, int tid) {
+    (void)tid;
+    const GegluJob *j = ctx;
+    const int n0 = t * j->cs, n1 = G3_MIN(j->g[0].N, n0 + j->cs);
+    gemv_cols(&j->g[0], n0, n1);
+    gemv_cols(&j->g[1], n0, n1);
+    g3_geglu_epi(j->e, 0, n0, j->R, n1 - n0);
+}
+
+int g3_cpu_gemv_multi(int n, float *const *y, const float *x, const G3Weight *const *w, int R, G3MatmulMode mode) {
+    if (n < 1 || n > 3) return 1;
+    Gemv g[3];
+    const int rc = gemv_prepare(g, n, y, x, w, R, mode);
+    if (rc) return rc;
+    long rows = 0;
+    for (int i = 0; i < n; i++) rows += g[i].N;
+    const int cs = chunk_rows(rows);
+    // the tasks: (product, first column), every product cut into chunks of cs
+    int task_g[MAX_TASKS], task_n0[MAX_TASKS], nt = 0;
+    for (int i = 0; i < n; i++) {
+        int step = cs;
+        while ((g[i].N + step - 1) / step > MAX_TASKS / n) step *= 2;
+        for (int n0 = 0; n0 < g[i].N; n0 += step) task_g[nt] = i, task_n0[nt++] = n0;
+    }
+    const long macs = rows * g[0].K * (long)R;
+    MultiJob job = {g, task_g, task_n0, nt};
+    if (macs <= PAR_MACS) {
+        for (int t = 0; t < nt; t++) multi_task(&job, t, 0);
+    } else if (g3_cpu_pool_for(nt, multi_task, &job)) {  // the pool's threads, else OpenMP's
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int t = 0; t < nt; t++) multi_task(&job, t, 0);
+    }
+    return 0;
+}
+
+int g3_cpu_gemv_geglu(float *a, float *u, const float *x, const G3Weight *wg, const G3Weight *wu, int R, int erf_form,
+                      G3MatmulMode mode) {
+    if (wg->rows != wu->rows || wg->type != wu->type) return 1;
+    Gemv g[2];
+    float *y[2] = {a, u};
+    const G3Weight *w[2] = {wg, wu};
+    const int rc = gemv_prepare(g, 2, y, x, w, R, mode);
+    if (rc) return rc;
+    const int N = g[0].N, cs = chunk_rows(2L * N), nt = (N + cs - 1) / cs;
+    const long macs = 2L * N * g[0].K * R;
+    // the gate's outputs go to a, then a = gelu(a) u on the chunk (element by element, so the
+    // same bits as g3_geglu_forward over the whole rows)
+    G3GegluEpi e = {.a = a, .g = a, .u = u, .ld = N, .erf_form = erf_form};
+    GegluJob job = {g, &e, cs, R};
+    if (macs <= PAR_MACS) {
+        for (int t = 0; t < nt; t++) geglu_task(&job, t, 0);
+    } else if (g3_cpu_pool_for(nt, geglu_task, &job)) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int t = 0; t < nt; t++) geglu_task(&job, t, 0);
+    }
+    return 0;
+}
