@@ -9,6 +9,7 @@
 #include "../base/base.h"
 #include "../io/gguf.h"
 #include "../io/gguf_gemma.h"
+#include "../tensor/quant.h"
 #include "../tokenizer/tok_gguf.h"
 
 int g3_quant_opts_parse(G3QuantOpts *o, const char *name) {
@@ -129,6 +130,7 @@ int g3_quantize_model(const G3Model *m, const char *tok_path, const G3QuantOpts 
         const int64_t rows = t->ndim == 2 ? t->shape[0] : 1, cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
         const int64_t rb = g3_type_row_bytes(ty, cols), srb = t->row_bytes;
         const G3TypeTraits *tt = g3_type(ty);
+        const float *imp = o->importance && t->kind != G3_KIND_NORM ? o->importance[i] : NULL;
         int fail = 0;
         // row by row, so a 262144-row embedding never exists whole in f32
 #pragma omp parallel
@@ -148,7 +150,8 @@ int g3_quantize_model(const G3Model *m, const char *tok_path, const G3QuantOpts 
                 } else {
                     g3_to_f32(f, (const char *)t->data + r * srb, t->dtype, (size_t)cols);
                 }
-                tt->from_f32((char *)d + r * rb, f, cols);
+                if (imp) g3_quant_weighted(ty, (char *)d + r * rb, f, imp, cols);
+                else tt->from_f32((char *)d + r * rb, f, cols);
             }
             free(f);
         }
@@ -157,8 +160,9 @@ int g3_quantize_model(const G3Model *m, const char *tok_path, const G3QuantOpts 
         int64_t ne[2] = {cols, rows};
         rc = gguf_w_tensor(&w, name, ty, t->ndim, ne, d, nb);
         total += nb, params += t->numel;
-        if (verbose) fprintf(stderr, "  %-28s %-5s [%lld x %lld]  %.3f bits/weight\n", name, tt->name, (long long)rows, (long long)cols,
-                             8.0 * (double)nb / (double)t->numel);
+        if (verbose)
+            fprintf(stderr, "  %-28s %-5s [%lld x %lld]  %.3f bits/weight%s\n", name, tt->name, (long long)rows, (long long)cols,
+                    8.0 * (double)nb / (double)t->numel, imp && g3_quant_weighted_has(ty) ? "  (weighted)" : "");
     }
     if (!rc) rc = gguf_w_write(&w, path);
     if (!rc && verbose)

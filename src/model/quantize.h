@@ -17,6 +17,8 @@ typedef struct {
     int mix_m;          // 1: the _M mixing rules
     int embed_type;     // -1: by the rules; else the embedding's type (e.g. G3_BF16: keep it)
     const G3DType *types;  // NULL, or each tensor's type (quantize_auto.h's choice): overrides the rest
+    float *const *importance;  // NULL, or per tensor NULL or [shape[1]] column importances
+                               // (quantize_imatrix.h): that matrix's rounding weighted by them
 } G3QuantOpts;
 
 // Parses "Q4_K_M", "Q8_0", "BF16", ... into o (the rest of o untouched). 0, or -1 naming it.

@@ -108,4 +108,15 @@ void g3_q5_k_from_f32(void *dst, const float *src, int64_t n);
 void g3_q6_k_to_f32(float *dst, const void *src, int64_t n);
 void g3_q6_k_from_f32(void *dst, const float *src, int64_t n);
 
+
+// Importance-weighted rounding (quant_weighted.c): row x[n] of type t (n a multiple of its
+// block) with a weight per element w[n] >= 0 (a column's importance, quantize_imatrix.h): each
+// block's scale (and min) chosen to minimize sum_i w_i (x_i - x'_i)^2 by a small search around
+// the max-based scale, kept only where it beats the reference quantizer's block on that
+// objective (so it is never worse). Same layouts as the references: ggml and llama.cpp read
+// the result. w NULL, a type without a scale choice (F32, F16, BF16), or a block with no
+// weight: exactly the reference quantizer's bytes.
+int g3_quant_weighted_has(G3DType t);  // 1 for Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K
+void g3_quant_weighted(G3DType t, void *dst, const float *x, const float *w, int64_t n);
+
 #endif
