@@ -6,7 +6,8 @@
 //   to_f32 is what the error is measured on);
 // - no weights, or all weights equal: exactly the reference quantizer's bytes;
 // - the importance of each matrix of the tiny fixture equals the mean x^2 of the activations a
-//   hook records at its input site (ln1 / attn.hook_z / ln2 / mlp.hook_post) over the tokens;
+//   hook records at its input site (ln1 / attn.hook_z / ln2 / mlp.hook_post) over the tokens,
+//   the tied embedding's 1 + ln_final's mean x^2 over its mean;
 // - `gemma3 quantize --calibrate`: a missing or empty calibration file exits 1 naming it; a
 //   weighted Q4_0 file of the fixture loads and gives logits within Q4_0's tolerance, and
 //   differs from the unweighted one.
@@ -74,12 +75,19 @@ static void rounding(void) {
 
 typedef struct {
     const G3Model *m;
-    double *sum[64][4];
-    int cols[64][4];
+    double *sum[64][4], *fin;
+    int cols[64][4], fin_rows;
 } Rec;
 
 static void rec_hook(void *ctx, const G3HookEvent *ev) {
     Rec *r = ctx;
+    if (ev->site == G3_HOOK_LN_FINAL) {
+        if (!r->fin) r->fin = calloc((size_t)ev->cols, sizeof(double));
+        for (int i = 0; i < ev->rows; i++)
+            for (int k = 0; k < ev->cols; k++) r->fin[k] += (double)ev->data[(size_t)i * ev->cols + k] * ev->data[(size_t)i * ev->cols + k];
+        r->fin_rows += ev->rows;
+        return;
+    }
     const int sl = ev->site == G3_HOOK_LN1 ? 0 : ev->site == G3_HOOK_Z ? 1 : ev->site == G3_HOOK_LN2 ? 2 : 3;
     if (!r->sum[ev->layer][sl]) r->sum[ev->layer][sl] = calloc((size_t)ev->cols, sizeof(double)), r->cols[ev->layer][sl] = ev->cols;
     for (int i = 0; i < ev->rows; i++)
@@ -94,20 +102,33 @@ static void importance(void) {
     int32_t *ids;
     int T = fixture_ids(&exp, "input_ids", &ids);
     // the direct computation: every activation recorded in one call over all the tokens
-    Rec r = {&m, {{0}}, {{0}}};
+    Rec r = {&m, {{0}}, NULL, {{0}}, 0};
     G3State *s = g3_state_new(&m, 1, T, T, 0, NULL);
-    g3_state_set_hook(s, rec_hook, &r, 1u << G3_HOOK_LN1 | 1u << G3_HOOK_Z | 1u << G3_HOOK_LN2 | 1u << G3_HOOK_MLP_POST, ~0ull);
+    g3_state_set_hook(s, rec_hook, &r, 1u << G3_HOOK_LN1 | 1u << G3_HOOK_Z | 1u << G3_HOOK_LN2 | 1u << G3_HOOK_MLP_POST | 1u << G3_HOOK_LN_FINAL, ~0ull);
     G3Segment seg = {0, 0, T};
-    CHECK(s && g3_forward(s, ids, &seg, 1, G3_LOGITS_LAST) == 0, "forward: %s", g3_error());
+    CHECK(s && g3_forward(s, ids, &seg, 1, G3_LOGITS_ALL) == 0, "forward: %s", g3_error());
     g3_state_free(s);
     float **imp = calloc((size_t)m.nt, sizeof *imp);
-    CHECK(g3_quant_importance(&m, ids, T, imp, 0) == 0, "importance: %s", g3_error());
-    int matrices = 0;
+    CHECK(g3_quant_importance(&m, ids, T, -1, imp, 0) == 0, "importance: %s", g3_error());
+    int matrices = 0, emb = 0;
     double worst = 0;
     for (int i = 0; i < m.nt; i++) {
         const G3Tensor *t = &m.t[i];
         const int sl = t->role == W_Q || t->role == W_K || t->role == W_V ? 0 : t->role == W_O ? 1
                      : t->role == W_GATE || t->role == W_UP ? 2 : t->role == W_DOWN ? 3 : -1;
+        if (t->kind == G3_KIND_EMBED && r.fin && r.fin_rows == T) {
+            // the tied embedding: 1 (its input role) + ln_final's mean x^2 over its mean
+            double mean = 0;
+            for (int k = 0; k < m.cfg.hidden; k++) mean += r.fin[k] / T;
+            mean /= m.cfg.hidden;
+            for (int k = 0; imp[i] && k < m.cfg.hidden; k++) {
+                const double want = 1 + r.fin[k] / T / mean, d = fabs(imp[i][k] - want) / want;
+                if (d > worst) worst = d;
+            }
+            CHECK(imp[i] != NULL, "the embedding has no importance");
+            emb++;
+            continue;
+        }
         if (t->layer < 0 || sl < 0 || t->ndim != 2) { CHECK(!imp[i], "%s: an importance for a non-linear weight", t->name); continue; }
         matrices++;
         if (!imp[i] || !r.sum[t->layer][sl] || r.cols[t->layer][sl] != t->shape[1]) { CHECK(0, "%s: no importance or wrong width", t->name); continue; }
@@ -116,13 +137,15 @@ static void importance(void) {
             if (d > worst) worst = d;
         }
     }
-    printf("importance of %d matrices against the recorded activations: worst relative difference %.2e\n", matrices, worst);
+    printf("importance of %d matrices and the embedding against the recorded activations: worst relative difference %.2e\n", matrices, worst);
+    CHECK(emb == 1, "the embedding's importance checked %d times", emb);
     CHECK(matrices == 7 * m.cfg.layers, "%d matrices with an importance, want %d", matrices, 7 * m.cfg.layers);
     CHECK(worst < 1e-5, "importance differs from mean x^2 of the recorded inputs by %.3g", worst);
     g3_quant_importance_free(imp, m.nt);
     free(imp);
     for (int l = 0; l < 64; l++)
         for (int k = 0; k < 4; k++) free(r.sum[l][k]);
+    free(r.fin);
     free(ids);
     st_close(&exp);
     g3_model_free(&m);

@@ -66,7 +66,7 @@ int cmd_quantize(int argc, char **argv) {
         if (n > 0 && tk) ids[0] = g3_tok_bos(tk);
         if (n > 0 && !unweighted) {
             imp = g3_calloc((size_t)m.nt, sizeof *imp);
-            rc = !imp || g3_quant_importance(&m, ids, n, imp, !quiet);
+            rc = !imp || g3_quant_importance(&m, ids, n, tk ? g3_tok_bos(tk) : -1, imp, !quiet);
             o.importance = imp;
         }
         if (n > 0 && !rc && autobits > 0) {

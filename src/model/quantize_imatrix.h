@@ -15,9 +15,10 @@
 #include "model.h"
 
 // imp[m->nt] out: for each linear weight i a malloc'd [shape[1]] array of mean x^2 over the
-// n tokens ids (a forward pass in pieces), NULL for the others. 0, or -1 (message; imp all
-// NULL). verbose: one line on stderr.
-int g3_quant_importance(const G3Model *m, const int32_t *ids, int n, float **imp, int verbose);
+// n tokens ids, NULL for the others. The tokens run in chunks of 512 (or the model's context,
+// if shorter), each a sequence of its own from position 0 whose first token is bos (bos < 0:
+// kept). 0, or -1 (message; imp all NULL). verbose: one line on stderr.
+int g3_quant_importance(const G3Model *m, const int32_t *ids, int n, int bos, float **imp, int verbose);
 void g3_quant_importance_free(float **imp, int nt);
 
 #endif
