@@ -1,5 +1,7 @@
 // cmd_quantize.c: `gemma3 quantize`: a model (Hub folder or GGUF) into a GGUF file of one of
-// ggml's types, with llama.cpp's _M mixing rules and the tokenizer carried in the metadata.
+// ggml's types, with llama.cpp's _M mixing rules and the tokenizer carried in the metadata;
+// --calibrate: the rounding weighted by each column's importance on a text (quantize_imatrix.h),
+// --auto: a type per matrix (quantize_auto.h).
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -31,7 +33,7 @@ int cmd_quantize(int argc, char **argv) {
         {"--force", OPT_FLAG, &force, "replace --out if it exists"},
         {"--quiet", OPT_FLAG, &quiet, "do not list each tensor's type"},
     };
-    CLI_PARSE("quantize", "--model DIR|FILE.gguf --out FILE.gguf [--type Q4_K_M] [--embedding TYPE]", argc, argv, opts);
+    CLI_PARSE("quantize", "--model DIR|FILE.gguf --out FILE.gguf [--type Q4_K_M] [--embedding TYPE] [--calibrate TEXT] [--auto BITS]", argc, argv, opts);
     if (!out) return cli_fail("quantize", "--out is required (see --help)");
     if (cli_model_or_default("quantize", &dir)) return 1;
     if (!force && g3_file_exists(out)) return cli_fail("quantize", "%s exists (give --force to replace it)", out);
