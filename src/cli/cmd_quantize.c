@@ -2,6 +2,7 @@
 // ggml's types, with llama.cpp's _M mixing rules and the tokenizer carried in the metadata;
 // --calibrate: the rounding weighted by each column's importance on a text (quantize_imatrix.h),
 // --auto: a type per matrix (quantize_auto.h).
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -17,7 +18,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *dir = NULL, *out = NULL, *type = "Q8_0", *embed = NULL, *tok = NULL;
     const char *calib = NULL, *calib_ids = NULL;
     double autobits = 0;
-    long calib_tokens = 128;
+    long calib_tokens = LONG_MIN;  // not given: up to 16384 for the weighting, 128 for --auto
     int force = 0, quiet = 0, unweighted = 0;
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model: a Hub folder or a .gguf file" CLI_MODEL_HELP},
@@ -28,7 +29,7 @@ int cmd_quantize(int argc, char **argv) {
         {"--auto", OPT_FLOAT, &autobits, "choose a type per matrix (Q4_K..Q8_0, fallbacks) for this average bits/weight with the least KL on --calibrate's text (default: off)", 0, 0, 1.0, 32.0},
         {"--calibrate", OPT_STR, &calib, "calibration text file: each matrix's rounding weighted by its input columns' mean x^2 on it (imatrix); --auto's KL measured on it"},
         {"--calibrate-ids", OPT_STR, &calib_ids, "calibration token ids (comma-separated), instead of a text (a model without a tokenizer)"},
-        {"--calib-tokens", OPT_INT, &calib_tokens, "tokens of the calibration text used (default 128; the weighting alone costs one forward pass over them: thousands are cheap, --auto one pass per matrix)", 2, 1 << 20},
+        {"--calib-tokens", OPT_INT, &calib_tokens, "tokens of the calibration text used (default: up to 16384 for the weighting, one forward pass over them; the first 128 for --auto, which runs one pass per matrix)", 2, 1 << 20},
         {"--unweighted", OPT_FLAG, &unweighted, "with --calibrate: round as without it (only --auto uses the text)"},
         {"--force", OPT_FLAG, &force, "replace --out if it exists"},
         {"--quiet", OPT_FLAG, &quiet, "do not list each tensor's type"},
@@ -64,13 +65,14 @@ int cmd_quantize(int argc, char **argv) {
         if (n == 0) n = g3_errorf("%s: no calibration tokens (an empty text?)", calib ? calib : "--calibrate-ids");
         for (int i = 0; i < n; i++)
             if (ids[i] < 0 || ids[i] >= m.cfg.vocab) { n = g3_errorf("--calibrate-ids: id %d is outside the vocabulary (%d)", ids[i], m.cfg.vocab); break; }
-        if (n > calib_tokens) n = (int)calib_tokens;
+        if (calib_tokens > 0 && n > calib_tokens) n = (int)calib_tokens;
         if (n > 0 && tk) ids[0] = g3_tok_bos(tk);
         if (n > 0 && !unweighted) {
             imp = g3_calloc((size_t)m.nt, sizeof *imp);
-            rc = !imp || g3_quant_importance(&m, ids, n, tk ? g3_tok_bos(tk) : -1, imp, !quiet);
+            rc = !imp || g3_quant_importance(&m, ids, calib_tokens > 0 ? n : G3_MIN(n, 16384), tk ? g3_tok_bos(tk) : -1, imp, !quiet);
             o.importance = imp;
         }
+        if (calib_tokens < 0 && n > 128) n = 128;
         if (n > 0 && !rc && autobits > 0) {
             if (n < 2) rc = g3_errorf("--auto needs at least 2 calibration tokens");
             types = rc ? NULL : g3_malloc((size_t)m.nt * sizeof *types);
