@@ -7,7 +7,8 @@
 // - no weights, or all weights equal: exactly the reference quantizer's bytes;
 // - the importance of each matrix of the tiny fixture equals the mean x^2 of the activations a
 //   hook records at its input site (ln1 / attn.hook_z / ln2 / mlp.hook_post) over the tokens,
-//   the tied embedding's 1 + ln_final's mean x^2 over its mean;
+//   the tied embedding's 1 + ln_final's mean x^2 over its mean; in one chunk and in three
+//   (1100 tokens: chunks of 512 from position 0, bos first);
 // - `gemma3 quantize --calibrate`: a missing or empty calibration file exits 1 naming it; a
 //   weighted Q4_0 file of the fixture loads and gives logits within Q4_0's tolerance, and
 //   differs from the unweighted one.
@@ -94,35 +95,40 @@ static void rec_hook(void *ctx, const G3HookEvent *ev) {
         for (int k = 0; k < ev->cols; k++) r->sum[ev->layer][sl][k] += (double)ev->data[(size_t)i * ev->cols + k] * ev->data[(size_t)i * ev->cols + k];
 }
 
-static void importance(void) {
-    G3Model m;
-    if (g3_model_load(&m, "tests/fixtures/gemma3-tiny-f32")) { CHECK(0, "%s", g3_error()); return; }
-    STSet exp;
-    fixture_open(&exp, "gemma3-tiny-f32");
-    int32_t *ids;
-    int T = fixture_ids(&exp, "input_ids", &ids);
-    // the direct computation: every activation recorded in one call over all the tokens
-    Rec r = {&m, {{0}}, NULL, {{0}}, 0};
-    G3State *s = g3_state_new(&m, 1, T, T, 0, NULL);
+// The importance of m on ids[n] (chunks of 512 from position 0, bos first) against the same
+// activations recorded by a hook directly; returns the matrices checked.
+static int importance_on(G3Model *m, const int32_t *ids, int n, int bos) {
+    Rec r = {m, {{0}}, NULL, {{0}}, 0};
+    const int ctx = n < 512 ? n : 512;
+    G3State *s = g3_state_new(m, 1, ctx, ctx, 0, NULL);
     g3_state_set_hook(s, rec_hook, &r, 1u << G3_HOOK_LN1 | 1u << G3_HOOK_Z | 1u << G3_HOOK_LN2 | 1u << G3_HOOK_MLP_POST | 1u << G3_HOOK_LN_FINAL, ~0ull);
-    G3Segment seg = {0, 0, T};
-    CHECK(s && g3_forward(s, ids, &seg, 1, G3_LOGITS_ALL) == 0, "forward: %s", g3_error());
+    int32_t *chunk = malloc((size_t)ctx * sizeof *chunk);
+    for (int c0 = 0; s && c0 < n; c0 += ctx) {
+        const int len = n - c0 < ctx ? n - c0 : ctx;
+        memcpy(chunk, ids + c0, (size_t)len * sizeof *chunk);
+        if (bos >= 0) chunk[0] = bos;
+        g3_state_reset(s, 0);
+        G3Segment seg = {0, 0, len};
+        CHECK(g3_forward(s, chunk, &seg, 1, G3_LOGITS_ALL) == 0, "forward: %s", g3_error());
+    }
+    CHECK(s != NULL, "state: %s", g3_error());
     g3_state_free(s);
-    float **imp = calloc((size_t)m.nt, sizeof *imp);
-    CHECK(g3_quant_importance(&m, ids, T, -1, imp, 0) == 0, "importance: %s", g3_error());
+    free(chunk);
+    float **imp = calloc((size_t)m->nt, sizeof *imp);
+    CHECK(g3_quant_importance(m, ids, n, bos, imp, 0) == 0, "importance: %s", g3_error());
     int matrices = 0, emb = 0;
     double worst = 0;
-    for (int i = 0; i < m.nt; i++) {
-        const G3Tensor *t = &m.t[i];
+    for (int i = 0; i < m->nt; i++) {
+        const G3Tensor *t = &m->t[i];
         const int sl = t->role == W_Q || t->role == W_K || t->role == W_V ? 0 : t->role == W_O ? 1
                      : t->role == W_GATE || t->role == W_UP ? 2 : t->role == W_DOWN ? 3 : -1;
-        if (t->kind == G3_KIND_EMBED && r.fin && r.fin_rows == T) {
+        if (t->kind == G3_KIND_EMBED && r.fin && r.fin_rows == n) {
             // the tied embedding: 1 (its input role) + ln_final's mean x^2 over its mean
             double mean = 0;
-            for (int k = 0; k < m.cfg.hidden; k++) mean += r.fin[k] / T;
-            mean /= m.cfg.hidden;
-            for (int k = 0; imp[i] && k < m.cfg.hidden; k++) {
-                const double want = 1 + r.fin[k] / T / mean, d = fabs(imp[i][k] - want) / want;
+            for (int k = 0; k < m->cfg.hidden; k++) mean += r.fin[k] / n;
+            mean /= m->cfg.hidden;
+            for (int k = 0; imp[i] && k < m->cfg.hidden; k++) {
+                const double want = 1 + r.fin[k] / n / mean, d = fabs(imp[i][k] - want) / want;
                 if (d > worst) worst = d;
             }
             CHECK(imp[i] != NULL, "the embedding has no importance");
@@ -133,19 +139,37 @@ static void importance(void) {
         matrices++;
         if (!imp[i] || !r.sum[t->layer][sl] || r.cols[t->layer][sl] != t->shape[1]) { CHECK(0, "%s: no importance or wrong width", t->name); continue; }
         for (int64_t k = 0; k < t->shape[1]; k++) {
-            const double want = r.sum[t->layer][sl][k] / T, d = fabs(imp[i][k] - want) / (want + 1e-30);
+            const double want = r.sum[t->layer][sl][k] / n, d = fabs(imp[i][k] - want) / (want + 1e-30);
             if (d > worst) worst = d;
         }
     }
-    printf("importance of %d matrices and the embedding against the recorded activations: worst relative difference %.2e\n", matrices, worst);
+    printf("importance on %d tokens, %d matrices and the embedding against the recorded activations: worst relative difference %.2e\n", n,
+           matrices, worst);
     CHECK(emb == 1, "the embedding's importance checked %d times", emb);
-    CHECK(matrices == 7 * m.cfg.layers, "%d matrices with an importance, want %d", matrices, 7 * m.cfg.layers);
-    CHECK(worst < 1e-5, "importance differs from mean x^2 of the recorded inputs by %.3g", worst);
-    g3_quant_importance_free(imp, m.nt);
+    CHECK(matrices == 7 * m->cfg.layers, "%d matrices with an importance, want %d", matrices, 7 * m->cfg.layers);
+    CHECK(worst < 1e-5, "%d tokens: importance differs from mean x^2 of the recorded inputs by %.3g", n, worst);
+    g3_quant_importance_free(imp, m->nt);
     free(imp);
     for (int l = 0; l < 64; l++)
         for (int k = 0; k < 4; k++) free(r.sum[l][k]);
     free(r.fin);
+    return matrices;
+}
+
+static void importance(void) {
+    G3Model m;
+    if (g3_model_load(&m, "tests/fixtures/gemma3-tiny-f32")) { CHECK(0, "%s", g3_error()); return; }
+    STSet exp;
+    fixture_open(&exp, "gemma3-tiny-f32");
+    int32_t *ids;
+    int T = fixture_ids(&exp, "input_ids", &ids);
+    importance_on(&m, ids, T, -1);  // one chunk, the ids as they are
+    // three chunks (512, 512, 76), each starting with bos
+    enum { N = 1100 };
+    int32_t *many = malloc(N * sizeof *many);
+    for (int i = 0; i < N; i++) many[i] = (int32_t)(urand() * (m.cfg.vocab - 1));
+    importance_on(&m, many, N, 2);
+    free(many);
     free(ids);
     st_close(&exp);
     g3_model_free(&m);
