@@ -5,10 +5,11 @@
 # products), once plain (tokens/s: the median of the steps after the first three) and once under
 # the built-in profiler (G3_CUDA_PROFILE=1, src/backend/cuda/prof.cu: per backend op and per
 # cuBLAS shape / rounding pass, GPU ms per step, % of the GPU span, host ms, idle time).
-# Logs go to $OUT (or /tmp/gpu_out). About 3-4 minutes with the build on 16 cores.
-# bf16 mode also runs once with the reuse of rounded operands off (AB=0 skips it), the A/B of
-# backend_cuda.cu's weight copy and kept roundings; the last step's loss of each run is shown
-# (the runs must agree).
+# Logs go to $OUT (or /tmp/gpu_out). About 4-5 minutes with the build on 16 cores.
+# bf16 mode also runs once with the reuse of rounded operands off and once with the head's rows
+# left unaligned (G3_CUDA_PAD=0) (AB=0 skips both), the A/Bs of backend_cuda.cu's weight copy
+# and kept roundings and of its padded pitches; the last step's loss of each run is shown (the
+# runs must agree: the padding changes only the order of f32 sums).
 # Knobs: STEPS (plain run, 20), PSTEPS (profiled run, 10), SKIP_TEST=1, SKIP_BUILD=1,
 # MODES ("bf16"; add f32 for the exact mode's table), PEER=1 (PyTorch eager + compile, ~2 min).
 set -u
@@ -57,6 +58,9 @@ for mm in ${MODES:-bf16}; do
         echo "== the same with G3_CUDA_BF16_CACHE=0 G3_CUDA_BF16_SHADOW=0 (every operand rounded at every product)"
         run noreuse-$mm "$mm" "${STEPS:-20}" G3_CUDA_BF16_CACHE=0 G3_CUDA_BF16_SHADOW=0
         echo "OURS gemmazero $mm, no reuse: $(med <"$O/noreuse-$mm.log")"
+        echo "== the same with G3_CUDA_PAD=0 (the head's rows of 50,257 values unaligned, as before train18)"
+        run nopad-$mm "$mm" "${STEPS:-20}" G3_CUDA_PAD=0
+        echo "OURS gemmazero $mm, no padding: $(med <"$O/nopad-$mm.log")"
     fi
     echo "== the same under G3_CUDA_PROFILE=1, ${PSTEPS:-10} steps (the first 2 dropped)"
     run prof-$mm "$mm" "${PSTEPS:-10}" G3_CUDA_PROFILE=1

@@ -227,6 +227,7 @@ extern "C" int g3cu_attention_train(G3Cuda *cu, float *out, float *lse, const fl
     if (tiled(a)) {  // the prefill kernel (f32 or tensor cores), one segment per sequence
         const G3CuAttn pa = {NH, NKV, HD, T, window > 0 ? window : 0, scale, softcap};
         const int mma = tc && g3cu_attn_mma_supported(HD);
+        if (mma) return g3cu_attn_prefill_mma_batch(cu, out, lse, q, k, v, B, T, &pa);  // one launch for the batch
         for (int b = 0; b < B; b++)
             if (mma ? g3cu_attn_prefill_mma(cu, out, lse + (long)b * NH * T, q, k, v, NULL, NULL, b * T, T, b, 0, &pa)
                     : g3cu_attn_prefill_lse(cu, out, lse + (long)b * NH * T, q, k, v, NULL, NULL, b * T, T, b, 0, &pa))
