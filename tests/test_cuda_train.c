@@ -129,7 +129,7 @@ static void test_head_padded(G3Backend *be) {
     if (!plain) return;
     float *x = malloc(sizeof(float) * R * C), *E = malloc(sizeof(float) * V * C), *dE0 = malloc(sizeof(float) * V * C);
     int32_t *tg = malloc(sizeof(int32_t) * R);
-    fill(x, (long)R * C, 2.0f), fill(E, (long)V * C, 0.5f), fill(dE0, (long)V * C, 0.01f);
+    fill(x, (long)R * C, 2.0f), fill(E, (long)V * C, 0.5f), fill(dE0, (long)V * C, 1e-3f);
     for (int r = 0; r < R; r++) tg[r] = r == 7 ? -1 : (r * 37) % V;
     float *z[2], *dx[2], *dE[2], *lz[2];
     double *loss[2];

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # train_profile.sh: where a training step's GPU time goes (issue 17), in one call on the GPU
-# machine: builds the CUDA gemma3 and test_cuda_train, runs the test (its last line), then
+# machine: builds the CUDA gemma3, test_cuda_train and test_cuda_attn, runs the tests (their last lines), then
 # `gemma3 train --device cuda` on the GemmaZero shape as train_ours.sh does (B16 x T1024, bf16
 # products), once plain (tokens/s: the median of the steps after the first three) and once under
 # the built-in profiler (G3_CUDA_PROFILE=1, src/backend/cuda/prof.cu: per backend op and per
@@ -20,7 +20,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 echo "== commit $(git rev-parse --short=12 HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
 t0=$(date +%s)
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    make -j"$(nproc)" CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" ./gemma3 build/cuda/tests/test_cuda_train \
+    make -j"$(nproc)" CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" ./gemma3 build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_attn \
         >"$O/build.log" 2>&1 || { grep -E "error|Error" "$O/build.log" | head -20; tail -20 "$O/build.log"; exit 1; }
     echo "== build: $(($(date +%s) - t0)) s"
 fi
@@ -28,7 +28,11 @@ if [ "${SKIP_TEST:-0}" != 1 ]; then
     t1=$(date +%s)
     timeout 300 build/cuda/tests/test_cuda_train >"$O/test_cuda_train.log" 2>&1
     echo "== test_cuda_train: exit $? in $(($(date +%s) - t1)) s -- $(tail -1 "$O/test_cuda_train.log")"
-    grep -E "FAIL" "$O/test_cuda_train.log" | head -20
+    grep -E "FAIL|check failed" "$O/test_cuda_train.log" | head -20
+    t1=$(date +%s)  # the prefill kernels (attn_mma.cu is also inference's tensor-core prefill)
+    timeout 300 build/cuda/tests/test_cuda_attn >"$O/test_cuda_attn.log" 2>&1
+    echo "== test_cuda_attn: exit $? in $(($(date +%s) - t1)) s -- $(tail -1 "$O/test_cuda_attn.log")"
+    grep -E "FAIL|check failed" "$O/test_cuda_attn.log" | head -20
 fi
 python3 - <<'PY'
 import os, struct, random
