@@ -1,0 +1,28 @@
+// sfp8_dot.h: the kernels of gemma.cpp's SFP weights (tensor/sfp8.h) for the CPU linear layer
+// (backend/cpu/linear_sfp8.c): a dot product of one weight row with f32 activations (decode)
+// and a row decoder to f32 (prefill widens panels of rows for the f32 GEMM). One table per
+// level, each in its own file:
+//   sfp8_dot_scalar.c   the references: tensor/sfp8.c's decoder, products summed in f32
+//   sfp8_dot_avx512.c   AVX-512: 16 codes widened to int32, the f32 pattern built by shifts
+//                       and adds (sfp8.h), sign and zero by masks, then FMA
+// The fast dot differs from the reference only in the order of the f32 sums.
+#ifndef G3_SFP8_DOT_H
+#define G3_SFP8_DOT_H
+
+#include <stdint.h>
+
+typedef struct {
+    float (*dot)(const uint8_t *w, const float *x, int64_t n);
+    void (*to_f32)(float *dst, const uint8_t *w, int64_t n);
+} G3Sfp8Kernels;
+
+enum { G3_SFP8_SCALAR = 0, G3_SFP8_AVX512, G3_SFP8_LEVELS };
+
+// A level's kernels (NULL for a level this CPU lacks); g3_sfp8_kernels() the best one allowed
+// by the CPU and the kernels' cap (g3_kernels_level).
+const G3Sfp8Kernels *g3_sfp8_kernels_at(int level);
+const G3Sfp8Kernels *g3_sfp8_kernels(void);
+
+void g3_sfp8_fill_avx512(G3Sfp8Kernels *k);
+
+#endif
