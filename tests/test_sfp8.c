@@ -137,6 +137,20 @@ static void test_dot(void) {
             }
             const float f = k->dot(w, x, n);
             CHECK(fabs(f - ref) <= 1e-6 * abs_sum + 1e-30, "level %d n %d: dot %g, reference %g", lv, n, f, ref);
+            if (k->prep) {  // activations rounded to bf16: relative 2^-9 per product
+                uint16_t *xp = malloc((size_t)n * sizeof *xp);
+                k->prep(xp, x, n);
+                const float fp = k->dot_prep(w, xp, x, n);
+                CHECK(fabs(fp - ref) <= 4e-3 * abs_sum + 1e-30, "level %d n %d: bf16 dot %g, reference %g", lv, n, fp, ref);
+                // with x already bf16 the lookups and pair sums are exact up to the f32 order
+                float *xb = malloc((size_t)n * sizeof *xb);
+                for (int j = 0; j < n; j++) xb[j] = g3_bf16_to_f32(g3_f32_to_bf16(x[j]));
+                k->prep(xp, xb, n);
+                const float fb = k->dot_prep(w, xp, xb, n), rb = g3_sfp8_kernels_at(G3_SFP8_SCALAR)->dot(w, xb, n);
+                CHECK(fabs(fb - rb) <= 1e-6 * abs_sum + 1e-30, "level %d n %d: bf16-exact dot %g, reference %g", lv, n, fb, rb);
+                free(xb);
+                free(xp);
+            }
         }
         free(w);
         free(x);

@@ -10,6 +10,8 @@
 
 static _Thread_local float *wf_buf, *yt_buf;
 static _Thread_local size_t wf_cap, yt_cap;
+static _Thread_local uint16_t *xp_buf;  // the activations in the kernel's layout (prep)
+static _Thread_local size_t xp_cap;
 
 static float *grow(float **buf, size_t *cap, size_t n) {
     if (n > *cap) {
@@ -41,6 +43,23 @@ int g3_cpu_linear_sfp8(float *y, const float *x, const G3Weight *w, int R, int e
     const int N = (int)w->rows, K = (int)w->cols;
     const G3Sfp8Kernels *kern = exact ? g3_sfp8_kernels_at(G3_SFP8_SCALAR) : g3_sfp8_kernels();
     if (!exact && R >= G3_SFP8_GEMM_MIN_ROWS) return linear_gemm(y, x, w, R, kern);
+    if (kern->prep) {  // bf16 activations in the kernel's order, prepared once for all N rows
+        const size_t need = (size_t)R * K;
+        if (need > xp_cap) {
+            g3_free_aligned(xp_buf);
+            xp_buf = g3_malloc_aligned(need * sizeof *xp_buf);
+            xp_cap = xp_buf ? need : 0;
+        }
+        if (!xp_buf) return g3_errorf("linear_sfp8: out of memory");
+        for (int r = 0; r < R; r++) kern->prep(xp_buf + (size_t)r * K, x + (long)r * K, K);
+        const uint16_t *xp = xp_buf;
+#pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
+        for (int n = 0; n < N; n++) {
+            const uint8_t *row = g3_weight_row(w, n);
+            for (int r = 0; r < R; r++) y[(long)r * N + n] = kern->dot_prep(row, xp + (size_t)r * K, x + (long)r * K, K);
+        }
+        return 0;
+    }
 #pragma omp parallel for schedule(static) if ((long)N * K * R > 65536)
     for (int n = 0; n < N; n++) {
         const uint8_t *row = g3_weight_row(w, n);

@@ -21,22 +21,37 @@ static float dot_ref(const uint8_t *w, const float *x, int64_t n) {
 static void to_f32_ref(float *dst, const uint8_t *w, int64_t n) { g3_sfp8_to_f32(dst, w, n); }
 
 static G3Sfp8Kernels tables[G3_SFP8_LEVELS];
+
+// The highest level this CPU runs: VBMI needs AVX512-BF16 too (vdpbf16ps).
+static int cpu_level(void) {
+    if (g3_qdot_cpu_level() < G3_QDOT_AVX512) return G3_SFP8_SCALAR;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bf16") ? G3_SFP8_AVX512VBMI : G3_SFP8_AVX512;
+}
 static int ready;
 
 const G3Sfp8Kernels *g3_sfp8_kernels_at(int level) {
     if (level < 0 || level >= G3_SFP8_LEVELS) return NULL;
-    const int top = g3_qdot_cpu_level() >= G3_QDOT_AVX512 ? G3_SFP8_AVX512 : G3_SFP8_SCALAR;
+    const int top = cpu_level();
     if (level > top) return NULL;
 #pragma omp critical(g3_sfp8_init)
     if (!ready) {
-        tables[G3_SFP8_SCALAR] = (G3Sfp8Kernels){dot_ref, to_f32_ref};
+        tables[G3_SFP8_SCALAR] = (G3Sfp8Kernels){dot_ref, to_f32_ref, NULL, NULL};
         tables[G3_SFP8_AVX512] = tables[G3_SFP8_SCALAR];
         if (top >= G3_SFP8_AVX512) g3_sfp8_fill_avx512(&tables[G3_SFP8_AVX512]);
+        tables[G3_SFP8_AVX512VBMI] = tables[G3_SFP8_AVX512];
+        if (top >= G3_SFP8_AVX512VBMI) g3_sfp8_fill_avx512vbmi(&tables[G3_SFP8_AVX512VBMI]);
         ready = 1;
     }
     return &tables[level];
 }
 
+// The kernels' cap (g3_kernels_level): scalar -> scalar, AVX2 -> scalar (no AVX2 kernel),
+// AVX-512 without BF16 -> AVX-512.
 const G3Sfp8Kernels *g3_sfp8_kernels(void) {
-    return g3_sfp8_kernels_at(g3_qdot_level() >= G3_QDOT_AVX512 ? G3_SFP8_AVX512 : G3_SFP8_SCALAR);
+    const G3Isa cap = g3_kernels_level();
+    int level = cpu_level();
+    if (cap < G3_ISA_AVX512) level = G3_SFP8_SCALAR;
+    else if (cap < G3_ISA_AVX512BF16 && level > G3_SFP8_AVX512) level = G3_SFP8_AVX512;
+    return g3_sfp8_kernels_at(level);
 }
