@@ -39,19 +39,11 @@ PACK=${PACK:-.gpudata}
 BIN=${BIN:-./gemma3}
 [ -x "$BIN" ] || make -j2
 mkdir -p "$WORK"
-if [ ! -f "$TOKENIZER" ]; then
-  TOKENIZER=$WORK/gemma3-tokenizer.json
-  [ -f "$TOKENIZER" ] || gzip -dc tests/data/tokenizer/tokenizer.json.gz > "$TOKENIZER"
-fi
+. scripts/default_model_lib.sh
+dm_tokenizer
 
 # 1. the split of scripts/train_default_model.sh
-if [ ! -f "$WORK/heldout.txt" ]; then
-  for f in "$BOOKS"/books-0*.txt.xz; do xz -dc "$f"; done > "$WORK/all.txt"
-  awk -v tr="$WORK/train.txt" -v ho="$WORK/heldout.txt" '
-    { out = (b % 50 == 25) ? ho : tr; print > out; if ($0 == "<|endoftext|>") b++ }' "$WORK/all.txt"
-  awk 'NR % 10 == 0' "$WORK/train.txt" > "$WORK/trim_sample.txt"
-  rm "$WORK/all.txt"
-fi
+dm_split
 
 # 2. the tokenizer
 rm -rf "$PACK" && mkdir -p "$PACK"

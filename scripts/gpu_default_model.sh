@@ -174,20 +174,8 @@ OURS_RATE=$(medrate "$R/logs/train_ours.log")
 
 # 4. the model folder and held-out bits per byte
 M=$R/model
-mkdir -p "$M"
-cp "$W/run/config.json" "$W/run/model.safetensors" "$W/run/metrics.jsonl" "$M/" 2>/dev/null
-cp "$W/tok/tokenizer.json" "$W/tok/tokenizer_config.json" "$M/"
-cat > "$M/generation_config.json" <<JSON
-{
-  "bos_token_id": 2,
-  "eos_token_id": 1,
-  "pad_token_id": 0,
-  "do_sample": true,
-  "temperature": 0.8,
-  "top_k": 40,
-  "top_p": 0.95
-}
-JSON
+. scripts/default_model_lib.sh
+dm_folder "$W/run" "$W/tok" "$M" 2>/dev/null  # (no set -e here: a failed run still reports)
 bpb() {  # model data name -> "bpb npt tokens"
   ./gemma3 perplexity --model "$1" --data "$2" --ctx 512 --device "$DEVICE" > "$R/logs/ppl-$3.log" 2>&1
   awk -F': ' '/^tokens:/ { t = $2 } /^nats per token:/ { n = $2 } /^bits per byte:/ { b = $2 } END { print b, n, t }' "$R/logs/ppl-$3.log"

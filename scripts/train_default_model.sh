@@ -40,19 +40,11 @@ BIN=${BIN:-./gemma3}
 mkdir -p "$WORK"
 [ -x "$BIN" ] || make -j2
 
-if [ ! -f "$TOKENIZER" ]; then
-  TOKENIZER=$WORK/gemma3-tokenizer.json
-  [ -f "$TOKENIZER" ] || gzip -dc tests/data/tokenizer/tokenizer.json.gz > "$TOKENIZER"
-fi
+. scripts/default_model_lib.sh
+dm_tokenizer
 
 # 1. data
-if [ ! -f "$WORK/heldout.txt" ]; then
-  for f in "$BOOKS"/books-0*.txt.xz; do xz -dc "$f"; done > "$WORK/all.txt"
-  awk -v tr="$WORK/train.txt" -v ho="$WORK/heldout.txt" '
-    { out = (b % 50 == 25) ? ho : tr; print > out; if ($0 == "<|endoftext|>") b++ }' "$WORK/all.txt"
-  awk 'NR % 10 == 0' "$WORK/train.txt" > "$WORK/trim_sample.txt"
-  rm "$WORK/all.txt"
-fi
+dm_split
 
 # 2. tokenizer
 $BIN tokenizer trim --tokenizer "$TOKENIZER" --data "$WORK/trim_sample.txt" --vocab "$VOCAB" --out "$WORK/tokenizer" --threads "$THREADS"
@@ -78,21 +70,7 @@ OMP_NUM_THREADS=$THREADS $BIN train --init "$WORK/config.json" --tokenizer "$WOR
   --matmul "$MATMUL" --device "$DEVICE" --threads "$THREADS" --eval-every 250 --eval-batches 8 --save-every 100 --save-dtype bf16 --log-every 10
 
 # 4. the model folder
-mkdir -p "$OUT"
-cp "$WORK/run/config.json" "$WORK/run/model.safetensors" "$OUT/"
-cp "$WORK/tokenizer/tokenizer.json" "$WORK/tokenizer/tokenizer_config.json" "$OUT/"
-cat > "$OUT/generation_config.json" <<JSON
-{
-  "bos_token_id": 2,
-  "eos_token_id": 1,
-  "pad_token_id": 0,
-  "do_sample": true,
-  "temperature": 0.8,
-  "top_k": 40,
-  "top_p": 0.95
-}
-JSON
-cp "$WORK/run/metrics.jsonl" "$OUT/metrics.jsonl"
+dm_folder "$WORK/run" "$WORK/tokenizer" "$OUT"
 
 # 5. held-out bits per byte on the same authors' held-out books: the first ~30 KB (whole
 # paragraphs) of each of the 12, 354 KB in all (the whole 3 MB takes long on one core)

@@ -9,6 +9,9 @@
 //   - the device AdamW step: bit for bit the CPU's (and its bf16 copy of the weights: the new
 //     weights rounded); six resident steps (device gradients, norm, clip, AdamW) against six
 //     host steps from the same start;
+//   - the head's bf16 products with an odd vocabulary: rows padded to an aligned pitch against
+//     unpadded and against double;
+//   - the tensor-core forward in one launch for the batch: bit for bit one launch a sequence;
 //   - bf16 mode's reuse of rounded operands (the weights' bf16 copy kept by AdamW, roundings
 //     kept between products) against rounding every operand at every product: six resident
 //     steps alike; after a reload of the weights the copy is remade.
@@ -82,6 +85,22 @@ static void test_attention(G3Cuda *cu) {
             to_host(cu, got, DQ, nq * 4), e[2] = rel_err(got, dq, nq);
             to_host(cu, got, DK, nk * 4), e[3] = rel_err(got, dk, nk);
             to_host(cu, got, DV, nk * 4), e[4] = rel_err(got, dv, nk);
+            // the forward is one launch over the batch: the same bits as a launch per sequence
+            {
+                float *o1 = malloc(nq * 4), *l1 = malloc(nl * 4), *o2 = malloc(nq * 4), *l2 = malloc(nl * 4);
+                const G3CuAttn pa = {NH, NKV, HD, T, W > 0 ? W : 0, scale, cap};
+                to_host(cu, o1, O, nq * 4), to_host(cu, l1, L, nl * 4);
+                poison(cu, O, nq * 4), poison(cu, L, nl * 4);
+                int ok = 1;
+                for (int b = 0; b < B && ok; b++)
+                    ok = g3cu_attn_prefill_mma(cu, O, L + (long)b * NH * T, Q, K, V, NULL, NULL, b * T, T, b, 0, &pa) == 0;
+                CHECK(ok, "%s", g3_error());
+                to_host(cu, o2, O, nq * 4), to_host(cu, l2, L, nl * 4);
+                CHECK(!memcmp(o1, o2, nq * 4) && !memcmp(l1, l2, nl * 4),
+                      "attention B%d T%d HD%d (tensor cores): one launch for the batch differs from one per sequence (out %.3g, lse %.3g)",
+                      B, T, HD, rel_err(o1, o2, nq), rel_err(l1, l2, nl));
+                free(o1), free(l1), free(o2), free(l2);
+            }
             const char *names[] = {"out", "lse", "dq", "dk", "dv"};
             for (int i = 0; i < 5; i++)
                 CHECK(e[i] < 3e-2, "attention B%d T%d NH%d/%d HD%d window %d cap %g (tensor cores): %s rel err %.3g", B, T, NH, NKV, HD,
@@ -93,6 +112,86 @@ static void test_attention(G3Cuda *cu) {
         g3cu_free(cu, DQ), g3cu_free(cu, DK), g3cu_free(cu, DV);
         free(q), free(k), free(v), free(dout), free(out), free(lse), free(dq), free(dk), free(dv), free(dkh), free(dvh), free(scr), free(got);
     }
+}
+
+// The output head's products in bf16 mode with a vocabulary whose rows are not 16-byte aligned
+// (V odd, as GemmaZero's 50,257): logits = xf . E^T, the loss's gradient (rounded by the
+// cross-entropy into a kept slot), dxf = dlogits . E and dE += dlogits^T . xf, through the
+// backend's table as the trainer calls them. Rows padded to an aligned pitch (the default)
+// against the unpadded run (G3_CUDA_PAD=0) and against a double-precision product of the
+// bf16-rounded operands: only the order of the f32 sums may differ.
+static void test_head_padded(G3Backend *be) {
+    enum { R = 300, V = 4001, C = 64 };
+    setenv("G3_CUDA_PAD", "0", 1);
+    G3Backend *plain = g3_backend_open("cuda");
+    unsetenv("G3_CUDA_PAD");
+    CHECK(plain != NULL, "%s", g3_error());
+    if (!plain) return;
+    float *x = malloc(sizeof(float) * R * C), *E = malloc(sizeof(float) * V * C), *dE0 = malloc(sizeof(float) * V * C);
+    int32_t *tg = malloc(sizeof(int32_t) * R);
+    fill(x, (long)R * C, 2.0f), fill(E, (long)V * C, 0.5f), fill(dE0, (long)V * C, 1e-3f);
+    for (int r = 0; r < R; r++) tg[r] = r == 7 ? -1 : (r * 37) % V;
+    float *z[2], *dx[2], *dE[2], *lz[2];
+    double *loss[2];
+    for (int k = 0; k < 2; k++) {
+        G3Backend *b = k ? plain : be;
+        z[k] = malloc(sizeof(float) * R * V), lz[k] = malloc(sizeof(float) * R * V);
+        dx[k] = malloc(sizeof(float) * R * C), dE[k] = malloc(sizeof(float) * V * C), loss[k] = malloc(sizeof(double) * R);
+        float *X = b->alloc(b, sizeof(float) * R * C), *W = b->alloc(b, sizeof(float) * V * C), *DE = b->alloc(b, sizeof(float) * V * C);
+        float *Z = b->alloc(b, sizeof(float) * R * V), *DX = b->alloc(b, sizeof(float) * R * C);
+        int32_t *TG = b->alloc(b, sizeof(int32_t) * R);
+        double *L = b->alloc(b, sizeof(double) * R);
+        int ok = X && W && DE && Z && DX && TG && L && !b->to_device(b, X, x, sizeof(float) * R * C) &&
+                 !b->to_device(b, W, E, sizeof(float) * V * C) && !b->to_device(b, DE, dE0, sizeof(float) * V * C) &&
+                 !b->to_device(b, TG, tg, sizeof(int32_t) * R) && !b->bf16_shadow(b, W, (long)V * C, 1);
+        if (ok) {
+            b->gemm(b, 0, 1, R, V, C, X, W, Z, 0, G3_MM_BF16);  // logits
+            ok = !b->to_host(b, lz[k], Z, sizeof(float) * R * V);
+            b->cross_entropy(b, L, Z, TG, R, V, 0.0f, 1.0f / R, 1);
+            b->gemm(b, 0, 0, R, C, V, Z, W, DX, 0, G3_MM_BF16);  // dxf
+            b->gemm(b, 1, 0, V, C, R, Z, X, DE, 1, G3_MM_BF16);  // dE +=
+            ok = ok && !b->to_host(b, z[k], Z, sizeof(float) * R * V) && !b->to_host(b, dx[k], DX, sizeof(float) * R * C) &&
+                 !b->to_host(b, dE[k], DE, sizeof(float) * V * C) && !b->to_host(b, loss[k], L, sizeof(double) * R);
+        }
+        CHECK(ok, "head products (%s): %s", k ? "unpadded" : "padded", g3_error());
+        b->free(b, X), b->free(b, W), b->free(b, DE), b->free(b, Z), b->free(b, DX), b->free(b, TG), b->free(b, L);
+    }
+    // references in double over the bf16-rounded operands (the padded run's dlogits)
+    float *rl = malloc(sizeof(float) * R * V), *rdx = malloc(sizeof(float) * R * C), *rdE = malloc(sizeof(float) * V * C);
+#define BF(v) g3_bf16_to_f32(g3_f32_to_bf16(v))
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) {
+            double s = 0;
+            for (int c = 0; c < C; c++) s += (double)BF(x[r * C + c]) * BF(E[(long)v * C + c]);
+            rl[(long)r * V + v] = (float)s;
+        }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int v = 0; v < V; v++) s += (double)BF(z[0][(long)r * V + v]) * BF(E[(long)v * C + c]);
+            rdx[r * C + c] = (float)s;
+        }
+    for (int v = 0; v < V; v++)
+        for (int c = 0; c < C; c++) {
+            double s = dE0[(long)v * C + c];
+            for (int r = 0; r < R; r++) s += (double)BF(z[0][(long)r * V + v]) * BF(x[r * C + c]);
+            rdE[(long)v * C + c] = (float)s;
+        }
+#undef BF
+    const double el = rel_err(lz[0], rl, (long)R * V), ex = rel_err(dx[0], rdx, (long)R * C), ee = rel_err(dE[0], rdE, (long)V * C);
+    const double pl = rel_err(lz[0], lz[1], (long)R * V), pz = rel_err(z[0], z[1], (long)R * V);
+    const double px = rel_err(dx[0], dx[1], (long)R * C), pe = rel_err(dE[0], dE[1], (long)V * C);
+    double lmax = 0;
+    for (int r = 0; r < R; r++) lmax = fmax(lmax, fabs(loss[0][r] - loss[1][r]) / fmax(1e-30, fabs(loss[1][r])));
+    CHECK(el <= 1e-5 && ex <= 1e-5 && ee <= 1e-5, "head products (padded) vs double: logits %.3g, dxf %.3g, dE %.3g", el, ex, ee);
+    CHECK(pl <= 1e-5 && pz <= 1e-5 && px <= 1e-5 && pe <= 1e-5 && lmax <= 1e-5,
+          "head products padded vs unpadded: logits %.3g, dlogits %.3g, dxf %.3g, dE %.3g, row losses %.3g", pl, pz, px, pe, lmax);
+    printf("head products bf16 R%d V%d C%d, rows padded to an aligned pitch: vs double logits %.1e dxf %.1e dE %.1e; "
+           "vs unpadded logits %.1e dlogits %.1e dxf %.1e dE %.1e losses %.1e\n",
+           R, V, C, el, ex, ee, pl, pz, px, pe, lmax);
+    for (int k = 0; k < 2; k++) free(z[k]), free(lz[k]), free(dx[k]), free(dE[k]), free(loss[k]);
+    free(x), free(E), free(dE0), free(tg), free(rl), free(rdx), free(rdE);
+    g3_backend_free(plain);
 }
 
 // The device step against g3_adamw_step on one segment (decay on), from the same moments.
@@ -325,6 +424,7 @@ int main(void) {
     G3Backend *be = g3_backend_open("cuda");
     CHECK(be != NULL, "%s", g3_error());
     if (be) {
+        test_head_padded(be);
         test_fixture(be, "gemma3-tiny-f32");
         test_fixture(be, "gemma2-tiny-f32");
         g3_backend_free(be);

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # train_profile.sh: where a training step's GPU time goes (issue 17), in one call on the GPU
-# machine: builds the CUDA gemma3 and test_cuda_train, runs the test (its last line), then
+# machine: builds the CUDA gemma3, test_cuda_train and test_cuda_attn, runs the tests (their last lines), then
 # `gemma3 train --device cuda` on the GemmaZero shape as train_ours.sh does (B16 x T1024, bf16
 # products), once plain (tokens/s: the median of the steps after the first three) and once under
 # the built-in profiler (G3_CUDA_PROFILE=1, src/backend/cuda/prof.cu: per backend op and per
 # cuBLAS shape / rounding pass, GPU ms per step, % of the GPU span, host ms, idle time).
-# Logs go to $OUT (or /tmp/gpu_out). About 3-4 minutes with the build on 16 cores.
-# bf16 mode also runs once with the reuse of rounded operands off (AB=0 skips it), the A/B of
-# backend_cuda.cu's weight copy and kept roundings; the last step's loss of each run is shown
-# (the runs must agree).
+# Logs go to $OUT (or /tmp/gpu_out). About 4-5 minutes with the build on 16 cores.
+# bf16 mode also runs once with the reuse of rounded operands off and once with the head's rows
+# left unaligned (G3_CUDA_PAD=0) (AB=0 skips both), the A/Bs of backend_cuda.cu's weight copy
+# and kept roundings and of its padded pitches; the last step's loss of each run is shown (the
+# runs must agree: the padding changes only the order of f32 sums).
 # Knobs: STEPS (plain run, 20), PSTEPS (profiled run, 10), SKIP_TEST=1, SKIP_BUILD=1,
 # MODES ("bf16"; add f32 for the exact mode's table), PEER=1 (PyTorch eager + compile, ~2 min).
 set -u
@@ -19,7 +20,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 echo "== commit $(git rev-parse --short=12 HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
 t0=$(date +%s)
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    make -j"$(nproc)" CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" ./gemma3 build/cuda/tests/test_cuda_train \
+    make -j"$(nproc)" CUDA=1 CUDA_ARCH="-gencode arch=compute_90,code=sm_90" ./gemma3 build/cuda/tests/test_cuda_train build/cuda/tests/test_cuda_attn \
         >"$O/build.log" 2>&1 || { grep -E "error|Error" "$O/build.log" | head -20; tail -20 "$O/build.log"; exit 1; }
     echo "== build: $(($(date +%s) - t0)) s"
 fi
@@ -27,7 +28,11 @@ if [ "${SKIP_TEST:-0}" != 1 ]; then
     t1=$(date +%s)
     timeout 300 build/cuda/tests/test_cuda_train >"$O/test_cuda_train.log" 2>&1
     echo "== test_cuda_train: exit $? in $(($(date +%s) - t1)) s -- $(tail -1 "$O/test_cuda_train.log")"
-    grep -E "FAIL" "$O/test_cuda_train.log" | head -20
+    grep -E "FAIL|check failed" "$O/test_cuda_train.log" | head -20
+    t1=$(date +%s)  # the prefill kernels (attn_mma.cu is also inference's tensor-core prefill)
+    timeout 300 build/cuda/tests/test_cuda_attn >"$O/test_cuda_attn.log" 2>&1
+    echo "== test_cuda_attn: exit $? in $(($(date +%s) - t1)) s -- $(tail -1 "$O/test_cuda_attn.log")"
+    grep -E "FAIL|check failed" "$O/test_cuda_attn.log" | head -20
 fi
 python3 - <<'PY'
 import os, struct, random
@@ -57,6 +62,9 @@ for mm in ${MODES:-bf16}; do
         echo "== the same with G3_CUDA_BF16_CACHE=0 G3_CUDA_BF16_SHADOW=0 (every operand rounded at every product)"
         run noreuse-$mm "$mm" "${STEPS:-20}" G3_CUDA_BF16_CACHE=0 G3_CUDA_BF16_SHADOW=0
         echo "OURS gemmazero $mm, no reuse: $(med <"$O/noreuse-$mm.log")"
+        echo "== the same with G3_CUDA_PAD=0 (the head's rows of 50,257 values unaligned, as before train18)"
+        run nopad-$mm "$mm" "${STEPS:-20}" G3_CUDA_PAD=0
+        echo "OURS gemmazero $mm, no padding: $(med <"$O/nopad-$mm.log")"
     fi
     echo "== the same under G3_CUDA_PROFILE=1, ${PSTEPS:-10} steps (the first 2 dropped)"
     run prof-$mm "$mm" "${PSTEPS:-10}" G3_CUDA_PROFILE=1

@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "quant.h"
+#include "sfp8.h"
 
 // ---- row converters: the scalar references behind the traits ----
 
@@ -67,6 +68,8 @@ static const G3TypeTraits traits[G3_DTYPE_COUNT] = {
     [G3_Q4_K] = {"Q4_K",  256,  144,  1,    CPU,      g3_q4_k_to_f32, g3_q4_k_from_f32},
     [G3_Q5_K] = {"Q5_K",  256,  176,  1,    CPU,      g3_q5_k_to_f32, g3_q5_k_from_f32},
     [G3_Q6_K] = {"Q6_K",  256,  210,  1,    CPU,      g3_q6_k_to_f32, g3_q6_k_from_f32},
+    // gemma.cpp's SFP (sfp8.h): backend/cpu/linear_sfp8.c
+    [G3_SFP8] = {"SFP8",  1,    1,    1,    CPU,      g3_sfp8_to_f32, g3_sfp8_from_f32},
 };
 
 const G3TypeTraits *g3_type(G3DType t) { return (unsigned)t < G3_DTYPE_COUNT ? &traits[t] : NULL; }

@@ -12,10 +12,11 @@
 #include <stdint.h>
 #include <string.h>
 
-// Q8_0 ... Q6_K are ggml's block types (quant.h), read from and written to GGUF files.
+// Q8_0 ... Q6_K are ggml's block types (quant.h), read from and written to GGUF files; SFP8 is
+// gemma.cpp's switched floating point (sfp8.h), one byte per weight, a safetensors-side type.
 typedef enum {
     G3_F32 = 0, G3_BF16, G3_F16, G3_F64, G3_I64, G3_I32, G3_U8, G3_I8, G3_Q8_0, G3_Q4_0,
-    G3_Q4_1, G3_Q5_0, G3_Q5_1, G3_Q4_K, G3_Q5_K, G3_Q6_K, G3_DTYPE_COUNT
+    G3_Q4_1, G3_Q5_0, G3_Q5_1, G3_Q4_K, G3_Q5_K, G3_Q6_K, G3_SFP8, G3_DTYPE_COUNT
 } G3DType;
 
 // Backends, as bits of G3TypeTraits.linear_backends.

@@ -52,7 +52,7 @@ static int cpu_copy(G3Backend *be, void *dst, const void *src, size_t bytes) {
 static int cpu_sync(G3Backend *be) { (void)be; return 0; }
 
 static int cpu_weight_check(G3Backend *be, const G3Weight *w, const char *name) {
-    if (w->type == G3_F32 || w->type == G3_BF16 || w->type == G3_F16) return 0;
+    if (w->type == G3_F32 || w->type == G3_BF16 || w->type == G3_F16 || w->type == G3_SFP8) return 0;
     if (g3_type(w->type) && g3_type(w->type)->block > 1 && g3_type(w->type)->is_float) return 0;  // ggml's blocks: linear_quant.c
     return g3_errorf("tensor '%s': backend %s has no matrix kernel for weights of type %s", name ? name : "?", be->name,
                      g3_dtype_name(w->type));
@@ -79,6 +79,7 @@ static int cpu_linear(G3Backend *be, float *y, const float *x, const G3Weight *w
         g3_matmul(y, x, w->data, w->type, R, K, N, mode != G3_MM_EXACT);
         return 0;
     }
+    case G3_SFP8: return g3_cpu_linear_sfp8(y, x, w, R, mode == G3_MM_EXACT);  // gemma.cpp's SFP: linear_sfp8.c
     default:
         if (cpu_weight_check(be, w, NULL)) return -1;
         return g3_cpu_linear_quant(y, x, w, R, mode == G3_MM_EXACT);  // ggml's blocks; fast: int8 activations

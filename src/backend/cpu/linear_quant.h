@@ -18,6 +18,13 @@
 // loader guarantees). 0, or -1 (message) for another type or no memory.
 int g3_cpu_linear_quant(float *y, const float *x, const G3Weight *w, int R, int exact);
 
+// y[R, N] = x[R, K] . W^T for W [N, K] of gemma.cpp's SFP8 (linear_sfp8.c): fewer than
+// G3_SFP8_GEMM_MIN_ROWS rows (decode) by the CPU's best row dot (kernels/cpu/sfp8_dot.h,
+// f32 activations), more by slices of the weights widened to f32 through the f32 GEMM.
+// exact: the scalar reference decoder and dot. 0, or -1 (message).
+enum { G3_SFP8_GEMM_MIN_ROWS = 8 };
+int g3_cpu_linear_sfp8(float *y, const float *x, const G3Weight *w, int R, int exact);
+
 // Many rows (prefill) over BF16 weights in the fast mode (linear_bf16.c: packed panels of 32
 // weight rows, kernels/cpu/bf16w_gemm.h). 1 if it does not apply (fewer rows than
 // G3_BF16_GEMM_MIN_ROWS, another type, no AVX512-BF16: the caller's g3_matmul then), 0 done,

@@ -1,8 +1,8 @@
 // attn_mma.cu: the prefill attention of attn_prefill.cu on the bf16 tensor cores, for the fast
 // mode (inference's G3_MM_FAST): flash attention as FlashAttention-2 lays it out. A block of 4
 // warps takes 64 query rows of one head (16 per warp) and walks the keys they can see in tiles
-// of 64. Q, K and V are rounded to bf16 as they are staged into shared memory (V transposed,
-// so that every fragment is one 32-bit load); S = Q K^T and O += P V are mma.sync m16n8k16
+// of 64. Q, K and V are rounded to bf16 as they are staged into shared memory, all row major
+// (V's fragments for P V come transposed by ldmatrix); S = Q K^T and O += P V are mma.sync m16n8k16
 // products with f32 accumulation; the online softmax runs on the f32 scores in registers,
 // and P goes from the accumulator layout of S to the operand layout of P V without leaving
 // the registers (the two layouts coincide for two adjacent 8-key tiles). The exact mode keeps
@@ -22,7 +22,7 @@ enum { MQ = 64, MK = 64, MW = 4, MT = MW * 32 };  // query rows per block (16 pe
 
 template <int HD>
 constexpr size_t smem_bytes() {
-    return ((size_t)MQ * (HD + 8) + (size_t)MK * (HD + 8) + (size_t)HD * (MK + 8)) * sizeof(__nv_bfloat16);
+    return ((size_t)MQ * (HD + 8) + 2 * (size_t)MK * (HD + 8)) * sizeof(__nv_bfloat16);
 }
 
 // One row pair's online-softmax step over a tile's scores s[nt][e] (e 0-1: row g, 2-3: row
@@ -65,12 +65,19 @@ __global__ void __launch_bounds__(MT) attn_mma_k(float *__restrict__ out, float 
                                                  const float *__restrict__ k, const float *__restrict__ v,
                                                  const float *__restrict__ kc, const float *__restrict__ vc, int row0, int n,
                                                  int seq, int pos0, G3CuAttn a) {
-    constexpr int QS = HD + 8, VS = MK + 8;  // padded strides: fragment loads hit 32 distinct banks
+    constexpr int QS = HD + 8;  // padded stride: fragment loads (and ldmatrix rows) hit distinct banks
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smem_raw);  // [MQ][QS]
     __nv_bfloat16 *Ks = Qs + MQ * QS;                                   // [MK][QS]
-    __nv_bfloat16 *Vt = Ks + MK * QS;                                   // [HD][VS]  (V transposed)
-    const int i0 = blockIdx.x * MQ, h = blockIdx.y, kh = h / (a.nh / a.nkv);
+    __nv_bfloat16 *Vs = Ks + MK * QS;                                   // [MK][QS]
+    // blockIdx.z: the sequence of a batch (training's forward, one launch for all B: a launch
+    // per sequence filled 96 of 132 SMs with blocks of very unequal work); 0 for one segment
+    row0 += blockIdx.z * n;
+    seq += blockIdx.z;
+    if (lse) lse += (long)blockIdx.z * a.nh * n;
+    // the last query rows first: under the causal band they see the most keys, so the blocks
+    // that take longest start first and the short ones fill in behind them
+    const int i0 = (gridDim.x - 1 - blockIdx.x) * MQ, h = blockIdx.y, kh = h / (a.nh / a.nkv);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int nrows = min(MQ, n - i0);
 
@@ -103,13 +110,11 @@ __global__ void __launch_bounds__(MT) attn_mma_k(float *__restrict__ out, float 
                 kx = *reinterpret_cast<const float4 *>(kv_row(kc, k, a, seq, kh, row0, pos0, kp) + d);
                 vx = *reinterpret_cast<const float4 *>(kv_row(vc, v, a, seq, kh, row0, pos0, kp) + d);
             }
-            uint32_t *kd = reinterpret_cast<uint32_t *>(Ks + j * QS + d);
+            uint32_t *kd = reinterpret_cast<uint32_t *>(Ks + j * QS + d), *vd = reinterpret_cast<uint32_t *>(Vs + j * QS + d);
             kd[0] = pack_bf16(kx.x, kx.y);
             kd[1] = pack_bf16(kx.z, kx.w);
-            Vt[(d + 0) * VS + j] = __float2bfloat16_rn(vx.x);
-            Vt[(d + 1) * VS + j] = __float2bfloat16_rn(vx.y);
-            Vt[(d + 2) * VS + j] = __float2bfloat16_rn(vx.z);
-            Vt[(d + 3) * VS + j] = __float2bfloat16_rn(vx.w);
+            vd[0] = pack_bf16(vx.x, vx.y);
+            vd[1] = pack_bf16(vx.z, vx.w);
         }
         __syncthreads();
         // a warp whose rows see no key of this tile (causal start, window end) skips it
@@ -143,9 +148,11 @@ __global__ void __launch_bounds__(MT) attn_mma_k(float *__restrict__ out, float 
                                     pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                                     pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
-            for (int nd = 0; nd < HD / 8; nd++) {
-                const __nv_bfloat16 *vr = Vt + (nd * 8 + g) * VS + kk * 16 + 2 * t;
-                mma16816(o[nd], pf, ld32(vr), ld32(vr + 8));
+            for (int nd = 0; nd < HD / 8; nd += 2) {
+                uint32_t vb[4];
+                ldsm_b_pair(vb, Vs, QS, kk * 16, nd * 8, lane);
+                mma16816(o[nd], pf, vb[0], vb[1]);
+                mma16816(o[nd + 1], pf, vb[2], vb[3]);
             }
         }
     }
@@ -166,12 +173,12 @@ __global__ void __launch_bounds__(MT) attn_mma_k(float *__restrict__ out, float 
 
 template <int HD>
 int launch(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, const float *kc, const float *vc,
-           int row0, int n, int seq, int pos0, const G3CuAttn *a) {
+           int row0, int n, int seq, int pos0, const G3CuAttn *a, int nb) {
     const size_t shm = smem_bytes<HD>();
     if (g3cu_check(cudaFuncSetAttribute(attn_mma_k<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm),
                    "attention (tensor-core prefill) shared memory"))
         return -1;
-    attn_mma_k<HD><<<dim3((n + MQ - 1) / MQ, a->nh), MT, shm, cu->stream>>>(out, lse, q, k, v, kc, vc, row0, n, seq, pos0, *a);
+    attn_mma_k<HD><<<dim3((n + MQ - 1) / MQ, a->nh, nb), MT, shm, cu->stream>>>(out, lse, q, k, v, kc, vc, row0, n, seq, pos0, *a);
     return g3cu_launched("attention (tensor-core prefill)");
 }
 
@@ -186,9 +193,21 @@ extern "C" int g3cu_attn_prefill_mma(G3Cuda *cu, float *out, float *lse, const f
         return g3_errorf("cuda attention (tensor-core prefill): bad segment (row %d, %d rows, slot %d, position %d)", row0, n,
                          seq, pos0);
     switch (a->hd) {
-    case 64: return launch<64>(cu, out, lse, q, k, v, kc, vc, row0, n, seq, pos0, a);
-    case 128: return launch<128>(cu, out, lse, q, k, v, kc, vc, row0, n, seq, pos0, a);
-    case 256: return launch<256>(cu, out, lse, q, k, v, kc, vc, row0, n, seq, pos0, a);
+    case 64: return launch<64>(cu, out, lse, q, k, v, kc, vc, row0, n, seq, pos0, a, 1);
+    case 128: return launch<128>(cu, out, lse, q, k, v, kc, vc, row0, n, seq, pos0, a, 1);
+    case 256: return launch<256>(cu, out, lse, q, k, v, kc, vc, row0, n, seq, pos0, a, 1);
+    default: return g3_errorf("cuda attention (tensor-core prefill): head dim %d (64, 128 or 256)", a->hd);
+    }
+}
+
+extern "C" int g3cu_attn_prefill_mma_batch(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, int B,
+                                           int n, const G3CuAttn *a) {
+    if (g3cu_attn_check(a, "attention (tensor-core prefill)")) return -1;
+    if (B < 1 || n < 1 || B > 65535) return g3_errorf("cuda attention (tensor-core prefill): bad batch (%d sequences of %d rows)", B, n);
+    switch (a->hd) {
+    case 64: return launch<64>(cu, out, lse, q, k, v, NULL, NULL, 0, n, 0, 0, a, B);
+    case 128: return launch<128>(cu, out, lse, q, k, v, NULL, NULL, 0, n, 0, 0, a, B);
+    case 256: return launch<256>(cu, out, lse, q, k, v, NULL, NULL, 0, n, 0, 0, a, B);
     default: return g3_errorf("cuda attention (tensor-core prefill): head dim %d (64, 128 or 256)", a->hd);
     }
 }

@@ -9,8 +9,8 @@
 //   dk, dv: a block takes 64 keys of one kv head (16 per warp) and walks, for each query head
 //           of the group, the query rows that see them: S^T = K Q^T and dP^T = V dO^T, then
 //           dV += P^T dO and dK += dS^T Q, the keys' rows in the accumulators throughout.
-// Operands are rounded to bf16 as they are staged into shared memory (row major where a
-// fragment pairs elements along the head dim, transposed where it pairs them along rows);
+// Operands are rounded to bf16 as they are staged into shared memory, row major (fragments
+// that pair elements along rows come transposed by ldmatrix, mma.cuh's ldsm_b_pair);
 // scores, probabilities and sums stay f32. D = dout . out comes from attn_train.cu.
 #include <cuda_bf16.h>
 #include <math.h>
@@ -35,9 +35,9 @@ __device__ __forceinline__ void p_ds(float &s, float &dp, float L, float D, cons
 }
 
 // rows r0 .. r0 + n - 1 (zeros past n) of a [T-row, width W] f32 matrix's head slice into a
-// bf16 tile: row major (stride HD + 8) and, when tr is non-NULL, transposed (stride TB + 8)
+// row-major bf16 tile (stride HD + 8)
 template <int HD>
-__device__ __forceinline__ void stage(__nv_bfloat16 *rm, __nv_bfloat16 *tr, const float *src, long row0, int n, long W) {
+__device__ __forceinline__ void stage(__nv_bfloat16 *rm, const float *src, long row0, int n, long W) {
     for (int idx = threadIdx.x; idx < TB * HD / 4; idx += NT) {
         const int i = idx / (HD / 4), d = idx % (HD / 4) * 4;
         float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -45,12 +45,6 @@ __device__ __forceinline__ void stage(__nv_bfloat16 *rm, __nv_bfloat16 *tr, cons
         uint32_t *dst = reinterpret_cast<uint32_t *>(rm + i * (HD + 8) + d);
         dst[0] = pack_bf16(x.x, x.y);
         dst[1] = pack_bf16(x.z, x.w);
-        if (tr) {
-            tr[(d + 0) * (TB + 8) + i] = __float2bfloat16_rn(x.x);
-            tr[(d + 1) * (TB + 8) + i] = __float2bfloat16_rn(x.y);
-            tr[(d + 2) * (TB + 8) + i] = __float2bfloat16_rn(x.z);
-            tr[(d + 3) * (TB + 8) + i] = __float2bfloat16_rn(x.w);
-        }
     }
 }
 
@@ -69,29 +63,31 @@ __device__ __forceinline__ void rows_dot(float (&c)[TB / 8][4], const __nv_bfloa
     }
 }
 
-// acc[nd] (nd < HD / 8) += X(16 x TB, in accumulator layout) . Bt^T, Bt transposed [HD][TB + 8]
+// acc[nd] (nd < HD / 8) += X(16 x TB, in accumulator layout) . B, B row major [TB][HD + 8]
+// (its fragments come transposed by ldmatrix: no transposed copy is staged)
 template <int HD>
-__device__ __forceinline__ void acc_mul(float (&acc)[HD / 8][4], const float (&x)[TB / 8][4], const __nv_bfloat16 *bt, int g,
-                                        int t) {
+__device__ __forceinline__ void acc_mul(float (&acc)[HD / 8][4], const float (&x)[TB / 8][4], const __nv_bfloat16 *b, int lane) {
 #pragma unroll
     for (int kk = 0; kk < TB / 16; kk++) {
         const uint32_t xf[4] = {pack_bf16(x[2 * kk][0], x[2 * kk][1]), pack_bf16(x[2 * kk][2], x[2 * kk][3]),
                                 pack_bf16(x[2 * kk + 1][0], x[2 * kk + 1][1]), pack_bf16(x[2 * kk + 1][2], x[2 * kk + 1][3])};
 #pragma unroll
-        for (int nd = 0; nd < HD / 8; nd++) {
-            const __nv_bfloat16 *br = bt + (nd * 8 + g) * (TB + 8) + kk * 16 + 2 * t;
-            mma16816(acc[nd], xf, ld32(br), ld32(br + 8));
+        for (int nd = 0; nd < HD / 8; nd += 2) {
+            uint32_t bf[4];
+            ldsm_b_pair(bf, b, HD + 8, kk * 16, nd * 8, lane);
+            mma16816(acc[nd], xf, bf[0], bf[1]);
+            mma16816(acc[nd + 1], xf, bf[2], bf[3]);
         }
     }
 }
 
 template <int HD>
 constexpr size_t dq_smem() {
-    return (4 * (size_t)TB * (HD + 8) + (size_t)HD * (TB + 8)) * sizeof(__nv_bfloat16);
+    return 4 * (size_t)TB * (HD + 8) * sizeof(__nv_bfloat16);
 }
 template <int HD>
 constexpr size_t dkv_smem() {
-    return (4 * (size_t)TB * (HD + 8) + 2 * (size_t)HD * (TB + 8)) * sizeof(__nv_bfloat16) + 2 * TB * sizeof(float);
+    return 4 * (size_t)TB * (HD + 8) * sizeof(__nv_bfloat16) + 2 * TB * sizeof(float);
 }
 
 template <int HD>
@@ -101,13 +97,13 @@ __global__ void __launch_bounds__(NT, 1) dq_mma_k(float *__restrict__ dq, const 
     constexpr int S = HD + 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smem_raw), *Os = Qs + TB * S, *Ks = Os + TB * S, *Vs = Ks + TB * S;
-    __nv_bfloat16 *Kt = Vs + TB * S;  // [HD][TB + 8]
-    const int i0 = blockIdx.x * TB, h = blockIdx.y, b = blockIdx.z, kh = h / (a.NH / a.NKV);
+    // the last query rows (the most keys under the causal band) first: the long blocks start first
+    const int i0 = (gridDim.x - 1 - blockIdx.x) * TB, h = blockIdx.y, b = blockIdx.z, kh = h / (a.NH / a.NKV);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, wr = warp * 16;
     const int nrows = min(TB, a.T - i0);
     const long QD = (long)a.NH * HD, KD = (long)a.NKV * HD;
-    stage<HD>(Qs, NULL, q + (long)h * HD, (long)b * a.T + i0, nrows, QD);
-    stage<HD>(Os, NULL, dout + (long)h * HD, (long)b * a.T + i0, nrows, QD);
+    stage<HD>(Qs, q + (long)h * HD, (long)b * a.T + i0, nrows, QD);
+    stage<HD>(Os, dout + (long)h * HD, (long)b * a.T + i0, nrows, QD);
     int tr[2];
     bool ok[2];
     float L[2], D[2];
@@ -126,8 +122,8 @@ __global__ void __launch_bounds__(NT, 1) dq_mma_k(float *__restrict__ dq, const 
     for (int kb = lo_of(i0, a); kb <= khi; kb += TB) {
         __syncthreads();  // the previous tile is consumed (and, the first time, Qs and Os are written)
         const int nk = min(TB, khi - kb + 1);
-        stage<HD>(Ks, Kt, k + (long)kh * HD, (long)b * a.T + kb, nk, KD);
-        stage<HD>(Vs, NULL, v + (long)kh * HD, (long)b * a.T + kb, nk, KD);
+        stage<HD>(Ks, k + (long)kh * HD, (long)b * a.T + kb, nk, KD);
+        stage<HD>(Vs, v + (long)kh * HD, (long)b * a.T + kb, nk, KD);
         __syncthreads();
         if (wr >= nrows || kb > whi || kb + TB - 1 < lo_of(wlo, a)) continue;  // nothing of this tile is visible to the warp
         float s[TB / 8][4], dp[TB / 8][4];
@@ -148,7 +144,7 @@ __global__ void __launch_bounds__(NT, 1) dq_mma_k(float *__restrict__ dq, const 
                         dp[nt][2 * r + e] = 0.f;
                     }
                 }
-        acc_mul<HD>(acc, dp, Kt, g, t);
+        acc_mul<HD>(acc, dp, Ks, lane);
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -167,14 +163,13 @@ __global__ void __launch_bounds__(NT, 1) dkv_mma_k(float *__restrict__ dk, float
     constexpr int S = HD + 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __nv_bfloat16 *Ks = reinterpret_cast<__nv_bfloat16 *>(smem_raw), *Vs = Ks + TB * S, *Qs = Vs + TB * S, *Os = Qs + TB * S;
-    __nv_bfloat16 *Qt = Os + TB * S, *Ot = Qt + HD * (TB + 8);  // [HD][TB + 8]
-    float *Ls = reinterpret_cast<float *>(Ot + HD * (TB + 8)), *Ds = Ls + TB;
+    float *Ls = reinterpret_cast<float *>(Os + TB * S), *Ds = Ls + TB;
     const int j0 = blockIdx.x * TB, kh = blockIdx.y, b = blockIdx.z, G = a.NH / a.NKV;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, wr = warp * 16;
     const int nk = min(TB, a.T - j0);
     const long QD = (long)a.NH * HD, KD = (long)a.NKV * HD;
-    stage<HD>(Ks, NULL, k + (long)kh * HD, (long)b * a.T + j0, nk, KD);
-    stage<HD>(Vs, NULL, v + (long)kh * HD, (long)b * a.T + j0, nk, KD);
+    stage<HD>(Ks, k + (long)kh * HD, (long)b * a.T + j0, nk, KD);
+    stage<HD>(Vs, v + (long)kh * HD, (long)b * a.T + j0, nk, KD);
     int kp[2];
     bool ok[2];
 #pragma unroll
@@ -195,8 +190,8 @@ __global__ void __launch_bounds__(NT, 1) dkv_mma_k(float *__restrict__ dk, float
         for (int t0 = j0; t0 <= thi; t0 += TB) {
             const int nq = min(TB, thi - t0 + 1);
             __syncthreads();  // the previous tile is consumed (and, the first time, Ks and Vs are written)
-            stage<HD>(Qs, Qt, q + (long)h * HD, (long)b * a.T + t0, nq, QD);
-            stage<HD>(Os, Ot, dout + (long)h * HD, (long)b * a.T + t0, nq, QD);
+            stage<HD>(Qs, q + (long)h * HD, (long)b * a.T + t0, nq, QD);
+            stage<HD>(Os, dout + (long)h * HD, (long)b * a.T + t0, nq, QD);
             if (threadIdx.x < TB) {
                 const int i = threadIdx.x;
                 const long o = ((long)b * a.NH + h) * a.T + t0 + min(i, nq - 1);
@@ -227,8 +222,8 @@ __global__ void __launch_bounds__(NT, 1) dkv_mma_k(float *__restrict__ dk, float
                         }
                     }
                 }
-            acc_mul<HD>(dva, s, Ot, g, t);   // dV += P^T dO
-            acc_mul<HD>(dka, dp, Qt, g, t);  // dK += dS^T Q
+            acc_mul<HD>(dva, s, Os, lane);   // dV += P^T dO
+            acc_mul<HD>(dka, dp, Qs, lane);  // dK += dS^T Q
         }
     }
 #pragma unroll

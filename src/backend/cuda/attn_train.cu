@@ -224,13 +224,12 @@ extern "C" int g3cu_attention_train(G3Cuda *cu, float *out, float *lse, const fl
                                     int NH, int NKV, int HD, int window, float scale, float softcap, int tc) {
     const Shape a = {B, T, NH, NKV, HD, window, scale, softcap};
     if (check(a, "attention (training)")) return -1;
-    if (tiled(a)) {  // the prefill kernel (f32 or tensor cores), one segment per sequence
+    if (tiled(a)) {  // the prefill kernel (f32 or tensor cores), each sequence one segment
         const G3CuAttn pa = {NH, NKV, HD, T, window > 0 ? window : 0, scale, softcap};
         const int mma = tc && g3cu_attn_mma_supported(HD);
-        for (int b = 0; b < B; b++)
-            if (mma ? g3cu_attn_prefill_mma(cu, out, lse + (long)b * NH * T, q, k, v, NULL, NULL, b * T, T, b, 0, &pa)
-                    : g3cu_attn_prefill_lse(cu, out, lse + (long)b * NH * T, q, k, v, NULL, NULL, b * T, T, b, 0, &pa))
-                return -1;
+        if (mma) return g3cu_attn_prefill_mma_batch(cu, out, lse, q, k, v, B, T, &pa);  // one launch for the batch
+        for (int b = 0; b < B; b++)  // the exact mode's f32 kernel, a launch per sequence
+            if (g3cu_attn_prefill_lse(cu, out, lse + (long)b * NH * T, q, k, v, NULL, NULL, b * T, T, b, 0, &pa)) return -1;
         return 0;
     }
     const long rows = (long)B * NH * T;

@@ -64,13 +64,17 @@ struct CudaBackend {
     // between products, and the weights' bf16 copy
     struct Rounded {
         const float *src;  // NULL: free
-        long n;
+        long n;            // src's floats rounded (rows of len, each `pitch` bf16 values apart in buf)
+        long len, pitch;   // pitch == len: contiguous (any split of n into rows reads it)
         uint16_t *buf;     // [cap / 2]
         size_t cap;
         unsigned long used;
     } rnd[4];
     unsigned long rnd_clock;
     int rnd_keep;  // G3_CUDA_BF16_CACHE != 0: keep rounded operands between products
+    int pad;       // G3_CUDA_PAD != 0: rows not a multiple of 16 bytes padded (see pitch_of)
+    float *padout;  // a product's f32 output at the padded pitch, before its copy to C
+    size_t padout_bytes;
     int shadow_on;  // G3_CUDA_BF16_SHADOW != 0: offer bf16_shadow
     const float *shadow_src;  // the f32 weights copied [shadow_n]
     long shadow_n;
@@ -216,6 +220,17 @@ void written(CudaBackend *cb, const void *p, size_t bytes) {
     if (cb->ids_src && (const char *)cb->ids_src < b && a < (const char *)(cb->ids_src + cb->ids_n)) cb->ids_src = NULL;
 }
 
+void *grow(CudaBackend *cb, void **buf, size_t *have, size_t bytes);
+
+// The row pitch (elements) that products use for rows of len values: len where that is a
+// multiple of 8 (16 bytes), else len rounded up to 64. cuBLAS's fast Hopper kernels need
+// 16-byte aligned rows; the head's vocabulary (GemmaZero's 50,257) is not, and its three
+// products ran at 94-143 TFLOP/s against 480-720 for the others (the H200 profile of
+// 2026-12-07). Single rows and G3_CUDA_PAD=0 keep len.
+long pitch_of(const CudaBackend *cb, long rows, long len) {
+    return !cb->pad || rows < 2 || len % 8 == 0 ? len : (len + 63) / 64 * 64;
+}
+
 // A slot for n bf16 values, other than `keep` (the other operand of the same product): the
 // least recently used of those large enough, else the least recently used, grown. Free (src
 // NULL) until the caller registers what it holds. NULL + error.
@@ -237,29 +252,47 @@ CudaBackend::Rounded *slot_for(CudaBackend *cb, long n, const uint16_t *keep) {
     return s;
 }
 
-// x[n] (f32, device) as bf16: in the weight shadow, a kept rounding, or rounded now into a slot
-// other than `keep` (the other operand of the same product). NULL + error.
-const uint16_t *bf16_of(CudaBackend *cb, const float *x, long n, const uint16_t *keep) {
+// x[rows][len] (f32, device, contiguous) as bf16 rows *pitch apart: in the weight shadow
+// (contiguous), a kept rounding of the same layout, or rounded now (rows padded per pitch_of)
+// into a slot other than `keep` (the other operand of the same product). NULL + error.
+const uint16_t *bf16_of(CudaBackend *cb, const float *x, long rows, long len, const uint16_t *keep, long *pitch) {
+    const long n = rows * len, want = pitch_of(cb, rows, len);
+    *pitch = len;
     if (cb->shadow_ok && x >= cb->shadow_src && x + n <= cb->shadow_src + cb->shadow_n) return cb->shadow + (x - cb->shadow_src);
     for (auto &r : cb->rnd)
-        if (r.src == x && r.n >= n) {
+        if (r.src == x && r.n >= n && (want == len ? r.pitch == r.len : r.len == len && r.pitch == want)) {
             r.used = ++cb->rnd_clock;
+            *pitch = want;
             return r.buf;
         }
-    CudaBackend::Rounded *s = slot_for(cb, n, keep);
-    if (!s || g3cu_round_bf16(cb->cu, s->buf, x, n)) return NULL;
-    if (cb->rnd_keep) s->src = x, s->n = n;
+    CudaBackend::Rounded *s = slot_for(cb, rows * want, keep);
+    if (!s || g3cu_round_bf16_pitch(cb->cu, s->buf, want, x, rows, len)) return NULL;
+    if (cb->rnd_keep) s->src = x, s->n = n, s->len = len, s->pitch = want;
     s->used = ++cb->rnd_clock;
+    *pitch = want;
     return s->buf;
 }
 
 // C[M, N] (+)= op(A) . op(B) with both operands rounded to bf16 (g3cu_gemm's FAST mode), each
-// taken from the shadow or the kept roundings where it is there.
+// taken from the shadow or the kept roundings where it is there. An output whose rows are not
+// 16-byte aligned (N = the vocabulary: the head's logits) is made at the padded pitch in a
+// buffer of this backend and copied into C (a pass over the output, a fraction of what the
+// unaligned kernels lose); accumulation (beta 1) and small outputs write C in place.
 int bf16_product(CudaBackend *cb, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
-    const uint16_t *a = bf16_of(cb, A, (long)M * K, NULL);
-    const uint16_t *b = a ? bf16_of(cb, B, (long)K * N, a) : NULL;
+    long lda, ldb;
+    const uint16_t *a = bf16_of(cb, A, ta ? K : M, ta ? M : K, NULL, &lda);
+    const uint16_t *b = a ? bf16_of(cb, B, tb ? N : K, tb ? K : N, a, &ldb) : NULL;
     if (!b) return -1;
-    const int rc = g3cu_gemm_bf16(cb->cu, ta, tb, M, N, K, a, b, C, accumulate);
+    const long ldc = pitch_of(cb, M, N);
+    int rc;
+    if (ldc != N && !accumulate && (long)M * N >= (1L << 20)) {
+        const size_t bytes = (size_t)M * ldc * sizeof(float);
+        float *o = (float *)grow(cb, (void **)&cb->padout, &cb->padout_bytes, bytes);
+        rc = !o || g3cu_gemm_bf16_ld(cb->cu, ta, tb, M, N, K, a, lda, b, ldb, o, ldc, 0) ? -1 : 0;
+        if (!rc) rc = g3cu_copy_rows(cb->cu, C, N, o, ldc, M, N);
+    } else {
+        rc = g3cu_gemm_bf16_ld(cb->cu, ta, tb, M, N, K, a, lda, b, ldb, C, N, accumulate);
+    }
     written(cb, C, (size_t)M * N * sizeof(float));
     return rc;
 }
@@ -408,9 +441,11 @@ int cu_linear_dx(G3Backend *be, float *dx, const float *dy, const G3Weight *w, i
     if (mode == G3_MM_BF16 && w->type == G3_F32)
         return bf16_product(cb, 0, 0, R, (int)w->cols, (int)w->rows, dy, (const float *)wd, dx, accumulate);
     if (mode == G3_MM_BF16 && w->type == G3_BF16) {  // a frozen bf16 base (LoRA): its bits are the operand as stored
-        const uint16_t *a = bf16_of(cb, dy, (long)R * w->rows, NULL);
+        long lda;
+        const uint16_t *a = bf16_of(cb, dy, R, (long)w->rows, NULL, &lda);
         if (!a) return -1;
-        const int rc = g3cu_gemm_bf16(cb->cu, 0, 0, R, (int)w->cols, (int)w->rows, a, (const uint16_t *)wd, dx, accumulate);
+        const int rc = g3cu_gemm_bf16_ld(cb->cu, 0, 0, R, (int)w->cols, (int)w->rows, a, lda, (const uint16_t *)wd, (long)w->cols, dx,
+                                         (long)w->cols, accumulate);
         written(cb, dx, (size_t)R * w->cols * sizeof(float));
         return rc;
     }
@@ -615,12 +650,15 @@ void cu_cross_entropy(G3Backend *be, double *loss, float *z, const int32_t *targ
     CudaBackend *cb = cb_of(be);
     written(cb, loss, (size_t)R * sizeof(double));
     written(cb, z, (size_t)R * V * sizeof(float));
-    CudaBackend::Rounded *s = backward && cb->rnd_keep && cb->shadow_ok && R > 0 ? slot_for(cb, (long)R * V, NULL) : NULL;
+    const long pitch = pitch_of(cb, R, V);  // the layout bf16_of asks for: the products find it
+    CudaBackend::Rounded *s = backward && cb->rnd_keep && cb->shadow_ok && R > 0 ? slot_for(cb, (long)R * pitch, NULL) : NULL;
     if (backward && cb->rnd_keep && cb->shadow_ok && R > 0 && !s) g3_error_clear();  // no slot: the products round z themselves
-    note(cb, g3cu_cross_entropy(cb->cu, loss, z, s ? s->buf : NULL, targets, R, V, cap, dscale, backward));
+    note(cb, g3cu_cross_entropy(cb->cu, loss, z, s ? s->buf : NULL, pitch, targets, R, V, cap, dscale, backward));
     if (s) {
         s->src = z;
         s->n = (long)R * V;
+        s->len = V;
+        s->pitch = pitch;
         s->used = ++cb->rnd_clock;
     }
 }
@@ -942,6 +980,7 @@ void cu_destroy(G3Backend *be) {
     free(cb->map);
     g3cu_free(cb->cu, cb->meta_d);
     g3cu_free(cb->cu, cb->wide);
+    g3cu_free(cb->cu, cb->padout);
     g3cu_free(cb->cu, cb->mask_d);
     g3cu_sampler_free(cb->sampler);
     g3cu_free(cb->cu, cb->shadow);
@@ -1119,6 +1158,8 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     {  // bf16 mode's operands: G3_CUDA_BF16_CACHE=0 / G3_CUDA_BF16_SHADOW=0 round every operand at every product
         const char *c = getenv("G3_CUDA_BF16_CACHE"), *w = getenv("G3_CUDA_BF16_SHADOW");
         cb->rnd_keep = !(c && !strcmp(c, "0"));
+        const char *pd = getenv("G3_CUDA_PAD");  // 0: products read and write unaligned rows as they are
+        cb->pad = !(pd && !strcmp(pd, "0"));
         be->bf16_shadow = w && !strcmp(w, "0") ? NULL : cu_bf16_shadow;
     }
     wrap_ops(be);

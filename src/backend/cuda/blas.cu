@@ -24,6 +24,43 @@ __global__ void widen_k(float *__restrict__ o, const void *__restrict__ w, long 
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) o[i] = Chunk<WT>::one(w, i);
 }
 
+// rows of len floats (contiguous) into rows of pitch bf16 values: the pitch of an operand whose
+// rows are not a multiple of 16 bytes long, so that cuBLAS can take its aligned kernels. A
+// row per blockIdx.y (no 64-bit division per element).
+__global__ void round_bf16_pitch_k(uint16_t *__restrict__ o, long pitch, const float *__restrict__ x, long rows, long len) {
+    for (long r = blockIdx.y; r < rows; r += gridDim.y)
+        for (long c = (long)blockIdx.x * blockDim.x + threadIdx.x; c < len; c += (long)gridDim.x * blockDim.x)
+            o[r * pitch + c] = to_bf16(x[r * len + c]);
+}
+
+__global__ void copy_rows_k(float *__restrict__ o, long op, const float *__restrict__ x, long xp, long rows, long len) {
+    for (long r = blockIdx.y; r < rows; r += gridDim.y)
+        for (long c = (long)blockIdx.x * blockDim.x + threadIdx.x; c < len; c += (long)gridDim.x * blockDim.x)
+            o[r * op + c] = x[r * xp + c];
+}
+
+static dim3 rows_grid(long rows, long len) {
+    const long bx = (len + 1023) / 1024;  // ~4 values a thread along the row
+    return dim3((unsigned)(bx < 1 ? 1 : bx > 1024 ? 1024 : bx), (unsigned)(rows < 65535 ? rows : 65535));
+}
+
+extern "C" int g3cu_round_bf16_pitch(G3Cuda *cu, uint16_t *o, long pitch, const float *x, long rows, long len) {
+    if (pitch == len) return g3cu_round_bf16(cu, o, x, rows * len);
+    if (rows < 1 || len < 1) return 0;
+    const int ps = g3cu_prof_begin(cu, "bf16 rounding pass (f32 in, bf16 out)");
+    round_bf16_pitch_k<<<rows_grid(rows, len), 256, 0, cu->stream>>>(o, pitch, x, rows, len);
+    g3cu_prof_end(cu, ps, 0, 6.0 * (double)rows * len);
+    return g3cu_launched("round to bf16 (padded rows)");
+}
+
+extern "C" int g3cu_copy_rows(G3Cuda *cu, float *o, long op, const float *x, long xp, long rows, long len) {
+    if (rows < 1 || len < 1) return 0;
+    const int ps = g3cu_prof_begin(cu, "copy of a product's padded f32 output");
+    copy_rows_k<<<rows_grid(rows, len), 256, 0, cu->stream>>>(o, op, x, xp, rows, len);
+    g3cu_prof_end(cu, ps, 0, 8.0 * (double)rows * len);
+    return g3cu_launched("copy rows");
+}
+
 extern "C" int g3cu_round_bf16(G3Cuda *cu, uint16_t *o, const float *x, long n) {
     const int ps = g3cu_prof_begin(cu, "bf16 rounding pass (f32 in, bf16 out)");
     round_bf16_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(o, x, n);
@@ -118,14 +155,23 @@ extern "C" int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const 
 
 extern "C" int g3cu_gemm_bf16(G3Cuda *cu, int ta, int tb, int M, int N, int K, const uint16_t *A, const uint16_t *B, float *C,
                               int accumulate) {
+    return g3cu_gemm_bf16_ld(cu, ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, accumulate);
+}
+
+// As g3cu_gemm_bf16 with the row pitches (elements) of the row-major A, B and C given: a pitch
+// that is a multiple of 8 (16 bytes) lets cuBLAS take its aligned (TMA) kernels; an odd one
+// (the output head's vocabulary, 50,257) sends it to kernels several times slower.
+extern "C" int g3cu_gemm_bf16_ld(G3Cuda *cu, int ta, int tb, int M, int N, int K, const uint16_t *A, long lda, const uint16_t *B,
+                                 long ldb, float *C, long ldc, int accumulate) {
     if (M < 1 || N < 1 || K < 1) return g3_errorf("cuda gemm: bad shape M %d, N %d, K %d", M, N, K);
+    if (lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N)
+        return g3_errorf("cuda gemm: row pitches %ld, %ld, %ld below the rows (M %d, N %d, K %d)", lda, ldb, ldc, M, N, K);
     // as g3cu_gemm: column-major C^T[N, M] = op(B)^T op(A)^T
     const cublasOperation_t ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N, oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const int ldb = tb ? K : N, lda = ta ? M : K;
     const float one = 1.f, beta = accumulate ? 1.f : 0.f;
     const int ps = prof_gemm(cu, "bf16 gemm", M, N, K, ta, tb);
-    const int rc = blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F,
-                                        N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+    const int rc = blas_ok(cublasGemmEx(cu->blas, ob, oa, N, M, K, &one, B, CUDA_R_16BF, (int)ldb, A, CUDA_R_16BF, (int)lda, &beta, C,
+                                        CUDA_R_32F, (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                            "gemm (bf16)");
     g3cu_prof_end(cu, ps, 2.0 * M * N * K, 0);
     return rc;

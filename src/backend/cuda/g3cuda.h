@@ -77,6 +77,11 @@ int g3cu_linear_geglu(G3Cuda *cu, float *a, float *u, const float *x, const void
 int g3cu_linear_blas(G3Cuda *cu, float *y, const float *x, const void *w, G3DType wt, int T, int K, int N, G3CuMode mode);
 // o[n] = x[n] rounded to bf16 (to nearest even, as the CPU's g3_f32_to_bf16).
 int g3cu_round_bf16(G3Cuda *cu, uint16_t *o, const float *x, long n);
+// x's rows (rows x len floats, contiguous) rounded into rows `pitch` bf16 values apart (the
+// values past len are left as they are).
+int g3cu_round_bf16_pitch(G3Cuda *cu, uint16_t *o, long pitch, const float *x, long rows, long len);
+// o[r][c] = x[r][c] for rows x len floats, rows op and xp floats apart.
+int g3cu_copy_rows(G3Cuda *cu, float *o, long op, const float *x, long xp, long rows, long len);
 // C[M, N] (+)= op(A) . op(B), row-major f32 as g3_sgemm: A [M, K] (ta = 0) or [K, M] (ta = 1),
 // B [K, N] (tb = 0) or [N, K] (tb = 1). FAST rounds A and B to bf16 (training's bf16 mode).
 int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate,
@@ -85,6 +90,9 @@ int g3cu_gemm(G3Cuda *cu, int ta, int tb, int M, int N, int K, const float *A, c
 // training's bf16 mode, whose operands the backend rounds once and reuses (backend_cuda.cu).
 int g3cu_gemm_bf16(G3Cuda *cu, int ta, int tb, int M, int N, int K, const uint16_t *A, const uint16_t *B, float *C,
                    int accumulate);
+// The same with the row pitches (elements) of A, B and C given (>= their row lengths).
+int g3cu_gemm_bf16_ld(G3Cuda *cu, int ta, int tb, int M, int N, int K, const uint16_t *A, long lda, const uint16_t *B, long ldb,
+                      float *C, long ldc, int accumulate);
 
 // ---- row-wise ops ----
 // y[rows][n] = x / sqrt(mean(x^2) + eps) * (1 + w); y may alias x.
@@ -165,6 +173,11 @@ int g3cu_attn_prefill(G3Cuda *cu, float *out, const float *q, const float *k, co
 // B sequences from position 0 run as B segments without a cache; kc, vc unused).
 int g3cu_attn_prefill_lse(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, const float *kc,
                           const float *vc, int row0, int n, int seq, int pos0, const G3CuAttn *a);
+// The same over B sequences of n rows from position 0 in one launch (training's forward):
+// sequence b's rows start at row b * n, its lse at lse + b * nh * n; the same bits as B calls
+// of g3cu_attn_prefill_mma(row0 b * n, seq b, pos0 0, no cache).
+int g3cu_attn_prefill_mma_batch(G3Cuda *cu, float *out, float *lse, const float *q, const float *k, const float *v, int B, int n,
+                                const G3CuAttn *a);
 // The prefill kernel on the bf16 tensor cores (attn_mma.cu): q, k, v rounded to bf16, f32
 // accumulation and softmax; the fast mode's (head dims 64, 128, 256; lse may be NULL).
 int g3cu_attn_mma_supported(int hd);
@@ -198,8 +211,8 @@ int g3cu_embed_backward_grouped(G3Cuda *cu, float *dE, const float *dx, const in
 // loss 0): loss[r] (double, device) = logsumexp - z[target]; with backward, z becomes
 // d loss / d z * dscale (ignored rows zero), and zb[R][V] (when not NULL) that gradient
 // rounded to bf16 (as g3cu_round_bf16 would round z afterwards).
-int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, uint16_t *zb, const int32_t *targets, int R, int V, float cap,
-                       float dscale, int backward);
+int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, uint16_t *zb, long zb_pitch, const int32_t *targets, int R, int V,
+                       float cap, float dscale, int backward);
 // Causal GQA attention over B sequences of T rows (backend.h's attention), any even head dim
 // up to 256: out[B*T][NH*HD], lse[B][NH][T]; and its backward (dq, dk, dv overwritten; uses
 // B*NH*T floats of the context's scratch). tc: the tensor-core kernels where they take the

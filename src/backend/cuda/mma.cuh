@@ -27,6 +27,20 @@ __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32
 
 __device__ __forceinline__ uint32_t ld32(const __nv_bfloat16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
 
+// B operands of two adjacent n-tiles (nd, nd + 1) of one k-step straight from a ROW-MAJOR
+// [k][n] tile in shared memory (stride `st` elements, a multiple of 8), by ldmatrix .trans:
+// lane l names row k0 + (l & 15) at column n0 + 8 (l >> 4), and gets {b0b1, b2b3} of tile
+// n0 in r[0], r[1] and of tile n0 + 8 in r[2], r[3]. The same bits as reading a transposed
+// copy with ld32, without writing that copy: staging a transposed tile 2 bytes at a time
+// hit 16-way bank conflicts (head dim 128), many times the tile's tensor-core work.
+__device__ __forceinline__ void ldsm_b_pair(uint32_t r[4], const __nv_bfloat16 *tile, int st, int k0, int n0, int lane) {
+    const __nv_bfloat16 *p = tile + (k0 + (lane & 15)) * st + n0 + 8 * (lane >> 4);
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
 __device__ __forceinline__ float quad_max(float x) {
     x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
     return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));

@@ -132,13 +132,13 @@ __global__ void embed_bwd_k(float *__restrict__ dE, const float *__restrict__ dx
 // double, the loss in double; with backward, the row becomes d loss / d z * dscale, and with
 // zb also that gradient rounded to bf16 (the operand of the head's two backward products in
 // bf16 mode, made where the value is: a pass over 1 GB less per chunk than rounding it later).
-__global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, uint16_t *__restrict__ zb,
+__global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, uint16_t *__restrict__ zb, long zbp,
                        const int32_t *__restrict__ targets, int V, float cap, float dscale, int backward) {
     __shared__ double red[32];
     __shared__ float redf[32];
     const int r = blockIdx.x, t = targets[r];
     float *zr = z + (long)r * V;
-    uint16_t *zbr = zb ? zb + (long)r * V : NULL;
+    uint16_t *zbr = zb ? zb + (long)r * zbp : NULL;  // zbp >= V: rows padded to an aligned pitch
     if (t < 0) {
         if (threadIdx.x == 0) loss[r] = 0;
         if (backward)
@@ -260,11 +260,12 @@ extern "C" int g3cu_embed_backward(G3Cuda *cu, float *dE, const float *dx, const
     return rc;
 }
 
-extern "C" int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, uint16_t *zb, const int32_t *targets, int R, int V, float cap,
-                                  float dscale, int backward) {
+extern "C" int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, uint16_t *zb, long zb_pitch, const int32_t *targets, int R,
+                                  int V, float cap, float dscale, int backward) {
     if (R == 0) return 0;
-    xent_k<<<R, V >= 1024 ? 1024 : ((V + 31) / 32) * 32, 0, cu->stream>>>(loss, z, backward ? zb : NULL, targets, V, cap, dscale,
-                                                                           backward);
+    if (zb && zb_pitch < V) return g3_errorf("cuda cross-entropy: bf16 row pitch %ld below the vocabulary %d", zb_pitch, V);
+    xent_k<<<R, V >= 1024 ? 1024 : ((V + 31) / 32) * 32, 0, cu->stream>>>(loss, z, backward ? zb : NULL, zb_pitch, targets, V, cap,
+                                                                           dscale, backward);
     return g3cu_launched("cross-entropy");
 }
 
