@@ -20,8 +20,9 @@ if [ -f /tmp/llama_build.pid ] && [ "$(cat /tmp/llama_build.pid)" != $$ ] && kil
 fi
 T0=$(date +%s)
 mkdir -p build/peers && { [ -d $L ] || tar xJf .cudawt/llama.tar.xz -C build/peers; }
-# The npm package leaves out scripts/ui-assets.cmake (the server's web page, fetched or built
+# Older npm packages leave out scripts/ui-assets.cmake (the server's web page, fetched or built
 # with npm): a stand-in makes an empty page, so llama-server builds; its HTTP API is unchanged.
+# Newer ones (3.22.1) have it: with the prebuilt page off and no page build it embeds no page.
 if [ ! -f $L/scripts/ui-assets.cmake ]; then
     mkdir -p $L/scripts
     cat >$L/scripts/ui_stub.h <<'H'
@@ -51,7 +52,7 @@ C
 configure_file("${LLAMA_SOURCE_DIR}/scripts/ui_stub.cpp" "${UI_BINARY_DIR}/ui.cpp" COPYONLY)' >$L/scripts/ui-assets.cmake
 fi
 cmake -S $L -B $B -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release >/tmp/llama_cmake.log 2>&1 ||
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release >/tmp/llama_cmake.log 2>&1 ||
     { tail -20 /tmp/llama_cmake.log; exit 1; }
 nice cmake --build $B --target llama-bench llama-server -j "${J:-$(nproc)}" >/tmp/llama_build.log 2>&1 || { tail -30 /tmp/llama_build.log; exit 1; }
 echo "peer_build: llama-bench and llama-server built in $(( $(date +%s) - T0 )) s"
