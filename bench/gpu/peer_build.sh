@@ -9,7 +9,9 @@ ready() { [ -x $B/bin/llama-bench ] && [ -x $B/bin/llama-server ]; }
 ready && exit 0
 if [ "${1:-}" = --background ]; then
     [ -f /tmp/llama_build.pid ] && kill -0 "$(cat /tmp/llama_build.pid)" 2>/dev/null && exit 0
-    nohup "$0" >/tmp/llama_build.out 2>&1 &
+    # its own session (setsid): the device tool ends a call's processes when the call returns,
+    # all but those in a new session, so the build goes on into the next call on a warm machine
+    setsid nohup "$0" >/tmp/llama_build.out 2>&1 </dev/null &
     echo $! >/tmp/llama_build.pid
     exit 0
 fi
