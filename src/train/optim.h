@@ -16,9 +16,8 @@
 
 #include <stdint.h>
 
+#include "../kernels/adamw8.h"  // G3_ADAMW8_BLOCK, the code tables and quantizers
 #include "train.h"
-
-enum { G3_ADAMW8_BLOCK = 256 };
 
 typedef struct {
     double beta1, beta2, eps, weight_decay;
@@ -85,13 +84,5 @@ double g3_grad_norm(const float *g, int64_t n);
 // The factor torch.nn.utils.clip_grad_norm_ applies: max/(norm+1e-6) when norm > max, else 1.
 // max <= 0 disables clipping.
 float g3_clip_scale(double norm, double max);
-
-// The 8-bit code tables (256 values in [-1, 1] / [0, 1], ascending), and quantization to the
-// nearest code (the reference binary search, and the bucket-table one the step uses), exposed
-// for tests.
-const float *g3_qmap_signed(void);
-const float *g3_qmap_unsigned(void);
-uint8_t g3_quantize_nearest(const float *map, float x);
-uint8_t g3_quantize_nearest_fast(const float *map, float x);
 
 #endif
