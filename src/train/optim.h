@@ -60,11 +60,13 @@ void g3_adamw_sync_frozen(G3AdamW *o, const G3TrainModel *tm);
 void g3_adamw_step(G3AdamW *o, float *params, const float *grads, double lr, float grad_scale);
 
 // Device-resident training (train_pass.c): after g3_train_ctx_resident(ctx) the parameters,
-// gradients and (32-bit) moments stay in the context's device memory; a step is
+// gradients and moments (32-bit, or 8-bit codes and block absmax) stay in the context's
+// device memory, the step running there through the backend's adamw / adamw8 op; a step is
 //   g3_train_ctx_zero_grads(ctx); accum x g3_train_forward_backward(...);
 //   g3_train_ctx_step(ctx, &opt, lr, clip, &norm);
-// and the host copies (tm->params, opt.m / opt.v) are brought up to date only by
-// g3_train_ctx_sync_host (before a checkpoint, a save or any host-side use of the weights);
+// and the host copies (tm->params; opt.m / opt.v, or opt.mq / vq / mmax / vmax) are brought
+// up to date only by g3_train_ctx_sync_host (before a checkpoint, a save or any host-side use
+// of the weights);
 // g3_train_ctx_reload sends host changes (a loaded checkpoint) back. On the CPU, or before
 // resident, these are the host calls (zero, norm + clip + step). 0 or -1; g3_train_ctx_step
 // also returns 1 when the gradient norm (*norm) is not finite (nothing updated) or the update
