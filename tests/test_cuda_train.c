@@ -7,8 +7,11 @@
 //     bf16 products against the CPU's bf16 mode; checkpointing, B = 2 with a masked row; the
 //     same gradients bit for bit when run again;
 //   - the device AdamW step: bit for bit the CPU's (and its bf16 copy of the weights: the new
-//     weights rounded); six resident steps (device gradients, norm, clip, AdamW) against six
-//     host steps from the same start;
+//     weights rounded); likewise the 8-bit step (weights, codes, block absmax; odd lengths, a
+//     NaN gradient); six resident steps (device gradients, norm, clip, AdamW) against six
+//     host steps from the same start, 32- and 8-bit; six steps on the device's gradients
+//     stepped on the device against stepped on the host, with a resume after three: bit for
+//     bit, 32- and 8-bit;
 //   - the head's bf16 products with an odd vocabulary: rows padded to an aligned pitch against
 //     unpadded and against double;
 //   - the tensor-core forward in one launch for the batch: bit for bit one launch a sequence;
