@@ -2,12 +2,14 @@
 // (tests/data/adamw_ref.safetensors, written by tests/ref/gen_adamw_ref.py in float64); the
 // 8-bit variant against the same trajectory (close, not exact); the 8-bit code tables; the
 // schedules' shapes.
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "backend/backend.h"
 #include "base/base.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
@@ -134,6 +136,110 @@ static void adamw8_levels(void) {
     free(g);
 }
 
+// The backend op (what resident training calls per tensor; train_pass.c) against the direct
+// call (g3_adamw_step) on the CPU backend, bit for bit: segments of odd lengths with and
+// without decay, random starting codes and block scales, gradients over many decades with
+// zeros and a NaN, six steps. The constants are those train_pass.c computes.
+static void adamw8_backend_op(void) {
+    int64_t numel[4] = {1000, 7, 777, 4099}, off[4] = {0, 1000, 1007, 1784}, n = 5883;
+    uint8_t decay[4] = {1, 0, 1, 1};
+    G3AdamWConfig c = g3_adamw_defaults();
+    c.bits = 8;
+    G3Backend *be = g3_backend_cpu();
+    CHECK(be->adamw8 != NULL, "the CPU backend has no adamw8 op");
+    if (!be->adamw8) return;
+    float *p[2], *g = malloc(sizeof(float) * (size_t)n);
+    G3AdamW o[2];
+    G3Rng r;
+    for (int k = 0; k < 2; k++) {
+        p[k] = malloc(sizeof(float) * (size_t)n);
+        CHECK(g3_adamw_init(&o[k], &c, 4, off, numel, decay) == 0, "init");
+        g3_rng_seed(&r, 5);
+        for (int64_t i = 0; i < n; i++) {
+            p[k][i] = (float)(g3_rng_uniform(&r) - 0.5);
+            o[k].mq[i] = (uint8_t)(g3_rng_next(&r) & 255);
+            o[k].vq[i] = (uint8_t)(g3_rng_next(&r) & 255);
+        }
+        for (int64_t b = 0; b < o[k].nblocks; b++) {
+            o[k].mmax[b] = (float)(g3_rng_uniform(&r) * 1e-2);
+            o[k].vmax[b] = (float)(g3_rng_uniform(&r) * 1e-4);
+        }
+    }
+    for (int step = 0; step < 6; step++) {
+        g3_rng_seed(&r, 200 + (uint64_t)step);
+        for (int64_t i = 0; i < n; i++) {
+            double u = g3_rng_uniform(&r);
+            g[i] = i % 89 == 0 ? 0.0f : (float)((u - 0.5) * pow(10, -8 * g3_rng_uniform(&r)));
+        }
+        if (step == 2) g[1500] = NAN;
+        const double lr = 1e-3 * (step + 1);
+        const float scale = 0.8f;
+        g3_adamw_step(&o[0], p[0], g, lr, scale);
+        G3AdamW *b = &o[1];
+        b->t++;
+        const double bc1 = 1 - pow(c.beta1, (double)b->t), bc2 = 1 - pow(c.beta2, (double)b->t);
+        const float k[8] = {(float)c.beta1, (float)c.beta2, (float)(1 - c.beta1), (float)(1 - c.beta2), (float)(lr / bc1),
+                            (float)(1 / sqrt(bc2)), (float)c.eps, scale};
+        const float mul_decay = (float)(1 - lr * c.weight_decay);
+        for (int s = 0; s < b->nseg; s++) {
+            const int64_t o0 = b->seg_off[s], b0 = b->seg_blk[s];
+            CHECK(be->adamw8(be, p[1] + o0, g + o0, b->mq + o0, b->vq + o0, b->mmax + b0, b->vmax + b0, (long)b->seg_n[s], k,
+                             b->seg_decay[s] ? mul_decay : 1.0f) == 0, "adamw8 op: %s", g3_error());
+        }
+    }
+    const int params = memcmp(p[0], p[1], sizeof(float) * (size_t)n) == 0;
+    const int codes = memcmp(o[0].mq, o[1].mq, (size_t)n) == 0 && memcmp(o[0].vq, o[1].vq, (size_t)n) == 0;
+    const int scales = memcmp(o[0].mmax, o[1].mmax, sizeof(float) * (size_t)o[0].nblocks) == 0 &&
+                       memcmp(o[0].vmax, o[1].vmax, sizeof(float) * (size_t)o[0].nblocks) == 0;
+    CHECK(params && codes && scales, "8-bit AdamW: the CPU backend's adamw8 op differs from g3_adamw_step (params %d codes %d scales %d)",
+          params, codes, scales);
+    if (params && codes && scales)
+        printf("8-bit AdamW: the CPU backend's adamw8 op equals g3_adamw_step bit for bit (%lld params in 4 tensors, 6 steps)\n",
+               (long long)n);
+    for (int k = 0; k < 2; k++) { g3_adamw_free(&o[k]); free(p[k]); }
+    free(g);
+}
+
+// The device kernel's quantizer (g3_adamw8_code: a count of the decision thresholds below x,
+// the function the CUDA kernel calls) against the CPU step's table quantizer, which main()
+// holds to the reference search for |x| < 1.5: every code, the midpoints, the thresholds and
+// their neighbours, random values, a sweep of float bit patterns over the whole float line
+// (far above 1 both differ from the search alike: at FLT_MAX the search's two distances
+// round to the same float and it keeps the lower code), the ends.
+static void adamw8_device_code(void) {
+    const float *tab = g3_adamw8_tables();
+    G3Rng r;
+    g3_rng_seed(&r, 13);
+    int same = 1;
+    long checked = 0;
+    for (int t = 0; t < 2; t++) {
+        const float *q = t ? g3_qmap_unsigned() : g3_qmap_signed(), *thr = tab + 256 * (2 + t);  // (the fast one knows its map by address)
+        same &= memcmp(tab + 256 * t, q, 256 * sizeof(float)) == 0;
+#define SAME(x) (same &= g3_adamw8_code(thr, (x)) == g3_quantize_nearest_fast(q, (x)), checked++)
+        for (int i = 0; i < 256; i++) {
+            float mid = i < 255 ? (q[i] + q[i + 1]) / 2 : 2.0f;
+            float xs[] = {q[i], nextafterf(q[i], -2), nextafterf(q[i], 2), mid, nextafterf(mid, -2), nextafterf(mid, 2), -q[i],
+                          thr[i], nextafterf(thr[i], -2), nextafterf(thr[i], 2)};
+            for (int j = 0; j < 10; j++) SAME(xs[j]);
+        }
+        for (int i = 0; i < 100000; i++) {
+            const float x = (float)(3 * g3_rng_uniform(&r) - 1.5);  // (SAME reads its argument twice)
+            SAME(x);
+        }
+        for (uint32_t u = 0; u <= 0x7F800000u; u += 251) {  // 0 .. +inf
+            float x;
+            memcpy(&x, &u, sizeof x);
+            SAME(x);
+            SAME(-x);
+        }
+        float ends[] = {-5, -1, 0, 1, 5, -0.0f, 1e-30f, -1e-30f, NAN, INFINITY, -INFINITY, 1.0000001f, -1.0000001f, FLT_MAX, -FLT_MAX};
+        for (int j = 0; j < 15; j++) SAME(ends[j]);
+#undef SAME
+    }
+    CHECK(same, "8-bit AdamW: the device quantizer (g3_adamw8_code) differs from the CPU step's");
+    if (same) printf("8-bit AdamW: the device quantizer equals the CPU step's on %ld values\n", checked);
+}
+
 // The gradient norm's AVX2 sums against the scalar ones, bit for bit: lengths that leave a
 // tail in every chunk, values over many decades.
 static void grad_norm_levels(void) {
@@ -158,6 +264,8 @@ static void grad_norm_levels(void) {
 
 int main(void) {
     adamw8_levels();
+    adamw8_backend_op();
+    adamw8_device_code();
     grad_norm_levels();
     STSet st;
     if (st_open(&st, "tests/data/adamw_ref.safetensors")) {

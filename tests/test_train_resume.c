@@ -4,7 +4,8 @@
 // and at random moments, restarting the same command until it finishes. The final weights,
 // optimizer state and every logged loss must equal the uninterrupted run's bit for bit. Also:
 // a resume with a changed --seq or --matmul is refused, --steps may be raised to continue, and
-// a --matmul bf16 run trains. G3_TEST_DEVICE=cuda runs all of it with --device cuda.
+// a --matmul bf16 run trains. G3_TEST_DEVICE=cuda runs all of it with --device cuda;
+// G3_TEST_OPTIM=adamw8bit with 8-bit AdamW (its codes and scales are the state to keep).
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,8 @@ static int run_train_mm(const char *out, const char *extra_env, long kill_after_
         int n = 26;
         if (matmul) argv[n++] = "--matmul", argv[n++] = (char *)matmul;
         if (dev) argv[n++] = "--device", argv[n++] = (char *)dev;
+        const char *optim = getenv("G3_TEST_OPTIM");
+        if (optim) argv[n++] = "--optim", argv[n++] = (char *)optim;
         argv[n] = NULL;
         execv(bin, argv);
         _exit(127);

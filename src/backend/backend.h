@@ -126,6 +126,10 @@ typedef struct {
 } G3SampleRow;
 enum { G3_SAMPLE_TOP_K_MAX = 256 };
 
+// The 8-bit AdamW's block (adamw8 below, train/optim.h): one absmax for each run of this many
+// moments of a tensor.
+enum { G3_ADAMW8_BLOCK = 256 };
+
 typedef struct G3Backend G3Backend;
 struct G3Backend {
     const char *name;  // "cpu", "cuda": used in messages
@@ -325,6 +329,13 @@ struct G3Backend {
     // writes into params drop it); the caller forces it after writing params by other means.
     int (*bf16_shadow)(G3Backend *be, const float *params, long n, int force);
     int (*adamw)(G3Backend *be, float *p, const float *g, float *m, float *v, long n, const float k[8], float decay_mul);
+    // The same step with 8-bit moments (--optim adamw8bit; kernels/adamw8.h) over one tensor's
+    // n parameters: blocks of G3_ADAMW8_BLOCK from p (the last may be short), each with codes
+    // mq, vq [n] and absmax mmax, vmax [ceil(n / G3_ADAMW8_BLOCK)], all in this backend's
+    // memory; decoded, stepped as adamw, re-encoded with the block's new absmax: the CPU's bits
+    // on every backend. Writes the bf16 copy as adamw does. The CPU's is g3_adamw8_blocks.
+    int (*adamw8)(G3Backend *be, float *p, const float *g, uint8_t *mq, uint8_t *vq, float *mmax, float *vmax, long n,
+                  const float k[8], float decay_mul);
 };
 
 // The process's CPU backend: the kernels of kernels.h at the ISA level g3_kernels_init chose

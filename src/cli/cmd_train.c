@@ -751,10 +751,9 @@ int cmd_train(int argc, char **argv) {
         size_t fb = 0, tb = 0;
         g3_backend_cuda_mem(be, &fb, &tb);
         peak = g3_backend_cuda_peak_bf16(be);
-        fprintf(stderr, "train: on %s (%s): %s; %.1f of %.1f GiB free\n", be->name, g3_backend_cuda_device(be),
-                rank1 ? "parameters, gradients, AdamW moments and activations in GPU memory (the rank-1 directions and moments on the host)"
-                      : "parameters, gradients, AdamW moments and activations in GPU memory",
-                fb / 1073741824.0, tb / 1073741824.0);
+        fprintf(stderr, "train: on %s (%s): parameters, gradients, %sAdamW moments and activations in GPU memory%s; %.1f of %.1f GiB free\n",
+                be->name, g3_backend_cuda_device(be), bits == 8 ? "8-bit " : "",
+                rank1 ? " (the rank-1 directions and moments on the host)" : "", fb / 1073741824.0, tb / 1073741824.0);
     }
     if (bf16 && !be)
         fprintf(stderr, "train: matrix products in bf16 (f32 sums, weights, gradients and optimizer state)%s\n",

@@ -16,9 +16,8 @@
 
 #include <stdint.h>
 
+#include "../kernels/adamw8.h"  // G3_ADAMW8_BLOCK, the code tables and quantizers
 #include "train.h"
-
-enum { G3_ADAMW8_BLOCK = 256 };
 
 typedef struct {
     double beta1, beta2, eps, weight_decay;
@@ -61,11 +60,13 @@ void g3_adamw_sync_frozen(G3AdamW *o, const G3TrainModel *tm);
 void g3_adamw_step(G3AdamW *o, float *params, const float *grads, double lr, float grad_scale);
 
 // Device-resident training (train_pass.c): after g3_train_ctx_resident(ctx) the parameters,
-// gradients and (32-bit) moments stay in the context's device memory; a step is
+// gradients and moments (32-bit, or 8-bit codes and block absmax) stay in the context's
+// device memory, the step running there through the backend's adamw / adamw8 op; a step is
 //   g3_train_ctx_zero_grads(ctx); accum x g3_train_forward_backward(...);
 //   g3_train_ctx_step(ctx, &opt, lr, clip, &norm);
-// and the host copies (tm->params, opt.m / opt.v) are brought up to date only by
-// g3_train_ctx_sync_host (before a checkpoint, a save or any host-side use of the weights);
+// and the host copies (tm->params; opt.m / opt.v, or opt.mq / vq / mmax / vmax) are brought
+// up to date only by g3_train_ctx_sync_host (before a checkpoint, a save or any host-side use
+// of the weights);
 // g3_train_ctx_reload sends host changes (a loaded checkpoint) back. On the CPU, or before
 // resident, these are the host calls (zero, norm + clip + step). 0 or -1; g3_train_ctx_step
 // also returns 1 when the gradient norm (*norm) is not finite (nothing updated) or the update
@@ -85,13 +86,5 @@ double g3_grad_norm(const float *g, int64_t n);
 // The factor torch.nn.utils.clip_grad_norm_ applies: max/(norm+1e-6) when norm > max, else 1.
 // max <= 0 disables clipping.
 float g3_clip_scale(double norm, double max);
-
-// The 8-bit code tables (256 values in [-1, 1] / [0, 1], ascending), and quantization to the
-// nearest code (the reference binary search, and the bucket-table one the step uses), exposed
-// for tests.
-const float *g3_qmap_signed(void);
-const float *g3_qmap_unsigned(void);
-uint8_t g3_quantize_nearest(const float *map, float x);
-uint8_t g3_quantize_nearest_fast(const float *map, float x);
 
 #endif

@@ -55,7 +55,9 @@ struct G3TrainCtx {
     // and, with backward, the host gradients in and out, so callers that step on the host
     // see no difference.
     int dev, resident;
-    float *dmom;         // resident training: AdamW's f32 moments on the device ([2n]: m, then v)
+    float *dmom;         // resident training: AdamW's moments on the device (dev_moments: 32-bit m, v [n] each;
+                         // 8-bit the absmax [nblocks] of m, of v, then the codes [n] of m, of v)
+    size_t dmom_bytes;
     const void *dmom_of; // the optimizer they belong to
     G3Model dm;
     G3Adapter *dlora, *dlora_grad;  // LoRA: the adapter and its gradients with factors in dparams / dgrads
@@ -627,14 +629,49 @@ int g3_train_ctx_zero_grads(G3TrainCtx *cx) {
     return be->zero(be, cx->dgrads, (size_t)cx->tm->n * sizeof(float));
 }
 
+// Where an optimizer's moments lie in cx->dmom, and the host arrays they copy: n pieces of
+// (device, host, bytes), one after the other. 32-bit: m [n], v [n] (ReLoRA's merge reads v at
+// dmom + n); 8-bit: the absmax of m's blocks and of v's [nblocks] each, then the codes of m
+// and of v [n] each (the floats first: every piece stays aligned). bytes: the total.
+typedef struct {
+    int n;
+    char *dev[4];
+    void *host[4];
+    size_t size[4], bytes;
+} DevMoments;
+
+static DevMoments dev_moments(char *base, const G3AdamW *o) {
+    DevMoments d = {.n = o->cfg.bits == 8 ? 4 : 2};
+    const size_t n = (size_t)o->n, nb = (size_t)o->nblocks * sizeof(float);
+    void *const h32[2] = {o->m, o->v}, *const h8[4] = {o->mmax, o->vmax, o->mq, o->vq};
+    const size_t s8[4] = {nb, nb, n, n};
+    for (int i = 0; i < d.n; i++) {
+        d.dev[i] = base ? base + d.bytes : NULL;
+        d.host[i] = d.n == 4 ? h8[i] : h32[i];
+        d.size[i] = d.n == 4 ? s8[i] : n * sizeof(float);
+        d.bytes += d.size[i];
+    }
+    return d;
+}
+
+// The optimizer's moments to the device (up) or back; the device copy must be o's.
+static int moments_copy(G3TrainCtx *cx, const G3AdamW *o, int up) {
+    G3Backend *be = cx->be;
+    const DevMoments d = dev_moments((char *)cx->dmom, o);
+    for (int i = 0; i < d.n; i++)
+        if (up ? be->to_device(be, d.dev[i], d.host[i], d.size[i]) : be->to_host(be, d.host[i], d.dev[i], d.size[i])) return -1;
+    return 0;
+}
+
 int g3_train_ctx_step(G3TrainCtx *cx, G3AdamW *o, double lr, double clip, double *norm_out) {
     G3TrainModel *tm = (G3TrainModel *)cx->tm;
     G3Backend *be = cx->be;
     const size_t nb = (size_t)tm->n * sizeof(float);
+    const int bits8 = o->cfg.bits == 8;
     *norm_out = NAN;
-    if (!cx->resident || o->cfg.bits != 32 || !be->adamw || !be->sumsq) {
-        // on the host (8-bit moments have no device kernel yet: the gradients come over and
-        // the parameters go back)
+    if (!cx->resident || (bits8 ? !be->adamw8 : !be->adamw) || !be->sumsq) {
+        // on the host (a device backend without the step: the gradients come over and the
+        // parameters go back)
         if (cx->resident && be->to_host(be, tm->grads, cx->dgrads, nb)) return -1;
         const double norm = g3_grad_norm(tm->grads, tm->n);
         *norm_out = norm;
@@ -645,8 +682,14 @@ int g3_train_ctx_step(G3TrainCtx *cx, G3AdamW *o, double lr, double clip, double
         return cx->resident && be->to_device(be, cx->dparams, tm->params, nb) ? -1 : 0;
     }
     if (cx->dmom_of != o) {  // the moments go over once (zeros, or a resumed run's)
-        if (!cx->dmom && !(cx->dmom = be->alloc(be, 2 * nb))) return -1;
-        if (be->to_device(be, cx->dmom, o->m, nb) || be->to_device(be, cx->dmom + tm->n, o->v, nb)) return -1;
+        const size_t bytes = dev_moments(NULL, o).bytes;
+        if (bytes > cx->dmom_bytes) {  // none yet, or an earlier optimizer's smaller state
+            if (cx->dmom) be->free(be, cx->dmom);
+            cx->dmom_bytes = 0;
+            if (!(cx->dmom = be->alloc(be, bytes))) return -1;
+            cx->dmom_bytes = bytes;
+        }
+        if (moments_copy(cx, o, 1)) return -1;
         cx->dmom_of = o;
     }
     const double ss = be->sumsq(be, cx->dgrads, (long)tm->n);
@@ -661,11 +704,15 @@ int g3_train_ctx_step(G3TrainCtx *cx, G3AdamW *o, double lr, double clip, double
     const float k[8] = {(float)c->beta1, (float)c->beta2, (float)(1 - c->beta1), (float)(1 - c->beta2), (float)(lr / bc1),
                         (float)(1 / sqrt(bc2)), (float)c->eps, g3_clip_scale(norm, clip)};
     const float mul_decay = (float)(1 - lr * c->weight_decay);
+    const DevMoments d = dev_moments((char *)cx->dmom, o);
     for (int s = 0; s < o->nseg; s++) {
         if (o->seg_skip[s]) continue;  // frozen for now (relora.h): no decay, moments kept, as on the host
-        const int64_t off = o->seg_off[s];
-        if (be->adamw(be, cx->dparams + off, cx->dgrads + off, cx->dmom + off, cx->dmom + tm->n + off, (long)o->seg_n[s], k,
-                      o->seg_decay[s] ? mul_decay : 1.0f))
+        const int64_t off = o->seg_off[s], b0 = o->seg_blk[s];
+        const float dm = o->seg_decay[s] ? mul_decay : 1.0f;
+        if (bits8 ? be->adamw8(be, cx->dparams + off, cx->dgrads + off, (uint8_t *)d.dev[2] + off, (uint8_t *)d.dev[3] + off,
+                               (float *)d.dev[0] + b0, (float *)d.dev[1] + b0, (long)o->seg_n[s], k, dm)
+                  : be->adamw(be, cx->dparams + off, cx->dgrads + off, (float *)d.dev[0] + off, (float *)d.dev[1] + off,
+                              (long)o->seg_n[s], k, dm))
             return -1;
     }
     const double ps = be->sumsq(be, cx->dparams, (long)tm->n);  // e.g. a huge lr: finite gradients, then overflow
@@ -678,9 +725,7 @@ int g3_train_ctx_sync_host(G3TrainCtx *cx, G3AdamW *o) {
     const G3TrainModel *tm = cx->tm;
     const size_t nb = (size_t)tm->n * sizeof(float);
     if (be->to_host(be, tm->params, cx->dparams, nb)) return -1;
-    if (o && cx->dmom && cx->dmom_of == o && (be->to_host(be, o->m, cx->dmom, nb) || be->to_host(be, o->v, cx->dmom + tm->n, nb)))
-        return -1;
-    return 0;
+    return o && cx->dmom && cx->dmom_of == o ? moments_copy(cx, o, 0) : 0;
 }
 
 int g3_train_ctx_reload(G3TrainCtx *cx, const G3AdamW *o) {
@@ -690,9 +735,7 @@ int g3_train_ctx_reload(G3TrainCtx *cx, const G3AdamW *o) {
     const G3TrainModel *tm = cx->tm;
     const size_t nb = (size_t)tm->n * sizeof(float);
     if (be->to_device(be, cx->dparams, tm->params, nb)) return -1;
-    if (o && cx->dmom && cx->dmom_of == o && (be->to_device(be, cx->dmom, o->m, nb) || be->to_device(be, cx->dmom + tm->n, o->v, nb)))
-        return -1;
-    return 0;
+    return o && cx->dmom && cx->dmom_of == o ? moments_copy(cx, o, 1) : 0;
 }
 
 // ---- ReLoRA's merge on the device ----

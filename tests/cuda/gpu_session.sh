@@ -65,9 +65,12 @@ fi
 if want model && room 60; then
     timeout $(( $(left) - 20 )) build/cuda/tests/test_cuda_model >"$O/test_cuda_model.log" 2>&1; say "test_cuda_model: exit $? -- $(tail -1 "$O/test_cuda_model.log")"
 fi
-if want resume && room 100; then  # issue 17: SIGKILL in and between checkpoint writes, resumed bit for bit on the GPU
+if want resume && room 190; then  # issue 17: SIGKILL in and between checkpoint writes, resumed bit for bit on the GPU
     G3_TEST_DEVICE=cuda BIN=./gemma3 timeout 90 build/cuda/tests/test_train_resume >"$O/test_train_resume.log" 2>&1
     say "test_train_resume --device cuda: exit $? -- $(tail -1 "$O/test_train_resume.log")"; grep -hE "FAIL|uninterrupted" "$O/test_train_resume.log" | head -5
+    # the same with 8-bit AdamW: its codes and block scales live on the GPU and go into each checkpoint
+    G3_TEST_DEVICE=cuda G3_TEST_OPTIM=adamw8bit BIN=./gemma3 timeout 90 build/cuda/tests/test_train_resume >"$O/test_train_resume8.log" 2>&1
+    say "test_train_resume --device cuda --optim adamw8bit: exit $? -- $(tail -1 "$O/test_train_resume8.log")"; grep -hE "FAIL|uninterrupted" "$O/test_train_resume8.log" | head -5
 fi
 if want sae && room 200; then  # issue 24: sae train end to end on the GPU, and its speed
     [ -f /tmp/g3-1b/config.json ] || ./gemma3 init --shape 1b --out /tmp/g3-1b >/dev/null 2>&1

@@ -4,11 +4,12 @@
 # the GPU against the same run on the machine's CPU (validation loss within noise); a GPU run
 # killed with SIGKILL mid-run, then resumed by running the same command again; a run of 100
 # steps on the GPU continued to 200 on the CPU (the checkpoint format is shared). Needs a CUDA
-# build (./gemma3). Prints one line per run with its last validation loss.
+# build (./gemma3). Prints one line per run with its last validation loss. OPTIM=adamw8bit: all
+# of it with 8-bit AdamW (the moments' codes and scales on the GPU, in the checkpoints).
 set -u
 D=${DATA:-.gpudata}
 TOK=tests/data/tokenizer/tokenizer.model
-COMMON="--init stories --tokenizer $TOK --data $D/train.txt --val $D/valid.txt --steps 200 --batch 8 --seq 128 --warmup 20 --lr 3e-3 --eval-every 50 --eval-batches 8 --save-every 50 --log-every 50 --seed 3"
+COMMON="--init stories --tokenizer $TOK --data $D/train.txt --val $D/valid.txt --steps 200 --batch 8 --seq 128 --warmup 20 --lr 3e-3 --eval-every 50 --eval-batches 8 --save-every 50 --log-every 50 --seed 3${OPTIM:+ --optim $OPTIM}"
 val() { grep -o 'val [0-9.]*' "$1" | tail -1; }
 rm -rf /tmp/st-*
 T0=$(date +%s.%N); ./gemma3 train $COMMON --out /tmp/st-gpu --device cuda >/tmp/st-gpu.log 2>&1; echo "gpu 200 steps: rc $? $(val /tmp/st-gpu.log) ($(python3 -c "print(round($(date +%s.%N)-$T0,1))") s)"

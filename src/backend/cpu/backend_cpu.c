@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../../base/base.h"
+#include "../../kernels/adamw8.h"
 #include "../../kernels/kernels.h"
 #include "../../kernels/ops.h"
 #include "../../kernels/train_ops.h"
@@ -279,6 +280,21 @@ static size_t cpu_attention_workspace(G3Backend *be, int B, int T, int NH, int H
     return (2 * (size_t)B * T * NH * HD + (size_t)omp_get_max_threads() * g3_attention_scratch(T, HD)) * sizeof(float);
 }
 
+// ---- the optimizer ----
+
+// AdamW's 8-bit step over one tensor: the kernel train/optim.c runs on the host, its blocks
+// shared among the threads (with few blocks, one thread: a norm's 1-4 blocks are not worth a
+// team).
+static int cpu_adamw8(G3Backend *be, float *p, const float *g, uint8_t *mq, uint8_t *vq, float *mmax, float *vmax, long n,
+                      const float k[8], float decay_mul) {
+    (void)be;
+    const G3AdamWK ks = g3_adamw_k(k);
+    g3_adamw8_tables();  // built before the threads read them
+#pragma omp parallel if (n > 16 * G3_ADAMW8_BLOCK)
+    g3_adamw8_blocks(&ks, decay_mul, p, g, mq, vq, mmax, vmax, n);
+    return 0;
+}
+
 // ---- the instance ----
 
 static int cpu_argmax(G3Backend *be, int32_t *out, const float *x, int R, int n) {
@@ -339,6 +355,7 @@ static G3Backend cpu = {
     .bias_act = g3_cpu_bias_act,
     .attention_full_workspace = g3_cpu_attention_full_workspace,
     .attention_full = g3_cpu_attention_full,
+    .adamw8 = cpu_adamw8,
 };
 
 G3Backend *g3_backend_cpu(void) {

@@ -25,6 +25,7 @@ extern "C" {
 #include "../../base/base.h"
 #include "../backend.h"
 }
+#include "../../kernels/adamw8.h"  // g3_adamw8_tables (its own extern "C")
 
 namespace {
 
@@ -81,6 +82,7 @@ struct CudaBackend {
     uint16_t *shadow;
     size_t shadow_cap;
     int shadow_ok;  // the copy equals shadow_src rounded
+    float *q8_tables;  // adamw8: the code maps and thresholds of g3_adamw8_tables, uploaded at its first call
     // the embedding's backward without a wait (see cu_embed_backward): the forward's ids
     // copied to the host as they go by, the rows grouped there, uploaded from pinned memory
     int trains;              // embed_backward was called once: cu_embed stages its ids from then on
@@ -745,6 +747,25 @@ int cu_adamw(G3Backend *be, float *p, const float *g, float *m, float *v, long n
     return g3cu_adamw(cb->cu, p, pb, g, m, v, n, &ka, decay_mul);
 }
 
+int cu_adamw8(G3Backend *be, float *p, const float *g, uint8_t *mq, uint8_t *vq, float *mmax, float *vmax, long n, const float k[8],
+              float decay_mul) {
+    const G3CuAdamW ka = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]};
+    CudaBackend *cb = cb_of(be);
+    if (!cb->q8_tables) {  // the CPU's own tables, so that the codes are the CPU's
+        const size_t bytes = 4 * 256 * sizeof(float);
+        float *t = (float *)g3cu_malloc(cb->cu, bytes);
+        if (!t || g3cu_upload(cb->cu, t, g3_adamw8_tables(), bytes)) {
+            g3cu_free(cb->cu, t);
+            return g3_error_prefix("the 8-bit AdamW code tables");
+        }
+        cb->q8_tables = t;
+    }
+    uint16_t *pb = NULL;  // the weights' bf16 copy as in cu_adamw
+    if (cb->shadow_ok && p >= cb->shadow_src && p + n <= cb->shadow_src + cb->shadow_n) pb = cb->shadow + (p - cb->shadow_src);
+    else written(cb, p, (size_t)n * sizeof(float));
+    return g3cu_adamw8(cb->cu, p, pb, g, mq, vq, mmax, vmax, n, cb->q8_tables, &ka, decay_mul);
+}
+
 // ---- attention over the cache ----
 
 // The rows' metadata for these segments, on the device: rebuilt only when the segments
@@ -984,6 +1005,7 @@ void cu_destroy(G3Backend *be) {
     g3cu_free(cb->cu, cb->mask_d);
     g3cu_sampler_free(cb->sampler);
     g3cu_free(cb->cu, cb->shadow);
+    g3cu_free(cb->cu, cb->q8_tables);
     for (auto &r : cb->rnd) g3cu_free(cb->cu, r.buf);
     g3cu_free(cb->cu, cb->grp_d);
     cudaFreeHost(cb->ids_h);
@@ -1037,7 +1059,7 @@ template <typename R, typename... A> Wrap<R, A...> wrap_of(R (*)(G3Backend *, A.
             T::name = #op;                                                          \
             T::product = !strcmp(#op, "linear") || !strcmp(#op, "linear_dx") || !strcmp(#op, "gemm") ||   \
                          !strcmp(#op, "cross_entropy");                                             \
-            T::adamw = !strcmp(#op, "adamw");                                       \
+            T::adamw = !strcmp(#op, "adamw") || !strcmp(#op, "adamw8");             \
             be->op = T::call;                                                       \
         }                                                                           \
     } while (0)
@@ -1047,7 +1069,7 @@ void wrap_ops(G3Backend *be) {
     WRAP(linear); WRAP(linear_multi); WRAP(linear_geglu); WRAP(gemm); WRAP(linear_dx);
     WRAP(rmsnorm_backward); WRAP(rope_backward); WRAP(geglu_backward); WRAP(mlp_down_backward);
     WRAP(embed_backward); WRAP(cross_entropy); WRAP(attention); WRAP(attention_backward);
-    WRAP(zero); WRAP(sumsq); WRAP(adamw); WRAP(bf16_shadow); WRAP(rmsnorm); WRAP(rope); WRAP(geglu); WRAP(embed);
+    WRAP(zero); WRAP(sumsq); WRAP(adamw); WRAP(adamw8); WRAP(bf16_shadow); WRAP(rmsnorm); WRAP(rope); WRAP(geglu); WRAP(embed);
     WRAP(add); WRAP(axpy); WRAP(dropout); WRAP(attention_masked); WRAP(attention_masked_backward);
     WRAP(softcap); WRAP(argmax); WRAP(attention_cache); WRAP(attention_cache_append); WRAP(kv_append);
     WRAP(segments); WRAP(replay); WRAP(qk_norm_rope); WRAP(add_rmsnorm); WRAP(layernorm); WRAP(bias_act);
@@ -1126,6 +1148,7 @@ extern "C" G3Backend *g3_backend_cuda_open(void) {
     be->zero = cu_zero;
     be->sumsq = cu_sumsq;
     be->adamw = cu_adamw;
+    be->adamw8 = cu_adamw8;
     be->rmsnorm = cu_rmsnorm;
     be->rope = cu_rope;
     be->geglu = cu_geglu;

@@ -236,6 +236,11 @@ typedef struct {
 } G3CuAdamW;
 int g3cu_adamw(G3Cuda *cu, float *p, uint16_t *pb, const float *g, float *m, float *v, long n, const G3CuAdamW *k,
                float decay_mul);
+// The same step with 8-bit moments (kernels/adamw8.h g3_adamw8_blocks, the same bits) over
+// one tensor's n parameters: codes mq, vq [n], absmax mmax, vmax [ceil(n / 256)], tables the
+// device copy of g3_adamw8_tables() ([4][256] floats); pb as above.
+int g3cu_adamw8(G3Cuda *cu, float *p, uint16_t *pb, const float *g, uint8_t *mq, uint8_t *vq, float *mmax, float *vmax, long n,
+                const float *tables, const G3CuAdamW *k, float decay_mul);
 // *out = sum of x[i]^2 in double (waits for the stream).
 int g3cu_sumsq(G3Cuda *cu, double *out, const float *x, long n);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common.cuh"
+#include "../../kernels/adamw8.h"  // g3_adamw8_code: the quantizer the CPU tests hold to the reference
 
 namespace {
 
@@ -294,6 +295,51 @@ __global__ void adamw_k(float *__restrict__ p, uint16_t *__restrict__ pb, const 
     }
 }
 
+// The 8-bit step (kernels/adamw8.c's block step, the same bits): one 8-bit block of
+// G3_ADAMW8_BLOCK values per iteration of a thread block, thread j on value j. Decode with
+// the block's absmax, adamw_k's operations, then the block's new absmax by a block reduction
+// (a max, so its order does not matter; each value is first folded with 0 by fmaxf, which
+// drops a NaN as the CPU's running fmaxf from 0 does) and the re-encoding: the CPU's
+// 1 / absmax (0 for 0), the product, and the nearest code by the thresholds (g3_adamw8_code).
+// The maps and thresholds (g3_adamw8_tables' [4][256]) go to shared memory once per thread
+// block: a grid-stride loop over the blocks, so that load is paid once per thread block.
+static_assert(G3_ADAMW8_BLOCK == 256, "adamw8_k: one thread per value of a block of 256");
+__global__ void __launch_bounds__(256) adamw8_k(float *__restrict__ p, uint16_t *__restrict__ pb, const float *__restrict__ g,
+                                                uint8_t *__restrict__ mq, uint8_t *__restrict__ vq, float *__restrict__ mmax,
+                                                float *__restrict__ vmax, long n, const float *__restrict__ tables, G3CuAdamW k,
+                                                float decay_mul) {
+    __shared__ float qs[256], qu[256], ts[256], tu[256];
+    const int j = threadIdx.x;
+    qs[j] = tables[j], qu[j] = tables[256 + j], ts[j] = tables[512 + j], tu[j] = tables[768 + j];
+    __syncthreads();
+    const long nb = (n + 255) / 256;
+    for (long b = blockIdx.x; b < nb; b += gridDim.x) {
+        const long i = b * 256 + j;
+        const bool in = i < n;
+        const float ma = mmax[b], va = vmax[b];  // read by every thread before the reduction's barrier; thread 0 writes after it
+        float mv = 0.0f, vv = 0.0f;
+        if (in) {
+            const float m = __fmul_rn(qs[mq[i]], ma), v = __fmul_rn(qu[vq[i]], va);
+            const float gg = __fmul_rn(g[i], k.scale);
+            const float pv = __fmul_rn(p[i], decay_mul);
+            mv = __fadd_rn(__fmul_rn(k.b1, m), __fmul_rn(k.omb1, gg));
+            vv = __fadd_rn(__fmul_rn(k.b2, v), __fmul_rn(__fmul_rn(k.omb2, gg), gg));
+            const float denom = __fadd_rn(__fmul_rn(__fsqrt_rn(vv), k.inv_sqrt_bc2), k.eps);
+            const float pn = __fsub_rn(pv, __fmul_rn(k.step_size, __fdiv_rn(mv, denom)));
+            p[i] = pn;
+            if (pb) pb[i] = to_bf16(pn);
+        }
+        const float mx = block_max_nt<256>(in ? fmaxf(0.0f, fabsf(mv)) : 0.0f);
+        const float vx = block_max_nt<256>(in ? fmaxf(0.0f, vv) : 0.0f);
+        if (in) {
+            const float mi = mx > 0.0f ? __fdiv_rn(1.0f, mx) : 0.0f, vi = vx > 0.0f ? __fdiv_rn(1.0f, vx) : 0.0f;
+            mq[i] = g3_adamw8_code(ts, __fmul_rn(mv, mi));
+            vq[i] = g3_adamw8_code(tu, __fmul_rn(vv, vi));
+        }
+        if (j == 0) mmax[b] = mx, vmax[b] = vx;
+    }
+}
+
 // per-block partial sums of squares in double; the host adds the partials in block order
 __global__ void sumsq_k(double *__restrict__ part, const float *__restrict__ x, long n) {
     __shared__ double red[32];
@@ -310,6 +356,13 @@ extern "C" int g3cu_adamw(G3Cuda *cu, float *p, uint16_t *pb, const float *g, fl
     if (n <= 0) return 0;
     adamw_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(p, pb, g, m, v, n, *k, decay_mul);
     return g3cu_launched("adamw");
+}
+
+extern "C" int g3cu_adamw8(G3Cuda *cu, float *p, uint16_t *pb, const float *g, uint8_t *mq, uint8_t *vq, float *mmax, float *vmax,
+                           long n, const float *tables, const G3CuAdamW *k, float decay_mul) {
+    if (n <= 0) return 0;
+    adamw8_k<<<g3cu_grid(cu, n), 256, 0, cu->stream>>>(p, pb, g, mq, vq, mmax, vmax, n, tables, *k, decay_mul);
+    return g3cu_launched("adamw8");
 }
 
 extern "C" int g3cu_sumsq(G3Cuda *cu, double *out, const float *x, long n) {
