@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "../backend/backend.h"
 #include "../base/base.h"
 #include "../kernels/cpu/quant_dot.h"
 #include "../kernels/cpu/quant_q4x16.h"
@@ -53,9 +54,12 @@ int g3_model_repack(G3Model *m) {
     // only a read-only file mapping may give its pages back (a GGUF source maps its file;
     // memory of a model built in memory would be lost)
     const int mapped = m->src && m->src->kind && !strcmp(m->src->kind, "gguf");
+    // the copies are for the CPU's kernels: where a GPU is there (the default device then),
+    // the weights go to it and a copy would only hold memory the page cache could reclaim
+    const int copy = mapped && g3_backend_cuda_devices() <= 0;
     for (int i = 0; i < m->nt; i++) {
         G3Tensor *t = &m->t[i];
-        if (mapped && (t->dtype != G3_Q4_0 || !vnni) && t->ndim == 2 && t->data && !t->copy && !t->packed) {
+        if (copy && (t->dtype != G3_Q4_0 || !vnni) && t->ndim == 2 && t->data && !t->copy && !t->packed) {
             // the stored bytes, moved into huge pages (the copy is data from now on; the
             // mapping's pages go back to the page cache, so memory holds one copy)
             void *p = alloc_big((size_t)t->nbytes);
