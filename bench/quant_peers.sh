@@ -81,7 +81,7 @@ if [ -n "$bw" ]; then
 fi
 # per round: gemma3.c against llama.cpp (and against base), same file, back to back
 echo "== ratios per round (gemma3.c / llama.cpp${BASE:+; gemma3.c / base}): prefill, decode"
-awk '$3 == "round" { sub(":", "", $4); v[$1 " " $2 " " $4 " p"] = $6; v[$1 " " $2 " " $4 " d"] = $8; if ($4 > nr) nr = $4; ty[$2] = 1 }
+awk '$3 == "round" && $1 != "read" { sub(":", "", $4); v[$1 " " $2 " " $4 " p"] = $6; v[$1 " " $2 " " $4 " d"] = $8; if ($4 > nr) nr = $4; ty[$2] = 1 }
   function q(a, b) { return (a > 0 && b > 0) ? sprintf("x%.2f", a / b) : "-" }
   END { for (t in ty) { line = sprintf("%-13s", t)
           for (r = 1; r <= nr; r++) {
