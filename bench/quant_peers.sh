@@ -6,7 +6,8 @@
 #   DIR_OF_GGUF holds 1b-BF16.gguf 1b-Q8_0.gguf 1b-Q4_0.gguf 1b-Q4_K_M.gguf (any subset; gemma3
 #   quantize's), and optionally 1b-llama-Q4_0.gguf 1b-llama-Q4_K_M.gguf (llama-quantize's)
 #   LLAMA_BIN_DIR: llama.cpp's build/bin (cmake -DGGML_NATIVE=ON, the source of node-llama-cpp)
-# Prints one line per (engine, type, round), then the medians. gemma3.c's figures are its
+# Prints one line per (engine, type, round), the medians, then each round's ratios
+# (BASE=BINARY also runs a second gemma3, e.g. main's build, after BIN on each file). gemma3.c's figures are its
 # generate report (prefill of PROMPT ids, decode of GEN tokens); llama.cpp's are llama-bench's
 # pp PROMPT / tg GEN. Never fails for a missing peer: it reports and goes on.
 set -u
@@ -21,6 +22,9 @@ LLAMA_BENCH=${LLAMA_BENCH:-}
 [ -z "$LLAMA_BENCH" ] && [ -x "$LB/llama-bench" ] && LLAMA_BENCH="$LB/llama-bench"
 [ -n "$LLAMA_BENCH" ] || echo "quant_peers: no llama-bench in $LB: gemma3.c alone"
 BIN=${BIN:-./gemma3}
+# BASE: a second gemma3 binary (e.g. main's build) run right after BIN on each file, reported
+# as "base": a change measured against its base in the same rounds
+BASE=${BASE:-}
 T=${G3_BENCH_THREADS:-2}
 # G3_BENCH_PASSIVE=1: threads that wait by sleeping in both engines (llama-bench --poll 0,
 # OMP_WAIT_POLICY=passive for both, as ggml may use OpenMP): on a machine with more runnable threads than cores, spinning
@@ -46,13 +50,15 @@ for r in $(seq "$ROUNDS"); do
       pp=$(col avg_ts pp) tg=$(col avg_ts tg)
       echo "llama.cpp $ty round $r: prefill $pp decode $tg" | tee -a "$out"
     fi
-    line=$(env OMP_NUM_THREADS=$T $OMPWAIT "$BIN" generate --model "$f" --ids "$ids" --max-tokens "$N" 2>&1 | grep 'prefill .* tok/s, decode' | tail -1)
-    pp=$(echo "$line" | sed -n 's/.*prefill \([0-9.]*\) tok\/s.*/\1/p') tg=$(echo "$line" | sed -n 's/.*decode \([0-9.]*\) tok\/s.*/\1/p')
-    echo "gemma3.c $ty round $r: prefill $pp decode $tg" | tee -a "$out"
+    for eb in "gemma3.c $BIN" ${BASE:+"base $BASE"}; do
+      line=$(env OMP_NUM_THREADS=$T $OMPWAIT "${eb#* }" generate --model "$f" --ids "$ids" --max-tokens "$N" 2>&1 | grep 'prefill .* tok/s, decode' | tail -1)
+      pp=$(echo "$line" | sed -n 's/.*prefill \([0-9.]*\) tok\/s.*/\1/p') tg=$(echo "$line" | sed -n 's/.*decode \([0-9.]*\) tok\/s.*/\1/p')
+      echo "${eb%% *} $ty round $r: prefill $pp decode $tg" | tee -a "$out"
+    done
   done
 done
 echo "== medians over $ROUNDS rounds (prefill $P, decode $N, $T threads; load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
-for eng in llama.cpp gemma3.c; do
+for eng in llama.cpp gemma3.c ${BASE:+base}; do
   for ty in $TYPES; do
     for k in prefill decode; do
       v=$(grep "^$eng $ty " "$out" | sed -n "s/.* $k \([0-9.]*\).*/\1/p" | sort -g | awk '{a[NR]=$1}END{if(NR)print (NR%2?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2)}')
@@ -63,7 +69,7 @@ done
 bw=$(sed -n 's/^read bandwidth round [0-9]*: \([0-9.]*\) GB\/s/\1/p' "$out" | sort -g | awk '{a[NR]=$1}END{if(NR)print (NR%2?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2)}')
 if [ -n "$bw" ]; then
   echo "== decode's share of the read bandwidth (median $bw GB/s; bytes per token: the file's)"
-  for eng in llama.cpp gemma3.c; do
+  for eng in llama.cpp gemma3.c ${BASE:+base}; do
     for ty in $TYPES; do
       f=$DIR/1b-$ty.gguf
       [ -f "$f" ] || continue
@@ -73,4 +79,13 @@ if [ -n "$bw" ]; then
     done
   done
 fi
+# per round: gemma3.c against llama.cpp (and against base), same file, back to back
+echo "== ratios per round (gemma3.c / llama.cpp${BASE:+; gemma3.c / base}): prefill, decode"
+awk '$3 == "round" && $1 != "read" { sub(":", "", $4); v[$1 " " $2 " " $4 " p"] = $6; v[$1 " " $2 " " $4 " d"] = $8; if ($4 > nr) nr = $4; ty[$2] = 1 }
+  function q(a, b) { return (a > 0 && b > 0) ? sprintf("x%.2f", a / b) : "-" }
+  END { for (t in ty) { line = sprintf("%-13s", t)
+          for (r = 1; r <= nr; r++) {
+            line = line sprintf(" | r%d %s %s", r, q(v["gemma3.c " t " " r " p"], v["llama.cpp " t " " r " p"]), q(v["gemma3.c " t " " r " d"], v["llama.cpp " t " " r " d"]))
+            if (("base " t " " r " d") in v) line = line sprintf(" (base %s %s)", q(v["gemma3.c " t " " r " p"], v["base " t " " r " p"]), q(v["gemma3.c " t " " r " d"], v["base " t " " r " d"])) }
+          print line } }' "$out"
 rm -f "$out"

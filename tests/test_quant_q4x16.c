@@ -39,8 +39,9 @@ static G3BlockQ4_0 *random_rows(int N, int nb) {
 }
 
 static void test_kernels(int level) {
-    const int Ns[] = {1, 5, 16, 17, 37}, nbs[] = {1, 2, 3, 36};
+    const int Ns[] = {1, 5, 16, 17, 37, 64}, nbs[] = {1, 2, 3, 36};
     const G3Q4x16Gemv gemv = g3_q4x16_gemv(level);
+    const G3Q4x16Gemv2 gemv2 = g3_q4x16_gemv2(level);
     for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
         for (size_t bi = 0; bi < sizeof nbs / sizeof *nbs; bi++) {
             const int N = Ns[ni], nb = nbs[bi], K = nb * 32, ng = (N + 15) / 16;
@@ -51,7 +52,7 @@ static void test_kernels(int level) {
             g3_quantize_q8a(a, x, nb);
             void *p = g3_malloc_aligned((size_t)g3_q4x16_bytes(N, nb));
             g3_q4x16_pack(p, q, nb * (int64_t)sizeof *q, N, nb);
-            int bad_ref = 0, bad_lvl = 0, bad_panel = 0;
+            int bad_ref = 0, bad_lvl = 0, bad_panel = 0, bad_two = 0, bad_two_ref = 0;
             G3QPanelBlock *pa = malloc((size_t)nb * sizeof *pa), *pb = malloc((size_t)nb * sizeof *pb);
             for (int g = 0; g < ng; g++) {
                 const int nr = N - 16 * g < 16 ? N - 16 * g : 16;
@@ -68,7 +69,19 @@ static void test_kernels(int level) {
                 g3_q4x16_to_panel(pa, g3_q4x16_group(p, g, nb), nb);
                 g3_qgemm_pack(pb, G3_Q4_0, q + (size_t)16 * g * nb, nb * (int64_t)sizeof *q, nr, nb);
                 bad_panel += memcmp(pa, pb, (size_t)nb * sizeof *pa) != 0;
+                if (16 * (g + 2) <= N) {  // two full groups from g: the two-group kernels
+                    float y2[32], y2r[32];
+                    gemv2(y2, g3_q4x16_group(p, g, nb), nb, a);
+                    g3_q4x16_gemv2_ref(y2r, g3_q4x16_group(p, g, nb), nb, a);
+                    for (int r = 0; r < 32; r++) {
+                        const float want = g3_qdot_q4_0_ref(q + (size_t)(16 * g + r) * nb, a, nb);
+                        bad_two += memcmp(&y2[r], &want, 4) != 0;
+                        bad_two_ref += memcmp(&y2r[r], &want, 4) != 0;
+                    }
+                }
             }
+            CHECK(bad_two_ref == 0, "two-group reference, N %d nb %d: %d rows differ from g3_qdot_q4_0_ref", N, nb, bad_two_ref);
+            CHECK(bad_two == 0, "two-group kernel, level %s, N %d nb %d: %d rows differ from g3_qdot_q4_0_ref", g3_qdot_level_name(level), N, nb, bad_two);
             CHECK(bad_ref == 0, "reference on repacked rows, N %d nb %d: %d rows differ from g3_qdot_q4_0_ref", N, nb, bad_ref);
             CHECK(bad_lvl == 0, "level %s, N %d nb %d: %d rows differ from g3_qdot_q4_0_ref", g3_qdot_level_name(level), N, nb, bad_lvl);
             CHECK(bad_panel == 0, "N %d nb %d: %d groups' panels differ from g3_qgemm_pack's", N, nb, bad_panel);

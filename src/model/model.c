@@ -218,7 +218,7 @@ int g3_model_load(G3Model *m, const char *dir) {
 
 void g3_model_free(G3Model *m) {
     if (m->t)
-        for (int i = 0; i < m->nt; i++) free(m->t[i].normf), g3_free_aligned(m->t[i].packed);
+        for (int i = 0; i < m->nt; i++) free(m->t[i].normf), g3_free_aligned(m->t[i].packed), g3_free_aligned(m->t[i].copy);
     free(m->t);
     g3_source_close(m->src);
     memset(m, 0, sizeof *m);

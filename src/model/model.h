@@ -39,6 +39,8 @@ typedef struct {
     const void *data;    // in the mapping (or owned, for models built in memory)
     float *normf;        // norms stored in another type than F32: their f32 copy (w, without the 1)
     void *packed;        // NULL, or the weight repacked for the CPU kernels (model/repack.c; owned)
+    void *copy;          // NULL, or the stored bytes copied into huge pages at load: data points
+                         // to it (model/repack.c; owned)
 } G3Tensor;
 
 typedef struct {
@@ -77,10 +79,12 @@ int g3_model_set(G3Model *m, int i, G3DType dt, const void *data);
 int g3_model_source_tensor(const G3Model *m, const char *canonical, G3SourceTensor *out);
 void g3_model_free(G3Model *m);
 // Repacks the weights that a CPU kernel reads faster in its own layout (Q4_0 matrices, when the
-// CPU has AVX512-VNNI: kernels/cpu/quant_q4x16.h) into t->packed; g3_model_load calls it
-// (G3_REPACK=0 in the environment: not). The stored bytes stay (saving, exact mode read them);
-// a mapped file's pages of a repacked tensor are released to the page cache, so the memory
-// holds one copy. 0, or -1 out of memory (then nothing is repacked).
+// CPU has AVX512-VNNI: kernels/cpu/quant_q4x16.h) into t->packed, and copies every other
+// matrix of a mapped GGUF into huge pages (t->copy, t->data pointing to it: the same bytes);
+// g3_model_load calls it (G3_REPACK=0 in the environment: not). The stored bytes stay (saving,
+// exact mode read them); a mapped file's pages of a repacked or copied tensor are released to
+// the page cache, so the memory holds one copy. 0, or -1 out of memory (then nothing is
+// repacked; the tensors already copied keep their copies).
 int g3_model_repack(G3Model *m);
 
 // The weight handle of t: a matrix [out, in] as stored, a vector as one row; host memory.

@@ -30,7 +30,7 @@ typedef struct {
     float *ablk;             // [nthreads][AB][S + 2 HD]
     float *scores;           // [n][S] one head's scores (hooked path)
     float *hq, *ho;          // [R][HD]
-    float *tscores;          // [nthreads][S]
+    float *tscores;          // [nthreads][NH / NKV][S]
     int S, nthreads;
 } Attn;
 
@@ -141,28 +141,33 @@ static void attend_hooked(const Attn *A, const G3Segment *sg, int segi, int r0, 
     }
 }
 
-// One row (decode), one query head, reading keys straight from the cache: row r of the call
-// holds position p of segment sg.
-static void attend_row(const Attn *A, const G3Segment *sg, int r, int p, int h, float *sc) {
+// One row (decode), heads h0 .. h0 + nh - 1 of one kv head, reading keys straight from the
+// cache: row r of the call holds position p of segment sg. The heads of a kv head read the
+// same keys and values: one pass over them serves them all (each row is read from memory once
+// and then from the L1 for the other heads), where a task per head read the whole window once
+// per head (1B: 4 heads on one kv head, 1 MB of keys and values a layer at 512 positions).
+// Per head the arithmetic and its order are a single head's (scores, softmax, the axpys in
+// key order), so the results do not depend on nh.
+static void attend_row(const Attn *A, const G3Segment *sg, int r, int p, int h0, int nh, float *sc) {
     const G3KVCache *kv = A->kv;
-    const int HD = kv->hd, NH = A->NH, NKV = kv->nkv, kh = h / (NH / NKV), W = A->window, l = A->layer;
+    const int HD = kv->hd, NH = A->NH, NKV = kv->nkv, kh = h0 / (NH / NKV), W = A->window, l = A->layer;
     const int end = key_end(sg, p - sg->pos0), lo = W > 0 ? G3_MAX(0, p - (W - 1)) : 0, S = end - lo;
     const int r0 = r - (p - sg->pos0);  // the segment's first row
-    const float *q = A->q + (long)r * NH * HD + (long)h * HD;
+    const float *q = A->q + (long)r * NH * HD + (long)h0 * HD;  // [nh][HD]
     for (int j = 0; j < S; j++) {
         int kp = lo + j;
         const float *kr = kp < sg->pos0 ? cache_row(kv->k[l], kv, l, sg->seq, kh, kp)
                                         : A->k + (long)(r0 + kp - sg->pos0) * NKV * HD + (long)kh * HD;
-        sc[j] = masked(g3_dot(q, kr, HD) * A->scale, p, kp, end, W, A->softcap);
+        for (int i = 0; i < nh; i++) sc[(long)i * S + j] = masked(g3_dot(q + (long)i * HD, kr, HD) * A->scale, p, kp, end, W, A->softcap);
     }
-    g3_softmax(sc, S);
-    float *out = A->out + (long)r * NH * HD + (long)h * HD;
-    memset(out, 0, (size_t)HD * sizeof(float));
+    float *out = A->out + (long)r * NH * HD + (long)h0 * HD;  // [nh][HD]
+    for (int i = 0; i < nh; i++) g3_softmax(sc + (long)i * S, S);
+    memset(out, 0, (size_t)nh * HD * sizeof(float));
     for (int j = 0; j < S; j++) {
         int kp = lo + j;
         const float *vr = kp < sg->pos0 ? cache_row(kv->v[l], kv, l, sg->seq, kh, kp)
                                         : A->v + (long)(r0 + kp - sg->pos0) * NKV * HD + (long)kh * HD;
-        g3_axpy(out, sc[j], vr, HD);
+        for (int i = 0; i < nh; i++) g3_axpy(out + (long)i * HD, sc[(long)i * S + j], vr, HD);
     }
 }
 
@@ -170,13 +175,15 @@ typedef struct {
     const Attn *A;
     const G3Segment *segs;
     const int *seg, *row, *pos;
+    int hg;  // heads per task (a divisor of the heads per kv head)
 } RowJob;
 
-// Task i of the one-row tasks: row i / NH, head i % NH, with thread tid's scores.
+// Task i of the one-row tasks: row i / (NH / hg), heads hg * (i % (NH / hg)) on, with thread
+// tid's scores ([hg][S]).
 static void row_task(void *ctx, int i, int tid) {
     const RowJob *j = ctx;
-    const int t = i / j->A->NH, h = i % j->A->NH;
-    attend_row(j->A, &j->segs[j->seg[t]], j->row[t], j->pos[t], h, j->A->tscores + (long)tid * j->A->S);
+    const int per = j->A->NH / j->hg, t = i / per, h0 = i % per * j->hg;
+    attend_row(j->A, &j->segs[j->seg[t]], j->row[t], j->pos[t], h0, j->hg, j->A->tscores + (long)tid * j->hg * j->A->S);
 }
 
 int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int layer, const G3Segment *segs, int nseg,
@@ -198,14 +205,15 @@ int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int l
     Attn A = {.kv = kv, .layer = layer, .NH = NH, .window = window, .scale = scale, .softcap = softcap, .q = q, .k = k,
               .v = v, .out = out, .S = maxpos, .nthreads = omp_get_max_threads()};
     const long S = maxpos, T = A.nthreads;
-    size_t floats = (size_t)(2 * S * HD + T * AB * (S + 2 * HD) + T * S + 2L * R * HD + (hook ? (long)R * S : 0));
+    const long G = NH / kv->nkv;
+    size_t floats = (size_t)(2 * S * HD + T * AB * (S + 2 * HD) + T * G * S + 2L * R * HD + (hook ? (long)R * S : 0));
     float *ws = g3_cpu_workspace(floats * sizeof(float) + 3 * (size_t)R * sizeof(int));
     if (!ws) return g3_error_prefix("attention over the KV cache (%d rows, %d positions)", R, maxpos);
     A.kbuf = ws;
     A.vbuf = A.kbuf + S * HD;
     A.ablk = A.vbuf + S * HD;
     A.tscores = A.ablk + T * AB * (S + 2 * HD);
-    A.hq = A.tscores + T * S;
+    A.hq = A.tscores + T * G * S;
     A.ho = A.hq + (long)R * HD;
     A.scores = A.ho + (long)R * HD;
     int *task_seg = (int *)(ws + floats), *task_row = task_seg + R, *task_pos = task_row + R;
@@ -218,12 +226,16 @@ int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int l
         for (int i = 0, r = 0; i < nseg; r += segs[i].n, i++)
             if (segs[i].n <= 2)
                 for (int j = 0; j < segs[i].n; j++) { task_seg[nt] = i; task_pos[nt] = segs[i].pos0 + j; task_row[nt++] = r + j; }
-        RowJob job = {&A, segs, task_seg, task_row, task_pos};
+        // heads per task: the most of one kv head's heads that still leaves every thread a task
+        int hg = (int)G;
+        while (hg > 1 && (long)nshort * NH / hg < T && hg % 2 == 0) hg /= 2;
+        RowJob job = {&A, segs, task_seg, task_row, task_pos, hg};
+        const int ntask = nshort * NH / hg;
         if (work <= 65536) {
-            for (int i = 0; i < nshort * NH; i++) row_task(&job, i, 0);
-        } else if (g3_cpu_pool_for(nshort * NH, row_task, &job)) {  // decode's threads (pool.h), else OpenMP's
+            for (int i = 0; i < ntask; i++) row_task(&job, i, 0);
+        } else if (g3_cpu_pool_for(ntask, row_task, &job)) {  // decode's threads (pool.h), else OpenMP's
 #pragma omp parallel for num_threads(A.nthreads) schedule(dynamic, 1)
-            for (int i = 0; i < nshort * NH; i++) row_task(&job, i, omp_get_thread_num());
+            for (int i = 0; i < ntask; i++) row_task(&job, i, omp_get_thread_num());
         }
     }
     for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++)

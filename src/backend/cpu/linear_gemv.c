@@ -32,6 +32,7 @@ typedef struct {
     const void *xop;  // GEMV_FLOAT: g3_matmul_operand's; the block types: R x nb int8 blocks
     G3QDot dot;
     G3Q4x16Gemv gemv;
+    G3Q4x16Gemv2 gemv2;
 } Gemv;
 
 // Which kernel cpu_linear would run for w with R rows (GEMV_NONE: a product of many rows, a
@@ -62,7 +63,7 @@ static int gemv_prepare(Gemv *g, int n, float *const *y, const float *x, const G
     const int K = (int)w[0]->cols;
     int nquant = 0;
     for (int i = 0; i < n; i++) {
-        g[i] = (Gemv){gemv_kind(w[i], R, mode), w[i], y[i], R, (int)w[i]->rows, K, K / 32, mode != G3_MM_EXACT, NULL, NULL, NULL};
+        g[i] = (Gemv){gemv_kind(w[i], R, mode), w[i], y[i], R, (int)w[i]->rows, K, K / 32, mode != G3_MM_EXACT, NULL, NULL, NULL, NULL};
         if (!g[i].kind || w[i]->cols != K) return 1;
         if (g[i].kind == GEMV_FLOAT && w[i]->type != w[0]->type) return 1;
         nquant += g[i].kind != GEMV_FLOAT;
@@ -85,7 +86,7 @@ static int gemv_prepare(Gemv *g, int n, float *const *y, const float *x, const G
     for (int r = 0; r < R; r++) quant(qa_buf + (size_t)r * nb, x + (size_t)r * K, nb);
     for (int i = 0; i < n; i++) {
         g[i].xop = qa_buf;
-        if (g[i].kind == GEMV_Q4X16) g[i].gemv = g3_q4x16_gemv(g3_qdot_level());
+        if (g[i].kind == GEMV_Q4X16) g[i].gemv = g3_q4x16_gemv(g3_qdot_level()), g[i].gemv2 = g3_q4x16_gemv2(g3_qdot_level());
         else g[i].dot = g3_qdot_kernel(g3_qdot(), w[i]->type);
     }
     return 0;
@@ -104,25 +105,30 @@ static void gemv_cols(const Gemv *g, int n0, int n1) {
         }
         break;
     case GEMV_Q4X16:
-        for (int n = n0; n < n1; n += G3_Q4X16_ROWS) {
+        for (int n = n0; n < n1;) {
             const uint8_t *grp = g3_q4x16_group(g->w->packed, n / G3_Q4X16_ROWS, nb);
-            const int nr = G3_MIN(G3_Q4X16_ROWS, N - n);
+            // two full groups at a time where the range has them (each activation quad
+            // broadcast once for 32 rows), else one
+            const int two = n + 2 * G3_Q4X16_ROWS <= G3_MIN(n1, N), nr = two ? 2 * G3_Q4X16_ROWS : G3_MIN(G3_Q4X16_ROWS, N - n);
             for (int r = 0; r < R; r++) {
-                float t[G3_Q4X16_ROWS];
-                g->gemv(t, grp, nb, qa + (size_t)r * nb, nr);
+                float t[2 * G3_Q4X16_ROWS];
+                if (two) g->gemv2(t, grp, nb, qa + (size_t)r * nb);
+                else g->gemv(t, grp, nb, qa + (size_t)r * nb, nr);
                 memcpy(g->y + (size_t)r * N + n, t, (size_t)nr * sizeof *t);
             }
+            n += two ? 2 * G3_Q4X16_ROWS : G3_Q4X16_ROWS;
         }
         break;
     case GEMV_NONE: break;
     }
 }
 
-// Chunks of ~1/6 of a thread's share of `rows`, whole groups of 16, taken in turn: on a shared
-// machine one core often runs slower, and equal halves leave the other waiting (as g3_matmul).
+// Chunks of ~1/6 of a thread's share of `rows`, whole pairs of groups of 16 (the Q4_0 groups'
+// kernel takes two at a time), taken in turn: on a shared machine one core often runs slower,
+// and equal halves leave the other waiting (as g3_matmul).
 static int chunk_rows(long rows) {
     const long c = rows / (6L * omp_get_max_threads());
-    return (int)G3_MAX(16, (c + 15) & ~15L);
+    return (int)G3_MAX(32, (c + 31) & ~31L);
 }
 
 // Below this many multiply-adds one thread does it (a fork/join costs more), as linear_quant.c.

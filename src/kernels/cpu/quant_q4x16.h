@@ -18,8 +18,8 @@
 // So the bytes are ggml's, moved, not changed: the repack is a transpose of 4-byte groups.
 // The file's bytes stay as they are (saving, convert, exact mode read them); the model keeps the
 // repacked copy beside them (model/repack.c).
-// Files: quant_q4x16_scalar.c (repack, reference product, GEMM panel from a group; plain C),
-// quant_q4x16_avx512vnni.c (the product with vpdpbusd).
+// Files: quant_q4x16_scalar.c (repack, reference products, GEMM panel from a group; plain C),
+// quant_q4x16_avx512vnni.c (the products with vpdpbusd: one group, two groups).
 #ifndef G3_QUANT_Q4X16_H
 #define G3_QUANT_Q4X16_H
 
@@ -51,6 +51,13 @@ void g3_q4x16_gemv_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A 
 void g3_q4x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows);
 // The kernel of a quant_dot.h level (G3_QDOT_*): VNNI's, else the reference.
 G3Q4x16Gemv g3_q4x16_gemv(int level);
+// y[0..31] = the 32 rows of two consecutive full groups (group and the next, nb * 288 bytes
+// on) . a: per row what G3Q4x16Gemv gives (so g3_qdot_q4_0_ref's results exactly). One
+// group's loop broadcasts each activation quad for 16 rows; this one for 32.
+typedef void (*G3Q4x16Gemv2)(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
+void g3_q4x16_gemv2_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
+void g3_q4x16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
+G3Q4x16Gemv2 g3_q4x16_gemv2(int level);
 
 // The GEMM's panel (quant_gemm.h, 16 rows) of a group: what g3_qgemm_pack makes of the same
 // 16 ggml rows.

@@ -53,6 +53,15 @@ G3Q4x16Gemv g3_q4x16_gemv(int level) {
     return level >= G3_QDOT_AVX512VNNI && g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI ? g3_q4x16_gemv_avx512vnni : g3_q4x16_gemv_ref;
 }
 
+void g3_q4x16_gemv2_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a) {
+    g3_q4x16_gemv_ref(y, group, nb, a, G3_Q4X16_ROWS);
+    g3_q4x16_gemv_ref(y + G3_Q4X16_ROWS, group + (size_t)nb * G3_Q4X16_BLOCK_BYTES, nb, a, G3_Q4X16_ROWS);
+}
+
+G3Q4x16Gemv2 g3_q4x16_gemv2(int level) {
+    return level >= G3_QDOT_AVX512VNNI && g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI ? g3_q4x16_gemv2_avx512vnni : g3_q4x16_gemv2_ref;
+}
+
 void g3_q4x16_to_panel(G3QPanelBlock *p, const uint8_t *group, int nb) {
     const uint8_t *sc = group + (size_t)nb * 256;
     for (int b = 0; b < nb; b++) {
