@@ -3,7 +3,10 @@
 servers (gemma3 serve, llama.cpp's llama-server), standard library only. CONCURRENCY clients
 each send streamed /v1/chat/completions requests (different prompts, greedy) until REQUESTS
 have been made in all; every content chunk is timed. Prints one JSON line: tokens/s summed
-over the run, time to first token (p50, p99) and inter-token latency (p50, p99), in ms."""
+over the run, time to first token (p50, p99) and inter-token latency (p50, p99), in ms.
+tok_s counts content chunks (a server that holds back a token's incomplete UTF-8 sends fewer
+chunks than tokens); usage_tok_s counts the completion tokens of the servers' own usage records
+(stream_options.include_usage), where every server sends them: the two should agree."""
 import http.client
 import json
 import sys
@@ -15,7 +18,7 @@ url, conc, total, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), 
 key = sys.argv[5] if len(sys.argv) > 5 else None
 u = urllib.parse.urlparse(url)
 lock = threading.Lock()
-ttft, gaps, tokens, errors = [], [], [0], [0]
+ttft, gaps, tokens, errors, usage = [], [], [0], [0], [0]
 next_req = [0]
 WORDS = "river stone cloud lamp violin harbor meadow copper lantern orbit garden pepper canyon".split()
 
@@ -32,7 +35,7 @@ def client():
             i = next_req[0]
             next_req[0] += 1
         body = {"model": "m", "messages": [{"role": "user", "content": prompt(i)}], "max_tokens": max_tokens, "temperature": 0,
-                "stream": True, "ignore_eos": True}
+                "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}
         h = {"Content-Type": "application/json"}
         if key:
             h["Authorization"] = "Bearer " + key
@@ -46,7 +49,7 @@ def client():
                 with lock:
                     errors[0] += 1
                 continue
-            last, n, my_gaps, first = None, 0, [], None
+            last, n, my_gaps, first, used = None, 0, [], None, None
             buf = b""
             while True:
                 chunk = r.read1(65536) if hasattr(r, "read1") else r.read(1)
@@ -58,6 +61,8 @@ def client():
                     if not ev.startswith(b"data: ") or ev[6:] == b"[DONE]":
                         continue
                     j = json.loads(ev[6:])
+                    if isinstance(j.get("usage"), dict) and "completion_tokens" in j["usage"]:
+                        used = j["usage"]["completion_tokens"]
                     for ch in j.get("choices", []):
                         if (ch.get("delta") or {}).get("content"):
                             now = time.perf_counter()
@@ -72,6 +77,7 @@ def client():
                     ttft.append(first)
                 gaps.extend(my_gaps)
                 tokens[0] += n
+                usage[0] = None if usage[0] is None or used is None else usage[0] + used
         except (OSError, http.client.HTTPException):
             with lock:
                 errors[0] += 1
@@ -91,5 +97,6 @@ th = [threading.Thread(target=client) for _ in range(conc)]
 [t.join() for t in th]
 wall = time.perf_counter() - t0
 print(json.dumps({"concurrency": conc, "requests": total, "tokens": tokens[0], "errors": errors[0], "wall_s": round(wall, 2),
-                  "tok_s": round(tokens[0] / wall, 2), "ttft_p50_ms": round(pct(ttft, 50) * 1e3, 1), "ttft_p99_ms": round(pct(ttft, 99) * 1e3, 1),
+                  "tok_s": round(tokens[0] / wall, 2), "usage_tok_s": None if usage[0] is None else round(usage[0] / wall, 2),
+                  "ttft_p50_ms": round(pct(ttft, 50) * 1e3, 1), "ttft_p99_ms": round(pct(ttft, 99) * 1e3, 1),
                   "itl_p50_ms": round(pct(gaps, 50) * 1e3, 1), "itl_p99_ms": round(pct(gaps, 99) * 1e3, 1)}))
