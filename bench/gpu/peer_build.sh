@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # peer_build.sh: builds llama.cpp's CUDA llama-bench and llama-server (sm_90) from
 # .cudawt/llama.tar.xz (llama.cpp as bundled in the npm package node-llama-cpp; docs/gpu-notes.md)
-# into build/peers/llama-cuda, once per warm machine. `peer_build.sh --background` starts the
+# into build/peers/llama-cuda, once per warm machine. The archive (~5 MB; .cudawt/ is ignored):
+#   cd /tmp && npm pack node-llama-cpp@3.22.1 && tar xzf node-llama-cpp-3.22.1.tgz &&
+#   git clone -q package/llama/gitRelease.bundle llama.cpp && tar cJf llama.tar.xz \
+#     --exclude=llama.cpp/{.git,models,docs,media,benches,tools/ui/src,tools/ui/static,tools/ui/tests} \
+#     --exclude=llama.cpp/ggml/src/ggml-{sycl,opencl,hexagon,vulkan,metal,et} llama.cpp
+# (bash brace expansion makes one --exclude per name). `peer_build.sh --background` starts the
 # build and returns at once; a later plain call waits for it. Exit 0 when both binaries exist.
 set -u
 B=build/peers/llama-cuda L=build/peers/llama.cpp
