@@ -67,6 +67,7 @@ struct CudaBackend {
         const float *src;  // NULL: free
         long n;            // src's floats rounded (rows of len, each `pitch` bf16 values apart in buf)
         long len, pitch;   // pitch == len: contiguous (any split of n into rows reads it)
+        long rows_pad;     // > 0: contiguous rows followed by zero rows up to rows_pad (bf16_rows_padded)
         uint16_t *buf;     // [cap / 2]
         size_t cap;
         unsigned long used;
@@ -251,6 +252,7 @@ CudaBackend::Rounded *slot_for(CudaBackend *cb, long n, const uint16_t *keep) {
         s->cap = bytes;
     }
     s->src = NULL;
+    s->rows_pad = 0;
     return s;
 }
 
@@ -275,13 +277,65 @@ const uint16_t *bf16_of(CudaBackend *cb, const float *x, long rows, long len, co
     return s->buf;
 }
 
+// The inner or output dimension of a product padded to, when it is the vocabulary's kind of
+// length (not a multiple of 8, and long): as pitch_of's rounding.
+static long padded_dim(const CudaBackend *cb, long len) { return cb->pad && len % 8 && len >= 1024 ? (len + 63) / 64 * 64 : len; }
+
+// x[rows][len] (f32, device) as contiguous bf16 rows followed by zero rows up to rows_pad: the
+// head's embedding with its vocabulary padded (bf16_product). Copied from the weight shadow
+// where x lies in it, else rounded; kept like a rounding, in a slot other than `keep`.
+const uint16_t *bf16_rows_padded(CudaBackend *cb, const float *x, long rows, long len, long rows_pad, const uint16_t *keep) {
+    const long n = rows * len;
+    for (auto &r : cb->rnd)
+        if (r.src == x && r.n == n && r.len == len && r.pitch == len && r.rows_pad >= rows_pad) {
+            r.used = ++cb->rnd_clock;
+            return r.buf;
+        }
+    CudaBackend::Rounded *s = slot_for(cb, rows_pad * len, keep);
+    if (!s) return NULL;
+    const bool shadowed = cb->shadow_ok && x >= cb->shadow_src && x + n <= cb->shadow_src + cb->shadow_n;
+    if (shadowed ? g3cu_check(cudaMemcpyAsync(s->buf, cb->shadow + (x - cb->shadow_src), (size_t)n * 2, cudaMemcpyDeviceToDevice,
+                                              cb->cu->stream), "padded operand")
+                 : g3cu_round_bf16(cb->cu, s->buf, x, n))
+        return NULL;
+    if (g3cu_check(cudaMemsetAsync(s->buf + n, 0, (size_t)(rows_pad - rows) * len * 2, cb->cu->stream), "padded operand"))
+        return NULL;
+    if (cb->rnd_keep) s->src = x, s->n = n, s->len = len, s->pitch = len, s->rows_pad = rows_pad;
+    s->used = ++cb->rnd_clock;
+    return s->buf;
+}
+
 // C[M, N] (+)= op(A) . op(B) with both operands rounded to bf16 (g3cu_gemm's FAST mode), each
 // taken from the shadow or the kept roundings where it is there. An output whose rows are not
 // 16-byte aligned (N = the vocabulary: the head's logits) is made at the padded pitch in a
 // buffer of this backend and copied into C (a pass over the output, a fraction of what the
 // unaligned kernels lose); accumulation (beta 1) and small outputs write C in place.
+// The vocabulary (the head's 50,257 rows of E) is also padded as a dimension, with zero rows
+// of E and zero columns of dlogits: with only the pitches aligned, cuBLAS still ran the logits
+// product (N = V) at 95 TFLOP/s and dxf (K = V) at 125, against 467 for dE, whose V is M (the
+// H100 profile of 2026-12-07 14:02 UTC).
 int bf16_product(CudaBackend *cb, int ta, int tb, int M, int N, int K, const float *A, const float *B, float *C, int accumulate) {
     long lda, ldb;
+    const long Np = padded_dim(cb, N), Kp = padded_dim(cb, K);
+    if (!ta && tb && Np != N && !accumulate && M >= 2) {  // logits[M, V] = xf . E^T: E's rows padded, the output at pitch Np
+        const uint16_t *a = bf16_of(cb, A, M, K, NULL, &lda);
+        const uint16_t *b = a ? bf16_rows_padded(cb, B, N, K, Np, a) : NULL;
+        float *o = b ? (float *)grow(cb, (void **)&cb->padout, &cb->padout_bytes, (size_t)M * Np * sizeof(float)) : NULL;
+        int rc = !o || g3cu_gemm_bf16_ld(cb->cu, 0, 1, M, (int)Np, K, a, lda, b, K, o, Np, 0) ? -1 : 0;
+        if (!rc) rc = g3cu_copy_rows(cb->cu, C, N, o, Np, M, N);
+        written(cb, C, (size_t)M * N * sizeof(float));
+        return rc;
+    }
+    if (!ta && !tb && Kp != K && M >= 2 && pitch_of(cb, M, K) == Kp) {  // dxf[M, C] = dlogits . E: the sum over V padded
+        const uint16_t *a = bf16_of(cb, A, M, K, NULL, &lda);  // at pitch Kp, the padding zero (cross_entropy, round_bf16_pitch)
+        const uint16_t *b = a ? bf16_rows_padded(cb, B, K, N, Kp, a) : NULL;
+        const int rc = !b                                                             ? -1
+                       : lda != Kp ? g3_errorf("cuda gemm: dlogits at pitch %ld, not the padded %ld", lda, Kp)
+                       : g3cu_gemm_bf16_ld(cb->cu, 0, 0, M, N, (int)Kp, a, Kp, b, N, C, N, accumulate) ? -1
+                                                                                         : 0;
+        written(cb, C, (size_t)M * N * sizeof(float));
+        return rc;
+    }
     const uint16_t *a = bf16_of(cb, A, ta ? K : M, ta ? M : K, NULL, &lda);
     const uint16_t *b = a ? bf16_of(cb, B, tb ? N : K, tb ? K : N, a, &ldb) : NULL;
     if (!b) return -1;

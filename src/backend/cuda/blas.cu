@@ -27,10 +27,12 @@ __global__ void widen_k(float *__restrict__ o, const void *__restrict__ w, long 
 // rows of len floats (contiguous) into rows of pitch bf16 values: the pitch of an operand whose
 // rows are not a multiple of 16 bytes long, so that cuBLAS can take its aligned kernels. A
 // row per blockIdx.y (no 64-bit division per element).
+// The padding is written as zeros: a product whose inner dimension is padded too (the head's
+// dxf, K = the vocabulary) sums over it.
 __global__ void round_bf16_pitch_k(uint16_t *__restrict__ o, long pitch, const float *__restrict__ x, long rows, long len) {
     for (long r = blockIdx.y; r < rows; r += gridDim.y)
-        for (long c = (long)blockIdx.x * blockDim.x + threadIdx.x; c < len; c += (long)gridDim.x * blockDim.x)
-            o[r * pitch + c] = to_bf16(x[r * len + c]);
+        for (long c = (long)blockIdx.x * blockDim.x + threadIdx.x; c < pitch; c += (long)gridDim.x * blockDim.x)
+            o[r * pitch + c] = c < len ? to_bf16(x[r * len + c]) : (uint16_t)0;
 }
 
 __global__ void copy_rows_k(float *__restrict__ o, long op, const float *__restrict__ x, long xp, long rows, long len) {

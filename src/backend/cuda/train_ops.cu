@@ -142,11 +142,11 @@ __global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, uint16_
     uint16_t *zbr = zb ? zb + (long)r * zbp : NULL;  // zbp >= V: rows padded to an aligned pitch
     if (t < 0) {
         if (threadIdx.x == 0) loss[r] = 0;
-        if (backward)
-            for (int i = threadIdx.x; i < V; i += blockDim.x) {
-                zr[i] = 0.f;
-                if (zbr) zbr[i] = 0;
-            }
+        if (backward) {
+            for (int i = threadIdx.x; i < V; i += blockDim.x) zr[i] = 0.f;
+            if (zbr)
+                for (long i = threadIdx.x; i < zbp; i += blockDim.x) zbr[i] = 0;
+        }
         return;
     }
     const float inv = cap > 0 ? 1.0f / cap : 0.f;
@@ -176,6 +176,8 @@ __global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, uint16_
         zr[i] = d;
         if (zbr) zbr[i] = to_bf16(d);
     }
+    if (zbr)  // the pitch's padding as zeros: dxf's inner dimension is padded to it (bf16_product)
+        for (long i = V + threadIdx.x; i < zbp; i += blockDim.x) zbr[i] = 0;
 }
 
 }  // namespace
