@@ -14,6 +14,9 @@
 //     bit, 32- and 8-bit;
 //   - the head's bf16 products with an odd vocabulary: rows padded to an aligned pitch against
 //     unpadded and against double;
+//   - the cross-entropy with its row in shared memory (V >= 1024) against the CPU's op and
+//     against the kernel that reads the row from global memory: with and without the softcap,
+//     forward only and with the gradient;
 //   - the tensor-core forward in one launch for the batch: bit for bit one launch a sequence;
 //   - bf16 mode's reuse of rounded operands (the weights' bf16 copy kept by AdamW, roundings
 //     kept between products) against rounding every operand at every product: six resident
@@ -117,6 +120,50 @@ static void test_attention(G3Cuda *cu) {
         g3cu_free(cu, DQ), g3cu_free(cu, DK), g3cu_free(cu, DV);
         free(q), free(k), free(v), free(dout), free(out), free(lse), free(dq), free(dk), free(dv), free(dkh), free(dvh), free(scr), free(got);
     }
+}
+
+// The cross-entropy op on rows long enough for the shared-memory kernel (V >= 1024), capped
+// and not, against the CPU's op (same formulas, same double sums: 1e-6) and bit for bit
+// against the global-memory kernel (G3_CUDA_XENT_SMEM=0: the same values in the same order).
+static void test_xent(G3Backend *be) {
+    enum { R = 37, V = 3001 };
+    G3Backend *cpu = g3_backend_cpu();
+    float *z0 = malloc(sizeof(float) * R * V), *zc = malloc(sizeof(float) * R * V), *zg[2];
+    double *lc = malloc(sizeof(double) * R), *lg[2];
+    int32_t *tg = malloc(sizeof(int32_t) * R);
+    fill(z0, (long)R * V, 8.0f);
+    for (int r = 0; r < R; r++) tg[r] = r == 5 ? -1 : (r * 131) % V;
+    for (int k = 0; k < 2; k++) zg[k] = malloc(sizeof(float) * R * V), lg[k] = malloc(sizeof(double) * R);
+    float *Z = be->alloc(be, sizeof(float) * R * V);
+    double *L = be->alloc(be, sizeof(double) * R);
+    int32_t *TG = be->alloc(be, sizeof(int32_t) * R);
+    int ok = Z && L && TG && !be->to_device(be, TG, tg, sizeof(int32_t) * R);
+    for (int cfg = 0; ok && cfg < 4; cfg++) {
+        const float cap = cfg & 1 ? 6.0f : 0.0f;
+        const int backward = cfg >> 1;
+        memcpy(zc, z0, sizeof(float) * R * V);
+        cpu->cross_entropy(cpu, lc, zc, tg, R, V, cap, 1.0f / R, backward);
+        for (int k = 0; k < 2 && ok; k++) {
+            if (k) setenv("G3_CUDA_XENT_SMEM", "0", 1);
+            ok = !be->to_device(be, Z, z0, sizeof(float) * R * V);
+            if (ok) be->cross_entropy(be, L, Z, TG, R, V, cap, 1.0f / R, backward);
+            ok = ok && !be->to_host(be, zg[k], Z, sizeof(float) * R * V) && !be->to_host(be, lg[k], L, sizeof(double) * R);
+            unsetenv("G3_CUDA_XENT_SMEM");
+        }
+        CHECK(ok, "cross-entropy: %s", g3_error());
+        if (!ok) break;
+        double el = 0;
+        for (int r = 0; r < R; r++) el = fmax(el, fabs(lg[0][r] - lc[r]) / fmax(1e-30, fabs(lc[r])));
+        const double ez = rel_err(zg[0], zc, (long)R * V);
+        CHECK(el <= 1e-6 && ez <= 1e-6, "cross-entropy (cap %g, backward %d) vs the CPU: loss %.3g, z %.3g", cap, backward, el, ez);
+        CHECK(!memcmp(zg[0], zg[1], sizeof(float) * R * V) && !memcmp(lg[0], lg[1], sizeof(double) * R),
+              "cross-entropy (cap %g, backward %d): shared-memory kernel differs from the global-memory one", cap, backward);
+        printf("cross-entropy R%d V%d cap %g backward %d: vs CPU loss %.1e z %.1e; shared = global memory kernel\n", R, V, cap,
+               backward, el, ez);
+    }
+    be->free(be, Z), be->free(be, L), be->free(be, TG);
+    for (int k = 0; k < 2; k++) free(zg[k]), free(lg[k]);
+    free(z0), free(zc), free(lc), free(tg);
 }
 
 // The output head's products in bf16 mode with a vocabulary whose rows are not 16-byte aligned
@@ -628,6 +675,7 @@ int main(void) {
     G3Backend *be = g3_backend_open("cuda");
     CHECK(be != NULL, "%s", g3_error());
     if (be) {
+        test_xent(be);
         test_head_padded(be);
         test_fixture(be, "gemma3-tiny-f32");
         test_fixture(be, "gemma2-tiny-f32");
