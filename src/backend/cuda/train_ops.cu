@@ -39,32 +39,43 @@ __device__ float block_max(float v, float *sh) {
     return m;
 }
 
-// One block walks rows grid-stride; thread t owns columns t, t + blockDim, ... of the
-// block's dw partial (shared, no races), added to dw once at the end.
+// One warp a row, rows grid-stride over the grid's warps: the row's sum goes through warp
+// shuffles, with no block barrier (the block-a-row kernel before waited at two barriers a row:
+// 5.0 ms of a GemmaZero step for ~1.5 ms of memory traffic; the QK-norms' rows are only
+// head_dim long). With part, each warp adds into its own shared partial row (lane l owns
+// columns l, l + 32, ...: no races), and the block's partial is those rows summed in warp order.
 __global__ void rmsnorm_bwd_k(float *__restrict__ dx, float *__restrict__ part, const float *__restrict__ dy,
                               const float *__restrict__ x, const float *__restrict__ w, const float *__restrict__ rstd, int R,
                               int n, int accumulate) {
-    float *dw = part ? part + (long)blockIdx.x * n : NULL;  // this block's partial row
-    extern __shared__ float dws[];  // [n] when dw
-    __shared__ double red[32];
-    if (dw)
-        for (int i = threadIdx.x; i < n; i += blockDim.x) dws[i] = 0.f;
-    for (int r = blockIdx.x; r < R; r += gridDim.x) {
-        const float *dyr = dy + (long)r * n, *xr = x + (long)r * n;
+    extern __shared__ float dws[];  // [warps][n] when part
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float *mine = part ? dws + (long)warp * n : NULL;
+    if (part) {
+        for (int i = threadIdx.x; i < nw * n; i += blockDim.x) dws[i] = 0.f;
+        __syncthreads();
+    }
+    for (long r = (long)blockIdx.x * nw + warp; r < R; r += (long)gridDim.x * nw) {
+        const float *dyr = dy + r * n, *xr = x + r * n;
         const float rs = rstd[r];
         double s = 0;
-        for (int i = threadIdx.x; i < n; i += blockDim.x) s += (double)dyr[i] * (1.0f + w[i]) * xr[i];
-        s = block_sum_d(s, red);
+        for (int i = lane; i < n; i += 32) s += (double)dyr[i] * (1.0f + w[i]) * xr[i];
+        s = warp_sum_d(s);
         const float c = (float)(s * rs * rs * rs / n);
-        float *dxr = dx + (long)r * n;
-        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float *dxr = dx + r * n;
+        for (int i = lane; i < n; i += 32) {
             const float d = rs * dyr[i] * (1.0f + w[i]) - xr[i] * c;
             dxr[i] = accumulate ? dxr[i] + d : d;
-            if (dw) dws[i] += dyr[i] * xr[i] * rs;
+            if (mine) mine[i] += dyr[i] * xr[i] * rs;
         }
     }
-    if (dw)
-        for (int i = threadIdx.x; i < n; i += blockDim.x) dw[i] = dws[i];
+    if (part) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            float v = 0.f;
+            for (int k = 0; k < nw; k++) v += dws[(long)k * n + i];
+            part[(long)blockIdx.x * n + i] = v;
+        }
+    }
 }
 
 // dw[i] += the blocks' partials, in block order
@@ -197,12 +208,15 @@ __global__ void xent_k(double *__restrict__ loss, float *__restrict__ z, uint16_
 extern "C" int g3cu_rmsnorm_backward(G3Cuda *cu, float *dx, float *dw, const float *dy, const float *x, const float *w,
                                      const float *rstd, int R, int n, int accumulate) {
     if (R < 1 || n < 1) return R == 0 ? 0 : g3_errorf("cuda rmsnorm backward: bad shape %d x %d", R, n);
-    const size_t shm = dw ? (size_t)n * sizeof(float) : 0;
+    int warps = 8;  // fewer where the warps' partial rows would not fit in 96 KB
+    while (dw && warps > 1 && (size_t)warps * n * sizeof(float) > 96 * 1024) warps /= 2;
+    const size_t shm = dw ? (size_t)warps * n * sizeof(float) : 0;
     if (shm > 48 * 1024 &&
         g3cu_check(cudaFuncSetAttribute(rmsnorm_bwd_k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm), "rmsnorm backward"))
         return -1;
-    const int threads = n >= 256 ? 256 : ((n + 31) / 32) * 32;
-    const int blocks = R < cu->sms * 4 ? R : cu->sms * 4;
+    const int threads = warps * 32;
+    const long rows_per_block = (R + warps - 1) / warps;
+    const int blocks = rows_per_block < cu->sms * 4 ? (int)rows_per_block : cu->sms * 4;
     float *part = NULL;
     if (dw && !(part = (float *)g3cu_scratch(cu, (size_t)blocks * n * sizeof(float)))) return -1;
     rmsnorm_bwd_k<<<blocks, threads, shm, cu->stream>>>(dx, part, dy, x, w, rstd, R, n, accumulate);
