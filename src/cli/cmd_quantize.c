@@ -23,7 +23,7 @@ int cmd_quantize(int argc, char **argv) {
     CliOpt opts[] = {
         {"--model", OPT_STR, &dir, "model: a Hub folder or a .gguf file" CLI_MODEL_HELP},
         {"--out", OPT_STR, &out, "the GGUF file to write"},
-        {"--type", OPT_STR, &type, "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K (default Q8_0)"},
+        {"--type", OPT_STR, &type, "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K"},
         {"--embedding", OPT_STR, &embed, "the embedding's type (e.g. BF16 or Q8_0 to keep it at higher precision; default: as --type's rules)"},
         {"--tokenizer", OPT_STR, &tok, "tokenizer to carry in the metadata (default: the model's own, if any)"},
         {"--auto", OPT_FLOAT, &autobits, "choose a type per matrix (Q4_K..Q8_0, fallbacks) for this average bits/weight with the least KL on --calibrate's text (default: off)", 0, 0, 1.0, 32.0},
