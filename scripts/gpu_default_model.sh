@@ -23,11 +23,11 @@
 #     schedule and steps (fewer if they would not fit; then its own decay still ends its run),
 #     bf16 autocast, fused AdamW, torch.compile; scored by its own code and by gemma3
 #     perplexity on its saved weights (they must agree);
-#  6. a summary ($OUT/summary.txt, summary.json) and everything else in $OUT/results.tar, split
+#  6. a summary ($OUT/summary.txt, summary.json) and the rest in $OUT/results.tar (the model and its logs went to $OUT/model.tar after step 4), split
 #     into parts of 15 MiB (the device tool returns files of at most 16 MiB):
-#       cat results.tar.part-* | tar -x   gives  results/model (ours), results/hf, logs.
+#       cat results.tar.part-* | tar -x   gives  results/hf and logs (model.tar: model/, logs/).
 # Environment: DEVICE (cuda), SHAPES ("s m l"), SHAPE, TRAIN_S (240), BUDGET (550), B (128),
-# T (512), LR (2e-3), PROBE_STEPS (14), FULL_EVAL (1: also score all 3 MB of held-out books), MAX_MB (30: the largest bf16 file the probe may choose),
+# T (512), LR (2e-3), PROBE_STEPS (14), FULL_EVAL (0; 1: also score all 3 MB of held-out books: ~20 minutes on the GPU today, see bpb()), MAX_MB (30: the largest bf16 file the probe may choose),
 # PEER (1: run the HF peer), OUT, WORK (/tmp/dm).
 # Why MAX_MB 30 and not the issue's 50: the working tree that travels to the GPU machine is
 # capped at 64 MiB and is 41 MiB today with the 11 MB model; a 40 MB model would leave no room
@@ -176,12 +176,16 @@ OURS_RATE=$(medrate "$R/logs/train_ours.log")
 M=$R/model
 . scripts/default_model_lib.sh
 dm_folder "$W/run" "$W/tok" "$M" 2>/dev/null  # (no set -e here: a failed run still reports)
-bpb() {  # model data name -> "bpb npt tokens"
-  ./gemma3 perplexity --model "$1" --data "$2" --ctx 512 --device "$DEVICE" > "$R/logs/ppl-$3.log" 2>&1
+# the model comes back even if a later step outlives the call (the run of 2026-12-07 15:50 UTC
+# did: perplexity on the GPU scored 190 chunks in 152 s, slower than the 2-core CPU, and the
+# 3 MB evaluation after it was killed with the call, and everything under /tmp with it)
+( cd "$R" && tar -cf - model logs ) | split -b 15m -d - "$O/model.tar.part-"
+bpb() {  # model data name -> "bpb npt tokens" (bounded: what is left of the budget less 60 s)
+  timeout $(( $(left) > 90 ? $(left) - 60 : 30 )) ./gemma3 perplexity --model "$1" --data "$2" --ctx 512 --device "$DEVICE" > "$R/logs/ppl-$3.log" 2>&1
   awk -F': ' '/^tokens:/ { t = $2 } /^nats per token:/ { n = $2 } /^bits per byte:/ { b = $2 } END { print b, n, t }' "$R/logs/ppl-$3.log"
 }
 OURS_EVAL=$(bpb "$M" "$W/heldout_eval.txt" ours-eval)
-OURS_FULL="- - -"; [ "${FULL_EVAL:-1}" = 1 ] && OURS_FULL=$(bpb "$M" "$W/heldout.txt" ours-full)
+OURS_FULL="- - -"; [ "${FULL_EVAL:-0}" = 1 ] && OURS_FULL=$(bpb "$M" "$W/heldout.txt" ours-full)
 say "ours: held-out bits per byte (bpb nats/token tokens): eval slice $OURS_EVAL; all 12 books $OURS_FULL"
 ./gemma3 generate --model "$M" --prompt "Once upon a time there was a king who had three daughters. The youngest" --max-tokens 120 --seed 2 \
   --device "$DEVICE" > "$R/logs/sample.txt" 2>"$R/logs/sample.err"
@@ -202,7 +206,7 @@ if [ "$PEER" = 1 ]; then
     grep -E "^HF: |stopped by the clock|Error|error" "$R/logs/train_hf.log" | head -5
     if [ -f "$R/hf/model.safetensors" ]; then
       HF_EVAL=$(bpb "$R/hf" "$W/heldout_eval.txt" hf-eval)
-      [ "$(left)" -gt 15 ] && [ "${FULL_EVAL:-1}" = 1 ] && HF_FULL=$(bpb "$R/hf" "$W/heldout.txt" hf-full)
+      [ "$(left)" -gt 15 ] && [ "${FULL_EVAL:-0}" = 1 ] && HF_FULL=$(bpb "$R/hf" "$W/heldout.txt" hf-full)
       say "HF: held-out bits per byte by gemma3 perplexity (bpb nats/token tokens): eval slice $HF_EVAL; all 12 books $HF_FULL"
     fi
   fi
@@ -235,6 +239,6 @@ if hf:
 PY
 cp "$R/logs/summary.txt" "$R/summary.json" "$O/" 2>/dev/null
 rm -f "$R"/hf/*.safetensors  # the peer's weights stay behind (the 8-file, 64 MiB return limit)
-( cd "$W" && tar -cf - results ) | split -b 15m -d - "$O/results.tar.part-"
+( cd "$W" && tar -cf - --exclude results/model results ) | split -b 15m -d - "$O/results.tar.part-"
 ls -la "$O"
 say "done ($(left) s of the budget left)"

@@ -26,14 +26,14 @@
 static const char *PROMPT = "Once upon a time there was a little girl who";
 
 // Pinned when the model was committed (G3_PRINT_PINS=1).
-static const int PIN_V = 4096, PIN_HIDDEN = 256, PIN_LAYERS = 6, PIN_HEADS = 4;
-static const int PIN_IDS[] = {2, 1571, 363, 1760, 272, 692, 695, 458, 272, 1361, 1958, 709};
-static const int PIN_GREEDY[] = {733, 705, 304, 282, 1217, 4026, 7, 4040, 4042, 499, 705, 272};
-static const double PIN_LSE = 8.837351, PIN_MAX = 7.778940;
-static const int PIN_ARGMAX = 733;
-static const int PIN_AT[8] = {733, 1, 2, 100, 500, 1000, 2000, 4095};
-static const double PIN_LOGIT[8] = {7.778940, -4.303990, -4.125885, -7.225478, -3.939487, -4.826619, -1.869761, -4.546587};
-// greedy: "Once upon a time there was a little girl who had been in the world.\n\"I have been a"
+static const int PIN_V = 8192, PIN_HIDDEN = 320, PIN_LAYERS = 8, PIN_HEADS = 5;
+static const int PIN_IDS[] = {2, 5229, 2180, 296, 733, 736, 485, 296, 1610, 2495, 754};
+static const int PIN_GREEDY[] = {485, 1039, 4461, 329, 831, 8118, 332, 973, 485, 1039, 4461, 329};
+static const double PIN_LSE = 12.171830, PIN_MAX = 11.056499;
+static const int PIN_ARGMAX = 485;
+static const int PIN_AT[8] = {485, 1, 2, 100, 500, 1000, 2000, 8191};
+static const double PIN_LOGIT[8] = {11.056499, -3.836683, -4.471171, -9.327534, -2.392436, -2.681101, -6.602460, -8.000193};
+// greedy: "Once upon a time there was a little girl who was very fond of her, and she was very fond of"
 
 static int argmax(const float *x, int n) {
     int b = 0;

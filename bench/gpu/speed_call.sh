@@ -5,7 +5,8 @@
 #     dimension-padded (what bf16_product takes);
 #  2. bench/gpu/train_profile.sh with PEER=1: the build, test_cuda_train and test_cuda_attn, the
 #     GemmaZero step plain and under the profiler, PyTorch eager and compiled in the same call;
-#  3. 4B batch-1 decode (random bf16, greedy, 128 tokens after 32) plain and under
+#  3. perplexity on the GPU (the default model, 8 chunks of 512) plain and under the profiler;
+#  4. 4B batch-1 decode (random bf16, greedy, 128 tokens after 32) plain and under
 #     G3_CUDA_PROFILE=1 (no graph: every op timed).
 # Everything lands in $OUT/speed.tar.gz; the summary on stdout.
 set -u
@@ -22,6 +23,12 @@ say "gemm_shapes done"
 AB=${AB:-0} PEER=${PEER:-1} OUT=$W timeout $(( $(left) - 60 )) bench/gpu/train_profile.sh > "$W/train_profile.txt" 2>&1
 grep -E "^==|OURS|TORCH|exit|FAIL" "$W/train_profile.txt" | head -40
 say "train profile done"
+# 4. why perplexity on the GPU was slower than the 2-core CPU (0.8 s a 512-token chunk, 16:00 UTC)
+if [ "$(left)" -gt 150 ]; then
+    say "perplexity on the GPU: $(timeout 60 ./gemma3 perplexity --device cuda --data tests/data/books_sample.txt --ctx 512 --chunks 8 2>&1 | head -1)"
+    G3_CUDA_PROFILE=1 timeout 60 ./gemma3 perplexity --device cuda --data tests/data/books_sample.txt --ctx 512 --chunks 8 > "$W/ppl_prof.txt" 2>&1
+    sed -n '/== G3_CUDA_PROFILE/,$p' "$W/ppl_prof.txt" | head -30
+fi
 if [ "$(left)" -gt 90 ]; then
     M=/tmp/g3-4b
     timeout $(( $(left) - 50 )) ./gemma3 init --shape 4b --out $M > "$W/init4b.log" 2>&1 || tail -2 "$W/init4b.log"
