@@ -2,7 +2,7 @@
 """default_model_card.py: the model card (models/default/README.md) of a default model trained by
 scripts/gpu_default_model.sh, filled in from what that run brought back.
 
-    cat /path/to/results.tar.part-* | tar -x -C /tmp         (gives /tmp/results)
+    cat /path/to/model.tar.part-* | tar -x -C /tmp; cat /path/to/results.tar.part-* | tar -x -C /tmp   (gives /tmp/results)
     python3 scripts/default_model_card.py /tmp/results > /tmp/README.md
 
 Every measured figure comes from the results folder (summary.json, the logs, metrics.jsonl); the

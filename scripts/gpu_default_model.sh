@@ -25,7 +25,7 @@
 #     perplexity on its saved weights (they must agree);
 #  6. a summary ($OUT/summary.txt, summary.json) and the rest in $OUT/results.tar (the model and its logs went to $OUT/model.tar after step 4), split
 #     into parts of 15 MiB (the device tool returns files of at most 16 MiB):
-#       cat results.tar.part-* | tar -x   gives  results/hf and logs (model.tar: model/, logs/).
+#       cat model.tar.part-* | tar -x; cat results.tar.part-* | tar -x   gives  results/ whole.
 # Environment: DEVICE (cuda), SHAPES ("s m l"), SHAPE, TRAIN_S (240), BUDGET (550), B (128),
 # T (512), LR (2e-3), PROBE_STEPS (14), FULL_EVAL (0; 1: also score all 3 MB of held-out books: ~20 minutes on the GPU today, see bpb()), MAX_MB (30: the largest bf16 file the probe may choose),
 # PEER (1: run the HF peer), OUT, WORK (/tmp/dm).
@@ -179,7 +179,7 @@ dm_folder "$W/run" "$W/tok" "$M" 2>/dev/null  # (no set -e here: a failed run st
 # the model comes back even if a later step outlives the call (the run of 2026-12-07 15:50 UTC
 # did: perplexity on the GPU scored 190 chunks in 152 s, slower than the 2-core CPU, and the
 # 3 MB evaluation after it was killed with the call, and everything under /tmp with it)
-( cd "$R" && tar -cf - model logs ) | split -b 15m -d - "$O/model.tar.part-"
+( cd "$W" && tar -cf - results/model results/logs ) | split -b 15m -d - "$O/model.tar.part-"
 bpb() {  # model data name -> "bpb npt tokens" (bounded: what is left of the budget less 60 s)
   timeout $(( $(left) > 90 ? $(left) - 60 : 30 )) ./gemma3 perplexity --model "$1" --data "$2" --ctx 512 --device "$DEVICE" > "$R/logs/ppl-$3.log" 2>&1
   awk -F': ' '/^tokens:/ { t = $2 } /^nats per token:/ { n = $2 } /^bits per byte:/ { b = $2 } END { print b, n, t }' "$R/logs/ppl-$3.log"
