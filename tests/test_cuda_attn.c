@@ -2,7 +2,7 @@
 // double that reads every key from the full history: decode rows of several sequences at
 // different lengths (one launch), split-K over long contexts, sliding-window rings that have
 // wrapped, segments whose own keys come from the call's rows, the softcap, grouped-query
-// heads 1/2/4/8 per kv head, the prefill kernel on segments longer than the window, and the
+// heads 1 to 8 per kv head, the prefill kernel on segments longer than the window, and the
 // cache append afterwards. Cache slots nothing has written hold NaN, so a read of one fails.
 #ifndef G3_CUDA
 #include <stdio.h>
@@ -153,6 +153,21 @@ int main(void) {
     Shape g3 = {8, 1, 128, 0, 600, 0};
     Seg s4[] = {{0, 513, 1}, {1, 77, 1}};
     run_case(cu, "8 heads per kv head", &g3, s4, 2);
+    // the group sizes of small models: the default model's 5 heads on one kv head (head dim 64,
+    // a sliding ring), GemmaZero's 3 (6 on 2, 128 wide), and 6 and 7; decode rows and prefill
+    // segments in one batch
+    Shape g5h = {5, 1, 64, 32, 300, 0};
+    Seg s5h[] = {{0, 5, 1}, {1, 100, 1}, {2, 200, 70}, {3, 0, 40}};
+    run_case(cu, "5 heads per kv head (the default model), ring", &g5h, s5h, 4);
+    Shape g3h = {6, 2, 128, 0, 700, 0};
+    Seg s3h[] = {{0, 600, 1}, {1, 31, 3}, {2, 10, 300}};
+    run_case(cu, "3 heads per kv head (GemmaZero)", &g3h, s3h, 3);
+    Shape g6h = {12, 2, 64, 0, 200, 30.0f};
+    Seg s6h[] = {{0, 150, 1}, {1, 0, 2}};
+    run_case(cu, "6 heads per kv head, softcap", &g6h, s6h, 2);
+    Shape g7h = {7, 1, 32, 0, 2500, 0};
+    Seg s7h[] = {{0, 2400, 1}};
+    run_case(cu, "7 heads per kv head, long context", &g7h, s7h, 1);
     // prefill: segments longer than the window on a wrapped ring, and a long global one
     Shape l2 = {4, 2, 64, 16, 200, 0};
     Seg s5[] = {{0, 20, 45}, {1, 0, 37}};

@@ -25,7 +25,10 @@ grep -E "^==|OURS|TORCH|exit|FAIL" "$W/train_profile.txt" | head -40
 say "train profile done"
 # 4. why perplexity on the GPU was slower than the 2-core CPU (0.8 s a 512-token chunk, 16:00 UTC)
 if [ "$(left)" -gt 150 ]; then
-    say "perplexity on the GPU: $(timeout 60 ./gemma3 perplexity --device cuda --data tests/data/books_sample.txt --ctx 512 --chunks 8 2>&1 | head -1)"
+    # (5 query heads on one kv head: the decode kernel's group sizes 3, 5, 6, 7 are new since
+    # the 16:00 UTC call, and test_cuda_attn above checks them; the two devices must agree here)
+    say "perplexity on the GPU: $(timeout 60 ./gemma3 perplexity --device cuda --data tests/data/books_sample.txt --ctx 512 --chunks 8 2>&1 | tr '\n' ' ')"
+    say "perplexity on the CPU: $(timeout 60 ./gemma3 perplexity --device cpu --data tests/data/books_sample.txt --ctx 512 --chunks 8 2>&1 | tr '\n' ' ')"
     G3_CUDA_PROFILE=1 timeout 60 ./gemma3 perplexity --device cuda --data tests/data/books_sample.txt --ctx 512 --chunks 8 > "$W/ppl_prof.txt" 2>&1
     sed -n '/== G3_CUDA_PROFILE/,$p' "$W/ppl_prof.txt" | head -30
 fi

@@ -141,8 +141,7 @@ extern "C" int g3cu_attn_decode_append(G3Cuda *cu, float *out, const float *q, c
     if (g3cu_attn_check(a, "attention (decode)")) return -1;
     if (rows < 1 || max_keys < 1) return g3_errorf("cuda attention (decode): %d rows, %d keys", rows, max_keys);
     const int G = a->nh / a->nkv;
-    if (G != 1 && G != 2 && G != 4 && G != 8)
-        return g3_errorf("cuda attention (decode): %d query heads per kv head (1, 2, 4 or 8 supported)", G);
+    if (G < 1 || G > 8) return g3_errorf("cuda attention (decode): %d query heads per kv head (1 to 8 supported)", G);
     // Splits: about four blocks per multiprocessor in all (a warp walks its keys one at a
     // time, so the card needs many warps in flight: with two blocks per multiprocessor and
     // ranges of 64+ keys, one row over 32K keys read its cache at 538 GB/s on an H100), each
@@ -164,10 +163,16 @@ extern "C" int g3cu_attn_decode_append(G3Cuda *cu, float *out, const float *q, c
     float *part = NULL;
     if (nsplit > 1 && !(part = (float *)g3cu_scratch(cu, (size_t)nsplit * per_split))) return -1;
     dim3 grid(nsplit, a->nkv, rows);
+    // every group size a model may have: Gemma's 1, 2, 4, 8, and the 5 (default model) or 3
+    // (GemmaZero) of small models, which otherwise ran on the host at ~100x the time
     switch (G) {
     case 1: attn_decode_k<1><<<grid, DT, 0, cu->stream>>>(out, part, q, k, v, kc, vc, meta, *a, nsplit); break;
     case 2: attn_decode_k<2><<<grid, DT, 0, cu->stream>>>(out, part, q, k, v, kc, vc, meta, *a, nsplit); break;
+    case 3: attn_decode_k<3><<<grid, DT, 0, cu->stream>>>(out, part, q, k, v, kc, vc, meta, *a, nsplit); break;
     case 4: attn_decode_k<4><<<grid, DT, 0, cu->stream>>>(out, part, q, k, v, kc, vc, meta, *a, nsplit); break;
+    case 5: attn_decode_k<5><<<grid, DT, 0, cu->stream>>>(out, part, q, k, v, kc, vc, meta, *a, nsplit); break;
+    case 6: attn_decode_k<6><<<grid, DT, 0, cu->stream>>>(out, part, q, k, v, kc, vc, meta, *a, nsplit); break;
+    case 7: attn_decode_k<7><<<grid, DT, 0, cu->stream>>>(out, part, q, k, v, kc, vc, meta, *a, nsplit); break;
     default: attn_decode_k<8><<<grid, DT, 0, cu->stream>>>(out, part, q, k, v, kc, vc, meta, *a, nsplit); break;
     }
     if (g3cu_launched("attention (decode)")) return -1;
