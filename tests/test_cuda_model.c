@@ -7,7 +7,8 @@
 //   - generation through the engine: several prompts of different lengths decoded together,
 //     greedy and seeded sampling at temperature > 0, give the CPU's tokens, and the batch
 //     gives the tokens of one-at-a-time decoding;
-//   - a request for the GPU where there is none, or for more memory than it has, is a clear error.
+//   - a request for the GPU where there is none, or for more memory than it has, is a clear error;
+//   - the default model (5 query heads on one kv head): the intervention and generation checks.
 // Skipped with a line saying so in a build without CUDA or on a machine without a GPU.
 #include "check.h"
 #include "fixtures.h"
@@ -199,6 +200,21 @@ int main(void) {
         g3_state_free(big);
         g3_backend_free(gpu);
         g3_model_free(&m);
+    }
+    // the default model: 5 query heads on one kv head (the decode kernel's group of 5, since
+    // 2026-12-07; before, its attention ran on the host), 8 layers, a vocabulary of 8,192
+    G3Model dm;
+    if (g3_model_load(&dm, "models/default")) {
+        CHECK(0, "models/default: %s", g3_error());
+    } else {
+        G3Backend *gpu = g3_backend_open("cuda");
+        CHECK(gpu != NULL, "%s", g3_error());
+        if (gpu) {
+            intervention_matches("models/default", &dm, gpu);
+            generation_matches("models/default", &dm, gpu);
+            g3_backend_free(gpu);
+        }
+        g3_model_free(&dm);
     }
     return check_done();
 }
