@@ -30,8 +30,10 @@
 # T (512), LR (2e-3), PROBE_STEPS (14), FULL_EVAL (0; 1: also score all 3 MB of held-out books: ~20 minutes on the GPU today, see bpb()), MAX_MB (30: the largest bf16 file the probe may choose),
 # PEER (1: run the HF peer), OUT, WORK (/tmp/dm).
 # Why MAX_MB 30 and not the issue's 50: the working tree that travels to the GPU machine is
-# capped at 64 MiB and is 41 MiB today with the 11 MB model; a 40 MB model would leave no room
-# for any later call's carried data (this pack is 18 MiB), a 29 MB one leaves some.
+# capped at 64 MiB and is 31.8 MiB without models/default/model.safetensors (2026-12-07); with a
+# 30 MB model committed it is ~60 MiB, and a 40 MB one would put the tree itself over the cap.
+# The call that carries .gpudata runs with that file moved out of the working tree (put back
+# after): see scripts/gpu_data_pack.sh.
 set -u
 T0=$(date +%s)
 cd "$(dirname "$0")/.."
