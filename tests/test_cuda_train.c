@@ -124,31 +124,42 @@ static void test_attention(G3Cuda *cu) {
 
 // The cross-entropy op on rows long enough for the shared-memory kernel (V >= 1024), capped
 // and not, against the CPU's op (same formulas, same double sums: 1e-6) and bit for bit
-// against the global-memory kernel (G3_CUDA_XENT_SMEM=0: the same values in the same order).
+// against the global-memory kernel (a backend opened with G3_CUDA_XENT_SMEM=0: the same values
+// in the same order).
 static void test_xent(G3Backend *be) {
     enum { R = 37, V = 3001 };
     G3Backend *cpu = g3_backend_cpu();
+    setenv("G3_CUDA_XENT_SMEM", "0", 1);  // read when a backend opens
+    G3Backend *glob = g3_backend_open("cuda");
+    unsetenv("G3_CUDA_XENT_SMEM");
+    CHECK(glob != NULL, "%s", g3_error());
+    if (!glob) return;
     float *z0 = malloc(sizeof(float) * R * V), *zc = malloc(sizeof(float) * R * V), *zg[2];
     double *lc = malloc(sizeof(double) * R), *lg[2];
     int32_t *tg = malloc(sizeof(int32_t) * R);
     fill(z0, (long)R * V, 8.0f);
     for (int r = 0; r < R; r++) tg[r] = r == 5 ? -1 : (r * 131) % V;
     for (int k = 0; k < 2; k++) zg[k] = malloc(sizeof(float) * R * V), lg[k] = malloc(sizeof(double) * R);
-    float *Z = be->alloc(be, sizeof(float) * R * V);
-    double *L = be->alloc(be, sizeof(double) * R);
-    int32_t *TG = be->alloc(be, sizeof(int32_t) * R);
-    int ok = Z && L && TG && !be->to_device(be, TG, tg, sizeof(int32_t) * R);
+    G3Backend *bk[2] = {be, glob};  // the shared-memory kernel, the global-memory one
+    float *Z[2];
+    double *L[2];
+    int32_t *TG[2];
+    int ok = 1;
+    for (int k = 0; k < 2; k++) {
+        Z[k] = bk[k]->alloc(bk[k], sizeof(float) * R * V), L[k] = bk[k]->alloc(bk[k], sizeof(double) * R);
+        TG[k] = bk[k]->alloc(bk[k], sizeof(int32_t) * R);
+        ok = ok && Z[k] && L[k] && TG[k] && !bk[k]->to_device(bk[k], TG[k], tg, sizeof(int32_t) * R);
+    }
     for (int cfg = 0; ok && cfg < 4; cfg++) {
         const float cap = cfg & 1 ? 6.0f : 0.0f;
         const int backward = cfg >> 1;
         memcpy(zc, z0, sizeof(float) * R * V);
         cpu->cross_entropy(cpu, lc, zc, tg, R, V, cap, 1.0f / R, backward);
         for (int k = 0; k < 2 && ok; k++) {
-            if (k) setenv("G3_CUDA_XENT_SMEM", "0", 1);
-            ok = !be->to_device(be, Z, z0, sizeof(float) * R * V);
-            if (ok) be->cross_entropy(be, L, Z, TG, R, V, cap, 1.0f / R, backward);
-            ok = ok && !be->to_host(be, zg[k], Z, sizeof(float) * R * V) && !be->to_host(be, lg[k], L, sizeof(double) * R);
-            unsetenv("G3_CUDA_XENT_SMEM");
+            G3Backend *b = bk[k];
+            ok = !b->to_device(b, Z[k], z0, sizeof(float) * R * V);
+            if (ok) b->cross_entropy(b, L[k], Z[k], TG[k], R, V, cap, 1.0f / R, backward);
+            ok = ok && !b->to_host(b, zg[k], Z[k], sizeof(float) * R * V) && !b->to_host(b, lg[k], L[k], sizeof(double) * R);
         }
         CHECK(ok, "cross-entropy: %s", g3_error());
         if (!ok) break;
@@ -161,7 +172,8 @@ static void test_xent(G3Backend *be) {
         printf("cross-entropy R%d V%d cap %g backward %d: vs CPU loss %.1e z %.1e; shared = global memory kernel\n", R, V, cap,
                backward, el, ez);
     }
-    be->free(be, Z), be->free(be, L), be->free(be, TG);
+    for (int k = 0; k < 2; k++) bk[k]->free(bk[k], Z[k]), bk[k]->free(bk[k], L[k]), bk[k]->free(bk[k], TG[k]);
+    g3_backend_free(glob);
     for (int k = 0; k < 2; k++) free(zg[k]), free(lg[k]);
     free(z0), free(zc), free(lc), free(tg);
 }

@@ -326,7 +326,7 @@ int bf16_product(CudaBackend *cb, int ta, int tb, int M, int N, int K, const flo
         written(cb, C, (size_t)M * N * sizeof(float));
         return rc;
     }
-    if (!ta && !tb && Kp != K && M >= 2 && pitch_of(cb, M, K) == Kp) {  // dxf[M, C] = dlogits . E: the sum over V padded
+    if (!ta && !tb && Kp != K && M >= 2) {  // dxf[M, C] = dlogits . E: the sum over V padded
         const uint16_t *a = bf16_of(cb, A, M, K, NULL, &lda);  // at pitch Kp, the padding zero (cross_entropy, round_bf16_pitch)
         const uint16_t *b = a ? bf16_rows_padded(cb, B, K, N, Kp, a) : NULL;
         const int rc = !b                                                             ? -1

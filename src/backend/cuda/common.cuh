@@ -16,6 +16,8 @@ extern "C" int g3_errorf(const char *fmt, ...);
 struct G3Cuda {
     int dev, sms;
     int pdl;  // programmatic dependent launch for the streaming GEMV (sm_90+, G3_CUDA_PDL != 0)
+    int smem_optin;  // shared memory a block may opt in to (bytes)
+    int xent_smem;   // the cross-entropy may keep its row in shared memory (G3_CUDA_XENT_SMEM != 0)
     char name[256];
     cudaStream_t stream;
     cublasHandle_t blas;

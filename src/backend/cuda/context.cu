@@ -34,6 +34,11 @@ extern "C" G3Cuda *g3cu_new(int dev) {
         const char *e = getenv("G3_CUDA_PDL");
         cu->pdl = p.major >= 9 && !(e && !strcmp(e, "0"));
     }
+    cu->smem_optin = (int)p.sharedMemPerBlockOptin;
+    {  // the cross-entropy's row in shared memory (train_ops.cu); G3_CUDA_XENT_SMEM=0 reads it from global memory
+        const char *e = getenv("G3_CUDA_XENT_SMEM");
+        cu->xent_smem = !(e && !strcmp(e, "0"));
+    }
     if (g3cu_check(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking), "stream")) goto fail;
     if (cublasCreate(&cu->blas) != CUBLAS_STATUS_SUCCESS) { g3_errorf("cuda: cuBLAS would not start"); goto fail; }
     if (g3cu_check(cudaMalloc(&cu->blas_ws, BLAS_WS_BYTES), "cuBLAS workspace")) goto fail;

@@ -295,12 +295,7 @@ extern "C" int g3cu_cross_entropy(G3Cuda *cu, double *loss, float *z, uint16_t *
     if (zb && zb_pitch < V) return g3_errorf("cuda cross-entropy: bf16 row pitch %ld below the vocabulary %d", zb_pitch, V);
     const int nt = V >= 1024 ? 1024 : ((V + 31) / 32) * 32;
     const size_t shm = (size_t)V * sizeof(float);
-    static int smem_max = -1;  // the opt-in shared memory per block of this device (one device a process)
-    if (smem_max < 0 && g3cu_check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, cu->dev),
-                                   "cross-entropy"))
-        return -1;
-    const bool sm = getenv("G3_CUDA_XENT_SMEM") == NULL || strcmp(getenv("G3_CUDA_XENT_SMEM"), "0");
-    if (sm && V >= 1024 && shm + 512 <= (size_t)smem_max) {
+    if (cu->xent_smem && V >= 1024 && shm + 512 <= (size_t)cu->smem_optin) {
         if (shm > 48 * 1024 &&
             g3cu_check(cudaFuncSetAttribute(xent_k<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm), "cross-entropy"))
             return -1;
