@@ -19,6 +19,6 @@ DM=$!
     grep -E "FAIL|check failed" "$O/$t.log" | head -20
   done
 ) > "$O/tests.txt" 2>&1 &
-wait $DM
+wait  # both: the tests are bounded by their timeouts
 cat "$O/tests.txt"
 tail -30 "$O/dm.txt"
