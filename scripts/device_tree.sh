@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# device_tree.sh: make room in the working tree for a GPU-machine call that carries data.
+# What travels to the GPU machine is the working tree (tracked and untracked, not ignored files)
+# plus the `carry` paths, 64 MiB in all; a file missing from the working tree does not travel.
+# The default model's weights, the tokenizer test data and the fixtures no GPU training call reads
+# take ~44 MiB of it, so a call that carries .gpudata (~44 MiB) runs with them moved out:
+#
+#   scripts/device_tree.sh slim      move them to $HOLD (default /tmp/g3-device-hold)
+#   (the device call)
+#   scripts/device_tree.sh restore   move them back (git status must then be clean of deletions)
+#   scripts/device_tree.sh size      the MiB that would travel now, without the carry
+#
+# Kept: the fixtures test_cuda_train reads (gemma3-tiny-f32, gemma2-tiny-f32). Never commit
+# with `git commit -a` while slim: the moved files would be recorded as deleted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HOLD=${HOLD:-/tmp/g3-device-hold}
+MOVE=(models/default/model.safetensors tests/data/tokenizer tests/fixtures/gemma3-tiny-bf16 tests/fixtures/gemma3-tiny-f32-lora
+      tests/fixtures/gemma3-tiny-multimodal-layout tests/fixtures/gemma3-tiny-vision tests/fixtures/gemma3-tiny-vision-hooks)
+size() {
+  { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r du -cb 2>/dev/null |
+    awk '$2 == "total" { s += $1 } END { printf "%.1f MiB travel (without carry)\n", s / 1048576 }'
+}
+case ${1:-} in
+  slim)
+    for p in "${MOVE[@]}"; do
+      [ -e "$p" ] || continue
+      [ -e "$HOLD/$p" ] && { echo "device_tree: $HOLD/$p already exists: restore first" >&2; exit 1; }
+      mkdir -p "$HOLD/$(dirname "$p")" && mv "$p" "$HOLD/$p"
+    done
+    size;;
+  restore)
+    for p in "${MOVE[@]}"; do
+      [ -e "$HOLD/$p" ] || continue
+      [ -e "$p" ] && { echo "device_tree: $p is back already; $HOLD/$p left as it is" >&2; continue; }
+      mkdir -p "$(dirname "$p")" && mv "$HOLD/$p" "$p"
+    done
+    git status --short | grep '^ D' && { echo "device_tree: files still missing (above)" >&2; exit 1; }
+    size;;
+  size) size;;
+  *) sed -n 2,14p "$0"; exit 2;;
+esac
