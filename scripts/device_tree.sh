@@ -9,6 +9,7 @@
 #   (the device call)
 #   scripts/device_tree.sh restore   move them back (git status must then be clean of deletions)
 #   scripts/device_tree.sh size      the MiB that would travel now, without the carry
+#   scripts/device_tree.sh slimsize  the same once slim
 #
 # Kept: the fixtures test_cuda_train reads (gemma3-tiny-f32, gemma2-tiny-f32). Never commit
 # with `git commit -a` while slim: the moved files would be recorded as deleted.
@@ -17,8 +18,10 @@ cd "$(dirname "$0")/.."
 HOLD=${HOLD:-/tmp/g3-device-hold}
 MOVE=(models/default/model.safetensors tests/data/tokenizer tests/fixtures/gemma3-tiny-bf16 tests/fixtures/gemma3-tiny-f32-lora
       tests/fixtures/gemma3-tiny-multimodal-layout tests/fixtures/gemma3-tiny-vision tests/fixtures/gemma3-tiny-vision-hooks)
-size() {
-  { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r du -cb 2>/dev/null |
+size() {  # [slim]: as it would be once slim
+  local skip='^$'
+  [ "${1:-}" = slim ] && skip="^($(IFS='|'; echo "${MOVE[*]}"))(/|$)"
+  { git ls-files; git ls-files --others --exclude-standard; } | grep -Ev "$skip" | tr '\n' '\0' | xargs -0 -r du -cb 2>/dev/null |
     awk '$2 == "total" { s += $1 } END { printf "%.1f MiB travel (without carry)\n", s / 1048576 }'
 }
 case ${1:-} in
@@ -38,5 +41,6 @@ case ${1:-} in
     git status --short | grep '^ D' && { echo "device_tree: files still missing (above)" >&2; exit 1; }
     size;;
   size) size;;
+  slimsize) size slim;;
   *) sed -n 2,14p "$0"; exit 2;;
 esac

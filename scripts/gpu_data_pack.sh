@@ -9,9 +9,10 @@
 #   BOOKS      the corpus folder (books-0*.txt.xz)                 ../shared/data/books
 #   TOKENIZER  Gemma 3's full tokenizer.json                         ../shared/tokenizers/gemma3/tokenizer.json
 #   VOCAB      trimmed vocabulary                                    8192
-#   TEXT_MB    MB of training text to pack (whole books)            120 (80 for the 2026-12-07 model, when the tree held a smaller model)
-#   CAP_MIB    the largest the tree that travels may be with the pack 62 (the tree counted
-#              without models/default/model.safetensors, which that call leaves behind)
+#   TEXT_MB    MB of training text to pack (whole books)            400: all 567 (194 MB; the
+#              second model had 80, when the call carried the whole tree)
+#   CAP_MIB    the largest the tree that travels may be with the pack 62 (the tree counted as
+#              `scripts/device_tree.sh slim` leaves it for that call, ~16 MiB)
 #   PACK       where the pack goes                                   .gpudata
 #
 # What it holds:
@@ -19,21 +20,21 @@
 #                       scripts/train_default_model.sh (every 10th paragraph of all 567 training
 #                       books): the tokenizer the model ships with
 #   train.tok.xz        a gemma3 token file (`gemma3 train --data` reads it; data.h has the format)
-#                       of a subset of the training books: whole books drawn in a fixed random
-#                       order (seed 21) until TEXT_MB of text; each book <bos> text <eos>
+#                       of the training books (all of them by default): whole books drawn in a
+#                       fixed random order (seed 21) until TEXT_MB of text; each book <bos> text <eos>
 #   heldout.txt.xz      the 12 held-out books (every 50th, i % 50 == 25), 3.0 MB of text
 #   MANIFEST            vocabulary, books, tokens, sizes
 # Why tokens and not text: xz stores these token ids in 1.88-1.91 bits per byte of the text they
-# encode (one block / two), the text itself in 2.06; the whole corpus fits neither way (~48 MB
-# of tokens), so the pack is a subset that leaves the tree under CAP_MIB. Made on 2026-12-07:
-# 238 books, 80.0 MB of text, 21,368,233 tokens, train.tok.xz 18.8 MB (one block), 19.1 (two).
+# encode (one block / two), the text itself in 2.06. Made on 2026-12-07 18:00 UTC (the third
+# default model): 567 books, 194.1 MB of text, 51,667,740 tokens, the pack 43.7 MiB; with the
+# slim tree 59.6 MiB. (The second model's pack: 238 books, 80.0 MB, 21,368,233 tokens, 18.8 MB.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=../shared; [ -d $SHARED/data ] || SHARED=../../shared  # beside the checkout, or beside a worktree's folder
 BOOKS=${BOOKS:-$SHARED/data/books}
 TOKENIZER=${TOKENIZER:-$SHARED/tokenizers/gemma3/tokenizer.json}
 VOCAB=${VOCAB:-8192}
-TEXT_MB=${TEXT_MB:-120}  # ~29 MiB packed: with the 31.8 MiB tree (the model left behind) under 62
+TEXT_MB=${TEXT_MB:-400}  # all the books: 43.7 MiB packed, with the slim tree (~16 MiB) under 62
 CAP_MIB=${CAP_MIB:-62}
 WORK=${WORK:-build/gpudata}
 PACK=${PACK:-.gpudata}
@@ -104,11 +105,10 @@ NTOK=$(python3 -c "import struct,sys; print(struct.unpack_from('<Q', open(sys.ar
   sed -n 2p "$WORK/subset.log"
 } > "$PACK/MANIFEST"
 PACK_B=$(du -cb "$PACK" | tail -1 | cut -f1)
-# (without the default model's weights, 28.9 MB: with them and a pack the tree is over 64 MiB,
-# so the call that carries the pack is made with models/default/model.safetensors moved out of
-# the working tree, which then does not travel, and put back after)
-TREE_B=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | grep -zv '^models/default/model.safetensors$' |
-          xargs -0 -r du -cb 2>/dev/null | awk '$2 == "total" { s += $1 } END { print s + 0 }')
+# (the tree as scripts/device_tree.sh slim leaves it: the call that carries the pack is made
+# with the default model's weights, the tokenizer test data and most fixtures moved out of the
+# working tree, which then do not travel, and put back after)
+TREE_B=$(scripts/device_tree.sh slimsize | awk '{ printf "%d", $1 * 1048576 }')
 python3 - "$PACK_B" "$TREE_B" "$CAP_MIB" "$NTOK" <<'PY'
 import sys
 p, t, cap, n = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
@@ -117,4 +117,4 @@ print(f"pack {p / mib:.1f} MiB ({n} training tokens); tree {t / mib:.1f} MiB; to
 if (p + t) / mib > cap:
     sys.exit(f"gpu_data_pack: over {cap} MiB: lower TEXT_MB")
 PY
-echo "before the device call: mv models/default/model.safetensors /tmp/  (put it back after: it must not travel with the pack)"
+echo "before the device call: scripts/device_tree.sh slim  (and restore after: the tree must not travel whole with the pack)"

@@ -26,13 +26,13 @@
 static const char *PROMPT = "Once upon a time there was a little girl who";
 
 // Pinned when the model was committed (G3_PRINT_PINS=1).
-static const int PIN_V = 8192, PIN_HIDDEN = 320, PIN_LAYERS = 8, PIN_HEADS = 5;
+static const int PIN_V = 8192, PIN_HIDDEN = 384, PIN_LAYERS = 10, PIN_HEADS = 6;
 static const int PIN_IDS[] = {2, 5229, 2180, 296, 733, 736, 485, 296, 1610, 2495, 754};
-static const int PIN_GREEDY[] = {485, 1039, 4461, 329, 831, 8118, 332, 973, 485, 1039, 4461, 329};
-static const double PIN_LSE = 12.171830, PIN_MAX = 11.056499;
-static const int PIN_ARGMAX = 485;
-static const int PIN_AT[8] = {485, 1, 2, 100, 500, 1000, 2000, 8191};
-static const double PIN_LOGIT[8] = {11.056499, -3.836683, -4.471171, -9.327534, -2.392436, -2.681101, -6.602460, -8.000193};
+static const int PIN_GREEDY[] = {784, 296, 1610, 4048, 1881, 419, 316, 300, 916, 8118, 754, 485};
+static const double PIN_LSE = 13.195056, PIN_MAX = 11.950520;
+static const int PIN_ARGMAX = 784;
+static const int PIN_AT[8] = {784, 1, 2, 100, 500, 1000, 2000, 8191};
+static const double PIN_LOGIT[8] = {11.950520, -5.394444, -3.235308, -9.559946, -4.294576, -7.349580, -4.431931, -5.991127};
 // greedy: "Once upon a time there was a little girl who was very fond of her, and she was very fond of"
 
 static int argmax(const float *x, int n) {

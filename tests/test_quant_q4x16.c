@@ -156,7 +156,7 @@ static void test_model(void) {
     CHECK(memcmp(plain, rep, (size_t)T * V * 4) == 0, "prefill logits differ repacked (rel %.3g)", rel_err(rep, plain, (long)T * V));
     // one-token steps take another int8 kernel repacked than not (the activations rounded to
     // int8 in other groups): their difference must be small beside Q4_0's own (measured: 3.1e-3
-    // against 0.1 on the 14.4M-parameter default model; < 1e-4 on the earlier 5.6M one)
+    // against 0.1 on the 14.4M-parameter second default model; < 1e-4 on the earlier 5.6M one)
     const double e = rel_err(rep + (size_t)T * V, plain + (size_t)T * V, (long)D * V);
     const double eq = rel_err(plain + (size_t)T * V, ref + (size_t)T * V, (long)D * V);
     CHECK(e < 1e-4 || e < 0.1 * eq, "decode logits repacked: rel err %.3g (Q4_0 against bf16: %.3g)", e, eq);
