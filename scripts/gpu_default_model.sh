@@ -29,6 +29,8 @@
 # Environment: DEVICE (cuda), SHAPES ("m l xl"), SHAPE, TRAIN_S (240), BUDGET (550), B (128),
 # T (512), LR (2e-3), PROBE_STEPS (14), FULL_EVAL (1: also score all 3 MB of held-out books, 60 s
 # on an H100 for the 24.3M model; 0: the slice only), MAX_MB (50: the largest bf16 file the probe may choose),
+# RUN_S (the seconds this call may train: it stops at a checkpoint, and a call with RESUME=1
+# on the same warm machine continues the run), RESUME,
 # PEER (1: run the HF peer), OURS (1; 0: the peer alone, e.g. in a second call on the same warm
 # machine, with SHAPE and STEPS as ours ran), STEPS (default: from the probe's speed), OUT, WORK (/tmp/dm).
 # MAX_MB is the issue's 50. The working tree that travels to the GPU machine is capped at 64 MiB;
@@ -124,6 +126,15 @@ TRAIN_ARGS=(--data "$W/train.tok" --val "$W/heldout.txt" --batch "$B" --seq "$T"
             --min-lr-ratio 0.02 --matmul bf16 --save-dtype bf16 --device "$DEVICE")
 medrate() { grep -o '[0-9.]* tok/s' "$1" | awk '{ print $1 }' | tail -n +4 | sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
 
+# A run over several calls on one warm machine (/tmp stays while it is held: 30 s idle): the
+# first call with RUN_S stops its training at a checkpoint (SIGTERM: `gemma3 train` saves and
+# exits), the next with RESUME=1 continues it with the plan the first one wrote.
+if [ "${RESUME:-0}" = 1 ]; then
+  [ -f "$W/plan.env" ] && [ -d "$W/run" ] || { say "RESUME=1 but $W holds no run to resume (a new machine? the last call's model.tar has its last checkpoint)"; exit 1; }
+  . "$W/plan.env"
+  say "resuming the run in $W/run: shape $SHAPE, $STEPS steps planned"
+fi
+
 # 2. the probe
 if [ -z "$SHAPE" ]; then
   : > "$R/logs/probe.tsv"
@@ -167,6 +178,7 @@ config "$SHAPE" "$W/config.json"
 WARM=$(( STEPS / 20 > 20 ? STEPS / 20 : 20 )); [ $WARM -ge $STEPS ] && WARM=$((STEPS / 4))
 DECAY=$(( STEPS / 4 ))
 say "training shape $SHAPE ($(shape "$SHAPE"): hidden layers mlp heads; $(params "$SHAPE") parameters): $STEPS steps of $B x $T = $((STEPS * B * T)) tokens, warmup $WARM, decay $DECAY"
+printf 'SHAPE=%s\nSTEPS=%s\nWARM=%s\nDECAY=%s\nRATE=%s\n' "$SHAPE" "$STEPS" "$WARM" "$DECAY" "$RATE" > "$W/plan.env"
 
 bpb() {  # model data name -> "bpb npt tokens" (bounded: what is left of the budget less 60 s)
   timeout $(( $(left) > 90 ? $(left) - 60 : 30 )) ./gemma3 perplexity --model "$1" --data "$2" --ctx 512 --device "$DEVICE" > "$R/logs/ppl-$3.log" 2>&1
@@ -175,13 +187,14 @@ bpb() {  # model data name -> "bpb npt tokens" (bounded: what is left of the bud
 OURS_RATE=0; OURS_EVAL="- - -"; OURS_FULL="- - -"
 if [ "$OURS" = 1 ]; then
 # 3. ours
-rm -rf "$W/run"
+[ "${RESUME:-0}" = 1 ] || { rm -rf "$W/run"; : > "$R/logs/train_ours.log"; }
 EV=$(( STEPS / 10 > 1 ? STEPS / 10 : 1 ))
-timeout $(( TRAIN_S * 3 / 2 + 60 )) ./gemma3 train --init "$W/config.json" --tokenizer "$W/tok/tokenizer.json" --out "$W/run" "${TRAIN_ARGS[@]}" \
+timeout -s TERM "${RUN_S:-$(( TRAIN_S * 3 / 2 + 60 ))}" ./gemma3 train --init "$W/config.json" --tokenizer "$W/tok/tokenizer.json" --out "$W/run" "${TRAIN_ARGS[@]}" \
   --steps "$STEPS" --warmup "$WARM" --decay-steps "$DECAY" --eval-every "$EV" --eval-batches 2 --save-every $(( STEPS / 3 + 1 )) \
-  --log-every 10 > "$R/logs/train_ours.log" 2>&1
-say "ours: exit $? -- $(grep 'train: done' "$R/logs/train_ours.log" | tail -1)"
+  --log-every 10 >> "$R/logs/train_ours.log" 2>&1
+say "ours: exit $? -- $(grep -E 'train: (done|stopped)' "$R/logs/train_ours.log" | tail -1)"
 OURS_RATE=$(medrate "$R/logs/train_ours.log")
+STOPPED=0; tail -3 "$R/logs/train_ours.log" | grep -q "train: stopped by" && STOPPED=1
 
 # 4. the model folder and held-out bits per byte
 M=$R/model
@@ -191,6 +204,10 @@ dm_folder "$W/run" "$W/tok" "$M" 2>/dev/null  # (no set -e here: a failed run st
 # did: perplexity on the GPU scored 190 chunks in 152 s, slower than the 2-core CPU, and the
 # 3 MB evaluation after it was killed with the call, and everything under /tmp with it)
 ( cd "$W" && tar -cf - results/model results/logs ) | split -b 15m -d - "$O/model.tar.part-"
+if [ $STOPPED = 1 ]; then
+  say "stopped at a checkpoint (RUN_S): call again with RESUME=1 (same environment otherwise) while this machine is warm; model.tar holds the checkpoint's weights"
+  exit 0
+fi
 OURS_EVAL=$(bpb "$M" "$W/heldout_eval.txt" ours-eval)
 OURS_FULL="- - -"; [ "${FULL_EVAL:-1}" = 1 ] && OURS_FULL=$(bpb "$M" "$W/heldout.txt" ours-full)
 say "ours: held-out bits per byte (bpb nats/token tokens): eval slice $OURS_EVAL; all 12 books $OURS_FULL"
