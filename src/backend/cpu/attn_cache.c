@@ -303,7 +303,7 @@ int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int l
                         for (int b = 0; b < nb; b++) task_t[it] = nt, task_kh[it] = kh, task_b[it++] = b;
                 }
         RowJob job = {&A, segs, task_seg, task_row, task_pos, task_t, task_kh, task_b, part, plse};
-        if (work <= 65536) {
+        if (work <= 65536 || ntask == 1) {  // (one task: waking the other threads buys nothing)
             for (int i = 0; i < ntask; i++) row_task(&job, i, 0);
         } else if (g3_cpu_pool_for(ntask, row_task, &job)) {  // decode's threads (pool.h), else OpenMP's
 #pragma omp parallel for num_threads(A.nthreads) schedule(dynamic, 1)
