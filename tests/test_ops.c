@@ -91,8 +91,14 @@ static void run_level(int level) {
         // softmax: wide logits, some masked (-inf) entries, against the scalar reference
         for (long i = 0; i < n; i++) { f[i] = 30 * frand(&seed); r[i] = f[i]; }
         for (long i = 2; i < n; i += 7) f[i] = r[i] = -INFINITY;
-        g3_softmax(f, (int)n);
-        g3_softmax_ref(r, (int)n);
+        // the returned log-normalizer against log(sum exp) in double
+        double mx = -INFINITY, lsum = 0;
+        for (long i = 0; i < n; i++) mx = fmax(mx, r[i]);
+        for (long i = 0; i < n; i++) lsum += r[i] == -INFINITY ? 0 : exp((double)r[i] - mx);
+        const double lse = mx + log(lsum);
+        const float lf = g3_softmax(f, (int)n), lr = g3_softmax_ref(r, (int)n);
+        CHECK(fabs(lf - lse) <= 1e-6 * (1 + fabs(lse)) && fabs(lr - lse) <= 1e-6 * (1 + fabs(lse)),
+              "softmax n=%ld: log-normalizer %.9g (reference %.9g) against %.9g", n, lf, lr, lse);
         double se = 0;
         int zeros = 1;
         for (long i = 0; i < n; i++) {
@@ -138,8 +144,9 @@ static void run_level(int level) {
         free(g); free(u); free(r); free(f);
     }
     float none[5] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    g3_softmax(none, 5);
-    CHECK(none[0] == 0 && none[4] == 0, "softmax of an all-masked row is all zero (level %d)", level);
+    const float lnone = g3_softmax(none, 5);
+    CHECK(none[0] == 0 && none[4] == 0 && lnone == -INFINITY, "softmax of an all-masked row is all zero, log-normalizer -inf (level %d)",
+          level);
 }
 
 // GeGLU as the epilogue of the MLP's products (train_pass.c) against the product followed

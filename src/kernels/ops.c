@@ -95,7 +95,7 @@ __attribute__((target("avx2,fma"))) static void geglu_tanh_avx2(float *g, const 
     }
 }
 
-__attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int n) {
+__attribute__((target("avx2,fma"))) static float softmax_avx2(float *x, int n) {
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     __m256 vmx = ninf;
     int i = 0;
@@ -106,7 +106,7 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int n) {
     float mx = hmax8(vmx);
     if (mx == -INFINITY) {
         for (i = 0; i < n; i++) x[i] = 0;
-        return;
+        return -INFINITY;
     }
     __m256 vm = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
     for (i = 0; i < n; i += 8) {
@@ -119,9 +119,11 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int n) {
         if (tail) _mm256_maskstore_ps(x + i, mt, e);
         else _mm256_storeu_ps(x + i, e);
     }
-    __m256 inv = _mm256_set1_ps((float)(1.0 / (double)hsum256(acc)));
+    const double sum = hsum256(acc);
+    __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     if (nt) _mm256_maskstore_ps(x + i, mt, _mm256_mul_ps(_mm256_maskload_ps(x + i, mt), inv));
+    return (float)(mx + log(sum));
 }
 
 __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n) {
@@ -218,12 +220,12 @@ void g3_geglu(float *g, const float *u, long n, int erf_form) {
     }
 }
 
-void g3_softmax_ref(float *x, int n) {
+float g3_softmax_ref(float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     if (mx == -INFINITY) {  // nothing visible: all zero rather than NaN
         for (int i = 0; i < n; i++) x[i] = 0;
-        return;
+        return -INFINITY;
     }
     double sum = 0;
     for (int i = 0; i < n; i++) {
@@ -232,12 +234,13 @@ void g3_softmax_ref(float *x, int n) {
     }
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++) x[i] *= inv;
+    return (float)(mx + log(sum));
 }
 
 // The same with exp512: prefill attention takes T^2/2 exponentials per head, and libm's
 // scalar expf made the softmax cost as much as the score GEMM. Lane sums are float (n is at
 // most the context, so the rounding stays near 1e-7 relative).
-__attribute__((target("avx512f"))) static void softmax_avx512(float *x, int n) {
+__attribute__((target("avx512f"))) static float softmax_avx512(float *x, int n) {
     __m512 vmx = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
@@ -246,7 +249,7 @@ __attribute__((target("avx512f"))) static void softmax_avx512(float *x, int n) {
     float mx = _mm512_reduce_max_ps(vmx);
     if (mx == -INFINITY) {
         for (int i = 0; i < n; i++) x[i] = 0;
-        return;
+        return -INFINITY;
     }
     __m512 vm = _mm512_set1_ps(mx), acc = _mm512_setzero_ps();
     for (int i = 0; i < n; i += 16) {
@@ -258,18 +261,18 @@ __attribute__((target("avx512f"))) static void softmax_avx512(float *x, int n) {
         acc = _mm512_add_ps(acc, e);
         _mm512_mask_storeu_ps(x + i, m, e);
     }
-    __m512 inv = _mm512_set1_ps((float)(1.0 / (double)_mm512_reduce_add_ps(acc)));
+    const double sum = _mm512_reduce_add_ps(acc);
+    __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
         _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
     }
+    return (float)(mx + log(sum));
 }
 
-void g3_softmax(float *x, int n) {
+float g3_softmax(float *x, int n) {
     detect();
-    if (isa == 2) softmax_avx512(x, n);
-    else if (isa == 1) softmax_avx2(x, n);
-    else g3_softmax_ref(x, n);
+    return isa == 2 ? softmax_avx512(x, n) : isa == 1 ? softmax_avx2(x, n) : g3_softmax_ref(x, n);
 }
 
 void g3_rope_angles(float *c, float *s, int pos, int hd, double base, double scale) {

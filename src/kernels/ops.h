@@ -21,9 +21,11 @@ float g3_gelu_tanh(float x);
 void g3_rope(float *x, int nheads, int hd, const float *cos, const float *sin);
 // Fills cos/sin[hd/2] for a position: angle = pos / scale * base^(-2d/hd), in double.
 void g3_rope_angles(float *cos, float *sin, int pos, int hd, double base, double scale);
-// In-place softmax of x[n] (entries of -INFINITY get probability 0).
-void g3_softmax(float *x, int n);
-void g3_softmax_ref(float *x, int n);  // scalar reference (libm expf, double sum)
+// In-place softmax of x[n] (entries of -INFINITY get probability 0). Returns the log of the
+// normalizer, max + log(sum exp(x - max)) (-INFINITY when every entry is): what a softmax
+// over several blocks of x needs to weigh each block's result (attention over the KV cache).
+float g3_softmax(float *x, int n);
+float g3_softmax_ref(float *x, int n);  // scalar reference (libm expf, double sum)
 // x = tanh(x / cap) * cap.
 void g3_softcap(float *x, long n, float cap);
 

@@ -303,6 +303,8 @@ static int cpu_argmax(G3Backend *be, int32_t *out, const float *x, int R, int n)
         const float *xr = x + (long)r * n;
         int ok = 1;
         float mx = -INFINITY;
+        // vector code (the head's 262k logits a decoded token, while the other thread waits)
+#pragma omp simd reduction(&:ok) reduction(max:mx)
         for (int i = 0; i < n; i++) {
             ok &= xr[i] < INFINITY;  // false for NaN and +inf
             mx = xr[i] > mx ? xr[i] : mx;
