@@ -185,7 +185,9 @@ static void attend_row_block(const Attn *A, const G3Segment *sg, int r, int p, i
                              float *lse) {
     const G3KVCache *kv = A->kv;
     const int HD = kv->hd, NH = A->NH, NKV = kv->nkv, G = NH / NKV, W = A->window, l = A->layer, n = j1 - j0;
-    const int end = key_end(sg, p - sg->pos0), lo = W > 0 ? G3_MAX(0, p - (W - 1)) : 0;
+    int lo, S;
+    row_keys(A, sg, p, &lo, &S);
+    const int end = lo + S;
     const int r0 = r - (p - sg->pos0);  // the segment's first row
     const float *q = A->q + (long)r * NH * HD + (long)kh * G * HD;  // [G][HD]
     for (int j = j0; j < j1; j++) {
@@ -209,8 +211,8 @@ static void attend_row_block(const Attn *A, const G3Segment *sg, int r, int p, i
 typedef struct {
     const Attn *A;
     const G3Segment *segs;
-    const int *seg, *row, *pos;  // per decode row
-    const int *task_t, *task_kh, *task_b;  // per task: its row (index into the above), kv head, block
+    const int *seg, *row, *pos, *nb;  // per decode row (nb: its blocks of keys)
+    const int *task_t, *task_kh, *task_j0, *task_j1;  // per task: its row (index into the above), kv head, keys
     float *part, *plse;  // [tasks][G][HD] the blocks' results, [tasks][G] their log-sum-exps
 } RowJob;
 
@@ -219,14 +221,10 @@ typedef struct {
 static void row_task(void *ctx, int i, int tid) {
     const RowJob *j = ctx;
     const Attn *A = j->A;
-    const int t = j->task_t[i], kh = j->task_kh[i], b = j->task_b[i], G = A->NH / A->kv->nkv, HD = A->kv->hd;
-    const G3Segment *sg = &j->segs[j->seg[t]];
-    int lo, S, bs;
-    row_keys(A, sg, j->pos[t], &lo, &S);
-    const int nb = kblocks(S, &bs);
-    float *o = nb == 1 ? A->out + (long)j->row[t] * A->NH * HD + (long)kh * G * HD : j->part + (long)i * G * HD;
-    attend_row_block(A, sg, j->row[t], j->pos[t], kh, b * bs, G3_MIN(S, (b + 1) * bs), A->tscores + (long)tid * G * A->S, o,
-                     j->plse + (long)i * G);
+    const int t = j->task_t[i], kh = j->task_kh[i], G = A->NH / A->kv->nkv, HD = A->kv->hd;
+    float *o = j->nb[t] == 1 ? A->out + (long)j->row[t] * A->NH * HD + (long)kh * G * HD : j->part + (long)i * G * HD;
+    attend_row_block(A, &j->segs[j->seg[t]], j->row[t], j->pos[t], kh, j->task_j0[i], j->task_j1[i],
+                     A->tscores + (long)tid * G * A->S, o, j->plse + (long)i * G);
 }
 
 // The merge of row t's blocks for kv head kh (tasks i0 .. i0 + nb - 1): per head, each block's
@@ -274,7 +272,7 @@ int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int l
     const long G = NH / kv->nkv;
     size_t floats = (size_t)(2 * S * HD + T * AB * (S + 2 * HD) + T * G * S + 2L * R * HD + (hook ? (long)R * S : 0) +
                              (long)ntask * G * (HD + 1));
-    float *ws = g3_cpu_workspace(floats * sizeof(float) + (3 * (size_t)R + 3 * (size_t)ntask) * sizeof(int));
+    float *ws = g3_cpu_workspace(floats * sizeof(float) + (4 * (size_t)R + 4 * (size_t)ntask) * sizeof(int));
     if (!ws) return g3_error_prefix("attention over the KV cache (%d rows, %d positions)", R, maxpos);
     A.kbuf = ws;
     A.vbuf = A.kbuf + S * HD;
@@ -285,7 +283,8 @@ int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int l
     A.scores = A.ho + (long)R * HD;
     float *part = A.scores + (hook ? (long)R * S : 0), *plse = part + (long)ntask * G * HD;
     int *task_seg = (int *)(ws + floats), *task_row = task_seg + R, *task_pos = task_row + R;
-    int *task_t = task_pos + R, *task_kh = task_t + ntask, *task_b = task_kh + ntask;
+    int *row_nb = task_pos + R, *task_t = row_nb + R, *task_kh = task_t + ntask, *task_j0 = task_kh + ntask,
+        *task_j1 = task_j0 + ntask;
     if (hook) {
         for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++) attend_hooked(&A, &segs[i], i, r0, hook);
         return 0;
@@ -298,11 +297,12 @@ int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int l
                     int lo, Sr, bs;
                     task_seg[nt] = i, task_pos[nt] = segs[i].pos0 + j, task_row[nt] = r + j;
                     row_keys(&A, &segs[i], task_pos[nt], &lo, &Sr);
-                    const int nb = kblocks(Sr, &bs);
+                    const int nb = row_nb[nt] = kblocks(Sr, &bs);
                     for (int kh = 0; kh < kv->nkv; kh++)
-                        for (int b = 0; b < nb; b++) task_t[it] = nt, task_kh[it] = kh, task_b[it++] = b;
+                        for (int b = 0; b < nb; b++, it++)
+                            task_t[it] = nt, task_kh[it] = kh, task_j0[it] = b * bs, task_j1[it] = G3_MIN(Sr, (b + 1) * bs);
                 }
-        RowJob job = {&A, segs, task_seg, task_row, task_pos, task_t, task_kh, task_b, part, plse};
+        RowJob job = {&A, segs, task_seg, task_row, task_pos, row_nb, task_t, task_kh, task_j0, task_j1, part, plse};
         if (work <= 65536 || ntask == 1) {  // (one task: waking the other threads buys nothing)
             for (int i = 0; i < ntask; i++) row_task(&job, i, 0);
         } else if (g3_cpu_pool_for(ntask, row_task, &job)) {  // decode's threads (pool.h), else OpenMP's
@@ -311,14 +311,9 @@ int g3_cpu_attention_cache(G3Backend *be, float *out, const G3KVCache *kv, int l
         }
         // rows of several blocks: their merge (rows x kv heads of G x blocks x HD: one thread
         // unless the batch is large)
-        for (int t = 0, i0 = 0; t < nt; t++) {
-            int lo, Sr, bs;
-            row_keys(&A, &segs[task_seg[t]], task_pos[t], &lo, &Sr);
-            const int nb = kblocks(Sr, &bs);
-            if (nb > 1)
-                for (int kh = 0; kh < kv->nkv; kh++) row_merge(&job, t, kh, i0 + kh * nb, nb);
-            i0 += kv->nkv * nb;
-        }
+        for (int t = 0, i0 = 0; t < nt; i0 += kv->nkv * row_nb[t], t++)
+            if (row_nb[t] > 1)
+                for (int kh = 0; kh < kv->nkv; kh++) row_merge(&job, t, kh, i0 + kh * row_nb[t], row_nb[t]);
     }
     for (int i = 0, r0 = 0; i < nseg; r0 += segs[i].n, i++)
         if (segs[i].n > 2) attend_segment(&A, &segs[i], r0);
