@@ -51,7 +51,8 @@ case ${1:-} in
   slimsize) size slim;;
   model)
     M=models/default/model.safetensors
-    [ -f "$M" ] || { echo "device_tree: $M is not here (restore first)" >&2; exit 1; }
+    [ -f "$M" ] || M=$HOLD/$M  # slim already: the held copy
+    [ -f "$M" ] || { echo "device_tree: models/default/model.safetensors is neither here nor in $HOLD" >&2; exit 1; }
     mkdir -p .devmodel
     [ .devmodel/model.safetensors.xz -nt "$M" ] || xz -T2 -6 -c "$M" > .devmodel/model.safetensors.xz.tmp
     [ -f .devmodel/model.safetensors.xz.tmp ] && mv .devmodel/model.safetensors.xz.tmp .devmodel/model.safetensors.xz

@@ -60,11 +60,16 @@ mkdir -p "$O" "$R/logs"
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$R/logs/summary.txt"; }
 export OMP_WAIT_POLICY=PASSIVE
-[ -f $PACK/train.tok.xz ] || { echo "gpu_default_model: $PACK/ is missing: run scripts/gpu_data_pack.sh here and carry .gpudata" >&2; exit 1; }
+# A resumed run reads the data the first call unpacked into $W (still there on a warm machine),
+# so its call need not carry .gpudata: the room goes to what runs beside it.
+DATA_DONE=0
+if [ "${RESUME:-0}" = 1 ] && [ -f "$W/data.ok" ] && [ -f "$W/MANIFEST" ]; then DATA_DONE=1; PACK=$W; fi
+[ -f $PACK/MANIFEST ] && { [ $DATA_DONE = 1 ] || [ -f $PACK/train.tok.xz ]; } ||
+  { echo "gpu_default_model: $PACK/ is missing: run scripts/gpu_data_pack.sh here and carry .gpudata" >&2; exit 1; }
 VOCAB=$(awk '$1 == "vocab" { print $2 }' $PACK/MANIFEST)
 
 # 1. data (in the background) and the build
-(
+[ $DATA_DONE = 1 ] || (
   unxz_to() {  # xz, else Python's lzma (whichever the machine has)
     if command -v xz > /dev/null; then xz -dc "$1" > "$2"
     else python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'), 1 << 24)" "$1" "$2"; fi
@@ -73,6 +78,7 @@ VOCAB=$(awk '$1 == "vocab" { print $2 }' $PACK/MANIFEST)
   unxz_to $PACK/heldout.txt.xz "$W/heldout.txt"
   # the model card's evaluation slice: the first ~30 KB (whole paragraphs) of each held-out book
   LC_ALL=C awk '$0 == "<|endoftext|>" { print; n = 0; next } n < 30000 { print; n += length($0) + 1 }' "$W/heldout.txt" > "$W/heldout_eval.txt"
+  cp $PACK/MANIFEST "$W/MANIFEST" && mkdir -p "$W/pack-tok" && cp $PACK/tokenizer/tokenizer.json $PACK/tokenizer/tokenizer_config.json "$W/pack-tok/"
   touch "$W/data.ok"
 ) > "$R/logs/data.log" 2>&1 &
 DATA_PID=$!
@@ -87,8 +93,8 @@ wait $DATA_PID
 [ -f "$W/data.ok" ] || { cat "$R/logs/data.log"; exit 1; }
 NTOK=$(python3 -c "import struct,sys; print(struct.unpack_from('<Q', open(sys.argv[1],'rb').read(64), 24)[0])" "$W/train.tok")
 say "data: $NTOK training tokens (vocab $VOCAB), held-out $(wc -c < "$W/heldout.txt") bytes, eval slice $(wc -c < "$W/heldout_eval.txt") bytes"
-cp $PACK/MANIFEST "$R/logs/"
-mkdir -p "$W/tok" && cp $PACK/tokenizer/tokenizer.json $PACK/tokenizer/tokenizer_config.json "$W/tok/"
+cp "$W/MANIFEST" "$R/logs/"
+mkdir -p "$W/tok" && cp "$W/pack-tok/tokenizer.json" "$W/pack-tok/tokenizer_config.json" "$W/tok/"
 
 # The candidate shapes: Gemma 3's layout (sliding layers and a global one at index 5, QK-norm,
 # GeGLU, tied embedding, one KV head, head_dim 64); window 512 = the training length.
