@@ -13,8 +13,9 @@
 // Files, one ISA each:
 //   quant_gemm_scalar.c        the packers (plain C, every type), the reference panel kernel
 //   quant_gemm_avx512vnni.c    vpdpbusd, 16 rows x up to 8 activation rows per tile
-//   quant_gemm_avx2.c          vpmaddubsw / vpmaddwd on two 8-row halves (types whose bytes
-//                              stay below 128: every type but Q8_0, whose products saturate int16)
+//   quant_gemm_avx2.c          vpmaddubsw / vpmaddwd on two 8-row halves; Q8_0 (whose unsigned
+//                              bytes would saturate the int16 pair sums) as |w| times the
+//                              activation with w's sign, its own kernel
 #ifndef G3_QUANT_GEMM_H
 #define G3_QUANT_GEMM_H
 
@@ -72,11 +73,13 @@ void g3_qgemm_panel_ref(float *y, int64_t ldy, const G3QPanelBlock *p, int nb, c
                         const G3QGemmKind *kind);
 void g3_qgemm_panel_avx2(float *y, int64_t ldy, const G3QPanelBlock *p, int nb, const G3BlockQ8G *a, int R, int ncols,
                          const G3QGemmKind *kind);
+void g3_qgemm_panel_avx2_q8(float *y, int64_t ldy, const G3QPanelBlock *p, int nb, const G3BlockQ8G *a, int R, int ncols,
+                            const G3QGemmKind *kind);
 void g3_qgemm_panel_avx512vnni(float *y, int64_t ldy, const G3QPanelBlock *p, int nb, const G3BlockQ8G *a, int R, int ncols,
                                const G3QGemmKind *kind);
 
 // The panel kernel of a quant_dot.h level (G3_QDOT_*) for a type: NULL where the level has none
-// for it (AVX2 / AVX-512 without VNNI: Q8_0).
+// for it.
 G3QGemmPanel g3_qgemm_kernel(int level, G3DType type);
 
 #endif

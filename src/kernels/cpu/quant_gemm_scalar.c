@@ -172,7 +172,7 @@ G3QGemmPanel g3_qgemm_kernel(int level, G3DType type) {
     G3QGemmKind k;
     if (g3_qgemm_kind(type, &k) || level < 0 || level > g3_qdot_cpu_level()) return NULL;
     if (level >= G3_QDOT_AVX512VNNI) return g3_qgemm_panel_avx512vnni;
-    if (level >= G3_QDOT_AVX2) return type == G3_Q8_0 ? NULL : g3_qgemm_panel_avx2;
+    if (level >= G3_QDOT_AVX2) return type == G3_Q8_0 ? g3_qgemm_panel_avx2_q8 : g3_qgemm_panel_avx2;
     return g3_qgemm_panel_ref;
 }
 
