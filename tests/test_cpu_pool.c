@@ -2,7 +2,7 @@
 // exactly once with a thread id below the thread count, over many jobs back to back (the
 // workers spinning) and jobs after pauses (the workers asleep: the futex wake-up path); the pool
 // declines (returns 1, runs nothing) inside an OpenMP region and when the thread count changed;
-// a forked child gets a pool of its own. The pool is opt-in (G3_POOL=1): the test turns it on.
+// a forked child gets a pool of its own. The pool is on unless G3_POOL=0: the test sets 1 anyway.
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>

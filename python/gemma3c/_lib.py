@@ -131,6 +131,11 @@ def lib() -> ctypes.CDLL:
     global _lib
     if _lib is None:
         path = _find_library()
+        # OpenMP's threads wait passively unless the user chose otherwise, as the gemma3
+        # program does (src/cli/main.c says why); libgomp reads this when it is loaded, so it
+        # holds unless another module loaded libgomp first
+        if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+            os.environ["OMP_WAIT_POLICY"] = "passive"
         try:
             handle = ctypes.CDLL(path)
         except OSError as e:

@@ -1,7 +1,9 @@
 // main.c: the gemma3 program: one command per file, dispatched from this table.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "cli.h"
@@ -77,7 +79,27 @@ static void usage(FILE *f) {
     fprintf(f, "  %-11s %s\n", "version", "the version, git commit, build flags and SIMD levels (also --version)");
 }
 
+// OpenMP's threads wait passively unless the user chose otherwise. libgomp's default has a
+// thread that waits for the others spin for up to ~300,000 rounds; when the machine's cores
+// are busy with other work, the thread being waited for is off its core and every region's end
+// costs a scheduler slice: measured 2026-12-07 (1B Q4_0, 64 prompt ids, 2 threads, with other
+// processes making the load 8-14), prefill 2-16 tok/s against 9-82 with passive waits, decode
+// timed out (< 0.4 tok/s) at load 12. Decode's ~130 hand-offs a token do not use OpenMP's
+// threads (backend/cpu/pool.c: short spins, and a caller that waits only for the threads that
+// joined), so on a quiet machine passive waits cost only the few wake-ups of prefill's large
+// regions. libgomp reads its settings when it is loaded, before main: the program runs itself
+// again with OMP_WAIT_POLICY=passive set, once (not when OMP_WAIT_POLICY or GOMP_SPINCOUNT is
+// set already, so a user's own choice stands and there is no loop; if the exec fails, it runs
+// on as it is).
+static void passive_waits(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1)) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OMP_WAIT_POLICY");  // the exec failed (no /proc): go on with libgomp's defaults
+}
+
 int main(int argc, char **argv) {
+    passive_waits(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

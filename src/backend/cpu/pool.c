@@ -1,7 +1,14 @@
 // pool.c: the decode threads of pool.h. One job at a time: the caller publishes (fn, ctx, n),
-// bumps the generation word and wakes sleepers; every thread, the caller included, takes task
-// indices from one counter; the caller waits until every worker has left the job, so a worker
-// never misses a generation and never sees the next job's fields while it runs this one.
+// opens the job, bumps the generation word and wakes sleepers; every thread, the caller
+// included, takes task indices from one counter. A worker joins a job by raising the active
+// count and then checking that the job is still open; the caller, its own tasks done, closes
+// the job and waits only for the workers that joined (seq_cst on both sides, Dekker's pattern:
+// either the caller sees the worker's count, or the worker sees the job closed). So the caller
+// never waits for a worker that is asleep or was not scheduled: on a machine whose cores are
+// busy with other work, a worker can be off its core for milliseconds, and a step of ~130
+// hand-offs that waited for it at each one took ~10x as long as one thread alone (measured
+// 2026-12-07, note at g3_cpu_pool_for). A late worker finds the job closed (or a later job open,
+// whose fields were published before it opened) and goes back to waiting.
 // Sleeping is a futex wait on the generation word, entered only after the sleeper count is
 // raised and the word re-read (seq_cst on both sides: either the caller sees the sleeper and
 // wakes it, or the sleeper sees the new generation).
@@ -26,7 +33,8 @@ static struct {
     _Atomic uint32_t gen;   // the job's generation (the futex word)
     _Atomic int sleepers;   // workers in (or entering) the futex wait
     _Atomic int next;       // the next task index
-    _Atomic int busy;       // workers that have not left the current job
+    _Atomic int open;       // 1 while the job takes workers
+    _Atomic int active;     // workers that joined the job and have not left it
     G3PoolFn fn;
     void *ctx;
     int n, nthreads;        // tasks; threads with the caller
@@ -68,8 +76,9 @@ static void *worker(void *arg) {
             }
         }
         seen = atomic_load_explicit(&pool.gen, memory_order_acquire);
-        run_tasks(tid);
-        atomic_fetch_sub_explicit(&pool.busy, 1, memory_order_release);
+        atomic_fetch_add(&pool.active, 1);      // join (seq_cst) ...
+        if (atomic_load(&pool.open)) run_tasks(tid);  // ... then look: a closed job is left alone
+        atomic_fetch_sub_explicit(&pool.active, 1, memory_order_release);
     }
     return NULL;
 }
@@ -88,10 +97,10 @@ static int start(void) {
         if (!atfork) atfork = 1, pthread_atfork(NULL, NULL, after_fork_child);
         const char *on = getenv("G3_POOL"), *spin = getenv("G3_SPIN_US");
         const int nt = omp_get_max_threads();
-        pool.spin_ns = (spin && *spin ? atol(spin) : 100) * 1000;
+        pool.spin_ns = (spin && *spin ? atol(spin) : 20) * 1000;
         pool.nthreads = nt;
         pool.gen0 = atomic_load(&pool.gen);
-        int ok = on && on[0] == '1' && nt > 1 && nt <= MAX_THREADS;
+        int ok = !(on && on[0] == '0') && nt > 1 && nt <= MAX_THREADS;
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -115,17 +124,21 @@ int g3_cpu_pool_for(int n, G3PoolFn fn, void *ctx) {
     if (st == 0) st = start();
     if (st != 1 || omp_in_parallel() || omp_get_max_threads() != pool.nthreads) return 1;
     if (atomic_flag_test_and_set_explicit(&pool_lock, memory_order_acquire)) return 1;
+    // no worker is inside a job here (the last caller waited for every one that joined), so
+    // the fields are ours until the job opens
     pool.fn = fn;
     pool.ctx = ctx;
     pool.n = n;
     atomic_store(&pool.next, 0);
-    atomic_store(&pool.busy, pool.nthreads - 1);
+    atomic_store(&pool.open, 1);  // publishes the fields to a worker that sees it open
     atomic_fetch_add(&pool.gen, 1);
     if (atomic_load(&pool.sleepers)) syscall(SYS_futex, &pool.gen, FUTEX_WAKE_PRIVATE, MAX_THREADS, NULL, NULL, 0);
     run_tasks(0);
-    // the workers finish their last tasks (or, asleep, wake and find none left)
+    // every task is taken: close the job, then wait for the workers that joined it to finish
+    // their last tasks (a worker that joins from now on sees it closed)
+    atomic_store(&pool.open, 0);
     const int64_t t0 = now_ns();
-    for (int k = 1; atomic_load_explicit(&pool.busy, memory_order_acquire) > 0; k++) {
+    for (int k = 1; atomic_load(&pool.active) > 0; k++) {
         relax();
         if (k % 64 == 0 && now_ns() - t0 > pool.spin_ns) sched_yield();
     }
