@@ -93,9 +93,15 @@ static void usage(FILE *f) {
 // on as it is).
 static void passive_waits(char **argv) {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    // the path, not /proc/self/exe itself: under valgrind that link is valgrind's own tool
+    // (its readlink answers with the program's path)
+    char exe[4096];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k <= 0 || k >= (ssize_t)sizeof exe - 1) return;
+    exe[k] = 0;
     if (setenv("OMP_WAIT_POLICY", "passive", 1)) return;
-    execv("/proc/self/exe", argv);
-    unsetenv("OMP_WAIT_POLICY");  // the exec failed (no /proc): go on with libgomp's defaults
+    execv(exe, argv);
+    unsetenv("OMP_WAIT_POLICY");  // the exec failed: go on with libgomp's defaults
 }
 
 int main(int argc, char **argv) {
