@@ -20,11 +20,12 @@ enum { NCAND = 10 };  // candidates t = -NCAND..NCAND, 0.1 of a level apart
 static int clampr(float v, int lo, int hi) { return v >= (float)hi ? hi : v > (float)lo ? (int)lrintf(v) : lo; }
 static float f16r(float v) { return g3_f16_to_f32(g3_f32_to_f16(v)); }
 
-// x ~ d q, q in [lo, hi]; the x of largest magnitude maps near lo (as ggml's Q4_0/Q5_0/Q6_K).
-// half: d as stored in f16. Returns d, q out; 0 (all q 0) for a block of zeros or no weight.
-// Each candidate takes one pass (the levels, the fit and, from the same sums, its error); the
-// best is then re-rounded with its own fitted scale while that lowers the error (twice at most).
-static float sym_fit(const float *x, const float *w, int n, int lo, int hi, int half, int *q) {
+// x ~ d q, q in [lo, hi]; the x of largest magnitude maps near lo (as ggml's Q4_0/Q5_0/Q6_K)
+// and, with flip, also near hi (the other sign of d: 21 more candidates). half: d as stored in
+// f16. Returns d, q out; 0 (all q 0) for a block of zeros or no weight. Each candidate takes
+// one pass (the levels, the fit and, from the same sums, its error); the best is then
+// re-rounded with its own fitted scale while that lowers the error (twice at most).
+static float sym_fit(const float *x, const float *w, int n, int lo, int hi, int half, int flip, int *q) {
     float amax = 0.0f, max = 0.0f;
     double sxx = 0;
     for (int i = 0; i < n; i++) {
@@ -36,10 +37,12 @@ static float sym_fit(const float *x, const float *w, int n, int lo, int hi, int 
     double best = sxx;  // all levels 0
     float bd = 0.0f;
     int t[256];
-    for (int c = -NCAND; c <= NCAND + 2; c++) {
+    for (int c = flip ? -3 * NCAND - 1 : -NCAND; c <= NCAND + 2; c++) {
         if (c > NCAND && bd == 0.0f) break;
-        // c > NCAND: re-round the best so far with its own scale
-        const float is = c > NCAND ? 1.0f / bd : ((float)-lo + 0.1f * (float)c) / -max;
+        // c < -NCAND: the flipped candidates; c > NCAND: re-round the best with its own scale
+        const float is = c > NCAND    ? 1.0f / bd
+                         : c < -NCAND ? ((float)hi + 0.1f * (float)(c + 2 * NCAND + 1)) / max
+                                      : ((float)-lo + 0.1f * (float)c) / -max;
         double sxq = 0, sqq = 0;
         for (int i = 0; i < n; i++) {
             t[i] = clampr(x[i] * is, lo, hi);
@@ -181,7 +184,7 @@ static void block_q6k(void *dst, const float *x, const float *w) {
     int q[G3_QK_K];
     float s[16], amax = 0.0f;
     for (int j = 0; j < 16; j++) {
-        s[j] = sym_fit(x + 16 * j, w + 16 * j, 16, -32, 31, 0, q);
+        s[j] = sym_fit(x + 16 * j, w + 16 * j, 16, -32, 31, 0, 1, q);
         amax = fmaxf(amax, fabsf(s[j]));
     }
     b->d = g3_f32_to_f16(amax / 127.0f);
@@ -210,20 +213,20 @@ void g3_qsearch_block(G3DType t, void *dst, const float *x, const float *w) {
     switch (t) {
     case G3_Q8_0: {
         G3BlockQ8_0 *b = dst;
-        b->d = g3_f32_to_f16(sym_fit(x, w, 32, -127, 127, 1, q));
+        b->d = g3_f32_to_f16(sym_fit(x, w, 32, -127, 127, 1, 0, q));
         for (int j = 0; j < 32; j++) b->qs[j] = (int8_t)q[j];
         break;
     }
     case G3_Q4_0: {
         G3BlockQ4_0 *b = dst;
-        b->d = g3_f32_to_f16(sym_fit(x, w, 32, -8, 7, 1, q));
+        b->d = g3_f32_to_f16(sym_fit(x, w, 32, -8, 7, 1, 0, q));
         for (int j = 0; j < 32; j++) q[j] += 8;
         pack32(q, b->qs, NULL);
         break;
     }
     case G3_Q5_0: {
         G3BlockQ5_0 *b = dst;
-        b->d = g3_f32_to_f16(sym_fit(x, w, 32, -16, 15, 1, q));
+        b->d = g3_f32_to_f16(sym_fit(x, w, 32, -16, 15, 1, 1, q));
         for (int j = 0; j < 32; j++) q[j] += 16;
         pack32(q, b->qs, b->qh);
         break;
