@@ -81,7 +81,7 @@ G3_BLOCK_SIZE_CHECK(G3BlockQ5_1, 24);
 // The max rules (_simple) take each sub-block's min and max, then quantize the scales (rounded
 // up, so the range stays covered); from_f32 searches each sub-block's scale and min, quantizes
 // them and refines each pair by a step (quant_search.c): on the default model's matrices its
-// squared error is 0.92-0.96 of ggml's quantize_row_*_ref (docs/quantization.md).
+// squared error is 0.90-0.97 of ggml's quantize_row_*_ref (docs/quantization.md).
 typedef struct {
     uint16_t d, dmin;
     uint8_t scales[12];
