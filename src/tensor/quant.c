@@ -1,6 +1,6 @@
 // quant.c: ggml's Q8_0 and Q4_0 blocks, scalar references (see quant.h). Plain C, kept forever:
 // SIMD kernels are held against these.
-#include "quant.h"
+#include "quant_search.h"
 
 #include <math.h>
 
@@ -12,7 +12,7 @@ void g3_q8_0_to_f32(float *dst, const void *src, int64_t n) {
     }
 }
 
-void g3_q8_0_from_f32(void *dst, const float *src, int64_t n) {
+void g3_q8_0_from_f32_simple(void *dst, const float *src, int64_t n) {
     G3BlockQ8_0 *b = dst;
     for (int64_t i = 0; i < n / G3_QK8_0; i++) {
         const float *x = src + i * G3_QK8_0;
@@ -42,7 +42,7 @@ void g3_q4_0_to_f32(float *dst, const void *src, int64_t n) {
 // ggml's (int8_t)(v) then MIN(15, .) for v = x / d + 8.5 in [0.5, 16.5]; a NaN gives 0.
 static int q4_level(float v) { return v >= 15.0f ? 15 : v > 0.0f ? (int)v : 0; }
 
-void g3_q4_0_from_f32(void *dst, const float *src, int64_t n) {
+void g3_q4_0_from_f32_simple(void *dst, const float *src, int64_t n) {
     G3BlockQ4_0 *b = dst;
     for (int64_t i = 0; i < n / G3_QK4_0; i++) {
         const float *x = src + i * G3_QK4_0;
@@ -57,3 +57,7 @@ void g3_q4_0_from_f32(void *dst, const float *src, int64_t n) {
         }
     }
 }
+
+void g3_q8_0_from_f32(void *dst, const float *src, int64_t n) { g3_qsearch_plain(G3_Q8_0, g3_q8_0_from_f32_simple, dst, src, n); }
+
+void g3_q4_0_from_f32(void *dst, const float *src, int64_t n) { g3_qsearch_plain(G3_Q4_0, g3_q4_0_from_f32_simple, dst, src, n); }

@@ -5,12 +5,16 @@
 //   Q4_0: blocks of 32: an f16 scale d and 16 bytes;   x = (q - 8) * d, q 4-bit (18 bytes, 4.5 bits/weight)
 //         byte j holds element j in its low nibble and element j + 16 in its high nibble.
 //
-// The quantizers follow ggml's quantize_row_*_ref rounding exactly (so a file we write holds
-// the bytes llama.cpp's reference would): Q8_0: d = max|x| / 127, q = round(x / d); Q4_0: d =
-// m / -8 where m is the x of largest magnitude (sign kept), q = min(15, trunc(x / d + 8.5)).
-// The scale is stored in f16 after the q are computed from the f32 d, as ggml does.
-// Error bounds (tests/test_quant.c): Q8_0 |x - x'| <= 0.5 d + 127 d 2^-11; Q4_0 |x - x'| <=
-// |d| (+ 8 |d| 2^-11), and 0.5 |d| except for values near -m, clamped from 16 to 15.
+// Two quantizers per type. g3_*_from_f32_simple is the max rule, ggml's quantize_row_*_ref
+// rounding exactly (the bytes llama.cpp's reference writes): Q8_0: d = max|x| / 127, q =
+// round(x / d); Q4_0: d = m / -8 where m is the x of largest magnitude (sign kept), q = min(15,
+// trunc(x / d + 8.5)); the scale is stored in f16 after the q are computed from the f32 d, as
+// ggml does. Its error bounds (tests/test_quant.c): Q8_0 |x - x'| <= 0.5 d + 127 d 2^-11; Q4_0
+// |x - x'| <= |d| (+ 8 |d| 2^-11), and 0.5 |d| except for values near -m, clamped from 16 to 15.
+// g3_*_from_f32 (the traits' from_f32, what `quantize` writes) searches each block's scale (and
+// min) for the least squared error and keeps the max rule's block where that is not beaten
+// (quant_search.h): never a larger squared error than the max rule's, per block. Every type
+// below has the same pair.
 #ifndef G3_QUANT_H
 #define G3_QUANT_H
 
@@ -35,15 +39,17 @@ G3_BLOCK_SIZE_CHECK(G3BlockQ4_0, 18);
 // n a multiple of 32 (the traits' callers guarantee it).
 void g3_q8_0_to_f32(float *dst, const void *src, int64_t n);
 void g3_q8_0_from_f32(void *dst, const float *src, int64_t n);
+void g3_q8_0_from_f32_simple(void *dst, const float *src, int64_t n);
 void g3_q4_0_to_f32(float *dst, const void *src, int64_t n);
 void g3_q4_0_from_f32(void *dst, const float *src, int64_t n);
+void g3_q4_0_from_f32_simple(void *dst, const float *src, int64_t n);
 
 // The other legacy blocks (quant_legacy.c), 32 elements each:
 //   Q4_1: f16 d, f16 m, 16 bytes of nibbles (as Q4_0);  x = q * d + m            (20 bytes, 5.0 bits/weight)
 //   Q5_0: f16 d, u32 qh (bit j: element j's fifth bit), nibbles as Q4_0; x = (q - 16) * d  (22 bytes, 5.5)
 //   Q5_1: f16 d, f16 m, u32 qh, nibbles;                 x = q * d + m            (24 bytes, 6.0)
-// Quantizers as ggml's _ref: Q4_1/Q5_1 d = (max - min) / (15 | 31), m = min, q = round-half-up;
-// Q5_0 d = m / -16 for the x of largest magnitude, q = min(31, trunc(x / d + 16.5)).
+// Max rules (_simple) as ggml's _ref: Q4_1/Q5_1 d = (max - min) / (15 | 31), m = min, q =
+// round-half-up; Q5_0 d = m / -16 for the x of largest magnitude, q = min(31, trunc(x / d + 16.5)).
 enum { G3_QK_K = 256 };
 typedef struct {
     uint16_t d, m;
@@ -72,8 +78,10 @@ G3_BLOCK_SIZE_CHECK(G3BlockQ5_1, 24);
 //                                                                                  (176 bytes, 5.5)
 //   Q6_K: ql[128] low nibbles, qh[64] high 2 bits, int8 scales[16] (one per 16), f16 d;
 //         x = d * sc * (q - 32)                                                    (210 bytes, 6.5625)
-// The quantizers here are simple (per sub-block min/max, then the scales quantized), not
-// ggml's iterative search: files they write are valid K-quants of slightly lower quality.
+// The max rules (_simple) take each sub-block's min and max, then quantize the scales (rounded
+// up, so the range stays covered); from_f32 searches each sub-block's scale and min, quantizes
+// them and refines each pair by a step (quant_search.c): on the default model's matrices its
+// squared error is 0.90-0.97 of ggml's quantize_row_*_ref (docs/quantization.md).
 typedef struct {
     uint16_t d, dmin;
     uint8_t scales[12];
@@ -97,16 +105,22 @@ G3_BLOCK_SIZE_CHECK(G3BlockQ6_K, 210);
 
 void g3_q4_1_to_f32(float *dst, const void *src, int64_t n);
 void g3_q4_1_from_f32(void *dst, const float *src, int64_t n);
+void g3_q4_1_from_f32_simple(void *dst, const float *src, int64_t n);
 void g3_q5_0_to_f32(float *dst, const void *src, int64_t n);
 void g3_q5_0_from_f32(void *dst, const float *src, int64_t n);
+void g3_q5_0_from_f32_simple(void *dst, const float *src, int64_t n);
 void g3_q5_1_to_f32(float *dst, const void *src, int64_t n);
 void g3_q5_1_from_f32(void *dst, const float *src, int64_t n);
+void g3_q5_1_from_f32_simple(void *dst, const float *src, int64_t n);
 void g3_q4_k_to_f32(float *dst, const void *src, int64_t n);  // n a multiple of 256
 void g3_q4_k_from_f32(void *dst, const float *src, int64_t n);
+void g3_q4_k_from_f32_simple(void *dst, const float *src, int64_t n);
 void g3_q5_k_to_f32(float *dst, const void *src, int64_t n);
 void g3_q5_k_from_f32(void *dst, const float *src, int64_t n);
+void g3_q5_k_from_f32_simple(void *dst, const float *src, int64_t n);
 void g3_q6_k_to_f32(float *dst, const void *src, int64_t n);
 void g3_q6_k_from_f32(void *dst, const float *src, int64_t n);
+void g3_q6_k_from_f32_simple(void *dst, const float *src, int64_t n);
 
 
 // Importance-weighted rounding (quant_weighted.c): row x[n] of type t (n a multiple of its

@@ -1,9 +1,10 @@
-// quant_k.c: ggml's K-quants Q4_K, Q5_K, Q6_K: dequantization in ggml's exact layouts and
-// simple quantizers (see quant.h). Plain C, the references.
+// quant_k.c: ggml's K-quants Q4_K, Q5_K, Q6_K: dequantization in ggml's exact layouts, the
+// simple max/min rules and the searching quantizers built on them (see quant.h,
+// quant_search.h). Plain C, the references.
 #include <math.h>
 #include <string.h>
 
-#include "quant.h"
+#include "quant_search.h"
 
 // Sub-block j's 6-bit scale and min from the 12 packed bytes: j < 4 in the low 6 bits of bytes
 // j and j + 4; j >= 4 in the nibbles of byte j + 4 with their top 2 bits in bytes j - 4 and j.
@@ -114,7 +115,7 @@ static void quant_k_sub(const float *x, int top, uint16_t *d_out, uint16_t *dmin
     pack_scale_min(scales, sc, m);
 }
 
-void g3_q4_k_from_f32(void *dst, const float *src, int64_t n) {
+void g3_q4_k_from_f32_simple(void *dst, const float *src, int64_t n) {
     G3BlockQ4_K *b = dst;
     uint8_t q[G3_QK_K];
     for (int64_t i = 0; i < n / G3_QK_K; i++, src += G3_QK_K) {
@@ -124,7 +125,7 @@ void g3_q4_k_from_f32(void *dst, const float *src, int64_t n) {
     }
 }
 
-void g3_q5_k_from_f32(void *dst, const float *src, int64_t n) {
+void g3_q5_k_from_f32_simple(void *dst, const float *src, int64_t n) {
     G3BlockQ5_K *b = dst;
     uint8_t q[G3_QK_K];
     for (int64_t i = 0; i < n / G3_QK_K; i++, src += G3_QK_K) {
@@ -141,7 +142,7 @@ void g3_q5_k_from_f32(void *dst, const float *src, int64_t n) {
 
 // Q6_K: each sub-block of 16 gets a signed scale s = x_max / -32 (the value of largest
 // magnitude, sign kept, lands on -32 exactly), quantized to int8 against the largest |s|.
-void g3_q6_k_from_f32(void *dst, const float *src, int64_t n) {
+void g3_q6_k_from_f32_simple(void *dst, const float *src, int64_t n) {
     G3BlockQ6_K *b = dst;
     for (int64_t i = 0; i < n / G3_QK_K; i++, src += G3_QK_K) {
         float s[16], amax_s = 0.0f;
@@ -177,3 +178,9 @@ void g3_q6_k_from_f32(void *dst, const float *src, int64_t n) {
         }
     }
 }
+
+void g3_q4_k_from_f32(void *dst, const float *src, int64_t n) { g3_qsearch_plain(G3_Q4_K, g3_q4_k_from_f32_simple, dst, src, n); }
+
+void g3_q5_k_from_f32(void *dst, const float *src, int64_t n) { g3_qsearch_plain(G3_Q5_K, g3_q5_k_from_f32_simple, dst, src, n); }
+
+void g3_q6_k_from_f32(void *dst, const float *src, int64_t n) { g3_qsearch_plain(G3_Q6_K, g3_q6_k_from_f32_simple, dst, src, n); }

@@ -1,7 +1,8 @@
-// quant_legacy.c: ggml's Q4_1, Q5_0 and Q5_1 blocks, scalar references (see quant.h).
+// quant_legacy.c: ggml's Q4_1, Q5_0 and Q5_1 blocks, scalar references: ggml's max rules
+// (_simple) and the searching quantizers built on them (see quant.h, quant_search.h).
 #include <math.h>
 
-#include "quant.h"
+#include "quant_search.h"
 
 static float fmin32(const float *x, float *max_out) {
     float mn = x[0], mx = x[0];
@@ -22,7 +23,7 @@ void g3_q4_1_to_f32(float *dst, const void *src, int64_t n) {
     }
 }
 
-void g3_q4_1_from_f32(void *dst, const float *src, int64_t n) {
+void g3_q4_1_from_f32_simple(void *dst, const float *src, int64_t n) {
     G3BlockQ4_1 *b = dst;
     for (int64_t i = 0; i < n / 32; i++, src += 32) {
         float mx, mn = fmin32(src, &mx);
@@ -49,7 +50,7 @@ void g3_q5_0_to_f32(float *dst, const void *src, int64_t n) {
     }
 }
 
-void g3_q5_0_from_f32(void *dst, const float *src, int64_t n) {
+void g3_q5_0_from_f32_simple(void *dst, const float *src, int64_t n) {
     G3BlockQ5_0 *b = dst;
     for (int64_t i = 0; i < n / 32; i++, src += 32) {
         float amax = 0.0f, max = 0.0f;
@@ -79,7 +80,7 @@ void g3_q5_1_to_f32(float *dst, const void *src, int64_t n) {
     }
 }
 
-void g3_q5_1_from_f32(void *dst, const float *src, int64_t n) {
+void g3_q5_1_from_f32_simple(void *dst, const float *src, int64_t n) {
     G3BlockQ5_1 *b = dst;
     for (int64_t i = 0; i < n / 32; i++, src += 32) {
         float mx, mn = fmin32(src, &mx);
@@ -95,3 +96,9 @@ void g3_q5_1_from_f32(void *dst, const float *src, int64_t n) {
         qh_put(b[i].qh, qh);
     }
 }
+
+void g3_q4_1_from_f32(void *dst, const float *src, int64_t n) { g3_qsearch_plain(G3_Q4_1, g3_q4_1_from_f32_simple, dst, src, n); }
+
+void g3_q5_0_from_f32(void *dst, const float *src, int64_t n) { g3_qsearch_plain(G3_Q5_0, g3_q5_0_from_f32_simple, dst, src, n); }
+
+void g3_q5_1_from_f32(void *dst, const float *src, int64_t n) { g3_qsearch_plain(G3_Q5_1, g3_q5_1_from_f32_simple, dst, src, n); }
