@@ -1,13 +1,14 @@
-// bench_quant.c: decode's matrix products over Q4_0 weights of Gemma 3 1B's shapes, the ggml
-// rows' int8 kernel against the rows repacked 16 at a time (kernels/cpu/quant_q4x16.h), one
+// bench_quant.c: decode's matrix products over Q4_0 (or Q8_0) weights of Gemma 3 1B's shapes, the
+// ggml rows' int8 kernel against the rows repacked 16 at a time (kernels/cpu/quant_q4x16.h,
+// quant_q8x16.h), one
 // activation row (a decode step), through the CPU backend's linear. LAYERS layers (q, k, v, o,
 // gate, up, down) and the 262144 x 1152 output head: far more bytes than the caches hold, so
 // each pass reads its weights from memory. Per repetition both variants run back to back
 // (interleaved); prints medians [min, max] of GB/s of weight bytes in wall time and per CPU
 // second (CLOCK_PROCESS_CPUTIME_ID over the threads: on a loaded machine the wall time
 // measures the others, the CPU time what the kernel costs). Usage: bench_quant [reps] [layers]
-// [nohead|l2] (default 7, 4; `7 1 nohead`: 15 MB, about the L3; `7 0 l2`: 166 KB read 40 times,
-// from the L2: the kernels' own speed);
+// [head|nohead|l2] [Q4_0|Q8_0] (default 7, 4, head, Q4_0; `7 1 nohead`: 15 MB of Q4_0, about the
+// L3; `7 0 l2`: 166 KB read 40 times, from the L2: the kernels' own speed);
 // threads from OMP_NUM_THREADS.
 #include <omp.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "base/base.h"
 #include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu/quant_q4x16.h"
+#include "kernels/cpu/quant_q8x16.h"
 #include "tensor/quant.h"
 
 static double clk(clockid_t id) {
@@ -50,6 +52,7 @@ int main(int argc, char **argv) {
     // nohead, 1 layer: 15 MB, about the L3; l2: one 256 x 1152 matrix (166 KB) 40 times (the kernels' own speed)
     const int head = !(argc > 3 && (!strcmp(argv[3], "nohead") || !strcmp(argv[3], "l2"))), l2 = argc > 3 && !strcmp(argv[3], "l2");
     if (l2) layers = 0;
+    const G3DType type = argc > 4 && !strcmp(argv[4], "Q8_0") ? G3_Q8_0 : G3_Q4_0;
     const int nw = l2 ? 40 : 7 * layers + head;
     G3Weight *w = calloc((size_t)nw, sizeof *w);
     int64_t bytes = 0;
@@ -61,25 +64,30 @@ int main(int argc, char **argv) {
             continue;
         }
         const int N = l2 ? 256 : i < 7 * layers ? shapes[i % 7][0] : 262144, K = i < 7 * layers ? shapes[i % 7][1] : 1152;
-        const int64_t rb = g3_type_row_bytes(G3_Q4_0, K);
-        G3BlockQ4_0 *q = g3_malloc_aligned((size_t)(rb * N));
-        for (int64_t b = 0; b < (int64_t)N * (K / 32); b++) {
-            q[b].d = g3_f32_to_f16(0.01f * (float)(next_u32() % 200) / 100.0f - 0.01f);
-            for (int j = 0; j < 16; j += 4) {
-                uint32_t v = next_u32();
-                memcpy(q[b].qs + j, &v, 4);
-            }
+        const int64_t rb = g3_type_row_bytes(type, K), bb = g3_type(type)->block_bytes;
+        uint8_t *q = g3_malloc_aligned((size_t)(rb * N));
+        for (int64_t b = 0; b < (int64_t)N * (K / 32); b++) {  // random bytes, a scale of 0.01 or so
+            uint8_t *blk = q + b * bb;
+            const uint16_t d = g3_f32_to_f16(0.01f * (float)(next_u32() % 200) / 100.0f - 0.01f);
+            memcpy(blk, &d, 2);
+            for (int j = 2; j < bb; j++) blk[j] = (uint8_t)next_u32();
         }
-        void *p = g3_malloc_aligned((size_t)g3_q4x16_bytes(N, K / 32));
-        g3_q4x16_pack(p, q, rb, N, K / 32);
-        w[i] = (G3Weight){G3_Q4_0, N, K, rb, q, G3_MEM_HOST, p};
+        void *p;
+        if (type == G3_Q4_0) {
+            p = g3_malloc_aligned((size_t)g3_q4x16_bytes(N, K / 32));
+            g3_q4x16_pack(p, q, rb, N, K / 32);
+        } else {
+            p = g3_malloc_aligned((size_t)g3_q8x16_bytes(N, K / 32));
+            g3_q8x16_pack(p, q, rb, N, K / 32);
+        }
+        w[i] = (G3Weight){type, N, K, rb, q, G3_MEM_HOST, p};
         bytes += rb * N;
     }
     float *x = g3_malloc_aligned((size_t)maxk * sizeof *x), *y = g3_malloc_aligned((size_t)maxn * sizeof *y);
     for (int k = 0; k < maxk; k++) x[k] = (float)(next_u32() % 2001) / 1000.0f - 1.0f;
     G3Backend *be = g3_backend_cpu();
-    printf("bench_quant: Q4_0 decode products, %d layers of 1B%s, %.0f MB of weights, %d threads, %d repetitions\n",
-           layers, head ? " + the output head" : "", bytes / 1e6, omp_get_max_threads(), reps);
+    printf("bench_quant: %s decode products, %d layers of 1B%s, %.0f MB of weights, %d threads, %d repetitions\n",
+           g3_dtype_name(type), layers, head ? " + the output head" : "", bytes / 1e6, omp_get_max_threads(), reps);
     double wall[2][99], cpu[2][99];
     for (int r = -1; r < reps; r++)  // r = -1: a warm-up pass of each
         for (int v = 0; v < 2; v++) {
@@ -91,7 +99,7 @@ int main(int argc, char **argv) {
             }
             if (r >= 0) wall[v][r] = bytes / (clk(CLOCK_MONOTONIC) - t0) / 1e9, cpu[v][r] = bytes / (clk(CLOCK_PROCESS_CPUTIME_ID) - c0) / 1e9;
         }
-    const char *name[2] = {"ggml rows (quant_dot)", "repacked x16 (q4x16)"};
+    const char *name[2] = {"ggml rows (quant_dot)", type == G3_Q4_0 ? "repacked x16 (q4x16)" : "repacked x16 (q8x16)"};
     for (int v = 0; v < 2; v++) {
         qsort(wall[v], (size_t)reps, sizeof(double), cmp_double);
         qsort(cpu[v], (size_t)reps, sizeof(double), cmp_double);

@@ -1,8 +1,9 @@
 // repack.c: g3_model_repack (model.h): weights copied at load into memory and layouts the CPU
-// kernels read fastest. Q4_0 matrices: 16 rows interleaved (kernels/cpu/quant_q4x16.h), when
-// the CPU has AVX512-VNNI (decode's kernel for that layout; on other CPUs the ggml rows' own
-// kernels are as fast as a repacked reference would not be). Every other matrix of a mapped
-// GGUF: its bytes as they are, copied into huge pages (why: at alloc_big).
+// kernels read fastest. Q4_0 and Q8_0 matrices: 16 rows interleaved (kernels/cpu/quant_q4x16.h,
+// quant_q8x16.h), when the CPU has AVX512-VNNI (decode's kernels for those layouts; on other
+// CPUs the ggml rows' own kernels are as fast as a repacked reference would not be). Every
+// other matrix of a mapped GGUF: its bytes as they are, copied into huge pages (why: at
+// alloc_big).
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -11,6 +12,7 @@
 #include "../base/base.h"
 #include "../kernels/cpu/quant_dot.h"
 #include "../kernels/cpu/quant_q4x16.h"
+#include "../kernels/cpu/quant_q8x16.h"
 #include "model.h"
 
 // A mapped file's pages of [p, p + n) given back: the kernels read the repacked copy, and a
@@ -49,6 +51,17 @@ static int repack_fail(G3Model *m, int i, const char *name) {
     return g3_error_prefix("repacking tensor '%s'", name);
 }
 
+// The bytes of t's repacked form, 0 for a type that is not repacked.
+static int64_t packed_bytes(const G3Tensor *t) {
+    const int64_t N = t->shape[0];
+    const int nb = (int)(t->shape[1] / 32);
+    switch (t->dtype) {
+    case G3_Q4_0: return g3_q4x16_bytes(N, nb);
+    case G3_Q8_0: return g3_q8x16_bytes(N, nb);
+    default: return 0;
+    }
+}
+
 int g3_model_repack(G3Model *m) {
     const int vnni = g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI;
     // only a read-only file mapping may give its pages back (a GGUF source maps its file;
@@ -59,7 +72,8 @@ int g3_model_repack(G3Model *m) {
     const int copy = mapped && g3_backend_cuda_devices() <= 0;
     for (int i = 0; i < m->nt; i++) {
         G3Tensor *t = &m->t[i];
-        if (copy && (t->dtype != G3_Q4_0 || !vnni) && t->ndim == 2 && t->data && !t->copy && !t->packed) {
+        const int repacks = vnni && t->ndim == 2 && packed_bytes(t) > 0;
+        if (copy && !repacks && t->ndim == 2 && t->data && !t->copy && !t->packed) {
             // the stored bytes, moved into huge pages (the copy is data from now on; the
             // mapping's pages go back to the page cache, so memory holds one copy)
             void *p = alloc_big((size_t)t->nbytes);
@@ -69,12 +83,13 @@ int g3_model_repack(G3Model *m) {
             t->data = t->copy = p;
             continue;
         }
-        if (!vnni || t->dtype != G3_Q4_0 || t->ndim != 2 || t->packed || !t->data) continue;
+        if (!repacks || t->packed || !t->data) continue;
         const int64_t N = t->shape[0];
         const int nb = (int)(t->shape[1] / 32);
-        void *p = alloc_big((size_t)g3_q4x16_bytes(N, nb));
+        void *p = alloc_big((size_t)packed_bytes(t));
         if (!p) return repack_fail(m, i, t->name);
-        g3_q4x16_pack(p, t->data, t->row_bytes, N, nb);
+        if (t->dtype == G3_Q4_0) g3_q4x16_pack(p, t->data, t->row_bytes, N, nb);
+        else g3_q8x16_pack(p, t->data, t->row_bytes, N, nb);
         t->packed = p;
         if (mapped) release(t->data, t->nbytes);
     }

@@ -16,13 +16,12 @@
 
 #include "../../base/base.h"
 #include "../../kernels/cpu/quant_dot.h"
-#include "../../kernels/cpu/quant_q4x16.h"
 #include "../../kernels/kernels.h"
 #include "../../kernels/train_ops.h"
 #include "linear_quant.h"
 #include "pool.h"
 
-typedef enum { GEMV_NONE = 0, GEMV_FLOAT, GEMV_QDOT, GEMV_Q4X16 } GemvKind;
+typedef enum { GEMV_NONE = 0, GEMV_FLOAT, GEMV_QDOT, GEMV_X16 } GemvKind;  // X16: repacked at load (G3X16)
 
 typedef struct {
     GemvKind kind;
@@ -31,8 +30,7 @@ typedef struct {
     int R, N, K, nb, fast;
     const void *xop;  // GEMV_FLOAT: g3_matmul_operand's; the block types: R x nb int8 blocks
     G3QDot dot;
-    G3Q4x16Gemv gemv;
-    G3Q4x16Gemv2 gemv2;
+    G3X16 x16;
 } Gemv;
 
 // Which kernel cpu_linear would run for w with R rows (GEMV_NONE: a product of many rows, a
@@ -47,7 +45,8 @@ static GemvKind gemv_kind(const G3Weight *w, int R, G3MatmulMode mode) {
         const G3TypeTraits *tt = g3_type(w->type);
         if (mode == G3_MM_EXACT || !tt || w->cols % tt->block || !g3_qdot_kernel(g3_qdot(), w->type))
             return GEMV_NONE;
-        return w->packed && w->type == G3_Q4_0 ? GEMV_Q4X16 : GEMV_QDOT;
+        G3X16 x16;
+        return g3_x16(w, g3_qdot_level(), &x16) ? GEMV_X16 : GEMV_QDOT;
     }
     }
 }
@@ -63,7 +62,7 @@ static int gemv_prepare(Gemv *g, int n, float *const *y, const float *x, const G
     const int K = (int)w[0]->cols;
     int nquant = 0;
     for (int i = 0; i < n; i++) {
-        g[i] = (Gemv){gemv_kind(w[i], R, mode), w[i], y[i], R, (int)w[i]->rows, K, K / 32, mode != G3_MM_EXACT, NULL, NULL, NULL, NULL};
+        g[i] = (Gemv){gemv_kind(w[i], R, mode), w[i], y[i], R, (int)w[i]->rows, K, K / 32, mode != G3_MM_EXACT, NULL, NULL, {0}};
         if (!g[i].kind || w[i]->cols != K) return 1;
         if (g[i].kind == GEMV_FLOAT && w[i]->type != w[0]->type) return 1;
         nquant += g[i].kind != GEMV_FLOAT;
@@ -86,7 +85,7 @@ static int gemv_prepare(Gemv *g, int n, float *const *y, const float *x, const G
     for (int r = 0; r < R; r++) quant(qa_buf + (size_t)r * nb, x + (size_t)r * K, nb);
     for (int i = 0; i < n; i++) {
         g[i].xop = qa_buf;
-        if (g[i].kind == GEMV_Q4X16) g[i].gemv = g3_q4x16_gemv(g3_qdot_level()), g[i].gemv2 = g3_q4x16_gemv2(g3_qdot_level());
+        if (g[i].kind == GEMV_X16) g3_x16(w[i], g3_qdot_level(), &g[i].x16);
         else g[i].dot = g3_qdot_kernel(g3_qdot(), w[i]->type);
     }
     return 0;
@@ -104,19 +103,19 @@ static void gemv_cols(const Gemv *g, int n0, int n1) {
             for (int r = 0; r < R; r++) g->y[(size_t)r * N + n] = g->dot(row, qa + (size_t)r * nb, nb);
         }
         break;
-    case GEMV_Q4X16:
+    case GEMV_X16:
         for (int n = n0; n < n1;) {
-            const uint8_t *grp = g3_q4x16_group(g->w->packed, n / G3_Q4X16_ROWS, nb);
+            const uint8_t *grp = (const uint8_t *)g->w->packed + (n / 16) * g->x16.group_bytes;
             // two full groups at a time where the range has them (each activation quad
             // broadcast once for 32 rows), else one
-            const int two = n + 2 * G3_Q4X16_ROWS <= G3_MIN(n1, N), nr = two ? 2 * G3_Q4X16_ROWS : G3_MIN(G3_Q4X16_ROWS, N - n);
+            const int two = n + 32 <= G3_MIN(n1, N), nr = two ? 32 : G3_MIN(16, N - n);
             for (int r = 0; r < R; r++) {
-                float t[2 * G3_Q4X16_ROWS];
-                if (two) g->gemv2(t, grp, nb, qa + (size_t)r * nb);
-                else g->gemv(t, grp, nb, qa + (size_t)r * nb, nr);
+                float t[32];
+                if (two) g->x16.gemv2(t, grp, nb, qa + (size_t)r * nb);
+                else g->x16.gemv(t, grp, nb, qa + (size_t)r * nb, nr);
                 memcpy(g->y + (size_t)r * N + n, t, (size_t)nr * sizeof *t);
             }
-            n += two ? 2 * G3_Q4X16_ROWS : G3_Q4X16_ROWS;
+            n += two ? 32 : 16;
         }
         break;
     case GEMV_NONE: break;
@@ -124,7 +123,7 @@ static void gemv_cols(const Gemv *g, int n0, int n1) {
 }
 
 // The next chunk when `left` rows of the call remain: a share of them that shrinks as they
-// do (as OpenMP's guided schedule), whole pairs of groups of 16 (the Q4_0 groups' kernel
+// do (as OpenMP's guided schedule), whole pairs of groups of 16 (the repacked groups' kernel
 // takes two at a time), taken in turn by the threads. On a shared machine one core often runs
 // slower, so equal halves leave the other waiting; fixed chunks of 1/6 of a thread's share
 // left it waiting for half a chunk on average at the end of every region (the head's chunks

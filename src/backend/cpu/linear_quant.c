@@ -13,7 +13,6 @@
 #include "../../base/base.h"
 #include "../../kernels/cpu/quant_dot.h"
 #include "../../kernels/cpu/quant_gemm.h"
-#include "../../kernels/cpu/quant_q4x16.h"
 #include "../../kernels/kernels.h"
 #include "../../tensor/quant.h"
 
@@ -118,6 +117,8 @@ static int linear_qgemm(float *y, const float *x, const G3Weight *w, int R, G3QG
         if (!qg_buf) return qg_cap = 0, -1;
     }
     G3BlockQ8G *qa = qg_buf;
+    G3X16 x16;
+    const int packed = g3_x16(w, g3_qdot_level(), &x16);
     const G3QGemmQuant quant = g3_qgemm_quantizer(g3_qdot_level());
 #pragma omp parallel for schedule(static) if ((long)R * K > 65536)
     for (int r = 0; r < R; r++) quant(qa + (size_t)r * nb, x + (size_t)r * K, nb);
@@ -138,12 +139,11 @@ static int linear_qgemm(float *y, const float *x, const G3Weight *w, int R, G3QG
         for (int q = 0; q < np; q++) {
             if (!p) continue;
             const int n0 = q * G3_QG_ROWS, nr = G3_MIN(G3_QG_ROWS, N - n0);
-            if (w->packed && w->type == G3_Q4_0) {  // repacked at load: its groups of 16 rows are the panels
-                g3_q4x16_to_panel(p, g3_q4x16_group(w->packed, q, nb), nb);
-                if (q + 1 < np && (q + 1) % 4) {
-                    const char *nx = (const char *)g3_q4x16_group(w->packed, q + 1, nb);
-                    for (int64_t o = 0; o < (int64_t)nb * G3_Q4X16_BLOCK_BYTES; o += 64) __builtin_prefetch(nx + o);
-                }
+            if (packed) {  // repacked at load: its groups of 16 rows are the panels
+                const char *grp = (const char *)w->packed + q * x16.group_bytes;
+                x16.to_panel(p, (const uint8_t *)grp, nb);
+                if (q + 1 < np && (q + 1) % 4)
+                    for (int64_t o = 0; o < x16.group_bytes; o += 64) __builtin_prefetch(grp + x16.group_bytes + o);
             } else {
                 g3_qgemm_pack(p, w->type, g3_weight_row(w, n0), w->row_bytes, nr, nb);
                 if (q + 1 < np && (q + 1) % 4)  // the next panel of this thread's chunk of 4, fetched while this one runs
@@ -155,25 +155,24 @@ static int linear_qgemm(float *y, const float *x, const G3Weight *w, int R, G3QG
     return fail ? g3_errorf("linear_quant: out of memory for the GEMM panels") : 0;
 }
 
-// A Q4_0 weight repacked at load (kernels/cpu/quant_q4x16.h), a few rows: one product per
-// group of 16 weight rows and activation row; threads split the groups.
-static int linear_q4x16(float *y, const float *x, const G3Weight *w, int R) {
-    const int N = (int)w->rows, K = (int)w->cols, nb = K / 32, ng = (N + G3_Q4X16_ROWS - 1) / G3_Q4X16_ROWS;
+// A weight repacked at load (Q4_0 or Q8_0: G3X16), a few rows: one product per group of 16
+// weight rows and activation row; threads split the groups.
+static int linear_x16(float *y, const float *x, const G3Weight *w, const G3X16 *x16, int R) {
+    const int N = (int)w->rows, K = (int)w->cols, nb = K / 32, ng = (N + 15) / 16;
     G3BlockQ8A *qa = qa_scratch((size_t)R * nb);
     if (!qa) return -1;
     const G3QuantA quant = g3_qdot_quantizer(g3_qdot_level());
     for (int r = 0; r < R; r++) quant(qa + (size_t)r * nb, x + (size_t)r * K, nb);
-    const G3Q4x16Gemv gemv = g3_q4x16_gemv(g3_qdot_level());
     // chunks of ~1/6 of a thread's share, taken in turn: on a shared machine one core often
     // runs slower, and equal halves leave the other waiting (as g3_matmul's GEMV)
     const int chunk = G3_MAX(1, ng / (6 * omp_get_max_threads()));
 #pragma omp parallel for schedule(dynamic, chunk) if ((long)N * K * R > 65536)
     for (int g = 0; g < ng; g++) {
-        const uint8_t *grp = g3_q4x16_group(w->packed, g, nb);
-        const int n0 = g * G3_Q4X16_ROWS, nr = G3_MIN(G3_Q4X16_ROWS, N - n0);
+        const uint8_t *grp = (const uint8_t *)w->packed + g * x16->group_bytes;
+        const int n0 = g * 16, nr = G3_MIN(16, N - n0);
         for (int r = 0; r < R; r++) {
-            float t[G3_Q4X16_ROWS];
-            gemv(t, grp, nb, qa + (size_t)r * nb, nr);
+            float t[16];
+            x16->gemv(t, grp, nb, qa + (size_t)r * nb, nr);
             memcpy(y + (size_t)r * N + n0, t, (size_t)nr * sizeof *t);
         }
     }
@@ -186,7 +185,8 @@ static int linear_fast(float *y, const float *x, const G3Weight *w, int R) {
         G3QGemmPanel kern = g3_qgemm_kernel(g3_qdot_level(), w->type);
         if (kern) return linear_qgemm(y, x, w, R, kern);
     }
-    if (w->packed && w->type == G3_Q4_0) return linear_q4x16(y, x, w, R);
+    G3X16 x16;
+    if (g3_x16(w, g3_qdot_level(), &x16)) return linear_x16(y, x, w, &x16, R);
     if (R >= GEMM_MIN_ROWS) return linear_gemm(y, x, w, R);
     G3BlockQ8A *qa = qa_scratch((size_t)R * nb);
     if (!qa) return -1;

@@ -11,6 +11,8 @@
 #ifndef G3_LINEAR_QUANT_H
 #define G3_LINEAR_QUANT_H
 
+#include "../../kernels/cpu/quant_q4x16.h"
+#include "../../kernels/cpu/quant_q8x16.h"
 #include "../../tensor/weight.h"
 #include "../backend.h"
 
@@ -31,6 +33,27 @@ int g3_cpu_linear_sfp8(float *y, const float *x, const G3Weight *w, int R, int e
 // -1 out of memory.
 enum { G3_BF16_GEMM_MIN_ROWS = 32 };
 int g3_cpu_linear_bf16_gemm(float *y, const float *x, const G3Weight *w, int R);
+
+// A weight repacked at load in groups of 16 rows (model/repack.c; Q4_0: quant_q4x16.h, Q8_0:
+// quant_q8x16.h): the kernels of a quant_dot.h level for its type, and one group's bytes. The
+// two types' kernels share their signatures, so decode and the GEMM take either through this.
+typedef struct {
+    G3Q4x16Gemv gemv;    // one group, nrows <= 16 of it
+    G3Q4x16Gemv2 gemv2;  // two full groups
+    void (*to_panel)(G3QPanelBlock *p, const uint8_t *group, int nb);  // the GEMM's panel of a group
+    int64_t group_bytes;
+} G3X16;
+
+// 1 and *k filled if w has a repacked copy, else 0.
+static inline int g3_x16(const G3Weight *w, int level, G3X16 *k) {
+    if (!w->packed) return 0;
+    const int64_t nb = w->cols / 32;
+    switch (w->type) {
+    case G3_Q4_0: *k = (G3X16){g3_q4x16_gemv(level), g3_q4x16_gemv2(level), g3_q4x16_to_panel, nb * G3_Q4X16_BLOCK_BYTES}; return 1;
+    case G3_Q8_0: *k = (G3X16){g3_q8x16_gemv(level), g3_q8x16_gemv2(level), g3_q8x16_to_panel, nb * G3_Q8X16_BLOCK_BYTES}; return 1;
+    default: return 0;
+    }
+}
 
 // The fused decode ops of backend.h on the CPU (linear_gemv.c), for fewer than
 // G3_GEMV_MAX_ROWS activation rows (below linear_quant.c's int8 GEMM): n (1 to 3) products of

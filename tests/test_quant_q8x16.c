@@ -1,0 +1,198 @@
+// test_quant_q8x16.c: Q8_0 repacked 16 rows at a time (kernels/cpu/quant_q8x16.h, model/repack.c).
+// The reference product on the repacked bytes and the VNNI kernels, one group and two groups a
+// call (where the CPU has them), give exactly g3_qdot_q8_0_ref's result for every row (same
+// integer sums, same float steps), at odd row counts (padding) and block counts, on bytes of
+// the whole int8 range (-128 too, which a file may hold though ggml's rounding never writes it)
+// and activations from both quantizers; a group made into a GEMM panel is the panel
+// g3_qgemm_pack makes of the same rows; the CPU backend's linear with the repacked copy agrees
+// with the one without (bitwise from 4 rows on: the same panels; within the int8 kernels'
+// rounding below); and a trained model (models/default) quantized to Q8_0 in memory gives the
+// same prefill logits repacked as not, and decode logits within float rounding.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "base/base.h"
+#include "check.h"
+#include "kernels/cpu/quant_dot.h"
+#include "kernels/cpu/quant_gemm.h"
+#include "kernels/cpu/quant_q8x16.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "tensor/quant.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t next_u32(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 32);
+}
+static float uniform(void) { return (float)next_u32() / 4294967296.0f * 2.0f - 1.0f; }
+
+// N random Q8_0 rows of nb blocks (every byte value, scales of both signs), row n at q + n * nb.
+static G3BlockQ8_0 *random_rows(int N, int nb) {
+    G3BlockQ8_0 *q = malloc((size_t)N * nb * sizeof *q);
+    for (long i = 0; i < (long)N * nb; i++) {
+        q[i].d = g3_f32_to_f16(0.05f * uniform());
+        for (int j = 0; j < 32; j++) q[i].qs[j] = (int8_t)(uint8_t)next_u32();
+    }
+    if (N * nb > 0) q[0].qs[0] = -128, q[0].qs[1] = 127, q[0].qs[2] = -127;
+    return q;
+}
+
+static void test_kernels(int level) {
+    const int Ns[] = {1, 5, 16, 17, 37, 64}, nbs[] = {1, 2, 3, 36};
+    const G3Q8x16Gemv gemv = g3_q8x16_gemv(level);
+    const G3Q8x16Gemv2 gemv2 = g3_q8x16_gemv2(level);
+    for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+        for (size_t bi = 0; bi < sizeof nbs / sizeof *nbs; bi++) {
+            const int N = Ns[ni], nb = nbs[bi], K = nb * 32, ng = (N + 15) / 16;
+            G3BlockQ8_0 *q = random_rows(N, nb);
+            float *x = malloc((size_t)K * sizeof *x);
+            for (int k = 0; k < K; k++) x[k] = uniform() * (1.0f + (float)(k % 5));
+            if (nb > 1)  // a block of extremes: the activations' -127 and 127 against the weights' -128
+                for (int k = 0; k < 32; k++) x[32 + k] = k % 2 ? 1.0f : -1.0f;
+            G3BlockQ8A *a = malloc((size_t)nb * sizeof *a);
+            g3_qdot_quantizer(level)(a, x, nb);  // the level's own quantizer (decode's)
+            void *p = g3_malloc_aligned((size_t)g3_q8x16_bytes(N, nb));
+            g3_q8x16_pack(p, q, nb * (int64_t)sizeof *q, N, nb);
+            int bad_ref = 0, bad_lvl = 0, bad_panel = 0, bad_two = 0, bad_two_ref = 0;
+            G3QPanelBlock *pa = malloc((size_t)nb * sizeof *pa), *pb = malloc((size_t)nb * sizeof *pb);
+            for (int g = 0; g < ng; g++) {
+                const int nr = N - 16 * g < 16 ? N - 16 * g : 16;
+                float yr[16], yl[16];
+                g3_q8x16_gemv_ref(yr, g3_q8x16_group(p, g, nb), nb, a, nr);
+                gemv(yl, g3_q8x16_group(p, g, nb), nb, a, nr);
+                for (int r = 0; r < nr; r++) {
+                    const float want = g3_qdot_q8_0_ref(q + (size_t)(16 * g + r) * nb, a, nb);
+                    bad_ref += memcmp(&yr[r], &want, 4) != 0;
+                    bad_lvl += memcmp(&yl[r], &want, 4) != 0;
+                }
+                memset(pa, 0, (size_t)nb * sizeof *pa);
+                memset(pb, 0, (size_t)nb * sizeof *pb);
+                g3_q8x16_to_panel(pa, g3_q8x16_group(p, g, nb), nb);
+                g3_qgemm_pack(pb, G3_Q8_0, q + (size_t)16 * g * nb, nb * (int64_t)sizeof *q, nr, nb);
+                bad_panel += memcmp(pa, pb, (size_t)nb * sizeof *pa) != 0;
+                if (16 * (g + 2) <= N) {  // two full groups from g: the two-group kernels
+                    float y2[32], y2r[32];
+                    gemv2(y2, g3_q8x16_group(p, g, nb), nb, a);
+                    g3_q8x16_gemv2_ref(y2r, g3_q8x16_group(p, g, nb), nb, a);
+                    for (int r = 0; r < 32; r++) {
+                        const float want = g3_qdot_q8_0_ref(q + (size_t)(16 * g + r) * nb, a, nb);
+                        bad_two += memcmp(&y2[r], &want, 4) != 0;
+                        bad_two_ref += memcmp(&y2r[r], &want, 4) != 0;
+                    }
+                }
+            }
+            CHECK(bad_two_ref == 0, "two-group reference, N %d nb %d: %d rows differ from g3_qdot_q8_0_ref", N, nb, bad_two_ref);
+            CHECK(bad_two == 0, "two-group kernel, level %s, N %d nb %d: %d rows differ from g3_qdot_q8_0_ref", g3_qdot_level_name(level), N, nb, bad_two);
+            CHECK(bad_ref == 0, "reference on repacked rows, N %d nb %d: %d rows differ from g3_qdot_q8_0_ref", N, nb, bad_ref);
+            CHECK(bad_lvl == 0, "level %s, N %d nb %d: %d rows differ from g3_qdot_q8_0_ref", g3_qdot_level_name(level), N, nb, bad_lvl);
+            CHECK(bad_panel == 0, "N %d nb %d: %d groups' panels differ from g3_qgemm_pack's", N, nb, bad_panel);
+            free(pa), free(pb), free(q), free(x), free(a), g3_free_aligned(p);
+        }
+}
+
+// The backend's linear over a Q8_0 weight with and without its repacked copy.
+static void test_linear(void) {
+    G3Backend *be = g3_backend_cpu();
+    const struct { int N, K, R; } shapes[] = {{7, 96, 1}, {37, 64, 2}, {67, 1024, 3}, {33, 160, 5}, {300, 256, 1}, {48, 352, 9}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int N = shapes[si].N, K = shapes[si].K, R = shapes[si].R, nb = K / 32;
+        G3BlockQ8_0 *q = random_rows(N, nb);
+        float *x = malloc((size_t)R * K * 4), *y0 = malloc((size_t)R * N * 4), *y1 = malloc((size_t)R * N * 4);
+        for (long i = 0; i < (long)R * K; i++) x[i] = uniform();
+        void *p = g3_malloc_aligned((size_t)g3_q8x16_bytes(N, nb));
+        g3_q8x16_pack(p, q, nb * (int64_t)sizeof *q, N, nb);
+        G3Weight w = {G3_Q8_0, N, K, nb * (int64_t)sizeof *q, q, G3_MEM_HOST, NULL}, wp = w;
+        wp.packed = p;
+        CHECK(be->linear(be, y0, x, &w, R, G3_MM_FAST) == 0 && be->linear(be, y1, x, &wp, R, G3_MM_FAST) == 0, "%s", g3_error());
+        const double e = rel_err(y1, y0, (long)R * N);
+        if (R >= 4) CHECK(memcmp(y0, y1, (size_t)R * N * 4) == 0, "linear [%d x %d] x %d rows: repacked differs (rel %.3g)", N, K, R, e);
+        else CHECK(e < 1e-5, "linear [%d x %d] x %d rows: repacked rel err %.3g", N, K, R, e);
+        if (R < 4) {  // decode's rows: g3_qdot_q8_0_ref's results exactly
+            G3BlockQ8A *a = malloc((size_t)R * nb * sizeof *a);
+            int bad = 0;
+            for (int r = 0; r < R; r++) g3_qdot_quantizer(g3_qdot_level())(a + (size_t)r * nb, x + (size_t)r * K, nb);
+            for (int r = 0; r < R; r++)
+                for (int n = 0; n < N; n++) {
+                    const float want = g3_qdot_q8_0_ref(q + (size_t)n * nb, a + (size_t)r * nb, nb);
+                    bad += memcmp(&y1[(size_t)r * N + n], &want, 4) != 0;
+                }
+            CHECK(bad == 0, "linear [%d x %d] x %d rows repacked: %d outputs differ from g3_qdot_q8_0_ref", N, K, R, bad);
+            free(a);
+        }
+        // exact mode reads the stored rows whatever the copy
+        CHECK(be->linear(be, y0, x, &w, R, G3_MM_EXACT) == 0 && be->linear(be, y1, x, &wp, R, G3_MM_EXACT) == 0 &&
+                  memcmp(y0, y1, (size_t)R * N * 4) == 0, "exact mode uses the repacked copy");
+        free(q), free(x), free(y0), free(y1), g3_free_aligned(p);
+    }
+}
+
+// Logits of a prefill of T ids then D one-token steps (rows [T + D][V]).
+static float *run(const G3Model *m, const int32_t *ids, int T, int D) {
+    const int V = m->cfg.vocab;
+    float *lg = malloc((size_t)(T + D) * V * sizeof *lg);
+    G3State *s = g3_state_new(m, 1, T + D, T, 1, NULL);
+    int ok = s && g3_prefill(s, 0, ids, T, lg) == 0;
+    for (int d = 0; ok && d < D; d++) ok = g3_prefill(s, 0, ids + T + d, 1, lg + (size_t)(T + d) * V) == 0;
+    CHECK(ok, "forward: %s", g3_error());
+    g3_state_free(s);
+    return lg;
+}
+
+static void test_model(void) {
+    G3Model m;
+    if (g3_model_load(&m, "models/default")) { CHECK(0, "models/default: %s", g3_error()); return; }
+    const int T = 9, D = 4, V = m.cfg.vocab;
+    int32_t ids[13] = {2, 651, 1213, 33, 470, 90, 1027, 12, 400, 3001, 77, 5, 1500};
+    float *ref = run(&m, ids, T, D);  // the stored bf16 weights: what Q8_0 itself moves the logits by
+    // every matrix to Q8_0 in memory (from its stored bf16)
+    void **mem = calloc((size_t)m.nt, sizeof *mem);
+    int nq = 0;
+    for (int i = 0; i < m.nt; i++) {
+        G3Tensor *t = &m.t[i];
+        if (t->kind == G3_KIND_NORM || t->ndim != 2 || t->shape[1] % 32) continue;
+        float *f = malloc((size_t)t->numel * sizeof *f);
+        g3_to_f32(f, t->data, t->dtype, (size_t)t->numel);
+        const int64_t rb = g3_type_row_bytes(G3_Q8_0, t->shape[1]);
+        mem[i] = malloc((size_t)(rb * t->shape[0]));
+        for (int64_t r = 0; r < t->shape[0]; r++) g3_type(G3_Q8_0)->from_f32((char *)mem[i] + r * rb, f + r * t->shape[1], t->shape[1]);
+        free(f);
+        CHECK(g3_model_set(&m, i, G3_Q8_0, mem[i]) == 0, "set %s: %s", t->name, g3_error());
+        nq++;
+    }
+    float *plain = run(&m, ids, T, D);
+    CHECK(g3_model_repack(&m) == 0, "repack: %s", g3_error());
+    int packed = 0;
+    for (int i = 0; i < m.nt; i++) packed += m.t[i].packed != NULL;
+    if (g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI) CHECK(packed == nq, "repacked %d matrices of %d", packed, nq);
+    else CHECK(packed == 0, "repacked %d matrices on a CPU without VNNI", packed);
+    float *rep = run(&m, ids, T, D);
+    CHECK(memcmp(plain, rep, (size_t)T * V * 4) == 0, "prefill logits differ repacked (rel %.3g)", rel_err(rep, plain, (long)T * V));
+    // one-token steps take another kernel repacked than not (the reference's float order, not
+    // the ggml rows' kernel's two blocks a register): the same int32 block sums, so only the
+    // float rounding differs, far below Q8_0's own error
+    const double e = rel_err(rep + (size_t)T * V, plain + (size_t)T * V, (long)D * V);
+    const double eq = rel_err(plain + (size_t)T * V, ref + (size_t)T * V, (long)D * V);
+    CHECK(e < 1e-4 || e < 0.1 * eq, "decode logits repacked: rel err %.3g (Q8_0 against bf16: %.3g)", e, eq);
+    printf("decode logits repacked vs not: rel err %.2g; Q8_0 vs bf16: %.2g\n", e, eq);
+    // g3_model_set drops a stale copy
+    if (packed) {
+        const int i = m.layer_idx[0][W_Q];
+        CHECK(g3_model_set(&m, i, G3_Q8_0, mem[i]) == 0 && m.t[i].packed == NULL, "g3_model_set keeps a stale repacked copy");
+    }
+    free(plain), free(rep), free(ref);
+    const int nt = m.nt;
+    g3_model_free(&m);
+    for (int i = 0; i < nt; i++) free(mem[i]);
+    free(mem);
+}
+
+int main(void) {
+    for (int level = 0; level < G3_QDOT_LEVELS; level++)
+        if (g3_qdot_table(level)) test_kernels(level);
+    test_linear();
+    test_model();
+    return check_done();
+}
