@@ -1,13 +1,13 @@
-// bench_quant.c: decode's matrix products over Q4_0 (or Q8_0) weights of Gemma 3 1B's shapes, the
-// ggml rows' int8 kernel against the rows repacked 16 at a time (kernels/cpu/quant_q4x16.h,
-// quant_q8x16.h), one
+// bench_quant.c: decode's matrix products over Q4_0 (or Q8_0, Q5_0) weights of Gemma 3 1B's
+// shapes, the ggml rows' int8 kernel against the rows repacked 16 at a time
+// (kernels/cpu/quant_q4x16.h, quant_q8x16.h, quant_q5x16.h), one
 // activation row (a decode step), through the CPU backend's linear. LAYERS layers (q, k, v, o,
 // gate, up, down) and the 262144 x 1152 output head: far more bytes than the caches hold, so
 // each pass reads its weights from memory. Per repetition both variants run back to back
 // (interleaved); prints medians [min, max] of GB/s of weight bytes in wall time and per CPU
 // second (CLOCK_PROCESS_CPUTIME_ID over the threads: on a loaded machine the wall time
 // measures the others, the CPU time what the kernel costs). Usage: bench_quant [reps] [layers]
-// [head|nohead|l2] [Q4_0|Q8_0] (default 7, 4, head, Q4_0; `7 1 nohead`: 15 MB of Q4_0, about the
+// [head|nohead|l2] [Q4_0|Q8_0|Q5_0] (default 7, 4, head, Q4_0; `7 1 nohead`: 15 MB of Q4_0, about the
 // L3; `7 0 l2`: 166 KB read 40 times, from the L2: the kernels' own speed);
 // threads from OMP_NUM_THREADS.
 #include <omp.h>
@@ -20,6 +20,7 @@
 #include "base/base.h"
 #include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu/quant_q4x16.h"
+#include "kernels/cpu/quant_q5x16.h"
 #include "kernels/cpu/quant_q8x16.h"
 #include "tensor/quant.h"
 
@@ -52,7 +53,7 @@ int main(int argc, char **argv) {
     // nohead, 1 layer: 15 MB, about the L3; l2: one 256 x 1152 matrix (166 KB) 40 times (the kernels' own speed)
     const int head = !(argc > 3 && (!strcmp(argv[3], "nohead") || !strcmp(argv[3], "l2"))), l2 = argc > 3 && !strcmp(argv[3], "l2");
     if (l2) layers = 0;
-    const G3DType type = argc > 4 && !strcmp(argv[4], "Q8_0") ? G3_Q8_0 : G3_Q4_0;
+    const G3DType type = argc <= 4 ? G3_Q4_0 : !strcmp(argv[4], "Q8_0") ? G3_Q8_0 : !strcmp(argv[4], "Q5_0") ? G3_Q5_0 : G3_Q4_0;
     const int nw = l2 ? 40 : 7 * layers + head;
     G3Weight *w = calloc((size_t)nw, sizeof *w);
     int64_t bytes = 0;
@@ -76,9 +77,12 @@ int main(int argc, char **argv) {
         if (type == G3_Q4_0) {
             p = g3_malloc_aligned((size_t)g3_q4x16_bytes(N, K / 32));
             g3_q4x16_pack(p, q, rb, N, K / 32);
-        } else {
+        } else if (type == G3_Q8_0) {
             p = g3_malloc_aligned((size_t)g3_q8x16_bytes(N, K / 32));
             g3_q8x16_pack(p, q, rb, N, K / 32);
+        } else {
+            p = g3_malloc_aligned((size_t)g3_q5x16_bytes(N, K / 32));
+            g3_q5x16_pack(p, q, rb, N, K / 32);
         }
         w[i] = (G3Weight){type, N, K, rb, q, G3_MEM_HOST, p};
         bytes += rb * N;
@@ -99,7 +103,7 @@ int main(int argc, char **argv) {
             }
             if (r >= 0) wall[v][r] = bytes / (clk(CLOCK_MONOTONIC) - t0) / 1e9, cpu[v][r] = bytes / (clk(CLOCK_PROCESS_CPUTIME_ID) - c0) / 1e9;
         }
-    const char *name[2] = {"ggml rows (quant_dot)", type == G3_Q4_0 ? "repacked x16 (q4x16)" : "repacked x16 (q8x16)"};
+    const char *name[2] = {"ggml rows (quant_dot)", "repacked x16"};
     for (int v = 0; v < 2; v++) {
         qsort(wall[v], (size_t)reps, sizeof(double), cmp_double);
         qsort(cpu[v], (size_t)reps, sizeof(double), cmp_double);

@@ -1,9 +1,9 @@
 // test_linear_gemv.c: the CPU backend's decode products (backend/cpu/linear_gemv.c): linear,
 // linear_multi (q, k, v in one parallel region) and linear_geglu (gate, up and GeGLU in one)
 // give the kernels' own results bit for bit (g3_matmul for the float types, one g3_qdot kernel
-// call per row on the int8 activations for the block types, g3_qdot_q4_0_ref's / q8_0_ref's for
-// repacked Q4_0 / Q8_0; then g3_geglu_forward), for every weight
-// type with a CPU kernel (F32, BF16, F16, Q8_0 and Q4_0 plain and repacked, Q5_0, Q4_K, Q6_K;
+// call per row on the int8 activations for the block types, the type's g3_qdot_*_ref for
+// repacked Q4_0 / Q8_0 / Q5_0; then g3_geglu_forward), for every weight
+// type with a CPU kernel (F32, BF16, F16, Q8_0, Q4_0 and Q5_0 plain and repacked, Q4_K, Q6_K;
 // mixed block types in one call), 1 to 3 activation rows (the fused path) and 5 (the fallback
 // to linear), fast and exact modes, at odd widths that cut the column chunks mid-group.
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include "check.h"
 #include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu/quant_q4x16.h"
+#include "kernels/cpu/quant_q5x16.h"
 #include "kernels/cpu/quant_q8x16.h"
 #include "kernels/kernels.h"
 #include "kernels/train_ops.h"
@@ -30,7 +31,7 @@ typedef struct {
 } TestW;
 
 // N x K random weights of type t (from f32 through the type's reference converter); a Q4_0
-// weight also gets its repacked copy when `repack` has bit 0, a Q8_0 weight when it has bit 1.
+// weight also gets its repacked copy when `repack` has bit 0, a Q8_0 weight bit 1, Q5_0 bit 2.
 static TestW make_w(G3DType t, int N, int K, int repack) {
     const int64_t rb = g3_type_row_bytes(t, K);
     TestW tw = {{t, N, K, rb, NULL, G3_MEM_HOST, NULL}, g3_malloc_aligned((size_t)(rb * N) + 64), NULL};
@@ -49,6 +50,11 @@ static TestW make_w(G3DType t, int N, int K, int repack) {
     if ((repack & 2) && t == G3_Q8_0) {
         tw.packed = g3_malloc_aligned((size_t)g3_q8x16_bytes(N, K / 32));
         g3_q8x16_pack(tw.packed, tw.data, rb, N, K / 32);
+        tw.w.packed = tw.packed;
+    }
+    if ((repack & 4) && t == G3_Q5_0) {
+        tw.packed = g3_malloc_aligned((size_t)g3_q5x16_bytes(N, K / 32));
+        g3_q5x16_pack(tw.packed, tw.data, rb, N, K / 32);
         tw.w.packed = tw.packed;
     }
     return tw;
@@ -79,7 +85,10 @@ static void ref_linear(float *y, const float *x, const G3Weight *w, int R, G3Mat
     }
     G3BlockQ8A *qa = malloc((size_t)R * nb * sizeof *qa);
     for (int r = 0; r < R; r++) g3_qdot_quantizer(g3_qdot_level())(qa + (size_t)r * nb, x + (size_t)r * K, nb);
-    const G3QDot dot = !w->packed ? g3_qdot_kernel(g3_qdot(), t) : t == G3_Q4_0 ? g3_qdot_q4_0_ref : g3_qdot_q8_0_ref;
+    const G3QDot dot = !w->packed   ? g3_qdot_kernel(g3_qdot(), t)
+                       : t == G3_Q4_0 ? g3_qdot_q4_0_ref
+                       : t == G3_Q8_0 ? g3_qdot_q8_0_ref
+                                      : g3_qdot_q5_0_ref;
     for (int n = 0; n < N; n++)
         for (int r = 0; r < R; r++) y[(size_t)r * N + n] = dot(g3_weight_row(w, n), qa + (size_t)r * nb, nb);
     free(qa);
@@ -142,8 +151,9 @@ int main(void) {
     for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         const G3DType t = types[ti];
         const int K = g3_type(t)->block == 256 ? 512 : 96;  // K-quants: whole super-blocks
-        // repacked copies: Q4_0 (bit 0), Q8_0 (bit 1)
-        for (int repack = 0; repack <= (t == G3_Q4_0 ? 1 : t == G3_Q8_0 ? 2 : 0); repack += t == G3_Q8_0 ? 2 : 1)
+        // repacked copies: Q4_0 (bit 0), Q8_0 (bit 1), Q5_0 (bit 2)
+        const int rbit = t == G3_Q4_0 ? 1 : t == G3_Q8_0 ? 2 : t == G3_Q5_0 ? 4 : 0;
+        for (int repack = 0; repack <= rbit; repack += rbit ? rbit : 1)
             for (size_t ri = 0; ri < sizeof Rs / sizeof *Rs; ri++)
                 for (size_t mi = 0; mi < 2; mi++) {
                     const G3DType t3[3] = {t, t, t};
@@ -157,10 +167,10 @@ int main(void) {
         test_multi(t3, K, Nb, 1, G3_MM_FAST, 1);
         test_geglu(t, K, 1200, 1, G3_MM_FAST, 0, 1);
         test_geglu(t, K, 1200, 2, G3_MM_FAST, 1, 1);
-        if (t == G3_Q8_0) {  // and repacked
-            test_multi(t3, K, Nb, 1, G3_MM_FAST, 2);
-            test_geglu(t, K, 1200, 1, G3_MM_FAST, 0, 2);
-            test_geglu(t, K, 1200, 2, G3_MM_FAST, 1, 2);
+        if (rbit > 1) {  // and repacked (Q8_0, Q5_0)
+            test_multi(t3, K, Nb, 1, G3_MM_FAST, rbit);
+            test_geglu(t, K, 1200, 1, G3_MM_FAST, 0, rbit);
+            test_geglu(t, K, 1200, 2, G3_MM_FAST, 1, rbit);
         }
     }
     // mixed block types in one call share the int8 activations (Q4_K_M files: Q5_0 / Q8_0 beside
@@ -169,7 +179,7 @@ int main(void) {
     const G3DType mix1[3] = {G3_Q5_0, G3_Q8_0, G3_Q4_0}, mix2[3] = {G3_BF16, G3_Q8_0, G3_F32};
     for (int R = 1; R <= 3; R++) {
         test_multi(mix1, 256, N3, R, G3_MM_FAST, 1);
-        test_multi(mix1, 256, N3, R, G3_MM_FAST, 3);  // Q8_0 repacked too
+        test_multi(mix1, 256, N3, R, G3_MM_FAST, 7);  // all three repacked
         test_multi(mix2, 256, N3, R, G3_MM_FAST, 0);
     }
     return check_done();

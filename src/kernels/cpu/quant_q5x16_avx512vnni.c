@@ -1,0 +1,91 @@
+// quant_q5x16_avx512vnni.c: the repacked Q5_0 product (quant_q5x16.h) with AVX512-VNNI. Per
+// block of 16 rows: four loads of 64 bytes whose low nibbles are one quad of the 16 rows and
+// high nibbles the quad 16 elements on; each quad's fifth bits are a 64-bit mask (one bit per
+// byte), loaded into a mask register and added as 16 to the bytes it selects; each quad times
+// its activation quad broadcast (vpdpbusd), the lanes are the rows, the first chain starting
+// from -16 x the activation block's sum (the offset of 16). The float steps per row are the
+// reference's: (float)s * (d_w * d_a), added.
+#include <immintrin.h>
+
+#include <string.h>
+
+#include "quant_q5x16.h"
+
+#ifndef PF
+#define PF 2048
+#endif
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
+
+TGT static inline __m512i quad(const int8_t *qs) {
+    int32_t v;
+    memcpy(&v, qs, 4);
+    return _mm512_set1_epi32(v);
+}
+
+// Quad j's bytes 0..31 (nibbles v, their fifth bits from mask j): v + 16 where the bit is set.
+TGT static inline __m512i fifth(__m512i v, const uint8_t *masks, int j, __m512i c16) {
+    uint64_t m;
+    memcpy(&m, masks + 8 * j, 8);
+    return _mm512_mask_add_epi8(v, _cvtu64_mask64(m), v, c16);
+}
+
+// One block's int32 sums of 16 rows with the activation's eight quads broadcast (b) and the
+// offset's start (base = -16 * sum): four chains of two vpdpbusd each, joined at the end.
+TGT static inline __m512i block16(const uint8_t *q, const __m512i *b, __m512i base) {
+    const __m512i m = _mm512_set1_epi8(0x0f), c16 = _mm512_set1_epi8(16);
+    const uint8_t *mk = q + 256;
+    const __m512i v0 = _mm512_loadu_si512((const void *)q), v1 = _mm512_loadu_si512((const void *)(q + 64));
+    const __m512i v2 = _mm512_loadu_si512((const void *)(q + 128)), v3 = _mm512_loadu_si512((const void *)(q + 192));
+    __m512i s0 = _mm512_dpbusd_epi32(base, fifth(_mm512_and_si512(v0, m), mk, 0, c16), b[0]);
+    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), fifth(_mm512_and_si512(v1, m), mk, 1, c16), b[1]);
+    __m512i s2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), fifth(_mm512_and_si512(v2, m), mk, 2, c16), b[2]);
+    __m512i s3 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), fifth(_mm512_and_si512(v3, m), mk, 3, c16), b[3]);
+    s0 = _mm512_dpbusd_epi32(s0, fifth(_mm512_and_si512(_mm512_srli_epi16(v0, 4), m), mk, 4, c16), b[4]);
+    s1 = _mm512_dpbusd_epi32(s1, fifth(_mm512_and_si512(_mm512_srli_epi16(v1, 4), m), mk, 5, c16), b[5]);
+    s2 = _mm512_dpbusd_epi32(s2, fifth(_mm512_and_si512(_mm512_srli_epi16(v2, 4), m), mk, 6, c16), b[6]);
+    s3 = _mm512_dpbusd_epi32(s3, fifth(_mm512_and_si512(_mm512_srli_epi16(v3, 4), m), mk, 7, c16), b[7]);
+    return _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+}
+
+// The bytes PF ahead of a block asked for now (its five lines), as the Q4_0 groups' kernel.
+TGT static inline void prefetch_block(const uint8_t *q) {
+    for (int i = 0; i < 5; i++) _mm_prefetch((const char *)q + PF + 64 * i, _MM_HINT_T0);
+}
+
+TGT void g3_q5x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows) {
+    const uint8_t *q = group, *sc = group + (size_t)nb * G3_Q5X16_QUANT_BYTES;
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++, q += G3_Q5X16_QUANT_BYTES, sc += 32) {
+        prefetch_block(q);
+        __m512i bq[8];
+        for (int i = 0; i < 8; i++) bq[i] = quad(a[b].qs + 4 * i);
+        const __m512i s = block16(q, bq, _mm512_set1_epi32(-16 * a[b].sum));
+        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)), _mm512_set1_ps(a[b].d));
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(s), d));
+    }
+    if (nrows >= 16) _mm512_storeu_ps(y, acc);
+    else _mm512_mask_storeu_ps(y, (__mmask16)((1u << nrows) - 1), acc);
+}
+
+// Two consecutive groups: each activation quad broadcast once for 32 rows. Per row the same
+// sums and float steps as g3_q5x16_gemv_avx512vnni.
+TGT void g3_q5x16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a) {
+    const size_t gb = (size_t)nb * G3_Q5X16_BLOCK_BYTES;  // one group's bytes
+    const uint8_t *q = group, *sc = group + (size_t)nb * G3_Q5X16_QUANT_BYTES;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++, q += G3_Q5X16_QUANT_BYTES, sc += 32) {
+        prefetch_block(q);
+        prefetch_block(q + gb);
+        __m512i bq[8];
+        for (int i = 0; i < 8; i++) bq[i] = quad(a[b].qs + 4 * i);
+        const __m512i base = _mm512_set1_epi32(-16 * a[b].sum);
+        const __m512i s0 = block16(q, bq, base), s1 = block16(q + gb, bq, base);
+        const __m512 ad = _mm512_set1_ps(a[b].d);
+        const __m512 d0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)), ad);
+        const __m512 d1 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + gb))), ad);
+        acc0 = _mm512_add_ps(acc0, _mm512_mul_ps(_mm512_cvtepi32_ps(s0), d0));
+        acc1 = _mm512_add_ps(acc1, _mm512_mul_ps(_mm512_cvtepi32_ps(s1), d1));
+    }
+    _mm512_storeu_ps(y, acc0);
+    _mm512_storeu_ps(y + 16, acc1);
+}
