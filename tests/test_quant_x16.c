@@ -5,7 +5,7 @@
 // sums, same float steps), at odd row counts (padding) and block counts, on random bytes (every
 // value: Q8_0's -128 too, which a file may hold though ggml's rounding never writes it) and
 // activations from each level's quantizer, extremes included; a group made into a GEMM panel
-// is the panel g3_qgemm_pack makes of the same rows; the CPU backend's linear with the
+// (plain C, and Q5_0's VNNI panel maker) is the panel g3_qgemm_pack makes of the same rows; the CPU backend's linear with the
 // repacked copy agrees with the one without (bitwise from 4 rows on: the same panels; below,
 // the reference's results exactly); and a trained model (models/default) quantized to the
 // type in memory gives the same prefill logits repacked as not, and decode logits within float
@@ -44,13 +44,14 @@ typedef struct {
     G3Q8x16Gemv2 gemv2_ref;
     void (*to_panel)(G3QPanelBlock *p, const uint8_t *group, int nb);
     G3QDot qdot_ref;
+    G3Q5x16Panel (*to_panel_fn)(int level);  // NULL: the plain-C one at every level
 } XType;
 
 static const XType xtypes[] = {
     {G3_Q8_0, g3_q8x16_pack, g3_q8x16_bytes, g3_q8x16_group, g3_q8x16_gemv, g3_q8x16_gemv2, g3_q8x16_gemv_ref,
-     g3_q8x16_gemv2_ref, g3_q8x16_to_panel, g3_qdot_q8_0_ref},
+     g3_q8x16_gemv2_ref, g3_q8x16_to_panel, g3_qdot_q8_0_ref, NULL},
     {G3_Q5_0, g3_q5x16_pack, g3_q5x16_bytes, g3_q5x16_group, g3_q5x16_gemv, g3_q5x16_gemv2, g3_q5x16_gemv_ref,
-     g3_q5x16_gemv2_ref, g3_q5x16_to_panel, g3_qdot_q5_0_ref},
+     g3_q5x16_gemv2_ref, g3_q5x16_to_panel, g3_qdot_q5_0_ref, g3_q5x16_to_panel_fn},
 };
 
 // N random rows of nb blocks of type t (every byte value after the f16 scale, scales of both
@@ -102,6 +103,11 @@ static void test_kernels(const XType *xt, int level) {
                 xt->to_panel(pa, xt->group(p, g, nb), nb);
                 g3_qgemm_pack(pb, xt->type, q + 16 * g * nb * bb, nb * bb, nr, nb);
                 bad_panel += memcmp(pa, pb, (size_t)nb * sizeof *pa) != 0;
+                if (xt->to_panel_fn) {  // the level's own panel maker
+                    memset(pa, 0, (size_t)nb * sizeof *pa);
+                    xt->to_panel_fn(level)(pa, xt->group(p, g, nb), nb);
+                    bad_panel += memcmp(pa, pb, (size_t)nb * sizeof *pa) != 0;
+                }
                 if (16 * (g + 2) <= N) {  // two full groups from g: the two-group kernels
                     float y2[32], y2r[32];
                     gemv2(y2, xt->group(p, g, nb), nb, a);

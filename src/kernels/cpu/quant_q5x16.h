@@ -62,7 +62,11 @@ void g3_q5x16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3B
 G3Q5x16Gemv2 g3_q5x16_gemv2(int level);
 
 // The GEMM's panel (quant_gemm.h, 16 rows) of a group: what g3_qgemm_pack makes of the same
-// 16 ggml rows.
+// 16 ggml rows. The VNNI one builds each quad in a register as the product does (the plain-C
+// one, 512 bit steps a block, halved a 1B Q5_0 prefill); the level's choice as above.
+typedef void (*G3Q5x16Panel)(G3QPanelBlock *p, const uint8_t *group, int nb);
 void g3_q5x16_to_panel(G3QPanelBlock *p, const uint8_t *group, int nb);
+void g3_q5x16_to_panel_avx512vnni(G3QPanelBlock *p, const uint8_t *group, int nb);
+G3Q5x16Panel g3_q5x16_to_panel_fn(int level);
 
 #endif

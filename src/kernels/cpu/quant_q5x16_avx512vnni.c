@@ -11,6 +11,8 @@
 
 #include "quant_q5x16.h"
 
+#include "../../tensor/quant.h"
+
 #ifndef PF
 #define PF 2048
 #endif
@@ -65,6 +67,26 @@ TGT void g3_q5x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const 
     }
     if (nrows >= 16) _mm512_storeu_ps(y, acc);
     else _mm512_mask_storeu_ps(y, (__mmask16)((1u << nrows) - 1), acc);
+}
+
+// The GEMM's panel of a group: each quad built in a register as block16 builds it, stored.
+TGT void g3_q5x16_to_panel_avx512vnni(G3QPanelBlock *p, const uint8_t *group, int nb) {
+    const uint8_t *sc = group + (size_t)nb * G3_Q5X16_QUANT_BYTES;
+    const __m512i m = _mm512_set1_epi8(0x0f), c16 = _mm512_set1_epi8(16);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *q = group + (size_t)b * G3_Q5X16_QUANT_BYTES;
+        for (int h = 0; h < 4; h++) {
+            const __m512i v = _mm512_loadu_si512((const void *)(q + 64 * h));
+            _mm512_storeu_si512((void *)p[b].q[h], fifth(_mm512_and_si512(v, m), q + 256, h, c16));
+            _mm512_storeu_si512((void *)p[b].q[4 + h], fifth(_mm512_and_si512(_mm512_srli_epi16(v, 4), m), q + 256, 4 + h, c16));
+        }
+        for (int r = 0; r < G3_Q5X16_ROWS; r++) {  // the scales as the reference converts them
+            uint16_t d;
+            memcpy(&d, sc + (size_t)b * 32 + 2 * r, 2);
+            p[b].scale[0][r] = p[b].scale[1][r] = g3_f16_to_f32(d);
+            p[b].bias[r] = 0.0f;
+        }
+    }
 }
 
 // Two consecutive groups: each activation quad broadcast once for 32 rows. Per row the same

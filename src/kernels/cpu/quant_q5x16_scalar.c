@@ -5,10 +5,8 @@
 
 #include "../../tensor/quant.h"
 
-static uint64_t load64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
+static uint64_t load64(const uint8_t *p) {  // little-endian, whatever the host
+    return (uint64_t)g3_q5_qh(p) | (uint64_t)g3_q5_qh(p + 4) << 32;
 }
 
 static void store64(uint8_t *p, uint64_t v) {
@@ -82,14 +80,24 @@ G3Q5x16Gemv2 g3_q5x16_gemv2(int level) {
     return level >= G3_QDOT_AVX512VNNI && g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI ? g3_q5x16_gemv2_avx512vnni : g3_q5x16_gemv2_ref;
 }
 
+G3Q5x16Panel g3_q5x16_to_panel_fn(int level) {
+    return level >= G3_QDOT_AVX512VNNI && g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI ? g3_q5x16_to_panel_avx512vnni : g3_q5x16_to_panel;
+}
+
 void g3_q5x16_to_panel(G3QPanelBlock *p, const uint8_t *group, int nb) {
     const uint8_t *sc = group + (size_t)nb * G3_Q5X16_QUANT_BYTES;
     for (int b = 0; b < nb; b++) {
         const uint8_t *q = group + (size_t)b * G3_Q5X16_QUANT_BYTES;
+        // the panel's quad j is the group's register j (low nibbles) or j - 4 (high), byte for
+        // byte, plus 16 where mask j has the byte's bit
+        uint8_t *lo = &p[b].q[0][0][0], *hi = &p[b].q[4][0][0];
+        for (int t = 0; t < 256; t++) lo[t] = q[t] & 0x0f, hi[t] = q[t] >> 4;
+        for (int j = 0; j < 8; j++) {
+            const uint64_t m = load64(q + 256 + 8 * j);
+            uint8_t *u = &p[b].q[j][0][0];
+            for (int t = 0; t < 64; t++) u[t] |= (uint8_t)(((m >> t) & 1) << 4);
+        }
         for (int r = 0; r < G3_Q5X16_ROWS; r++) {
-            uint8_t u[32];
-            row_values(u, q, r);
-            for (int j = 0; j < 8; j++) memcpy(p[b].q[j][r], u + 4 * j, 4);
             uint16_t d;
             memcpy(&d, sc + (size_t)b * 32 + 2 * r, 2);
             p[b].scale[0][r] = p[b].scale[1][r] = g3_f16_to_f32(d);
