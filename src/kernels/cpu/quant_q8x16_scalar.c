@@ -21,8 +21,12 @@ void g3_q8x16_pack(void *out, const void *w, int64_t row_bytes, int64_t N, int n
                     memset(sc + (size_t)b * 32 + 2 * r, 0, 2);
                     continue;
                 }
-                for (int j = 0; j < 8; j++)
-                    for (int i = 0; i < 4; i++) d[64 * j + i] = (uint8_t)(blk[b].qs[4 * j + i] + 128);
+                for (int j = 0; j < 8; j++) {  // a quad at a time: + 128 is the sign bit flipped
+                    uint32_t v;
+                    memcpy(&v, blk[b].qs + 4 * j, 4);
+                    v ^= 0x80808080u;
+                    memcpy(d + 64 * j, &v, 4);
+                }
                 memcpy(sc + (size_t)b * 32 + 2 * r, &blk[b].d, 2);
             }
         }
