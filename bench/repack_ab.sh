@@ -7,21 +7,27 @@
 #
 #   bench/repack_ab.sh MODEL.gguf [ROUNDS] [PROMPT] [GEN]        (BASE=BINARY adds a third setting)
 #
+# G3_BENCH_PASSIVE=1: threads that sleep when they wait (OMP_WAIT_POLICY=passive, for the probe
+# too), as bench/quant_peers.sh: with more runnable threads than cores, libgomp's spinning
+# waits cost decode most of its time (1-2 tok/s at load 10 here, against 26 quiet).
+#
 # Figures of 2026-12-07 in docs/quantization.md (Q8_0 decode, 16-row groups).
 set -u
 M=${1:?usage: bench/repack_ab.sh MODEL.gguf [ROUNDS] [PROMPT] [GEN]}
 ROUNDS=${2:-5} P=${3:-64} N=${4:-128}
 BIN=${BIN:-./gemma3} BASE=${BASE:-} T=${G3_BENCH_THREADS:-2}
 BW=${BW:-build/rel/bench/bench_kernels}
+OMPWAIT=
+[ "${G3_BENCH_PASSIVE:-0}" = 1 ] && OMPWAIT="OMP_WAIT_POLICY=passive"
 ids=$(awk -v p="$P" 'BEGIN{for(i=0;i<p;i++)printf "%s%d", i?",":"", 1000+37*i}')
 out=$(mktemp)
 gen() {  # label, env, binary
   local line
-  line=$(env OMP_NUM_THREADS=$T $2 "$3" generate --model "$M" --ids "$ids" --max-tokens "$N" --temperature 0 2>&1 | grep 'prefill .* tok/s, decode' | tail -1)
+  line=$(env OMP_NUM_THREADS=$T $OMPWAIT $2 "$3" generate --model "$M" --ids "$ids" --max-tokens "$N" --temperature 0 2>&1 | grep 'prefill .* tok/s, decode' | tail -1)
   echo "$1 round $r: prefill $(echo "$line" | sed -n 's/.*prefill \([0-9.]*\) tok\/s.*/\1/p') decode $(echo "$line" | sed -n 's/.*decode \([0-9.]*\) tok\/s.*/\1/p') load $(cut -d' ' -f1 /proc/loadavg)"
 }
 for r in $(seq "$ROUNDS"); do
-  echo "read round $r: $(env OMP_NUM_THREADS=$T "$BW" 3 bandwidth | awk '$1 == "read" { print $2 }') GB/s load $(cut -d' ' -f1 /proc/loadavg)"
+  echo "read round $r: $(env OMP_NUM_THREADS=$T $OMPWAIT "$BW" 3 bandwidth | awk '$1 == "read" { print $2 }') GB/s load $(cut -d' ' -f1 /proc/loadavg)"
   gen repack "G3_REPACK=1" "$BIN"
   gen norepack "G3_REPACK=0" "$BIN"
   [ -n "$BASE" ] && gen base "G3_REPACK=1" "$BASE"
@@ -29,7 +35,7 @@ done | tee "$out"
 med() { sort -g | awk '{a[NR]=$1}END{if(NR)print (NR%2?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2)}'; }
 bw=$(awk '$1 == "read" { print $4 }' "$out" | med)
 bytes=$(stat -c %s "$M")
-echo "== medians over $ROUNDS rounds ($P prompt ids, $N new tokens, $T threads; read bandwidth $bw GB/s; $bytes bytes a token)"
+echo "== medians over $ROUNDS rounds ($P prompt ids, $N new tokens, $T threads${OMPWAIT:+, passive waits}; read bandwidth $bw GB/s; $bytes bytes a token)"
 for s in repack norepack ${BASE:+base}; do
   pp=$(awk -v s="$s" '$1 == s { print $5 }' "$out" | med) tg=$(awk -v s="$s" '$1 == s { print $7 }' "$out" | med)
   lo=$(awk -v s="$s" '$1 == s { print $7 }' "$out" | sort -g | head -1) hi=$(awk -v s="$s" '$1 == s { print $7 }' "$out" | sort -g | tail -1)
