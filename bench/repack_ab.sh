@@ -7,9 +7,10 @@
 #
 #   bench/repack_ab.sh MODEL.gguf [ROUNDS] [PROMPT] [GEN]        (BASE=BINARY adds a third setting)
 #
-# G3_BENCH_PASSIVE=1: threads that sleep when they wait (OMP_WAIT_POLICY=passive, for the probe
-# too), as bench/quant_peers.sh: with more runnable threads than cores, libgomp's spinning
-# waits cost decode most of its time (1-2 tok/s at load 10 here, against 26 quiet).
+# G3_BENCH_PASSIVE=1: OMP_WAIT_POLICY=passive set for every run and the probe, as
+# bench/quant_peers.sh (gemma3 itself now re-executes with it unless told otherwise; a binary
+# from before that, as BASE may be, spins in libgomp's waits: 1-2 tok/s at load 10 here,
+# against 26 quiet).
 #
 # Figures of 2026-12-07 in docs/quantization.md (Q8_0 decode, 16-row groups).
 set -u
