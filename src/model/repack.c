@@ -1,9 +1,9 @@
 // repack.c: g3_model_repack (model.h): weights copied at load into memory and layouts the CPU
 // kernels read fastest. Q4_0, Q8_0 and Q5_0 matrices: 16 rows interleaved
-// (kernels/cpu/quant_q4x16.h, quant_q8x16.h, quant_q5x16.h), when the CPU has AVX512-VNNI (decode's kernels for those layouts; on other
-// CPUs the ggml rows' own kernels are as fast as a repacked reference would not be). Every
-// other matrix of a mapped GGUF: its bytes as they are, copied into huge pages (why: at
-// alloc_big).
+// (kernels/cpu/quant_q4x16.h, quant_q8x16.h, quant_q5x16.h), when the CPU has AVX512-VNNI
+// (decode's kernels for those layouts; on other CPUs the ggml rows' own kernels are as fast
+// as a repacked reference would not be). Every other matrix of a mapped GGUF: its bytes as
+// they are, copied into huge pages (why: at alloc_big).
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>

@@ -36,8 +36,9 @@ enum { G3_BF16_GEMM_MIN_ROWS = 32 };
 int g3_cpu_linear_bf16_gemm(float *y, const float *x, const G3Weight *w, int R);
 
 // A weight repacked at load in groups of 16 rows (model/repack.c; Q4_0: quant_q4x16.h, Q8_0:
-// quant_q8x16.h, Q5_0: quant_q5x16.h): the kernels of a quant_dot.h level for its type, and one group's bytes. The
-// two types' kernels share their signatures, so decode and the GEMM take either through this.
+// quant_q8x16.h, Q5_0: quant_q5x16.h): the kernels of a quant_dot.h level for its type, and
+// one group's bytes. The three types' kernels share their signatures, so decode and the GEMM
+// take any of them through this.
 typedef struct {
     G3Q4x16Gemv gemv;    // one group, nrows <= 16 of it
     G3Q4x16Gemv2 gemv2;  // two full groups
