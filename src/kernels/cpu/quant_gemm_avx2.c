@@ -33,6 +33,21 @@ TGT static inline __m256i sum4(__m256i s, const __m256i *w, const G3BlockQ8G *a,
     return s;
 }
 
+// the rt rows' sums of panel rows h*8 .. into y (the columns up to ncols)
+TGT static inline __attribute__((always_inline)) void store(float *y, int64_t ldy, const __m256 *acc, const int rt, int h, int ncols) {
+    const int nc = ncols - 8 * h;
+#pragma GCC unroll 8
+    for (int t = 0; t < rt; t++) {
+        if (nc >= 8) {
+            _mm256_storeu_ps(y + t * ldy + 8 * h, acc[t]);
+        } else {
+            float tmp[8];
+            _mm256_storeu_ps(tmp, acc[t]);
+            memcpy(y + t * ldy + 8 * h, tmp, (size_t)nc * sizeof *tmp);
+        }
+    }
+}
+
 // rows h*8 .. h*8+7 of the panel against rt activation rows
 TGT static inline __attribute__((always_inline)) void tile(float *y, int64_t ldy, const G3QPanelBlock *p, int nb,
                                                            const G3BlockQ8G *a, const int rt, int h, int ncols, int off,
@@ -62,17 +77,7 @@ TGT static inline __attribute__((always_inline)) void tile(float *y, int64_t ldy
             acc[t] = _mm256_fmadd_ps(v, _mm256_set1_ps(ai->d), acc[t]);
         }
     }
-    const int nc = ncols - 8 * h;
-#pragma GCC unroll 8
-    for (int t = 0; t < rt; t++) {
-        if (nc >= 8) {
-            _mm256_storeu_ps(y + t * ldy + 8 * h, acc[t]);
-        } else {
-            float tmp[8];
-            _mm256_storeu_ps(tmp, acc[t]);
-            memcpy(y + t * ldy + 8 * h, tmp, (size_t)nc * sizeof *tmp);
-        }
-    }
+    store(y, ldy, acc, rt, h, ncols);
 }
 
 #define PANEL(NAME, HALVES, BIAS)                                                                                        \
@@ -121,17 +126,7 @@ TGT static inline __attribute__((always_inline)) void tile_q8(float *y, int64_t 
         for (int t = 0; t < rt; t++)
             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s[t]), sc0), _mm256_set1_ps(a[(int64_t)t * nb + i].d), acc[t]);
     }
-    const int nc = ncols - 8 * h;
-#pragma GCC unroll 8
-    for (int t = 0; t < rt; t++) {
-        if (nc >= 8) {
-            _mm256_storeu_ps(y + t * ldy + 8 * h, acc[t]);
-        } else {
-            float tmp[8];
-            _mm256_storeu_ps(tmp, acc[t]);
-            memcpy(y + t * ldy + 8 * h, tmp, (size_t)nc * sizeof *tmp);
-        }
-    }
+    store(y, ldy, acc, rt, h, ncols);
 }
 
 TGT static void panel_q8(float *y, int64_t ldy, const G3QPanelBlock *p, int nb, const G3BlockQ8G *a, int R, int ncols) {

@@ -22,7 +22,8 @@
 // The file's bytes stay as they are (saving, convert, exact mode read them); the model keeps the
 // repacked copy beside them (model/repack.c).
 // Files: quant_q5x16_scalar.c (repack, reference products, GEMM panel from a group; plain C),
-// quant_q5x16_avx512vnni.c (the products with vpdpbusd: one group, two groups).
+// quant_q5x16_avx512vnni.c (the products with vpdpbusd: one group, two groups; their loops are
+// quant_x16_avx512vnni.h's, shared with Q8_0).
 #ifndef G3_QUANT_Q5X16_H
 #define G3_QUANT_Q5X16_H
 

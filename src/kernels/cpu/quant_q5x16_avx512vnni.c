@@ -3,26 +3,11 @@
 // high nibbles the quad 16 elements on; each quad's fifth bits are a 64-bit mask (one bit per
 // byte), loaded into a mask register and added as 16 to the bytes it selects; each quad times
 // its activation quad broadcast (vpdpbusd), the lanes are the rows, the first chain starting
-// from -16 x the activation block's sum (the offset of 16). The float steps per row are the
-// reference's: (float)s * (d_w * d_a), added.
-#include <immintrin.h>
-
-#include <string.h>
-
-#include "quant_q5x16.h"
-
+// from -16 x the activation block's sum (the offset of 16). The loops over the blocks are
+// quant_x16_avx512vnni.h's.
 #include "../../tensor/quant.h"
-
-#ifndef PF
-#define PF 2048
-#endif
-#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
-
-TGT static inline __m512i quad(const int8_t *qs) {
-    int32_t v;
-    memcpy(&v, qs, 4);
-    return _mm512_set1_epi32(v);
-}
+#include "quant_q5x16.h"
+#include "quant_x16_avx512vnni.h"
 
 // Quad j's bytes 0..31 (nibbles v, their fifth bits from mask j): v + 16 where the bit is set.
 TGT static inline __m512i fifth(__m512i v, const uint8_t *masks, int j, __m512i c16) {
@@ -49,24 +34,10 @@ TGT static inline __m512i block16(const uint8_t *q, const __m512i *b, __m512i ba
     return _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
 }
 
-// The bytes PF ahead of a block asked for now (its five lines), as the Q4_0 groups' kernel.
-TGT static inline void prefetch_block(const uint8_t *q) {
-    for (int i = 0; i < 5; i++) _mm_prefetch((const char *)q + PF + 64 * i, _MM_HINT_T0);
-}
+static const X16Layout Q5 = {G3_Q5X16_QUANT_BYTES, 5, 16};  // five lines a block; the offset of 16
 
 TGT void g3_q5x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows) {
-    const uint8_t *q = group, *sc = group + (size_t)nb * G3_Q5X16_QUANT_BYTES;
-    __m512 acc = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++, q += G3_Q5X16_QUANT_BYTES, sc += 32) {
-        prefetch_block(q);
-        __m512i bq[8];
-        for (int i = 0; i < 8; i++) bq[i] = quad(a[b].qs + 4 * i);
-        const __m512i s = block16(q, bq, _mm512_set1_epi32(-16 * a[b].sum));
-        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)), _mm512_set1_ps(a[b].d));
-        acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_cvtepi32_ps(s), d));
-    }
-    if (nrows >= 16) _mm512_storeu_ps(y, acc);
-    else _mm512_mask_storeu_ps(y, (__mmask16)((1u << nrows) - 1), acc);
+    x16_gemv(y, group, nb, a, nrows, block16, Q5);
 }
 
 // The GEMM's panel of a group: each quad built in a register as block16 builds it, stored.
@@ -89,25 +60,7 @@ TGT void g3_q5x16_to_panel_avx512vnni(G3QPanelBlock *p, const uint8_t *group, in
     }
 }
 
-// Two consecutive groups: each activation quad broadcast once for 32 rows. Per row the same
-// sums and float steps as g3_q5x16_gemv_avx512vnni.
+// Two consecutive groups: each activation quad broadcast once for 32 rows.
 TGT void g3_q5x16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a) {
-    const size_t gb = (size_t)nb * G3_Q5X16_BLOCK_BYTES;  // one group's bytes
-    const uint8_t *q = group, *sc = group + (size_t)nb * G3_Q5X16_QUANT_BYTES;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++, q += G3_Q5X16_QUANT_BYTES, sc += 32) {
-        prefetch_block(q);
-        prefetch_block(q + gb);
-        __m512i bq[8];
-        for (int i = 0; i < 8; i++) bq[i] = quad(a[b].qs + 4 * i);
-        const __m512i base = _mm512_set1_epi32(-16 * a[b].sum);
-        const __m512i s0 = block16(q, bq, base), s1 = block16(q + gb, bq, base);
-        const __m512 ad = _mm512_set1_ps(a[b].d);
-        const __m512 d0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)), ad);
-        const __m512 d1 = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + gb))), ad);
-        acc0 = _mm512_add_ps(acc0, _mm512_mul_ps(_mm512_cvtepi32_ps(s0), d0));
-        acc1 = _mm512_add_ps(acc1, _mm512_mul_ps(_mm512_cvtepi32_ps(s1), d1));
-    }
-    _mm512_storeu_ps(y, acc0);
-    _mm512_storeu_ps(y + 16, acc1);
+    x16_gemv2(y, group, nb, a, block16, Q5);
 }

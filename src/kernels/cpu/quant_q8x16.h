@@ -27,7 +27,8 @@
 // Q8_0's bytes + 128): the panel is a copy. The file's bytes stay as they are (saving, convert,
 // exact mode read them); the model keeps the repacked copy beside them (model/repack.c).
 // Files: quant_q8x16_scalar.c (repack, reference products, GEMM panel from a group; plain C),
-// quant_q8x16_avx512vnni.c (the products with vpdpbusd: one group, two groups).
+// quant_q8x16_avx512vnni.c (the products with vpdpbusd: one group, two groups; their loops are
+// quant_x16_avx512vnni.h's, shared with Q5_0).
 #ifndef G3_QUANT_Q8X16_H
 #define G3_QUANT_Q8X16_H
 
