@@ -67,6 +67,11 @@ int main(void) {
     CHECK(sh("./gemma3 quantize --model %s --out %s --type Q8_0 --tokenizer tests/data/tokenizer/tokenizer.model --quiet 2>/dev/null", dir,
              tokf) == 0,
           "quantize with a tokenizer");
+    // a tokenizer the user named that is not there: an error before any quantizing, no file
+    CHECK(sh("./gemma3 quantize --model %s --out %s/notok.gguf --type Q8_0 --tokenizer %s/missing.model --quiet 2>/dev/null", dir, tmp,
+             tmp) != 0 &&
+              sh("test -e %s/notok.gguf", tmp) != 0,
+          "quantize with a missing --tokenizer fails and writes nothing");
     G3Tokenizer *tok = g3_tok_load_ex(tokf, G3_TOK_LOAD_NO_CACHE);
     CHECK(tok && g3_tok_vocab_size(tok) == 262145 && g3_tok_bos(tok) == 2, "tokenizer from the quantized file: %s", tok ? "" : g3_error());
     g3_tok_free(tok);

@@ -83,6 +83,7 @@ int cmd_quantize(int argc, char **argv) {
         free(ids);
         g3_tok_free(tk);
     }
+    o.tok_required = tok != NULL;
     if (!rc) rc = g3_quantize_model(&m, tok ? tok : dir, &o, out, !quiet);
     free(types);
     const int weighted = imp != NULL;

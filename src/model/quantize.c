@@ -112,6 +112,12 @@ int g3_quantize_model(const G3Model *m, const char *tok_path, const G3QuantOpts 
     gguf_w_str(&w, "general.name", "gemma3.c quantize");
     gguf_w_u32(&w, "general.file_type", llama_ftype(o));
     if (tok_path && g3_tok_write_gguf_meta(&w, tok_path)) {
+        if (o->tok_required) {  // checked first: before the minutes of quantizing, and nothing written
+            char why[512];
+            snprintf(why, sizeof why, "%s", g3_error());  // g3_errorf may not read its own buffer
+            gguf_w_free(&w);
+            return g3_errorf("the tokenizer to carry: %s", why);
+        }
         if (verbose) fprintf(stderr, "quantize: no tokenizer written (%s)\n", g3_error());
         g3_error_clear();
     }

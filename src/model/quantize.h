@@ -19,6 +19,8 @@ typedef struct {
     const G3DType *types;  // NULL, or each tensor's type (quantize_auto.h's choice): overrides the rest
     float *const *importance;  // NULL, or per tensor NULL or [shape[1]] column importances
                                // (quantize_imatrix.h): that matrix's rounding weighted by them
+    int tok_required;   // 1: a tokenizer at tok_path that does not load is an error (one the
+                        // user named), not a file written without it
 } G3QuantOpts;
 
 // Parses "Q4_K_M", "Q8_0", "BF16", ... into o (the rest of o untouched). 0, or -1 naming it.
@@ -26,7 +28,7 @@ int g3_quant_opts_parse(G3QuantOpts *o, const char *name);
 // The type tensor i of m gets under o.
 G3DType g3_quant_tensor_type(const G3Model *m, int i, const G3QuantOpts *o);
 // Writes m to path (atomically), with the tokenizer at tok_path (file, folder or GGUF; NULL
-// or not found: none). Reports each tensor's type on stderr when verbose. 0 or -1.
+// or not found: none, unless o->tok_required). Reports each tensor's type on stderr when verbose. 0 or -1.
 int g3_quantize_model(const G3Model *m, const char *tok_path, const G3QuantOpts *o, const char *path, int verbose);
 
 #endif
