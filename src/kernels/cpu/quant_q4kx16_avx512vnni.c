@@ -11,24 +11,27 @@
 #include "quant_x16_avx512vnni.h"
 
 // The int32 sums of sub-blocks 2c (lo) and 2c + 1 (hi) of 16 rows: q the pair's 512 bytes,
-// blo / bhi the activation blocks' eight quads broadcast. Two chains a sub-block (vpdpbusd's
-// latency is several cycles), joined at the end.
-TGT static inline __m512i pair16(const uint8_t *q, const __m512i *blo, const __m512i *bhi, __m512i *shi) {
-    const __m512i m = _mm512_set1_epi8(0x0f);
+// blo / bhi the activation blocks' eight quads broadcast. The high nibbles are taken in place
+// (v & 0xf0, 16 x the nibble: vpdpbusd's unsigned bytes reach 255) and the sum divided by 16 at
+// the end, exactly (a multiple of 16): one shift a sub-block instead of one a register. Two
+// chains a sub-block (vpdpbusd's latency is several cycles), joined at the end.
+TGT static inline __attribute__((always_inline)) __m512i pair16(const uint8_t *q, const __m512i *blo, const __m512i *bhi, __m512i *shi) {
+    const __m512i ml = _mm512_set1_epi8(0x0f), mh = _mm512_set1_epi8((char)0xf0);
     __m512i l0 = _mm512_setzero_si512(), l1 = l0, h0 = l0, h1 = l0;
+#pragma GCC unroll 4
     for (int h = 0; h < 8; h += 2) {
         const __m512i v0 = _mm512_loadu_si512((const void *)(q + 64 * h)), v1 = _mm512_loadu_si512((const void *)(q + 64 * h + 64));
-        l0 = _mm512_dpbusd_epi32(l0, _mm512_and_si512(v0, m), blo[h]);
-        l1 = _mm512_dpbusd_epi32(l1, _mm512_and_si512(v1, m), blo[h + 1]);
-        h0 = _mm512_dpbusd_epi32(h0, _mm512_and_si512(_mm512_srli_epi16(v0, 4), m), bhi[h]);
-        h1 = _mm512_dpbusd_epi32(h1, _mm512_and_si512(_mm512_srli_epi16(v1, 4), m), bhi[h + 1]);
+        l0 = _mm512_dpbusd_epi32(l0, _mm512_and_si512(v0, ml), blo[h]);
+        l1 = _mm512_dpbusd_epi32(l1, _mm512_and_si512(v1, ml), blo[h + 1]);
+        h0 = _mm512_dpbusd_epi32(h0, _mm512_and_si512(v0, mh), bhi[h]);
+        h1 = _mm512_dpbusd_epi32(h1, _mm512_and_si512(v1, mh), bhi[h + 1]);
     }
-    *shi = _mm512_add_epi32(h0, h1);
+    *shi = _mm512_srai_epi32(_mm512_add_epi32(h0, h1), 4);
     return _mm512_add_epi32(l0, l1);
 }
 
 // Sub-block j's part of 16 rows: a_j.d (d sc_j s - dmin m_j sum_j), as the reference rounds it.
-TGT static inline __m512 sub16(const uint8_t *sb, int j, __m512i s, __m512 d, __m512 dmin, const G3BlockQ8A *aj) {
+TGT static inline __attribute__((always_inline)) __m512 sub16(const uint8_t *sb, int j, __m512i s, __m512 d, __m512 dmin, const G3BlockQ8A *aj) {
     const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + G3_Q4KX16_SCALES + 16 * j))));
     const __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + G3_Q4KX16_MINS + 16 * j))));
     const __m512 t = _mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(d, sc), _mm512_cvtepi32_ps(s)),
@@ -41,6 +44,7 @@ TGT static inline __m512 sub16(const uint8_t *sb, int j, __m512i s, __m512 d, __
 TGT static inline __attribute__((always_inline)) void gemv_g(__m512 *acc, const uint8_t *group, int nb, const G3BlockQ8A *a, int G,
                                                              size_t gb) {
     for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
+    // (unrolled: the broadcasts stay in registers, not stack arrays)
     for (int i = 0; i < nb / 8; i++) {
         const uint8_t *sb = group + (size_t)i * G3_Q4KX16_SUPER_BYTES;
         __m512 d[2], dmin[2], sacc[2];
@@ -49,6 +53,7 @@ TGT static inline __attribute__((always_inline)) void gemv_g(__m512 *acc, const 
             dmin[g] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + g * gb + G3_Q4KX16_DMIN)));
             sacc[g] = _mm512_setzero_ps();
         }
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             // the super-block's 37 lines, PF ahead: the nibbles' 8 a pair, the scales' 5 with the last
             for (int g = 0; g < G; g++) {
@@ -57,7 +62,9 @@ TGT static inline __attribute__((always_inline)) void gemv_g(__m512 *acc, const 
             }
             const G3BlockQ8A *a0 = a + 8 * i + 2 * c, *a1 = a0 + 1;
             __m512i blo[8], bhi[8];
+#pragma GCC unroll 8
             for (int h = 0; h < 8; h++) blo[h] = quad(a0->qs + 4 * h), bhi[h] = quad(a1->qs + 4 * h);
+#pragma GCC unroll 2
             for (int g = 0; g < G; g++) {
                 __m512i shi;
                 const __m512i slo = pair16(sb + g * gb + 512 * c, blo, bhi, &shi);
