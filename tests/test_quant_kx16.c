@@ -1,5 +1,5 @@
 // test_quant_kx16.c: the K-quants repacked 16 rows at a time (kernels/cpu/quant_q4kx16.h,
-// model/repack.c; Q4_0 / Q8_0 / Q5_0's groups: test_quant_q4x16.c, test_quant_x16.c). For each
+// quant_q6kx16.h, model/repack.c; Q4_0 / Q8_0 / Q5_0's groups: test_quant_q4x16.c, test_quant_x16.c). For each
 // type: the reference product on the repacked bytes and the VNNI kernels, one group and two
 // groups a call (where the CPU has them), give exactly the type's g3_qdot_*_ref result for every
 // row (same integer sums, same float steps), at odd row counts (padding) and K of 256, 1024 and
@@ -8,8 +8,8 @@
 // makes of the same rows; the CPU backend's linear with the repacked copy agrees with the one
 // without (bitwise from 4 rows on: the same panels; below, the reference's results exactly);
 // and a trained model (models/default) with its matrices of whole super-blocks quantized to
-// the type gives the same prefill logits repacked as not, and decode logits within float
-// rounding.
+// the type gives the same prefill logits repacked as not, decode logits within float rounding,
+// and with every kernel capped to the scalar references the same logits throughout.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +20,8 @@
 #include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu/quant_gemm.h"
 #include "kernels/cpu/quant_q4kx16.h"
+#include "kernels/cpu/quant_q6kx16.h"
+#include "kernels/kernels.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "tensor/quant.h"
@@ -48,6 +50,8 @@ typedef struct {
 static const XType xtypes[] = {
     {G3_Q4_K, g3_q4kx16_pack, g3_q4kx16_bytes, g3_q4kx16_group, g3_q4kx16_gemv, g3_q4kx16_gemv2, g3_q4kx16_gemv_ref,
      g3_q4kx16_gemv2_ref, g3_q4kx16_to_panel, g3_qdot_q4_k_ref},
+    {G3_Q6_K, g3_q6kx16_pack, g3_q6kx16_bytes, g3_q6kx16_group, g3_q6kx16_gemv, g3_q6kx16_gemv2, g3_q6kx16_gemv_ref,
+     g3_q6kx16_gemv2_ref, g3_q6kx16_to_panel, g3_qdot_q6_k_ref},
 };
 
 // N random rows of nb / 8 super-blocks of type t, row n at n * nb / 8 super-blocks: every byte
@@ -197,20 +201,29 @@ static void test_model(G3DType type) {
     }
     CHECK(nq > 0, "%s: no matrix of whole super-blocks in models/default", tn);
     float *plain = run(&m, ids, T, D);
+    g3_kernels_init(G3_ISA_SCALAR);  // every kernel the reference: the rows' dots and the groups' products alike
+    float *plain_ref = run(&m, ids, T, D);
     CHECK(g3_model_repack(&m) == 0, "repack: %s", g3_error());
+    float *rep_ref = run(&m, ids, T, D);
+    g3_kernels_init(G3_ISA_AVX512BF16);
+    CHECK(memcmp(plain_ref, rep_ref, (size_t)(T + D) * V * 4) == 0, "%s: scalar kernels: logits differ repacked (rel %.3g)", tn,
+          rel_err(rep_ref, plain_ref, (long)(T + D) * V));
     int packed = 0;
     for (int i = 0; i < m.nt; i++) packed += m.t[i].packed != NULL;
     if (g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI) CHECK(packed == nq, "%s: repacked %d matrices of %d", tn, packed, nq);
     else CHECK(packed == 0, "%s: repacked %d matrices on a CPU without VNNI", tn, packed);
     float *rep = run(&m, ids, T, D);
     CHECK(memcmp(plain, rep, (size_t)T * V * 4) == 0, "%s: prefill logits differ repacked (rel %.3g)", tn, rel_err(rep, plain, (long)T * V));
-    // one-token steps take another kernel repacked than not (the reference's float order): the
-    // same int32 sums, so only the float rounding differs, far below the type's own error
+    // one-token steps take another kernel repacked than not (the reference's float order, not
+    // the ggml rows' VNNI kernel's): the same int32 sums, so only the float rounding differs
+    // (bitwise equal above with the reference on both sides). The model carries that rounding
+    // to ~3e-3 of the logits for every type (Q4_0 7e-3, Q5_0 1e-3: test_quant_*x16.c), so the
+    // bound is the type's own error: Q6_K's is small (1.3e-2)
     const double e = rel_err(rep + (size_t)T * V, plain + (size_t)T * V, (long)D * V);
     const double eq = rel_err(plain + (size_t)T * V, ref + (size_t)T * V, (long)D * V);
-    CHECK(e < 1e-4 || e < 0.1 * eq, "%s: decode logits repacked: rel err %.3g (against bf16: %.3g)", tn, e, eq);
+    CHECK(e < 1e-4 || e < 0.5 * eq, "%s: decode logits repacked: rel err %.3g (against bf16: %.3g)", tn, e, eq);
     printf("%s: %d matrices; decode logits repacked vs not: rel err %.2g; %s vs bf16: %.2g\n", tn, nq, e, tn, eq);
-    free(plain), free(rep), free(ref);
+    free(plain), free(rep), free(ref), free(plain_ref), free(rep_ref);
     const int nt = m.nt;
     g3_model_free(&m);
     for (int i = 0; i < nt; i++) free(mem[i]);
