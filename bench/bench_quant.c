@@ -1,16 +1,17 @@
 // bench_quant.c: decode's matrix products over Q4_0 (or Q8_0, Q5_0) weights of Gemma 3 1B's
-// shapes, or Q4_K of 4B's (whole super-blocks: 1B's 1152 is not), the ggml rows' int8 kernel
-// against the rows repacked 16 at a time (kernels/cpu/quant_q4x16.h, quant_q8x16.h,
-// quant_q5x16.h, quant_q4kx16.h), one
+// shapes, or Q4_K / Q6_K of 4B's (whole super-blocks: 1B's 1152 is not), the ggml rows' int8
+// kernel against the rows repacked 16 at a time (kernels/cpu/quant_q4x16.h, quant_q8x16.h,
+// quant_q5x16.h, quant_q4kx16.h, quant_q6kx16.h), one
 // activation row (a decode step), through the CPU backend's linear. LAYERS layers (q, k, v, o,
 // gate, up, down) and the 262144 x 1152 output head: far more bytes than the caches hold, so
 // each pass reads its weights from memory. Per repetition both variants run back to back
 // (interleaved); prints medians [min, max] of GB/s of weight bytes in wall time and per CPU
 // second (CLOCK_PROCESS_CPUTIME_ID over the threads: on a loaded machine the wall time
 // measures the others, the CPU time what the kernel costs). Usage: bench_quant [reps] [layers]
-// [head|nohead|l2] [Q4_0|Q8_0|Q5_0|Q4_K] (default 7, 4, head, Q4_0; `7 1 nohead`: 15 MB of Q4_0, about the
-// L3; `7 0 l2`: 166 KB read 40 times, from the L2: the kernels' own speed; Q4_K: 53 MB a layer
-// of 4B, never a head (4B's would be 369 MB of random bytes), l2: one 256 x 1024 matrix, 147 KB);
+// [head|nohead|l2] [Q4_0|Q8_0|Q5_0|Q4_K|Q6_K] (default 7, 4, head, Q4_0; `7 1 nohead`: 15 MB of Q4_0, about the
+// L3; `7 0 l2`: 166 KB read 40 times, from the L2: the kernels' own speed; Q4_K / Q6_K: 53 / 77
+// MB a layer of 4B, never a head (4B's: 369 / 538 MB of random bytes), l2: one 256 x 1024
+// matrix, 147 / 215 KB);
 // threads from OMP_NUM_THREADS.
 #include <omp.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "kernels/cpu/quant_q4kx16.h"
 #include "kernels/cpu/quant_q4x16.h"
 #include "kernels/cpu/quant_q5x16.h"
+#include "kernels/cpu/quant_q6kx16.h"
 #include "kernels/cpu/quant_q8x16.h"
 #include "tensor/quant.h"
 
@@ -56,8 +58,9 @@ int main(int argc, char **argv) {
                          : !strcmp(argv[4], "Q8_0") ? G3_Q8_0
                          : !strcmp(argv[4], "Q5_0") ? G3_Q5_0
                          : !strcmp(argv[4], "Q4_K") ? G3_Q4_K
+                         : !strcmp(argv[4], "Q6_K") ? G3_Q6_K
                                                     : G3_Q4_0;
-    const int kq = type == G3_Q4_K;  // a K-quant: 4B's shapes (q, k, v, o, gate, up, down), no head
+    const int kq = type == G3_Q4_K || type == G3_Q6_K;  // a K-quant: 4B's shapes (q, k, v, o, gate, up, down), no head
     const int shapes1b[7][2] = {{1024, 1152}, {256, 1152}, {256, 1152}, {1152, 1024}, {6912, 1152}, {6912, 1152}, {1152, 6912}};
     const int shapes4b[7][2] = {{2048, 2560}, {1024, 2560}, {1024, 2560}, {2560, 2048}, {10240, 2560}, {10240, 2560}, {2560, 10240}};
     const int(*shapes)[2] = kq ? shapes4b : shapes1b;
@@ -81,9 +84,9 @@ int main(int argc, char **argv) {
         for (int64_t b = 0; b < rb / bb * N; b++) {  // random bytes, scales (Q4_K: d and dmin) of 0.01 or so
             uint8_t *blk = q + b * bb;
             for (int j = 0; j < bb; j++) blk[j] = (uint8_t)next_u32();
-            for (int j = 0; j < (kq ? 2 : 1); j++) {
+            for (int j = 0; j < (type == G3_Q4_K ? 2 : 1); j++) {
                 const uint16_t d = g3_f32_to_f16(0.01f * (float)(next_u32() % 200) / 100.0f - 0.01f);
-                memcpy(blk + 2 * j, &d, 2);
+                memcpy(blk + (type == G3_Q6_K ? bb - 2 : 2 * j), &d, 2);  // Q6_K: d last
             }
         }
         void *p;
@@ -96,9 +99,12 @@ int main(int argc, char **argv) {
         } else if (type == G3_Q5_0) {
             p = g3_malloc_aligned((size_t)g3_q5x16_bytes(N, K / 32));
             g3_q5x16_pack(p, q, rb, N, K / 32);
-        } else {
+        } else if (type == G3_Q4_K) {
             p = g3_malloc_aligned((size_t)g3_q4kx16_bytes(N, K / 32));
             g3_q4kx16_pack(p, q, rb, N, K / 32);
+        } else {
+            p = g3_malloc_aligned((size_t)g3_q6kx16_bytes(N, K / 32));
+            g3_q6kx16_pack(p, q, rb, N, K / 32);
         }
         w[i] = (G3Weight){type, N, K, rb, q, G3_MEM_HOST, p};
         bytes += rb * N;
