@@ -4,8 +4,8 @@
 // groups a call (where the CPU has them), give exactly the type's g3_qdot_*_ref result for every
 // row (same integer sums, same float steps), at odd row counts (padding) and K of 256, 1024 and
 // 6912, on random bytes (every scale, min and nibble value) and activations from each level's
-// quantizer, extremes included; a group made into a GEMM panel is the panel g3_qgemm_pack
-// makes of the same rows; the CPU backend's linear with the repacked copy agrees with the one
+// quantizer, extremes included; a group made into a GEMM panel (plain C, and each level's
+// panel maker) is the panel g3_qgemm_pack makes of the same rows; the CPU backend's linear with the repacked copy agrees with the one
 // without (bitwise from 4 rows on: the same panels; below, the reference's results exactly);
 // and a trained model (models/default) with its matrices of whole super-blocks quantized to
 // the type gives the same prefill logits repacked as not, decode logits within float rounding,
@@ -45,13 +45,14 @@ typedef struct {
     G3Q4x16Gemv2 gemv2_ref;
     void (*to_panel)(G3QPanelBlock *p, const uint8_t *group, int nb);
     G3QDot qdot_ref;
+    G3Q4Kx16Panel (*to_panel_fn)(int level);  // the level's panel maker (the Q6_K one has the same signature)
 } XType;
 
 static const XType xtypes[] = {
     {G3_Q4_K, g3_q4kx16_pack, g3_q4kx16_bytes, g3_q4kx16_group, g3_q4kx16_gemv, g3_q4kx16_gemv2, g3_q4kx16_gemv_ref,
-     g3_q4kx16_gemv2_ref, g3_q4kx16_to_panel, g3_qdot_q4_k_ref},
+     g3_q4kx16_gemv2_ref, g3_q4kx16_to_panel, g3_qdot_q4_k_ref, g3_q4kx16_to_panel_fn},
     {G3_Q6_K, g3_q6kx16_pack, g3_q6kx16_bytes, g3_q6kx16_group, g3_q6kx16_gemv, g3_q6kx16_gemv2, g3_q6kx16_gemv_ref,
-     g3_q6kx16_gemv2_ref, g3_q6kx16_to_panel, g3_qdot_q6_k_ref},
+     g3_q6kx16_gemv2_ref, g3_q6kx16_to_panel, g3_qdot_q6_k_ref, g3_q6kx16_to_panel_fn},
 };
 
 // N random rows of nb / 8 super-blocks of type t, row n at n * nb / 8 super-blocks: every byte
@@ -104,6 +105,9 @@ static void test_kernels(const XType *xt, int level) {
                 memset(pb, 0, (size_t)nb * sizeof *pb);
                 xt->to_panel(pa, xt->group(p, g, nb), nb);
                 g3_qgemm_pack(pb, xt->type, q + 16 * g * rb, rb, nr, nb);
+                bad_panel += memcmp(pa, pb, (size_t)nb * sizeof *pa) != 0;
+                memset(pa, 0xff, (size_t)nb * sizeof *pa);  // the level's own panel maker writes every byte
+                xt->to_panel_fn(level)(pa, xt->group(p, g, nb), nb);
                 bad_panel += memcmp(pa, pb, (size_t)nb * sizeof *pa) != 0;
                 if (16 * (g + 2) <= N) {  // two full groups from g: the two-group kernels
                     float y2[32], y2r[32];

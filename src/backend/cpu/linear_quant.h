@@ -56,8 +56,8 @@ static inline int g3_x16(const G3Weight *w, int level, G3X16 *k) {
     case G3_Q4_0: *k = (G3X16){g3_q4x16_gemv(level), g3_q4x16_gemv2(level), g3_q4x16_to_panel, nb * G3_Q4X16_BLOCK_BYTES}; return 1;
     case G3_Q8_0: *k = (G3X16){g3_q8x16_gemv(level), g3_q8x16_gemv2(level), g3_q8x16_to_panel, nb * G3_Q8X16_BLOCK_BYTES}; return 1;
     case G3_Q5_0: *k = (G3X16){g3_q5x16_gemv(level), g3_q5x16_gemv2(level), g3_q5x16_to_panel_fn(level), nb * G3_Q5X16_BLOCK_BYTES}; return 1;
-    case G3_Q4_K: *k = (G3X16){g3_q4kx16_gemv(level), g3_q4kx16_gemv2(level), g3_q4kx16_to_panel, nb * G3_Q4KX16_BLOCK_BYTES}; return 1;
-    case G3_Q6_K: *k = (G3X16){g3_q6kx16_gemv(level), g3_q6kx16_gemv2(level), g3_q6kx16_to_panel, nb * G3_Q6KX16_BLOCK_BYTES}; return 1;
+    case G3_Q4_K: *k = (G3X16){g3_q4kx16_gemv(level), g3_q4kx16_gemv2(level), g3_q4kx16_to_panel_fn(level), nb * G3_Q4KX16_BLOCK_BYTES}; return 1;
+    case G3_Q6_K: *k = (G3X16){g3_q6kx16_gemv(level), g3_q6kx16_gemv2(level), g3_q6kx16_to_panel_fn(level), nb * G3_Q6KX16_BLOCK_BYTES}; return 1;
     default: return 0;
     }
 }

@@ -70,7 +70,13 @@ void g3_q4kx16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3
 G3Q4x16Gemv2 g3_q4kx16_gemv2(int level);
 
 // The GEMM's panel (quant_gemm.h, 16 rows) of a group: what g3_qgemm_pack makes of the same
-// 16 ggml rows (block 8i + j: sub-block j's nibbles, scale d sc_j, bias -dmin m_j).
+// 16 ggml rows (block 8i + j: sub-block j's nibbles, scale d sc_j, bias -dmin m_j). The VNNI
+// level's makes each block's nibbles and 16 scales in registers (the plain-C one, a byte and
+// a row at a time, made a 1B Q4_K_M prefill slower repacked than from the ggml rows); the
+// level's choice as the products'.
+typedef void (*G3Q4Kx16Panel)(G3QPanelBlock *p, const uint8_t *group, int nb);
 void g3_q4kx16_to_panel(G3QPanelBlock *p, const uint8_t *group, int nb);
+void g3_q4kx16_to_panel_avx512vnni(G3QPanelBlock *p, const uint8_t *group, int nb);
+G3Q4Kx16Panel g3_q4kx16_to_panel_fn(int level);
 
 #endif

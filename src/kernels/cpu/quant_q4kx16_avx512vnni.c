@@ -90,3 +90,31 @@ TGT void g3_q4kx16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, cons
     _mm512_storeu_ps(y, acc[0]);
     _mm512_storeu_ps(y + 16, acc[1]);
 }
+
+// The GEMM's panels of a group (g3_q4kx16_to_panel's bytes and floats): per block j the pair's
+// eight registers' nibbles (low for even j, high for odd) stored as the panel's quads, and the
+// 16 rows' d sc_j and -dmin m_j from the bytes widened (as the reference: f32 d times the
+// integer, the min's sign on dmin first).
+TGT void g3_q4kx16_to_panel_avx512vnni(G3QPanelBlock *p, const uint8_t *group, int nb) {
+    const __m512i m = _mm512_set1_epi8(0x0f);
+    for (int i = 0; i < nb / 8; i++) {
+        const uint8_t *sb = group + (size_t)i * G3_Q4KX16_SUPER_BYTES;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + G3_Q4KX16_D)));
+        // -dmin by its sign bit (0 - dmin gives +0 for dmin +0, where the reference's -dmin is -0)
+        const __m512 ndmin = _mm512_xor_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + G3_Q4KX16_DMIN))), _mm512_set1_ps(-0.0f));
+        for (int j = 0; j < 8; j++) {
+            G3QPanelBlock *b = p + 8 * i + j;
+            const uint8_t *q = sb + (size_t)(j / 2) * 512;
+            for (int h = 0; h < 8; h++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(q + 64 * h));
+                _mm512_storeu_si512((void *)b->q[h], _mm512_and_si512(j & 1 ? _mm512_srli_epi16(v, 4) : v, m));
+            }
+            const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + G3_Q4KX16_SCALES + 16 * j))));
+            const __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + G3_Q4KX16_MINS + 16 * j))));
+            const __m512 s = _mm512_mul_ps(d, sc);
+            _mm512_storeu_ps(b->scale[0], s);
+            _mm512_storeu_ps(b->scale[1], s);
+            _mm512_storeu_ps(b->bias, _mm512_mul_ps(ndmin, mn));
+        }
+    }
+}

@@ -87,6 +87,10 @@ G3Q4x16Gemv2 g3_q4kx16_gemv2(int level) {
     return level >= G3_QDOT_AVX512VNNI && g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI ? g3_q4kx16_gemv2_avx512vnni : g3_q4kx16_gemv2_ref;
 }
 
+G3Q4Kx16Panel g3_q4kx16_to_panel_fn(int level) {
+    return level >= G3_QDOT_AVX512VNNI && g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI ? g3_q4kx16_to_panel_avx512vnni : g3_q4kx16_to_panel;
+}
+
 // As quant_gemm_scalar.c's pack_row for Q4_K: block 8i + j holds sub-block j's nibbles, the
 // scale d sc_j (both halves) and the bias -dmin m_j.
 void g3_q4kx16_to_panel(G3QPanelBlock *p, const uint8_t *group, int nb) {

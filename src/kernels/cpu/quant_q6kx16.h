@@ -71,7 +71,12 @@ void g3_q6kx16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3
 G3Q4x16Gemv2 g3_q6kx16_gemv2(int level);
 
 // The GEMM's panel (quant_gemm.h, 16 rows) of a group: what g3_qgemm_pack makes of the same
-// 16 ggml rows (block 8i + k: its 6-bit q, scales d sc_2k and d sc_2k+1, no bias).
+// 16 ggml rows (block 8i + k: its 6-bit q, scales d sc_2k and d sc_2k+1, no bias). The VNNI
+// level's assembles each quad of 16 rows in a register as the product does (the plain-C one,
+// an element at a time, is a reference); the level's choice as the products'.
+typedef void (*G3Q6Kx16Panel)(G3QPanelBlock *p, const uint8_t *group, int nb);
 void g3_q6kx16_to_panel(G3QPanelBlock *p, const uint8_t *group, int nb);
+void g3_q6kx16_to_panel_avx512vnni(G3QPanelBlock *p, const uint8_t *group, int nb);
+G3Q6Kx16Panel g3_q6kx16_to_panel_fn(int level);
 
 #endif

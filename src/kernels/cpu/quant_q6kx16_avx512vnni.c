@@ -104,3 +104,34 @@ TGT void g3_q6kx16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, cons
     _mm512_storeu_ps(y, acc[0]);
     _mm512_storeu_ps(y + 16, acc[1]);
 }
+
+// The GEMM's panels of a group (g3_q6kx16_to_panel's bytes and floats): block 4h + g's quads
+// assembled as quad16 does, stored as the panel's, and its two scales d sc (f32 d times the
+// integer, as the reference).
+TGT void g3_q6kx16_to_panel_avx512vnni(G3QPanelBlock *p, const uint8_t *group, int nb) {
+    const __m512i lo = _mm512_set1_epi8(0x0f), top = _mm512_set1_epi8(0x30);
+    for (int i = 0; i < nb / 8; i++) {
+        const uint8_t *sb = group + (size_t)i * G3_Q6KX16_SUPER_BYTES;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + G3_Q6KX16_D)));
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *l0 = sb + (size_t)(2 * h) * 512, *l1 = l0 + 512, *hb = sb + G3_Q6KX16_HIGH + (size_t)h * 512;
+            G3QPanelBlock *b = p + 8 * i + 4 * h;
+            for (int j = 0; j < 8; j++) {
+                const __m512i v0 = _mm512_loadu_si512((const void *)(l0 + 64 * j)), v1 = _mm512_loadu_si512((const void *)(l1 + 64 * j));
+                const __m512i u = _mm512_loadu_si512((const void *)(hb + 64 * j));
+                _mm512_storeu_si512((void *)b[0].q[j], or_and(_mm512_and_si512(v0, lo), _mm512_slli_epi16(u, 4), top));
+                _mm512_storeu_si512((void *)b[1].q[j], or_and(_mm512_and_si512(v1, lo), _mm512_slli_epi16(u, 2), top));
+                _mm512_storeu_si512((void *)b[2].q[j], or_and(_mm512_and_si512(_mm512_srli_epi16(v0, 4), lo), u, top));
+                _mm512_storeu_si512((void *)b[3].q[j], or_and(_mm512_and_si512(_mm512_srli_epi16(v1, 4), lo), _mm512_srli_epi16(u, 2), top));
+            }
+            for (int k = 0; k < 4; k++) {
+                const int kk = 4 * h + k;
+                for (int half = 0; half < 2; half++) {
+                    const __m128i sc = _mm_loadu_si128((const __m128i *)(sb + G3_Q6KX16_SCALES + 16 * (2 * kk + half)));
+                    _mm512_storeu_ps(b[k].scale[half], _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc))));
+                }
+                _mm512_storeu_ps(b[k].bias, _mm512_setzero_ps());
+            }
+        }
+    }
+}

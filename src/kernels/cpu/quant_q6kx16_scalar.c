@@ -74,6 +74,10 @@ G3Q4x16Gemv2 g3_q6kx16_gemv2(int level) {
     return level >= G3_QDOT_AVX512VNNI && g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI ? g3_q6kx16_gemv2_avx512vnni : g3_q6kx16_gemv2_ref;
 }
 
+G3Q6Kx16Panel g3_q6kx16_to_panel_fn(int level) {
+    return level >= G3_QDOT_AVX512VNNI && g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI ? g3_q6kx16_to_panel_avx512vnni : g3_q6kx16_to_panel;
+}
+
 // As quant_gemm_scalar.c's pack_row for Q6_K: block 8i + k holds its 6-bit q (unsigned; the
 // kind's offset takes the 32 off), the scales d sc_2k and d sc_2k+1, no bias.
 void g3_q6kx16_to_panel(G3QPanelBlock *p, const uint8_t *group, int nb) {
