@@ -2,8 +2,8 @@
 // linear_multi (q, k, v in one parallel region) and linear_geglu (gate, up and GeGLU in one)
 // give the kernels' own results bit for bit (g3_matmul for the float types, one g3_qdot kernel
 // call per row on the int8 activations for the block types, the type's g3_qdot_*_ref for
-// repacked Q4_0 / Q8_0 / Q5_0; then g3_geglu_forward), for every weight
-// type with a CPU kernel (F32, BF16, F16, Q8_0, Q4_0 and Q5_0 plain and repacked, Q4_K, Q6_K;
+// repacked Q4_0 / Q8_0 / Q5_0 / Q4_K / Q6_K; then g3_geglu_forward), for every weight
+// type with a CPU kernel (F32, BF16, F16, Q8_0, Q4_0, Q5_0, Q4_K and Q6_K plain and repacked;
 // mixed block types in one call), 1 to 3 activation rows (the fused path) and 5 (the fallback
 // to linear), fast and exact modes, at odd widths that cut the column chunks mid-group.
 #include <stdlib.h>
@@ -13,8 +13,10 @@
 #include "base/base.h"
 #include "check.h"
 #include "kernels/cpu/quant_dot.h"
+#include "kernels/cpu/quant_q4kx16.h"
 #include "kernels/cpu/quant_q4x16.h"
 #include "kernels/cpu/quant_q5x16.h"
+#include "kernels/cpu/quant_q6kx16.h"
 #include "kernels/cpu/quant_q8x16.h"
 #include "kernels/kernels.h"
 #include "kernels/train_ops.h"
@@ -31,7 +33,8 @@ typedef struct {
 } TestW;
 
 // N x K random weights of type t (from f32 through the type's reference converter); a Q4_0
-// weight also gets its repacked copy when `repack` has bit 0, a Q8_0 weight bit 1, Q5_0 bit 2.
+// weight also gets its repacked copy when `repack` has bit 0, a Q8_0 weight bit 1, Q5_0 bit 2,
+// Q4_K bit 3, Q6_K bit 4.
 static TestW make_w(G3DType t, int N, int K, int repack) {
     const int64_t rb = g3_type_row_bytes(t, K);
     TestW tw = {{t, N, K, rb, NULL, G3_MEM_HOST, NULL}, g3_malloc_aligned((size_t)(rb * N) + 64), NULL};
@@ -55,6 +58,16 @@ static TestW make_w(G3DType t, int N, int K, int repack) {
     if ((repack & 4) && t == G3_Q5_0) {
         tw.packed = g3_malloc_aligned((size_t)g3_q5x16_bytes(N, K / 32));
         g3_q5x16_pack(tw.packed, tw.data, rb, N, K / 32);
+        tw.w.packed = tw.packed;
+    }
+    if ((repack & 8) && t == G3_Q4_K) {
+        tw.packed = g3_malloc_aligned((size_t)g3_q4kx16_bytes(N, K / 32));
+        g3_q4kx16_pack(tw.packed, tw.data, rb, N, K / 32);
+        tw.w.packed = tw.packed;
+    }
+    if ((repack & 16) && t == G3_Q6_K) {
+        tw.packed = g3_malloc_aligned((size_t)g3_q6kx16_bytes(N, K / 32));
+        g3_q6kx16_pack(tw.packed, tw.data, rb, N, K / 32);
         tw.w.packed = tw.packed;
     }
     return tw;
@@ -88,6 +101,8 @@ static void ref_linear(float *y, const float *x, const G3Weight *w, int R, G3Mat
     const G3QDot dot = !w->packed   ? g3_qdot_kernel(g3_qdot(), t)
                        : t == G3_Q4_0 ? g3_qdot_q4_0_ref
                        : t == G3_Q8_0 ? g3_qdot_q8_0_ref
+                       : t == G3_Q4_K ? g3_qdot_q4_k_ref
+                       : t == G3_Q6_K ? g3_qdot_q6_k_ref
                                       : g3_qdot_q5_0_ref;
     for (int n = 0; n < N; n++)
         for (int r = 0; r < R; r++) y[(size_t)r * N + n] = dot(g3_weight_row(w, n), qa + (size_t)r * nb, nb);
@@ -151,8 +166,8 @@ int main(void) {
     for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         const G3DType t = types[ti];
         const int K = g3_type(t)->block == 256 ? 512 : 96;  // K-quants: whole super-blocks
-        // repacked copies: Q4_0 (bit 0), Q8_0 (bit 1), Q5_0 (bit 2)
-        const int rbit = t == G3_Q4_0 ? 1 : t == G3_Q8_0 ? 2 : t == G3_Q5_0 ? 4 : 0;
+        // repacked copies: Q4_0 (bit 0), Q8_0 (bit 1), Q5_0 (bit 2), Q4_K (bit 3), Q6_K (bit 4)
+        const int rbit = t == G3_Q4_0 ? 1 : t == G3_Q8_0 ? 2 : t == G3_Q5_0 ? 4 : t == G3_Q4_K ? 8 : t == G3_Q6_K ? 16 : 0;
         for (int repack = 0; repack <= rbit; repack += rbit ? rbit : 1)
             for (size_t ri = 0; ri < sizeof Rs / sizeof *Rs; ri++)
                 for (size_t mi = 0; mi < 2; mi++) {
@@ -167,7 +182,7 @@ int main(void) {
         test_multi(t3, K, Nb, 1, G3_MM_FAST, 1);
         test_geglu(t, K, 1200, 1, G3_MM_FAST, 0, 1);
         test_geglu(t, K, 1200, 2, G3_MM_FAST, 1, 1);
-        if (rbit > 1) {  // and repacked (Q8_0, Q5_0)
+        if (rbit > 1) {  // and repacked (Q8_0, Q5_0, Q4_K, Q6_K)
             test_multi(t3, K, Nb, 1, G3_MM_FAST, rbit);
             test_geglu(t, K, 1200, 1, G3_MM_FAST, 0, rbit);
             test_geglu(t, K, 1200, 2, G3_MM_FAST, 1, rbit);
@@ -176,11 +191,13 @@ int main(void) {
     // mixed block types in one call share the int8 activations (Q4_K_M files: Q5_0 / Q8_0 beside
     // each other); float and block types mixed fall back to linear
     const int N3[3] = {67, 16, 33};
-    const G3DType mix1[3] = {G3_Q5_0, G3_Q8_0, G3_Q4_0}, mix2[3] = {G3_BF16, G3_Q8_0, G3_F32};
+    const G3DType mix1[3] = {G3_Q5_0, G3_Q8_0, G3_Q4_0}, mix2[3] = {G3_BF16, G3_Q8_0, G3_F32}, mix3[3] = {G3_Q4_K, G3_Q6_K, G3_Q8_0};
     for (int R = 1; R <= 3; R++) {
         test_multi(mix1, 256, N3, R, G3_MM_FAST, 1);
         test_multi(mix1, 256, N3, R, G3_MM_FAST, 7);  // all three repacked
         test_multi(mix2, 256, N3, R, G3_MM_FAST, 0);
+        test_multi(mix3, 512, N3, R, G3_MM_FAST, 8);  // a K-quant repacked beside the ggml rows of another
+        test_multi(mix3, 512, N3, R, G3_MM_FAST, 26);  // all three repacked
     }
     return check_done();
 }

@@ -78,9 +78,9 @@ int g3_model_set(G3Model *m, int i, G3DType dt, const void *data);
 // the Hub uses. 0 found (out->name is the stored name), 1 absent (or no source), -1 error.
 int g3_model_source_tensor(const G3Model *m, const char *canonical, G3SourceTensor *out);
 void g3_model_free(G3Model *m);
-// Repacks the weights that a CPU kernel reads faster in its own layout (Q4_0, Q8_0 and Q5_0
-// matrices, when the CPU has AVX512-VNNI: kernels/cpu/quant_q4x16.h, quant_q8x16.h,
-// quant_q5x16.h) into t->packed, and copies every other
+// Repacks the weights that a CPU kernel reads faster in its own layout (Q4_0, Q8_0, Q5_0, Q4_K
+// and Q6_K matrices, when the CPU has AVX512-VNNI: kernels/cpu/quant_q4x16.h, quant_q8x16.h,
+// quant_q5x16.h, quant_q4kx16.h, quant_q6kx16.h) into t->packed, and copies every other
 // matrix of a mapped GGUF into huge pages (t->copy, t->data pointing to it: the same bytes);
 // g3_model_load calls it (G3_REPACK=0 in the environment: not). The stored bytes stay (saving,
 // exact mode read them); a mapped file's pages of a repacked or copied tensor are released to

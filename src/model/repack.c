@@ -1,6 +1,6 @@
 // repack.c: g3_model_repack (model.h): weights copied at load into memory and layouts the CPU
-// kernels read fastest. Q4_0, Q8_0 and Q5_0 matrices: 16 rows interleaved
-// (kernels/cpu/quant_q4x16.h, quant_q8x16.h, quant_q5x16.h), when the CPU has AVX512-VNNI
+// kernels read fastest. Q4_0, Q8_0, Q5_0, Q4_K and Q6_K matrices: 16 rows interleaved
+// (kernels/cpu/quant_q4x16.h, quant_q8x16.h, quant_q5x16.h, quant_q4kx16.h, quant_q6kx16.h), when the CPU has AVX512-VNNI
 // (decode's kernels for those layouts; on other CPUs the ggml rows' own kernels are as fast
 // as a repacked reference would not be). Every other matrix of a mapped GGUF: its bytes as
 // they are, copied into huge pages (why: at alloc_big).
@@ -11,8 +11,10 @@
 #include "../backend/backend.h"
 #include "../base/base.h"
 #include "../kernels/cpu/quant_dot.h"
+#include "../kernels/cpu/quant_q4kx16.h"
 #include "../kernels/cpu/quant_q4x16.h"
 #include "../kernels/cpu/quant_q5x16.h"
+#include "../kernels/cpu/quant_q6kx16.h"
 #include "../kernels/cpu/quant_q8x16.h"
 #include "model.h"
 
@@ -60,6 +62,8 @@ static int64_t packed_bytes(const G3Tensor *t) {
     case G3_Q4_0: return g3_q4x16_bytes(N, nb);
     case G3_Q8_0: return g3_q8x16_bytes(N, nb);
     case G3_Q5_0: return g3_q5x16_bytes(N, nb);
+    case G3_Q4_K: return g3_q4kx16_bytes(N, nb);
+    case G3_Q6_K: return g3_q6kx16_bytes(N, nb);
     default: return 0;
     }
 }
@@ -92,7 +96,9 @@ int g3_model_repack(G3Model *m) {
         if (!p) return repack_fail(m, i, t->name);
         if (t->dtype == G3_Q4_0) g3_q4x16_pack(p, t->data, t->row_bytes, N, nb);
         else if (t->dtype == G3_Q8_0) g3_q8x16_pack(p, t->data, t->row_bytes, N, nb);
-        else g3_q5x16_pack(p, t->data, t->row_bytes, N, nb);
+        else if (t->dtype == G3_Q5_0) g3_q5x16_pack(p, t->data, t->row_bytes, N, nb);
+        else if (t->dtype == G3_Q4_K) g3_q4kx16_pack(p, t->data, t->row_bytes, N, nb);
+        else g3_q6kx16_pack(p, t->data, t->row_bytes, N, nb);
         t->packed = p;
         if (mapped) release(t->data, t->nbytes);
     }

@@ -17,8 +17,9 @@ typedef struct {
     int64_t row_bytes;      // g3_type_row_bytes(type, cols)
     const void *data;
     G3MemKind mem;
-    // NULL, or the same weight in a kernel's own layout, made at load (a Q4_0, Q8_0 or Q5_0
-    // weight: 16 rows interleaved, kernels/cpu/quant_q4x16.h, quant_q8x16.h, quant_q5x16.h);
+    // NULL, or the same weight in a kernel's own layout, made at load (a Q4_0, Q8_0, Q5_0,
+    // Q4_K or Q6_K weight: 16 rows interleaved, kernels/cpu/quant_q4x16.h, quant_q8x16.h,
+    // quant_q5x16.h, quant_q4kx16.h, quant_q6kx16.h);
     // data stays the stored bytes.
     const void *packed;
 } G3Weight;

@@ -155,7 +155,7 @@ static int linear_qgemm(float *y, const float *x, const G3Weight *w, int R, G3QG
     return fail ? g3_errorf("linear_quant: out of memory for the GEMM panels") : 0;
 }
 
-// A weight repacked at load (Q4_0, Q8_0, Q5_0: G3X16), a few rows: one product per group of 16
+// A weight repacked at load (Q4_0, Q8_0, Q5_0, Q4_K, Q6_K: G3X16), a few rows: one product per group of 16
 // weight rows and activation row; threads split the groups.
 static int linear_x16(float *y, const float *x, const G3Weight *w, const G3X16 *x16, int R) {
     const int N = (int)w->rows, K = (int)w->cols, nb = K / 32, ng = (N + 15) / 16;

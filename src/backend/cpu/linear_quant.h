@@ -11,7 +11,9 @@
 #ifndef G3_LINEAR_QUANT_H
 #define G3_LINEAR_QUANT_H
 
+#include "../../kernels/cpu/quant_q4kx16.h"
 #include "../../kernels/cpu/quant_q4x16.h"
+#include "../../kernels/cpu/quant_q6kx16.h"
 #include "../../kernels/cpu/quant_q5x16.h"
 #include "../../kernels/cpu/quant_q8x16.h"
 #include "../../tensor/weight.h"
@@ -36,9 +38,9 @@ enum { G3_BF16_GEMM_MIN_ROWS = 32 };
 int g3_cpu_linear_bf16_gemm(float *y, const float *x, const G3Weight *w, int R);
 
 // A weight repacked at load in groups of 16 rows (model/repack.c; Q4_0: quant_q4x16.h, Q8_0:
-// quant_q8x16.h, Q5_0: quant_q5x16.h): the kernels of a quant_dot.h level for its type, and
-// one group's bytes. The three types' kernels share their signatures, so decode and the GEMM
-// take any of them through this.
+// quant_q8x16.h, Q5_0: quant_q5x16.h, Q4_K: quant_q4kx16.h, Q6_K: quant_q6kx16.h): the kernels of
+// a quant_dot.h level for its type, and one group's bytes (the K-quants': whole super-blocks). The
+// types' kernels share their signatures, so decode and the GEMM take any of them through this.
 typedef struct {
     G3Q4x16Gemv gemv;    // one group, nrows <= 16 of it
     G3Q4x16Gemv2 gemv2;  // two full groups
@@ -54,6 +56,8 @@ static inline int g3_x16(const G3Weight *w, int level, G3X16 *k) {
     case G3_Q4_0: *k = (G3X16){g3_q4x16_gemv(level), g3_q4x16_gemv2(level), g3_q4x16_to_panel, nb * G3_Q4X16_BLOCK_BYTES}; return 1;
     case G3_Q8_0: *k = (G3X16){g3_q8x16_gemv(level), g3_q8x16_gemv2(level), g3_q8x16_to_panel, nb * G3_Q8X16_BLOCK_BYTES}; return 1;
     case G3_Q5_0: *k = (G3X16){g3_q5x16_gemv(level), g3_q5x16_gemv2(level), g3_q5x16_to_panel_fn(level), nb * G3_Q5X16_BLOCK_BYTES}; return 1;
+    case G3_Q4_K: *k = (G3X16){g3_q4kx16_gemv(level), g3_q4kx16_gemv2(level), g3_q4kx16_to_panel_fn(level), nb * G3_Q4KX16_BLOCK_BYTES}; return 1;
+    case G3_Q6_K: *k = (G3X16){g3_q6kx16_gemv(level), g3_q6kx16_gemv2(level), g3_q6kx16_to_panel_fn(level), nb * G3_Q6KX16_BLOCK_BYTES}; return 1;
     default: return 0;
     }
 }

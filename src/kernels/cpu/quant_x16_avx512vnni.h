@@ -1,5 +1,6 @@
 // quant_x16_avx512vnni.h: what the AVX512-VNNI kernels of the repacked Q8_0 and Q5_0 groups
-// (quant_q8x16_avx512vnni.c, quant_q5x16_avx512vnni.c) share; included by those files only.
+// (quant_q8x16_avx512vnni.c, quant_q5x16_avx512vnni.c) share; included by those files only
+// (and by quant_q4kx16_avx512vnni.c for quad, the prefetch and TGT: its loops are its own).
 // The groups differ in how a block's 16 rows of quads are made (bytes as they are, or nibbles
 // with their fifth bits) and in the offset the first chain starts from; the loops over the
 // blocks (the activation's quads broadcast once a block, the prefetch, the scales' float
@@ -28,7 +29,9 @@ TGT static inline __m512i quad(const int8_t *qs) {
 
 // The `lines` cache lines PF ahead of a block's quants asked for now: the hardware prefetcher
 // alone leaves one core well below the memory's speed (Q4_0's groups: ~14 against 18.7 GB/s).
-TGT static inline void x16_prefetch(const uint8_t *q, int lines) {
+// always_inline: gcc 12 finds a function of prefetches alone free of side effects ("const")
+// and deletes its calls, so a plain inline one left the kernels with no prefetch at all.
+TGT static inline __attribute__((always_inline)) void x16_prefetch(const uint8_t *q, int lines) {
     for (int i = 0; i < lines; i++) _mm_prefetch((const char *)q + PF + 64 * i, _MM_HINT_T0);
 }
 
