@@ -54,6 +54,9 @@ for r in $(seq "$ROUNDS"); do
       line=$(env OMP_NUM_THREADS=$T $OMPWAIT "${eb#* }" generate --model "$f" --ids "$ids" --max-tokens "$N" 2>&1 | grep 'prefill .* tok/s, decode' | tail -1)
       pp=$(echo "$line" | sed -n 's/.*prefill \([0-9.]*\) tok\/s.*/\1/p') tg=$(echo "$line" | sed -n 's/.*decode \([0-9.]*\) tok\/s.*/\1/p')
       echo "${eb%% *} $ty round $r: prefill $pp decode $tg" | tee -a "$out"
+      # this round's share: the probe moves with the other tenants from round to round
+      [ -n "${bw:-}" ] && [ -n "$tg" ] && awk -v e="${eb%% *}" -v t="$ty" -v r="$r" -v v="$tg" -v b="$(stat -L -c %s "$f")" -v bw="$bw" \
+        'BEGIN { printf "share %s %s round %d: %.0f%% of this round'"'"'s read bandwidth\n", e, t, r, 100 * v * b / 1e9 / bw }' | tee -a "$out"
     done
   done
 done
@@ -74,7 +77,7 @@ if [ -n "$bw" ]; then
       f=$DIR/1b-$ty.gguf
       [ -f "$f" ] || continue
       v=$(grep "^$eng $ty " "$out" | sed -n "s/.* decode \([0-9.]*\).*/\1/p" | sort -g | awk '{a[NR]=$1}END{if(NR)print (NR%2?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2)}')
-      [ -n "$v" ] && awk -v e="$eng" -v t="$ty" -v v="$v" -v b="$(stat -c %s "$f")" -v bw="$bw" \
+      [ -n "$v" ] && awk -v e="$eng" -v t="$ty" -v v="$v" -v b="$(stat -L -c %s "$f")" -v bw="$bw" \
         'BEGIN { printf "%-10s %-13s %6.1f GB/s = %3.0f%% of the read bandwidth\n", e, t, v * b / 1e9, 100 * v * b / 1e9 / bw }'
     done
   done

@@ -35,7 +35,7 @@ for r in $(seq "$ROUNDS"); do
 done | tee "$out"
 med() { sort -g | awk '{a[NR]=$1}END{if(NR)print (NR%2?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2)}'; }
 bw=$(awk '$1 == "read" { print $4 }' "$out" | med)
-bytes=$(stat -c %s "$M")
+bytes=$(stat -L -c %s "$M")
 echo "== medians over $ROUNDS rounds ($P prompt ids, $N new tokens, $T threads${OMPWAIT:+, passive waits}; read bandwidth $bw GB/s; $bytes bytes a token)"
 for s in repack norepack ${BASE:+base}; do
   pp=$(awk -v s="$s" '$1 == s { print $5 }' "$out" | med) tg=$(awk -v s="$s" '$1 == s { print $7 }' "$out" | med)
