@@ -80,11 +80,13 @@ TGT void g3_q4x16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const
     const __m512i m = _mm512_set1_epi8(0x0f);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++, q += 256, sc += 32) {
+#pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             _mm_prefetch((const char *)q + PF + 64 * i, _MM_HINT_T0);
             _mm_prefetch((const char *)q + gb + PF + 64 * i, _MM_HINT_T0);
         }
         __m512i bq[8];
+#pragma GCC unroll 8
         for (int i = 0; i < 8; i++) bq[i] = quad(a[b].qs + 4 * i);
         const __m512i base = _mm512_set1_epi32(-8 * a[b].sum);
         const __m512i s0 = block16b(q, bq, base, m), s1 = block16b(q + gb, bq, base, m);

@@ -32,6 +32,7 @@ TGT static inline __m512i quad(const int8_t *qs) {
 // always_inline: gcc 12 finds a function of prefetches alone free of side effects ("const")
 // and deletes its calls, so a plain inline one left the kernels with no prefetch at all.
 TGT static inline __attribute__((always_inline)) void x16_prefetch(const uint8_t *q, int lines) {
+#pragma GCC unroll 16
     for (int i = 0; i < lines; i++) _mm_prefetch((const char *)q + PF + 64 * i, _MM_HINT_T0);
 }
 
@@ -52,6 +53,7 @@ TGT static inline __attribute__((always_inline)) void x16_gemv(float *y, const u
     for (int b = 0; b < nb; b++, q += L.quant_bytes, sc += 32) {
         x16_prefetch(q, L.lines);
         __m512i bq[8];
+#pragma GCC unroll 8
         for (int i = 0; i < 8; i++) bq[i] = quad(a[b].qs + 4 * i);
         const __m512i s = block16(q, bq, _mm512_set1_epi32(-L.off * a[b].sum));
         const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)), _mm512_set1_ps(a[b].d));
@@ -72,6 +74,7 @@ TGT static inline __attribute__((always_inline)) void x16_gemv2(float *y, const 
         x16_prefetch(q, L.lines);
         x16_prefetch(q + gb, L.lines);
         __m512i bq[8];
+#pragma GCC unroll 8
         for (int i = 0; i < 8; i++) bq[i] = quad(a[b].qs + 4 * i);
         const __m512i base = _mm512_set1_epi32(-L.off * a[b].sum);
         const __m512i s0 = block16(q, bq, base), s1 = block16(q + gb, bq, base);
