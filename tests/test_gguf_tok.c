@@ -34,16 +34,17 @@ static void check_vectors(const char *gguf, const char *name, const Vec *v, int 
     g3_tok_free(tok);
 }
 
-// A GGUF holding only the tokenizer metadata of src (and an architecture key).
-static int write_tok_gguf(const char *src, const char *out) {
+// A GGUF holding only the tokenizer metadata of src (and an architecture key), padded to rows.
+static int write_tok_gguf_rows(const char *src, const char *out, int32_t rows) {
     GGUFWriter w;
     gguf_w_init(&w, 32);
     gguf_w_str(&w, "general.architecture", "gemma3");
-    int rc = g3_tok_write_gguf_meta(&w, src);
+    int rc = g3_tok_write_gguf_meta(&w, src, rows);
     if (rc == 0) rc = gguf_w_write(&w, out);
     gguf_w_free(&w);
     return rc;
 }
+static int write_tok_gguf(const char *src, const char *out) { return write_tok_gguf_rows(src, out, 0); }
 
 // Loading this GGUF fails with a message that holds want.
 static void check_refused(const GGUFWriter *w, const char *path, const char *want, const char *what) {
@@ -84,6 +85,34 @@ int main(void) {
     if (json) {
         CHECK(write_tok_gguf(json, json_gguf) == 0, "write from tokenizer.json: %s", g3_error());
         check_vectors(json_gguf, "gguf from tokenizer.json", v, nv);
+    }
+    // padded to an embedding of more rows (Gemma 3 4B: 262208 rows, 262144 pieces): unused
+    // "[PADi]" tokens after the pieces, as llama.cpp's converter pads; the same encodings
+    {
+        char padded[64];
+        snprintf(padded, sizeof padded, "/tmp/g3_tokpad_%d.gguf", (int)getpid());
+        for (int from_json = 0; from_json <= (json != NULL); from_json++) {
+            const char *src = from_json ? json : TOK_DATA "/tokenizer.model";
+            G3Tokenizer *t0 = g3_tok_load_ex(src, G3_TOK_LOAD_NO_CACHE);
+            const int n = t0 ? g3_tok_vocab_size(t0) : 0;
+            g3_tok_free(t0);
+            CHECK(n > 0 && write_tok_gguf_rows(src, padded, n + 64) == 0, "write padded: %s", g3_error());
+            GGUFFile g;
+            CHECK(gguf_open(&g, padded) == 0, "reopen padded: %s", g3_error());
+            const GGUFKV *kv = gguf_kv(&g, "tokenizer.ggml.tokens"), *ty = gguf_kv(&g, "tokenizer.ggml.token_type");
+            CHECK(kv && kv->n == (uint64_t)n + 64 && ty && ty->n == (uint64_t)n + 64, "%s: padded lists of %d + 64", src, n);
+            if (ty && ty->n == (uint64_t)n + 64) {
+                int32_t last;
+                memcpy(&last, ty->value + 4 * (size_t)(n + 63), 4);
+                CHECK(last == 5, "%s: a padding token's type %d, not unused (5)", src, (int)last);
+            }
+            gguf_close(&g);
+            G3Tokenizer *t1 = g3_tok_load_ex(padded, G3_TOK_LOAD_NO_CACHE);
+            CHECK(t1 && g3_tok_vocab_size(t1) == n + 64, "%s: padded tokenizer loads with %d pieces", src, n + 64);
+            g3_tok_free(t1);
+            check_vectors(padded, from_json ? "padded gguf from tokenizer.json" : "padded gguf from tokenizer.model", v, nv);
+        }
+        unlink(padded);
     }
     // a GGUF's tokenizer copies into another GGUF
     char copy[64];

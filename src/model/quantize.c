@@ -111,7 +111,7 @@ int g3_quantize_model(const G3Model *m, const char *tok_path, const G3QuantOpts 
     write_meta(&w, &m->cfg);
     gguf_w_str(&w, "general.name", "gemma3.c quantize");
     gguf_w_u32(&w, "general.file_type", llama_ftype(o));
-    if (tok_path && g3_tok_write_gguf_meta(&w, tok_path)) {
+    if (tok_path && g3_tok_write_gguf_meta(&w, tok_path, m->cfg.vocab)) {
         if (o->tok_required) {  // checked first: before the minutes of quantizing, and nothing written
             char why[512];
             snprintf(why, sizeof why, "%s", g3_error());  // g3_errorf may not read its own buffer

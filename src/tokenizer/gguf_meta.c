@@ -43,48 +43,74 @@ static void write_ids(GGUFWriter *w, const G3Tokenizer *t) {
     gguf_w_bool(w, "tokenizer.ggml.add_space_prefix", 0);
 }
 
-static int write_spm(GGUFWriter *w, const char *file, const G3Tokenizer *t) {
+// Tokens n..rows-1, when the model's embedding has more rows than the tokenizer has pieces
+// (Gemma 3 4B and larger: 262208 rows, 262144 pieces): "[PADi]" (i from 1), score -1000, type
+// unused, as llama.cpp's converter pads a vocabulary to the config's size. llama.cpp takes the
+// vocabulary's size from the token list and refuses an embedding of another row count.
+// The names go in one buffer the caller frees. 0, or -1 out of memory.
+static int pad_tokens(const char **s, uint32_t *lens, float *scores, int32_t *types, int32_t n, int32_t rows, char **buf) {
+    *buf = NULL;
+    if (rows <= n) return 0;
+    char *b = g3_malloc((size_t)(rows - n) * 16);
+    if (!b) return -1;
+    for (int32_t i = n; i < rows; i++) {
+        char *p = b + (size_t)(i - n) * 16;
+        lens[i] = (uint32_t)snprintf(p, 16, "[PAD%d]", (int)(i - n + 1));
+        s[i] = p, scores[i] = -1000.0f, types[i] = SPM_UNUSED;
+    }
+    *buf = b;
+    return 0;
+}
+
+static int write_spm(GGUFWriter *w, const char *file, const G3Tokenizer *t, int32_t rows) {
     size_t len;
     uint8_t *data = (uint8_t *)g3_read_file(file, &len);
     if (!data) return -1;
     TokSpmPiece *pc;
     int32_t n;
     if (tok_spm_pieces(data, len, &pc, &n)) { free(data); return g3_error_prefix("%s", file); }
-    const char **s = g3_malloc((size_t)n * sizeof *s);
-    uint32_t *lens = g3_malloc((size_t)n * sizeof *lens);
-    float *scores = g3_malloc((size_t)n * sizeof *scores);
-    int32_t *types = g3_malloc((size_t)n * sizeof *types);
+    const int32_t nt = G3_MAX(n, rows);
+    const char **s = g3_malloc((size_t)nt * sizeof *s);
+    uint32_t *lens = g3_malloc((size_t)nt * sizeof *lens);
+    float *scores = g3_malloc((size_t)nt * sizeof *scores);
+    int32_t *types = g3_malloc((size_t)nt * sizeof *types);
+    char *pad = NULL;
     int rc = -1;
-    if (s && lens && scores && types) {
+    if (s && lens && scores && types && !pad_tokens(s, lens, scores, types, G3_MAX(n, G3_MIN(rows, t->n_vocab)), rows, &pad)) {
         for (int32_t i = 0; i < n; i++) {
             s[i] = (const char *)pc[i].s;
             lens[i] = pc[i].n;
             scores[i] = pc[i].score;
             types[i] = pc[i].type;
         }
+        for (int32_t i = n; i < G3_MIN(rows, t->n_vocab); i++) {  // what the loader adds (Gemma 3's <image_soft_token>)
+            s[i] = tok_piece_ptr(t, i), lens[i] = tok_piece_len(t, i), scores[i] = 0;
+            types[i] = t->flags[i] & TOKF_SPECIAL ? SPM_CONTROL : SPM_USER_DEFINED;
+        }
         gguf_w_str(w, "tokenizer.ggml.model", "llama");
-        gguf_w_arr_str(w, "tokenizer.ggml.tokens", s, lens, (uint64_t)n);
-        gguf_w_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, (uint64_t)n);
-        gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, (uint64_t)n);
+        gguf_w_arr_str(w, "tokenizer.ggml.tokens", s, lens, (uint64_t)nt);
+        gguf_w_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, (uint64_t)nt);
+        gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, (uint64_t)nt);
         write_ids(w, t);
         rc = 0;
     }
-    free(s), free(lens), free(scores), free(types), free(pc), free(data);
+    free(s), free(lens), free(scores), free(types), free(pad), free(pc), free(data);
     return rc;
 }
 
 // From the loaded arrays (tokenizer.json, or a GGUF's): pieces, types from the flags, the
 // merges as "left right", and scores -(rank + 1) on merged pieces (0 elsewhere) so that even a
 // reader that ignores the merges ranks them in the same order.
-static int write_arrays(GGUFWriter *w, const G3Tokenizer *t) {
-    int32_t n = t->n_vocab;
-    const char **s = g3_malloc((size_t)n * sizeof *s);
-    uint32_t *lens = g3_malloc((size_t)n * sizeof *lens);
-    float *scores = g3_calloc((size_t)n, sizeof *scores);
-    int32_t *types = g3_malloc((size_t)n * sizeof *types);
+static int write_arrays(GGUFWriter *w, const G3Tokenizer *t, int32_t rows) {
+    const int32_t n = t->n_vocab, nt = G3_MAX(n, rows);
+    const char **s = g3_malloc((size_t)nt * sizeof *s);
+    uint32_t *lens = g3_malloc((size_t)nt * sizeof *lens);
+    float *scores = g3_calloc((size_t)nt, sizeof *scores);
+    int32_t *types = g3_malloc((size_t)nt * sizeof *types);
     char **ms = g3_calloc((size_t)t->n_merges + 1, sizeof *ms);
+    char *pad = NULL;
     int rc = -1;
-    if (!s || !lens || !scores || !types || !ms) goto out;
+    if (!s || !lens || !scores || !types || !ms || pad_tokens(s, lens, scores, types, n, rows, &pad)) goto out;
     for (int32_t i = 0; i < n; i++) {
         s[i] = tok_piece_ptr(t, i);
         lens[i] = tok_piece_len(t, i);
@@ -104,16 +130,16 @@ static int write_arrays(GGUFWriter *w, const G3Tokenizer *t) {
         if (scores[m->result] == 0 || sc > scores[m->result]) scores[m->result] = sc;
     }
     gguf_w_str(w, "tokenizer.ggml.model", "llama");
-    gguf_w_arr_str(w, "tokenizer.ggml.tokens", s, lens, (uint64_t)n);
-    gguf_w_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, (uint64_t)n);
-    gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, (uint64_t)n);
+    gguf_w_arr_str(w, "tokenizer.ggml.tokens", s, lens, (uint64_t)nt);
+    gguf_w_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, (uint64_t)nt);
+    gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, (uint64_t)nt);
     gguf_w_arr_str(w, "tokenizer.ggml.merges", (const char *const *)ms, NULL, (uint64_t)t->n_merges);
     write_ids(w, t);
     rc = 0;
 out:
     if (ms)
         for (int32_t k = 0; k < t->n_merges; k++) free(ms[k]);
-    free(ms), free(s), free(lens), free(scores), free(types);
+    free(ms), free(s), free(lens), free(scores), free(types), free(pad);
     return rc;
 }
 
@@ -139,12 +165,12 @@ static int copy_gguf(GGUFWriter *w, const char *path) {
     return 0;
 }
 
-int g3_tok_write_gguf_meta(GGUFWriter *w, const char *path) {
-    if (is_gguf(path)) return copy_gguf(w, path);
+int g3_tok_write_gguf_meta(GGUFWriter *w, const char *path, int32_t rows) {
+    if (is_gguf(path)) return copy_gguf(w, path);  // as it is: its rows were its model's
     G3Tokenizer *t = g3_tok_load(path);
     if (!t) return -1;
     char file[4096];
-    int rc = find_spm(path, file, sizeof file) == 0 ? write_spm(w, file, t) : write_arrays(w, t);
+    int rc = find_spm(path, file, sizeof file) == 0 ? write_spm(w, file, t, rows) : write_arrays(w, t, rows);
     g3_tok_free(t);
     return rc;
 }
