@@ -1,5 +1,5 @@
-// quant_x16_avx512vnni.h: what the AVX512-VNNI kernels of the repacked Q8_0 and Q5_0 groups
-// (quant_q8x16_avx512vnni.c, quant_q5x16_avx512vnni.c) share; included by those files only
+// quant_x16_avx512vnni.h: what the AVX512-VNNI kernels of the repacked Q4_0, Q8_0 and Q5_0 groups
+// (quant_q4x16_avx512vnni.c, quant_q8x16_avx512vnni.c, quant_q5x16_avx512vnni.c) share; included by those files only
 // (and by quant_q4kx16_avx512vnni.c for quad, the prefetch and TGT: its loops are its own).
 // The groups differ in how a block's 16 rows of quads are made (bytes as they are, or nibbles
 // with their fifth bits) and in the offset the first chain starts from; the loops over the
