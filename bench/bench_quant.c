@@ -18,6 +18,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
+
+// The repacked copies as the model holds them (model/repack.c's alloc_big): 2 MB aligned and
+// asked for in huge pages, so the bench reads the pages a decode step reads.
+static void *alloc_huge(size_t n) {
+    const size_t h = (size_t)2 << 20;
+    void *p = NULL;
+    n = (n + h - 1) / h * h;
+    if (posix_memalign(&p, h, n)) return NULL;
+    (void)madvise(p, n, MADV_HUGEPAGE);
+    return p;
+}
 
 #include "backend/backend.h"
 #include "base/base.h"
@@ -91,20 +103,24 @@ int main(int argc, char **argv) {
         }
         void *p;
         if (type == G3_Q4_0) {
-            p = g3_malloc_aligned((size_t)g3_q4x16_bytes(N, K / 32));
+            p = alloc_huge((size_t)g3_q4x16_bytes(N, K / 32));
             g3_q4x16_pack(p, q, rb, N, K / 32);
         } else if (type == G3_Q8_0) {
-            p = g3_malloc_aligned((size_t)g3_q8x16_bytes(N, K / 32));
+            p = alloc_huge((size_t)g3_q8x16_bytes(N, K / 32));
             g3_q8x16_pack(p, q, rb, N, K / 32);
         } else if (type == G3_Q5_0) {
-            p = g3_malloc_aligned((size_t)g3_q5x16_bytes(N, K / 32));
+            p = alloc_huge((size_t)g3_q5x16_bytes(N, K / 32));
             g3_q5x16_pack(p, q, rb, N, K / 32);
         } else if (type == G3_Q4_K) {
-            p = g3_malloc_aligned((size_t)g3_q4kx16_bytes(N, K / 32));
+            p = alloc_huge((size_t)g3_q4kx16_bytes(N, K / 32));
             g3_q4kx16_pack(p, q, rb, N, K / 32);
         } else {
-            p = g3_malloc_aligned((size_t)g3_q6kx16_bytes(N, K / 32));
+            p = alloc_huge((size_t)g3_q6kx16_bytes(N, K / 32));
             g3_q6kx16_pack(p, q, rb, N, K / 32);
+        }
+        if (!p) {
+            fprintf(stderr, "bench_quant: out of memory for the repacked weights\n");
+            return 1;
         }
         w[i] = (G3Weight){type, N, K, rb, q, G3_MEM_HOST, p};
         bytes += rb * N;

@@ -91,7 +91,7 @@ static int gemv_prepare(Gemv *g, int n, float *const *y, const float *x, const G
     return 0;
 }
 
-// Columns [n0, n1) of g's product; n0 a multiple of 16.
+// Columns [n0, n1) of g's product; n0 a multiple of 32 (the repacked groups' pairs).
 static void gemv_cols(const Gemv *g, int n0, int n1) {
     const int R = g->R, N = g->N, nb = g->nb;
     const G3BlockQ8A *qa = g->xop;
@@ -105,7 +105,7 @@ static void gemv_cols(const Gemv *g, int n0, int n1) {
         break;
     case GEMV_X16:
         for (int n = n0; n < n1;) {
-            const uint8_t *grp = (const uint8_t *)g->w->packed + (n / 16) * g->x16.group_bytes;
+            const uint8_t *grp = g->x16.group(g->w->packed, n / 16, nb);
             // two full groups at a time where the range has them (each activation quad
             // broadcast once for 32 rows), else one
             const int two = n + 32 <= G3_MIN(n1, N), nr = two ? 32 : G3_MIN(16, N - n);

@@ -140,10 +140,12 @@ static int linear_qgemm(float *y, const float *x, const G3Weight *w, int R, G3QG
             if (!p) continue;
             const int n0 = q * G3_QG_ROWS, nr = G3_MIN(G3_QG_ROWS, N - n0);
             if (packed) {  // repacked at load: its groups of 16 rows are the panels
-                const char *grp = (const char *)w->packed + q * x16.group_bytes;
-                x16.to_panel(p, (const uint8_t *)grp, nb);
-                if (q + 1 < np && (q + 1) % 4)
-                    for (int64_t o = 0; o < x16.group_bytes; o += 64) __builtin_prefetch(grp + x16.group_bytes + o);
+                x16.to_panel(p, x16.group(w->packed, q, nb), nb);
+                if (q + 1 < np && (q + 1) % 4) {  // the next group's blocks (every other one of a pair's)
+                    const char *next = (const char *)x16.group(w->packed, q + 1, nb);
+                    for (int b = 0; b < nb; b++)
+                        for (int64_t o = 0; o < x16.block_bytes; o += 64) __builtin_prefetch(next + b * x16.block_stride + o);
+                }
             } else {
                 g3_qgemm_pack(p, w->type, g3_weight_row(w, n0), w->row_bytes, nr, nb);
                 if (q + 1 < np && (q + 1) % 4)  // the next panel of this thread's chunk of 4, fetched while this one runs
@@ -168,7 +170,7 @@ static int linear_x16(float *y, const float *x, const G3Weight *w, const G3X16 *
     const int chunk = G3_MAX(1, ng / (6 * omp_get_max_threads()));
 #pragma omp parallel for schedule(dynamic, chunk) if ((long)N * K * R > 65536)
     for (int g = 0; g < ng; g++) {
-        const uint8_t *grp = (const uint8_t *)w->packed + g * x16->group_bytes;
+        const uint8_t *grp = x16->group(w->packed, g, nb);
         const int n0 = g * 16, nr = G3_MIN(16, N - n0);
         for (int r = 0; r < R; r++) {
             float t[16];

@@ -39,25 +39,26 @@ int g3_cpu_linear_bf16_gemm(float *y, const float *x, const G3Weight *w, int R);
 
 // A weight repacked at load in groups of 16 rows (model/repack.c; Q4_0: quant_q4x16.h, Q8_0:
 // quant_q8x16.h, Q5_0: quant_q5x16.h, Q4_K: quant_q4kx16.h, Q6_K: quant_q6kx16.h): the kernels of
-// a quant_dot.h level for its type, and one group's bytes (the K-quants': whole super-blocks). The
-// types' kernels share their signatures, so decode and the GEMM take any of them through this.
+// a quant_dot.h level for its type, where each group lies and how its blocks follow each other
+// (the K-quants' blocks: whole super-blocks' shares). The types' kernels share their
+// signatures, so decode and the GEMM take any of them through this.
 typedef struct {
     G3Q4x16Gemv gemv;    // one group, nrows <= 16 of it
-    G3Q4x16Gemv2 gemv2;  // two full groups
+    G3Q4x16Gemv2 gemv2;  // two full groups: Q4_0, Q8_0, Q5_0 a pair's (group even), the K-quants' any two in turn
     void (*to_panel)(G3QPanelBlock *p, const uint8_t *group, int nb);  // the GEMM's panel of a group
-    int64_t group_bytes;
+    const uint8_t *(*group)(const void *packed, int64_t g, int nb);    // where group g starts
+    int64_t block_bytes, block_stride;  // a group's bytes per 32-element block, from one block to the next
 } G3X16;
 
 // 1 and *k filled if w has a repacked copy, else 0.
 static inline int g3_x16(const G3Weight *w, int level, G3X16 *k) {
     if (!w->packed) return 0;
-    const int64_t nb = w->cols / 32;
-    switch (w->type) {
-    case G3_Q4_0: *k = (G3X16){g3_q4x16_gemv(level), g3_q4x16_gemv2(level), g3_q4x16_to_panel, nb * G3_Q4X16_BLOCK_BYTES}; return 1;
-    case G3_Q8_0: *k = (G3X16){g3_q8x16_gemv(level), g3_q8x16_gemv2(level), g3_q8x16_to_panel, nb * G3_Q8X16_BLOCK_BYTES}; return 1;
-    case G3_Q5_0: *k = (G3X16){g3_q5x16_gemv(level), g3_q5x16_gemv2(level), g3_q5x16_to_panel_fn(level), nb * G3_Q5X16_BLOCK_BYTES}; return 1;
-    case G3_Q4_K: *k = (G3X16){g3_q4kx16_gemv(level), g3_q4kx16_gemv2(level), g3_q4kx16_to_panel_fn(level), nb * G3_Q4KX16_BLOCK_BYTES}; return 1;
-    case G3_Q6_K: *k = (G3X16){g3_q6kx16_gemv(level), g3_q6kx16_gemv2(level), g3_q6kx16_to_panel_fn(level), nb * G3_Q6KX16_BLOCK_BYTES}; return 1;
+    switch (w->type) {  // Q4_0, Q8_0, Q5_0: pairs of groups block by block (quant_x16.h); the K-quants: groups one after another
+    case G3_Q4_0: *k = (G3X16){g3_q4x16_gemv(level), g3_q4x16_gemv2(level), g3_q4x16_to_panel, g3_q4x16_group, G3_Q4X16_BLOCK_BYTES, 2 * G3_Q4X16_BLOCK_BYTES}; return 1;
+    case G3_Q8_0: *k = (G3X16){g3_q8x16_gemv(level), g3_q8x16_gemv2(level), g3_q8x16_to_panel, g3_q8x16_group, G3_Q8X16_BLOCK_BYTES, 2 * G3_Q8X16_BLOCK_BYTES}; return 1;
+    case G3_Q5_0: *k = (G3X16){g3_q5x16_gemv(level), g3_q5x16_gemv2(level), g3_q5x16_to_panel_fn(level), g3_q5x16_group, G3_Q5X16_BLOCK_BYTES, 2 * G3_Q5X16_BLOCK_BYTES}; return 1;
+    case G3_Q4_K: *k = (G3X16){g3_q4kx16_gemv(level), g3_q4kx16_gemv2(level), g3_q4kx16_to_panel_fn(level), g3_q4kx16_group, G3_Q4KX16_BLOCK_BYTES, G3_Q4KX16_BLOCK_BYTES}; return 1;
+    case G3_Q6_K: *k = (G3X16){g3_q6kx16_gemv(level), g3_q6kx16_gemv2(level), g3_q6kx16_to_panel_fn(level), g3_q6kx16_group, G3_Q6KX16_BLOCK_BYTES, G3_Q6KX16_BLOCK_BYTES}; return 1;
     default: return 0;
     }
 }

@@ -55,7 +55,7 @@ TGT static inline __attribute__((always_inline)) void gemv_g(__m512 *acc, const 
         }
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            // the super-block's 37 lines, PF ahead: the nibbles' 8 a pair, the scales' 5 with the last
+            // the super-block's 37 lines, X16_PF ahead: the nibbles' 8 a pair, the scales' 5 with the last
             for (int g = 0; g < G; g++) {
                 x16_prefetch(sb + g * gb + 512 * c, 8);
                 if (c == 3) x16_prefetch(sb + g * gb + G3_Q4KX16_SCALES, 5);

@@ -10,11 +10,12 @@
 // int32 lanes, so a block of 16 rows x 32 elements is 4 loads, 8 vpdpbusd and one scale step,
 // and the 16 results land in one register (no horizontal sums).
 //
-// Layout of an [N, K] Q4_0 weight (nb = K / 32 blocks a row), groups of 16 rows (the last one
-// padded with zero rows), group g at base + g * nb * 288:
-//   nibbles  [nb][4][16][4] bytes: block b, register h, row r, byte i = byte 4h + i of row
-//            r's block b as ggml stores it (low nibble: element 4h + i; high: 16 + 4h + i)
-//   scales   [nb][16] f16 (after the nibbles): block b's scale of each row
+// Layout of an [N, K] Q4_0 weight (nb = K / 32 blocks a row): groups of 16 rows (the count
+// padded to even with zero rows), stored in pairs block by block (quant_x16.h); a group block,
+// 288 bytes:
+//   nibbles  [4][16][4] bytes: register h, row r, byte i = byte 4h + i of row r's block b as
+//            ggml stores it (low nibble: element 4h + i; high: 16 + 4h + i)
+//   scales   [16] f16: block b's scale of each row
 // So the bytes are ggml's, moved, not changed: the repack is a transpose of 4-byte groups.
 // The file's bytes stay as they are (saving, convert, exact mode read them); the model keeps the
 // repacked copy beside them (model/repack.c).
@@ -27,16 +28,17 @@
 
 #include "quant_dot.h"
 #include "quant_gemm.h"
+#include "quant_x16.h"
 
-enum { G3_Q4X16_ROWS = 16, G3_Q4X16_BLOCK_BYTES = 16 * 18 };  // rows per group, bytes per group block
+enum { G3_Q4X16_ROWS = 16, G3_Q4X16_QUANT_BYTES = 256, G3_Q4X16_BLOCK_BYTES = 16 * 18 };  // rows per group; a group block's quants, all its bytes
 
 // Bytes of the repacked form of N rows of nb blocks.
 static inline int64_t g3_q4x16_bytes(int64_t N, int nb) {
-    return (N + G3_Q4X16_ROWS - 1) / G3_Q4X16_ROWS * (int64_t)nb * G3_Q4X16_BLOCK_BYTES;
+    return g3_x16_bytes(N, nb, G3_Q4X16_BLOCK_BYTES);
 }
 // Group g of a repacked weight of nb blocks a row.
 static inline const uint8_t *g3_q4x16_group(const void *packed, int64_t g, int nb) {
-    return (const uint8_t *)packed + g * (int64_t)nb * G3_Q4X16_BLOCK_BYTES;
+    return g3_x16_group(packed, g, nb, G3_Q4X16_BLOCK_BYTES);
 }
 
 // Repack rows 0..N-1 of a Q4_0 weight (row n at w + n * row_bytes, nb blocks) into out
@@ -51,9 +53,9 @@ void g3_q4x16_gemv_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A 
 void g3_q4x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows);
 // The kernel of a quant_dot.h level (G3_QDOT_*): VNNI's, else the reference.
 G3Q4x16Gemv g3_q4x16_gemv(int level);
-// y[0..31] = the 32 rows of two consecutive full groups (group and the next, nb * 288 bytes
-// on) . a: per row what G3Q4x16Gemv gives (so g3_qdot_q4_0_ref's results exactly). One
-// group's loop broadcasts each activation quad for 16 rows; this one for 32.
+// y[0..31] = the 32 rows of a pair's two groups (group: the first, an even one; both full) . a:
+// per row what G3Q4x16Gemv gives (so g3_qdot_q4_0_ref's results exactly). One group's loop
+// broadcasts each activation quad for 16 rows; this one for 32.
 typedef void (*G3Q4x16Gemv2)(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
 void g3_q4x16_gemv2_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
 void g3_q4x16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);

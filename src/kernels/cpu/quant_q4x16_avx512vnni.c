@@ -26,10 +26,11 @@ TGT static inline __m512i block16(const uint8_t *q, const __m512i *b, __m512i ba
     return _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
 }
 
-// 256 bytes of quants a block, four cache lines to prefetch; the nibbles' offset 8. Two groups
-// a call broadcast each activation quad once for 32 rows (the broadcasts were a fifth of the
-// one-group loop's instructions; one core from memory: 20.7 -> 22.5 GB/s).
-static const X16Layout Q4 = {256, 4, 8};
+// 256 bytes of quants a group block, nine cache lines a pair's block (2 x 288 bytes); the
+// nibbles' offset 8. Two groups a call broadcast each activation quad once for 32 rows (the
+// broadcasts were a fifth of the one-group loop's instructions; one core from memory: 20.7 ->
+// 22.5 GB/s).
+static const X16Layout Q4 = {G3_Q4X16_QUANT_BYTES, 9, 8};
 
 TGT void g3_q4x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows) {
     x16_gemv(y, group, nb, a, nrows, block16, Q4);

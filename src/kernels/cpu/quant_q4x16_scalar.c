@@ -6,34 +6,33 @@
 #include "../../tensor/quant.h"
 
 void g3_q4x16_pack(void *out, const void *w, int64_t row_bytes, int64_t N, int nb) {
-    const int64_t ng = (N + G3_Q4X16_ROWS - 1) / G3_Q4X16_ROWS;
+    const int64_t ng = (N + 2 * G3_Q4X16_ROWS - 1) / (2 * G3_Q4X16_ROWS) * 2;  // whole pairs
     for (int64_t g = 0; g < ng; g++) {
-        uint8_t *q = (uint8_t *)g3_q4x16_group(out, g, nb), *sc = q + (size_t)nb * 256;
-        // row by row: each ggml row read in order, its quads written into the group (10 KB for
-        // a 1152-wide row: in the L1 / L2 while its 16 rows pass)
+        uint8_t *grp = (uint8_t *)g3_q4x16_group(out, g, nb);
+        // row by row: each ggml row read in order, its quads written into the group (20 KB for
+        // a pair of 1152-wide rows: in the L1 / L2 while its 16 rows pass)
         for (int r = 0; r < G3_Q4X16_ROWS; r++) {
             const int64_t n = g * G3_Q4X16_ROWS + r;
             const G3BlockQ4_0 *blk = n < N ? (const G3BlockQ4_0 *)((const uint8_t *)w + n * row_bytes) : NULL;
             for (int b = 0; b < nb; b++) {
-                uint8_t *d = q + (size_t)b * 256 + 4 * r;
+                uint8_t *d = grp + (size_t)b * 2 * G3_Q4X16_BLOCK_BYTES, *sc = d + G3_Q4X16_QUANT_BYTES;
                 if (!blk) {  // padding: zero nibbles, zero scale
-                    for (int h = 0; h < 4; h++) memset(d + 64 * h, 0, 4);
-                    memset(sc + (size_t)b * 32 + 2 * r, 0, 2);
+                    for (int h = 0; h < 4; h++) memset(d + 64 * h + 4 * r, 0, 4);
+                    memset(sc + 2 * r, 0, 2);
                     continue;
                 }
-                for (int h = 0; h < 4; h++) memcpy(d + 64 * h, blk[b].qs + 4 * h, 4);
-                memcpy(sc + (size_t)b * 32 + 2 * r, &blk[b].d, 2);
+                for (int h = 0; h < 4; h++) memcpy(d + 64 * h + 4 * r, blk[b].qs + 4 * h, 4);
+                memcpy(sc + 2 * r, &blk[b].d, 2);
             }
         }
     }
 }
 
 void g3_q4x16_gemv_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows) {
-    const uint8_t *sc = group + (size_t)nb * 256;
     for (int r = 0; r < nrows; r++) {
         float acc = 0.0f;
         for (int b = 0; b < nb; b++) {
-            const uint8_t *q = group + (size_t)b * 256 + 4 * r;
+            const uint8_t *blk = group + (size_t)b * 2 * G3_Q4X16_BLOCK_BYTES, *q = blk + 4 * r;
             int32_t s = 0;
             for (int h = 0; h < 4; h++)
                 for (int i = 0; i < 4; i++) {
@@ -42,7 +41,7 @@ void g3_q4x16_gemv_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A 
                 }
             s -= 8 * a[b].sum;
             uint16_t d;
-            memcpy(&d, sc + (size_t)b * 32 + 2 * r, 2);
+            memcpy(&d, blk + G3_Q4X16_QUANT_BYTES + 2 * r, 2);
             acc += (float)s * (g3_f16_to_f32(d) * a[b].d);
         }
         y[r] = acc;
@@ -55,7 +54,7 @@ G3Q4x16Gemv g3_q4x16_gemv(int level) {
 
 void g3_q4x16_gemv2_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a) {
     g3_q4x16_gemv_ref(y, group, nb, a, G3_Q4X16_ROWS);
-    g3_q4x16_gemv_ref(y + G3_Q4X16_ROWS, group + (size_t)nb * G3_Q4X16_BLOCK_BYTES, nb, a, G3_Q4X16_ROWS);
+    g3_q4x16_gemv_ref(y + G3_Q4X16_ROWS, group + G3_Q4X16_BLOCK_BYTES, nb, a, G3_Q4X16_ROWS);  // the pair's second
 }
 
 G3Q4x16Gemv2 g3_q4x16_gemv2(int level) {
@@ -63,14 +62,13 @@ G3Q4x16Gemv2 g3_q4x16_gemv2(int level) {
 }
 
 void g3_q4x16_to_panel(G3QPanelBlock *p, const uint8_t *group, int nb) {
-    const uint8_t *sc = group + (size_t)nb * 256;
     for (int b = 0; b < nb; b++) {
-        const uint8_t *q = group + (size_t)b * 256;
+        const uint8_t *q = group + (size_t)b * 2 * G3_Q4X16_BLOCK_BYTES, *sc = q + G3_Q4X16_QUANT_BYTES;
         uint8_t *lo = &p[b].q[0][0][0], *hi = &p[b].q[4][0][0];  // quads 0-3: low nibbles; 4-7: high
         for (int j = 0; j < 256; j++) lo[j] = q[j] & 0x0f, hi[j] = q[j] >> 4;
         for (int r = 0; r < G3_Q4X16_ROWS; r++) {
             uint16_t d;
-            memcpy(&d, sc + (size_t)b * 32 + 2 * r, 2);
+            memcpy(&d, sc + 2 * r, 2);
             p[b].scale[0][r] = p[b].scale[1][r] = g3_f16_to_f32(d);
             p[b].bias[r] = 0.0f;
         }

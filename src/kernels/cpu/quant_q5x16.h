@@ -9,15 +9,15 @@
 // loads, 8 nibble extractions, 8 mask loads (kmovq) each adding 16 to the bytes whose fifth bit
 // is set (one masked vpaddb), 8 vpdpbusd and one scale step; the 16 results in one register.
 //
-// Layout of an [N, K] Q5_0 weight (nb = K / 32 blocks a row), groups of 16 rows (the last one
-// padded with zero rows), group g at base + g * nb * 352:
-//   per block b, at b * 320:
-//     nibbles  [4][16][4] bytes: register h, row r, byte i = qs[4h + i] of row r's block b as
-//              ggml stores it (low nibble: element 4h + i; high: 16 + 4h + i), as Q4_0x16
-//     masks    [8] uint64 (little-endian): mask j's bit 4r + i = the fifth bit of row r's
-//              element 4j + i (j < 4: the low nibbles of register j; j >= 4: elements
-//              16 + 4(j - 4) + i, the high nibbles of register j - 4), i.e. bit 4j + i of its qh
-//   scales   [nb][16] f16 (after the blocks): block b's scale of each row
+// Layout of an [N, K] Q5_0 weight (nb = K / 32 blocks a row): groups of 16 rows (the count
+// padded to even with zero rows), stored in pairs block by block (quant_x16.h); a group block,
+// 352 bytes:
+//   nibbles  [4][16][4] bytes: register h, row r, byte i = qs[4h + i] of row r's block b as
+//            ggml stores it (low nibble: element 4h + i; high: 16 + 4h + i), as Q4_0x16
+//   masks    [8] uint64 (little-endian): mask j's bit 4r + i = the fifth bit of row r's
+//            element 4j + i (j < 4: the low nibbles of register j; j >= 4: elements
+//            16 + 4(j - 4) + i, the high nibbles of register j - 4), i.e. bit 4j + i of its qh
+//   scales   [16] f16: block b's scale of each row
 // So the bytes are ggml's, moved (qh's bits regrouped by quad), same count: 352 = 16 x 22.
 // The file's bytes stay as they are (saving, convert, exact mode read them); the model keeps the
 // repacked copy beside them (model/repack.c).
@@ -31,16 +31,17 @@
 
 #include "quant_dot.h"
 #include "quant_gemm.h"
+#include "quant_x16.h"
 
 enum { G3_Q5X16_ROWS = 16, G3_Q5X16_QUANT_BYTES = 320, G3_Q5X16_BLOCK_BYTES = 16 * 22 };  // per group block
 
 // Bytes of the repacked form of N rows of nb blocks.
 static inline int64_t g3_q5x16_bytes(int64_t N, int nb) {
-    return (N + G3_Q5X16_ROWS - 1) / G3_Q5X16_ROWS * (int64_t)nb * G3_Q5X16_BLOCK_BYTES;
+    return g3_x16_bytes(N, nb, G3_Q5X16_BLOCK_BYTES);
 }
 // Group g of a repacked weight of nb blocks a row.
 static inline const uint8_t *g3_q5x16_group(const void *packed, int64_t g, int nb) {
-    return (const uint8_t *)packed + g * (int64_t)nb * G3_Q5X16_BLOCK_BYTES;
+    return g3_x16_group(packed, g, nb, G3_Q5X16_BLOCK_BYTES);
 }
 
 // Repack rows 0..N-1 of a Q5_0 weight (row n at w + n * row_bytes, nb blocks) into out
@@ -55,7 +56,7 @@ typedef void (*G3Q5x16Gemv)(float *y, const uint8_t *group, int nb, const G3Bloc
 void g3_q5x16_gemv_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows);
 void g3_q5x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows);
 G3Q5x16Gemv g3_q5x16_gemv(int level);  // VNNI's, else the reference
-// y[0..31] = the 32 rows of two consecutive full groups . a, each activation quad broadcast
+// y[0..31] = the 32 rows of a pair's two groups (group: the first; both full) . a, each activation quad broadcast
 // once for 32 rows.
 typedef void (*G3Q5x16Gemv2)(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
 void g3_q5x16_gemv2_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);

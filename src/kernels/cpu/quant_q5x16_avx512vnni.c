@@ -34,7 +34,7 @@ TGT static inline __m512i block16(const uint8_t *q, const __m512i *b, __m512i ba
     return _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
 }
 
-static const X16Layout Q5 = {G3_Q5X16_QUANT_BYTES, 5, 16};  // five lines a block; the offset of 16
+static const X16Layout Q5 = {G3_Q5X16_QUANT_BYTES, 11, 16};  // 11 lines a pair's block (2 x 352 bytes); the offset of 16
 
 TGT void g3_q5x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows) {
     x16_gemv(y, group, nb, a, nrows, block16, Q5);
@@ -42,10 +42,9 @@ TGT void g3_q5x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const 
 
 // The GEMM's panel of a group: each quad built in a register as block16 builds it, stored.
 TGT void g3_q5x16_to_panel_avx512vnni(G3QPanelBlock *p, const uint8_t *group, int nb) {
-    const uint8_t *sc = group + (size_t)nb * G3_Q5X16_QUANT_BYTES;
     const __m512i m = _mm512_set1_epi8(0x0f), c16 = _mm512_set1_epi8(16);
     for (int b = 0; b < nb; b++) {
-        const uint8_t *q = group + (size_t)b * G3_Q5X16_QUANT_BYTES;
+        const uint8_t *q = group + (size_t)b * 2 * G3_Q5X16_BLOCK_BYTES, *sc = q + G3_Q5X16_QUANT_BYTES;
         for (int h = 0; h < 4; h++) {
             const __m512i v = _mm512_loadu_si512((const void *)(q + 64 * h));
             _mm512_storeu_si512((void *)p[b].q[h], fifth(_mm512_and_si512(v, m), q + 256, h, c16));
@@ -53,14 +52,14 @@ TGT void g3_q5x16_to_panel_avx512vnni(G3QPanelBlock *p, const uint8_t *group, in
         }
         for (int r = 0; r < G3_Q5X16_ROWS; r++) {  // the scales as the reference converts them
             uint16_t d;
-            memcpy(&d, sc + (size_t)b * 32 + 2 * r, 2);
+            memcpy(&d, sc + 2 * r, 2);
             p[b].scale[0][r] = p[b].scale[1][r] = g3_f16_to_f32(d);
             p[b].bias[r] = 0.0f;
         }
     }
 }
 
-// Two consecutive groups: each activation quad broadcast once for 32 rows.
+// A pair's two groups: each activation quad broadcast once for 32 rows.
 TGT void g3_q5x16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a) {
     x16_gemv2(y, group, nb, a, block16, Q5);
 }

@@ -59,7 +59,7 @@ TGT static inline __attribute__((always_inline)) void gemv_g(__m512 *acc, const 
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const G3BlockQ8A *ah = a + 8 * i + 4 * h;
-            // the super-block's 53 lines PF ahead, 27 each half (one twice)
+            // the super-block's 53 lines X16_PF ahead, 27 each half (one twice)
 #pragma GCC unroll 2
             for (int g = 0; g < G; g++) x16_prefetch(sb + g * gb + 26 * 64 * h, 27);
             __m512i s[2][4][2];  // [group][block 4h + k][half]: from -32 x the activation half's sum

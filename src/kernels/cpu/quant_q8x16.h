@@ -19,10 +19,11 @@
 // -128 * sum, and the int32 result is exactly the reference's (|u a| <= 255 * 127, 32 of them
 // and the start stay far inside int32; vpdpbusd does not saturate).
 //
-// Layout of an [N, K] Q8_0 weight (nb = K / 32 blocks a row), groups of 16 rows (the last one
-// padded with zero bytes and zero scales, as the GEMM's panels), group g at base + g * nb * 544:
-//   quants   [nb][8][16][4] bytes: block b, quad j, row r, byte i = row r's q[4j + i] + 128
-//   scales   [nb][16] f16 (after the quants): block b's scale of each row
+// Layout of an [N, K] Q8_0 weight (nb = K / 32 blocks a row): groups of 16 rows (the count
+// padded to even with zero rows: zero bytes and zero scales, as the GEMM's panels), stored in
+// pairs block by block (quant_x16.h); a group block, 544 bytes:
+//   quants   [8][16][4] bytes: quad j, row r, byte i = row r's q[4j + i] + 128
+//   scales   [16] f16: block b's scale of each row
 // So a block's quants are, byte for byte, the GEMM's panel block (quant_gemm.h: [quad][row][4],
 // Q8_0's bytes + 128): the panel is a copy. The file's bytes stay as they are (saving, convert,
 // exact mode read them); the model keeps the repacked copy beside them (model/repack.c).
@@ -36,16 +37,17 @@
 
 #include "quant_dot.h"
 #include "quant_gemm.h"
+#include "quant_x16.h"
 
 enum { G3_Q8X16_ROWS = 16, G3_Q8X16_QUANT_BYTES = 16 * 32, G3_Q8X16_BLOCK_BYTES = 16 * 34 };  // per group block
 
 // Bytes of the repacked form of N rows of nb blocks.
 static inline int64_t g3_q8x16_bytes(int64_t N, int nb) {
-    return (N + G3_Q8X16_ROWS - 1) / G3_Q8X16_ROWS * (int64_t)nb * G3_Q8X16_BLOCK_BYTES;
+    return g3_x16_bytes(N, nb, G3_Q8X16_BLOCK_BYTES);
 }
 // Group g of a repacked weight of nb blocks a row.
 static inline const uint8_t *g3_q8x16_group(const void *packed, int64_t g, int nb) {
-    return (const uint8_t *)packed + g * (int64_t)nb * G3_Q8X16_BLOCK_BYTES;
+    return g3_x16_group(packed, g, nb, G3_Q8X16_BLOCK_BYTES);
 }
 
 // Repack rows 0..N-1 of a Q8_0 weight (row n at w + n * row_bytes, nb blocks) into out
@@ -60,9 +62,9 @@ void g3_q8x16_gemv_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A 
 void g3_q8x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows);
 // The kernel of a quant_dot.h level (G3_QDOT_*): VNNI's, else the reference.
 G3Q8x16Gemv g3_q8x16_gemv(int level);
-// y[0..31] = the 32 rows of two consecutive full groups (group and the next, nb * 544 bytes
-// on) . a: per row what G3Q8x16Gemv gives (so g3_qdot_q8_0_ref's results exactly), each
-// activation quad broadcast once for 32 rows.
+// y[0..31] = the 32 rows of a pair's two groups (group: the first; both full) . a: per row
+// what G3Q8x16Gemv gives (so g3_qdot_q8_0_ref's results exactly), each activation quad
+// broadcast once for 32 rows.
 typedef void (*G3Q8x16Gemv2)(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
 void g3_q8x16_gemv2_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
 void g3_q8x16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);

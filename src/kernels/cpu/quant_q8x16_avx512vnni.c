@@ -22,13 +22,13 @@ TGT static inline __m512i block16(const uint8_t *q, const __m512i *b, __m512i ba
     return _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
 }
 
-static const X16Layout Q8 = {G3_Q8X16_QUANT_BYTES, 8, 128};  // eight lines a block; the + 128
+static const X16Layout Q8 = {G3_Q8X16_QUANT_BYTES, 17, 128};  // 17 lines a pair's block (2 x 544 bytes); the + 128
 
 TGT void g3_q8x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows) {
     x16_gemv(y, group, nb, a, nrows, block16, Q8);
 }
 
-// Two consecutive groups: each activation quad broadcast once for 32 rows (as Q4_0's two-group
+// A pair's two groups: each activation quad broadcast once for 32 rows (as Q4_0's two-group
 // kernel).
 TGT void g3_q8x16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a) {
     x16_gemv2(y, group, nb, a, block16, Q8);

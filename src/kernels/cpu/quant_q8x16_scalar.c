@@ -6,19 +6,19 @@
 #include "../../tensor/quant.h"
 
 void g3_q8x16_pack(void *out, const void *w, int64_t row_bytes, int64_t N, int nb) {
-    const int64_t ng = (N + G3_Q8X16_ROWS - 1) / G3_Q8X16_ROWS;
+    const int64_t ng = (N + 2 * G3_Q8X16_ROWS - 1) / (2 * G3_Q8X16_ROWS) * 2;  // whole pairs
     for (int64_t g = 0; g < ng; g++) {
-        uint8_t *q = (uint8_t *)g3_q8x16_group(out, g, nb), *sc = q + (size_t)nb * G3_Q8X16_QUANT_BYTES;
-        // row by row: each ggml row read in order, its quads written into the group (the group
-        // is 20 KB for a 1152-wide row: in the L1 / L2 while its 16 rows pass)
+        uint8_t *grp = (uint8_t *)g3_q8x16_group(out, g, nb);
+        // row by row: each ggml row read in order, its quads written into the group (the pair
+        // is 40 KB for 1152-wide rows: in the L2 while its 16 rows pass)
         for (int r = 0; r < G3_Q8X16_ROWS; r++) {
             const int64_t n = g * G3_Q8X16_ROWS + r;
             const G3BlockQ8_0 *blk = n < N ? (const G3BlockQ8_0 *)((const uint8_t *)w + n * row_bytes) : NULL;
             for (int b = 0; b < nb; b++) {
-                uint8_t *d = q + (size_t)b * G3_Q8X16_QUANT_BYTES + 4 * r;
+                uint8_t *gb = grp + (size_t)b * 2 * G3_Q8X16_BLOCK_BYTES, *d = gb + 4 * r, *sc = gb + G3_Q8X16_QUANT_BYTES;
                 if (!blk) {  // padding: zero bytes, zero scale (the GEMM panel's padding)
                     for (int j = 0; j < 8; j++) memset(d + 64 * j, 0, 4);
-                    memset(sc + (size_t)b * 32 + 2 * r, 0, 2);
+                    memset(sc + 2 * r, 0, 2);
                     continue;
                 }
                 for (int j = 0; j < 8; j++) {  // a quad at a time: + 128 is the sign bit flipped
@@ -27,23 +27,22 @@ void g3_q8x16_pack(void *out, const void *w, int64_t row_bytes, int64_t N, int n
                     v ^= 0x80808080u;
                     memcpy(d + 64 * j, &v, 4);
                 }
-                memcpy(sc + (size_t)b * 32 + 2 * r, &blk[b].d, 2);
+                memcpy(sc + 2 * r, &blk[b].d, 2);
             }
         }
     }
 }
 
 void g3_q8x16_gemv_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows) {
-    const uint8_t *sc = group + (size_t)nb * G3_Q8X16_QUANT_BYTES;
     for (int r = 0; r < nrows; r++) {
         float acc = 0.0f;
         for (int b = 0; b < nb; b++) {
-            const uint8_t *q = group + (size_t)b * G3_Q8X16_QUANT_BYTES + 4 * r;
+            const uint8_t *blk = group + (size_t)b * 2 * G3_Q8X16_BLOCK_BYTES, *q = blk + 4 * r, *sc = blk + G3_Q8X16_QUANT_BYTES;
             int32_t s = -128 * a[b].sum;  // the bytes are q + 128 (quant_q8x16.h)
             for (int j = 0; j < 8; j++)
                 for (int i = 0; i < 4; i++) s += (int32_t)q[64 * j + i] * a[b].qs[4 * j + i];
             uint16_t d;
-            memcpy(&d, sc + (size_t)b * 32 + 2 * r, 2);
+            memcpy(&d, sc + 2 * r, 2);
             acc += (float)s * (g3_f16_to_f32(d) * a[b].d);
         }
         y[r] = acc;
@@ -56,7 +55,7 @@ G3Q8x16Gemv g3_q8x16_gemv(int level) {
 
 void g3_q8x16_gemv2_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a) {
     g3_q8x16_gemv_ref(y, group, nb, a, G3_Q8X16_ROWS);
-    g3_q8x16_gemv_ref(y + G3_Q8X16_ROWS, group + (size_t)nb * G3_Q8X16_BLOCK_BYTES, nb, a, G3_Q8X16_ROWS);
+    g3_q8x16_gemv_ref(y + G3_Q8X16_ROWS, group + G3_Q8X16_BLOCK_BYTES, nb, a, G3_Q8X16_ROWS);  // the pair's second
 }
 
 G3Q8x16Gemv2 g3_q8x16_gemv2(int level) {
@@ -64,12 +63,12 @@ G3Q8x16Gemv2 g3_q8x16_gemv2(int level) {
 }
 
 void g3_q8x16_to_panel(G3QPanelBlock *p, const uint8_t *group, int nb) {
-    const uint8_t *sc = group + (size_t)nb * G3_Q8X16_QUANT_BYTES;
     for (int b = 0; b < nb; b++) {
-        memcpy(p[b].q, group + (size_t)b * G3_Q8X16_QUANT_BYTES, G3_Q8X16_QUANT_BYTES);  // the same [quad][row][4] bytes
+        const uint8_t *blk = group + (size_t)b * 2 * G3_Q8X16_BLOCK_BYTES, *sc = blk + G3_Q8X16_QUANT_BYTES;
+        memcpy(p[b].q, blk, G3_Q8X16_QUANT_BYTES);  // the same [quad][row][4] bytes
         for (int r = 0; r < G3_Q8X16_ROWS; r++) {
             uint16_t d;
-            memcpy(&d, sc + (size_t)b * 32 + 2 * r, 2);
+            memcpy(&d, sc + 2 * r, 2);
             p[b].scale[0][r] = p[b].scale[1][r] = g3_f16_to_f32(d);
             p[b].bias[r] = 0.0f;
         }
