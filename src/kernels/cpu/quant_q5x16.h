@@ -56,8 +56,8 @@ typedef void (*G3Q5x16Gemv)(float *y, const uint8_t *group, int nb, const G3Bloc
 void g3_q5x16_gemv_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows);
 void g3_q5x16_gemv_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a, int nrows);
 G3Q5x16Gemv g3_q5x16_gemv(int level);  // VNNI's, else the reference
-// y[0..31] = the 32 rows of a pair's two groups (group: the first; both full) . a, each activation quad broadcast
-// once for 32 rows.
+// y[0..31] = the 32 rows of a pair's two groups (group: the first; both full) . a, each
+// activation quad broadcast once for 32 rows.
 typedef void (*G3Q5x16Gemv2)(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
 void g3_q5x16_gemv2_ref(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
 void g3_q5x16_gemv2_avx512vnni(float *y, const uint8_t *group, int nb, const G3BlockQ8A *a);
