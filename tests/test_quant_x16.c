@@ -23,6 +23,7 @@
 #include "kernels/cpu/quant_q8x16.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "steps.h"
 #include "tensor/quant.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -166,25 +167,13 @@ static void test_linear(const XType *xt) {
     }
 }
 
-// Logits of a prefill of T ids then D one-token steps (rows [T + D][V]).
-static float *run(const G3Model *m, const int32_t *ids, int T, int D) {
-    const int V = m->cfg.vocab;
-    float *lg = malloc((size_t)(T + D) * V * sizeof *lg);
-    G3State *s = g3_state_new(m, 1, T + D, T, 1, NULL);
-    int ok = s && g3_prefill(s, 0, ids, T, lg) == 0;
-    for (int d = 0; ok && d < D; d++) ok = g3_prefill(s, 0, ids + T + d, 1, lg + (size_t)(T + d) * V) == 0;
-    CHECK(ok, "forward: %s", g3_error());
-    g3_state_free(s);
-    return lg;
-}
-
 static void test_model(G3DType type) {
     const char *tn = g3_dtype_name(type);
     G3Model m;
     if (g3_model_load(&m, "models/default")) { CHECK(0, "models/default: %s", g3_error()); return; }
     const int T = 9, D = 4, V = m.cfg.vocab;
     int32_t ids[13] = {2, 651, 1213, 33, 470, 90, 1027, 12, 400, 3001, 77, 5, 1500};
-    float *ref = run(&m, ids, T, D);  // the stored bf16 weights: what the type itself moves the logits by
+    float *ref = steps_logits(&m, ids, T, D);  // the stored bf16 weights: what the type itself moves the logits by
     // every matrix to the type in memory (from its stored bf16)
     void **mem = calloc((size_t)m.nt, sizeof *mem);
     int nq = 0;
@@ -200,13 +189,13 @@ static void test_model(G3DType type) {
         CHECK(g3_model_set(&m, i, type, mem[i]) == 0, "set %s: %s", t->name, g3_error());
         nq++;
     }
-    float *plain = run(&m, ids, T, D);
+    float *plain = steps_logits(&m, ids, T, D);
     CHECK(g3_model_repack(&m) == 0, "repack: %s", g3_error());
     int packed = 0;
     for (int i = 0; i < m.nt; i++) packed += m.t[i].packed != NULL;
     if (g3_qdot_cpu_level() >= G3_QDOT_AVX512VNNI) CHECK(packed == nq, "%s: repacked %d matrices of %d", tn, packed, nq);
     else CHECK(packed == 0, "%s: repacked %d matrices on a CPU without VNNI", tn, packed);
-    float *rep = run(&m, ids, T, D);
+    float *rep = steps_logits(&m, ids, T, D);
     CHECK(memcmp(plain, rep, (size_t)T * V * 4) == 0, "%s: prefill logits differ repacked (rel %.3g)", tn, rel_err(rep, plain, (long)T * V));
     // one-token steps take another kernel repacked than not (the reference's float order, not
     // the ggml rows' kernel's two blocks a register): the same int32 block sums, so only the
